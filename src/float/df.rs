@@ -1,0 +1,459 @@
+//! Distance-Forward learning in f32, exactly as DESIGN.md §1 writes it.
+//!
+//! Rows of every activation matrix are (sample, hypothesis) pairs: row `i * k + j` is sample
+//! `i` under hypothesis `hyps[i * k + j]`, and hypothesis slot 0 is always the true label.
+
+use super::linalg::{add_row_bias, argmax, column_sums, gemm, norm, Mat, Op};
+use super::optim::Optim;
+use super::{normalise_rows, unit_input_init, BatchStats, Learner};
+use crate::config::{Algorithm, Collaboration, Config, Loss, Negatives, Scheme};
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// The parameters of a DF network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DfParams {
+    /// `w[l]` is d_{l+1} × d_l.
+    pub w: Vec<Mat>,
+    pub b: Vec<Vec<f32>>,
+    /// Label centroids, stored transposed: row c is U[:, c] (C × d_1).
+    pub u: Mat,
+}
+
+/// One layer's activations over all (sample, hypothesis) rows.
+#[derive(Clone, Debug)]
+pub struct LayerAct {
+    /// h = ReLU(z); z > 0 exactly where h > 0, so the mask needs no storage.
+    pub h: Mat,
+    /// x̂ = h / (‖h‖ + ε): the next layer's input.
+    pub xhat: Mat,
+    /// G = (1/d) Σ h² per row.
+    pub goodness: Vec<f32>,
+    /// 1 / (‖h‖ + ε) per row (the constant scale of the cross terms).
+    pub inv_norm: Vec<f32>,
+}
+
+/// A forward pass: hypotheses and every layer's activations.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    /// Hypotheses per sample.
+    pub k: usize,
+    pub hyps: Vec<u32>,
+    /// Normalised input, one row per sample.
+    pub x0: Mat,
+    pub layers: Vec<LayerAct>,
+}
+
+/// Gradients of the minibatch loss (mean over samples), same shapes as `DfParams`.
+#[derive(Clone, Debug)]
+pub struct DfGrads {
+    pub w: Vec<Mat>,
+    pub b: Vec<Vec<f32>>,
+    pub u: Mat,
+    /// Σ over samples of Σ_l L_l.
+    pub loss_sum: f64,
+    pub correct: Option<usize>,
+}
+
+pub struct DfNet {
+    alg: Algorithm,
+    classes: usize,
+    pub params: DfParams,
+    /// DF-R's fixed random feedback: `feedback[l]` has the shape of `w[l]` (used for l ≥ 1).
+    feedback: Vec<Mat>,
+    optim: Optim,
+    rng: ChaCha8Rng,
+}
+
+/// The loss of one layer for one sample and ∂L/∂G̃ for each hypothesis slot.
+///
+/// `gt[0]` is G̃(y); `active[j]` says whether slot j ≥ 1 is a negative this step.
+/// Returns (L, β) with β_y = −Σ β_k in slot 0.
+pub fn loss_coefficients(alg: &Algorithm, gt: &[f32], active: &[bool]) -> (f64, Vec<f32>) {
+    let mut beta = vec![0.0f32; gt.len()];
+    let (m, s) = (alg.margin as f64, alg.scale as f64);
+    let gy = gt[0] as f64;
+    let mut loss = 0.0f64;
+    match alg.loss {
+        Loss::Npair => {
+            let t: Vec<f64> = (1..gt.len())
+                .map(|j| s * (gt[j] as f64 - gy + m))
+                .collect();
+            // log(1 + Σ e^t) computed around its largest exponent so it cannot overflow.
+            let mx = t
+                .iter()
+                .zip(&active[1..])
+                .filter(|(_, &a)| a)
+                .map(|(&t, _)| t)
+                .fold(0.0f64, f64::max);
+            let mut denom = (-mx).exp();
+            for (tj, &a) in t.iter().zip(&active[1..]) {
+                if a {
+                    denom += (tj - mx).exp();
+                }
+            }
+            loss = (mx + denom.ln()) / s;
+            for (j, (tj, &a)) in t.iter().zip(&active[1..]).enumerate() {
+                if a {
+                    beta[j + 1] = ((tj - mx).exp() / denom) as f32;
+                }
+            }
+        }
+        Loss::Hinge => {
+            for j in 1..gt.len() {
+                let v = m + gt[j] as f64 - gy;
+                if active[j] && v > 0.0 {
+                    loss += v;
+                    beta[j] = 1.0;
+                }
+            }
+        }
+    }
+    beta[0] = -beta[1..].iter().sum::<f32>();
+    (loss, beta)
+}
+
+impl DfNet {
+    pub fn new(cfg: &Config) -> DfNet {
+        let widths = cfg.network.widths();
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.training.seed);
+        let w: Vec<Mat> = widths
+            .windows(2)
+            .map(|p| unit_input_init(p[1], p[0], &mut rng))
+            .collect();
+        let b = widths[1..].iter().map(|&d| vec![0.0; d]).collect();
+        // Zero centroids: every hypothesis starts equal, and the N-pair gradient separates them.
+        let u = Mat::zeros(cfg.network.classes, widths[1]);
+        let mut fb_rng = ChaCha8Rng::seed_from_u64(cfg.algorithm.feedback_seed);
+        let feedback = w
+            .iter()
+            .map(|m| unit_input_init(m.rows, m.cols, &mut fb_rng))
+            .collect();
+        let params = DfParams { w, b, u };
+        let mut sizes = Vec::new();
+        for l in 0..params.w.len() {
+            sizes.push(params.w[l].data.len());
+            sizes.push(params.b[l].len());
+        }
+        sizes.push(params.u.data.len());
+        DfNet {
+            alg: cfg.algorithm.clone(),
+            classes: cfg.network.classes,
+            params,
+            feedback,
+            optim: Optim::new(&cfg.training, &sizes),
+            rng: ChaCha8Rng::seed_from_u64(cfg.training.seed.wrapping_add(0x5eed)),
+        }
+    }
+
+    /// Hypothesis lists for a training batch: slot 0 the label, then the negatives' candidates.
+    fn training_hyps(&mut self, labels: &[u32]) -> (usize, Vec<u32>) {
+        let c = self.classes as u32;
+        match self.alg.negatives {
+            Negatives::All | Negatives::Hard => (self.classes, all_hyps(labels, c)),
+            Negatives::Random => {
+                let n = self.alg.negatives_count;
+                let mut hyps = Vec::with_capacity(labels.len() * (n + 1));
+                for &y in labels {
+                    hyps.push(y);
+                    // Draw from the C−1 wrong labels by index, skipping over y.
+                    for idx in sample(&mut self.rng, self.classes - 1, n).into_iter() {
+                        let idx = idx as u32;
+                        hyps.push(if idx >= y { idx + 1 } else { idx });
+                    }
+                }
+                (n + 1, hyps)
+            }
+        }
+    }
+
+    /// The forward pass of every layer for the given hypotheses.
+    pub fn forward(&self, x: &Mat, k: usize, hyps: &[u32]) -> Forward {
+        let p = &self.params;
+        let eps = self.alg.epsilon;
+        let x0 = normalise_rows(x, eps);
+        let bsz = x.rows;
+        let mut a1 = Mat::zeros(bsz, p.w[0].rows);
+        gemm(1.0, &x0, Op::N, &p.w[0], Op::T, 0.0, &mut a1);
+        add_row_bias(&mut a1, &p.b[0]);
+        // W_1 x̂_0 + b_1 is computed once per sample; each hypothesis only adds its centroid.
+        let mut z = Mat::zeros(bsz * k, a1.cols);
+        for (r, &h) in hyps.iter().enumerate() {
+            let (row, cen) = (a1.row(r / k), p.u.row(h as usize));
+            for ((o, a), c) in z.row_mut(r).iter_mut().zip(row).zip(cen) {
+                *o = a + c;
+            }
+        }
+        let mut layers = vec![activate(z, eps)];
+        for l in 1..p.w.len() {
+            let prev = &layers[l - 1].xhat;
+            let mut z = Mat::zeros(prev.rows, p.w[l].rows);
+            gemm(1.0, prev, Op::N, &p.w[l], Op::T, 0.0, &mut z);
+            add_row_bias(&mut z, &p.b[l]);
+            layers.push(activate(z, eps));
+        }
+        Forward {
+            k,
+            hyps: hyps.to_vec(),
+            x0,
+            layers,
+        }
+    }
+
+    /// G̃_l for every row: own goodness plus the stopped-gradient goodness of collaborators.
+    fn collaborative_goodness(&self, fwd: &Forward) -> Vec<Vec<f32>> {
+        let nl = fwd.layers.len();
+        (0..nl)
+            .map(|l| {
+                let mut g = fwd.layers[l].goodness.clone();
+                for t in 0..nl {
+                    let include = match self.alg.collaboration {
+                        Collaboration::None => false,
+                        Collaboration::Previous => t < l,
+                        Collaboration::All => t != l,
+                    };
+                    if include {
+                        for (a, b) in g.iter_mut().zip(&fwd.layers[t].goodness) {
+                            *a += b;
+                        }
+                    }
+                }
+                g
+            })
+            .collect()
+    }
+
+    /// Which hypothesis slots are negatives this step, for layer scores `gt` of one sample.
+    fn active_slots(&self, gt: &[f32]) -> Vec<bool> {
+        let mut active = vec![true; gt.len()];
+        active[0] = false;
+        if self.alg.negatives == Negatives::Hard {
+            let mut order: Vec<usize> = (1..gt.len()).collect();
+            // Hardest = highest score among the wrong labels; ties to the lower slot.
+            order.sort_by(|&a, &b| gt[b].total_cmp(&gt[a]).then(a.cmp(&b)));
+            active.iter_mut().for_each(|a| *a = false);
+            for &j in order.iter().take(self.alg.negatives_count) {
+                active[j] = true;
+            }
+        }
+        active
+    }
+
+    /// Inference scores: Σ_{l∈S} G_l(k) for each row.
+    fn scores(&self, fwd: &Forward, eval: &[usize]) -> Vec<f32> {
+        let mut s = vec![0.0f32; fwd.hyps.len()];
+        for &l in eval {
+            for (a, b) in s.iter_mut().zip(&fwd.layers[l].goodness) {
+                *a += b;
+            }
+        }
+        s
+    }
+
+    fn eval_layers(&self) -> Vec<usize> {
+        if self.alg.eval_layers.is_empty() {
+            (0..self.params.w.len()).collect()
+        } else {
+            self.alg.eval_layers.iter().map(|l| l - 1).collect()
+        }
+    }
+
+    /// Loss and gradients of one minibatch (no update), for training and gradient checks.
+    pub fn gradients(&mut self, x: &Mat, labels: &[u32]) -> DfGrads {
+        let (k, hyps) = self.training_hyps(labels);
+        let fwd = self.forward(x, k, &hyps);
+        self.gradients_of(&fwd, labels.len())
+    }
+
+    /// Loss and gradients for a forward pass already made.
+    pub fn gradients_of(&self, fwd: &Forward, bsz: usize) -> DfGrads {
+        let p = &self.params;
+        let nl = fwd.layers.len();
+        let k = fwd.k;
+        let gtilde = self.collaborative_goodness(fwd);
+        let mut loss_sum = 0.0f64;
+        // Local errors δ_l = β (2/d_l) h ⊙ 1[z>0] (h is already zero where z ≤ 0).
+        let mut local: Vec<Mat> = Vec::with_capacity(nl);
+        for (l, act) in fwd.layers.iter().enumerate() {
+            let d = act.h.cols as f32;
+            let mut delta = Mat::zeros(act.h.rows, act.h.cols);
+            for i in 0..bsz {
+                let gt = &gtilde[l][i * k..(i + 1) * k];
+                let active = self.active_slots(gt);
+                let (loss, beta) = loss_coefficients(&self.alg, gt, &active);
+                loss_sum += loss;
+                for (j, &bj) in beta.iter().enumerate() {
+                    if bj != 0.0 {
+                        let r = i * k + j;
+                        let f = bj * 2.0 / d;
+                        for (o, h) in delta.row_mut(r).iter_mut().zip(act.h.row(r)) {
+                            *o = f * h;
+                        }
+                    }
+                }
+            }
+            local.push(delta);
+        }
+        // Cross terms: the next layer's local error reaches back through W (DF-O) or a fixed
+        // random B (DF-R); the normalisation in between is taken as the constant 1/(‖h‖+ε).
+        let mut delta = local.clone();
+        if self.alg.scheme != Scheme::Df {
+            for l in 0..nl.saturating_sub(1) {
+                let m = match self.alg.scheme {
+                    Scheme::DfO => &p.w[l + 1],
+                    _ => &self.feedback[l + 1],
+                };
+                let act = &fwd.layers[l];
+                let mut back = Mat::zeros(act.h.rows, act.h.cols);
+                gemm(1.0, &local[l + 1], Op::N, m, Op::N, 0.0, &mut back);
+                for r in 0..back.rows {
+                    let s = act.inv_norm[r];
+                    for ((o, bv), h) in delta[l].row_mut(r).iter_mut().zip(back.row(r)).zip(act.h.row(r)) {
+                        if *h > 0.0 {
+                            *o += bv * s;
+                        }
+                    }
+                }
+            }
+        }
+        let inv_b = 1.0 / bsz as f32;
+        let mut gw = Vec::with_capacity(nl);
+        let mut gb = Vec::with_capacity(nl);
+        // Layer 1: x̂_0 is shared by all hypotheses, so ΔW_1 = e x̂_0ᵀ with e = Σ_k δ_1(k).
+        let mut e = Mat::zeros(bsz, p.w[0].rows);
+        let mut gu = Mat::zeros(p.u.rows, p.u.cols);
+        for r in 0..delta[0].rows {
+            let dr = delta[0].row(r);
+            for (o, v) in e.row_mut(r / k).iter_mut().zip(dr) {
+                *o += v;
+            }
+            for (o, v) in gu.row_mut(fwd.hyps[r] as usize).iter_mut().zip(dr) {
+                *o += v * inv_b;
+            }
+        }
+        let mut g0 = Mat::zeros(p.w[0].rows, p.w[0].cols);
+        gemm(inv_b, &e, Op::T, &fwd.x0, Op::N, 0.0, &mut g0);
+        let mut b0 = vec![0.0; p.b[0].len()];
+        column_sums(&e, inv_b, &mut b0);
+        gw.push(g0);
+        gb.push(b0);
+        for l in 1..nl {
+            let mut g = Mat::zeros(p.w[l].rows, p.w[l].cols);
+            gemm(inv_b, &delta[l], Op::T, &fwd.layers[l - 1].xhat, Op::N, 0.0, &mut g);
+            let mut bl = vec![0.0; p.b[l].len()];
+            column_sums(&delta[l], inv_b, &mut bl);
+            gw.push(g);
+            gb.push(bl);
+        }
+        let correct = (k == self.classes).then(|| {
+            let s = self.scores(fwd, &self.eval_layers());
+            (0..bsz)
+                .filter(|&i| argmax(&s[i * k..(i + 1) * k]) == 0)
+                .count()
+        });
+        DfGrads {
+            w: gw,
+            b: gb,
+            u: gu,
+            loss_sum,
+            correct,
+        }
+    }
+
+    /// Per-layer losses Σ_i L_l(i) for fixed hypotheses (all negatives active unless hard).
+    pub fn layer_losses(&self, x: &Mat, k: usize, hyps: &[u32]) -> Vec<f64> {
+        let fwd = self.forward(x, k, hyps);
+        let gtilde = self.collaborative_goodness(&fwd);
+        gtilde
+            .iter()
+            .map(|g| {
+                (0..x.rows)
+                    .map(|i| {
+                        let gt = &g[i * k..(i + 1) * k];
+                        loss_coefficients(&self.alg, gt, &self.active_slots(gt)).0
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
+    /// Goodness G_l(c) of every class for each sample: `out[l]` is batch × C.
+    pub fn goodness_table(&self, x: &Mat) -> Vec<Mat> {
+        let c = self.classes;
+        let hyps: Vec<u32> = (0..x.rows).flat_map(|_| 0..c as u32).collect();
+        let fwd = self.forward(x, c, &hyps);
+        fwd.layers
+            .iter()
+            .map(|a| Mat {
+                rows: x.rows,
+                cols: c,
+                data: a.goodness.clone(),
+            })
+            .collect()
+    }
+
+    fn apply(&mut self, g: &DfGrads) {
+        self.optim.begin_step();
+        let p = &mut self.params;
+        for l in 0..p.w.len() {
+            self.optim.apply(2 * l, &mut p.w[l].data, &g.w[l].data);
+            self.optim.apply(2 * l + 1, &mut p.b[l], &g.b[l]);
+        }
+        self.optim.apply(2 * p.w.len(), &mut p.u.data, &g.u.data);
+    }
+}
+
+/// Slot 0 the label, then every other class in increasing order.
+fn all_hyps(labels: &[u32], c: u32) -> Vec<u32> {
+    let mut hyps = Vec::with_capacity(labels.len() * c as usize);
+    for &y in labels {
+        hyps.push(y);
+        hyps.extend((0..c).filter(|&k| k != y));
+    }
+    hyps
+}
+
+/// ReLU, goodness and normalisation of one layer's pre-activations.
+fn activate(mut z: Mat, eps: f32) -> LayerAct {
+    let d = z.cols as f32;
+    z.data.iter_mut().for_each(|v| *v = v.max(0.0));
+    let h = z;
+    let mut xhat = h.clone();
+    let mut goodness = Vec::with_capacity(h.rows);
+    let mut inv_norm = Vec::with_capacity(h.rows);
+    for r in 0..h.rows {
+        let n = norm(h.row(r));
+        goodness.push(n * n / d);
+        let s = 1.0 / (n + eps);
+        inv_norm.push(s);
+        xhat.row_mut(r).iter_mut().for_each(|v| *v *= s);
+    }
+    LayerAct {
+        h,
+        xhat,
+        goodness,
+        inv_norm,
+    }
+}
+
+impl Learner for DfNet {
+    fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats {
+        let g = self.gradients(x, labels);
+        self.apply(&g);
+        BatchStats {
+            loss_sum: g.loss_sum,
+            correct: g.correct,
+        }
+    }
+
+    fn predict(&self, x: &Mat) -> Vec<u32> {
+        let c = self.classes;
+        let hyps: Vec<u32> = (0..x.rows).flat_map(|_| 0..c as u32).collect();
+        let fwd = self.forward(x, c, &hyps);
+        let s = self.scores(&fwd, &self.eval_layers());
+        (0..x.rows)
+            .map(|i| argmax(&s[i * c..(i + 1) * c]) as u32)
+            .collect()
+    }
+}

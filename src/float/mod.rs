@@ -1,0 +1,59 @@
+//! The float (f32) reference: DF as DESIGN.md §1 defines it, and the FF and BP baselines.
+//!
+//! This is the accuracy ceiling the fixed-point model and the hardware are measured against.
+
+pub mod bp;
+pub mod df;
+pub mod ff;
+pub mod linalg;
+pub mod optim;
+
+use crate::config::{Config, Learner as LearnerKind};
+use linalg::Mat;
+use rand::Rng;
+
+/// What one minibatch step reports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchStats {
+    /// Sum over the batch of the per-sample loss (all layers for the local learners).
+    pub loss_sum: f64,
+    /// Correct predictions made by the forward pass before the update, where the learner's
+    /// training pass already scores every class (otherwise `None`).
+    pub correct: Option<usize>,
+}
+
+/// A trainable classifier over raw pixel rows.
+pub trait Learner {
+    /// One minibatch: `x` is batch × d_0 raw pixels in [0,1]; `labels` are < classes.
+    fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats;
+    /// Predicted class of each row.
+    fn predict(&self, x: &Mat) -> Vec<u32>;
+}
+
+/// Build the learner named by the config.
+pub fn make_learner(cfg: &Config) -> Box<dyn Learner> {
+    match cfg.algorithm.name {
+        LearnerKind::Df => Box::new(df::DfNet::new(cfg)),
+        LearnerKind::Ff => Box::new(ff::FfNet::new(cfg)),
+        LearnerKind::Bp => Box::new(bp::BpNet::new(cfg)),
+    }
+}
+
+/// Rows scaled to unit L2 norm: x̂_0 = x / (‖x‖ + ε) (DESIGN.md §1).
+pub fn normalise_rows(x: &Mat, eps: f32) -> Mat {
+    let mut out = x.clone();
+    for r in 0..out.rows {
+        let row = out.row_mut(r);
+        let s = 1.0 / (linalg::norm(row) + eps);
+        row.iter_mut().for_each(|v| *v *= s);
+    }
+    out
+}
+
+/// A weight matrix whose rows, fed a unit-norm input, give pre-activations of unit variance:
+/// uniform in ±√3 has variance 1. Every local learner normalises its inputs, so this is the
+/// scale that keeps goodness O(1) at the start whatever the width.
+pub fn unit_input_init(rows: usize, cols: usize, rng: &mut impl Rng) -> Mat {
+    let a = 3.0f32.sqrt();
+    Mat::from_fn(rows, cols, |_, _| rng.gen_range(-a..a))
+}

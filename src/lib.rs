@@ -1,0 +1,11 @@
+//! dfforge: Distance-Forward learning, from a float reference to FPGA hardware.
+//!
+//! See ARCHITECTURE.md for where things live and why.
+
+pub mod config;
+pub mod data;
+pub mod float;
+pub mod plot;
+pub mod report;
+pub mod train;
+pub mod util;

@@ -1,0 +1,193 @@
+//! The `dfforge` command line.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use dfforge::config::{Config, Learner};
+use dfforge::data::{self, DatasetSpec};
+use dfforge::float::make_learner;
+use dfforge::report::TrainReport;
+use dfforge::train::{train, RunOptions};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+const ABOUT: &str = "Distance-Forward (DF) learning, from a float reference to FPGA hardware.
+
+With no command, dfforge trains the built-in default config (a DF network on the 8x8 digits) \
+with the float reference and prints its accuracy.";
+
+#[derive(Parser)]
+#[command(name = "dfforge", version, about = ABOUT, long_about = ABOUT)]
+struct Cli {
+    /// TOML config; without it the built-in default (configs/default.toml) is used.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where data sets are stored and looked for.
+    #[arg(long, global = true, value_name = "DIR", env = "DFFORGE_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a network and report accuracy and speed (the default command).
+    Train(TrainArgs),
+    /// Fetch a data set into the data directory (sha256-verified).
+    FetchData {
+        /// Only `mnist` needs fetching; `digits` ships inside the binary.
+        #[arg(value_enum)]
+        dataset: FetchName,
+    },
+    /// Print the resolved config (built-in default or --config) as TOML.
+    Config,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FetchName {
+    Mnist,
+}
+
+#[derive(Clone, Copy, ValueEnum, Default)]
+enum Backend {
+    /// The f32 reference model.
+    #[default]
+    Float,
+}
+
+#[derive(clap::Args, Default)]
+struct TrainArgs {
+    #[arg(long, help = dataset_help())]
+    dataset: Option<String>,
+    /// Which model computes the training.
+    #[arg(long, value_enum, default_value_t = Backend::Float)]
+    backend: Backend,
+    /// Learner: df (Distance-Forward), ff (Hinton's Forward-Forward) or bp (backprop, softmax head).
+    #[arg(long, value_parser = ["df", "ff", "bp"])]
+    algorithm: Option<String>,
+    /// Override training.epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Use only the first N training samples (quick experiments).
+    #[arg(long, value_name = "N")]
+    limit_train: Option<usize>,
+    /// Use only the first N test samples.
+    #[arg(long, value_name = "N")]
+    limit_test: Option<usize>,
+    /// Write the JSON report here (atomically).
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+    /// Write training curves (loss, test accuracy per epoch) as .png or .svg.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn dataset_help() -> String {
+    format!(
+        "Data set, overriding data.dataset: `digits` (8x8 handwritten digits, built in; {}), \
+         `mnist` (60k/10k; run `dfforge fetch-data mnist` first), or `idx:DIR` (a directory \
+         with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, \
+         t10k-labels-idx1-ubyte, gzipped or not)",
+        data::DIGITS_SPLIT_DOC
+    )
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Train(TrainArgs::default())) {
+        Command::Train(args) => cmd_train(cfg, &cli.data_dir, args),
+        Command::FetchData { dataset: FetchName::Mnist } => {
+            let dir = data::fetch_mnist(&cli.data_dir)?;
+            println!("MNIST is in {}", dir.display());
+            Ok(())
+        }
+        Command::Config => {
+            print!("{}", cfg.to_toml());
+            Ok(())
+        }
+    }
+}
+
+fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Result<()> {
+    if let Some(d) = args.dataset {
+        cfg.data.dataset = d;
+    }
+    if let Some(a) = args.algorithm {
+        cfg.algorithm.name = match a.as_str() {
+            "ff" => Learner::Ff,
+            "bp" => Learner::Bp,
+            _ => Learner::Df,
+        };
+    }
+    if let Some(e) = args.epochs {
+        cfg.training.epochs = e;
+    }
+    cfg.validate()?;
+    let spec: DatasetSpec = cfg.data.dataset.parse()?;
+    let mut ds = data::load(&spec, data_dir)?;
+    ds.truncate(args.limit_train, args.limit_test);
+    anyhow::ensure!(
+        ds.dim() == cfg.network.input && ds.classes <= cfg.network.classes,
+        "data set {} has {} pixels and {} classes, but the config says network.input = {} and \
+         network.classes = {}; use a config made for this data set (e.g. configs/mnist.toml for mnist)",
+        spec,
+        ds.dim(),
+        ds.classes,
+        cfg.network.input,
+        cfg.network.classes
+    );
+    anyhow::ensure!(!ds.train.is_empty(), "data set {spec} has no training samples");
+    let progress = !args.quiet && std::io::stderr().is_terminal();
+    let backend = match args.backend {
+        Backend::Float => "float",
+    };
+    eprintln!(
+        "training {} on {} ({} train / {} test, {} px, {} classes), backend {backend}, network {:?}",
+        cfg.algorithm.name,
+        spec,
+        ds.train.len(),
+        ds.test.len(),
+        ds.dim(),
+        ds.classes,
+        cfg.network.widths()
+    );
+    let mut learner = make_learner(&cfg);
+    let opts = RunOptions {
+        epochs: cfg.training.epochs,
+        batch: cfg.training.batch,
+        seed: cfg.training.seed,
+        progress,
+    };
+    let out = train(learner.as_mut(), &ds, &opts);
+    let report = TrainReport::new(backend, &cfg, ds.train.len(), ds.test.len(), &out);
+    println!(
+        "{} {} on {}: train accuracy {:.4}, test accuracy {:.4}, {:.1} s, {:.0} samples/s",
+        backend,
+        report.algorithm,
+        report.dataset,
+        report.train_accuracy,
+        report.test_accuracy,
+        report.train_seconds,
+        report.samples_per_second
+    );
+    if let Some(p) = &args.report {
+        report.write(p).with_context(|| format!("writing report {}", p.display()))?;
+        eprintln!("report written to {}", p.display());
+    }
+    if let Some(p) = &args.plot {
+        let title = format!("{} {} on {}", backend, report.algorithm, report.dataset);
+        dfforge::plot::plot_curves(p, &title, &[(&report.algorithm, &report.history)])?;
+        eprintln!("plot written to {}", p.display());
+    }
+    Ok(())
+}

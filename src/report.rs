@@ -1,0 +1,62 @@
+//! The JSON report of a training run: what ran, on what, how well and how fast.
+
+use crate::config::Config;
+use crate::train::{EpochRecord, TrainOutcome};
+use crate::util::write_atomic;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainReport {
+    pub dfforge_version: String,
+    /// Which model computed the run: `float` (later `fixed`, `rtl`, ...).
+    pub backend: String,
+    /// `df`, `ff` or `bp`.
+    pub algorithm: String,
+    pub dataset: String,
+    pub epochs: usize,
+    pub train_samples: usize,
+    pub test_samples: usize,
+    /// Fractions in 0..1.
+    pub train_accuracy: f64,
+    pub test_accuracy: f64,
+    pub train_seconds: f64,
+    pub samples_per_second: f64,
+    pub history: Vec<EpochRecord>,
+    /// The full resolved config (file or built-in, after command-line overrides).
+    pub config: Config,
+}
+
+impl TrainReport {
+    pub fn new(
+        backend: &str,
+        cfg: &Config,
+        train_samples: usize,
+        test_samples: usize,
+        out: &TrainOutcome,
+    ) -> TrainReport {
+        TrainReport {
+            dfforge_version: env!("CARGO_PKG_VERSION").to_string(),
+            backend: backend.to_string(),
+            algorithm: cfg.algorithm.name.to_string(),
+            dataset: cfg.data.dataset.clone(),
+            epochs: cfg.training.epochs,
+            train_samples,
+            test_samples,
+            train_accuracy: out.train_accuracy,
+            test_accuracy: out.test_accuracy,
+            train_seconds: out.train_seconds,
+            samples_per_second: out.samples_per_second,
+            history: out.history.clone(),
+            config: cfg.clone(),
+        }
+    }
+
+    /// Write as pretty JSON, atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        write_atomic(path, text.as_bytes())
+    }
+}
