@@ -89,6 +89,30 @@ pub enum Scheme {
     DfO,
 }
 
+/// How the learning rate moves over the run (a multiplier on `learning_rate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Always 1.
+    Constant,
+    /// From 1 down to 0 at the end of the last epoch.
+    Linear,
+    /// Half a cosine from 1 down to 0.
+    Cosine,
+}
+
+impl Schedule {
+    /// The multiplier after fraction `progress` (0..1) of all training steps.
+    pub fn factor(self, progress: f64) -> f32 {
+        let p = progress.clamp(0.0, 1.0);
+        match self {
+            Schedule::Constant => 1.0,
+            Schedule::Linear => (1.0 - p) as f32,
+            Schedule::Cosine => (0.5 * (1.0 + (std::f64::consts::PI * p).cos())) as f32,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Optimizer {
@@ -108,7 +132,15 @@ macro_rules! display_as_serde {
         }
     )*};
 }
-display_as_serde!(Learner, Loss, Negatives, Collaboration, Scheme, Optimizer);
+display_as_serde!(
+    Learner,
+    Loss,
+    Negatives,
+    Collaboration,
+    Scheme,
+    Optimizer,
+    Schedule
+);
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +165,7 @@ pub struct Algorithm {
 pub struct Training {
     pub optimizer: Optimizer,
     pub learning_rate: f32,
+    pub lr_schedule: Schedule,
     pub momentum: f32,
     pub batch: usize,
     pub epochs: usize,
@@ -259,10 +292,7 @@ impl Config {
         bad(
             "network.hidden",
             n.hidden.iter().all(|&w| (1..=65536).contains(&w)),
-            format!(
-                "is {:?}; every width must be between 1 and 65536",
-                n.hidden
-            ),
+            format!("is {:?}; every width must be between 1 and 65536", n.hidden),
         );
         bad(
             "network.classes",
@@ -323,8 +353,8 @@ impl Config {
         let t = &self.training;
         bad(
             "training.learning_rate",
-            t.learning_rate.is_finite() && t.learning_rate > 0.0 && t.learning_rate <= 10.0,
-            format!("is {}; it must be in (0, 10]", t.learning_rate),
+            t.learning_rate.is_finite() && t.learning_rate > 0.0 && t.learning_rate <= 1000.0,
+            format!("is {}; it must be in (0, 1000]", t.learning_rate),
         );
         bad(
             "training.momentum",
@@ -388,7 +418,9 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        Config::from_toml_str(text, "t.toml").unwrap_err().to_string()
+        Config::from_toml_str(text, "t.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     fn default_with(old: &str, new: &str) -> String {
@@ -407,7 +439,11 @@ mod tests {
     #[test]
     fn unknown_key_is_rejected_with_its_line() {
         let text = default_with("batch = 32", "batch = 32\nbatch_size = 4");
-        let line = text.lines().position(|l| l.starts_with("batch_size")).unwrap() + 1;
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("batch_size"))
+            .unwrap()
+            + 1;
         let e = err(&text);
         assert!(e.starts_with(&format!("t.toml:{line}:")), "{e}");
         assert!(e.contains("unknown field `batch_size`"), "{e}");
@@ -421,7 +457,7 @@ mod tests {
 
     #[test]
     fn out_of_range_values_name_line_and_rule() {
-        let text = default_with("learning_rate = 0.002", "learning_rate = -1.0");
+        let text = default_with("learning_rate = 20.0", "learning_rate = -1.0");
         let line = text
             .lines()
             .position(|l| l.starts_with("learning_rate"))
@@ -430,7 +466,7 @@ mod tests {
         let e = err(&text);
         assert_eq!(
             e,
-            format!("t.toml:{line}: `training.learning_rate`: is -1; it must be in (0, 10]")
+            format!("t.toml:{line}: `training.learning_rate`: is -1; it must be in (0, 1000]")
         );
         let e = err(&default_with("negatives_count = 9", "negatives_count = 10"));
         assert!(e.contains("between 1 and 9"), "{e}");

@@ -22,7 +22,13 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where data sets are stored and looked for.
-    #[arg(long, global = true, value_name = "DIR", env = "DFFORGE_DATA_DIR", default_value = "data")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "DFFORGE_DATA_DIR",
+        default_value = "data"
+    )]
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -106,7 +112,9 @@ fn run(cli: Cli) -> Result<()> {
     let cfg = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Train(TrainArgs::default())) {
         Command::Train(args) => cmd_train(cfg, &cli.data_dir, args),
-        Command::FetchData { dataset: FetchName::Mnist } => {
+        Command::FetchData {
+            dataset: FetchName::Mnist,
+        } => {
             let dir = data::fetch_mnist(&cli.data_dir)?;
             println!("MNIST is in {}", dir.display());
             Ok(())
@@ -146,7 +154,10 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
         cfg.network.input,
         cfg.network.classes
     );
-    anyhow::ensure!(!ds.train.is_empty(), "data set {spec} has no training samples");
+    anyhow::ensure!(
+        !ds.train.is_empty(),
+        "data set {spec} has no training samples"
+    );
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let backend = match args.backend {
         Backend::Float => "float",
@@ -166,7 +177,9 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
         epochs: cfg.training.epochs,
         batch: cfg.training.batch,
         seed: cfg.training.seed,
+        schedule: cfg.training.lr_schedule,
         progress,
+        log_epochs: !args.quiet,
     };
     let out = train(learner.as_mut(), &ds, &opts);
     let report = TrainReport::new(backend, &cfg, ds.train.len(), ds.test.len(), &out);
@@ -181,7 +194,9 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
         report.samples_per_second
     );
     if let Some(p) = &args.report {
-        report.write(p).with_context(|| format!("writing report {}", p.display()))?;
+        report
+            .write(p)
+            .with_context(|| format!("writing report {}", p.display()))?;
         eprintln!("report written to {}", p.display());
     }
     if let Some(p) = &args.plot {

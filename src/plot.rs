@@ -77,12 +77,7 @@ where
     root.fill(&WHITE).map_err(e)?;
     let root = root.titled(title, ("sans-serif", 22)).map_err(e)?;
     let (left, right) = root.split_horizontally(500);
-    let epochs = runs
-        .iter()
-        .map(|(_, h)| h.len())
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
+    let epochs = runs.iter().map(|(_, h)| h.len()).max().unwrap_or(1).max(1) as f64;
     let max_loss = runs
         .iter()
         .flat_map(|(_, h)| h.iter().map(|r| r.train_loss))
@@ -114,7 +109,11 @@ where
             let pts: Vec<(f64, f64)> = hist
                 .iter()
                 .map(|r| {
-                    let y = if pi == 0 { r.train_loss } else { r.test_accuracy };
+                    let y = if pi == 0 {
+                        r.train_loss
+                    } else {
+                        r.test_accuracy
+                    };
                     (r.epoch as f64, y)
                 })
                 .collect();

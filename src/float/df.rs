@@ -77,9 +77,7 @@ pub fn loss_coefficients(alg: &Algorithm, gt: &[f32], active: &[bool]) -> (f64, 
     let mut loss = 0.0f64;
     match alg.loss {
         Loss::Npair => {
-            let t: Vec<f64> = (1..gt.len())
-                .map(|j| s * (gt[j] as f64 - gy + m))
-                .collect();
+            let t: Vec<f64> = (1..gt.len()).map(|j| s * (gt[j] as f64 - gy + m)).collect();
             // log(1 + Σ e^t) computed around its largest exponent so it cannot overflow.
             let mx = t
                 .iter()
@@ -309,7 +307,12 @@ impl DfNet {
                 gemm(1.0, &local[l + 1], Op::N, m, Op::N, 0.0, &mut back);
                 for r in 0..back.rows {
                     let s = act.inv_norm[r];
-                    for ((o, bv), h) in delta[l].row_mut(r).iter_mut().zip(back.row(r)).zip(act.h.row(r)) {
+                    for ((o, bv), h) in delta[l]
+                        .row_mut(r)
+                        .iter_mut()
+                        .zip(back.row(r))
+                        .zip(act.h.row(r))
+                    {
                         if *h > 0.0 {
                             *o += bv * s;
                         }
@@ -340,7 +343,15 @@ impl DfNet {
         gb.push(b0);
         for l in 1..nl {
             let mut g = Mat::zeros(p.w[l].rows, p.w[l].cols);
-            gemm(inv_b, &delta[l], Op::T, &fwd.layers[l - 1].xhat, Op::N, 0.0, &mut g);
+            gemm(
+                inv_b,
+                &delta[l],
+                Op::T,
+                &fwd.layers[l - 1].xhat,
+                Op::N,
+                0.0,
+                &mut g,
+            );
             let mut bl = vec![0.0; p.b[l].len()];
             column_sums(&delta[l], inv_b, &mut bl);
             gw.push(g);
@@ -445,6 +456,10 @@ impl Learner for DfNet {
             loss_sum: g.loss_sum,
             correct: g.correct,
         }
+    }
+
+    fn set_lr_factor(&mut self, f: f32) {
+        self.optim.set_lr_factor(f);
     }
 
     fn predict(&self, x: &Mat) -> Vec<u32> {

@@ -138,6 +138,10 @@ impl Learner for FfNet {
         }
     }
 
+    fn set_lr_factor(&mut self, f: f32) {
+        self.optim.set_lr_factor(f);
+    }
+
     fn predict(&self, x: &Mat) -> Vec<u32> {
         let c = self.classes;
         let eval: Vec<usize> = if self.alg.eval_layers.is_empty() {

@@ -144,7 +144,9 @@ mod tests {
 
     fn naive(a: &Mat, b: &Mat) -> Mat {
         Mat::from_fn(a.rows, b.cols, |i, j| {
-            (0..a.cols).map(|p| a.data[i * a.cols + p] * b.data[p * b.cols + j]).sum()
+            (0..a.cols)
+                .map(|p| a.data[i * a.cols + p] * b.data[p * b.cols + j])
+                .sum()
         })
     }
 

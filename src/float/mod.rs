@@ -28,6 +28,8 @@ pub trait Learner {
     fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats;
     /// Predicted class of each row.
     fn predict(&self, x: &Mat) -> Vec<u32>;
+    /// Multiply the configured learning rate by `f` from the next step on.
+    fn set_lr_factor(&mut self, f: f32);
 }
 
 /// Build the learner named by the config.

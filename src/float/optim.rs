@@ -8,6 +8,7 @@ use crate::config::{Optimizer, Training};
 /// Per-tensor optimizer state; one `Optim` serves all tensors of a learner, indexed by slot.
 pub struct Optim {
     kind: Optimizer,
+    base_lr: f32,
     lr: f32,
     momentum: f32,
     step: i32,
@@ -30,12 +31,18 @@ impl Optim {
         };
         Optim {
             kind: t.optimizer,
+            base_lr: t.learning_rate,
             lr: t.learning_rate,
             momentum: t.momentum,
             step: 0,
             first: state(t.optimizer != Optimizer::Sgd),
             second: state(t.optimizer == Optimizer::Adam),
         }
+    }
+
+    /// Scale the configured learning rate (the schedule's multiplier).
+    pub fn set_lr_factor(&mut self, f: f32) {
+        self.lr = self.base_lr * f;
     }
 
     /// Call once per minibatch, before the `apply` calls of that batch.
@@ -65,7 +72,12 @@ impl Optim {
                 let c2 = 1.0 - BETA2.powi(t);
                 let lr = self.lr * c2.sqrt() / c1;
                 let (m, v) = (&mut self.first[slot], &mut self.second[slot]);
-                for (((p, g), m), v) in param.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+                for (((p, g), m), v) in param
+                    .iter_mut()
+                    .zip(grad)
+                    .zip(m.iter_mut())
+                    .zip(v.iter_mut())
+                {
                     *m = BETA1 * *m + (1.0 - BETA1) * g;
                     *v = BETA2 * *v + (1.0 - BETA2) * g * g;
                     *p -= lr * *m / (v.sqrt() + ADAM_EPS);
@@ -83,6 +95,7 @@ mod tests {
         Training {
             optimizer: kind,
             learning_rate: 0.1,
+            lr_schedule: crate::config::Schedule::Constant,
             momentum: 0.5,
             batch: 1,
             epochs: 1,

@@ -1,0 +1,251 @@
+//! The `dfforge` binary as a user meets it: defaults that run, reports with the promised
+//! fields, and errors that name the problem and the fix.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn dfforge(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dfforge"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DFFORGE_DATA_DIR")
+        .output()
+        .expect("run dfforge")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// IDX bytes: magic (0, 0, 0x08 = u8, dims), big-endian dims, data.
+fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        v.extend(d.to_be_bytes());
+    }
+    v.extend(data);
+    v
+}
+
+/// A tiny IDX data set: 3 classes of 4x4 images, each class a bright quadrant.
+fn write_idx_dir(dir: &Path, n_train: u32, n_test: u32) {
+    let make = |n: u32| {
+        let mut px = Vec::new();
+        let mut lab = Vec::new();
+        for i in 0..n {
+            let c = (i % 3) as u8;
+            lab.push(c);
+            for p in 0..16u32 {
+                let quadrant = ((p / 4) / 2) * 2 + (p % 4) / 2;
+                px.push(if quadrant == c as u32 {
+                    200 + (i % 50) as u8
+                } else {
+                    (i * 7 % 30) as u8
+                });
+            }
+        }
+        (idx(&[n, 4, 4], &px), idx(&[n], &lab))
+    };
+    let (ti, tl) = make(n_train);
+    let (vi, vl) = make(n_test);
+    std::fs::write(dir.join("train-images-idx3-ubyte"), ti).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), tl).unwrap();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), vi).unwrap();
+    std::fs::write(dir.join("t10k-labels-idx1-ubyte"), vl).unwrap();
+}
+
+const IDX_CONFIG: &str = r#"
+[network]
+input = 16
+hidden = [12, 12]
+classes = 3
+[algorithm]
+name = "df"
+loss = "npair"
+margin = 0.05
+scale = 20.0
+negatives = "all"
+negatives_count = 2
+collaboration = "previous"
+scheme = "df"
+eval_layers = []
+epsilon = 1e-6
+ff_threshold = 0.5
+feedback_seed = 7
+[training]
+optimizer = "adam"
+learning_rate = 0.01
+lr_schedule = "constant"
+momentum = 0.9
+batch = 8
+epochs = 3
+seed = 1
+[data]
+dataset = "idx:tiny"
+"#;
+
+#[test]
+fn no_arguments_trains_the_builtin_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dfforge(&["--quiet-not-a-flag"], dir.path());
+    assert!(!o.status.success(), "unknown flags are rejected");
+    let o = dfforge(&["train", "--epochs", "2", "--quiet"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("float df on digits: train accuracy"), "{out}");
+}
+
+#[test]
+fn report_and_plots_are_written_with_the_promised_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tiny")).unwrap();
+    write_idx_dir(&dir.path().join("tiny"), 60, 30);
+    std::fs::write(dir.path().join("c.toml"), IDX_CONFIG).unwrap();
+    let o = dfforge(
+        &[
+            "train",
+            "--config",
+            "c.toml",
+            "--report",
+            "out/r.json",
+            "--plot",
+            "out/c.svg",
+            "--quiet",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/r.json")).unwrap()).unwrap();
+    for key in [
+        "backend",
+        "algorithm",
+        "dataset",
+        "epochs",
+        "train_accuracy",
+        "test_accuracy",
+        "train_seconds",
+        "samples_per_second",
+        "config",
+        "history",
+    ] {
+        assert!(r.get(key).is_some(), "report lacks {key}: {r}");
+    }
+    assert_eq!(r["backend"], "float");
+    assert_eq!(r["dataset"], "idx:tiny");
+    assert_eq!(
+        r["config"]["network"]["hidden"],
+        serde_json::json!([12, 12])
+    );
+    assert_eq!(r["history"].as_array().unwrap().len(), 3);
+    let acc = r["test_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    assert!(acc > 0.9, "three bright quadrants are easy: {acc}");
+    let svg = std::fs::read_to_string(dir.path().join("out/c.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("test accuracy"));
+    let o = dfforge(
+        &[
+            "train", "--config", "c.toml", "--plot", "c.png", "--quiet", "--epochs", "1",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let png = std::fs::read(dir.path().join("c.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let o = dfforge(
+        &[
+            "train", "--config", "c.toml", "--plot", "c.gif", "--quiet", "--epochs", "1",
+        ],
+        dir.path(),
+    );
+    assert!(
+        stderr(&o).contains("must end in .png or .svg"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn config_errors_name_file_line_and_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = IDX_CONFIG.replace("batch = 8", "batch = 0");
+    std::fs::write(dir.path().join("bad.toml"), &bad).unwrap();
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("batch = 0"))
+        .unwrap()
+        + 1;
+    let o = dfforge(&["train", "--config", "bad.toml"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!(
+            "bad.toml:{line}: `training.batch`: is 0; it must be between 1 and 65536"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let o = dfforge(&["train", "--config", "missing.toml"], dir.path());
+    assert!(
+        stderr(&o).contains("cannot read config missing.toml"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        IDX_CONFIG.replace("margin", "margni"),
+    )
+    .unwrap();
+    let o = dfforge(&["config", "--config", "typo.toml"], dir.path());
+    assert!(
+        stderr(&o).contains("unknown field `margni`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn data_errors_name_the_file_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), IDX_CONFIG).unwrap();
+    // Missing directory.
+    let o = dfforge(&["train", "--config", "c.toml"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("train-images-idx3-ubyte"),
+        "{}",
+        stderr(&o)
+    );
+    // Truncated image file.
+    std::fs::create_dir(dir.path().join("tiny")).unwrap();
+    write_idx_dir(&dir.path().join("tiny"), 20, 10);
+    let p = dir.path().join("tiny/train-images-idx3-ubyte");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
+    let o = dfforge(&["train", "--config", "c.toml"], dir.path());
+    let e = stderr(&o);
+    assert!(
+        e.contains("train-images-idx3-ubyte") && e.contains("truncated"),
+        "{e}"
+    );
+    // Data set that does not fit the network.
+    write_idx_dir(&dir.path().join("tiny"), 20, 10);
+    let o = dfforge(&["train", "--dataset", "idx:tiny"], dir.path());
+    let e = stderr(&o);
+    assert!(
+        e.contains("16 pixels") && e.contains("network.input = 64"),
+        "{e}"
+    );
+    // MNIST not fetched yet.
+    let o = dfforge(
+        &["train", "--dataset", "mnist", "--data-dir", "nowhere"],
+        dir.path(),
+    );
+    assert!(
+        stderr(&o).contains("dfforge fetch-data mnist"),
+        "{}",
+        stderr(&o)
+    );
+    // A data set name that does not exist.
+    let o = dfforge(&["train", "--dataset", "cifar"], dir.path());
+    assert!(stderr(&o).contains("idx:DIR"), "{}", stderr(&o));
+}
