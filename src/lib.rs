@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod data;
+pub mod fixed;
 pub mod float;
 pub mod plot;
 pub mod report;

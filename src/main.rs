@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use dfforge::config::{Config, Learner};
+use dfforge::config::{Config, Learner, Optimizer};
 use dfforge::data::{self, DatasetSpec};
 use dfforge::float::make_learner;
 use dfforge::report::TrainReport;
@@ -46,6 +46,15 @@ enum Command {
     },
     /// Print the resolved config (built-in default or --config) as TOML.
     Config,
+    /// Compare training reports: a Markdown table on stdout, optionally overlaid curves.
+    Compare {
+        /// Reports written by `dfforge train --report`.
+        #[arg(required = true, value_name = "REPORT.json")]
+        reports: Vec<PathBuf>,
+        /// Also draw their curves into one .png or .svg.
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -58,6 +67,8 @@ enum Backend {
     /// The f32 reference model.
     #[default]
     Float,
+    /// The bit-accurate fixed-point golden model of the hardware (DF, SGD).
+    Fixed,
 }
 
 #[derive(clap::Args, Default)]
@@ -73,6 +84,12 @@ struct TrainArgs {
     /// Override training.epochs.
     #[arg(long)]
     epochs: Option<usize>,
+    /// Override training.optimizer.
+    #[arg(long, value_parser = ["sgd", "momentum", "adam"])]
+    optimizer: Option<String>,
+    /// Override training.learning_rate.
+    #[arg(long, value_name = "ETA")]
+    lr: Option<f32>,
     /// Use only the first N training samples (quick experiments).
     #[arg(long, value_name = "N")]
     limit_train: Option<usize>,
@@ -123,6 +140,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", cfg.to_toml());
             Ok(())
         }
+        Command::Compare { reports, plot } => cmd_compare(&reports, plot.as_deref()),
     }
 }
 
@@ -139,6 +157,16 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
     }
     if let Some(e) = args.epochs {
         cfg.training.epochs = e;
+    }
+    if let Some(o) = args.optimizer {
+        cfg.training.optimizer = match o.as_str() {
+            "adam" => Optimizer::Adam,
+            "momentum" => Optimizer::Momentum,
+            _ => Optimizer::Sgd,
+        };
+    }
+    if let Some(lr) = args.lr {
+        cfg.training.learning_rate = lr;
     }
     cfg.validate()?;
     let spec: DatasetSpec = cfg.data.dataset.parse()?;
@@ -161,6 +189,7 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
     let progress = !args.quiet && std::io::stderr().is_terminal();
     let backend = match args.backend {
         Backend::Float => "float",
+        Backend::Fixed => "fixed",
     };
     eprintln!(
         "training {} on {} ({} train / {} test, {} px, {} classes), backend {backend}, network {:?}",
@@ -172,7 +201,10 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
         ds.classes,
         cfg.network.widths()
     );
-    let mut learner = make_learner(&cfg);
+    let mut learner: Box<dyn dfforge::float::Learner> = match args.backend {
+        Backend::Float => make_learner(&cfg),
+        Backend::Fixed => Box::new(dfforge::fixed::model::FixedDf::new(&cfg)?),
+    };
     let opts = RunOptions {
         epochs: cfg.training.epochs,
         batch: cfg.training.batch,
@@ -182,7 +214,11 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
         log_epochs: !args.quiet,
     };
     let out = train(learner.as_mut(), &ds, &opts);
-    let report = TrainReport::new(backend, &cfg, ds.train.len(), ds.test.len(), &out);
+    let mut report = TrainReport::new(backend, &cfg, ds.train.len(), ds.test.len(), &out);
+    if let Backend::Fixed = args.backend {
+        report.fixed_formats = Some(cfg.fixed.clone());
+        report.memory_bits = Some(dfforge::fixed::memory::account(&cfg));
+    }
     println!(
         "{} {} on {}: train accuracy {:.4}, test accuracy {:.4}, {:.1} s, {:.0} samples/s",
         backend,
@@ -202,6 +238,34 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
     if let Some(p) = &args.plot {
         let title = format!("{} {} on {}", backend, report.algorithm, report.dataset);
         dfforge::plot::plot_curves(p, &title, &[(&report.algorithm, &report.history)])?;
+        eprintln!("plot written to {}", p.display());
+    }
+    Ok(())
+}
+
+fn cmd_compare(paths: &[PathBuf], plot: Option<&std::path::Path>) -> Result<()> {
+    let reports = paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read report {}", p.display()))?;
+            serde_json::from_str::<TrainReport>(&text).with_context(|| {
+                format!("{} is not a dfforge training report (JSON written by `dfforge train --report`)", p.display())
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    print!("{}", dfforge::report::markdown_table(&reports));
+    if let Some(p) = plot {
+        let labels: Vec<String> = reports
+            .iter()
+            .map(|r| format!("{} {} ({})", r.backend, r.algorithm, r.dataset))
+            .collect();
+        let runs: Vec<(&str, &[dfforge::train::EpochRecord])> = labels
+            .iter()
+            .zip(&reports)
+            .map(|(l, r)| (l.as_str(), r.history.as_slice()))
+            .collect();
+        dfforge::plot::plot_curves(p, "dfforge: compared runs", &runs)?;
         eprintln!("plot written to {}", p.display());
     }
     Ok(())

@@ -26,6 +26,12 @@ pub struct TrainReport {
     pub history: Vec<EpochRecord>,
     /// The full resolved config (file or built-in, after command-line overrides).
     pub config: Config,
+    /// Fixed-point backends: the number formats used (also inside `config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_formats: Option<crate::config::FixedPoint>,
+    /// Fixed-point backends: on-chip memory needed by DF and by backprop at these widths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bits: Option<crate::fixed::memory::MemoryAccount>,
 }
 
 impl TrainReport {
@@ -50,6 +56,8 @@ impl TrainReport {
             samples_per_second: out.samples_per_second,
             history: out.history.clone(),
             config: cfg.clone(),
+            fixed_formats: None,
+            memory_bits: None,
         }
     }
 
@@ -59,4 +67,35 @@ impl TrainReport {
         text.push('\n');
         write_atomic(path, text.as_bytes())
     }
+}
+
+/// A Markdown table of reports, one row each, in the given order.
+pub fn markdown_table(reports: &[TrainReport]) -> String {
+    let mut t = String::from(
+        "| data set | network | algorithm | backend | optimizer | epochs | train acc | test acc | samples/s |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in reports {
+        let widths: Vec<String> = r
+            .config
+            .network
+            .widths()
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        t.push_str(&format!(
+            "| {} | {} | {} | {} | {} η={} | {} | {:.4} | {:.4} | {:.0} |\n",
+            r.dataset,
+            widths.join("-"),
+            r.algorithm,
+            r.backend,
+            r.config.training.optimizer,
+            r.config.training.learning_rate,
+            r.epochs,
+            r.train_accuracy,
+            r.test_accuracy,
+            r.samples_per_second
+        ));
+    }
+    t
 }

@@ -21,6 +21,8 @@ fn small_cfg(loss: Loss, collab: Collaboration, scheme: Scheme) -> Config {
     c.algorithm.negatives_count = 3;
     c.algorithm.margin = 0.3;
     c.algorithm.scale = 4.0;
+    // Hinge's β_y reaches −(C−1): the fixed-point β format needs integer bits for it.
+    c.fixed.beta.frac = 11;
     c.validate().unwrap();
     c
 }
@@ -247,6 +249,7 @@ fn every_option_trains_digits_above_chance() {
                     c.algorithm.negatives_count = 3;
                     c.algorithm.collaboration = collab;
                     c.algorithm.scheme = scheme;
+                    c.fixed.beta.frac = 11;
                     if loss == Loss::Hinge {
                         // Hinge β is 1 per violating negative (N-pair's sum to at most 1), so
                         // its steps are up to C−1 times larger: SGD needs a smaller rate.

@@ -76,6 +76,7 @@ pub struct QFormat {
 
 /// Unvalidated mirror of [`QFormat`] used only for deserialisation.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawQFormat {
     bits: u32,
     frac: u32,

@@ -13,7 +13,10 @@
 //! * [`lfsr`]: the Galois LFSR feeding stochastic rounding.
 
 pub mod format;
+pub mod kernels;
 pub mod lfsr;
+pub mod memory;
+pub mod model;
 pub mod ops;
 pub mod tables;
 

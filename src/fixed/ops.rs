@@ -242,13 +242,7 @@ pub(crate) fn rescale_wide(
 }
 
 /// [`requantize`] from an `i128` bus.
-pub(crate) fn requant_wide(
-    x: i128,
-    from_frac: u32,
-    to_fmt: QFormat,
-    mode: Rounding,
-    rnd: u64,
-) -> i64 {
+pub fn requant_wide(x: i128, from_frac: u32, to_fmt: QFormat, mode: Rounding, rnd: u64) -> i64 {
     sat_to(rescale_wide(x, from_frac, to_fmt.frac, mode, rnd), to_fmt)
 }
 

@@ -158,10 +158,13 @@ impl RsqrtTable {
         })
     }
 
-    /// `1/sqrt(x * 2^-fi)` as a raw value in `out_fmt` (see the type docs).
-    pub fn rsqrt(&self, x: i64) -> i64 {
+    /// `1/sqrt(x * 2^-fi)` split as a table word and an exponent: the value is
+    /// `word * 2^-(out_fmt.frac + k)`. The normalisation unit multiplies by `word` and
+    /// folds `k` into its output shift, so no precision is lost to shifting the word
+    /// first. `x <= 0` gives `(0, 0)`: a zero vector normalises to zero.
+    pub fn rsqrt_parts(&self, x: i64) -> (i64, i64) {
         if x <= 0 {
-            return self.out_fmt.max();
+            return (0, 0);
         }
         let fi = self.in_fmt.frac;
         let n = 64 - x.leading_zeros(); // 1..=63
@@ -169,7 +172,15 @@ impl RsqrtTable {
         let a = self.addr_bits;
         let idx = if e >= a { x >> (e - a) } else { x << (a - e) };
         let word = self.entries.get(idx as usize).copied().unwrap_or(0);
-        let k = (i64::from(e) - i64::from(fi)) / 2; // exact: e - fi is even
+        (word, (i64::from(e) - i64::from(fi)) / 2) // exact: e - fi is even
+    }
+
+    /// `1/sqrt(x * 2^-fi)` as a raw value in `out_fmt` (see the type docs).
+    pub fn rsqrt(&self, x: i64) -> i64 {
+        if x <= 0 {
+            return self.out_fmt.max();
+        }
+        let (word, k) = self.rsqrt_parts(x);
         let y = if k >= 0 {
             shift_round_wide(i128::from(word), k as u32, Rounding::Truncate, 0)
         } else {

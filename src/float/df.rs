@@ -61,7 +61,7 @@ pub struct DfNet {
     classes: usize,
     pub params: DfParams,
     /// DF-R's fixed random feedback: `feedback[l]` has the shape of `w[l]` (used for l ≥ 1).
-    feedback: Vec<Mat>,
+    pub feedback: Vec<Mat>,
     optim: Optim,
     rng: ChaCha8Rng,
 }

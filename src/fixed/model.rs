@@ -1,0 +1,720 @@
+//! The DF training step and inference in fixed point: exactly what the hardware computes.
+//!
+//! Built only from the operators of [`super::ops`] and [`super::tables`], with the formats
+//! of the config's `[fixed]` section. The data path, per minibatch (rows are (sample,
+//! hypothesis) pairs as in the float model):
+//!
+//! 1. pixels are quantised on the host to `pixel` (half-up, saturating: 1.0 → max);
+//! 2. input normalisation: S = Σ p² (exact), `(word, k)` = rsqrt table of S, x̂_0 = p·word
+//!    requantised to `act` (the exponent k folded into the shift);
+//! 3. layer 1: acc = Σ W x̂_0 + b (exact, `accumulator`), once per sample; per hypothesis
+//!    z = acc + U[k] (exact); layers ≥ 2: z = Σ W x̂ + b;
+//! 4. h = ReLU(z) requantised to `hidden`; S = Σ h² (exact); G = S · (1/d) requantised to
+//!    `goodness`; x̂ = h · rsqrt(S) requantised to `act`;
+//! 5. G̃ = G + collaborators' G (saturating adds in `goodness`);
+//! 6. loss unit: N-pair: t = (G̃(k) − G̃(y) + m) · s requantised to `logit`, β from the exp
+//!    table and one reciprocal ([`loss_beta_npair`]); hinge: β = [G̃(k) − G̃(y) + m > 0];
+//!    β_y = −Σ β_k (exact);
+//! 7. δ = β · h · (2/d) requantised to `delta`; DF-R/DF-O add (Σ_o δ_{l+1} M) · rsqrt(S_l)
+//!    masked by h > 0, requantised to `delta`, saturating add;
+//! 8. gradients ΔW = Σ_rows δ x̂ᵀ (exact, `update`); layer 1 first sums δ over hypotheses
+//!    (x̂_0 is shared), ΔU[c] sums the rows of hypothesis c, Δb sums all rows;
+//! 9. update: w −= round(ΔW · η/B) with `update_rounding`, saturating to the parameter's
+//!    format. The update unit walks W_1, b_1, W_2, b_2, …, U in row-major address order and
+//!    clocks the LFSR once per parameter: that walk order is the one place where the result
+//!    depends on an ordering (stochastic rounding); every sum before it is exact and so
+//!    independent of the array's tiling.
+//!
+//! ε of the float model's normalisation is not modelled (1/‖h‖ comes from the table); a
+//! zero vector normalises to zero.
+
+use super::kernels::{rows_times_rows, IMat};
+use super::ops::{loss_beta_hinge, loss_beta_npair, lr_update, requant_wide, sat_to};
+use super::tables::{ExpTable, RsqrtTable};
+use super::{LearningRate, Lfsr, QFormat, RecipConst, Rounding};
+use crate::config::{Collaboration, Config, FixedPoint, Loss, Negatives, Scheme};
+use crate::float::df::{loss_coefficients, DfNet};
+use crate::float::linalg::Mat;
+use crate::float::{BatchStats, Learner};
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// Constants and tables derived from the config: exactly what the RTL generator emits.
+#[derive(Clone, Debug)]
+pub struct Units {
+    pub f: FixedPoint,
+    /// rsqrt ROM for sums of squared pixels (input frac 2·pixel.frac).
+    pub rsqrt_pixel: RsqrtTable,
+    /// rsqrt ROM for sums of squared hidden values (input frac 2·hidden.frac).
+    pub rsqrt_hidden: RsqrtTable,
+    pub exp: ExpTable,
+    /// 1/d per layer (goodness).
+    pub recip_d: Vec<RecipConst>,
+    /// 2/d per layer, raw with `const_frac` fraction bits (δ scale).
+    pub two_over_d: Vec<i64>,
+    /// s, raw with `const_frac` fraction bits.
+    pub scale: i64,
+    /// m, raw in `goodness`.
+    pub margin: i64,
+    /// η/B as a constant multiplier.
+    pub lr: LearningRate,
+}
+
+/// Why the fixed-point model cannot be built for a config.
+#[derive(Debug, thiserror::Error)]
+pub enum FixedError {
+    #[error("the fixed-point model trains with plain SGD (what the hardware does), but training.optimizer is `{0}`; set optimizer = \"sgd\"")]
+    Optimizer(String),
+    #[error("the fixed-point model implements DF only so far; `{0}` runs on the float backend")]
+    Learner(String),
+    #[error("fixed.rounding = \"stochastic\" is only supported for update_rounding; use \"truncate\" or \"half-up\"")]
+    StochasticActivations,
+    #[error("invalid fixed-point unit: {0}")]
+    Unit(String),
+}
+
+fn unsigned(bits: u32, frac: u32) -> QFormat {
+    QFormat {
+        bits,
+        frac,
+        signed: false,
+    }
+}
+
+impl Units {
+    pub fn new(cfg: &Config) -> Result<Units, FixedError> {
+        let f = cfg.fixed.clone();
+        if f.rounding == Rounding::Stochastic {
+            return Err(FixedError::StochasticActivations);
+        }
+        let unit = |e: &dyn std::fmt::Display| FixedError::Unit(e.to_string());
+        let word = unsigned(f.rsqrt_frac + 2, f.rsqrt_frac);
+        let sq = |frac: u32| unsigned(48, 2 * frac);
+        let rsqrt_pixel =
+            RsqrtTable::new(sq(f.pixel.frac), word, f.rsqrt_addr_bits).map_err(|e| unit(&e))?;
+        let rsqrt_hidden =
+            RsqrtTable::new(sq(f.hidden.frac), word, f.rsqrt_addr_bits).map_err(|e| unit(&e))?;
+        let exp = ExpTable::new(
+            f.logit,
+            unsigned(f.exp_frac + 1, f.exp_frac),
+            f.exp_addr_bits,
+            f.exp_range,
+        )
+        .map_err(|e| unit(&e))?;
+        let recip_d = cfg
+            .network
+            .hidden
+            .iter()
+            .map(|&d| RecipConst::new(d as u32, f.const_frac).map_err(|e| unit(&e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let two_over_d = cfg
+            .network
+            .hidden
+            .iter()
+            .map(|&d| f.constant(2.0 / d as f64))
+            .collect();
+        Ok(Units {
+            scale: f.constant(cfg.algorithm.scale as f64),
+            margin: f
+                .goodness
+                .from_f64(cfg.algorithm.margin as f64, Rounding::HalfUp),
+            lr: lr_constant(cfg, 1.0),
+            rsqrt_pixel,
+            rsqrt_hidden,
+            exp,
+            recip_d,
+            two_over_d,
+            f,
+        })
+    }
+
+    /// Normalisation unit: v · rsqrt(Σ v²) onto `act`. Returns (x̂, S, (word, k)).
+    pub fn normalise(
+        &self,
+        v: &[i32],
+        v_frac: u32,
+        table: &RsqrtTable,
+    ) -> (Vec<i32>, i64, (i64, i64)) {
+        let s: i64 = v.iter().map(|&x| i64::from(x) * i64::from(x)).sum();
+        let parts = table.rsqrt_parts(s);
+        let out = v
+            .iter()
+            .map(|&x| self.scale_by_rsqrt(i128::from(x), v_frac, parts, self.f.act) as i32)
+            .collect();
+        (out, s, parts)
+    }
+
+    /// `x · word · 2^-(rsqrt_frac + k)` from `x_frac` fraction bits onto `out`.
+    pub fn scale_by_rsqrt(&self, x: i128, x_frac: u32, (word, k): (i64, i64), out: QFormat) -> i64 {
+        let p = x * i128::from(word);
+        let frac = i64::from(x_frac) + i64::from(self.f.rsqrt_frac) + k;
+        if frac >= 0 {
+            requant_wide(p, frac as u32, out, self.f.rounding, 0)
+        } else {
+            // A sum below 1 has k < 0: the product gains integer bits (exact left shift).
+            let shifted = p.checked_shl((-frac) as u32).unwrap_or(i128::MAX);
+            requant_wide(shifted, 0, out, self.f.rounding, 0)
+        }
+    }
+}
+
+/// η·factor/B as the update unit's constant multiplier (half-up to `lr_frac` bits).
+pub fn lr_constant(cfg: &Config, factor: f32) -> LearningRate {
+    let t = &cfg.training;
+    let eta = t.learning_rate as f64 * factor as f64 / t.batch as f64;
+    let frac = cfg.fixed.lr_frac;
+    LearningRate::Mul {
+        value: (eta * (1u64 << frac) as f64 + 0.5).floor() as i64,
+        frac,
+    }
+}
+
+/// One layer's forward results over all rows.
+#[derive(Clone, Debug)]
+pub struct FxLayer {
+    /// h in `hidden`.
+    pub h: IMat,
+    /// x̂ in `act`.
+    pub xhat: IMat,
+    /// G in `goodness`.
+    pub goodness: Vec<i64>,
+    /// rsqrt(Σ h²) as (word, k), used by the DF-R/DF-O feedback.
+    pub rsqrt: Vec<(i64, i64)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FxForward {
+    pub k: usize,
+    pub hyps: Vec<u32>,
+    /// x̂_0 in `act`, one row per sample.
+    pub x0: IMat,
+    pub layers: Vec<FxLayer>,
+}
+
+/// Everything one training step computed, for co-simulation and tests.
+#[derive(Clone, Debug)]
+pub struct StepTrace {
+    pub forward: FxForward,
+    /// β per layer per row, in `beta`.
+    pub beta: Vec<Vec<i64>>,
+    /// δ per layer (after feedback), in `delta`.
+    pub delta: Vec<IMat>,
+}
+
+/// The parameters, raw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FxParams {
+    /// `w[l]` is d_{l+1} × d_l in `weight`.
+    pub w: Vec<IMat>,
+    /// In `bias`.
+    pub b: Vec<Vec<i64>>,
+    /// C × d_1 in `centroid`.
+    pub u: IMat,
+}
+
+pub struct FixedDf {
+    cfg: Config,
+    pub units: Units,
+    pub params: FxParams,
+    /// DF-R's fixed feedback matrices in `weight` (same shapes as `w`).
+    feedback: Vec<IMat>,
+    lfsr: Lfsr,
+    rng: ChaCha8Rng,
+}
+
+fn quantise_mat(m: &Mat, fmt: QFormat) -> IMat {
+    IMat {
+        rows: m.rows,
+        cols: m.cols,
+        data: m
+            .data
+            .iter()
+            .map(|&v| fmt.from_f64(v as f64, Rounding::HalfUp) as i32)
+            .collect(),
+    }
+}
+
+/// Host-side pixel quantisation.
+pub fn quantise_pixels(x: &Mat, fmt: QFormat) -> IMat {
+    quantise_mat(x, fmt)
+}
+
+impl FixedDf {
+    /// Start from the float model's initial parameters (same seed), quantised.
+    pub fn new(cfg: &Config) -> Result<FixedDf, FixedError> {
+        if cfg.training.optimizer != crate::config::Optimizer::Sgd {
+            return Err(FixedError::Optimizer(cfg.training.optimizer.to_string()));
+        }
+        if cfg.algorithm.name != crate::config::Learner::Df {
+            return Err(FixedError::Learner(cfg.algorithm.name.to_string()));
+        }
+        let units = Units::new(cfg)?;
+        let float = DfNet::new(cfg);
+        let f = &units.f;
+        let params = FxParams {
+            w: float
+                .params
+                .w
+                .iter()
+                .map(|m| quantise_mat(m, f.weight))
+                .collect(),
+            b: float
+                .params
+                .b
+                .iter()
+                .map(|b| {
+                    b.iter()
+                        .map(|&v| f.bias.from_f64(v as f64, Rounding::HalfUp))
+                        .collect()
+                })
+                .collect(),
+            u: quantise_mat(&float.params.u, f.centroid),
+        };
+        let feedback = float
+            .feedback
+            .iter()
+            .map(|m| quantise_mat(m, f.weight))
+            .collect();
+        let lfsr = Lfsr::with_default_taps(f.lfsr_width, f.lfsr_seed)
+            .map_err(|e| FixedError::Unit(e.to_string()))?;
+        Ok(FixedDf {
+            cfg: cfg.clone(),
+            units,
+            params,
+            feedback,
+            lfsr,
+            rng: ChaCha8Rng::seed_from_u64(cfg.training.seed.wrapping_add(0x5eed)),
+        })
+    }
+
+    fn classes(&self) -> usize {
+        self.cfg.network.classes
+    }
+
+    /// Hypotheses for a training batch: the same draws as the float model makes.
+    fn training_hyps(&mut self, labels: &[u32]) -> (usize, Vec<u32>) {
+        let c = self.classes();
+        match self.cfg.algorithm.negatives {
+            Negatives::All | Negatives::Hard => (c, all_hyps(labels, c as u32)),
+            Negatives::Random => {
+                let n = self.cfg.algorithm.negatives_count;
+                let mut hyps = Vec::with_capacity(labels.len() * (n + 1));
+                for &y in labels {
+                    hyps.push(y);
+                    for idx in sample(&mut self.rng, c - 1, n).into_iter() {
+                        let idx = idx as u32;
+                        hyps.push(if idx >= y { idx + 1 } else { idx });
+                    }
+                }
+                (n + 1, hyps)
+            }
+        }
+    }
+
+    /// The forward pass of every layer for the given hypotheses (`pixels` raw in `pixel`).
+    pub fn forward(&self, pixels: &IMat, k: usize, hyps: &[u32]) -> FxForward {
+        let u = &self.units;
+        let f = &u.f;
+        let p = &self.params;
+        let acc_f = f.accumulator.frac;
+        let mut x0 = IMat::zeros(pixels.rows, pixels.cols);
+        for r in 0..pixels.rows {
+            let (v, _, _) = u.normalise(pixels.row(r), f.pixel.frac, &u.rsqrt_pixel);
+            x0.row_mut(r).copy_from_slice(&v);
+        }
+        // Layer 1: the sample's product once, a centroid per hypothesis.
+        let d1 = p.w[0].rows;
+        let a1 = rows_times_rows(&x0, &p.w[0]);
+        let bias_shift = acc_f - f.bias.frac;
+        let cen_shift = acc_f - f.centroid.frac;
+        let mut z = vec![0i64; hyps.len() * d1];
+        for (r, &h) in hyps.iter().enumerate() {
+            let s = r / k;
+            let cen = p.u.row(h as usize);
+            for o in 0..d1 {
+                z[r * d1 + o] =
+                    a1[s * d1 + o] + (p.b[0][o] << bias_shift) + (i64::from(cen[o]) << cen_shift);
+            }
+        }
+        let mut layers = vec![self.activate(&z, hyps.len(), d1, 0)];
+        for l in 1..p.w.len() {
+            let prev = &layers[l - 1].xhat;
+            let d = p.w[l].rows;
+            let mut z = rows_times_rows(prev, &p.w[l]);
+            for r in 0..prev.rows {
+                for o in 0..d {
+                    z[r * d + o] += p.b[l][o] << bias_shift;
+                }
+            }
+            layers.push(self.activate(&z, prev.rows, d, l));
+        }
+        FxForward {
+            k,
+            hyps: hyps.to_vec(),
+            x0,
+            layers,
+        }
+    }
+
+    /// ReLU/requantise, goodness and normalisation of one layer's accumulators.
+    fn activate(&self, z: &[i64], rows: usize, d: usize, layer: usize) -> FxLayer {
+        let u = &self.units;
+        let f = &u.f;
+        let mut h = IMat::zeros(rows, d);
+        for (o, &zv) in h.data.iter_mut().zip(z) {
+            *o = requant_wide(
+                i128::from(zv.max(0)),
+                f.accumulator.frac,
+                f.hidden,
+                f.rounding,
+                0,
+            ) as i32;
+        }
+        let mut xhat = IMat::zeros(rows, d);
+        let mut goodness = Vec::with_capacity(rows);
+        let mut rsqrt = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let (v, s, parts) = u.normalise(h.row(r), f.hidden.frac, &u.rsqrt_hidden);
+            xhat.row_mut(r).copy_from_slice(&v);
+            let rc = &u.recip_d[layer];
+            let g = requant_wide(
+                i128::from(s) * i128::from(rc.value()),
+                2 * f.hidden.frac + rc.frac(),
+                f.goodness,
+                f.rounding,
+                0,
+            );
+            goodness.push(g);
+            rsqrt.push(parts);
+        }
+        FxLayer {
+            h,
+            xhat,
+            goodness,
+            rsqrt,
+        }
+    }
+
+    /// G̃ per layer per row (saturating adds of the collaborators' goodness).
+    pub fn collaborative_goodness(&self, fwd: &FxForward) -> Vec<Vec<i64>> {
+        let nl = fwd.layers.len();
+        let gf = self.units.f.goodness;
+        (0..nl)
+            .map(|l| {
+                (0..fwd.hyps.len())
+                    .map(|r| {
+                        let mut g = i128::from(fwd.layers[l].goodness[r]);
+                        for t in 0..nl {
+                            let include = match self.cfg.algorithm.collaboration {
+                                Collaboration::None => false,
+                                Collaboration::Previous => t < l,
+                                Collaboration::All => t != l,
+                            };
+                            if include {
+                                g = i128::from(sat_to(
+                                    g + i128::from(fwd.layers[t].goodness[r]),
+                                    gf,
+                                ));
+                            }
+                        }
+                        g as i64
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Negative slots of one sample's layer scores (same rule as the float model).
+    fn active_slots(&self, gt: &[i64]) -> Vec<bool> {
+        let mut active = vec![true; gt.len()];
+        active[0] = false;
+        if self.cfg.algorithm.negatives == Negatives::Hard {
+            let mut order: Vec<usize> = (1..gt.len()).collect();
+            order.sort_by(|&a, &b| gt[b].cmp(&gt[a]).then(a.cmp(&b)));
+            active.iter_mut().for_each(|a| *a = false);
+            for &j in order.iter().take(self.cfg.algorithm.negatives_count) {
+                active[j] = true;
+            }
+        }
+        active
+    }
+
+    /// Loss unit for one sample and layer: β per slot in `beta` (slot 0 is β_y).
+    pub fn loss_unit(&self, gt: &[i64], active: &[bool]) -> Vec<i64> {
+        let u = &self.units;
+        let f = &u.f;
+        let diff_fmt = QFormat {
+            bits: f.goodness.bits + 1,
+            frac: f.goodness.frac,
+            signed: true,
+        };
+        let diffs: Vec<i64> = (1..gt.len())
+            .filter(|&j| active[j])
+            .map(|j| {
+                sat_to(
+                    i128::from(gt[j]) - i128::from(gt[0]) + i128::from(u.margin),
+                    diff_fmt,
+                )
+            })
+            .collect();
+        let betas = match self.cfg.algorithm.loss {
+            Loss::Npair => {
+                let t: Vec<i64> = diffs
+                    .iter()
+                    .map(|&d| {
+                        requant_wide(
+                            i128::from(d) * i128::from(u.scale),
+                            f.goodness.frac + f.const_frac,
+                            f.logit,
+                            f.rounding,
+                            0,
+                        )
+                    })
+                    .collect();
+                loss_beta_npair(&t, &u.exp, f.recip_frac, f.beta)
+            }
+            Loss::Hinge => loss_beta_hinge(&diffs, f.beta),
+        };
+        let mut out = vec![0i64; gt.len()];
+        let mut it = betas.into_iter();
+        for j in 1..gt.len() {
+            if active[j] {
+                out[j] = it.next().unwrap_or(0);
+            }
+        }
+        out[0] = -out[1..].iter().sum::<i64>();
+        out
+    }
+
+    /// Loss coefficients and local errors of every layer (the backward half of a step).
+    pub fn errors(
+        &self,
+        fwd: &FxForward,
+        bsz: usize,
+    ) -> (Vec<Vec<i64>>, Vec<IMat>, f64, Option<usize>) {
+        let u = &self.units;
+        let f = &u.f;
+        let k = fwd.k;
+        let nl = fwd.layers.len();
+        let gtilde = self.collaborative_goodness(fwd);
+        let mut loss = 0.0f64;
+        let mut betas = Vec::with_capacity(nl);
+        let mut local = Vec::with_capacity(nl);
+        let from = f.beta.frac + f.hidden.frac + f.const_frac;
+        for (l, act) in fwd.layers.iter().enumerate() {
+            let mut beta = vec![0i64; fwd.hyps.len()];
+            let mut delta = IMat::zeros(act.h.rows, act.h.cols);
+            for i in 0..bsz {
+                let gt = &gtilde[l][i * k..(i + 1) * k];
+                let active = self.active_slots(gt);
+                // The reported loss uses the float formula on the dequantised scores.
+                let gtf: Vec<f32> = gt.iter().map(|&g| f.goodness.to_f64(g) as f32).collect();
+                loss += loss_coefficients(&self.cfg.algorithm, &gtf, &active).0;
+                let b = self.loss_unit(gt, &active);
+                for (j, &bj) in b.iter().enumerate() {
+                    let r = i * k + j;
+                    beta[r] = bj;
+                    if bj != 0 {
+                        let c = i128::from(bj) * i128::from(u.two_over_d[l]);
+                        for (o, &hv) in delta.row_mut(r).iter_mut().zip(act.h.row(r)) {
+                            *o = requant_wide(c * i128::from(hv), from, f.delta, f.rounding, 0)
+                                as i32;
+                        }
+                    }
+                }
+            }
+            betas.push(beta);
+            local.push(delta);
+        }
+        let mut delta = local.clone();
+        if self.cfg.algorithm.scheme != Scheme::Df {
+            for l in 0..nl.saturating_sub(1) {
+                let m = match self.cfg.algorithm.scheme {
+                    Scheme::DfO => &self.params.w[l + 1],
+                    _ => &self.feedback[l + 1],
+                };
+                let back = rows_times_rows(&local[l + 1], &m.transpose());
+                let act = &fwd.layers[l];
+                let d = act.h.cols;
+                for r in 0..act.h.rows {
+                    for j in 0..d {
+                        if act.h.data[r * d + j] > 0 {
+                            let fb = u.scale_by_rsqrt(
+                                i128::from(back[r * d + j]),
+                                f.delta.frac + f.weight.frac,
+                                act.rsqrt[r],
+                                f.delta,
+                            );
+                            let cur = &mut delta[l].data[r * d + j];
+                            *cur = sat_to(i128::from(*cur) + i128::from(fb), f.delta) as i32;
+                        }
+                    }
+                }
+            }
+        }
+        let correct = (k == self.classes()).then(|| {
+            let s = self.scores(fwd);
+            (0..bsz)
+                .filter(|&i| argmax_i64(&s[i * k..(i + 1) * k]) == 0)
+                .count()
+        });
+        (betas, delta, loss, correct)
+    }
+
+    fn eval_layers(&self) -> Vec<usize> {
+        self.cfg.eval_layer_indices()
+    }
+
+    /// Σ_{l∈S} G_l per row (exact).
+    pub fn scores(&self, fwd: &FxForward) -> Vec<i64> {
+        let mut s = vec![0i64; fwd.hyps.len()];
+        for l in self.eval_layers() {
+            for (a, b) in s.iter_mut().zip(&fwd.layers[l].goodness) {
+                *a += b;
+            }
+        }
+        s
+    }
+
+    /// One training step on raw pixels; returns the trace and stats.
+    pub fn step(&mut self, pixels: &IMat, labels: &[u32]) -> (StepTrace, BatchStats) {
+        let (k, hyps) = self.training_hyps(labels);
+        let fwd = self.forward(pixels, k, &hyps);
+        let (beta, delta, loss, correct) = self.errors(&fwd, labels.len());
+        self.update(&fwd, &delta, labels.len());
+        (
+            StepTrace {
+                forward: fwd,
+                beta,
+                delta,
+            },
+            BatchStats {
+                loss_sum: loss,
+                correct,
+            },
+        )
+    }
+
+    /// Weight-gradient GEMMs and the update unit's walk.
+    fn update(&mut self, fwd: &FxForward, delta: &[IMat], bsz: usize) {
+        let k = fwd.k;
+        let nl = delta.len();
+        let d1 = delta[0].cols;
+        // Layer 1: x̂_0 is shared by the hypotheses, so sum their errors first.
+        let mut e = IMat::zeros(bsz, d1);
+        let mut gu = vec![0i64; self.params.u.data.len()];
+        for r in 0..delta[0].rows {
+            let (s, hyp) = (r / k, fwd.hyps[r] as usize);
+            for o in 0..d1 {
+                let v = delta[0].data[r * d1 + o];
+                e.data[s * d1 + o] += v;
+                gu[hyp * d1 + o] += i64::from(v);
+            }
+        }
+        let mut grads_w = Vec::with_capacity(nl);
+        let mut grads_b = Vec::with_capacity(nl);
+        grads_w.push(rows_times_rows(&e.transpose(), &fwd.x0.transpose()));
+        grads_b.push(column_sums(&e));
+        for l in 1..nl {
+            grads_w.push(rows_times_rows(
+                &delta[l].transpose(),
+                &fwd.layers[l - 1].xhat.transpose(),
+            ));
+            grads_b.push(column_sums(&delta[l]));
+        }
+        let f = self.units.f.clone();
+        let lr = self.units.lr;
+        let upd_frac = f.update.frac;
+        let lr_frac = match lr {
+            LearningRate::Mul { frac, .. } => frac,
+            LearningRate::Shift(s) => s,
+        };
+        let lfsr = &mut self.lfsr;
+        let mut apply = |w: &mut i64, g: i64, g_frac: u32, fmt: QFormat| {
+            let word = lfsr.next_bits(64);
+            let shift = (g_frac + lr_frac).saturating_sub(fmt.frac);
+            let width = lfsr.width();
+            // The LFSR word fills the top of the dropped bits, so rounding stays unbiased
+            // when more bits are dropped than the LFSR has.
+            let rnd = if shift > width {
+                word << (shift - width).min(63)
+            } else {
+                word
+            };
+            *w = lr_update(*w, g, g_frac, fmt, lr, f.update_rounding, rnd);
+        };
+        for l in 0..nl {
+            for (wv, &g) in self.params.w[l].data.iter_mut().zip(&grads_w[l]) {
+                let mut w64 = i64::from(*wv);
+                apply(&mut w64, g, upd_frac, f.weight);
+                *wv = w64 as i32;
+            }
+            for (bv, &g) in self.params.b[l].iter_mut().zip(&grads_b[l]) {
+                apply(bv, g, f.delta.frac, f.bias);
+            }
+        }
+        for (uv, &g) in self.params.u.data.iter_mut().zip(&gu) {
+            let mut u64v = i64::from(*uv);
+            apply(&mut u64v, g, f.delta.frac, f.centroid);
+            *uv = u64v as i32;
+        }
+    }
+
+    /// Predicted class per row of raw pixels.
+    pub fn predict_raw(&self, pixels: &IMat) -> Vec<u32> {
+        let c = self.classes();
+        let hyps: Vec<u32> = (0..pixels.rows).flat_map(|_| 0..c as u32).collect();
+        let fwd = self.forward(pixels, c, &hyps);
+        let s = self.scores(&fwd);
+        (0..pixels.rows)
+            .map(|i| argmax_i64(&s[i * c..(i + 1) * c]) as u32)
+            .collect()
+    }
+}
+
+fn column_sums(m: &IMat) -> Vec<i64> {
+    let mut out = vec![0i64; m.cols];
+    for r in 0..m.rows {
+        for (o, &v) in out.iter_mut().zip(m.row(r)) {
+            *o += i64::from(v);
+        }
+    }
+    out
+}
+
+/// Largest value's index; ties to the lowest (the hardware's comparator tree does the same).
+pub fn argmax_i64(v: &[i64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn all_hyps(labels: &[u32], c: u32) -> Vec<u32> {
+    let mut hyps = Vec::with_capacity(labels.len() * c as usize);
+    for &y in labels {
+        hyps.push(y);
+        hyps.extend((0..c).filter(|&k| k != y));
+    }
+    hyps
+}
+
+impl Learner for FixedDf {
+    fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats {
+        let px = quantise_pixels(x, self.units.f.pixel);
+        self.step(&px, labels).1
+    }
+
+    fn predict(&self, x: &Mat) -> Vec<u32> {
+        self.predict_raw(&quantise_pixels(x, self.units.f.pixel))
+    }
+
+    fn set_lr_factor(&mut self, f: f32) {
+        // The host rewrites the η/B register between steps (a "set hyper-parameters" command).
+        self.units.lr = lr_constant(&self.cfg, f);
+    }
+}
