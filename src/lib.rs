@@ -6,6 +6,7 @@ pub mod config;
 pub mod data;
 pub mod fixed;
 pub mod float;
+pub mod hdl;
 pub mod plot;
 pub mod report;
 pub mod train;

@@ -1,9 +1,14 @@
 //! Exact integer GEMM kernels of the golden model.
 //!
-//! Operands are at most 32-bit words and products are summed exactly in i64 (the config's
-//! validation proves the sums fit the declared accumulators, which are at most 48 bits). An
-//! exact sum does not depend on the order it is taken in, so the result is the same whatever
-//! tiling the systolic array uses; rayon splits work by output rows only for speed.
+//! Operands are raw fixed-point words and every sum is exact (the config's validation proves
+//! the sums fit the declared accumulators, at most 48 bits). An exact sum does not depend on
+//! the order it is taken in, so the result is the same whatever tiling the systolic array uses.
+//!
+//! Speed: the products go through `matrixmultiply`'s f64 GEMM. This is exact, not an
+//! approximation: every operand is an integer below 2^32 and every partial sum an integer of
+//! magnitude below 2^47 (the accumulator bound), and f64 represents every integer below 2^53,
+//! so no product, addition or fused multiply-add ever rounds. `dot` is the plain integer
+//! reference the tests compare against.
 
 use rayon::prelude::*;
 
@@ -62,6 +67,62 @@ pub fn dot(a: &[i32], b: &[i32]) -> i64 {
 
 /// `out[r][o] = Σ_j x[r][j] · w[o][j]`: every row of `x` against every row of `w`.
 pub fn rows_times_rows(x: &IMat, w: &IMat) -> Vec<i64> {
+    gemm_exact(x, false, w, true)
+}
+
+/// `op(a) · op(b)` exactly, where `op` transposes when asked; row-major result.
+pub fn gemm_exact(a: &IMat, ta: bool, b: &IMat, tb: bool) -> Vec<i64> {
+    let (m, k) = if ta {
+        (a.cols, a.rows)
+    } else {
+        (a.rows, a.cols)
+    };
+    let (k2, n) = if tb {
+        (b.cols, b.rows)
+    } else {
+        (b.rows, b.cols)
+    };
+    assert_eq!(k, k2, "inner dimensions differ");
+    let mut out = vec![0f64; m * n];
+    if m > 0 && n > 0 {
+        let af: Vec<f64> = a.data.iter().map(|&v| f64::from(v)).collect();
+        let bf: Vec<f64> = b.data.iter().map(|&v| f64::from(v)).collect();
+        let (rsa, csa) = if ta {
+            (1, a.cols as isize)
+        } else {
+            (a.cols as isize, 1)
+        };
+        let (rsb, csb) = if tb {
+            (1, b.cols as isize)
+        } else {
+            (b.cols as isize, 1)
+        };
+        // SAFETY: shapes were checked above, so every index dgemm forms lies inside the
+        // buffers; `out` is a fresh allocation that aliases neither input.
+        unsafe {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                1.0,
+                af.as_ptr(),
+                rsa,
+                csa,
+                bf.as_ptr(),
+                rsb,
+                csb,
+                0.0,
+                out.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+    }
+    out.into_iter().map(|v| v as i64).collect()
+}
+
+/// The same product with integer arithmetic only (reference for tests).
+pub fn rows_times_rows_int(x: &IMat, w: &IMat) -> Vec<i64> {
     assert_eq!(x.cols, w.cols, "inner dimensions differ");
     let mut out = vec![0i64; x.rows * w.rows];
     if w.rows == 0 {
@@ -81,6 +142,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn float_gemm_is_exact_at_the_accumulator_bound() {
+        // 18-bit operands, 1024-term sums: |sum| up to 2^44, inside the 2^47 bound.
+        let mut s = 12345u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as i64 % (1 << 17)) as i32
+        };
+        let x = IMat {
+            rows: 7,
+            cols: 1024,
+            data: (0..7 * 1024).map(|_| next()).collect(),
+        };
+        let mut w = IMat {
+            rows: 5,
+            cols: 1024,
+            data: (0..5 * 1024).map(|_| next()).collect(),
+        };
+        w.data[0..1024].iter_mut().for_each(|v| *v = -(1 << 17));
+        let mut x2 = x.clone();
+        x2.data[0..1024].iter_mut().for_each(|v| *v = -(1 << 17));
+        assert_eq!(rows_times_rows(&x2, &w), rows_times_rows_int(&x2, &w));
+        assert_eq!(rows_times_rows(&x, &w), rows_times_rows_int(&x, &w));
+        let xt = x.transpose();
+        let wt = w.transpose();
+        assert_eq!(
+            gemm_exact(&xt, true, &wt, false),
+            rows_times_rows_int(&x, &w)
+        );
+    }
+
+    #[test]
     fn rows_times_rows_is_the_exact_product() {
         let x = IMat {
             rows: 3,
@@ -92,7 +186,7 @@ mod tests {
             cols: 5,
             data: vec![i32::MAX, i32::MIN, 1, -1, 0, 3, 4, 5, 6, 7],
         };
-        let got = rows_times_rows(&x, &w);
+        let got = rows_times_rows_int(&x, &w);
         for r in 0..3 {
             for o in 0..2 {
                 let want: i128 = (0..5)

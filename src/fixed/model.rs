@@ -28,7 +28,7 @@
 //! ε of the float model's normalisation is not modelled (1/‖h‖ comes from the table); a
 //! zero vector normalises to zero.
 
-use super::kernels::{rows_times_rows, IMat};
+use super::kernels::{gemm_exact, rows_times_rows, IMat};
 use super::ops::{loss_beta_hinge, loss_beta_npair, lr_update, requant_wide, sat_to};
 use super::tables::{ExpTable, RsqrtTable};
 use super::{LearningRate, Lfsr, QFormat, RecipConst, Rounding};
@@ -534,7 +534,7 @@ impl FixedDf {
                     Scheme::DfO => &self.params.w[l + 1],
                     _ => &self.feedback[l + 1],
                 };
-                let back = rows_times_rows(&local[l + 1], &m.transpose());
+                let back = gemm_exact(&local[l + 1], false, m, false);
                 let act = &fwd.layers[l];
                 let d = act.h.cols;
                 for r in 0..act.h.rows {
@@ -614,7 +614,7 @@ impl FixedDf {
         }
         let mut grads_w = Vec::with_capacity(nl);
         let mut grads_b = Vec::with_capacity(nl);
-        grads_w.push(rows_times_rows(&e.transpose(), &fwd.x0.transpose()));
+        grads_w.push(gemm_exact(&e, true, &fwd.x0, false));
         grads_b.push(column_sums(&e));
         for l in 1..nl {
             grads_w.push(rows_times_rows(
