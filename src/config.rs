@@ -413,7 +413,7 @@ impl FixedPoint {
             "fixed.accumulator",
             self.accumulator.signed && self.accumulator.frac == self.weight.frac + self.act.frac,
             format!(
-                "must be signed with frac = weight.frac + act.frac = {} (the MAC adds exact products), got {:?}",
+                "must be signed with frac = weight.frac + act.frac = {} (the MAC adds exact products), got {}",
                 self.weight.frac + self.act.frac,
                 self.accumulator
             ),
@@ -422,7 +422,7 @@ impl FixedPoint {
             "fixed.update",
             self.update.signed && self.update.frac == self.delta.frac + self.act.frac,
             format!(
-                "must be signed with frac = delta.frac + act.frac = {} (the gradient MAC adds exact products), got {:?}",
+                "must be signed with frac = delta.frac + act.frac = {} (the gradient MAC adds exact products), got {}",
                 self.delta.frac + self.act.frac,
                 self.update
             ),
@@ -432,7 +432,7 @@ impl FixedPoint {
                 key,
                 f.signed && f.frac <= self.accumulator.frac,
                 format!(
-                    "must be signed with frac <= accumulator.frac = {} (it is added into the accumulator), got {:?}",
+                    "must be signed with frac <= accumulator.frac = {} (it is added into the accumulator), got {}",
                     self.accumulator.frac, f
                 ),
             );
@@ -443,7 +443,7 @@ impl FixedPoint {
             ("fixed.beta", self.beta),
             ("fixed.logit", self.logit),
         ] {
-            bad(key, f.signed, format!("must be signed, got {f:?}"));
+            bad(key, f.signed, format!("must be signed, got {f}"));
         }
         for (key, f) in [
             ("fixed.pixel", self.pixel),
@@ -454,7 +454,7 @@ impl FixedPoint {
             bad(
                 key,
                 !f.signed,
-                format!("must be unsigned (its values are never negative), got {f:?}"),
+                format!("must be unsigned (its values are never negative), got {f}"),
             );
         }
         // Exactness: each accumulation below must fit its accumulator for the widest case.
@@ -639,6 +639,63 @@ impl Config {
                 Config::from_toml_str(&text, &p.display().to_string())
             }
         }
+    }
+
+    /// Load (file or built-in) and apply `KEY=VALUE` overrides, e.g. `fixed.weight.bits=10`.
+    ///
+    /// VALUE is read as a TOML value (`3`, `0.5`, `"hinge"`, `[64, 64]`, `{ bits = 8, frac = 8,
+    /// signed = false }`); anything that is not valid TOML is taken as a string, so
+    /// `algorithm.loss=hinge` works without quotes.
+    pub fn load_with(path: Option<&Path>, sets: &[String]) -> Result<Config, ConfigError> {
+        if sets.is_empty() {
+            return Config::load(path);
+        }
+        let (text, name) = match path {
+            None => (DEFAULT_TOML.to_string(), DEFAULT_NAME.to_string()),
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
+                    path: p.display().to_string(),
+                    source,
+                })?,
+                p.display().to_string(),
+            ),
+        };
+        let bad = |message: String| ConfigError::InvalidNoLine {
+            file: name.clone(),
+            message,
+        };
+        let mut doc: toml_edit::DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| bad(e.to_string()))?;
+        for set in sets {
+            let (key, value) = set.split_once('=').ok_or_else(|| {
+                bad(format!(
+                    "--set `{set}`: write KEY=VALUE, e.g. --set training.epochs=5"
+                ))
+            })?;
+            let parts: Vec<&str> = key.trim().split('.').collect();
+            let value: toml_edit::Value = value
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| toml_edit::Value::from(value.trim()));
+            let mut item = doc.as_item_mut();
+            for part in &parts[..parts.len() - 1] {
+                let t = item.as_table_like_mut().ok_or_else(|| {
+                    bad(format!(
+                        "--set `{key}`: `{part}` is inside a value, not a table"
+                    ))
+                })?;
+                if t.get(part).is_none() {
+                    t.insert(part, toml_edit::Item::Table(toml_edit::Table::new()));
+                }
+                item = t.get_mut(part).expect("just inserted");
+            }
+            let t = item
+                .as_table_like_mut()
+                .ok_or_else(|| bad(format!("--set `{key}`: its parent is not a table")))?;
+            t.insert(parts[parts.len() - 1], toml_edit::Item::Value(value));
+        }
+        Config::from_toml_str(&doc.to_string(), &format!("{name} (with --set overrides)"))
     }
 
     /// Parse and validate TOML text; `file` names the source in errors.
@@ -903,6 +960,37 @@ mod tests {
         assert!(e.starts_with("t.toml:"), "{e}");
         let e = err("[network]\ninput = \"many\"\n");
         assert!(e.starts_with("t.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_reach_nested_keys_and_are_validated() {
+        let sets = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let c = Config::load_with(
+            None,
+            &sets(&[
+                "training.epochs=3",
+                "algorithm.loss=hinge",
+                "fixed.beta.frac=11",
+                "network.hidden=[8, 4]",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.training.epochs, 3);
+        assert_eq!(c.algorithm.loss, Loss::Hinge);
+        assert_eq!(c.fixed.beta.frac, 11);
+        assert_eq!(c.network.hidden, vec![8, 4]);
+        let e = Config::load_with(None, &sets(&["training.epoch=3"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `epoch`"), "{e}");
+        let e = Config::load_with(None, &sets(&["training.batch=0"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`training.batch`"), "{e}");
+        let e = Config::load_with(None, &sets(&["nokey"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("KEY=VALUE"), "{e}");
     }
 
     #[test]

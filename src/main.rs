@@ -30,6 +30,10 @@ struct Cli {
         default_value = "data"
     )]
     data_dir: PathBuf,
+    /// Override one config key, e.g. --set fixed.weight.bits=10 --set algorithm.loss=hinge
+    /// (repeatable; VALUE is TOML, bare words are strings).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    sets: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -126,7 +130,7 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let cfg = Config::load(cli.config.as_deref())?;
+    let cfg = Config::load_with(cli.config.as_deref(), &cli.sets)?;
     match cli.command.unwrap_or(Command::Train(TrainArgs::default())) {
         Command::Train(args) => cmd_train(cfg, &cli.data_dir, args),
         Command::FetchData {

@@ -72,8 +72,8 @@ impl TrainReport {
 /// A Markdown table of reports, one row each, in the given order.
 pub fn markdown_table(reports: &[TrainReport]) -> String {
     let mut t = String::from(
-        "| data set | network | algorithm | backend | optimizer | epochs | train acc | test acc | samples/s |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| data set | network | algorithm | backend | bits w/act | optimizer | epochs | train acc | test acc | samples/s |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in reports {
         let widths: Vec<String> = r
@@ -84,11 +84,17 @@ pub fn markdown_table(reports: &[TrainReport]) -> String {
             .map(|w| w.to_string())
             .collect();
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} η={} | {} | {:.4} | {:.4} | {:.0} |\n",
+            "| {} | {} | {} | {} | {} | {} η={} | {} | {:.4} | {:.4} | {:.0} |\n",
             r.dataset,
             widths.join("-"),
             r.algorithm,
             r.backend,
+            r.fixed_formats
+                .as_ref()
+                .map_or("f32".to_string(), |f| format!(
+                    "{}/{}",
+                    f.weight.bits, f.act.bits
+                )),
             r.config.training.optimizer,
             r.config.training.learning_rate,
             r.epochs,

@@ -83,6 +83,17 @@ struct RawQFormat {
     signed: bool,
 }
 
+impl std::fmt::Display for QFormat {
+    /// As written in a config: `{ bits = 16, frac = 12, signed = true }`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{{ bits = {}, frac = {}, signed = {} }}",
+            self.bits, self.frac, self.signed
+        )
+    }
+}
+
 impl TryFrom<RawQFormat> for QFormat {
     type Error = FormatError;
     fn try_from(r: RawQFormat) -> Result<Self, FormatError> {
