@@ -296,6 +296,12 @@ fn bits_for(max_abs: u128, signed: bool) -> u32 {
     mag + u32::from(signed)
 }
 
+/// Unsigned bits of `x` as a constant with `frac` fraction bits (rounded half-up).
+fn const_bits_at(x: f64, frac: u32) -> u32 {
+    let raw = (x * (1u64 << frac) as f64 + 0.5).floor().max(0.0) as u128;
+    bits_for(raw, false)
+}
+
 /// Largest magnitude a format holds (|min| for signed).
 fn max_abs(f: QFormat) -> u128 {
     if f.signed {
@@ -376,7 +382,10 @@ impl FixedPoint {
                 name: "learning_rate",
                 what: "weight gradient x eta/B (update)",
                 a_bits: self.update.bits,
-                b_bits: self.lr_frac + 1,
+                b_bits: const_bits_at(
+                    cfg.training.learning_rate as f64 / cfg.training.batch as f64,
+                    self.lr_frac,
+                ),
             },
             Product {
                 name: "loss_recip",
