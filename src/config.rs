@@ -257,7 +257,7 @@ impl Default for FixedPoint {
             accumulator: q(48, 24, true),
             hidden: q(16, 10, false),
             goodness: q(18, 12, false),
-            logit: q(16, 10, true),
+            logit: q(16, 8, true),
             beta: q(16, 14, true),
             delta: q(18, 20, true),
             update: q(48, 32, true),

@@ -71,7 +71,7 @@ enum Backend {
     /// The f32 reference model.
     #[default]
     Float,
-    /// The bit-accurate fixed-point golden model of the hardware (DF, SGD).
+    /// The bit-accurate fixed-point golden model of the hardware (SGD; df, ff and bp).
     Fixed,
 }
 
@@ -207,7 +207,7 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
     );
     let mut learner: Box<dyn dfforge::float::Learner> = match args.backend {
         Backend::Float => make_learner(&cfg),
-        Backend::Fixed => Box::new(dfforge::fixed::model::FixedDf::new(&cfg)?),
+        Backend::Fixed => dfforge::fixed::baselines::make_fixed_learner(&cfg)?,
     };
     let opts = RunOptions {
         epochs: cfg.training.epochs,

@@ -206,3 +206,29 @@ fn fixed_refuses_what_the_hardware_cannot_do() {
     let e = FixedDf::new(&cfg).err().unwrap().to_string();
     assert!(e.contains("update_rounding"), "{e}");
 }
+
+#[test]
+fn fixed_baselines_train_like_their_float_versions() {
+    use dfforge::config::Learner as Kind;
+    use dfforge::fixed::baselines::make_fixed_learner;
+    let ds = digits();
+    for (kind, lr, epochs) in [(Kind::Bp, 1.0, 15), (Kind::Ff, 50.0, 30)] {
+        let mut cfg = Config::builtin();
+        cfg.algorithm.name = kind;
+        cfg.training.learning_rate = lr;
+        cfg.training.epochs = epochs;
+        let opts = RunOptions {
+            epochs: cfg.training.epochs,
+            batch: cfg.training.batch,
+            seed: cfg.training.seed,
+            schedule: cfg.training.lr_schedule,
+            progress: false,
+            log_epochs: false,
+        };
+        let mut float = make_learner(&cfg);
+        let f = train(float.as_mut(), &ds, &opts).test_accuracy;
+        let mut fixed = make_fixed_learner(&cfg).unwrap();
+        let x = train(fixed.as_mut(), &ds, &opts).test_accuracy;
+        assert!(x > 0.85 && x >= f - 0.03, "{kind:?}: fixed {x}, float {f}");
+    }
+}

@@ -12,6 +12,7 @@
 //! * [`tables`]: reciprocal-square-root and exp ROMs, `$readmemh` text.
 //! * [`lfsr`]: the Galois LFSR feeding stochastic rounding.
 
+pub mod baselines;
 pub mod format;
 pub mod kernels;
 pub mod lfsr;

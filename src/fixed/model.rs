@@ -145,6 +145,40 @@ impl Units {
         (out, s, parts)
     }
 
+    /// ReLU/requantise, goodness and normalisation of one layer's accumulators (`z_frac`
+    /// fraction bits) for layer index `layer` (which selects the 1/d constant).
+    pub fn activate(&self, z: &[i64], z_frac: u32, rows: usize, d: usize, layer: usize) -> FxLayer {
+        let u = self;
+        let f = &u.f;
+        let mut h = IMat::zeros(rows, d);
+        for (o, &zv) in h.data.iter_mut().zip(z) {
+            *o = requant_wide(i128::from(zv.max(0)), z_frac, f.hidden, f.rounding, 0) as i32;
+        }
+        let mut xhat = IMat::zeros(rows, d);
+        let mut goodness = Vec::with_capacity(rows);
+        let mut rsqrt = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let (v, s, parts) = u.normalise(h.row(r), f.hidden.frac, &u.rsqrt_hidden);
+            xhat.row_mut(r).copy_from_slice(&v);
+            let rc = &u.recip_d[layer];
+            let g = requant_wide(
+                i128::from(s) * i128::from(rc.value()),
+                2 * f.hidden.frac + rc.frac(),
+                f.goodness,
+                f.rounding,
+                0,
+            );
+            goodness.push(g);
+            rsqrt.push(parts);
+        }
+        FxLayer {
+            h,
+            xhat,
+            goodness,
+            rsqrt,
+        }
+    }
+
     /// `x · word · 2^-(rsqrt_frac + k)` from `x_frac` fraction bits onto `out`.
     pub fn scale_by_rsqrt(&self, x: i128, x_frac: u32, (word, k): (i64, i64), out: QFormat) -> i64 {
         let p = x * i128::from(word);
@@ -167,6 +201,59 @@ pub fn lr_constant(cfg: &Config, factor: f32) -> LearningRate {
     LearningRate::Mul {
         value: (eta * (1u64 << frac) as f64 + 0.5).floor() as i64,
         frac,
+    }
+}
+
+/// The local update unit: w −= round(g · η/B), walking parameters in address order and
+/// clocking the LFSR once per parameter (whatever the rounding mode).
+#[derive(Clone, Debug)]
+pub struct UpdateUnit {
+    pub lfsr: Lfsr,
+    pub lr: LearningRate,
+    pub rounding: Rounding,
+}
+
+impl UpdateUnit {
+    pub fn new(f: &FixedPoint, lr: LearningRate) -> Result<UpdateUnit, FixedError> {
+        Ok(UpdateUnit {
+            lfsr: Lfsr::with_default_taps(f.lfsr_width, f.lfsr_seed)
+                .map_err(|e| FixedError::Unit(e.to_string()))?,
+            lr,
+            rounding: f.update_rounding,
+        })
+    }
+
+    /// One parameter: `w` in `fmt`, gradient `g` with `g_frac` fraction bits.
+    pub fn update(&mut self, w: i64, g: i64, g_frac: u32, fmt: QFormat) -> i64 {
+        let word = self.lfsr.next_bits(64);
+        let lr_frac = match self.lr {
+            LearningRate::Mul { frac, .. } => frac,
+            LearningRate::Shift(s) => s,
+        };
+        let shift = (g_frac + lr_frac).saturating_sub(fmt.frac);
+        let width = self.lfsr.width();
+        // The LFSR word fills the top of the dropped bits, so rounding stays unbiased when
+        // more bits are dropped than the LFSR has.
+        let rnd = if shift > width {
+            word << (shift - width).min(63)
+        } else {
+            word
+        };
+        lr_update(w, g, g_frac, fmt, self.lr, self.rounding, rnd)
+    }
+
+    /// A tensor of 32-bit words, in order.
+    pub fn update_words(&mut self, ws: &mut [i32], gs: &[i64], g_frac: u32, fmt: QFormat) {
+        for (w, &g) in ws.iter_mut().zip(gs) {
+            *w = self.update(i64::from(*w), g, g_frac, fmt) as i32;
+        }
+    }
+
+    /// A tensor of wide words (biases), in order.
+    pub fn update_wide(&mut self, ws: &mut [i64], gs: &[i64], g_frac: u32, fmt: QFormat) {
+        for (w, &g) in ws.iter_mut().zip(gs) {
+            *w = self.update(*w, g, g_frac, fmt);
+        }
     }
 }
 
@@ -219,11 +306,12 @@ pub struct FixedDf {
     pub params: FxParams,
     /// DF-R's fixed feedback matrices in `weight` (same shapes as `w`).
     feedback: Vec<IMat>,
-    lfsr: Lfsr,
+    updater: UpdateUnit,
     rng: ChaCha8Rng,
 }
 
-fn quantise_mat(m: &Mat, fmt: QFormat) -> IMat {
+/// Quantise a float matrix onto a format (half-up, saturating).
+pub fn quantise_mat(m: &Mat, fmt: QFormat) -> IMat {
     IMat {
         rows: m.rows,
         cols: m.cols,
@@ -276,14 +364,13 @@ impl FixedDf {
             .iter()
             .map(|m| quantise_mat(m, f.weight))
             .collect();
-        let lfsr = Lfsr::with_default_taps(f.lfsr_width, f.lfsr_seed)
-            .map_err(|e| FixedError::Unit(e.to_string()))?;
+        let updater = UpdateUnit::new(f, units.lr)?;
         Ok(FixedDf {
             cfg: cfg.clone(),
             units,
             params,
             feedback,
-            lfsr,
+            updater,
             rng: ChaCha8Rng::seed_from_u64(cfg.training.seed.wrapping_add(0x5eed)),
         })
     }
@@ -337,7 +424,7 @@ impl FixedDf {
                     a1[s * d1 + o] + (p.b[0][o] << bias_shift) + (i64::from(cen[o]) << cen_shift);
             }
         }
-        let mut layers = vec![self.activate(&z, hyps.len(), d1, 0)];
+        let mut layers = vec![u.activate(&z, acc_f, hyps.len(), d1, 0)];
         for l in 1..p.w.len() {
             let prev = &layers[l - 1].xhat;
             let d = p.w[l].rows;
@@ -347,52 +434,13 @@ impl FixedDf {
                     z[r * d + o] += p.b[l][o] << bias_shift;
                 }
             }
-            layers.push(self.activate(&z, prev.rows, d, l));
+            layers.push(u.activate(&z, acc_f, prev.rows, d, l));
         }
         FxForward {
             k,
             hyps: hyps.to_vec(),
             x0,
             layers,
-        }
-    }
-
-    /// ReLU/requantise, goodness and normalisation of one layer's accumulators.
-    fn activate(&self, z: &[i64], rows: usize, d: usize, layer: usize) -> FxLayer {
-        let u = &self.units;
-        let f = &u.f;
-        let mut h = IMat::zeros(rows, d);
-        for (o, &zv) in h.data.iter_mut().zip(z) {
-            *o = requant_wide(
-                i128::from(zv.max(0)),
-                f.accumulator.frac,
-                f.hidden,
-                f.rounding,
-                0,
-            ) as i32;
-        }
-        let mut xhat = IMat::zeros(rows, d);
-        let mut goodness = Vec::with_capacity(rows);
-        let mut rsqrt = Vec::with_capacity(rows);
-        for r in 0..rows {
-            let (v, s, parts) = u.normalise(h.row(r), f.hidden.frac, &u.rsqrt_hidden);
-            xhat.row_mut(r).copy_from_slice(&v);
-            let rc = &u.recip_d[layer];
-            let g = requant_wide(
-                i128::from(s) * i128::from(rc.value()),
-                2 * f.hidden.frac + rc.frac(),
-                f.goodness,
-                f.rounding,
-                0,
-            );
-            goodness.push(g);
-            rsqrt.push(parts);
-        }
-        FxLayer {
-            h,
-            xhat,
-            goodness,
-            rsqrt,
         }
     }
 
@@ -623,42 +671,18 @@ impl FixedDf {
             ));
             grads_b.push(column_sums(&delta[l]));
         }
-        let f = self.units.f.clone();
-        let lr = self.units.lr;
-        let upd_frac = f.update.frac;
-        let lr_frac = match lr {
-            LearningRate::Mul { frac, .. } => frac,
-            LearningRate::Shift(s) => s,
-        };
-        let lfsr = &mut self.lfsr;
-        let mut apply = |w: &mut i64, g: i64, g_frac: u32, fmt: QFormat| {
-            let word = lfsr.next_bits(64);
-            let shift = (g_frac + lr_frac).saturating_sub(fmt.frac);
-            let width = lfsr.width();
-            // The LFSR word fills the top of the dropped bits, so rounding stays unbiased
-            // when more bits are dropped than the LFSR has.
-            let rnd = if shift > width {
-                word << (shift - width).min(63)
-            } else {
-                word
-            };
-            *w = lr_update(*w, g, g_frac, fmt, lr, f.update_rounding, rnd);
-        };
+        let f = &self.units.f;
+        let upd = &mut self.updater;
         for l in 0..nl {
-            for (wv, &g) in self.params.w[l].data.iter_mut().zip(&grads_w[l]) {
-                let mut w64 = i64::from(*wv);
-                apply(&mut w64, g, upd_frac, f.weight);
-                *wv = w64 as i32;
-            }
-            for (bv, &g) in self.params.b[l].iter_mut().zip(&grads_b[l]) {
-                apply(bv, g, f.delta.frac, f.bias);
-            }
+            upd.update_words(
+                &mut self.params.w[l].data,
+                &grads_w[l],
+                f.update.frac,
+                f.weight,
+            );
+            upd.update_wide(&mut self.params.b[l], &grads_b[l], f.delta.frac, f.bias);
         }
-        for (uv, &g) in self.params.u.data.iter_mut().zip(&gu) {
-            let mut u64v = i64::from(*uv);
-            apply(&mut u64v, g, f.delta.frac, f.centroid);
-            *uv = u64v as i32;
-        }
+        upd.update_words(&mut self.params.u.data, &gu, f.delta.frac, f.centroid);
     }
 
     /// Predicted class per row of raw pixels.
@@ -715,6 +739,6 @@ impl Learner for FixedDf {
 
     fn set_lr_factor(&mut self, f: f32) {
         // The host rewrites the η/B register between steps (a "set hyper-parameters" command).
-        self.units.lr = lr_constant(&self.cfg, f);
+        self.updater.lr = lr_constant(&self.cfg, f);
     }
 }
