@@ -50,6 +50,19 @@ enum Command {
     },
     /// Print the resolved config (built-in default or --config) as TOML.
     Config,
+    /// Measure training speed (samples/s) of every learner on every software backend in one
+    /// run, on the first N training samples; prints a table, optionally writes JSON.
+    Bench {
+        /// Data set (as for train).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Training samples per measurement (one pass each).
+        #[arg(long, default_value_t = 2000)]
+        samples: usize,
+        /// Write the measurements here (atomically).
+        #[arg(long, value_name = "FILE.json")]
+        report: Option<PathBuf>,
+    },
     /// Compare training reports: a Markdown table on stdout, optionally overlaid curves.
     Compare {
         /// Reports written by `dfforge train --report`.
@@ -145,6 +158,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Compare { reports, plot } => cmd_compare(&reports, plot.as_deref()),
+        Command::Bench {
+            dataset,
+            samples,
+            report,
+        } => cmd_bench(cfg, &cli.data_dir, dataset, samples, report.as_deref()),
     }
 }
 
@@ -271,6 +289,78 @@ fn cmd_compare(paths: &[PathBuf], plot: Option<&std::path::Path>) -> Result<()> 
             .collect();
         dfforge::plot::plot_curves(p, "dfforge: compared runs", &runs)?;
         eprintln!("plot written to {}", p.display());
+    }
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct BenchRow {
+    backend: &'static str,
+    algorithm: String,
+    samples: usize,
+    seconds: f64,
+    samples_per_second: f64,
+}
+
+fn cmd_bench(
+    mut cfg: Config,
+    data_dir: &std::path::Path,
+    dataset: Option<String>,
+    samples: usize,
+    report: Option<&std::path::Path>,
+) -> Result<()> {
+    if let Some(d) = dataset {
+        cfg.data.dataset = d;
+    }
+    anyhow::ensure!(samples > 0, "--samples must be at least 1");
+    let spec: DatasetSpec = cfg.data.dataset.parse()?;
+    let mut ds = data::load(&spec, data_dir)?;
+    ds.truncate(Some(samples), Some(1));
+    let mut rows = Vec::new();
+    for backend in ["float", "fixed"] {
+        for alg in [Learner::Df, Learner::Ff, Learner::Bp] {
+            let mut c = cfg.clone();
+            c.algorithm.name = alg;
+            c.training.optimizer = Optimizer::Sgd;
+            c.validate()?;
+            let mut l: Box<dyn dfforge::float::Learner> = if backend == "float" {
+                make_learner(&c)
+            } else {
+                dfforge::fixed::baselines::make_fixed_learner(&c)?
+            };
+            let opts = RunOptions {
+                epochs: 1,
+                batch: c.training.batch,
+                seed: c.training.seed,
+                schedule: c.training.lr_schedule,
+                progress: false,
+                log_epochs: false,
+            };
+            let out = train(l.as_mut(), &ds, &opts);
+            eprintln!("{backend} {alg}: {:.0} samples/s", out.samples_per_second);
+            rows.push(BenchRow {
+                backend,
+                algorithm: alg.to_string(),
+                samples: ds.train.len(),
+                seconds: out.train_seconds,
+                samples_per_second: out.samples_per_second,
+            });
+        }
+    }
+    let base = rows[0].samples_per_second;
+    println!("| backend | algorithm | samples/s | relative to float df |\n|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.0} | {:.3} |",
+            r.backend,
+            r.algorithm,
+            r.samples_per_second,
+            r.samples_per_second / base
+        );
+    }
+    if let Some(p) = report {
+        let text = serde_json::to_string_pretty(&rows)?;
+        dfforge::util::write_atomic(p, text.as_bytes())?;
     }
     Ok(())
 }

@@ -249,3 +249,41 @@ fn data_errors_name_the_file_and_the_fix() {
     let o = dfforge(&["train", "--dataset", "cifar"], dir.path());
     assert!(stderr(&o).contains("idx:DIR"), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_measures_every_learner_on_both_software_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tiny")).unwrap();
+    write_idx_dir(&dir.path().join("tiny"), 40, 10);
+    std::fs::write(
+        dir.path().join("c.toml"),
+        IDX_CONFIG.replace("\"adam\"", "\"sgd\""),
+    )
+    .unwrap();
+    let o = dfforge(
+        &[
+            "bench",
+            "--config",
+            "c.toml",
+            "--samples",
+            "24",
+            "--report",
+            "b.json",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("| f")).count(),
+        6,
+        "{out}"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("b.json")).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    assert!(rows
+        .iter()
+        .all(|r| r["samples"] == 24 && r["samples_per_second"].as_f64().unwrap() > 0.0));
+}
