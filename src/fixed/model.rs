@@ -634,14 +634,7 @@ impl FixedDf {
         let mut apply = |w: &mut i64, g: i64, g_frac: u32, fmt: QFormat| {
             let word = lfsr.next_bits(64);
             let shift = (g_frac + lr_frac).saturating_sub(fmt.frac);
-            let width = lfsr.width();
-            // The LFSR word fills the top of the dropped bits, so rounding stays unbiased
-            // when more bits are dropped than the LFSR has.
-            let rnd = if shift > width {
-                word << (shift - width).min(63)
-            } else {
-                word
-            };
+            let rnd = update_rnd(word, shift, lfsr.width());
             *w = lr_update(*w, g, g_frac, fmt, lr, f.update_rounding, rnd);
         };
         for l in 0..nl {
@@ -670,6 +663,17 @@ impl FixedDf {
         (0..pixels.rows)
             .map(|i| argmax_i64(&s[i * c..(i + 1) * c]) as u32)
             .collect()
+    }
+}
+
+/// The stochastic-rounding word of the update unit: the LFSR word fills the top of the
+/// `shift` dropped bits, so rounding stays unbiased when more bits are dropped than the LFSR
+/// has (the RTL's `update` unit concatenates the same way).
+pub fn update_rnd(word: u64, shift: u32, width: u32) -> u64 {
+    if shift > width {
+        word << (shift - width).min(63)
+    } else {
+        word
     }
 }
 
