@@ -46,6 +46,12 @@ enum Command {
     },
     /// Print the resolved config (built-in default or --config) as TOML.
     Config,
+    /// Generate the engine's RTL (.v), ROM tables (.hex) and manifest.json into a directory.
+    Gen {
+        /// Output directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Compare training reports: a Markdown table on stdout, optionally overlaid curves.
     Compare {
         /// Reports written by `dfforge train --report`.
@@ -141,6 +147,18 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Compare { reports, plot } => cmd_compare(&reports, plot.as_deref()),
+        Command::Gen { out } => {
+            let rtl = dfforge::rtl::generate(&cfg).context("generating RTL")?;
+            rtl.write(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} files ({} modules) to {}",
+                rtl.files().len(),
+                rtl.modules.len(),
+                out.display()
+            );
+            Ok(())
+        }
     }
 }
 

@@ -224,7 +224,12 @@ impl Build {
             .map(|m| (file_name(m), emit(m)))
             .collect();
         let all_text: String = files.iter().map(|(_, t)| t.as_str()).collect();
-        files.extend(tables.iter().filter(|(n, _)| all_text.contains(n.as_str())).cloned());
+        files.extend(
+            tables
+                .iter()
+                .filter(|(n, _)| all_text.contains(n.as_str()))
+                .cloned(),
+        );
         files.sort();
         let mut h = Sha256::new();
         for (n, t) in &files {
