@@ -24,6 +24,31 @@ pub struct Config {
     /// Number formats and units of the fixed-point golden model (and the hardware).
     #[serde(default)]
     pub fixed: FixedPoint,
+    /// The engine's shape and target board (RTL generator).
+    #[serde(default)]
+    pub hardware: Hardware,
+}
+
+/// The generated engine: systolic array shape and target board.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hardware {
+    /// R: rows of the output-stationary PE array (1..=64).
+    pub array_rows: usize,
+    /// C: columns of the PE array (1..=64).
+    pub array_cols: usize,
+    /// Target board, e.g. `ulx3s-85f`.
+    pub board: String,
+}
+
+impl Default for Hardware {
+    fn default() -> Self {
+        Hardware {
+            array_rows: 4,
+            array_cols: 4,
+            board: "ulx3s-85f".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -856,6 +881,25 @@ impl Config {
         if let Err(e) = self.data.dataset.parse::<crate::data::DatasetSpec>() {
             bad("data.dataset", false, e.to_string());
         }
+        let h = &self.hardware;
+        bad(
+            "hardware.array_rows",
+            (1..=64).contains(&h.array_rows),
+            format!("is {}; it must be between 1 and 64", h.array_rows),
+        );
+        bad(
+            "hardware.array_cols",
+            (1..=64).contains(&h.array_cols),
+            format!("is {}; it must be between 1 and 64", h.array_cols),
+        );
+        bad(
+            "hardware.board",
+            ["ulx3s-85f", "ulx3s-45f", "ulx3s-25f", "generic"].contains(&h.board.as_str()),
+            format!(
+                "is `{}`; known boards: ulx3s-85f, ulx3s-45f, ulx3s-25f, generic",
+                h.board
+            ),
+        );
         if out.is_empty() {
             out.extend(self.fixed.violations(self));
         }

@@ -13,5 +13,7 @@ pub mod float;
 pub mod hdl;
 pub mod plot;
 pub mod report;
+pub mod rtl;
+pub mod sim;
 pub mod train;
 pub mod util;

@@ -63,6 +63,12 @@ enum Command {
         #[arg(long, value_name = "FILE.json")]
         report: Option<PathBuf>,
     },
+    /// Generate the engine's RTL (.v), ROM tables (.hex) and manifest.json into a directory.
+    Gen {
+        /// Output directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Compare training reports: a Markdown table on stdout, optionally overlaid curves.
     Compare {
         /// Reports written by `dfforge train --report`.
@@ -163,6 +169,18 @@ fn run(cli: Cli) -> Result<()> {
             samples,
             report,
         } => cmd_bench(cfg, &cli.data_dir, dataset, samples, report.as_deref()),
+        Command::Gen { out } => {
+            let rtl = dfforge::rtl::generate(&cfg).context("generating RTL")?;
+            rtl.write(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} files ({} modules) to {}",
+                rtl.files().len(),
+                rtl.modules.len(),
+                out.display()
+            );
+            Ok(())
+        }
     }
 }
 

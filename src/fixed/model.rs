@@ -231,14 +231,7 @@ impl UpdateUnit {
             LearningRate::Shift(s) => s,
         };
         let shift = (g_frac + lr_frac).saturating_sub(fmt.frac);
-        let width = self.lfsr.width();
-        // The LFSR word fills the top of the dropped bits, so rounding stays unbiased when
-        // more bits are dropped than the LFSR has.
-        let rnd = if shift > width {
-            word << (shift - width).min(63)
-        } else {
-            word
-        };
+        let rnd = update_rnd(word, shift, self.lfsr.width());
         lr_update(w, g, g_frac, fmt, self.lr, self.rounding, rnd)
     }
 
@@ -694,6 +687,17 @@ impl FixedDf {
         (0..pixels.rows)
             .map(|i| argmax_i64(&s[i * c..(i + 1) * c]) as u32)
             .collect()
+    }
+}
+
+/// The stochastic-rounding word of the update unit: the LFSR word fills the top of the
+/// `shift` dropped bits, so rounding stays unbiased when more bits are dropped than the LFSR
+/// has (the RTL's `update` unit concatenates the same way).
+pub fn update_rnd(word: u64, shift: u32, width: u32) -> u64 {
+    if shift > width {
+        word << (shift - width).min(63)
+    } else {
+        word
     }
 }
 

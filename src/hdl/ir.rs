@@ -9,7 +9,7 @@
 //! Builders are meant to make Rust read close to Verilog:
 //!
 //! ```
-//! use dfhdl::hdl::*;
+//! use dfforge::hdl::*;
 //! let mut m = Module::new("adder").doc("Adds two numbers.");
 //! let w = m.param("W", 8);
 //! let a = m.input("a_i", &w);

@@ -1,0 +1,28 @@
+//! Simple dual-port block RAM wrapper (one write port, one read port, one clock) with a
+//! registered read and an output register: the form yosys's `memory_bram` maps to ECP5 DP16KD,
+//! and the extra register keeps BRAM → LUT → DSP out of one cycle.
+
+use crate::hdl::*;
+
+pub fn bram(width: u32, addr_bits: u32) -> Module {
+    let mut m = Module::new("dff_bram").doc(
+        "Simple dual-port RAM: write port (we/waddr/wdata), read port with two\n\
+         registers (BRAM output register + fabric register), read latency 2.",
+    );
+    let wp = m.param("W", width);
+    let aw = m.param("AW", addr_bits);
+    let depth = m.localparam("DEPTH", int(1) << aw.clone());
+    let clk = m.input("clk_i", 1);
+    let we = m.input("we_i", 1);
+    let waddr = m.input("waddr_i", &aw);
+    let wdata = m.input("wdata_i", &wp);
+    let raddr = m.input("raddr_i", &aw);
+    let rdata = m.output("rdata_o", &wp);
+    let mem = m.memory("mem", &wp, &depth, None);
+    let rd_q = m.reg("rd_q", &wp);
+    let out_q = m.reg("out_q", &wp);
+    m.always_ff(&clk, vec![if_(&we, vec![nb(mem.idx(&waddr), &wdata)])]);
+    m.always_ff(&clk, vec![nb(&rd_q, mem.idx(&raddr)), nb(&out_q, &rd_q)]);
+    m.assign(rdata, out_q);
+    m
+}

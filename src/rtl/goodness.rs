@@ -1,0 +1,119 @@
+//! Squared-sum (goodness) unit: streams the lanes h of one row, accumulates S = Σ h²
+//! (exact, [`crate::fixed::ops::squared_sum`] with a wide enough accumulator) and
+//! G = requantize(S · recip, 2·hidden.frac + const_frac → goodness) with the layer's 1/d
+//! constant ([`crate::fixed::RecipConst`]) on `recip_i`. Registered multiplier inputs and
+//! outputs; `v_o` pulses with S and G four cycles after the lane flagged `last_i`.
+
+use super::util::*;
+use super::Shape;
+use crate::hdl::*;
+
+pub fn goodness(s: &Shape) -> Module {
+    let f = &s.f;
+    let hw = f.hidden.bits;
+    let sw = s.sum_w;
+    let rw = s.recip_w;
+    let mut m = Module::new("dff_goodness").doc(format!(
+        "Goodness: S = sum h^2 ({sw} bits, exact), G = S * recip requantised to goodness\n\
+         ({}.{} unsigned, {:?}).",
+        f.goodness.bits, f.goodness.frac, f.rounding
+    ));
+    m.input("clk_i", 1);
+    m.input("rst_i", 1);
+    let h_i = m.input("h_i", hw);
+    let v_i = m.input("v_i", 1);
+    let first_i = m.input("first_i", 1);
+    let last_i = m.input("last_i", 1);
+    let recip_i = m.input("recip_i", rw);
+    let s_o = m.output("s_o", sw);
+    let g_o = m.output("g_o", f.goodness.bits);
+    let v_o = m.output("v_o", 1);
+    // Stage 1: multiplier inputs.
+    let h_q = m.reg("h_q", hw);
+    let v1 = m.reg("v1_q", 1);
+    let f1 = m.reg("f1_q", 1);
+    let l1 = m.reg("l1_q", 1);
+    // Stage 2: product.
+    let sq_q = m.reg("sq_q", 2 * hw);
+    let v2 = m.reg("v2_q", 1);
+    let f2 = m.reg("f2_q", 1);
+    let l2 = m.reg("l2_q", 1);
+    // Stage 3: accumulator.
+    let acc_q = m.reg("acc_q", sw);
+    let d3 = m.reg("d3_q", 1);
+    // Stage 4: S · recip (registered product), stage 5: output.
+    let r_q = m.reg("r_q", rw);
+    let gp_q = m.reg("gp_q", sw + rw);
+    let s4 = m.reg("s4_q", sw);
+    let d4 = m.reg("d4_q", 1);
+    let s_q = m.reg("s_q", sw);
+    let g_q = m.reg("g_q", f.goodness.bits);
+    let d5 = m.reg("d5_q", 1);
+    let sq = m.wire("sq", 2 * hw);
+    m.assign(
+        &sq,
+        cat([lit(hw, 0), h_q.clone()]) * cat([lit(hw, 0), h_q.clone()]),
+    );
+    let acc_d = m.wire("acc_d", sw);
+    let sq_ext = cat([lit(sw - 2 * hw, 0), sq_q.clone()]);
+    m.assign(&acc_d, mux(&f2, sq_ext.clone(), &acc_q + sq_ext));
+    let gp = m.wire("gp", sw + rw);
+    m.assign(
+        &gp,
+        cat([lit(rw, 0), acc_q.clone()]) * cat([lit(sw, 0), r_q.clone()]),
+    );
+    let g = requant(
+        &mut m,
+        "rq",
+        &Sig::new(&gp_q, sw + rw, false),
+        2 * f.hidden.frac + f.const_frac,
+        f.goodness,
+        f.rounding,
+        None,
+    );
+    ff(
+        &mut m,
+        vec![
+            (h_q.clone(), hw),
+            (v1.clone(), 1),
+            (f1.clone(), 1),
+            (l1.clone(), 1),
+            (sq_q.clone(), 2 * hw),
+            (v2.clone(), 1),
+            (f2.clone(), 1),
+            (l2.clone(), 1),
+            (acc_q.clone(), sw),
+            (d3.clone(), 1),
+            (r_q.clone(), rw),
+            (gp_q.clone(), sw + rw),
+            (s4.clone(), sw),
+            (d4.clone(), 1),
+            (s_q.clone(), sw),
+            (g_q.clone(), f.goodness.bits),
+            (d5.clone(), 1),
+        ],
+        vec![
+            nb(&h_q, &h_i),
+            nb(&v1, &v_i),
+            nb(&f1, &first_i),
+            nb(&l1, &last_i),
+            nb(&sq_q, &sq),
+            nb(&v2, &v1),
+            nb(&f2, &f1),
+            nb(&l2, &l1),
+            if_(&v2, vec![nb(&acc_q, &acc_d)]),
+            nb(&d3, v2.clone().land(&l2)),
+            nb(&r_q, &recip_i),
+            nb(&gp_q, &gp),
+            nb(&s4, &acc_q),
+            nb(&d4, &d3),
+            nb(&s_q, &s4),
+            nb(&g_q, &g.e),
+            nb(&d5, &d4),
+        ],
+    );
+    m.assign(s_o, s_q);
+    m.assign(g_o, g_q);
+    m.assign(v_o, d5);
+    m
+}

@@ -1,0 +1,255 @@
+//! The engine's units, generated from the config (DESIGN.md §3): one file per unit
+//! generator, every width, fraction, constant and table taken from the config and the golden
+//! model's [`Units`], so the RTL and the golden model cannot drift.
+//!
+//! [`generate`] returns the modules, the ROM tables (`.hex` for `$readmemh`) and a JSON
+//! manifest; `dfforge gen` writes them to a directory, and `hdl/<config>/` holds the output of
+//! the shipped configs (regenerated and compared by a test).
+
+pub mod act;
+pub mod array;
+pub mod bram;
+pub mod goodness;
+pub mod loss;
+pub mod normalise;
+pub mod update;
+pub mod util;
+
+use crate::config::{Config, FixedPoint};
+use crate::fixed::model::{FixedError, Units};
+use crate::fixed::{to_memh, LearningRate};
+use crate::hdl::{check, emit, file_name, Module};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use util::bitlen;
+
+/// Widths the units share, derived from the config.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    pub f: FixedPoint,
+    pub rows: u32,
+    pub cols: u32,
+    /// PE operand a: weights (forward) or deltas (gradient, transposed), signed.
+    pub a_w: u32,
+    /// PE operand b: activations (as signed) or weights (transposed).
+    pub b_w: u32,
+    /// PE accumulator: the wider of `accumulator` and `update`.
+    pub acc_w: u32,
+    /// Σ x² of one row, exact.
+    pub sum_w: u32,
+    /// The 1/d constant of the goodness unit.
+    pub recip_w: u32,
+    /// Normalisation lane input (pixels or hidden values).
+    pub norm_x_w: u32,
+    /// Parameters at the update unit (widest of weight, bias, centroid).
+    pub param_w: u32,
+    /// Learning-rate register.
+    pub lr_w: u32,
+    pub classes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RtlError {
+    #[error(transparent)]
+    Fixed(#[from] FixedError),
+    #[error("cannot generate RTL for this config: {0}")]
+    Unsupported(String),
+    #[error("generated module {module} failed the IR checker: {errors}")]
+    Check { module: String, errors: String },
+}
+
+impl Shape {
+    pub fn new(cfg: &Config, units: &Units) -> Result<Shape, RtlError> {
+        let f = cfg.fixed.clone();
+        let su = |fm: crate::fixed::QFormat| fm.bits + u32::from(!fm.signed);
+        let max_d = cfg
+            .network
+            .hidden
+            .iter()
+            .copied()
+            .chain([cfg.network.input])
+            .max()
+            .unwrap_or(1);
+        let xw = f.hidden.bits.max(f.pixel.bits);
+        let lr_max = match units.lr {
+            LearningRate::Mul { value, .. } => value.max(1) as u128,
+            LearningRate::Shift(_) => 1,
+        };
+        if f.rsqrt_frac + 1 < f.act.frac {
+            return Err(RtlError::Unsupported(format!(
+                "the normalisation unit needs fixed.rsqrt_frac + 1 >= act.frac (got {} and {})",
+                f.rsqrt_frac, f.act.frac
+            )));
+        }
+        if f.rounding == crate::fixed::Rounding::Stochastic {
+            return Err(RtlError::Unsupported(
+                "fixed.rounding must be truncate or half-up".into(),
+            ));
+        }
+        let sum_w = 2 * xw + bitlen(max_d as u128);
+        if sum_w > 62 {
+            return Err(RtlError::Unsupported(format!(
+                "sums of squares need {sum_w} bits; at most 62 are supported"
+            )));
+        }
+        Ok(Shape {
+            rows: cfg.hardware.array_rows as u32,
+            cols: cfg.hardware.array_cols as u32,
+            a_w: f.weight.bits.max(f.delta.bits),
+            b_w: su(f.act).max(f.weight.bits),
+            acc_w: f.accumulator.bits.max(f.update.bits),
+            sum_w,
+            recip_w: f.const_frac + 1,
+            norm_x_w: xw,
+            param_w: f.weight.bits.max(f.bias.bits).max(f.centroid.bits),
+            lr_w: bitlen(lr_max).max(f.lr_frac + 1),
+            classes: cfg.network.classes,
+            f,
+        })
+    }
+}
+
+/// Deliberate defects for the mutation tests: each must make a co-simulation fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mutation {
+    #[default]
+    None,
+    /// The ReLU/requantise unit truncates instead of rounding half-up (or vice versa).
+    FlipActRounding,
+}
+
+/// Everything `dfforge gen` writes.
+#[derive(Clone, Debug)]
+pub struct Rtl {
+    pub modules: Vec<Module>,
+    /// (file name, contents) of the ROM tables.
+    pub tables: Vec<(String, String)>,
+    pub manifest: serde_json::Value,
+    pub shape: Shape,
+}
+
+/// sha256 of the config's canonical TOML.
+pub fn config_hash(cfg: &Config) -> String {
+    let d = Sha256::digest(cfg.to_toml().as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn generate(cfg: &Config) -> Result<Rtl, RtlError> {
+    generate_with(cfg, Mutation::None)
+}
+
+pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> {
+    let units = Units::new(cfg)?;
+    let s = Shape::new(cfg, &units)?;
+    let f = &s.f;
+    let act_mode = match (mutation, f.rounding) {
+        (Mutation::FlipActRounding, crate::fixed::Rounding::HalfUp) => {
+            crate::fixed::Rounding::Truncate
+        }
+        (Mutation::FlipActRounding, _) => crate::fixed::Rounding::HalfUp,
+        (Mutation::None, r) => r,
+    };
+    let pe = array::pe(&s);
+    let arr = array::array(&s, &pe);
+    let mut modules = vec![
+        pe,
+        arr,
+        act::relu_requant(&s, act_mode),
+        goodness::goodness(&s),
+        normalise::normalise(&s),
+        loss::loss_hinge(&s, units.margin),
+        update::update(&s),
+        bram::bram(f.weight.bits, 10),
+    ];
+    {
+        let lib: Vec<&Module> = modules.iter().collect();
+        for m in &modules {
+            if let Err(e) = check(m, &lib) {
+                return Err(RtlError::Check {
+                    module: m.name.clone(),
+                    errors: format!("{e:?}"),
+                });
+            }
+        }
+    }
+    modules.sort_by(|a, b| a.name.cmp(&b.name));
+    // Both rsqrt tables have the same words (see normalise.rs); one ROM file.
+    let rs = &units.rsqrt_hidden;
+    let tables = vec![
+        (
+            "rsqrt.hex".to_string(),
+            to_memh(rs.entries(), rs.out_fmt().bits),
+        ),
+        (
+            "exp.hex".to_string(),
+            to_memh(units.exp.entries(), units.exp.out_fmt().bits),
+        ),
+    ];
+    let manifest = json!({
+        "generator": format!("dfforge {}", env!("CARGO_PKG_VERSION")),
+        "config_sha256": config_hash(cfg),
+        "array": { "rows": s.rows, "cols": s.cols, "board": cfg.hardware.board },
+        "widths": {
+            "pe_a": s.a_w, "pe_b": s.b_w, "pe_acc": s.acc_w, "sum_sq": s.sum_w,
+            "recip": s.recip_w, "norm_x": s.norm_x_w, "param": s.param_w, "lr": s.lr_w,
+        },
+        "constants": {
+            "recip_d": units.recip_d.iter().map(|r| r.value()).collect::<Vec<_>>(),
+            "two_over_d": units.two_over_d,
+            "scale": units.scale,
+            "margin": units.margin,
+            "lr": match units.lr { LearningRate::Mul { value, frac } => json!({"value": value, "frac": frac}), LearningRate::Shift(k) => json!({"shift": k}) },
+            "lfsr": { "width": f.lfsr_width, "taps": crate::fixed::default_taps(f.lfsr_width), "seed": f.lfsr_seed },
+        },
+        "tables": tables.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        "modules": modules.iter().map(|m| json!({
+            "name": m.name,
+            "file": file_name(m),
+            "params": m.params.iter().map(|p| json!({"name": p.name, "default": crate::hdl::emit_expr(&p.default)})).collect::<Vec<_>>(),
+            "ports": m.ports.iter().map(|p| json!({
+                "name": p.name,
+                "dir": format!("{:?}", p.dir).to_lowercase(),
+                "width": crate::hdl::emit_expr(&p.width),
+                "signed": p.signed,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    Ok(Rtl {
+        modules,
+        tables,
+        manifest,
+        shape: s,
+    })
+}
+
+impl Rtl {
+    /// (file name, text) of every output file, sorted by name.
+    pub fn files(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .modules
+            .iter()
+            .map(|m| (file_name(m), emit(m)))
+            .collect();
+        v.extend(self.tables.iter().cloned());
+        v.push((
+            "manifest.json".into(),
+            serde_json::to_string_pretty(&self.manifest).unwrap_or_default() + "\n",
+        ));
+        v.sort();
+        v
+    }
+
+    /// Write every file into `dir` (created if missing).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for (name, text) in self.files() {
+            std::fs::write(dir.join(name), text)?;
+        }
+        Ok(())
+    }
+
+    pub fn module(&self, name: &str) -> Option<&Module> {
+        self.modules.iter().find(|m| m.name == name)
+    }
+}
