@@ -246,12 +246,9 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
         Backend::Fixed => dfforge::fixed::baselines::make_fixed_learner(&cfg)?,
     };
     let opts = RunOptions {
-        epochs: cfg.training.epochs,
-        batch: cfg.training.batch,
-        seed: cfg.training.seed,
-        schedule: cfg.training.lr_schedule,
         progress,
         log_epochs: !args.quiet,
+        ..RunOptions::from_config(&cfg)
     };
     let out = train(learner.as_mut(), &ds, &opts);
     let mut report = TrainReport::new(backend, &cfg, ds.train.len(), ds.test.len(), &out);
@@ -348,11 +345,7 @@ fn cmd_bench(
             };
             let opts = RunOptions {
                 epochs: 1,
-                batch: c.training.batch,
-                seed: c.training.seed,
-                schedule: c.training.lr_schedule,
-                progress: false,
-                log_epochs: false,
+                ..RunOptions::from_config(&c)
             };
             let out = train(l.as_mut(), &ds, &opts);
             eprintln!("{backend} {alg}: {:.0} samples/s", out.samples_per_second);

@@ -48,6 +48,20 @@ pub struct RunOptions {
     pub log_epochs: bool,
 }
 
+impl RunOptions {
+    /// Epochs, batch, seed and schedule from the config; output switched off.
+    pub fn from_config(cfg: &crate::config::Config) -> RunOptions {
+        RunOptions {
+            epochs: cfg.training.epochs,
+            batch: cfg.training.batch,
+            seed: cfg.training.seed,
+            schedule: cfg.training.lr_schedule,
+            progress: false,
+            log_epochs: false,
+        }
+    }
+}
+
 /// Rows `idx` of a split as a batch matrix.
 pub fn gather(split: &Split, dim: usize, idx: &[usize]) -> (Mat, Vec<u32>) {
     let mut x = Mat::zeros(idx.len(), dim);

@@ -179,14 +179,7 @@ fn hinge_and_dfr_train_in_fixed_point() {
 fn default_config_fixed_is_within_1_5_points_of_float_on_digits() {
     let ds = digits();
     let cfg = Config::builtin();
-    let opts = RunOptions {
-        epochs: cfg.training.epochs,
-        batch: cfg.training.batch,
-        seed: cfg.training.seed,
-        schedule: cfg.training.lr_schedule,
-        progress: false,
-        log_epochs: false,
-    };
+    let opts = RunOptions::from_config(&cfg);
     let mut float = make_learner(&cfg);
     let f = train(float.as_mut(), &ds, &opts).test_accuracy;
     let mut fixed = FixedDf::new(&cfg).unwrap();
@@ -217,14 +210,7 @@ fn fixed_baselines_train_like_their_float_versions() {
         cfg.algorithm.name = kind;
         cfg.training.learning_rate = lr;
         cfg.training.epochs = epochs;
-        let opts = RunOptions {
-            epochs: cfg.training.epochs,
-            batch: cfg.training.batch,
-            seed: cfg.training.seed,
-            schedule: cfg.training.lr_schedule,
-            progress: false,
-            log_epochs: false,
-        };
+        let opts = RunOptions::from_config(&cfg);
         let mut float = make_learner(&cfg);
         let f = train(float.as_mut(), &ds, &opts).test_accuracy;
         let mut fixed = make_fixed_learner(&cfg).unwrap();

@@ -272,14 +272,7 @@ fn every_option_trains_digits_above_chance() {
 fn default_config_reaches_095_on_digits() {
     let (cfg, ds) = digits_cfg();
     let mut l = make_learner(&cfg);
-    let opts = RunOptions {
-        epochs: cfg.training.epochs,
-        batch: cfg.training.batch,
-        seed: cfg.training.seed,
-        schedule: cfg.training.lr_schedule,
-        progress: false,
-        log_epochs: false,
-    };
+    let opts = RunOptions::from_config(&cfg);
     let out = train(l.as_mut(), &ds, &opts);
     assert!(
         out.test_accuracy >= 0.95,

@@ -32,11 +32,11 @@ use super::kernels::{gemm_exact, rows_times_rows, IMat};
 use super::ops::{loss_beta_hinge, loss_beta_npair, lr_update, requant_wide, sat_to};
 use super::tables::{ExpTable, RsqrtTable};
 use super::{LearningRate, Lfsr, QFormat, RecipConst, Rounding};
-use crate::config::{Collaboration, Config, FixedPoint, Loss, Negatives, Scheme};
+use crate::config::{Collaboration, Config, FixedPoint, Loss, Scheme};
 use crate::float::df::{loss_coefficients, DfNet};
 use crate::float::linalg::Mat;
 use crate::float::{BatchStats, Learner};
-use rand::seq::index::sample;
+use crate::hypotheses::{active_slots, every_class, training_hyps};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -372,26 +372,6 @@ impl FixedDf {
         self.cfg.network.classes
     }
 
-    /// Hypotheses for a training batch: the same draws as the float model makes.
-    fn training_hyps(&mut self, labels: &[u32]) -> (usize, Vec<u32>) {
-        let c = self.classes();
-        match self.cfg.algorithm.negatives {
-            Negatives::All | Negatives::Hard => (c, all_hyps(labels, c as u32)),
-            Negatives::Random => {
-                let n = self.cfg.algorithm.negatives_count;
-                let mut hyps = Vec::with_capacity(labels.len() * (n + 1));
-                for &y in labels {
-                    hyps.push(y);
-                    for idx in sample(&mut self.rng, c - 1, n).into_iter() {
-                        let idx = idx as u32;
-                        hyps.push(if idx >= y { idx + 1 } else { idx });
-                    }
-                }
-                (n + 1, hyps)
-            }
-        }
-    }
-
     /// The forward pass of every layer for the given hypotheses (`pixels` raw in `pixel`).
     pub fn forward(&self, pixels: &IMat, k: usize, hyps: &[u32]) -> FxForward {
         let u = &self.units;
@@ -468,17 +448,7 @@ impl FixedDf {
 
     /// Negative slots of one sample's layer scores (same rule as the float model).
     fn active_slots(&self, gt: &[i64]) -> Vec<bool> {
-        let mut active = vec![true; gt.len()];
-        active[0] = false;
-        if self.cfg.algorithm.negatives == Negatives::Hard {
-            let mut order: Vec<usize> = (1..gt.len()).collect();
-            order.sort_by(|&a, &b| gt[b].cmp(&gt[a]).then(a.cmp(&b)));
-            active.iter_mut().for_each(|a| *a = false);
-            for &j in order.iter().take(self.cfg.algorithm.negatives_count) {
-                active[j] = true;
-            }
-        }
-        active
+        active_slots(&self.cfg.algorithm, gt, |a, b| a.cmp(b))
     }
 
     /// Loss unit for one sample and layer: β per slot in `beta` (slot 0 is β_y).
@@ -620,7 +590,7 @@ impl FixedDf {
 
     /// One training step on raw pixels; returns the trace and stats.
     pub fn step(&mut self, pixels: &IMat, labels: &[u32]) -> (StepTrace, BatchStats) {
-        let (k, hyps) = self.training_hyps(labels);
+        let (k, hyps) = training_hyps(&self.cfg.algorithm, self.classes(), &mut self.rng, labels);
         let fwd = self.forward(pixels, k, &hyps);
         let (beta, delta, loss, correct) = self.errors(&fwd, labels.len());
         self.update(&fwd, &delta, labels.len());
@@ -681,7 +651,7 @@ impl FixedDf {
     /// Predicted class per row of raw pixels.
     pub fn predict_raw(&self, pixels: &IMat) -> Vec<u32> {
         let c = self.classes();
-        let hyps: Vec<u32> = (0..pixels.rows).flat_map(|_| 0..c as u32).collect();
+        let hyps = every_class(pixels.rows, c);
         let fwd = self.forward(pixels, c, &hyps);
         let s = self.scores(&fwd);
         (0..pixels.rows)
@@ -720,15 +690,6 @@ pub fn argmax_i64(v: &[i64]) -> usize {
         }
     }
     best
-}
-
-fn all_hyps(labels: &[u32], c: u32) -> Vec<u32> {
-    let mut hyps = Vec::with_capacity(labels.len() * c as usize);
-    for &y in labels {
-        hyps.push(y);
-        hyps.extend((0..c).filter(|&k| k != y));
-    }
-    hyps
 }
 
 impl Learner for FixedDf {

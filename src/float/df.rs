@@ -6,8 +6,8 @@
 use super::linalg::{add_row_bias, argmax, column_sums, gemm, norm, Mat, Op};
 use super::optim::Optim;
 use super::{normalise_rows, unit_input_init, BatchStats, Learner};
-use crate::config::{Algorithm, Collaboration, Config, Loss, Negatives, Scheme};
-use rand::seq::index::sample;
+use crate::config::{Algorithm, Collaboration, Config, Loss, Scheme};
+use crate::hypotheses::{active_slots, every_class, training_hyps};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -145,27 +145,6 @@ impl DfNet {
         }
     }
 
-    /// Hypothesis lists for a training batch: slot 0 the label, then the negatives' candidates.
-    fn training_hyps(&mut self, labels: &[u32]) -> (usize, Vec<u32>) {
-        let c = self.classes as u32;
-        match self.alg.negatives {
-            Negatives::All | Negatives::Hard => (self.classes, all_hyps(labels, c)),
-            Negatives::Random => {
-                let n = self.alg.negatives_count;
-                let mut hyps = Vec::with_capacity(labels.len() * (n + 1));
-                for &y in labels {
-                    hyps.push(y);
-                    // Draw from the C−1 wrong labels by index, skipping over y.
-                    for idx in sample(&mut self.rng, self.classes - 1, n).into_iter() {
-                        let idx = idx as u32;
-                        hyps.push(if idx >= y { idx + 1 } else { idx });
-                    }
-                }
-                (n + 1, hyps)
-            }
-        }
-    }
-
     /// The forward pass of every layer for the given hypotheses.
     pub fn forward(&self, x: &Mat, k: usize, hyps: &[u32]) -> Forward {
         let p = &self.params;
@@ -224,18 +203,7 @@ impl DfNet {
 
     /// Which hypothesis slots are negatives this step, for layer scores `gt` of one sample.
     fn active_slots(&self, gt: &[f32]) -> Vec<bool> {
-        let mut active = vec![true; gt.len()];
-        active[0] = false;
-        if self.alg.negatives == Negatives::Hard {
-            let mut order: Vec<usize> = (1..gt.len()).collect();
-            // Hardest = highest score among the wrong labels; ties to the lower slot.
-            order.sort_by(|&a, &b| gt[b].total_cmp(&gt[a]).then(a.cmp(&b)));
-            active.iter_mut().for_each(|a| *a = false);
-            for &j in order.iter().take(self.alg.negatives_count) {
-                active[j] = true;
-            }
-        }
-        active
+        active_slots(&self.alg, gt, |a, b| a.total_cmp(b))
     }
 
     /// Inference scores: Σ_{l∈S} G_l(k) for each row.
@@ -259,7 +227,7 @@ impl DfNet {
 
     /// Loss and gradients of one minibatch (no update), for training and gradient checks.
     pub fn gradients(&mut self, x: &Mat, labels: &[u32]) -> DfGrads {
-        let (k, hyps) = self.training_hyps(labels);
+        let (k, hyps) = training_hyps(&self.alg, self.classes, &mut self.rng, labels);
         let fwd = self.forward(x, k, &hyps);
         self.gradients_of(&fwd, labels.len())
     }
@@ -392,7 +360,7 @@ impl DfNet {
     /// Goodness G_l(c) of every class for each sample: `out[l]` is batch × C.
     pub fn goodness_table(&self, x: &Mat) -> Vec<Mat> {
         let c = self.classes;
-        let hyps: Vec<u32> = (0..x.rows).flat_map(|_| 0..c as u32).collect();
+        let hyps = every_class(x.rows, c);
         let fwd = self.forward(x, c, &hyps);
         fwd.layers
             .iter()
@@ -413,16 +381,6 @@ impl DfNet {
         }
         self.optim.apply(2 * p.w.len(), &mut p.u.data, &g.u.data);
     }
-}
-
-/// Slot 0 the label, then every other class in increasing order.
-fn all_hyps(labels: &[u32], c: u32) -> Vec<u32> {
-    let mut hyps = Vec::with_capacity(labels.len() * c as usize);
-    for &y in labels {
-        hyps.push(y);
-        hyps.extend((0..c).filter(|&k| k != y));
-    }
-    hyps
 }
 
 /// ReLU, goodness and normalisation of one layer's pre-activations.
@@ -464,7 +422,7 @@ impl Learner for DfNet {
 
     fn predict(&self, x: &Mat) -> Vec<u32> {
         let c = self.classes;
-        let hyps: Vec<u32> = (0..x.rows).flat_map(|_| 0..c as u32).collect();
+        let hyps = every_class(x.rows, c);
         let fwd = self.forward(x, c, &hyps);
         let s = self.scores(&fwd, &self.eval_layers());
         (0..x.rows)
