@@ -295,7 +295,12 @@ fn cmd_compare(paths: &[PathBuf], plot: Option<&std::path::Path>) -> Result<()> 
     if let Some(p) = plot {
         let labels: Vec<String> = reports
             .iter()
-            .map(|r| format!("{} {} ({})", r.backend, r.algorithm, r.dataset))
+            .map(|r| {
+                format!(
+                    "{} {} {} ({})",
+                    r.backend, r.algorithm, r.config.training.optimizer, r.dataset
+                )
+            })
             .collect();
         let runs: Vec<(&str, &[dfforge::train::EpochRecord])> = labels
             .iter()
