@@ -117,6 +117,8 @@ pub enum Mutation {
     None,
     /// The ReLU/requantise unit truncates instead of rounding half-up (or vice versa).
     FlipActRounding,
+    /// The N-pair loss unit's divider returns R + 1 instead of floor(2^F / S).
+    LossRecipPlusOne,
 }
 
 /// Everything `dfforge gen` writes.
@@ -148,7 +150,7 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
             crate::fixed::Rounding::Truncate
         }
         (Mutation::FlipActRounding, _) => crate::fixed::Rounding::HalfUp,
-        (Mutation::None, r) => r,
+        (_, r) => r,
     };
     let pe = array::pe(&s);
     let arr = array::array(&s, &pe);
@@ -159,6 +161,16 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         goodness::goodness(&s),
         normalise::normalise(&s),
         loss::loss_hinge(&s, units.margin),
+        loss::loss_npair(
+            &s,
+            loss::NpairConsts {
+                margin: units.margin,
+                scale: units.scale,
+                exp_addr_bits: units.exp.addr_bits(),
+                exp_step_shift: units.exp.step_shift(),
+                recip_plus_one: mutation == Mutation::LossRecipPlusOne,
+            },
+        ),
         update::update(&s),
         bram::bram(f.weight.bits, 10),
     ];
