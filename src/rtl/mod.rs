@@ -12,6 +12,7 @@ pub mod bram;
 pub mod goodness;
 pub mod loss;
 pub mod normalise;
+pub mod testbench;
 pub mod update;
 pub mod util;
 
