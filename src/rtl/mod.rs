@@ -120,6 +120,14 @@ pub enum Mutation {
     FlipActRounding,
     /// The N-pair loss unit's divider returns R + 1 instead of floor(2^F / S).
     LossRecipPlusOne,
+    /// The goodness unit rounds the other way (truncate ↔ half-up).
+    FlipGoodnessRounding,
+    /// The normalisation unit's output shift is one too large.
+    NormShiftPlusOne,
+    /// The update unit's LFSR starts from a different seed.
+    UpdateSeedFlip,
+    /// Every PE multiply-accumulate adds one LSB too many.
+    PeAccPlusOne,
 }
 
 /// Everything `dfforge gen` writes.
@@ -153,14 +161,14 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         (Mutation::FlipActRounding, _) => crate::fixed::Rounding::HalfUp,
         (_, r) => r,
     };
-    let pe = array::pe(&s);
+    let pe = array::pe(&s, mutation == Mutation::PeAccPlusOne);
     let arr = array::array(&s, &pe);
     let mut modules = vec![
         pe,
         arr,
         act::relu_requant(&s, act_mode),
-        goodness::goodness(&s),
-        normalise::normalise(&s),
+        goodness::goodness(&s, mutation == Mutation::FlipGoodnessRounding),
+        normalise::normalise(&s, mutation == Mutation::NormShiftPlusOne),
         loss::loss_hinge(&s, units.margin),
         loss::loss_npair(
             &s,
@@ -172,7 +180,7 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
                 recip_plus_one: mutation == Mutation::LossRecipPlusOne,
             },
         ),
-        update::update(&s),
+        update::update(&s, mutation == Mutation::UpdateSeedFlip),
         bram::bram(f.weight.bits, 10),
     ];
     {
