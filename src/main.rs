@@ -68,6 +68,10 @@ enum Command {
         /// Output directory (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Also write self-checking Verilog testbenches with golden vectors here
+        /// (`<unit>_tb.v`, `<unit>_vectors.hex`; run them next to the RTL).
+        #[arg(long, value_name = "DIR")]
+        testbench: Option<PathBuf>,
     },
     /// Compare training reports: a Markdown table on stdout, optionally overlaid curves.
     Compare {
@@ -169,10 +173,21 @@ fn run(cli: Cli) -> Result<()> {
             samples,
             report,
         } => cmd_bench(cfg, &cli.data_dir, dataset, samples, report.as_deref()),
-        Command::Gen { out } => {
+        Command::Gen { out, testbench } => {
             let rtl = dfforge::rtl::generate(&cfg).context("generating RTL")?;
             rtl.write(&out)
                 .with_context(|| format!("writing {}", out.display()))?;
+            if let Some(dir) = testbench {
+                let files = dfforge::rtl::testbench::testbenches(&cfg, &rtl)
+                    .context("generating testbenches")?;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                for (name, text) in &files {
+                    std::fs::write(dir.join(name), text)
+                        .with_context(|| format!("writing {}/{name}", dir.display()))?;
+                }
+                println!("wrote {} testbench files to {}", files.len(), dir.display());
+            }
             println!(
                 "wrote {} files ({} modules) to {}",
                 rtl.files().len(),

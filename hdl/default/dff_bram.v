@@ -18,7 +18,7 @@ module dff_bram #(
 
   localparam DEPTH = 1 << AW;
 
-  reg [W-1:0] mem [0:DEPTH-1];
+  (* no_rw_check *) reg [W-1:0] mem [0:DEPTH-1];
   reg [W-1:0] rd_q;
   reg [W-1:0] out_q;
 

@@ -184,7 +184,11 @@ fn items(w: &mut Writer, ind: usize, its: &[Item]) {
                 w.line(
                     ind,
                     &format!(
-                        "reg{} {}{};",
+                        "{}reg{} {}{};",
+                        mem.attrs
+                            .iter()
+                            .map(|a| format!("(* {a} *) "))
+                            .collect::<String>(),
                         type_suffix(mem.signed, &mem.width),
                         mem.name,
                         dims_suffix(std::slice::from_ref(&mem.depth))

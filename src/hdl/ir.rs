@@ -562,6 +562,9 @@ pub struct Memory {
     pub depth: Expr,
     pub signed: bool,
     pub init: Option<String>,
+    /// Synthesis attributes emitted as `(* a *)` before the declaration (e.g. `no_rw_check`).
+    #[serde(default)]
+    pub attrs: Vec<String>,
 }
 
 /// Sensitivity of an `always` block. Only the two synthesizable forms that
@@ -795,6 +798,16 @@ pub trait Scope {
     fn push(&mut self, item: Item) {
         self.items_mut().push(item);
     }
+    /// Add the synthesis attribute `attr` to the memory `name` declared in this scope.
+    fn memory_attr(&mut self, name: &str, attr: &str) {
+        for it in self.items_mut().iter_mut() {
+            if let Item::Memory(mem) = it {
+                if mem.name == name {
+                    mem.attrs.push(attr.to_string());
+                }
+            }
+        }
+    }
     fn decl(&mut self, d: Decl) -> Expr {
         let e = id(&d.name);
         self.push(Item::Decl(d));
@@ -854,6 +867,7 @@ pub trait Scope {
             depth: depth.into(),
             signed: false,
             init: init.map(Into::into),
+            attrs: Vec::new(),
         }));
         id(name)
     }

@@ -13,7 +13,8 @@ use super::Shape;
 use crate::hdl::*;
 
 /// The processing element: `acc = sat(acc + a·b)` ([`crate::fixed::ops::mac`]).
-pub fn pe(s: &Shape) -> Module {
+/// `plus_one` is a deliberate defect for the mutation test (every MAC adds 1 LSB too many).
+pub fn pe(s: &Shape, plus_one: bool) -> Module {
     let mut m = Module::new("dff_pe").doc(
         "Systolic PE: registered operands (forwarded east/south with the valid and clear\n\
          flags), registered exact product, saturating accumulator (fixed::ops::mac).",
@@ -48,9 +49,15 @@ pub fn pe(s: &Shape) -> Module {
     let base = m.wire_s("base", accw);
     m.assign(&base, mux(&pc_q, zeros(accw), &acc_q));
     let sum = m.wire_s("sum", accw + 1);
+    let exact =
+        ext(&Sig::new(&base, accw, true), accw + 1) + ext(&Sig::new(&p_q, pw, true), accw + 1);
     m.assign(
         &sum,
-        ext(&Sig::new(&base, accw, true), accw + 1) + ext(&Sig::new(&p_q, pw, true), accw + 1),
+        if plus_one {
+            exact + slit(accw + 1, 1)
+        } else {
+            exact
+        },
     );
     let acc_fmt = crate::fixed::QFormat {
         bits: accw,

@@ -1,6 +1,9 @@
 //! Simple dual-port block RAM wrapper (one write port, one read port, one clock) with a
 //! registered read and an output register: the form yosys's `memory_bram` maps to ECP5 DP16KD,
-//! and the extra register keeps BRAM → LUT → DSP out of one cycle.
+//! and the extra register keeps BRAM → LUT → DSP out of one cycle. The memory carries
+//! `(* no_rw_check *)`: the engine never reads an address in the cycle it writes it, and
+//! without the attribute yosys 0.23 adds address comparators and bypass muxes around the
+//! DP16KD to emulate read-during-write (tests/synth.rs asserts none remain).
 
 use crate::hdl::*;
 
@@ -19,6 +22,7 @@ pub fn bram(width: u32, addr_bits: u32) -> Module {
     let raddr = m.input("raddr_i", &aw);
     let rdata = m.output("rdata_o", &wp);
     let mem = m.memory("mem", &wp, &depth, None);
+    m.memory_attr("mem", "no_rw_check");
     let rd_q = m.reg("rd_q", &wp);
     let out_q = m.reg("out_q", &wp);
     m.always_ff(&clk, vec![if_(&we, vec![nb(mem.idx(&waddr), &wdata)])]);

@@ -8,7 +8,8 @@ use super::util::*;
 use super::Shape;
 use crate::hdl::*;
 
-pub fn goodness(s: &Shape) -> Module {
+/// `flip_rounding` is a deliberate defect for the mutation test (truncate ↔ half-up).
+pub fn goodness(s: &Shape, flip_rounding: bool) -> Module {
     let f = &s.f;
     let hw = f.hidden.bits;
     let sw = s.sum_w;
@@ -68,7 +69,11 @@ pub fn goodness(s: &Shape) -> Module {
         &Sig::new(&gp_q, sw + rw, false),
         2 * f.hidden.frac + f.const_frac,
         f.goodness,
-        f.rounding,
+        if flip_rounding {
+            flip(f.rounding)
+        } else {
+            f.rounding
+        },
         None,
     );
     ff(

@@ -12,6 +12,7 @@ pub mod bram;
 pub mod goodness;
 pub mod loss;
 pub mod normalise;
+pub mod testbench;
 pub mod update;
 pub mod util;
 
@@ -117,6 +118,16 @@ pub enum Mutation {
     None,
     /// The ReLU/requantise unit truncates instead of rounding half-up (or vice versa).
     FlipActRounding,
+    /// The N-pair loss unit's divider returns R + 1 instead of floor(2^F / S).
+    LossRecipPlusOne,
+    /// The goodness unit rounds the other way (truncate ↔ half-up).
+    FlipGoodnessRounding,
+    /// The normalisation unit's output shift is one too large.
+    NormShiftPlusOne,
+    /// The update unit's LFSR starts from a different seed.
+    UpdateSeedFlip,
+    /// Every PE multiply-accumulate adds one LSB too many.
+    PeAccPlusOne,
 }
 
 /// Everything `dfforge gen` writes.
@@ -148,18 +159,28 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
             crate::fixed::Rounding::Truncate
         }
         (Mutation::FlipActRounding, _) => crate::fixed::Rounding::HalfUp,
-        (Mutation::None, r) => r,
+        (_, r) => r,
     };
-    let pe = array::pe(&s);
+    let pe = array::pe(&s, mutation == Mutation::PeAccPlusOne);
     let arr = array::array(&s, &pe);
     let mut modules = vec![
         pe,
         arr,
         act::relu_requant(&s, act_mode),
-        goodness::goodness(&s),
-        normalise::normalise(&s),
+        goodness::goodness(&s, mutation == Mutation::FlipGoodnessRounding),
+        normalise::normalise(&s, mutation == Mutation::NormShiftPlusOne),
         loss::loss_hinge(&s, units.margin),
-        update::update(&s),
+        loss::loss_npair(
+            &s,
+            loss::NpairConsts {
+                margin: units.margin,
+                scale: units.scale,
+                exp_addr_bits: units.exp.addr_bits(),
+                exp_step_shift: units.exp.step_shift(),
+                recip_plus_one: mutation == Mutation::LossRecipPlusOne,
+            },
+        ),
+        update::update(&s, mutation == Mutation::UpdateSeedFlip),
         bram::bram(f.weight.bits, 10),
     ];
     {

@@ -12,7 +12,8 @@ use super::util::*;
 use super::Shape;
 use crate::hdl::*;
 
-pub fn normalise(s: &Shape) -> Module {
+/// `shift_plus_one` is a deliberate defect for the mutation test (output shift one too large).
+pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
     let f = &s.f;
     let sw = s.sum_w;
     let xw = s.norm_x_w;
@@ -64,7 +65,8 @@ pub fn normalise(s: &Shape) -> Module {
     m.always_ff(&clk, vec![nb(&word_q, rom.idx(&addr_q))]);
     // Output shift: rsqrt_frac + e/2 - act.frac (modulo 2^shw; only S = 0, whose word is 0,
     // can wrap).
-    let c = (i64::from(f.rsqrt_frac) - i64::from(f.act.frac)).rem_euclid(1 << shw) as u64;
+    let c = (i64::from(f.rsqrt_frac) - i64::from(f.act.frac) + i64::from(shift_plus_one))
+        .rem_euclid(1 << shw) as u64;
     let sh = m.wire("sh", shw);
     m.assign(
         &sh,

@@ -10,7 +10,8 @@ use super::util::*;
 use super::Shape;
 use crate::hdl::*;
 
-pub fn update(s: &Shape) -> Module {
+/// `seed_flip` is a deliberate defect for the mutation test (LFSR seed with bit 1 flipped).
+pub fn update(s: &Shape, seed_flip: bool) -> Module {
     let f = &s.f;
     let ww = s.param_w;
     let gw = f.update.bits;
@@ -118,7 +119,7 @@ pub fn update(s: &Shape) -> Module {
         &outs[0],
         mux(k2.clone().eq_(lit(2, 1)), &outs[1], &outs[2]),
     );
-    let seed = f.lfsr_seed;
+    let seed = f.lfsr_seed ^ if seed_flip { 2 } else { 0 };
     m.always_ff(
         id("clk_i"),
         vec![if_(id("rst_i"), vec![nb(&lfsr_q, hex(width, seed))])

@@ -161,3 +161,11 @@ pub fn ff(m: &mut Module, resets: Vec<(Expr, u32)>, body: Vec<Stmt>) {
     let rst: Vec<Stmt> = resets.into_iter().map(|(r, w)| nb(r, zeros(w))).collect();
     m.always_ff(&clk, vec![if_(id("rst_i"), rst).else_(body)]);
 }
+
+/// The other deterministic rounding mode (mutation tests: a unit that rounds the wrong way).
+pub fn flip(mode: Rounding) -> Rounding {
+    match mode {
+        Rounding::HalfUp => Rounding::Truncate,
+        _ => Rounding::HalfUp,
+    }
+}
