@@ -158,6 +158,21 @@ fn run_relu(b: &Build, z: &[i64]) -> Vec<Vec<i64>> {
     valid_outputs(&out, b, "v_o", &[("h_o", false)])
 }
 
+/// Every config's run of a unit had zero mismatches against its golden function.
+fn assert_matches(unit: &str, runs: Vec<(&'static str, usize, usize)>) {
+    for (name, bad, n) in runs {
+        assert_eq!(bad, 0, "{name}: {unit}, {bad} of {n} mismatches");
+    }
+}
+
+/// Every config's run of a mutated unit showed mismatches: the comparison can fail.
+fn assert_caught(unit: &str, runs: Vec<(&'static str, usize, usize)>) {
+    for (name, bad, n) in runs {
+        eprintln!("{name}: mutant {unit}: {bad} of {n} mismatches");
+        assert!(bad > 0, "{name}: the {unit} mutant was not caught");
+    }
+}
+
 #[test]
 fn relu_requant_unit_matches_golden() {
     for (name, cfg) in configs() {
@@ -268,17 +283,15 @@ fn goodness_runs(
 
 #[test]
 fn goodness_unit_matches_golden() {
-    for (name, bad, n) in goodness_runs(configs(), Mutation::None) {
-        assert_eq!(bad, 0, "{name}: goodness, {bad} of {n} mismatches");
-    }
+    assert_matches("goodness", goodness_runs(configs(), Mutation::None));
 }
 
 #[test]
 fn mutation_goodness_rounding_is_caught() {
-    for (name, bad, n) in goodness_runs(mutant_configs(), Mutation::FlipGoodnessRounding) {
-        eprintln!("{name}: mutant goodness: {bad} of {n} mismatches");
-        assert!(bad > 0, "{name}: the mutant was not caught");
-    }
+    assert_caught(
+        "goodness",
+        goodness_runs(mutant_configs(), Mutation::FlipGoodnessRounding),
+    );
 }
 
 // ------------------------------------------------------------------ normalise
@@ -340,17 +353,15 @@ fn normalise_runs(
 
 #[test]
 fn normalise_unit_matches_golden() {
-    for (name, bad, n) in normalise_runs(configs(), Mutation::None) {
-        assert_eq!(bad, 0, "{name}: normalise, {bad} of {n} mismatches");
-    }
+    assert_matches("normalise", normalise_runs(configs(), Mutation::None));
 }
 
 #[test]
 fn mutation_normalise_shift_is_caught() {
-    for (name, bad, n) in normalise_runs(mutant_configs(), Mutation::NormShiftPlusOne) {
-        eprintln!("{name}: mutant normalise: {bad} of {n} mismatches");
-        assert!(bad > 0, "{name}: the mutant was not caught");
-    }
+    assert_caught(
+        "normalise",
+        normalise_runs(mutant_configs(), Mutation::NormShiftPlusOne),
+    );
 }
 
 // ------------------------------------------------------------------ update
@@ -422,17 +433,15 @@ fn update_runs(
 
 #[test]
 fn update_unit_matches_golden() {
-    for (name, bad, n) in update_runs(configs(), Mutation::None) {
-        assert_eq!(bad, 0, "{name}: update, {bad} of {n} mismatches");
-    }
+    assert_matches("update", update_runs(configs(), Mutation::None));
 }
 
 #[test]
 fn mutation_update_lfsr_seed_is_caught() {
-    for (name, bad, n) in update_runs(mutant_configs(), Mutation::UpdateSeedFlip) {
-        eprintln!("{name}: mutant update: {bad} of {n} mismatches");
-        assert!(bad > 0, "{name}: the mutant was not caught");
-    }
+    assert_caught(
+        "update",
+        update_runs(mutant_configs(), Mutation::UpdateSeedFlip),
+    );
 }
 
 // ------------------------------------------------------------------ loss (hinge)
@@ -649,15 +658,13 @@ fn array_runs(
 
 #[test]
 fn array_three_gemms_match_golden() {
-    for (name, bad, n) in array_runs(configs(), Mutation::None) {
-        assert_eq!(bad, 0, "{name}: array, {bad} of {n} mismatches");
-    }
+    assert_matches("array", array_runs(configs(), Mutation::None));
 }
 
 #[test]
 fn mutation_pe_accumulate_is_caught() {
-    for (name, bad, n) in array_runs(mutant_configs(), Mutation::PeAccPlusOne) {
-        eprintln!("{name}: mutant array: {bad} of {n} mismatches");
-        assert!(bad > 0, "{name}: the mutant was not caught");
-    }
+    assert_caught(
+        "array",
+        array_runs(mutant_configs(), Mutation::PeAccPlusOne),
+    );
 }
