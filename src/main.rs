@@ -15,8 +15,16 @@ const ABOUT: &str = "Distance-Forward (DF) learning, from a float reference to F
 With no command, dfforge trains the built-in default config (a DF network on the 8x8 digits) \
 with the float reference and prints its accuracy.";
 
+const EXAMPLES: &str = "Examples:
+  dfforge                                         train DF on digits with the built-in config
+  dfforge train --backend fixed --report r.json   the same in the hardware's fixed point
+  dfforge fetch-data mnist && dfforge --config configs/mnist.toml train --dataset mnist
+  dfforge --set algorithm.negatives=random --set algorithm.negatives_count=3 train --backend fixed
+  dfforge gen --out build/rtl                     Verilog units, ROM tables, manifest.json
+  dfforge compare a.json b.json --plot curves.png";
+
 #[derive(Parser)]
-#[command(name = "dfforge", version, about = ABOUT, long_about = ABOUT)]
+#[command(name = "dfforge", version, about = ABOUT, long_about = ABOUT, after_help = EXAMPLES)]
 struct Cli {
     /// TOML config; without it the built-in default (configs/default.toml) is used.
     #[arg(long, global = true, value_name = "FILE")]
@@ -227,16 +235,7 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
     let spec: DatasetSpec = cfg.data.dataset.parse()?;
     let mut ds = data::load(&spec, data_dir)?;
     ds.truncate(args.limit_train, args.limit_test);
-    anyhow::ensure!(
-        ds.dim() == cfg.network.input && ds.classes <= cfg.network.classes,
-        "data set {} has {} pixels and {} classes, but the config says network.input = {} and \
-         network.classes = {}; use a config made for this data set (e.g. configs/mnist.toml for mnist)",
-        spec,
-        ds.dim(),
-        ds.classes,
-        cfg.network.input,
-        cfg.network.classes
-    );
+    check_fits(&cfg, &spec, &ds)?;
     anyhow::ensure!(
         !ds.train.is_empty(),
         "data set {spec} has no training samples"
@@ -295,6 +294,21 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
     Ok(())
 }
 
+/// The data set must have the config's input size and at most its classes.
+fn check_fits(cfg: &Config, spec: &DatasetSpec, ds: &data::Dataset) -> Result<()> {
+    anyhow::ensure!(
+        ds.dim() == cfg.network.input && ds.classes <= cfg.network.classes,
+        "data set {} has {} pixels and {} classes, but the config says network.input = {} and \
+         network.classes = {}; use a config made for this data set (e.g. configs/mnist.toml for mnist)",
+        spec,
+        ds.dim(),
+        ds.classes,
+        cfg.network.input,
+        cfg.network.classes
+    );
+    Ok(())
+}
+
 fn cmd_compare(paths: &[PathBuf], plot: Option<&std::path::Path>) -> Result<()> {
     let reports = paths
         .iter()
@@ -350,6 +364,7 @@ fn cmd_bench(
     anyhow::ensure!(samples > 0, "--samples must be at least 1");
     let spec: DatasetSpec = cfg.data.dataset.parse()?;
     let mut ds = data::load(&spec, data_dir)?;
+    check_fits(&cfg, &spec, &ds)?;
     ds.truncate(Some(samples), Some(1));
     let mut rows = Vec::new();
     for backend in ["float", "fixed"] {
