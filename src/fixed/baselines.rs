@@ -19,6 +19,7 @@ use super::model::{
 use super::ops::{requant_wide, sat_to};
 use super::{QFormat, Rounding};
 use crate::config::Config;
+use crate::float::ff::softplus;
 use crate::float::linalg::Mat;
 use crate::float::{BatchStats, Learner};
 use rand::{Rng, SeedableRng};
@@ -217,10 +218,6 @@ impl Learner for FixedFf {
     fn set_lr_factor(&mut self, f: f32) {
         self.updater.lr = lr_constant(&self.cfg, f);
     }
-}
-
-fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 fn quantise_vec(v: &[f32], fmt: QFormat) -> Vec<i64> {

@@ -20,8 +20,8 @@ pub struct FfNet {
     rng: ChaCha8Rng,
 }
 
-/// Numerically stable ln(1 + e^x).
-fn softplus(x: f64) -> f64 {
+/// Numerically stable ln(1 + e^x) (also the fixed-point FF's reported loss).
+pub fn softplus(x: f64) -> f64 {
     x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
