@@ -199,6 +199,19 @@ impl Build {
         top: &str,
         tables: &[(String, String)],
     ) -> Result<Build, SimError> {
+        Build::with_harness(modules, top, tables, None, &[])
+    }
+
+    /// Like [`Build::new`], with a caller-supplied C++ harness (`None`: the per-cycle line
+    /// harness of [`harness`]) and extra Verilator flags (e.g. `--trace-fst`). Both enter the
+    /// cache key.
+    pub fn with_harness(
+        modules: &[Module],
+        top: &str,
+        tables: &[(String, String)],
+        custom_harness: Option<String>,
+        extra_flags: &[&str],
+    ) -> Result<Build, SimError> {
         let version = verilator_version()?;
         let t0 = Instant::now();
         let topm = modules
@@ -218,7 +231,7 @@ impl Build {
                 })
             })
             .collect::<Result<Vec<_>, SimError>>()?;
-        let cpp = harness(top, &ports);
+        let cpp = custom_harness.unwrap_or_else(|| harness(top, &ports));
         // Only the top, the modules it instantiates and the tables they read go into the
         // build (and its hash), so changing one unit does not rebuild the others.
         let top_text = emit(topm);
@@ -245,6 +258,7 @@ impl Build {
         h.update(cpp.as_bytes());
         h.update(version.as_bytes());
         h.update(VERILATOR_FLAGS.join(" ").as_bytes());
+        h.update(extra_flags.join(" ").as_bytes());
         h.update(top.as_bytes());
         let hash: String = h
             .finalize()
@@ -283,6 +297,7 @@ impl Build {
         let out = Command::new("verilator")
             .current_dir(tmp.path())
             .args(VERILATOR_FLAGS)
+            .args(extra_flags)
             .args([
                 "--top-module",
                 top,
