@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod data;
+pub mod driver;
 pub mod fixed;
 pub mod float;
 pub mod hdl;

@@ -20,10 +20,12 @@
 //! 8. gradients ΔW = Σ_rows δ x̂ᵀ (exact, `update`); layer 1 first sums δ over hypotheses
 //!    (x̂_0 is shared), ΔU[c] sums the rows of hypothesis c, Δb sums all rows;
 //! 9. update: w −= round(ΔW · η/B) with `update_rounding`, saturating to the parameter's
-//!    format. The update unit walks W_1, b_1, W_2, b_2, …, U in row-major address order and
-//!    clocks the LFSR once per parameter: that walk order is the one place where the result
-//!    depends on an ordering (stochastic rounding); every sum before it is exact and so
-//!    independent of the array's tiling.
+//!    format. The update unit walks W_1, b_1, W_2, b_2, …, U and clocks the LFSR once per
+//!    parameter; each W_l in the order its gradient tiles leave the R × C array
+//!    ([`UpdateUnit::update_tiled`]), biases and U in address order. That walk order is the
+//!    one place where the result depends on an ordering (stochastic rounding); every sum
+//!    before it is exact and so independent of the array's tiling. Layer 1's per-sample error
+//!    e = Σ_k δ_1 is saturated to `delta` before the weight-gradient GEMM (it is a PE operand).
 //!
 //! ε of the float model's normalisation is not modelled (1/‖h‖ comes from the table); a
 //! zero vector normalises to zero.
@@ -239,6 +241,32 @@ impl UpdateUnit {
     pub fn update_words(&mut self, ws: &mut [i32], gs: &[i64], g_frac: u32, fmt: QFormat) {
         for (w, &g) in ws.iter_mut().zip(gs) {
             *w = self.update(i64::from(*w), g, g_frac, fmt) as i32;
+        }
+    }
+
+    /// A `rows × cols` weight matrix (row-major `ws`, `gs`) in the engine's drain order:
+    /// tiles of `tile_rows × tile_cols` (the array's R × C), tile rows outer, tile columns
+    /// inner, each tile row-major. This is the order in which the gradient GEMM's tiles
+    /// leave the array, so the hardware updates each tile as it drains.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_tiled(
+        &mut self,
+        ws: &mut [i32],
+        gs: &[i64],
+        (rows, cols): (usize, usize),
+        (tile_rows, tile_cols): (usize, usize),
+        g_frac: u32,
+        fmt: QFormat,
+    ) {
+        for r0 in (0..rows).step_by(tile_rows.max(1)) {
+            for c0 in (0..cols).step_by(tile_cols.max(1)) {
+                for r in r0..(r0 + tile_rows).min(rows) {
+                    for c in c0..(c0 + tile_cols).min(cols) {
+                        let i = r * cols + c;
+                        ws[i] = self.update(i64::from(ws[i]), gs[i], g_frac, fmt) as i32;
+                    }
+                }
+            }
         }
     }
 
@@ -623,10 +651,17 @@ impl FixedDf {
                 gu[hyp * d1 + o] += i64::from(v);
             }
         }
+        // e enters the array as an operand of the PE's `a` port, so it is saturated to
+        // `delta` first (what the engine's E buffer does on its way to the array); the bias
+        // gradient uses the exact sums.
+        let grads_b0 = column_sums(&e);
+        for v in e.data.iter_mut() {
+            *v = sat_to(i128::from(*v), self.units.f.delta) as i32;
+        }
         let mut grads_w = Vec::with_capacity(nl);
         let mut grads_b = Vec::with_capacity(nl);
         grads_w.push(gemm_exact(&e, true, &fwd.x0, false));
-        grads_b.push(column_sums(&e));
+        grads_b.push(grads_b0);
         for l in 1..nl {
             grads_w.push(rows_times_rows(
                 &delta[l].transpose(),
@@ -636,10 +671,14 @@ impl FixedDf {
         }
         let f = &self.units.f;
         let upd = &mut self.updater;
+        let tile = (self.cfg.hardware.array_rows, self.cfg.hardware.array_cols);
         for l in 0..nl {
-            upd.update_words(
+            let shape = (self.params.w[l].rows, self.params.w[l].cols);
+            upd.update_tiled(
                 &mut self.params.w[l].data,
                 &grads_w[l],
+                shape,
+                tile,
                 f.update.frac,
                 f.weight,
             );

@@ -9,6 +9,7 @@
 pub mod act;
 pub mod array;
 pub mod bram;
+pub mod engine;
 pub mod goodness;
 pub mod loss;
 pub mod normalise;
@@ -183,6 +184,16 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         update::update(&s, mutation == Mutation::UpdateSeedFlip),
         bram::bram(f.weight.bits, 10),
     ];
+    // The engine (and the skew it needs) for the configs it supports; the units above are
+    // generated for every config.
+    let engine_status = match engine::Layout::new(cfg) {
+        Ok(lay) => {
+            modules.push(engine::skew());
+            modules.push(engine::engine(cfg, &units, &s, &lay));
+            "generated".to_string()
+        }
+        Err(e) => e.to_string(),
+    };
     {
         let lib: Vec<&Module> = modules.iter().collect();
         for m in &modules {
@@ -223,6 +234,7 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
             "lr": match units.lr { LearningRate::Mul { value, frac } => json!({"value": value, "frac": frac}), LearningRate::Shift(k) => json!({"shift": k}) },
             "lfsr": { "width": f.lfsr_width, "taps": crate::fixed::default_taps(f.lfsr_width), "seed": f.lfsr_seed },
         },
+        "engine": engine_status,
         "tables": tables.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
         "modules": modules.iter().map(|m| json!({
             "name": m.name,

@@ -8,6 +8,8 @@
 //! cycle (output ports in hex, read after the edge's eval), with a timeout so a dead simulator
 //! is an error, never a hang. The child's stdin is written from its own thread.
 
+pub mod engine;
+
 use crate::hdl::{emit, file_name, Dir, Expr, Lit, Module};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -234,12 +236,20 @@ impl Build {
         let cpp = custom_harness.unwrap_or_else(|| harness(top, &ports));
         // Only the top, the modules it instantiates and the tables they read go into the
         // build (and its hash), so changing one unit does not rebuild the others.
-        let top_text = emit(topm);
-        let mut files: Vec<(String, String)> = modules
-            .iter()
-            .filter(|m| m.name == top || top_text.contains(&format!("{} ", m.name)))
-            .map(|m| (file_name(m), emit(m)))
-            .collect();
+        // (transitively: the engine instantiates the array, which instantiates the PE).
+        let mut keep: Vec<&Module> = vec![topm];
+        let mut i = 0;
+        while i < keep.len() {
+            let text = emit(keep[i]);
+            for m in modules {
+                if !keep.iter().any(|k| k.name == m.name) && text.contains(&format!("{} ", m.name)) {
+                    keep.push(m);
+                }
+            }
+            i += 1;
+        }
+        let mut files: Vec<(String, String)> =
+            keep.iter().map(|m| (file_name(m), emit(m))).collect();
         let all_text: String = files.iter().map(|(_, t)| t.as_str()).collect();
         files.extend(
             tables

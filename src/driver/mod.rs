@@ -1,0 +1,142 @@
+//! The host driver's view of an engine: where every tensor lives on the engine's bus
+//! ([`crate::rtl::engine::Layout`]) and how to load, run and read it back, over any
+//! transport that can move bus words ([`Bus`]).
+
+use crate::fixed::kernels::IMat;
+use crate::fixed::model::FxParams;
+use crate::rtl::engine::{abits, counter, div_ceil, region, Layout};
+
+/// Anything that reaches the engine's bus: the bus-level Verilator harness, or the host
+/// protocol over a pipe or a UART.
+pub trait Bus {
+    /// Write consecutive words from `addr`.
+    fn write_block(&mut self, region: u8, addr: u32, words: &[i64]) -> anyhow::Result<()>;
+    /// Read `n` consecutive words from `addr` (64-bit bus words, sign-extended by the engine
+    /// for signed formats).
+    fn read_block(&mut self, region: u8, addr: u32, n: usize) -> anyhow::Result<Vec<i64>>;
+    /// Run `op` (train / infer) to completion; (status, result, cycles of the run).
+    fn run(&mut self, op: u8) -> anyhow::Result<(u8, u8, u64)>;
+}
+
+impl Bus for crate::sim::engine::EngineSim {
+    fn write_block(&mut self, region: u8, addr: u32, words: &[i64]) -> anyhow::Result<()> {
+        for (i, &w) in words.iter().enumerate() {
+            self.write(region, addr + i as u32, w)?;
+        }
+        Ok(())
+    }
+    fn read_block(&mut self, region: u8, addr: u32, n: usize) -> anyhow::Result<Vec<i64>> {
+        (0..n)
+            .map(|i| Ok(self.read(region, addr + i as u32)?))
+            .collect()
+    }
+    fn run(&mut self, op: u8) -> anyhow::Result<(u8, u8, u64)> {
+        Ok(crate::sim::engine::EngineSim::run(self, op, 1 << 40)?)
+    }
+}
+
+/// W_l as the engine stores it: bank b holds rows o ≡ b (mod R), word (o div R)·d_in + k
+/// (padding rows are zero).
+fn w_banks(lay: &Layout, l: usize, w: &IMat) -> Vec<Vec<i64>> {
+    let r = lay.rows;
+    let d_in = lay.dims[l];
+    let depth = lay.w_depth(l);
+    let mut banks = vec![vec![0i64; depth]; r];
+    for o in 0..w.rows {
+        for k in 0..d_in {
+            banks[o % r][(o / r) * d_in + k] = i64::from(w.data[o * d_in + k]);
+        }
+    }
+    banks
+}
+
+fn bank_base(lay: &Layout, l: usize, b: usize) -> u32 {
+    (b as u32) << abits(lay.w_depth(l))
+}
+
+/// Load every parameter.
+pub fn load_params(bus: &mut dyn Bus, lay: &Layout, p: &FxParams) -> anyhow::Result<()> {
+    for (l, w) in p.w.iter().enumerate() {
+        for (b, words) in w_banks(lay, l, w).iter().enumerate() {
+            bus.write_block(region::WEIGHTS + l as u8, bank_base(lay, l, b), words)?;
+        }
+        bus.write_block(region::BIASES + l as u8, 0, &p.b[l])?;
+    }
+    let u: Vec<i64> = p.u.data.iter().map(|&v| i64::from(v)).collect();
+    bus.write_block(region::CENTROIDS, 0, &u)?;
+    Ok(())
+}
+
+/// Read every parameter back.
+pub fn read_params(bus: &mut dyn Bus, lay: &Layout) -> anyhow::Result<FxParams> {
+    let nl = lay.layers();
+    let mut w = Vec::with_capacity(nl);
+    let mut b = Vec::with_capacity(nl);
+    for l in 0..nl {
+        let (d_out, d_in) = (lay.dims[l + 1], lay.dims[l]);
+        let mut m = IMat::zeros(d_out, d_in);
+        for bank in 0..lay.rows.min(d_out) {
+            let groups = div_ceil(d_out - bank, lay.rows);
+            let words =
+                bus.read_block(region::WEIGHTS + l as u8, bank_base(lay, l, bank), groups * d_in)?;
+            for g in 0..groups {
+                let o = g * lay.rows + bank;
+                for k in 0..d_in {
+                    m.data[o * d_in + k] = words[g * d_in + k] as i32;
+                }
+            }
+        }
+        w.push(m);
+        b.push(bus.read_block(region::BIASES + l as u8, 0, d_out)?);
+    }
+    let (c, d1) = (lay.classes, lay.dims[1]);
+    let u = bus.read_block(region::CENTROIDS, 0, c * d1)?;
+    Ok(FxParams {
+        w,
+        b,
+        u: IMat {
+            rows: c,
+            cols: d1,
+            data: u.into_iter().map(|v| v as i32).collect(),
+        },
+    })
+}
+
+/// Write a batch: raw pixels (one row per sample) and, for training, the hypotheses
+/// (slot 0 the label, as [`crate::hypotheses`] orders them).
+pub fn write_batch(
+    bus: &mut dyn Bus,
+    pixels: &IMat,
+    hyps: Option<&[u32]>,
+) -> anyhow::Result<()> {
+    let px: Vec<i64> = pixels.data.iter().map(|&v| i64::from(v)).collect();
+    bus.write_block(region::PIXELS, 0, &px)?;
+    if let Some(h) = hyps {
+        let hv: Vec<i64> = h.iter().map(|&v| i64::from(v)).collect();
+        bus.write_block(region::HYPS, 0, &hv)?;
+    }
+    Ok(())
+}
+
+/// G_l of the first `rows` rows of every layer.
+pub fn read_goodness(bus: &mut dyn Bus, lay: &Layout, rows: usize) -> anyhow::Result<Vec<Vec<i64>>> {
+    (0..lay.layers())
+        .map(|l| bus.read_block(region::GOODNESS + l as u8, 0, rows))
+        .collect()
+}
+
+/// β_l of the first `rows` rows of every layer.
+pub fn read_beta(bus: &mut dyn Bus, lay: &Layout, rows: usize) -> anyhow::Result<Vec<Vec<i64>>> {
+    (0..lay.layers())
+        .map(|l| bus.read_block(region::BETA + l as u8, 0, rows))
+        .collect()
+}
+
+/// The engine's counters (cycles, busy, array, runs).
+pub fn read_counters(bus: &mut dyn Bus) -> anyhow::Result<Vec<u64>> {
+    Ok(bus
+        .read_block(region::COUNTERS, 0, counter::COUNT as usize)?
+        .into_iter()
+        .map(|v| v as u64)
+        .collect())
+}

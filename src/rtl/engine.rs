@@ -1,0 +1,1821 @@
+//! The DF engine: one module that trains a minibatch (or infers one sample) with the units
+//! of this folder, sequenced by a small per-layer microprogram (DESIGN.md §3).
+//!
+//! **Memories.** One block RAM ([`super::bram`]) per tensor and layer, banked where the array
+//! needs several operands per cycle: weights W_l in R banks by output row (bank o mod R), the
+//! activations the array reads (x̂_0 and x̂_l) in C banks stored *diagonally* (element (r, k)
+//! in bank (r + k) mod C at word (r div C)·d + k), so that a forward tile reads C rows at one
+//! column and a gradient tile reads C columns of one row, each without bank conflicts (a
+//! rotator puts the banks back in lane order), and the local errors δ_l in R banks by column.
+//! Small accumulators (Δb, ΔU, the per-sample error e of layer 1) are register files with
+//! asynchronous read, updated read-modify-write in one cycle.
+//!
+//! **Microprogram.** `train` runs INORM, FWD 1, CEN, NORM 1, (FWD l, NORM l)…, LOSS l…,
+//! DELTA l…, (GRAD l, BUPD l)…, UUPD; `infer` runs the forward ops then PRED. Each op is a
+//! small loop nest in the sequencer; the layer field selects memories and constants.
+//! - INORM / NORM l: per row, a goodness pass (S = Σx², G) and a normalise pass (x̂ = x·rsqrt S).
+//! - FWD l: the forward GEMM on the array, tile by tile; the drain adds the bias and applies
+//!   ReLU/requantise into h_l (layer 1 drains the raw product into a per-sample buffer).
+//! - CEN: layer 1's per-hypothesis epilogue z = W_1x̂_0 + b_1 + U[hyp].
+//! - LOSS l: G̃ per slot (collaboration), the loss unit, β_l.
+//! - DELTA l: δ = β·(2/d)·h requantised; Δb, e and ΔU accumulate on the way.
+//! - GRAD l: the weight-gradient GEMM; each tile drains straight through the update unit
+//!   into W_l (tile order = the golden model's walk order, [`crate::fixed::model::UpdateUnit::update_tiled`]).
+//! - BUPD l, UUPD: the update unit over b_l and U.
+//!
+//! What this first engine does not do yet (the generator refuses such configs by name):
+//! DF-R / DF-O feedback (scheme = "df" only), hard negatives (the host picks random
+//! negatives and writes them with the labels). Drain and stream do not overlap and one update
+//! unit walks the parameters, so PE utilisation is far below the array's peak; the counters
+//! say how far.
+
+use super::util::*;
+use super::{RtlError, Shape};
+use crate::config::{Collaboration, Config, Loss, Negatives, Scheme};
+use crate::fixed::model::Units;
+use crate::fixed::LearningRate;
+use crate::hdl::*;
+
+/// Bus region codes (docs/protocol.md); `+ l` for per-layer regions (l = 0-based layer).
+pub mod region {
+    pub const PIXELS: u8 = 0x00;
+    pub const HYPS: u8 = 0x01;
+    pub const WEIGHTS: u8 = 0x10;
+    pub const BIASES: u8 = 0x20;
+    pub const CENTROIDS: u8 = 0x30;
+    pub const GOODNESS: u8 = 0x40;
+    pub const BETA: u8 = 0x50;
+    pub const HYPER: u8 = 0xF0;
+    pub const COUNTERS: u8 = 0xF1;
+}
+
+/// Counter addresses in [`region::COUNTERS`].
+pub mod counter {
+    /// Clock cycles since reset.
+    pub const CYCLES: u32 = 0;
+    /// Cycles spent running a command (train or infer).
+    pub const BUSY: u32 = 1;
+    /// Cycles in which the array received a new operand step (R × C MACs issued).
+    pub const ARRAY: u32 = 2;
+    /// Completed runs.
+    pub const RUNS: u32 = 3;
+    pub const COUNT: u32 = 4;
+}
+
+/// Run ops (`run_op_i`).
+pub const RUN_TRAIN: u8 = 1;
+pub const RUN_INFER: u8 = 2;
+
+/// Sizes and address layout of the engine's memories, shared by the generator and the host
+/// driver so both agree on where every value lives.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// d_0 … d_L.
+    pub dims: Vec<usize>,
+    pub classes: usize,
+    pub batch: usize,
+    /// Hypotheses per sample when training.
+    pub hyps: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+pub fn div_ceil(a: usize, b: usize) -> usize {
+    a.div_ceil(b.max(1))
+}
+
+/// Address bits of a memory of `depth` words.
+pub fn abits(depth: usize) -> u32 {
+    bitlen(depth.saturating_sub(1).max(1) as u128)
+}
+
+impl Layout {
+    pub fn new(cfg: &Config) -> Result<Layout, RtlError> {
+        let a = &cfg.algorithm;
+        if a.scheme != Scheme::Df {
+            return Err(RtlError::Unsupported(format!(
+                "the engine implements algorithm.scheme = \"df\" so far (got \"{}\"); DF-R/DF-O need the transposed GEMM's feeder",
+                a.scheme
+            )));
+        }
+        if a.negatives == Negatives::Hard {
+            return Err(RtlError::Unsupported(
+                "the engine does not select hard negatives yet; use negatives = \"all\" or \"random\"".into(),
+            ));
+        }
+        let hyps = match a.negatives {
+            Negatives::Random => a.negatives_count + 1,
+            _ => cfg.network.classes,
+        };
+        let mut dims = vec![cfg.network.input];
+        dims.extend(cfg.network.hidden.iter().copied());
+        if cfg.fixed.pixel.bits > cfg.fixed.hidden.bits {
+            return Err(RtlError::Unsupported(
+                "the goodness unit reads pixels on its hidden-width port: fixed.pixel.bits must be <= fixed.hidden.bits".into(),
+            ));
+        }
+        Ok(Layout {
+            dims,
+            classes: cfg.network.classes,
+            batch: cfg.training.batch,
+            hyps,
+            rows: cfg.hardware.array_rows,
+            cols: cfg.hardware.array_cols,
+        })
+    }
+
+    pub fn layers(&self) -> usize {
+        self.dims.len() - 1
+    }
+    /// Rows (sample, hypothesis) of a training step.
+    pub fn train_rows(&self) -> usize {
+        self.batch * self.hyps
+    }
+    /// Rows of the activation memories: a training step or one sample under every class.
+    pub fn max_rows(&self) -> usize {
+        self.train_rows().max(self.classes)
+    }
+    /// Words per bank of W_l (layer `l` 0-based).
+    pub fn w_depth(&self, l: usize) -> usize {
+        div_ceil(self.dims[l + 1], self.rows) * self.dims[l]
+    }
+    /// Bus address of W_l[o][k]: bank in the high bits, word in the low bits.
+    pub fn w_addr(&self, l: usize, o: usize, k: usize) -> u32 {
+        let word = (o / self.rows) * self.dims[l] + k;
+        (((o % self.rows) as u32) << abits(self.w_depth(l))) | word as u32
+    }
+}
+
+/// Program op kinds.
+const OP_END: u64 = 0;
+const OP_INORM: u64 = 1;
+const OP_FWD: u64 = 2;
+const OP_CEN: u64 = 3;
+const OP_NORM: u64 = 4;
+const OP_PRED: u64 = 5;
+const OP_LOSS: u64 = 6;
+const OP_DELTA: u64 = 7;
+const OP_GRAD: u64 = 8;
+const OP_BUPD: u64 = 9;
+const OP_UUPD: u64 = 10;
+
+/// The training and inference microprograms as (kind, layer), and the inference entry.
+fn program(layers: usize) -> (Vec<(u64, usize)>, usize) {
+    let mut fwd = vec![(OP_INORM, 0), (OP_FWD, 0), (OP_CEN, 0), (OP_NORM, 0)];
+    for l in 1..layers {
+        fwd.push((OP_FWD, l));
+        fwd.push((OP_NORM, l));
+    }
+    let mut p = fwd.clone();
+    p.extend((0..layers).map(|l| (OP_LOSS, l)));
+    p.extend((0..layers).map(|l| (OP_DELTA, l)));
+    for l in 0..layers {
+        p.push((OP_GRAD, l));
+        p.push((OP_BUPD, l));
+    }
+    p.push((OP_UUPD, 0));
+    p.push((OP_END, 0));
+    let entry = p.len();
+    p.extend(fwd);
+    p.push((OP_PRED, 0));
+    p.push((OP_END, 0));
+    (p, entry)
+}
+
+/// Width of the engine's index and address arithmetic (every counter is this wide; memory
+/// ports take the low bits).
+const IW: u32 = 32;
+
+fn ix(v: usize) -> Expr {
+    lit(IW, v as u64)
+}
+
+/// A combinational signal driven from several places: `always @*` with a zero default and
+/// one `if` per driver (the drivers' conditions are exclusive by construction).
+struct Comb {
+    name: String,
+    w: u32,
+    arms: Vec<(Expr, Expr)>,
+}
+
+/// One block-RAM tensor (possibly banked).
+#[derive(Clone)]
+struct Mem {
+    name: String,
+    banks: usize,
+    width: u32,
+    depth: usize,
+}
+
+impl Mem {
+    fn aw(&self) -> u32 {
+        abits(self.depth)
+    }
+    fn we(&self) -> Expr {
+        id(format!("{}_we", self.name))
+    }
+    fn waddr(&self) -> Expr {
+        id(format!("{}_waddr", self.name))
+    }
+    fn wdata(&self) -> Expr {
+        id(format!("{}_wdata", self.name))
+    }
+    fn raddr(&self) -> Expr {
+        id(format!("{}_raddr", self.name))
+    }
+    fn rdata(&self) -> Expr {
+        id(format!("{}_rdata", self.name))
+    }
+    /// Read data of bank `b` (a named wire, so it can be sign-extended).
+    fn bank(&self, b: usize) -> Expr {
+        id(format!("{}_rd{b}", self.name))
+    }
+}
+
+struct Eng {
+    m: Module,
+    comb: Vec<Comb>,
+    resets: Vec<(Expr, u32)>,
+    seq: Vec<Stmt>,
+    mems: Vec<Mem>,
+}
+
+impl Eng {
+    /// A combinational reg with a zero default, driven through [`Eng::drive`].
+    fn creg(&mut self, name: &str, w: u32) -> Expr {
+        let e = self.m.reg(name, w);
+        self.comb.push(Comb {
+            name: name.to_string(),
+            w,
+            arms: Vec::new(),
+        });
+        e
+    }
+    fn drive(&mut self, name: &str, cond: Expr, val: Expr) {
+        let c = self
+            .comb
+            .iter_mut()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no comb signal {name}"));
+        c.arms.push((cond, val));
+    }
+    /// A register reset to zero.
+    fn q(&mut self, name: &str, w: u32) -> Expr {
+        let e = self.m.reg(name, w);
+        self.resets.push((e.clone(), w));
+        e
+    }
+    /// `e` delayed `n` cycles (registers `<name>_d1 … _dn`, reset to zero).
+    fn delay(&mut self, name: &str, e: Expr, w: u32, n: usize) -> Expr {
+        let mut cur = e;
+        for i in 1..=n {
+            let r = self.q(&format!("{name}_d{i}"), w);
+            self.seq.push(nb(&r, &cur));
+            cur = r;
+        }
+        cur
+    }
+    /// Mark bits the engine never reads (Verilator's -Wall accepts `unused_*`).
+    fn consume(&mut self, name: &str, x: Expr) {
+        let u = self.m.wire(&format!("unused_{name}"), 1);
+        self.m.assign(u, x.red_xor());
+    }
+    /// A named `IW`-bit wire holding `e`.
+    /// Index arithmetic is done at `IW` bits and ports take the low bits; how many depends on
+    /// the config, so the high bits are marked unused here once for all.
+    fn w32(&mut self, name: &str, e: Expr) -> Expr {
+        let w = self.m.wire(name, IW);
+        self.m.assign(&w, e);
+        self.consume(&format!("hi_{name}"), w.slice(IW - 1, 1));
+        w
+    }
+    /// Declare a banked block RAM and its port signals.
+    fn mem(&mut self, name: &str, banks: usize, width: u32, depth: usize) -> Mem {
+        let mem = Mem {
+            name: name.to_string(),
+            banks,
+            width,
+            depth,
+        };
+        let aw = mem.aw();
+        let nb_ = banks as u32;
+        self.creg(&format!("{name}_we"), nb_);
+        self.creg(&format!("{name}_waddr"), aw);
+        self.creg(&format!("{name}_wdata"), width);
+        self.creg(&format!("{name}_raddr"), aw * nb_);
+        let rdata = self.m.wire(&format!("{name}_rdata"), width * nb_);
+        for b in 0..banks {
+            let wv = self.m.wire(&format!("{name}_rd{b}"), width);
+            self.m
+                .assign(wv, rdata.part(int((b as u64) * u64::from(width)), int(u64::from(width))));
+        }
+        self.mems.push(mem.clone());
+        mem
+    }
+    fn finish_mems(&mut self) {
+        let mems = std::mem::take(&mut self.mems);
+        self.m.genvar("b");
+        for mem in &mems {
+            let aw = mem.aw();
+            let w = mem.width;
+            let name = &mem.name;
+            let inst = |b: Expr| {
+                Instance::new("dff_bram", "u_bank")
+                    .param("W", int(u64::from(w)))
+                    .param("AW", int(u64::from(aw)))
+                    .conn("clk_i", id("clk_i"))
+                    .conn("we_i", mem.we().idx(b.clone()))
+                    .conn("waddr_i", mem.waddr())
+                    .conn("wdata_i", mem.wdata())
+                    .conn("raddr_i", mem.raddr().part(&b * int(u64::from(aw)), int(u64::from(aw))))
+                    .conn("rdata_o", mem.rdata().part(&b * int(u64::from(w)), int(u64::from(w))))
+            };
+            if mem.banks == 1 {
+                self.m.instance(
+                    Instance::new("dff_bram", &format!("u_{name}"))
+                        .param("W", int(u64::from(w)))
+                        .param("AW", int(u64::from(aw)))
+                        .conn("clk_i", id("clk_i"))
+                        .conn("we_i", mem.we())
+                        .conn("waddr_i", mem.waddr())
+                        .conn("wdata_i", mem.wdata())
+                        .conn("raddr_i", mem.raddr())
+                        .conn("rdata_o", mem.rdata()),
+                );
+                continue;
+            }
+            self.m.gen_for("b", int(0), int(mem.banks as u64), &format!("g_{name}"), |s, b| {
+                s.instance(inst(b));
+            });
+        }
+        self.mems = mems;
+    }
+}
+
+/// `x` (`bits`, signed) shifted left by `shf`, sign-extended to `to` bits, as a named wire.
+fn shl_ext(m: &mut Module, name: &str, x: Expr, bits: u32, shf: u32, to: u32) -> Expr {
+    let wv = m.wire_s(name, bits + shf);
+    if shf == 0 {
+        m.assign(&wv, x);
+    } else {
+        m.assign(&wv, cat([x, lit(shf, 0)]));
+    }
+    ext(&Sig::new(wv, bits + shf, true), to)
+}
+
+/// `(a + b) mod m` for `a, b < m` (a compare and a subtract).
+fn add_mod(a: &Expr, b: &Expr, m: usize, w: u32) -> Expr {
+    let s = a + b;
+    mux(s.clone().ge_(lit(w, m as u64)), s.clone() - lit(w, m as u64), s)
+}
+
+/// The engine module for `cfg`.
+pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
+    let f = &s.f;
+    let (rr, cc) = (lay.rows, lay.cols);
+    let nl = lay.layers();
+    let d = &lay.dims;
+    let cls = lay.classes;
+    let kh = lay.hyps;
+    let bsz = lay.batch;
+    let nrt = lay.train_rows();
+    let nrm = lay.max_rows();
+    let mut e = Eng {
+        m: Module::new("dff_engine").doc(format!(
+            "DF training engine: {} network on a {rr}x{cc} array, batch {bsz}, {kh} hypotheses\n\
+             per sample. Microprogrammed sequencer, banked BRAMs, the units of this config;\n\
+             bus and run ports as in docs/protocol.md (dfforge src/rtl/engine.rs).",
+            d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("-")
+        )),
+        comb: Vec::new(),
+        resets: Vec::new(),
+        seq: Vec::new(),
+        mems: Vec::new(),
+    };
+    let clk = e.m.input("clk_i", 1);
+    e.m.input("rst_i", 1);
+    let bus_req = e.m.input("bus_req_i", 1);
+    let bus_we = e.m.input("bus_we_i", 1);
+    let bus_region = e.m.input("bus_region_i", 8);
+    let bus_addr = e.m.input("bus_addr_i", 32);
+    let bus_wdata = e.m.input("bus_wdata_i", 64);
+    let bus_ack_o = e.m.output("bus_ack_o", 1);
+    let bus_err_o = e.m.output("bus_err_o", 1);
+    let bus_rdata_o = e.m.output("bus_rdata_o", 64);
+    let run_i = e.m.input("run_i", 1);
+    let run_op_i = e.m.input("run_op_i", 8);
+    let run_done_o = e.m.output("run_done_o", 1);
+    let run_status_o = e.m.output("run_status_o", 8);
+    let run_result_o = e.m.output("run_result_o", 8);
+    let busy_o = e.m.output("busy_o", 1);
+
+    // ------------------------------------------------------------------ memories
+    let cbits = abits(cls.max(2));
+    let px = e.mem("px", 1, f.pixel.bits, bsz * d[0]);
+    let hyp = e.mem("hyp", 1, cbits, nrt);
+    let xdiag = |rows: usize, dd: usize| div_ceil(rows, cc) * dd;
+    let x0 = e.mem("x0", cc, f.act.bits, xdiag(bsz, d[0]));
+    let w: Vec<Mem> = (0..nl)
+        .map(|l| e.mem(&format!("w{}", l + 1), rr, f.weight.bits, lay.w_depth(l)))
+        .collect();
+    let bias: Vec<Mem> = (0..nl)
+        .map(|l| e.mem(&format!("b{}", l + 1), 1, f.bias.bits, d[l + 1]))
+        .collect();
+    let u = e.mem("u", 1, f.centroid.bits, cls * d[1]);
+    let a1 = e.mem("a1", 1, s.acc_w, bsz * d[1]);
+    let h: Vec<Mem> = (0..nl)
+        .map(|l| e.mem(&format!("h{}", l + 1), 1, f.hidden.bits, nrm * d[l + 1]))
+        .collect();
+    let xh: Vec<Mem> = (0..nl.saturating_sub(1))
+        .map(|l| e.mem(&format!("xh{}", l + 1), cc, f.act.bits, xdiag(nrm, d[l + 1])))
+        .collect();
+    let g: Vec<Mem> = (0..nl)
+        .map(|l| e.mem(&format!("g{}", l + 1), 1, f.goodness.bits, nrm))
+        .collect();
+    let beta: Vec<Mem> = (0..nl)
+        .map(|l| e.mem(&format!("beta{}", l + 1), 1, f.beta.bits, nrt))
+        .collect();
+    let dr: Vec<usize> = (0..nl).map(|l| div_ceil(d[l + 1], rr)).collect();
+    // δ of layers ≥ 2 (layer 1 feeds the array through e instead).
+    let dl: Vec<Option<Mem>> = (0..nl)
+        .map(|l| (l > 0).then(|| e.mem(&format!("dl{}", l + 1), rr, f.delta.bits, nrt * dr[l])))
+        .collect();
+
+    // Register files (asynchronous read).
+    let ew = f.delta.bits + bitlen(kh as u128);
+    let dbw = f.delta.bits + bitlen(nrt as u128);
+    let e_mem = e.m.memory("e_mem", int(u64::from(ew) * rr as u64), int((bsz * dr[0]) as u64), None);
+    let db: Vec<Expr> = (0..nl)
+        .map(|l| e.m.memory(&format!("db{}_mem", l + 1), int(u64::from(dbw)), int(d[l + 1] as u64), None))
+        .collect();
+    let du = e.m.memory("du_mem", int(u64::from(dbw)), int((cls * d[1]) as u64), None);
+
+    // ------------------------------------------------------------------ sequencer state
+    let (prog, infer_entry) = program(nl);
+    let pcw = bitlen(prog.len() as u128);
+    let kw = 4u32;
+    let lw_ = bitlen(nl as u128);
+    let st = e.q("st_q", 5);
+    let pc = e.q("pc_q", pcw);
+    let kind = e.q("kind_q", kw);
+    let layer = e.q("layer_q", lw_);
+    let mode = e.q("infer_q", 1);
+    let result = e.q("result_q", 8);
+    let status = e.q("status_q", 8);
+    let done = e.q("done_q", 1);
+    let lr = e.q("lr_q", s.lr_w);
+    let st_names = [
+        "S_INIT", "S_IDLE", "S_FETCH", "S_NA", "S_NAW", "S_NB", "S_GS", "S_GF", "S_GD", "S_CH",
+        "S_CS", "S_PRED", "S_LG", "S_LS", "S_LW", "S_LB", "S_DP", "S_DS", "S_BU", "S_UU",
+        "S_WAIT", "S_NEXT",
+    ];
+    let sv: Vec<Expr> = st_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| e.m.localparam(n, lit(5, i as u64)))
+        .collect();
+    let sid = |n: &str| sv[st_names.iter().position(|x| *x == n).expect("state")].clone();
+    let in_st = |n: &str| st.clone().eq_(sid(n));
+    let ops = [
+        ("OP_END", OP_END),
+        ("OP_INORM", OP_INORM),
+        ("OP_FWD", OP_FWD),
+        ("OP_CEN", OP_CEN),
+        ("OP_NORM", OP_NORM),
+        ("OP_PRED", OP_PRED),
+        ("OP_LOSS", OP_LOSS),
+        ("OP_DELTA", OP_DELTA),
+        ("OP_GRAD", OP_GRAD),
+        ("OP_BUPD", OP_BUPD),
+        ("OP_UUPD", OP_UUPD),
+    ];
+    for (n, v) in ops {
+        e.m.localparam(n, lit(kw, v));
+    }
+    let opn = |k: u64| id(ops.iter().find(|(_, v)| *v == k).expect("op").0);
+    let is_op = |k: u64| kind.clone().eq_(opn(k));
+    let is_opl = |k: u64, l: usize| is_op(k).land(layer.clone().eq_(lit(lw_, l as u64)));
+
+    // Counters shared by the loops (meaning depends on the op; see each op).
+    let row = e.q("row_q", IW);
+    let jj = e.q("j_q", IW);
+    let jmod = e.q("jmod_q", IW);
+    let rmod = e.q("rmod_q", IW);
+    let rgb = e.q("rgb_q", IW);
+    let sbase = e.q("sbase_q", IW);
+    let samp = e.q("samp_q", IW);
+    let slot = e.q("slot_q", IW);
+    let ob = e.q("ob_q", IW);
+    let tb = e.q("tb_q", IW);
+    let kk = e.q("k_q", IW);
+    let kmod = e.q("kmod_q", IW);
+    let kg = e.q("kg_q", IW);
+    let ii = e.q("i_q", IW);
+    let sel = e.q("sel_q", IW);
+    let wait = e.q("wait_q", 8);
+    let sacc = e.q("s_q", s.sum_w);
+    let hypq = e.q("hyp_q", cbits);
+
+    let nsamp = e.w32("nsamp", mux(&mode, ix(1), ix(bsz)));
+    let nrows = e.w32("nrows", mux(&mode, ix(cls), ix(nrt)));
+
+    // ------------------------------------------------------------------ units
+    let skew = |e: &mut Eng, name: &str, lanes: usize, wdt: u32, x: Expr| -> Expr {
+        let y = e.m.wire(&format!("{name}_sk"), wdt * lanes as u32);
+        e.m.instance(
+            Instance::new("dff_skew", &format!("u_{name}_skew"))
+                .param("LANES", int(lanes as u64))
+                .param("W", int(u64::from(wdt)))
+                .conn("clk_i", id("clk_i"))
+                .conn("x_i", x)
+                .conn("y_o", &y),
+        );
+        y
+    };
+    // Array operands (before skew) and flags.
+    let west = e.q("west_q", s.a_w * rr as u32);
+    let north = e.q("north_q", s.b_w * cc as u32);
+    let av = e.q("av_q", 1);
+    let ac = e.q("ac_q", 1);
+    let west_sk = skew(&mut e, "west", rr, s.a_w, west.clone());
+    let north_sk = skew(&mut e, "north", cc, s.b_w, north.clone());
+    let wv_sk = skew(&mut e, "wv", rr, 1, repl(int(rr as u64), [av.clone()]));
+    let wc_sk = skew(&mut e, "wc", rr, 1, repl(int(rr as u64), [ac.clone()]));
+    let acc_all = e.m.wire("acc_all", s.acc_w * (rr * cc) as u32);
+    for (n, wd) in [("arr_east", s.a_w * rr as u32), ("arr_ev", rr as u32), ("arr_ec", rr as u32), ("arr_south", s.b_w * cc as u32)] {
+        e.m.wire(n, wd);
+    }
+    e.m.instance(
+        Instance::new("dff_array", "u_array")
+            .param("R", int(rr as u64))
+            .param("C", int(cc as u64))
+            .conn("clk_i", id("clk_i"))
+            .conn("rst_i", id("rst_i"))
+            .conn("west_i", &west_sk)
+            .conn("wv_i", &wv_sk)
+            .conn("wc_i", &wc_sk)
+            .conn("north_i", &north_sk)
+            .conn("east_o", id("arr_east"))
+            .conn("ev_o", id("arr_ev"))
+            .conn("ec_o", id("arr_ec"))
+            .conn("south_o", id("arr_south"))
+            .conn("acc_o", &acc_all),
+    );
+    let unused_arr = e.m.wire("unused_array", 1);
+    e.m.assign(
+        &unused_arr,
+        cat([id("arr_east"), id("arr_ev"), id("arr_ec"), id("arr_south")]).red_xor(),
+    );
+
+    // ReLU/requantise (shared by the forward drain and CEN).
+    let relu_z = e.creg("relu_z", f.accumulator.bits);
+    let relu_v = e.creg("relu_v", 1);
+    let relu_h = e.m.wire("relu_h", f.hidden.bits);
+    let relu_vo = e.m.wire("relu_vo", 1);
+    e.m.instance(
+        Instance::new("dff_relu", "u_relu")
+            .conn("clk_i", id("clk_i"))
+            .conn("rst_i", id("rst_i"))
+            .conn("z_i", &relu_z)
+            .conn("v_i", &relu_v)
+            .conn("h_o", &relu_h)
+            .conn("v_o", &relu_vo),
+    );
+    // Goodness and normalisation (INORM/NORM).
+    let gd_h = e.creg("gd_h", f.hidden.bits);
+    let gd_v = e.creg("gd_v", 1);
+    let gd_first = e.creg("gd_first", 1);
+    let gd_last = e.creg("gd_last", 1);
+    let gd_recip = e.creg("gd_recip", s.recip_w);
+    let gd_s = e.m.wire("gd_s", s.sum_w);
+    let gd_g = e.m.wire("gd_g", f.goodness.bits);
+    let gd_vo = e.m.wire("gd_vo", 1);
+    e.m.instance(
+        Instance::new("dff_goodness", "u_goodness")
+            .conn("clk_i", id("clk_i"))
+            .conn("rst_i", id("rst_i"))
+            .conn("h_i", &gd_h)
+            .conn("v_i", &gd_v)
+            .conn("first_i", &gd_first)
+            .conn("last_i", &gd_last)
+            .conn("recip_i", &gd_recip)
+            .conn("s_o", &gd_s)
+            .conn("g_o", &gd_g)
+            .conn("v_o", &gd_vo),
+    );
+    let nm_sv = e.creg("nm_sv", 1);
+    let nm_x = e.creg("nm_x", s.norm_x_w);
+    let nm_xv = e.creg("nm_xv", 1);
+    let nm_y = e.m.wire("nm_y", f.act.bits);
+    let nm_yv = e.m.wire("nm_yv", 1);
+    e.m.instance(
+        Instance::new("dff_normalise", "u_normalise")
+            .conn("clk_i", id("clk_i"))
+            .conn("rst_i", id("rst_i"))
+            .conn("s_i", &sacc)
+            .conn("sv_i", &nm_sv)
+            .conn("x_i", &nm_x)
+            .conn("xv_i", &nm_xv)
+            .conn("y_o", &nm_y)
+            .conn("yv_o", &nm_yv),
+    );
+    // Update unit.
+    let up_w = e.creg("up_w", s.param_w);
+    let up_g = e.creg("up_g", f.update.bits);
+    let up_kind = e.creg("up_kind", 2);
+    let up_v = e.creg("up_v", 1);
+    let up_wo = e.m.wire("up_wo", s.param_w);
+    let up_vo = e.m.wire("up_vo", 1);
+    e.m.instance(
+        Instance::new("dff_update", "u_update")
+            .conn("clk_i", id("clk_i"))
+            .conn("rst_i", id("rst_i"))
+            .conn("w_i", &up_w)
+            .conn("g_i", &up_g)
+            .conn("kind_i", &up_kind)
+            .conn("v_i", &up_v)
+            .conn("lr_i", &lr)
+            .conn("w_o", &up_wo)
+            .conn("v_o", &up_vo),
+    );
+    // Loss unit.
+    let gw = f.goodness.bits;
+    let bw = f.beta.bits;
+    let npair = cfg.algorithm.loss == Loss::Npair;
+    let ls_start = e.creg("ls_start", 1);
+    let gt_q = e.q("gt_q", gw * cls as u32);
+    let ls_b = e.m.wire("ls_b", bw * cls as u32);
+    let ls_done = e.m.wire("ls_done", 1);
+    let hg_gy = e.creg("hg_gy", gw);
+    let hg_yv = e.creg("hg_yv", 1);
+    let hg_g = e.creg("hg_g", gw);
+    let hg_gv = e.creg("hg_gv", 1);
+    let hg_last = e.creg("hg_last", 1);
+    let hg_b = e.m.wire("hg_b", bw);
+    let hg_bv = e.m.wire("hg_bv", 1);
+    let hg_byv = e.m.wire("hg_byv", 1);
+    let act_mask: u64 = ((1u64 << kh) - 1) & !1;
+    if npair {
+        let busy = e.m.wire("unused_ls_busy", 1);
+        e.m.instance(
+            Instance::new("dff_loss_npair", "u_loss")
+                .conn("clk_i", id("clk_i"))
+                .conn("rst_i", id("rst_i"))
+                .conn("start_i", &ls_start)
+                .conn("g_i", &gt_q)
+                .conn("act_i", lit(cls as u32, act_mask))
+                .conn("b_o", &ls_b)
+                .conn("done_o", &ls_done)
+                .conn("busy_o", &busy),
+        );
+        e.m.assign(&hg_b, lit(bw, 0));
+        e.m.assign(&hg_bv, lit(1, 0));
+        e.m.assign(&hg_byv, lit(1, 0));
+        e.consume(
+            "hinge",
+            cat([hg_gy.clone(), hg_yv.clone(), hg_g.clone(), hg_gv.clone(), hg_last.clone(), hg_b.clone(), hg_bv.clone(), hg_byv.clone()]),
+        );
+    } else {
+        e.m.instance(
+            Instance::new("dff_loss_hinge", "u_loss")
+                .conn("clk_i", id("clk_i"))
+                .conn("rst_i", id("rst_i"))
+                .conn("gy_i", &hg_gy)
+                .conn("yv_i", &hg_yv)
+                .conn("g_i", &hg_g)
+                .conn("gv_i", &hg_gv)
+                .conn("act_i", lit(1, 1))
+                .conn("last_i", &hg_last)
+                .conn("b_o", &hg_b)
+                .conn("bv_o", &hg_bv)
+                .conn("byv_o", &hg_byv),
+        );
+        e.m.assign(&ls_b, zeros(int(u64::from(bw) * cls as u64)));
+        e.m.assign(&ls_done, lit(1, 0));
+        let un = e.m.wire("unused_npair", 1);
+        e.m.assign(&un, cat([ls_start.clone(), gt_q.clone()]).red_xor());
+    }
+
+    // ------------------------------------------------------------------ program ROM
+    let op_w = kw + lw_;
+    let rom = e.m.reg("op_word", op_w);
+    let arms: Vec<CaseArm> = prog
+        .iter()
+        .enumerate()
+        .map(|(i, &(k, l))| arm(lit(pcw, i as u64), vec![set(&rom, lit(op_w, (k << lw_) | l as u64))]))
+        .collect();
+    e.m.always_comb(vec![case(&pc, arms, vec![set(&rom, lit(op_w, 0))])]);
+
+    let mut seq: Vec<Stmt> = Vec::new();
+    // Counters.
+    let cyc = e.q("cnt_cycles_q", 64);
+    let cbusy = e.q("cnt_busy_q", 64);
+    let carr = e.q("cnt_array_q", 64);
+    let cruns = e.q("cnt_runs_q", 64);
+    let running = e.m.wire("running", 1);
+    e.m.assign(
+        &running,
+        in_st("S_IDLE").lor(in_st("S_INIT")).lnot(),
+    );
+    e.m.assign(busy_o, &running);
+    seq.push(nb(&cyc, &cyc + lit(64, 1)));
+    seq.push(if_(&running, vec![nb(&cbusy, &cbusy + lit(64, 1))]));
+    seq.push(if_(in_st("S_GS"), vec![nb(&carr, &carr + lit(64, 1))]));
+    seq.push(nb(&done, lit(1, 0)));
+
+    // Helper to advance to the next op.
+    let next_op = |seq: &mut Vec<Stmt>, n: u64| {
+        seq.push(nb(&wait, lit(8, n)));
+        seq.push(nb(&st, sid("S_WAIT")));
+    };
+    let _ = &next_op;
+
+    // ------------------------------------------------------------------ S_INIT / S_IDLE / S_FETCH
+    let mut sw: Vec<CaseArm> = Vec::new();
+    let du_n = cls * d[1];
+    sw.push(arm(
+        sid("S_INIT"),
+        vec![
+            nb(&jj, &jj + ix(1)),
+            if_(jj.clone().eq_(ix(du_n - 1)), vec![nb(&st, sid("S_IDLE")), nb(&jj, ix(0))]),
+        ],
+    ));
+    let lr_init = match units.lr {
+        LearningRate::Mul { value, .. } => value as u64,
+        LearningRate::Shift(_) => 1,
+    };
+    e.resets.retain(|(r, _)| r != &lr);
+    let _ = lr_init;
+    sw.push(arm(
+        sid("S_IDLE"),
+        vec![if_(
+            &run_i,
+            vec![
+                if_(
+                    run_op_i.clone().eq_(lit(8, u64::from(RUN_TRAIN))),
+                    vec![nb(&mode, lit(1, 0)), nb(&pc, lit(pcw, 0)), nb(&st, sid("S_FETCH")), nb(&status, lit(8, 0)), nb(&result, lit(8, 0))],
+                )
+                .else_if(
+                    run_op_i.clone().eq_(lit(8, u64::from(RUN_INFER))),
+                    vec![nb(&mode, lit(1, 1)), nb(&pc, lit(pcw, infer_entry as u64)), nb(&st, sid("S_FETCH")), nb(&status, lit(8, 0)), nb(&result, lit(8, 0))],
+                )
+                .else_(vec![nb(&status, lit(8, 1)), nb(&done, lit(1, 1))]),
+            ],
+        )],
+    ));
+    // Fetch: load the op and reset the loop counters.
+    let mut fetch = vec![
+        nb(&kind, rom.slice(op_w - 1, lw_)),
+        nb(&layer, rom.slice(lw_ - 1, 0)),
+    ];
+    for c in [&row, &jj, &jmod, &rmod, &rgb, &sbase, &samp, &slot, &ob, &tb, &kk, &kmod, &kg, &ii, &sel] {
+        fetch.push(nb(c, ix(0)));
+    }
+    let k_of = opn;
+    fetch.push(case(
+        rom.slice(op_w - 1, lw_),
+        vec![
+            arm(k_of(OP_END), vec![nb(&st, sid("S_IDLE")), nb(&done, lit(1, 1)), nb(&cruns, &cruns + lit(64, 1))]),
+            arm(k_of(OP_INORM), vec![nb(&st, sid("S_NA"))]),
+            arm(k_of(OP_NORM), vec![nb(&st, sid("S_NA"))]),
+            arm(k_of(OP_FWD), vec![nb(&st, sid("S_GS"))]),
+            arm(k_of(OP_GRAD), vec![nb(&st, sid("S_GS"))]),
+            arm(k_of(OP_CEN), vec![nb(&st, sid("S_CH"))]),
+            arm(k_of(OP_PRED), vec![nb(&st, sid("S_PRED"))]),
+            arm(k_of(OP_LOSS), vec![nb(&st, sid("S_LG"))]),
+            arm(k_of(OP_DELTA), vec![nb(&st, sid("S_DP"))]),
+            arm(k_of(OP_BUPD), vec![nb(&st, sid("S_BU"))]),
+            arm(k_of(OP_UUPD), vec![nb(&st, sid("S_UU"))]),
+        ],
+        vec![nb(&st, sid("S_IDLE")), nb(&status, lit(8, 2)), nb(&done, lit(1, 1))],
+    ));
+    sw.push(arm(sid("S_FETCH"), fetch));
+    sw.push(arm(
+        sid("S_WAIT"),
+        vec![
+            nb(&wait, &wait - lit(8, 1)),
+            if_(wait.clone().eq_(lit(8, 0)), vec![nb(&st, sid("S_NEXT"))]),
+        ],
+    ));
+    sw.push(arm(
+        sid("S_NEXT"),
+        vec![nb(&pc, &pc + lit(pcw, 1)), nb(&st, sid("S_FETCH"))],
+    ));
+
+    // ------------------------------------------------------------------ INORM / NORM rows
+    // Per row r (rows: samples for INORM, nrows for NORM): S_NA streams x[r][0..d) into the
+    // goodness unit; S_NAW waits for S (and writes G); S_NB streams x again through the
+    // normalise unit into the diagonal-banked x̂ (not for the last layer).
+    {
+        let is_in = is_op(OP_INORM);
+        let is_nm = is_op(OP_NORM);
+        // Row geometry per op/layer.
+        let dsel = |l: Option<usize>| ix(match l { None => d[0], Some(l) => d[l + 1] });
+        let mut dexpr = mux(&is_in, dsel(None), ix(0));
+        for l in 0..nl {
+            dexpr = mux(is_opl(OP_NORM, l), dsel(Some(l)), dexpr);
+        }
+        let dnorm = e.w32("norm_d", dexpr);
+        let nrow = e.w32("norm_rows", mux(&is_in, &nsamp, &nrows));
+        let last_nm = e.m.wire("norm_last_layer", 1);
+        e.m.assign(&last_nm, is_opl(OP_NORM, nl - 1));
+        let issue = in_st("S_NA").lor(in_st("S_NB")).land(is_in.clone().lor(is_nm.clone()));
+        let raddr = e.w32("norm_raddr", &sbase + &jj);
+        // Source reads.
+        e.drive("px_raddr", issue.clone().land(&is_in), raddr.slice(px.aw() - 1, 0));
+        for l in 0..nl {
+            let hm = &h[l];
+            e.drive(&format!("{}_raddr", hm.name), issue.clone().land(is_opl(OP_NORM, l)), raddr.slice(hm.aw() - 1, 0));
+        }
+        let un = e.m.wire("unused_norm_raddr", 1);
+        e.m.assign(&un, raddr.slice(IW - 1, 16).red_xor());
+        // Source data two cycles later.
+        let px_wide = if f.hidden.bits > f.pixel.bits {
+            cat([lit(f.hidden.bits - f.pixel.bits, 0), px.bank(0)])
+        } else {
+            px.bank(0)
+        };
+        let mut src = mux(&is_in, px_wide, lit(f.hidden.bits, 0));
+        for l in 0..nl {
+            src = mux(is_opl(OP_NORM, l), h[l].bank(0), src);
+        }
+        let srcw = e.m.wire("norm_src", f.hidden.bits);
+        e.m.assign(&srcw, src);
+        let a_v = e.delay("na_v", in_st("S_NA").land(issue.clone()), 1, 2);
+        let a_first = e.delay("na_first", jj.clone().eq_(ix(0)), 1, 2);
+        let a_last = e.delay("na_last", jj.clone().eq_(&dnorm - ix(1)), 1, 2);
+        e.drive("gd_h", lit(1, 1), srcw.clone());
+        e.drive("gd_v", lit(1, 1), a_v);
+        e.drive("gd_first", lit(1, 1), a_first);
+        e.drive("gd_last", lit(1, 1), a_last);
+        let mut rc = lit(s.recip_w, 0);
+        for l in 0..nl {
+            rc = mux(layer.clone().eq_(lit(lw_, l as u64)), lit(s.recip_w, units.recip_d[l].value() as u64), rc);
+        }
+        e.drive("gd_recip", lit(1, 1), rc);
+        // Normalise pass.
+        let b_v = e.delay("nb_v", in_st("S_NB").land(issue.clone()), 1, 2);
+        e.drive("nm_sv", in_st("S_NB").land(jj.clone().eq_(ix(0))), lit(1, 1));
+        if s.norm_x_w > f.hidden.bits {
+            e.drive("nm_x", lit(1, 1), cat([lit(s.norm_x_w - f.hidden.bits, 0), srcw.clone()]));
+        } else {
+            e.drive("nm_x", lit(1, 1), srcw.clone());
+        }
+        e.drive("nm_xv", lit(1, 1), b_v);
+        // Destination: bank (r + j) mod C, word (r div C)·d + j, five cycles later.
+        let bank = e.w32("norm_bank", add_mod(&rmod, &jmod, cc, IW));
+        let wword = e.w32("norm_word", &rgb + &jj);
+        let bank_d = e.delay("nb_bank", bank.slice(7, 0), 8, 5);
+        let xaw = std::iter::once(&x0).chain(xh.iter()).map(|m| m.aw()).min().unwrap_or(1);
+        let word_d = e.delay("nb_word", wword.slice(xaw.max(16) - 1, 0), xaw.max(16), 5);
+        if xaw < 16 {
+            e.consume("nb_word", word_d.slice(15, xaw));
+        }
+        e.consume("norm_bank", cat([bank.slice(IW - 1, 8), wword.slice(IW - 1, 16)]));
+        let one_hot = |bank_d: &Expr, n: usize| -> Expr {
+            cat((0..n).rev().map(|b| bank_d.clone().eq_(lit(8, b as u64))).collect::<Vec<_>>())
+        };
+        let xdst: Vec<(Expr, &Mem)> = std::iter::once((is_in.clone(), &x0))
+            .chain(xh.iter().enumerate().map(|(l, m)| (is_opl(OP_NORM, l), m)))
+            .collect();
+        for (cond, m) in xdst {
+            let c = nm_yv.clone().land(cond);
+            e.drive(&format!("{}_we", m.name), c.clone(), mux(c.clone(), one_hot(&bank_d, m.banks), lit(m.banks as u32, 0)));
+            e.drive(&format!("{}_waddr", m.name), c.clone(), word_d.slice(m.aw() - 1, 0));
+            e.drive(&format!("{}_wdata", m.name), c, nm_y.clone());
+        }
+        // G write when the goodness unit answers.
+        for l in 0..nl {
+            let c = in_st("S_NAW").land(is_opl(OP_NORM, l)).land(&gd_vo);
+            e.drive(&format!("{}_we", g[l].name), c.clone(), lit(1, 1));
+            e.drive(&format!("{}_waddr", g[l].name), c.clone(), row.slice(g[l].aw() - 1, 0));
+            e.drive(&format!("{}_wdata", g[l].name), c, gd_g.clone());
+        }
+        // Sequencing.
+        let next_row = vec![
+            nb(&jj, ix(0)),
+            nb(&jmod, ix(0)),
+            nb(&row, &row + ix(1)),
+            nb(&sbase, &sbase + &dnorm),
+            if_(rmod.clone().eq_(ix(cc - 1)), vec![nb(&rmod, ix(0)), nb(&rgb, &rgb + &dnorm)])
+                .else_(vec![nb(&rmod, &rmod + ix(1))]),
+            if_(row.clone().eq_(&nrow - ix(1)), vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))])
+                .else_(vec![nb(&st, sid("S_NA"))]),
+        ];
+        let step_j = |then_: Vec<Stmt>| {
+            vec![
+                nb(&jj, &jj + ix(1)),
+                if_(jmod.clone().eq_(ix(cc - 1)), vec![nb(&jmod, ix(0))]).else_(vec![nb(&jmod, &jmod + ix(1))]),
+                if_(jj.clone().eq_(&dnorm - ix(1)), then_),
+            ]
+        };
+        sw.push(arm(sid("S_NA"), step_j(vec![nb(&jj, ix(0)), nb(&jmod, ix(0)), nb(&st, sid("S_NAW"))])));
+        sw.push(arm(
+            sid("S_NAW"),
+            vec![if_(
+                &gd_vo,
+                vec![
+                    nb(&sacc, &gd_s),
+                    if_(&last_nm, next_row.clone()).else_(vec![nb(&st, sid("S_NB"))]),
+                ],
+            )],
+        ));
+        sw.push(arm(sid("S_NB"), step_j(next_row)));
+    }
+
+    // ------------------------------------------------------------------ GEMM (FWD / GRAD)
+    {
+        let is_f = is_op(OP_FWD);
+        let is_g = is_op(OP_GRAD);
+        let gemm = is_f.clone().lor(is_g.clone());
+        // Dimensions per op/layer: M (outputs, over R), N (over C), K (streamed).
+        let mut mexp = ix(0);
+        let mut nexp = ix(0);
+        let mut kexp = ix(0);
+        for l in 0..nl {
+            let n_f = if l == 0 { nsamp.clone() } else { nrows.clone() };
+            mexp = mux(layer.clone().eq_(lit(lw_, l as u64)), ix(d[l + 1]), mexp);
+            nexp = mux(is_opl(OP_FWD, l), n_f.clone(), mux(is_opl(OP_GRAD, l), ix(d[l]), nexp));
+            kexp = mux(is_opl(OP_FWD, l), ix(d[l]), mux(is_opl(OP_GRAD, l), n_f, kexp));
+        }
+        let gm = e.w32("gemm_m", mexp);
+        let gn = e.w32("gemm_n", nexp);
+        let gk = e.w32("gemm_k", kexp);
+        let obr = e.w32("gemm_obr", &ob * ix(rr));
+        let tbc = e.w32("gemm_tbc", &tb * ix(cc));
+        let issue = in_st("S_GS").land(gemm.clone());
+        // West operands.
+        for l in 0..nl {
+            // FWD: W_l banks, word ob·d_in + k.
+            let wa = e.w32(&format!("fw{}_raddr", l + 1), &ob * ix(d[l]) + &kk);
+            let mut wa_all = Vec::new();
+            for _ in 0..rr {
+                wa_all.push(wa.slice(w[l].aw() - 1, 0));
+            }
+            let un = e.m.wire(&format!("unused_fw{}_raddr", l + 1), 1);
+            e.m.assign(&un, wa.slice(IW - 1, w[l].aw()).red_xor());
+            e.drive(&format!("{}_raddr", w[l].name), issue.clone().land(is_opl(OP_FWD, l)), cat(wa_all));
+            if let Some(dm) = &dl[l] {
+                // GRAD l ≥ 2: δ_l banks, word r·⌈d/R⌉ + ob.
+                let da = e.w32(&format!("gd{}_raddr", l + 1), &kk * ix(dr[l]) + &ob);
+                let all: Vec<Expr> = (0..rr).map(|_| da.slice(dm.aw() - 1, 0)).collect();
+                let un = e.m.wire(&format!("unused_gd{}_raddr", l + 1), 1);
+                e.m.assign(&un, da.slice(IW - 1, dm.aw()).red_xor());
+                e.drive(&format!("{}_raddr", dm.name), issue.clone().land(is_opl(OP_GRAD, l)), cat(all));
+            }
+        }
+        // Layer 1's e: register file, word s·⌈d1/R⌉ + ob, saturated to `delta`, delayed to
+        // match the BRAM latency.
+        let ea = e.w32("ge_raddr", &kk * ix(dr[0]) + &ob);
+        let e_word = e.m.wire("e_word", ew * rr as u32);
+        e.m.assign(&e_word, e_mem.idx(ea.slice(abits(bsz * dr[0]) - 1, 0)));
+        let un = e.m.wire("unused_ge_raddr", 1);
+        e.m.assign(&un, ea.slice(IW - 1, abits(bsz * dr[0])).red_xor());
+        let mut e_lanes = Vec::new();
+        for i in (0..rr).rev() {
+            let lane = e.m.wire_s(&format!("e_lane{i}"), ew);
+            e.m.assign(&lane, e_word.part(int((i as u64) * u64::from(ew)), int(u64::from(ew))));
+            let sat = saturate(&mut e.m, &format!("e_sat{i}"), &Sig::new(lane, ew, true), f.delta);
+            e_lanes.push(ext(&sat, s.a_w));
+        }
+        let e_cat = e.m.wire("e_lanes", s.a_w * rr as u32);
+        e.m.assign(&e_cat, cat(e_lanes));
+        let e_d = e.delay("e_lanes", e_cat.clone(), s.a_w * rr as u32, 2);
+        // West data two cycles after issue: select by op/layer.
+        let mut wsrc = zeros(int(u64::from(s.a_w) * rr as u64));
+        for l in 0..nl {
+            let wl: Vec<Expr> = (0..rr)
+                .rev()
+                .map(|i| ext(&Sig::new(w[l].bank(i), f.weight.bits, true), s.a_w))
+                .collect();
+            let lay_d = e.m.wire(&format!("west_w{}", l + 1), s.a_w * rr as u32);
+            e.m.assign(&lay_d, cat(wl));
+            wsrc = mux(is_opl(OP_FWD, l), lay_d, wsrc);
+            if let Some(dm) = &dl[l] {
+                let dlanes: Vec<Expr> = (0..rr)
+                    .rev()
+                    .map(|i| ext(&Sig::new(dm.bank(i), f.delta.bits, true), s.a_w))
+                    .collect();
+                let dd = e.m.wire(&format!("west_d{}", l + 1), s.a_w * rr as u32);
+                e.m.assign(&dd, cat(dlanes));
+                wsrc = mux(is_opl(OP_GRAD, l), dd, wsrc);
+            }
+        }
+        wsrc = mux(is_opl(OP_GRAD, 0), e_d, wsrc);
+        // North: x̂ banks (x0 for layer 1, xh_{l-1} otherwise).
+        let rot = e.delay("rot", kmod.slice(7, 0), 8, 2);
+        for l in 0..nl {
+            let xm = if l == 0 { &x0 } else { &xh[l - 1] };
+            let aw = xm.aw();
+            // FWD: all banks at word tb·d_in + k.
+            let fa = e.w32(&format!("fx{}_raddr", l + 1), &tb * ix(d[l]) + &kk);
+            let un = e.m.wire(&format!("unused_fx{}_raddr", l + 1), 1);
+            e.m.assign(&un, fa.slice(IW - 1, aw).red_xor());
+            let fall: Vec<Expr> = (0..cc).map(|_| fa.slice(aw - 1, 0)).collect();
+            // GRAD: bank b at word (r div C)·d_in + k0 + ((b − r) mod C).
+            let mut gall = Vec::new();
+            for b in (0..cc).rev() {
+                let off = e.w32(
+                    &format!("gx{}_off{b}", l + 1),
+                    mux(ix(b).ge_(&kmod), ix(b) - &kmod, ix(b + cc) - &kmod),
+                );
+                let a = e.w32(&format!("gx{}_raddr{b}", l + 1), &kg + &tbc + &off);
+                let un = e.m.wire(&format!("unused_gx{}_raddr{b}", l + 1), 1);
+                e.m.assign(&un, cat([a.slice(IW - 1, aw), off.clone()]).red_xor());
+                gall.push(a.slice(aw - 1, 0));
+            }
+            let mut cond_f = issue.clone().land(is_opl(OP_FWD, l));
+            let cond_g = issue.clone().land(is_opl(OP_GRAD, l));
+            e.drive(&format!("{}_raddr", xm.name), cond_f.clone(), cat(fall));
+            e.drive(&format!("{}_raddr", xm.name), cond_g.clone(), cat(gall));
+            cond_f = cond_f.lor(cond_g);
+            let _ = cond_f;
+        }
+        // Rotated north lanes: lane j = bank (j + rot) mod C.
+        let mut nsrc = zeros(int(u64::from(s.b_w) * cc as u64));
+        for l in 0..nl {
+            let xm = if l == 0 { &x0 } else { &xh[l - 1] };
+            let lanes: Vec<Expr> = (0..cc)
+                .rev()
+                .map(|j| {
+                    let mut v = lit(s.b_w, 0);
+                    for r in 0..cc {
+                        v = mux(rot.clone().eq_(lit(8, r as u64)), cat([lit(s.b_w - f.act.bits, 0), xm.bank((j + r) % cc)]), v);
+                    }
+                    v
+                })
+                .collect();
+            let nn = e.m.wire(&format!("north_x{}", l + 1), s.b_w * cc as u32);
+            e.m.assign(&nn, cat(lanes));
+            nsrc = mux(layer.clone().eq_(lit(lw_, l as u64)), nn, nsrc);
+        }
+        let iv = e.delay("gs_v", issue.clone(), 1, 2);
+        let ic = e.delay("gs_c", issue.clone().land(kk.clone().eq_(ix(0))), 1, 2);
+        e.seq.push(nb(&west, wsrc));
+        e.seq.push(nb(&north, nsrc));
+        e.seq.push(nb(&av, iv));
+        e.seq.push(nb(&ac, ic));
+
+        // Drain: PE (i, j) = sel; valid if o = ob·R + i < M and n = tb·C + j < N.
+        let dvalid = e.m.wire("drain_valid", 1);
+        e.m.assign(
+            &dvalid,
+            in_st("S_GD")
+                .land((&obr + &ii).lt_(&gm))
+                .land((&tbc + &jj).lt_(&gn)),
+        );
+        let acc_sel = e.m.wire_s("acc_sel", s.acc_w);
+        e.m.assign(&acc_sel, acc_all.part(&sel * int(u64::from(s.acc_w)), int(u64::from(s.acc_w))));
+        let acc_d1 = e.q("acc_d1", s.acc_w);
+        let acc_d2 = e.q("acc_d2", s.acc_w);
+        e.seq.push(nb(&acc_d1, &acc_sel));
+        e.seq.push(nb(&acc_d2, &acc_d1));
+        let o_idx = e.w32("drain_o", &obr + &ii);
+        let n_idx = e.w32("drain_n", &tbc + &jj);
+        // FWD layer 1: a1[n·d1 + o] = acc (one cycle later).
+        let a1w = e.w32("a1_word", &n_idx * ix(d[1]) + &o_idx);
+        let a1v = e.delay("a1w_v", dvalid.clone().land(is_opl(OP_FWD, 0)), 1, 1);
+        let a1a = e.delay("a1w_a", a1w.slice(a1.aw() - 1, 0), a1.aw(), 1);
+        e.consume("a1_word", a1w.slice(IW - 1, a1.aw()));
+        e.drive("a1_we", a1v.clone(), lit(1, 1));
+        e.drive("a1_waddr", a1v.clone(), a1a);
+        e.drive("a1_wdata", a1v, acc_d1.clone());
+        // FWD layer ≥ 2: z = acc + b << sh → ReLU → h_l[n·d + o] (four cycles later).
+        let bias_sh = f.accumulator.frac - f.bias.frac;
+        let zw = s.acc_w + 2;
+        for l in 1..nl {
+            let c = dvalid.clone().land(is_opl(OP_FWD, l));
+            e.drive(&format!("{}_raddr", bias[l].name), c.clone(), o_idx.slice(bias[l].aw() - 1, 0));
+            let hw = e.w32(&format!("h{}_word", l + 1), &n_idx * ix(d[l + 1]) + &o_idx);
+            e.consume(&format!("h{}_word", l + 1), hw.slice(IW - 1, h[l].aw()));
+            let v2 = e.delay(&format!("fz{}_v", l + 1), c.clone(), 1, 2);
+            let z = e.m.wire_s(&format!("fz{}", l + 1), zw);
+            let zb = shl_ext(&mut e.m, &format!("fb{}", l + 1), bias[l].bank(0), f.bias.bits, bias_sh, zw);
+            e.m.assign(&z, ext(&Sig::new(acc_d2.clone(), s.acc_w, true), zw) + zb);
+            let zc = saturate(&mut e.m, &format!("fz{}_c", l + 1), &Sig::new(z, zw, true), f.accumulator);
+            e.drive("relu_z", v2.clone(), zc.e.clone());
+            e.drive("relu_v", v2, lit(1, 1));
+            let ha = e.delay(&format!("fh{}_a", l + 1), hw.slice(h[l].aw() - 1, 0), h[l].aw(), 4);
+            let hv = e.delay(&format!("fh{}_v", l + 1), c, 1, 4);
+            e.drive(&format!("{}_we", h[l].name), hv.clone(), lit(1, 1));
+            e.drive(&format!("{}_waddr", h[l].name), hv.clone(), ha);
+            e.drive(&format!("{}_wdata", h[l].name), hv, relu_h.clone());
+        }
+        // GRAD: W_l[o][k] through the update unit; W read at bank i, word ob·d_in + n.
+        for l in 0..nl {
+            let c = dvalid.clone().land(is_opl(OP_GRAD, l));
+            let wa = e.w32(&format!("gw{}_word", l + 1), &ob * ix(d[l]) + &n_idx);
+            e.consume(&format!("gw{}_word", l + 1), wa.slice(IW - 1, w[l].aw()));
+            let all: Vec<Expr> = (0..rr).map(|_| wa.slice(w[l].aw() - 1, 0)).collect();
+            e.drive(&format!("{}_raddr", w[l].name), c.clone(), cat(all));
+            let v2 = e.delay(&format!("gu{}_v", l + 1), c.clone(), 1, 2);
+            let i2 = e.delay(&format!("gu{}_i", l + 1), ii.slice(7, 0), 8, 2);
+            let mut wsel = lit(f.weight.bits, 0);
+            for i in 0..rr {
+                wsel = mux(i2.clone().eq_(lit(8, i as u64)), w[l].bank(i), wsel);
+            }
+            let wsw = e.m.wire_s(&format!("gu{}_w", l + 1), f.weight.bits);
+            e.m.assign(&wsw, wsel);
+            e.drive("up_w", v2.clone(), ext(&Sig::new(wsw, f.weight.bits, true), s.param_w));
+            e.drive("up_g", v2.clone(), ext(&Sig::new(acc_d2.clone(), s.acc_w, true), f.update.bits));
+            e.drive("up_kind", v2.clone(), lit(2, 0));
+            e.drive("up_v", v2, lit(1, 1));
+            let wv = e.delay(&format!("gu{}_wv", l + 1), c.clone(), 1, 5);
+            let wi = e.delay(&format!("gu{}_wi", l + 1), ii.slice(7, 0), 8, 5);
+            let wad = e.delay(&format!("gu{}_wa", l + 1), wa.slice(w[l].aw() - 1, 0), w[l].aw(), 5);
+            let oh: Vec<Expr> = (0..rr).rev().map(|i| wi.clone().eq_(lit(8, i as u64))).collect();
+            e.drive(&format!("{}_we", w[l].name), wv.clone(), mux(wv.clone(), cat(oh), lit(rr as u32, 0)));
+            e.drive(&format!("{}_waddr", w[l].name), wv.clone(), wad);
+            e.drive(&format!("{}_wdata", w[l].name), wv, up_wo.slice(f.weight.bits - 1, 0));
+        }
+        // Sequencing: stream K steps, flush, drain R×C, next tile (tiles: ob outer, tb inner).
+        // kg = (r div C)·d_in for the GRAD column-lane reads, advanced where kmod wraps.
+        let mut kgd = ix(0);
+        let mut ntbx = ix(0);
+        let mut nobx = ix(0);
+        for l in 0..nl {
+            kgd = mux(is_opl(OP_GRAD, l), ix(d[l]), kgd);
+            let n_t = if l == 0 { bsz } else { nrt };
+            let n_i = if l == 0 { 1 } else { cls };
+            ntbx = mux(
+                is_opl(OP_FWD, l),
+                mux(&mode, ix(div_ceil(n_i, cc)), ix(div_ceil(n_t, cc))),
+                mux(is_opl(OP_GRAD, l), ix(div_ceil(d[l], cc)), ntbx),
+            );
+            nobx = mux(layer.clone().eq_(lit(lw_, l as u64)), ix(div_ceil(d[l + 1], rr)), nobx);
+        }
+        let kgstep = e.w32("kg_step", kgd);
+        let flush = (rr + cc + 6) as u64;
+        let ntb = e.w32("gemm_ntb", ntbx);
+        let nob = e.w32("gemm_nob", nobx);
+        sw.push(arm(
+            sid("S_GS"),
+            vec![
+                nb(&kk, &kk + ix(1)),
+                if_(kmod.clone().eq_(ix(cc - 1)), vec![nb(&kmod, ix(0)), nb(&kg, &kg + &kgstep)]).else_(vec![nb(&kmod, &kmod + ix(1))]),
+                if_(kk.clone().eq_(&gk - ix(1)), vec![nb(&wait, lit(8, flush)), nb(&st, sid("S_GF"))]),
+            ],
+        ));
+        sw.push(arm(
+            sid("S_GF"),
+            vec![
+                nb(&wait, &wait - lit(8, 1)),
+                if_(wait.clone().eq_(lit(8, 0)), vec![nb(&st, sid("S_GD")), nb(&ii, ix(0)), nb(&jj, ix(0)), nb(&sel, ix(0))]),
+            ],
+        ));
+        let next_tile = vec![
+            nb(&kk, ix(0)),
+            nb(&kmod, ix(0)),
+            nb(&kg, ix(0)),
+            if_(
+                tb.clone().eq_(&ntb - ix(1)),
+                vec![
+                    nb(&tb, ix(0)),
+                    if_(ob.clone().eq_(&nob - ix(1)), vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))])
+                        .else_(vec![nb(&ob, &ob + ix(1)), nb(&st, sid("S_GS"))]),
+                ],
+            )
+            .else_(vec![nb(&tb, &tb + ix(1)), nb(&st, sid("S_GS"))]),
+        ];
+        sw.push(arm(
+            sid("S_GD"),
+            vec![
+                nb(&sel, &sel + ix(1)),
+                if_(jj.clone().eq_(ix(cc - 1)), vec![nb(&jj, ix(0)), nb(&ii, &ii + ix(1))]).else_(vec![nb(&jj, &jj + ix(1))]),
+                if_(sel.clone().eq_(ix(rr * cc - 1)), next_tile),
+            ],
+        ));
+    }
+
+
+    // ------------------------------------------------------------------ CEN
+    // Per row r = (sample s, slot): S_CH reads hyp[r] (infer: hyp = slot); S_CS streams
+    // z = a1[s][o] + b1[o] + U[hyp][o] through ReLU into h_1.
+    {
+        let c_ch = in_st("S_CH").land(wait.clone().eq_(lit(8, 0)));
+        e.drive("hyp_raddr", c_ch.clone().land(is_op(OP_CEN)), row.slice(hyp.aw() - 1, 0));
+        let issue = in_st("S_CS");
+        let a1a = e.w32("cen_a1", &samp * ix(d[1]) + &jj);
+        let ua = e.w32("cen_u", cat([lit(IW - cbits, 0), hypq.clone()]) * ix(d[1]) + &jj);
+        e.drive("a1_raddr", issue.clone(), a1a.slice(a1.aw() - 1, 0));
+        e.drive("u_raddr", issue.clone(), ua.slice(u.aw() - 1, 0));
+        e.drive("b1_raddr", issue.clone(), jj.slice(bias[0].aw() - 1, 0));
+        let v2 = e.delay("cz_v", issue.clone(), 1, 2);
+        let bias_sh = f.accumulator.frac - f.bias.frac;
+        let cen_sh = f.accumulator.frac - f.centroid.frac;
+        let zw = s.acc_w + 3;
+        let z = e.m.wire_s("cz", zw);
+        let zb = shl_ext(&mut e.m, "cb", bias[0].bank(0), f.bias.bits, bias_sh, zw);
+        let zu = shl_ext(&mut e.m, "cu", u.bank(0), f.centroid.bits, cen_sh, zw);
+        e.m.assign(&z, ext(&Sig::new(a1.bank(0), s.acc_w, true), zw) + zb + zu);
+        let zc = saturate(&mut e.m, "cz_c", &Sig::new(z, zw, true), f.accumulator);
+        e.drive("relu_z", v2.clone(), zc.e.clone());
+        e.drive("relu_v", v2, lit(1, 1));
+        let hw = e.w32("cen_h", &sbase + &jj);
+        let ha = e.delay("ch_a", hw.slice(h[0].aw() - 1, 0), h[0].aw(), 4);
+        let hv = e.delay("ch_v", issue.clone(), 1, 4);
+        e.drive("h1_we", hv.clone(), lit(1, 1));
+        e.drive("h1_waddr", hv.clone(), ha);
+        e.drive("h1_wdata", hv, relu_h.clone());
+        let un = e.m.wire("unused_cen", 1);
+        e.m.assign(&un, cat([a1a.slice(IW - 1, a1.aw()), ua.slice(IW - 1, u.aw()), hw.slice(IW - 1, h[0].aw())]).red_xor());
+        let kpr = e.w32("cen_k", mux(&mode, ix(cls), ix(kh)));
+        sw.push(arm(
+            sid("S_CH"),
+            vec![
+                // wait_q counts the hyp read latency (issued when it is 0).
+                nb(&wait, &wait + lit(8, 1)),
+                if_(
+                    wait.clone().eq_(lit(8, 2)),
+                    vec![
+                        nb(&hypq, mux(&mode, slot.slice(cbits - 1, 0), hyp.bank(0))),
+                        nb(&wait, lit(8, 0)),
+                        nb(&st, sid("S_CS")),
+                    ],
+                ),
+            ],
+        ));
+        sw.push(arm(
+            sid("S_CS"),
+            vec![
+                nb(&jj, &jj + ix(1)),
+                if_(
+                    jj.clone().eq_(ix(d[1] - 1)),
+                    vec![
+                        nb(&jj, ix(0)),
+                        nb(&row, &row + ix(1)),
+                        nb(&sbase, &sbase + ix(d[1])),
+                        if_(
+                            slot.clone().eq_(&kpr - ix(1)),
+                            vec![nb(&slot, ix(0)), nb(&samp, &samp + ix(1))],
+                        )
+                        .else_(vec![nb(&slot, &slot + ix(1))]),
+                        if_(row.clone().eq_(&nrows - ix(1)), vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))])
+                            .else_(vec![nb(&st, sid("S_CH"))]),
+                    ],
+                ),
+            ],
+        ));
+    }
+
+    // ------------------------------------------------------------------ PRED (infer)
+    // Scores Σ_{l∈S} G_l per class; the first maximum wins (as the golden model's argmax).
+    {
+        let issue = in_st("S_PRED").land(row.clone().lt_(ix(cls)));
+        for l in 0..nl {
+            e.drive(&format!("{}_raddr", g[l].name), issue.clone(), row.slice(g[l].aw() - 1, 0));
+        }
+        let scw = f.goodness.bits + bitlen(nl as u128);
+        let mut sc = lit(scw, 0);
+        for l in cfg.eval_layer_indices() {
+            sc = sc + cat([lit(scw - f.goodness.bits, 0), g[l].bank(0)]);
+        }
+        let score = e.m.wire("pred_score", scw);
+        e.m.assign(&score, sc);
+        let v2 = e.delay("pr_v", issue.clone(), 1, 2);
+        let r2 = e.delay("pr_r", row.slice(7, 0), 8, 2);
+        let best = e.q("best_q", scw);
+        e.seq.push(if_(
+            v2.clone().land(r2.clone().eq_(lit(8, 0)).lor(score.clone().gt_(&best))),
+            vec![nb(&best, &score), nb(&result, &r2)],
+        ));
+        sw.push(arm(
+            sid("S_PRED"),
+            vec![
+                nb(&row, &row + ix(1)),
+                if_(row.clone().eq_(ix(cls + 3)), vec![nb(&st, sid("S_NEXT"))]),
+            ],
+        ));
+    }
+
+    // ------------------------------------------------------------------ LOSS
+    // Per sample: read the K slots' G̃ (collaboration adds, saturating), run the loss unit,
+    // write β. N-pair: gather into gt_q, start, wait, write K betas. Hinge: stream.
+    {
+        let issue = in_st("S_LG").land(slot.clone().lt_(ix(kh)));
+        let ga = e.w32("loss_row", &sbase + &slot);
+        for l in 0..nl {
+            e.drive(&format!("{}_raddr", g[l].name), issue.clone(), ga.slice(g[l].aw() - 1, 0));
+        }
+        let gaw = g[0].aw().min(beta[0].aw());
+        e.consume("loss_row", ga.slice(IW - 1, gaw));
+        // G̃ of the op's layer from the G of every layer (two cycles after the read).
+        let gmax = f.goodness.max() as u64;
+        let mut gt_sel = lit(gw, 0);
+        for l in 0..nl {
+            let mut acc = cat([lit(1, 0), g[l].bank(0)]);
+            let mut name_i = 0;
+            for t in 0..nl {
+                let inc = match cfg.algorithm.collaboration {
+                    Collaboration::None => false,
+                    Collaboration::Previous => t < l,
+                    Collaboration::All => t != l,
+                };
+                if inc {
+                    let wv = e.m.wire(&format!("gt{}_sum{name_i}", l + 1), gw + 1);
+                    e.m.assign(&wv, acc + cat([lit(1, 0), g[t].bank(0)]));
+                    let sat = e.m.wire(&format!("gt{}_sat{name_i}", l + 1), gw + 1);
+                    e.m.assign(&sat, mux(wv.clone().gt_(lit(gw + 1, gmax)), lit(gw + 1, gmax), wv));
+                    acc = sat;
+                    name_i += 1;
+                }
+            }
+            let gl = e.m.wire(&format!("gt{}", l + 1), gw + 1);
+            e.m.assign(&gl, acc);
+            gt_sel = mux(layer.clone().eq_(lit(lw_, l as u64)), gl.slice(gw - 1, 0), gt_sel);
+            let un = e.m.wire(&format!("unused_gt{}", l + 1), 1);
+            e.m.assign(&un, gl.idx(gw));
+        }
+        let gtw = e.m.wire("gt_cur", gw);
+        e.m.assign(&gtw, gt_sel);
+        let v2 = e.delay("lg_v", issue.clone(), 1, 2);
+        let s2 = e.delay("lg_slot", slot.slice(7, 0), 8, 2);
+        let bsel: Vec<Expr> = (0..nl).map(|l| is_opl(OP_LOSS, l)).collect();
+        let kpr = kh;
+        if npair {
+            // Gather: gt_q slot s2 ← G̃.
+            let mut upd = Vec::new();
+            for j in 0..cls {
+                upd.push(if_(
+                    v2.clone().land(s2.clone().eq_(lit(8, j as u64))),
+                    vec![nb(gt_q.part(int((j as u64) * u64::from(gw)), int(u64::from(gw))), &gtw)],
+                ));
+            }
+            e.seq.extend(upd);
+            e.drive("ls_start", in_st("S_LS"), lit(1, 1));
+            // Write β slot by slot from b_o (held until the next start).
+            let wb = in_st("S_LB");
+            let mut bv = lit(bw, 0);
+            for j in 0..cls {
+                bv = mux(slot.clone().eq_(ix(j)), ls_b.part(int((j as u64) * u64::from(bw)), int(u64::from(bw))), bv);
+            }
+            let bval = e.m.wire("loss_beta", bw);
+            e.m.assign(&bval, bv);
+            for l in 0..nl {
+                let c = wb.clone().land(bsel[l].clone());
+                e.drive(&format!("{}_we", beta[l].name), c.clone(), lit(1, 1));
+                e.drive(&format!("{}_waddr", beta[l].name), c.clone(), ga.slice(beta[l].aw() - 1, 0));
+                e.drive(&format!("{}_wdata", beta[l].name), c, bval.clone());
+            }
+            sw.push(arm(
+                sid("S_LG"),
+                vec![
+                    nb(&slot, &slot + ix(1)),
+                    if_(slot.clone().eq_(ix(kpr + 2)), vec![nb(&slot, ix(0)), nb(&st, sid("S_LS"))]),
+                ],
+            ));
+            sw.push(arm(sid("S_LS"), vec![nb(&st, sid("S_LW"))]));
+            sw.push(arm(sid("S_LW"), vec![if_(&ls_done, vec![nb(&st, sid("S_LB"))])]));
+            sw.push(arm(
+                sid("S_LB"),
+                vec![
+                    nb(&slot, &slot + ix(1)),
+                    if_(
+                        slot.clone().eq_(ix(kpr - 1)),
+                        vec![
+                            nb(&slot, ix(0)),
+                            nb(&samp, &samp + ix(1)),
+                            nb(&sbase, &sbase + ix(kpr)),
+                            if_(samp.clone().eq_(ix(bsz - 1)), vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))])
+                                .else_(vec![nb(&st, sid("S_LG"))]),
+                        ],
+                    ),
+                ],
+            ));
+        } else {
+            // Hinge: slot 0 loads G̃(y), slots 1.. stream; β_k one cycle later, β_y after the last.
+            e.drive("hg_gy", v2.clone(), gtw.clone());
+            e.drive("hg_yv", v2.clone().land(s2.clone().eq_(lit(8, 0))), lit(1, 1));
+            e.drive("hg_g", v2.clone(), gtw.clone());
+            e.drive("hg_gv", v2.clone().land(s2.clone().ne_(lit(8, 0))), lit(1, 1));
+            e.drive("hg_last", v2.clone().land(s2.clone().eq_(lit(8, (kpr - 1) as u64))), lit(1, 1));
+            let a3 = e.delay("lh_a", ga.slice(15, 0), 16, 3);
+            let base4 = e.delay("lh_base", sbase.slice(15, 0), 16, 4);
+            for l in 0..nl {
+                let c = hg_bv.clone().lor(hg_byv.clone()).land(bsel[l].clone());
+                e.drive(&format!("{}_we", beta[l].name), c.clone(), lit(1, 1));
+                e.drive(
+                    &format!("{}_waddr", beta[l].name),
+                    c.clone(),
+                    mux(&hg_byv, base4.slice(beta[l].aw() - 1, 0), a3.slice(beta[l].aw() - 1, 0)),
+                );
+                e.drive(&format!("{}_wdata", beta[l].name), c, hg_b.clone());
+            }
+            let un = e.m.wire("unused_lh", 1);
+            e.m.assign(&un, cat([a3.clone(), base4.clone()]).red_xor());
+            sw.push(arm(
+                sid("S_LG"),
+                vec![
+                    nb(&slot, &slot + ix(1)),
+                    if_(
+                        slot.clone().eq_(ix(kpr + 4)),
+                        vec![
+                            nb(&slot, ix(0)),
+                            nb(&samp, &samp + ix(1)),
+                            nb(&sbase, &sbase + ix(kpr)),
+                            if_(samp.clone().eq_(ix(bsz - 1)), vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))]),
+                        ],
+                    ),
+                ],
+            ));
+            let _ = (&ls_start, &gt_q, &ls_done);
+        }
+    }
+
+    // ------------------------------------------------------------------ DELTA
+    // Per row: S_DP reads β (and hyp for layer 1); S_DS streams h: δ = requant(β·(2/d)·h).
+    {
+        let c_dp = in_st("S_DP").land(wait.clone().eq_(lit(8, 0)));
+        for l in 0..nl {
+            e.drive(&format!("{}_raddr", beta[l].name), c_dp.clone().land(is_opl(OP_DELTA, l)), row.slice(beta[l].aw() - 1, 0));
+        }
+        e.drive("hyp_raddr", c_dp.clone().land(is_op(OP_DELTA)), row.slice(hyp.aw() - 1, 0));
+        let mut bsel = lit(bw, 0);
+        for l in 0..nl {
+            bsel = mux(layer.clone().eq_(lit(lw_, l as u64)), beta[l].bank(0), bsel);
+        }
+        let betaq = e.q("beta_q", bw);
+        let tw = bitlen(units.two_over_d.iter().copied().max().unwrap_or(1) as u128) + 1;
+        let mut tsel = lit(tw, 0);
+        for l in 0..nl {
+            tsel = mux(layer.clone().eq_(lit(lw_, l as u64)), lit(tw, units.two_over_d[l] as u64), tsel);
+        }
+        let twod = e.m.wire("two_over_d", tw);
+        e.m.assign(&twod, tsel);
+        let cw_ = bw + tw;
+        let cq = e.q("coef_q", cw_);
+        let cprod = e.m.wire_s("coef", cw_);
+        e.m.assign(&cprod, ext(&Sig::new(betaq.clone(), bw, true), cw_) * cat([lit(bw, 0), twod.clone()]).signed());
+        let issue = in_st("S_DS");
+        let ha = e.w32("dl_h", &sbase + &jj);
+        for l in 0..nl {
+            e.drive(&format!("{}_raddr", h[l].name), issue.clone().land(is_opl(OP_DELTA, l)), ha.slice(h[l].aw() - 1, 0));
+        }
+        let un = e.m.wire("unused_dl_h", 1);
+        e.m.assign(&un, ha.slice(IW - 1, 16).red_xor());
+        let mut hsel = lit(f.hidden.bits, 0);
+        for l in 0..nl {
+            hsel = mux(layer.clone().eq_(lit(lw_, l as u64)), h[l].bank(0), hsel);
+        }
+        let hv = e.m.wire("dl_hv", f.hidden.bits);
+        e.m.assign(&hv, hsel);
+        let pw = cw_ + f.hidden.bits + 1;
+        let p = e.m.wire_s("dl_p", pw);
+        e.m.assign(&p, ext(&Sig::new(cq.clone(), cw_, true), pw) * cat([lit(cw_ + 1, 0), hv.clone()]).signed());
+        let from = f.beta.frac + f.hidden.frac + f.const_frac;
+        let dq = requant(&mut e.m, "dl", &Sig::new(p, pw, true), from, f.delta, f.rounding, None);
+        let dval = e.q("delta_q", f.delta.bits);
+        e.seq.push(nb(&dval, &dq.e));
+        let v3 = e.delay("ds_v", issue.clone(), 1, 3);
+        let j3 = e.delay("ds_j", jj.slice(15, 0), 16, 3);
+        let jm3 = e.delay("ds_jm", jmod.slice(7, 0), 8, 3);
+        let jd3 = e.delay("ds_jd", kg.slice(15, 0), 16, 3);
+        let r3 = e.delay("ds_r", row.slice(15, 0), 16, 3);
+        let s3 = e.delay("ds_s", samp.slice(15, 0), 16, 3);
+        let k3 = e.delay("ds_k", slot.slice(7, 0), 8, 3);
+        let un = e.m.wire("unused_ds", 1);
+        e.m.assign(&un, cat([j3.clone(), jm3.clone(), jd3.clone(), r3.clone(), s3.clone(), k3.clone()]).red_xor());
+        let dsx = |x: &Expr, wdt: u32| ext(&Sig::new(x.clone(), f.delta.bits, true), wdt);
+        for l in 0..nl {
+            let c = v3.clone().land(is_opl(OP_DELTA, l));
+            if let Some(dm) = &dl[l] {
+                // δ_l bank j mod R, word r·⌈d/R⌉ + j div R.
+                let wa = e.w32(&format!("dl{}_word", l + 1), cat([lit(16, 0), r3.clone()]) * ix(dr[l]) + cat([lit(16, 0), jd3.clone()]));
+                let oh: Vec<Expr> = (0..rr).rev().map(|i| jm3.clone().eq_(lit(8, i as u64))).collect();
+                e.drive(&format!("{}_we", dm.name), c.clone(), mux(c.clone(), cat(oh), lit(rr as u32, 0)));
+                e.drive(&format!("{}_waddr", dm.name), c.clone(), wa.slice(dm.aw() - 1, 0));
+                e.drive(&format!("{}_wdata", dm.name), c.clone(), dval.clone());
+                let un = e.m.wire(&format!("unused_dl{}_word", l + 1), 1);
+                e.m.assign(&un, wa.slice(IW - 1, dm.aw()).red_xor());
+            }
+            // Δb_l[j] (first row assigns).
+            let dbm = &db[l];
+            let jdx = j3.slice(abits(d[l + 1]) - 1, 0);
+            let sum = e.m.wire_s(&format!("db{}_sum", l + 1), dbw);
+            e.m.assign(&sum, mux(r3.clone().eq_(lit(16, 0)), dsx(&dval, dbw), dbm.idx(jdx.clone()).signed() + dsx(&dval, dbw)));
+            e.seq.push(if_(c.clone(), vec![nb(dbm.idx(jdx), &sum)]));
+        }
+        // Layer 1: e[s][j] (first slot assigns) and ΔU[hyp][j].
+        {
+            let c = v3.clone().land(is_opl(OP_DELTA, 0));
+            let ewa = e.w32("e_word_w", cat([lit(16, 0), s3.clone()]) * ix(dr[0]) + cat([lit(16, 0), jd3.clone()]));
+            let eab = abits(bsz * dr[0]);
+            let un = e.m.wire("unused_e_word_w", 1);
+            e.m.assign(&un, ewa.slice(IW - 1, eab).red_xor());
+            let old = e.m.wire("e_old", ew * rr as u32);
+            e.m.assign(&old, e_mem.idx(ewa.slice(eab - 1, 0)));
+            let lanes: Vec<Expr> = (0..rr)
+                .rev()
+                .map(|i| {
+                    let o = old.part(int((i as u64) * u64::from(ew)), int(u64::from(ew)));
+                    mux(
+                        jm3.clone().eq_(lit(8, i as u64)),
+                        mux(k3.clone().eq_(lit(8, 0)), dsx(&dval, ew), o.clone().signed() + dsx(&dval, ew)),
+                        o,
+                    )
+                })
+                .collect();
+            let neww = e.m.wire("e_new", ew * rr as u32);
+            e.m.assign(&neww, cat(lanes));
+            e.seq.push(if_(c.clone(), vec![nb(e_mem.idx(ewa.slice(eab - 1, 0)), &neww)]));
+            let hyp3 = e.delay("ds_hyp", hypq.clone(), cbits, 3);
+            let ua = e.w32("du_w", cat([lit(IW - cbits, 0), hyp3]) * ix(d[1]) + cat([lit(16, 0), j3.clone()]));
+            let uab = abits(cls * d[1]);
+            let un = e.m.wire("unused_du_w", 1);
+            e.m.assign(&un, ua.slice(IW - 1, uab).red_xor());
+            let usum = e.m.wire_s("du_sum", dbw);
+            e.m.assign(&usum, du.idx(ua.slice(uab - 1, 0)).signed() + dsx(&dval, dbw));
+            e.seq.push(if_(c, vec![nb(du.idx(ua.slice(uab - 1, 0)), &usum)]));
+        }
+        let dsel = {
+            let mut x = ix(0);
+            for l in 0..nl {
+                x = mux(layer.clone().eq_(lit(lw_, l as u64)), ix(d[l + 1]), x);
+            }
+            e.w32("dl_d", x)
+        };
+        sw.push(arm(
+            sid("S_DP"),
+            vec![
+                nb(&wait, &wait + lit(8, 1)),
+                if_(wait.clone().eq_(lit(8, 2)), vec![nb(&betaq, &bsel), nb(&hypq, hyp.bank(0))]),
+                if_(wait.clone().eq_(lit(8, 3)), vec![nb(&cq, &cprod), nb(&wait, lit(8, 0)), nb(&st, sid("S_DS"))]),
+            ],
+        ));
+        sw.push(arm(
+            sid("S_DS"),
+            vec![
+                nb(&jj, &jj + ix(1)),
+                if_(jmod.clone().eq_(ix(rr - 1)), vec![nb(&jmod, ix(0)), nb(&kg, &kg + ix(1))]).else_(vec![nb(&jmod, &jmod + ix(1))]),
+                if_(
+                    jj.clone().eq_(&dsel - ix(1)),
+                    vec![
+                        nb(&jj, ix(0)),
+                        nb(&jmod, ix(0)),
+                        nb(&kg, ix(0)),
+                        nb(&row, &row + ix(1)),
+                        nb(&sbase, &sbase + &dsel),
+                        if_(slot.clone().eq_(ix(kh - 1)), vec![nb(&slot, ix(0)), nb(&samp, &samp + ix(1))]).else_(vec![nb(&slot, &slot + ix(1))]),
+                        if_(row.clone().eq_(ix(nrt - 1)), vec![nb(&wait, lit(8, 6)), nb(&st, sid("S_WAIT"))])
+                            .else_(vec![nb(&st, sid("S_DP"))]),
+                    ],
+                ),
+            ],
+        ));
+    }
+
+    // ------------------------------------------------------------------ BUPD / UUPD
+    {
+        for (l, bm) in bias.iter().enumerate() {
+            let c = in_st("S_BU").land(is_opl(OP_BUPD, l));
+            e.drive(&format!("{}_raddr", bm.name), c.clone(), jj.slice(bm.aw() - 1, 0));
+            let v2 = e.delay(&format!("bu{}_v", l + 1), c.clone(), 1, 2);
+            let j2 = e.delay(&format!("bu{}_j", l + 1), jj.slice(abits(d[l + 1]) - 1, 0), abits(d[l + 1]), 2);
+            let gsum = e.m.wire_s(&format!("bu{}_g", l + 1), dbw);
+            e.m.assign(&gsum, db[l].idx(j2));
+            e.drive("up_w", v2.clone(), ext(&Sig::new(bm.bank(0), f.bias.bits, true), s.param_w));
+            e.drive("up_g", v2.clone(), ext(&Sig::new(gsum, dbw, true), f.update.bits));
+            e.drive("up_kind", v2.clone(), lit(2, 1));
+            e.drive("up_v", v2, lit(1, 1));
+            let wv = e.delay(&format!("bu{}_wv", l + 1), c.clone(), 1, 5);
+            let wa = e.delay(&format!("bu{}_wa", l + 1), jj.slice(bm.aw() - 1, 0), bm.aw(), 5);
+            e.drive(&format!("{}_we", bm.name), wv.clone(), lit(1, 1));
+            e.drive(&format!("{}_waddr", bm.name), wv.clone(), wa);
+            e.drive(&format!("{}_wdata", bm.name), wv, up_wo.slice(f.bias.bits - 1, 0));
+        }
+        let mut bd = ix(0);
+        for l in 0..nl {
+            bd = mux(layer.clone().eq_(lit(lw_, l as u64)), ix(d[l + 1]), bd);
+        }
+        let bdn = e.w32("bu_d", bd);
+        sw.push(arm(
+            sid("S_BU"),
+            vec![
+                nb(&jj, &jj + ix(1)),
+                if_(jj.clone().eq_(&bdn - ix(1)), vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))]),
+            ],
+        ));
+        // U: address order, ΔU cleared as it is consumed.
+        let uab = abits(cls * d[1]);
+        let c = in_st("S_UU");
+        e.drive("u_raddr", c.clone(), jj.slice(u.aw() - 1, 0));
+        let v2 = e.delay("uu_v", c.clone(), 1, 2);
+        let j2 = e.delay("uu_j", jj.slice(uab - 1, 0), uab, 2);
+        let gsum = e.m.wire_s("uu_g", dbw);
+        e.m.assign(&gsum, du.idx(j2.clone()));
+        e.drive("up_w", v2.clone(), ext(&Sig::new(u.bank(0), f.centroid.bits, true), s.param_w));
+        e.drive("up_g", v2.clone(), ext(&Sig::new(gsum, dbw, true), f.update.bits));
+        e.drive("up_kind", v2.clone(), lit(2, 2));
+        e.drive("up_v", v2.clone(), lit(1, 1));
+        e.seq.push(if_(v2.clone().lor(in_st("S_INIT")), vec![nb(du.idx(mux(in_st("S_INIT"), jj.slice(uab - 1, 0), j2)), lit(dbw, 0))]));
+        let wv = e.delay("uu_wv", c.clone(), 1, 5);
+        let wa = e.delay("uu_wa", jj.slice(u.aw() - 1, 0), u.aw(), 5);
+        e.drive("u_we", wv.clone(), lit(1, 1));
+        e.drive("u_waddr", wv.clone(), wa);
+        e.drive("u_wdata", wv, up_wo.slice(f.centroid.bits - 1, 0));
+        sw.push(arm(
+            sid("S_UU"),
+            vec![
+                nb(&jj, &jj + ix(1)),
+                if_(jj.clone().eq_(ix(cls * d[1] - 1)), vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))]),
+            ],
+        ));
+    }
+
+    // ------------------------------------------------------------------ bus
+    // Decode region/address; writes go straight to the memory's write port, reads take the
+    // BRAM latency. Only while the sequencer is idle.
+    {
+        let bst = e.q("bus_st_q", 2);
+        let back = e.q("bus_ack_q", 1);
+        let berr = e.q("bus_err_q", 1);
+        let brd = e.q("bus_rdata_q", 64);
+        e.m.assign(bus_ack_o, &back);
+        e.m.assign(bus_err_o, &berr);
+        e.m.assign(bus_rdata_o, &brd);
+        let go = e.m.wire("bus_go", 1);
+        e.m.assign(&go, bus_req.clone().land(bst.clone().eq_(lit(2, 0))).land(in_st("S_IDLE")).land(back.clone().lnot()));
+        let wr = go.clone().land(&bus_we);
+        let rd = go.clone().land(bus_we.clone().lnot());
+        // (region, mem, banks) of every bus-visible memory; `writable`.
+        let mut vis: Vec<(u8, Mem, bool)> = vec![
+            (region::PIXELS, px.clone(), true),
+            (region::HYPS, hyp.clone(), true),
+            (region::CENTROIDS, u.clone(), true),
+        ];
+        for l in 0..nl {
+            vis.push((region::WEIGHTS + l as u8, w[l].clone(), true));
+            vis.push((region::BIASES + l as u8, bias[l].clone(), true));
+            vis.push((region::GOODNESS + l as u8, g[l].clone(), false));
+            vis.push((region::BETA + l as u8, beta[l].clone(), false));
+        }
+        let mut ok = lit(1, 0);
+        let mut rsel: Vec<(Expr, Expr)> = Vec::new();
+        for (rg, m, writable) in &vis {
+            let aw = m.aw();
+            let hit = bus_region.clone().eq_(lit(8, u64::from(*rg)));
+            let word = bus_addr.slice(aw - 1, 0);
+            let valid = if m.banks > 1 {
+                let bank = bus_addr.slice(aw + 7, aw);
+                let hi_ok = if aw + 8 < 32 { bus_addr.slice(31, aw + 8).eq_(lit(32 - aw - 8, 0)) } else { lit(1, 1) };
+                hit.clone()
+                    .land(bank.lt_(lit(8, m.banks as u64)))
+                    .land(cat([lit(1, 0), word.clone()]).lt_(lit(aw + 1, m.depth as u64)))
+                    .land(hi_ok)
+            } else {
+                hit.clone().land(bus_addr.clone().lt_(lit(32, m.depth as u64)))
+            };
+            ok = ok.lor(if *writable { valid.clone() } else { valid.clone().land(bus_we.clone().lnot()) });
+            let bank_oh: Expr = if m.banks > 1 {
+                let bank = bus_addr.slice(aw + 7, aw);
+                cat((0..m.banks).rev().map(|b| bank.clone().eq_(lit(8, b as u64))).collect::<Vec<_>>())
+            } else {
+                lit(1, 1)
+            };
+            if *writable {
+                let c = wr.clone().land(valid.clone());
+                e.drive(&format!("{}_we", m.name), c.clone(), mux(c.clone(), bank_oh, lit(m.banks as u32, 0)));
+                e.drive(&format!("{}_waddr", m.name), c.clone(), word.clone());
+                e.drive(&format!("{}_wdata", m.name), c, bus_wdata.slice(m.width - 1, 0));
+            }
+            let c = rd.clone().land(valid.clone());
+            let all: Vec<Expr> = (0..m.banks).map(|_| word.clone()).collect();
+            e.drive(&format!("{}_raddr", m.name), c, cat(all));
+            // Read data two cycles later, sign-extended (signed formats) to 64 bits.
+            let signed = match *rg {
+                region::PIXELS | region::HYPS => false,
+                r if (region::GOODNESS..region::GOODNESS + 16).contains(&r) => false,
+                _ => true,
+            };
+            // The request is held until acknowledged: the address still selects the bank.
+            let mut bsel = lit(m.width, 0);
+            for b in 0..m.banks {
+                if m.banks == 1 {
+                    bsel = m.bank(0);
+                } else {
+                    bsel = mux(bus_addr.slice(aw + 7, aw).eq_(lit(8, b as u64)), m.bank(b), bsel);
+                }
+            }
+            let rw_ = e.m.wire(&format!("bus_rd_{}", m.name), m.width);
+            e.m.assign(&rw_, bsel);
+            let v64 = if signed {
+                ext(&Sig::new(rw_, m.width, true), 64).unsigned()
+            } else {
+                cat([lit(64 - m.width, 0), rw_])
+            };
+            rsel.push((hit, v64));
+        }
+        // Hyper-parameters and counters.
+        let hyper_hit = bus_region.clone().eq_(lit(8, u64::from(region::HYPER))).land(bus_addr.clone().eq_(lit(32, 0)));
+        let cnt_hit = bus_region.clone().eq_(lit(8, u64::from(region::COUNTERS))).land(bus_addr.clone().lt_(lit(32, u64::from(counter::COUNT)))).land(bus_we.clone().lnot());
+        ok = ok.lor(hyper_hit.clone()).lor(cnt_hit.clone());
+        let okw = e.m.wire("bus_ok", 1);
+        e.m.assign(&okw, ok);
+        e.seq.push(if_(wr.clone().land(hyper_hit.clone()), vec![nb(&lr, bus_wdata.slice(s.lr_w - 1, 0))]));
+        let mut rv = lit(64, 0);
+        for (hit, v) in rsel {
+            rv = mux(hit, v, rv);
+        }
+        let rdw = e.m.wire("bus_rd_mem", 64);
+        e.m.assign(&rdw, rv);
+        let craddr = bus_addr.slice(1, 0);
+        let cval = mux(
+            craddr.clone().eq_(lit(2, 0)),
+            cyc.clone(),
+            mux(craddr.clone().eq_(lit(2, 1)), cbusy.clone(), mux(craddr.eq_(lit(2, 2)), carr.clone(), cruns.clone())),
+        );
+        let cv = e.m.wire("bus_rd_special", 64);
+        e.m.assign(&cv, mux(hyper_hit.clone(), cat([lit(64 - s.lr_w, 0), lr.clone()]), cval));
+        let special = e.q("bus_special_q", 1);
+        let sval = e.q("bus_sval_q", 64);
+        e.seq.push(case(
+            bst.clone(),
+            vec![
+                arm(
+                    lit(2, 0),
+                    vec![
+                        nb(&back, lit(1, 0)),
+                        if_(
+                            go.clone(),
+                            vec![if_(okw.clone().lnot().lor(bus_we.clone()), vec![nb(&back, lit(1, 1)), nb(&berr, okw.clone().lnot())])
+                                .else_(vec![nb(&bst, lit(2, 1)), nb(&special, hyper_hit.lor(cnt_hit)), nb(&sval, &cv)])],
+                        ),
+                    ],
+                ),
+                arm(lit(2, 1), vec![nb(&bst, lit(2, 2))]),
+                arm(
+                    lit(2, 2),
+                    vec![
+                        nb(&bst, lit(2, 0)),
+                        nb(&back, lit(1, 1)),
+                        nb(&berr, lit(1, 0)),
+                        nb(&brd, mux(&special, &sval, &rdw)),
+                    ],
+                ),
+            ],
+            vec![nb(&bst, lit(2, 0))],
+        ));
+        let _ = &bus_addr;
+    }
+
+    // ------------------------------------------------------------------ outputs
+    e.consume("valid_outs", cat([up_vo.clone(), relu_vo.clone(), bus_wdata.clone()]));
+    e.m.assign(run_done_o, &done);
+    e.m.assign(run_status_o, &status);
+    e.m.assign(run_result_o, &result);
+
+    seq.push(case(&st, sw, vec![nb(&st, sid("S_IDLE"))]));
+    // Assemble the clocked block: resets, the shared sequential statements, the FSM.
+    let mut body = e.seq.clone();
+    body.extend(seq);
+    let resets = e.resets.clone();
+    let mut rst_body: Vec<Stmt> = resets.iter().map(|(r, w)| nb(r.clone(), zeros(int(u64::from(*w))))).collect();
+    rst_body.push(nb(&st, sid("S_INIT")));
+    rst_body.push(nb(&lr, lit(s.lr_w, lr_init)));
+    e.m.always_ff(&clk, vec![if_(id("rst_i"), rst_body).else_(body)]);
+    // Combinational drivers.
+    let combs = std::mem::take(&mut e.comb);
+    for c in combs {
+        let mut body = vec![set(id(&c.name), zeros(int(u64::from(c.w))))];
+        for (cond, val) in c.arms {
+            body.push(if_(cond, vec![set(id(&c.name), val)]));
+        }
+        e.m.always_comb(body);
+    }
+    e.finish_mems();
+    e.m
+}
+
+/// `dff_skew`: lane r of `x_i` delayed r + 1 cycles (the systolic input skew).
+pub fn skew() -> Module {
+    let mut m = Module::new("dff_skew")
+        .doc("Input skew of the systolic array: lane r is delayed r + 1 cycles.");
+    let lanes = m.param("LANES", int(4));
+    let wp = m.param("W", int(8));
+    let clk = m.input("clk_i", 1);
+    let x = m.input("x_i", &lanes * &wp);
+    let y = m.output("y_o", &lanes * &wp);
+    m.genvar("r");
+    m.gen_for("r", int(0), &lanes, "g_lane", |s, r| {
+        let r0 = r.clone();
+        s.gen_if_else(
+            r0.eq_(int(0)),
+            "g_first",
+            |t| {
+                let sr = t.reg("sr_q", &wp);
+                t.always_ff(&clk, vec![nb(&sr, x.part(&r * &wp, &wp))]);
+                t.assign(y.part(&r * &wp, &wp), &sr);
+            },
+            "g_rest",
+            |t| {
+                let sr = t.reg("sr_q", (&r + int(1)) * &wp);
+                t.always_ff(
+                    &clk,
+                    vec![nb(&sr, cat([sr.part(int(0), &r * &wp), x.part(&r * &wp, &wp)]))],
+                );
+                t.assign(y.part(&r * &wp, &wp), sr.part(&r * &wp, &wp));
+            },
+        );
+    });
+    m
+}
