@@ -4,7 +4,7 @@
 
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::FxParams;
-use crate::rtl::engine::{abits, counter, div_ceil, region, Layout};
+use crate::rtl::engine::{abits, counter, div_ceil, hyper, region, Layout};
 
 /// Anything that reaches the engine's bus: the bus-level Verilator harness, or the host
 /// protocol over a pipe or a UART.
@@ -114,6 +114,7 @@ pub fn write_batch(
     if let Some(h) = hyps {
         let hv: Vec<i64> = h.iter().map(|&v| i64::from(v)).collect();
         bus.write_block(region::HYPS, 0, &hv)?;
+        bus.write_block(region::HYPER, hyper::BATCH, &[pixels.rows as i64])?;
     }
     Ok(())
 }

@@ -49,6 +49,14 @@ pub mod region {
     pub const COUNTERS: u8 = 0xF1;
 }
 
+/// Hyper-parameter addresses in [`region::HYPER`].
+pub mod hyper {
+    /// η/B as the update unit's constant (raw, `fixed.lr_frac` fraction bits).
+    pub const LR: u32 = 0;
+    /// Samples in the next training batch (1 ..= training.batch).
+    pub const BATCH: u32 = 1;
+}
+
 /// Counter addresses in [`region::COUNTERS`].
 pub mod counter {
     /// Clock cycles since reset.
@@ -464,11 +472,16 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let status = e.q("status_q", 8);
     let done = e.q("done_q", 1);
     let lr = e.q("lr_q", s.lr_w);
-    let st_names = [
+    let npair = cfg.algorithm.loss == Loss::Npair;
+    let st_names: Vec<&str> = [
         "S_INIT", "S_IDLE", "S_FETCH", "S_NA", "S_NAW", "S_NB", "S_GS", "S_GF", "S_GD", "S_CH",
         "S_CS", "S_PRED", "S_LG", "S_LS", "S_LW", "S_LB", "S_DP", "S_DS", "S_BU", "S_UU",
         "S_WAIT", "S_NEXT",
-    ];
+    ]
+    .into_iter()
+    // The N-pair unit's start/wait/write-back states exist only with that unit.
+    .filter(|n| npair || !matches!(*n, "S_LS" | "S_LW" | "S_LB"))
+    .collect();
     let sv: Vec<Expr> = st_names
         .iter()
         .enumerate()
@@ -516,8 +529,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let sacc = e.q("s_q", s.sum_w);
     let hypq = e.q("hyp_q", cbits);
 
-    let nsamp = e.w32("nsamp", mux(&mode, ix(1), ix(bsz)));
-    let nrows = e.w32("nrows", mux(&mode, ix(cls), ix(nrt)));
+    // The batch size is a run-time hyper-parameter (the last minibatch of an epoch may be
+    // short); memories are sized for the configured batch.
+    let batch = e.q("batch_q", IW);
+    let nsamp = e.w32("nsamp", mux(&mode, ix(1), batch.clone()));
+    let nrows = e.w32("nrows", mux(&mode, ix(cls), &batch * ix(kh)));
 
     // ------------------------------------------------------------------ units
     let skew = |e: &mut Eng, name: &str, lanes: usize, wdt: u32, x: Expr| -> Expr {
@@ -641,7 +657,6 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     // Loss unit.
     let gw = f.goodness.bits;
     let bw = f.beta.bits;
-    let npair = cfg.algorithm.loss == Loss::Npair;
     let ls_start = e.creg("ls_start", 1);
     let gt_q = e.q("gt_q", gw * cls as u32);
     let ls_b = e.m.wire("ls_b", bw * cls as u32);
@@ -744,7 +759,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         LearningRate::Mul { value, .. } => value as u64,
         LearningRate::Shift(_) => 1,
     };
-    e.resets.retain(|(r, _)| r != &lr);
+    e.resets.retain(|(r, _)| r != &lr && r != &batch);
     let _ = lr_init;
     sw.push(arm(
         sid("S_IDLE"),
@@ -1146,8 +1161,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         }
         let kgstep = e.w32("kg_step", kgd);
         let flush = (rr + cc + 6) as u64;
-        let ntb = e.w32("gemm_ntb", ntbx);
-        let nob = e.w32("gemm_nob", nobx);
+        let _ = (ntbx, nobx);
+        let tb_last = e.m.wire("gemm_tb_last", 1);
+        e.m.assign(&tb_last, (&tbc + ix(cc)).ge_(&gn));
+        let ob_last = e.m.wire("gemm_ob_last", 1);
+        e.m.assign(&ob_last, (&obr + ix(rr)).ge_(&gm));
         sw.push(arm(
             sid("S_GS"),
             vec![
@@ -1168,10 +1186,10 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             nb(&kmod, ix(0)),
             nb(&kg, ix(0)),
             if_(
-                tb.clone().eq_(&ntb - ix(1)),
+                tb_last,
                 vec![
                     nb(&tb, ix(0)),
-                    if_(ob.clone().eq_(&nob - ix(1)), vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))])
+                    if_(ob_last, vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))])
                         .else_(vec![nb(&ob, &ob + ix(1)), nb(&st, sid("S_GS"))]),
                 ],
             )
@@ -1376,7 +1394,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                             nb(&slot, ix(0)),
                             nb(&samp, &samp + ix(1)),
                             nb(&sbase, &sbase + ix(kpr)),
-                            if_(samp.clone().eq_(ix(bsz - 1)), vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))])
+                            if_(samp.clone().eq_(&nsamp - ix(1)), vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))])
                                 .else_(vec![nb(&st, sid("S_LG"))]),
                         ],
                     ),
@@ -1413,12 +1431,12 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                             nb(&slot, ix(0)),
                             nb(&samp, &samp + ix(1)),
                             nb(&sbase, &sbase + ix(kpr)),
-                            if_(samp.clone().eq_(ix(bsz - 1)), vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))]),
+                            if_(samp.clone().eq_(&nsamp - ix(1)), vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))]),
                         ],
                     ),
                 ],
             ));
-            let _ = (&ls_start, &gt_q, &ls_done);
+            e.consume("npair_ports", cat([ls_b.clone(), ls_done.clone()]));
         }
     }
 
@@ -1556,7 +1574,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                         nb(&row, &row + ix(1)),
                         nb(&sbase, &sbase + &dsel),
                         if_(slot.clone().eq_(ix(kh - 1)), vec![nb(&slot, ix(0)), nb(&samp, &samp + ix(1))]).else_(vec![nb(&slot, &slot + ix(1))]),
-                        if_(row.clone().eq_(ix(nrt - 1)), vec![nb(&wait, lit(8, 6)), nb(&st, sid("S_WAIT"))])
+                        if_(row.clone().eq_(&nrows - ix(1)), vec![nb(&wait, lit(8, 6)), nb(&st, sid("S_WAIT"))])
                             .else_(vec![nb(&st, sid("S_DP"))]),
                     ],
                 ),
@@ -1707,11 +1725,18 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         }
         // Hyper-parameters and counters.
         let hyper_hit = bus_region.clone().eq_(lit(8, u64::from(region::HYPER))).land(bus_addr.clone().eq_(lit(32, 0)));
+        // Hyper-parameter 1: the batch size of the next runs, 1 ..= the configured batch.
+        let batch_hit = bus_region
+            .clone()
+            .eq_(lit(8, u64::from(region::HYPER)))
+            .land(bus_addr.clone().eq_(lit(32, 1)))
+            .land(bus_we.clone().lnot().lor(bus_wdata.clone().ge_(lit(64, 1)).land(bus_wdata.clone().le_(lit(64, bsz as u64)))));
         let cnt_hit = bus_region.clone().eq_(lit(8, u64::from(region::COUNTERS))).land(bus_addr.clone().lt_(lit(32, u64::from(counter::COUNT)))).land(bus_we.clone().lnot());
-        ok = ok.lor(hyper_hit.clone()).lor(cnt_hit.clone());
+        ok = ok.lor(hyper_hit.clone()).lor(cnt_hit.clone()).lor(batch_hit.clone());
         let okw = e.m.wire("bus_ok", 1);
         e.m.assign(&okw, ok);
         e.seq.push(if_(wr.clone().land(hyper_hit.clone()), vec![nb(&lr, bus_wdata.slice(s.lr_w - 1, 0))]));
+        e.seq.push(if_(wr.clone().land(batch_hit.clone()), vec![nb(&batch, bus_wdata.slice(IW - 1, 0))]));
         let mut rv = lit(64, 0);
         for (hit, v) in rsel {
             rv = mux(hit, v, rv);
@@ -1725,7 +1750,14 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             mux(craddr.clone().eq_(lit(2, 1)), cbusy.clone(), mux(craddr.eq_(lit(2, 2)), carr.clone(), cruns.clone())),
         );
         let cv = e.m.wire("bus_rd_special", 64);
-        e.m.assign(&cv, mux(hyper_hit.clone(), cat([lit(64 - s.lr_w, 0), lr.clone()]), cval));
+        e.m.assign(
+            &cv,
+            mux(
+                hyper_hit.clone(),
+                cat([lit(64 - s.lr_w, 0), lr.clone()]),
+                mux(batch_hit.clone(), cat([lit(64 - IW, 0), batch.clone()]), cval),
+            ),
+        );
         let special = e.q("bus_special_q", 1);
         let sval = e.q("bus_sval_q", 64);
         e.seq.push(case(
@@ -1738,7 +1770,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                         if_(
                             go.clone(),
                             vec![if_(okw.clone().lnot().lor(bus_we.clone()), vec![nb(&back, lit(1, 1)), nb(&berr, okw.clone().lnot())])
-                                .else_(vec![nb(&bst, lit(2, 1)), nb(&special, hyper_hit.lor(cnt_hit)), nb(&sval, &cv)])],
+                                .else_(vec![nb(&bst, lit(2, 1)), nb(&special, hyper_hit.lor(cnt_hit).lor(batch_hit)), nb(&sval, &cv)])],
                         ),
                     ],
                 ),
@@ -1772,6 +1804,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let mut rst_body: Vec<Stmt> = resets.iter().map(|(r, w)| nb(r.clone(), zeros(int(u64::from(*w))))).collect();
     rst_body.push(nb(&st, sid("S_INIT")));
     rst_body.push(nb(&lr, lit(s.lr_w, lr_init)));
+    rst_body.push(nb(&batch, ix(bsz)));
     e.m.always_ff(&clk, vec![if_(id("rst_i"), rst_body).else_(body)]);
     // Combinational drivers.
     let combs = std::mem::take(&mut e.comb);

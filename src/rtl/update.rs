@@ -64,12 +64,18 @@ pub fn update(s: &Shape, seed_flip: bool) -> Module {
         ("bi", f.delta.frac, f.bias),
         ("ce", f.delta.frac, f.centroid),
     ];
+    if f.update_rounding != crate::fixed::Rounding::Stochastic {
+        // Deterministic rounding reads no random bits; the LFSR still steps per parameter
+        // (as the golden model's), so switching modes keeps the walk identical.
+        let u = m.wire("unused_rnd", 1);
+        m.assign(u, r2.clone().red_xor());
+    }
     let mut outs = Vec::new();
     for (name, gf, fmt) in kinds {
         let from = gf + lr_frac;
         let sh = from.saturating_sub(fmt.frac);
         // The random addend: the low `sh` bits of update_rnd(state, sh, width).
-        let rnd = if sh == 0 {
+        let rnd = if sh == 0 || f.update_rounding != crate::fixed::Rounding::Stochastic {
             None
         } else {
             let r = m.wire(&format!("{name}_rnd"), sh);
