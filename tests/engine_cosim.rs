@@ -45,3 +45,18 @@ fn engine_matches_golden_on_random_configs() {
         assert_eq!(rep.steps, 3);
     }
 }
+
+#[test]
+fn mutated_engine_is_caught() {
+    // One operator changed (the ReLU/requantise unit rounds the other way): the first step
+    // must differ, and the report must name where. (A PE that adds one LSB of the 2^-24
+    // accumulator per MAC is rounded away before any compared value on these small layers;
+    // the unit co-simulation catches that one.)
+    let cfg = random_config(2408, 0);
+    let rep = cosim(&cfg, Mutation::FlipActRounding, 2);
+    let m = rep.first_mismatch.expect("the mutant must be caught");
+    eprintln!("mutant caught: {m} ({} mismatches)", rep.mismatches);
+    assert!(rep.mismatches > 0);
+    assert_eq!(m.step, 0);
+    assert_eq!(rep.steps, 1, "co-simulation stops at the first step with a difference");
+}
