@@ -52,6 +52,8 @@ pub struct CosimReport {
     pub array_cycles: u64,
     pub first_mismatch: Option<Mismatch>,
     pub waveform: Option<String>,
+    /// The schedule formula's cycles for the same steps ([`crate::rtl::engine::predicted_cycles`]).
+    pub predicted_cycles: u64,
 }
 
 /// MACs of one training step with `n` samples (or one inference when `infer`): the forward
@@ -189,6 +191,13 @@ pub fn run(
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
         anyhow::ensure!(status == 0, "engine reported status {status} for a training step");
         rep.cycles += cyc;
+        rep.predicted_cycles += crate::rtl::engine::predicted_cycles(
+            &lay,
+            n,
+            false,
+            cfg.algorithm.loss == Loss::Npair,
+            cfg.fixed.recip_frac,
+        );
         macs += ideal_macs(&lay, n, false);
         samples += n;
         let rows = trace.forward.hyps.len();

@@ -97,21 +97,57 @@ enum FetchName {
     Mnist,
 }
 
-#[derive(Clone, Copy, ValueEnum, Default)]
+/// Which model computes the training (`--backend`).
+#[derive(Clone, Debug, Default)]
 enum Backend {
     /// The f32 reference model.
     #[default]
     Float,
     /// The bit-accurate fixed-point golden model of the hardware (SGD; df, ff and bp).
     Fixed,
+    /// The generated engine in Verilator, bit-exact check against the golden model on.
+    Rtl,
+    /// A board running the engine, over its UART.
+    Serial(PathBuf),
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "float" => Ok(Backend::Float),
+            "fixed" => Ok(Backend::Fixed),
+            "rtl" => Ok(Backend::Rtl),
+            _ => match s.strip_prefix("serial:") {
+                Some(p) if !p.is_empty() => Ok(Backend::Serial(PathBuf::from(p))),
+                _ => Err(format!(
+                    "unknown backend `{s}`: use float, fixed, rtl or serial:PATH (e.g. serial:/dev/ttyUSB0)"
+                )),
+            },
+        }
+    }
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Float => "float",
+            Backend::Fixed => "fixed",
+            Backend::Rtl => "rtl",
+            Backend::Serial(_) => "serial",
+        }
+    }
 }
 
 #[derive(clap::Args, Default)]
 struct TrainArgs {
     #[arg(long, help = dataset_help())]
     dataset: Option<String>,
-    /// Which model computes the training.
-    #[arg(long, value_enum, default_value_t = Backend::Float)]
+    /// Which model computes the training: float (f32 reference), fixed (the hardware's
+    /// fixed point), rtl (the generated engine in Verilator, checked bit for bit against the
+    /// fixed-point model every step; adds cycles and PE utilisation to the report), or
+    /// serial:PATH (a board's UART, same check).
+    #[arg(long, default_value = "float", value_name = "BACKEND")]
     backend: Backend,
     /// Learner: df (Distance-Forward), ff (Hinton's Forward-Forward) or bp (backprop, softmax head).
     #[arg(long, value_parser = ["df", "ff", "bp"])]
@@ -241,10 +277,7 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
         "data set {spec} has no training samples"
     );
     let progress = !args.quiet && std::io::stderr().is_terminal();
-    let backend = match args.backend {
-        Backend::Float => "float",
-        Backend::Fixed => "fixed",
-    };
+    let backend = args.backend.name();
     eprintln!(
         "training {} on {} ({} train / {} test, {} px, {} classes), backend {backend}, network {:?}",
         cfg.algorithm.name,
@@ -255,21 +288,43 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
         ds.classes,
         cfg.network.widths()
     );
-    let mut learner: Box<dyn dfforge::float::Learner> = match args.backend {
-        Backend::Float => make_learner(&cfg),
-        Backend::Fixed => dfforge::fixed::baselines::make_fixed_learner(&cfg)?,
-    };
     let opts = RunOptions {
         progress,
         log_epochs: !args.quiet,
         ..RunOptions::from_config(&cfg)
     };
-    let out = train(learner.as_mut(), &ds, &opts);
+    let (out, hardware) = match &args.backend {
+        Backend::Float => (train(make_learner(&cfg).as_mut(), &ds, &opts), None),
+        Backend::Fixed => {
+            let mut l = dfforge::fixed::baselines::make_fixed_learner(&cfg)?;
+            (train(l.as_mut(), &ds, &opts), None)
+        }
+        Backend::Rtl | Backend::Serial(_) => {
+            let bus = open_engine(&cfg, &args.backend)?;
+            let mut l = dfforge::driver::rtl::RtlLearner::new(&cfg, bus)?;
+            let t0 = std::time::Instant::now();
+            let out = train(&mut l, &ds, &opts);
+            let wall = t0.elapsed().as_secs_f64();
+            if let Some(e) = l.error() {
+                anyhow::bail!("the engine failed during training: {e}");
+            }
+            let hw = hardware_summary(&cfg, &l, wall)?;
+            print_hardware(&hw);
+            if let Some(m) = l.mismatch() {
+                anyhow::bail!(
+                    "bit-exact check FAILED: {m} ({} values compared before it)",
+                    l.values_compared()
+                );
+            }
+            (out, Some(hw))
+        }
+    };
     let mut report = TrainReport::new(backend, &cfg, ds.train.len(), ds.test.len(), &out);
-    if let Backend::Fixed = args.backend {
+    if !matches!(args.backend, Backend::Float) {
         report.fixed_formats = Some(cfg.fixed.clone());
         report.memory_bits = Some(dfforge::fixed::memory::account(&cfg));
     }
+    report.hardware = hardware;
     println!(
         "{} {} on {}: train accuracy {:.4}, test accuracy {:.4}, {:.1} s, {:.0} samples/s",
         backend,
@@ -409,4 +464,76 @@ fn cmd_bench(
         dfforge::util::write_atomic(p, text.as_bytes())?;
     }
     Ok(())
+}
+
+/// Build (or reuse) the engine for `cfg` and connect to it.
+fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::driver::Bus>> {
+    match backend {
+        Backend::Rtl => {
+            let rtl = dfforge::rtl::generate(cfg).context("generating RTL")?;
+            anyhow::ensure!(
+                rtl.module("dff_engine").is_some(),
+                "this config has no engine yet: {}",
+                rtl.manifest["engine"].as_str().unwrap_or("unsupported")
+            );
+            eprintln!("building the engine with Verilator (cached after the first time) ...");
+            let b = dfforge::sim::engine::build(&rtl.modules, &rtl.tables, false, true)
+                .context("building the engine")?;
+            eprintln!(
+                "engine model {} ({}, {:.1} s)",
+                b.exe.display(),
+                if b.cache_hit { "cached" } else { "built" },
+                b.build_time.as_secs_f64()
+            );
+            Ok(Box::new(dfforge::sim::engine::EngineSim::start(&b)?))
+        }
+        Backend::Serial(p) => anyhow::bail!(
+            "backend serial:{} needs the board top and the host protocol, which this build does not have yet",
+            p.display()
+        ),
+        _ => unreachable!("software backends have no engine"),
+    }
+}
+
+fn hardware_summary(
+    cfg: &Config,
+    l: &dfforge::driver::rtl::RtlLearner,
+    wall: f64,
+) -> Result<serde_json::Value> {
+    let lay = l.layout();
+    let pes = (lay.rows * lay.cols) as f64;
+    let c = l.counters()?;
+    let (icyc, infers) = l.infer_cycles();
+    let samples = l.train_samples.max(1) as f64;
+    Ok(serde_json::json!({
+        "array": [lay.rows, lay.cols],
+        "train_steps": l.steps,
+        "train_cycles": l.train_cycles,
+        "cycles_per_train_sample": l.train_cycles as f64 / samples,
+        "ideal_cycles_per_train_sample": l.macs as f64 / pes / samples,
+        "predicted_cycles_per_train_sample": dfforge::rtl::engine::predicted_cycles(lay, cfg.training.batch, false, cfg.algorithm.loss == dfforge::config::Loss::Npair, cfg.fixed.recip_frac) as f64 / cfg.training.batch as f64,
+        "pe_utilisation": l.macs as f64 / (pes * l.train_cycles.max(1) as f64),
+        "cycles_per_inference": icyc as f64 / infers.max(1) as f64,
+        "engine_cycles_total": c[0],
+        "simulated_cycles_per_second": c[0] as f64 / wall.max(1e-9),
+        "values_compared": l.values_compared(),
+        "mismatches": if l.mismatch().is_some() { 1 } else { 0 },
+        "first_mismatch": l.mismatch().map(|m| m.to_string()),
+    }))
+}
+
+fn print_hardware(hw: &serde_json::Value) {
+    let f = |k: &str| hw[k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "engine: {:.0} cycles per training sample (ideal {:.0}, schedule predicts {:.0}), PE utilisation {:.3}, \
+         {:.0} cycles per inference, {:.0} simulated cycles/s; bit-exact check: {} values compared, {}",
+        f("cycles_per_train_sample"),
+        f("ideal_cycles_per_train_sample"),
+        f("predicted_cycles_per_train_sample"),
+        f("pe_utilisation"),
+        f("cycles_per_inference"),
+        f("simulated_cycles_per_second"),
+        hw["values_compared"],
+        if hw["mismatches"] == 0 { "0 mismatches" } else { "MISMATCH" }
+    );
 }

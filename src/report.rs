@@ -32,6 +32,10 @@ pub struct TrainReport {
     /// Fixed-point backends: on-chip memory needed by DF and by backprop at these widths.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bits: Option<crate::fixed::memory::MemoryAccount>,
+    /// Hardware backends: the engine's counters and the bit-exact check
+    /// (cycles per sample, PE utilisation, simulation speed, values compared, mismatch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<serde_json::Value>,
 }
 
 impl TrainReport {
@@ -58,6 +62,7 @@ impl TrainReport {
             config: cfg.clone(),
             fixed_formats: None,
             memory_bits: None,
+            hardware: None,
         }
     }
 

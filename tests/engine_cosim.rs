@@ -11,7 +11,7 @@ use dfforge::sim::engine::{build, EngineSim};
 fn cosim(cfg: &Config, mutation: Mutation, steps: usize) -> cosim::CosimReport {
     cfg.validate().unwrap();
     let rtl = generate_with(cfg, mutation).unwrap();
-    let b = build(&rtl.modules, &rtl.tables, false).unwrap();
+    let b = build(&rtl.modules, &rtl.tables, false, false).unwrap();
     eprintln!("engine build {:.1?} (cache hit {})", b.build_time, b.cache_hit);
     let mut sim = EngineSim::start(&b).unwrap();
     let mut fx = cosim::golden(cfg).unwrap();
@@ -40,6 +40,8 @@ fn engine_matches_golden_on_random_configs() {
             rep.mismatches,
             rep.cycles_per_step,
             rep.pe_utilisation
+        );
+        eprintln!("  predicted {} cycles, measured {}", rep.predicted_cycles, rep.cycles
         );
         assert_eq!(rep.mismatches, 0, "config {i}: first {}", rep.first_mismatch.unwrap());
         assert_eq!(rep.steps, 3);

@@ -2,6 +2,8 @@
 //! ([`crate::rtl::engine::Layout`]) and how to load, run and read it back, over any
 //! transport that can move bus words ([`Bus`]).
 
+pub mod rtl;
+
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::FxParams;
 use crate::rtl::engine::{abits, counter, div_ceil, hyper, region, Layout};

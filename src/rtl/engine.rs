@@ -1852,3 +1852,64 @@ pub fn skew() -> Module {
     });
     m
 }
+
+/// Cycles the N-pair loss unit is busy between `start_i` and `done_o` (its phases are fixed
+/// by the class count and the reciprocal's fraction bits; see [`super::loss::loss_npair`]).
+pub fn npair_cycles(classes: usize, recip_frac: u32) -> u64 {
+    let n = classes as u64 - 1;
+    let f = u64::from(recip_frac.min(62));
+    // LOGIT n, EXP 2(n + 1), DIV f + 1, BETA n, plus the start and done cycles.
+    n + 2 * (n + 1) + (f + 1) + n + NPAIR_OVERHEAD
+}
+
+const NPAIR_OVERHEAD: u64 = 2;
+/// Cycles from the last goodness-pass read to the goodness unit's answer.
+const NORM_WAIT: u64 = 6;
+
+/// The sequencer's schedule as a formula: cycles of one training step with `n` samples (or
+/// one inference), counted like the engine's `run` (from the start pulse to `run_done_o`).
+/// `tests/engine_cosim.rs` checks it against the RTL's counter, cycle for cycle.
+pub fn predicted_cycles(lay: &Layout, n: usize, infer: bool, npair: bool, recip_frac: u32) -> u64 {
+    let (rr, cc) = (lay.rows as u64, lay.cols as u64);
+    let d: Vec<u64> = lay.dims.iter().map(|&x| x as u64).collect();
+    let nl = lay.layers();
+    let kh = if infer { lay.classes } else { lay.hyps } as u64;
+    let samples = if infer { 1 } else { n as u64 };
+    let rows = samples * kh;
+    let dc = |a: u64, b: u64| a.div_ceil(b);
+    let flush = rr + cc + 6;
+    let gemm = |m: u64, nn: u64, k: u64| dc(m, rr) * dc(nn, cc) * (k + flush + 1 + rr * cc) + 10;
+    // Every op: FETCH, its body, then (most) S_WAIT + S_NEXT.
+    let mut c = 1; // IDLE → FETCH on the start pulse
+    c += 1 + samples * (2 * d[0] + NORM_WAIT) + 10; // INORM
+    c += 1 + gemm(d[1], samples, d[0]); // FWD 1
+    c += 1 + rows * (3 + d[1]) + 10; // CEN
+    for l in 0..nl {
+        if l > 0 {
+            c += 1 + gemm(d[l + 1], rows, d[l]);
+        }
+        let second = if l + 1 < nl { d[l + 1] } else { 0 };
+        c += 1 + rows * (d[l + 1] + NORM_WAIT + second) + 10; // NORM
+    }
+    if infer {
+        c += 1 + (lay.classes as u64 + 4) + 1; // PRED
+    } else {
+        for _ in 0..nl {
+            c += 1 + if npair {
+                samples * ((kh + 3) + 1 + npair_cycles(lay.classes, recip_frac) + kh) + 6
+            } else {
+                samples * (kh + 5) + 6
+            };
+        }
+        for l in 0..nl {
+            c += 1 + rows * (4 + d[l + 1]) + 8; // DELTA
+        }
+        for l in 0..nl {
+            let k = if l == 0 { samples } else { rows };
+            c += 1 + gemm(d[l + 1], d[l], k); // GRAD
+            c += 1 + d[l + 1] + 10; // BUPD
+        }
+        c += 1 + lay.classes as u64 * d[1] + 10; // UUPD
+    }
+    c + 1 // END
+}

@@ -1,0 +1,219 @@
+//! `--backend rtl`: a [`Learner`] that trains through the engine (simulated RTL or a board,
+//! behind any [`Bus`]) with the golden model running alongside as the bit-exact check.
+//!
+//! The golden model draws each step's hypotheses (the host's job: it picks random negatives
+//! with the same ChaCha stream as `--backend fixed`), so both see identical inputs. Every
+//! step compares G and β of every row; every evaluation first compares all parameters. The
+//! first difference is kept (and later steps are not compared); transport errors are kept
+//! too, and the learner stops driving the engine. The CLI reports both after training.
+
+use super::{read_beta, read_counters, read_goodness, read_params, write_batch, Bus};
+use crate::config::Config;
+use crate::cosim::Mismatch;
+use crate::fixed::kernels::IMat;
+use crate::fixed::model::{lr_constant, quantise_pixels, FixedDf};
+use crate::fixed::LearningRate;
+use crate::float::linalg::Mat;
+use crate::float::{BatchStats, Learner};
+use crate::rtl::engine::{hyper, region, Layout, RUN_INFER, RUN_TRAIN};
+use std::cell::{Cell, RefCell};
+
+pub struct RtlLearner {
+    cfg: Config,
+    lay: Layout,
+    bus: RefCell<Box<dyn Bus>>,
+    golden: FixedDf,
+    /// Engine cycles of the training runs and of the inference runs.
+    pub train_cycles: u64,
+    pub train_samples: u64,
+    pub steps: u64,
+    pub macs: u64,
+    infer_cycles: Cell<u64>,
+    infers: Cell<u64>,
+    values_compared: Cell<u64>,
+    params_checked: Cell<bool>,
+    mismatch: RefCell<Option<Mismatch>>,
+    error: RefCell<Option<String>>,
+}
+
+impl RtlLearner {
+    /// Load the golden model's initial parameters into the engine.
+    pub fn new(cfg: &Config, mut bus: Box<dyn Bus>) -> anyhow::Result<RtlLearner> {
+        let lay = Layout::new(cfg)?;
+        let golden = FixedDf::new(cfg)?;
+        super::load_params(bus.as_mut(), &lay, &golden.params)?;
+        Ok(RtlLearner {
+            cfg: cfg.clone(),
+            lay,
+            bus: RefCell::new(bus),
+            golden,
+            train_cycles: 0,
+            train_samples: 0,
+            steps: 0,
+            macs: 0,
+            infer_cycles: Cell::new(0),
+            infers: Cell::new(0),
+            values_compared: Cell::new(0),
+            params_checked: Cell::new(true),
+            mismatch: RefCell::new(None),
+            error: RefCell::new(None),
+        })
+    }
+
+    pub fn mismatch(&self) -> Option<Mismatch> {
+        self.mismatch.borrow().clone()
+    }
+    pub fn error(&self) -> Option<String> {
+        self.error.borrow().clone()
+    }
+    pub fn values_compared(&self) -> u64 {
+        self.values_compared.get()
+    }
+    pub fn infer_cycles(&self) -> (u64, u64) {
+        (self.infer_cycles.get(), self.infers.get())
+    }
+    pub fn layout(&self) -> &Layout {
+        &self.lay
+    }
+    /// The engine's counters (cycles, busy, array, runs).
+    pub fn counters(&self) -> anyhow::Result<Vec<u64>> {
+        read_counters(self.bus.borrow_mut().as_mut())
+    }
+
+    fn fail(&self, e: anyhow::Error) {
+        let mut slot = self.error.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(format!("{e:#}"));
+        }
+    }
+
+    fn record(&self, step: usize, tensor: &str, layer: Option<usize>, rtl: &[i64], gold: &[i64]) {
+        self.values_compared
+            .set(self.values_compared.get() + rtl.len() as u64);
+        if self.mismatch.borrow().is_some() {
+            return;
+        }
+        let at = rtl.iter().zip(gold).position(|(a, b)| a != b);
+        let at = at.or_else(|| (rtl.len() != gold.len()).then_some(rtl.len().min(gold.len())));
+        if let Some(i) = at {
+            *self.mismatch.borrow_mut() = Some(Mismatch {
+                step,
+                tensor: tensor.into(),
+                layer,
+                index: vec![i],
+                rtl: rtl.get(i).copied().unwrap_or_default(),
+                golden: gold.get(i).copied().unwrap_or_default(),
+            });
+        }
+    }
+
+    fn step(&mut self, px: &IMat, labels: &[u32]) -> anyhow::Result<BatchStats> {
+        let (trace, stats) = self.golden.step(px, labels);
+        let bus = self.bus.get_mut().as_mut();
+        write_batch(bus, px, Some(&trace.forward.hyps))?;
+        let (status, _, cyc) = bus.run(RUN_TRAIN)?;
+        anyhow::ensure!(status == 0, "the engine answered status {status} to a training step");
+        self.train_cycles += cyc;
+        self.train_samples += labels.len() as u64;
+        self.macs += crate::cosim::ideal_macs(&self.lay, labels.len(), false);
+        let rows = trace.forward.hyps.len();
+        let step = self.steps as usize;
+        if self.mismatch.borrow().is_none() {
+            let g = read_goodness(bus, &self.lay, rows)?;
+            let b = read_beta(bus, &self.lay, rows)?;
+            for l in 0..g.len() {
+                self.record(step, &format!("G{}", l + 1), Some(l + 1), &g[l], &trace.forward.layers[l].goodness);
+                self.record(step, &format!("beta{}", l + 1), Some(l + 1), &b[l], &trace.beta[l]);
+            }
+        }
+        self.steps += 1;
+        self.params_checked.set(false);
+        Ok(stats)
+    }
+
+    /// Compare every parameter with the golden model (once per parameter version).
+    fn check_params(&self) -> anyhow::Result<()> {
+        if self.params_checked.get() || self.mismatch.borrow().is_some() {
+            return Ok(());
+        }
+        let p = read_params(self.bus.borrow_mut().as_mut(), &self.lay)?;
+        let g = &self.golden.params;
+        let step = self.steps.saturating_sub(1) as usize;
+        let w = |m: &IMat| m.data.iter().map(|&v| i64::from(v)).collect::<Vec<_>>();
+        for l in 0..g.w.len() {
+            self.record(step, &format!("W{}", l + 1), Some(l + 1), &w(&p.w[l]), &w(&g.w[l]));
+            self.record(step, &format!("b{}", l + 1), Some(l + 1), &p.b[l], &g.b[l]);
+        }
+        self.record(step, "U", Some(1), &w(&p.u), &w(&g.u));
+        self.params_checked.set(true);
+        Ok(())
+    }
+
+    fn infer(&self, px: &IMat) -> anyhow::Result<Vec<u32>> {
+        self.check_params()?;
+        let mut out = Vec::with_capacity(px.rows);
+        let mut bus = self.bus.borrow_mut();
+        for r in 0..px.rows {
+            let one = IMat {
+                rows: 1,
+                cols: px.cols,
+                data: px.row(r).to_vec(),
+            };
+            write_batch(bus.as_mut(), &one, None)?;
+            let (status, pred, cyc) = bus.run(RUN_INFER)?;
+            anyhow::ensure!(status == 0, "the engine answered status {status} to an inference");
+            self.infer_cycles.set(self.infer_cycles.get() + cyc);
+            self.infers.set(self.infers.get() + 1);
+            out.push(u32::from(pred));
+        }
+        Ok(out)
+    }
+}
+
+impl Learner for RtlLearner {
+    fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats {
+        let px = quantise_pixels(x, self.cfg.fixed.pixel);
+        if self.error.borrow().is_some() {
+            return BatchStats { loss_sum: 0.0, correct: None };
+        }
+        match self.step(&px, labels) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(e);
+                BatchStats { loss_sum: 0.0, correct: None }
+            }
+        }
+    }
+
+    fn predict(&self, x: &Mat) -> Vec<u32> {
+        let px = quantise_pixels(x, self.cfg.fixed.pixel);
+        if self.error.borrow().is_some() {
+            return vec![u32::MAX; px.rows];
+        }
+        match self.infer(&px) {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(e);
+                vec![u32::MAX; px.rows]
+            }
+        }
+    }
+
+    fn set_lr_factor(&mut self, f: f32) {
+        self.golden.set_lr_factor(f);
+        let v = match lr_constant(&self.cfg, f) {
+            LearningRate::Mul { value, .. } => value,
+            LearningRate::Shift(_) => return,
+        };
+        if self.error.borrow().is_some() {
+            return;
+        }
+        if let Err(e) = self
+            .bus
+            .get_mut()
+            .write_block(region::HYPER, hyper::LR, &[v])
+        {
+            self.fail(e);
+        }
+    }
+}
