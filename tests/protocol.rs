@@ -92,6 +92,16 @@ fn sim(c: &mut Client<Counting<SimLink>>) -> &mut SimLink {
     &mut c.link_mut().inner
 }
 
+/// Send a signal to the simulator this test started (the shell's builtin `kill`: no procps
+/// needed).
+fn signal(sig: &str, pid: u32) {
+    let st = Proc::new("sh")
+        .args(["-c", &format!("kill -{sig} {pid}")])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} {pid}");
+}
+
 /// The device still answers and its memory is intact after an error.
 fn assert_usable(c: &mut Client<Counting<SimLink>>) {
     assert_eq!(c.ping().unwrap(), ID, "device unusable after the error");
