@@ -418,9 +418,18 @@ fn bad_lengths_are_refused() {
         c.read(0, 0, 0, 1),
         Err(ProtocolError::BadWordBytes { wbytes: 0 })
     ));
-    // A zero-word WRITE and a zero-count READ are no-ops.
-    c.write(2, 4, 0, &[]).unwrap();
-    assert_eq!(c.read(2, 4, 0, 0).unwrap(), Vec::<i64>::new());
+    // A zero-word WRITE and a zero-count READ are no-ops (raw frames: the client sends none).
+    let f = encode_command(Command::Write.code(), &write_payload(2, 4, 0, &[]).unwrap()).unwrap();
+    assert_eq!(
+        c.send_frame(Command::Write.code(), &f).unwrap(),
+        Vec::<u8>::new()
+    );
+    let f = encode_command(Command::Read.code(), &read_payload(2, 4, 0, 0)).unwrap();
+    assert_eq!(
+        c.send_frame(Command::Read.code(), &f).unwrap(),
+        Vec::<u8>::new()
+    );
+    assert_eq!(c.read(2, 8, 0, 1).unwrap(), vec![55]);
     assert_usable(&mut c);
 }
 
