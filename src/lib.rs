@@ -13,6 +13,7 @@ pub mod driver;
 pub mod fixed;
 pub mod float;
 pub mod hdl;
+pub mod host;
 pub mod hypotheses;
 pub mod plot;
 pub mod report;

@@ -206,6 +206,7 @@ module dff_engine (
   reg [7:0] wait_q;
   reg [39:0] s_q;
   reg [3:0] hyp_q;
+  reg [31:0] batch_q;
   wire [31:0] nsamp;
   wire unused_hi_nsamp;
   wire [31:0] nrows;
@@ -468,10 +469,8 @@ module dff_engine (
   reg [11:0] gu2_wa_d5;
   wire [31:0] kg_step;
   wire unused_hi_kg_step;
-  wire [31:0] gemm_ntb;
-  wire unused_hi_gemm_ntb;
-  wire [31:0] gemm_nob;
-  wire unused_hi_gemm_nob;
+  wire gemm_tb_last;
+  wire gemm_ob_last;
   wire [31:0] cen_a1;
   wire unused_hi_cen_a1;
   wire [31:0] cen_u;
@@ -672,9 +671,9 @@ module dff_engine (
   assign dl2_rd1 = dl2_rdata[18 +: 18];
   assign dl2_rd2 = dl2_rdata[36 +: 18];
   assign dl2_rd3 = dl2_rdata[54 +: 18];
-  assign nsamp = infer_q ? 32'd1 : 32'd32;
+  assign nsamp = infer_q ? 32'd1 : batch_q;
   assign unused_hi_nsamp = ^nsamp[31:1];
-  assign nrows = infer_q ? 32'd10 : 32'd320;
+  assign nrows = infer_q ? 32'd10 : batch_q * 32'd10;
   assign unused_hi_nrows = ^nrows[31:1];
 
   dff_skew #(
@@ -948,10 +947,8 @@ module dff_engine (
   assign gu2_w = gu2_i_d2 == 8'd3 ? w2_rd3 : gu2_i_d2 == 8'd2 ? w2_rd2 : gu2_i_d2 == 8'd1 ? w2_rd1 : gu2_i_d2 == 8'd0 ? w2_rd0 : 16'd0;
   assign kg_step = ((kind_q == OP_GRAD) && (layer_q == 2'd1)) ? 32'd128 : ((kind_q == OP_GRAD) && (layer_q == 2'd0)) ? 32'd64 : 32'd0;
   assign unused_hi_kg_step = ^kg_step[31:1];
-  assign gemm_ntb = ((kind_q == OP_FWD) && (layer_q == 2'd1)) ? (infer_q ? 32'd3 : 32'd80) : ((kind_q == OP_GRAD) && (layer_q == 2'd1)) ? 32'd32 : ((kind_q == OP_FWD) && (layer_q == 2'd0)) ? (infer_q ? 32'd1 : 32'd8) : ((kind_q == OP_GRAD) && (layer_q == 2'd0)) ? 32'd16 : 32'd0;
-  assign unused_hi_gemm_ntb = ^gemm_ntb[31:1];
-  assign gemm_nob = layer_q == 2'd1 ? 32'd32 : layer_q == 2'd0 ? 32'd32 : 32'd0;
-  assign unused_hi_gemm_nob = ^gemm_nob[31:1];
+  assign gemm_tb_last = (gemm_tbc + 32'd4) >= gemm_n;
+  assign gemm_ob_last = (gemm_obr + 32'd4) >= gemm_m;
   assign cen_a1 = (samp_q * 32'd128) + j_q;
   assign unused_hi_cen_a1 = ^cen_a1[31:1];
   assign cen_u = ({28'd0, hyp_q} * 32'd128) + j_q;
@@ -1024,9 +1021,9 @@ module dff_engine (
   assign bus_rd_b2 = b2_rd0;
   assign bus_rd_g2 = g2_rd0;
   assign bus_rd_beta2 = beta2_rd0;
-  assign bus_ok = 1'b0 || ((bus_region_i == 8'd0) && (bus_addr_i < 32'd2048)) || ((bus_region_i == 8'd1) && (bus_addr_i < 32'd320)) || ((bus_region_i == 8'd48) && (bus_addr_i < 32'd1280)) || ((bus_region_i == 8'd16) && (bus_addr_i[18:11] < 8'd4) && ({1'b0, bus_addr_i[10:0]} < 12'd2048) && (bus_addr_i[31:19] == 13'd0)) || ((bus_region_i == 8'd32) && (bus_addr_i < 32'd128)) || ((bus_region_i == 8'd64) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd80) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd17) && (bus_addr_i[19:12] < 8'd4) && ({1'b0, bus_addr_i[11:0]} < 13'd4096) && (bus_addr_i[31:20] == 12'd0)) || ((bus_region_i == 8'd33) && (bus_addr_i < 32'd128)) || ((bus_region_i == 8'd65) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd81) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) || ((bus_region_i == 8'd241) && (bus_addr_i < 32'd4) && !bus_we_i);
+  assign bus_ok = 1'b0 || ((bus_region_i == 8'd0) && (bus_addr_i < 32'd2048)) || ((bus_region_i == 8'd1) && (bus_addr_i < 32'd320)) || ((bus_region_i == 8'd48) && (bus_addr_i < 32'd1280)) || ((bus_region_i == 8'd16) && (bus_addr_i[18:11] < 8'd4) && ({1'b0, bus_addr_i[10:0]} < 12'd2048) && (bus_addr_i[31:19] == 13'd0)) || ((bus_region_i == 8'd32) && (bus_addr_i < 32'd128)) || ((bus_region_i == 8'd64) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd80) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd17) && (bus_addr_i[19:12] < 8'd4) && ({1'b0, bus_addr_i[11:0]} < 13'd4096) && (bus_addr_i[31:20] == 12'd0)) || ((bus_region_i == 8'd33) && (bus_addr_i < 32'd128)) || ((bus_region_i == 8'd65) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd81) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) || ((bus_region_i == 8'd241) && (bus_addr_i < 32'd4) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd32))));
   assign bus_rd_mem = bus_region_i == 8'd81 ? $unsigned($signed({{48{bus_rd_beta2[15]}}, bus_rd_beta2})) : bus_region_i == 8'd65 ? {46'd0, bus_rd_g2} : bus_region_i == 8'd33 ? $unsigned($signed({{48{bus_rd_b2[15]}}, bus_rd_b2})) : bus_region_i == 8'd17 ? $unsigned($signed({{48{bus_rd_w2[15]}}, bus_rd_w2})) : bus_region_i == 8'd80 ? $unsigned($signed({{48{bus_rd_beta1[15]}}, bus_rd_beta1})) : bus_region_i == 8'd64 ? {46'd0, bus_rd_g1} : bus_region_i == 8'd32 ? $unsigned($signed({{48{bus_rd_b1[15]}}, bus_rd_b1})) : bus_region_i == 8'd16 ? $unsigned($signed({{48{bus_rd_w1[15]}}, bus_rd_w1})) : bus_region_i == 8'd48 ? $unsigned($signed({{48{bus_rd_u[15]}}, bus_rd_u})) : bus_region_i == 8'd1 ? {60'd0, bus_rd_hyp} : bus_region_i == 8'd0 ? {56'd0, bus_rd_px} : 64'd0;
-  assign bus_rd_special = ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) ? {47'd0, lr_q} : bus_addr_i[1:0] == 2'd0 ? cnt_cycles_q : bus_addr_i[1:0] == 2'd1 ? cnt_busy_q : bus_addr_i[1:0] == 2'd2 ? cnt_array_q : cnt_runs_q;
+  assign bus_rd_special = ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) ? {47'd0, lr_q} : ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd32)))) ? {32'd0, batch_q} : bus_addr_i[1:0] == 2'd0 ? cnt_cycles_q : bus_addr_i[1:0] == 2'd1 ? cnt_busy_q : bus_addr_i[1:0] == 2'd2 ? cnt_array_q : cnt_runs_q;
   assign unused_valid_outs = ^{up_vo, relu_vo, bus_wdata_i};
   assign run_done_o = done_q;
   assign run_status_o = status_q;
@@ -1243,6 +1240,7 @@ module dff_engine (
       bus_sval_q <= {64{1'b0}};
       st_q <= S_INIT;
       lr_q <= 17'd40960;
+      batch_q <= 32'd32;
     end else begin
       na_v_d1 <= (st_q == S_NA) && (((st_q == S_NA) || (st_q == S_NB)) && ((kind_q == OP_INORM) || (kind_q == OP_NORM)));
       na_v_d2 <= na_v_d1;
@@ -1463,6 +1461,9 @@ module dff_engine (
       if (bus_go && bus_we_i && ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0))) begin
         lr_q <= bus_wdata_i[16:0];
       end
+      if (bus_go && bus_we_i && ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd32))))) begin
+        batch_q <= bus_wdata_i[31:0];
+      end
       case (bus_st_q)
         2'd0: begin
           bus_ack_q <= 1'b0;
@@ -1472,7 +1473,7 @@ module dff_engine (
               bus_err_q <= !bus_ok;
             end else begin
               bus_st_q <= 2'd1;
-              bus_special_q <= ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) || ((bus_region_i == 8'd241) && (bus_addr_i < 32'd4) && !bus_we_i);
+              bus_special_q <= ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) || ((bus_region_i == 8'd241) && (bus_addr_i < 32'd4) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd32))));
               bus_sval_q <= bus_rd_special;
             end
           end
@@ -1671,9 +1672,9 @@ module dff_engine (
             k_q <= 32'd0;
             kmod_q <= 32'd0;
             kg_q <= 32'd0;
-            if (tb_q == (gemm_ntb - 32'd1)) begin
+            if (gemm_tb_last) begin
               tb_q <= 32'd0;
-              if (ob_q == (gemm_nob - 32'd1)) begin
+              if (gemm_ob_last) begin
                 wait_q <= 8'd8;
                 st_q <= S_WAIT;
               end else begin
@@ -1739,7 +1740,7 @@ module dff_engine (
             slot_q <= 32'd0;
             samp_q <= samp_q + 32'd1;
             sbase_q <= sbase_q + 32'd10;
-            if (samp_q == 32'd31) begin
+            if (samp_q == (nsamp - 32'd1)) begin
               wait_q <= 8'd4;
               st_q <= S_WAIT;
             end else begin
@@ -1779,7 +1780,7 @@ module dff_engine (
             end else begin
               slot_q <= slot_q + 32'd1;
             end
-            if (row_q == 32'd319) begin
+            if (row_q == (nrows - 32'd1)) begin
               wait_q <= 8'd6;
               st_q <= S_WAIT;
             end else begin

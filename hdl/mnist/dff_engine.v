@@ -246,6 +246,7 @@ module dff_engine (
   reg [7:0] wait_q;
   reg [41:0] s_q;
   reg [3:0] hyp_q;
+  reg [31:0] batch_q;
   wire [31:0] nsamp;
   wire unused_hi_nsamp;
   wire [31:0] nrows;
@@ -604,10 +605,8 @@ module dff_engine (
   reg [14:0] gu2_wa_d5;
   wire [31:0] kg_step;
   wire unused_hi_kg_step;
-  wire [31:0] gemm_ntb;
-  wire unused_hi_gemm_ntb;
-  wire [31:0] gemm_nob;
-  wire unused_hi_gemm_nob;
+  wire gemm_tb_last;
+  wire gemm_ob_last;
   wire [31:0] cen_a1;
   wire unused_hi_cen_a1;
   wire [31:0] cen_u;
@@ -848,9 +847,9 @@ module dff_engine (
   assign dl2_rd9 = dl2_rdata[162 +: 18];
   assign dl2_rd10 = dl2_rdata[180 +: 18];
   assign dl2_rd11 = dl2_rdata[198 +: 18];
-  assign nsamp = infer_q ? 32'd1 : 32'd8;
+  assign nsamp = infer_q ? 32'd1 : batch_q;
   assign unused_hi_nsamp = ^nsamp[31:1];
-  assign nrows = infer_q ? 32'd10 : 32'd80;
+  assign nrows = infer_q ? 32'd10 : batch_q * 32'd10;
   assign unused_hi_nrows = ^nrows[31:1];
 
   dff_skew #(
@@ -1220,10 +1219,8 @@ module dff_engine (
   assign gu2_w = gu2_i_d2 == 8'd11 ? w2_rd11 : gu2_i_d2 == 8'd10 ? w2_rd10 : gu2_i_d2 == 8'd9 ? w2_rd9 : gu2_i_d2 == 8'd8 ? w2_rd8 : gu2_i_d2 == 8'd7 ? w2_rd7 : gu2_i_d2 == 8'd6 ? w2_rd6 : gu2_i_d2 == 8'd5 ? w2_rd5 : gu2_i_d2 == 8'd4 ? w2_rd4 : gu2_i_d2 == 8'd3 ? w2_rd3 : gu2_i_d2 == 8'd2 ? w2_rd2 : gu2_i_d2 == 8'd1 ? w2_rd1 : gu2_i_d2 == 8'd0 ? w2_rd0 : 16'd0;
   assign kg_step = ((kind_q == OP_GRAD) && (layer_q == 2'd1)) ? 32'd500 : ((kind_q == OP_GRAD) && (layer_q == 2'd0)) ? 32'd784 : 32'd0;
   assign unused_hi_kg_step = ^kg_step[31:1];
-  assign gemm_ntb = ((kind_q == OP_FWD) && (layer_q == 2'd1)) ? (infer_q ? 32'd1 : 32'd7) : ((kind_q == OP_GRAD) && (layer_q == 2'd1)) ? 32'd42 : ((kind_q == OP_FWD) && (layer_q == 2'd0)) ? (infer_q ? 32'd1 : 32'd1) : ((kind_q == OP_GRAD) && (layer_q == 2'd0)) ? 32'd66 : 32'd0;
-  assign unused_hi_gemm_ntb = ^gemm_ntb[31:1];
-  assign gemm_nob = layer_q == 2'd1 ? 32'd42 : layer_q == 2'd0 ? 32'd42 : 32'd0;
-  assign unused_hi_gemm_nob = ^gemm_nob[31:1];
+  assign gemm_tb_last = (gemm_tbc + 32'd12) >= gemm_n;
+  assign gemm_ob_last = (gemm_obr + 32'd12) >= gemm_m;
   assign cen_a1 = (samp_q * 32'd500) + j_q;
   assign unused_hi_cen_a1 = ^cen_a1[31:1];
   assign cen_u = ({28'd0, hyp_q} * 32'd500) + j_q;
@@ -1296,9 +1293,9 @@ module dff_engine (
   assign bus_rd_b2 = b2_rd0;
   assign bus_rd_g2 = g2_rd0;
   assign bus_rd_beta2 = beta2_rd0;
-  assign bus_ok = 1'b0 || ((bus_region_i == 8'd0) && (bus_addr_i < 32'd6272)) || ((bus_region_i == 8'd1) && (bus_addr_i < 32'd80)) || ((bus_region_i == 8'd48) && (bus_addr_i < 32'd5000)) || ((bus_region_i == 8'd16) && (bus_addr_i[23:16] < 8'd12) && ({1'b0, bus_addr_i[15:0]} < 17'd32928) && (bus_addr_i[31:24] == 8'd0)) || ((bus_region_i == 8'd32) && (bus_addr_i < 32'd500)) || ((bus_region_i == 8'd64) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd80) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd17) && (bus_addr_i[22:15] < 8'd12) && ({1'b0, bus_addr_i[14:0]} < 16'd21000) && (bus_addr_i[31:23] == 9'd0)) || ((bus_region_i == 8'd33) && (bus_addr_i < 32'd500)) || ((bus_region_i == 8'd65) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd81) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) || ((bus_region_i == 8'd241) && (bus_addr_i < 32'd4) && !bus_we_i);
+  assign bus_ok = 1'b0 || ((bus_region_i == 8'd0) && (bus_addr_i < 32'd6272)) || ((bus_region_i == 8'd1) && (bus_addr_i < 32'd80)) || ((bus_region_i == 8'd48) && (bus_addr_i < 32'd5000)) || ((bus_region_i == 8'd16) && (bus_addr_i[23:16] < 8'd12) && ({1'b0, bus_addr_i[15:0]} < 17'd32928) && (bus_addr_i[31:24] == 8'd0)) || ((bus_region_i == 8'd32) && (bus_addr_i < 32'd500)) || ((bus_region_i == 8'd64) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd80) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd17) && (bus_addr_i[22:15] < 8'd12) && ({1'b0, bus_addr_i[14:0]} < 16'd21000) && (bus_addr_i[31:23] == 9'd0)) || ((bus_region_i == 8'd33) && (bus_addr_i < 32'd500)) || ((bus_region_i == 8'd65) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd81) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) || ((bus_region_i == 8'd241) && (bus_addr_i < 32'd4) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd8))));
   assign bus_rd_mem = bus_region_i == 8'd81 ? $unsigned($signed({{48{bus_rd_beta2[15]}}, bus_rd_beta2})) : bus_region_i == 8'd65 ? {46'd0, bus_rd_g2} : bus_region_i == 8'd33 ? $unsigned($signed({{48{bus_rd_b2[15]}}, bus_rd_b2})) : bus_region_i == 8'd17 ? $unsigned($signed({{48{bus_rd_w2[15]}}, bus_rd_w2})) : bus_region_i == 8'd80 ? $unsigned($signed({{48{bus_rd_beta1[15]}}, bus_rd_beta1})) : bus_region_i == 8'd64 ? {46'd0, bus_rd_g1} : bus_region_i == 8'd32 ? $unsigned($signed({{48{bus_rd_b1[15]}}, bus_rd_b1})) : bus_region_i == 8'd16 ? $unsigned($signed({{48{bus_rd_w1[15]}}, bus_rd_w1})) : bus_region_i == 8'd48 ? $unsigned($signed({{48{bus_rd_u[15]}}, bus_rd_u})) : bus_region_i == 8'd1 ? {60'd0, bus_rd_hyp} : bus_region_i == 8'd0 ? {56'd0, bus_rd_px} : 64'd0;
-  assign bus_rd_special = ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) ? {43'd0, lr_q} : bus_addr_i[1:0] == 2'd0 ? cnt_cycles_q : bus_addr_i[1:0] == 2'd1 ? cnt_busy_q : bus_addr_i[1:0] == 2'd2 ? cnt_array_q : cnt_runs_q;
+  assign bus_rd_special = ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) ? {43'd0, lr_q} : ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd8)))) ? {32'd0, batch_q} : bus_addr_i[1:0] == 2'd0 ? cnt_cycles_q : bus_addr_i[1:0] == 2'd1 ? cnt_busy_q : bus_addr_i[1:0] == 2'd2 ? cnt_array_q : cnt_runs_q;
   assign unused_valid_outs = ^{up_vo, relu_vo, bus_wdata_i};
   assign run_done_o = done_q;
   assign run_status_o = status_q;
@@ -1515,6 +1512,7 @@ module dff_engine (
       bus_sval_q <= {64{1'b0}};
       st_q <= S_INIT;
       lr_q <= 21'd1638400;
+      batch_q <= 32'd8;
     end else begin
       na_v_d1 <= (st_q == S_NA) && (((st_q == S_NA) || (st_q == S_NB)) && ((kind_q == OP_INORM) || (kind_q == OP_NORM)));
       na_v_d2 <= na_v_d1;
@@ -1735,6 +1733,9 @@ module dff_engine (
       if (bus_go && bus_we_i && ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0))) begin
         lr_q <= bus_wdata_i[20:0];
       end
+      if (bus_go && bus_we_i && ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd8))))) begin
+        batch_q <= bus_wdata_i[31:0];
+      end
       case (bus_st_q)
         2'd0: begin
           bus_ack_q <= 1'b0;
@@ -1744,7 +1745,7 @@ module dff_engine (
               bus_err_q <= !bus_ok;
             end else begin
               bus_st_q <= 2'd1;
-              bus_special_q <= ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) || ((bus_region_i == 8'd241) && (bus_addr_i < 32'd4) && !bus_we_i);
+              bus_special_q <= ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) || ((bus_region_i == 8'd241) && (bus_addr_i < 32'd4) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd8))));
               bus_sval_q <= bus_rd_special;
             end
           end
@@ -1943,9 +1944,9 @@ module dff_engine (
             k_q <= 32'd0;
             kmod_q <= 32'd0;
             kg_q <= 32'd0;
-            if (tb_q == (gemm_ntb - 32'd1)) begin
+            if (gemm_tb_last) begin
               tb_q <= 32'd0;
-              if (ob_q == (gemm_nob - 32'd1)) begin
+              if (gemm_ob_last) begin
                 wait_q <= 8'd8;
                 st_q <= S_WAIT;
               end else begin
@@ -2011,7 +2012,7 @@ module dff_engine (
             slot_q <= 32'd0;
             samp_q <= samp_q + 32'd1;
             sbase_q <= sbase_q + 32'd10;
-            if (samp_q == 32'd7) begin
+            if (samp_q == (nsamp - 32'd1)) begin
               wait_q <= 8'd4;
               st_q <= S_WAIT;
             end else begin
@@ -2051,7 +2052,7 @@ module dff_engine (
             end else begin
               slot_q <= slot_q + 32'd1;
             end
-            if (row_q == 32'd79) begin
+            if (row_q == (nrows - 32'd1)) begin
               wait_q <= 8'd6;
               st_q <= S_WAIT;
             end else begin

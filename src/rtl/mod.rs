@@ -9,6 +9,7 @@
 pub mod act;
 pub mod array;
 pub mod bram;
+pub mod cmd;
 pub mod engine;
 pub mod goodness;
 pub mod loss;
@@ -183,6 +184,10 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         ),
         update::update(&s, mutation == Mutation::UpdateSeedFlip),
         bram::bram(f.weight.bits, 10),
+        cmd::cmd(&cmd::CmdParams {
+            id: cmd::config_id(cfg),
+            ..cmd::CmdParams::default()
+        }),
     ];
     // The engine (and the skew it needs) for the configs it supports; the units above are
     // generated for every config.
