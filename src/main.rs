@@ -476,16 +476,35 @@ fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::drive
                 "this config has no engine yet: {}",
                 rtl.manifest["engine"].as_str().unwrap_or("unsupported")
             );
-            eprintln!("building the engine with Verilator (cached after the first time) ...");
-            let b = dfforge::sim::engine::build(&rtl.modules, &rtl.tables, false, true)
-                .context("building the engine")?;
+            eprintln!("building dff_system (protocol decoder + engine) with Verilator; cached after the first time ...");
+            let b = dfforge::host::link::build_with_flags(
+                &rtl.modules,
+                "dff_system",
+                &rtl.tables,
+                false,
+                dfforge::sim::FAST_FLAGS,
+            )
+            .context("building the engine")?;
             eprintln!(
                 "engine model {} ({}, {:.1} s)",
                 b.exe.display(),
                 if b.cache_hit { "cached" } else { "built" },
                 b.build_time.as_secs_f64()
             );
-            Ok(Box::new(dfforge::sim::engine::EngineSim::start(&b)?))
+            let opts = dfforge::host::SimLinkOptions {
+                timeout: std::time::Duration::from_secs(600),
+                cycle_limit: 1 << 40,
+                ..Default::default()
+            };
+            let link = dfforge::host::SimLink::spawn(&b, opts)?;
+            let mut client = dfforge::host::Client::new(link);
+            let id = client.ping().context("PING the simulated engine")?;
+            anyhow::ensure!(
+                id == dfforge::rtl::cmd::config_id(cfg),
+                "the engine answers ID {id:016x}, not this config's {:016x}: the model was built from another config",
+                dfforge::rtl::cmd::config_id(cfg)
+            );
+            Ok(Box::new(dfforge::driver::ProtocolBus::new(client, cfg)))
         }
         Backend::Serial(p) => anyhow::bail!(
             "backend serial:{} needs the board top and the host protocol, which this build does not have yet",

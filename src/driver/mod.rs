@@ -143,3 +143,62 @@ pub fn read_counters(bus: &mut dyn Bus) -> anyhow::Result<Vec<u64>> {
         .map(|v| v as u64)
         .collect())
 }
+
+/// Bytes per word on the protocol for each region: enough for the memory's format with a
+/// sign bit to spare for unsigned ones (the device sign-extends what it receives).
+pub fn region_wbytes(cfg: &crate::config::Config, region: u8) -> u8 {
+    let f = &cfg.fixed;
+    let bits = |q: crate::fixed::QFormat| q.bits + u32::from(!q.signed);
+    let b = match region {
+        region::PIXELS => bits(f.pixel),
+        region::HYPS => 16,
+        r if (region::WEIGHTS..region::WEIGHTS + 16).contains(&r) => bits(f.weight),
+        r if (region::BIASES..region::BIASES + 16).contains(&r) => bits(f.bias),
+        region::CENTROIDS => bits(f.centroid),
+        r if (region::GOODNESS..region::GOODNESS + 16).contains(&r) => bits(f.goodness),
+        r if (region::BETA..region::BETA + 16).contains(&r) => bits(f.beta),
+        _ => 64,
+    };
+    b.div_ceil(8).clamp(1, 8) as u8
+}
+
+/// The engine behind the host protocol (a simulated `dff_system` or a board).
+pub struct ProtocolBus<L: crate::host::Link> {
+    pub client: crate::host::Client<L>,
+    cfg: crate::config::Config,
+}
+
+impl<L: crate::host::Link> ProtocolBus<L> {
+    pub fn new(client: crate::host::Client<L>, cfg: &crate::config::Config) -> Self {
+        ProtocolBus {
+            client,
+            cfg: cfg.clone(),
+        }
+    }
+}
+
+impl<L: crate::host::Link> Bus for ProtocolBus<L> {
+    fn write_block(&mut self, region: u8, addr: u32, words: &[i64]) -> anyhow::Result<()> {
+        let wb = region_wbytes(&self.cfg, region);
+        Ok(self.client.write(region, wb, addr, words)?)
+    }
+    fn read_block(&mut self, region: u8, addr: u32, n: usize) -> anyhow::Result<Vec<i64>> {
+        let wb = region_wbytes(&self.cfg, region);
+        Ok(self.client.read(region, wb, addr, n)?)
+    }
+    fn run(&mut self, op: u8) -> anyhow::Result<(u8, u8, u64)> {
+        // The engine's busy counter measures the run itself (not the frames around it).
+        let before = self.client.read_counters()?[counter::BUSY as usize];
+        let res = match op {
+            crate::rtl::engine::RUN_TRAIN => self.client.train(),
+            _ => self.client.infer(),
+        };
+        let (status, result) = match res {
+            Ok(r) => (0, r),
+            Err(crate::host::ProtocolError::Engine { status, result, .. }) => (status, result),
+            Err(e) => return Err(e.into()),
+        };
+        let after = self.client.read_counters()?[counter::BUSY as usize];
+        Ok((status, result, after - before))
+    }
+}

@@ -269,13 +269,25 @@ pub fn build(
             missing.join(", ")
         )));
     }
-    let flags: &[&str] = if traced { &["--trace-fst"] } else { &[] };
+    build_with_flags(modules, top, tables, traced, &[])
+}
+
+/// [`build`] with extra Verilator flags (e.g. C++ optimisation for long training runs).
+pub fn build_with_flags(
+    modules: &[Module],
+    top: &str,
+    tables: &[(String, String)],
+    traced: bool,
+    extra: &[&str],
+) -> Result<Build, LinkError> {
+    let mut flags: Vec<&str> = if traced { vec!["--trace-fst"] } else { vec![] };
+    flags.extend_from_slice(extra);
     Ok(Build::with_harness(
         modules,
         top,
         tables,
         Some(frame_harness(top, traced)),
-        flags,
+        &flags,
     )?)
 }
 

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod goodness;
 pub mod loss;
 pub mod normalise;
+pub mod system;
 pub mod testbench;
 pub mod update;
 pub mod util;
@@ -195,6 +196,7 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         Ok(lay) => {
             modules.push(engine::skew());
             modules.push(engine::engine(cfg, &units, &s, &lay));
+            modules.push(system::system());
             "generated".to_string()
         }
         Err(e) => e.to_string(),

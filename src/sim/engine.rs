@@ -119,7 +119,7 @@ pub fn build(
         flags.push("--trace");
     }
     if fast {
-        flags.extend(["-CFLAGS", "-O2", "-MAKEFLAGS", "OPT_FAST=-O2 OPT_SLOW=-O1 OPT_GLOBAL=-O1"]);
+        flags.extend(super::FAST_FLAGS);
     }
     let flags = &flags[..];
     Build::with_harness(
