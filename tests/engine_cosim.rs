@@ -45,6 +45,10 @@ fn engine_matches_golden_on_random_configs() {
         );
         assert_eq!(rep.mismatches, 0, "config {i}: first {}", rep.first_mismatch.unwrap());
         assert_eq!(rep.steps, 3);
+        assert_eq!(
+            rep.predicted_cycles, rep.cycles,
+            "config {i}: the schedule formula must predict the engine's cycles exactly"
+        );
     }
 }
 

@@ -807,10 +807,9 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     sw.push(arm(sid("S_FETCH"), fetch));
     sw.push(arm(
         sid("S_WAIT"),
-        vec![
-            nb(&wait, &wait - lit(8, 1)),
-            if_(wait.clone().eq_(lit(8, 0)), vec![nb(&st, sid("S_NEXT"))]),
-        ],
+        // Ends with wait_q = 0, which the next op's preamble counters start from.
+        vec![if_(wait.clone().eq_(lit(8, 0)), vec![nb(&st, sid("S_NEXT"))])
+            .else_(vec![nb(&wait, &wait - lit(8, 1))])],
     ));
     sw.push(arm(
         sid("S_NEXT"),
@@ -1863,8 +1862,9 @@ pub fn npair_cycles(classes: usize, recip_frac: u32) -> u64 {
 }
 
 const NPAIR_OVERHEAD: u64 = 2;
-/// Cycles from the last goodness-pass read to the goodness unit's answer.
-const NORM_WAIT: u64 = 6;
+/// Cycles in S_NAW: from the state after the last goodness-pass read to the goodness unit's
+/// answer (BRAM latency 2, the unit's 4, one to register the state change).
+const NORM_WAIT: u64 = 7;
 
 /// The sequencer's schedule as a formula: cycles of one training step with `n` samples (or
 /// one inference), counted like the engine's `run` (from the start pulse to `run_done_o`).
