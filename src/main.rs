@@ -81,6 +81,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         testbench: Option<PathBuf>,
     },
+    /// Train N minibatches through the RTL engine and the fixed-point golden model side by
+    /// side; compare every weight, bias, centroid, goodness, beta and a prediction after
+    /// every step. Exit status 0 only when all are equal; on the first difference, name it
+    /// and write a waveform (VCD) of that step.
+    Cosim(CosimArgs),
     /// Compare training reports: a Markdown table on stdout, optionally overlaid curves.
     Compare {
         /// Reports written by `dfforge train --report`.
@@ -137,6 +142,30 @@ impl Backend {
             Backend::Serial(_) => "serial",
         }
     }
+}
+
+#[derive(clap::Args)]
+struct CosimArgs {
+    /// Minibatches to train.
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Seed of the random minibatches (pixels incl. all-zero and saturated rows, labels).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Instead of the config, run this many seeded random small configs (array shapes, widths,
+    /// negatives, collaboration, losses, number formats; see dfforge::cosim::random_config).
+    #[arg(long, value_name = "N")]
+    matrix: Option<usize>,
+    /// Write the JSON report here (atomically).
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+    /// Where a failing step's waveform goes.
+    #[arg(long, value_name = "DIR", default_value = "build/cosim")]
+    waves: PathBuf,
+    /// Generate the RTL with a deliberate defect (tests of the failure path):
+    /// flip-act-rounding, update-seed-flip, pe-acc-plus-one.
+    #[arg(long, hide = true)]
+    mutation: Option<String>,
 }
 
 #[derive(clap::Args, Default)]
@@ -212,6 +241,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Compare { reports, plot } => cmd_compare(&reports, plot.as_deref()),
+        Command::Cosim(args) => cmd_cosim(cfg, args),
         Command::Bench {
             dataset,
             samples,
@@ -555,4 +585,174 @@ fn print_hardware(hw: &serde_json::Value) {
         hw["values_compared"],
         if hw["mismatches"] == 0 { "0 mismatches" } else { "MISMATCH" }
     );
+}
+
+/// One co-simulation of `cfg` over the host protocol (dff_system in Verilator); on a
+/// difference, replays the run with a traced model and dumps the failing step.
+fn cosim_one(
+    cfg: &Config,
+    steps: usize,
+    seed: u64,
+    waves: &std::path::Path,
+    mutation: dfforge::rtl::Mutation,
+) -> Result<dfforge::cosim::CosimReport> {
+    use dfforge::cosim;
+    cfg.validate()?;
+    let rtl = dfforge::rtl::generate_with(cfg, mutation).context("generating RTL")?;
+    anyhow::ensure!(
+        rtl.module("dff_engine").is_some(),
+        "this config has no engine yet: {}",
+        rtl.manifest["engine"].as_str().unwrap_or("unsupported")
+    );
+    let open = |traced: bool| -> Result<dfforge::host::SimLink> {
+        let b = dfforge::host::link::build(&rtl.modules, "dff_system", &rtl.tables, traced)
+            .context("building dff_system")?;
+        let opts = dfforge::host::SimLinkOptions {
+            traced,
+            timeout: std::time::Duration::from_secs(600),
+            cycle_limit: 1 << 40,
+        };
+        Ok(dfforge::host::SimLink::spawn(&b, opts)?)
+    };
+    let go = |link: dfforge::host::SimLink,
+              trace_at: Option<(usize, PathBuf)>|
+     -> Result<(cosim::CosimReport, dfforge::driver::ProtocolBus<dfforge::host::SimLink>)> {
+        let mut bus = dfforge::driver::ProtocolBus::new(dfforge::host::Client::new(link), cfg);
+        let mut fx = cosim::golden(cfg)?;
+        let mut data = cosim::RandomBatches::new(cfg, seed);
+        let bsz = cfg.training.batch;
+        let mut batches = |_s: usize| data.next(bsz);
+        let mut on_step = |s: usize, _b: &mut dyn dfforge::driver::Bus| -> Result<()> {
+            let _ = s;
+            Ok(())
+        };
+        let rep = match &trace_at {
+            None => cosim::run(cfg, &mut fx, &mut bus, &mut batches, steps, &mut on_step)?,
+            Some((k, path)) => {
+                let mut tb = TraceBus { inner: &mut bus, at: *k, path: path.clone(), step: 0 };
+                cosim::run(cfg, &mut fx, &mut tb, &mut batches, k + 1, &mut on_step)?
+            }
+        };
+        Ok((rep, bus))
+    };
+    let (mut rep, _bus) = go(open(false)?, None)?;
+    if let Some(m) = rep.first_mismatch.clone() {
+        std::fs::create_dir_all(waves).with_context(|| format!("creating {}", waves.display()))?;
+        let path = waves.join(format!("cosim-step{}.fst", m.step));
+        eprintln!("first difference: {m}; replaying with a traced model for the waveform ...");
+        let (_r, mut bus) = go(open(true)?, Some((m.step, std::fs::canonicalize(waves)?.join(path.file_name().unwrap()))))?;
+        let _ = bus.client.link_mut().trace_stop();
+        rep.waveform = Some(path.display().to_string());
+    }
+    Ok(rep)
+}
+
+/// A [`Bus`] that starts a waveform before the training run of step `at`.
+struct TraceBus<'a> {
+    inner: &'a mut dfforge::driver::ProtocolBus<dfforge::host::SimLink>,
+    at: usize,
+    path: PathBuf,
+    step: usize,
+}
+
+impl dfforge::driver::Bus for TraceBus<'_> {
+    fn write_block(&mut self, r: u8, a: u32, w: &[i64]) -> Result<()> {
+        self.inner.write_block(r, a, w)
+    }
+    fn read_block(&mut self, r: u8, a: u32, n: usize) -> Result<Vec<i64>> {
+        self.inner.read_block(r, a, n)
+    }
+    fn run(&mut self, op: u8) -> Result<(u8, u8, u64)> {
+        if op == dfforge::rtl::engine::RUN_TRAIN {
+            if self.step == self.at {
+                self.inner.client.link_mut().trace_start(&self.path)?;
+            }
+            self.step += 1;
+        }
+        let r = self.inner.run(op);
+        if op == dfforge::rtl::engine::RUN_TRAIN && self.step == self.at + 1 {
+            let _ = self.inner.client.link_mut().trace_stop();
+        }
+        r
+    }
+}
+
+fn cmd_cosim(cfg: Config, args: CosimArgs) -> Result<()> {
+    use dfforge::rtl::Mutation;
+    let mutation = match args.mutation.as_deref() {
+        None => Mutation::None,
+        Some("flip-act-rounding") => Mutation::FlipActRounding,
+        Some("update-seed-flip") => Mutation::UpdateSeedFlip,
+        Some("pe-acc-plus-one") => Mutation::PeAccPlusOne,
+        Some(m) => anyhow::bail!("unknown mutation `{m}`"),
+    };
+    let configs: Vec<(String, Config)> = match args.matrix {
+        None => vec![("config".to_string(), cfg)],
+        Some(n) => (0..n)
+            .map(|i| (format!("random #{i}"), dfforge::cosim::random_config(args.seed, i)))
+            .collect(),
+    };
+    let mut reports = Vec::new();
+    let mut failed = 0;
+    for (name, c) in &configs {
+        let t0 = std::time::Instant::now();
+        let rep = cosim_one(c, args.steps, args.seed, &args.waves, mutation)
+            .with_context(|| format!("co-simulating {name}"))?;
+        let a = &c.algorithm;
+        println!(
+            "{name}: {:?} on {}x{}, {}/{}/{}/{}: {} steps, {} values compared, {} mismatches, \
+             {:.0} cycles/step (predicted {:.0}), PE utilisation {:.3} ({:.1} s)",
+            c.network.widths(),
+            c.hardware.array_rows,
+            c.hardware.array_cols,
+            a.loss,
+            a.negatives,
+            a.collaboration,
+            a.scheme,
+            rep.steps,
+            rep.values_compared,
+            rep.mismatches,
+            rep.cycles_per_step,
+            rep.predicted_cycles as f64 / rep.steps.max(1) as f64,
+            rep.pe_utilisation,
+            t0.elapsed().as_secs_f64()
+        );
+        if let Some(m) = &rep.first_mismatch {
+            failed += 1;
+            println!("  FIRST DIFFERENCE {m}");
+            if let Some(w) = &rep.waveform {
+                println!("  waveform of that step: {w}");
+            }
+        }
+        reports.push(serde_json::json!({
+            "name": name,
+            "config": c,
+            "steps": rep.steps,
+            "values_compared": rep.values_compared,
+            "mismatches": rep.mismatches,
+            "cycles": rep.cycles,
+            "predicted_cycles": rep.predicted_cycles,
+            "cycles_per_sample": rep.cycles_per_sample,
+            "pe_utilisation": rep.pe_utilisation,
+            "first_mismatch": rep.first_mismatch,
+            "waveform": rep.waveform,
+        }));
+    }
+    if let Some(p) = &args.report {
+        let total = |k: &str| reports.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>();
+        let j = serde_json::json!({
+            "steps": args.steps,
+            "configs": reports.len(),
+            "values_compared": total("values_compared"),
+            "mismatches": total("mismatches"),
+            "cycles": total("cycles"),
+            "pe_utilisation": reports.first().map(|r| r["pe_utilisation"].clone()),
+            "runs": reports,
+        });
+        dfforge::util::write_atomic(p, serde_json::to_string_pretty(&j)?.as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?;
+        eprintln!("report written to {}", p.display());
+    }
+    anyhow::ensure!(failed == 0, "{failed} of {} co-simulations differ from the golden model", configs.len());
+    Ok(())
 }

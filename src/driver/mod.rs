@@ -33,7 +33,11 @@ impl Bus for crate::sim::engine::EngineSim {
             .collect()
     }
     fn run(&mut self, op: u8) -> anyhow::Result<(u8, u8, u64)> {
-        Ok(crate::sim::engine::EngineSim::run(self, op, 1 << 40)?)
+        // Cycles = the engine's busy counter, as over the protocol.
+        let before = self.read(region::COUNTERS, counter::BUSY)? as u64;
+        let (st, res, _) = crate::sim::engine::EngineSim::run(self, op, 1 << 40)?;
+        let after = self.read(region::COUNTERS, counter::BUSY)? as u64;
+        Ok((st, res, after - before))
     }
 }
 

@@ -1867,7 +1867,8 @@ const NPAIR_OVERHEAD: u64 = 2;
 const NORM_WAIT: u64 = 7;
 
 /// The sequencer's schedule as a formula: cycles of one training step with `n` samples (or
-/// one inference), counted like the engine's `run` (from the start pulse to `run_done_o`).
+/// one inference), as the engine's busy counter counts them (from the first op fetch to the
+/// cycle that raises `run_done_o`).
 /// `tests/engine_cosim.rs` checks it against the RTL's counter, cycle for cycle.
 pub fn predicted_cycles(lay: &Layout, n: usize, infer: bool, npair: bool, recip_frac: u32) -> u64 {
     let (rr, cc) = (lay.rows as u64, lay.cols as u64);
@@ -1880,8 +1881,7 @@ pub fn predicted_cycles(lay: &Layout, n: usize, infer: bool, npair: bool, recip_
     let flush = rr + cc + 6;
     let gemm = |m: u64, nn: u64, k: u64| dc(m, rr) * dc(nn, cc) * (k + flush + 1 + rr * cc) + 10;
     // Every op: FETCH, its body, then (most) S_WAIT + S_NEXT.
-    let mut c = 1; // IDLE → FETCH on the start pulse
-    c += 1 + samples * (2 * d[0] + NORM_WAIT) + 10; // INORM
+    let mut c = 1 + samples * (2 * d[0] + NORM_WAIT) + 10; // INORM
     c += 1 + gemm(d[1], samples, d[0]); // FWD 1
     c += 1 + rows * (3 + d[1]) + 10; // CEN
     for l in 0..nl {
