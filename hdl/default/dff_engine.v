@@ -1565,9 +1565,10 @@ module dff_engine (
           endcase
         end
         S_WAIT: begin
-          wait_q <= wait_q - 8'd1;
           if (wait_q == 8'd0) begin
             st_q <= S_NEXT;
+          end else begin
+            wait_q <= wait_q - 8'd1;
           end
         end
         S_NEXT: begin
