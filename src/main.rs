@@ -268,6 +268,18 @@ fn run(cli: Cli) -> Result<()> {
                 rtl.modules.len(),
                 out.display()
             );
+            let t = &rtl.manifest["schedule"]["train_step"];
+            if t.is_object() {
+                println!(
+                    "schedule: a training step of {} samples takes {} cycles ({:.0} per sample; ideal {:.0} on {}x{} PEs), PE utilisation {:.3}",
+                    t["samples"], t["cycles"], t["cycles_per_sample"].as_f64().unwrap_or(0.0),
+                    t["ideal_cycles"].as_f64().unwrap_or(0.0) / t["samples"].as_f64().unwrap_or(1.0),
+                    cfg.hardware.array_rows, cfg.hardware.array_cols,
+                    t["pe_utilisation"].as_f64().unwrap_or(0.0)
+                );
+            } else {
+                println!("engine: {}", rtl.manifest["engine"].as_str().unwrap_or(""));
+            }
             Ok(())
         }
     }

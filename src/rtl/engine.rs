@@ -1913,3 +1913,31 @@ pub fn predicted_cycles(lay: &Layout, n: usize, infer: bool, npair: bool, recip_
     }
     c + 1 // END
 }
+
+/// The generator's performance prediction for a config, before any simulation: ideal MACs,
+/// the schedule's cycles and the PE utilisation of a training step (full batch) and of an
+/// inference. Goes into the manifest.
+pub fn schedule_summary(cfg: &Config, lay: &Layout) -> serde_json::Value {
+    let npair = cfg.algorithm.loss == Loss::Npair;
+    let b = lay.batch;
+    let pes = (lay.rows * lay.cols) as f64;
+    let tc = predicted_cycles(lay, b, false, npair, cfg.fixed.recip_frac);
+    let ic = predicted_cycles(lay, 1, true, npair, cfg.fixed.recip_frac);
+    let tm = crate::cosim::ideal_macs(lay, b, false);
+    let im = crate::cosim::ideal_macs(lay, 1, true);
+    serde_json::json!({
+        "train_step": {
+            "samples": b,
+            "ideal_macs": tm,
+            "ideal_cycles": (tm as f64 / pes).ceil(),
+            "cycles": tc,
+            "cycles_per_sample": tc as f64 / b as f64,
+            "pe_utilisation": tm as f64 / (pes * tc as f64),
+        },
+        "inference": {
+            "ideal_macs": im,
+            "cycles": ic,
+            "pe_utilisation": im as f64 / (pes * ic as f64),
+        },
+    })
+}

@@ -192,11 +192,13 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
     ];
     // The engine (and the skew it needs) for the configs it supports; the units above are
     // generated for every config.
+    let mut schedule = serde_json::Value::Null;
     let engine_status = match engine::Layout::new(cfg) {
         Ok(lay) => {
             modules.push(engine::skew());
             modules.push(engine::engine(cfg, &units, &s, &lay));
             modules.push(system::system());
+            schedule = engine::schedule_summary(cfg, &lay);
             "generated".to_string()
         }
         Err(e) => e.to_string(),
@@ -242,6 +244,7 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
             "lfsr": { "width": f.lfsr_width, "taps": crate::fixed::default_taps(f.lfsr_width), "seed": f.lfsr_seed },
         },
         "engine": engine_status,
+        "schedule": schedule,
         "tables": tables.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
         "modules": modules.iter().map(|m| json!({
             "name": m.name,
