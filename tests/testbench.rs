@@ -20,12 +20,20 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 /// (name, config, committed RTL, committed testbenches).
-const CONFIGS: &[(&str, &str, &str, &str)] = &[(
-    "default",
-    "configs/default.toml",
-    "hdl/default",
-    "testbench/default",
-)];
+const CONFIGS: &[(&str, &str, &str, &str)] = &[
+    (
+        "default",
+        "configs/default.toml",
+        "hdl/default",
+        "testbench/default",
+    ),
+    (
+        "mnist",
+        "configs/mnist.toml",
+        "hdl/mnist",
+        "testbench/mnist",
+    ),
+];
 
 /// The defect each unit's testbench must catch (the array's is its PE's).
 const MUTANTS: &[(&str, Mutation)] = &[
