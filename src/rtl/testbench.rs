@@ -768,10 +768,10 @@ fn hinge(cfg: &Config, rtl: &Rtl) -> Result<Bench, RtlError> {
          negative one), no active negative; half the samples back to back.{}",
         if cap < k - 1 {
             format!(
-                " This config's beta format ({}) holds beta_y down to -{cap}, so at most {cap} \
-                 negatives per sample are positive (configs with loss = \"hinge\" are validated \
-                 to hold -(K-1)).",
-                f.beta
+                " This config's beta format (s{}.{}) holds beta_y down to -{cap}, so at most \
+                 {cap} negatives per sample are positive (configs with loss = \"hinge\" are \
+                 validated to hold -(K-1)).",
+                f.beta.bits, f.beta.frac
             )
         } else {
             String::new()
@@ -885,7 +885,7 @@ fn npair(cfg: &Config, rtl: &Rtl) -> Result<Bench, RtlError> {
     )?;
     b.about = format!(
         "Samples of K = {k} goodness scores (g_i, slot j at bits [j*{gw} +: {gw}], slot 0 the \
-         true label) and active masks (act_i), one start_i pulse each, {wait} cycles apart: \
+         true label) and active masks (act_i), one start_i pulse each, then {wait} idle cycles: \
          the betas from FixedDf::loss_unit with loss = npair: random scores, one active \
          negative, none, equal scores, differences that saturate the logit both ways, small \
          differences around the margin."

@@ -3,9 +3,9 @@
 // bv_o and then beta_y on byv_o, from FixedDf::loss_unit with loss = hinge (margin 205 raw):
 // random and small scores, differences of exactly 0 and ±1 LSB around the margin, the
 // extremes 0 and max (the difference saturates high, the most negative one), no active
-// negative; half the samples back to back. This config's beta format ({ bits = 16, frac = 14,
-// signed = true }) holds beta_y down to -2, so at most 2 negatives per sample are positive
-// (configs with loss = "hinge" are validated to hold -(K-1)).
+// negative; half the samples back to back. This config's beta format (s16.14) holds beta_y
+// down to -2, so at most 2 negatives per sample are positive (configs with loss = "hinge" are
+// validated to hold -(K-1)).
 //
 // Run it next to the unit's RTL, its ROM tables and the two .hex files below, e.g.
 //   with Verilator: verilator --binary --timing dff_loss_hinge_tb.v dff_loss_hinge.v && ./obj_dir/Vdff_loss_hinge_tb
