@@ -76,8 +76,8 @@ enum Command {
         /// Output directory (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Also write self-checking Verilog testbenches with golden vectors here
-        /// (`<unit>_tb.v`, `<unit>_vectors.hex`; run them next to the RTL).
+        /// Also write self-checking Verilog testbenches with golden vectors here, one per unit
+        /// (`<unit>_tb.v`, `<unit>_stim.hex`, `<unit>_expect.hex`; run them next to the RTL).
         #[arg(long, value_name = "DIR")]
         testbench: Option<PathBuf>,
     },

@@ -1,110 +1,312 @@
-//! testbench/<config>/ holds the self-checking Verilog testbenches of the default config
-//! (`dfforge gen --testbench`); regenerating must give the same bytes. The relu and update
-//! testbenches run under Verilator (`--binary --timing`) against the committed RTL and must
-//! print PASS; a corrupted expected value must make the relu one print FAIL.
-//! The run skips with a notice when Verilator is missing (fails under DFFORGE_REQUIRE_TOOLS).
+//! testbench/<config>/ holds the self-checking Verilog testbenches of the shipped configs
+//! (`dfforge gen --testbench`); regenerating must give the same bytes. Every testbench runs
+//! under Verilator (`--timing`, parsed as Verilog-2005) next to the committed RTL and must print
+//! `PASS <unit> <n> vectors`; next to RTL with deliberate defects ([`Mutation`]) every one must
+//! print `FAIL <unit> ...`, so each testbench is shown to be able to fail.
+//!
+//! Build cost: the Verilator runtime (verilated*.cpp, ~80% of a small build) is compiled once
+//! and its objects reused by every testbench build (cached next to the co-simulation builds,
+//! `$DFFORGE_SIM_CACHE` or `target/dfforge-sim/`); `-fno-inline` keeps the 12x12 array's C++
+//! small. About 3 s per testbench build.
+//! The Verilator runs skip with a notice when Verilator is missing (fail under
+//! DFFORGE_REQUIRE_TOOLS).
 
 use dfforge::config::Config;
-use dfforge::rtl::{generate, testbench::testbenches};
-use std::path::Path;
+use dfforge::rtl::testbench::{testbenches, UNITS};
+use dfforge::rtl::{generate, generate_with, Mutation};
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// (name, config, committed RTL, committed testbenches).
+const CONFIGS: &[(&str, &str, &str, &str)] = &[
+    (
+        "default",
+        "configs/default.toml",
+        "hdl/default",
+        "testbench/default",
+    ),
+    (
+        "mnist",
+        "configs/mnist.toml",
+        "hdl/mnist",
+        "testbench/mnist",
+    ),
+];
+
+/// The defect each unit's testbench must catch (the array's is its PE's).
+const MUTANTS: &[(&str, Mutation)] = &[
+    ("dff_relu", Mutation::FlipActRounding),
+    ("dff_update", Mutation::UpdateSeedFlip),
+    ("dff_goodness", Mutation::FlipGoodnessRounding),
+    ("dff_normalise", Mutation::NormShiftPlusOne),
+    ("dff_loss_hinge", Mutation::HingeAtZero),
+    ("dff_loss_npair", Mutation::LossRecipPlusOne),
+    ("dff_pe", Mutation::PeAccPlusOne),
+];
+
+/// Verilator flags of every testbench build (the runtime objects are built with the same).
+const VFLAGS: &[&str] = &[
+    "--cc",
+    "--exe",
+    "--main",
+    "--timing",
+    "--default-language",
+    "1364-2005",
+    "-fno-inline",
+    "-CFLAGS",
+    "-O0",
+];
+const MAKE_OPT: &[&str] = &["OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"];
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn default_cfg() -> Config {
-    Config::load(Some(&root().join("configs/default.toml"))).unwrap()
+fn load(cfg: &str) -> Config {
+    Config::load(Some(&root().join(cfg))).unwrap()
 }
 
 #[test]
 fn committed_testbenches_match_regeneration() {
-    let cfg = default_cfg();
-    let files = testbenches(&cfg, &generate(&cfg).unwrap()).unwrap();
-    let dir = root().join("testbench/default");
-    let hint = "regenerate with `dfforge gen --config configs/default.toml --out hdl/default --testbench testbench/default`";
-    let mut have: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}; {hint}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    have.sort();
-    let want: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
-    assert_eq!(have, want, "file list differs; {hint}");
-    for (name, text) in &files {
-        let on_disk = std::fs::read_to_string(dir.join(name)).unwrap();
-        assert!(&on_disk == text, "testbench/default/{name} differs; {hint}");
+    for &(_, cfg, hdl, tb) in CONFIGS {
+        let c = load(cfg);
+        let files = testbenches(&c, &generate(&c).unwrap()).unwrap();
+        let dir = root().join(tb);
+        let hint =
+            format!("regenerate with `dfforge --config {cfg} gen --out {hdl} --testbench {tb}`");
+        let mut have: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}; {hint}", dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        have.sort();
+        let want: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(have, want, "{tb}: file list differs; {hint}");
+        let mut bytes = 0;
+        for (name, text) in &files {
+            let on_disk = std::fs::read_to_string(dir.join(name)).unwrap();
+            assert!(&on_disk == text, "{tb}/{name} differs; {hint}");
+            bytes += text.len();
+        }
+        assert!(bytes < 1 << 20, "{tb}: {bytes} bytes of testbenches");
+        for unit in UNITS {
+            assert!(
+                want.contains(&format!("{unit}_tb.v")),
+                "{tb}: no testbench for {unit}"
+            );
+        }
     }
 }
 
-/// Build `<unit>_tb` with Verilator in `dir` (which holds the tb, vectors and RTL); returns
-/// the executable.
-fn build_tb(dir: &Path, unit: &str) -> std::path::PathBuf {
-    let t0 = std::time::Instant::now();
-    let tb = format!("{unit}_tb");
-    let out = Command::new("verilator")
-        .current_dir(dir)
-        .args(["--binary", "--timing", "-O1", "-CFLAGS", "-O1", "-j", "2"])
-        .args(["--top-module", &tb, "-Mdir", &format!("obj_{unit}")])
-        .args([format!("{tb}.v"), format!("{unit}.v")])
-        .output()
-        .unwrap();
+fn have_verilator() -> bool {
+    if Command::new("verilator").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("DFFORGE_REQUIRE_TOOLS").is_none(),
+        "verilator required"
+    );
+    eprintln!("NOTICE: verilator not installed; skipping");
+    false
+}
+
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "verilator build of {tb} failed:\n{}{}",
+        "{what} failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("{tb}: built in {:.2?}", t0.elapsed());
-    dir.join(format!("obj_{unit}")).join(format!("V{tb}"))
 }
 
-fn run_tb(dir: &Path, exe: &Path) -> String {
+/// Verilate `<unit>_tb.v` in `dir` (the unit's RTL found there with `-y .`), without building.
+fn verilate(dir: &Path, tb: &str, mdir: &str) {
+    run_ok(
+        Command::new("verilator")
+            .current_dir(dir)
+            .args(VFLAGS)
+            .args(["--top-module", tb, "-Mdir", mdir, "-y", "."])
+            .arg(format!("{tb}.v")),
+        &format!("verilator {tb}"),
+    );
+}
+
+fn make(mdir: &Path, tb: &str) {
+    run_ok(
+        Command::new("make")
+            .current_dir(mdir)
+            .args(["-s", "-f", &format!("V{tb}.mk"), "-j", "2"])
+            .args(MAKE_OPT),
+        &format!("make {tb}"),
+    );
+}
+
+fn runtime_objects(mdir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(mdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with("verilated") && n.ends_with(".o")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The Verilator runtime's objects, compiled once with [`VFLAGS`] and cached by Verilator
+/// version and flags.
+fn runtime() -> &'static [PathBuf] {
+    static RT: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    RT.get_or_init(|| {
+        let version = dfforge::sim::verilator_version().unwrap();
+        let key: String = format!("{version} {} {}", VFLAGS.join(" "), MAKE_OPT.join(" "))
+            .bytes()
+            .fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+            })
+            .to_string();
+        let cache = dfforge::sim::cache_root().join(format!("tb-runtime-{key}"));
+        if cache.join("done").is_file() {
+            return runtime_objects(&cache);
+        }
+        let t0 = Instant::now();
+        std::fs::create_dir_all(dfforge::sim::cache_root()).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix(".tb-runtime-")
+            .tempdir_in(dfforge::sim::cache_root())
+            .unwrap();
+        std::fs::write(
+            tmp.path().join("rt_tb.v"),
+            "module rt_tb;\n  initial begin\n    #1 $finish;\n  end\nendmodule\n",
+        )
+        .unwrap();
+        verilate(tmp.path(), "rt_tb", "obj");
+        make(&tmp.path().join("obj"), "rt_tb");
+        for o in runtime_objects(&tmp.path().join("obj")) {
+            std::fs::rename(&o, tmp.path().join(o.file_name().unwrap())).unwrap();
+        }
+        std::fs::write(tmp.path().join("done"), "").unwrap();
+        let kept = tmp.keep();
+        if std::fs::rename(&kept, &cache).is_err() {
+            // Another process finished first: use its objects.
+            let _ = std::fs::remove_dir_all(&kept);
+        }
+        eprintln!("Verilator runtime compiled in {:.1?}", t0.elapsed());
+        runtime_objects(&cache)
+    })
+}
+
+/// Build `<unit>_tb` in `dir` (which holds the testbench, its vectors, the RTL and the ROM
+/// tables); returns the executable.
+fn build_tb(dir: &Path, unit: &str) -> PathBuf {
+    let tb = format!("{unit}_tb");
+    let mdir = format!("obj_{unit}");
+    verilate(dir, &tb, &mdir);
+    // Copied after verilating, so the objects are newer than the makefile and make keeps them.
+    for o in runtime() {
+        std::fs::copy(o, dir.join(&mdir).join(o.file_name().unwrap())).unwrap();
+    }
+    make(&dir.join(&mdir), &tb);
+    dir.join(mdir).join(format!("V{tb}"))
+}
+
+/// Build and run `<unit>_tb` in `dir`; returns its PASS/FAIL line.
+fn run_tb(dir: &Path, unit: &str) -> String {
+    let t0 = Instant::now();
+    let exe = build_tb(dir, unit);
+    let built = t0.elapsed();
+    let line = run_exe(dir, &exe);
+    eprintln!(
+        "{}: {unit}: built in {built:.1?}, ran in {:.1?}: {line}",
+        dir.display(),
+        t0.elapsed() - built
+    );
+    line
+}
+
+fn run_exe(dir: &Path, exe: &Path) -> String {
     let out = Command::new(exe).current_dir(dir).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{} failed: {text}", exe.display());
-    text
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("PASS ") || l.starts_with("FAIL "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}: {text}", exe.display());
+    lines[0].to_string()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
 }
 
 #[test]
-fn relu_and_update_testbenches_pass_under_verilator() {
-    if Command::new("verilator").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("DFFORGE_REQUIRE_TOOLS").is_none(),
-            "verilator required"
-        );
-        eprintln!("NOTICE: verilator not installed; skipping");
+fn every_testbench_passes_under_verilator() {
+    if !have_verilator() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    for sub in ["testbench/default", "hdl/default"] {
-        for e in std::fs::read_dir(root().join(sub)).unwrap() {
-            let p = e.unwrap().path();
-            std::fs::copy(&p, tmp.path().join(p.file_name().unwrap())).unwrap();
+    for &(name, _, hdl, tb) in CONFIGS {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(&root().join(tb), tmp.path());
+        copy_dir(&root().join(hdl), tmp.path());
+        for unit in UNITS {
+            let line = run_tb(tmp.path(), unit);
+            assert!(
+                line.starts_with(&format!("PASS {unit} ")) && line.ends_with(" vectors"),
+                "{name}: {line}"
+            );
         }
-    }
-    for unit in ["dff_relu", "dff_update"] {
-        let exe = build_tb(tmp.path(), unit);
-        let text = run_tb(tmp.path(), &exe);
-        eprint!("{text}");
-        assert!(
-            text.contains("PASS") && !text.contains("FAIL"),
-            "{unit}: {text}"
-        );
-        if unit == "dff_relu" {
-            // Flip one bit of the first expected output: the testbench must notice.
-            let hex = tmp.path().join("dff_relu_vectors.hex");
+        if name == "default" {
+            // One flipped bit in the first expected vector: the testbench must notice.
+            let hex = tmp.path().join("dff_relu_expect.hex");
             let good = std::fs::read_to_string(&hex).unwrap();
             let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
             let mut bits = dfforge::sim::Bits::from_hex(&lines[0]);
-            // The expected output is in the top bits; hex padding is at most 3 bits.
-            let i = bits.0.len() - 8;
-            bits.0[i] = !bits.0[i];
+            bits.0[0] = !bits.0[0];
             lines[0] = bits.hex();
             std::fs::write(&hex, lines.join("\n") + "\n").unwrap();
-            let bad = run_tb(tmp.path(), &exe);
-            eprint!("corrupted vectors: {bad}");
-            assert!(bad.contains("FAIL") && !bad.contains("PASS"), "{bad}");
-            std::fs::write(&hex, good).unwrap();
+            let exe = tmp.path().join("obj_dff_relu/Vdff_relu_tb");
+            let bad = run_exe(tmp.path(), &exe);
+            eprintln!("corrupted dff_relu_expect.hex: {bad}");
+            assert!(
+                bad.starts_with("FAIL dff_relu 1 of ") && bad.contains("first at vector 0:"),
+                "{bad}"
+            );
         }
+    }
+}
+
+#[test]
+fn every_testbench_fails_on_mutated_rtl() {
+    if !have_verilator() {
+        return;
+    }
+    let (_, cfg, _, tb) = CONFIGS[0];
+    let c = load(cfg);
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&root().join(tb), tmp.path());
+    generate(&c).unwrap().write(tmp.path()).unwrap();
+    // One directory with every unit's defect (the array gets its PE's).
+    for &(unit, mutation) in MUTANTS {
+        let rtl = generate_with(&c, mutation).unwrap();
+        let m = rtl.module(unit).unwrap();
+        std::fs::write(
+            tmp.path().join(dfforge::hdl::file_name(m)),
+            dfforge::hdl::emit(m),
+        )
+        .unwrap();
+    }
+    for unit in UNITS {
+        let line = run_tb(tmp.path(), unit);
+        assert!(
+            line.starts_with(&format!("FAIL {unit} ")) && line.contains(", first at vector "),
+            "the {unit} testbench did not catch the mutant: {line}"
+        );
     }
 }

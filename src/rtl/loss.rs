@@ -11,7 +11,8 @@ use super::Shape;
 use crate::fixed::QFormat;
 use crate::hdl::*;
 
-pub fn loss_hinge(s: &Shape, margin: i64) -> Module {
+/// `at_zero` is a deliberate defect for the mutation test (a zero difference counts as a hit).
+pub fn loss_hinge(s: &Shape, margin: i64, at_zero: bool) -> Module {
     let f = &s.f;
     let gw = f.goodness.bits;
     let bw = f.beta.bits;
@@ -46,7 +47,12 @@ pub fn loss_hinge(s: &Shape, margin: i64) -> Module {
     let d = saturate(&mut m, "d", &Sig::new(&diff, dw, true), dfmt);
     let one = (1i64 << f.beta.frac.min(62)).min(f.beta.max());
     let hit = m.wire("hit", 1);
-    m.assign(&hit, act_i.clone().land(d.e.clone().gt_(slit(gw + 1, 0))));
+    let positive = if at_zero {
+        d.e.clone().ge_(slit(gw + 1, 0))
+    } else {
+        d.e.clone().gt_(slit(gw + 1, 0))
+    };
+    m.assign(&hit, act_i.clone().land(positive));
     let cnt_q = m.reg("cnt_q", cw);
     let b_q = m.reg_s("b_q", bw);
     let bv_q = m.reg("bv_q", 1);

@@ -131,6 +131,9 @@ pub enum Mutation {
     UpdateSeedFlip,
     /// Every PE multiply-accumulate adds one LSB too many.
     PeAccPlusOne,
+    /// The hinge loss unit counts a negative whose G̃(k) − G̃(y) + m is exactly 0
+    /// (`>=` instead of `>`).
+    HingeAtZero,
 }
 
 /// Everything `dfforge gen` writes.
@@ -172,7 +175,7 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         act::relu_requant(&s, act_mode),
         goodness::goodness(&s, mutation == Mutation::FlipGoodnessRounding),
         normalise::normalise(&s, mutation == Mutation::NormShiftPlusOne),
-        loss::loss_hinge(&s, units.margin),
+        loss::loss_hinge(&s, units.margin, mutation == Mutation::HingeAtZero),
         loss::loss_npair(
             &s,
             loss::NpairConsts {

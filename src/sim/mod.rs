@@ -108,6 +108,22 @@ fn const_eval(e: &Expr, m: &Module) -> Option<u64> {
     }
 }
 
+/// The ports of `m` with their widths (parameters at their defaults).
+pub fn port_descs(m: &Module) -> Result<Vec<PortDesc>, SimError> {
+    m.ports
+        .iter()
+        .map(|p| {
+            Ok(PortDesc {
+                name: p.name.clone(),
+                dir: p.dir,
+                width: const_eval(&p.width, m)
+                    .map(|w| w as u32)
+                    .ok_or_else(|| SimError::Width(p.name.clone()))?,
+            })
+        })
+        .collect()
+}
+
 /// `verilator --version` (first line), or [`SimError::NoVerilator`].
 pub fn verilator_version() -> Result<String, SimError> {
     let out = Command::new("verilator")
@@ -237,19 +253,7 @@ impl Build {
             .iter()
             .find(|m| m.name == top)
             .expect("top module is among the modules");
-        let ports = topm
-            .ports
-            .iter()
-            .map(|p| {
-                Ok(PortDesc {
-                    name: p.name.clone(),
-                    dir: p.dir,
-                    width: const_eval(&p.width, topm)
-                        .map(|w| w as u32)
-                        .ok_or_else(|| SimError::Width(p.name.clone()))?,
-                })
-            })
-            .collect::<Result<Vec<_>, SimError>>()?;
+        let ports = port_descs(topm)?;
         let cpp = custom_harness.unwrap_or_else(|| harness(top, &ports));
         // Only the top, the modules it instantiates and the tables they read go into the
         // build (and its hash), so changing one unit does not rebuild the others.
