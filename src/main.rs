@@ -577,6 +577,8 @@ fn hardware_summary(
         "cycles_per_inference": icyc as f64 / infers.max(1) as f64,
         "engine_cycles_total": c[0],
         "simulated_cycles_per_second": c[0] as f64 / wall.max(1e-9),
+        "train_samples_per_second_engine": samples / l.engine_seconds.max(1e-9),
+        "train_samples_per_second_golden": samples / l.golden_seconds.max(1e-9),
         "values_compared": l.values_compared(),
         "mismatches": if l.mismatch().is_some() { 1 } else { 0 },
         "first_mismatch": l.mismatch().map(|m| m.to_string()),
@@ -587,13 +589,16 @@ fn print_hardware(hw: &serde_json::Value) {
     let f = |k: &str| hw[k].as_f64().unwrap_or(f64::NAN);
     println!(
         "engine: {:.0} cycles per training sample (ideal {:.0}, schedule predicts {:.0}), PE utilisation {:.3}, \
-         {:.0} cycles per inference, {:.0} simulated cycles/s; bit-exact check: {} values compared, {}",
+         {:.0} cycles per inference, {:.0} simulated cycles/s, training {:.1} samples/s through the engine vs {:.0} in the golden model; \
+         bit-exact check: {} values compared, {}",
         f("cycles_per_train_sample"),
         f("ideal_cycles_per_train_sample"),
         f("predicted_cycles_per_train_sample"),
         f("pe_utilisation"),
         f("cycles_per_inference"),
         f("simulated_cycles_per_second"),
+        f("train_samples_per_second_engine"),
+        f("train_samples_per_second_golden"),
         hw["values_compared"],
         if hw["mismatches"] == 0 { "0 mismatches" } else { "MISMATCH" }
     );

@@ -28,6 +28,10 @@ pub struct RtlLearner {
     pub train_samples: u64,
     pub steps: u64,
     pub macs: u64,
+    /// Wall time spent in the golden model's steps and in the engine's (transport included),
+    /// measured in the same run: the speed ratio of `--backend rtl` to `--backend fixed`.
+    pub golden_seconds: f64,
+    pub engine_seconds: f64,
     infer_cycles: Cell<u64>,
     infers: Cell<u64>,
     values_compared: Cell<u64>,
@@ -51,6 +55,8 @@ impl RtlLearner {
             train_samples: 0,
             steps: 0,
             macs: 0,
+            golden_seconds: 0.0,
+            engine_seconds: 0.0,
             infer_cycles: Cell::new(0),
             infers: Cell::new(0),
             values_compared: Cell::new(0),
@@ -108,11 +114,15 @@ impl RtlLearner {
     }
 
     fn step(&mut self, px: &IMat, labels: &[u32]) -> anyhow::Result<BatchStats> {
+        let t0 = std::time::Instant::now();
         let (trace, stats) = self.golden.step(px, labels);
+        self.golden_seconds += t0.elapsed().as_secs_f64();
+        let t1 = std::time::Instant::now();
         let bus = self.bus.get_mut().as_mut();
         write_batch(bus, px, Some(&trace.forward.hyps))?;
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
         anyhow::ensure!(status == 0, "the engine answered status {status} to a training step");
+        self.engine_seconds += t1.elapsed().as_secs_f64();
         self.train_cycles += cyc;
         self.train_samples += labels.len() as u64;
         self.macs += crate::cosim::ideal_macs(&self.lay, labels.len(), false);
