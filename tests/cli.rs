@@ -287,3 +287,21 @@ fn bench_measures_every_learner_on_both_software_backends() {
         .iter()
         .all(|r| r["samples"] == 24 && r["samples_per_second"].as_f64().unwrap() > 0.0));
 }
+
+#[test]
+fn hardware_backends_explain_what_they_cannot_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A scheme the engine does not implement yet: refused by name, before any build.
+    let o = dfforge(&["--set", "algorithm.scheme=df-o", "cosim", "--steps", "1"], tmp.path());
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("scheme") && e.contains("df-o"), "{e}");
+    let o = dfforge(&["--set", "algorithm.negatives=hard", "train", "--backend", "rtl"], tmp.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("hard negatives"), "{}", stderr(&o));
+    // An unknown backend names the ones that exist.
+    let o = dfforge(&["train", "--backend", "fpga"], tmp.path());
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("serial:PATH") && e.contains("rtl"), "{e}");
+}
