@@ -13,6 +13,7 @@ pub mod goodness;
 pub mod loss;
 pub mod normalise;
 pub mod testbench;
+pub mod uart;
 pub mod update;
 pub mod util;
 
