@@ -7,31 +7,13 @@
 
 use dfforge::hdl::*;
 use dfforge::rtl::uart;
-use dfforge::sim::{out_index, Build, SimError, Stim};
+use dfforge::sim::{out_index, Build, Stim};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::process::Command;
 
-fn tool(name: &str) -> bool {
-    if Command::new(name).arg("--version").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("DFFORGE_REQUIRE_TOOLS").is_none(),
-        "{name} required (DFFORGE_REQUIRE_TOOLS is set)"
-    );
-    eprintln!("NOTICE: {name} not installed; skipping");
-    false
-}
-
-fn write_all(dir: &std::path::Path, ms: &[Module]) -> Vec<String> {
-    ms.iter()
-        .map(|m| {
-            std::fs::write(dir.join(file_name(m)), emit(m)).unwrap();
-            file_name(m)
-        })
-        .collect()
-}
+mod common;
+use common::{tool, write_all, Line};
 
 #[test]
 fn uart_lints_clean_and_synthesises() {
@@ -41,22 +23,11 @@ fn uart_lints_clean_and_synthesises() {
     if tool("verilator") {
         for (m, f) in ms.iter().zip(&files) {
             for cpb in [217, 4] {
-                let out = Command::new("verilator")
-                    .current_dir(tmp.path())
-                    .args(["--lint-only", "-Wall", "--top-module", &m.name])
-                    .arg(format!("-GCLKS_PER_BIT={cpb}"))
-                    .arg(f)
-                    .output()
-                    .unwrap();
-                let text = format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                assert!(
-                    out.status.success() && text.trim().is_empty(),
-                    "{} (CLKS_PER_BIT={cpb}): {text}",
-                    m.name
+                common::lint(
+                    tmp.path(),
+                    &m.name,
+                    std::slice::from_ref(f),
+                    &[format!("-GCLKS_PER_BIT={cpb}")],
                 );
             }
         }
@@ -157,14 +128,7 @@ fn loop_top() -> Vec<Module> {
 }
 
 fn build() -> Option<Build> {
-    match Build::new(&loop_top(), "uart_loop_tb", &[]) {
-        Ok(b) => Some(b),
-        Err(SimError::NoVerilator) if std::env::var_os("DFFORGE_REQUIRE_TOOLS").is_none() => {
-            eprintln!("NOTICE: verilator not installed; skipping");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
+    common::built(Build::new(&loop_top(), "uart_loop_tb", &[]))
 }
 
 /// A byte sent by a loopback channel: when its valid goes high and its value.
@@ -196,33 +160,6 @@ fn schedule(rng: &mut ChaCha8Rng, cpb: u32, first: usize, end: usize) -> Vec<Sen
     v
 }
 
-/// Raw-line events for the receiver on `line_i`: (cycle, level) segments built frame by frame.
-struct Line {
-    level: Vec<bool>,
-}
-
-impl Line {
-    fn idle(&mut self, cycles: usize) {
-        self.level.extend(std::iter::repeat(true).take(cycles));
-    }
-    /// One frame with a bit period of `period` cycles (fractional: edges at round(k·period)),
-    /// `stop` = level of the stop bit.
-    fn frame(&mut self, byte: u8, period: f64, stop: bool) {
-        let mut bits = vec![false];
-        bits.extend((0..8).map(|i| (byte >> i) & 1 == 1));
-        bits.push(stop);
-        let t0 = self.level.len();
-        for (k, &b) in bits.iter().enumerate() {
-            let a = t0 + (k as f64 * period).round() as usize;
-            let z = t0 + ((k + 1) as f64 * period).round() as usize;
-            self.level.extend(std::iter::repeat(b).take(z - a));
-        }
-    }
-    fn low(&mut self, cycles: usize) {
-        self.level.extend(std::iter::repeat(false).take(cycles));
-    }
-}
-
 /// What the raw receiver should report, in order.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 enum RxEvent {
@@ -235,11 +172,6 @@ fn uart_loopback_and_receiver_cosim() {
     let Some(b) = build() else {
         return;
     };
-    eprintln!(
-        "uart_loop_tb: {} in {:.2?}",
-        if b.cache_hit { "cache hit" } else { "built" },
-        b.build_time
-    );
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let reset = 3;
     let total = 14_000;
@@ -252,7 +184,7 @@ fn uart_loopback_and_receiver_cosim() {
     }
 
     // Raw line: good frames at -3%, exact and +3% baud, a glitch, a framing error, a break.
-    let mut line = Line { level: vec![] };
+    let mut line = Line::default();
     let mut want_raw = Vec::new();
     line.idle(reset + 20);
     let p = f64::from(RAW_CPB);
@@ -288,10 +220,7 @@ fn uart_loopback_and_receiver_cosim() {
     let mut s = Stim::new(&b);
     for t in 0..total {
         let mut set: Vec<(String, i64)> = vec![("rst_i".into(), i64::from(t < reset))];
-        set.push((
-            "line_i".into(),
-            i64::from(line.level.get(t).copied().unwrap_or(true)),
-        ));
+        set.push(("line_i".into(), i64::from(line.level_at(t))));
         for (k, sch) in scheds.iter().enumerate() {
             if let Some(x) = sch.iter().find(|x| x.start == t) {
                 set.push((format!("valid{k}_i"), 1));

@@ -8,6 +8,7 @@
 
 pub mod act;
 pub mod array;
+pub mod board;
 pub mod bram;
 pub mod goodness;
 pub mod loss;

@@ -232,14 +232,20 @@ impl Build {
             })
             .collect::<Result<Vec<_>, SimError>>()?;
         let cpp = custom_harness.unwrap_or_else(|| harness(top, &ports));
-        // Only the top, the modules it instantiates and the tables they read go into the
-        // build (and its hash), so changing one unit does not rebuild the others.
-        let top_text = emit(topm);
-        let mut files: Vec<(String, String)> = modules
-            .iter()
-            .filter(|m| m.name == top || top_text.contains(&format!("{} ", m.name)))
-            .map(|m| (file_name(m), emit(m)))
-            .collect();
+        // Only the top, the modules it instantiates (at any depth) and the tables they read
+        // go into the build (and its hash), so changing one unit does not rebuild the others.
+        let mut files: Vec<(String, String)> = vec![(file_name(topm), emit(topm))];
+        let mut used = vec![top.to_string()];
+        let mut i = 0;
+        while i < files.len() {
+            for m in modules {
+                if !used.contains(&m.name) && files[i].1.contains(&format!("{} ", m.name)) {
+                    used.push(m.name.clone());
+                    files.push((file_name(m), emit(m)));
+                }
+            }
+            i += 1;
+        }
         let all_text: String = files.iter().map(|(_, t)| t.as_str()).collect();
         files.extend(
             tables
