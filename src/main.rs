@@ -21,6 +21,7 @@ const EXAMPLES: &str = "Examples:
   dfforge fetch-data mnist && dfforge --config configs/mnist.toml train --dataset mnist
   dfforge --set algorithm.negatives=random --set algorithm.negatives_count=3 train --backend fixed
   dfforge gen --out build/rtl                     Verilog units, ROM tables, manifest.json
+  dfforge board --core echo --out build/ulx3s     ULX3S top (UART + core) and its .lpf
   dfforge compare a.json b.json --plot curves.png";
 
 #[derive(Parser)]
@@ -81,6 +82,19 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         testbench: Option<PathBuf>,
     },
+    /// Generate a board top (Verilog and pin constraints) around a byte core: the ULX3S's
+    /// FT231X UART connected to the core (see scripts/pnr to place and route it).
+    Board {
+        /// Output directory (created if missing): every .v, ROM tables, ulx3s.lpf.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The byte core behind the UART.
+        #[arg(long, value_enum, default_value_t = BoardCore::Echo)]
+        core: BoardCore,
+        /// UART baud rate (the clock is the board's 25 MHz oscillator).
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+    },
     /// Compare training reports: a Markdown table on stdout, optionally overlaid curves.
     Compare {
         /// Reports written by `dfforge train --report`.
@@ -90,6 +104,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BoardCore {
+    /// Bring-up: sends back every received byte + 1 (checks the serial path).
+    Echo,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -181,6 +201,28 @@ fn run(cli: Cli) -> Result<()> {
             samples,
             report,
         } => cmd_bench(cfg, &cli.data_dir, dataset, samples, report.as_deref()),
+        Command::Board { out, core, baud } => {
+            use dfforge::rtl::board::{self, BoardDesign, BoardOpts};
+            let opts = BoardOpts {
+                baud,
+                ..BoardOpts::default()
+            };
+            let (name, modules, tables) = match core {
+                BoardCore::Echo => ("dff_echo_core", vec![board::echo_core()], vec![]),
+            };
+            let design = BoardDesign::ulx3s(name, modules, tables, &opts)?;
+            let files = design
+                .write(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} files to {} (top {}, core {name}, {baud} baud = {} clocks per bit)",
+                files.len(),
+                out.display(),
+                board::ULX3S_TOP,
+                opts.clks_per_bit()?
+            );
+            Ok(())
+        }
         Command::Gen { out, testbench } => {
             let rtl = dfforge::rtl::generate(&cfg).context("generating RTL")?;
             rtl.write(&out)

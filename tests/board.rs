@@ -1,5 +1,5 @@
-//! The ULX3S board top (`dff_ulx3s_top`) around a small echo core (each received byte + 1 is
-//! sent back): lint-clean at its real parameters and at the simulation's small ones, synthesises
+//! The ULX3S board top (`dff_ulx3s_top`) around the echo core `dff_echo_core` (each received
+//! byte + 1 is sent back): lint-clean at its real parameters and at the simulation's small ones, synthesises
 //! for ECP5, and in co-simulation, driven at the pins bit by bit from Rust, it resets on power-up
 //! and on btn[1], echoes bytes through both UARTs, and lights its LEDs (heartbeat, rx/tx
 //! activity, sticky framing error, reset). Skips with a notice when a tool is missing.
@@ -12,34 +12,6 @@ use std::process::Command;
 mod common;
 use common::{decode, tool, write_all, Line};
 
-/// Echo core: a one-byte buffer; sends back every received byte plus one.
-fn echo_core() -> Module {
-    let mut m = Module::new("echo_core").doc("Test core: sends back each received byte + 1.");
-    let clk = m.input("clk_i", 1);
-    let rst = m.input("rst_i", 1);
-    let rx_data = m.input("rx_data_i", 8);
-    let rx_valid = m.input("rx_valid_i", 1);
-    let tx_data = m.output("tx_data_o", 8);
-    let tx_valid = m.output("tx_valid_o", 1);
-    let tx_ready = m.input("tx_ready_i", 1);
-    let data_q = m.reg("data_q", 8);
-    let full_q = m.reg("full_q", 1);
-    m.always_ff(
-        &clk,
-        vec![
-            if_(&rst, vec![nb(&data_q, lit(8, 0)), nb(&full_q, lit(1, 0))])
-                .else_if(
-                    &rx_valid,
-                    vec![nb(&data_q, &rx_data + lit(8, 1)), nb(&full_q, lit(1, 1))],
-                )
-                .else_if(tx_ready, vec![nb(&full_q, lit(1, 0))]),
-        ],
-    );
-    m.assign(tx_data, data_q);
-    m.assign(tx_valid, full_q);
-    m
-}
-
 const CPB: u32 = 8;
 const POR_W: u32 = 3;
 const BLINK_W: u32 = 6;
@@ -48,7 +20,7 @@ const STRETCH_W: u32 = 5;
 /// The board modules, the echo core and a wrapper that overrides the top's parameters with
 /// small values and gives it a `clk_i` for the per-cycle harness.
 fn modules() -> Vec<Module> {
-    let core = echo_core();
+    let core = board::echo_core();
     let mut ms = board::ulx3s_modules(&core, &BoardOpts::default()).unwrap();
     ms.push(core);
     let mut w = Module::new("board_tb").doc("dff_ulx3s_top at simulation parameters.");

@@ -66,6 +66,8 @@ pub enum BoardError {
          wrap it in a module with exactly these ports (dff_cmd in front of the engine has them)"
     )]
     CorePorts { core: String, problems: String },
+    #[error("generated module {module} failed the IR checker: {errors}")]
+    Check { module: String, errors: String },
     #[error(
         "{baud} baud at {clk_hz} Hz is {cpb:.2} clocks per bit, which the UART cannot time \
          (it needs {min}..={max} clocks per bit within 2% of the ideal); choose a baud rate \
@@ -294,20 +296,99 @@ pub fn ulx3s_modules(core: &Module, opts: &BoardOpts) -> Result<Vec<Module>, Boa
     Ok(ms)
 }
 
+/// `dff_echo_core`: a byte core that sends back every received byte plus one (a one-byte
+/// buffer; the UARTs run at the same rate, so it never overflows). Behind the board top it
+/// checks the serial path on a real board before any engine is involved.
+pub fn echo_core() -> Module {
+    let mut m = Module::new("dff_echo_core")
+        .doc("Byte core for bring-up: sends back each received byte + 1.");
+    let clk = m.input("clk_i", 1);
+    let rst = m.input("rst_i", 1);
+    let rx_data = m.input("rx_data_i", 8);
+    let rx_valid = m.input("rx_valid_i", 1);
+    let tx_data = m.output("tx_data_o", 8);
+    let tx_valid = m.output("tx_valid_o", 1);
+    let tx_ready = m.input("tx_ready_i", 1);
+    let data_q = m.reg("data_q", 8);
+    let full_q = m.reg("full_q", 1);
+    m.always_ff(
+        &clk,
+        vec![
+            if_(&rst, vec![nb(&data_q, lit(8, 0)), nb(&full_q, lit(1, 0))])
+                .else_if(
+                    &rx_valid,
+                    vec![nb(&data_q, &rx_data + lit(8, 1)), nb(&full_q, lit(1, 1))],
+                )
+                .else_if(tx_ready, vec![nb(&full_q, lit(1, 0))]),
+        ],
+    );
+    m.assign(tx_data, data_q);
+    m.assign(tx_valid, full_q);
+    m
+}
+
+/// The ULX3S pin constraints (`constraints/ulx3s.lpf`), for writing next to generated RTL.
+pub const ULX3S_LPF: &str = include_str!("../../constraints/ulx3s.lpf");
+
+/// A board build's files: the board modules, the core's modules and their ROM tables.
+#[derive(Clone, Debug)]
+pub struct BoardDesign {
+    pub modules: Vec<Module>,
+    pub tables: Vec<(String, String)>,
+}
+
+impl BoardDesign {
+    /// `dff_ulx3s_top` around `core` (the first of `core_modules` with the byte-core ports is
+    /// the one named `core_name`); checks every module with the IR checker.
+    pub fn ulx3s(
+        core_name: &str,
+        core_modules: Vec<Module>,
+        tables: Vec<(String, String)>,
+        opts: &BoardOpts,
+    ) -> Result<BoardDesign, BoardError> {
+        let core = core_modules
+            .iter()
+            .find(|m| m.name == core_name)
+            .ok_or_else(|| BoardError::CorePorts {
+                core: core_name.into(),
+                problems: "no module of that name was generated".into(),
+            })?;
+        let mut modules = ulx3s_modules(core, opts)?;
+        modules.extend(core_modules);
+        {
+            let lib: Vec<&Module> = modules.iter().collect();
+            for m in &modules {
+                check(m, &lib).map_err(|e| BoardError::Check {
+                    module: m.name.clone(),
+                    errors: format!("{e:?}"),
+                })?;
+            }
+        }
+        modules.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(BoardDesign { modules, tables })
+    }
+
+    /// Write every module (`<name>.v`), the tables and `ulx3s.lpf` into `dir`.
+    pub fn write(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        std::fs::create_dir_all(dir)?;
+        let mut names = Vec::new();
+        for m in &self.modules {
+            std::fs::write(dir.join(file_name(m)), emit(m))?;
+            names.push(file_name(m));
+        }
+        for (n, t) in &self.tables {
+            std::fs::write(dir.join(n), t)?;
+            names.push(n.clone());
+        }
+        std::fs::write(dir.join("ulx3s.lpf"), ULX3S_LPF)?;
+        names.push("ulx3s.lpf".into());
+        Ok(names)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn echo() -> Module {
-        let mut m = Module::new("echo");
-        for (n, d, w) in BYTE_CORE_PORTS {
-            match d {
-                Dir::In => m.input(n, w),
-                Dir::Out => m.output(n, w),
-            };
-        }
-        m
-    }
 
     #[test]
     fn baud_rates() {
@@ -346,8 +427,8 @@ mod tests {
         ] {
             assert!(e.contains(s), "{s} missing in: {e}");
         }
-        let ms = ulx3s_modules(&echo(), &BoardOpts::default()).unwrap();
-        let core = echo();
+        let core = echo_core();
+        let ms = ulx3s_modules(&core, &BoardOpts::default()).unwrap();
         let mut lib: Vec<&Module> = ms.iter().collect();
         lib.push(&core);
         for m in &ms {
