@@ -11,6 +11,7 @@ pub mod data;
 pub mod fixed;
 pub mod float;
 pub mod hdl;
+pub mod host;
 pub mod hypotheses;
 pub mod plot;
 pub mod report;

@@ -1,6 +1,7 @@
 //! yosys on the committed RTL of the default config (hdl/default): every module synthesises
 //! generically, the R×C array maps to exactly R·C ECP5 MULT18X18D, and the weight BRAM maps to
-//! a DP16KD with no read-during-write emulation logic around it.
+//! a DP16KD with no read-during-write emulation logic around it, and dff_cmd's payload buffer is
+//! one DP16KD.
 //! Skips with a notice when yosys is missing (fails instead under DFFORGE_REQUIRE_TOOLS).
 
 use dfforge::config::Config;
@@ -111,4 +112,24 @@ fn ecp5_bram_infers_dp16kd_without_bypass_logic() {
     assert_eq!(lut, 0, "no read-during-write emulation:\n{stat}");
     // The first read register is the DP16KD's own; the fabric output register remains.
     assert_eq!(ff, 16, "{stat}");
+}
+
+#[test]
+fn ecp5_cmd_buffer_is_one_dp16kd() {
+    if !have_yosys() {
+        return;
+    }
+    let stat = yosys(&["dff_cmd.v".into()], "synth_ecp5 -top dff_cmd");
+    let (bram, lut, ff) = (
+        cells(&stat, "DP16KD"),
+        cells(&stat, "LUT4"),
+        cells(&stat, "TRELLIS_FF"),
+    );
+    eprintln!("dff_cmd: {bram} DP16KD, {lut} LUT4, {ff} TRELLIS_FF");
+    // MAX_PAYLOAD = 1024 bytes: one block RAM, not 8192 flip-flops.
+    assert_eq!(bram, 1, "the payload buffer is one DP16KD:\n{stat}");
+    assert!(
+        ff < 1000,
+        "{ff} flip-flops: the buffer went to fabric?\n{stat}"
+    );
 }

@@ -620,6 +620,7 @@ impl<'a> Checker<'a> {
                 }
             }
             Expr::Unary(_, x) | Expr::Signed(x) | Expr::Unsigned(x) => self.walk(x, f),
+            Expr::Clog2(x) => self.constant(x, "a $clog2 argument"),
             Expr::Binary(_, a, b) => {
                 self.walk(a, f);
                 self.walk(b, f);
@@ -917,7 +918,9 @@ fn collect_ids(e: &Expr, out: &mut HashSet<String>) {
             collect_ids(count, out);
             parts.iter().for_each(|p| collect_ids(p, out));
         }
-        Expr::Unary(_, x) | Expr::Signed(x) | Expr::Unsigned(x) => collect_ids(x, out),
+        Expr::Unary(_, x) | Expr::Signed(x) | Expr::Unsigned(x) | Expr::Clog2(x) => {
+            collect_ids(x, out)
+        }
         Expr::Binary(_, a, b) => {
             collect_ids(a, out);
             collect_ids(b, out);

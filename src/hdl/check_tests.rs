@@ -427,3 +427,24 @@ fn ir_roundtrips_through_json() {
     assert_eq!(back, grid);
     assert_eq!(emit(&back), emit(&grid));
 }
+
+#[test]
+fn clog2_takes_constants_only() {
+    let mut m = Module::new("t");
+    let depth = m.param("DEPTH", 100);
+    let aw = m.localparam("AW", clog2(&depth));
+    let a = m.input("a_i", &aw);
+    let y = m.output("y_o", &aw);
+    m.assign(&y, &a);
+    assert_eq!(msgs(&m, &[]), Vec::<String>::new());
+    assert!(emit(&m).contains("localparam AW = $clog2(DEPTH);"));
+    let w = m.wire("w", 1);
+    m.assign(&w, lit(1, 0));
+    let v = m.wire("v", clog2(&w));
+    m.assign(&v, lit(1, 0));
+    assert_msg(
+        &m,
+        &[],
+        "module `t`: `w`: appears in a $clog2 argument, which must be constant (parameters and genvars only)",
+    );
+}

@@ -462,6 +462,7 @@ impl Printer {
             }
             Expr::Signed(x) => (format!("$signed({})", self.go(x).0), PREC_PRIMARY),
             Expr::Unsigned(x) => (format!("$unsigned({})", self.go(x).0), PREC_PRIMARY),
+            Expr::Clog2(x) => (format!("$clog2({})", self.go(x).0), PREC_PRIMARY),
             Expr::Unary(op, x) => {
                 let (t, p) = self.go(x);
                 // Only primaries go bare: avoids `- -x` and `~&x` style text.

@@ -194,6 +194,8 @@ pub enum Expr {
     Signed(Box<Expr>),
     /// `$unsigned(x)`
     Unsigned(Box<Expr>),
+    /// `$clog2(x)` (constant expressions only: widths of parameterised memories).
+    Clog2(Box<Expr>),
 }
 
 /// Identifier / parameter reference.
@@ -240,6 +242,11 @@ pub fn int(value: u64) -> Expr {
         signed: false,
         radix: Radix::Dec,
     })
+}
+
+/// `$clog2(x)`: address bits of a memory whose depth is a parameter.
+pub fn clog2(x: impl Into<Expr>) -> Expr {
+    Expr::Clog2(Box::new(x.into()))
 }
 
 /// `{a, b, ...}`

@@ -10,6 +10,7 @@ pub mod act;
 pub mod array;
 pub mod board;
 pub mod bram;
+pub mod cmd;
 pub mod goodness;
 pub mod loss;
 pub mod normalise;
@@ -184,6 +185,10 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         ),
         update::update(&s, mutation == Mutation::UpdateSeedFlip),
         bram::bram(f.weight.bits, 10),
+        cmd::cmd(&cmd::CmdParams {
+            id: cmd::config_id(cfg),
+            ..cmd::CmdParams::default()
+        }),
     ];
     {
         let lib: Vec<&Module> = modules.iter().collect();

@@ -85,6 +85,14 @@ fn const_eval(e: &Expr, m: &Module) -> Option<u64> {
                 _ => None,
             }
         }
+        Expr::Clog2(x) => {
+            let v = const_eval(x, m)?;
+            Some(if v <= 1 {
+                0
+            } else {
+                u64::from(64 - (v - 1).leading_zeros())
+            })
+        }
         _ => None,
     }
 }
