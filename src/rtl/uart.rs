@@ -2,17 +2,13 @@
 //! side of the board top ([`super::board`]).
 //!
 //! Both are parameterised by `CLKS_PER_BIT` (clock cycles per bit: 217 for 115200 baud at
-//! 25 MHz; the co-simulation overrides it with a small value) and `CNT_W`, the width of the
-//! bit-timing counter (`CLKS_PER_BIT` must be below `2**CNT_W`; the default 16 covers every
-//! baud rate down to 400 baud at 25 MHz). `CLKS_PER_BIT` must be at least 4.
+//! 25 MHz; the co-simulation overrides it with a small value), which must be at least 4; the
+//! bit-timing counter is `$clog2(CLKS_PER_BIT)` bits wide.
 
 use crate::hdl::*;
 
-/// Default bit-timing counter width (see the module docs).
-pub const CNT_W: u32 = 16;
-
-/// Largest `CLKS_PER_BIT` a counter of [`CNT_W`] bits can time.
-pub const MAX_CLKS_PER_BIT: u32 = (1 << CNT_W) - 1;
+/// Largest `CLKS_PER_BIT` the board tops accept (a sanity bound: 382 baud at 25 MHz).
+pub const MAX_CLKS_PER_BIT: u32 = 65_535;
 
 /// Smallest `CLKS_PER_BIT` the receiver's mid-bit sampling supports.
 pub const MIN_CLKS_PER_BIT: u32 = 4;
@@ -32,10 +28,10 @@ pub fn uart_rx(clks_per_bit: u32) -> Module {
         "UART receiver, 8N1, LSB first. rx_i is asynchronous (2-flop synchroniser);\n\
          bits are sampled at mid-bit, CLKS_PER_BIT clocks apart. valid_o pulses for one\n\
          cycle with the byte on data_o; frame_err_o pulses instead if the stop bit is low.\n\
-         CLKS_PER_BIT >= 4 and < 2**CNT_W. Synchronous active-high reset.",
+         CLKS_PER_BIT >= 4. Synchronous active-high reset.",
     );
     let cpb = m.param("CLKS_PER_BIT", clks_per_bit);
-    let cnt_w = m.param("CNT_W", CNT_W);
+    let cnt_w = m.localparam("CNT_W", clog2(&cpb));
     let half = m.localparam("HALF_BIT", (&cpb - 2) / 2);
     let last = m.localparam("LAST_BIT", &cpb - 1);
     let clk = m.input("clk_i", 1);
@@ -163,10 +159,10 @@ pub fn uart_tx(clks_per_bit: u32) -> Module {
     let mut m = Module::new("dff_uart_tx").doc(
         "UART transmitter, 8N1, LSB first. A byte is taken when valid_i && ready_o and\n\
          sent on tx_o (idle high), CLKS_PER_BIT clocks per bit; back-to-back bytes take\n\
-         exactly 10 * CLKS_PER_BIT cycles. CLKS_PER_BIT < 2**CNT_W. Synchronous reset.",
+         exactly 10 * CLKS_PER_BIT cycles. Synchronous active-high reset.",
     );
     let cpb = m.param("CLKS_PER_BIT", clks_per_bit);
-    let cnt_w = m.param("CNT_W", CNT_W);
+    let cnt_w = m.localparam("CNT_W", clog2(&cpb));
     let clk = m.input("clk_i", 1);
     let rst = m.input("rst_i", 1);
     let data_i = m.input("data_i", 8);
