@@ -110,6 +110,9 @@ enum Command {
 enum BoardCore {
     /// Bring-up: sends back every received byte + 1 (checks the serial path).
     Echo,
+    /// dff_cmd (the protocol decoder, ID = this config's hash) in front of a memory-backed
+    /// fake engine: the whole host protocol works, no training.
+    Testmem,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -209,6 +212,14 @@ fn run(cli: Cli) -> Result<()> {
             };
             let (name, modules, tables) = match core {
                 BoardCore::Echo => ("dff_echo_core", vec![board::echo_core()], vec![]),
+                BoardCore::Testmem => (
+                    "dff_cmd_testmem",
+                    dfforge::rtl::cmd::cmd_testmem(&dfforge::rtl::cmd::CmdParams {
+                        id: dfforge::rtl::cmd::config_id(&cfg),
+                        ..Default::default()
+                    }),
+                    vec![],
+                ),
             };
             let design = BoardDesign::ulx3s(name, modules, tables, &opts)?;
             let files = design

@@ -8,6 +8,8 @@
 //! cycle (output ports in hex, read after the edge's eval), with a timeout so a dead simulator
 //! is an error, never a hang. The child's stdin is written from its own thread.
 
+pub mod pty;
+
 use crate::hdl::{emit, file_name, Dir, Expr, Lit, Module};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
