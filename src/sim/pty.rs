@@ -299,6 +299,11 @@ impl PtyBoard {
         self.leds.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// Wait until the harness exits (it runs until killed or its stdin closes).
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait()
+    }
+
     /// Ask the harness to exit (`q`), wait up to `grace`, then kill it. Returns whether it
     /// exited on its own with status 0.
     pub fn stop(mut self, grace: Duration) -> bool {
