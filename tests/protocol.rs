@@ -92,6 +92,16 @@ fn sim(c: &mut Client<Counting<SimLink>>) -> &mut SimLink {
     &mut c.link_mut().inner
 }
 
+/// Send a signal to the simulator this test started (the shell's builtin `kill`: no procps
+/// needed).
+fn signal(sig: &str, pid: u32) {
+    let st = Proc::new("sh")
+        .args(["-c", &format!("kill -{sig} {pid}")])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} {pid}");
+}
+
 /// The device still answers and its memory is intact after an error.
 fn assert_usable(c: &mut Client<Counting<SimLink>>) {
     assert_eq!(c.ping().unwrap(), ID, "device unusable after the error");
@@ -408,9 +418,18 @@ fn bad_lengths_are_refused() {
         c.read(0, 0, 0, 1),
         Err(ProtocolError::BadWordBytes { wbytes: 0 })
     ));
-    // A zero-word WRITE and a zero-count READ are no-ops.
-    c.write(2, 4, 0, &[]).unwrap();
-    assert_eq!(c.read(2, 4, 0, 0).unwrap(), Vec::<i64>::new());
+    // A zero-word WRITE and a zero-count READ are no-ops (raw frames: the client sends none).
+    let f = encode_command(Command::Write.code(), &write_payload(2, 4, 0, &[]).unwrap()).unwrap();
+    assert_eq!(
+        c.send_frame(Command::Write.code(), &f).unwrap(),
+        Vec::<u8>::new()
+    );
+    let f = encode_command(Command::Read.code(), &read_payload(2, 4, 0, 0)).unwrap();
+    assert_eq!(
+        c.send_frame(Command::Read.code(), &f).unwrap(),
+        Vec::<u8>::new()
+    );
+    assert_eq!(c.read(2, 8, 0, 1).unwrap(), vec![55]);
     assert_usable(&mut c);
 }
 

@@ -872,9 +872,9 @@ pub fn cmd(p: &CmdParams) -> Module {
 /// * regions 0..3: 256 words of 64 bits each; region 0xF0 (hyper): 16 words; region 0xF1
 ///   (counters, read-only): 0 = free-running cycle counter, 1 = bus writes, 2 = bus reads,
 ///   3 = runs (the soft reset clears all four); any other region or address: `bus_err_i`;
-/// * acks each request after 1 to 3 cycles (from an LFSR), so the decoder sees varying
-///   latency;
-/// * answers `run_o` 4 cycles later with result = op + 40 and status 1 if op >= 3, else 0,
+/// * acks each request 2 to 4 cycles after `bus_req_o` rises (the delay from an LFSR), so
+///   the decoder sees varying latency;
+/// * answers `run_o` 5 cycles later with result = op + 40 and status 1 if op >= 3, else 0,
 ///   where op = `run_op_o` + hyper word 15 (low byte): dff_cmd only sends ops 1 and 2, so a
 ///   test sets hyper word 15 to reach the engine-error path.
 ///
@@ -883,7 +883,7 @@ pub fn cmd_testmem(p: &CmdParams) -> Vec<Module> {
     let c = cmd(p);
     let mut m = Module::new("dff_cmd_testmem").doc(
         "TEST FIXTURE: dff_cmd in front of a memory-backed fake engine (regions 0..3 x 256\n\
-         words, hyper 0xF0 x 16, counters 0xF1 x 4; ack after 1..3 cycles; run_done 4 cycles\n\
+         words, hyper 0xF0 x 16, counters 0xF1 x 4; ack 2..4 cycles after req; run_done 5 cycles\n\
          after run with result op+40, status op>=3, op = run_op + hyper[15]).",
     );
     let clk = m.input("clk_i", 1);
