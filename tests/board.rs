@@ -92,6 +92,24 @@ fn board_top_lints_clean_and_synthesises() {
     }
 }
 
+/// A core with the optional `busy_o` (led[5]) and another extra output lints clean too.
+#[test]
+fn board_top_with_extra_core_outputs_lints_clean() {
+    if !tool("verilator") {
+        return;
+    }
+    let mut core = board::echo_core();
+    let b = core.output("busy_o", 1);
+    core.assign(b, id("full_q"));
+    let d = core.output("dbg_o", 8);
+    core.assign(d, id("data_q"));
+    let mut ms = board::ulx3s_modules(&core, &BoardOpts::default()).unwrap();
+    ms.push(core);
+    let tmp = tempfile::tempdir().unwrap();
+    let files = write_all(tmp.path(), &ms);
+    common::lint(tmp.path(), ULX3S_TOP, &files, &[]);
+}
+
 #[test]
 fn board_top_echoes_and_lights_leds() {
     let Some(b) = common::built(Build::new(&modules(), "board_tb", &[])) else {

@@ -15,7 +15,11 @@
 //!   the others are free.
 //! * `led[7:0]` — active high: `led[0]` heartbeat, `led[1]` a byte was received, `led[2]` a byte
 //!   was sent (both stretched to be visible), `led[3]` a framing error was seen since reset
-//!   (sticky: wrong baud rate or a line glitch), `led[4]` reset is active; `led[7:5]` off.
+//!   (sticky: wrong baud rate or a line glitch), `led[4]` reset is active, `led[5]` the core's
+//!   optional `busy_o` (e.g. the engine is running); `led[7:6]` off.
+//!
+//! A core may have extra outputs besides the byte-core ports (constant widths): a 1-bit
+//! `busy_o` drives `led[5]`, others are left unconnected (wires named `unused_core_*`).
 
 use super::uart;
 use crate::hdl::*;
@@ -102,7 +106,19 @@ impl BoardOpts {
     }
 }
 
-/// Check that `core` has exactly the byte-core ports (widths at the default parameters).
+/// The optional core output shown on `led[5]`.
+pub const CORE_BUSY: &str = "busy_o";
+
+/// Width of an extra core output, if it is a plain number.
+fn const_width(p: &Port) -> Option<u64> {
+    match &p.width {
+        Expr::Lit(l) => Some(l.value),
+        _ => None,
+    }
+}
+
+/// Check that `core` has the byte-core ports (widths at the default parameters); extra
+/// outputs of constant width are allowed, extra inputs are not (nothing could drive them).
 pub fn check_core(core: &Module) -> Result<(), BoardError> {
     let mut problems = Vec::new();
     for (name, dir, w) in BYTE_CORE_PORTS {
@@ -127,8 +143,24 @@ pub fn check_core(core: &Module) -> Result<(), BoardError> {
         }
     }
     for p in &core.ports {
-        if !BYTE_CORE_PORTS.iter().any(|(n, _, _)| *n == p.name) {
-            problems.push(format!("unexpected port `{}`", p.name));
+        if BYTE_CORE_PORTS.iter().any(|(n, _, _)| *n == p.name) {
+            continue;
+        }
+        if p.dir == Dir::In {
+            problems.push(format!(
+                "unexpected input `{}` (the board top cannot drive it)",
+                p.name
+            ));
+        } else if const_width(p).is_none() {
+            problems.push(format!(
+                "extra output `{}` has a parameterised width [{}] (give it a constant width)",
+                p.name,
+                emit_expr(&p.width)
+            ));
+        } else if p.name == CORE_BUSY && const_width(p) != Some(1) {
+            problems.push(format!(
+                "`{CORE_BUSY}` (shown on led[5]) must be 1 bit wide"
+            ));
         }
     }
     if problems.is_empty() {
@@ -154,7 +186,8 @@ pub fn ulx3s_top(core: &Module, opts: &BoardOpts) -> Result<Module, BoardError> 
     let mut m = Module::new(ULX3S_TOP).doc(format!(
         "ULX3S top: FT231X UART ({} baud at {} MHz) <-> byte core `{}`.\n\
          ftdi_txd: host -> FPGA, ftdi_rxd: FPGA -> host. Reset: btn[1] (F1) or power-on.\n\
-         LEDs: 0 heartbeat, 1 rx byte, 2 tx byte, 3 framing error (sticky), 4 in reset.",
+         LEDs: 0 heartbeat, 1 rx byte, 2 tx byte, 3 framing error (sticky), 4 in reset,\n\
+         5 core busy.",
         opts.baud,
         f64::from(opts.clk_hz) / 1e6,
         core.name
@@ -221,6 +254,24 @@ pub fn ulx3s_top(core: &Module, opts: &BoardOpts) -> Result<Module, BoardError> 
     for (n, v) in &opts.core_params {
         core_inst = core_inst.param(n, v.clone());
     }
+    let core_busy = m.wire("core_busy", 1);
+    let mut has_busy = false;
+    for p in &core.ports {
+        if p.dir != Dir::Out || BYTE_CORE_PORTS.iter().any(|(n, _, _)| *n == p.name) {
+            continue;
+        }
+        if p.name == CORE_BUSY {
+            core_inst = core_inst.conn(CORE_BUSY, &core_busy);
+            has_busy = true;
+        } else {
+            let w = const_width(p).unwrap_or(1);
+            let u = m.wire(&format!("unused_core_{}", p.name), w);
+            core_inst = core_inst.conn(&p.name, u);
+        }
+    }
+    if !has_busy {
+        m.assign(&core_busy, lit(1, 0));
+    }
     m.instance(
         core_inst
             .conn("clk_i", &clk)
@@ -277,7 +328,8 @@ pub fn ulx3s_top(core: &Module, opts: &BoardOpts) -> Result<Module, BoardError> 
     m.assign(
         &led,
         cat([
-            lit(3, 0),
+            lit(2, 0),
+            core_busy.clone(),
             rst_q.clone(),
             ferr_q.clone(),
             tx_led_q.clone().red_or(),
@@ -390,6 +442,30 @@ impl BoardDesign {
 mod tests {
     use super::*;
 
+    /// The echo core with a `busy_o` and a debug output: busy drives led[5].
+    #[test]
+    fn extra_core_outputs() {
+        let mut core = echo_core();
+        let b = core.output("busy_o", 1);
+        core.assign(b, lit(1, 1));
+        let d = core.output("dbg_o", 4);
+        core.assign(d, lit(4, 5));
+        let ms = ulx3s_modules(&core, &BoardOpts::default()).unwrap();
+        let mut lib: Vec<&Module> = ms.iter().collect();
+        lib.push(&core);
+        for m in &ms {
+            check(m, &lib).unwrap_or_else(|e| panic!("{}: {e:?}", m.name));
+        }
+        let top = emit(ms.last().unwrap());
+        assert!(top.contains(".busy_o(core_busy)"), "{top}");
+        assert!(top.contains(".dbg_o(unused_core_dbg_o)"), "{top}");
+        let mut wide = echo_core();
+        let w = wide.output("busy_o", 2);
+        wide.assign(w, lit(2, 0));
+        let e = check_core(&wide).unwrap_err().to_string();
+        assert!(e.contains("must be 1 bit wide"), "{e}");
+    }
+
     #[test]
     fn baud_rates() {
         let o = BoardOpts::default();
@@ -416,14 +492,16 @@ mod tests {
         bad.input("clk_i", 1);
         bad.input("rx_data_i", 16);
         bad.output("rst_i", 1);
-        bad.output("led_o", 1);
+        bad.input("mode_i", 1);
+        bad.output("dbg_o", id("W"));
         let e = check_core(&bad).unwrap_err().to_string();
         for s in [
             "`bad`",
             "no port `tx_data_o`",
             "`rx_data_i` is [16] wide",
             "`rst_i` is not an input",
-            "unexpected port `led_o`",
+            "unexpected input `mode_i`",
+            "extra output `dbg_o` has a parameterised width [W]",
         ] {
             assert!(e.contains(s), "{s} missing in: {e}");
         }
