@@ -21,6 +21,8 @@ const EXAMPLES: &str = "Examples:
   dfforge fetch-data mnist && dfforge --config configs/mnist.toml train --dataset mnist
   dfforge --set algorithm.negatives=random --set algorithm.negatives_count=3 train --backend fixed
   dfforge gen --out build/rtl                     Verilog units, ROM tables, manifest.json
+  dfforge board --core echo --out build/ulx3s     ULX3S top (UART + core) and its .lpf
+  dfforge ping --backend serial:/dev/ttyUSB0      PING a board (dfforge sim-board: a simulated one)
   dfforge compare a.json b.json --plot curves.png";
 
 #[derive(Parser)]
@@ -86,6 +88,34 @@ enum Command {
     /// every step. Exit status 0 only when all are equal; on the first difference, name it
     /// and write a waveform (VCD) of that step.
     Cosim(CosimArgs),
+    /// Generate a board top (Verilog and pin constraints) around a byte core: the ULX3S's
+    /// FT231X UART connected to the core (see scripts/pnr to place and route it).
+    Board {
+        /// Output directory (created if missing): every .v, ROM tables, ulx3s.lpf.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The byte core behind the UART.
+        #[arg(long, value_enum, default_value_t = BoardCore::Echo)]
+        core: BoardCore,
+        /// UART baud rate (the clock is the board's 25 MHz oscillator).
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+    },
+    /// Run the ULX3S board top in Verilator behind a pseudo-terminal (bit-level UART), so host
+    /// code can be tried without a board: prints the pty path to use as serial:PATH.
+    SimBoard {
+        /// The byte core behind the UART.
+        #[arg(long, value_enum, default_value_t = BoardCore::Testmem)]
+        core: BoardCore,
+    },
+    /// PING a board (or a simulated one) and print its ID: checks cable, baud rate and
+    /// bitstream.
+    Ping {
+        /// Where the board is: serial:PATH or serial:PATH@BAUD (default 115200 baud),
+        /// e.g. serial:/dev/ttyUSB0.
+        #[arg(long, value_name = "serial:PATH[@BAUD]")]
+        backend: String,
+    },
     /// Compare training reports: a Markdown table on stdout, optionally overlaid curves.
     Compare {
         /// Reports written by `dfforge train --report`.
@@ -95,6 +125,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         plot: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BoardCore {
+    /// Bring-up: sends back every received byte + 1 (checks the serial path).
+    Echo,
+    /// dff_cmd (the protocol decoder, ID = this config's hash) in front of a memory-backed
+    /// fake engine: the whole host protocol works, no training.
+    Testmem,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -247,6 +286,67 @@ fn run(cli: Cli) -> Result<()> {
             samples,
             report,
         } => cmd_bench(cfg, &cli.data_dir, dataset, samples, report.as_deref()),
+        Command::Board { out, core, baud } => {
+            use dfforge::rtl::board::{self, BoardOpts};
+            let opts = BoardOpts {
+                baud,
+                ..BoardOpts::default()
+            };
+            let (design, name) = board_design(&cfg, core, &opts)?;
+            let files = design
+                .write(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} files to {} (top {}, core {name}, {baud} baud = {} clocks per bit)",
+                files.len(),
+                out.display(),
+                board::ULX3S_TOP,
+                opts.clks_per_bit()?
+            );
+            Ok(())
+        }
+        Command::SimBoard { core } => {
+            use dfforge::sim::pty::{build_pty_board, PtyBoard, SimBoardParams};
+            let (design, name) = board_design(&cfg, core, &Default::default())?;
+            let params = SimBoardParams::default();
+            eprintln!("building the Verilator model of dff_ulx3s_top around {name} ...");
+            let build = build_pty_board(
+                &design.modules,
+                dfforge::rtl::board::ULX3S_TOP,
+                &design.tables,
+                &params,
+            )?;
+            let mut sim = PtyBoard::start(&build, std::time::Duration::from_secs(30))?;
+            println!(
+                "simulated ULX3S ({name}) on {} ({} clocks per bit; the baud rate setting is ignored)",
+                sim.path().display(),
+                params.clks_per_bit
+            );
+            println!(
+                "try: dfforge ping --backend serial:{}    (Ctrl-C stops the simulation)",
+                sim.path().display()
+            );
+            let status = sim.wait()?;
+            anyhow::bail!("the simulated board exited ({status})")
+        }
+        Command::Ping { backend } => {
+            use dfforge::host::{Client, SerialLink};
+            let (path, opts) =
+                dfforge::host::serial::parse_backend(&backend).map_err(anyhow::Error::msg)?;
+            let baud = opts.baud;
+            let mut c = Client::new(SerialLink::open(&path, opts)?);
+            let id = c.ping()?;
+            let want = dfforge::rtl::cmd::config_id(&cfg);
+            println!(
+                "{path} ({baud} baud) answered PING: ID {id:016x} ({})",
+                if id == want {
+                    "built from this config".to_string()
+                } else {
+                    format!("this config's ID is {want:016x}: the bitstream was built from another config")
+                }
+            );
+            Ok(())
+        }
         Command::Gen { out, testbench } => {
             let rtl = dfforge::rtl::generate(&cfg).context("generating RTL")?;
             rtl.write(&out)
@@ -283,6 +383,27 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A board design around the chosen core, and the core's module name.
+fn board_design(
+    cfg: &Config,
+    core: BoardCore,
+    opts: &dfforge::rtl::board::BoardOpts,
+) -> Result<(dfforge::rtl::board::BoardDesign, &'static str)> {
+    use dfforge::rtl::board::{echo_core, BoardDesign};
+    use dfforge::rtl::cmd::{cmd_testmem, config_id, CmdParams};
+    let (name, modules) = match core {
+        BoardCore::Echo => ("dff_echo_core", vec![echo_core()]),
+        BoardCore::Testmem => (
+            "dff_cmd_testmem",
+            cmd_testmem(&CmdParams {
+                id: config_id(cfg),
+                ..Default::default()
+            }),
+        ),
+    };
+    Ok((BoardDesign::ulx3s(name, modules, vec![], opts)?, name))
 }
 
 fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Result<()> {

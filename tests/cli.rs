@@ -304,4 +304,49 @@ fn hardware_backends_explain_what_they_cannot_do() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("serial:PATH") && e.contains("rtl"), "{e}");
+fn board_writes_the_top_and_pins_and_refuses_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = dfforge(
+        &["board", "--core", "testmem", "--out", "ulx3s"],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "dff_ulx3s_top.v",
+        "dff_uart_rx.v",
+        "dff_uart_tx.v",
+        "dff_cmd.v",
+        "dff_cmd_testmem.v",
+        "ulx3s.lpf",
+    ] {
+        assert!(tmp.path().join("ulx3s").join(f).is_file(), "{f} missing");
+    }
+    let top = std::fs::read_to_string(tmp.path().join("ulx3s/dff_ulx3s_top.v")).unwrap();
+    assert!(top.contains("parameter CLKS_PER_BIT = 217"), "{top}");
+    let o = dfforge(&["board", "--baud", "9", "--out", "x"], tmp.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("choose a baud rate"), "{}", stderr(&o));
+    assert!(!tmp.path().join("x").exists(), "nothing written on error");
+}
+
+#[test]
+fn ping_names_a_missing_board_and_a_bad_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = dfforge(
+        &["ping", "--backend", "serial:/dev/ttyUSB_dfforge_none"],
+        tmp.path(),
+    );
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("cannot open /dev/ttyUSB_dfforge_none: no such device"),
+        "{e}"
+    );
+    assert!(
+        e.contains("is the board plugged in? pass --backend serial:PATH"),
+        "{e}"
+    );
+    let o = dfforge(&["ping", "--backend", "/dev/ttyUSB0"], tmp.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("use serial:PATH"), "{}", stderr(&o));
 }

@@ -69,6 +69,8 @@ pub enum LinkError {
     Build(#[from] SimError),
     #[error("could not start or talk to the simulator {exe}: {err}")]
     Io { exe: String, err: std::io::Error },
+    #[error(transparent)]
+    Serial(#[from] crate::host::serial::SerialError),
 }
 
 /// How a [`SimLink`] is built and run.

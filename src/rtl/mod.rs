@@ -8,6 +8,7 @@
 
 pub mod act;
 pub mod array;
+pub mod board;
 pub mod bram;
 pub mod cmd;
 pub mod engine;
@@ -16,6 +17,7 @@ pub mod loss;
 pub mod normalise;
 pub mod system;
 pub mod testbench;
+pub mod uart;
 pub mod update;
 pub mod util;
 

@@ -9,6 +9,7 @@
 //! is an error, never a hang. The child's stdin is written from its own thread.
 
 pub mod engine;
+pub mod pty;
 
 use crate::hdl::{emit, file_name, Dir, Expr, Lit, Module};
 use sha2::{Digest, Sha256};
@@ -255,22 +256,20 @@ impl Build {
             .expect("top module is among the modules");
         let ports = port_descs(topm)?;
         let cpp = custom_harness.unwrap_or_else(|| harness(top, &ports));
-        // Only the top, the modules it instantiates and the tables they read go into the
-        // build (and its hash), so changing one unit does not rebuild the others.
-        // (transitively: the engine instantiates the array, which instantiates the PE).
-        let mut keep: Vec<&Module> = vec![topm];
+        // Only the top, the modules it instantiates (at any depth) and the tables they read
+        // go into the build (and its hash), so changing one unit does not rebuild the others.
+        let mut files: Vec<(String, String)> = vec![(file_name(topm), emit(topm))];
+        let mut used = vec![top.to_string()];
         let mut i = 0;
-        while i < keep.len() {
-            let text = emit(keep[i]);
+        while i < files.len() {
             for m in modules {
-                if !keep.iter().any(|k| k.name == m.name) && text.contains(&format!("{} ", m.name)) {
-                    keep.push(m);
+                if !used.contains(&m.name) && files[i].1.contains(&format!("{} ", m.name)) {
+                    used.push(m.name.clone());
+                    files.push((file_name(m), emit(m)));
                 }
             }
             i += 1;
         }
-        let mut files: Vec<(String, String)> =
-            keep.iter().map(|m| (file_name(m), emit(m))).collect();
         let all_text: String = files.iter().map(|(_, t)| t.as_str()).collect();
         files.extend(
             tables
