@@ -134,6 +134,9 @@ enum BoardCore {
     /// dff_cmd (the protocol decoder, ID = this config's hash) in front of a memory-backed
     /// fake engine: the whole host protocol works, no training.
     Testmem,
+    /// dff_system: the protocol decoder in front of this config's DF engine (training and
+    /// inference; `train --backend serial:PATH` drives it).
+    Engine,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -402,6 +405,15 @@ fn board_design(
                 ..Default::default()
             }),
         ),
+        BoardCore::Engine => {
+            let rtl = dfforge::rtl::generate(cfg).context("generating RTL")?;
+            anyhow::ensure!(
+                rtl.module("dff_system").is_some(),
+                "this config has no engine yet: {}",
+                rtl.manifest["engine"].as_str().unwrap_or("unsupported")
+            );
+            return Ok((BoardDesign::ulx3s("dff_system", rtl.modules, rtl.tables, opts)?, "dff_system"));
+        }
     };
     Ok((BoardDesign::ulx3s(name, modules, vec![], opts)?, name))
 }
@@ -669,10 +681,22 @@ fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::drive
             );
             Ok(Box::new(dfforge::driver::ProtocolBus::new(client, cfg)))
         }
-        Backend::Serial(p) => anyhow::bail!(
-            "backend serial:{} needs the board top and the host protocol, which this build does not have yet",
-            p.display()
-        ),
+        Backend::Serial(p) => {
+            let spec = format!("serial:{}", p.display());
+            let (path, mut opts) = dfforge::host::serial::parse_backend(&spec).map_err(anyhow::Error::msg)?;
+            // A training step answers when it is done: allow a simulated board's slow steps.
+            opts.timeout = opts.timeout.max(std::time::Duration::from_secs(120));
+            let link = dfforge::host::SerialLink::open(&path, opts)?;
+            let mut client = dfforge::host::Client::new(link);
+            let id = client.ping().with_context(|| format!("PING the board on {path}"))?;
+            anyhow::ensure!(
+                id == dfforge::rtl::cmd::config_id(cfg),
+                "the board answers ID {id:016x}, not this config's {:016x}: load a bitstream built from this config (dfforge board --core engine)",
+                dfforge::rtl::cmd::config_id(cfg)
+            );
+            client.reset().context("RESET the engine")?;
+            Ok(Box::new(dfforge::driver::ProtocolBus::new(client, cfg)))
+        }
         _ => unreachable!("software backends have no engine"),
     }
 }

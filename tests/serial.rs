@@ -234,3 +234,41 @@ fn wrong_baud_rate_times_out_with_a_hint() {
     assert!(msg.contains("baud"), "{msg}");
     drop(board);
 }
+
+/// The serial backend end to end on the real engine: host driver → SerialLink → pty → the
+/// board top's UART pins → dff_cmd → dff_engine, two training steps and inferences compared
+/// with the golden model.
+#[test]
+fn engine_trains_over_the_simulated_uart() {
+    use dfforge::cosim::{self, random_config, RandomBatches};
+    use dfforge::driver::ProtocolBus;
+    let cfg = random_config(2408, 3);
+    let rtl = dfforge::rtl::generate(&cfg).unwrap();
+    let design = BoardDesign::ulx3s("dff_system", rtl.modules, rtl.tables, &BoardOpts::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let params = SimBoardParams::default();
+    let Some(build) = common::built(build_pty_board(
+        &design.modules,
+        ULX3S_TOP,
+        &design.tables,
+        &params,
+    )) else {
+        return;
+    };
+    let board = PtyBoard::start(&build, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
+    let mut client = open(&board);
+    assert_eq!(client.ping().unwrap(), dfforge::rtl::cmd::config_id(&cfg));
+    let mut bus = ProtocolBus::new(client, &cfg);
+    let mut fx = cosim::golden(&cfg).unwrap();
+    let mut data = RandomBatches::new(&cfg, 5);
+    let bsz = cfg.training.batch;
+    let rep = cosim::run(&cfg, &mut fx, &mut bus, &mut |_| data.next(bsz), 2, &mut |_, _| Ok(()))
+        .unwrap();
+    eprintln!(
+        "over the UART: {} steps, {} values compared, {} mismatches, {} cycles",
+        rep.steps, rep.values_compared, rep.mismatches, rep.cycles
+    );
+    assert_eq!(rep.mismatches, 0, "{:?}", rep.first_mismatch);
+    assert_eq!(rep.steps, 2);
+    assert!(board.stop(Duration::from_secs(5)), "the harness must exit");
+}
