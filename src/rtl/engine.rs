@@ -322,7 +322,10 @@ impl Eng {
     }
     fn finish_mems(&mut self) {
         let mems = std::mem::take(&mut self.mems);
-        self.m.genvar("b");
+        // (A 1×1 array has no banked memory and so no generate loop.)
+        if mems.iter().any(|m| m.banks > 1) {
+            self.m.genvar("b");
+        }
         for mem in &mems {
             let aw = mem.aw();
             let w = mem.width;
