@@ -76,6 +76,7 @@ pub fn ideal_macs(lay: &Layout, n: usize, infer: bool) -> u64 {
     fwd + grad
 }
 
+#[allow(clippy::too_many_arguments)]
 fn cmp_vec(
     out: &mut Option<Mismatch>,
     count: &mut (u64, u64),
@@ -95,7 +96,11 @@ fn cmp_vec(
                     step,
                     tensor: tensor.to_string(),
                     layer,
-                    index: if cols > 1 { vec![i / cols, i % cols] } else { vec![i] },
+                    index: if cols > 1 {
+                        vec![i / cols, i % cols]
+                    } else {
+                        vec![i]
+                    },
                     rtl: a,
                     golden: b,
                 });
@@ -121,10 +126,37 @@ fn cmp_params(
 ) {
     for l in 0..gold.w.len() {
         let cols = gold.w[l].cols;
-        cmp_vec(out, count, step, &format!("W{}", l + 1), Some(l + 1), cols, &widen(&rtl.w[l]), &widen(&gold.w[l]));
-        cmp_vec(out, count, step, &format!("b{}", l + 1), Some(l + 1), 1, &rtl.b[l], &gold.b[l]);
+        cmp_vec(
+            out,
+            count,
+            step,
+            &format!("W{}", l + 1),
+            Some(l + 1),
+            cols,
+            &widen(&rtl.w[l]),
+            &widen(&gold.w[l]),
+        );
+        cmp_vec(
+            out,
+            count,
+            step,
+            &format!("b{}", l + 1),
+            Some(l + 1),
+            1,
+            &rtl.b[l],
+            &gold.b[l],
+        );
     }
-    cmp_vec(out, count, step, "U", Some(1), gold.u.cols, &widen(&rtl.u), &widen(&gold.u));
+    cmp_vec(
+        out,
+        count,
+        step,
+        "U",
+        Some(1),
+        gold.u.cols,
+        &widen(&rtl.u),
+        &widen(&gold.u),
+    );
 }
 
 /// A seeded stream of minibatches of raw pixels (mostly random, sometimes all zero or
@@ -158,7 +190,9 @@ impl RandomBatches {
                 };
             }
         }
-        let labels = (0..n).map(|_| self.rng.gen_range(0..self.classes as u32)).collect();
+        let labels = (0..n)
+            .map(|_| self.rng.gen_range(0..self.classes as u32))
+            .collect();
         (px, labels)
     }
 }
@@ -189,7 +223,10 @@ pub fn run(
         driver::write_batch(bus, &px, Some(&trace.forward.hyps))?;
         on_step(step, bus)?;
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
-        anyhow::ensure!(status == 0, "engine reported status {status} for a training step");
+        anyhow::ensure!(
+            status == 0,
+            "engine reported status {status} for a training step"
+        );
         rep.cycles += cyc;
         rep.predicted_cycles += crate::rtl::engine::predicted_cycles(
             &lay,
@@ -203,11 +240,29 @@ pub fn run(
         let rows = trace.forward.hyps.len();
         let g = driver::read_goodness(bus, &lay, rows)?;
         for (l, gl) in g.iter().enumerate() {
-            cmp_vec(&mut first, &mut count, step, &format!("G{}", l + 1), Some(l + 1), 1, gl, &trace.forward.layers[l].goodness);
+            cmp_vec(
+                &mut first,
+                &mut count,
+                step,
+                &format!("G{}", l + 1),
+                Some(l + 1),
+                1,
+                gl,
+                &trace.forward.layers[l].goodness,
+            );
         }
         let beta = driver::read_beta(bus, &lay, rows)?;
         for (l, bl) in beta.iter().enumerate() {
-            cmp_vec(&mut first, &mut count, step, &format!("beta{}", l + 1), Some(l + 1), 1, bl, &trace.beta[l]);
+            cmp_vec(
+                &mut first,
+                &mut count,
+                step,
+                &format!("beta{}", l + 1),
+                Some(l + 1),
+                1,
+                bl,
+                &trace.beta[l],
+            );
         }
         let p = driver::read_params(bus, &lay)?;
         cmp_params(&mut first, &mut count, step, &p, &fx.params);
@@ -221,7 +276,16 @@ pub fn run(
         let (st, pred, _) = bus.run(RUN_INFER)?;
         anyhow::ensure!(st == 0, "engine reported status {st} for an inference");
         let want = fx.predict_raw(&one)[0];
-        cmp_vec(&mut first, &mut count, step, "prediction", None, 1, &[i64::from(pred)], &[i64::from(want)]);
+        cmp_vec(
+            &mut first,
+            &mut count,
+            step,
+            "prediction",
+            None,
+            1,
+            &[i64::from(pred)],
+            &[i64::from(want)],
+        );
         rep.steps = step + 1;
         if first.is_some() {
             break;
@@ -235,7 +299,8 @@ pub fn run(
     if rep.steps > 0 {
         rep.cycles_per_step = rep.cycles as f64 / rep.steps as f64;
         rep.cycles_per_sample = rep.cycles as f64 / samples.max(1) as f64;
-        rep.pe_utilisation = macs as f64 / ((lay.rows * lay.cols) as f64 * rep.cycles.max(1) as f64);
+        rep.pe_utilisation =
+            macs as f64 / ((lay.rows * lay.cols) as f64 * rep.cycles.max(1) as f64);
     }
     Ok(rep)
 }
@@ -253,7 +318,16 @@ pub fn random_config(seed: u64, i: usize) -> Config {
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9).wrapping_add(i as u64));
     let mut c = Config::builtin();
     c.training.optimizer = Optimizer::Sgd;
-    let shapes = [(2, 2), (3, 2), (1, 4), (2, 3), (4, 1), (3, 3), (1, 1), (2, 5)];
+    let shapes = [
+        (2, 2),
+        (3, 2),
+        (1, 4),
+        (2, 3),
+        (4, 1),
+        (3, 3),
+        (1, 1),
+        (2, 5),
+    ];
     let (r, cc) = shapes[(i + rng.gen_range(0..2)) % shapes.len()];
     c.hardware.array_rows = r;
     c.hardware.array_cols = cc;
@@ -264,10 +338,22 @@ pub fn random_config(seed: u64, i: usize) -> Config {
     c.training.batch = rng.gen_range(1..=4);
     c.training.learning_rate = [5.0, 20.0, 60.0][rng.gen_range(0..3)];
     let a = &mut c.algorithm;
-    a.negatives = if i % 2 == 0 { Negatives::All } else { Negatives::Random };
+    a.negatives = if i % 2 == 0 {
+        Negatives::All
+    } else {
+        Negatives::Random
+    };
     a.negatives_count = rng.gen_range(1..c.network.classes);
-    a.collaboration = [Collaboration::None, Collaboration::Previous, Collaboration::All][i % 3];
-    a.loss = if (i / 2) % 2 == 0 { Loss::Npair } else { Loss::Hinge };
+    a.collaboration = [
+        Collaboration::None,
+        Collaboration::Previous,
+        Collaboration::All,
+    ][i % 3];
+    a.loss = if (i / 2) % 2 == 0 {
+        Loss::Npair
+    } else {
+        Loss::Hinge
+    };
     a.margin = [0.05, 0.2, 0.0][rng.gen_range(0..3)];
     a.scale = [40.0, 10.0][rng.gen_range(0..2)];
     if nl > 1 && rng.gen_bool(0.3) {

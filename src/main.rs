@@ -412,7 +412,10 @@ fn board_design(
                 "this config has no engine yet: {}",
                 rtl.manifest["engine"].as_str().unwrap_or("unsupported")
             );
-            return Ok((BoardDesign::ulx3s("dff_system", rtl.modules, rtl.tables, opts)?, "dff_system"));
+            return Ok((
+                BoardDesign::ulx3s("dff_system", rtl.modules, rtl.tables, opts)?,
+                "dff_system",
+            ));
         }
     };
     Ok((BoardDesign::ulx3s(name, modules, vec![], opts)?, name))
@@ -683,12 +686,15 @@ fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::drive
         }
         Backend::Serial(p) => {
             let spec = format!("serial:{}", p.display());
-            let (path, mut opts) = dfforge::host::serial::parse_backend(&spec).map_err(anyhow::Error::msg)?;
+            let (path, mut opts) =
+                dfforge::host::serial::parse_backend(&spec).map_err(anyhow::Error::msg)?;
             // A training step answers when it is done: allow a simulated board's slow steps.
             opts.timeout = opts.timeout.max(std::time::Duration::from_secs(120));
             let link = dfforge::host::SerialLink::open(&path, opts)?;
             let mut client = dfforge::host::Client::new(link);
-            let id = client.ping().with_context(|| format!("PING the board on {path}"))?;
+            let id = client
+                .ping()
+                .with_context(|| format!("PING the board on {path}"))?;
             anyhow::ensure!(
                 id == dfforge::rtl::cmd::config_id(cfg),
                 "the board answers ID {id:016x}, not this config's {:016x}: load a bitstream built from this config (dfforge board --core engine)",
@@ -778,7 +784,10 @@ fn cosim_one(
     };
     let go = |link: dfforge::host::SimLink,
               trace_at: Option<(usize, PathBuf)>|
-     -> Result<(cosim::CosimReport, dfforge::driver::ProtocolBus<dfforge::host::SimLink>)> {
+     -> Result<(
+        cosim::CosimReport,
+        dfforge::driver::ProtocolBus<dfforge::host::SimLink>,
+    )> {
         let mut bus = dfforge::driver::ProtocolBus::new(dfforge::host::Client::new(link), cfg);
         let mut fx = cosim::golden(cfg)?;
         let mut data = cosim::RandomBatches::new(cfg, seed);
@@ -791,7 +800,12 @@ fn cosim_one(
         let rep = match &trace_at {
             None => cosim::run(cfg, &mut fx, &mut bus, &mut batches, steps, &mut on_step)?,
             Some((k, path)) => {
-                let mut tb = TraceBus { inner: &mut bus, at: *k, path: path.clone(), step: 0 };
+                let mut tb = TraceBus {
+                    inner: &mut bus,
+                    at: *k,
+                    path: path.clone(),
+                    step: 0,
+                };
                 cosim::run(cfg, &mut fx, &mut tb, &mut batches, k + 1, &mut on_step)?
             }
         };
@@ -802,7 +816,13 @@ fn cosim_one(
         std::fs::create_dir_all(waves).with_context(|| format!("creating {}", waves.display()))?;
         let path = waves.join(format!("cosim-step{}.fst", m.step));
         eprintln!("first difference: {m}; replaying with a traced model for the waveform ...");
-        let (_r, mut bus) = go(open(true)?, Some((m.step, std::fs::canonicalize(waves)?.join(path.file_name().unwrap()))))?;
+        let (_r, mut bus) = go(
+            open(true)?,
+            Some((
+                m.step,
+                std::fs::canonicalize(waves)?.join(path.file_name().unwrap()),
+            )),
+        )?;
         let _ = bus.client.link_mut().trace_stop();
         rep.waveform = Some(path.display().to_string());
     }
@@ -851,7 +871,12 @@ fn cmd_cosim(cfg: Config, args: CosimArgs) -> Result<()> {
     let configs: Vec<(String, Config)> = match args.matrix {
         None => vec![("config".to_string(), cfg)],
         Some(n) => (0..n)
-            .map(|i| (format!("random #{i}"), dfforge::cosim::random_config(args.seed, i)))
+            .map(|i| {
+                (
+                    format!("random #{i}"),
+                    dfforge::cosim::random_config(args.seed, i),
+                )
+            })
             .collect(),
     };
     let mut reports = Vec::new();
@@ -901,7 +926,12 @@ fn cmd_cosim(cfg: Config, args: CosimArgs) -> Result<()> {
         }));
     }
     if let Some(p) = &args.report {
-        let total = |k: &str| reports.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>();
+        let total = |k: &str| {
+            reports
+                .iter()
+                .map(|r| r[k].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        };
         let j = serde_json::json!({
             "steps": args.steps,
             "configs": reports.len(),
@@ -915,6 +945,10 @@ fn cmd_cosim(cfg: Config, args: CosimArgs) -> Result<()> {
             .with_context(|| format!("writing {}", p.display()))?;
         eprintln!("report written to {}", p.display());
     }
-    anyhow::ensure!(failed == 0, "{failed} of {} co-simulations differ from the golden model", configs.len());
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} co-simulations differ from the golden model",
+        configs.len()
+    );
     Ok(())
 }

@@ -292,11 +292,23 @@ fn bench_measures_every_learner_on_both_software_backends() {
 fn hardware_backends_explain_what_they_cannot_do() {
     let tmp = tempfile::tempdir().unwrap();
     // A scheme the engine does not implement yet: refused by name, before any build.
-    let o = dfforge(&["--set", "algorithm.scheme=df-o", "cosim", "--steps", "1"], tmp.path());
+    let o = dfforge(
+        &["--set", "algorithm.scheme=df-o", "cosim", "--steps", "1"],
+        tmp.path(),
+    );
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("scheme") && e.contains("df-o"), "{e}");
-    let o = dfforge(&["--set", "algorithm.negatives=hard", "train", "--backend", "rtl"], tmp.path());
+    let o = dfforge(
+        &[
+            "--set",
+            "algorithm.negatives=hard",
+            "train",
+            "--backend",
+            "rtl",
+        ],
+        tmp.path(),
+    );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("hard negatives"), "{}", stderr(&o));
     // An unknown backend names the ones that exist.
@@ -304,6 +316,9 @@ fn hardware_backends_explain_what_they_cannot_do() {
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("serial:PATH") && e.contains("rtl"), "{e}");
+}
+
+#[test]
 fn board_writes_the_top_and_pins_and_refuses_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
     let o = dfforge(

@@ -12,14 +12,26 @@ fn cosim(cfg: &Config, mutation: Mutation, steps: usize) -> cosim::CosimReport {
     cfg.validate().unwrap();
     let rtl = generate_with(cfg, mutation).unwrap();
     let b = build(&rtl.modules, &rtl.tables, false, false).unwrap();
-    eprintln!("engine build {:.1?} (cache hit {})", b.build_time, b.cache_hit);
+    eprintln!(
+        "engine build {:.1?} (cache hit {})",
+        b.build_time, b.cache_hit
+    );
     let mut sim = EngineSim::start(&b).unwrap();
     let mut fx = cosim::golden(cfg).unwrap();
     let mut data = RandomBatches::new(cfg, 11);
     let bsz = cfg.training.batch;
     // The last step is a short batch (the epoch's remainder).
-    let mut batches = |s: usize| data.next(if s + 1 == steps && bsz > 1 { bsz - 1 } else { bsz });
-    cosim::run(cfg, &mut fx, &mut sim, &mut batches, steps, &mut |_, _| Ok(())).unwrap()
+    let mut batches = |s: usize| {
+        data.next(if s + 1 == steps && bsz > 1 {
+            bsz - 1
+        } else {
+            bsz
+        })
+    };
+    cosim::run(cfg, &mut fx, &mut sim, &mut batches, steps, &mut |_, _| {
+        Ok(())
+    })
+    .unwrap()
 }
 
 #[test]
@@ -41,9 +53,16 @@ fn engine_matches_golden_on_random_configs() {
             rep.cycles_per_step,
             rep.pe_utilisation
         );
-        eprintln!("  predicted {} cycles, measured {}", rep.predicted_cycles, rep.cycles
+        eprintln!(
+            "  predicted {} cycles, measured {}",
+            rep.predicted_cycles, rep.cycles
         );
-        assert_eq!(rep.mismatches, 0, "config {i}: first {}", rep.first_mismatch.unwrap());
+        assert_eq!(
+            rep.mismatches,
+            0,
+            "config {i}: first {}",
+            rep.first_mismatch.unwrap()
+        );
         assert_eq!(rep.steps, 3);
         assert_eq!(
             rep.predicted_cycles, rep.cycles,
@@ -64,5 +83,8 @@ fn mutated_engine_is_caught() {
     eprintln!("mutant caught: {m} ({} mismatches)", rep.mismatches);
     assert!(rep.mismatches > 0);
     assert_eq!(m.step, 0);
-    assert_eq!(rep.steps, 1, "co-simulation stops at the first step with a difference");
+    assert_eq!(
+        rep.steps, 1,
+        "co-simulation stops at the first step with a difference"
+    );
 }

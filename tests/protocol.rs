@@ -485,11 +485,7 @@ fn a_killed_simulator_is_a_clear_error() {
     let Some(mut c) = open() else { return };
     c.ping().unwrap();
     let pid = sim(&mut c).pid();
-    let st = Proc::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    signal("KILL", pid);
     let t0 = Instant::now();
     let e = c.ping().unwrap_err();
     assert!(
@@ -516,13 +512,9 @@ fn a_hung_simulator_times_out() {
         return;
     };
     c.ping().unwrap();
-    let pid = sim(&mut c).pid().to_string();
+    let pid = sim(&mut c).pid();
     // A stopped process neither answers nor exits: only the timeout can notice.
-    assert!(Proc::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    signal("STOP", pid);
     let t0 = Instant::now();
     let e = c.ping().unwrap_err();
     let took = t0.elapsed();

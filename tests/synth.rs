@@ -76,7 +76,11 @@ fn every_default_module_synthesises() {
     // The engine and the system around it take minutes in Debian's yosys (they contain
     // everything else); `engine_elaborates_in_yosys` checks them here and scripts/synth-engine
     // runs their full synthesis.
-    for m in rtl.modules.iter().filter(|m| !matches!(m.name.as_str(), "dff_engine" | "dff_system")) {
+    for m in rtl
+        .modules
+        .iter()
+        .filter(|m| !matches!(m.name.as_str(), "dff_engine" | "dff_system"))
+    {
         let stat = yosys(&files, &format!("synth -top {}", m.name));
         assert!(stat.contains("Number of cells"), "{}: no stat", m.name);
         eprintln!("{}: synth ok", m.name);
@@ -146,6 +150,9 @@ fn engine_elaborates_in_yosys() {
     // what yosys must accept before synthesis proper.
     let rtl = default_rtl();
     let files: Vec<String> = rtl.modules.iter().map(dfforge::hdl::file_name).collect();
-    let stat = yosys(&files, "hierarchy -check -top dff_system; proc; opt_clean; check -assert");
+    let stat = yosys(
+        &files,
+        "hierarchy -check -top dff_system; proc; opt_clean; check -assert",
+    );
     assert!(stat.contains("Number of cells"), "dff_system: no stat");
 }

@@ -83,8 +83,11 @@ pub fn read_params(bus: &mut dyn Bus, lay: &Layout) -> anyhow::Result<FxParams> 
         let mut m = IMat::zeros(d_out, d_in);
         for bank in 0..lay.rows.min(d_out) {
             let groups = div_ceil(d_out - bank, lay.rows);
-            let words =
-                bus.read_block(region::WEIGHTS + l as u8, bank_base(lay, l, bank), groups * d_in)?;
+            let words = bus.read_block(
+                region::WEIGHTS + l as u8,
+                bank_base(lay, l, bank),
+                groups * d_in,
+            )?;
             for g in 0..groups {
                 let o = g * lay.rows + bank;
                 for k in 0..d_in {
@@ -110,11 +113,7 @@ pub fn read_params(bus: &mut dyn Bus, lay: &Layout) -> anyhow::Result<FxParams> 
 
 /// Write a batch: raw pixels (one row per sample) and, for training, the hypotheses
 /// (slot 0 the label, as [`crate::hypotheses`] orders them).
-pub fn write_batch(
-    bus: &mut dyn Bus,
-    pixels: &IMat,
-    hyps: Option<&[u32]>,
-) -> anyhow::Result<()> {
+pub fn write_batch(bus: &mut dyn Bus, pixels: &IMat, hyps: Option<&[u32]>) -> anyhow::Result<()> {
     let px: Vec<i64> = pixels.data.iter().map(|&v| i64::from(v)).collect();
     bus.write_block(region::PIXELS, 0, &px)?;
     if let Some(h) = hyps {
@@ -126,7 +125,11 @@ pub fn write_batch(
 }
 
 /// G_l of the first `rows` rows of every layer.
-pub fn read_goodness(bus: &mut dyn Bus, lay: &Layout, rows: usize) -> anyhow::Result<Vec<Vec<i64>>> {
+pub fn read_goodness(
+    bus: &mut dyn Bus,
+    lay: &Layout,
+    rows: usize,
+) -> anyhow::Result<Vec<Vec<i64>>> {
     (0..lay.layers())
         .map(|l| bus.read_block(region::GOODNESS + l as u8, 0, rows))
         .collect()

@@ -121,7 +121,10 @@ impl RtlLearner {
         let bus = self.bus.get_mut().as_mut();
         write_batch(bus, px, Some(&trace.forward.hyps))?;
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
-        anyhow::ensure!(status == 0, "the engine answered status {status} to a training step");
+        anyhow::ensure!(
+            status == 0,
+            "the engine answered status {status} to a training step"
+        );
         self.engine_seconds += t1.elapsed().as_secs_f64();
         self.train_cycles += cyc;
         self.train_samples += labels.len() as u64;
@@ -132,8 +135,20 @@ impl RtlLearner {
             let g = read_goodness(bus, &self.lay, rows)?;
             let b = read_beta(bus, &self.lay, rows)?;
             for l in 0..g.len() {
-                self.record(step, &format!("G{}", l + 1), Some(l + 1), &g[l], &trace.forward.layers[l].goodness);
-                self.record(step, &format!("beta{}", l + 1), Some(l + 1), &b[l], &trace.beta[l]);
+                self.record(
+                    step,
+                    &format!("G{}", l + 1),
+                    Some(l + 1),
+                    &g[l],
+                    &trace.forward.layers[l].goodness,
+                );
+                self.record(
+                    step,
+                    &format!("beta{}", l + 1),
+                    Some(l + 1),
+                    &b[l],
+                    &trace.beta[l],
+                );
             }
         }
         self.steps += 1;
@@ -151,7 +166,13 @@ impl RtlLearner {
         let step = self.steps.saturating_sub(1) as usize;
         let w = |m: &IMat| m.data.iter().map(|&v| i64::from(v)).collect::<Vec<_>>();
         for l in 0..g.w.len() {
-            self.record(step, &format!("W{}", l + 1), Some(l + 1), &w(&p.w[l]), &w(&g.w[l]));
+            self.record(
+                step,
+                &format!("W{}", l + 1),
+                Some(l + 1),
+                &w(&p.w[l]),
+                &w(&g.w[l]),
+            );
             self.record(step, &format!("b{}", l + 1), Some(l + 1), &p.b[l], &g.b[l]);
         }
         self.record(step, "U", Some(1), &w(&p.u), &w(&g.u));
@@ -171,7 +192,10 @@ impl RtlLearner {
             };
             write_batch(bus.as_mut(), &one, None)?;
             let (status, pred, cyc) = bus.run(RUN_INFER)?;
-            anyhow::ensure!(status == 0, "the engine answered status {status} to an inference");
+            anyhow::ensure!(
+                status == 0,
+                "the engine answered status {status} to an inference"
+            );
             self.infer_cycles.set(self.infer_cycles.get() + cyc);
             self.infers.set(self.infers.get() + 1);
             out.push(u32::from(pred));
@@ -184,13 +208,19 @@ impl Learner for RtlLearner {
     fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats {
         let px = quantise_pixels(x, self.cfg.fixed.pixel);
         if self.error.borrow().is_some() {
-            return BatchStats { loss_sum: 0.0, correct: None };
+            return BatchStats {
+                loss_sum: 0.0,
+                correct: None,
+            };
         }
         match self.step(&px, labels) {
             Ok(s) => s,
             Err(e) => {
                 self.fail(e);
-                BatchStats { loss_sum: 0.0, correct: None }
+                BatchStats {
+                    loss_sum: 0.0,
+                    correct: None,
+                }
             }
         }
     }

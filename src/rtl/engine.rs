@@ -314,8 +314,10 @@ impl Eng {
         let rdata = self.m.wire(&format!("{name}_rdata"), width * nb_);
         for b in 0..banks {
             let wv = self.m.wire(&format!("{name}_rd{b}"), width);
-            self.m
-                .assign(wv, rdata.part(int((b as u64) * u64::from(width)), int(u64::from(width))));
+            self.m.assign(
+                wv,
+                rdata.part(int((b as u64) * u64::from(width)), int(u64::from(width))),
+            );
         }
         self.mems.push(mem.clone());
         mem
@@ -338,12 +340,19 @@ impl Eng {
                     .conn("we_i", mem.we().idx(b.clone()))
                     .conn("waddr_i", mem.waddr())
                     .conn("wdata_i", mem.wdata())
-                    .conn("raddr_i", mem.raddr().part(&b * int(u64::from(aw)), int(u64::from(aw))))
-                    .conn("rdata_o", mem.rdata().part(&b * int(u64::from(w)), int(u64::from(w))))
+                    .conn(
+                        "raddr_i",
+                        mem.raddr()
+                            .part(&b * int(u64::from(aw)), int(u64::from(aw))),
+                    )
+                    .conn(
+                        "rdata_o",
+                        mem.rdata().part(&b * int(u64::from(w)), int(u64::from(w))),
+                    )
             };
             if mem.banks == 1 {
                 self.m.instance(
-                    Instance::new("dff_bram", &format!("u_{name}"))
+                    Instance::new("dff_bram", format!("u_{name}"))
                         .param("W", int(u64::from(w)))
                         .param("AW", int(u64::from(aw)))
                         .conn("clk_i", id("clk_i"))
@@ -355,9 +364,15 @@ impl Eng {
                 );
                 continue;
             }
-            self.m.gen_for("b", int(0), int(mem.banks as u64), &format!("g_{name}"), |s, b| {
-                s.instance(inst(b));
-            });
+            self.m.gen_for(
+                "b",
+                int(0),
+                int(mem.banks as u64),
+                &format!("g_{name}"),
+                |s, b| {
+                    s.instance(inst(b));
+                },
+            );
         }
         self.mems = mems;
     }
@@ -377,7 +392,11 @@ fn shl_ext(m: &mut Module, name: &str, x: Expr, bits: u32, shf: u32, to: u32) ->
 /// `(a + b) mod m` for `a, b < m` (a compare and a subtract).
 fn add_mod(a: &Expr, b: &Expr, m: usize, w: u32) -> Expr {
     let s = a + b;
-    mux(s.clone().ge_(lit(w, m as u64)), s.clone() - lit(w, m as u64), s)
+    mux(
+        s.clone().ge_(lit(w, m as u64)),
+        s.clone() - lit(w, m as u64),
+        s,
+    )
 }
 
 /// The engine module for `cfg`.
@@ -391,18 +410,19 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let bsz = lay.batch;
     let nrt = lay.train_rows();
     let nrm = lay.max_rows();
-    let mut e = Eng {
-        m: Module::new("dff_engine").doc(format!(
+    let mut e =
+        Eng {
+            m: Module::new("dff_engine").doc(format!(
             "DF training engine: {} network on a {rr}x{cc} array, batch {bsz}, {kh} hypotheses\n\
              per sample. Microprogrammed sequencer, banked BRAMs, the units of this config;\n\
              bus and run ports as in docs/protocol.md (dfforge src/rtl/engine.rs).",
             d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("-")
         )),
-        comb: Vec::new(),
-        resets: Vec::new(),
-        seq: Vec::new(),
-        mems: Vec::new(),
-    };
+            comb: Vec::new(),
+            resets: Vec::new(),
+            seq: Vec::new(),
+            mems: Vec::new(),
+        };
     let clk = e.m.input("clk_i", 1);
     e.m.input("rst_i", 1);
     let bus_req = e.m.input("bus_req_i", 1);
@@ -438,7 +458,14 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         .map(|l| e.mem(&format!("h{}", l + 1), 1, f.hidden.bits, nrm * d[l + 1]))
         .collect();
     let xh: Vec<Mem> = (0..nl.saturating_sub(1))
-        .map(|l| e.mem(&format!("xh{}", l + 1), cc, f.act.bits, xdiag(nrm, d[l + 1])))
+        .map(|l| {
+            e.mem(
+                &format!("xh{}", l + 1),
+                cc,
+                f.act.bits,
+                xdiag(nrm, d[l + 1]),
+            )
+        })
         .collect();
     let g: Vec<Mem> = (0..nl)
         .map(|l| e.mem(&format!("g{}", l + 1), 1, f.goodness.bits, nrm))
@@ -455,11 +482,28 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     // Register files (asynchronous read).
     let ew = f.delta.bits + bitlen(kh as u128);
     let dbw = f.delta.bits + bitlen(nrt as u128);
-    let e_mem = e.m.memory("e_mem", int(u64::from(ew) * rr as u64), int((bsz * dr[0]) as u64), None);
+    let e_mem = e.m.memory(
+        "e_mem",
+        int(u64::from(ew) * rr as u64),
+        int((bsz * dr[0]) as u64),
+        None,
+    );
     let db: Vec<Expr> = (0..nl)
-        .map(|l| e.m.memory(&format!("db{}_mem", l + 1), int(u64::from(dbw)), int(d[l + 1] as u64), None))
+        .map(|l| {
+            e.m.memory(
+                &format!("db{}_mem", l + 1),
+                int(u64::from(dbw)),
+                int(d[l + 1] as u64),
+                None,
+            )
+        })
         .collect();
-    let du = e.m.memory("du_mem", int(u64::from(dbw)), int((cls * d[1]) as u64), None);
+    let du = e.m.memory(
+        "du_mem",
+        int(u64::from(dbw)),
+        int((cls * d[1]) as u64),
+        None,
+    );
 
     // ------------------------------------------------------------------ sequencer state
     let (prog, infer_entry) = program(nl);
@@ -478,8 +522,8 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let npair = cfg.algorithm.loss == Loss::Npair;
     let st_names: Vec<&str> = [
         "S_INIT", "S_IDLE", "S_FETCH", "S_NA", "S_NAW", "S_NB", "S_GS", "S_GF", "S_GD", "S_CH",
-        "S_CS", "S_PRED", "S_LG", "S_LS", "S_LW", "S_LB", "S_DP", "S_DS", "S_BU", "S_UU",
-        "S_WAIT", "S_NEXT",
+        "S_CS", "S_PRED", "S_LG", "S_LS", "S_LW", "S_LB", "S_DP", "S_DS", "S_BU", "S_UU", "S_WAIT",
+        "S_NEXT",
     ]
     .into_iter()
     // The N-pair unit's start/wait/write-back states exist only with that unit.
@@ -542,7 +586,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let skew = |e: &mut Eng, name: &str, lanes: usize, wdt: u32, x: Expr| -> Expr {
         let y = e.m.wire(&format!("{name}_sk"), wdt * lanes as u32);
         e.m.instance(
-            Instance::new("dff_skew", &format!("u_{name}_skew"))
+            Instance::new("dff_skew", format!("u_{name}_skew"))
                 .param("LANES", int(lanes as u64))
                 .param("W", int(u64::from(wdt)))
                 .conn("clk_i", id("clk_i"))
@@ -561,7 +605,12 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let wv_sk = skew(&mut e, "wv", rr, 1, repl(int(rr as u64), [av.clone()]));
     let wc_sk = skew(&mut e, "wc", rr, 1, repl(int(rr as u64), [ac.clone()]));
     let acc_all = e.m.wire("acc_all", s.acc_w * (rr * cc) as u32);
-    for (n, wd) in [("arr_east", s.a_w * rr as u32), ("arr_ev", rr as u32), ("arr_ec", rr as u32), ("arr_south", s.b_w * cc as u32)] {
+    for (n, wd) in [
+        ("arr_east", s.a_w * rr as u32),
+        ("arr_ev", rr as u32),
+        ("arr_ec", rr as u32),
+        ("arr_south", s.b_w * cc as u32),
+    ] {
         e.m.wire(n, wd);
     }
     e.m.instance(
@@ -691,7 +740,16 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         e.m.assign(&hg_byv, lit(1, 0));
         e.consume(
             "hinge",
-            cat([hg_gy.clone(), hg_yv.clone(), hg_g.clone(), hg_gv.clone(), hg_last.clone(), hg_b.clone(), hg_bv.clone(), hg_byv.clone()]),
+            cat([
+                hg_gy.clone(),
+                hg_yv.clone(),
+                hg_g.clone(),
+                hg_gv.clone(),
+                hg_last.clone(),
+                hg_b.clone(),
+                hg_bv.clone(),
+                hg_byv.clone(),
+            ]),
         );
     } else {
         e.m.instance(
@@ -720,7 +778,12 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let arms: Vec<CaseArm> = prog
         .iter()
         .enumerate()
-        .map(|(i, &(k, l))| arm(lit(pcw, i as u64), vec![set(&rom, lit(op_w, (k << lw_) | l as u64))]))
+        .map(|(i, &(k, l))| {
+            arm(
+                lit(pcw, i as u64),
+                vec![set(&rom, lit(op_w, (k << lw_) | l as u64))],
+            )
+        })
         .collect();
     e.m.always_comb(vec![case(&pc, arms, vec![set(&rom, lit(op_w, 0))])]);
 
@@ -731,10 +794,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let carr = e.q("cnt_array_q", 64);
     let cruns = e.q("cnt_runs_q", 64);
     let running = e.m.wire("running", 1);
-    e.m.assign(
-        &running,
-        in_st("S_IDLE").lor(in_st("S_INIT")).lnot(),
-    );
+    e.m.assign(&running, in_st("S_IDLE").lor(in_st("S_INIT")).lnot());
     e.m.assign(busy_o, &running);
     seq.push(nb(&cyc, &cyc + lit(64, 1)));
     seq.push(if_(&running, vec![nb(&cbusy, &cbusy + lit(64, 1))]));
@@ -755,7 +815,10 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         sid("S_INIT"),
         vec![
             nb(&jj, &jj + ix(1)),
-            if_(jj.clone().eq_(ix(du_n - 1)), vec![nb(&st, sid("S_IDLE")), nb(&jj, ix(0))]),
+            if_(
+                jj.clone().eq_(ix(du_n - 1)),
+                vec![nb(&st, sid("S_IDLE")), nb(&jj, ix(0))],
+            ),
         ],
     ));
     let lr_init = match units.lr {
@@ -768,17 +831,27 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         sid("S_IDLE"),
         vec![if_(
             &run_i,
-            vec![
-                if_(
-                    run_op_i.clone().eq_(lit(8, u64::from(RUN_TRAIN))),
-                    vec![nb(&mode, lit(1, 0)), nb(&pc, lit(pcw, 0)), nb(&st, sid("S_FETCH")), nb(&status, lit(8, 0)), nb(&result, lit(8, 0))],
-                )
-                .else_if(
-                    run_op_i.clone().eq_(lit(8, u64::from(RUN_INFER))),
-                    vec![nb(&mode, lit(1, 1)), nb(&pc, lit(pcw, infer_entry as u64)), nb(&st, sid("S_FETCH")), nb(&status, lit(8, 0)), nb(&result, lit(8, 0))],
-                )
-                .else_(vec![nb(&status, lit(8, 1)), nb(&done, lit(1, 1))]),
-            ],
+            vec![if_(
+                run_op_i.clone().eq_(lit(8, u64::from(RUN_TRAIN))),
+                vec![
+                    nb(&mode, lit(1, 0)),
+                    nb(&pc, lit(pcw, 0)),
+                    nb(&st, sid("S_FETCH")),
+                    nb(&status, lit(8, 0)),
+                    nb(&result, lit(8, 0)),
+                ],
+            )
+            .else_if(
+                run_op_i.clone().eq_(lit(8, u64::from(RUN_INFER))),
+                vec![
+                    nb(&mode, lit(1, 1)),
+                    nb(&pc, lit(pcw, infer_entry as u64)),
+                    nb(&st, sid("S_FETCH")),
+                    nb(&status, lit(8, 0)),
+                    nb(&result, lit(8, 0)),
+                ],
+            )
+            .else_(vec![nb(&status, lit(8, 1)), nb(&done, lit(1, 1))])],
         )],
     ));
     // Fetch: load the op and reset the loop counters.
@@ -786,14 +859,23 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         nb(&kind, rom.slice(op_w - 1, lw_)),
         nb(&layer, rom.slice(lw_ - 1, 0)),
     ];
-    for c in [&row, &jj, &jmod, &rmod, &rgb, &sbase, &samp, &slot, &ob, &tb, &kk, &kmod, &kg, &ii, &sel] {
+    for c in [
+        &row, &jj, &jmod, &rmod, &rgb, &sbase, &samp, &slot, &ob, &tb, &kk, &kmod, &kg, &ii, &sel,
+    ] {
         fetch.push(nb(c, ix(0)));
     }
     let k_of = opn;
     fetch.push(case(
         rom.slice(op_w - 1, lw_),
         vec![
-            arm(k_of(OP_END), vec![nb(&st, sid("S_IDLE")), nb(&done, lit(1, 1)), nb(&cruns, &cruns + lit(64, 1))]),
+            arm(
+                k_of(OP_END),
+                vec![
+                    nb(&st, sid("S_IDLE")),
+                    nb(&done, lit(1, 1)),
+                    nb(&cruns, &cruns + lit(64, 1)),
+                ],
+            ),
             arm(k_of(OP_INORM), vec![nb(&st, sid("S_NA"))]),
             arm(k_of(OP_NORM), vec![nb(&st, sid("S_NA"))]),
             arm(k_of(OP_FWD), vec![nb(&st, sid("S_GS"))]),
@@ -805,14 +887,20 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             arm(k_of(OP_BUPD), vec![nb(&st, sid("S_BU"))]),
             arm(k_of(OP_UUPD), vec![nb(&st, sid("S_UU"))]),
         ],
-        vec![nb(&st, sid("S_IDLE")), nb(&status, lit(8, 2)), nb(&done, lit(1, 1))],
+        vec![
+            nb(&st, sid("S_IDLE")),
+            nb(&status, lit(8, 2)),
+            nb(&done, lit(1, 1)),
+        ],
     ));
     sw.push(arm(sid("S_FETCH"), fetch));
     sw.push(arm(
         sid("S_WAIT"),
         // Ends with wait_q = 0, which the next op's preamble counters start from.
-        vec![if_(wait.clone().eq_(lit(8, 0)), vec![nb(&st, sid("S_NEXT"))])
-            .else_(vec![nb(&wait, &wait - lit(8, 1))])],
+        vec![
+            if_(wait.clone().eq_(lit(8, 0)), vec![nb(&st, sid("S_NEXT"))])
+                .else_(vec![nb(&wait, &wait - lit(8, 1))]),
+        ],
     ));
     sw.push(arm(
         sid("S_NEXT"),
@@ -827,7 +915,12 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let is_in = is_op(OP_INORM);
         let is_nm = is_op(OP_NORM);
         // Row geometry per op/layer.
-        let dsel = |l: Option<usize>| ix(match l { None => d[0], Some(l) => d[l + 1] });
+        let dsel = |l: Option<usize>| {
+            ix(match l {
+                None => d[0],
+                Some(l) => d[l + 1],
+            })
+        };
         let mut dexpr = mux(&is_in, dsel(None), ix(0));
         for l in 0..nl {
             dexpr = mux(is_opl(OP_NORM, l), dsel(Some(l)), dexpr);
@@ -836,13 +929,23 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let nrow = e.w32("norm_rows", mux(&is_in, &nsamp, &nrows));
         let last_nm = e.m.wire("norm_last_layer", 1);
         e.m.assign(&last_nm, is_opl(OP_NORM, nl - 1));
-        let issue = in_st("S_NA").lor(in_st("S_NB")).land(is_in.clone().lor(is_nm.clone()));
+        let issue = in_st("S_NA")
+            .lor(in_st("S_NB"))
+            .land(is_in.clone().lor(is_nm.clone()));
         let raddr = e.w32("norm_raddr", &sbase + &jj);
         // Source reads.
-        e.drive("px_raddr", issue.clone().land(&is_in), raddr.slice(px.aw() - 1, 0));
+        e.drive(
+            "px_raddr",
+            issue.clone().land(&is_in),
+            raddr.slice(px.aw() - 1, 0),
+        );
         for l in 0..nl {
             let hm = &h[l];
-            e.drive(&format!("{}_raddr", hm.name), issue.clone().land(is_opl(OP_NORM, l)), raddr.slice(hm.aw() - 1, 0));
+            e.drive(
+                &format!("{}_raddr", hm.name),
+                issue.clone().land(is_opl(OP_NORM, l)),
+                raddr.slice(hm.aw() - 1, 0),
+            );
         }
         let un = e.m.wire("unused_norm_raddr", 1);
         e.m.assign(&un, raddr.slice(IW - 1, 16).red_xor());
@@ -867,14 +970,26 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         e.drive("gd_last", lit(1, 1), a_last);
         let mut rc = lit(s.recip_w, 0);
         for l in 0..nl {
-            rc = mux(layer.clone().eq_(lit(lw_, l as u64)), lit(s.recip_w, units.recip_d[l].value() as u64), rc);
+            rc = mux(
+                layer.clone().eq_(lit(lw_, l as u64)),
+                lit(s.recip_w, units.recip_d[l].value() as u64),
+                rc,
+            );
         }
         e.drive("gd_recip", lit(1, 1), rc);
         // Normalise pass.
         let b_v = e.delay("nb_v", in_st("S_NB").land(issue.clone()), 1, 2);
-        e.drive("nm_sv", in_st("S_NB").land(jj.clone().eq_(ix(0))), lit(1, 1));
+        e.drive(
+            "nm_sv",
+            in_st("S_NB").land(jj.clone().eq_(ix(0))),
+            lit(1, 1),
+        );
         if s.norm_x_w > f.hidden.bits {
-            e.drive("nm_x", lit(1, 1), cat([lit(s.norm_x_w - f.hidden.bits, 0), srcw.clone()]));
+            e.drive(
+                "nm_x",
+                lit(1, 1),
+                cat([lit(s.norm_x_w - f.hidden.bits, 0), srcw.clone()]),
+            );
         } else {
             e.drive("nm_x", lit(1, 1), srcw.clone());
         }
@@ -883,29 +998,51 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let bank = e.w32("norm_bank", add_mod(&rmod, &jmod, cc, IW));
         let wword = e.w32("norm_word", &rgb + &jj);
         let bank_d = e.delay("nb_bank", bank.slice(7, 0), 8, 5);
-        let xaw = std::iter::once(&x0).chain(xh.iter()).map(|m| m.aw()).min().unwrap_or(1);
+        let xaw = std::iter::once(&x0)
+            .chain(xh.iter())
+            .map(|m| m.aw())
+            .min()
+            .unwrap_or(1);
         let word_d = e.delay("nb_word", wword.slice(xaw.max(16) - 1, 0), xaw.max(16), 5);
         if xaw < 16 {
             e.consume("nb_word", word_d.slice(15, xaw));
         }
-        e.consume("norm_bank", cat([bank.slice(IW - 1, 8), wword.slice(IW - 1, 16)]));
+        e.consume(
+            "norm_bank",
+            cat([bank.slice(IW - 1, 8), wword.slice(IW - 1, 16)]),
+        );
         let one_hot = |bank_d: &Expr, n: usize| -> Expr {
-            cat((0..n).rev().map(|b| bank_d.clone().eq_(lit(8, b as u64))).collect::<Vec<_>>())
+            cat((0..n)
+                .rev()
+                .map(|b| bank_d.clone().eq_(lit(8, b as u64)))
+                .collect::<Vec<_>>())
         };
         let xdst: Vec<(Expr, &Mem)> = std::iter::once((is_in.clone(), &x0))
             .chain(xh.iter().enumerate().map(|(l, m)| (is_opl(OP_NORM, l), m)))
             .collect();
         for (cond, m) in xdst {
             let c = nm_yv.clone().land(cond);
-            e.drive(&format!("{}_we", m.name), c.clone(), mux(c.clone(), one_hot(&bank_d, m.banks), lit(m.banks as u32, 0)));
-            e.drive(&format!("{}_waddr", m.name), c.clone(), word_d.slice(m.aw() - 1, 0));
+            e.drive(
+                &format!("{}_we", m.name),
+                c.clone(),
+                mux(c.clone(), one_hot(&bank_d, m.banks), lit(m.banks as u32, 0)),
+            );
+            e.drive(
+                &format!("{}_waddr", m.name),
+                c.clone(),
+                word_d.slice(m.aw() - 1, 0),
+            );
             e.drive(&format!("{}_wdata", m.name), c, nm_y.clone());
         }
         // G write when the goodness unit answers.
         for l in 0..nl {
             let c = in_st("S_NAW").land(is_opl(OP_NORM, l)).land(&gd_vo);
             e.drive(&format!("{}_we", g[l].name), c.clone(), lit(1, 1));
-            e.drive(&format!("{}_waddr", g[l].name), c.clone(), row.slice(g[l].aw() - 1, 0));
+            e.drive(
+                &format!("{}_waddr", g[l].name),
+                c.clone(),
+                row.slice(g[l].aw() - 1, 0),
+            );
             e.drive(&format!("{}_wdata", g[l].name), c, gd_g.clone());
         }
         // Sequencing.
@@ -914,19 +1051,33 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             nb(&jmod, ix(0)),
             nb(&row, &row + ix(1)),
             nb(&sbase, &sbase + &dnorm),
-            if_(rmod.clone().eq_(ix(cc - 1)), vec![nb(&rmod, ix(0)), nb(&rgb, &rgb + &dnorm)])
-                .else_(vec![nb(&rmod, &rmod + ix(1))]),
-            if_(row.clone().eq_(&nrow - ix(1)), vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))])
-                .else_(vec![nb(&st, sid("S_NA"))]),
+            if_(
+                rmod.clone().eq_(ix(cc - 1)),
+                vec![nb(&rmod, ix(0)), nb(&rgb, &rgb + &dnorm)],
+            )
+            .else_(vec![nb(&rmod, &rmod + ix(1))]),
+            if_(
+                row.clone().eq_(&nrow - ix(1)),
+                vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
+            )
+            .else_(vec![nb(&st, sid("S_NA"))]),
         ];
         let step_j = |then_: Vec<Stmt>| {
             vec![
                 nb(&jj, &jj + ix(1)),
-                if_(jmod.clone().eq_(ix(cc - 1)), vec![nb(&jmod, ix(0))]).else_(vec![nb(&jmod, &jmod + ix(1))]),
+                if_(jmod.clone().eq_(ix(cc - 1)), vec![nb(&jmod, ix(0))])
+                    .else_(vec![nb(&jmod, &jmod + ix(1))]),
                 if_(jj.clone().eq_(&dnorm - ix(1)), then_),
             ]
         };
-        sw.push(arm(sid("S_NA"), step_j(vec![nb(&jj, ix(0)), nb(&jmod, ix(0)), nb(&st, sid("S_NAW"))])));
+        sw.push(arm(
+            sid("S_NA"),
+            step_j(vec![
+                nb(&jj, ix(0)),
+                nb(&jmod, ix(0)),
+                nb(&st, sid("S_NAW")),
+            ]),
+        ));
         sw.push(arm(
             sid("S_NAW"),
             vec![if_(
@@ -952,8 +1103,16 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         for l in 0..nl {
             let n_f = if l == 0 { nsamp.clone() } else { nrows.clone() };
             mexp = mux(layer.clone().eq_(lit(lw_, l as u64)), ix(d[l + 1]), mexp);
-            nexp = mux(is_opl(OP_FWD, l), n_f.clone(), mux(is_opl(OP_GRAD, l), ix(d[l]), nexp));
-            kexp = mux(is_opl(OP_FWD, l), ix(d[l]), mux(is_opl(OP_GRAD, l), n_f, kexp));
+            nexp = mux(
+                is_opl(OP_FWD, l),
+                n_f.clone(),
+                mux(is_opl(OP_GRAD, l), ix(d[l]), nexp),
+            );
+            kexp = mux(
+                is_opl(OP_FWD, l),
+                ix(d[l]),
+                mux(is_opl(OP_GRAD, l), n_f, kexp),
+            );
         }
         let gm = e.w32("gemm_m", mexp);
         let gn = e.w32("gemm_n", nexp);
@@ -971,14 +1130,22 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             }
             let un = e.m.wire(&format!("unused_fw{}_raddr", l + 1), 1);
             e.m.assign(&un, wa.slice(IW - 1, w[l].aw()).red_xor());
-            e.drive(&format!("{}_raddr", w[l].name), issue.clone().land(is_opl(OP_FWD, l)), cat(wa_all));
+            e.drive(
+                &format!("{}_raddr", w[l].name),
+                issue.clone().land(is_opl(OP_FWD, l)),
+                cat(wa_all),
+            );
             if let Some(dm) = &dl[l] {
                 // GRAD l ≥ 2: δ_l banks, word r·⌈d/R⌉ + ob.
                 let da = e.w32(&format!("gd{}_raddr", l + 1), &kk * ix(dr[l]) + &ob);
                 let all: Vec<Expr> = (0..rr).map(|_| da.slice(dm.aw() - 1, 0)).collect();
                 let un = e.m.wire(&format!("unused_gd{}_raddr", l + 1), 1);
                 e.m.assign(&un, da.slice(IW - 1, dm.aw()).red_xor());
-                e.drive(&format!("{}_raddr", dm.name), issue.clone().land(is_opl(OP_GRAD, l)), cat(all));
+                e.drive(
+                    &format!("{}_raddr", dm.name),
+                    issue.clone().land(is_opl(OP_GRAD, l)),
+                    cat(all),
+                );
             }
         }
         // Layer 1's e: register file, word s·⌈d1/R⌉ + ob, saturated to `delta`, delayed to
@@ -991,8 +1158,16 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let mut e_lanes = Vec::new();
         for i in (0..rr).rev() {
             let lane = e.m.wire_s(&format!("e_lane{i}"), ew);
-            e.m.assign(&lane, e_word.part(int((i as u64) * u64::from(ew)), int(u64::from(ew))));
-            let sat = saturate(&mut e.m, &format!("e_sat{i}"), &Sig::new(lane, ew, true), f.delta);
+            e.m.assign(
+                &lane,
+                e_word.part(int((i as u64) * u64::from(ew)), int(u64::from(ew))),
+            );
+            let sat = saturate(
+                &mut e.m,
+                &format!("e_sat{i}"),
+                &Sig::new(lane, ew, true),
+                f.delta,
+            );
             e_lanes.push(ext(&sat, s.a_w));
         }
         let e_cat = e.m.wire("e_lanes", s.a_w * rr as u32);
@@ -1057,7 +1232,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 .map(|j| {
                     let mut v = lit(s.b_w, 0);
                     for r in 0..cc {
-                        v = mux(rot.clone().eq_(lit(8, r as u64)), cat([lit(s.b_w - f.act.bits, 0), xm.bank((j + r) % cc)]), v);
+                        v = mux(
+                            rot.clone().eq_(lit(8, r as u64)),
+                            cat([lit(s.b_w - f.act.bits, 0), xm.bank((j + r) % cc)]),
+                            v,
+                        );
                     }
                     v
                 })
@@ -1082,7 +1261,10 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 .land((&tbc + &jj).lt_(&gn)),
         );
         let acc_sel = e.m.wire_s("acc_sel", s.acc_w);
-        e.m.assign(&acc_sel, acc_all.part(&sel * int(u64::from(s.acc_w)), int(u64::from(s.acc_w))));
+        e.m.assign(
+            &acc_sel,
+            acc_all.part(&sel * int(u64::from(s.acc_w)), int(u64::from(s.acc_w))),
+        );
         let acc_d1 = e.q("acc_d1", s.acc_w);
         let acc_d2 = e.q("acc_d2", s.acc_w);
         e.seq.push(nb(&acc_d1, &acc_sel));
@@ -1102,17 +1284,38 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let zw = s.acc_w + 2;
         for l in 1..nl {
             let c = dvalid.clone().land(is_opl(OP_FWD, l));
-            e.drive(&format!("{}_raddr", bias[l].name), c.clone(), o_idx.slice(bias[l].aw() - 1, 0));
+            e.drive(
+                &format!("{}_raddr", bias[l].name),
+                c.clone(),
+                o_idx.slice(bias[l].aw() - 1, 0),
+            );
             let hw = e.w32(&format!("h{}_word", l + 1), &n_idx * ix(d[l + 1]) + &o_idx);
             e.consume(&format!("h{}_word", l + 1), hw.slice(IW - 1, h[l].aw()));
             let v2 = e.delay(&format!("fz{}_v", l + 1), c.clone(), 1, 2);
             let z = e.m.wire_s(&format!("fz{}", l + 1), zw);
-            let zb = shl_ext(&mut e.m, &format!("fb{}", l + 1), bias[l].bank(0), f.bias.bits, bias_sh, zw);
+            let zb = shl_ext(
+                &mut e.m,
+                &format!("fb{}", l + 1),
+                bias[l].bank(0),
+                f.bias.bits,
+                bias_sh,
+                zw,
+            );
             e.m.assign(&z, ext(&Sig::new(acc_d2.clone(), s.acc_w, true), zw) + zb);
-            let zc = saturate(&mut e.m, &format!("fz{}_c", l + 1), &Sig::new(z, zw, true), f.accumulator);
+            let zc = saturate(
+                &mut e.m,
+                &format!("fz{}_c", l + 1),
+                &Sig::new(z, zw, true),
+                f.accumulator,
+            );
             e.drive("relu_z", v2.clone(), zc.e.clone());
             e.drive("relu_v", v2, lit(1, 1));
-            let ha = e.delay(&format!("fh{}_a", l + 1), hw.slice(h[l].aw() - 1, 0), h[l].aw(), 4);
+            let ha = e.delay(
+                &format!("fh{}_a", l + 1),
+                hw.slice(h[l].aw() - 1, 0),
+                h[l].aw(),
+                4,
+            );
             let hv = e.delay(&format!("fh{}_v", l + 1), c, 1, 4);
             e.drive(&format!("{}_we", h[l].name), hv.clone(), lit(1, 1));
             e.drive(&format!("{}_waddr", h[l].name), hv.clone(), ha);
@@ -1133,17 +1336,41 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             }
             let wsw = e.m.wire_s(&format!("gu{}_w", l + 1), f.weight.bits);
             e.m.assign(&wsw, wsel);
-            e.drive("up_w", v2.clone(), ext(&Sig::new(wsw, f.weight.bits, true), s.param_w));
-            e.drive("up_g", v2.clone(), ext(&Sig::new(acc_d2.clone(), s.acc_w, true), f.update.bits));
+            e.drive(
+                "up_w",
+                v2.clone(),
+                ext(&Sig::new(wsw, f.weight.bits, true), s.param_w),
+            );
+            e.drive(
+                "up_g",
+                v2.clone(),
+                ext(&Sig::new(acc_d2.clone(), s.acc_w, true), f.update.bits),
+            );
             e.drive("up_kind", v2.clone(), lit(2, 0));
             e.drive("up_v", v2, lit(1, 1));
             let wv = e.delay(&format!("gu{}_wv", l + 1), c.clone(), 1, 5);
             let wi = e.delay(&format!("gu{}_wi", l + 1), ii.slice(7, 0), 8, 5);
-            let wad = e.delay(&format!("gu{}_wa", l + 1), wa.slice(w[l].aw() - 1, 0), w[l].aw(), 5);
-            let oh: Vec<Expr> = (0..rr).rev().map(|i| wi.clone().eq_(lit(8, i as u64))).collect();
-            e.drive(&format!("{}_we", w[l].name), wv.clone(), mux(wv.clone(), cat(oh), lit(rr as u32, 0)));
+            let wad = e.delay(
+                &format!("gu{}_wa", l + 1),
+                wa.slice(w[l].aw() - 1, 0),
+                w[l].aw(),
+                5,
+            );
+            let oh: Vec<Expr> = (0..rr)
+                .rev()
+                .map(|i| wi.clone().eq_(lit(8, i as u64)))
+                .collect();
+            e.drive(
+                &format!("{}_we", w[l].name),
+                wv.clone(),
+                mux(wv.clone(), cat(oh), lit(rr as u32, 0)),
+            );
             e.drive(&format!("{}_waddr", w[l].name), wv.clone(), wad);
-            e.drive(&format!("{}_wdata", w[l].name), wv, up_wo.slice(f.weight.bits - 1, 0));
+            e.drive(
+                &format!("{}_wdata", w[l].name),
+                wv,
+                up_wo.slice(f.weight.bits - 1, 0),
+            );
         }
         // Sequencing: stream K steps, flush, drain R×C, next tile (tiles: ob outer, tb inner).
         // kg = (r div C)·d_in for the GRAD column-lane reads, advanced where kmod wraps.
@@ -1159,7 +1386,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 mux(&mode, ix(div_ceil(n_i, cc)), ix(div_ceil(n_t, cc))),
                 mux(is_opl(OP_GRAD, l), ix(div_ceil(d[l], cc)), ntbx),
             );
-            nobx = mux(layer.clone().eq_(lit(lw_, l as u64)), ix(div_ceil(d[l + 1], rr)), nobx);
+            nobx = mux(
+                layer.clone().eq_(lit(lw_, l as u64)),
+                ix(div_ceil(d[l + 1], rr)),
+                nobx,
+            );
         }
         let kgstep = e.w32("kg_step", kgd);
         let flush = (rr + cc + 6) as u64;
@@ -1172,15 +1403,30 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             sid("S_GS"),
             vec![
                 nb(&kk, &kk + ix(1)),
-                if_(kmod.clone().eq_(ix(cc - 1)), vec![nb(&kmod, ix(0)), nb(&kg, &kg + &kgstep)]).else_(vec![nb(&kmod, &kmod + ix(1))]),
-                if_(kk.clone().eq_(&gk - ix(1)), vec![nb(&wait, lit(8, flush)), nb(&st, sid("S_GF"))]),
+                if_(
+                    kmod.clone().eq_(ix(cc - 1)),
+                    vec![nb(&kmod, ix(0)), nb(&kg, &kg + &kgstep)],
+                )
+                .else_(vec![nb(&kmod, &kmod + ix(1))]),
+                if_(
+                    kk.clone().eq_(&gk - ix(1)),
+                    vec![nb(&wait, lit(8, flush)), nb(&st, sid("S_GF"))],
+                ),
             ],
         ));
         sw.push(arm(
             sid("S_GF"),
             vec![
                 nb(&wait, &wait - lit(8, 1)),
-                if_(wait.clone().eq_(lit(8, 0)), vec![nb(&st, sid("S_GD")), nb(&ii, ix(0)), nb(&jj, ix(0)), nb(&sel, ix(0))]),
+                if_(
+                    wait.clone().eq_(lit(8, 0)),
+                    vec![
+                        nb(&st, sid("S_GD")),
+                        nb(&ii, ix(0)),
+                        nb(&jj, ix(0)),
+                        nb(&sel, ix(0)),
+                    ],
+                ),
             ],
         ));
         let next_tile = vec![
@@ -1201,22 +1447,32 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             sid("S_GD"),
             vec![
                 nb(&sel, &sel + ix(1)),
-                if_(jj.clone().eq_(ix(cc - 1)), vec![nb(&jj, ix(0)), nb(&ii, &ii + ix(1))]).else_(vec![nb(&jj, &jj + ix(1))]),
+                if_(
+                    jj.clone().eq_(ix(cc - 1)),
+                    vec![nb(&jj, ix(0)), nb(&ii, &ii + ix(1))],
+                )
+                .else_(vec![nb(&jj, &jj + ix(1))]),
                 if_(sel.clone().eq_(ix(rr * cc - 1)), next_tile),
             ],
         ));
     }
-
 
     // ------------------------------------------------------------------ CEN
     // Per row r = (sample s, slot): S_CH reads hyp[r] (infer: hyp = slot); S_CS streams
     // z = a1[s][o] + b1[o] + U[hyp][o] through ReLU into h_1.
     {
         let c_ch = in_st("S_CH").land(wait.clone().eq_(lit(8, 0)));
-        e.drive("hyp_raddr", c_ch.clone().land(is_op(OP_CEN)), row.slice(hyp.aw() - 1, 0));
+        e.drive(
+            "hyp_raddr",
+            c_ch.clone().land(is_op(OP_CEN)),
+            row.slice(hyp.aw() - 1, 0),
+        );
         let issue = in_st("S_CS");
         let a1a = e.w32("cen_a1", &samp * ix(d[1]) + &jj);
-        let ua = e.w32("cen_u", cat([lit(IW - cbits, 0), hypq.clone()]) * ix(d[1]) + &jj);
+        let ua = e.w32(
+            "cen_u",
+            cat([lit(IW - cbits, 0), hypq.clone()]) * ix(d[1]) + &jj,
+        );
         e.drive("a1_raddr", issue.clone(), a1a.slice(a1.aw() - 1, 0));
         e.drive("u_raddr", issue.clone(), ua.slice(u.aw() - 1, 0));
         e.drive("b1_raddr", issue.clone(), jj.slice(bias[0].aw() - 1, 0));
@@ -1238,7 +1494,15 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         e.drive("h1_waddr", hv.clone(), ha);
         e.drive("h1_wdata", hv, relu_h.clone());
         let un = e.m.wire("unused_cen", 1);
-        e.m.assign(&un, cat([a1a.slice(IW - 1, a1.aw()), ua.slice(IW - 1, u.aw()), hw.slice(IW - 1, h[0].aw())]).red_xor());
+        e.m.assign(
+            &un,
+            cat([
+                a1a.slice(IW - 1, a1.aw()),
+                ua.slice(IW - 1, u.aw()),
+                hw.slice(IW - 1, h[0].aw()),
+            ])
+            .red_xor(),
+        );
         let kpr = e.w32("cen_k", mux(&mode, ix(cls), ix(kh)));
         sw.push(arm(
             sid("S_CH"),
@@ -1270,8 +1534,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                             vec![nb(&slot, ix(0)), nb(&samp, &samp + ix(1))],
                         )
                         .else_(vec![nb(&slot, &slot + ix(1))]),
-                        if_(row.clone().eq_(&nrows - ix(1)), vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))])
-                            .else_(vec![nb(&st, sid("S_CH"))]),
+                        if_(
+                            row.clone().eq_(&nrows - ix(1)),
+                            vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
+                        )
+                        .else_(vec![nb(&st, sid("S_CH"))]),
                     ],
                 ),
             ],
@@ -1283,7 +1550,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     {
         let issue = in_st("S_PRED").land(row.clone().lt_(ix(cls)));
         for l in 0..nl {
-            e.drive(&format!("{}_raddr", g[l].name), issue.clone(), row.slice(g[l].aw() - 1, 0));
+            e.drive(
+                &format!("{}_raddr", g[l].name),
+                issue.clone(),
+                row.slice(g[l].aw() - 1, 0),
+            );
         }
         let scw = f.goodness.bits + bitlen(nl as u128);
         let mut sc = lit(scw, 0);
@@ -1296,7 +1567,8 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let r2 = e.delay("pr_r", row.slice(7, 0), 8, 2);
         let best = e.q("best_q", scw);
         e.seq.push(if_(
-            v2.clone().land(r2.clone().eq_(lit(8, 0)).lor(score.clone().gt_(&best))),
+            v2.clone()
+                .land(r2.clone().eq_(lit(8, 0)).lor(score.clone().gt_(&best))),
             vec![nb(&best, &score), nb(&result, &r2)],
         ));
         sw.push(arm(
@@ -1315,7 +1587,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let issue = in_st("S_LG").land(slot.clone().lt_(ix(kh)));
         let ga = e.w32("loss_row", &sbase + &slot);
         for l in 0..nl {
-            e.drive(&format!("{}_raddr", g[l].name), issue.clone(), ga.slice(g[l].aw() - 1, 0));
+            e.drive(
+                &format!("{}_raddr", g[l].name),
+                issue.clone(),
+                ga.slice(g[l].aw() - 1, 0),
+            );
         }
         let gaw = g[0].aw().min(beta[0].aw());
         e.consume("loss_row", ga.slice(IW - 1, gaw));
@@ -1335,14 +1611,21 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                     let wv = e.m.wire(&format!("gt{}_sum{name_i}", l + 1), gw + 1);
                     e.m.assign(&wv, acc + cat([lit(1, 0), g[t].bank(0)]));
                     let sat = e.m.wire(&format!("gt{}_sat{name_i}", l + 1), gw + 1);
-                    e.m.assign(&sat, mux(wv.clone().gt_(lit(gw + 1, gmax)), lit(gw + 1, gmax), wv));
+                    e.m.assign(
+                        &sat,
+                        mux(wv.clone().gt_(lit(gw + 1, gmax)), lit(gw + 1, gmax), wv),
+                    );
                     acc = sat;
                     name_i += 1;
                 }
             }
             let gl = e.m.wire(&format!("gt{}", l + 1), gw + 1);
             e.m.assign(&gl, acc);
-            gt_sel = mux(layer.clone().eq_(lit(lw_, l as u64)), gl.slice(gw - 1, 0), gt_sel);
+            gt_sel = mux(
+                layer.clone().eq_(lit(lw_, l as u64)),
+                gl.slice(gw - 1, 0),
+                gt_sel,
+            );
             let un = e.m.wire(&format!("unused_gt{}", l + 1), 1);
             e.m.assign(&un, gl.idx(gw));
         }
@@ -1358,7 +1641,10 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             for j in 0..cls {
                 upd.push(if_(
                     v2.clone().land(s2.clone().eq_(lit(8, j as u64))),
-                    vec![nb(gt_q.part(int((j as u64) * u64::from(gw)), int(u64::from(gw))), &gtw)],
+                    vec![nb(
+                        gt_q.part(int((j as u64) * u64::from(gw)), int(u64::from(gw))),
+                        &gtw,
+                    )],
                 ));
             }
             e.seq.extend(upd);
@@ -1367,25 +1653,39 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             let wb = in_st("S_LB");
             let mut bv = lit(bw, 0);
             for j in 0..cls {
-                bv = mux(slot.clone().eq_(ix(j)), ls_b.part(int((j as u64) * u64::from(bw)), int(u64::from(bw))), bv);
+                bv = mux(
+                    slot.clone().eq_(ix(j)),
+                    ls_b.part(int((j as u64) * u64::from(bw)), int(u64::from(bw))),
+                    bv,
+                );
             }
             let bval = e.m.wire("loss_beta", bw);
             e.m.assign(&bval, bv);
             for l in 0..nl {
                 let c = wb.clone().land(bsel[l].clone());
                 e.drive(&format!("{}_we", beta[l].name), c.clone(), lit(1, 1));
-                e.drive(&format!("{}_waddr", beta[l].name), c.clone(), ga.slice(beta[l].aw() - 1, 0));
+                e.drive(
+                    &format!("{}_waddr", beta[l].name),
+                    c.clone(),
+                    ga.slice(beta[l].aw() - 1, 0),
+                );
                 e.drive(&format!("{}_wdata", beta[l].name), c, bval.clone());
             }
             sw.push(arm(
                 sid("S_LG"),
                 vec![
                     nb(&slot, &slot + ix(1)),
-                    if_(slot.clone().eq_(ix(kpr + 2)), vec![nb(&slot, ix(0)), nb(&st, sid("S_LS"))]),
+                    if_(
+                        slot.clone().eq_(ix(kpr + 2)),
+                        vec![nb(&slot, ix(0)), nb(&st, sid("S_LS"))],
+                    ),
                 ],
             ));
             sw.push(arm(sid("S_LS"), vec![nb(&st, sid("S_LW"))]));
-            sw.push(arm(sid("S_LW"), vec![if_(&ls_done, vec![nb(&st, sid("S_LB"))])]));
+            sw.push(arm(
+                sid("S_LW"),
+                vec![if_(&ls_done, vec![nb(&st, sid("S_LB"))])],
+            ));
             sw.push(arm(
                 sid("S_LB"),
                 vec![
@@ -1396,8 +1696,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                             nb(&slot, ix(0)),
                             nb(&samp, &samp + ix(1)),
                             nb(&sbase, &sbase + ix(kpr)),
-                            if_(samp.clone().eq_(&nsamp - ix(1)), vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))])
-                                .else_(vec![nb(&st, sid("S_LG"))]),
+                            if_(
+                                samp.clone().eq_(&nsamp - ix(1)),
+                                vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))],
+                            )
+                            .else_(vec![nb(&st, sid("S_LG"))]),
                         ],
                     ),
                 ],
@@ -1405,10 +1708,22 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         } else {
             // Hinge: slot 0 loads G̃(y), slots 1.. stream; β_k one cycle later, β_y after the last.
             e.drive("hg_gy", v2.clone(), gtw.clone());
-            e.drive("hg_yv", v2.clone().land(s2.clone().eq_(lit(8, 0))), lit(1, 1));
+            e.drive(
+                "hg_yv",
+                v2.clone().land(s2.clone().eq_(lit(8, 0))),
+                lit(1, 1),
+            );
             e.drive("hg_g", v2.clone(), gtw.clone());
-            e.drive("hg_gv", v2.clone().land(s2.clone().ne_(lit(8, 0))), lit(1, 1));
-            e.drive("hg_last", v2.clone().land(s2.clone().eq_(lit(8, (kpr - 1) as u64))), lit(1, 1));
+            e.drive(
+                "hg_gv",
+                v2.clone().land(s2.clone().ne_(lit(8, 0))),
+                lit(1, 1),
+            );
+            e.drive(
+                "hg_last",
+                v2.clone().land(s2.clone().eq_(lit(8, (kpr - 1) as u64))),
+                lit(1, 1),
+            );
             let a3 = e.delay("lh_a", ga.slice(15, 0), 16, 3);
             let base4 = e.delay("lh_base", sbase.slice(15, 0), 16, 4);
             for l in 0..nl {
@@ -1417,7 +1732,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 e.drive(
                     &format!("{}_waddr", beta[l].name),
                     c.clone(),
-                    mux(&hg_byv, base4.slice(beta[l].aw() - 1, 0), a3.slice(beta[l].aw() - 1, 0)),
+                    mux(
+                        &hg_byv,
+                        base4.slice(beta[l].aw() - 1, 0),
+                        a3.slice(beta[l].aw() - 1, 0),
+                    ),
                 );
                 e.drive(&format!("{}_wdata", beta[l].name), c, hg_b.clone());
             }
@@ -1433,7 +1752,10 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                             nb(&slot, ix(0)),
                             nb(&samp, &samp + ix(1)),
                             nb(&sbase, &sbase + ix(kpr)),
-                            if_(samp.clone().eq_(&nsamp - ix(1)), vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))]),
+                            if_(
+                                samp.clone().eq_(&nsamp - ix(1)),
+                                vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))],
+                            ),
                         ],
                     ),
                 ],
@@ -1447,9 +1769,17 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     {
         let c_dp = in_st("S_DP").land(wait.clone().eq_(lit(8, 0)));
         for l in 0..nl {
-            e.drive(&format!("{}_raddr", beta[l].name), c_dp.clone().land(is_opl(OP_DELTA, l)), row.slice(beta[l].aw() - 1, 0));
+            e.drive(
+                &format!("{}_raddr", beta[l].name),
+                c_dp.clone().land(is_opl(OP_DELTA, l)),
+                row.slice(beta[l].aw() - 1, 0),
+            );
         }
-        e.drive("hyp_raddr", c_dp.clone().land(is_op(OP_DELTA)), row.slice(hyp.aw() - 1, 0));
+        e.drive(
+            "hyp_raddr",
+            c_dp.clone().land(is_op(OP_DELTA)),
+            row.slice(hyp.aw() - 1, 0),
+        );
         let mut bsel = lit(bw, 0);
         for l in 0..nl {
             bsel = mux(layer.clone().eq_(lit(lw_, l as u64)), beta[l].bank(0), bsel);
@@ -1458,18 +1788,29 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let tw = bitlen(units.two_over_d.iter().copied().max().unwrap_or(1) as u128) + 1;
         let mut tsel = lit(tw, 0);
         for l in 0..nl {
-            tsel = mux(layer.clone().eq_(lit(lw_, l as u64)), lit(tw, units.two_over_d[l] as u64), tsel);
+            tsel = mux(
+                layer.clone().eq_(lit(lw_, l as u64)),
+                lit(tw, units.two_over_d[l] as u64),
+                tsel,
+            );
         }
         let twod = e.m.wire("two_over_d", tw);
         e.m.assign(&twod, tsel);
         let cw_ = bw + tw;
         let cq = e.q("coef_q", cw_);
         let cprod = e.m.wire_s("coef", cw_);
-        e.m.assign(&cprod, ext(&Sig::new(betaq.clone(), bw, true), cw_) * cat([lit(bw, 0), twod.clone()]).signed());
+        e.m.assign(
+            &cprod,
+            ext(&Sig::new(betaq.clone(), bw, true), cw_) * cat([lit(bw, 0), twod.clone()]).signed(),
+        );
         let issue = in_st("S_DS");
         let ha = e.w32("dl_h", &sbase + &jj);
         for l in 0..nl {
-            e.drive(&format!("{}_raddr", h[l].name), issue.clone().land(is_opl(OP_DELTA, l)), ha.slice(h[l].aw() - 1, 0));
+            e.drive(
+                &format!("{}_raddr", h[l].name),
+                issue.clone().land(is_opl(OP_DELTA, l)),
+                ha.slice(h[l].aw() - 1, 0),
+            );
         }
         let un = e.m.wire("unused_dl_h", 1);
         e.m.assign(&un, ha.slice(IW - 1, 16).red_xor());
@@ -1481,9 +1822,20 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         e.m.assign(&hv, hsel);
         let pw = cw_ + f.hidden.bits + 1;
         let p = e.m.wire_s("dl_p", pw);
-        e.m.assign(&p, ext(&Sig::new(cq.clone(), cw_, true), pw) * cat([lit(cw_ + 1, 0), hv.clone()]).signed());
+        e.m.assign(
+            &p,
+            ext(&Sig::new(cq.clone(), cw_, true), pw) * cat([lit(cw_ + 1, 0), hv.clone()]).signed(),
+        );
         let from = f.beta.frac + f.hidden.frac + f.const_frac;
-        let dq = requant(&mut e.m, "dl", &Sig::new(p, pw, true), from, f.delta, f.rounding, None);
+        let dq = requant(
+            &mut e.m,
+            "dl",
+            &Sig::new(p, pw, true),
+            from,
+            f.delta,
+            f.rounding,
+            None,
+        );
         let dval = e.q("delta_q", f.delta.bits);
         e.seq.push(nb(&dval, &dq.e));
         let v3 = e.delay("ds_v", issue.clone(), 1, 3);
@@ -1494,16 +1846,41 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let s3 = e.delay("ds_s", samp.slice(15, 0), 16, 3);
         let k3 = e.delay("ds_k", slot.slice(7, 0), 8, 3);
         let un = e.m.wire("unused_ds", 1);
-        e.m.assign(&un, cat([j3.clone(), jm3.clone(), jd3.clone(), r3.clone(), s3.clone(), k3.clone()]).red_xor());
+        e.m.assign(
+            &un,
+            cat([
+                j3.clone(),
+                jm3.clone(),
+                jd3.clone(),
+                r3.clone(),
+                s3.clone(),
+                k3.clone(),
+            ])
+            .red_xor(),
+        );
         let dsx = |x: &Expr, wdt: u32| ext(&Sig::new(x.clone(), f.delta.bits, true), wdt);
         for l in 0..nl {
             let c = v3.clone().land(is_opl(OP_DELTA, l));
             if let Some(dm) = &dl[l] {
                 // δ_l bank j mod R, word r·⌈d/R⌉ + j div R.
-                let wa = e.w32(&format!("dl{}_word", l + 1), cat([lit(16, 0), r3.clone()]) * ix(dr[l]) + cat([lit(16, 0), jd3.clone()]));
-                let oh: Vec<Expr> = (0..rr).rev().map(|i| jm3.clone().eq_(lit(8, i as u64))).collect();
-                e.drive(&format!("{}_we", dm.name), c.clone(), mux(c.clone(), cat(oh), lit(rr as u32, 0)));
-                e.drive(&format!("{}_waddr", dm.name), c.clone(), wa.slice(dm.aw() - 1, 0));
+                let wa = e.w32(
+                    &format!("dl{}_word", l + 1),
+                    cat([lit(16, 0), r3.clone()]) * ix(dr[l]) + cat([lit(16, 0), jd3.clone()]),
+                );
+                let oh: Vec<Expr> = (0..rr)
+                    .rev()
+                    .map(|i| jm3.clone().eq_(lit(8, i as u64)))
+                    .collect();
+                e.drive(
+                    &format!("{}_we", dm.name),
+                    c.clone(),
+                    mux(c.clone(), cat(oh), lit(rr as u32, 0)),
+                );
+                e.drive(
+                    &format!("{}_waddr", dm.name),
+                    c.clone(),
+                    wa.slice(dm.aw() - 1, 0),
+                );
                 e.drive(&format!("{}_wdata", dm.name), c.clone(), dval.clone());
                 let un = e.m.wire(&format!("unused_dl{}_word", l + 1), 1);
                 e.m.assign(&un, wa.slice(IW - 1, dm.aw()).red_xor());
@@ -1512,13 +1889,23 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             let dbm = &db[l];
             let jdx = j3.slice(abits(d[l + 1]) - 1, 0);
             let sum = e.m.wire_s(&format!("db{}_sum", l + 1), dbw);
-            e.m.assign(&sum, mux(r3.clone().eq_(lit(16, 0)), dsx(&dval, dbw), dbm.idx(jdx.clone()).signed() + dsx(&dval, dbw)));
+            e.m.assign(
+                &sum,
+                mux(
+                    r3.clone().eq_(lit(16, 0)),
+                    dsx(&dval, dbw),
+                    dbm.idx(jdx.clone()).signed() + dsx(&dval, dbw),
+                ),
+            );
             e.seq.push(if_(c.clone(), vec![nb(dbm.idx(jdx), &sum)]));
         }
         // Layer 1: e[s][j] (first slot assigns) and ΔU[hyp][j].
         {
             let c = v3.clone().land(is_opl(OP_DELTA, 0));
-            let ewa = e.w32("e_word_w", cat([lit(16, 0), s3.clone()]) * ix(dr[0]) + cat([lit(16, 0), jd3.clone()]));
+            let ewa = e.w32(
+                "e_word_w",
+                cat([lit(16, 0), s3.clone()]) * ix(dr[0]) + cat([lit(16, 0), jd3.clone()]),
+            );
             let eab = abits(bsz * dr[0]);
             let un = e.m.wire("unused_e_word_w", 1);
             e.m.assign(&un, ewa.slice(IW - 1, eab).red_xor());
@@ -1530,22 +1917,36 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                     let o = old.part(int((i as u64) * u64::from(ew)), int(u64::from(ew)));
                     mux(
                         jm3.clone().eq_(lit(8, i as u64)),
-                        mux(k3.clone().eq_(lit(8, 0)), dsx(&dval, ew), o.clone().signed() + dsx(&dval, ew)),
+                        mux(
+                            k3.clone().eq_(lit(8, 0)),
+                            dsx(&dval, ew),
+                            o.clone().signed() + dsx(&dval, ew),
+                        ),
                         o,
                     )
                 })
                 .collect();
             let neww = e.m.wire("e_new", ew * rr as u32);
             e.m.assign(&neww, cat(lanes));
-            e.seq.push(if_(c.clone(), vec![nb(e_mem.idx(ewa.slice(eab - 1, 0)), &neww)]));
+            e.seq.push(if_(
+                c.clone(),
+                vec![nb(e_mem.idx(ewa.slice(eab - 1, 0)), &neww)],
+            ));
             let hyp3 = e.delay("ds_hyp", hypq.clone(), cbits, 3);
-            let ua = e.w32("du_w", cat([lit(IW - cbits, 0), hyp3]) * ix(d[1]) + cat([lit(16, 0), j3.clone()]));
+            let ua = e.w32(
+                "du_w",
+                cat([lit(IW - cbits, 0), hyp3]) * ix(d[1]) + cat([lit(16, 0), j3.clone()]),
+            );
             let uab = abits(cls * d[1]);
             let un = e.m.wire("unused_du_w", 1);
             e.m.assign(&un, ua.slice(IW - 1, uab).red_xor());
             let usum = e.m.wire_s("du_sum", dbw);
-            e.m.assign(&usum, du.idx(ua.slice(uab - 1, 0)).signed() + dsx(&dval, dbw));
-            e.seq.push(if_(c, vec![nb(du.idx(ua.slice(uab - 1, 0)), &usum)]));
+            e.m.assign(
+                &usum,
+                du.idx(ua.slice(uab - 1, 0)).signed() + dsx(&dval, dbw),
+            );
+            e.seq
+                .push(if_(c, vec![nb(du.idx(ua.slice(uab - 1, 0)), &usum)]));
         }
         let dsel = {
             let mut x = ix(0);
@@ -1558,15 +1959,25 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             sid("S_DP"),
             vec![
                 nb(&wait, &wait + lit(8, 1)),
-                if_(wait.clone().eq_(lit(8, 2)), vec![nb(&betaq, &bsel), nb(&hypq, hyp.bank(0))]),
-                if_(wait.clone().eq_(lit(8, 3)), vec![nb(&cq, &cprod), nb(&wait, lit(8, 0)), nb(&st, sid("S_DS"))]),
+                if_(
+                    wait.clone().eq_(lit(8, 2)),
+                    vec![nb(&betaq, &bsel), nb(&hypq, hyp.bank(0))],
+                ),
+                if_(
+                    wait.clone().eq_(lit(8, 3)),
+                    vec![nb(&cq, &cprod), nb(&wait, lit(8, 0)), nb(&st, sid("S_DS"))],
+                ),
             ],
         ));
         sw.push(arm(
             sid("S_DS"),
             vec![
                 nb(&jj, &jj + ix(1)),
-                if_(jmod.clone().eq_(ix(rr - 1)), vec![nb(&jmod, ix(0)), nb(&kg, &kg + ix(1))]).else_(vec![nb(&jmod, &jmod + ix(1))]),
+                if_(
+                    jmod.clone().eq_(ix(rr - 1)),
+                    vec![nb(&jmod, ix(0)), nb(&kg, &kg + ix(1))],
+                )
+                .else_(vec![nb(&jmod, &jmod + ix(1))]),
                 if_(
                     jj.clone().eq_(&dsel - ix(1)),
                     vec![
@@ -1575,9 +1986,16 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                         nb(&kg, ix(0)),
                         nb(&row, &row + ix(1)),
                         nb(&sbase, &sbase + &dsel),
-                        if_(slot.clone().eq_(ix(kh - 1)), vec![nb(&slot, ix(0)), nb(&samp, &samp + ix(1))]).else_(vec![nb(&slot, &slot + ix(1))]),
-                        if_(row.clone().eq_(&nrows - ix(1)), vec![nb(&wait, lit(8, 6)), nb(&st, sid("S_WAIT"))])
-                            .else_(vec![nb(&st, sid("S_DP"))]),
+                        if_(
+                            slot.clone().eq_(ix(kh - 1)),
+                            vec![nb(&slot, ix(0)), nb(&samp, &samp + ix(1))],
+                        )
+                        .else_(vec![nb(&slot, &slot + ix(1))]),
+                        if_(
+                            row.clone().eq_(&nrows - ix(1)),
+                            vec![nb(&wait, lit(8, 6)), nb(&st, sid("S_WAIT"))],
+                        )
+                        .else_(vec![nb(&st, sid("S_DP"))]),
                     ],
                 ),
             ],
@@ -1588,20 +2006,46 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     {
         for (l, bm) in bias.iter().enumerate() {
             let c = in_st("S_BU").land(is_opl(OP_BUPD, l));
-            e.drive(&format!("{}_raddr", bm.name), c.clone(), jj.slice(bm.aw() - 1, 0));
+            e.drive(
+                &format!("{}_raddr", bm.name),
+                c.clone(),
+                jj.slice(bm.aw() - 1, 0),
+            );
             let v2 = e.delay(&format!("bu{}_v", l + 1), c.clone(), 1, 2);
-            let j2 = e.delay(&format!("bu{}_j", l + 1), jj.slice(abits(d[l + 1]) - 1, 0), abits(d[l + 1]), 2);
+            let j2 = e.delay(
+                &format!("bu{}_j", l + 1),
+                jj.slice(abits(d[l + 1]) - 1, 0),
+                abits(d[l + 1]),
+                2,
+            );
             let gsum = e.m.wire_s(&format!("bu{}_g", l + 1), dbw);
             e.m.assign(&gsum, db[l].idx(j2));
-            e.drive("up_w", v2.clone(), ext(&Sig::new(bm.bank(0), f.bias.bits, true), s.param_w));
-            e.drive("up_g", v2.clone(), ext(&Sig::new(gsum, dbw, true), f.update.bits));
+            e.drive(
+                "up_w",
+                v2.clone(),
+                ext(&Sig::new(bm.bank(0), f.bias.bits, true), s.param_w),
+            );
+            e.drive(
+                "up_g",
+                v2.clone(),
+                ext(&Sig::new(gsum, dbw, true), f.update.bits),
+            );
             e.drive("up_kind", v2.clone(), lit(2, 1));
             e.drive("up_v", v2, lit(1, 1));
             let wv = e.delay(&format!("bu{}_wv", l + 1), c.clone(), 1, 5);
-            let wa = e.delay(&format!("bu{}_wa", l + 1), jj.slice(bm.aw() - 1, 0), bm.aw(), 5);
+            let wa = e.delay(
+                &format!("bu{}_wa", l + 1),
+                jj.slice(bm.aw() - 1, 0),
+                bm.aw(),
+                5,
+            );
             e.drive(&format!("{}_we", bm.name), wv.clone(), lit(1, 1));
             e.drive(&format!("{}_waddr", bm.name), wv.clone(), wa);
-            e.drive(&format!("{}_wdata", bm.name), wv, up_wo.slice(f.bias.bits - 1, 0));
+            e.drive(
+                &format!("{}_wdata", bm.name),
+                wv,
+                up_wo.slice(f.bias.bits - 1, 0),
+            );
         }
         let mut bd = ix(0);
         for l in 0..nl {
@@ -1612,7 +2056,10 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             sid("S_BU"),
             vec![
                 nb(&jj, &jj + ix(1)),
-                if_(jj.clone().eq_(&bdn - ix(1)), vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))]),
+                if_(
+                    jj.clone().eq_(&bdn - ix(1)),
+                    vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
+                ),
             ],
         ));
         // U: address order, ΔU cleared as it is consumed.
@@ -1623,11 +2070,25 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let j2 = e.delay("uu_j", jj.slice(uab - 1, 0), uab, 2);
         let gsum = e.m.wire_s("uu_g", dbw);
         e.m.assign(&gsum, du.idx(j2.clone()));
-        e.drive("up_w", v2.clone(), ext(&Sig::new(u.bank(0), f.centroid.bits, true), s.param_w));
-        e.drive("up_g", v2.clone(), ext(&Sig::new(gsum, dbw, true), f.update.bits));
+        e.drive(
+            "up_w",
+            v2.clone(),
+            ext(&Sig::new(u.bank(0), f.centroid.bits, true), s.param_w),
+        );
+        e.drive(
+            "up_g",
+            v2.clone(),
+            ext(&Sig::new(gsum, dbw, true), f.update.bits),
+        );
         e.drive("up_kind", v2.clone(), lit(2, 2));
         e.drive("up_v", v2.clone(), lit(1, 1));
-        e.seq.push(if_(v2.clone().lor(in_st("S_INIT")), vec![nb(du.idx(mux(in_st("S_INIT"), jj.slice(uab - 1, 0), j2)), lit(dbw, 0))]));
+        e.seq.push(if_(
+            v2.clone().lor(in_st("S_INIT")),
+            vec![nb(
+                du.idx(mux(in_st("S_INIT"), jj.slice(uab - 1, 0), j2)),
+                lit(dbw, 0),
+            )],
+        ));
         let wv = e.delay("uu_wv", c.clone(), 1, 5);
         let wa = e.delay("uu_wa", jj.slice(u.aw() - 1, 0), u.aw(), 5);
         e.drive("u_we", wv.clone(), lit(1, 1));
@@ -1637,7 +2098,10 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             sid("S_UU"),
             vec![
                 nb(&jj, &jj + ix(1)),
-                if_(jj.clone().eq_(ix(cls * d[1] - 1)), vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))]),
+                if_(
+                    jj.clone().eq_(ix(cls * d[1] - 1)),
+                    vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
+                ),
             ],
         ));
     }
@@ -1654,7 +2118,14 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         e.m.assign(bus_err_o, &berr);
         e.m.assign(bus_rdata_o, &brd);
         let go = e.m.wire("bus_go", 1);
-        e.m.assign(&go, bus_req.clone().land(bst.clone().eq_(lit(2, 0))).land(in_st("S_IDLE")).land(back.clone().lnot()));
+        e.m.assign(
+            &go,
+            bus_req
+                .clone()
+                .land(bst.clone().eq_(lit(2, 0)))
+                .land(in_st("S_IDLE"))
+                .land(back.clone().lnot()),
+        );
         let wr = go.clone().land(&bus_we);
         let rd = go.clone().land(bus_we.clone().lnot());
         // (region, mem, banks) of every bus-visible memory; `writable`.
@@ -1677,26 +2148,46 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             let word = bus_addr.slice(aw - 1, 0);
             let valid = if m.banks > 1 {
                 let bank = bus_addr.slice(aw + 7, aw);
-                let hi_ok = if aw + 8 < 32 { bus_addr.slice(31, aw + 8).eq_(lit(32 - aw - 8, 0)) } else { lit(1, 1) };
+                let hi_ok = if aw + 8 < 32 {
+                    bus_addr.slice(31, aw + 8).eq_(lit(32 - aw - 8, 0))
+                } else {
+                    lit(1, 1)
+                };
                 hit.clone()
                     .land(bank.lt_(lit(8, m.banks as u64)))
                     .land(cat([lit(1, 0), word.clone()]).lt_(lit(aw + 1, m.depth as u64)))
                     .land(hi_ok)
             } else {
-                hit.clone().land(bus_addr.clone().lt_(lit(32, m.depth as u64)))
+                hit.clone()
+                    .land(bus_addr.clone().lt_(lit(32, m.depth as u64)))
             };
-            ok = ok.lor(if *writable { valid.clone() } else { valid.clone().land(bus_we.clone().lnot()) });
+            ok = ok.lor(if *writable {
+                valid.clone()
+            } else {
+                valid.clone().land(bus_we.clone().lnot())
+            });
             let bank_oh: Expr = if m.banks > 1 {
                 let bank = bus_addr.slice(aw + 7, aw);
-                cat((0..m.banks).rev().map(|b| bank.clone().eq_(lit(8, b as u64))).collect::<Vec<_>>())
+                cat((0..m.banks)
+                    .rev()
+                    .map(|b| bank.clone().eq_(lit(8, b as u64)))
+                    .collect::<Vec<_>>())
             } else {
                 lit(1, 1)
             };
             if *writable {
                 let c = wr.clone().land(valid.clone());
-                e.drive(&format!("{}_we", m.name), c.clone(), mux(c.clone(), bank_oh, lit(m.banks as u32, 0)));
+                e.drive(
+                    &format!("{}_we", m.name),
+                    c.clone(),
+                    mux(c.clone(), bank_oh, lit(m.banks as u32, 0)),
+                );
                 e.drive(&format!("{}_waddr", m.name), c.clone(), word.clone());
-                e.drive(&format!("{}_wdata", m.name), c, bus_wdata.slice(m.width - 1, 0));
+                e.drive(
+                    &format!("{}_wdata", m.name),
+                    c,
+                    bus_wdata.slice(m.width - 1, 0),
+                );
             }
             let c = rd.clone().land(valid.clone());
             let all: Vec<Expr> = (0..m.banks).map(|_| word.clone()).collect();
@@ -1713,7 +2204,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 if m.banks == 1 {
                     bsel = m.bank(0);
                 } else {
-                    bsel = mux(bus_addr.slice(aw + 7, aw).eq_(lit(8, b as u64)), m.bank(b), bsel);
+                    bsel = mux(
+                        bus_addr.slice(aw + 7, aw).eq_(lit(8, b as u64)),
+                        m.bank(b),
+                        bsel,
+                    );
                 }
             }
             let rw_ = e.m.wire(&format!("bus_rd_{}", m.name), m.width);
@@ -1726,19 +2221,42 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             rsel.push((hit, v64));
         }
         // Hyper-parameters and counters.
-        let hyper_hit = bus_region.clone().eq_(lit(8, u64::from(region::HYPER))).land(bus_addr.clone().eq_(lit(32, 0)));
+        let hyper_hit = bus_region
+            .clone()
+            .eq_(lit(8, u64::from(region::HYPER)))
+            .land(bus_addr.clone().eq_(lit(32, 0)));
         // Hyper-parameter 1: the batch size of the next runs, 1 ..= the configured batch.
         let batch_hit = bus_region
             .clone()
             .eq_(lit(8, u64::from(region::HYPER)))
             .land(bus_addr.clone().eq_(lit(32, 1)))
-            .land(bus_we.clone().lnot().lor(bus_wdata.clone().ge_(lit(64, 1)).land(bus_wdata.clone().le_(lit(64, bsz as u64)))));
-        let cnt_hit = bus_region.clone().eq_(lit(8, u64::from(region::COUNTERS))).land(bus_addr.clone().lt_(lit(32, u64::from(counter::COUNT)))).land(bus_we.clone().lnot());
-        ok = ok.lor(hyper_hit.clone()).lor(cnt_hit.clone()).lor(batch_hit.clone());
+            .land(
+                bus_we.clone().lnot().lor(
+                    bus_wdata
+                        .clone()
+                        .ge_(lit(64, 1))
+                        .land(bus_wdata.clone().le_(lit(64, bsz as u64))),
+                ),
+            );
+        let cnt_hit = bus_region
+            .clone()
+            .eq_(lit(8, u64::from(region::COUNTERS)))
+            .land(bus_addr.clone().lt_(lit(32, u64::from(counter::COUNT))))
+            .land(bus_we.clone().lnot());
+        ok = ok
+            .lor(hyper_hit.clone())
+            .lor(cnt_hit.clone())
+            .lor(batch_hit.clone());
         let okw = e.m.wire("bus_ok", 1);
         e.m.assign(&okw, ok);
-        e.seq.push(if_(wr.clone().land(hyper_hit.clone()), vec![nb(&lr, bus_wdata.slice(s.lr_w - 1, 0))]));
-        e.seq.push(if_(wr.clone().land(batch_hit.clone()), vec![nb(&batch, bus_wdata.slice(IW - 1, 0))]));
+        e.seq.push(if_(
+            wr.clone().land(hyper_hit.clone()),
+            vec![nb(&lr, bus_wdata.slice(s.lr_w - 1, 0))],
+        ));
+        e.seq.push(if_(
+            wr.clone().land(batch_hit.clone()),
+            vec![nb(&batch, bus_wdata.slice(IW - 1, 0))],
+        ));
         let mut rv = lit(64, 0);
         for (hit, v) in rsel {
             rv = mux(hit, v, rv);
@@ -1749,7 +2267,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let cval = mux(
             craddr.clone().eq_(lit(2, 0)),
             cyc.clone(),
-            mux(craddr.clone().eq_(lit(2, 1)), cbusy.clone(), mux(craddr.eq_(lit(2, 2)), carr.clone(), cruns.clone())),
+            mux(
+                craddr.clone().eq_(lit(2, 1)),
+                cbusy.clone(),
+                mux(craddr.eq_(lit(2, 2)), carr.clone(), cruns.clone()),
+            ),
         );
         let cv = e.m.wire("bus_rd_special", 64);
         e.m.assign(
@@ -1757,7 +2279,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             mux(
                 hyper_hit.clone(),
                 cat([lit(64 - s.lr_w, 0), lr.clone()]),
-                mux(batch_hit.clone(), cat([lit(64 - IW, 0), batch.clone()]), cval),
+                mux(
+                    batch_hit.clone(),
+                    cat([lit(64 - IW, 0), batch.clone()]),
+                    cval,
+                ),
             ),
         );
         let special = e.q("bus_special_q", 1);
@@ -1771,8 +2297,15 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                         nb(&back, lit(1, 0)),
                         if_(
                             go.clone(),
-                            vec![if_(okw.clone().lnot().lor(bus_we.clone()), vec![nb(&back, lit(1, 1)), nb(&berr, okw.clone().lnot())])
-                                .else_(vec![nb(&bst, lit(2, 1)), nb(&special, hyper_hit.lor(cnt_hit).lor(batch_hit)), nb(&sval, &cv)])],
+                            vec![if_(
+                                okw.clone().lnot().lor(bus_we.clone()),
+                                vec![nb(&back, lit(1, 1)), nb(&berr, okw.clone().lnot())],
+                            )
+                            .else_(vec![
+                                nb(&bst, lit(2, 1)),
+                                nb(&special, hyper_hit.lor(cnt_hit).lor(batch_hit)),
+                                nb(&sval, &cv),
+                            ])],
                         ),
                     ],
                 ),
@@ -1793,7 +2326,10 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     }
 
     // ------------------------------------------------------------------ outputs
-    e.consume("valid_outs", cat([up_vo.clone(), relu_vo.clone(), bus_wdata.clone()]));
+    e.consume(
+        "valid_outs",
+        cat([up_vo.clone(), relu_vo.clone(), bus_wdata.clone()]),
+    );
     e.m.assign(run_done_o, &done);
     e.m.assign(run_status_o, &status);
     e.m.assign(run_result_o, &result);
@@ -1803,7 +2339,10 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let mut body = e.seq.clone();
     body.extend(seq);
     let resets = e.resets.clone();
-    let mut rst_body: Vec<Stmt> = resets.iter().map(|(r, w)| nb(r.clone(), zeros(int(u64::from(*w))))).collect();
+    let mut rst_body: Vec<Stmt> = resets
+        .iter()
+        .map(|(r, w)| nb(r.clone(), zeros(int(u64::from(*w)))))
+        .collect();
     rst_body.push(nb(&st, sid("S_INIT")));
     rst_body.push(nb(&lr, lit(s.lr_w, lr_init)));
     rst_body.push(nb(&batch, ix(bsz)));
@@ -1846,7 +2385,10 @@ pub fn skew() -> Module {
                 let sr = t.reg("sr_q", (&r + int(1)) * &wp);
                 t.always_ff(
                     &clk,
-                    vec![nb(&sr, cat([sr.part(int(0), &r * &wp), x.part(&r * &wp, &wp)]))],
+                    vec![nb(
+                        &sr,
+                        cat([sr.part(int(0), &r * &wp), x.part(&r * &wp, &wp)]),
+                    )],
                 );
                 t.assign(y.part(&r * &wp, &wp), sr.part(&r * &wp, &wp));
             },

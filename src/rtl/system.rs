@@ -6,9 +6,8 @@
 use crate::hdl::*;
 
 pub fn system() -> Module {
-    let mut m = Module::new("dff_system").doc(
-        "Host protocol decoder + DF engine behind one byte stream (docs/protocol.md).",
-    );
+    let mut m = Module::new("dff_system")
+        .doc("Host protocol decoder + DF engine behind one byte stream (docs/protocol.md).");
     let clk = m.input("clk_i", 1);
     let rst = m.input("rst_i", 1);
     let rx_data = m.input("rx_data_i", 8);

@@ -27,12 +27,7 @@ pub fn harness(top: &str, trace: bool) -> String {
             "if (tfp) tfp->dump(cycles * 2); ",
         )
     } else {
-        (
-            "",
-            r#"{ printf("1\n"); }"#,
-            r#"{ printf("1\n"); }"#,
-            "",
-        )
+        ("", r#"{ printf("1\n"); }"#, r#"{ printf("1\n"); }"#, "")
     };
     let trace_on = if trace {
         "Verilated::traceEverOn(true);"
@@ -181,7 +176,11 @@ impl EngineSim {
         };
         writeln!(self.stdin, "{cmd}")
             .and_then(|_| self.stdin.flush())
-            .map_err(|e| dead(format!("cannot send `{cmd}`: {e} (did the simulator exit?)")))?;
+            .map_err(|e| {
+                dead(format!(
+                    "cannot send `{cmd}`: {e} (did the simulator exit?)"
+                ))
+            })?;
         match self.lines.recv_timeout(self.timeout) {
             Ok(l) => Ok(l),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -190,7 +189,9 @@ impl EngineSim {
             }
             Err(_) => {
                 let st = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
-                Err(dead(format!("simulator exited ({st}) while answering `{cmd}`")))
+                Err(dead(format!(
+                    "simulator exited ({st}) while answering `{cmd}`"
+                )))
             }
         }
     }
