@@ -668,3 +668,149 @@ fn mutation_pe_accumulate_is_caught() {
         array_runs(mutant_configs(), Mutation::PeAccPlusOne),
     );
 }
+
+// ------------------------------------------------------------------ loss (N-pair)
+
+/// The N-pair configs: the three of [`configs`], the narrow one also with other logit, exp,
+/// reciprocal and beta widths (the loss unit's own parameters).
+fn npair_configs() -> Vec<(&'static str, Config)> {
+    configs()
+        .into_iter()
+        .map(|(name, mut cfg)| {
+            cfg.algorithm.loss = Loss::Npair;
+            if name == "narrow" {
+                let f = &mut cfg.fixed;
+                f.logit = q(12, 5, true);
+                f.beta = q(12, 9, true);
+                f.exp_addr_bits = 8;
+                f.exp_frac = 12;
+                f.exp_range = 10.0;
+                f.recip_frac = 18;
+            }
+            cfg.validate().unwrap();
+            (name, cfg)
+        })
+        .collect()
+}
+
+/// G̃ and active masks of `n` samples: random, plus the edges — one active negative, none,
+/// equal scores, differences that saturate the logit both ways, tiny differences.
+fn npair_samples(cfg: &Config, n: usize, seed: u64) -> Vec<(Vec<i64>, Vec<bool>)> {
+    let gf = cfg.fixed.goodness;
+    let k = cfg.network.classes;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut v = Vec::new();
+    for i in 0..n {
+        let mut gt: Vec<i64> = (0..k).map(|_| sample(&mut rng, gf)).collect();
+        let mut active: Vec<bool> = (0..k).map(|_| rng.gen_bool(0.8)).collect();
+        match i % 8 {
+            0 => {
+                // Only one negative active.
+                let j = rng.gen_range(1..k);
+                active = (0..k).map(|x| x == j).collect();
+            }
+            1 => gt = vec![rng.gen_range(0..=gf.max()); k], // equal scores
+            2 => {
+                // Huge positive differences: the logit saturates high.
+                gt[0] = 0;
+                for g in gt.iter_mut().skip(1) {
+                    *g = gf.max() - rng.gen_range(0..4);
+                }
+            }
+            3 => {
+                // Huge negative differences: every E_k underflows.
+                gt[0] = gf.max();
+                for g in gt.iter_mut().skip(1) {
+                    *g = rng.gen_range(0..4);
+                }
+            }
+            4 => {
+                // Small differences around the margin.
+                let base = rng.gen_range(0..gf.max() / 2);
+                for g in gt.iter_mut() {
+                    *g = base + rng.gen_range(0..300);
+                }
+            }
+            5 if i % 16 == 5 => active = vec![false; k], // no negative at all
+            _ => {}
+        }
+        active[0] = false;
+        v.push((gt, active));
+    }
+    v
+}
+
+fn run_npair(b: &Build, cfg: &Config, samples: &[(Vec<i64>, Vec<bool>)]) -> Vec<Vec<i64>> {
+    let f = &cfg.fixed;
+    let k = cfg.network.classes;
+    let (gw, bw) = (f.goodness.bits, f.beta.bits);
+    let wait = 4 * k + f.recip_frac.min(62) as usize + 8;
+    let mut s = Stim::new(b);
+    s.cycle_v(&[("rst_i", 1)]);
+    for (gt, active) in samples {
+        let g: Vec<(i64, u32)> = gt.iter().map(|&x| (x, gw)).collect();
+        let a: i64 = active
+            .iter()
+            .enumerate()
+            .map(|(j, &on)| i64::from(on) << j)
+            .sum();
+        s.cycle(&[
+            ("start_i", Bits::pack(&[(1, 1)])),
+            ("g_i", Bits::pack(&g)),
+            ("act_i", Bits::pack(&[(a, k as u32)])),
+        ]);
+        for _ in 0..wait {
+            s.cycle_v(&[]);
+        }
+    }
+    let out = s.run().unwrap();
+    let (di, bi) = (out_index(b, "done_o"), out_index(b, "b_o"));
+    out.iter()
+        .filter(|l| l[di].field(0, 1, false) == 1)
+        .map(|l| {
+            (0..k as u32)
+                .map(|j| l[bi].field(j * bw, bw, true))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn npair_loss_unit_matches_golden() {
+    for (name, cfg) in npair_configs() {
+        let rtl = generate(&cfg).unwrap();
+        let Some(b) = build(&rtl, "dff_loss_npair") else {
+            return;
+        };
+        let fx = FixedDf::new(&cfg).unwrap();
+        let samples = npair_samples(&cfg, 480, 8);
+        let want: Vec<Vec<i64>> = samples.iter().map(|(g, a)| fx.loss_unit(g, a)).collect();
+        let got = run_npair(&b, &cfg, &samples);
+        assert_eq!(mismatches(&got, &want), 0, "{name}: npair beta");
+        let nonzero = want.iter().filter(|w| w[0] != 0).count();
+        eprintln!(
+            "{name}: npair loss {} samples ({nonzero} with beta_y != 0), 0 mismatches",
+            samples.len()
+        );
+    }
+}
+
+#[test]
+fn mutation_npair_divider_off_by_one_is_caught() {
+    // Mutants on one config, as the other units' (each build costs ~10 s).
+    for (name, cfg) in npair_configs().into_iter().take(1) {
+        let rtl = generate_with(&cfg, Mutation::LossRecipPlusOne).unwrap();
+        let Some(b) = build(&rtl, "dff_loss_npair") else {
+            return;
+        };
+        let fx = FixedDf::new(&cfg).unwrap();
+        let samples = npair_samples(&cfg, 100, 9);
+        let want: Vec<Vec<i64>> = samples.iter().map(|(g, a)| fx.loss_unit(g, a)).collect();
+        let bad = mismatches(&run_npair(&b, &cfg, &samples), &want);
+        eprintln!(
+            "{name}: mutant npair: {bad} of {} mismatches",
+            samples.len()
+        );
+        assert!(bad > 0, "{name}: the mutant was not caught");
+    }
+}
