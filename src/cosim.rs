@@ -234,6 +234,7 @@ pub fn run(
             false,
             cfg.algorithm.loss == Loss::Npair,
             cfg.fixed.recip_frac,
+            crate::rtl::engine::hard_count(cfg),
         );
         macs += ideal_macs(&lay, n, false);
         samples += n;
@@ -311,9 +312,10 @@ fn q(bits: u32, frac: u32, signed: bool) -> QFormat {
 
 /// A seeded random small config for the co-simulation matrix. Covers array shapes (square,
 /// non-square, 1×N, N×1), layer widths that are not multiples of the array, 1–3 layers,
-/// negatives all/random, every collaboration mode, N-pair and hinge, and three sets of
+/// every negatives mode, every collaboration mode, N-pair and hinge, and three sets of
 /// number formats (the default, a narrow truncating one, a wide one). `i` steers the
-/// choices so that the first few configs cover every option at least once.
+/// choices: configs 0–17 cover the 18 combinations of collaboration (i mod 3), negatives
+/// (i div 3 mod 3) and loss (i div 9 mod 2).
 pub fn random_config(seed: u64, i: usize) -> Config {
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9).wrapping_add(i as u64));
     let mut c = Config::builtin();
@@ -338,18 +340,14 @@ pub fn random_config(seed: u64, i: usize) -> Config {
     c.training.batch = rng.gen_range(1..=4);
     c.training.learning_rate = [5.0, 20.0, 60.0][rng.gen_range(0..3)];
     let a = &mut c.algorithm;
-    a.negatives = if i % 2 == 0 {
-        Negatives::All
-    } else {
-        Negatives::Random
-    };
+    a.negatives = [Negatives::All, Negatives::Random, Negatives::Hard][(i / 3) % 3];
     a.negatives_count = rng.gen_range(1..c.network.classes);
     a.collaboration = [
         Collaboration::None,
         Collaboration::Previous,
         Collaboration::All,
     ][i % 3];
-    a.loss = if (i / 2) % 2 == 0 {
+    a.loss = if (i / 9) % 2 == 0 {
         Loss::Npair
     } else {
         Loss::Hinge

@@ -302,7 +302,7 @@ fn hardware_backends_explain_what_they_cannot_do() {
     let o = dfforge(
         &[
             "--set",
-            "algorithm.negatives=hard",
+            "algorithm.scheme=df-r",
             "train",
             "--backend",
             "rtl",
@@ -310,7 +310,7 @@ fn hardware_backends_explain_what_they_cannot_do() {
         tmp.path(),
     );
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("hard negatives"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("df-r"), "{}", stderr(&o));
     // An unknown backend names the ones that exist.
     let o = dfforge(&["train", "--backend", "fpga"], tmp.path());
     assert!(!o.status.success());

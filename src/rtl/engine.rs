@@ -24,8 +24,8 @@
 //! - BUPD l, UUPD: the update unit over b_l and U.
 //!
 //! What this first engine does not do yet (the generator refuses such configs by name):
-//! DF-R / DF-O feedback (scheme = "df" only), hard negatives (the host picks random
-//! negatives and writes them with the labels). Drain and stream do not overlap and one update
+//! DF-R / DF-O feedback (scheme = "df" only). The host picks random negatives and writes them
+//! with the labels; hard negatives are selected in LOSS from the gathered scores. Drain and stream do not overlap and one update
 //! unit walks the parameters, so PE utilisation is far below the array's peak; the counters
 //! say how far.
 
@@ -105,11 +105,6 @@ impl Layout {
                 "the engine implements algorithm.scheme = \"df\" so far (got \"{}\"); DF-R/DF-O need the transposed GEMM's feeder",
                 a.scheme
             )));
-        }
-        if a.negatives == Negatives::Hard {
-            return Err(RtlError::Unsupported(
-                "the engine does not select hard negatives yet; use negatives = \"all\" or \"random\"".into(),
-            ));
         }
         let hyps = match a.negatives {
             Negatives::Random => a.negatives_count + 1,
@@ -520,14 +515,18 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let done = e.q("done_q", 1);
     let lr = e.q("lr_q", s.lr_w);
     let npair = cfg.algorithm.loss == Loss::Npair;
+    let hard = cfg.algorithm.negatives == Negatives::Hard;
     let st_names: Vec<&str> = [
         "S_INIT", "S_IDLE", "S_FETCH", "S_NA", "S_NAW", "S_NB", "S_GS", "S_GF", "S_GD", "S_CH",
-        "S_CS", "S_PRED", "S_LG", "S_LS", "S_LW", "S_LB", "S_DP", "S_DS", "S_BU", "S_UU", "S_WAIT",
-        "S_NEXT",
+        "S_CS", "S_PRED", "S_LG", "S_LSEL", "S_LS", "S_LW", "S_LB", "S_LH", "S_DP", "S_DS", "S_BU",
+        "S_UU", "S_WAIT", "S_NEXT",
     ]
     .into_iter()
-    // The N-pair unit's start/wait/write-back states exist only with that unit.
+    // The N-pair unit's start/wait/write-back states exist only with that unit, the hard
+    // negatives' selection (and the hinge stream from the gathered scores) only with those.
     .filter(|n| npair || !matches!(*n, "S_LS" | "S_LW" | "S_LB"))
+    .filter(|n| hard || !matches!(*n, "S_LSEL" | "S_LH"))
+    .filter(|n| !(npair && *n == "S_LH"))
     .collect();
     let sv: Vec<Expr> = st_names
         .iter()
@@ -722,6 +721,9 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let hg_bv = e.m.wire("hg_bv", 1);
     let hg_byv = e.m.wire("hg_byv", 1);
     let act_mask: u64 = ((1u64 << kh) - 1) & !1;
+    // Hard negatives: the slots LOSS selected for this sample and layer.
+    let act_q = e.q("act_q", cls as u32);
+    let hg_act = e.creg("hg_act", 1);
     if npair {
         let busy = e.m.wire("unused_ls_busy", 1);
         e.m.instance(
@@ -730,7 +732,14 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 .conn("rst_i", id("rst_i"))
                 .conn("start_i", &ls_start)
                 .conn("g_i", &gt_q)
-                .conn("act_i", lit(cls as u32, act_mask))
+                .conn(
+                    "act_i",
+                    if hard {
+                        act_q.clone()
+                    } else {
+                        lit(cls as u32, act_mask)
+                    },
+                )
                 .conn("b_o", &ls_b)
                 .conn("done_o", &ls_done)
                 .conn("busy_o", &busy),
@@ -746,6 +755,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 hg_g.clone(),
                 hg_gv.clone(),
                 hg_last.clone(),
+                hg_act.clone(),
                 hg_b.clone(),
                 hg_bv.clone(),
                 hg_byv.clone(),
@@ -760,7 +770,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 .conn("yv_i", &hg_yv)
                 .conn("g_i", &hg_g)
                 .conn("gv_i", &hg_gv)
-                .conn("act_i", lit(1, 1))
+                .conn("act_i", &hg_act)
                 .conn("last_i", &hg_last)
                 .conn("b_o", &hg_b)
                 .conn("bv_o", &hg_bv)
@@ -1635,7 +1645,84 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let s2 = e.delay("lg_slot", slot.slice(7, 0), 8, 2);
         let bsel: Vec<Expr> = (0..nl).map(|l| is_opl(OP_LOSS, l)).collect();
         let kpr = kh;
-        if npair {
+        // Hard negatives: after the gather, n rounds over slots 1..K-1 each mark the highest
+        // unmarked G̃ (the first of equals: ties to the lower slot, as the golden model).
+        // (Used only where scores are gathered first: N-pair, or hard negatives.)
+        let to_select = if !(npair || hard) {
+            vec![]
+        } else {
+            vec![
+                nb(&slot, ix(0)),
+                nb(&jj, ix(1)),
+                nb(&ii, ix(0)),
+                nb(&act_q, lit(cls as u32, 0)),
+                nb(&st, sid(if hard { "S_LSEL" } else { "S_LS" })),
+            ]
+        };
+        if hard {
+            let bestv = e.q("sel_best_q", gw);
+            let besti = e.q("sel_idx_q", 8);
+            let bval = e.q("sel_valid_q", 1);
+            let j8 = jj.slice(7, 0);
+            let mut cand = lit(gw, 0);
+            let mut taken = lit(1, 0);
+            for j in 1..cls {
+                let hit = j8.clone().eq_(lit(8, j as u64));
+                cand = mux(
+                    hit.clone(),
+                    gt_q.part(int((j as u64) * u64::from(gw)), int(u64::from(gw))),
+                    cand,
+                );
+                taken = taken.lor(hit.land(act_q.idx(int(j as u64))));
+            }
+            let candw = e.m.wire("sel_cand", gw);
+            e.m.assign(&candw, cand);
+            let better = e.m.wire("sel_better", 1);
+            e.m.assign(
+                &better,
+                taken
+                    .lnot()
+                    .land(bval.clone().lnot().lor(candw.clone().gt_(&bestv))),
+            );
+            let win = e.m.wire("sel_win", 8);
+            e.m.assign(&win, mux(&better, j8.clone(), besti.clone()));
+            let mark: Vec<Stmt> = (1..cls)
+                .map(|j| {
+                    if_(
+                        win.clone().eq_(lit(8, j as u64)),
+                        vec![nb(act_q.idx(int(j as u64)), lit(1, 1))],
+                    )
+                })
+                .collect();
+            let mut end_round = mark;
+            end_round.push(nb(&bval, lit(1, 0)));
+            end_round.push(nb(&jj, ix(1)));
+            end_round.push(nb(&ii, &ii + ix(1)));
+            end_round.push(if_(
+                ii.clone().eq_(ix(cfg.algorithm.negatives_count - 1)),
+                vec![
+                    nb(&slot, ix(0)),
+                    nb(&st, sid(if npair { "S_LS" } else { "S_LH" })),
+                ],
+            ));
+            sw.push(arm(
+                sid("S_LSEL"),
+                vec![
+                    if_(
+                        &better,
+                        vec![
+                            nb(&bestv, &candw),
+                            nb(&besti, j8.clone()),
+                            nb(&bval, lit(1, 1)),
+                        ],
+                    ),
+                    if_(jj.clone().eq_(ix(kpr - 1)), end_round).else_(vec![nb(&jj, &jj + ix(1))]),
+                ],
+            ));
+        } else {
+            e.consume("act_q", act_q.clone());
+        }
+        if npair || hard {
             // Gather: gt_q slot s2 ← G̃.
             let mut upd = Vec::new();
             for j in 0..cls {
@@ -1648,6 +1735,8 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 ));
             }
             e.seq.extend(upd);
+        }
+        if npair {
             e.drive("ls_start", in_st("S_LS"), lit(1, 1));
             // Write β slot by slot from b_o (held until the next start).
             let wb = in_st("S_LB");
@@ -1675,10 +1764,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 sid("S_LG"),
                 vec![
                     nb(&slot, &slot + ix(1)),
-                    if_(
-                        slot.clone().eq_(ix(kpr + 2)),
-                        vec![nb(&slot, ix(0)), nb(&st, sid("S_LS"))],
-                    ),
+                    if_(slot.clone().eq_(ix(kpr + 2)), to_select.clone()),
                 ],
             ));
             sw.push(arm(sid("S_LS"), vec![nb(&st, sid("S_LW"))]));
@@ -1705,8 +1791,89 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                     ),
                 ],
             ));
+        } else if hard {
+            // Hinge after the selection: stream the gathered G̃ with the selected slots
+            // active; β_k one cycle later, β_y two cycles after the last.
+            let on = in_st("S_LH").land(slot.clone().lt_(ix(kpr)));
+            let s8 = slot.slice(7, 0);
+            let mut g = lit(gw, 0);
+            let mut a = lit(1, 0);
+            for j in 0..cls {
+                let hit = s8.clone().eq_(lit(8, j as u64));
+                g = mux(
+                    hit.clone(),
+                    gt_q.part(int((j as u64) * u64::from(gw)), int(u64::from(gw))),
+                    g,
+                );
+                a = a.lor(hit.land(act_q.idx(int(j as u64))));
+            }
+            let gs = e.m.wire("lh_g", gw);
+            e.m.assign(&gs, g);
+            e.drive("hg_gy", on.clone(), gs.clone());
+            e.drive(
+                "hg_yv",
+                on.clone().land(s8.clone().eq_(lit(8, 0))),
+                lit(1, 1),
+            );
+            e.drive("hg_g", on.clone(), gs.clone());
+            e.drive(
+                "hg_gv",
+                on.clone().land(s8.clone().ne_(lit(8, 0))),
+                lit(1, 1),
+            );
+            e.drive("hg_act", on.clone(), a);
+            e.drive(
+                "hg_last",
+                on.clone().land(s8.clone().eq_(lit(8, (kpr - 1) as u64))),
+                lit(1, 1),
+            );
+            let a1 = e.delay("lh_a", ga.slice(15, 0), 16, 1);
+            let base2 = e.delay("lh_base", sbase.slice(15, 0), 16, 2);
+            for l in 0..nl {
+                let c = hg_bv.clone().lor(hg_byv.clone()).land(bsel[l].clone());
+                e.drive(&format!("{}_we", beta[l].name), c.clone(), lit(1, 1));
+                e.drive(
+                    &format!("{}_waddr", beta[l].name),
+                    c.clone(),
+                    mux(
+                        &hg_byv,
+                        base2.slice(beta[l].aw() - 1, 0),
+                        a1.slice(beta[l].aw() - 1, 0),
+                    ),
+                );
+                e.drive(&format!("{}_wdata", beta[l].name), c, hg_b.clone());
+            }
+            e.consume("lh", cat([a1.clone(), base2.clone()]));
+            sw.push(arm(
+                sid("S_LG"),
+                vec![
+                    nb(&slot, &slot + ix(1)),
+                    if_(slot.clone().eq_(ix(kpr + 2)), to_select.clone()),
+                ],
+            ));
+            sw.push(arm(
+                sid("S_LH"),
+                vec![
+                    nb(&slot, &slot + ix(1)),
+                    if_(
+                        slot.clone().eq_(ix(kpr + 2)),
+                        vec![
+                            nb(&slot, ix(0)),
+                            nb(&samp, &samp + ix(1)),
+                            nb(&sbase, &sbase + ix(kpr)),
+                            if_(
+                                samp.clone().eq_(&nsamp - ix(1)),
+                                vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))],
+                            )
+                            .else_(vec![nb(&st, sid("S_LG"))]),
+                        ],
+                    ),
+                ],
+            ));
+            e.consume("npair_ports", cat([ls_b.clone(), ls_done.clone()]));
         } else {
             // Hinge: slot 0 loads G̃(y), slots 1.. stream; β_k one cycle later, β_y after the last.
+            e.drive("hg_act", lit(1, 1), lit(1, 1));
             e.drive("hg_gy", v2.clone(), gtw.clone());
             e.drive(
                 "hg_yv",
@@ -2415,7 +2582,14 @@ const NORM_WAIT: u64 = 7;
 /// one inference), as the engine's busy counter counts them (from the first op fetch to the
 /// cycle that raises `run_done_o`).
 /// `tests/engine_cosim.rs` checks it against the RTL's counter, cycle for cycle.
-pub fn predicted_cycles(lay: &Layout, n: usize, infer: bool, npair: bool, recip_frac: u32) -> u64 {
+pub fn predicted_cycles(
+    lay: &Layout,
+    n: usize,
+    infer: bool,
+    npair: bool,
+    recip_frac: u32,
+    hard: Option<usize>,
+) -> u64 {
     let (rr, cc) = (lay.rows as u64, lay.cols as u64);
     let d: Vec<u64> = lay.dims.iter().map(|&x| x as u64).collect();
     let nl = lay.layers();
@@ -2439,11 +2613,15 @@ pub fn predicted_cycles(lay: &Layout, n: usize, infer: bool, npair: bool, recip_
     if infer {
         c += 1 + (lay.classes as u64 + 4) + 1; // PRED
     } else {
+        // Hard negatives: n selection rounds over the K − 1 wrong slots.
+        let sel = hard.map_or(0, |nn| nn as u64 * (kh - 1));
         for _ in 0..nl {
-            c += 1 + if npair {
-                samples * ((kh + 3) + 1 + npair_cycles(lay.classes, recip_frac) + kh) + 6
-            } else {
-                samples * (kh + 5) + 6
+            c += 1 + match (npair, hard.is_some()) {
+                (true, _) => {
+                    samples * ((kh + 3) + sel + 1 + npair_cycles(lay.classes, recip_frac) + kh) + 6
+                }
+                (false, true) => samples * ((kh + 3) + sel + (kh + 3)) + 6,
+                (false, false) => samples * (kh + 5) + 6,
             };
         }
         for l in 0..nl {
@@ -2466,8 +2644,8 @@ pub fn schedule_summary(cfg: &Config, lay: &Layout) -> serde_json::Value {
     let npair = cfg.algorithm.loss == Loss::Npair;
     let b = lay.batch;
     let pes = (lay.rows * lay.cols) as f64;
-    let tc = predicted_cycles(lay, b, false, npair, cfg.fixed.recip_frac);
-    let ic = predicted_cycles(lay, 1, true, npair, cfg.fixed.recip_frac);
+    let tc = predicted_cycles(lay, b, false, npair, cfg.fixed.recip_frac, hard_count(cfg));
+    let ic = predicted_cycles(lay, 1, true, npair, cfg.fixed.recip_frac, hard_count(cfg));
     let tm = crate::cosim::ideal_macs(lay, b, false);
     let im = crate::cosim::ideal_macs(lay, 1, true);
     serde_json::json!({
@@ -2485,4 +2663,9 @@ pub fn schedule_summary(cfg: &Config, lay: &Layout) -> serde_json::Value {
             "pe_utilisation": im as f64 / (pes * ic as f64),
         },
     })
+}
+
+/// `Some(n)` when the config selects n hard negatives (the LOSS op's selection rounds).
+pub fn hard_count(cfg: &Config) -> Option<usize> {
+    (cfg.algorithm.negatives == Negatives::Hard).then_some(cfg.algorithm.negatives_count)
 }
