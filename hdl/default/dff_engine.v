@@ -260,6 +260,8 @@ module dff_engine (
   wire [15:0] hg_b;
   wire hg_bv;
   wire hg_byv;
+  reg [9:0] act_q;
+  reg hg_act;
   wire unused_ls_busy;
   wire unused_hinge;
   reg [5:0] op_word;
@@ -514,6 +516,7 @@ module dff_engine (
   reg lg_v_d2;
   reg [7:0] lg_slot_d1;
   reg [7:0] lg_slot_d2;
+  wire unused_act_q;
   wire [15:0] loss_beta;
   reg [15:0] beta_q;
   wire [11:0] two_over_d;
@@ -790,7 +793,7 @@ module dff_engine (
   assign hg_b = 16'd0;
   assign hg_bv = 1'b0;
   assign hg_byv = 1'b0;
-  assign unused_hinge = ^{hg_gy, hg_yv, hg_g, hg_gv, hg_last, hg_b, hg_bv, hg_byv};
+  assign unused_hinge = ^{hg_gy, hg_yv, hg_g, hg_gv, hg_last, hg_act, hg_b, hg_bv, hg_byv};
 
   always @* begin
     case (pc_q)
@@ -973,6 +976,7 @@ module dff_engine (
   assign gt2 = gt2_sat0;
   assign unused_gt2 = gt2[18];
   assign gt_cur = layer_q == 2'd1 ? gt2[17:0] : layer_q == 2'd0 ? gt1[17:0] : 18'd0;
+  assign unused_act_q = ^act_q;
   assign loss_beta = slot_q == 32'd9 ? ls_b[144 +: 16] : slot_q == 32'd8 ? ls_b[128 +: 16] : slot_q == 32'd7 ? ls_b[112 +: 16] : slot_q == 32'd6 ? ls_b[96 +: 16] : slot_q == 32'd5 ? ls_b[80 +: 16] : slot_q == 32'd4 ? ls_b[64 +: 16] : slot_q == 32'd3 ? ls_b[48 +: 16] : slot_q == 32'd2 ? ls_b[32 +: 16] : slot_q == 32'd1 ? ls_b[16 +: 16] : slot_q == 32'd0 ? ls_b[0 +: 16] : 16'd0;
   assign two_over_d = layer_q == 2'd1 ? 12'd1024 : layer_q == 2'd0 ? 12'd1024 : 12'd0;
   assign coef = $signed({{12{beta_q[15]}}, beta_q}) * $signed({16'd0, two_over_d});
@@ -1062,6 +1066,7 @@ module dff_engine (
       av_q <= {1{1'b0}};
       ac_q <= {1{1'b0}};
       gt_q <= {180{1'b0}};
+      act_q <= {10{1'b0}};
       cnt_cycles_q <= {64{1'b0}};
       cnt_busy_q <= {64{1'b0}};
       cnt_array_q <= {64{1'b0}};
@@ -1726,6 +1731,9 @@ module dff_engine (
           slot_q <= slot_q + 32'd1;
           if (slot_q == 32'd12) begin
             slot_q <= 32'd0;
+            j_q <= 32'd1;
+            i_q <= 32'd0;
+            act_q <= 10'd0;
             st_q <= S_LS;
           end
         end
@@ -2575,6 +2583,10 @@ module dff_engine (
 
   always @* begin
     hg_last = {1{1'b0}};
+  end
+
+  always @* begin
+    hg_act = {1{1'b0}};
   end
 
   dff_bram #(
