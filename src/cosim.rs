@@ -76,87 +76,80 @@ pub fn ideal_macs(lay: &Layout, n: usize, infer: bool) -> u64 {
     fwd + grad
 }
 
-#[allow(clippy::too_many_arguments)]
-fn cmp_vec(
-    out: &mut Option<Mismatch>,
-    count: &mut (u64, u64),
-    step: usize,
-    tensor: &str,
-    layer: Option<usize>,
-    cols: usize,
-    rtl: &[i64],
-    gold: &[i64],
-) {
-    for (i, (&a, &b)) in rtl.iter().zip(gold).enumerate() {
-        count.0 += 1;
-        if a != b {
-            count.1 += 1;
-            if out.is_none() {
-                *out = Some(Mismatch {
-                    step,
-                    tensor: tensor.to_string(),
-                    layer,
-                    index: if cols > 1 {
-                        vec![i / cols, i % cols]
-                    } else {
-                        vec![i]
-                    },
-                    rtl: a,
-                    golden: b,
-                });
+/// Value-by-value comparison of RTL results with the golden model: counts, and the first
+/// difference with where it is (shared by `dfforge cosim` and `--backend rtl`).
+#[derive(Clone, Debug, Default)]
+pub struct Checker {
+    pub compared: u64,
+    pub mismatches: u64,
+    pub first: Option<Mismatch>,
+}
+
+impl Checker {
+    /// Compare `rtl` with `gold` (row-major with `cols` columns; 1 for vectors).
+    pub fn vec(
+        &mut self,
+        step: usize,
+        tensor: &str,
+        layer: Option<usize>,
+        cols: usize,
+        rtl: &[i64],
+        gold: &[i64],
+    ) {
+        for (i, (&a, &b)) in rtl.iter().zip(gold).enumerate() {
+            self.compared += 1;
+            if a != b {
+                self.mismatches += 1;
+                if self.first.is_none() {
+                    self.first = Some(Mismatch {
+                        step,
+                        tensor: tensor.to_string(),
+                        layer,
+                        index: if cols > 1 {
+                            vec![i / cols, i % cols]
+                        } else {
+                            vec![i]
+                        },
+                        rtl: a,
+                        golden: b,
+                    });
+                }
             }
         }
+        if rtl.len() != gold.len() {
+            self.mismatches += 1;
+        }
     }
-    if rtl.len() != gold.len() {
-        count.1 += 1;
+
+    /// Compare every parameter.
+    pub fn params(&mut self, step: usize, rtl: &FxParams, gold: &FxParams) {
+        for l in 0..gold.w.len() {
+            let cols = gold.w[l].cols;
+            let name = format!("W{}", l + 1);
+            self.vec(
+                step,
+                &name,
+                Some(l + 1),
+                cols,
+                &widen(&rtl.w[l]),
+                &widen(&gold.w[l]),
+            );
+            let name = format!("b{}", l + 1);
+            self.vec(step, &name, Some(l + 1), 1, &rtl.b[l], &gold.b[l]);
+        }
+        self.vec(
+            step,
+            "U",
+            Some(1),
+            gold.u.cols,
+            &widen(&rtl.u),
+            &widen(&gold.u),
+        );
     }
 }
 
 fn widen(m: &IMat) -> Vec<i64> {
     m.data.iter().map(|&v| i64::from(v)).collect()
-}
-
-/// Compare all parameters.
-fn cmp_params(
-    out: &mut Option<Mismatch>,
-    count: &mut (u64, u64),
-    step: usize,
-    rtl: &FxParams,
-    gold: &FxParams,
-) {
-    for l in 0..gold.w.len() {
-        let cols = gold.w[l].cols;
-        cmp_vec(
-            out,
-            count,
-            step,
-            &format!("W{}", l + 1),
-            Some(l + 1),
-            cols,
-            &widen(&rtl.w[l]),
-            &widen(&gold.w[l]),
-        );
-        cmp_vec(
-            out,
-            count,
-            step,
-            &format!("b{}", l + 1),
-            Some(l + 1),
-            1,
-            &rtl.b[l],
-            &gold.b[l],
-        );
-    }
-    cmp_vec(
-        out,
-        count,
-        step,
-        "U",
-        Some(1),
-        gold.u.cols,
-        &widen(&rtl.u),
-        &widen(&gold.u),
-    );
 }
 
 /// A seeded stream of minibatches of raw pixels (mostly random, sometimes all zero or
@@ -198,21 +191,18 @@ impl RandomBatches {
 }
 
 /// Train `steps` minibatches of `batches` through `bus` and `fx` side by side. Stops at the
-/// first step with a difference. `on_step(step)` is called before each run (progress, or
-/// to start a waveform).
+/// first step with a difference.
 pub fn run(
     cfg: &Config,
     fx: &mut FixedDf,
     bus: &mut dyn Bus,
     batches: &mut dyn FnMut(usize) -> (IMat, Vec<u32>),
     steps: usize,
-    on_step: &mut dyn FnMut(usize, &mut dyn Bus) -> anyhow::Result<()>,
 ) -> anyhow::Result<CosimReport> {
     let lay = Layout::new(cfg)?;
     driver::load_params(bus, &lay, &fx.params)?;
     let mut rep = CosimReport::default();
-    let mut count = (0u64, 0u64);
-    let mut first = None;
+    let mut chk = Checker::default();
     let mut macs = 0u64;
     let mut samples = 0usize;
     let c0 = driver::read_counters(bus)?;
@@ -221,29 +211,19 @@ pub fn run(
         let n = labels.len();
         let (trace, _) = fx.step(&px, &labels);
         driver::write_batch(bus, &px, Some(&trace.forward.hyps))?;
-        on_step(step, bus)?;
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
         anyhow::ensure!(
             status == 0,
             "engine reported status {status} for a training step"
         );
         rep.cycles += cyc;
-        rep.predicted_cycles += crate::rtl::engine::predicted_cycles(
-            &lay,
-            n,
-            false,
-            cfg.algorithm.loss == Loss::Npair,
-            cfg.fixed.recip_frac,
-            crate::rtl::engine::hard_count(cfg),
-        );
+        rep.predicted_cycles += crate::rtl::engine::predicted_cycles(cfg, &lay, n, false);
         macs += ideal_macs(&lay, n, false);
         samples += n;
         let rows = trace.forward.hyps.len();
         let g = driver::read_goodness(bus, &lay, rows)?;
         for (l, gl) in g.iter().enumerate() {
-            cmp_vec(
-                &mut first,
-                &mut count,
+            chk.vec(
                 step,
                 &format!("G{}", l + 1),
                 Some(l + 1),
@@ -254,9 +234,7 @@ pub fn run(
         }
         let beta = driver::read_beta(bus, &lay, rows)?;
         for (l, bl) in beta.iter().enumerate() {
-            cmp_vec(
-                &mut first,
-                &mut count,
+            chk.vec(
                 step,
                 &format!("beta{}", l + 1),
                 Some(l + 1),
@@ -266,7 +244,7 @@ pub fn run(
             );
         }
         let p = driver::read_params(bus, &lay)?;
-        cmp_params(&mut first, &mut count, step, &p, &fx.params);
+        chk.params(step, &p, &fx.params);
         // One inference with the updated parameters.
         let one = IMat {
             rows: 1,
@@ -277,9 +255,7 @@ pub fn run(
         let (st, pred, _) = bus.run(RUN_INFER)?;
         anyhow::ensure!(st == 0, "engine reported status {st} for an inference");
         let want = fx.predict_raw(&one)[0];
-        cmp_vec(
-            &mut first,
-            &mut count,
+        chk.vec(
             step,
             "prediction",
             None,
@@ -288,14 +264,14 @@ pub fn run(
             &[i64::from(want)],
         );
         rep.steps = step + 1;
-        if first.is_some() {
+        if chk.first.is_some() {
             break;
         }
     }
     let c1 = driver::read_counters(bus)?;
-    rep.values_compared = count.0;
-    rep.mismatches = count.1;
-    rep.first_mismatch = first;
+    rep.values_compared = chk.compared;
+    rep.mismatches = chk.mismatches;
+    rep.first_mismatch = chk.first;
     rep.array_cycles = c1[2].saturating_sub(c0[2]);
     if rep.steps > 0 {
         rep.cycles_per_step = rep.cycles as f64 / rep.steps as f64;
@@ -390,9 +366,4 @@ pub fn random_config(seed: u64, i: usize) -> Config {
         c.fixed.beta.frac = c.fixed.beta.bits - 6;
     }
     c
-}
-
-/// Golden model and a batch stream for `cfg` (random pixels seeded by `seed`).
-pub fn golden(cfg: &Config) -> anyhow::Result<FixedDf> {
-    Ok(FixedDf::new(cfg)?)
 }

@@ -723,7 +723,7 @@ fn hardware_summary(
         "train_cycles": l.train_cycles,
         "cycles_per_train_sample": l.train_cycles as f64 / samples,
         "ideal_cycles_per_train_sample": l.macs as f64 / pes / samples,
-        "predicted_cycles_per_train_sample": dfforge::rtl::engine::predicted_cycles(lay, cfg.training.batch, false, cfg.algorithm.loss == dfforge::config::Loss::Npair, cfg.fixed.recip_frac, dfforge::rtl::engine::hard_count(cfg)) as f64 / cfg.training.batch as f64,
+        "predicted_cycles_per_train_sample": dfforge::rtl::engine::predicted_cycles(cfg, lay, cfg.training.batch, false) as f64 / cfg.training.batch as f64,
         "pe_utilisation": l.macs as f64 / (pes * l.train_cycles.max(1) as f64),
         "cycles_per_inference": icyc as f64 / infers.max(1) as f64,
         "engine_cycles_total": c[0],
@@ -789,16 +789,12 @@ fn cosim_one(
         dfforge::driver::ProtocolBus<dfforge::host::SimLink>,
     )> {
         let mut bus = dfforge::driver::ProtocolBus::new(dfforge::host::Client::new(link), cfg);
-        let mut fx = cosim::golden(cfg)?;
+        let mut fx = dfforge::fixed::model::FixedDf::new(cfg)?;
         let mut data = cosim::RandomBatches::new(cfg, seed);
         let bsz = cfg.training.batch;
         let mut batches = |_s: usize| data.next(bsz);
-        let mut on_step = |s: usize, _b: &mut dyn dfforge::driver::Bus| -> Result<()> {
-            let _ = s;
-            Ok(())
-        };
         let rep = match &trace_at {
-            None => cosim::run(cfg, &mut fx, &mut bus, &mut batches, steps, &mut on_step)?,
+            None => cosim::run(cfg, &mut fx, &mut bus, &mut batches, steps)?,
             Some((k, path)) => {
                 let mut tb = TraceBus {
                     inner: &mut bus,
@@ -806,7 +802,7 @@ fn cosim_one(
                     path: path.clone(),
                     step: 0,
                 };
-                cosim::run(cfg, &mut fx, &mut tb, &mut batches, k + 1, &mut on_step)?
+                cosim::run(cfg, &mut fx, &mut tb, &mut batches, k + 1)?
             }
         };
         Ok((rep, bus))

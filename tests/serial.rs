@@ -259,18 +259,10 @@ fn engine_trains_over_the_simulated_uart() {
     let mut client = open(&board);
     assert_eq!(client.ping().unwrap(), dfforge::rtl::cmd::config_id(&cfg));
     let mut bus = ProtocolBus::new(client, &cfg);
-    let mut fx = cosim::golden(&cfg).unwrap();
+    let mut fx = dfforge::fixed::model::FixedDf::new(&cfg).unwrap();
     let mut data = RandomBatches::new(&cfg, 5);
     let bsz = cfg.training.batch;
-    let rep = cosim::run(
-        &cfg,
-        &mut fx,
-        &mut bus,
-        &mut |_| data.next(bsz),
-        2,
-        &mut |_, _| Ok(()),
-    )
-    .unwrap();
+    let rep = cosim::run(&cfg, &mut fx, &mut bus, &mut |_| data.next(bsz), 2).unwrap();
     eprintln!(
         "over the UART: {} steps, {} values compared, {} mismatches, {} cycles",
         rep.steps, rep.values_compared, rep.mismatches, rep.cycles

@@ -6,7 +6,7 @@ pub mod rtl;
 
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::FxParams;
-use crate::rtl::engine::{abits, counter, div_ceil, hyper, region, Layout};
+use crate::rtl::engine::{counter, div_ceil, hyper, region, Layout};
 
 /// Anything that reaches the engine's bus: the bus-level Verilator harness, or the host
 /// protocol over a pipe or a UART.
@@ -41,23 +41,21 @@ impl Bus for crate::sim::engine::EngineSim {
     }
 }
 
-/// W_l as the engine stores it: bank b holds rows o ≡ b (mod R), word (o div R)·d_in + k
-/// (padding rows are zero).
+/// W_l as the engine stores it, bank by bank ([`Layout::w_bank_word`]; padding rows are zero).
 fn w_banks(lay: &Layout, l: usize, w: &IMat) -> Vec<Vec<i64>> {
-    let r = lay.rows;
-    let d_in = lay.dims[l];
-    let depth = lay.w_depth(l);
-    let mut banks = vec![vec![0i64; depth]; r];
+    let mut banks = vec![vec![0i64; lay.w_depth(l)]; lay.rows];
     for o in 0..w.rows {
-        for k in 0..d_in {
-            banks[o % r][(o / r) * d_in + k] = i64::from(w.data[o * d_in + k]);
+        for k in 0..w.cols {
+            let (b, word) = lay.w_bank_word(l, o, k);
+            banks[b][word] = i64::from(w.data[o * w.cols + k]);
         }
     }
     banks
 }
 
+/// Bus address of the first word of W_l's bank `b`.
 fn bank_base(lay: &Layout, l: usize, b: usize) -> u32 {
-    (b as u32) << abits(lay.w_depth(l))
+    lay.w_addr(l, b, 0)
 }
 
 /// Load every parameter.

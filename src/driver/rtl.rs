@@ -9,7 +9,7 @@
 
 use super::{read_beta, read_counters, read_goodness, read_params, write_batch, Bus};
 use crate::config::Config;
-use crate::cosim::Mismatch;
+use crate::cosim::{Checker, Mismatch};
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::{lr_constant, quantise_pixels, FixedDf};
 use crate::fixed::LearningRate;
@@ -34,9 +34,8 @@ pub struct RtlLearner {
     pub engine_seconds: f64,
     infer_cycles: Cell<u64>,
     infers: Cell<u64>,
-    values_compared: Cell<u64>,
     params_checked: Cell<bool>,
-    mismatch: RefCell<Option<Mismatch>>,
+    check: RefCell<Checker>,
     error: RefCell<Option<String>>,
 }
 
@@ -59,21 +58,20 @@ impl RtlLearner {
             engine_seconds: 0.0,
             infer_cycles: Cell::new(0),
             infers: Cell::new(0),
-            values_compared: Cell::new(0),
             params_checked: Cell::new(true),
-            mismatch: RefCell::new(None),
+            check: RefCell::new(Checker::default()),
             error: RefCell::new(None),
         })
     }
 
     pub fn mismatch(&self) -> Option<Mismatch> {
-        self.mismatch.borrow().clone()
+        self.check.borrow().first.clone()
     }
     pub fn error(&self) -> Option<String> {
         self.error.borrow().clone()
     }
     pub fn values_compared(&self) -> u64 {
-        self.values_compared.get()
+        self.check.borrow().compared
     }
     pub fn infer_cycles(&self) -> (u64, u64) {
         (self.infer_cycles.get(), self.infers.get())
@@ -90,26 +88,6 @@ impl RtlLearner {
         let mut slot = self.error.borrow_mut();
         if slot.is_none() {
             *slot = Some(format!("{e:#}"));
-        }
-    }
-
-    fn record(&self, step: usize, tensor: &str, layer: Option<usize>, rtl: &[i64], gold: &[i64]) {
-        self.values_compared
-            .set(self.values_compared.get() + rtl.len() as u64);
-        if self.mismatch.borrow().is_some() {
-            return;
-        }
-        let at = rtl.iter().zip(gold).position(|(a, b)| a != b);
-        let at = at.or_else(|| (rtl.len() != gold.len()).then_some(rtl.len().min(gold.len())));
-        if let Some(i) = at {
-            *self.mismatch.borrow_mut() = Some(Mismatch {
-                step,
-                tensor: tensor.into(),
-                layer,
-                index: vec![i],
-                rtl: rtl.get(i).copied().unwrap_or_default(),
-                golden: gold.get(i).copied().unwrap_or_default(),
-            });
         }
     }
 
@@ -131,21 +109,18 @@ impl RtlLearner {
         self.macs += crate::cosim::ideal_macs(&self.lay, labels.len(), false);
         let rows = trace.forward.hyps.len();
         let step = self.steps as usize;
-        if self.mismatch.borrow().is_none() {
+        if self.check.get_mut().first.is_none() {
             let g = read_goodness(bus, &self.lay, rows)?;
             let b = read_beta(bus, &self.lay, rows)?;
+            let chk = self.check.get_mut();
             for l in 0..g.len() {
-                self.record(
-                    step,
-                    &format!("G{}", l + 1),
-                    Some(l + 1),
-                    &g[l],
-                    &trace.forward.layers[l].goodness,
-                );
-                self.record(
+                let gold = &trace.forward.layers[l].goodness;
+                chk.vec(step, &format!("G{}", l + 1), Some(l + 1), 1, &g[l], gold);
+                chk.vec(
                     step,
                     &format!("beta{}", l + 1),
                     Some(l + 1),
+                    1,
                     &b[l],
                     &trace.beta[l],
                 );
@@ -158,24 +133,14 @@ impl RtlLearner {
 
     /// Compare every parameter with the golden model (once per parameter version).
     fn check_params(&self) -> anyhow::Result<()> {
-        if self.params_checked.get() || self.mismatch.borrow().is_some() {
+        if self.params_checked.get() || self.check.borrow().first.is_some() {
             return Ok(());
         }
         let p = read_params(self.bus.borrow_mut().as_mut(), &self.lay)?;
-        let g = &self.golden.params;
         let step = self.steps.saturating_sub(1) as usize;
-        let w = |m: &IMat| m.data.iter().map(|&v| i64::from(v)).collect::<Vec<_>>();
-        for l in 0..g.w.len() {
-            self.record(
-                step,
-                &format!("W{}", l + 1),
-                Some(l + 1),
-                &w(&p.w[l]),
-                &w(&g.w[l]),
-            );
-            self.record(step, &format!("b{}", l + 1), Some(l + 1), &p.b[l], &g.b[l]);
-        }
-        self.record(step, "U", Some(1), &w(&p.u), &w(&g.u));
+        self.check
+            .borrow_mut()
+            .params(step, &p, &self.golden.params);
         self.params_checked.set(true);
         Ok(())
     }

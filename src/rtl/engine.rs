@@ -142,10 +142,14 @@ impl Layout {
     pub fn w_depth(&self, l: usize) -> usize {
         div_ceil(self.dims[l + 1], self.rows) * self.dims[l]
     }
+    /// Where W_l[o][k] lives: (bank, word) — bank o mod R, word (o div R)·d_in + k.
+    pub fn w_bank_word(&self, l: usize, o: usize, k: usize) -> (usize, usize) {
+        (o % self.rows, (o / self.rows) * self.dims[l] + k)
+    }
     /// Bus address of W_l[o][k]: bank in the high bits, word in the low bits.
     pub fn w_addr(&self, l: usize, o: usize, k: usize) -> u32 {
-        let word = (o / self.rows) * self.dims[l] + k;
-        (((o % self.rows) as u32) << abits(self.w_depth(l))) | word as u32
+        let (bank, word) = self.w_bank_word(l, o, k);
+        ((bank as u32) << abits(self.w_depth(l))) | word as u32
     }
 }
 
@@ -811,13 +815,6 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     seq.push(if_(in_st("S_GS"), vec![nb(&carr, &carr + lit(64, 1))]));
     seq.push(nb(&done, lit(1, 0)));
 
-    // Helper to advance to the next op.
-    let next_op = |seq: &mut Vec<Stmt>, n: u64| {
-        seq.push(nb(&wait, lit(8, n)));
-        seq.push(nb(&st, sid("S_WAIT")));
-    };
-    let _ = &next_op;
-
     // ------------------------------------------------------------------ S_INIT / S_IDLE / S_FETCH
     let mut sw: Vec<CaseArm> = Vec::new();
     let du_n = cls * d[1];
@@ -835,8 +832,8 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         LearningRate::Mul { value, .. } => value as u64,
         LearningRate::Shift(_) => 1,
     };
+    // lr and batch reset to the config's values (below), not to zero.
     e.resets.retain(|(r, _)| r != &lr && r != &batch);
-    let _ = lr_init;
     sw.push(arm(
         sid("S_IDLE"),
         vec![if_(
@@ -874,28 +871,27 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     ] {
         fetch.push(nb(c, ix(0)));
     }
-    let k_of = opn;
     fetch.push(case(
         rom.slice(op_w - 1, lw_),
         vec![
             arm(
-                k_of(OP_END),
+                opn(OP_END),
                 vec![
                     nb(&st, sid("S_IDLE")),
                     nb(&done, lit(1, 1)),
                     nb(&cruns, &cruns + lit(64, 1)),
                 ],
             ),
-            arm(k_of(OP_INORM), vec![nb(&st, sid("S_NA"))]),
-            arm(k_of(OP_NORM), vec![nb(&st, sid("S_NA"))]),
-            arm(k_of(OP_FWD), vec![nb(&st, sid("S_GS"))]),
-            arm(k_of(OP_GRAD), vec![nb(&st, sid("S_GS"))]),
-            arm(k_of(OP_CEN), vec![nb(&st, sid("S_CH"))]),
-            arm(k_of(OP_PRED), vec![nb(&st, sid("S_PRED"))]),
-            arm(k_of(OP_LOSS), vec![nb(&st, sid("S_LG"))]),
-            arm(k_of(OP_DELTA), vec![nb(&st, sid("S_DP"))]),
-            arm(k_of(OP_BUPD), vec![nb(&st, sid("S_BU"))]),
-            arm(k_of(OP_UUPD), vec![nb(&st, sid("S_UU"))]),
+            arm(opn(OP_INORM), vec![nb(&st, sid("S_NA"))]),
+            arm(opn(OP_NORM), vec![nb(&st, sid("S_NA"))]),
+            arm(opn(OP_FWD), vec![nb(&st, sid("S_GS"))]),
+            arm(opn(OP_GRAD), vec![nb(&st, sid("S_GS"))]),
+            arm(opn(OP_CEN), vec![nb(&st, sid("S_CH"))]),
+            arm(opn(OP_PRED), vec![nb(&st, sid("S_PRED"))]),
+            arm(opn(OP_LOSS), vec![nb(&st, sid("S_LG"))]),
+            arm(opn(OP_DELTA), vec![nb(&st, sid("S_DP"))]),
+            arm(opn(OP_BUPD), vec![nb(&st, sid("S_BU"))]),
+            arm(opn(OP_UUPD), vec![nb(&st, sid("S_UU"))]),
         ],
         vec![
             nb(&st, sid("S_IDLE")),
@@ -1226,12 +1222,10 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 e.m.assign(&un, cat([a.slice(IW - 1, aw), off.clone()]).red_xor());
                 gall.push(a.slice(aw - 1, 0));
             }
-            let mut cond_f = issue.clone().land(is_opl(OP_FWD, l));
+            let cond_f = issue.clone().land(is_opl(OP_FWD, l));
             let cond_g = issue.clone().land(is_opl(OP_GRAD, l));
-            e.drive(&format!("{}_raddr", xm.name), cond_f.clone(), cat(fall));
-            e.drive(&format!("{}_raddr", xm.name), cond_g.clone(), cat(gall));
-            cond_f = cond_f.lor(cond_g);
-            let _ = cond_f;
+            e.drive(&format!("{}_raddr", xm.name), cond_f, cat(fall));
+            e.drive(&format!("{}_raddr", xm.name), cond_g, cat(gall));
         }
         // Rotated north lanes: lane j = bank (j + rot) mod C.
         let mut nsrc = zeros(int(u64::from(s.b_w) * cc as u64));
@@ -1384,27 +1378,13 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         }
         // Sequencing: stream K steps, flush, drain R×C, next tile (tiles: ob outer, tb inner).
         // kg = (r div C)·d_in for the GRAD column-lane reads, advanced where kmod wraps.
+        // The last tile of each loop is found by comparison (no division by R or C).
         let mut kgd = ix(0);
-        let mut ntbx = ix(0);
-        let mut nobx = ix(0);
         for l in 0..nl {
             kgd = mux(is_opl(OP_GRAD, l), ix(d[l]), kgd);
-            let n_t = if l == 0 { bsz } else { nrt };
-            let n_i = if l == 0 { 1 } else { cls };
-            ntbx = mux(
-                is_opl(OP_FWD, l),
-                mux(&mode, ix(div_ceil(n_i, cc)), ix(div_ceil(n_t, cc))),
-                mux(is_opl(OP_GRAD, l), ix(div_ceil(d[l], cc)), ntbx),
-            );
-            nobx = mux(
-                layer.clone().eq_(lit(lw_, l as u64)),
-                ix(div_ceil(d[l + 1], rr)),
-                nobx,
-            );
         }
         let kgstep = e.w32("kg_step", kgd);
         let flush = (rr + cc + 6) as u64;
-        let _ = (ntbx, nobx);
         let tb_last = e.m.wire("gemm_tb_last", 1);
         e.m.assign(&tb_last, (&tbc + ix(cc)).ge_(&gn));
         let ob_last = e.m.wire("gemm_ob_last", 1);
@@ -1645,6 +1625,17 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let s2 = e.delay("lg_slot", slot.slice(7, 0), 8, 2);
         let bsel: Vec<Expr> = (0..nl).map(|l| is_opl(OP_LOSS, l)).collect();
         let kpr = kh;
+        // After a sample's β are written: the next sample, or the op's end.
+        let next_sample = vec![
+            nb(&slot, ix(0)),
+            nb(&samp, &samp + ix(1)),
+            nb(&sbase, &sbase + ix(kpr)),
+            if_(
+                samp.clone().eq_(&nsamp - ix(1)),
+                vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))],
+            )
+            .else_(vec![nb(&st, sid("S_LG"))]),
+        ];
         // Hard negatives: after the gather, n rounds over slots 1..K-1 each mark the highest
         // unmarked G̃ (the first of equals: ties to the lower slot, as the golden model).
         // (Used only where scores are gathered first: N-pair, or hard negatives.)
@@ -1776,59 +1767,53 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 sid("S_LB"),
                 vec![
                     nb(&slot, &slot + ix(1)),
-                    if_(
-                        slot.clone().eq_(ix(kpr - 1)),
-                        vec![
-                            nb(&slot, ix(0)),
-                            nb(&samp, &samp + ix(1)),
-                            nb(&sbase, &sbase + ix(kpr)),
-                            if_(
-                                samp.clone().eq_(&nsamp - ix(1)),
-                                vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))],
-                            )
-                            .else_(vec![nb(&st, sid("S_LG"))]),
-                        ],
-                    ),
+                    if_(slot.clone().eq_(ix(kpr - 1)), next_sample.clone()),
                 ],
             ));
-        } else if hard {
-            // Hinge after the selection: stream the gathered G̃ with the selected slots
-            // active; β_k one cycle later, β_y two cycles after the last.
-            let on = in_st("S_LH").land(slot.clone().lt_(ix(kpr)));
-            let s8 = slot.slice(7, 0);
-            let mut g = lit(gw, 0);
-            let mut a = lit(1, 0);
-            for j in 0..cls {
-                let hit = s8.clone().eq_(lit(8, j as u64));
-                g = mux(
-                    hit.clone(),
-                    gt_q.part(int((j as u64) * u64::from(gw)), int(u64::from(gw))),
-                    g,
-                );
-                a = a.lor(hit.land(act_q.idx(int(j as u64))));
-            }
-            let gs = e.m.wire("lh_g", gw);
-            e.m.assign(&gs, g);
-            e.drive("hg_gy", on.clone(), gs.clone());
+        } else {
+            // Hinge. With hard negatives it streams the gathered G̃ after the selection (data
+            // in the issue cycle); otherwise straight from the G memories (two cycles later).
+            // Slot 0 loads G̃(y), slots 1.. give β_k one cycle later, β_y follows the last.
+            let (on, s8, g, act, lag) = if hard {
+                let on = in_st("S_LH").land(slot.clone().lt_(ix(kpr)));
+                let s8 = slot.slice(7, 0);
+                let mut g = lit(gw, 0);
+                let mut a = lit(1, 0);
+                for j in 0..cls {
+                    let hit = s8.clone().eq_(lit(8, j as u64));
+                    g = mux(
+                        hit.clone(),
+                        gt_q.part(int((j as u64) * u64::from(gw)), int(u64::from(gw))),
+                        g,
+                    );
+                    a = a.lor(hit.land(act_q.idx(int(j as u64))));
+                }
+                let gs = e.m.wire("lh_g", gw);
+                e.m.assign(&gs, g);
+                (on, s8, gs, a, 0)
+            } else {
+                (v2.clone(), s2.clone(), gtw.clone(), lit(1, 1), 2)
+            };
+            e.drive("hg_gy", on.clone(), g.clone());
             e.drive(
                 "hg_yv",
                 on.clone().land(s8.clone().eq_(lit(8, 0))),
                 lit(1, 1),
             );
-            e.drive("hg_g", on.clone(), gs.clone());
+            e.drive("hg_g", on.clone(), g);
             e.drive(
                 "hg_gv",
                 on.clone().land(s8.clone().ne_(lit(8, 0))),
                 lit(1, 1),
             );
-            e.drive("hg_act", on.clone(), a);
+            e.drive("hg_act", on.clone(), act);
             e.drive(
                 "hg_last",
-                on.clone().land(s8.clone().eq_(lit(8, (kpr - 1) as u64))),
+                on.land(s8.eq_(lit(8, (kpr - 1) as u64))),
                 lit(1, 1),
             );
-            let a1 = e.delay("lh_a", ga.slice(15, 0), 16, 1);
-            let base2 = e.delay("lh_base", sbase.slice(15, 0), 16, 2);
+            let a1 = e.delay("lh_a", ga.slice(15, 0), 16, lag + 1);
+            let base2 = e.delay("lh_base", sbase.slice(15, 0), 16, lag + 2);
             for l in 0..nl {
                 let c = hg_bv.clone().lor(hg_byv.clone()).land(bsel[l].clone());
                 e.drive(&format!("{}_we", beta[l].name), c.clone(), lit(1, 1));
@@ -1844,89 +1829,30 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 e.drive(&format!("{}_wdata", beta[l].name), c, hg_b.clone());
             }
             e.consume("lh", cat([a1.clone(), base2.clone()]));
-            sw.push(arm(
-                sid("S_LG"),
-                vec![
-                    nb(&slot, &slot + ix(1)),
-                    if_(slot.clone().eq_(ix(kpr + 2)), to_select.clone()),
-                ],
-            ));
-            sw.push(arm(
-                sid("S_LH"),
-                vec![
-                    nb(&slot, &slot + ix(1)),
-                    if_(
-                        slot.clone().eq_(ix(kpr + 2)),
-                        vec![
-                            nb(&slot, ix(0)),
-                            nb(&samp, &samp + ix(1)),
-                            nb(&sbase, &sbase + ix(kpr)),
-                            if_(
-                                samp.clone().eq_(&nsamp - ix(1)),
-                                vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))],
-                            )
-                            .else_(vec![nb(&st, sid("S_LG"))]),
-                        ],
-                    ),
-                ],
-            ));
-            e.consume("npair_ports", cat([ls_b.clone(), ls_done.clone()]));
-        } else {
-            // Hinge: slot 0 loads G̃(y), slots 1.. stream; β_k one cycle later, β_y after the last.
-            e.drive("hg_act", lit(1, 1), lit(1, 1));
-            e.drive("hg_gy", v2.clone(), gtw.clone());
-            e.drive(
-                "hg_yv",
-                v2.clone().land(s2.clone().eq_(lit(8, 0))),
-                lit(1, 1),
-            );
-            e.drive("hg_g", v2.clone(), gtw.clone());
-            e.drive(
-                "hg_gv",
-                v2.clone().land(s2.clone().ne_(lit(8, 0))),
-                lit(1, 1),
-            );
-            e.drive(
-                "hg_last",
-                v2.clone().land(s2.clone().eq_(lit(8, (kpr - 1) as u64))),
-                lit(1, 1),
-            );
-            let a3 = e.delay("lh_a", ga.slice(15, 0), 16, 3);
-            let base4 = e.delay("lh_base", sbase.slice(15, 0), 16, 4);
-            for l in 0..nl {
-                let c = hg_bv.clone().lor(hg_byv.clone()).land(bsel[l].clone());
-                e.drive(&format!("{}_we", beta[l].name), c.clone(), lit(1, 1));
-                e.drive(
-                    &format!("{}_waddr", beta[l].name),
-                    c.clone(),
-                    mux(
-                        &hg_byv,
-                        base4.slice(beta[l].aw() - 1, 0),
-                        a3.slice(beta[l].aw() - 1, 0),
-                    ),
-                );
-                e.drive(&format!("{}_wdata", beta[l].name), c, hg_b.clone());
+            if hard {
+                sw.push(arm(
+                    sid("S_LG"),
+                    vec![
+                        nb(&slot, &slot + ix(1)),
+                        if_(slot.clone().eq_(ix(kpr + 2)), to_select.clone()),
+                    ],
+                ));
+                sw.push(arm(
+                    sid("S_LH"),
+                    vec![
+                        nb(&slot, &slot + ix(1)),
+                        if_(slot.clone().eq_(ix(kpr + 2)), next_sample.clone()),
+                    ],
+                ));
+            } else {
+                sw.push(arm(
+                    sid("S_LG"),
+                    vec![
+                        nb(&slot, &slot + ix(1)),
+                        if_(slot.clone().eq_(ix(kpr + 4)), next_sample.clone()),
+                    ],
+                ));
             }
-            let un = e.m.wire("unused_lh", 1);
-            e.m.assign(&un, cat([a3.clone(), base4.clone()]).red_xor());
-            sw.push(arm(
-                sid("S_LG"),
-                vec![
-                    nb(&slot, &slot + ix(1)),
-                    if_(
-                        slot.clone().eq_(ix(kpr + 4)),
-                        vec![
-                            nb(&slot, ix(0)),
-                            nb(&samp, &samp + ix(1)),
-                            nb(&sbase, &sbase + ix(kpr)),
-                            if_(
-                                samp.clone().eq_(&nsamp - ix(1)),
-                                vec![nb(&wait, lit(8, 4)), nb(&st, sid("S_WAIT"))],
-                            ),
-                        ],
-                    ),
-                ],
-            ));
             e.consume("npair_ports", cat([ls_b.clone(), ls_done.clone()]));
         }
     }
@@ -2489,7 +2415,6 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             ],
             vec![nb(&bst, lit(2, 0))],
         ));
-        let _ = &bus_addr;
     }
 
     // ------------------------------------------------------------------ outputs
@@ -2582,14 +2507,10 @@ const NORM_WAIT: u64 = 7;
 /// one inference), as the engine's busy counter counts them (from the first op fetch to the
 /// cycle that raises `run_done_o`).
 /// `tests/engine_cosim.rs` checks it against the RTL's counter, cycle for cycle.
-pub fn predicted_cycles(
-    lay: &Layout,
-    n: usize,
-    infer: bool,
-    npair: bool,
-    recip_frac: u32,
-    hard: Option<usize>,
-) -> u64 {
+pub fn predicted_cycles(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> u64 {
+    let npair = cfg.algorithm.loss == Loss::Npair;
+    let recip_frac = cfg.fixed.recip_frac;
+    let hard = hard_count(cfg);
     let (rr, cc) = (lay.rows as u64, lay.cols as u64);
     let d: Vec<u64> = lay.dims.iter().map(|&x| x as u64).collect();
     let nl = lay.layers();
@@ -2641,11 +2562,10 @@ pub fn predicted_cycles(
 /// the schedule's cycles and the PE utilisation of a training step (full batch) and of an
 /// inference. Goes into the manifest.
 pub fn schedule_summary(cfg: &Config, lay: &Layout) -> serde_json::Value {
-    let npair = cfg.algorithm.loss == Loss::Npair;
     let b = lay.batch;
     let pes = (lay.rows * lay.cols) as f64;
-    let tc = predicted_cycles(lay, b, false, npair, cfg.fixed.recip_frac, hard_count(cfg));
-    let ic = predicted_cycles(lay, 1, true, npair, cfg.fixed.recip_frac, hard_count(cfg));
+    let tc = predicted_cycles(cfg, lay, b, false);
+    let ic = predicted_cycles(cfg, lay, 1, true);
     let tm = crate::cosim::ideal_macs(lay, b, false);
     let im = crate::cosim::ideal_macs(lay, 1, true);
     serde_json::json!({
