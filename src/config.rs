@@ -199,6 +199,11 @@ pub struct Training {
     pub batch: usize,
     pub epochs: usize,
     pub seed: u64,
+    /// Data augmentation: each training image is translated by a random whole number of
+    /// pixels in [-shift, shift] on each axis (zero fill) before every step; 0 = off.
+    /// Evaluation always sees the images unchanged.
+    #[serde(default)]
+    pub shift: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -877,6 +882,14 @@ impl Config {
             "training.epochs",
             (1..=100_000).contains(&t.epochs),
             format!("is {}; it must be between 1 and 100000", t.epochs),
+        );
+        bad(
+            "training.shift",
+            t.shift <= 8,
+            format!(
+                "is {}; it must be between 0 and 8 pixels (0 switches augmentation off)",
+                t.shift
+            ),
         );
         if let Err(e) = self.data.dataset.parse::<crate::data::DatasetSpec>() {
             bad("data.dataset", false, e.to_string());

@@ -3,7 +3,7 @@
 //! goodness, β and a prediction after every step. Also the seeded random configs the
 //! co-simulation matrix runs on, and the engine's ideal-MAC count for PE utilisation.
 
-use crate::config::{Collaboration, Config, Loss, Negatives, Optimizer};
+use crate::config::{Collaboration, Config, Loss, Negatives, Optimizer, Scheme};
 use crate::driver::{self, Bus};
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::{FixedDf, FxParams};
@@ -73,7 +73,13 @@ pub fn ideal_macs(lay: &Layout, n: usize, infer: bool) -> u64 {
     for l in 1..lay.layers() {
         grad += (rows * d[l] * d[l + 1]) as u64;
     }
-    fwd + grad
+    // DF-R: B_{l+1}·δ_{l+1} for every layer below the top.
+    let feedback: u64 = if lay.feedback {
+        (1..lay.layers()).map(|l| (rows * d[l] * d[l + 1]) as u64).sum()
+    } else {
+        0
+    };
+    fwd + grad + feedback
 }
 
 /// Value-by-value comparison of RTL results with the golden model: counts, and the first
@@ -201,6 +207,7 @@ pub fn run(
 ) -> anyhow::Result<CosimReport> {
     let lay = Layout::new(cfg)?;
     driver::load_params(bus, &lay, &fx.params)?;
+    driver::load_feedback(bus, &lay, fx.feedback())?;
     let mut rep = CosimReport::default();
     let mut chk = Checker::default();
     let mut macs = 0u64;
@@ -311,11 +318,14 @@ pub fn random_config(seed: u64, i: usize) -> Config {
     c.hardware.array_cols = cc;
     c.network.classes = rng.gen_range(3..=6);
     c.network.input = rng.gen_range(5..=14);
-    let nl = 1 + (i + rng.gen_range(0..3)) % 3;
+    // DF-R and DF-O need two layers or more to feed anything back.
+    let scheme = [Scheme::Df, Scheme::DfR, Scheme::DfO][(i / 2) % 3];
+    let nl = (1 + (i + rng.gen_range(0..3)) % 3).max(if scheme == Scheme::Df { 1 } else { 2 });
     c.network.hidden = (0..nl).map(|_| rng.gen_range(3..=11)).collect();
     c.training.batch = rng.gen_range(1..=4);
     c.training.learning_rate = [5.0, 20.0, 60.0][rng.gen_range(0..3)];
     let a = &mut c.algorithm;
+    a.scheme = scheme;
     a.negatives = [Negatives::All, Negatives::Random, Negatives::Hard][(i / 3) % 3];
     a.negatives_count = rng.gen_range(1..c.network.classes);
     a.collaboration = [

@@ -205,7 +205,7 @@ struct CosimArgs {
     #[arg(long, value_name = "DIR", default_value = "build/cosim")]
     waves: PathBuf,
     /// Generate the RTL with a deliberate defect (tests of the failure path):
-    /// flip-act-rounding, update-seed-flip, pe-acc-plus-one.
+    /// flip-act-rounding, update-seed-flip, pe-acc-plus-one, feedback-subtracted.
     #[arg(long, hide = true)]
     mutation: Option<String>,
 }
@@ -478,6 +478,11 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
             (train(l.as_mut(), &ds, &opts), None)
         }
         Backend::Rtl | Backend::Serial(_) => {
+            anyhow::ensure!(
+                cfg.algorithm.name == dfforge::config::Learner::Df,
+                "--backend {backend} runs the DF engine, which trains DF only; `{}` runs on --backend float or fixed",
+                cfg.algorithm.name
+            );
             let bus = open_engine(&cfg, &args.backend)?;
             let mut l = dfforge::driver::rtl::RtlLearner::new(&cfg, bus)?;
             let t0 = std::time::Instant::now();
@@ -538,6 +543,16 @@ fn check_fits(cfg: &Config, spec: &DatasetSpec, ds: &data::Dataset) -> Result<()
         ds.classes,
         cfg.network.input,
         cfg.network.classes
+    );
+    let side = ds.width.min(ds.height);
+    anyhow::ensure!(
+        cfg.training.shift < side,
+        "training.shift = {} would move a {}x{} image of {} out of its frame; use a shift below {side} \
+         (1 or 2 pixels is usual for MNIST)",
+        cfg.training.shift,
+        ds.width,
+        ds.height,
+        spec
     );
     Ok(())
 }
@@ -862,6 +877,7 @@ fn cmd_cosim(cfg: Config, args: CosimArgs) -> Result<()> {
         Some("flip-act-rounding") => Mutation::FlipActRounding,
         Some("update-seed-flip") => Mutation::UpdateSeedFlip,
         Some("pe-acc-plus-one") => Mutation::PeAccPlusOne,
+        Some("feedback-subtracted") => Mutation::FeedbackSubtracted,
         Some(m) => anyhow::bail!("unknown mutation `{m}`"),
     };
     let configs: Vec<(String, Config)> = match args.matrix {

@@ -77,7 +77,7 @@ impl TrainReport {
 /// A Markdown table of reports, one row each, in the given order.
 pub fn markdown_table(reports: &[TrainReport]) -> String {
     let mut t = String::from(
-        "| data set | network | algorithm | backend | bits w/act | optimizer | epochs | train acc | test acc | samples/s |\n\
+        "| data set | network | algorithm | backend | bits w/act | training | epochs | train acc | test acc | samples/s |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in reports {
@@ -88,8 +88,14 @@ pub fn markdown_table(reports: &[TrainReport]) -> String {
             .iter()
             .map(|w| w.to_string())
             .collect();
+        let tr = &r.config.training;
+        let shift = if tr.shift > 0 {
+            format!(" shift ±{}px", tr.shift)
+        } else {
+            String::new()
+        };
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} η={} | {} | {:.4} | {:.4} | {:.0} |\n",
+            "| {} | {} | {} | {} | {} | {} η={} B={}{shift} | {} | {:.4} | {:.4} | {:.0} |\n",
             r.dataset,
             widths.join("-"),
             r.algorithm,
@@ -100,8 +106,9 @@ pub fn markdown_table(reports: &[TrainReport]) -> String {
                     "{}/{}",
                     f.weight.bits, f.act.bits
                 )),
-            r.config.training.optimizer,
-            r.config.training.learning_rate,
+            tr.optimizer,
+            tr.learning_rate,
+            tr.batch,
             r.epochs,
             r.train_accuracy,
             r.test_accuracy,

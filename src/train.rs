@@ -7,7 +7,7 @@ use crate::float::linalg::Mat;
 use crate::float::Learner;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -46,6 +46,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Print one line per epoch to stderr.
     pub log_epochs: bool,
+    /// Random translation of each training image by up to this many pixels per axis
+    /// (`training.shift`); 0 = off.
+    pub shift: usize,
 }
 
 impl RunOptions {
@@ -58,6 +61,35 @@ impl RunOptions {
             schedule: cfg.training.lr_schedule,
             progress: false,
             log_epochs: false,
+            shift: cfg.training.shift,
+        }
+    }
+}
+
+/// Translate every row of `x` (a `width` × `height` image, row-major) by its own random
+/// (dx, dy) in [-max, max]², filling the uncovered border with zeros: the classic cheap
+/// augmentation for small images, done on the host so every backend sees the same pixels.
+pub fn shift_images(x: &mut Mat, width: usize, height: usize, max: usize, rng: &mut impl Rng) {
+    if max == 0 {
+        return;
+    }
+    let m = max as isize;
+    let mut src = vec![0f32; width * height];
+    for r in 0..x.rows {
+        let (dx, dy) = (rng.gen_range(-m..=m), rng.gen_range(-m..=m));
+        let row = x.row_mut(r);
+        src.copy_from_slice(row);
+        for (py, out) in row.chunks_mut(width).enumerate() {
+            let sy = py as isize - dy;
+            for (px, v) in out.iter_mut().enumerate() {
+                let sx = px as isize - dx;
+                let inside = (0..height as isize).contains(&sy) && (0..width as isize).contains(&sx);
+                *v = if inside {
+                    src[sy as usize * width + sx as usize]
+                } else {
+                    0.0
+                };
+            }
         }
     }
 }
@@ -116,6 +148,8 @@ pub fn train(learner: &mut dyn Learner, data: &Dataset, opts: &RunOptions) -> Tr
     let n = data.train.labels.len();
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xd15ea5e);
+    // A stream of its own, so switching augmentation on leaves the shuffle order unchanged.
+    let mut shift_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5_41f7);
     let mut history = Vec::with_capacity(opts.epochs);
     let mut train_seconds = 0.0;
     let steps_per_epoch = n.div_ceil(opts.batch.max(1));
@@ -127,7 +161,8 @@ pub fn train(learner: &mut dyn Learner, data: &Dataset, opts: &RunOptions) -> Tr
         let (mut loss, mut correct, mut scored, mut seen) = (0.0f64, 0usize, 0usize, 0usize);
         let start = Instant::now();
         for chunk in order.chunks(opts.batch) {
-            let (x, y) = gather(&data.train, dim, chunk);
+            let (mut x, y) = gather(&data.train, dim, chunk);
+            shift_images(&mut x, data.width, data.height, opts.shift, &mut shift_rng);
             learner.set_lr_factor(opts.schedule.factor(step as f64 / total_steps as f64));
             step += 1;
             let s = learner.train_batch(&x, &y);
@@ -174,5 +209,49 @@ pub fn train(learner: &mut dyn Learner, data: &Dataset, opts: &RunOptions) -> Tr
         test_accuracy,
         train_seconds,
         samples_per_second: (n * opts.epochs) as f64 / train_seconds.max(1e-9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 5x4 image whose pixel values are their own row-major index + 1.
+    fn ramp() -> Mat {
+        Mat::from_fn(1, 20, |_, c| (c + 1) as f32)
+    }
+
+    #[test]
+    fn shift_moves_each_image_rigidly_with_zero_fill() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let mut x = ramp();
+            shift_images(&mut x, 5, 4, 2, &mut rng);
+            let row = x.row(0);
+            // Recover (dx, dy) from any pixel that survived, then check every pixel against it.
+            let (i, v) = row.iter().enumerate().find(|(_, v)| **v != 0.0).expect("2 px keeps some of a 5x4 image");
+            let src = *v as usize - 1;
+            let (dx, dy) = ((i % 5) as isize - (src % 5) as isize, (i / 5) as isize - (src / 5) as isize);
+            assert!(dx.abs() <= 2 && dy.abs() <= 2, "({dx},{dy})");
+            seen.insert((dx, dy));
+            for (j, out) in row.iter().enumerate() {
+                let (sx, sy) = ((j % 5) as isize - dx, (j / 5) as isize - dy);
+                let want = if (0..5).contains(&sx) && (0..4).contains(&sy) {
+                    (sy * 5 + sx + 1) as f32
+                } else {
+                    0.0
+                };
+                assert_eq!(*out, want, "pixel {j} under shift ({dx},{dy})");
+            }
+        }
+        assert_eq!(seen.len(), 25, "every shift in [-2,2]^2 is drawn");
+    }
+
+    #[test]
+    fn shift_zero_leaves_images_alone() {
+        let mut x = ramp();
+        shift_images(&mut x, 5, 4, 0, &mut ChaCha8Rng::seed_from_u64(0));
+        assert_eq!(x, ramp());
     }
 }

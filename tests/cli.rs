@@ -291,26 +291,18 @@ fn bench_measures_every_learner_on_both_software_backends() {
 #[test]
 fn hardware_backends_explain_what_they_cannot_do() {
     let tmp = tempfile::tempdir().unwrap();
-    // A scheme the engine does not implement yet: refused by name, before any build.
-    let o = dfforge(
-        &["--set", "algorithm.scheme=df-o", "cosim", "--steps", "1"],
-        tmp.path(),
-    );
+    // A learner the engine does not train: refused by name, before any build.
+    let o = dfforge(&["train", "--backend", "rtl", "--algorithm", "ff"], tmp.path());
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("scheme") && e.contains("df-o"), "{e}");
+    assert!(e.contains("DF only") && e.contains("`ff`") && !e.contains("building"), "{e}");
+    // A config the engine cannot be generated for: the reason, by key.
     let o = dfforge(
-        &[
-            "--set",
-            "algorithm.scheme=df-r",
-            "train",
-            "--backend",
-            "rtl",
-        ],
+        &["--set", "fixed.rounding=\"stochastic\"", "cosim", "--steps", "1"],
         tmp.path(),
     );
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("df-r"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("fixed.rounding"), "{}", stderr(&o));
     // An unknown backend names the ones that exist.
     let o = dfforge(&["train", "--backend", "fpga"], tmp.path());
     assert!(!o.status.success());

@@ -3,7 +3,7 @@
 //! goodness, β and a prediction must be equal after every step, on seeded random configs
 //! that cover the engine's options; a mutated engine must be caught.
 
-use dfforge::config::Config;
+use dfforge::config::{Config, Scheme};
 use dfforge::cosim::{self, random_config, RandomBatches};
 use dfforge::rtl::{generate_with, Mutation};
 use dfforge::sim::engine::{build, EngineSim};
@@ -33,8 +33,8 @@ fn cosim(cfg: &Config, mutation: Mutation, steps: usize) -> cosim::CosimReport {
 
 #[test]
 fn engine_matches_golden_on_random_configs() {
-    // 0: all/none/npair, 4: random/previous/npair, 8: hard/all/npair, 13: random/previous/
-    // hinge, 15: hard/none/hinge (see random_config).
+    // 0: all/none/npair/df, 4: random/previous/npair/df-o, 8: hard/all/npair/df-r,
+    // 13: random/previous/hinge/df, 15: hard/none/hinge/df-r (see random_config).
     for i in [0, 4, 8, 13, 15] {
         let cfg = random_config(2408, i);
         let rep = cosim(&cfg, Mutation::None, 3);
@@ -67,6 +67,33 @@ fn engine_matches_golden_on_random_configs() {
             "config {i}: the schedule formula must predict the engine's cycles exactly"
         );
     }
+}
+
+#[test]
+fn feedback_schemes_are_bit_exact_and_a_wrong_sign_is_caught() {
+    // Three layers, so FB runs twice (into layer 2, then into layer 1) and the local δ_2 that
+    // feeds layer 1 differs from the δ_2 that trains W_2. DF-R reads B_{l+1} from its own
+    // memories; DF-O reads W_{l+1} through the diagonal banking.
+    for (i, scheme) in [(2, Scheme::DfR), (5, Scheme::DfO)] {
+        let mut cfg = random_config(2408, i);
+        cfg.network.hidden = vec![7, 6, 5];
+        assert_eq!(cfg.algorithm.scheme, scheme);
+        let rep = cosim(&cfg, Mutation::None, 2);
+        eprintln!(
+            "{scheme:?} on {}x{}: {} values, {} mismatches",
+            cfg.hardware.array_rows, cfg.hardware.array_cols, rep.values_compared, rep.mismatches
+        );
+        assert_eq!(rep.mismatches, 0, "{scheme:?}: first {}", rep.first_mismatch.unwrap());
+        assert_eq!(rep.predicted_cycles, rep.cycles);
+    }
+    // The feedback changes the weights below the top (else the loop above proves little):
+    // an engine that subtracts it instead must be caught in the first step.
+    let mut cfg = random_config(2408, 2);
+    cfg.network.hidden = vec![7, 6, 5];
+    let bad = cosim(&cfg, Mutation::FeedbackSubtracted, 2);
+    let m = bad.first_mismatch.expect("a subtracted feedback must be caught");
+    eprintln!("feedback mutant caught: {m}");
+    assert_eq!(m.step, 0);
 }
 
 #[test]

@@ -170,6 +170,7 @@ fn hinge_and_dfr_train_in_fixed_point() {
         schedule: cfg.training.lr_schedule,
         progress: false,
         log_epochs: false,
+        shift: 0,
     };
     let out = train(&mut m, &ds, &opts);
     assert!(out.test_accuracy > 0.8, "{}", out.test_accuracy);

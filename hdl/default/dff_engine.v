@@ -57,6 +57,7 @@ module dff_engine (
   localparam OP_GRAD = 4'd8;
   localparam OP_BUPD = 4'd9;
   localparam OP_UUPD = 4'd10;
+  localparam OP_FB = 4'd11;
 
   reg px_we;
   reg [10:0] px_waddr;
@@ -203,6 +204,12 @@ module dff_engine (
   reg [31:0] kg_q;
   reg [31:0] i_q;
   reg [31:0] sel_q;
+  reg [31:0] kmr_q;
+  reg [31:0] kgr_q;
+  reg [31:0] tbm_q;
+  reg [31:0] dbk_q;
+  reg [31:0] rbk_q;
+  wire unused_diag_ctr;
   reg [7:0] wait_q;
   reg [39:0] s_q;
   reg [3:0] hyp_q;
@@ -242,6 +249,9 @@ module dff_engine (
   reg nm_xv;
   wire [11:0] nm_y;
   wire nm_yv;
+  wire [17:0] nm_rs_word;
+  wire [4:0] nm_rs_half_e;
+  wire unused_nm_rs;
   reg [15:0] up_w;
   reg [47:0] up_g;
   reg [1:0] up_kind;
@@ -674,6 +684,7 @@ module dff_engine (
   assign dl2_rd1 = dl2_rdata[18 +: 18];
   assign dl2_rd2 = dl2_rdata[36 +: 18];
   assign dl2_rd3 = dl2_rdata[54 +: 18];
+  assign unused_diag_ctr = ^{kmr_q, kgr_q, tbm_q, dbk_q, rbk_q};
   assign nsamp = infer_q ? 32'd1 : batch_q;
   assign unused_hi_nsamp = ^nsamp[31:1];
   assign nrows = infer_q ? 32'd10 : batch_q * 32'd10;
@@ -756,6 +767,8 @@ module dff_engine (
     .v_o(gd_vo)
   );
 
+  assign unused_nm_rs = ^{nm_rs_word, nm_rs_half_e};
+
   dff_normalise u_normalise (
     .clk_i(clk_i),
     .rst_i(rst_i),
@@ -764,7 +777,9 @@ module dff_engine (
     .x_i(nm_x),
     .xv_i(nm_xv),
     .y_o(nm_y),
-    .yv_o(nm_yv)
+    .yv_o(nm_yv),
+    .rs_word_o(nm_rs_word),
+    .rs_half_e_o(nm_rs_half_e)
   );
 
   dff_update u_update (
@@ -1058,6 +1073,11 @@ module dff_engine (
       kg_q <= {32{1'b0}};
       i_q <= {32{1'b0}};
       sel_q <= {32{1'b0}};
+      kmr_q <= {32{1'b0}};
+      kgr_q <= {32{1'b0}};
+      tbm_q <= {32{1'b0}};
+      dbk_q <= {32{1'b0}};
+      rbk_q <= {32{1'b0}};
       wait_q <= {8{1'b0}};
       s_q <= {40{1'b0}};
       hyp_q <= {4{1'b0}};
@@ -1269,9 +1289,9 @@ module dff_engine (
       e_lanes_d2 <= e_lanes_d1;
       rot_d1 <= kmod_q[7:0];
       rot_d2 <= rot_d1;
-      gs_v_d1 <= (st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD));
+      gs_v_d1 <= (st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB));
       gs_v_d2 <= gs_v_d1;
-      gs_c_d1 <= (st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD)) && (k_q == 32'd0);
+      gs_c_d1 <= (st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && (k_q == 32'd0);
       gs_c_d2 <= gs_c_d1;
       west_q <= ((kind_q == OP_GRAD) && (layer_q == 2'd0)) ? e_lanes_d2 : ((kind_q == OP_GRAD) && (layer_q == 2'd1)) ? west_d2 : ((kind_q == OP_FWD) && (layer_q == 2'd1)) ? west_w2 : ((kind_q == OP_FWD) && (layer_q == 2'd0)) ? west_w1 : {72{1'b0}};
       north_q <= layer_q == 2'd1 ? north_x2 : layer_q == 2'd0 ? north_x1 : {64{1'b0}};
@@ -1546,6 +1566,11 @@ module dff_engine (
           kg_q <= 32'd0;
           i_q <= 32'd0;
           sel_q <= 32'd0;
+          kmr_q <= 32'd0;
+          kgr_q <= 32'd0;
+          tbm_q <= 32'd0;
+          dbk_q <= 32'd0;
+          rbk_q <= 32'd0;
           case (op_word[5:2])
             OP_END: begin
               st_q <= S_IDLE;
@@ -1556,6 +1581,7 @@ module dff_engine (
             OP_NORM: st_q <= S_NA;
             OP_FWD: st_q <= S_GS;
             OP_GRAD: st_q <= S_GS;
+            OP_FB: st_q <= S_GS;
             OP_CEN: st_q <= S_CH;
             OP_PRED: st_q <= S_PRED;
             OP_LOSS: st_q <= S_LG;
@@ -1664,6 +1690,8 @@ module dff_engine (
             i_q <= 32'd0;
             j_q <= 32'd0;
             sel_q <= 32'd0;
+            dbk_q <= tbm_q;
+            rbk_q <= tbm_q;
           end
         end
         S_GD: begin
@@ -1671,13 +1699,19 @@ module dff_engine (
           if (j_q == 32'd3) begin
             j_q <= 32'd0;
             i_q <= i_q + 32'd1;
+            rbk_q <= rbk_q == 32'd3 ? 32'd0 : rbk_q + 32'd1;
+            dbk_q <= rbk_q == 32'd3 ? 32'd0 : rbk_q + 32'd1;
           end else begin
             j_q <= j_q + 32'd1;
+            dbk_q <= dbk_q == 32'd3 ? 32'd0 : dbk_q + 32'd1;
           end
           if (sel_q == 32'd15) begin
             k_q <= 32'd0;
             kmod_q <= 32'd0;
             kg_q <= 32'd0;
+            kmr_q <= 32'd0;
+            kgr_q <= 32'd0;
+            tbm_q <= gemm_tb_last ? 32'd0 : (tbm_q + 32'd0) >= 32'd4 ? tbm_q + 32'd0 - 32'd4 : tbm_q + 32'd0;
             if (gemm_tb_last) begin
               tb_q <= 32'd0;
               if (gemm_ob_last) begin
@@ -1783,6 +1817,12 @@ module dff_engine (
             kg_q <= 32'd0;
             row_q <= row_q + 32'd1;
             sbase_q <= sbase_q + dl_d;
+            if (rmod_q == 32'd3) begin
+              rmod_q <= 32'd0;
+              rgb_q <= rgb_q + dl_d;
+            end else begin
+              rmod_q <= rmod_q + 32'd1;
+            end
             if (slot_q == 32'd9) begin
               slot_q <= 32'd0;
               samp_q <= samp_q + 32'd1;
@@ -1904,10 +1944,10 @@ module dff_engine (
 
   always @* begin
     x0_raddr = {36{1'b0}};
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD)) && ((kind_q == OP_FWD) && (layer_q == 2'd0))) begin
+    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_FWD) && (layer_q == 2'd0))) begin
       x0_raddr = {fx1_raddr[8:0], fx1_raddr[8:0], fx1_raddr[8:0], fx1_raddr[8:0]};
     end
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD)) && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) begin
+    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) begin
       x0_raddr = {gx1_raddr3[8:0], gx1_raddr2[8:0], gx1_raddr1[8:0], gx1_raddr0[8:0]};
     end
   end
@@ -1944,7 +1984,7 @@ module dff_engine (
 
   always @* begin
     w1_raddr = {44{1'b0}};
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD)) && ((kind_q == OP_FWD) && (layer_q == 2'd0))) begin
+    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_FWD) && (layer_q == 2'd0))) begin
       w1_raddr = {fw1_raddr[10:0], fw1_raddr[10:0], fw1_raddr[10:0], fw1_raddr[10:0]};
     end
     if (drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) begin
@@ -1987,7 +2027,7 @@ module dff_engine (
 
   always @* begin
     w2_raddr = {48{1'b0}};
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD)) && ((kind_q == OP_FWD) && (layer_q == 2'd1))) begin
+    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_FWD) && (layer_q == 2'd1))) begin
       w2_raddr = {fw2_raddr[11:0], fw2_raddr[11:0], fw2_raddr[11:0], fw2_raddr[11:0]};
     end
     if (drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
@@ -2240,10 +2280,10 @@ module dff_engine (
 
   always @* begin
     xh1_raddr = {56{1'b0}};
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD)) && ((kind_q == OP_FWD) && (layer_q == 2'd1))) begin
+    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_FWD) && (layer_q == 2'd1))) begin
       xh1_raddr = {fx2_raddr[13:0], fx2_raddr[13:0], fx2_raddr[13:0], fx2_raddr[13:0]};
     end
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD)) && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
+    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
       xh1_raddr = {gx2_raddr3[13:0], gx2_raddr2[13:0], gx2_raddr1[13:0], gx2_raddr0[13:0]};
     end
   end
@@ -2401,7 +2441,7 @@ module dff_engine (
 
   always @* begin
     dl2_raddr = {56{1'b0}};
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD)) && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
+    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
       dl2_raddr = {gd2_raddr[13:0], gd2_raddr[13:0], gd2_raddr[13:0], gd2_raddr[13:0]};
     end
   end

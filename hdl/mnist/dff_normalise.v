@@ -11,7 +11,9 @@ module dff_normalise (
   input  wire [15:0] x_i,
   input  wire xv_i,
   output wire [11:0] y_o,
-  output wire yv_o
+  output wire yv_o,
+  output wire [17:0] rs_word_o,
+  output wire [4:0] rs_half_e_o
 );
 
   reg [5:0] n;
@@ -212,6 +214,8 @@ module dff_normalise (
     end
   end
 
+  assign rs_word_o = word_q;
+  assign rs_half_e_o = e2_q;
   assign y_o = y_q;
   assign yv_o = yv_q;
 

@@ -6,7 +6,7 @@ pub mod rtl;
 
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::FxParams;
-use crate::rtl::engine::{counter, div_ceil, hyper, region, Layout};
+use crate::rtl::engine::{abits, counter, hyper, region, Layout};
 
 /// Anything that reaches the engine's bus: the bus-level Verilator harness, or the host
 /// protocol over a pipe or a UART.
@@ -71,6 +71,29 @@ pub fn load_params(bus: &mut dyn Bus, lay: &Layout, p: &FxParams) -> anyhow::Res
     Ok(())
 }
 
+/// Load DF-R's fixed feedback matrices (`feedback[l]` = B_l, used for l ≥ 1), transposed as
+/// the engine's FB ops read them ([`Layout::fb_addr`]). Nothing to do without feedback.
+pub fn load_feedback(bus: &mut dyn Bus, lay: &Layout, feedback: &[IMat]) -> anyhow::Result<()> {
+    if !lay.feedback || lay.diag_w {
+        return Ok(()); // DF-O feeds back through W itself
+    }
+    for l in 0..lay.layers() - 1 {
+        let b = &feedback[l + 1];
+        let ab = abits(lay.fb_depth(l));
+        let mut banks = vec![vec![0i64; lay.fb_depth(l)]; lay.rows];
+        for i in 0..b.rows {
+            for j in 0..b.cols {
+                let a = lay.fb_addr(l, i, j) as usize;
+                banks[a >> ab][a & ((1 << ab) - 1)] = i64::from(b.data[i * b.cols + j]);
+            }
+        }
+        for (bank, words) in banks.iter().enumerate() {
+            bus.write_block(region::FEEDBACK + l as u8, (bank as u32) << ab, words)?;
+        }
+    }
+    Ok(())
+}
+
 /// Read every parameter back.
 pub fn read_params(bus: &mut dyn Bus, lay: &Layout) -> anyhow::Result<FxParams> {
     let nl = lay.layers();
@@ -78,19 +101,18 @@ pub fn read_params(bus: &mut dyn Bus, lay: &Layout) -> anyhow::Result<FxParams> 
     let mut b = Vec::with_capacity(nl);
     for l in 0..nl {
         let (d_out, d_in) = (lay.dims[l + 1], lay.dims[l]);
+        // Whole banks, then every element from where the layout puts it (row banks, or
+        // DF-O's diagonal banks).
+        let banks = (0..lay.rows)
+            .map(|bank| {
+                bus.read_block(region::WEIGHTS + l as u8, bank_base(lay, l, bank), lay.w_depth(l))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let mut m = IMat::zeros(d_out, d_in);
-        for bank in 0..lay.rows.min(d_out) {
-            let groups = div_ceil(d_out - bank, lay.rows);
-            let words = bus.read_block(
-                region::WEIGHTS + l as u8,
-                bank_base(lay, l, bank),
-                groups * d_in,
-            )?;
-            for g in 0..groups {
-                let o = g * lay.rows + bank;
-                for k in 0..d_in {
-                    m.data[o * d_in + k] = words[g * d_in + k] as i32;
-                }
+        for o in 0..d_out {
+            for k in 0..d_in {
+                let (bank, word) = lay.w_bank_word(l, o, k);
+                m.data[o * d_in + k] = banks[bank][word] as i32;
             }
         }
         w.push(m);
@@ -162,6 +184,7 @@ pub fn region_wbytes(cfg: &crate::config::Config, region: u8) -> u8 {
         region::CENTROIDS => bits(f.centroid),
         r if (region::GOODNESS..region::GOODNESS + 16).contains(&r) => bits(f.goodness),
         r if (region::BETA..region::BETA + 16).contains(&r) => bits(f.beta),
+        r if (region::FEEDBACK..region::FEEDBACK + 16).contains(&r) => bits(f.weight),
         _ => 64,
     };
     b.div_ceil(8).clamp(1, 8) as u8

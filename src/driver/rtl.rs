@@ -45,6 +45,7 @@ impl RtlLearner {
         let lay = Layout::new(cfg)?;
         let golden = FixedDf::new(cfg)?;
         super::load_params(bus.as_mut(), &lay, &golden.params)?;
+        super::load_feedback(bus.as_mut(), &lay, golden.feedback())?;
         Ok(RtlLearner {
             cfg: cfg.clone(),
             lay,

@@ -635,6 +635,11 @@ impl FixedDf {
         )
     }
 
+    /// DF-R's fixed feedback matrices B_l in `weight` (shapes of W_l; B_0 is unused).
+    pub fn feedback(&self) -> &[IMat] {
+        &self.feedback
+    }
+
     /// Weight-gradient GEMMs and the update unit's walk.
     fn update(&mut self, fwd: &FxForward, delta: &[IMat], bsz: usize) {
         let k = fwd.k;

@@ -100,6 +100,7 @@ mod tests {
             batch: 1,
             epochs: 1,
             seed: 0,
+            shift: 0,
         }
     }
 

@@ -45,6 +45,8 @@ pub mod region {
     pub const CENTROIDS: u8 = 0x30;
     pub const GOODNESS: u8 = 0x40;
     pub const BETA: u8 = 0x50;
+    /// DF-R's feedback matrices, `+ l` for layer l's (B_{l+1} transposed, [`super::Layout::fb_addr`]).
+    pub const FEEDBACK: u8 = 0x60;
     pub const HYPER: u8 = 0xF0;
     pub const COUNTERS: u8 = 0xF1;
 }
@@ -86,6 +88,12 @@ pub struct Layout {
     pub hyps: usize,
     pub rows: usize,
     pub cols: usize,
+    /// DF-R / DF-O: layer l's δ gets B_{l+1}·δ_{l+1} (or W_{l+1}ᵀδ_{l+1}) fed back (the FB
+    /// ops and their memories).
+    pub feedback: bool,
+    /// DF-O: W is banked diagonally (element (o, k) in bank (o + k) mod R), so the FB op
+    /// reads R consecutive columns of one row as FWD reads R rows of one column.
+    pub diag_w: bool,
 }
 
 pub fn div_ceil(a: usize, b: usize) -> usize {
@@ -100,12 +108,6 @@ pub fn abits(depth: usize) -> u32 {
 impl Layout {
     pub fn new(cfg: &Config) -> Result<Layout, RtlError> {
         let a = &cfg.algorithm;
-        if a.scheme != Scheme::Df {
-            return Err(RtlError::Unsupported(format!(
-                "the engine implements algorithm.scheme = \"df\" so far (got \"{}\"); DF-R/DF-O need the transposed GEMM's feeder",
-                a.scheme
-            )));
-        }
         let hyps = match a.negatives {
             Negatives::Random => a.negatives_count + 1,
             _ => cfg.network.classes,
@@ -124,6 +126,8 @@ impl Layout {
             hyps,
             rows: cfg.hardware.array_rows,
             cols: cfg.hardware.array_cols,
+            feedback: a.scheme != Scheme::Df,
+            diag_w: a.scheme == Scheme::DfO,
         })
     }
 
@@ -142,14 +146,27 @@ impl Layout {
     pub fn w_depth(&self, l: usize) -> usize {
         div_ceil(self.dims[l + 1], self.rows) * self.dims[l]
     }
-    /// Where W_l[o][k] lives: (bank, word) — bank o mod R, word (o div R)·d_in + k.
+    /// Where W_l[o][k] lives: (bank, word) — bank o mod R (DF-O: (o + k) mod R), word
+    /// (o div R)·d_in + k.
     pub fn w_bank_word(&self, l: usize, o: usize, k: usize) -> (usize, usize) {
-        (o % self.rows, (o / self.rows) * self.dims[l] + k)
+        let bank = if self.diag_w { o + k } else { o } % self.rows;
+        (bank, (o / self.rows) * self.dims[l] + k)
     }
     /// Bus address of W_l[o][k]: bank in the high bits, word in the low bits.
     pub fn w_addr(&self, l: usize, o: usize, k: usize) -> u32 {
         let (bank, word) = self.w_bank_word(l, o, k);
         ((bank as u32) << abits(self.w_depth(l))) | word as u32
+    }
+    /// Words per bank of layer l's feedback memory (DF-R, l < L−1): B_{l+1} stored transposed,
+    /// d_l rows of d_{l+1}, so the FB GEMM reads it exactly as FWD reads W.
+    pub fn fb_depth(&self, l: usize) -> usize {
+        div_ceil(self.dims[l + 1], self.rows) * self.dims[l + 2]
+    }
+    /// Where B_{l+1}[i][j] (i < d_{l+1}, j < d_l; 0-based layer l) lives: bank j mod R,
+    /// word (j div R)·d_{l+1} + i.
+    pub fn fb_addr(&self, l: usize, i: usize, j: usize) -> u32 {
+        let word = (j / self.rows) * self.dims[l + 2] + i;
+        (((j % self.rows) as u32) << abits(self.fb_depth(l))) | word as u32
     }
 }
 
@@ -165,9 +182,12 @@ const OP_DELTA: u64 = 7;
 const OP_GRAD: u64 = 8;
 const OP_BUPD: u64 = 9;
 const OP_UUPD: u64 = 10;
+const OP_FB: u64 = 11;
 
 /// The training and inference microprograms as (kind, layer), and the inference entry.
-fn program(layers: usize) -> (Vec<(u64, usize)>, usize) {
+/// With feedback, DELTA runs from the top layer down and FB l (B_{l+1}·δ_{l+1} into layer l's
+/// feedback buffer) runs between DELTA l+1, which wrote δ_{l+1}, and DELTA l, which adds it.
+fn program(layers: usize, feedback: bool) -> (Vec<(u64, usize)>, usize) {
     let mut fwd = vec![(OP_INORM, 0), (OP_FWD, 0), (OP_CEN, 0), (OP_NORM, 0)];
     for l in 1..layers {
         fwd.push((OP_FWD, l));
@@ -175,7 +195,16 @@ fn program(layers: usize) -> (Vec<(u64, usize)>, usize) {
     }
     let mut p = fwd.clone();
     p.extend((0..layers).map(|l| (OP_LOSS, l)));
-    p.extend((0..layers).map(|l| (OP_DELTA, l)));
+    if feedback {
+        for l in (0..layers).rev() {
+            if l + 1 < layers {
+                p.push((OP_FB, l));
+            }
+            p.push((OP_DELTA, l));
+        }
+    } else {
+        p.extend((0..layers).map(|l| (OP_DELTA, l)));
+    }
     for l in 0..layers {
         p.push((OP_GRAD, l));
         p.push((OP_BUPD, l));
@@ -399,7 +428,9 @@ fn add_mod(a: &Expr, b: &Expr, m: usize, w: u32) -> Expr {
 }
 
 /// The engine module for `cfg`.
-pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
+/// `fb_sub` is a deliberate defect for the mutation test: DELTA subtracts DF-R's feedback
+/// instead of adding it.
+pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout, fb_sub: bool) -> Module {
     let f = &s.f;
     let (rr, cc) = (lay.rows, lay.cols);
     let nl = lay.layers();
@@ -478,6 +509,30 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         .map(|l| (l > 0).then(|| e.mem(&format!("dl{}", l + 1), rr, f.delta.bits, nrt * dr[l])))
         .collect();
 
+    // DF-R feedback (FB l for l < L−1): B_{l+1}ᵀ in R banks like W; the local δ of layers ≥ 2
+    // in C banks by row (bank r mod C, word (r div C)·d + k: an FB tile reads C rows at one
+    // column); layer l's rsqrt parts per row (word ‖ e/2, from NORM); the scaled feedback.
+    let fbk = lay.feedback;
+    let rs_w = f.rsqrt_frac + 2;
+    let he_w = bitlen(u128::from(s.sum_w + 1)) - 1;
+    let nfb = if fbk { nl - 1 } else { 0 };
+    // (DF-O reads W_{l+1} itself, diagonally banked.)
+    let fbm: Vec<Mem> = (0..if lay.diag_w { 0 } else { nfb })
+        .map(|l| e.mem(&format!("fbm{}", l + 1), rr, f.weight.bits, lay.fb_depth(l)))
+        .collect();
+    let dc: Vec<Option<Mem>> = (0..nl)
+        .map(|l| {
+            (fbk && l > 0)
+                .then(|| e.mem(&format!("dc{}", l + 1), cc, f.delta.bits, xdiag(nrt, d[l + 1])))
+        })
+        .collect();
+    let rsm: Vec<Mem> = (0..nfb)
+        .map(|l| e.mem(&format!("rs{}", l + 1), 1, rs_w + he_w, nrm))
+        .collect();
+    let fbb: Vec<Mem> = (0..nfb)
+        .map(|l| e.mem(&format!("fbb{}", l + 1), 1, f.delta.bits, nrt * d[l + 1]))
+        .collect();
+
     // Register files (asynchronous read).
     let ew = f.delta.bits + bitlen(kh as u128);
     let dbw = f.delta.bits + bitlen(nrt as u128);
@@ -505,7 +560,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     );
 
     // ------------------------------------------------------------------ sequencer state
-    let (prog, infer_entry) = program(nl);
+    let (prog, infer_entry) = program(nl, lay.feedback);
     let pcw = bitlen(prog.len() as u128);
     let kw = 4u32;
     let lw_ = bitlen(nl as u128);
@@ -551,6 +606,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         ("OP_GRAD", OP_GRAD),
         ("OP_BUPD", OP_BUPD),
         ("OP_UUPD", OP_UUPD),
+        ("OP_FB", OP_FB),
     ];
     for (n, v) in ops {
         e.m.localparam(n, lit(kw, v));
@@ -575,6 +631,16 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let kg = e.q("kg_q", IW);
     let ii = e.q("i_q", IW);
     let sel = e.q("sel_q", IW);
+    // DF-O's diagonal W: k mod R and (k div R)·d for the FB column reads, tb·C mod R, and the
+    // bank (o + n) mod R of the drained element and of its row's first element.
+    let kmr = e.q("kmr_q", IW);
+    let kgr = e.q("kgr_q", IW);
+    let tbm = e.q("tbm_q", IW);
+    let dbk = e.q("dbk_q", IW);
+    let rbk = e.q("rbk_q", IW);
+    if !lay.diag_w {
+        e.consume("diag_ctr", cat([kmr.clone(), kgr.clone(), tbm.clone(), dbk.clone(), rbk.clone()]));
+    }
     let wait = e.q("wait_q", 8);
     let sacc = e.q("s_q", s.sum_w);
     let hypq = e.q("hyp_q", cbits);
@@ -679,6 +745,10 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     let nm_xv = e.creg("nm_xv", 1);
     let nm_y = e.m.wire("nm_y", f.act.bits);
     let nm_yv = e.m.wire("nm_yv", 1);
+    let nm_rs = cat([e.m.wire("nm_rs_word", rs_w), e.m.wire("nm_rs_half_e", he_w)]);
+    if !fbk {
+        e.consume("nm_rs", nm_rs.clone());
+    }
     e.m.instance(
         Instance::new("dff_normalise", "u_normalise")
             .conn("clk_i", id("clk_i"))
@@ -688,7 +758,9 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             .conn("x_i", &nm_x)
             .conn("xv_i", &nm_xv)
             .conn("y_o", &nm_y)
-            .conn("yv_o", &nm_yv),
+            .conn("yv_o", &nm_yv)
+            .conn("rs_word_o", id("nm_rs_word"))
+            .conn("rs_half_e_o", id("nm_rs_half_e")),
     );
     // Update unit.
     let up_w = e.creg("up_w", s.param_w);
@@ -868,6 +940,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     ];
     for c in [
         &row, &jj, &jmod, &rmod, &rgb, &sbase, &samp, &slot, &ob, &tb, &kk, &kmod, &kg, &ii, &sel,
+        &kmr, &kgr, &tbm, &dbk, &rbk,
     ] {
         fetch.push(nb(c, ix(0)));
     }
@@ -886,6 +959,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             arm(opn(OP_NORM), vec![nb(&st, sid("S_NA"))]),
             arm(opn(OP_FWD), vec![nb(&st, sid("S_GS"))]),
             arm(opn(OP_GRAD), vec![nb(&st, sid("S_GS"))]),
+            arm(opn(OP_FB), vec![nb(&st, sid("S_GS"))]),
             arm(opn(OP_CEN), vec![nb(&st, sid("S_CH"))]),
             arm(opn(OP_PRED), vec![nb(&st, sid("S_PRED"))]),
             arm(opn(OP_LOSS), vec![nb(&st, sid("S_LG"))]),
@@ -1040,6 +1114,17 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             );
             e.drive(&format!("{}_wdata", m.name), c, nm_y.clone());
         }
+        // DF-R: the row's rsqrt parts, two cycles after the normalise unit loaded S.
+        for (l, m) in rsm.iter().enumerate() {
+            let c = in_st("S_NB")
+                .land(jj.clone().eq_(ix(0)))
+                .land(is_opl(OP_NORM, l));
+            let v2 = e.delay(&format!("rs{}_v", l + 1), c, 1, 2);
+            let a2 = e.delay(&format!("rs{}_a", l + 1), row.slice(m.aw() - 1, 0), m.aw(), 2);
+            e.drive(&format!("{}_we", m.name), v2.clone(), lit(1, 1));
+            e.drive(&format!("{}_waddr", m.name), v2.clone(), a2);
+            e.drive(&format!("{}_wdata", m.name), v2, nm_rs.clone());
+        }
         // G write when the goodness unit answers.
         for l in 0..nl {
             let c = in_st("S_NAW").land(is_opl(OP_NORM, l)).land(&gd_vo);
@@ -1101,7 +1186,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
     {
         let is_f = is_op(OP_FWD);
         let is_g = is_op(OP_GRAD);
-        let gemm = is_f.clone().lor(is_g.clone());
+        let gemm = is_f.clone().lor(is_g.clone()).lor(is_op(OP_FB));
         // Dimensions per op/layer: M (outputs, over R), N (over C), K (streamed).
         let mut mexp = ix(0);
         let mut nexp = ix(0);
@@ -1119,6 +1204,11 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 ix(d[l]),
                 mux(is_opl(OP_GRAD, l), n_f, kexp),
             );
+            if l < nfb {
+                // FB l: outputs d_l (over R) × rows (over C), K = d_{l+1}.
+                nexp = mux(is_opl(OP_FB, l), nrows.clone(), nexp);
+                kexp = mux(is_opl(OP_FB, l), ix(d[l + 2]), kexp);
+            }
         }
         let gm = e.w32("gemm_m", mexp);
         let gn = e.w32("gemm_n", nexp);
@@ -1154,6 +1244,42 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 );
             }
         }
+        // FB l: B_{l+1}ᵀ banks (like FWD's W), word ob·d_{l+1} + k; north: the local δ_{l+1}
+        // row banks, word tb·d_{l+1} + k. Lanes are banks in order (tiles start at multiples
+        // of R and C), so neither edge rotates.
+        // DF-O reads row k of W_{l+1} instead: bank b holds column ob·R + ((b − k) mod R) at
+        // word (k div R)·d_l + ob·R + ((b − k) mod R); the lanes rotate by k mod R.
+        for l in 0..nfb {
+            let c = issue.clone().land(is_opl(OP_FB, l));
+            if lay.diag_w {
+                let wm = &w[l + 1];
+                let mut all = Vec::new();
+                for b in (0..rr).rev() {
+                    let off = e.w32(
+                        &format!("fbo{}_off{b}", l + 1),
+                        mux(ix(b).ge_(&kmr), ix(b) - &kmr, ix(b + rr) - &kmr),
+                    );
+                    let a = e.w32(&format!("fbo{}_raddr{b}", l + 1), &kgr + &obr + &off);
+                    e.consume(
+                        &format!("fbo{}_raddr{b}", l + 1),
+                        cat([a.slice(IW - 1, wm.aw()), off.clone()]),
+                    );
+                    all.push(a.slice(wm.aw() - 1, 0));
+                }
+                e.drive(&format!("{}_raddr", wm.name), c.clone(), cat(all));
+            } else {
+                let fm = &fbm[l];
+                let wa = e.w32(&format!("fbw{}_raddr", l + 1), &ob * ix(d[l + 2]) + &kk);
+                e.consume(&format!("fbw{}_raddr", l + 1), wa.slice(IW - 1, fm.aw()));
+                let all: Vec<Expr> = (0..rr).map(|_| wa.slice(fm.aw() - 1, 0)).collect();
+                e.drive(&format!("{}_raddr", fm.name), c.clone(), cat(all));
+            }
+            let dm = dc[l + 1].as_ref().expect("local δ copy of the layer above");
+            let na = e.w32(&format!("fbn{}_raddr", l + 1), &tb * ix(d[l + 2]) + &kk);
+            e.consume(&format!("fbn{}_raddr", l + 1), na.slice(IW - 1, dm.aw()));
+            let all: Vec<Expr> = (0..cc).map(|_| na.slice(dm.aw() - 1, 0)).collect();
+            e.drive(&format!("{}_raddr", dm.name), c, cat(all));
+        }
         // Layer 1's e: register file, word s·⌈d1/R⌉ + ob, saturated to `delta`, delayed to
         // match the BRAM latency.
         let ea = e.w32("ge_raddr", &kk * ix(dr[0]) + &ob);
@@ -1181,14 +1307,35 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         let e_d = e.delay("e_lanes", e_cat.clone(), s.a_w * rr as u32, 2);
         // West data two cycles after issue: select by op/layer.
         let mut wsrc = zeros(int(u64::from(s.a_w) * rr as u64));
+        // Diagonal W (DF-O): lane i = bank (i + k) mod R, for FWD and FB alike.
+        let rotw = if lay.diag_w {
+            Some(e.delay("rotw", kmr.slice(7, 0), 8, 2))
+        } else {
+            None
+        };
         for l in 0..nl {
             let wl: Vec<Expr> = (0..rr)
                 .rev()
-                .map(|i| ext(&Sig::new(w[l].bank(i), f.weight.bits, true), s.a_w))
+                .map(|i| {
+                    let lane = |b: usize| ext(&Sig::new(w[l].bank(b), f.weight.bits, true), s.a_w);
+                    match &rotw {
+                        None => lane(i),
+                        Some(rot) => {
+                            let mut v = lit(s.a_w, 0);
+                            for r in 0..rr {
+                                v = mux(rot.clone().eq_(lit(8, r as u64)), lane((i + r) % rr), v);
+                            }
+                            v
+                        }
+                    }
+                })
                 .collect();
             let lay_d = e.m.wire(&format!("west_w{}", l + 1), s.a_w * rr as u32);
             e.m.assign(&lay_d, cat(wl));
-            wsrc = mux(is_opl(OP_FWD, l), lay_d, wsrc);
+            wsrc = mux(is_opl(OP_FWD, l), lay_d.clone(), wsrc);
+            if lay.diag_w && l >= 1 {
+                wsrc = mux(is_opl(OP_FB, l - 1), lay_d, wsrc);
+            }
             if let Some(dm) = &dl[l] {
                 let dlanes: Vec<Expr> = (0..rr)
                     .rev()
@@ -1200,6 +1347,15 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             }
         }
         wsrc = mux(is_opl(OP_GRAD, 0), e_d, wsrc);
+        for (l, fm) in fbm.iter().enumerate() {
+            let lanes: Vec<Expr> = (0..rr)
+                .rev()
+                .map(|i| ext(&Sig::new(fm.bank(i), f.weight.bits, true), s.a_w))
+                .collect();
+            let fw = e.m.wire(&format!("west_fb{}", l + 1), s.a_w * rr as u32);
+            e.m.assign(&fw, cat(lanes));
+            wsrc = mux(is_opl(OP_FB, l), fw, wsrc);
+        }
         // North: x̂ banks (x0 for layer 1, xh_{l-1} otherwise).
         let rot = e.delay("rot", kmod.slice(7, 0), 8, 2);
         for l in 0..nl {
@@ -1248,6 +1404,16 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             let nn = e.m.wire(&format!("north_x{}", l + 1), s.b_w * cc as u32);
             e.m.assign(&nn, cat(lanes));
             nsrc = mux(layer.clone().eq_(lit(lw_, l as u64)), nn, nsrc);
+        }
+        for l in 0..nfb {
+            let dm = dc[l + 1].as_ref().expect("local δ copy");
+            let lanes: Vec<Expr> = (0..cc)
+                .rev()
+                .map(|j| ext(&Sig::new(dm.bank(j), f.delta.bits, true), s.b_w))
+                .collect();
+            let nn = e.m.wire(&format!("north_fb{}", l + 1), s.b_w * cc as u32);
+            e.m.assign(&nn, cat(lanes));
+            nsrc = mux(is_opl(OP_FB, l), nn, nsrc);
         }
         let iv = e.delay("gs_v", issue.clone(), 1, 2);
         let ic = e.delay("gs_c", issue.clone().land(kk.clone().eq_(ix(0))), 1, 2);
@@ -1333,7 +1499,9 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             let all: Vec<Expr> = (0..rr).map(|_| wa.slice(w[l].aw() - 1, 0)).collect();
             e.drive(&format!("{}_raddr", w[l].name), c.clone(), cat(all));
             let v2 = e.delay(&format!("gu{}_v", l + 1), c.clone(), 1, 2);
-            let i2 = e.delay(&format!("gu{}_i", l + 1), ii.slice(7, 0), 8, 2);
+            // The drained element's bank: row i (row banks) or (o + n) mod R (diagonal).
+            let wbank = if lay.diag_w { dbk.slice(7, 0) } else { ii.slice(7, 0) };
+            let i2 = e.delay(&format!("gu{}_i", l + 1), wbank.clone(), 8, 2);
             let mut wsel = lit(f.weight.bits, 0);
             for i in 0..rr {
                 wsel = mux(i2.clone().eq_(lit(8, i as u64)), w[l].bank(i), wsel);
@@ -1353,7 +1521,7 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             e.drive("up_kind", v2.clone(), lit(2, 0));
             e.drive("up_v", v2, lit(1, 1));
             let wv = e.delay(&format!("gu{}_wv", l + 1), c.clone(), 1, 5);
-            let wi = e.delay(&format!("gu{}_wi", l + 1), ii.slice(7, 0), 8, 5);
+            let wi = e.delay(&format!("gu{}_wi", l + 1), wbank, 8, 5);
             let wad = e.delay(
                 &format!("gu{}_wa", l + 1),
                 wa.slice(w[l].aw() - 1, 0),
@@ -1376,6 +1544,64 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 up_wo.slice(f.weight.bits - 1, 0),
             );
         }
+        // FB l: fb = requant(acc · word · 2^-(weight.frac + rsqrt_frac + k)) onto `delta`
+        // (`Units::scale_by_rsqrt` with layer l's rsqrt parts of the row, k = e/2 − hidden.frac)
+        // → fbb_l[n·d_l + o], three cycles after the drain.
+        if nfb > 0 {
+            let pw = s.acc_w + rs_w + 1;
+            let shw = 8u32;
+            // weight.frac + rsqrt_frac − hidden.frac >= −1 (Shape checks it); e/2 >= 1 unless
+            // S = 0, whose word is 0, so the shift wraps only where the product is 0.
+            let sh0 = i64::from(f.weight.frac) + i64::from(f.rsqrt_frac) - i64::from(f.hidden.frac);
+            let mut rs_sel = lit(rs_w + he_w, 0);
+            for (l, m) in rsm.iter().enumerate() {
+                let c = dvalid.clone().land(is_opl(OP_FB, l));
+                e.drive(&format!("{}_raddr", m.name), c, n_idx.slice(m.aw() - 1, 0));
+                rs_sel = mux(layer.clone().eq_(lit(lw_, l as u64)), m.bank(0), rs_sel);
+            }
+            let rs = e.m.wire("fb_rs", rs_w + he_w);
+            e.m.assign(&rs, rs_sel);
+            let word = rs.slice(rs_w + he_w - 1, he_w);
+            let half_e = rs.slice(he_w - 1, 0);
+            let p = e.m.wire_s("fb_p", pw);
+            e.m.assign(
+                &p,
+                ext(&Sig::new(acc_d2.clone(), s.acc_w, true), pw)
+                    * cat([lit(pw - rs_w, 0), word]).signed(),
+            );
+            let sh = e.m.wire("fb_sh", shw);
+            e.m.assign(
+                &sh,
+                cat([lit(shw - he_w, 0), half_e]) + ulit(shw, sh0),
+            );
+            let sw_ = pw + 1;
+            let sum = e.m.wire_s("fb_sum", sw_);
+            let half = if f.rounding == crate::fixed::Rounding::HalfUp {
+                mux(
+                    sh.clone().eq_(lit(shw, 0)),
+                    lit(sw_, 0),
+                    lit(sw_, 1) << (sh.clone() - lit(shw, 1)),
+                )
+            } else {
+                lit(sw_, 0)
+            };
+            e.m.assign(&sum, ext(&Sig::new(p, pw, true), sw_) + half.signed());
+            let q = e.m.wire_s("fb_q", sw_);
+            e.m.assign(&q, sum.ashr(sh));
+            let y = saturate(&mut e.m, "fb_y", &Sig::new(q, sw_, true), f.delta);
+            let fbq = e.q("fb_val_q", f.delta.bits);
+            e.seq.push(nb(&fbq, &y.e));
+            for (l, m) in fbb.iter().enumerate() {
+                let c = dvalid.clone().land(is_opl(OP_FB, l));
+                let a = e.w32(&format!("fbb{}_word", l + 1), &n_idx * ix(d[l + 1]) + &o_idx);
+                e.consume(&format!("fbb{}_word", l + 1), a.slice(IW - 1, m.aw()));
+                let v3 = e.delay(&format!("fbb{}_v", l + 1), c, 1, 3);
+                let a3 = e.delay(&format!("fbb{}_a", l + 1), a.slice(m.aw() - 1, 0), m.aw(), 3);
+                e.drive(&format!("{}_we", m.name), v3.clone(), lit(1, 1));
+                e.drive(&format!("{}_waddr", m.name), v3.clone(), a3);
+                e.drive(&format!("{}_wdata", m.name), v3, fbq.clone());
+            }
+        }
         // Sequencing: stream K steps, flush, drain R×C, next tile (tiles: ob outer, tb inner).
         // kg = (r div C)·d_in for the GRAD column-lane reads, advanced where kmod wraps.
         // The last tile of each loop is found by comparison (no division by R or C).
@@ -1389,21 +1615,35 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
         e.m.assign(&tb_last, (&tbc + ix(cc)).ge_(&gn));
         let ob_last = e.m.wire("gemm_ob_last", 1);
         e.m.assign(&ob_last, (&obr + ix(rr)).ge_(&gm));
-        sw.push(arm(
-            sid("S_GS"),
-            vec![
-                nb(&kk, &kk + ix(1)),
-                if_(
-                    kmod.clone().eq_(ix(cc - 1)),
-                    vec![nb(&kmod, ix(0)), nb(&kg, &kg + &kgstep)],
-                )
-                .else_(vec![nb(&kmod, &kmod + ix(1))]),
-                if_(
-                    kk.clone().eq_(&gk - ix(1)),
-                    vec![nb(&wait, lit(8, flush)), nb(&st, sid("S_GF"))],
-                ),
-            ],
-        ));
+        // DF-O: k mod R, and (k div R)·d_l for FB l's column reads.
+        let diag_gs = if lay.diag_w {
+            let mut kgrd = ix(0);
+            for l in 0..nfb {
+                kgrd = mux(is_opl(OP_FB, l), ix(d[l + 1]), kgrd);
+            }
+            let kgrstep = e.w32("kgr_step", kgrd);
+            vec![if_(
+                kmr.clone().eq_(ix(rr - 1)),
+                vec![nb(&kmr, ix(0)), nb(&kgr, &kgr + &kgrstep)],
+            )
+            .else_(vec![nb(&kmr, &kmr + ix(1))])]
+        } else {
+            vec![]
+        };
+        let mut gs_body = vec![
+            nb(&kk, &kk + ix(1)),
+            if_(
+                kmod.clone().eq_(ix(cc - 1)),
+                vec![nb(&kmod, ix(0)), nb(&kg, &kg + &kgstep)],
+            )
+            .else_(vec![nb(&kmod, &kmod + ix(1))]),
+            if_(
+                kk.clone().eq_(&gk - ix(1)),
+                vec![nb(&wait, lit(8, flush)), nb(&st, sid("S_GF"))],
+            ),
+        ];
+        gs_body.extend(diag_gs);
+        sw.push(arm(sid("S_GS"), gs_body));
         sw.push(arm(
             sid("S_GF"),
             vec![
@@ -1415,14 +1655,21 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                         nb(&ii, ix(0)),
                         nb(&jj, ix(0)),
                         nb(&sel, ix(0)),
+                        nb(&dbk, &tbm),
+                        nb(&rbk, &tbm),
                     ],
                 ),
             ],
         ));
+        let inc_r = |x: &Expr| mux(x.clone().eq_(ix(rr - 1)), ix(0), x + ix(1));
         let next_tile = vec![
             nb(&kk, ix(0)),
             nb(&kmod, ix(0)),
             nb(&kg, ix(0)),
+            nb(&kmr, ix(0)),
+            nb(&kgr, ix(0)),
+            // tb·C mod R for the next tile.
+            nb(&tbm, mux(tb_last.clone(), ix(0), add_mod(&tbm, &ix(cc % rr), rr, IW))),
             if_(
                 tb_last,
                 vec![
@@ -1439,9 +1686,14 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 nb(&sel, &sel + ix(1)),
                 if_(
                     jj.clone().eq_(ix(cc - 1)),
-                    vec![nb(&jj, ix(0)), nb(&ii, &ii + ix(1))],
+                    vec![
+                        nb(&jj, ix(0)),
+                        nb(&ii, &ii + ix(1)),
+                        nb(&rbk, inc_r(&rbk)),
+                        nb(&dbk, inc_r(&rbk)),
+                    ],
                 )
-                .else_(vec![nb(&jj, &jj + ix(1))]),
+                .else_(vec![nb(&jj, &jj + ix(1)), nb(&dbk, inc_r(&dbk))]),
                 if_(sel.clone().eq_(ix(rr * cc - 1)), next_tile),
             ],
         ));
@@ -1930,7 +2182,49 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             None,
         );
         let dval = e.q("delta_q", f.delta.bits);
-        e.seq.push(nb(&dval, &dq.e));
+        // DF-R: δ_l = sat(local + [h > 0]·fb) for l < L−1; the local value is kept for FB l−1.
+        let dloc = if nfb > 0 {
+            for (l, m) in fbb.iter().enumerate() {
+                e.drive(
+                    &format!("{}_raddr", m.name),
+                    issue.clone().land(is_opl(OP_DELTA, l)),
+                    ha.slice(m.aw() - 1, 0),
+                );
+            }
+            let mut fsel = lit(f.delta.bits, 0);
+            for (l, m) in fbb.iter().enumerate() {
+                fsel = mux(layer.clone().eq_(lit(lw_, l as u64)), m.bank(0), fsel);
+            }
+            let has_fb = layer.clone().lt_(lit(lw_, nfb as u64));
+            let fbv = e.m.wire_s("dl_fb", f.delta.bits);
+            e.m.assign(
+                &fbv,
+                mux(
+                    has_fb.land(hv.clone().ne_(lit(f.hidden.bits, 0))),
+                    fsel,
+                    lit(f.delta.bits, 0),
+                ),
+            );
+            let tw_ = f.delta.bits + 1;
+            let tot = e.m.wire_s("dl_tot", tw_);
+            let fb_ext = ext(&Sig::new(fbv, f.delta.bits, true), tw_);
+            e.m.assign(
+                &tot,
+                if fb_sub {
+                    ext(&dq, tw_) - fb_ext
+                } else {
+                    ext(&dq, tw_) + fb_ext
+                },
+            );
+            let fin = saturate(&mut e.m, "dl_fin", &Sig::new(tot, tw_, true), f.delta);
+            e.seq.push(nb(&dval, &fin.e));
+            let dl_ = e.q("delta_local_q", f.delta.bits);
+            e.seq.push(nb(&dl_, &dq.e));
+            Some(dl_)
+        } else {
+            e.seq.push(nb(&dval, &dq.e));
+            None
+        };
         let v3 = e.delay("ds_v", issue.clone(), 1, 3);
         let j3 = e.delay("ds_j", jj.slice(15, 0), 16, 3);
         let jm3 = e.delay("ds_jm", jmod.slice(7, 0), 8, 3);
@@ -1977,6 +2271,28 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                 e.drive(&format!("{}_wdata", dm.name), c.clone(), dval.clone());
                 let un = e.m.wire(&format!("unused_dl{}_word", l + 1), 1);
                 e.m.assign(&un, wa.slice(IW - 1, dm.aw()).red_xor());
+            }
+            if let (Some(dm), Some(dloc)) = (&dc[l], &dloc) {
+                // Local δ_l copy: bank r mod C, word (r div C)·d + j.
+                let rm3 = e.delay(&format!("dc{}_bank", l + 1), rmod.slice(7, 0), 8, 3);
+                let rg3 = e.delay(&format!("dc{}_rgb", l + 1), rgb.slice(dm.aw() - 1, 0), dm.aw(), 3);
+                e.consume(&format!("dc{}_rgb", l + 1), rgb.slice(IW - 1, dm.aw()));
+                let wa = e.w32(
+                    &format!("dc{}_word", l + 1),
+                    cat([lit(IW - dm.aw(), 0), rg3]) + cat([lit(16, 0), j3.clone()]),
+                );
+                e.consume(&format!("dc{}_word", l + 1), wa.slice(IW - 1, dm.aw()));
+                let oh: Vec<Expr> = (0..cc)
+                    .rev()
+                    .map(|b| rm3.clone().eq_(lit(8, b as u64)))
+                    .collect();
+                e.drive(
+                    &format!("{}_we", dm.name),
+                    c.clone(),
+                    mux(c.clone(), cat(oh), lit(cc as u32, 0)),
+                );
+                e.drive(&format!("{}_waddr", dm.name), c.clone(), wa.slice(dm.aw() - 1, 0));
+                e.drive(&format!("{}_wdata", dm.name), c.clone(), dloc.clone());
             }
             // Δb_l[j] (first row assigns).
             let dbm = &db[l];
@@ -2079,6 +2395,12 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
                         nb(&kg, ix(0)),
                         nb(&row, &row + ix(1)),
                         nb(&sbase, &sbase + &dsel),
+                        // (row mod C, (row div C)·d) for the local δ copy's bank and word.
+                        if_(
+                            rmod.clone().eq_(ix(cc - 1)),
+                            vec![nb(&rmod, ix(0)), nb(&rgb, &rgb + &dsel)],
+                        )
+                        .else_(vec![nb(&rmod, &rmod + ix(1))]),
                         if_(
                             slot.clone().eq_(ix(kh - 1)),
                             vec![nb(&slot, ix(0)), nb(&samp, &samp + ix(1))],
@@ -2232,6 +2554,9 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout) -> Module {
             vis.push((region::BIASES + l as u8, bias[l].clone(), true));
             vis.push((region::GOODNESS + l as u8, g[l].clone(), false));
             vis.push((region::BETA + l as u8, beta[l].clone(), false));
+        }
+        for (l, m) in fbm.iter().enumerate() {
+            vis.push((region::FEEDBACK + l as u8, m.clone(), true));
         }
         let mut ok = lit(1, 0);
         let mut rsel: Vec<(Expr, Expr)> = Vec::new();
@@ -2547,6 +2872,9 @@ pub fn predicted_cycles(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> u6
         }
         for l in 0..nl {
             c += 1 + rows * (4 + d[l + 1]) + 8; // DELTA
+            if lay.feedback && l + 1 < nl {
+                c += 1 + gemm(d[l + 1], rows, d[l + 2]); // FB
+            }
         }
         for l in 0..nl {
             let k = if l == 0 { samples } else { rows };

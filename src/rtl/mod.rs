@@ -99,11 +99,31 @@ impl Shape {
                 "sums of squares need {sum_w} bits; at most 62 are supported"
             )));
         }
+        let feedback = cfg.algorithm.scheme != crate::config::Scheme::Df;
+        if feedback {
+            // FB GEMM: Σ over d_{l+1} of δ·B in the PE accumulator, then scaled by rsqrt(S_l)
+            // with a right shift of weight.frac + rsqrt_frac + k, k >= 1 − hidden.frac.
+            let need = f.delta.bits + f.weight.bits + bitlen(max_d as u128);
+            let acc = f.accumulator.bits.max(f.update.bits);
+            if need > acc {
+                return Err(RtlError::Unsupported(format!(
+                    "DF-R's feedback sums need {need} accumulator bits (delta + weight + log2 d); widen fixed.accumulator or fixed.update to {need}"
+                )));
+            }
+            if f.weight.frac + f.rsqrt_frac + 1 < f.hidden.frac {
+                return Err(RtlError::Unsupported(
+                    "DF-R's feedback scaling shifts right by weight.frac + rsqrt_frac + k; it needs weight.frac + rsqrt_frac + 1 >= hidden.frac".into(),
+                ));
+            }
+        }
         Ok(Shape {
             rows: cfg.hardware.array_rows as u32,
             cols: cfg.hardware.array_cols as u32,
             a_w: f.weight.bits.max(f.delta.bits),
-            b_w: su(f.act).max(f.weight.bits),
+            // DF-R streams δ on the north edge of the FB GEMM.
+            b_w: su(f.act)
+                .max(f.weight.bits)
+                .max(if feedback { f.delta.bits } else { 0 }),
             acc_w: f.accumulator.bits.max(f.update.bits),
             sum_w,
             recip_w: f.const_frac + 1,
@@ -133,6 +153,8 @@ pub enum Mutation {
     UpdateSeedFlip,
     /// Every PE multiply-accumulate adds one LSB too many.
     PeAccPlusOne,
+    /// The engine's DELTA op subtracts DF-R's feedback B·δ instead of adding it.
+    FeedbackSubtracted,
     /// The hinge loss unit counts a negative whose G̃(k) − G̃(y) + m is exactly 0
     /// (`>=` instead of `>`).
     HingeAtZero,
@@ -201,7 +223,13 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
     let engine_status = match engine::Layout::new(cfg) {
         Ok(lay) => {
             modules.push(engine::skew());
-            modules.push(engine::engine(cfg, &units, &s, &lay));
+            modules.push(engine::engine(
+                cfg,
+                &units,
+                &s,
+                &lay,
+                mutation == Mutation::FeedbackSubtracted,
+            ));
             modules.push(system::system());
             schedule = engine::schedule_summary(cfg, &lay);
             "generated".to_string()

@@ -6,7 +6,8 @@
 //! k = (e − 2·frac)/2 folds into one variable output shift: because the sum's fraction bits are
 //! even the total shift is `rsqrt_frac + e/2 − act.frac`, whatever the input format, so the
 //! same unit normalises pixels and hidden values. Lanes (`xv_i`) may start the cycle after
-//! `sv_i`; `yv_o` marks outputs (latency 3).
+//! `sv_i`; `yv_o` marks outputs (latency 3). `rs_word_o`/`rs_half_e_o` expose the row's
+//! rsqrt parts for DF-R's feedback scaling.
 
 use super::util::*;
 use super::Shape;
@@ -34,6 +35,10 @@ pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
     let xv_i = m.input("xv_i", 1);
     let y_o = m.output("y_o", f.act.bits);
     let yv_o = m.output("yv_o", 1);
+    // The row's rsqrt parts (word, e/2), valid from two cycles after `sv_i` until the next
+    // one: DF-R's feedback scaling reuses them (`Units::scale_by_rsqrt`).
+    let word_o = m.output("rs_word_o", rw);
+    let half_e_o = m.output("rs_half_e_o", ew - 1);
     // Leading-one detector and table address (combinational on the input).
     let n = m.reg("n", ew);
     let mut lod = vec![set(&n, lit(ew, 0))];
@@ -141,6 +146,8 @@ pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
             nb(&yv, &xv2),
         ],
     );
+    m.assign(word_o, &word_q);
+    m.assign(half_e_o, &e2_q);
     m.assign(y_o, y_q);
     m.assign(yv_o, yv);
     m

@@ -36,6 +36,8 @@ module dff_normalise_tb;
   reg xv_i = 1'b0;
   wire [11:0] y_o;
   wire yv_o;
+  wire [17:0] rs_word_o;
+  wire [4:0] rs_half_e_o;
   wire strobe = yv_o;
   wire [LANES*VW-1:0] got = {y_o};
 
@@ -56,7 +58,9 @@ module dff_normalise_tb;
     .x_i(x_i),
     .xv_i(xv_i),
     .y_o(y_o),
-    .yv_o(yv_o)
+    .yv_o(yv_o),
+    .rs_word_o(rs_word_o),
+    .rs_half_e_o(rs_half_e_o)
   );
 
   always #5 clk_i = ~clk_i;
