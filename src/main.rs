@@ -89,7 +89,9 @@ enum Command {
     /// and write a waveform (VCD) of that step.
     Cosim(CosimArgs),
     /// Generate a board top (Verilog and pin constraints) around a byte core: the ULX3S's
-    /// FT231X UART connected to the core (see scripts/pnr to place and route it).
+    /// FT231X UART connected to the core (see scripts/pnr to place and route it). With
+    /// `--core engine`, an engine whose estimated block RAMs or multipliers exceed
+    /// hardware.board's FPGA is refused (`dfforge gen` prints the same estimate).
     Board {
         /// Output directory (created if missing): every .v, ROM tables, ulx3s.lpf.
         #[arg(long, value_name = "DIR")]
@@ -295,7 +297,7 @@ fn run(cli: Cli) -> Result<()> {
                 baud,
                 ..BoardOpts::default()
             };
-            let (design, name) = board_design(&cfg, core, &opts)?;
+            let (design, name) = board_design(&cfg, core, &opts, true)?;
             let files = design
                 .write(&out)
                 .with_context(|| format!("writing {}", out.display()))?;
@@ -310,7 +312,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::SimBoard { core } => {
             use dfforge::sim::pty::{build_pty_board, PtyBoard, SimBoardParams};
-            let (design, name) = board_design(&cfg, core, &Default::default())?;
+            let (design, name) = board_design(&cfg, core, &Default::default(), false)?;
             let params = SimBoardParams::default();
             eprintln!("building the Verilator model of dff_ulx3s_top around {name} ...");
             let build = build_pty_board(
@@ -383,16 +385,24 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("engine: {}", rtl.manifest["engine"].as_str().unwrap_or(""));
             }
+            if let Some(fit) = &rtl.fit {
+                // Simulation needs no board, so here it is a warning; `dfforge board` refuses.
+                let tag = if fit.fits() { "resources" } else { "warning" };
+                println!("{tag}: {}", fit.summary());
+            }
             Ok(())
         }
     }
 }
 
 /// A board design around the chosen core, and the core's module name.
+/// `check_fit`: refuse an engine that does not fit the board (a real build); the simulated
+/// board does not need it to.
 fn board_design(
     cfg: &Config,
     core: BoardCore,
     opts: &dfforge::rtl::board::BoardOpts,
+    check_fit: bool,
 ) -> Result<(dfforge::rtl::board::BoardDesign, &'static str)> {
     use dfforge::rtl::board::{echo_core, BoardDesign};
     use dfforge::rtl::cmd::{cmd_testmem, config_id, CmdParams};
@@ -412,6 +422,13 @@ fn board_design(
                 "this config has no engine yet: {}",
                 rtl.manifest["engine"].as_str().unwrap_or("unsupported")
             );
+            if let Some(fit) = rtl.fit.as_ref().filter(|f| check_fit && !f.fits()) {
+                anyhow::bail!(
+                    "the engine for this config does not fit the board: {} \
+                     (hardware.board = \"generic\" skips the check)",
+                    fit.summary()
+                );
+            }
             return Ok((
                 BoardDesign::ulx3s("dff_system", rtl.modules, rtl.tables, opts)?,
                 "dff_system",

@@ -337,6 +337,33 @@ fn board_writes_the_top_and_pins_and_refuses_bad_input() {
 }
 
 #[test]
+fn board_refuses_an_engine_that_does_not_fit_and_gen_warns() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The default engine (batch 32 × 10 hypotheses of 128-wide activations) needs more
+    // DP16KDs than the 85F has: refused, naming the memories and the knobs.
+    let o = dfforge(&["board", "--core", "engine", "--out", "e"], tmp.path());
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("does not fit") && e.contains("of 208 DP16KD") && e.contains("training.batch"),
+        "{e}"
+    );
+    assert!(!tmp.path().join("e").exists(), "nothing written on error");
+    // `gen` writes the files (simulation needs no board) with the same estimate as a warning.
+    let o = dfforge(&["gen", "--out", "g"], tmp.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("warning: estimated") && out.contains("DOES NOT FIT"), "{out}");
+    // A smaller batch fits, and the board build goes ahead.
+    let o = dfforge(
+        &["--set", "training.batch=16", "board", "--core", "engine", "--out", "e16"],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(tmp.path().join("e16/dff_engine.v").is_file());
+}
+
+#[test]
 fn ping_names_a_missing_board_and_a_bad_backend() {
     let tmp = tempfile::tempdir().unwrap();
     let o = dfforge(

@@ -2631,7 +2631,8 @@ module dff_engine (
 
   dff_bram #(
     .W(8),
-    .AW(11)
+    .AW(11),
+    .DEPTH(2048)
   ) u_px (
     .clk_i(clk_i),
     .we_i(px_we),
@@ -2643,7 +2644,8 @@ module dff_engine (
 
   dff_bram #(
     .W(4),
-    .AW(9)
+    .AW(9),
+    .DEPTH(320)
   ) u_hyp (
     .clk_i(clk_i),
     .we_i(hyp_we),
@@ -2657,7 +2659,8 @@ module dff_engine (
     for (b = 0; b < 4; b = b + 1) begin : g_x0
       dff_bram #(
         .W(12),
-        .AW(9)
+        .AW(9),
+        .DEPTH(512)
       ) u_bank (
         .clk_i(clk_i),
         .we_i(x0_we[b]),
@@ -2673,7 +2676,8 @@ module dff_engine (
     for (b = 0; b < 4; b = b + 1) begin : g_w1
       dff_bram #(
         .W(16),
-        .AW(11)
+        .AW(11),
+        .DEPTH(2048)
       ) u_bank (
         .clk_i(clk_i),
         .we_i(w1_we[b]),
@@ -2689,7 +2693,8 @@ module dff_engine (
     for (b = 0; b < 4; b = b + 1) begin : g_w2
       dff_bram #(
         .W(16),
-        .AW(12)
+        .AW(12),
+        .DEPTH(4096)
       ) u_bank (
         .clk_i(clk_i),
         .we_i(w2_we[b]),
@@ -2703,7 +2708,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(7)
+    .AW(7),
+    .DEPTH(128)
   ) u_b1 (
     .clk_i(clk_i),
     .we_i(b1_we),
@@ -2715,7 +2721,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(7)
+    .AW(7),
+    .DEPTH(128)
   ) u_b2 (
     .clk_i(clk_i),
     .we_i(b2_we),
@@ -2727,7 +2734,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(11)
+    .AW(11),
+    .DEPTH(1280)
   ) u_u (
     .clk_i(clk_i),
     .we_i(u_we),
@@ -2739,7 +2747,8 @@ module dff_engine (
 
   dff_bram #(
     .W(48),
-    .AW(12)
+    .AW(12),
+    .DEPTH(4096)
   ) u_a1 (
     .clk_i(clk_i),
     .we_i(a1_we),
@@ -2751,7 +2760,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(16)
+    .AW(16),
+    .DEPTH(40960)
   ) u_h1 (
     .clk_i(clk_i),
     .we_i(h1_we),
@@ -2763,7 +2773,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(16)
+    .AW(16),
+    .DEPTH(40960)
   ) u_h2 (
     .clk_i(clk_i),
     .we_i(h2_we),
@@ -2777,7 +2788,8 @@ module dff_engine (
     for (b = 0; b < 4; b = b + 1) begin : g_xh1
       dff_bram #(
         .W(12),
-        .AW(14)
+        .AW(14),
+        .DEPTH(10240)
       ) u_bank (
         .clk_i(clk_i),
         .we_i(xh1_we[b]),
@@ -2791,7 +2803,8 @@ module dff_engine (
 
   dff_bram #(
     .W(18),
-    .AW(9)
+    .AW(9),
+    .DEPTH(320)
   ) u_g1 (
     .clk_i(clk_i),
     .we_i(g1_we),
@@ -2803,7 +2816,8 @@ module dff_engine (
 
   dff_bram #(
     .W(18),
-    .AW(9)
+    .AW(9),
+    .DEPTH(320)
   ) u_g2 (
     .clk_i(clk_i),
     .we_i(g2_we),
@@ -2815,7 +2829,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(9)
+    .AW(9),
+    .DEPTH(320)
   ) u_beta1 (
     .clk_i(clk_i),
     .we_i(beta1_we),
@@ -2827,7 +2842,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(9)
+    .AW(9),
+    .DEPTH(320)
   ) u_beta2 (
     .clk_i(clk_i),
     .we_i(beta2_we),
@@ -2841,7 +2857,8 @@ module dff_engine (
     for (b = 0; b < 4; b = b + 1) begin : g_dl2
       dff_bram #(
         .W(18),
-        .AW(14)
+        .AW(14),
+        .DEPTH(10240)
       ) u_bank (
         .clk_i(clk_i),
         .we_i(dl2_we[b]),

@@ -6,7 +6,8 @@
 
 module dff_bram #(
   parameter W = 16,
-  parameter AW = 10
+  parameter AW = 10,
+  parameter DEPTH = 1 << AW
 ) (
   input  wire clk_i,
   input  wire we_i,
@@ -15,8 +16,6 @@ module dff_bram #(
   input  wire [AW-1:0] raddr_i,
   output wire [W-1:0] rdata_o
 );
-
-  localparam DEPTH = 1 << AW;
 
   (* no_rw_check *) reg [W-1:0] mem [0:DEPTH-1];
   reg [W-1:0] rd_q;

@@ -2903,7 +2903,8 @@ module dff_engine (
 
   dff_bram #(
     .W(8),
-    .AW(13)
+    .AW(13),
+    .DEPTH(6272)
   ) u_px (
     .clk_i(clk_i),
     .we_i(px_we),
@@ -2915,7 +2916,8 @@ module dff_engine (
 
   dff_bram #(
     .W(4),
-    .AW(7)
+    .AW(7),
+    .DEPTH(80)
   ) u_hyp (
     .clk_i(clk_i),
     .we_i(hyp_we),
@@ -2929,7 +2931,8 @@ module dff_engine (
     for (b = 0; b < 12; b = b + 1) begin : g_x0
       dff_bram #(
         .W(12),
-        .AW(10)
+        .AW(10),
+        .DEPTH(784)
       ) u_bank (
         .clk_i(clk_i),
         .we_i(x0_we[b]),
@@ -2945,7 +2948,8 @@ module dff_engine (
     for (b = 0; b < 12; b = b + 1) begin : g_w1
       dff_bram #(
         .W(16),
-        .AW(16)
+        .AW(16),
+        .DEPTH(32928)
       ) u_bank (
         .clk_i(clk_i),
         .we_i(w1_we[b]),
@@ -2961,7 +2965,8 @@ module dff_engine (
     for (b = 0; b < 12; b = b + 1) begin : g_w2
       dff_bram #(
         .W(16),
-        .AW(15)
+        .AW(15),
+        .DEPTH(21000)
       ) u_bank (
         .clk_i(clk_i),
         .we_i(w2_we[b]),
@@ -2975,7 +2980,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(9)
+    .AW(9),
+    .DEPTH(500)
   ) u_b1 (
     .clk_i(clk_i),
     .we_i(b1_we),
@@ -2987,7 +2993,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(9)
+    .AW(9),
+    .DEPTH(500)
   ) u_b2 (
     .clk_i(clk_i),
     .we_i(b2_we),
@@ -2999,7 +3006,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(13)
+    .AW(13),
+    .DEPTH(5000)
   ) u_u (
     .clk_i(clk_i),
     .we_i(u_we),
@@ -3011,7 +3019,8 @@ module dff_engine (
 
   dff_bram #(
     .W(48),
-    .AW(12)
+    .AW(12),
+    .DEPTH(4000)
   ) u_a1 (
     .clk_i(clk_i),
     .we_i(a1_we),
@@ -3023,7 +3032,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(16)
+    .AW(16),
+    .DEPTH(40000)
   ) u_h1 (
     .clk_i(clk_i),
     .we_i(h1_we),
@@ -3035,7 +3045,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(16)
+    .AW(16),
+    .DEPTH(40000)
   ) u_h2 (
     .clk_i(clk_i),
     .we_i(h2_we),
@@ -3049,7 +3060,8 @@ module dff_engine (
     for (b = 0; b < 12; b = b + 1) begin : g_xh1
       dff_bram #(
         .W(12),
-        .AW(12)
+        .AW(12),
+        .DEPTH(3500)
       ) u_bank (
         .clk_i(clk_i),
         .we_i(xh1_we[b]),
@@ -3063,7 +3075,8 @@ module dff_engine (
 
   dff_bram #(
     .W(18),
-    .AW(7)
+    .AW(7),
+    .DEPTH(80)
   ) u_g1 (
     .clk_i(clk_i),
     .we_i(g1_we),
@@ -3075,7 +3088,8 @@ module dff_engine (
 
   dff_bram #(
     .W(18),
-    .AW(7)
+    .AW(7),
+    .DEPTH(80)
   ) u_g2 (
     .clk_i(clk_i),
     .we_i(g2_we),
@@ -3087,7 +3101,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(7)
+    .AW(7),
+    .DEPTH(80)
   ) u_beta1 (
     .clk_i(clk_i),
     .we_i(beta1_we),
@@ -3099,7 +3114,8 @@ module dff_engine (
 
   dff_bram #(
     .W(16),
-    .AW(7)
+    .AW(7),
+    .DEPTH(80)
   ) u_beta2 (
     .clk_i(clk_i),
     .we_i(beta2_we),
@@ -3113,7 +3129,8 @@ module dff_engine (
     for (b = 0; b < 12; b = b + 1) begin : g_dl2
       dff_bram #(
         .W(18),
-        .AW(12)
+        .AW(12),
+        .DEPTH(3360)
       ) u_bank (
         .clk_i(clk_i),
         .we_i(dl2_we[b]),

@@ -4,6 +4,8 @@
 //! `(* no_rw_check *)`: the engine never reads an address in the cycle it writes it, and
 //! without the attribute yosys 0.23 adds address comparators and bypass muxes around the
 //! DP16KD to emulate read-during-write (tests/synth.rs asserts none remain).
+//! `DEPTH` is the tensor's exact word count, not 2^AW: yosys maps only the words declared,
+//! which saves up to half the block RAMs of a tensor whose size is not a power of two.
 
 use crate::hdl::*;
 
@@ -14,7 +16,7 @@ pub fn bram(width: u32, addr_bits: u32) -> Module {
     );
     let wp = m.param("W", width);
     let aw = m.param("AW", addr_bits);
-    let depth = m.localparam("DEPTH", int(1) << aw.clone());
+    let depth = m.param("DEPTH", int(1) << aw.clone());
     let clk = m.input("clk_i", 1);
     let we = m.input("we_i", 1);
     let waddr = m.input("waddr_i", &aw);

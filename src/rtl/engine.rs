@@ -364,6 +364,7 @@ impl Eng {
                 Instance::new("dff_bram", "u_bank")
                     .param("W", int(u64::from(w)))
                     .param("AW", int(u64::from(aw)))
+                    .param("DEPTH", int(mem.depth as u64))
                     .conn("clk_i", id("clk_i"))
                     .conn("we_i", mem.we().idx(b.clone()))
                     .conn("waddr_i", mem.waddr())
@@ -383,6 +384,7 @@ impl Eng {
                     Instance::new("dff_bram", format!("u_{name}"))
                         .param("W", int(u64::from(w)))
                         .param("AW", int(u64::from(aw)))
+                        .param("DEPTH", int(mem.depth as u64))
                         .conn("clk_i", id("clk_i"))
                         .conn("we_i", mem.we())
                         .conn("waddr_i", mem.waddr())
@@ -430,7 +432,14 @@ fn add_mod(a: &Expr, b: &Expr, m: usize, w: u32) -> Expr {
 /// The engine module for `cfg`.
 /// `fb_sub` is a deliberate defect for the mutation test: DELTA subtracts DF-R's feedback
 /// instead of adding it.
-pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout, fb_sub: bool) -> Module {
+/// Returns the module and its block-RAM tensors (for the board-fit estimate, [`super::fit`]).
+pub fn engine(
+    cfg: &Config,
+    units: &Units,
+    s: &Shape,
+    lay: &Layout,
+    fb_sub: bool,
+) -> (Module, Vec<super::fit::MemInfo>) {
     let f = &s.f;
     let (rr, cc) = (lay.rows, lay.cols);
     let nl = lay.layers();
@@ -2774,7 +2783,17 @@ pub fn engine(cfg: &Config, units: &Units, s: &Shape, lay: &Layout, fb_sub: bool
         e.m.always_comb(body);
     }
     e.finish_mems();
-    e.m
+    let mems = e
+        .mems
+        .iter()
+        .map(|m| super::fit::MemInfo {
+            name: m.name.clone(),
+            banks: m.banks,
+            width: m.width,
+            depth: m.depth,
+        })
+        .collect();
+    (e.m, mems)
 }
 
 /// `dff_skew`: lane r of `x_i` delayed r + 1 cycles (the systolic input skew).

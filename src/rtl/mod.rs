@@ -12,6 +12,7 @@ pub mod board;
 pub mod bram;
 pub mod cmd;
 pub mod engine;
+pub mod fit;
 pub mod goodness;
 pub mod loss;
 pub mod normalise;
@@ -168,6 +169,8 @@ pub struct Rtl {
     pub tables: Vec<(String, String)>,
     pub manifest: serde_json::Value,
     pub shape: Shape,
+    /// Block RAMs and multipliers against the board (`None` without an engine).
+    pub fit: Option<fit::Fit>,
 }
 
 /// sha256 of the config's canonical TOML.
@@ -220,16 +223,19 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
     // The engine (and the skew it needs) for the configs it supports; the units above are
     // generated for every config.
     let mut schedule = serde_json::Value::Null;
+    let mut fit: Option<fit::Fit> = None;
     let engine_status = match engine::Layout::new(cfg) {
         Ok(lay) => {
             modules.push(engine::skew());
-            modules.push(engine::engine(
+            let (eng, mems) = engine::engine(
                 cfg,
                 &units,
                 &s,
                 &lay,
                 mutation == Mutation::FeedbackSubtracted,
-            ));
+            );
+            modules.push(eng);
+            fit = Some(estimate_fit(cfg, &units, &s, &mems));
             modules.push(system::system());
             schedule = engine::schedule_summary(cfg, &lay);
             "generated".to_string()
@@ -278,6 +284,15 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         },
         "engine": engine_status,
         "schedule": schedule,
+        "resources": fit.as_ref().map(|f| json!({
+            "board": f.board,
+            "capacity": f.capacity,
+            "dp16kd": f.dp16kd,
+            "mult18": f.mult18,
+            "fits": f.fits(),
+            "memories": f.memories,
+            "multipliers": f.multipliers,
+        })),
         "tables": tables.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
         "modules": modules.iter().map(|m| json!({
             "name": m.name,
@@ -296,7 +311,42 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         tables,
         manifest,
         shape: s,
+        fit,
     })
+}
+
+/// The engine's block RAMs and multipliers against `hardware.board` ([`fit`]). The ROMs and
+/// the protocol decoder's buffer come on top of the engine's memories; the multipliers are
+/// the array's (exact) and those of the vector units, from their operand widths. Constant
+/// multiplications in the address generators are not counted (yosys may map some to DSPs).
+fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -> fit::Fit {
+    let f = &s.f;
+    let pes = (s.rows * s.cols) as usize;
+    let tw = bitlen(units.two_over_d.iter().copied().max().unwrap_or(1) as u128) + 1;
+    let mut mults = vec![
+        ("PE array".to_string(), s.a_w, s.b_w, pes),
+        ("goodness: h²".into(), f.hidden.bits + 1, f.hidden.bits + 1, 1),
+        ("goodness: S·(1/d)".into(), s.sum_w, s.recip_w, 1),
+        ("normalise: x·rsqrt".into(), s.norm_x_w + 1, f.rsqrt_frac + 2, 1),
+        ("delta: β·(2/d)".into(), f.beta.bits, tw, 1),
+        ("delta: coefficient·h".into(), f.beta.bits + tw, f.hidden.bits + 1, 1),
+        ("update: g·η/B".into(), f.update.bits, s.lr_w + 1, 1),
+        // dff_cmd's READ answer length count × wbytes (docs/board.md).
+        ("protocol: count·wbytes".into(), 16, 4, 1),
+    ];
+    if cfg.algorithm.loss == crate::config::Loss::Npair {
+        mults.push(("npair: logit·s".into(), f.goodness.bits + 2, f.logit.bits, 1));
+        mults.push(("npair: exp·recip".into(), f.exp_frac + 2, f.recip_frac + 2, 1));
+    }
+    if cfg.algorithm.scheme != crate::config::Scheme::Df {
+        mults.push(("feedback: sum·rsqrt".into(), s.acc_w, f.rsqrt_frac + 2, 1));
+    }
+    let roms = vec![
+        ("rsqrt ROM".to_string(), f.rsqrt_frac + 2, 1usize << f.rsqrt_addr_bits),
+        ("exp ROM".to_string(), units.exp.out_fmt().bits, 1usize << units.exp.addr_bits()),
+        ("protocol buffer".to_string(), 8, cmd::CmdParams::default().max_payload as usize),
+    ];
+    fit::estimate(&cfg.hardware.board, mems, &roms, &mults)
 }
 
 impl Rtl {
