@@ -73,7 +73,7 @@ pub fn ideal_macs(lay: &Layout, n: usize, infer: bool) -> u64 {
     for l in 1..lay.layers() {
         grad += (rows * d[l] * d[l + 1]) as u64;
     }
-    // DF-R: B_{l+1}·δ_{l+1} for every layer below the top.
+    // DF-R / DF-O: B_{l+1}ᵀδ_{l+1} (or W_{l+1}ᵀδ_{l+1}) for every layer below the top.
     let feedback: u64 = if lay.feedback {
         (1..lay.layers()).map(|l| (rows * d[l] * d[l + 1]) as u64).sum()
     } else {
@@ -318,9 +318,11 @@ pub fn random_config(seed: u64, i: usize) -> Config {
     c.hardware.array_cols = cc;
     c.network.classes = rng.gen_range(3..=6);
     c.network.input = rng.gen_range(5..=14);
-    // DF-R and DF-O need two layers or more to feed anything back.
-    let scheme = [Scheme::Df, Scheme::DfR, Scheme::DfO][(i / 2) % 3];
-    let nl = (1 + (i + rng.gen_range(0..3)) % 3).max(if scheme == Scheme::Df { 1 } else { 2 });
+    // A Latin square over (format set and collaboration, negatives): every scheme meets every
+    // format set, collaboration and negatives mode, and i = 0..5 already covers all three.
+    // (A one-layer DF-R/DF-O net has nothing to feed back, which is a case too.)
+    let scheme = [Scheme::Df, Scheme::DfR, Scheme::DfO][(i + i / 3) % 3];
+    let nl = 1 + (i + rng.gen_range(0..3)) % 3;
     c.network.hidden = (0..nl).map(|_| rng.gen_range(3..=11)).collect();
     c.training.batch = rng.gen_range(1..=4);
     c.training.learning_rate = [5.0, 20.0, 60.0][rng.gen_range(0..3)];

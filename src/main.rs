@@ -102,6 +102,10 @@ enum Command {
         /// UART baud rate (the clock is the board's 25 MHz oscillator).
         #[arg(long, default_value_t = 115_200)]
         baud: u32,
+        /// Write the engine even when the resource estimate says it does not fit
+        /// hardware.board (the estimate errs high on small memories yosys puts in LUT RAM).
+        #[arg(long)]
+        no_fit_check: bool,
     },
     /// Run the ULX3S board top in Verilator behind a pseudo-terminal (bit-level UART), so host
     /// code can be tried without a board: prints the pty path to use as serial:PATH.
@@ -291,13 +295,18 @@ fn run(cli: Cli) -> Result<()> {
             samples,
             report,
         } => cmd_bench(cfg, &cli.data_dir, dataset, samples, report.as_deref()),
-        Command::Board { out, core, baud } => {
+        Command::Board {
+            out,
+            core,
+            baud,
+            no_fit_check,
+        } => {
             use dfforge::rtl::board::{self, BoardOpts};
             let opts = BoardOpts {
                 baud,
                 ..BoardOpts::default()
             };
-            let (design, name) = board_design(&cfg, core, &opts, true)?;
+            let (design, name) = board_design(&cfg, core, &opts, !no_fit_check)?;
             let files = design
                 .write(&out)
                 .with_context(|| format!("writing {}", out.display()))?;
@@ -425,7 +434,7 @@ fn board_design(
             if let Some(fit) = rtl.fit.as_ref().filter(|f| check_fit && !f.fits()) {
                 anyhow::bail!(
                     "the engine for this config does not fit the board: {} \
-                     (hardware.board = \"generic\" skips the check)",
+                     (--no-fit-check writes it anyway)",
                     fit.summary()
                 );
             }

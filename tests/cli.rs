@@ -349,6 +349,12 @@ fn board_refuses_an_engine_that_does_not_fit_and_gen_warns() {
         "{e}"
     );
     assert!(!tmp.path().join("e").exists(), "nothing written on error");
+    assert!(e.contains("--no-fit-check"), "{e}");
+    let o = dfforge(
+        &["board", "--core", "engine", "--out", "forced", "--no-fit-check"],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
     // `gen` writes the files (simulation needs no board) with the same estimate as a warning.
     let o = dfforge(&["gen", "--out", "g"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));

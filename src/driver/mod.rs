@@ -6,7 +6,7 @@ pub mod rtl;
 
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::FxParams;
-use crate::rtl::engine::{abits, counter, hyper, region, Layout};
+use crate::rtl::engine::{counter, hyper, region, Layout};
 
 /// Anything that reaches the engine's bus: the bus-level Verilator harness, or the host
 /// protocol over a pipe or a UART.
@@ -41,16 +41,27 @@ impl Bus for crate::sim::engine::EngineSim {
     }
 }
 
-/// W_l as the engine stores it, bank by bank ([`Layout::w_bank_word`]; padding rows are zero).
-fn w_banks(lay: &Layout, l: usize, w: &IMat) -> Vec<Vec<i64>> {
-    let mut banks = vec![vec![0i64; lay.w_depth(l)]; lay.rows];
-    for o in 0..w.rows {
-        for k in 0..w.cols {
-            let (b, word) = lay.w_bank_word(l, o, k);
-            banks[b][word] = i64::from(w.data[o * w.cols + k]);
+/// A matrix as the engine stores it, bank by bank: `place(row, col)` gives (bank, word);
+/// words no element maps to (padding) are zero.
+fn to_banks(
+    m: &IMat,
+    banks: usize,
+    depth: usize,
+    place: impl Fn(usize, usize) -> (usize, usize),
+) -> Vec<Vec<i64>> {
+    let mut out = vec![vec![0i64; depth]; banks];
+    for r in 0..m.rows {
+        for c in 0..m.cols {
+            let (b, word) = place(r, c);
+            out[b][word] = i64::from(m.data[r * m.cols + c]);
         }
     }
-    banks
+    out
+}
+
+/// W_l as the engine stores it ([`Layout::w_bank_word`]).
+fn w_banks(lay: &Layout, l: usize, w: &IMat) -> Vec<Vec<i64>> {
+    to_banks(w, lay.rows, lay.w_depth(l), |o, k| lay.w_bank_word(l, o, k))
 }
 
 /// Bus address of the first word of W_l's bank `b`.
@@ -78,17 +89,11 @@ pub fn load_feedback(bus: &mut dyn Bus, lay: &Layout, feedback: &[IMat]) -> anyh
         return Ok(()); // DF-O feeds back through W itself
     }
     for l in 0..lay.layers() - 1 {
-        let b = &feedback[l + 1];
-        let ab = abits(lay.fb_depth(l));
-        let mut banks = vec![vec![0i64; lay.fb_depth(l)]; lay.rows];
-        for i in 0..b.rows {
-            for j in 0..b.cols {
-                let a = lay.fb_addr(l, i, j) as usize;
-                banks[a >> ab][a & ((1 << ab) - 1)] = i64::from(b.data[i * b.cols + j]);
-            }
-        }
+        let banks = to_banks(&feedback[l + 1], lay.rows, lay.fb_depth(l), |i, j| {
+            lay.fb_bank_word(l, i, j)
+        });
         for (bank, words) in banks.iter().enumerate() {
-            bus.write_block(region::FEEDBACK + l as u8, (bank as u32) << ab, words)?;
+            bus.write_block(region::FEEDBACK + l as u8, lay.fb_addr(l, 0, bank), words)?;
         }
     }
     Ok(())

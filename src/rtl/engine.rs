@@ -22,10 +22,12 @@
 //! - GRAD l: the weight-gradient GEMM; each tile drains straight through the update unit
 //!   into W_l (tile order = the golden model's walk order, [`crate::fixed::model::UpdateUnit::update_tiled`]).
 //! - BUPD l, UUPD: the update unit over b_l and U.
+//! - FB l (DF-R / DF-O, between DELTA l+1 and DELTA l): B_{l+1}ᵀδ_{l+1} (or W_{l+1}ᵀδ_{l+1})
+//!   on the array, scaled by rsqrt(S_l) in the drain; DELTA l adds it. DF-O banks W
+//!   diagonally so that one row's columns come from distinct banks.
 //!
-//! What this first engine does not do yet (the generator refuses such configs by name):
-//! DF-R / DF-O feedback (scheme = "df" only). The host picks random negatives and writes them
-//! with the labels; hard negatives are selected in LOSS from the gathered scores. Drain and stream do not overlap and one update
+//! The host picks random negatives and writes them with the labels; hard negatives are
+//! selected in LOSS from the gathered scores. Drain and stream do not overlap and one update
 //! unit walks the parameters, so PE utilisation is far below the array's peak; the counters
 //! say how far.
 
@@ -88,7 +90,7 @@ pub struct Layout {
     pub hyps: usize,
     pub rows: usize,
     pub cols: usize,
-    /// DF-R / DF-O: layer l's δ gets B_{l+1}·δ_{l+1} (or W_{l+1}ᵀδ_{l+1}) fed back (the FB
+    /// DF-R / DF-O: layer l's δ gets B_{l+1}ᵀδ_{l+1} (or W_{l+1}ᵀδ_{l+1}) fed back (the FB
     /// ops and their memories).
     pub feedback: bool,
     /// DF-O: W is banked diagonally (element (o, k) in bank (o + k) mod R), so the FB op
@@ -114,6 +116,26 @@ impl Layout {
         };
         let mut dims = vec![cfg.network.input];
         dims.extend(cfg.network.hidden.iter().copied());
+        if a.scheme != Scheme::Df && dims.len() > 2 {
+            // FB l sums d_{l+2} products δ·w in the PE accumulator, then shifts right by
+            // weight.frac + rsqrt_frac + k, k >= 1 − hidden.frac.
+            let f = &cfg.fixed;
+            let widest = dims[2..].iter().copied().max().unwrap_or(1);
+            let need = f.delta.bits + f.weight.bits + super::util::bitlen(widest as u128);
+            let acc = f.accumulator.bits.max(f.update.bits);
+            if need > acc {
+                return Err(RtlError::Unsupported(format!(
+                    "{}'s feedback sums need {need} accumulator bits (delta + weight + log2 of the widest layer above the first); widen fixed.accumulator or fixed.update to {need}",
+                    a.scheme
+                )));
+            }
+            if f.weight.frac + f.rsqrt_frac + 1 < f.hidden.frac {
+                return Err(RtlError::Unsupported(format!(
+                    "{}'s feedback scaling shifts right by weight.frac + rsqrt_frac + k; it needs weight.frac + rsqrt_frac + 1 >= hidden.frac",
+                    a.scheme
+                )));
+            }
+        }
         if cfg.fixed.pixel.bits > cfg.fixed.hidden.bits {
             return Err(RtlError::Unsupported(
                 "the goodness unit reads pixels on its hidden-width port: fixed.pixel.bits must be <= fixed.hidden.bits".into(),
@@ -157,16 +179,20 @@ impl Layout {
         let (bank, word) = self.w_bank_word(l, o, k);
         ((bank as u32) << abits(self.w_depth(l))) | word as u32
     }
-    /// Words per bank of layer l's feedback memory (DF-R, l < L−1): B_{l+1} stored transposed,
-    /// d_l rows of d_{l+1}, so the FB GEMM reads it exactly as FWD reads W.
+    /// Words per bank of 0-based layer l's feedback memory (DF-R, l < L−1): B_{l+1} stored
+    /// transposed, `dims[l+1]` rows of `dims[l+2]`, so the FB GEMM reads it as FWD reads W.
     pub fn fb_depth(&self, l: usize) -> usize {
         div_ceil(self.dims[l + 1], self.rows) * self.dims[l + 2]
     }
-    /// Where B_{l+1}[i][j] (i < d_{l+1}, j < d_l; 0-based layer l) lives: bank j mod R,
-    /// word (j div R)·d_{l+1} + i.
+    /// Where B_{l+1}[i][j] (i < `dims[l+2]`, j < `dims[l+1]`; 0-based layer l) lives: bank
+    /// j mod R, word (j div R)·`dims[l+2]` + i.
+    pub fn fb_bank_word(&self, l: usize, i: usize, j: usize) -> (usize, usize) {
+        (j % self.rows, (j / self.rows) * self.dims[l + 2] + i)
+    }
+    /// Bus address of B_{l+1}[i][j]: bank in the high bits, word in the low bits.
     pub fn fb_addr(&self, l: usize, i: usize, j: usize) -> u32 {
-        let word = (j / self.rows) * self.dims[l + 2] + i;
-        (((j % self.rows) as u32) << abits(self.fb_depth(l))) | word as u32
+        let (bank, word) = self.fb_bank_word(l, i, j);
+        ((bank as u32) << abits(self.fb_depth(l))) | word as u32
     }
 }
 
@@ -185,7 +211,7 @@ const OP_UUPD: u64 = 10;
 const OP_FB: u64 = 11;
 
 /// The training and inference microprograms as (kind, layer), and the inference entry.
-/// With feedback, DELTA runs from the top layer down and FB l (B_{l+1}·δ_{l+1} into layer l's
+/// With feedback, DELTA runs from the top layer down and FB l (B_{l+1}ᵀδ_{l+1} into layer l's
 /// feedback buffer) runs between DELTA l+1, which wrote δ_{l+1}, and DELTA l, which adds it.
 fn program(layers: usize, feedback: bool) -> (Vec<(u64, usize)>, usize) {
     let mut fwd = vec![(OP_INORM, 0), (OP_FWD, 0), (OP_CEN, 0), (OP_NORM, 0)];
@@ -755,7 +781,7 @@ pub fn engine(
     let nm_y = e.m.wire("nm_y", f.act.bits);
     let nm_yv = e.m.wire("nm_yv", 1);
     let nm_rs = cat([e.m.wire("nm_rs_word", rs_w), e.m.wire("nm_rs_half_e", he_w)]);
-    if !fbk {
+    if nfb == 0 {
         e.consume("nm_rs", nm_rs.clone());
     }
     e.m.instance(
@@ -1596,7 +1622,17 @@ pub fn engine(
             };
             e.m.assign(&sum, ext(&Sig::new(p, pw, true), sw_) + half.signed());
             let q = e.m.wire_s("fb_q", sw_);
-            e.m.assign(&q, sum.ashr(sh));
+            // A shift of pw or more leaves |p| < 2^(sh−1): half-up gives 0 (the addend above
+            // would not fit), truncation −1 for negative p, which the arithmetic shift gives.
+            if f.rounding == crate::fixed::Rounding::HalfUp {
+                e.m.assign(
+                    &q,
+                    // (A signed zero: an unsigned arm would make Verilog shift logically.)
+                    mux(sh.clone().ge_(lit(shw, u64::from(pw))), lit(sw_, 0).signed(), sum.ashr(&sh)),
+                );
+            } else {
+                e.m.assign(&q, sum.ashr(sh));
+            }
             let y = saturate(&mut e.m, "fb_y", &Sig::new(q, sw_, true), f.delta);
             let fbq = e.q("fb_val_q", f.delta.bits);
             e.seq.push(nb(&fbq, &y.e));

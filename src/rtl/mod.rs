@@ -101,22 +101,6 @@ impl Shape {
             )));
         }
         let feedback = cfg.algorithm.scheme != crate::config::Scheme::Df;
-        if feedback {
-            // FB GEMM: Σ over d_{l+1} of δ·B in the PE accumulator, then scaled by rsqrt(S_l)
-            // with a right shift of weight.frac + rsqrt_frac + k, k >= 1 − hidden.frac.
-            let need = f.delta.bits + f.weight.bits + bitlen(max_d as u128);
-            let acc = f.accumulator.bits.max(f.update.bits);
-            if need > acc {
-                return Err(RtlError::Unsupported(format!(
-                    "DF-R's feedback sums need {need} accumulator bits (delta + weight + log2 d); widen fixed.accumulator or fixed.update to {need}"
-                )));
-            }
-            if f.weight.frac + f.rsqrt_frac + 1 < f.hidden.frac {
-                return Err(RtlError::Unsupported(
-                    "DF-R's feedback scaling shifts right by weight.frac + rsqrt_frac + k; it needs weight.frac + rsqrt_frac + 1 >= hidden.frac".into(),
-                ));
-            }
-        }
         Ok(Shape {
             rows: cfg.hardware.array_rows as u32,
             cols: cfg.hardware.array_cols as u32,
@@ -341,11 +325,13 @@ fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -
     if cfg.algorithm.scheme != crate::config::Scheme::Df {
         mults.push(("feedback: sum·rsqrt".into(), s.acc_w, f.rsqrt_frac + 2, 1));
     }
-    let roms = vec![
+    let mut roms = vec![
         ("rsqrt ROM".to_string(), f.rsqrt_frac + 2, 1usize << f.rsqrt_addr_bits),
-        ("exp ROM".to_string(), units.exp.out_fmt().bits, 1usize << units.exp.addr_bits()),
         ("protocol buffer".to_string(), 8, cmd::CmdParams::default().max_payload as usize),
     ];
+    if cfg.algorithm.loss == crate::config::Loss::Npair {
+        roms.push(("exp ROM".to_string(), units.exp.out_fmt().bits, 1usize << units.exp.addr_bits()));
+    }
     fit::estimate(&cfg.hardware.board, mems, &roms, &mults)
 }
 
