@@ -75,7 +75,9 @@ pub fn ideal_macs(lay: &Layout, n: usize, infer: bool) -> u64 {
     }
     // DF-R / DF-O: B_{l+1}ᵀδ_{l+1} (or W_{l+1}ᵀδ_{l+1}) for every layer below the top.
     let feedback: u64 = if lay.feedback {
-        (1..lay.layers()).map(|l| (rows * d[l] * d[l + 1]) as u64).sum()
+        (1..lay.layers())
+            .map(|l| (rows * d[l] * d[l + 1]) as u64)
+            .sum()
     } else {
         0
     };

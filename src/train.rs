@@ -83,7 +83,8 @@ pub fn shift_images(x: &mut Mat, width: usize, height: usize, max: usize, rng: &
             let sy = py as isize - dy;
             for (px, v) in out.iter_mut().enumerate() {
                 let sx = px as isize - dx;
-                let inside = (0..height as isize).contains(&sy) && (0..width as isize).contains(&sx);
+                let inside =
+                    (0..height as isize).contains(&sy) && (0..width as isize).contains(&sx);
                 *v = if inside {
                     src[sy as usize * width + sx as usize]
                 } else {
@@ -230,9 +231,16 @@ mod tests {
             shift_images(&mut x, 5, 4, 2, &mut rng);
             let row = x.row(0);
             // Recover (dx, dy) from any pixel that survived, then check every pixel against it.
-            let (i, v) = row.iter().enumerate().find(|(_, v)| **v != 0.0).expect("2 px keeps some of a 5x4 image");
+            let (i, v) = row
+                .iter()
+                .enumerate()
+                .find(|(_, v)| **v != 0.0)
+                .expect("2 px keeps some of a 5x4 image");
             let src = *v as usize - 1;
-            let (dx, dy) = ((i % 5) as isize - (src % 5) as isize, (i / 5) as isize - (src / 5) as isize);
+            let (dx, dy) = (
+                (i % 5) as isize - (src % 5) as isize,
+                (i / 5) as isize - (src / 5) as isize,
+            );
             assert!(dx.abs() <= 2 && dy.abs() <= 2, "({dx},{dy})");
             seen.insert((dx, dy));
             for (j, out) in row.iter().enumerate() {

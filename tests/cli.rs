@@ -292,13 +292,25 @@ fn bench_measures_every_learner_on_both_software_backends() {
 fn hardware_backends_explain_what_they_cannot_do() {
     let tmp = tempfile::tempdir().unwrap();
     // A learner the engine does not train: refused by name, before any build.
-    let o = dfforge(&["train", "--backend", "rtl", "--algorithm", "ff"], tmp.path());
+    let o = dfforge(
+        &["train", "--backend", "rtl", "--algorithm", "ff"],
+        tmp.path(),
+    );
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("DF only") && e.contains("`ff`") && !e.contains("building"), "{e}");
+    assert!(
+        e.contains("DF only") && e.contains("`ff`") && !e.contains("building"),
+        "{e}"
+    );
     // A config the engine cannot be generated for: the reason, by key.
     let o = dfforge(
-        &["--set", "fixed.rounding=\"stochastic\"", "cosim", "--steps", "1"],
+        &[
+            "--set",
+            "fixed.rounding=\"stochastic\"",
+            "cosim",
+            "--steps",
+            "1",
+        ],
         tmp.path(),
     );
     assert!(!o.status.success());
@@ -351,7 +363,14 @@ fn board_refuses_an_engine_that_does_not_fit_and_gen_warns() {
     assert!(!tmp.path().join("e").exists(), "nothing written on error");
     assert!(e.contains("--no-fit-check"), "{e}");
     let o = dfforge(
-        &["board", "--core", "engine", "--out", "forced", "--no-fit-check"],
+        &[
+            "board",
+            "--core",
+            "engine",
+            "--out",
+            "forced",
+            "--no-fit-check",
+        ],
         tmp.path(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -359,10 +378,21 @@ fn board_refuses_an_engine_that_does_not_fit_and_gen_warns() {
     let o = dfforge(&["gen", "--out", "g"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("warning: estimated") && out.contains("DOES NOT FIT"), "{out}");
+    assert!(
+        out.contains("warning: estimated") && out.contains("DOES NOT FIT"),
+        "{out}"
+    );
     // A smaller batch fits, and the board build goes ahead.
     let o = dfforge(
-        &["--set", "training.batch=16", "board", "--core", "engine", "--out", "e16"],
+        &[
+            "--set",
+            "training.batch=16",
+            "board",
+            "--core",
+            "engine",
+            "--out",
+            "e16",
+        ],
         tmp.path(),
     );
     assert!(o.status.success(), "{}", stderr(&o));

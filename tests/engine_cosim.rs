@@ -84,7 +84,12 @@ fn feedback_schemes_are_bit_exact_and_a_wrong_sign_is_caught() {
             "{scheme:?} on {}x{}: {} values, {} mismatches",
             cfg.hardware.array_rows, cfg.hardware.array_cols, rep.values_compared, rep.mismatches
         );
-        assert_eq!(rep.mismatches, 0, "{scheme:?}: first {}", rep.first_mismatch.unwrap());
+        assert_eq!(
+            rep.mismatches,
+            0,
+            "{scheme:?}: first {}",
+            rep.first_mismatch.unwrap()
+        );
         assert_eq!(rep.predicted_cycles, rep.cycles);
     }
     // The feedback changes the weights below the top (else the loop above proves little):
@@ -92,7 +97,9 @@ fn feedback_schemes_are_bit_exact_and_a_wrong_sign_is_caught() {
     let mut cfg = random_config(2408, 1);
     cfg.network.hidden = vec![7, 6, 5];
     let bad = cosim(&cfg, Mutation::FeedbackSubtracted, 2);
-    let m = bad.first_mismatch.expect("a subtracted feedback must be caught");
+    let m = bad
+        .first_mismatch
+        .expect("a subtracted feedback must be caught");
     eprintln!("feedback mutant caught: {m}");
     assert_eq!(m.step, 0);
 }

@@ -110,7 +110,11 @@ pub fn read_params(bus: &mut dyn Bus, lay: &Layout) -> anyhow::Result<FxParams> 
         // DF-O's diagonal banks).
         let banks = (0..lay.rows)
             .map(|bank| {
-                bus.read_block(region::WEIGHTS + l as u8, bank_base(lay, l, bank), lay.w_depth(l))
+                bus.read_block(
+                    region::WEIGHTS + l as u8,
+                    bank_base(lay, l, bank),
+                    lay.w_depth(l),
+                )
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut m = IMat::zeros(d_out, d_in);

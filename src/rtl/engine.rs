@@ -557,8 +557,14 @@ pub fn engine(
         .collect();
     let dc: Vec<Option<Mem>> = (0..nl)
         .map(|l| {
-            (fbk && l > 0)
-                .then(|| e.mem(&format!("dc{}", l + 1), cc, f.delta.bits, xdiag(nrt, d[l + 1])))
+            (fbk && l > 0).then(|| {
+                e.mem(
+                    &format!("dc{}", l + 1),
+                    cc,
+                    f.delta.bits,
+                    xdiag(nrt, d[l + 1]),
+                )
+            })
         })
         .collect();
     let rsm: Vec<Mem> = (0..nfb)
@@ -674,7 +680,16 @@ pub fn engine(
     let dbk = e.q("dbk_q", IW);
     let rbk = e.q("rbk_q", IW);
     if !lay.diag_w {
-        e.consume("diag_ctr", cat([kmr.clone(), kgr.clone(), tbm.clone(), dbk.clone(), rbk.clone()]));
+        e.consume(
+            "diag_ctr",
+            cat([
+                kmr.clone(),
+                kgr.clone(),
+                tbm.clone(),
+                dbk.clone(),
+                rbk.clone(),
+            ]),
+        );
     }
     let wait = e.q("wait_q", 8);
     let sacc = e.q("s_q", s.sum_w);
@@ -1155,7 +1170,12 @@ pub fn engine(
                 .land(jj.clone().eq_(ix(0)))
                 .land(is_opl(OP_NORM, l));
             let v2 = e.delay(&format!("rs{}_v", l + 1), c, 1, 2);
-            let a2 = e.delay(&format!("rs{}_a", l + 1), row.slice(m.aw() - 1, 0), m.aw(), 2);
+            let a2 = e.delay(
+                &format!("rs{}_a", l + 1),
+                row.slice(m.aw() - 1, 0),
+                m.aw(),
+                2,
+            );
             e.drive(&format!("{}_we", m.name), v2.clone(), lit(1, 1));
             e.drive(&format!("{}_waddr", m.name), v2.clone(), a2);
             e.drive(&format!("{}_wdata", m.name), v2, nm_rs.clone());
@@ -1535,7 +1555,11 @@ pub fn engine(
             e.drive(&format!("{}_raddr", w[l].name), c.clone(), cat(all));
             let v2 = e.delay(&format!("gu{}_v", l + 1), c.clone(), 1, 2);
             // The drained element's bank: row i (row banks) or (o + n) mod R (diagonal).
-            let wbank = if lay.diag_w { dbk.slice(7, 0) } else { ii.slice(7, 0) };
+            let wbank = if lay.diag_w {
+                dbk.slice(7, 0)
+            } else {
+                ii.slice(7, 0)
+            };
             let i2 = e.delay(&format!("gu{}_i", l + 1), wbank.clone(), 8, 2);
             let mut wsel = lit(f.weight.bits, 0);
             for i in 0..rr {
@@ -1605,10 +1629,7 @@ pub fn engine(
                     * cat([lit(pw - rs_w, 0), word]).signed(),
             );
             let sh = e.m.wire("fb_sh", shw);
-            e.m.assign(
-                &sh,
-                cat([lit(shw - he_w, 0), half_e]) + ulit(shw, sh0),
-            );
+            e.m.assign(&sh, cat([lit(shw - he_w, 0), half_e]) + ulit(shw, sh0));
             let sw_ = pw + 1;
             let sum = e.m.wire_s("fb_sum", sw_);
             let half = if f.rounding == crate::fixed::Rounding::HalfUp {
@@ -1628,7 +1649,11 @@ pub fn engine(
                 e.m.assign(
                     &q,
                     // (A signed zero: an unsigned arm would make Verilog shift logically.)
-                    mux(sh.clone().ge_(lit(shw, u64::from(pw))), lit(sw_, 0).signed(), sum.ashr(&sh)),
+                    mux(
+                        sh.clone().ge_(lit(shw, u64::from(pw))),
+                        lit(sw_, 0).signed(),
+                        sum.ashr(&sh),
+                    ),
                 );
             } else {
                 e.m.assign(&q, sum.ashr(sh));
@@ -1638,10 +1663,18 @@ pub fn engine(
             e.seq.push(nb(&fbq, &y.e));
             for (l, m) in fbb.iter().enumerate() {
                 let c = dvalid.clone().land(is_opl(OP_FB, l));
-                let a = e.w32(&format!("fbb{}_word", l + 1), &n_idx * ix(d[l + 1]) + &o_idx);
+                let a = e.w32(
+                    &format!("fbb{}_word", l + 1),
+                    &n_idx * ix(d[l + 1]) + &o_idx,
+                );
                 e.consume(&format!("fbb{}_word", l + 1), a.slice(IW - 1, m.aw()));
                 let v3 = e.delay(&format!("fbb{}_v", l + 1), c, 1, 3);
-                let a3 = e.delay(&format!("fbb{}_a", l + 1), a.slice(m.aw() - 1, 0), m.aw(), 3);
+                let a3 = e.delay(
+                    &format!("fbb{}_a", l + 1),
+                    a.slice(m.aw() - 1, 0),
+                    m.aw(),
+                    3,
+                );
                 e.drive(&format!("{}_we", m.name), v3.clone(), lit(1, 1));
                 e.drive(&format!("{}_waddr", m.name), v3.clone(), a3);
                 e.drive(&format!("{}_wdata", m.name), v3, fbq.clone());
@@ -1714,7 +1747,10 @@ pub fn engine(
             nb(&kmr, ix(0)),
             nb(&kgr, ix(0)),
             // tb·C mod R for the next tile.
-            nb(&tbm, mux(tb_last.clone(), ix(0), add_mod(&tbm, &ix(cc % rr), rr, IW))),
+            nb(
+                &tbm,
+                mux(tb_last.clone(), ix(0), add_mod(&tbm, &ix(cc % rr), rr, IW)),
+            ),
             if_(
                 tb_last,
                 vec![
@@ -2320,7 +2356,12 @@ pub fn engine(
             if let (Some(dm), Some(dloc)) = (&dc[l], &dloc) {
                 // Local δ_l copy: bank r mod C, word (r div C)·d + j.
                 let rm3 = e.delay(&format!("dc{}_bank", l + 1), rmod.slice(7, 0), 8, 3);
-                let rg3 = e.delay(&format!("dc{}_rgb", l + 1), rgb.slice(dm.aw() - 1, 0), dm.aw(), 3);
+                let rg3 = e.delay(
+                    &format!("dc{}_rgb", l + 1),
+                    rgb.slice(dm.aw() - 1, 0),
+                    dm.aw(),
+                    3,
+                );
                 e.consume(&format!("dc{}_rgb", l + 1), rgb.slice(IW - 1, dm.aw()));
                 let wa = e.w32(
                     &format!("dc{}_word", l + 1),
@@ -2336,7 +2377,11 @@ pub fn engine(
                     c.clone(),
                     mux(c.clone(), cat(oh), lit(cc as u32, 0)),
                 );
-                e.drive(&format!("{}_waddr", dm.name), c.clone(), wa.slice(dm.aw() - 1, 0));
+                e.drive(
+                    &format!("{}_waddr", dm.name),
+                    c.clone(),
+                    wa.slice(dm.aw() - 1, 0),
+                );
                 e.drive(&format!("{}_wdata", dm.name), c.clone(), dloc.clone());
             }
             // Δb_l[j] (first row assigns).

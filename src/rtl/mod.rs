@@ -309,28 +309,65 @@ fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -
     let tw = bitlen(units.two_over_d.iter().copied().max().unwrap_or(1) as u128) + 1;
     let mut mults = vec![
         ("PE array".to_string(), s.a_w, s.b_w, pes),
-        ("goodness: h²".into(), f.hidden.bits + 1, f.hidden.bits + 1, 1),
+        (
+            "goodness: h²".into(),
+            f.hidden.bits + 1,
+            f.hidden.bits + 1,
+            1,
+        ),
         ("goodness: S·(1/d)".into(), s.sum_w, s.recip_w, 1),
-        ("normalise: x·rsqrt".into(), s.norm_x_w + 1, f.rsqrt_frac + 2, 1),
+        (
+            "normalise: x·rsqrt".into(),
+            s.norm_x_w + 1,
+            f.rsqrt_frac + 2,
+            1,
+        ),
         ("delta: β·(2/d)".into(), f.beta.bits, tw, 1),
-        ("delta: coefficient·h".into(), f.beta.bits + tw, f.hidden.bits + 1, 1),
+        (
+            "delta: coefficient·h".into(),
+            f.beta.bits + tw,
+            f.hidden.bits + 1,
+            1,
+        ),
         ("update: g·η/B".into(), f.update.bits, s.lr_w + 1, 1),
         // dff_cmd's READ answer length count × wbytes (docs/board.md).
         ("protocol: count·wbytes".into(), 16, 4, 1),
     ];
     if cfg.algorithm.loss == crate::config::Loss::Npair {
-        mults.push(("npair: logit·s".into(), f.goodness.bits + 2, f.logit.bits, 1));
-        mults.push(("npair: exp·recip".into(), f.exp_frac + 2, f.recip_frac + 2, 1));
+        mults.push((
+            "npair: logit·s".into(),
+            f.goodness.bits + 2,
+            f.logit.bits,
+            1,
+        ));
+        mults.push((
+            "npair: exp·recip".into(),
+            f.exp_frac + 2,
+            f.recip_frac + 2,
+            1,
+        ));
     }
     if cfg.algorithm.scheme != crate::config::Scheme::Df {
         mults.push(("feedback: sum·rsqrt".into(), s.acc_w, f.rsqrt_frac + 2, 1));
     }
     let mut roms = vec![
-        ("rsqrt ROM".to_string(), f.rsqrt_frac + 2, 1usize << f.rsqrt_addr_bits),
-        ("protocol buffer".to_string(), 8, cmd::CmdParams::default().max_payload as usize),
+        (
+            "rsqrt ROM".to_string(),
+            f.rsqrt_frac + 2,
+            1usize << f.rsqrt_addr_bits,
+        ),
+        (
+            "protocol buffer".to_string(),
+            8,
+            cmd::CmdParams::default().max_payload as usize,
+        ),
     ];
     if cfg.algorithm.loss == crate::config::Loss::Npair {
-        roms.push(("exp ROM".to_string(), units.exp.out_fmt().bits, 1usize << units.exp.addr_bits()));
+        roms.push((
+            "exp ROM".to_string(),
+            units.exp.out_fmt().bits,
+            1usize << units.exp.addr_bits(),
+        ));
     }
     fit::estimate(&cfg.hardware.board, mems, &roms, &mults)
 }
