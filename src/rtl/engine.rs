@@ -1164,21 +1164,20 @@ pub fn engine(
             );
             e.drive(&format!("{}_wdata", m.name), c, nm_y.clone());
         }
-        // DF-R: the row's rsqrt parts, two cycles after the normalise unit loaded S.
-        for (l, m) in rsm.iter().enumerate() {
+        // DF-R/DF-O: the row's rsqrt parts, two cycles after the normalise unit loaded S (the
+        // op's layer selects the memory; every `rs` memory has the same depth).
+        if let Some(aw) = rsm.first().map(Mem::aw) {
             let c = in_st("S_NB")
                 .land(jj.clone().eq_(ix(0)))
-                .land(is_opl(OP_NORM, l));
-            let v2 = e.delay(&format!("rs{}_v", l + 1), c, 1, 2);
-            let a2 = e.delay(
-                &format!("rs{}_a", l + 1),
-                row.slice(m.aw() - 1, 0),
-                m.aw(),
-                2,
-            );
-            e.drive(&format!("{}_we", m.name), v2.clone(), lit(1, 1));
-            e.drive(&format!("{}_waddr", m.name), v2.clone(), a2);
-            e.drive(&format!("{}_wdata", m.name), v2, nm_rs.clone());
+                .land(is_op(OP_NORM));
+            let v2 = e.delay("rs_v", c, 1, 2);
+            let a2 = e.delay("rs_a", row.slice(aw - 1, 0), aw, 2);
+            for (l, m) in rsm.iter().enumerate() {
+                let c = v2.clone().land(layer.clone().eq_(lit(lw_, l as u64)));
+                e.drive(&format!("{}_we", m.name), c.clone(), lit(1, 1));
+                e.drive(&format!("{}_waddr", m.name), c.clone(), a2.clone());
+                e.drive(&format!("{}_wdata", m.name), c, nm_rs.clone());
+            }
         }
         // G write when the goodness unit answers.
         for l in 0..nl {
@@ -2211,7 +2210,7 @@ pub fn engine(
             bsel = mux(layer.clone().eq_(lit(lw_, l as u64)), beta[l].bank(0), bsel);
         }
         let betaq = e.q("beta_q", bw);
-        let tw = bitlen(units.two_over_d.iter().copied().max().unwrap_or(1) as u128) + 1;
+        let tw = super::two_over_d_width(units);
         let mut tsel = lit(tw, 0);
         for l in 0..nl {
             tsel = mux(
@@ -2327,6 +2326,17 @@ pub fn engine(
             .red_xor(),
         );
         let dsx = |x: &Expr, wdt: u32| ext(&Sig::new(x.clone(), f.delta.bits, true), wdt);
+        // The local δ copies' bank (row mod C) and word base ((row div C)·d), aligned with the
+        // δ value (shared by the layers; each memory takes the low bits it needs).
+        let dc_aw = dc.iter().flatten().map(Mem::aw).max();
+        let dc_pos = dc_aw.map(|aw| {
+            e.consume("dc_rgb", rgb.slice(IW - 1, aw));
+            (
+                e.delay("dc_bank", rmod.slice(7, 0), 8, 3),
+                e.delay("dc_rgb", rgb.slice(aw - 1, 0), aw, 3),
+                aw,
+            )
+        });
         for l in 0..nl {
             let c = v3.clone().land(is_opl(OP_DELTA, l));
             if let Some(dm) = &dl[l] {
@@ -2353,19 +2363,11 @@ pub fn engine(
                 let un = e.m.wire(&format!("unused_dl{}_word", l + 1), 1);
                 e.m.assign(&un, wa.slice(IW - 1, dm.aw()).red_xor());
             }
-            if let (Some(dm), Some(dloc)) = (&dc[l], &dloc) {
+            if let (Some(dm), Some(dloc), Some((rm3, rg3, aw))) = (&dc[l], &dloc, &dc_pos) {
                 // Local δ_l copy: bank r mod C, word (r div C)·d + j.
-                let rm3 = e.delay(&format!("dc{}_bank", l + 1), rmod.slice(7, 0), 8, 3);
-                let rg3 = e.delay(
-                    &format!("dc{}_rgb", l + 1),
-                    rgb.slice(dm.aw() - 1, 0),
-                    dm.aw(),
-                    3,
-                );
-                e.consume(&format!("dc{}_rgb", l + 1), rgb.slice(IW - 1, dm.aw()));
                 let wa = e.w32(
                     &format!("dc{}_word", l + 1),
-                    cat([lit(IW - dm.aw(), 0), rg3]) + cat([lit(16, 0), j3.clone()]),
+                    cat([lit(IW - aw, 0), rg3.clone()]) + cat([lit(16, 0), j3.clone()]),
                 );
                 e.consume(&format!("dc{}_word", l + 1), wa.slice(IW - 1, dm.aw()));
                 let oh: Vec<Expr> = (0..cc)

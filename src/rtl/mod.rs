@@ -299,6 +299,11 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
     })
 }
 
+/// Bits of the DELTA op's 2/d constant operand (unsigned, so one more than the largest).
+pub(crate) fn two_over_d_width(units: &Units) -> u32 {
+    bitlen(units.two_over_d.iter().copied().max().unwrap_or(1) as u128) + 1
+}
+
 /// The engine's block RAMs and multipliers against `hardware.board` ([`fit`]). The ROMs and
 /// the protocol decoder's buffer come on top of the engine's memories; the multipliers are
 /// the array's (exact) and those of the vector units, from their operand widths. Constant
@@ -306,7 +311,7 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
 fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -> fit::Fit {
     let f = &s.f;
     let pes = (s.rows * s.cols) as usize;
-    let tw = bitlen(units.two_over_d.iter().copied().max().unwrap_or(1) as u128) + 1;
+    let tw = two_over_d_width(units);
     let mut mults = vec![
         ("PE array".to_string(), s.a_w, s.b_w, pes),
         (
