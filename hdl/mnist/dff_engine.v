@@ -58,6 +58,7 @@ module dff_engine (
   localparam OP_BUPD = 4'd9;
   localparam OP_UUPD = 4'd10;
   localparam OP_FB = 4'd11;
+  localparam UP_SEEDS = {32'h1e71cf15, 32'h74616796, 32'h156e0c84, 32'h12278575, 32'h2083fa5, 32'h90150280, 32'h578069ae, 32'hee42c90b, 32'hb27281e9, 32'h658eec67, 32'h1b652c20, 32'h1};
 
   reg px_we;
   reg [12:0] px_waddr;
@@ -90,7 +91,7 @@ module dff_engine (
   wire [11:0] x0_rd11;
   reg [11:0] w1_we;
   reg [15:0] w1_waddr;
-  reg [15:0] w1_wdata;
+  reg [191:0] w1_wdata;
   reg [191:0] w1_raddr;
   wire [191:0] w1_rdata;
   wire [15:0] w1_rd0;
@@ -107,7 +108,7 @@ module dff_engine (
   wire [15:0] w1_rd11;
   reg [11:0] w2_we;
   reg [14:0] w2_waddr;
-  reg [15:0] w2_wdata;
+  reg [191:0] w2_wdata;
   reg [179:0] w2_raddr;
   wire [191:0] w2_rdata;
   wire [15:0] w2_rd0;
@@ -248,7 +249,6 @@ module dff_engine (
   reg [31:0] kgr_q;
   reg [31:0] tbm_q;
   reg [31:0] dbk_q;
-  reg [31:0] rbk_q;
   wire unused_diag_ctr;
   reg [7:0] wait_q;
   reg [41:0] s_q;
@@ -292,12 +292,13 @@ module dff_engine (
   wire [17:0] nm_rs_word;
   wire [4:0] nm_rs_half_e;
   wire unused_nm_rs;
-  reg [15:0] up_w;
-  reg [47:0] up_g;
+  reg [191:0] up_w;
+  reg [575:0] up_g;
   reg [1:0] up_kind;
-  reg up_v;
-  wire [15:0] up_wo;
-  wire up_vo;
+  reg [11:0] up_v;
+  wire [191:0] up_wo;
+  wire [11:0] up_vo;
+  genvar u;
   reg ls_start;
   reg [179:0] gt_q;
   wire [159:0] ls_b;
@@ -569,47 +570,50 @@ module dff_engine (
   reg fh2_v_d2;
   reg fh2_v_d3;
   reg fh2_v_d4;
+  wire [575:0] grad_col;
+  reg [575:0] grad_col_d1;
+  reg [575:0] grad_col_d2;
+  wire [11:0] gu1_lanes;
   wire [31:0] gw1_word;
   wire unused_hi_gw1_word;
   wire unused_gw1_word;
   reg gu1_v_d1;
   reg gu1_v_d2;
-  reg [7:0] gu1_i_d1;
-  reg [7:0] gu1_i_d2;
-  wire signed [15:0] gu1_w;
+  reg [11:0] gu1_lv_d1;
+  reg [11:0] gu1_lv_d2;
   reg gu1_wv_d1;
   reg gu1_wv_d2;
   reg gu1_wv_d3;
   reg gu1_wv_d4;
   reg gu1_wv_d5;
-  reg [7:0] gu1_wi_d1;
-  reg [7:0] gu1_wi_d2;
-  reg [7:0] gu1_wi_d3;
-  reg [7:0] gu1_wi_d4;
-  reg [7:0] gu1_wi_d5;
+  reg [11:0] gu1_wl_d1;
+  reg [11:0] gu1_wl_d2;
+  reg [11:0] gu1_wl_d3;
+  reg [11:0] gu1_wl_d4;
+  reg [11:0] gu1_wl_d5;
   reg [15:0] gu1_wa_d1;
   reg [15:0] gu1_wa_d2;
   reg [15:0] gu1_wa_d3;
   reg [15:0] gu1_wa_d4;
   reg [15:0] gu1_wa_d5;
+  wire [11:0] gu2_lanes;
   wire [31:0] gw2_word;
   wire unused_hi_gw2_word;
   wire unused_gw2_word;
   reg gu2_v_d1;
   reg gu2_v_d2;
-  reg [7:0] gu2_i_d1;
-  reg [7:0] gu2_i_d2;
-  wire signed [15:0] gu2_w;
+  reg [11:0] gu2_lv_d1;
+  reg [11:0] gu2_lv_d2;
   reg gu2_wv_d1;
   reg gu2_wv_d2;
   reg gu2_wv_d3;
   reg gu2_wv_d4;
   reg gu2_wv_d5;
-  reg [7:0] gu2_wi_d1;
-  reg [7:0] gu2_wi_d2;
-  reg [7:0] gu2_wi_d3;
-  reg [7:0] gu2_wi_d4;
-  reg [7:0] gu2_wi_d5;
+  reg [11:0] gu2_wl_d1;
+  reg [11:0] gu2_wl_d2;
+  reg [11:0] gu2_wl_d3;
+  reg [11:0] gu2_wl_d4;
+  reg [11:0] gu2_wl_d5;
   reg [14:0] gu2_wa_d1;
   reg [14:0] gu2_wa_d2;
   reg [14:0] gu2_wa_d3;
@@ -860,7 +864,7 @@ module dff_engine (
   assign dl2_rd9 = dl2_rdata[162 +: 18];
   assign dl2_rd10 = dl2_rdata[180 +: 18];
   assign dl2_rd11 = dl2_rdata[198 +: 18];
-  assign unused_diag_ctr = ^{kmr_q, kgr_q, tbm_q, dbk_q, rbk_q};
+  assign unused_diag_ctr = ^{kmr_q, kgr_q, tbm_q, dbk_q};
   assign nsamp = infer_q ? 32'd1 : batch_q;
   assign unused_hi_nsamp = ^nsamp[31:1];
   assign nrows = infer_q ? 32'd10 : batch_q * 32'd10;
@@ -958,17 +962,23 @@ module dff_engine (
     .rs_half_e_o(nm_rs_half_e)
   );
 
-  dff_update u_update (
-    .clk_i(clk_i),
-    .rst_i(rst_i),
-    .w_i(up_w),
-    .g_i(up_g),
-    .kind_i(up_kind),
-    .v_i(up_v),
-    .lr_i(lr_q),
-    .w_o(up_wo),
-    .v_o(up_vo)
-  );
+  generate
+    for (u = 0; u < 12; u = u + 1) begin : g_update
+      dff_update #(
+        .SEED(UP_SEEDS[u*32 +: 32])
+      ) u_update (
+        .clk_i(clk_i),
+        .rst_i(rst_i),
+        .w_i(up_w[u*16 +: 16]),
+        .g_i(up_g[u*48 +: 48]),
+        .kind_i(up_kind),
+        .v_i(up_v[u]),
+        .lr_i(lr_q),
+        .w_o(up_wo[u*16 +: 16]),
+        .v_o(up_vo[u])
+      );
+    end
+  endgenerate
 
   dff_loss_npair u_loss (
     .clk_i(clk_i),
@@ -1227,14 +1237,15 @@ module dff_engine (
   assign fb2 = {b2_rd0, 12'd0};
   assign fz2 = $signed({{2{acc_d2[47]}}, acc_d2}) + $signed({{22{fb2[27]}}, fb2});
   assign fz2_c = fz2 < (-50'sd140737488355328) ? 48'h800000000000 : fz2 > 50'sd140737488355327 ? 48'h7fffffffffff : fz2[47:0];
+  assign grad_col = {acc_all[(32'd132+j_q)*48 +: 48], acc_all[(32'd120+j_q)*48 +: 48], acc_all[(32'd108+j_q)*48 +: 48], acc_all[(32'd96+j_q)*48 +: 48], acc_all[(32'd84+j_q)*48 +: 48], acc_all[(32'd72+j_q)*48 +: 48], acc_all[(32'd60+j_q)*48 +: 48], acc_all[(32'd48+j_q)*48 +: 48], acc_all[(32'd36+j_q)*48 +: 48], acc_all[(32'd24+j_q)*48 +: 48], acc_all[(32'd12+j_q)*48 +: 48], acc_all[(32'd0+j_q)*48 +: 48]};
+  assign gu1_lanes = (drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) ? {(gemm_obr + 32'd11) < gemm_m, (gemm_obr + 32'd10) < gemm_m, (gemm_obr + 32'd9) < gemm_m, (gemm_obr + 32'd8) < gemm_m, (gemm_obr + 32'd7) < gemm_m, (gemm_obr + 32'd6) < gemm_m, (gemm_obr + 32'd5) < gemm_m, (gemm_obr + 32'd4) < gemm_m, (gemm_obr + 32'd3) < gemm_m, (gemm_obr + 32'd2) < gemm_m, (gemm_obr + 32'd1) < gemm_m, (gemm_obr + 32'd0) < gemm_m} : 12'd0;
   assign gw1_word = (ob_q * 32'd784) + drain_n;
   assign unused_hi_gw1_word = ^gw1_word[31:1];
   assign unused_gw1_word = ^gw1_word[31:16];
-  assign gu1_w = gu1_i_d2 == 8'd11 ? w1_rd11 : gu1_i_d2 == 8'd10 ? w1_rd10 : gu1_i_d2 == 8'd9 ? w1_rd9 : gu1_i_d2 == 8'd8 ? w1_rd8 : gu1_i_d2 == 8'd7 ? w1_rd7 : gu1_i_d2 == 8'd6 ? w1_rd6 : gu1_i_d2 == 8'd5 ? w1_rd5 : gu1_i_d2 == 8'd4 ? w1_rd4 : gu1_i_d2 == 8'd3 ? w1_rd3 : gu1_i_d2 == 8'd2 ? w1_rd2 : gu1_i_d2 == 8'd1 ? w1_rd1 : gu1_i_d2 == 8'd0 ? w1_rd0 : 16'd0;
+  assign gu2_lanes = (drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) ? {(gemm_obr + 32'd11) < gemm_m, (gemm_obr + 32'd10) < gemm_m, (gemm_obr + 32'd9) < gemm_m, (gemm_obr + 32'd8) < gemm_m, (gemm_obr + 32'd7) < gemm_m, (gemm_obr + 32'd6) < gemm_m, (gemm_obr + 32'd5) < gemm_m, (gemm_obr + 32'd4) < gemm_m, (gemm_obr + 32'd3) < gemm_m, (gemm_obr + 32'd2) < gemm_m, (gemm_obr + 32'd1) < gemm_m, (gemm_obr + 32'd0) < gemm_m} : 12'd0;
   assign gw2_word = (ob_q * 32'd500) + drain_n;
   assign unused_hi_gw2_word = ^gw2_word[31:1];
   assign unused_gw2_word = ^gw2_word[31:15];
-  assign gu2_w = gu2_i_d2 == 8'd11 ? w2_rd11 : gu2_i_d2 == 8'd10 ? w2_rd10 : gu2_i_d2 == 8'd9 ? w2_rd9 : gu2_i_d2 == 8'd8 ? w2_rd8 : gu2_i_d2 == 8'd7 ? w2_rd7 : gu2_i_d2 == 8'd6 ? w2_rd6 : gu2_i_d2 == 8'd5 ? w2_rd5 : gu2_i_d2 == 8'd4 ? w2_rd4 : gu2_i_d2 == 8'd3 ? w2_rd3 : gu2_i_d2 == 8'd2 ? w2_rd2 : gu2_i_d2 == 8'd1 ? w2_rd1 : gu2_i_d2 == 8'd0 ? w2_rd0 : 16'd0;
   assign kg_step = ((kind_q == OP_GRAD) && (layer_q == 2'd1)) ? 32'd500 : ((kind_q == OP_GRAD) && (layer_q == 2'd0)) ? 32'd784 : 32'd0;
   assign unused_hi_kg_step = ^kg_step[31:1];
   assign gemm_tb_last = (gemm_tbc + 32'd12) >= gemm_n;
@@ -1349,7 +1360,6 @@ module dff_engine (
       kgr_q <= {32{1'b0}};
       tbm_q <= {32{1'b0}};
       dbk_q <= {32{1'b0}};
-      rbk_q <= {32{1'b0}};
       wait_q <= {8{1'b0}};
       s_q <= {42{1'b0}};
       hyp_q <= {4{1'b0}};
@@ -1403,20 +1413,22 @@ module dff_engine (
       fh2_v_d2 <= {1{1'b0}};
       fh2_v_d3 <= {1{1'b0}};
       fh2_v_d4 <= {1{1'b0}};
+      grad_col_d1 <= {576{1'b0}};
+      grad_col_d2 <= {576{1'b0}};
       gu1_v_d1 <= {1{1'b0}};
       gu1_v_d2 <= {1{1'b0}};
-      gu1_i_d1 <= {8{1'b0}};
-      gu1_i_d2 <= {8{1'b0}};
+      gu1_lv_d1 <= {12{1'b0}};
+      gu1_lv_d2 <= {12{1'b0}};
       gu1_wv_d1 <= {1{1'b0}};
       gu1_wv_d2 <= {1{1'b0}};
       gu1_wv_d3 <= {1{1'b0}};
       gu1_wv_d4 <= {1{1'b0}};
       gu1_wv_d5 <= {1{1'b0}};
-      gu1_wi_d1 <= {8{1'b0}};
-      gu1_wi_d2 <= {8{1'b0}};
-      gu1_wi_d3 <= {8{1'b0}};
-      gu1_wi_d4 <= {8{1'b0}};
-      gu1_wi_d5 <= {8{1'b0}};
+      gu1_wl_d1 <= {12{1'b0}};
+      gu1_wl_d2 <= {12{1'b0}};
+      gu1_wl_d3 <= {12{1'b0}};
+      gu1_wl_d4 <= {12{1'b0}};
+      gu1_wl_d5 <= {12{1'b0}};
       gu1_wa_d1 <= {16{1'b0}};
       gu1_wa_d2 <= {16{1'b0}};
       gu1_wa_d3 <= {16{1'b0}};
@@ -1424,18 +1436,18 @@ module dff_engine (
       gu1_wa_d5 <= {16{1'b0}};
       gu2_v_d1 <= {1{1'b0}};
       gu2_v_d2 <= {1{1'b0}};
-      gu2_i_d1 <= {8{1'b0}};
-      gu2_i_d2 <= {8{1'b0}};
+      gu2_lv_d1 <= {12{1'b0}};
+      gu2_lv_d2 <= {12{1'b0}};
       gu2_wv_d1 <= {1{1'b0}};
       gu2_wv_d2 <= {1{1'b0}};
       gu2_wv_d3 <= {1{1'b0}};
       gu2_wv_d4 <= {1{1'b0}};
       gu2_wv_d5 <= {1{1'b0}};
-      gu2_wi_d1 <= {8{1'b0}};
-      gu2_wi_d2 <= {8{1'b0}};
-      gu2_wi_d3 <= {8{1'b0}};
-      gu2_wi_d4 <= {8{1'b0}};
-      gu2_wi_d5 <= {8{1'b0}};
+      gu2_wl_d1 <= {12{1'b0}};
+      gu2_wl_d2 <= {12{1'b0}};
+      gu2_wl_d3 <= {12{1'b0}};
+      gu2_wl_d4 <= {12{1'b0}};
+      gu2_wl_d5 <= {12{1'b0}};
       gu2_wa_d1 <= {15{1'b0}};
       gu2_wa_d2 <= {15{1'b0}};
       gu2_wa_d3 <= {15{1'b0}};
@@ -1583,20 +1595,22 @@ module dff_engine (
       fh2_v_d2 <= fh2_v_d1;
       fh2_v_d3 <= fh2_v_d2;
       fh2_v_d4 <= fh2_v_d3;
+      grad_col_d1 <= grad_col;
+      grad_col_d2 <= grad_col_d1;
       gu1_v_d1 <= drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0));
       gu1_v_d2 <= gu1_v_d1;
-      gu1_i_d1 <= i_q[7:0];
-      gu1_i_d2 <= gu1_i_d1;
+      gu1_lv_d1 <= gu1_lanes;
+      gu1_lv_d2 <= gu1_lv_d1;
       gu1_wv_d1 <= drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0));
       gu1_wv_d2 <= gu1_wv_d1;
       gu1_wv_d3 <= gu1_wv_d2;
       gu1_wv_d4 <= gu1_wv_d3;
       gu1_wv_d5 <= gu1_wv_d4;
-      gu1_wi_d1 <= i_q[7:0];
-      gu1_wi_d2 <= gu1_wi_d1;
-      gu1_wi_d3 <= gu1_wi_d2;
-      gu1_wi_d4 <= gu1_wi_d3;
-      gu1_wi_d5 <= gu1_wi_d4;
+      gu1_wl_d1 <= gu1_lanes;
+      gu1_wl_d2 <= gu1_wl_d1;
+      gu1_wl_d3 <= gu1_wl_d2;
+      gu1_wl_d4 <= gu1_wl_d3;
+      gu1_wl_d5 <= gu1_wl_d4;
       gu1_wa_d1 <= gw1_word[15:0];
       gu1_wa_d2 <= gu1_wa_d1;
       gu1_wa_d3 <= gu1_wa_d2;
@@ -1604,18 +1618,18 @@ module dff_engine (
       gu1_wa_d5 <= gu1_wa_d4;
       gu2_v_d1 <= drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1));
       gu2_v_d2 <= gu2_v_d1;
-      gu2_i_d1 <= i_q[7:0];
-      gu2_i_d2 <= gu2_i_d1;
+      gu2_lv_d1 <= gu2_lanes;
+      gu2_lv_d2 <= gu2_lv_d1;
       gu2_wv_d1 <= drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1));
       gu2_wv_d2 <= gu2_wv_d1;
       gu2_wv_d3 <= gu2_wv_d2;
       gu2_wv_d4 <= gu2_wv_d3;
       gu2_wv_d5 <= gu2_wv_d4;
-      gu2_wi_d1 <= i_q[7:0];
-      gu2_wi_d2 <= gu2_wi_d1;
-      gu2_wi_d3 <= gu2_wi_d2;
-      gu2_wi_d4 <= gu2_wi_d3;
-      gu2_wi_d5 <= gu2_wi_d4;
+      gu2_wl_d1 <= gu2_lanes;
+      gu2_wl_d2 <= gu2_wl_d1;
+      gu2_wl_d3 <= gu2_wl_d2;
+      gu2_wl_d4 <= gu2_wl_d3;
+      gu2_wl_d5 <= gu2_wl_d4;
       gu2_wa_d1 <= gw2_word[14:0];
       gu2_wa_d2 <= gu2_wa_d1;
       gu2_wa_d3 <= gu2_wa_d2;
@@ -1842,7 +1856,6 @@ module dff_engine (
           kgr_q <= 32'd0;
           tbm_q <= 32'd0;
           dbk_q <= 32'd0;
-          rbk_q <= 32'd0;
           case (op_word[5:2])
             OP_END: begin
               st_q <= S_IDLE;
@@ -1963,39 +1976,61 @@ module dff_engine (
             j_q <= 32'd0;
             sel_q <= 32'd0;
             dbk_q <= tbm_q;
-            rbk_q <= tbm_q;
           end
         end
         S_GD: begin
-          sel_q <= sel_q + 32'd1;
-          if (j_q == 32'd11) begin
-            j_q <= 32'd0;
-            i_q <= i_q + 32'd1;
-            rbk_q <= rbk_q == 32'd11 ? 32'd0 : rbk_q + 32'd1;
-            dbk_q <= rbk_q == 32'd11 ? 32'd0 : rbk_q + 32'd1;
-          end else begin
+          if (kind_q == OP_GRAD) begin
             j_q <= j_q + 32'd1;
             dbk_q <= dbk_q == 32'd11 ? 32'd0 : dbk_q + 32'd1;
-          end
-          if (sel_q == 32'd143) begin
-            k_q <= 32'd0;
-            kmod_q <= 32'd0;
-            kg_q <= 32'd0;
-            kmr_q <= 32'd0;
-            kgr_q <= 32'd0;
-            tbm_q <= gemm_tb_last ? 32'd0 : (tbm_q + 32'd0) >= 32'd12 ? tbm_q + 32'd0 - 32'd12 : tbm_q + 32'd0;
-            if (gemm_tb_last) begin
-              tb_q <= 32'd0;
-              if (gemm_ob_last) begin
-                wait_q <= 8'd8;
-                st_q <= S_WAIT;
+            if (j_q == 32'd11) begin
+              k_q <= 32'd0;
+              kmod_q <= 32'd0;
+              kg_q <= 32'd0;
+              kmr_q <= 32'd0;
+              kgr_q <= 32'd0;
+              tbm_q <= gemm_tb_last ? 32'd0 : (tbm_q + 32'd0) >= 32'd12 ? tbm_q + 32'd0 - 32'd12 : tbm_q + 32'd0;
+              if (gemm_tb_last) begin
+                tb_q <= 32'd0;
+                if (gemm_ob_last) begin
+                  wait_q <= 8'd8;
+                  st_q <= S_WAIT;
+                end else begin
+                  ob_q <= ob_q + 32'd1;
+                  st_q <= S_GS;
+                end
               end else begin
-                ob_q <= ob_q + 32'd1;
+                tb_q <= tb_q + 32'd1;
                 st_q <= S_GS;
               end
+            end
+          end else begin
+            sel_q <= sel_q + 32'd1;
+            if (j_q == 32'd11) begin
+              j_q <= 32'd0;
+              i_q <= i_q + 32'd1;
             end else begin
-              tb_q <= tb_q + 32'd1;
-              st_q <= S_GS;
+              j_q <= j_q + 32'd1;
+            end
+            if (sel_q == 32'd143) begin
+              k_q <= 32'd0;
+              kmod_q <= 32'd0;
+              kg_q <= 32'd0;
+              kmr_q <= 32'd0;
+              kgr_q <= 32'd0;
+              tbm_q <= gemm_tb_last ? 32'd0 : (tbm_q + 32'd0) >= 32'd12 ? tbm_q + 32'd0 - 32'd12 : tbm_q + 32'd0;
+              if (gemm_tb_last) begin
+                tb_q <= 32'd0;
+                if (gemm_ob_last) begin
+                  wait_q <= 8'd8;
+                  st_q <= S_WAIT;
+                end else begin
+                  ob_q <= ob_q + 32'd1;
+                  st_q <= S_GS;
+                end
+              end else begin
+                tb_q <= tb_q + 32'd1;
+                st_q <= S_GS;
+              end
             end
           end
         end
@@ -2227,7 +2262,7 @@ module dff_engine (
   always @* begin
     w1_we = {12{1'b0}};
     if (gu1_wv_d5) begin
-      w1_we = gu1_wv_d5 ? {gu1_wi_d5 == 8'd11, gu1_wi_d5 == 8'd10, gu1_wi_d5 == 8'd9, gu1_wi_d5 == 8'd8, gu1_wi_d5 == 8'd7, gu1_wi_d5 == 8'd6, gu1_wi_d5 == 8'd5, gu1_wi_d5 == 8'd4, gu1_wi_d5 == 8'd3, gu1_wi_d5 == 8'd2, gu1_wi_d5 == 8'd1, gu1_wi_d5 == 8'd0} : 12'd0;
+      w1_we = gu1_wl_d5;
     end
     if (bus_go && bus_we_i && ((bus_region_i == 8'd16) && (bus_addr_i[23:16] < 8'd12) && ({1'b0, bus_addr_i[15:0]} < 17'd32928) && (bus_addr_i[31:24] == 8'd0))) begin
       w1_we = (bus_go && bus_we_i && ((bus_region_i == 8'd16) && (bus_addr_i[23:16] < 8'd12) && ({1'b0, bus_addr_i[15:0]} < 17'd32928) && (bus_addr_i[31:24] == 8'd0))) ? {bus_addr_i[23:16] == 8'd11, bus_addr_i[23:16] == 8'd10, bus_addr_i[23:16] == 8'd9, bus_addr_i[23:16] == 8'd8, bus_addr_i[23:16] == 8'd7, bus_addr_i[23:16] == 8'd6, bus_addr_i[23:16] == 8'd5, bus_addr_i[23:16] == 8'd4, bus_addr_i[23:16] == 8'd3, bus_addr_i[23:16] == 8'd2, bus_addr_i[23:16] == 8'd1, bus_addr_i[23:16] == 8'd0} : 12'd0;
@@ -2245,12 +2280,12 @@ module dff_engine (
   end
 
   always @* begin
-    w1_wdata = {16{1'b0}};
+    w1_wdata = {192{1'b0}};
     if (gu1_wv_d5) begin
-      w1_wdata = up_wo[15:0];
+      w1_wdata = {up_wo[176 +: 16], up_wo[160 +: 16], up_wo[144 +: 16], up_wo[128 +: 16], up_wo[112 +: 16], up_wo[96 +: 16], up_wo[80 +: 16], up_wo[64 +: 16], up_wo[48 +: 16], up_wo[32 +: 16], up_wo[16 +: 16], up_wo[0 +: 16]};
     end
     if (bus_go && bus_we_i && ((bus_region_i == 8'd16) && (bus_addr_i[23:16] < 8'd12) && ({1'b0, bus_addr_i[15:0]} < 17'd32928) && (bus_addr_i[31:24] == 8'd0))) begin
-      w1_wdata = bus_wdata_i[15:0];
+      w1_wdata = {12{bus_wdata_i[15:0]}};
     end
   end
 
@@ -2270,7 +2305,7 @@ module dff_engine (
   always @* begin
     w2_we = {12{1'b0}};
     if (gu2_wv_d5) begin
-      w2_we = gu2_wv_d5 ? {gu2_wi_d5 == 8'd11, gu2_wi_d5 == 8'd10, gu2_wi_d5 == 8'd9, gu2_wi_d5 == 8'd8, gu2_wi_d5 == 8'd7, gu2_wi_d5 == 8'd6, gu2_wi_d5 == 8'd5, gu2_wi_d5 == 8'd4, gu2_wi_d5 == 8'd3, gu2_wi_d5 == 8'd2, gu2_wi_d5 == 8'd1, gu2_wi_d5 == 8'd0} : 12'd0;
+      w2_we = gu2_wl_d5;
     end
     if (bus_go && bus_we_i && ((bus_region_i == 8'd17) && (bus_addr_i[22:15] < 8'd12) && ({1'b0, bus_addr_i[14:0]} < 16'd21000) && (bus_addr_i[31:23] == 9'd0))) begin
       w2_we = (bus_go && bus_we_i && ((bus_region_i == 8'd17) && (bus_addr_i[22:15] < 8'd12) && ({1'b0, bus_addr_i[14:0]} < 16'd21000) && (bus_addr_i[31:23] == 9'd0))) ? {bus_addr_i[22:15] == 8'd11, bus_addr_i[22:15] == 8'd10, bus_addr_i[22:15] == 8'd9, bus_addr_i[22:15] == 8'd8, bus_addr_i[22:15] == 8'd7, bus_addr_i[22:15] == 8'd6, bus_addr_i[22:15] == 8'd5, bus_addr_i[22:15] == 8'd4, bus_addr_i[22:15] == 8'd3, bus_addr_i[22:15] == 8'd2, bus_addr_i[22:15] == 8'd1, bus_addr_i[22:15] == 8'd0} : 12'd0;
@@ -2288,12 +2323,12 @@ module dff_engine (
   end
 
   always @* begin
-    w2_wdata = {16{1'b0}};
+    w2_wdata = {192{1'b0}};
     if (gu2_wv_d5) begin
-      w2_wdata = up_wo[15:0];
+      w2_wdata = {up_wo[176 +: 16], up_wo[160 +: 16], up_wo[144 +: 16], up_wo[128 +: 16], up_wo[112 +: 16], up_wo[96 +: 16], up_wo[80 +: 16], up_wo[64 +: 16], up_wo[48 +: 16], up_wo[32 +: 16], up_wo[16 +: 16], up_wo[0 +: 16]};
     end
     if (bus_go && bus_we_i && ((bus_region_i == 8'd17) && (bus_addr_i[22:15] < 8'd12) && ({1'b0, bus_addr_i[14:0]} < 16'd21000) && (bus_addr_i[31:23] == 9'd0))) begin
-      w2_wdata = bus_wdata_i[15:0];
+      w2_wdata = {12{bus_wdata_i[15:0]}};
     end
   end
 
@@ -2795,40 +2830,40 @@ module dff_engine (
   end
 
   always @* begin
-    up_w = {16{1'b0}};
+    up_w = {192{1'b0}};
     if (gu1_v_d2) begin
-      up_w = gu1_w;
+      up_w = {w1_rd11, w1_rd10, w1_rd9, w1_rd8, w1_rd7, w1_rd6, w1_rd5, w1_rd4, w1_rd3, w1_rd2, w1_rd1, w1_rd0};
     end
     if (gu2_v_d2) begin
-      up_w = gu2_w;
+      up_w = {w2_rd11, w2_rd10, w2_rd9, w2_rd8, w2_rd7, w2_rd6, w2_rd5, w2_rd4, w2_rd3, w2_rd2, w2_rd1, w2_rd0};
     end
     if (bu1_v_d2) begin
-      up_w = b1_rd0;
+      up_w = {176'd0, b1_rd0};
     end
     if (bu2_v_d2) begin
-      up_w = b2_rd0;
+      up_w = {176'd0, b2_rd0};
     end
     if (uu_v_d2) begin
-      up_w = u_rd0;
+      up_w = {176'd0, u_rd0};
     end
   end
 
   always @* begin
-    up_g = {48{1'b0}};
+    up_g = {576{1'b0}};
     if (gu1_v_d2) begin
-      up_g = acc_d2;
+      up_g = {grad_col_d2[528 +: 48], grad_col_d2[480 +: 48], grad_col_d2[432 +: 48], grad_col_d2[384 +: 48], grad_col_d2[336 +: 48], grad_col_d2[288 +: 48], grad_col_d2[240 +: 48], grad_col_d2[192 +: 48], grad_col_d2[144 +: 48], grad_col_d2[96 +: 48], grad_col_d2[48 +: 48], grad_col_d2[0 +: 48]};
     end
     if (gu2_v_d2) begin
-      up_g = acc_d2;
+      up_g = {grad_col_d2[528 +: 48], grad_col_d2[480 +: 48], grad_col_d2[432 +: 48], grad_col_d2[384 +: 48], grad_col_d2[336 +: 48], grad_col_d2[288 +: 48], grad_col_d2[240 +: 48], grad_col_d2[192 +: 48], grad_col_d2[144 +: 48], grad_col_d2[96 +: 48], grad_col_d2[48 +: 48], grad_col_d2[0 +: 48]};
     end
     if (bu1_v_d2) begin
-      up_g = $signed({{23{bu1_g[24]}}, bu1_g});
+      up_g = {528'd0, $signed({{23{bu1_g[24]}}, bu1_g})};
     end
     if (bu2_v_d2) begin
-      up_g = $signed({{23{bu2_g[24]}}, bu2_g});
+      up_g = {528'd0, $signed({{23{bu2_g[24]}}, bu2_g})};
     end
     if (uu_v_d2) begin
-      up_g = $signed({{23{uu_g[24]}}, uu_g});
+      up_g = {528'd0, $signed({{23{uu_g[24]}}, uu_g})};
     end
   end
 
@@ -2852,21 +2887,21 @@ module dff_engine (
   end
 
   always @* begin
-    up_v = {1{1'b0}};
+    up_v = {12{1'b0}};
     if (gu1_v_d2) begin
-      up_v = 1'b1;
+      up_v = gu1_lv_d2;
     end
     if (gu2_v_d2) begin
-      up_v = 1'b1;
+      up_v = gu2_lv_d2;
     end
     if (bu1_v_d2) begin
-      up_v = 1'b1;
+      up_v = {11'd0, 1'b1};
     end
     if (bu2_v_d2) begin
-      up_v = 1'b1;
+      up_v = {11'd0, 1'b1};
     end
     if (uu_v_d2) begin
-      up_v = 1'b1;
+      up_v = {11'd0, 1'b1};
     end
   end
 
@@ -2954,7 +2989,7 @@ module dff_engine (
         .clk_i(clk_i),
         .we_i(w1_we[b]),
         .waddr_i(w1_waddr),
-        .wdata_i(w1_wdata),
+        .wdata_i(w1_wdata[b*16 +: 16]),
         .raddr_i(w1_raddr[b*16 +: 16]),
         .rdata_o(w1_rdata[b*16 +: 16])
       );
@@ -2971,7 +3006,7 @@ module dff_engine (
         .clk_i(clk_i),
         .we_i(w2_we[b]),
         .waddr_i(w2_waddr),
-        .wdata_i(w2_wdata),
+        .wdata_i(w2_wdata[b*16 +: 16]),
         .raddr_i(w2_raddr[b*15 +: 15]),
         .rdata_o(w2_rdata[b*16 +: 16])
       );

@@ -167,9 +167,45 @@ impl Lfsr {
     }
 }
 
+/// The seed of update lane `lane` (0-based): lane 0 keeps `seed`; lane i > 0 gets a
+/// SplitMix64 mix of (seed, i) masked to `width`, never 0. Lanes draw from the same
+/// maximal sequence at unrelated phases, so parallel update units round independently.
+/// (A constant mix, not a jump-ahead: the generator bakes each lane's seed into the RTL.)
+pub fn lane_seed(seed: u64, lane: usize, width: u32) -> u64 {
+    if lane == 0 {
+        return seed;
+    }
+    let mut z = seed ^ (lane as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    match z & width_mask(width) {
+        0 => 1,
+        v => v,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lane_seeds_fit_are_nonzero_and_distinct() {
+        for width in [8u32, 16, 24, 32, 64] {
+            let seeds: Vec<u64> = (0..16).map(|i| lane_seed(1, i, width)).collect();
+            assert_eq!(seeds[0], 1);
+            for &s in &seeds {
+                assert!(s != 0 && s & !width_mask(width) == 0, "{width}: {s:#x}");
+                Lfsr::with_default_taps(width, s).unwrap();
+            }
+            if width >= 16 {
+                let mut u = seeds.clone();
+                u.sort_unstable();
+                u.dedup();
+                assert_eq!(u.len(), seeds.len(), "width {width}: {seeds:x?}");
+            }
+        }
+    }
 
     #[test]
     fn width16_period_is_65535() {

@@ -33,7 +33,7 @@
 use super::kernels::{gemm_exact, rows_times_rows, IMat};
 use super::ops::{loss_beta_hinge, loss_beta_npair, lr_update, requant_wide, sat_to};
 use super::tables::{ExpTable, RsqrtTable};
-use super::{LearningRate, Lfsr, QFormat, RecipConst, Rounding};
+use super::{lane_seed, LearningRate, Lfsr, QFormat, RecipConst, Rounding};
 use crate::config::{Collaboration, Config, FixedPoint, Loss, Scheme};
 use crate::float::df::{loss_coefficients, DfNet};
 use crate::float::linalg::Mat;
@@ -206,38 +206,61 @@ pub fn lr_constant(cfg: &Config, factor: f32) -> LearningRate {
     }
 }
 
-/// The local update unit: w −= round(g · η/B), walking parameters in address order and
-/// clocking the LFSR once per parameter (whatever the rounding mode).
+/// The local update units: w −= round(g · η/B), each with its own Galois LFSR clocked once
+/// per parameter it updates (whatever the rounding mode). The engine has one unit per weight
+/// bank (R, so a gradient tile drains a column per cycle); lane 0 also updates the biases and
+/// U. The baselines use one lane.
 #[derive(Clone, Debug)]
 pub struct UpdateUnit {
-    pub lfsr: Lfsr,
+    pub lanes: Vec<Lfsr>,
     pub lr: LearningRate,
     pub rounding: Rounding,
 }
 
 impl UpdateUnit {
+    /// One lane (seeded `lfsr_seed`).
     pub fn new(f: &FixedPoint, lr: LearningRate) -> Result<UpdateUnit, FixedError> {
+        UpdateUnit::with_lanes(f, lr, 1)
+    }
+
+    /// `n` lanes; lane i is seeded [`lane_seed`]`(lfsr_seed, i)` (lane 0 with `lfsr_seed`).
+    pub fn with_lanes(
+        f: &FixedPoint,
+        lr: LearningRate,
+        n: usize,
+    ) -> Result<UpdateUnit, FixedError> {
+        let lanes = (0..n.max(1))
+            .map(|i| {
+                Lfsr::with_default_taps(f.lfsr_width, lane_seed(f.lfsr_seed, i, f.lfsr_width))
+                    .map_err(|e| FixedError::Unit(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(UpdateUnit {
-            lfsr: Lfsr::with_default_taps(f.lfsr_width, f.lfsr_seed)
-                .map_err(|e| FixedError::Unit(e.to_string()))?,
+            lanes,
             lr,
             rounding: f.update_rounding,
         })
     }
 
-    /// One parameter: `w` in `fmt`, gradient `g` with `g_frac` fraction bits.
+    /// One parameter on lane 0: `w` in `fmt`, gradient `g` with `g_frac` fraction bits.
     pub fn update(&mut self, w: i64, g: i64, g_frac: u32, fmt: QFormat) -> i64 {
-        let word = self.lfsr.next_bits(64);
+        self.update_lane(0, w, g, g_frac, fmt)
+    }
+
+    /// One parameter on lane `lane`.
+    pub fn update_lane(&mut self, lane: usize, w: i64, g: i64, g_frac: u32, fmt: QFormat) -> i64 {
+        let lfsr = &mut self.lanes[lane];
+        let word = lfsr.next_bits(64);
         let lr_frac = match self.lr {
             LearningRate::Mul { frac, .. } => frac,
             LearningRate::Shift(s) => s,
         };
         let shift = (g_frac + lr_frac).saturating_sub(fmt.frac);
-        let rnd = update_rnd(word, shift, self.lfsr.width());
+        let rnd = update_rnd(word, shift, lfsr.width());
         lr_update(w, g, g_frac, fmt, self.lr, self.rounding, rnd)
     }
 
-    /// A tensor of 32-bit words, in order.
+    /// A tensor of 32-bit words, in order, on lane 0.
     pub fn update_words(&mut self, ws: &mut [i32], gs: &[i64], g_frac: u32, fmt: QFormat) {
         for (w, &g) in ws.iter_mut().zip(gs) {
             *w = self.update(i64::from(*w), g, g_frac, fmt) as i32;
@@ -246,8 +269,9 @@ impl UpdateUnit {
 
     /// A `rows × cols` weight matrix (row-major `ws`, `gs`) in the engine's drain order:
     /// tiles of `tile_rows × tile_cols` (the array's R × C), tile rows outer, tile columns
-    /// inner, each tile row-major. This is the order in which the gradient GEMM's tiles
-    /// leave the array, so the hardware updates each tile as it drains.
+    /// inner; within a tile one column per cycle, its elements on the lanes `bank(r, c)`
+    /// (the weight bank each element lives in, all different within a column). Each lane
+    /// therefore sees its elements tile by tile, column by column.
     #[allow(clippy::too_many_arguments)]
     pub fn update_tiled(
         &mut self,
@@ -255,15 +279,17 @@ impl UpdateUnit {
         gs: &[i64],
         (rows, cols): (usize, usize),
         (tile_rows, tile_cols): (usize, usize),
+        bank: impl Fn(usize, usize) -> usize,
         g_frac: u32,
         fmt: QFormat,
     ) {
         for r0 in (0..rows).step_by(tile_rows.max(1)) {
             for c0 in (0..cols).step_by(tile_cols.max(1)) {
-                for r in r0..(r0 + tile_rows).min(rows) {
-                    for c in c0..(c0 + tile_cols).min(cols) {
+                for c in c0..(c0 + tile_cols).min(cols) {
+                    for r in r0..(r0 + tile_rows).min(rows) {
                         let i = r * cols + c;
-                        ws[i] = self.update(i64::from(ws[i]), gs[i], g_frac, fmt) as i32;
+                        let lane = bank(r, c);
+                        ws[i] = self.update_lane(lane, i64::from(ws[i]), gs[i], g_frac, fmt) as i32;
                     }
                 }
             }
@@ -385,7 +411,7 @@ impl FixedDf {
             .iter()
             .map(|m| quantise_mat(m, f.weight))
             .collect();
-        let updater = UpdateUnit::new(f, units.lr)?;
+        let updater = UpdateUnit::with_lanes(f, units.lr, cfg.hardware.array_rows)?;
         Ok(FixedDf {
             cfg: cfg.clone(),
             units,
@@ -677,6 +703,10 @@ impl FixedDf {
         let f = &self.units.f;
         let upd = &mut self.updater;
         let tile = (self.cfg.hardware.array_rows, self.cfg.hardware.array_cols);
+        // W_l[o][k] lives in bank o mod R, or (o + k) mod R under DF-O (the engine's
+        // `Layout::w_bank_word`); each bank has its own update lane.
+        let diag = self.cfg.algorithm.scheme == Scheme::DfO;
+        let bank = |o: usize, k: usize| if diag { o + k } else { o } % tile.0;
         for l in 0..nl {
             let shape = (self.params.w[l].rows, self.params.w[l].cols);
             upd.update_tiled(
@@ -684,6 +714,7 @@ impl FixedDf {
                 &grads_w[l],
                 shape,
                 tile,
+                bank,
                 f.update.frac,
                 f.weight,
             );

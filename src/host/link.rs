@@ -65,12 +65,20 @@ pub enum LinkError {
     BadReply(String),
     #[error("this link is closed after an earlier failure ({0}); open a new SimLink")]
     Closed(String),
+    // Not `#[from]`: that would also make the SimError the source, and `{:#}` would print
+    // it twice.
     #[error("could not build the simulator: {0}")]
-    Build(#[from] SimError),
+    Build(SimError),
     #[error("could not start or talk to the simulator {exe}: {err}")]
     Io { exe: String, err: std::io::Error },
     #[error(transparent)]
     Serial(#[from] crate::host::serial::SerialError),
+}
+
+impl From<SimError> for LinkError {
+    fn from(e: SimError) -> Self {
+        LinkError::Build(e)
+    }
 }
 
 /// How a [`SimLink`] is built and run.

@@ -267,6 +267,9 @@ struct Mem {
     banks: usize,
     width: u32,
     depth: usize,
+    /// One write-data word per bank (the weights: R update lanes write a drained column
+    /// at once); other memories share one write-data word across their banks.
+    lane_wdata: bool,
 }
 
 impl Mem {
@@ -353,17 +356,35 @@ impl Eng {
     }
     /// Declare a banked block RAM and its port signals.
     fn mem(&mut self, name: &str, banks: usize, width: u32, depth: usize) -> Mem {
+        self.mem_with(name, banks, width, depth, false)
+    }
+    /// [`Eng::mem`] with one write-data word per bank.
+    fn mem_lanes(&mut self, name: &str, banks: usize, width: u32, depth: usize) -> Mem {
+        self.mem_with(name, banks, width, depth, banks > 1)
+    }
+    fn mem_with(
+        &mut self,
+        name: &str,
+        banks: usize,
+        width: u32,
+        depth: usize,
+        lane_wdata: bool,
+    ) -> Mem {
         let mem = Mem {
             name: name.to_string(),
             banks,
             width,
             depth,
+            lane_wdata,
         };
         let aw = mem.aw();
         let nb_ = banks as u32;
         self.creg(&format!("{name}_we"), nb_);
         self.creg(&format!("{name}_waddr"), aw);
-        self.creg(&format!("{name}_wdata"), width);
+        self.creg(
+            &format!("{name}_wdata"),
+            if lane_wdata { width * nb_ } else { width },
+        );
         self.creg(&format!("{name}_raddr"), aw * nb_);
         let rdata = self.m.wire(&format!("{name}_rdata"), width * nb_);
         for b in 0..banks {
@@ -394,7 +415,14 @@ impl Eng {
                     .conn("clk_i", id("clk_i"))
                     .conn("we_i", mem.we().idx(b.clone()))
                     .conn("waddr_i", mem.waddr())
-                    .conn("wdata_i", mem.wdata())
+                    .conn(
+                        "wdata_i",
+                        if mem.lane_wdata {
+                            mem.wdata().part(&b * int(u64::from(w)), int(u64::from(w)))
+                        } else {
+                            mem.wdata()
+                        },
+                    )
                     .conn(
                         "raddr_i",
                         mem.raddr()
@@ -512,7 +540,7 @@ pub fn engine(
     let xdiag = |rows: usize, dd: usize| div_ceil(rows, cc) * dd;
     let x0 = e.mem("x0", cc, f.act.bits, xdiag(bsz, d[0]));
     let w: Vec<Mem> = (0..nl)
-        .map(|l| e.mem(&format!("w{}", l + 1), rr, f.weight.bits, lay.w_depth(l)))
+        .map(|l| e.mem_lanes(&format!("w{}", l + 1), rr, f.weight.bits, lay.w_depth(l)))
         .collect();
     let bias: Vec<Mem> = (0..nl)
         .map(|l| e.mem(&format!("b{}", l + 1), 1, f.bias.bits, d[l + 1]))
@@ -672,13 +700,12 @@ pub fn engine(
     let kg = e.q("kg_q", IW);
     let ii = e.q("i_q", IW);
     let sel = e.q("sel_q", IW);
-    // DF-O's diagonal W: k mod R and (k div R)·d for the FB column reads, tb·C mod R, and the
-    // bank (o + n) mod R of the drained element and of its row's first element.
+    // DF-O's diagonal W: k mod R and (k div R)·d for the FB column reads, tb·C mod R, and
+    // n mod R of the gradient column being drained (the bank lane 0 writes).
     let kmr = e.q("kmr_q", IW);
     let kgr = e.q("kgr_q", IW);
     let tbm = e.q("tbm_q", IW);
     let dbk = e.q("dbk_q", IW);
-    let rbk = e.q("rbk_q", IW);
     if !lay.diag_w {
         e.consume(
             "diag_ctr",
@@ -687,7 +714,6 @@ pub fn engine(
                 kgr.clone(),
                 tbm.clone(),
                 dbk.clone(),
-                rbk.clone(),
             ]),
         );
     }
@@ -812,25 +838,54 @@ pub fn engine(
             .conn("rs_word_o", id("nm_rs_word"))
             .conn("rs_half_e_o", id("nm_rs_half_e")),
     );
-    // Update unit.
-    let up_w = e.creg("up_w", s.param_w);
-    let up_g = e.creg("up_g", f.update.bits);
+    // Update units: one per weight bank (a gradient tile drains a column per cycle), each
+    // with its lane's LFSR seed (fixed::lane_seed); lane 0 also updates the biases and U.
+    let (pw_, gw_) = (s.param_w, f.update.bits);
+    let up_w = e.creg("up_w", pw_ * rr as u32);
+    let up_g = e.creg("up_g", gw_ * rr as u32);
     let up_kind = e.creg("up_kind", 2);
-    let up_v = e.creg("up_v", 1);
-    let up_wo = e.m.wire("up_wo", s.param_w);
-    let up_vo = e.m.wire("up_vo", 1);
-    e.m.instance(
+    let up_v = e.creg("up_v", rr as u32);
+    let up_wo = e.m.wire("up_wo", pw_ * rr as u32);
+    let up_vo = e.m.wire("up_vo", rr as u32);
+    let lw_seed = f.lfsr_width;
+    let seeds = cat((0..rr)
+        .rev()
+        .map(|b| hex(lw_seed, crate::fixed::lane_seed(f.lfsr_seed, b, lw_seed)))
+        .collect::<Vec<_>>());
+    e.m.localparam("UP_SEEDS", seeds);
+    let unit = |lane: &dyn Fn(&Expr, u32) -> Expr, bit: &dyn Fn(&Expr) -> Expr| {
         Instance::new("dff_update", "u_update")
+            .param("SEED", lane(&id("UP_SEEDS"), lw_seed))
             .conn("clk_i", id("clk_i"))
             .conn("rst_i", id("rst_i"))
-            .conn("w_i", &up_w)
-            .conn("g_i", &up_g)
+            .conn("w_i", lane(&up_w, pw_))
+            .conn("g_i", lane(&up_g, gw_))
             .conn("kind_i", &up_kind)
-            .conn("v_i", &up_v)
+            .conn("v_i", bit(&up_v))
             .conn("lr_i", &lr)
-            .conn("w_o", &up_wo)
-            .conn("v_o", &up_vo),
-    );
+            .conn("w_o", lane(&up_wo, pw_))
+            .conn("v_o", bit(&up_vo))
+    };
+    if rr == 1 {
+        // (A one-row array: scalar flags, no generate loop.)
+        e.m.instance(unit(&|x, _| x.clone(), &|x| x.clone()));
+    } else {
+        e.m.genvar("u");
+        e.m.gen_for("u", int(0), int(rr as u64), "g_update", |g, u| {
+            g.instance(unit(
+                &|x, w| x.part(&u * int(u64::from(w)), int(u64::from(w))),
+                &|x| x.idx(u.clone()),
+            ));
+        });
+    }
+    // Lane 0 alone (BUPD, UUPD): the other lanes idle.
+    let lane0 = |x: Expr, w: u32| -> Expr {
+        if rr == 1 {
+            x
+        } else {
+            cat([lit(w * (rr as u32 - 1), 0), x])
+        }
+    };
     // Loss unit.
     let gw = f.goodness.bits;
     let bw = f.beta.bits;
@@ -990,7 +1045,7 @@ pub fn engine(
     ];
     for c in [
         &row, &jj, &jmod, &rmod, &rgb, &sbase, &samp, &slot, &ob, &tb, &kk, &kmod, &kg, &ii, &sel,
-        &kmr, &kgr, &tbm, &dbk, &rbk,
+        &kmr, &kgr, &tbm, &dbk,
     ] {
         fetch.push(nb(c, ix(0)));
     }
@@ -1493,6 +1548,10 @@ pub fn engine(
         let acc_d2 = e.q("acc_d2", s.acc_w);
         e.seq.push(nb(&acc_d1, &acc_sel));
         e.seq.push(nb(&acc_d2, &acc_d1));
+        if nl == 1 && nfb == 0 {
+            // Only FWD l ≥ 2 and FB read it.
+            e.consume("acc_d2", acc_d2.clone());
+        }
         let o_idx = e.w32("drain_o", &obr + &ii);
         let n_idx = e.w32("drain_n", &tbc + &jj);
         // FWD layer 1: a1[n·d1 + o] = acc (one cycle later).
@@ -1545,62 +1604,86 @@ pub fn engine(
             e.drive(&format!("{}_waddr", h[l].name), hv.clone(), ha);
             e.drive(&format!("{}_wdata", h[l].name), hv, relu_h.clone());
         }
-        // GRAD: W_l[o][k] through the update unit; W read at bank i, word ob·d_in + n.
+        // GRAD: the tile drains one column n per cycle, W_l[ob·R + i][n] on lane i for all
+        // rows at once, through the update unit of the element's bank: bank i (row banks) or
+        // (i + n) mod R (DF-O's diagonal banks; `dbk` = n mod R). Every bank is read and
+        // written at the same word ob·d_in + n.
+        let accw = s.acc_w;
+        let gcol: Vec<Expr> = (0..rr)
+            .map(|i| acc_all.part((ix(i * cc) + &jj) * int(u64::from(accw)), int(u64::from(accw))))
+            .collect();
+        let glv: Vec<Expr> = (0..rr).map(|i| (&obr + ix(i)).lt_(&gm)).collect();
+        // Bank b takes lane (b − n) mod R under DF-O.
+        let (gbank, gbank_v): (Vec<Expr>, Vec<Expr>) = (0..rr)
+            .map(|b| {
+                if !lay.diag_w {
+                    return (gcol[b].clone(), glv[b].clone());
+                }
+                let (mut a, mut v) = (gcol[b].clone(), glv[b].clone());
+                for sft in 1..rr {
+                    let lane = (b + rr - sft) % rr;
+                    let hit = dbk.clone().eq_(ix(sft));
+                    a = mux(hit.clone(), gcol[lane].clone(), a);
+                    v = mux(hit, glv[lane].clone(), v);
+                }
+                (a, v)
+            })
+            .unzip();
+        let gacc = e.m.wire("grad_col", accw * rr as u32);
+        e.m.assign(&gacc, cat(gbank.into_iter().rev().collect::<Vec<_>>()));
+        let gacc2 = e.delay("grad_col", gacc, accw * rr as u32, 2);
         for l in 0..nl {
             let c = dvalid.clone().land(is_opl(OP_GRAD, l));
+            let gv = e.m.wire(&format!("gu{}_lanes", l + 1), rr as u32);
+            e.m.assign(
+                &gv,
+                mux(
+                    c.clone(),
+                    cat(gbank_v.iter().rev().cloned().collect::<Vec<_>>()),
+                    lit(rr as u32, 0),
+                ),
+            );
             let wa = e.w32(&format!("gw{}_word", l + 1), &ob * ix(d[l]) + &n_idx);
             e.consume(&format!("gw{}_word", l + 1), wa.slice(IW - 1, w[l].aw()));
             let all: Vec<Expr> = (0..rr).map(|_| wa.slice(w[l].aw() - 1, 0)).collect();
             e.drive(&format!("{}_raddr", w[l].name), c.clone(), cat(all));
             let v2 = e.delay(&format!("gu{}_v", l + 1), c.clone(), 1, 2);
-            // The drained element's bank: row i (row banks) or (o + n) mod R (diagonal).
-            let wbank = if lay.diag_w {
-                dbk.slice(7, 0)
-            } else {
-                ii.slice(7, 0)
-            };
-            let i2 = e.delay(&format!("gu{}_i", l + 1), wbank.clone(), 8, 2);
-            let mut wsel = lit(f.weight.bits, 0);
-            for i in 0..rr {
-                wsel = mux(i2.clone().eq_(lit(8, i as u64)), w[l].bank(i), wsel);
-            }
-            let wsw = e.m.wire_s(&format!("gu{}_w", l + 1), f.weight.bits);
-            e.m.assign(&wsw, wsel);
-            e.drive(
-                "up_w",
-                v2.clone(),
-                ext(&Sig::new(wsw, f.weight.bits, true), s.param_w),
-            );
-            e.drive(
-                "up_g",
-                v2.clone(),
-                ext(&Sig::new(acc_d2.clone(), s.acc_w, true), f.update.bits),
-            );
+            let lv2 = e.delay(&format!("gu{}_lv", l + 1), gv.clone(), rr as u32, 2);
+            let ups: Vec<Expr> = (0..rr)
+                .rev()
+                .map(|b| ext(&Sig::new(w[l].bank(b), f.weight.bits, true), s.param_w))
+                .collect();
+            e.drive("up_w", v2.clone(), cat(ups));
+            let ugs: Vec<Expr> = (0..rr)
+                .rev()
+                .map(|b| {
+                    let g = gacc2.part(int((b as u64) * u64::from(accw)), int(u64::from(accw)));
+                    ext(&Sig::new(g, accw, true), f.update.bits)
+                })
+                .collect();
+            e.drive("up_g", v2.clone(), cat(ugs));
             e.drive("up_kind", v2.clone(), lit(2, 0));
-            e.drive("up_v", v2, lit(1, 1));
+            e.drive("up_v", v2, lv2);
             let wv = e.delay(&format!("gu{}_wv", l + 1), c.clone(), 1, 5);
-            let wi = e.delay(&format!("gu{}_wi", l + 1), wbank, 8, 5);
+            let wl = e.delay(&format!("gu{}_wl", l + 1), gv, rr as u32, 5);
             let wad = e.delay(
                 &format!("gu{}_wa", l + 1),
                 wa.slice(w[l].aw() - 1, 0),
                 w[l].aw(),
                 5,
             );
-            let oh: Vec<Expr> = (0..rr)
-                .rev()
-                .map(|i| wi.clone().eq_(lit(8, i as u64)))
-                .collect();
-            e.drive(
-                &format!("{}_we", w[l].name),
-                wv.clone(),
-                mux(wv.clone(), cat(oh), lit(rr as u32, 0)),
-            );
+            e.drive(&format!("{}_we", w[l].name), wv.clone(), wl);
             e.drive(&format!("{}_waddr", w[l].name), wv.clone(), wad);
-            e.drive(
-                &format!("{}_wdata", w[l].name),
-                wv,
-                up_wo.slice(f.weight.bits - 1, 0),
-            );
+            let wds: Vec<Expr> = (0..rr)
+                .rev()
+                .map(|b| {
+                    up_wo.part(
+                        int((b as u64) * u64::from(s.param_w)),
+                        int(u64::from(f.weight.bits)),
+                    )
+                })
+                .collect();
+            e.drive(&format!("{}_wdata", w[l].name), wv, cat(wds));
         }
         // FB l: fb = requant(acc · word · 2^-(weight.frac + rsqrt_frac + k)) onto `delta`
         // (`Units::scale_by_rsqrt` with layer l's rsqrt parts of the row, k = e/2 − hidden.frac)
@@ -1733,7 +1816,6 @@ pub fn engine(
                         nb(&jj, ix(0)),
                         nb(&sel, ix(0)),
                         nb(&dbk, &tbm),
-                        nb(&rbk, &tbm),
                     ],
                 ),
             ],
@@ -1760,22 +1842,26 @@ pub fn engine(
             )
             .else_(vec![nb(&tb, &tb + ix(1)), nb(&st, sid("S_GS"))]),
         ];
+        // GRAD drains a column per cycle (C cycles), FWD and FB one PE per cycle (R·C).
         sw.push(arm(
             sid("S_GD"),
-            vec![
+            vec![if_(
+                is_g.clone(),
+                vec![
+                    nb(&jj, &jj + ix(1)),
+                    nb(&dbk, inc_r(&dbk)),
+                    if_(jj.clone().eq_(ix(cc - 1)), next_tile.clone()),
+                ],
+            )
+            .else_(vec![
                 nb(&sel, &sel + ix(1)),
                 if_(
                     jj.clone().eq_(ix(cc - 1)),
-                    vec![
-                        nb(&jj, ix(0)),
-                        nb(&ii, &ii + ix(1)),
-                        nb(&rbk, inc_r(&rbk)),
-                        nb(&dbk, inc_r(&rbk)),
-                    ],
+                    vec![nb(&jj, ix(0)), nb(&ii, &ii + ix(1))],
                 )
-                .else_(vec![nb(&jj, &jj + ix(1)), nb(&dbk, inc_r(&dbk))]),
+                .else_(vec![nb(&jj, &jj + ix(1))]),
                 if_(sel.clone().eq_(ix(rr * cc - 1)), next_tile),
-            ],
+            ])],
         ));
     }
 
@@ -2530,15 +2616,21 @@ pub fn engine(
             e.drive(
                 "up_w",
                 v2.clone(),
-                ext(&Sig::new(bm.bank(0), f.bias.bits, true), s.param_w),
+                lane0(
+                    ext(&Sig::new(bm.bank(0), f.bias.bits, true), s.param_w),
+                    s.param_w,
+                ),
             );
             e.drive(
                 "up_g",
                 v2.clone(),
-                ext(&Sig::new(gsum, dbw, true), f.update.bits),
+                lane0(
+                    ext(&Sig::new(gsum, dbw, true), f.update.bits),
+                    f.update.bits,
+                ),
             );
             e.drive("up_kind", v2.clone(), lit(2, 1));
-            e.drive("up_v", v2, lit(1, 1));
+            e.drive("up_v", v2, lane0(lit(1, 1), 1));
             let wv = e.delay(&format!("bu{}_wv", l + 1), c.clone(), 1, 5);
             let wa = e.delay(
                 &format!("bu{}_wa", l + 1),
@@ -2580,15 +2672,21 @@ pub fn engine(
         e.drive(
             "up_w",
             v2.clone(),
-            ext(&Sig::new(u.bank(0), f.centroid.bits, true), s.param_w),
+            lane0(
+                ext(&Sig::new(u.bank(0), f.centroid.bits, true), s.param_w),
+                s.param_w,
+            ),
         );
         e.drive(
             "up_g",
             v2.clone(),
-            ext(&Sig::new(gsum, dbw, true), f.update.bits),
+            lane0(
+                ext(&Sig::new(gsum, dbw, true), f.update.bits),
+                f.update.bits,
+            ),
         );
         e.drive("up_kind", v2.clone(), lit(2, 2));
-        e.drive("up_v", v2.clone(), lit(1, 1));
+        e.drive("up_v", v2.clone(), lane0(lit(1, 1), 1));
         e.seq.push(if_(
             v2.clone().lor(in_st("S_INIT")),
             vec![nb(
@@ -2693,10 +2791,15 @@ pub fn engine(
                     mux(c.clone(), bank_oh, lit(m.banks as u32, 0)),
                 );
                 e.drive(&format!("{}_waddr", m.name), c.clone(), word.clone());
+                let data = bus_wdata.slice(m.width - 1, 0);
                 e.drive(
                     &format!("{}_wdata", m.name),
                     c,
-                    bus_wdata.slice(m.width - 1, 0),
+                    if m.lane_wdata {
+                        repl(int(m.banks as u64), [data])
+                    } else {
+                        data
+                    },
                 );
             }
             let c = rd.clone().land(valid.clone());
@@ -2946,7 +3049,9 @@ pub fn predicted_cycles(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> u6
     let rows = samples * kh;
     let dc = |a: u64, b: u64| a.div_ceil(b);
     let flush = rr + cc + 6;
-    let gemm = |m: u64, nn: u64, k: u64| dc(m, rr) * dc(nn, cc) * (k + flush + 1 + rr * cc) + 10;
+    // A tile: stream K, flush, drain (R·C cycles; the gradient GEMM's a column per cycle).
+    let tiles = |m: u64, nn: u64, k: u64, drain: u64| dc(m, rr) * dc(nn, cc) * (k + flush + 1 + drain) + 10;
+    let gemm = |m: u64, nn: u64, k: u64| tiles(m, nn, k, rr * cc);
     // Every op: FETCH, its body, then (most) S_WAIT + S_NEXT.
     let mut c = 1 + samples * (2 * d[0] + NORM_WAIT) + 10; // INORM
     c += 1 + gemm(d[1], samples, d[0]); // FWD 1
@@ -2980,7 +3085,7 @@ pub fn predicted_cycles(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> u6
         }
         for l in 0..nl {
             let k = if l == 0 { samples } else { rows };
-            c += 1 + gemm(d[l + 1], d[l], k); // GRAD
+            c += 1 + tiles(d[l + 1], d[l], k, cc); // GRAD
             c += 1 + d[l + 1] + 10; // BUPD
         }
         c += 1 + lay.classes as u64 * d[1] + 10; // UUPD

@@ -1,7 +1,8 @@
 //! Local update unit: `w − round(g · η/B)` saturated to the parameter's format
 //! ([`crate::fixed::ops::lr_update`]), with the stochastic-rounding bits from the Galois LFSR
 //! of the golden model ([`crate::fixed::Lfsr`], stepped once per parameter, exactly as
-//! `FixedDf::update` walks W, b, U). `kind_i` selects the parameter: 0 = weight (gradient in
+//! `FixedDf::update` walks W, b, U). The engine instantiates one per weight bank, each
+//! with the `SEED` of its lane ([`crate::fixed::lane_seed`]). `kind_i` selects the parameter: 0 = weight (gradient in
 //! `update`), 1 = bias, 2 = centroid (gradients in `delta` fraction bits). The read-modify-write
 //! sits on the weight BRAM's two ports: `w_i` is the registered read data, `w_o`/`v_o` the
 //! write-back three cycles later.
@@ -20,9 +21,11 @@ pub fn update(s: &Shape, seed_flip: bool) -> Module {
     let width = f.lfsr_width;
     let taps = crate::fixed::default_taps(width).expect("validated LFSR width");
     let mut m = Module::new("dff_update").doc(format!(
-        "Update: w - round(g * lr) ({:?}), {width}-bit Galois LFSR taps 0x{taps:x} seed {}.",
+        "Update: w - round(g * lr) ({:?}), {width}-bit Galois LFSR taps 0x{taps:x}\n\
+         seeded SEED (default fixed.lfsr_seed {}; the engine's lanes override it).",
         f.update_rounding, f.lfsr_seed
     ));
+    let seed_p = m.param("SEED", hex(width, f.lfsr_seed));
     m.input("clk_i", 1);
     m.input("rst_i", 1);
     let w_i = m.input_s("w_i", ww);
@@ -125,10 +128,14 @@ pub fn update(s: &Shape, seed_flip: bool) -> Module {
         &outs[0],
         mux(k2.clone().eq_(lit(2, 1)), &outs[1], &outs[2]),
     );
-    let seed = f.lfsr_seed ^ if seed_flip { 2 } else { 0 };
+    let seed = if seed_flip {
+        seed_p ^ hex(width, 2)
+    } else {
+        seed_p
+    };
     m.always_ff(
         id("clk_i"),
-        vec![if_(id("rst_i"), vec![nb(&lfsr_q, hex(width, seed))])
+        vec![if_(id("rst_i"), vec![nb(&lfsr_q, seed)])
             .else_if(&v_i, vec![nb(&lfsr_q, &nxt)])],
     );
     ff(
