@@ -105,6 +105,40 @@ fn feedback_schemes_are_bit_exact_and_a_wrong_sign_is_caught() {
 }
 
 #[test]
+fn gradient_tiles_shorter_than_the_array_drain_back_to_back() {
+    // The gradient GEMM streams its tiles back to back and drains each a column per cycle
+    // from the PE shadows while the next streams; a tile lasts max(K, max(R, C) + 1) steps.
+    // Batches of 2 and 1 make K (the samples, for W_1) shorter than either edge, so every
+    // tile is padded and drains start as soon as they may; a wide array (C > R + 1) and
+    // DF-O's rotated banks (one update unit per bank, stochastic rounding) on a tall one.
+    for (i, (r, c)) in [(0, (2, 5)), (4, (3, 2))] {
+        let mut cfg = random_config(2408, i);
+        cfg.hardware.array_rows = r;
+        cfg.hardware.array_cols = c;
+        cfg.training.batch = 2;
+        assert_eq!(
+            cfg.fixed.update_rounding,
+            dfforge::fixed::Rounding::Stochastic
+        );
+        let rep = cosim(&cfg, Mutation::None, 2);
+        eprintln!(
+            "{:?} {:?} on {r}x{c}: {} values, {} mismatches",
+            cfg.algorithm.scheme,
+            cfg.network.widths(),
+            rep.values_compared,
+            rep.mismatches
+        );
+        assert_eq!(
+            rep.mismatches,
+            0,
+            "{r}x{c}: first {}",
+            rep.first_mismatch.unwrap()
+        );
+        assert_eq!(rep.predicted_cycles, rep.cycles);
+    }
+}
+
+#[test]
 fn mutated_engine_is_caught() {
     // One operator changed (the ReLU/requantise unit rounds the other way): the first step
     // must differ, and the report must name where. (A PE that adds one LSB of the 2^-24

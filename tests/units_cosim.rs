@@ -527,7 +527,7 @@ fn array_gemm(
         for tj in (0..n).step_by(cols) {
             for t in 0..per {
                 let mut west = Vec::new();
-                let (mut wv, mut wc) = (0i64, 0i64);
+                let (mut wv, mut wc, mut wl) = (0i64, 0i64, 0i64);
                 for r in 0..rows {
                     let kk = t as isize - r as isize;
                     let on = kk >= 0 && (kk as usize) < k;
@@ -542,6 +542,9 @@ fn array_gemm(
                     }
                     if kk == 0 {
                         wc |= 1 << r;
+                    }
+                    if kk == k as isize - 1 {
+                        wl |= 1 << r;
                     }
                 }
                 let north: Vec<(i64, u32)> = (0..cols)
@@ -559,6 +562,7 @@ fn array_gemm(
                     ("west_i", Bits::pack(&west)),
                     ("wv_i", Bits::pack(&[(wv, rows as u32)])),
                     ("wc_i", Bits::pack(&[(wc, rows as u32)])),
+                    ("wl_i", Bits::pack(&[(wl, rows as u32)])),
                     ("north_i", Bits::pack(&north)),
                 ]);
             }

@@ -222,14 +222,17 @@ module dff_engine (
   reg [63:0] north_q;
   reg av_q;
   reg ac_q;
+  reg al_q;
   wire [71:0] west_sk;
   wire [63:0] north_sk;
   wire [3:0] wv_sk;
   wire [3:0] wc_sk;
+  wire [3:0] wl_sk;
   wire [767:0] acc_all;
   wire [71:0] arr_east;
   wire [3:0] arr_ev;
   wire [3:0] arr_ec;
+  wire [3:0] arr_el;
   wire [63:0] arr_south;
   wire unused_array;
   reg [47:0] relu_z;
@@ -281,6 +284,7 @@ module dff_engine (
   reg [63:0] cnt_array_q;
   reg [63:0] cnt_runs_q;
   wire running;
+  wire gemm_issue;
   wire [31:0] norm_d;
   wire unused_hi_norm_d;
   wire [31:0] norm_rows;
@@ -324,6 +328,7 @@ module dff_engine (
   wire unused_hi_gemm_obr;
   wire [31:0] gemm_tbc;
   wire unused_hi_gemm_tbc;
+  wire gemm_issue_c;
   wire [31:0] fw1_raddr;
   wire unused_hi_fw1_raddr;
   wire unused_fw1_raddr;
@@ -405,6 +410,8 @@ module dff_engine (
   reg gs_v_d2;
   reg gs_c_d1;
   reg gs_c_d2;
+  reg gs_l_d1;
+  reg gs_l_d2;
   wire drain_valid;
   wire signed [47:0] acc_sel;
   reg [47:0] acc_d1;
@@ -434,6 +441,28 @@ module dff_engine (
   reg fh2_v_d2;
   reg fh2_v_d3;
   reg fh2_v_d4;
+  reg gd_act_q;
+  reg [31:0] gd_j_q;
+  reg [31:0] gd_ob_q;
+  reg [31:0] gd_tb_q;
+  reg [31:0] gd_tbm_q;
+  reg gd_start_d1;
+  reg gd_start_d2;
+  reg gd_start_d3;
+  reg gd_start_d4;
+  reg gd_start_d5;
+  reg gd_start_d6;
+  reg gd_start_d7;
+  reg gd_start_d8;
+  reg gd_start_d9;
+  reg gd_start_d10;
+  wire [31:0] gd_obr;
+  wire unused_hi_gd_obr;
+  wire [31:0] gd_tbc;
+  wire unused_hi_gd_tbc;
+  wire [31:0] gd_n;
+  wire unused_hi_gd_n;
+  wire gd_valid;
   wire [191:0] grad_col;
   reg [191:0] grad_col_d1;
   reg [191:0] grad_col_d2;
@@ -487,6 +516,8 @@ module dff_engine (
   wire unused_hi_kg_step;
   wire gemm_tb_last;
   wire gemm_ob_last;
+  wire [31:0] gemm_steps;
+  wire unused_hi_gemm_steps;
   wire [31:0] cen_a1;
   wire unused_hi_cen_a1;
   wire [31:0] cen_u;
@@ -730,6 +761,15 @@ module dff_engine (
     .y_o(wc_sk)
   );
 
+  dff_skew #(
+    .LANES(4),
+    .W(1)
+  ) u_wl_skew (
+    .clk_i(clk_i),
+    .x_i({4{al_q}}),
+    .y_o(wl_sk)
+  );
+
   dff_array #(
     .R(4),
     .C(4)
@@ -739,15 +779,17 @@ module dff_engine (
     .west_i(west_sk),
     .wv_i(wv_sk),
     .wc_i(wc_sk),
+    .wl_i(wl_sk),
     .north_i(north_sk),
     .east_o(arr_east),
     .ev_o(arr_ev),
     .ec_o(arr_ec),
+    .el_o(arr_el),
     .south_o(arr_south),
     .acc_o(acc_all)
   );
 
-  assign unused_array = ^{arr_east, arr_ev, arr_ec, arr_south};
+  assign unused_array = ^{arr_east, arr_ev, arr_ec, arr_el, arr_south};
 
   dff_relu u_relu (
     .clk_i(clk_i),
@@ -877,6 +919,8 @@ module dff_engine (
   assign unused_hi_gemm_obr = ^gemm_obr[31:1];
   assign gemm_tbc = tb_q * 32'd4;
   assign unused_hi_gemm_tbc = ^gemm_tbc[31:1];
+  assign gemm_issue_c = (st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && (k_q < gemm_k);
+  assign gemm_issue = gemm_issue_c;
   assign fw1_raddr = (ob_q * 32'd64) + k_q;
   assign unused_hi_fw1_raddr = ^fw1_raddr[31:1];
   assign unused_fw1_raddr = ^fw1_raddr[31:11];
@@ -965,19 +1009,28 @@ module dff_engine (
   assign fb2 = {b2_rd0, 12'd0};
   assign fz2 = $signed({{2{acc_d2[47]}}, acc_d2}) + $signed({{22{fb2[27]}}, fb2});
   assign fz2_c = fz2 < (-50'sd140737488355328) ? 48'h800000000000 : fz2 > 50'sd140737488355327 ? 48'h7fffffffffff : fz2[47:0];
-  assign grad_col = {acc_all[(32'd12+j_q)*48 +: 48], acc_all[(32'd8+j_q)*48 +: 48], acc_all[(32'd4+j_q)*48 +: 48], acc_all[(32'd0+j_q)*48 +: 48]};
-  assign gu1_lanes = (drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) ? {(gemm_obr + 32'd3) < gemm_m, (gemm_obr + 32'd2) < gemm_m, (gemm_obr + 32'd1) < gemm_m, (gemm_obr + 32'd0) < gemm_m} : 4'd0;
-  assign gw1_word = (ob_q * 32'd64) + drain_n;
+  assign gd_obr = gd_ob_q * 32'd4;
+  assign unused_hi_gd_obr = ^gd_obr[31:1];
+  assign gd_tbc = gd_tb_q * 32'd4;
+  assign unused_hi_gd_tbc = ^gd_tbc[31:1];
+  assign gd_n = gd_tbc + gd_j_q;
+  assign unused_hi_gd_n = ^gd_n[31:1];
+  assign gd_valid = gd_act_q && (gd_n < gemm_n);
+  assign grad_col = {acc_all[(32'd12+gd_j_q)*48 +: 48], acc_all[(32'd8+gd_j_q)*48 +: 48], acc_all[(32'd4+gd_j_q)*48 +: 48], acc_all[(32'd0+gd_j_q)*48 +: 48]};
+  assign gu1_lanes = (gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) ? {(gd_obr + 32'd3) < gemm_m, (gd_obr + 32'd2) < gemm_m, (gd_obr + 32'd1) < gemm_m, (gd_obr + 32'd0) < gemm_m} : 4'd0;
+  assign gw1_word = (gd_ob_q * 32'd64) + gd_n;
   assign unused_hi_gw1_word = ^gw1_word[31:1];
   assign unused_gw1_word = ^gw1_word[31:11];
-  assign gu2_lanes = (drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) ? {(gemm_obr + 32'd3) < gemm_m, (gemm_obr + 32'd2) < gemm_m, (gemm_obr + 32'd1) < gemm_m, (gemm_obr + 32'd0) < gemm_m} : 4'd0;
-  assign gw2_word = (ob_q * 32'd128) + drain_n;
+  assign gu2_lanes = (gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) ? {(gd_obr + 32'd3) < gemm_m, (gd_obr + 32'd2) < gemm_m, (gd_obr + 32'd1) < gemm_m, (gd_obr + 32'd0) < gemm_m} : 4'd0;
+  assign gw2_word = (gd_ob_q * 32'd128) + gd_n;
   assign unused_hi_gw2_word = ^gw2_word[31:1];
   assign unused_gw2_word = ^gw2_word[31:12];
   assign kg_step = ((kind_q == OP_GRAD) && (layer_q == 2'd1)) ? 32'd128 : ((kind_q == OP_GRAD) && (layer_q == 2'd0)) ? 32'd64 : 32'd0;
   assign unused_hi_kg_step = ^kg_step[31:1];
   assign gemm_tb_last = (gemm_tbc + 32'd4) >= gemm_n;
   assign gemm_ob_last = (gemm_obr + 32'd4) >= gemm_m;
+  assign gemm_steps = ((kind_q == OP_GRAD) && (gemm_k < 32'd5)) ? 32'd5 : gemm_k;
+  assign unused_hi_gemm_steps = ^gemm_steps[31:1];
   assign cen_a1 = (samp_q * 32'd128) + j_q;
   assign unused_hi_cen_a1 = ^cen_a1[31:1];
   assign cen_u = ({28'd0, hyp_q} * 32'd128) + j_q;
@@ -1095,6 +1148,7 @@ module dff_engine (
       north_q <= {64{1'b0}};
       av_q <= {1{1'b0}};
       ac_q <= {1{1'b0}};
+      al_q <= {1{1'b0}};
       gt_q <= {180{1'b0}};
       act_q <= {10{1'b0}};
       cnt_cycles_q <= {64{1'b0}};
@@ -1127,6 +1181,8 @@ module dff_engine (
       gs_v_d2 <= {1{1'b0}};
       gs_c_d1 <= {1{1'b0}};
       gs_c_d2 <= {1{1'b0}};
+      gs_l_d1 <= {1{1'b0}};
+      gs_l_d2 <= {1{1'b0}};
       acc_d1 <= {48{1'b0}};
       acc_d2 <= {48{1'b0}};
       a1w_v_d1 <= {1{1'b0}};
@@ -1141,6 +1197,21 @@ module dff_engine (
       fh2_v_d2 <= {1{1'b0}};
       fh2_v_d3 <= {1{1'b0}};
       fh2_v_d4 <= {1{1'b0}};
+      gd_act_q <= {1{1'b0}};
+      gd_j_q <= {32{1'b0}};
+      gd_ob_q <= {32{1'b0}};
+      gd_tb_q <= {32{1'b0}};
+      gd_tbm_q <= {32{1'b0}};
+      gd_start_d1 <= {1{1'b0}};
+      gd_start_d2 <= {1{1'b0}};
+      gd_start_d3 <= {1{1'b0}};
+      gd_start_d4 <= {1{1'b0}};
+      gd_start_d5 <= {1{1'b0}};
+      gd_start_d6 <= {1{1'b0}};
+      gd_start_d7 <= {1{1'b0}};
+      gd_start_d8 <= {1{1'b0}};
+      gd_start_d9 <= {1{1'b0}};
+      gd_start_d10 <= {1{1'b0}};
       grad_col_d1 <= {192{1'b0}};
       grad_col_d2 <= {192{1'b0}};
       gu1_v_d1 <= {1{1'b0}};
@@ -1301,14 +1372,17 @@ module dff_engine (
       e_lanes_d2 <= e_lanes_d1;
       rot_d1 <= kmod_q[7:0];
       rot_d2 <= rot_d1;
-      gs_v_d1 <= (st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB));
+      gs_v_d1 <= gemm_issue_c;
       gs_v_d2 <= gs_v_d1;
-      gs_c_d1 <= (st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && (k_q == 32'd0);
+      gs_c_d1 <= gemm_issue_c && (k_q == 32'd0);
       gs_c_d2 <= gs_c_d1;
+      gs_l_d1 <= gemm_issue_c && (k_q == (gemm_k - 32'd1));
+      gs_l_d2 <= gs_l_d1;
       west_q <= ((kind_q == OP_GRAD) && (layer_q == 2'd0)) ? e_lanes_d2 : ((kind_q == OP_GRAD) && (layer_q == 2'd1)) ? west_d2 : ((kind_q == OP_FWD) && (layer_q == 2'd1)) ? west_w2 : ((kind_q == OP_FWD) && (layer_q == 2'd0)) ? west_w1 : {72{1'b0}};
       north_q <= layer_q == 2'd1 ? north_x2 : layer_q == 2'd0 ? north_x1 : {64{1'b0}};
       av_q <= gs_v_d2;
       ac_q <= gs_c_d2;
+      al_q <= gs_l_d2;
       acc_d1 <= acc_sel;
       acc_d2 <= acc_d1;
       a1w_v_d1 <= drain_valid && ((kind_q == OP_FWD) && (layer_q == 2'd0));
@@ -1323,13 +1397,46 @@ module dff_engine (
       fh2_v_d2 <= fh2_v_d1;
       fh2_v_d3 <= fh2_v_d2;
       fh2_v_d4 <= fh2_v_d3;
+      gd_start_d1 <= gemm_issue_c && (kind_q == OP_GRAD) && (k_q == (gemm_k - 32'd1));
+      gd_start_d2 <= gd_start_d1;
+      gd_start_d3 <= gd_start_d2;
+      gd_start_d4 <= gd_start_d3;
+      gd_start_d5 <= gd_start_d4;
+      gd_start_d6 <= gd_start_d5;
+      gd_start_d7 <= gd_start_d6;
+      gd_start_d8 <= gd_start_d7;
+      gd_start_d9 <= gd_start_d8;
+      gd_start_d10 <= gd_start_d9;
+      if (st_q == S_FETCH) begin
+        gd_ob_q <= 32'd0;
+        gd_tb_q <= 32'd0;
+        gd_tbm_q <= 32'd0;
+      end else if (gd_start_d10) begin
+        gd_act_q <= 1'b1;
+        gd_j_q <= 32'd0;
+        dbk_q <= gd_tbm_q;
+      end else if (gd_act_q) begin
+        gd_j_q <= gd_j_q + 32'd1;
+        dbk_q <= dbk_q == 32'd3 ? 32'd0 : dbk_q + 32'd1;
+        if (gd_j_q == 32'd3) begin
+          gd_act_q <= 1'b0;
+          if ((gd_tbc + 32'd4) >= gemm_n) begin
+            gd_tb_q <= 32'd0;
+            gd_tbm_q <= 32'd0;
+            gd_ob_q <= gd_ob_q + 32'd1;
+          end else begin
+            gd_tb_q <= gd_tb_q + 32'd1;
+            gd_tbm_q <= (gd_tbm_q + 32'd0) >= 32'd4 ? gd_tbm_q + 32'd0 - 32'd4 : gd_tbm_q + 32'd0;
+          end
+        end
+      end
       grad_col_d1 <= grad_col;
       grad_col_d2 <= grad_col_d1;
-      gu1_v_d1 <= drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0));
+      gu1_v_d1 <= gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0));
       gu1_v_d2 <= gu1_v_d1;
       gu1_lv_d1 <= gu1_lanes;
       gu1_lv_d2 <= gu1_lv_d1;
-      gu1_wv_d1 <= drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0));
+      gu1_wv_d1 <= gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0));
       gu1_wv_d2 <= gu1_wv_d1;
       gu1_wv_d3 <= gu1_wv_d2;
       gu1_wv_d4 <= gu1_wv_d3;
@@ -1344,11 +1451,11 @@ module dff_engine (
       gu1_wa_d3 <= gu1_wa_d2;
       gu1_wa_d4 <= gu1_wa_d3;
       gu1_wa_d5 <= gu1_wa_d4;
-      gu2_v_d1 <= drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1));
+      gu2_v_d1 <= gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1));
       gu2_v_d2 <= gu2_v_d1;
       gu2_lv_d1 <= gu2_lanes;
       gu2_lv_d2 <= gu2_lv_d1;
-      gu2_wv_d1 <= drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1));
+      gu2_wv_d1 <= gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1));
       gu2_wv_d2 <= gu2_wv_d1;
       gu2_wv_d3 <= gu2_wv_d2;
       gu2_wv_d4 <= gu2_wv_d3;
@@ -1530,7 +1637,7 @@ module dff_engine (
       if (running) begin
         cnt_busy_q <= cnt_busy_q + 64'd1;
       end
-      if (st_q == S_GS) begin
+      if (gemm_issue) begin
         cnt_array_q <= cnt_array_q + 64'd1;
       end
       done_q <= 1'b0;
@@ -1683,6 +1790,50 @@ module dff_engine (
             end
           end
         end
+        S_GF: begin
+          wait_q <= wait_q - 8'd1;
+          if (wait_q == 8'd0) begin
+            if (kind_q == OP_GRAD) begin
+              wait_q <= 8'd8;
+              st_q <= S_WAIT;
+            end else begin
+              st_q <= S_GD;
+              i_q <= 32'd0;
+              j_q <= 32'd0;
+              sel_q <= 32'd0;
+            end
+          end
+        end
+        S_GD: begin
+          sel_q <= sel_q + 32'd1;
+          if (j_q == 32'd3) begin
+            j_q <= 32'd0;
+            i_q <= i_q + 32'd1;
+          end else begin
+            j_q <= j_q + 32'd1;
+          end
+          if (sel_q == 32'd15) begin
+            k_q <= 32'd0;
+            kmod_q <= 32'd0;
+            kg_q <= 32'd0;
+            kmr_q <= 32'd0;
+            kgr_q <= 32'd0;
+            tbm_q <= gemm_tb_last ? 32'd0 : (tbm_q + 32'd0) >= 32'd4 ? tbm_q + 32'd0 - 32'd4 : tbm_q + 32'd0;
+            if (gemm_tb_last) begin
+              tb_q <= 32'd0;
+              if (gemm_ob_last) begin
+                wait_q <= 8'd8;
+                st_q <= S_WAIT;
+              end else begin
+                ob_q <= ob_q + 32'd1;
+                st_q <= S_GS;
+              end
+            end else begin
+              tb_q <= tb_q + 32'd1;
+              st_q <= S_GS;
+            end
+          end
+        end
         S_GS: begin
           k_q <= k_q + 32'd1;
           if (kmod_q == 32'd3) begin
@@ -1691,26 +1842,8 @@ module dff_engine (
           end else begin
             kmod_q <= kmod_q + 32'd1;
           end
-          if (k_q == (gemm_k - 32'd1)) begin
-            wait_q <= 8'd14;
-            st_q <= S_GF;
-          end
-        end
-        S_GF: begin
-          wait_q <= wait_q - 8'd1;
-          if (wait_q == 8'd0) begin
-            st_q <= S_GD;
-            i_q <= 32'd0;
-            j_q <= 32'd0;
-            sel_q <= 32'd0;
-            dbk_q <= tbm_q;
-          end
-        end
-        S_GD: begin
-          if (kind_q == OP_GRAD) begin
-            j_q <= j_q + 32'd1;
-            dbk_q <= dbk_q == 32'd3 ? 32'd0 : dbk_q + 32'd1;
-            if (j_q == 32'd3) begin
+          if (k_q == (gemm_steps - 32'd1)) begin
+            if (kind_q == OP_GRAD) begin
               k_q <= 32'd0;
               kmod_q <= 32'd0;
               kg_q <= 32'd0;
@@ -1730,35 +1863,13 @@ module dff_engine (
                 tb_q <= tb_q + 32'd1;
                 st_q <= S_GS;
               end
-            end
-          end else begin
-            sel_q <= sel_q + 32'd1;
-            if (j_q == 32'd3) begin
-              j_q <= 32'd0;
-              i_q <= i_q + 32'd1;
+              if (gemm_tb_last && gemm_ob_last) begin
+                wait_q <= 8'd20;
+                st_q <= S_GF;
+              end
             end else begin
-              j_q <= j_q + 32'd1;
-            end
-            if (sel_q == 32'd15) begin
-              k_q <= 32'd0;
-              kmod_q <= 32'd0;
-              kg_q <= 32'd0;
-              kmr_q <= 32'd0;
-              kgr_q <= 32'd0;
-              tbm_q <= gemm_tb_last ? 32'd0 : (tbm_q + 32'd0) >= 32'd4 ? tbm_q + 32'd0 - 32'd4 : tbm_q + 32'd0;
-              if (gemm_tb_last) begin
-                tb_q <= 32'd0;
-                if (gemm_ob_last) begin
-                  wait_q <= 8'd8;
-                  st_q <= S_WAIT;
-                end else begin
-                  ob_q <= ob_q + 32'd1;
-                  st_q <= S_GS;
-                end
-              end else begin
-                tb_q <= tb_q + 32'd1;
-                st_q <= S_GS;
-              end
+              wait_q <= 8'd14;
+              st_q <= S_GF;
             end
           end
         end
@@ -1979,10 +2090,10 @@ module dff_engine (
 
   always @* begin
     x0_raddr = {36{1'b0}};
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_FWD) && (layer_q == 2'd0))) begin
+    if (gemm_issue_c && ((kind_q == OP_FWD) && (layer_q == 2'd0))) begin
       x0_raddr = {fx1_raddr[8:0], fx1_raddr[8:0], fx1_raddr[8:0], fx1_raddr[8:0]};
     end
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) begin
+    if (gemm_issue_c && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) begin
       x0_raddr = {gx1_raddr3[8:0], gx1_raddr2[8:0], gx1_raddr1[8:0], gx1_raddr0[8:0]};
     end
   end
@@ -2019,10 +2130,10 @@ module dff_engine (
 
   always @* begin
     w1_raddr = {44{1'b0}};
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_FWD) && (layer_q == 2'd0))) begin
+    if (gemm_issue_c && ((kind_q == OP_FWD) && (layer_q == 2'd0))) begin
       w1_raddr = {fw1_raddr[10:0], fw1_raddr[10:0], fw1_raddr[10:0], fw1_raddr[10:0]};
     end
-    if (drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) begin
+    if (gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) begin
       w1_raddr = {gw1_word[10:0], gw1_word[10:0], gw1_word[10:0], gw1_word[10:0]};
     end
     if (bus_go && !bus_we_i && ((bus_region_i == 8'd16) && (bus_addr_i[18:11] < 8'd4) && ({1'b0, bus_addr_i[10:0]} < 12'd2048) && (bus_addr_i[31:19] == 13'd0))) begin
@@ -2062,10 +2173,10 @@ module dff_engine (
 
   always @* begin
     w2_raddr = {48{1'b0}};
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_FWD) && (layer_q == 2'd1))) begin
+    if (gemm_issue_c && ((kind_q == OP_FWD) && (layer_q == 2'd1))) begin
       w2_raddr = {fw2_raddr[11:0], fw2_raddr[11:0], fw2_raddr[11:0], fw2_raddr[11:0]};
     end
-    if (drain_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
+    if (gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
       w2_raddr = {gw2_word[11:0], gw2_word[11:0], gw2_word[11:0], gw2_word[11:0]};
     end
     if (bus_go && !bus_we_i && ((bus_region_i == 8'd17) && (bus_addr_i[19:12] < 8'd4) && ({1'b0, bus_addr_i[11:0]} < 13'd4096) && (bus_addr_i[31:20] == 12'd0))) begin
@@ -2315,10 +2426,10 @@ module dff_engine (
 
   always @* begin
     xh1_raddr = {56{1'b0}};
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_FWD) && (layer_q == 2'd1))) begin
+    if (gemm_issue_c && ((kind_q == OP_FWD) && (layer_q == 2'd1))) begin
       xh1_raddr = {fx2_raddr[13:0], fx2_raddr[13:0], fx2_raddr[13:0], fx2_raddr[13:0]};
     end
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
+    if (gemm_issue_c && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
       xh1_raddr = {gx2_raddr3[13:0], gx2_raddr2[13:0], gx2_raddr1[13:0], gx2_raddr0[13:0]};
     end
   end
@@ -2476,7 +2587,7 @@ module dff_engine (
 
   always @* begin
     dl2_raddr = {56{1'b0}};
-    if ((st_q == S_GS) && ((kind_q == OP_FWD) || (kind_q == OP_GRAD) || (kind_q == OP_FB)) && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
+    if (gemm_issue_c && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
       dl2_raddr = {gd2_raddr[13:0], gd2_raddr[13:0], gd2_raddr[13:0], gd2_raddr[13:0]};
     end
   end

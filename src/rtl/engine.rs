@@ -709,12 +709,7 @@ pub fn engine(
     if !lay.diag_w {
         e.consume(
             "diag_ctr",
-            cat([
-                kmr.clone(),
-                kgr.clone(),
-                tbm.clone(),
-                dbk.clone(),
-            ]),
+            cat([kmr.clone(), kgr.clone(), tbm.clone(), dbk.clone()]),
         );
     }
     let wait = e.q("wait_q", 8);
@@ -745,15 +740,18 @@ pub fn engine(
     let north = e.q("north_q", s.b_w * cc as u32);
     let av = e.q("av_q", 1);
     let ac = e.q("ac_q", 1);
+    let al = e.q("al_q", 1);
     let west_sk = skew(&mut e, "west", rr, s.a_w, west.clone());
     let north_sk = skew(&mut e, "north", cc, s.b_w, north.clone());
     let wv_sk = skew(&mut e, "wv", rr, 1, repl(int(rr as u64), [av.clone()]));
     let wc_sk = skew(&mut e, "wc", rr, 1, repl(int(rr as u64), [ac.clone()]));
+    let wl_sk = skew(&mut e, "wl", rr, 1, repl(int(rr as u64), [al.clone()]));
     let acc_all = e.m.wire("acc_all", s.acc_w * (rr * cc) as u32);
     for (n, wd) in [
         ("arr_east", s.a_w * rr as u32),
         ("arr_ev", rr as u32),
         ("arr_ec", rr as u32),
+        ("arr_el", rr as u32),
         ("arr_south", s.b_w * cc as u32),
     ] {
         e.m.wire(n, wd);
@@ -767,17 +765,26 @@ pub fn engine(
             .conn("west_i", &west_sk)
             .conn("wv_i", &wv_sk)
             .conn("wc_i", &wc_sk)
+            .conn("wl_i", &wl_sk)
             .conn("north_i", &north_sk)
             .conn("east_o", id("arr_east"))
             .conn("ev_o", id("arr_ev"))
             .conn("ec_o", id("arr_ec"))
+            .conn("el_o", id("arr_el"))
             .conn("south_o", id("arr_south"))
             .conn("acc_o", &acc_all),
     );
     let unused_arr = e.m.wire("unused_array", 1);
     e.m.assign(
         &unused_arr,
-        cat([id("arr_east"), id("arr_ev"), id("arr_ec"), id("arr_south")]).red_xor(),
+        cat([
+            id("arr_east"),
+            id("arr_ev"),
+            id("arr_ec"),
+            id("arr_el"),
+            id("arr_south"),
+        ])
+        .red_xor(),
     );
 
     // ReLU/requantise (shared by the forward drain and CEN).
@@ -989,7 +996,8 @@ pub fn engine(
     e.m.assign(busy_o, &running);
     seq.push(nb(&cyc, &cyc + lit(64, 1)));
     seq.push(if_(&running, vec![nb(&cbusy, &cbusy + lit(64, 1))]));
-    seq.push(if_(in_st("S_GS"), vec![nb(&carr, &carr + lit(64, 1))]));
+    let gemm_issue = e.m.wire("gemm_issue", 1);
+    seq.push(if_(&gemm_issue, vec![nb(&carr, &carr + lit(64, 1))]));
     seq.push(nb(&done, lit(1, 0)));
 
     // ------------------------------------------------------------------ S_INIT / S_IDLE / S_FETCH
@@ -1324,7 +1332,15 @@ pub fn engine(
         let gk = e.w32("gemm_k", kexp);
         let obr = e.w32("gemm_obr", &ob * ix(rr));
         let tbc = e.w32("gemm_tbc", &tb * ix(cc));
-        let issue = in_st("S_GS").land(gemm.clone());
+        // The gradient GEMM streams its tiles back to back, each padded to at least
+        // max(R, C) + 1 steps: the shadows must outlive their column drain, and one drain
+        // must end before the next starts. Steps past K issue nothing.
+        let issue = e.m.wire("gemm_issue_c", 1);
+        e.m.assign(
+            &issue,
+            in_st("S_GS").land(gemm.clone()).land(kk.clone().lt_(&gk)),
+        );
+        e.m.assign(&gemm_issue, &issue);
         // West operands.
         for l in 0..nl {
             // FWD: W_l banks, word ob·d_in + k.
@@ -1526,10 +1542,17 @@ pub fn engine(
         }
         let iv = e.delay("gs_v", issue.clone(), 1, 2);
         let ic = e.delay("gs_c", issue.clone().land(kk.clone().eq_(ix(0))), 1, 2);
+        let il = e.delay(
+            "gs_l",
+            issue.clone().land(kk.clone().eq_(&gk - ix(1))),
+            1,
+            2,
+        );
         e.seq.push(nb(&west, wsrc));
         e.seq.push(nb(&north, nsrc));
         e.seq.push(nb(&av, iv));
         e.seq.push(nb(&ac, ic));
+        e.seq.push(nb(&al, il));
 
         // Drain: PE (i, j) = sel; valid if o = ob·R + i < M and n = tb·C + j < N.
         let dvalid = e.m.wire("drain_valid", 1);
@@ -1604,15 +1627,77 @@ pub fn engine(
             e.drive(&format!("{}_waddr", h[l].name), hv.clone(), ha);
             e.drive(&format!("{}_wdata", h[l].name), hv, relu_h.clone());
         }
-        // GRAD: the tile drains one column n per cycle, W_l[ob·R + i][n] on lane i for all
-        // rows at once, through the update unit of the element's bank: bank i (row banks) or
-        // (i + n) mod R (DF-O's diagonal banks; `dbk` = n mod R). Every bank is read and
-        // written at the same word ob·d_in + n.
+        // GRAD: its own drain engine follows the stream. R + 6 cycles after a tile's last
+        // step every PE's shadow holds the tile's sum; the tile then drains one column n per
+        // cycle, W_l[ob·R + i][n] on lane i for all rows at once, through the update unit of
+        // the element's bank: bank i (row banks) or (i + n) mod R (DF-O's diagonal banks;
+        // `dbk` = n mod R). Every bank is read and written at the same word ob·d_in + n.
+        // The drain walks the tiles in the stream's order with its own counters.
+        let gd_act = e.q("gd_act_q", 1);
+        let gd_j = e.q("gd_j_q", IW);
+        let gd_ob = e.q("gd_ob_q", IW);
+        let gd_tb = e.q("gd_tb_q", IW);
+        let gd_tbm = e.q("gd_tbm_q", IW);
+        let gd_start = e.delay(
+            "gd_start",
+            issue
+                .clone()
+                .land(is_g.clone())
+                .land(kk.clone().eq_(&gk - ix(1))),
+            1,
+            rr + 6,
+        );
+        let gd_obr = e.w32("gd_obr", &gd_ob * ix(rr));
+        let gd_tbc = e.w32("gd_tbc", &gd_tb * ix(cc));
+        let gd_n = e.w32("gd_n", &gd_tbc + &gd_j);
+        let gd_valid = e.m.wire("gd_valid", 1);
+        e.m.assign(&gd_valid, gd_act.clone().land(gd_n.clone().lt_(&gn)));
+        let inc_rr = |x: &Expr| mux(x.clone().eq_(ix(rr - 1)), ix(0), x + ix(1));
+        e.seq.push(
+            if_(
+                in_st("S_FETCH"),
+                vec![nb(&gd_ob, ix(0)), nb(&gd_tb, ix(0)), nb(&gd_tbm, ix(0))],
+            )
+            .else_if(
+                &gd_start,
+                vec![nb(&gd_act, lit(1, 1)), nb(&gd_j, ix(0)), nb(&dbk, &gd_tbm)],
+            )
+            .else_if(
+                &gd_act,
+                vec![
+                    nb(&gd_j, &gd_j + ix(1)),
+                    nb(&dbk, inc_rr(&dbk)),
+                    if_(
+                        gd_j.clone().eq_(ix(cc - 1)),
+                        vec![
+                            nb(&gd_act, lit(1, 0)),
+                            if_(
+                                (&gd_tbc + ix(cc)).ge_(&gn),
+                                vec![
+                                    nb(&gd_tb, ix(0)),
+                                    nb(&gd_tbm, ix(0)),
+                                    nb(&gd_ob, &gd_ob + ix(1)),
+                                ],
+                            )
+                            .else_(vec![
+                                nb(&gd_tb, &gd_tb + ix(1)),
+                                nb(&gd_tbm, add_mod(&gd_tbm, &ix(cc % rr), rr, IW)),
+                            ]),
+                        ],
+                    ),
+                ],
+            ),
+        );
         let accw = s.acc_w;
         let gcol: Vec<Expr> = (0..rr)
-            .map(|i| acc_all.part((ix(i * cc) + &jj) * int(u64::from(accw)), int(u64::from(accw))))
+            .map(|i| {
+                acc_all.part(
+                    (ix(i * cc) + &gd_j) * int(u64::from(accw)),
+                    int(u64::from(accw)),
+                )
+            })
             .collect();
-        let glv: Vec<Expr> = (0..rr).map(|i| (&obr + ix(i)).lt_(&gm)).collect();
+        let glv: Vec<Expr> = (0..rr).map(|i| (&gd_obr + ix(i)).lt_(&gm)).collect();
         // Bank b takes lane (b − n) mod R under DF-O.
         let (gbank, gbank_v): (Vec<Expr>, Vec<Expr>) = (0..rr)
             .map(|b| {
@@ -1633,7 +1718,7 @@ pub fn engine(
         e.m.assign(&gacc, cat(gbank.into_iter().rev().collect::<Vec<_>>()));
         let gacc2 = e.delay("grad_col", gacc, accw * rr as u32, 2);
         for l in 0..nl {
-            let c = dvalid.clone().land(is_opl(OP_GRAD, l));
+            let c = gd_valid.clone().land(is_opl(OP_GRAD, l));
             let gv = e.m.wire(&format!("gu{}_lanes", l + 1), rr as u32);
             e.m.assign(
                 &gv,
@@ -1643,7 +1728,7 @@ pub fn engine(
                     lit(rr as u32, 0),
                 ),
             );
-            let wa = e.w32(&format!("gw{}_word", l + 1), &ob * ix(d[l]) + &n_idx);
+            let wa = e.w32(&format!("gw{}_word", l + 1), &gd_ob * ix(d[l]) + &gd_n);
             e.consume(&format!("gw{}_word", l + 1), wa.slice(IW - 1, w[l].aw()));
             let all: Vec<Expr> = (0..rr).map(|_| wa.slice(w[l].aw() - 1, 0)).collect();
             e.drive(&format!("{}_raddr", w[l].name), c.clone(), cat(all));
@@ -1797,30 +1882,27 @@ pub fn engine(
                 vec![nb(&kmod, ix(0)), nb(&kg, &kg + &kgstep)],
             )
             .else_(vec![nb(&kmod, &kmod + ix(1))]),
-            if_(
-                kk.clone().eq_(&gk - ix(1)),
-                vec![nb(&wait, lit(8, flush)), nb(&st, sid("S_GF"))],
-            ),
         ];
         gs_body.extend(diag_gs);
-        sw.push(arm(sid("S_GS"), gs_body));
         sw.push(arm(
             sid("S_GF"),
             vec![
                 nb(&wait, &wait - lit(8, 1)),
                 if_(
                     wait.clone().eq_(lit(8, 0)),
-                    vec![
+                    vec![if_(
+                        is_g.clone(),
+                        vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
+                    )
+                    .else_(vec![
                         nb(&st, sid("S_GD")),
                         nb(&ii, ix(0)),
                         nb(&jj, ix(0)),
                         nb(&sel, ix(0)),
-                        nb(&dbk, &tbm),
-                    ],
+                    ])],
                 ),
             ],
         ));
-        let inc_r = |x: &Expr| mux(x.clone().eq_(ix(rr - 1)), ix(0), x + ix(1));
         let next_tile = vec![
             nb(&kk, ix(0)),
             nb(&kmod, ix(0)),
@@ -1833,36 +1915,57 @@ pub fn engine(
                 mux(tb_last.clone(), ix(0), add_mod(&tbm, &ix(cc % rr), rr, IW)),
             ),
             if_(
-                tb_last,
+                tb_last.clone(),
                 vec![
                     nb(&tb, ix(0)),
-                    if_(ob_last, vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))])
-                        .else_(vec![nb(&ob, &ob + ix(1)), nb(&st, sid("S_GS"))]),
+                    if_(
+                        ob_last.clone(),
+                        vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
+                    )
+                    .else_(vec![nb(&ob, &ob + ix(1)), nb(&st, sid("S_GS"))]),
                 ],
             )
             .else_(vec![nb(&tb, &tb + ix(1)), nb(&st, sid("S_GS"))]),
         ];
-        // GRAD drains a column per cycle (C cycles), FWD and FB one PE per cycle (R·C).
+        // FWD and FB drain one PE per cycle (R·C).
         sw.push(arm(
             sid("S_GD"),
-            vec![if_(
-                is_g.clone(),
-                vec![
-                    nb(&jj, &jj + ix(1)),
-                    nb(&dbk, inc_r(&dbk)),
-                    if_(jj.clone().eq_(ix(cc - 1)), next_tile.clone()),
-                ],
-            )
-            .else_(vec![
+            vec![
                 nb(&sel, &sel + ix(1)),
                 if_(
                     jj.clone().eq_(ix(cc - 1)),
                     vec![nb(&jj, ix(0)), nb(&ii, &ii + ix(1))],
                 )
                 .else_(vec![nb(&jj, &jj + ix(1))]),
-                if_(sel.clone().eq_(ix(rr * cc - 1)), next_tile),
-            ])],
+                if_(sel.clone().eq_(ix(rr * cc - 1)), next_tile.clone()),
+            ],
         ));
+        // The stream's step loop: FWD and FB flush and drain after each tile; GRAD goes
+        // straight on to the next tile, and after the last waits for its drain engine
+        // (R + 6 + C cycles, then 5 for the write-back).
+        let pad = rr.max(cc) + 1;
+        let gp = e.w32(
+            "gemm_steps",
+            mux(
+                is_g.clone().land(gk.clone().lt_(ix(pad))),
+                ix(pad),
+                gk.clone(),
+            ),
+        );
+        let mut g_end = next_tile;
+        g_end.push(if_(
+            tb_last.clone().land(ob_last.clone()),
+            vec![
+                nb(&wait, lit(8, (rr + cc + 12) as u64)),
+                nb(&st, sid("S_GF")),
+            ],
+        ));
+        gs_body.push(if_(
+            kk.clone().eq_(&gp - ix(1)),
+            vec![if_(is_g.clone(), g_end)
+                .else_(vec![nb(&wait, lit(8, flush)), nb(&st, sid("S_GF"))])],
+        ));
+        sw.push(arm(sid("S_GS"), gs_body));
     }
 
     // ------------------------------------------------------------------ CEN
@@ -3049,9 +3152,13 @@ pub fn predicted_cycles(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> u6
     let rows = samples * kh;
     let dc = |a: u64, b: u64| a.div_ceil(b);
     let flush = rr + cc + 6;
-    // A tile: stream K, flush, drain (R·C cycles; the gradient GEMM's a column per cycle).
-    let tiles = |m: u64, nn: u64, k: u64, drain: u64| dc(m, rr) * dc(nn, cc) * (k + flush + 1 + drain) + 10;
-    let gemm = |m: u64, nn: u64, k: u64| tiles(m, nn, k, rr * cc);
+    // A tile: stream K, flush, drain R·C.
+    let gemm = |m: u64, nn: u64, k: u64| dc(m, rr) * dc(nn, cc) * (k + flush + 1 + rr * cc) + 10;
+    // The gradient GEMM: tiles back to back, each at least max(R, C) + 1 steps, then one
+    // wait for the last tile's drain.
+    let grad = |m: u64, nn: u64, k: u64| {
+        dc(m, rr) * dc(nn, cc) * k.max(rr.max(cc) + 1) + (rr + cc + 13) + 10
+    };
     // Every op: FETCH, its body, then (most) S_WAIT + S_NEXT.
     let mut c = 1 + samples * (2 * d[0] + NORM_WAIT) + 10; // INORM
     c += 1 + gemm(d[1], samples, d[0]); // FWD 1
@@ -3085,7 +3192,7 @@ pub fn predicted_cycles(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> u6
         }
         for l in 0..nl {
             let k = if l == 0 { samples } else { rows };
-            c += 1 + tiles(d[l + 1], d[l], k, cc); // GRAD
+            c += 1 + grad(d[l + 1], d[l], k); // GRAD
             c += 1 + d[l + 1] + 10; // BUPD
         }
         c += 1 + lay.classes as u64 * d[1] + 10; // UUPD

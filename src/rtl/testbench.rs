@@ -952,7 +952,7 @@ fn array_gemm(b: &mut Bench, rows: usize, cols: usize, a: &[Vec<i64>], bm: &[Vec
         for tj in (0..n).step_by(cols) {
             for t in 0..k + rows + cols + 1 {
                 let mut west = Vec::new();
-                let (mut wv, mut wc) = (0i64, 0i64);
+                let (mut wv, mut wc, mut wl) = (0i64, 0i64, 0i64);
                 for r in 0..rows {
                     let kk = t as isize - r as isize;
                     let on = kk >= 0 && (kk as usize) < k;
@@ -968,6 +968,9 @@ fn array_gemm(b: &mut Bench, rows: usize, cols: usize, a: &[Vec<i64>], bm: &[Vec
                     if kk == 0 {
                         wc |= 1 << r;
                     }
+                    if kk == k as isize - 1 {
+                        wl |= 1 << r;
+                    }
                 }
                 let north: Vec<(i64, u32)> = (0..cols)
                     .map(|cc| {
@@ -980,6 +983,7 @@ fn array_gemm(b: &mut Bench, rows: usize, cols: usize, a: &[Vec<i64>], bm: &[Vec
                     ("west_i", Bits::pack(&west)),
                     ("wv_i", Bits::pack(&[(wv, rows as u32)])),
                     ("wc_i", Bits::pack(&[(wc, rows as u32)])),
+                    ("wl_i", Bits::pack(&[(wl, rows as u32)])),
                     ("north_i", Bits::pack(&north)),
                 ]);
             }
@@ -1106,6 +1110,7 @@ fn pe(rtl: &Rtl) -> Result<Bench, RtlError> {
                 ("b_i", y),
                 ("v_i", 1),
                 ("clr_i", i64::from(i == 0)),
+                ("last_i", i64::from(i + 1 == pairs.len())),
             ]);
             acc = mac(acc, x, y, accf);
         }
@@ -1145,7 +1150,8 @@ fn pe(rtl: &Rtl) -> Result<Bench, RtlError> {
         b.expect(&[v]);
     }
     b.about = format!(
-        "Dot products a·b through one PE (clr_i with the first product, v_i on every product), \
+        "Dot products a·b through one PE (clr_i with the first product, last_i with the last, \
+         v_i on every product), \
          acc_o compared two cycles after the last product: golden fixed::ops::mac ({accw}-bit \
          saturating accumulator) over random operands with their edges, lengths 1 to 39, \
          bubbles, back to back or up to 2 idle cycles apart.{doc}"

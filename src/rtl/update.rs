@@ -135,8 +135,7 @@ pub fn update(s: &Shape, seed_flip: bool) -> Module {
     };
     m.always_ff(
         id("clk_i"),
-        vec![if_(id("rst_i"), vec![nb(&lfsr_q, seed)])
-            .else_if(&v_i, vec![nb(&lfsr_q, &nxt)])],
+        vec![if_(id("rst_i"), vec![nb(&lfsr_q, seed)]).else_if(&v_i, vec![nb(&lfsr_q, &nxt)])],
     );
     ff(
         &mut m,

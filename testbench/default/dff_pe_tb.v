@@ -1,17 +1,18 @@
 // Self-checking testbench for dff_pe: 152 vectors from the dfforge golden model.
-// Dot products a·b through one PE (clr_i with the first product, v_i on every product), acc_o
-// compared two cycles after the last product: golden fixed::ops::mac (48-bit saturating
-// accumulator) over random operands with their edges, lengths 1 to 39, bubbles, back to back
-// or up to 2 idle cycles apart. Two dot products of 32771 + 8 terms drive acc past the maximum
-// and past the minimum, then 8 terms back (the golden mac saturates at every step).
+// Dot products a·b through one PE (clr_i with the first product, last_i with the last, v_i on
+// every product), acc_o compared two cycles after the last product: golden fixed::ops::mac
+// (48-bit saturating accumulator) over random operands with their edges, lengths 1 to 39,
+// bubbles, back to back or up to 2 idle cycles apart. Two dot products of 32771 + 8 terms
+// drive acc past the maximum and past the minimum, then 8 terms back (the golden mac saturates
+// at every step).
 //
 // Run it next to the unit's RTL, its ROM tables and the two .hex files below, e.g.
 //   with Verilator: verilator --binary --timing dff_pe_tb.v dff_pe.v && ./obj_dir/Vdff_pe_tb
 //   with Icarus:    iverilog -o dff_pe_tb dff_pe_tb.v dff_pe.v && vvp dff_pe_tb
 // It prints "PASS dff_pe 152 vectors" or "FAIL dff_pe ..." with the first mismatch.
 //
-// dff_pe_stim.hex: 2224 lines, each a run of identical clock cycles:
-//   {cycles[15:0], 3'b0, mark, clr_i, v_i, b_i[15:0], a_i[17:0]}
+// dff_pe_stim.hex: 2227 lines, each a run of identical clock cycles:
+//   {cycles[15:0], 2'b0, mark, last_i, clr_i, v_i, b_i[15:0], a_i[17:0]}
 // The inputs change after a falling edge; rst_i is high for the first rising edge.
 // dff_pe_expect.hex: 152 vectors {acc_o[47:0]},
 // compared in order on the clocks whose stimulus line has mark = 1, just before the next falling edge.
@@ -21,7 +22,7 @@
 
 module dff_pe_tb;
 
-  localparam NS = 2224;  // stimulus lines
+  localparam NS = 2227;  // stimulus lines
   localparam SW = 40;  // inputs in a stimulus line (cycles above)
   localparam CW = 16;  // cycle count
   localparam NV = 152;  // expected vectors
@@ -36,10 +37,12 @@ module dff_pe_tb;
   reg [15:0] b_i = 16'd0;
   reg v_i = 1'b0;
   reg clr_i = 1'b0;
+  reg last_i = 1'b0;
   wire [17:0] a_o;
   wire [15:0] b_o;
   wire v_o;
   wire clr_o;
+  wire last_o;
   wire [47:0] acc_o;
   wire strobe = mark;
   wire [LANES*VW-1:0] got = {acc_o};
@@ -60,10 +63,12 @@ module dff_pe_tb;
     .b_i(b_i),
     .v_i(v_i),
     .clr_i(clr_i),
+    .last_i(last_i),
     .a_o(a_o),
     .b_o(b_o),
     .v_o(v_o),
     .clr_o(clr_o),
+    .last_o(last_o),
     .acc_o(acc_o)
   );
 
@@ -92,7 +97,7 @@ module dff_pe_tb;
     @(negedge clk_i);
     rst_i = 1'b0;
     for (i = 0; i < NS; i = i + 1) begin
-      {mark, clr_i, v_i, b_i, a_i} = stim[i][36:0];
+      {mark, last_i, clr_i, v_i, b_i, a_i} = stim[i][37:0];
       for (cycles = stim[i][CW+SW-1:SW]; cycles != 0; cycles = cycles - 1'b1) begin
         @(negedge clk_i);
         if (strobe) check;

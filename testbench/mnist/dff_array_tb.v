@@ -12,7 +12,7 @@
 // It prints "PASS dff_array 3744 vectors" or "FAIL dff_array ..." with the first mismatch.
 //
 // dff_array_stim.hex: 929 lines, each a run of identical clock cycles:
-//   {cycles[3:0], 3'b0, mark, north_i[191:0], wc_i[11:0], wv_i[11:0], west_i[215:0]}
+//   {cycles[3:0], 3'b0, mark, north_i[191:0], wl_i[11:0], wc_i[11:0], wv_i[11:0], west_i[215:0]}
 // The inputs change after a falling edge; rst_i is high for the first rising edge.
 // dff_array_expect.hex: 3744 vectors {acc_o[6911:0]},
 // compared in order on the clocks whose stimulus line has mark = 1, just before the next falling edge.
@@ -25,7 +25,7 @@
 module dff_array_tb;
 
   localparam NS = 929;  // stimulus lines
-  localparam SW = 436;  // inputs in a stimulus line (cycles above)
+  localparam SW = 448;  // inputs in a stimulus line (cycles above)
   localparam CW = 4;  // cycle count
   localparam NV = 3744;  // expected vectors
   localparam VW = 48;  // one vector
@@ -38,10 +38,12 @@ module dff_array_tb;
   reg [215:0] west_i = 216'd0;
   reg [11:0] wv_i = 12'd0;
   reg [11:0] wc_i = 12'd0;
+  reg [11:0] wl_i = 12'd0;
   reg [191:0] north_i = 192'd0;
   wire [215:0] east_o;
   wire [11:0] ev_o;
   wire [11:0] ec_o;
+  wire [11:0] el_o;
   wire [191:0] south_o;
   wire [6911:0] acc_o;
   wire strobe = mark;
@@ -62,10 +64,12 @@ module dff_array_tb;
     .west_i(west_i),
     .wv_i(wv_i),
     .wc_i(wc_i),
+    .wl_i(wl_i),
     .north_i(north_i),
     .east_o(east_o),
     .ev_o(ev_o),
     .ec_o(ec_o),
+    .el_o(el_o),
     .south_o(south_o),
     .acc_o(acc_o)
   );
@@ -95,7 +99,7 @@ module dff_array_tb;
     @(negedge clk_i);
     rst_i = 1'b0;
     for (i = 0; i < NS; i = i + 1) begin
-      {mark, north_i, wc_i, wv_i, west_i} = stim[i][432:0];
+      {mark, north_i, wl_i, wc_i, wv_i, west_i} = stim[i][444:0];
       for (cycles = stim[i][CW+SW-1:SW]; cycles != 0; cycles = cycles - 1'b1) begin
         @(negedge clk_i);
         if (strobe) check;
