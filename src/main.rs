@@ -391,6 +391,21 @@ fn run(cli: Cli) -> Result<()> {
                     cfg.hardware.array_rows, cfg.hardware.array_cols,
                     t["pe_utilisation"].as_f64().unwrap_or(0.0)
                 );
+                if let (Some(by), Some(total)) =
+                    (t["cycles_by_op"].as_object(), t["cycles"].as_f64())
+                {
+                    let mut ops: Vec<(&String, f64)> = by
+                        .iter()
+                        .map(|(k, v)| (k, v.as_f64().unwrap_or(0.0)))
+                        .collect();
+                    ops.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    let parts: Vec<String> = ops
+                        .iter()
+                        .take(5)
+                        .map(|(k, v)| format!("{k} {:.0}%", 100.0 * v / total))
+                        .collect();
+                    println!("  where the cycles go: {}", parts.join(", "));
+                }
             } else {
                 println!("engine: {}", rtl.manifest["engine"].as_str().unwrap_or(""));
             }

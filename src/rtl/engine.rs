@@ -3141,6 +3141,20 @@ const NORM_WAIT: u64 = 7;
 /// cycle that raises `run_done_o`).
 /// `tests/engine_cosim.rs` checks it against the RTL's counter, cycle for cycle.
 pub fn predicted_cycles(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> u64 {
+    cycles_by_op(cfg, lay, n, infer)
+        .iter()
+        .map(|(_, c)| c)
+        .sum()
+}
+
+/// [`predicted_cycles`] split by op kind (each op's FETCH and wait included), in program
+/// order of first appearance: where a step's cycles go.
+pub fn cycles_by_op(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> Vec<(&'static str, u64)> {
+    let mut by: Vec<(&'static str, u64)> = Vec::new();
+    let mut add = |op: &'static str, c: u64| match by.iter_mut().find(|(o, _)| *o == op) {
+        Some((_, t)) => *t += c,
+        None => by.push((op, c)),
+    };
     let npair = cfg.algorithm.loss == Loss::Npair;
     let recip_frac = cfg.fixed.recip_frac;
     let hard = hard_count(cfg);
@@ -3160,44 +3174,46 @@ pub fn predicted_cycles(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> u6
         dc(m, rr) * dc(nn, cc) * k.max(rr.max(cc) + 1) + (rr + cc + 13) + 10
     };
     // Every op: FETCH, its body, then (most) S_WAIT + S_NEXT.
-    let mut c = 1 + samples * (2 * d[0] + NORM_WAIT) + 10; // INORM
-    c += 1 + gemm(d[1], samples, d[0]); // FWD 1
-    c += 1 + rows * (3 + d[1]) + 10; // CEN
+    add("INORM", 1 + samples * (2 * d[0] + NORM_WAIT) + 10);
+    add("FWD", 1 + gemm(d[1], samples, d[0]));
+    add("CEN", 1 + rows * (3 + d[1]) + 10);
     for l in 0..nl {
         if l > 0 {
-            c += 1 + gemm(d[l + 1], rows, d[l]);
+            add("FWD", 1 + gemm(d[l + 1], rows, d[l]));
         }
         let second = if l + 1 < nl { d[l + 1] } else { 0 };
-        c += 1 + rows * (d[l + 1] + NORM_WAIT + second) + 10; // NORM
+        add("NORM", 1 + rows * (d[l + 1] + NORM_WAIT + second) + 10);
     }
     if infer {
-        c += 1 + (lay.classes as u64 + 4) + 1; // PRED
+        add("PRED", 1 + (lay.classes as u64 + 4) + 1);
     } else {
         // Hard negatives: n selection rounds over the K − 1 wrong slots.
         let sel = hard.map_or(0, |nn| nn as u64 * (kh - 1));
         for _ in 0..nl {
-            c += 1 + match (npair, hard.is_some()) {
+            let body = match (npair, hard.is_some()) {
                 (true, _) => {
                     samples * ((kh + 3) + sel + 1 + npair_cycles(lay.classes, recip_frac) + kh) + 6
                 }
                 (false, true) => samples * ((kh + 3) + sel + (kh + 3)) + 6,
                 (false, false) => samples * (kh + 5) + 6,
             };
+            add("LOSS", 1 + body);
         }
         for l in 0..nl {
-            c += 1 + rows * (4 + d[l + 1]) + 8; // DELTA
+            add("DELTA", 1 + rows * (4 + d[l + 1]) + 8);
             if lay.feedback && l + 1 < nl {
-                c += 1 + gemm(d[l + 1], rows, d[l + 2]); // FB
+                add("FB", 1 + gemm(d[l + 1], rows, d[l + 2]));
             }
         }
         for l in 0..nl {
             let k = if l == 0 { samples } else { rows };
-            c += 1 + grad(d[l + 1], d[l], k); // GRAD
-            c += 1 + d[l + 1] + 10; // BUPD
+            add("GRAD", 1 + grad(d[l + 1], d[l], k));
+            add("BUPD", 1 + d[l + 1] + 10);
         }
-        c += 1 + lay.classes as u64 * d[1] + 10; // UUPD
+        add("UUPD", 1 + lay.classes as u64 * d[1] + 10);
     }
-    c + 1 // END
+    add("END", 1);
+    by
 }
 
 /// The generator's performance prediction for a config, before any simulation: ideal MACs,
@@ -3218,6 +3234,10 @@ pub fn schedule_summary(cfg: &Config, lay: &Layout) -> serde_json::Value {
             "cycles": tc,
             "cycles_per_sample": tc as f64 / b as f64,
             "pe_utilisation": tm as f64 / (pes * tc as f64),
+            "cycles_by_op": cycles_by_op(cfg, lay, b, false)
+                .into_iter()
+                .map(|(op, c)| (op.to_string(), serde_json::json!(c)))
+                .collect::<serde_json::Map<_, _>>(),
         },
         "inference": {
             "ideal_macs": im,
