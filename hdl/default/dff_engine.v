@@ -32,20 +32,19 @@ module dff_engine (
   localparam S_NB = 5'd5;
   localparam S_GS = 5'd6;
   localparam S_GF = 5'd7;
-  localparam S_GD = 5'd8;
-  localparam S_CH = 5'd9;
-  localparam S_CS = 5'd10;
-  localparam S_PRED = 5'd11;
-  localparam S_LG = 5'd12;
-  localparam S_LS = 5'd13;
-  localparam S_LW = 5'd14;
-  localparam S_LB = 5'd15;
-  localparam S_DP = 5'd16;
-  localparam S_DS = 5'd17;
-  localparam S_BU = 5'd18;
-  localparam S_UU = 5'd19;
-  localparam S_WAIT = 5'd20;
-  localparam S_NEXT = 5'd21;
+  localparam S_CH = 5'd8;
+  localparam S_CS = 5'd9;
+  localparam S_PRED = 5'd10;
+  localparam S_LG = 5'd11;
+  localparam S_LS = 5'd12;
+  localparam S_LW = 5'd13;
+  localparam S_LB = 5'd14;
+  localparam S_DP = 5'd15;
+  localparam S_DS = 5'd16;
+  localparam S_BU = 5'd17;
+  localparam S_UU = 5'd18;
+  localparam S_WAIT = 5'd19;
+  localparam S_NEXT = 5'd20;
   localparam OP_END = 4'd0;
   localparam OP_INORM = 4'd1;
   localparam OP_FWD = 4'd2;
@@ -204,7 +203,7 @@ module dff_engine (
   reg [31:0] kmod_q;
   reg [31:0] kg_q;
   reg [31:0] i_q;
-  reg [31:0] sel_q;
+  wire unused_i_q;
   reg [31:0] kmr_q;
   reg [31:0] kgr_q;
   reg [31:0] tbm_q;
@@ -412,6 +411,29 @@ module dff_engine (
   reg gs_c_d2;
   reg gs_l_d1;
   reg gs_l_d2;
+  reg dr_act_q;
+  reg [31:0] dr_i_q;
+  reg [31:0] dr_j_q;
+  reg [31:0] dr_sel_q;
+  reg [31:0] dr_ob_q;
+  reg [31:0] dr_tb_q;
+  reg [31:0] dr_tbm_q;
+  reg dr_start_d1;
+  reg dr_start_d2;
+  reg dr_start_d3;
+  reg dr_start_d4;
+  reg dr_start_d5;
+  reg dr_start_d6;
+  reg dr_start_d7;
+  reg dr_start_d8;
+  reg dr_start_d9;
+  reg dr_start_d10;
+  wire dr_start;
+  wire dr_pending;
+  wire [31:0] dr_obr;
+  wire unused_hi_dr_obr;
+  wire [31:0] dr_tbc;
+  wire unused_hi_dr_tbc;
   wire drain_valid;
   wire signed [47:0] acc_sel;
   reg [47:0] acc_d1;
@@ -441,28 +463,9 @@ module dff_engine (
   reg fh2_v_d2;
   reg fh2_v_d3;
   reg fh2_v_d4;
-  reg gd_act_q;
-  reg [31:0] gd_j_q;
-  reg [31:0] gd_ob_q;
-  reg [31:0] gd_tb_q;
-  reg [31:0] gd_tbm_q;
-  reg gd_start_d1;
-  reg gd_start_d2;
-  reg gd_start_d3;
-  reg gd_start_d4;
-  reg gd_start_d5;
-  reg gd_start_d6;
-  reg gd_start_d7;
-  reg gd_start_d8;
-  reg gd_start_d9;
-  reg gd_start_d10;
-  wire [31:0] gd_obr;
-  wire unused_hi_gd_obr;
-  wire [31:0] gd_tbc;
-  wire unused_hi_gd_tbc;
-  wire [31:0] gd_n;
-  wire unused_hi_gd_n;
-  wire gd_valid;
+  wire [31:0] grad_n;
+  wire unused_hi_grad_n;
+  wire grad_valid;
   wire [191:0] grad_col;
   reg [191:0] grad_col_d1;
   reg [191:0] grad_col_d2;
@@ -516,6 +519,8 @@ module dff_engine (
   wire unused_hi_kg_step;
   wire gemm_tb_last;
   wire gemm_ob_last;
+  wire [31:0] gemm_pad;
+  wire unused_hi_gemm_pad;
   wire [31:0] gemm_steps;
   wire unused_hi_gemm_steps;
   wire [31:0] cen_a1;
@@ -719,6 +724,7 @@ module dff_engine (
   assign dl2_rd1 = dl2_rdata[18 +: 18];
   assign dl2_rd2 = dl2_rdata[36 +: 18];
   assign dl2_rd3 = dl2_rdata[54 +: 18];
+  assign unused_i_q = ^i_q;
   assign unused_diag_ctr = ^{kmr_q, kgr_q, tbm_q, dbk_q};
   assign nsamp = infer_q ? 32'd1 : batch_q;
   assign unused_hi_nsamp = ^nsamp[31:1];
@@ -994,11 +1000,17 @@ module dff_engine (
   assign unused_gx2_raddr0 = ^{gx2_raddr0[31:14], gx2_off0};
   assign north_x1 = {rot_d2 == 8'd3 ? {4'd0, x0_rd2} : rot_d2 == 8'd2 ? {4'd0, x0_rd1} : rot_d2 == 8'd1 ? {4'd0, x0_rd0} : rot_d2 == 8'd0 ? {4'd0, x0_rd3} : 16'd0, rot_d2 == 8'd3 ? {4'd0, x0_rd1} : rot_d2 == 8'd2 ? {4'd0, x0_rd0} : rot_d2 == 8'd1 ? {4'd0, x0_rd3} : rot_d2 == 8'd0 ? {4'd0, x0_rd2} : 16'd0, rot_d2 == 8'd3 ? {4'd0, x0_rd0} : rot_d2 == 8'd2 ? {4'd0, x0_rd3} : rot_d2 == 8'd1 ? {4'd0, x0_rd2} : rot_d2 == 8'd0 ? {4'd0, x0_rd1} : 16'd0, rot_d2 == 8'd3 ? {4'd0, x0_rd3} : rot_d2 == 8'd2 ? {4'd0, x0_rd2} : rot_d2 == 8'd1 ? {4'd0, x0_rd1} : rot_d2 == 8'd0 ? {4'd0, x0_rd0} : 16'd0};
   assign north_x2 = {rot_d2 == 8'd3 ? {4'd0, xh1_rd2} : rot_d2 == 8'd2 ? {4'd0, xh1_rd1} : rot_d2 == 8'd1 ? {4'd0, xh1_rd0} : rot_d2 == 8'd0 ? {4'd0, xh1_rd3} : 16'd0, rot_d2 == 8'd3 ? {4'd0, xh1_rd1} : rot_d2 == 8'd2 ? {4'd0, xh1_rd0} : rot_d2 == 8'd1 ? {4'd0, xh1_rd3} : rot_d2 == 8'd0 ? {4'd0, xh1_rd2} : 16'd0, rot_d2 == 8'd3 ? {4'd0, xh1_rd0} : rot_d2 == 8'd2 ? {4'd0, xh1_rd3} : rot_d2 == 8'd1 ? {4'd0, xh1_rd2} : rot_d2 == 8'd0 ? {4'd0, xh1_rd1} : 16'd0, rot_d2 == 8'd3 ? {4'd0, xh1_rd3} : rot_d2 == 8'd2 ? {4'd0, xh1_rd2} : rot_d2 == 8'd1 ? {4'd0, xh1_rd1} : rot_d2 == 8'd0 ? {4'd0, xh1_rd0} : 16'd0};
-  assign drain_valid = (st_q == S_GD) && ((gemm_obr + i_q) < gemm_m) && ((gemm_tbc + j_q) < gemm_n);
-  assign acc_sel = acc_all[sel_q*48 +: 48];
-  assign drain_o = gemm_obr + i_q;
+  assign dr_start = kind_q == OP_GRAD ? dr_start_d10 : dr_start_d7;
+  assign dr_pending = dr_act_q || dr_start_d1 || dr_start_d2 || dr_start_d3 || dr_start_d4 || dr_start_d5 || dr_start_d6 || dr_start_d7 || dr_start_d8 || dr_start_d9 || dr_start_d10;
+  assign dr_obr = dr_ob_q * 32'd4;
+  assign unused_hi_dr_obr = ^dr_obr[31:1];
+  assign dr_tbc = dr_tb_q * 32'd4;
+  assign unused_hi_dr_tbc = ^dr_tbc[31:1];
+  assign drain_valid = dr_act_q && !(kind_q == OP_GRAD) && ((dr_obr + dr_i_q) < gemm_m) && ((dr_tbc + dr_j_q) < gemm_n);
+  assign acc_sel = acc_all[dr_sel_q*48 +: 48];
+  assign drain_o = dr_obr + dr_i_q;
   assign unused_hi_drain_o = ^drain_o[31:1];
-  assign drain_n = gemm_tbc + j_q;
+  assign drain_n = dr_tbc + dr_j_q;
   assign unused_hi_drain_n = ^drain_n[31:1];
   assign a1_word = (drain_n * 32'd128) + drain_o;
   assign unused_hi_a1_word = ^a1_word[31:1];
@@ -1009,27 +1021,25 @@ module dff_engine (
   assign fb2 = {b2_rd0, 12'd0};
   assign fz2 = $signed({{2{acc_d2[47]}}, acc_d2}) + $signed({{22{fb2[27]}}, fb2});
   assign fz2_c = fz2 < (-50'sd140737488355328) ? 48'h800000000000 : fz2 > 50'sd140737488355327 ? 48'h7fffffffffff : fz2[47:0];
-  assign gd_obr = gd_ob_q * 32'd4;
-  assign unused_hi_gd_obr = ^gd_obr[31:1];
-  assign gd_tbc = gd_tb_q * 32'd4;
-  assign unused_hi_gd_tbc = ^gd_tbc[31:1];
-  assign gd_n = gd_tbc + gd_j_q;
-  assign unused_hi_gd_n = ^gd_n[31:1];
-  assign gd_valid = gd_act_q && (gd_n < gemm_n);
-  assign grad_col = {acc_all[(32'd12+gd_j_q)*48 +: 48], acc_all[(32'd8+gd_j_q)*48 +: 48], acc_all[(32'd4+gd_j_q)*48 +: 48], acc_all[(32'd0+gd_j_q)*48 +: 48]};
-  assign gu1_lanes = (gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) ? {(gd_obr + 32'd3) < gemm_m, (gd_obr + 32'd2) < gemm_m, (gd_obr + 32'd1) < gemm_m, (gd_obr + 32'd0) < gemm_m} : 4'd0;
-  assign gw1_word = (gd_ob_q * 32'd64) + gd_n;
+  assign grad_n = dr_tbc + dr_j_q;
+  assign unused_hi_grad_n = ^grad_n[31:1];
+  assign grad_valid = dr_act_q && (kind_q == OP_GRAD) && (grad_n < gemm_n);
+  assign grad_col = {acc_all[(32'd12+dr_j_q)*48 +: 48], acc_all[(32'd8+dr_j_q)*48 +: 48], acc_all[(32'd4+dr_j_q)*48 +: 48], acc_all[(32'd0+dr_j_q)*48 +: 48]};
+  assign gu1_lanes = (grad_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) ? {(dr_obr + 32'd3) < gemm_m, (dr_obr + 32'd2) < gemm_m, (dr_obr + 32'd1) < gemm_m, (dr_obr + 32'd0) < gemm_m} : 4'd0;
+  assign gw1_word = (dr_ob_q * 32'd64) + grad_n;
   assign unused_hi_gw1_word = ^gw1_word[31:1];
   assign unused_gw1_word = ^gw1_word[31:11];
-  assign gu2_lanes = (gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) ? {(gd_obr + 32'd3) < gemm_m, (gd_obr + 32'd2) < gemm_m, (gd_obr + 32'd1) < gemm_m, (gd_obr + 32'd0) < gemm_m} : 4'd0;
-  assign gw2_word = (gd_ob_q * 32'd128) + gd_n;
+  assign gu2_lanes = (grad_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) ? {(dr_obr + 32'd3) < gemm_m, (dr_obr + 32'd2) < gemm_m, (dr_obr + 32'd1) < gemm_m, (dr_obr + 32'd0) < gemm_m} : 4'd0;
+  assign gw2_word = (dr_ob_q * 32'd128) + grad_n;
   assign unused_hi_gw2_word = ^gw2_word[31:1];
   assign unused_gw2_word = ^gw2_word[31:12];
   assign kg_step = ((kind_q == OP_GRAD) && (layer_q == 2'd1)) ? 32'd128 : ((kind_q == OP_GRAD) && (layer_q == 2'd0)) ? 32'd64 : 32'd0;
   assign unused_hi_kg_step = ^kg_step[31:1];
   assign gemm_tb_last = (gemm_tbc + 32'd4) >= gemm_n;
   assign gemm_ob_last = (gemm_obr + 32'd4) >= gemm_m;
-  assign gemm_steps = ((kind_q == OP_GRAD) && (gemm_k < 32'd5)) ? 32'd5 : gemm_k;
+  assign gemm_pad = kind_q == OP_GRAD ? 32'd5 : 32'd17;
+  assign unused_hi_gemm_pad = ^gemm_pad[31:1];
+  assign gemm_steps = gemm_k < gemm_pad ? gemm_pad : gemm_k;
   assign unused_hi_gemm_steps = ^gemm_steps[31:1];
   assign cen_a1 = (samp_q * 32'd128) + j_q;
   assign unused_hi_cen_a1 = ^cen_a1[31:1];
@@ -1136,7 +1146,6 @@ module dff_engine (
       kmod_q <= {32{1'b0}};
       kg_q <= {32{1'b0}};
       i_q <= {32{1'b0}};
-      sel_q <= {32{1'b0}};
       kmr_q <= {32{1'b0}};
       kgr_q <= {32{1'b0}};
       tbm_q <= {32{1'b0}};
@@ -1183,6 +1192,23 @@ module dff_engine (
       gs_c_d2 <= {1{1'b0}};
       gs_l_d1 <= {1{1'b0}};
       gs_l_d2 <= {1{1'b0}};
+      dr_act_q <= {1{1'b0}};
+      dr_i_q <= {32{1'b0}};
+      dr_j_q <= {32{1'b0}};
+      dr_sel_q <= {32{1'b0}};
+      dr_ob_q <= {32{1'b0}};
+      dr_tb_q <= {32{1'b0}};
+      dr_tbm_q <= {32{1'b0}};
+      dr_start_d1 <= {1{1'b0}};
+      dr_start_d2 <= {1{1'b0}};
+      dr_start_d3 <= {1{1'b0}};
+      dr_start_d4 <= {1{1'b0}};
+      dr_start_d5 <= {1{1'b0}};
+      dr_start_d6 <= {1{1'b0}};
+      dr_start_d7 <= {1{1'b0}};
+      dr_start_d8 <= {1{1'b0}};
+      dr_start_d9 <= {1{1'b0}};
+      dr_start_d10 <= {1{1'b0}};
       acc_d1 <= {48{1'b0}};
       acc_d2 <= {48{1'b0}};
       a1w_v_d1 <= {1{1'b0}};
@@ -1197,21 +1223,6 @@ module dff_engine (
       fh2_v_d2 <= {1{1'b0}};
       fh2_v_d3 <= {1{1'b0}};
       fh2_v_d4 <= {1{1'b0}};
-      gd_act_q <= {1{1'b0}};
-      gd_j_q <= {32{1'b0}};
-      gd_ob_q <= {32{1'b0}};
-      gd_tb_q <= {32{1'b0}};
-      gd_tbm_q <= {32{1'b0}};
-      gd_start_d1 <= {1{1'b0}};
-      gd_start_d2 <= {1{1'b0}};
-      gd_start_d3 <= {1{1'b0}};
-      gd_start_d4 <= {1{1'b0}};
-      gd_start_d5 <= {1{1'b0}};
-      gd_start_d6 <= {1{1'b0}};
-      gd_start_d7 <= {1{1'b0}};
-      gd_start_d8 <= {1{1'b0}};
-      gd_start_d9 <= {1{1'b0}};
-      gd_start_d10 <= {1{1'b0}};
       grad_col_d1 <= {192{1'b0}};
       grad_col_d2 <= {192{1'b0}};
       gu1_v_d1 <= {1{1'b0}};
@@ -1383,6 +1394,47 @@ module dff_engine (
       av_q <= gs_v_d2;
       ac_q <= gs_c_d2;
       al_q <= gs_l_d2;
+      dr_start_d1 <= gemm_issue_c && (k_q == (gemm_k - 32'd1));
+      dr_start_d2 <= dr_start_d1;
+      dr_start_d3 <= dr_start_d2;
+      dr_start_d4 <= dr_start_d3;
+      dr_start_d5 <= dr_start_d4;
+      dr_start_d6 <= dr_start_d5;
+      dr_start_d7 <= dr_start_d6;
+      dr_start_d8 <= dr_start_d7;
+      dr_start_d9 <= dr_start_d8;
+      dr_start_d10 <= dr_start_d9;
+      if (st_q == S_FETCH) begin
+        dr_ob_q <= 32'd0;
+        dr_tb_q <= 32'd0;
+        dr_tbm_q <= 32'd0;
+      end else if (dr_start) begin
+        dr_act_q <= 1'b1;
+        dr_i_q <= 32'd0;
+        dr_j_q <= 32'd0;
+        dr_sel_q <= 32'd0;
+        dbk_q <= dr_tbm_q;
+      end else if (dr_act_q) begin
+        dr_sel_q <= dr_sel_q + 32'd1;
+        dbk_q <= dbk_q == 32'd3 ? 32'd0 : dbk_q + 32'd1;
+        if ((dr_j_q == 32'd3) && !(kind_q == OP_GRAD)) begin
+          dr_j_q <= 32'd0;
+          dr_i_q <= dr_i_q + 32'd1;
+        end else begin
+          dr_j_q <= dr_j_q + 32'd1;
+        end
+        if (kind_q == OP_GRAD ? dr_j_q == 32'd3 : dr_sel_q == 32'd15) begin
+          dr_act_q <= 1'b0;
+          if ((dr_tbc + 32'd4) >= gemm_n) begin
+            dr_tb_q <= 32'd0;
+            dr_tbm_q <= 32'd0;
+            dr_ob_q <= dr_ob_q + 32'd1;
+          end else begin
+            dr_tb_q <= dr_tb_q + 32'd1;
+            dr_tbm_q <= (dr_tbm_q + 32'd0) >= 32'd4 ? dr_tbm_q + 32'd0 - 32'd4 : dr_tbm_q + 32'd0;
+          end
+        end
+      end
       acc_d1 <= acc_sel;
       acc_d2 <= acc_d1;
       a1w_v_d1 <= drain_valid && ((kind_q == OP_FWD) && (layer_q == 2'd0));
@@ -1397,46 +1449,13 @@ module dff_engine (
       fh2_v_d2 <= fh2_v_d1;
       fh2_v_d3 <= fh2_v_d2;
       fh2_v_d4 <= fh2_v_d3;
-      gd_start_d1 <= gemm_issue_c && (kind_q == OP_GRAD) && (k_q == (gemm_k - 32'd1));
-      gd_start_d2 <= gd_start_d1;
-      gd_start_d3 <= gd_start_d2;
-      gd_start_d4 <= gd_start_d3;
-      gd_start_d5 <= gd_start_d4;
-      gd_start_d6 <= gd_start_d5;
-      gd_start_d7 <= gd_start_d6;
-      gd_start_d8 <= gd_start_d7;
-      gd_start_d9 <= gd_start_d8;
-      gd_start_d10 <= gd_start_d9;
-      if (st_q == S_FETCH) begin
-        gd_ob_q <= 32'd0;
-        gd_tb_q <= 32'd0;
-        gd_tbm_q <= 32'd0;
-      end else if (gd_start_d10) begin
-        gd_act_q <= 1'b1;
-        gd_j_q <= 32'd0;
-        dbk_q <= gd_tbm_q;
-      end else if (gd_act_q) begin
-        gd_j_q <= gd_j_q + 32'd1;
-        dbk_q <= dbk_q == 32'd3 ? 32'd0 : dbk_q + 32'd1;
-        if (gd_j_q == 32'd3) begin
-          gd_act_q <= 1'b0;
-          if ((gd_tbc + 32'd4) >= gemm_n) begin
-            gd_tb_q <= 32'd0;
-            gd_tbm_q <= 32'd0;
-            gd_ob_q <= gd_ob_q + 32'd1;
-          end else begin
-            gd_tb_q <= gd_tb_q + 32'd1;
-            gd_tbm_q <= (gd_tbm_q + 32'd0) >= 32'd4 ? gd_tbm_q + 32'd0 - 32'd4 : gd_tbm_q + 32'd0;
-          end
-        end
-      end
       grad_col_d1 <= grad_col;
       grad_col_d2 <= grad_col_d1;
-      gu1_v_d1 <= gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0));
+      gu1_v_d1 <= grad_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0));
       gu1_v_d2 <= gu1_v_d1;
       gu1_lv_d1 <= gu1_lanes;
       gu1_lv_d2 <= gu1_lv_d1;
-      gu1_wv_d1 <= gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0));
+      gu1_wv_d1 <= grad_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0));
       gu1_wv_d2 <= gu1_wv_d1;
       gu1_wv_d3 <= gu1_wv_d2;
       gu1_wv_d4 <= gu1_wv_d3;
@@ -1451,11 +1470,11 @@ module dff_engine (
       gu1_wa_d3 <= gu1_wa_d2;
       gu1_wa_d4 <= gu1_wa_d3;
       gu1_wa_d5 <= gu1_wa_d4;
-      gu2_v_d1 <= gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1));
+      gu2_v_d1 <= grad_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1));
       gu2_v_d2 <= gu2_v_d1;
       gu2_lv_d1 <= gu2_lanes;
       gu2_lv_d2 <= gu2_lv_d1;
-      gu2_wv_d1 <= gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1));
+      gu2_wv_d1 <= grad_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1));
       gu2_wv_d2 <= gu2_wv_d1;
       gu2_wv_d3 <= gu2_wv_d2;
       gu2_wv_d4 <= gu2_wv_d3;
@@ -1686,7 +1705,6 @@ module dff_engine (
           kmod_q <= 32'd0;
           kg_q <= 32'd0;
           i_q <= 32'd0;
-          sel_q <= 32'd0;
           kmr_q <= 32'd0;
           kgr_q <= 32'd0;
           tbm_q <= 32'd0;
@@ -1791,28 +1809,20 @@ module dff_engine (
           end
         end
         S_GF: begin
-          wait_q <= wait_q - 8'd1;
-          if (wait_q == 8'd0) begin
-            if (kind_q == OP_GRAD) begin
-              wait_q <= 8'd8;
-              st_q <= S_WAIT;
-            end else begin
-              st_q <= S_GD;
-              i_q <= 32'd0;
-              j_q <= 32'd0;
-              sel_q <= 32'd0;
-            end
+          if (!dr_pending) begin
+            wait_q <= 8'd8;
+            st_q <= S_WAIT;
           end
         end
-        S_GD: begin
-          sel_q <= sel_q + 32'd1;
-          if (j_q == 32'd3) begin
-            j_q <= 32'd0;
-            i_q <= i_q + 32'd1;
+        S_GS: begin
+          k_q <= k_q + 32'd1;
+          if (kmod_q == 32'd3) begin
+            kmod_q <= 32'd0;
+            kg_q <= kg_q + kg_step;
           end else begin
-            j_q <= j_q + 32'd1;
+            kmod_q <= kmod_q + 32'd1;
           end
-          if (sel_q == 32'd15) begin
+          if (k_q == (gemm_steps - 32'd1)) begin
             k_q <= 32'd0;
             kmod_q <= 32'd0;
             kg_q <= 32'd0;
@@ -1832,43 +1842,7 @@ module dff_engine (
               tb_q <= tb_q + 32'd1;
               st_q <= S_GS;
             end
-          end
-        end
-        S_GS: begin
-          k_q <= k_q + 32'd1;
-          if (kmod_q == 32'd3) begin
-            kmod_q <= 32'd0;
-            kg_q <= kg_q + kg_step;
-          end else begin
-            kmod_q <= kmod_q + 32'd1;
-          end
-          if (k_q == (gemm_steps - 32'd1)) begin
-            if (kind_q == OP_GRAD) begin
-              k_q <= 32'd0;
-              kmod_q <= 32'd0;
-              kg_q <= 32'd0;
-              kmr_q <= 32'd0;
-              kgr_q <= 32'd0;
-              tbm_q <= gemm_tb_last ? 32'd0 : (tbm_q + 32'd0) >= 32'd4 ? tbm_q + 32'd0 - 32'd4 : tbm_q + 32'd0;
-              if (gemm_tb_last) begin
-                tb_q <= 32'd0;
-                if (gemm_ob_last) begin
-                  wait_q <= 8'd8;
-                  st_q <= S_WAIT;
-                end else begin
-                  ob_q <= ob_q + 32'd1;
-                  st_q <= S_GS;
-                end
-              end else begin
-                tb_q <= tb_q + 32'd1;
-                st_q <= S_GS;
-              end
-              if (gemm_tb_last && gemm_ob_last) begin
-                wait_q <= 8'd20;
-                st_q <= S_GF;
-              end
-            end else begin
-              wait_q <= 8'd14;
+            if (gemm_tb_last && gemm_ob_last) begin
               st_q <= S_GF;
             end
           end
@@ -2133,7 +2107,7 @@ module dff_engine (
     if (gemm_issue_c && ((kind_q == OP_FWD) && (layer_q == 2'd0))) begin
       w1_raddr = {fw1_raddr[10:0], fw1_raddr[10:0], fw1_raddr[10:0], fw1_raddr[10:0]};
     end
-    if (gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) begin
+    if (grad_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0))) begin
       w1_raddr = {gw1_word[10:0], gw1_word[10:0], gw1_word[10:0], gw1_word[10:0]};
     end
     if (bus_go && !bus_we_i && ((bus_region_i == 8'd16) && (bus_addr_i[18:11] < 8'd4) && ({1'b0, bus_addr_i[10:0]} < 12'd2048) && (bus_addr_i[31:19] == 13'd0))) begin
@@ -2176,7 +2150,7 @@ module dff_engine (
     if (gemm_issue_c && ((kind_q == OP_FWD) && (layer_q == 2'd1))) begin
       w2_raddr = {fw2_raddr[11:0], fw2_raddr[11:0], fw2_raddr[11:0], fw2_raddr[11:0]};
     end
-    if (gd_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
+    if (grad_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd1))) begin
       w2_raddr = {gw2_word[11:0], gw2_word[11:0], gw2_word[11:0], gw2_word[11:0]};
     end
     if (bus_go && !bus_we_i && ((bus_region_i == 8'd17) && (bus_addr_i[19:12] < 8'd4) && ({1'b0, bus_addr_i[11:0]} < 13'd4096) && (bus_addr_i[31:20] == 12'd0))) begin

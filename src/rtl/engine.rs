@@ -645,9 +645,9 @@ pub fn engine(
     let npair = cfg.algorithm.loss == Loss::Npair;
     let hard = cfg.algorithm.negatives == Negatives::Hard;
     let st_names: Vec<&str> = [
-        "S_INIT", "S_IDLE", "S_FETCH", "S_NA", "S_NAW", "S_NB", "S_GS", "S_GF", "S_GD", "S_CH",
-        "S_CS", "S_PRED", "S_LG", "S_LSEL", "S_LS", "S_LW", "S_LB", "S_LH", "S_DP", "S_DS", "S_BU",
-        "S_UU", "S_WAIT", "S_NEXT",
+        "S_INIT", "S_IDLE", "S_FETCH", "S_NA", "S_NAW", "S_NB", "S_GS", "S_GF", "S_CH", "S_CS",
+        "S_PRED", "S_LG", "S_LSEL", "S_LS", "S_LW", "S_LB", "S_LH", "S_DP", "S_DS", "S_BU", "S_UU",
+        "S_WAIT", "S_NEXT",
     ]
     .into_iter()
     // The N-pair unit's start/wait/write-back states exist only with that unit, the hard
@@ -699,7 +699,10 @@ pub fn engine(
     let kmod = e.q("kmod_q", IW);
     let kg = e.q("kg_q", IW);
     let ii = e.q("i_q", IW);
-    let sel = e.q("sel_q", IW);
+    if !hard {
+        // (The hard-negative selection rounds are its only user.)
+        e.consume("i_q", ii.clone());
+    }
     // DF-O's diagonal W: k mod R and (k div R)·d for the FB column reads, tb·C mod R, and
     // n mod R of the gradient column being drained (the bank lane 0 writes).
     let kmr = e.q("kmr_q", IW);
@@ -1052,8 +1055,8 @@ pub fn engine(
         nb(&layer, rom.slice(lw_ - 1, 0)),
     ];
     for c in [
-        &row, &jj, &jmod, &rmod, &rgb, &sbase, &samp, &slot, &ob, &tb, &kk, &kmod, &kg, &ii, &sel,
-        &kmr, &kgr, &tbm, &dbk,
+        &row, &jj, &jmod, &rmod, &rgb, &sbase, &samp, &slot, &ob, &tb, &kk, &kmod, &kg, &ii, &kmr,
+        &kgr, &tbm, &dbk,
     ] {
         fetch.push(nb(c, ix(0)));
     }
@@ -1554,18 +1557,110 @@ pub fn engine(
         e.seq.push(nb(&ac, ic));
         e.seq.push(nb(&al, il));
 
-        // Drain: PE (i, j) = sel; valid if o = ob·R + i < M and n = tb·C + j < N.
+        // The drain engine follows the stream with its own tile counters (same order: ob
+        // outer, tb inner): `dr_lag` cycles after a tile's last step it reads the PE
+        // shadows, which hold the tile until the next tile's last step reaches them. GRAD
+        // drains a column (R lanes) per cycle for C cycles, after R + 6 (the last row's
+        // shadows are complete); FWD and FB one PE per cycle, row-major, for R·C cycles,
+        // after 7 (PE (0, 0) first). A tile lasts at least drain + 1 steps (below), so a
+        // drain ends before the next starts and before any shadow it reads is replaced.
+        let dr_act = e.q("dr_act_q", 1);
+        let dr_i = e.q("dr_i_q", IW);
+        let dr_j = e.q("dr_j_q", IW);
+        let dr_sel = e.q("dr_sel_q", IW);
+        let dr_ob = e.q("dr_ob_q", IW);
+        let dr_tb = e.q("dr_tb_q", IW);
+        let dr_tbm = e.q("dr_tbm_q", IW);
+        let tile_end = issue.clone().land(kk.clone().eq_(&gk - ix(1)));
+        let lag_g = rr + 6;
+        let lag_e = 7;
+        let mut taps = Vec::new();
+        let mut cur = tile_end;
+        for t in 1..=lag_g.max(lag_e) {
+            let r = e.q(&format!("dr_start_d{t}"), 1);
+            e.seq.push(nb(&r, &cur));
+            taps.push(r.clone());
+            cur = r;
+        }
+        let dr_start = e.m.wire("dr_start", 1);
+        e.m.assign(
+            &dr_start,
+            mux(is_g.clone(), &taps[lag_g - 1], &taps[lag_e - 1]),
+        );
+        // A started tile not yet drained (the op's tail waits for it).
+        let dr_pending = e.m.wire("dr_pending", 1);
+        e.m.assign(
+            &dr_pending,
+            taps.iter().fold(dr_act.clone(), |a, t| a.lor(t.clone())),
+        );
+        let dr_obr = e.w32("dr_obr", &dr_ob * ix(rr));
+        let dr_tbc = e.w32("dr_tbc", &dr_tb * ix(cc));
+        let dr_last = mux(
+            is_g.clone(),
+            dr_j.clone().eq_(ix(cc - 1)),
+            dr_sel.clone().eq_(ix(rr * cc - 1)),
+        );
+        let inc_rr = |x: &Expr| mux(x.clone().eq_(ix(rr - 1)), ix(0), x + ix(1));
+        e.seq.push(
+            if_(
+                in_st("S_FETCH"),
+                vec![nb(&dr_ob, ix(0)), nb(&dr_tb, ix(0)), nb(&dr_tbm, ix(0))],
+            )
+            .else_if(
+                &dr_start,
+                vec![
+                    nb(&dr_act, lit(1, 1)),
+                    nb(&dr_i, ix(0)),
+                    nb(&dr_j, ix(0)),
+                    nb(&dr_sel, ix(0)),
+                    nb(&dbk, &dr_tbm),
+                ],
+            )
+            .else_if(
+                &dr_act,
+                vec![
+                    nb(&dr_sel, &dr_sel + ix(1)),
+                    nb(&dbk, inc_rr(&dbk)),
+                    if_(
+                        dr_j.clone().eq_(ix(cc - 1)).land(is_g.clone().lnot()),
+                        vec![nb(&dr_j, ix(0)), nb(&dr_i, &dr_i + ix(1))],
+                    )
+                    .else_(vec![nb(&dr_j, &dr_j + ix(1))]),
+                    if_(
+                        dr_last,
+                        vec![
+                            nb(&dr_act, lit(1, 0)),
+                            if_(
+                                (&dr_tbc + ix(cc)).ge_(&gn),
+                                vec![
+                                    nb(&dr_tb, ix(0)),
+                                    nb(&dr_tbm, ix(0)),
+                                    nb(&dr_ob, &dr_ob + ix(1)),
+                                ],
+                            )
+                            .else_(vec![
+                                nb(&dr_tb, &dr_tb + ix(1)),
+                                nb(&dr_tbm, add_mod(&dr_tbm, &ix(cc % rr), rr, IW)),
+                            ]),
+                        ],
+                    ),
+                ],
+            ),
+        );
+        // FWD / FB: PE (i, j) = sel; valid if o = ob·R + i < M and n = tb·C + j < N.
         let dvalid = e.m.wire("drain_valid", 1);
         e.m.assign(
             &dvalid,
-            in_st("S_GD")
-                .land((&obr + &ii).lt_(&gm))
-                .land((&tbc + &jj).lt_(&gn)),
+            dr_act
+                .clone()
+                .land(is_g.clone().lnot())
+                .land((&dr_obr + &dr_i).lt_(&gm))
+                .land((&dr_tbc + &dr_j).lt_(&gn)),
         );
         let acc_sel = e.m.wire_s("acc_sel", s.acc_w);
         e.m.assign(
             &acc_sel,
-            acc_all.part(&sel * int(u64::from(s.acc_w)), int(u64::from(s.acc_w))),
+            acc_all.part(&dr_sel * int(u64::from(s.acc_w)), int(u64::from(s.acc_w))),
         );
         let acc_d1 = e.q("acc_d1", s.acc_w);
         let acc_d2 = e.q("acc_d2", s.acc_w);
@@ -1575,8 +1670,8 @@ pub fn engine(
             // Only FWD l ≥ 2 and FB read it.
             e.consume("acc_d2", acc_d2.clone());
         }
-        let o_idx = e.w32("drain_o", &obr + &ii);
-        let n_idx = e.w32("drain_n", &tbc + &jj);
+        let o_idx = e.w32("drain_o", &dr_obr + &dr_i);
+        let n_idx = e.w32("drain_n", &dr_tbc + &dr_j);
         // FWD layer 1: a1[n·d1 + o] = acc (one cycle later).
         let a1w = e.w32("a1_word", &n_idx * ix(d[1]) + &o_idx);
         let a1v = e.delay("a1w_v", dvalid.clone().land(is_opl(OP_FWD, 0)), 1, 1);
@@ -1627,77 +1722,29 @@ pub fn engine(
             e.drive(&format!("{}_waddr", h[l].name), hv.clone(), ha);
             e.drive(&format!("{}_wdata", h[l].name), hv, relu_h.clone());
         }
-        // GRAD: its own drain engine follows the stream. R + 6 cycles after a tile's last
-        // step every PE's shadow holds the tile's sum; the tile then drains one column n per
-        // cycle, W_l[ob·R + i][n] on lane i for all rows at once, through the update unit of
-        // the element's bank: bank i (row banks) or (i + n) mod R (DF-O's diagonal banks;
-        // `dbk` = n mod R). Every bank is read and written at the same word ob·d_in + n.
-        // The drain walks the tiles in the stream's order with its own counters.
-        let gd_act = e.q("gd_act_q", 1);
-        let gd_j = e.q("gd_j_q", IW);
-        let gd_ob = e.q("gd_ob_q", IW);
-        let gd_tb = e.q("gd_tb_q", IW);
-        let gd_tbm = e.q("gd_tbm_q", IW);
-        let gd_start = e.delay(
-            "gd_start",
-            issue
-                .clone()
-                .land(is_g.clone())
-                .land(kk.clone().eq_(&gk - ix(1))),
-            1,
-            rr + 6,
-        );
-        let gd_obr = e.w32("gd_obr", &gd_ob * ix(rr));
-        let gd_tbc = e.w32("gd_tbc", &gd_tb * ix(cc));
-        let gd_n = e.w32("gd_n", &gd_tbc + &gd_j);
-        let gd_valid = e.m.wire("gd_valid", 1);
-        e.m.assign(&gd_valid, gd_act.clone().land(gd_n.clone().lt_(&gn)));
-        let inc_rr = |x: &Expr| mux(x.clone().eq_(ix(rr - 1)), ix(0), x + ix(1));
-        e.seq.push(
-            if_(
-                in_st("S_FETCH"),
-                vec![nb(&gd_ob, ix(0)), nb(&gd_tb, ix(0)), nb(&gd_tbm, ix(0))],
-            )
-            .else_if(
-                &gd_start,
-                vec![nb(&gd_act, lit(1, 1)), nb(&gd_j, ix(0)), nb(&dbk, &gd_tbm)],
-            )
-            .else_if(
-                &gd_act,
-                vec![
-                    nb(&gd_j, &gd_j + ix(1)),
-                    nb(&dbk, inc_rr(&dbk)),
-                    if_(
-                        gd_j.clone().eq_(ix(cc - 1)),
-                        vec![
-                            nb(&gd_act, lit(1, 0)),
-                            if_(
-                                (&gd_tbc + ix(cc)).ge_(&gn),
-                                vec![
-                                    nb(&gd_tb, ix(0)),
-                                    nb(&gd_tbm, ix(0)),
-                                    nb(&gd_ob, &gd_ob + ix(1)),
-                                ],
-                            )
-                            .else_(vec![
-                                nb(&gd_tb, &gd_tb + ix(1)),
-                                nb(&gd_tbm, add_mod(&gd_tbm, &ix(cc % rr), rr, IW)),
-                            ]),
-                        ],
-                    ),
-                ],
-            ),
-        );
+        // GRAD: the tile drains one column n per cycle, W_l[ob·R + i][n] on lane i for all
+        // rows at once, through the update unit of the element's bank: bank i (row banks) or
+        // (i + n) mod R (DF-O's diagonal banks; `dbk` = n mod R). Every bank is read and
+        // written at the same word ob·d_in + n.
         let accw = s.acc_w;
         let gcol: Vec<Expr> = (0..rr)
             .map(|i| {
                 acc_all.part(
-                    (ix(i * cc) + &gd_j) * int(u64::from(accw)),
+                    (ix(i * cc) + &dr_j) * int(u64::from(accw)),
                     int(u64::from(accw)),
                 )
             })
             .collect();
-        let glv: Vec<Expr> = (0..rr).map(|i| (&gd_obr + ix(i)).lt_(&gm)).collect();
+        let glv: Vec<Expr> = (0..rr).map(|i| (&dr_obr + ix(i)).lt_(&gm)).collect();
+        let gd_n = e.w32("grad_n", &dr_tbc + &dr_j);
+        let gd_valid = e.m.wire("grad_valid", 1);
+        e.m.assign(
+            &gd_valid,
+            dr_act
+                .clone()
+                .land(is_g.clone())
+                .land(gd_n.clone().lt_(&gn)),
+        );
         // Bank b takes lane (b − n) mod R under DF-O.
         let (gbank, gbank_v): (Vec<Expr>, Vec<Expr>) = (0..rr)
             .map(|b| {
@@ -1728,7 +1775,7 @@ pub fn engine(
                     lit(rr as u32, 0),
                 ),
             );
-            let wa = e.w32(&format!("gw{}_word", l + 1), &gd_ob * ix(d[l]) + &gd_n);
+            let wa = e.w32(&format!("gw{}_word", l + 1), &dr_ob * ix(d[l]) + &gd_n);
             e.consume(&format!("gw{}_word", l + 1), wa.slice(IW - 1, w[l].aw()));
             let all: Vec<Expr> = (0..rr).map(|_| wa.slice(w[l].aw() - 1, 0)).collect();
             e.drive(&format!("{}_raddr", w[l].name), c.clone(), cat(all));
@@ -1847,7 +1894,8 @@ pub fn engine(
                 e.drive(&format!("{}_wdata", m.name), v3, fbq.clone());
             }
         }
-        // Sequencing: stream K steps, flush, drain R×C, next tile (tiles: ob outer, tb inner).
+        // Sequencing: stream the tiles back to back (ob outer, tb inner), then wait for the
+        // drain engine.
         // kg = (r div C)·d_in for the GRAD column-lane reads, advanced where kmod wraps.
         // The last tile of each loop is found by comparison (no division by R or C).
         let mut kgd = ix(0);
@@ -1855,7 +1903,6 @@ pub fn engine(
             kgd = mux(is_opl(OP_GRAD, l), ix(d[l]), kgd);
         }
         let kgstep = e.w32("kg_step", kgd);
-        let flush = (rr + cc + 6) as u64;
         let tb_last = e.m.wire("gemm_tb_last", 1);
         e.m.assign(&tb_last, (&tbc + ix(cc)).ge_(&gn));
         let ob_last = e.m.wire("gemm_ob_last", 1);
@@ -1884,24 +1931,14 @@ pub fn engine(
             .else_(vec![nb(&kmod, &kmod + ix(1))]),
         ];
         gs_body.extend(diag_gs);
+        // The op's tail: wait until the last tile is drained (then S_WAIT covers the
+        // write-back).
         sw.push(arm(
             sid("S_GF"),
-            vec![
-                nb(&wait, &wait - lit(8, 1)),
-                if_(
-                    wait.clone().eq_(lit(8, 0)),
-                    vec![if_(
-                        is_g.clone(),
-                        vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
-                    )
-                    .else_(vec![
-                        nb(&st, sid("S_GD")),
-                        nb(&ii, ix(0)),
-                        nb(&jj, ix(0)),
-                        nb(&sel, ix(0)),
-                    ])],
-                ),
-            ],
+            vec![if_(
+                dr_pending.clone().lnot(),
+                vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
+            )],
         ));
         let next_tile = vec![
             nb(&kk, ix(0)),
@@ -1927,44 +1964,20 @@ pub fn engine(
             )
             .else_(vec![nb(&tb, &tb + ix(1)), nb(&st, sid("S_GS"))]),
         ];
-        // FWD and FB drain one PE per cycle (R·C).
-        sw.push(arm(
-            sid("S_GD"),
-            vec![
-                nb(&sel, &sel + ix(1)),
-                if_(
-                    jj.clone().eq_(ix(cc - 1)),
-                    vec![nb(&jj, ix(0)), nb(&ii, &ii + ix(1))],
-                )
-                .else_(vec![nb(&jj, &jj + ix(1))]),
-                if_(sel.clone().eq_(ix(rr * cc - 1)), next_tile.clone()),
-            ],
-        ));
-        // The stream's step loop: FWD and FB flush and drain after each tile; GRAD goes
-        // straight on to the next tile, and after the last waits for its drain engine
-        // (R + 6 + C cycles, then 5 for the write-back).
-        let pad = rr.max(cc) + 1;
+        // The stream's step loop: tiles back to back, each padded to drain + 1 steps.
+        let pad_g = rr.max(cc) + 1;
+        let pad_e = rr * cc + 1;
+        let pad = e.w32("gemm_pad", mux(is_g.clone(), ix(pad_g), ix(pad_e)));
         let gp = e.w32(
             "gemm_steps",
-            mux(
-                is_g.clone().land(gk.clone().lt_(ix(pad))),
-                ix(pad),
-                gk.clone(),
-            ),
+            mux(gk.clone().lt_(&pad), pad.clone(), gk.clone()),
         );
         let mut g_end = next_tile;
         g_end.push(if_(
             tb_last.clone().land(ob_last.clone()),
-            vec![
-                nb(&wait, lit(8, (rr + cc + 12) as u64)),
-                nb(&st, sid("S_GF")),
-            ],
+            vec![nb(&st, sid("S_GF"))],
         ));
-        gs_body.push(if_(
-            kk.clone().eq_(&gp - ix(1)),
-            vec![if_(is_g.clone(), g_end)
-                .else_(vec![nb(&wait, lit(8, flush)), nb(&st, sid("S_GF"))])],
-        ));
+        gs_body.push(if_(kk.clone().eq_(&gp - ix(1)), g_end));
         sw.push(arm(sid("S_GS"), gs_body));
     }
 
@@ -3165,14 +3178,16 @@ pub fn cycles_by_op(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> Vec<(&
     let samples = if infer { 1 } else { n as u64 };
     let rows = samples * kh;
     let dc = |a: u64, b: u64| a.div_ceil(b);
-    let flush = rr + cc + 6;
-    // A tile: stream K, flush, drain R·C.
-    let gemm = |m: u64, nn: u64, k: u64| dc(m, rr) * dc(nn, cc) * (k + flush + 1 + rr * cc) + 10;
-    // The gradient GEMM: tiles back to back, each at least max(R, C) + 1 steps, then one
-    // wait for the last tile's drain.
-    let grad = |m: u64, nn: u64, k: u64| {
-        dc(m, rr) * dc(nn, cc) * k.max(rr.max(cc) + 1) + (rr + cc + 13) + 10
+    // A GEMM streams its tiles back to back, each max(K, drain + 1) steps, then waits for the
+    // drain engine to finish the last tile (lag + drain + 1 after its last step, less the
+    // steps the tile was padded by). The gradient GEMM drains a column per cycle (C cycles,
+    // lag R + 6), the others one PE per cycle (R·C, lag 7).
+    let seamless = |m: u64, nn: u64, k: u64, pad: u64, drain: u64, lag: u64| {
+        let p = k.max(pad);
+        dc(m, rr) * dc(nn, cc) * p + (lag + drain + 1 - (p - k)) + 10
     };
+    let gemm = |m: u64, nn: u64, k: u64| seamless(m, nn, k, rr * cc + 1, rr * cc, 7);
+    let grad = |m: u64, nn: u64, k: u64| seamless(m, nn, k, rr.max(cc) + 1, cc, rr + 6);
     // Every op: FETCH, its body, then (most) S_WAIT + S_NEXT.
     add("INORM", 1 + samples * (2 * d[0] + NORM_WAIT) + 10);
     add("FWD", 1 + gemm(d[1], samples, d[0]));
