@@ -32,19 +32,20 @@ module dff_engine (
   localparam S_NB = 5'd5;
   localparam S_GS = 5'd6;
   localparam S_GF = 5'd7;
-  localparam S_CH = 5'd8;
-  localparam S_CS = 5'd9;
-  localparam S_PRED = 5'd10;
-  localparam S_LG = 5'd11;
-  localparam S_LS = 5'd12;
-  localparam S_LW = 5'd13;
-  localparam S_LB = 5'd14;
-  localparam S_DP = 5'd15;
-  localparam S_DS = 5'd16;
-  localparam S_BU = 5'd17;
-  localparam S_UU = 5'd18;
-  localparam S_WAIT = 5'd19;
-  localparam S_NEXT = 5'd20;
+  localparam S_NG = 5'd8;
+  localparam S_CH = 5'd9;
+  localparam S_CS = 5'd10;
+  localparam S_PRED = 5'd11;
+  localparam S_LG = 5'd12;
+  localparam S_LS = 5'd13;
+  localparam S_LW = 5'd14;
+  localparam S_LB = 5'd15;
+  localparam S_DP = 5'd16;
+  localparam S_DS = 5'd17;
+  localparam S_BU = 5'd18;
+  localparam S_UU = 5'd19;
+  localparam S_WAIT = 5'd20;
+  localparam S_NEXT = 5'd21;
   localparam OP_END = 4'd0;
   localparam OP_INORM = 4'd1;
   localparam OP_FWD = 4'd2;
@@ -73,7 +74,7 @@ module dff_engine (
   wire [3:0] hyp_rd0;
   reg [3:0] x0_we;
   reg [8:0] x0_waddr;
-  reg [11:0] x0_wdata;
+  reg [47:0] x0_wdata;
   reg [35:0] x0_raddr;
   wire [47:0] x0_rdata;
   wire [11:0] x0_rd0;
@@ -122,21 +123,27 @@ module dff_engine (
   reg [11:0] a1_raddr;
   wire [47:0] a1_rdata;
   wire [47:0] a1_rd0;
-  reg h1_we;
-  reg [15:0] h1_waddr;
+  reg [3:0] h1_we;
+  reg [13:0] h1_waddr;
   reg [15:0] h1_wdata;
-  reg [15:0] h1_raddr;
-  wire [15:0] h1_rdata;
+  reg [55:0] h1_raddr;
+  wire [63:0] h1_rdata;
   wire [15:0] h1_rd0;
-  reg h2_we;
-  reg [15:0] h2_waddr;
+  wire [15:0] h1_rd1;
+  wire [15:0] h1_rd2;
+  wire [15:0] h1_rd3;
+  reg [3:0] h2_we;
+  reg [13:0] h2_waddr;
   reg [15:0] h2_wdata;
-  reg [15:0] h2_raddr;
-  wire [15:0] h2_rdata;
+  reg [55:0] h2_raddr;
+  wire [63:0] h2_rdata;
   wire [15:0] h2_rd0;
+  wire [15:0] h2_rd1;
+  wire [15:0] h2_rd2;
+  wire [15:0] h2_rd3;
   reg [3:0] xh1_we;
   reg [13:0] xh1_waddr;
-  reg [11:0] xh1_wdata;
+  reg [47:0] xh1_wdata;
   reg [55:0] xh1_raddr;
   wire [47:0] xh1_rdata;
   wire [11:0] xh1_rd0;
@@ -210,7 +217,7 @@ module dff_engine (
   reg [31:0] dbk_q;
   wire unused_diag_ctr;
   reg [7:0] wait_q;
-  reg [39:0] s_q;
+  reg [159:0] s_q;
   reg [3:0] hyp_q;
   reg [31:0] batch_q;
   wire [31:0] nsamp;
@@ -238,22 +245,25 @@ module dff_engine (
   reg relu_v;
   wire [15:0] relu_h;
   wire relu_vo;
-  reg [15:0] gd_h;
-  reg gd_v;
+  reg [63:0] gd_h;
+  reg [3:0] gd_v;
   reg gd_first;
   reg gd_last;
   reg [16:0] gd_recip;
-  wire [39:0] gd_s;
-  wire [17:0] gd_g;
-  wire gd_vo;
+  wire [159:0] gd_s;
+  wire [71:0] gd_g;
+  wire [3:0] gd_vo;
+  genvar gl;
+  wire unused_gd_vo;
   reg nm_sv;
-  reg [15:0] nm_x;
-  reg nm_xv;
-  wire [11:0] nm_y;
-  wire nm_yv;
-  wire [17:0] nm_rs_word;
-  wire [4:0] nm_rs_half_e;
+  reg [63:0] nm_x;
+  reg [3:0] nm_xv;
+  wire [47:0] nm_y;
+  wire [3:0] nm_yv;
+  wire [71:0] nm_rs_word;
+  wire [19:0] nm_rs_half_e;
   wire unused_nm_rs;
+  genvar nu;
   reg [63:0] up_w;
   reg [191:0] up_g;
   reg [1:0] up_kind;
@@ -291,8 +301,13 @@ module dff_engine (
   wire norm_last_layer;
   wire [31:0] norm_raddr;
   wire unused_hi_norm_raddr;
+  wire [31:0] norm_hword;
+  wire unused_hi_norm_hword;
   wire unused_norm_raddr;
-  wire [15:0] norm_src;
+  wire [3:0] norm_lanes;
+  reg [3:0] norm_lanes_d1;
+  reg [3:0] norm_lanes_d2;
+  wire [63:0] norm_src;
   reg na_v_d1;
   reg na_v_d2;
   reg na_first_d1;
@@ -317,6 +332,11 @@ module dff_engine (
   reg [15:0] nb_word_d5;
   wire unused_nb_word;
   wire unused_norm_bank;
+  wire [3:0] norm_xwe;
+  wire [47:0] norm_xwd;
+  reg [71:0] norm_g_q;
+  wire [31:0] norm_g_row;
+  wire unused_hi_norm_g_row;
   wire [31:0] gemm_m;
   wire unused_hi_gemm_m;
   wire [31:0] gemm_n;
@@ -455,14 +475,18 @@ module dff_engine (
   wire signed [49:0] fz2;
   wire signed [27:0] fb2;
   wire signed [47:0] fz2_c;
-  reg [15:0] fh2_a_d1;
-  reg [15:0] fh2_a_d2;
-  reg [15:0] fh2_a_d3;
-  reg [15:0] fh2_a_d4;
+  reg [13:0] fh2_a_d1;
+  reg [13:0] fh2_a_d2;
+  reg [13:0] fh2_a_d3;
+  reg [13:0] fh2_a_d4;
   reg fh2_v_d1;
   reg fh2_v_d2;
   reg fh2_v_d3;
   reg fh2_v_d4;
+  reg [7:0] fh2_b_d1;
+  reg [7:0] fh2_b_d2;
+  reg [7:0] fh2_b_d3;
+  reg [7:0] fh2_b_d4;
   wire [31:0] grad_n;
   wire unused_hi_grad_n;
   wire grad_valid;
@@ -535,14 +559,18 @@ module dff_engine (
   wire signed [47:0] cz_c;
   wire [31:0] cen_h;
   wire unused_hi_cen_h;
-  reg [15:0] ch_a_d1;
-  reg [15:0] ch_a_d2;
-  reg [15:0] ch_a_d3;
-  reg [15:0] ch_a_d4;
+  reg [13:0] ch_a_d1;
+  reg [13:0] ch_a_d2;
+  reg [13:0] ch_a_d3;
+  reg [13:0] ch_a_d4;
   reg ch_v_d1;
   reg ch_v_d2;
   reg ch_v_d3;
   reg ch_v_d4;
+  reg [7:0] ch_b_d1;
+  reg [7:0] ch_b_d2;
+  reg [7:0] ch_b_d3;
+  reg [7:0] ch_b_d4;
   wire unused_cen;
   wire [31:0] cen_k;
   wire unused_hi_cen_k;
@@ -575,6 +603,8 @@ module dff_engine (
   wire [31:0] dl_h;
   wire unused_hi_dl_h;
   wire unused_dl_h;
+  reg [7:0] dl_hb_d1;
+  reg [7:0] dl_hb_d2;
   wire [15:0] dl_hv;
   wire signed [44:0] dl_p;
   wire signed [46:0] dl_sum;
@@ -711,7 +741,13 @@ module dff_engine (
   assign u_rd0 = u_rdata[0 +: 16];
   assign a1_rd0 = a1_rdata[0 +: 48];
   assign h1_rd0 = h1_rdata[0 +: 16];
+  assign h1_rd1 = h1_rdata[16 +: 16];
+  assign h1_rd2 = h1_rdata[32 +: 16];
+  assign h1_rd3 = h1_rdata[48 +: 16];
   assign h2_rd0 = h2_rdata[0 +: 16];
+  assign h2_rd1 = h2_rdata[16 +: 16];
+  assign h2_rd2 = h2_rdata[32 +: 16];
+  assign h2_rd3 = h2_rdata[48 +: 16];
   assign xh1_rd0 = xh1_rdata[0 +: 12];
   assign xh1_rd1 = xh1_rdata[12 +: 12];
   assign xh1_rd2 = xh1_rdata[24 +: 12];
@@ -806,33 +842,42 @@ module dff_engine (
     .v_o(relu_vo)
   );
 
-  dff_goodness u_goodness (
-    .clk_i(clk_i),
-    .rst_i(rst_i),
-    .h_i(gd_h),
-    .v_i(gd_v),
-    .first_i(gd_first),
-    .last_i(gd_last),
-    .recip_i(gd_recip),
-    .s_o(gd_s),
-    .g_o(gd_g),
-    .v_o(gd_vo)
-  );
+  generate
+    for (gl = 0; gl < 4; gl = gl + 1) begin : g_goodness
+      dff_goodness u_goodness (
+        .clk_i(clk_i),
+        .rst_i(rst_i),
+        .h_i(gd_h[gl*16 +: 16]),
+        .v_i(gd_v[gl]),
+        .first_i(gd_first),
+        .last_i(gd_last),
+        .recip_i(gd_recip),
+        .s_o(gd_s[gl*40 +: 40]),
+        .g_o(gd_g[gl*18 +: 18]),
+        .v_o(gd_vo[gl])
+      );
+    end
+  endgenerate
 
+  assign unused_gd_vo = ^gd_vo[3:1];
   assign unused_nm_rs = ^{nm_rs_word, nm_rs_half_e};
 
-  dff_normalise u_normalise (
-    .clk_i(clk_i),
-    .rst_i(rst_i),
-    .s_i(s_q),
-    .sv_i(nm_sv),
-    .x_i(nm_x),
-    .xv_i(nm_xv),
-    .y_o(nm_y),
-    .yv_o(nm_yv),
-    .rs_word_o(nm_rs_word),
-    .rs_half_e_o(nm_rs_half_e)
-  );
+  generate
+    for (nu = 0; nu < 4; nu = nu + 1) begin : g_normalise
+      dff_normalise u_normalise (
+        .clk_i(clk_i),
+        .rst_i(rst_i),
+        .s_i(s_q[nu*40 +: 40]),
+        .sv_i(nm_sv),
+        .x_i(nm_x[nu*16 +: 16]),
+        .xv_i(nm_xv[nu]),
+        .y_o(nm_y[nu*12 +: 12]),
+        .yv_o(nm_yv[nu]),
+        .rs_word_o(nm_rs_word[nu*18 +: 18]),
+        .rs_half_e_o(nm_rs_half_e[nu*5 +: 5])
+      );
+    end
+  endgenerate
 
   generate
     for (u = 0; u < 4; u = u + 1) begin : g_update
@@ -907,14 +952,21 @@ module dff_engine (
   assign norm_last_layer = (kind_q == OP_NORM) && (layer_q == 2'd1);
   assign norm_raddr = sbase_q + j_q;
   assign unused_hi_norm_raddr = ^norm_raddr[31:1];
+  assign norm_hword = rgb_q + j_q;
+  assign unused_hi_norm_hword = ^norm_hword[31:1];
   assign unused_norm_raddr = ^norm_raddr[31:16];
-  assign norm_src = ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd0 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd0 : kind_q == OP_INORM ? {8'd0, px_rd0} : 16'd0;
+  assign norm_lanes = {kind_q == OP_INORM ? 1'b0 : (row_q + 32'd3) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd2) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd1) < norm_rows, kind_q == OP_INORM ? 1'b1 : (row_q + 32'd0) < norm_rows};
+  assign norm_src = {((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd3 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd3 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd2 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd2 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd1 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd1 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd0 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd0 : kind_q == OP_INORM ? {8'd0, px_rd0} : 16'd0};
   assign norm_bank = (rmod_q + jmod_q) >= 32'd4 ? rmod_q + jmod_q - 32'd4 : rmod_q + jmod_q;
   assign unused_hi_norm_bank = ^norm_bank[31:1];
   assign norm_word = rgb_q + j_q;
   assign unused_hi_norm_word = ^norm_word[31:1];
   assign unused_nb_word = ^nb_word_d5[15:9];
-  assign unused_norm_bank = ^{norm_bank[31:8], norm_word[31:16]};
+  assign unused_norm_bank = ^{norm_bank[31:8], norm_word[31:16], norm_hword[31:16]};
+  assign norm_xwe = {nb_bank_d5 == 8'd3 ? nm_yv[0] : nb_bank_d5 == 8'd2 ? nm_yv[1] : nb_bank_d5 == 8'd1 ? nm_yv[2] : nm_yv[3], nb_bank_d5 == 8'd3 ? nm_yv[3] : nb_bank_d5 == 8'd2 ? nm_yv[0] : nb_bank_d5 == 8'd1 ? nm_yv[1] : nm_yv[2], nb_bank_d5 == 8'd3 ? nm_yv[2] : nb_bank_d5 == 8'd2 ? nm_yv[3] : nb_bank_d5 == 8'd1 ? nm_yv[0] : nm_yv[1], nb_bank_d5 == 8'd3 ? nm_yv[1] : nb_bank_d5 == 8'd2 ? nm_yv[2] : nb_bank_d5 == 8'd1 ? nm_yv[3] : nm_yv[0]};
+  assign norm_xwd = {nb_bank_d5 == 8'd3 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], nb_bank_d5 == 8'd3 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], nb_bank_d5 == 8'd3 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], nb_bank_d5 == 8'd3 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
+  assign norm_g_row = row_q + j_q;
+  assign unused_hi_norm_g_row = ^norm_g_row[31:1];
   assign gemm_m = layer_q == 2'd1 ? 32'd128 : layer_q == 2'd0 ? 32'd128 : 32'd0;
   assign unused_hi_gemm_m = ^gemm_m[31:1];
   assign gemm_n = ((kind_q == OP_FWD) && (layer_q == 2'd1)) ? nrows : ((kind_q == OP_GRAD) && (layer_q == 2'd1)) ? 32'd128 : ((kind_q == OP_FWD) && (layer_q == 2'd0)) ? nsamp : ((kind_q == OP_GRAD) && (layer_q == 2'd0)) ? 32'd64 : 32'd0;
@@ -1015,9 +1067,9 @@ module dff_engine (
   assign a1_word = (drain_n * 32'd128) + drain_o;
   assign unused_hi_a1_word = ^a1_word[31:1];
   assign unused_a1_word = ^a1_word[31:12];
-  assign h2_word = (drain_n * 32'd128) + drain_o;
+  assign h2_word = (dr_tb_q * 32'd128) + drain_o;
   assign unused_hi_h2_word = ^h2_word[31:1];
-  assign unused_h2_word = ^h2_word[31:16];
+  assign unused_h2_word = ^h2_word[31:14];
   assign fb2 = {b2_rd0, 12'd0};
   assign fz2 = $signed({{2{acc_d2[47]}}, acc_d2}) + $signed({{22{fb2[27]}}, fb2});
   assign fz2_c = fz2 < (-50'sd140737488355328) ? 48'h800000000000 : fz2 > 50'sd140737488355327 ? 48'h7fffffffffff : fz2[47:0];
@@ -1049,9 +1101,9 @@ module dff_engine (
   assign cu = {u_rd0, 12'd0};
   assign cz = $signed({{3{a1_rd0[47]}}, a1_rd0}) + $signed({{23{cb[27]}}, cb}) + $signed({{23{cu[27]}}, cu});
   assign cz_c = cz < (-51'sd140737488355328) ? 48'h800000000000 : cz > 51'sd140737488355327 ? 48'h7fffffffffff : cz[47:0];
-  assign cen_h = sbase_q + j_q;
+  assign cen_h = rgb_q + j_q;
   assign unused_hi_cen_h = ^cen_h[31:1];
-  assign unused_cen = ^{cen_a1[31:12], cen_u[31:11], cen_h[31:16]};
+  assign unused_cen = ^{cen_a1[31:12], cen_u[31:11], cen_h[31:14]};
   assign cen_k = infer_q ? 32'd10 : 32'd10;
   assign unused_hi_cen_k = ^cen_k[31:1];
   assign pred_score = 20'd0 + {2'd0, g1_rd0} + {2'd0, g2_rd0};
@@ -1069,10 +1121,10 @@ module dff_engine (
   assign loss_beta = slot_q == 32'd9 ? ls_b[144 +: 16] : slot_q == 32'd8 ? ls_b[128 +: 16] : slot_q == 32'd7 ? ls_b[112 +: 16] : slot_q == 32'd6 ? ls_b[96 +: 16] : slot_q == 32'd5 ? ls_b[80 +: 16] : slot_q == 32'd4 ? ls_b[64 +: 16] : slot_q == 32'd3 ? ls_b[48 +: 16] : slot_q == 32'd2 ? ls_b[32 +: 16] : slot_q == 32'd1 ? ls_b[16 +: 16] : slot_q == 32'd0 ? ls_b[0 +: 16] : 16'd0;
   assign two_over_d = layer_q == 2'd1 ? 12'd1024 : layer_q == 2'd0 ? 12'd1024 : 12'd0;
   assign coef = $signed({{12{beta_q[15]}}, beta_q}) * $signed({16'd0, two_over_d});
-  assign dl_h = sbase_q + j_q;
+  assign dl_h = rgb_q + j_q;
   assign unused_hi_dl_h = ^dl_h[31:1];
   assign unused_dl_h = ^dl_h[31:16];
-  assign dl_hv = layer_q == 2'd1 ? h2_rd0 : layer_q == 2'd0 ? h1_rd0 : 16'd0;
+  assign dl_hv = layer_q == 2'd1 ? (dl_hb_d2 == 8'd3 ? h2_rd3 : dl_hb_d2 == 8'd2 ? h2_rd2 : dl_hb_d2 == 8'd1 ? h2_rd1 : h2_rd0) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd3 ? h1_rd3 : dl_hb_d2 == 8'd2 ? h1_rd2 : dl_hb_d2 == 8'd1 ? h1_rd1 : h1_rd0) : 16'd0;
   assign dl_p = $signed({{17{coef_q[27]}}, coef_q}) * $signed({29'd0, dl_hv});
   assign dl_sum = $signed({{2{dl_p[44]}}, dl_p}) + 47'sd524288;
   assign dl_q = dl_sum >>> 20;
@@ -1151,7 +1203,7 @@ module dff_engine (
       tbm_q <= {32{1'b0}};
       dbk_q <= {32{1'b0}};
       wait_q <= {8{1'b0}};
-      s_q <= {40{1'b0}};
+      s_q <= {160{1'b0}};
       hyp_q <= {4{1'b0}};
       west_q <= {72{1'b0}};
       north_q <= {64{1'b0}};
@@ -1164,6 +1216,8 @@ module dff_engine (
       cnt_busy_q <= {64{1'b0}};
       cnt_array_q <= {64{1'b0}};
       cnt_runs_q <= {64{1'b0}};
+      norm_lanes_d1 <= {4{1'b0}};
+      norm_lanes_d2 <= {4{1'b0}};
       na_v_d1 <= {1{1'b0}};
       na_v_d2 <= {1{1'b0}};
       na_first_d1 <= {1{1'b0}};
@@ -1182,6 +1236,7 @@ module dff_engine (
       nb_word_d3 <= {16{1'b0}};
       nb_word_d4 <= {16{1'b0}};
       nb_word_d5 <= {16{1'b0}};
+      norm_g_q <= {72{1'b0}};
       e_lanes_d1 <= {72{1'b0}};
       e_lanes_d2 <= {72{1'b0}};
       rot_d1 <= {8{1'b0}};
@@ -1215,14 +1270,18 @@ module dff_engine (
       a1w_a_d1 <= {12{1'b0}};
       fz2_v_d1 <= {1{1'b0}};
       fz2_v_d2 <= {1{1'b0}};
-      fh2_a_d1 <= {16{1'b0}};
-      fh2_a_d2 <= {16{1'b0}};
-      fh2_a_d3 <= {16{1'b0}};
-      fh2_a_d4 <= {16{1'b0}};
+      fh2_a_d1 <= {14{1'b0}};
+      fh2_a_d2 <= {14{1'b0}};
+      fh2_a_d3 <= {14{1'b0}};
+      fh2_a_d4 <= {14{1'b0}};
       fh2_v_d1 <= {1{1'b0}};
       fh2_v_d2 <= {1{1'b0}};
       fh2_v_d3 <= {1{1'b0}};
       fh2_v_d4 <= {1{1'b0}};
+      fh2_b_d1 <= {8{1'b0}};
+      fh2_b_d2 <= {8{1'b0}};
+      fh2_b_d3 <= {8{1'b0}};
+      fh2_b_d4 <= {8{1'b0}};
       grad_col_d1 <= {192{1'b0}};
       grad_col_d2 <= {192{1'b0}};
       gu1_v_d1 <= {1{1'b0}};
@@ -1265,14 +1324,18 @@ module dff_engine (
       gu2_wa_d5 <= {12{1'b0}};
       cz_v_d1 <= {1{1'b0}};
       cz_v_d2 <= {1{1'b0}};
-      ch_a_d1 <= {16{1'b0}};
-      ch_a_d2 <= {16{1'b0}};
-      ch_a_d3 <= {16{1'b0}};
-      ch_a_d4 <= {16{1'b0}};
+      ch_a_d1 <= {14{1'b0}};
+      ch_a_d2 <= {14{1'b0}};
+      ch_a_d3 <= {14{1'b0}};
+      ch_a_d4 <= {14{1'b0}};
       ch_v_d1 <= {1{1'b0}};
       ch_v_d2 <= {1{1'b0}};
       ch_v_d3 <= {1{1'b0}};
       ch_v_d4 <= {1{1'b0}};
+      ch_b_d1 <= {8{1'b0}};
+      ch_b_d2 <= {8{1'b0}};
+      ch_b_d3 <= {8{1'b0}};
+      ch_b_d4 <= {8{1'b0}};
       pr_v_d1 <= {1{1'b0}};
       pr_v_d2 <= {1{1'b0}};
       pr_r_d1 <= {8{1'b0}};
@@ -1284,6 +1347,8 @@ module dff_engine (
       lg_slot_d2 <= {8{1'b0}};
       beta_q <= {16{1'b0}};
       coef_q <= {28{1'b0}};
+      dl_hb_d1 <= {8{1'b0}};
+      dl_hb_d2 <= {8{1'b0}};
       delta_q <= {18{1'b0}};
       ds_v_d1 <= {1{1'b0}};
       ds_v_d2 <= {1{1'b0}};
@@ -1361,6 +1426,8 @@ module dff_engine (
       lr_q <= 17'd40960;
       batch_q <= 32'd32;
     end else begin
+      norm_lanes_d1 <= norm_lanes;
+      norm_lanes_d2 <= norm_lanes_d1;
       na_v_d1 <= (st_q == S_NA) && (((st_q == S_NA) || (st_q == S_NB)) && ((kind_q == OP_INORM) || (kind_q == OP_NORM)));
       na_v_d2 <= na_v_d1;
       na_first_d1 <= j_q == 32'd0;
@@ -1441,7 +1508,7 @@ module dff_engine (
       a1w_a_d1 <= a1_word[11:0];
       fz2_v_d1 <= drain_valid && ((kind_q == OP_FWD) && (layer_q == 2'd1));
       fz2_v_d2 <= fz2_v_d1;
-      fh2_a_d1 <= h2_word[15:0];
+      fh2_a_d1 <= h2_word[13:0];
       fh2_a_d2 <= fh2_a_d1;
       fh2_a_d3 <= fh2_a_d2;
       fh2_a_d4 <= fh2_a_d3;
@@ -1449,6 +1516,10 @@ module dff_engine (
       fh2_v_d2 <= fh2_v_d1;
       fh2_v_d3 <= fh2_v_d2;
       fh2_v_d4 <= fh2_v_d3;
+      fh2_b_d1 <= dr_j_q[7:0];
+      fh2_b_d2 <= fh2_b_d1;
+      fh2_b_d3 <= fh2_b_d2;
+      fh2_b_d4 <= fh2_b_d3;
       grad_col_d1 <= grad_col;
       grad_col_d2 <= grad_col_d1;
       gu1_v_d1 <= grad_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0));
@@ -1491,7 +1562,7 @@ module dff_engine (
       gu2_wa_d5 <= gu2_wa_d4;
       cz_v_d1 <= st_q == S_CS;
       cz_v_d2 <= cz_v_d1;
-      ch_a_d1 <= cen_h[15:0];
+      ch_a_d1 <= cen_h[13:0];
       ch_a_d2 <= ch_a_d1;
       ch_a_d3 <= ch_a_d2;
       ch_a_d4 <= ch_a_d3;
@@ -1499,6 +1570,10 @@ module dff_engine (
       ch_v_d2 <= ch_v_d1;
       ch_v_d3 <= ch_v_d2;
       ch_v_d4 <= ch_v_d3;
+      ch_b_d1 <= rmod_q[7:0];
+      ch_b_d2 <= ch_b_d1;
+      ch_b_d3 <= ch_b_d2;
+      ch_b_d4 <= ch_b_d3;
       pr_v_d1 <= (st_q == S_PRED) && (row_q < 32'd10);
       pr_v_d2 <= pr_v_d1;
       pr_r_d1 <= row_q[7:0];
@@ -1541,6 +1616,8 @@ module dff_engine (
       if (lg_v_d2 && (lg_slot_d2 == 8'd9)) begin
         gt_q[162 +: 18] <= gt_cur;
       end
+      dl_hb_d1 <= rmod_q[7:0];
+      dl_hb_d2 <= dl_hb_d1;
       delta_q <= dl_y;
       ds_v_d1 <= st_q == S_DS;
       ds_v_d2 <= ds_v_d1;
@@ -1758,11 +1835,64 @@ module dff_engine (
           end
         end
         S_NAW: begin
-          if (gd_vo) begin
+          if (gd_vo[0]) begin
             s_q <= gd_s;
+            norm_g_q <= gd_g;
+            if (kind_q == OP_NORM) begin
+              st_q <= S_NG;
+            end else begin
+              st_q <= S_NB;
+            end
+          end
+        end
+        S_NG: begin
+          j_q <= j_q + 32'd1;
+          if (j_q == 32'd5) begin
             if (norm_last_layer) begin
               j_q <= 32'd0;
               jmod_q <= 32'd0;
+              if (kind_q == OP_INORM) begin
+                row_q <= row_q + 32'd1;
+                sbase_q <= sbase_q + norm_d;
+                if (rmod_q == 32'd3) begin
+                  rmod_q <= 32'd0;
+                  rgb_q <= rgb_q + norm_d;
+                end else begin
+                  rmod_q <= rmod_q + 32'd1;
+                end
+                if (row_q == (norm_rows - 32'd1)) begin
+                  wait_q <= 8'd8;
+                  st_q <= S_WAIT;
+                end else begin
+                  st_q <= S_NA;
+                end
+              end else begin
+                row_q <= row_q + 32'd4;
+                rgb_q <= rgb_q + norm_d;
+                if ((row_q + 32'd4) >= norm_rows) begin
+                  wait_q <= 8'd8;
+                  st_q <= S_WAIT;
+                end else begin
+                  st_q <= S_NA;
+                end
+              end
+            end else begin
+              j_q <= 32'd0;
+              st_q <= S_NB;
+            end
+          end
+        end
+        S_NB: begin
+          j_q <= j_q + 32'd1;
+          if (jmod_q == 32'd3) begin
+            jmod_q <= 32'd0;
+          end else begin
+            jmod_q <= jmod_q + 32'd1;
+          end
+          if (j_q == (norm_d - 32'd1)) begin
+            j_q <= 32'd0;
+            jmod_q <= 32'd0;
+            if (kind_q == OP_INORM) begin
               row_q <= row_q + 32'd1;
               sbase_q <= sbase_q + norm_d;
               if (rmod_q == 32'd3) begin
@@ -1778,33 +1908,14 @@ module dff_engine (
                 st_q <= S_NA;
               end
             end else begin
-              st_q <= S_NB;
-            end
-          end
-        end
-        S_NB: begin
-          j_q <= j_q + 32'd1;
-          if (jmod_q == 32'd3) begin
-            jmod_q <= 32'd0;
-          end else begin
-            jmod_q <= jmod_q + 32'd1;
-          end
-          if (j_q == (norm_d - 32'd1)) begin
-            j_q <= 32'd0;
-            jmod_q <= 32'd0;
-            row_q <= row_q + 32'd1;
-            sbase_q <= sbase_q + norm_d;
-            if (rmod_q == 32'd3) begin
-              rmod_q <= 32'd0;
+              row_q <= row_q + 32'd4;
               rgb_q <= rgb_q + norm_d;
-            end else begin
-              rmod_q <= rmod_q + 32'd1;
-            end
-            if (row_q == (norm_rows - 32'd1)) begin
-              wait_q <= 8'd8;
-              st_q <= S_WAIT;
-            end else begin
-              st_q <= S_NA;
+              if ((row_q + 32'd4) >= norm_rows) begin
+                wait_q <= 8'd8;
+                st_q <= S_WAIT;
+              end else begin
+                st_q <= S_NA;
+              end
             end
           end
         end
@@ -1860,7 +1971,12 @@ module dff_engine (
           if (j_q == 32'd127) begin
             j_q <= 32'd0;
             row_q <= row_q + 32'd1;
-            sbase_q <= sbase_q + 32'd128;
+            if (rmod_q == 32'd3) begin
+              rmod_q <= 32'd0;
+              rgb_q <= rgb_q + 32'd128;
+            end else begin
+              rmod_q <= rmod_q + 32'd1;
+            end
             if (slot_q == (cen_k - 32'd1)) begin
               slot_q <= 32'd0;
               samp_q <= samp_q + 32'd1;
@@ -2043,22 +2159,22 @@ module dff_engine (
 
   always @* begin
     x0_we = {4{1'b0}};
-    if (nm_yv && (kind_q == OP_INORM)) begin
-      x0_we = (nm_yv && (kind_q == OP_INORM)) ? {nb_bank_d5 == 8'd3, nb_bank_d5 == 8'd2, nb_bank_d5 == 8'd1, nb_bank_d5 == 8'd0} : 4'd0;
+    if ((|nm_yv) && (kind_q == OP_INORM)) begin
+      x0_we = ((|nm_yv) && (kind_q == OP_INORM)) ? norm_xwe : 4'd0;
     end
   end
 
   always @* begin
     x0_waddr = {9{1'b0}};
-    if (nm_yv && (kind_q == OP_INORM)) begin
+    if ((|nm_yv) && (kind_q == OP_INORM)) begin
       x0_waddr = nb_word_d5[8:0];
     end
   end
 
   always @* begin
-    x0_wdata = {12{1'b0}};
-    if (nm_yv && (kind_q == OP_INORM)) begin
-      x0_wdata = nm_y;
+    x0_wdata = {48{1'b0}};
+    if ((|nm_yv) && (kind_q == OP_INORM)) begin
+      x0_wdata = norm_xwd;
     end
   end
 
@@ -2316,14 +2432,14 @@ module dff_engine (
   end
 
   always @* begin
-    h1_we = {1{1'b0}};
+    h1_we = {4{1'b0}};
     if (ch_v_d4) begin
-      h1_we = 1'b1;
+      h1_we = {ch_b_d4 == 8'd3, ch_b_d4 == 8'd2, ch_b_d4 == 8'd1, ch_b_d4 == 8'd0};
     end
   end
 
   always @* begin
-    h1_waddr = {16{1'b0}};
+    h1_waddr = {14{1'b0}};
     if (ch_v_d4) begin
       h1_waddr = ch_a_d4;
     end
@@ -2337,24 +2453,24 @@ module dff_engine (
   end
 
   always @* begin
-    h1_raddr = {16{1'b0}};
+    h1_raddr = {56{1'b0}};
     if (((st_q == S_NA) || (st_q == S_NB)) && ((kind_q == OP_INORM) || (kind_q == OP_NORM)) && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
-      h1_raddr = norm_raddr[15:0];
+      h1_raddr = {norm_hword[13:0], norm_hword[13:0], norm_hword[13:0], norm_hword[13:0]};
     end
     if ((st_q == S_DS) && ((kind_q == OP_DELTA) && (layer_q == 2'd0))) begin
-      h1_raddr = dl_h[15:0];
+      h1_raddr = {dl_h[13:0], dl_h[13:0], dl_h[13:0], dl_h[13:0]};
     end
   end
 
   always @* begin
-    h2_we = {1{1'b0}};
+    h2_we = {4{1'b0}};
     if (fh2_v_d4) begin
-      h2_we = 1'b1;
+      h2_we = {fh2_b_d4 == 8'd3, fh2_b_d4 == 8'd2, fh2_b_d4 == 8'd1, fh2_b_d4 == 8'd0};
     end
   end
 
   always @* begin
-    h2_waddr = {16{1'b0}};
+    h2_waddr = {14{1'b0}};
     if (fh2_v_d4) begin
       h2_waddr = fh2_a_d4;
     end
@@ -2368,33 +2484,33 @@ module dff_engine (
   end
 
   always @* begin
-    h2_raddr = {16{1'b0}};
+    h2_raddr = {56{1'b0}};
     if (((st_q == S_NA) || (st_q == S_NB)) && ((kind_q == OP_INORM) || (kind_q == OP_NORM)) && ((kind_q == OP_NORM) && (layer_q == 2'd1))) begin
-      h2_raddr = norm_raddr[15:0];
+      h2_raddr = {norm_hword[13:0], norm_hword[13:0], norm_hword[13:0], norm_hword[13:0]};
     end
     if ((st_q == S_DS) && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) begin
-      h2_raddr = dl_h[15:0];
+      h2_raddr = {dl_h[13:0], dl_h[13:0], dl_h[13:0], dl_h[13:0]};
     end
   end
 
   always @* begin
     xh1_we = {4{1'b0}};
-    if (nm_yv && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
-      xh1_we = (nm_yv && ((kind_q == OP_NORM) && (layer_q == 2'd0))) ? {nb_bank_d5 == 8'd3, nb_bank_d5 == 8'd2, nb_bank_d5 == 8'd1, nb_bank_d5 == 8'd0} : 4'd0;
+    if ((|nm_yv) && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
+      xh1_we = ((|nm_yv) && ((kind_q == OP_NORM) && (layer_q == 2'd0))) ? norm_xwe : 4'd0;
     end
   end
 
   always @* begin
     xh1_waddr = {14{1'b0}};
-    if (nm_yv && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
+    if ((|nm_yv) && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
       xh1_waddr = nb_word_d5[13:0];
     end
   end
 
   always @* begin
-    xh1_wdata = {12{1'b0}};
-    if (nm_yv && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
-      xh1_wdata = nm_y;
+    xh1_wdata = {48{1'b0}};
+    if ((|nm_yv) && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
+      xh1_wdata = norm_xwd;
     end
   end
 
@@ -2410,22 +2526,22 @@ module dff_engine (
 
   always @* begin
     g1_we = {1{1'b0}};
-    if ((st_q == S_NAW) && ((kind_q == OP_NORM) && (layer_q == 2'd0)) && gd_vo) begin
+    if ((st_q == S_NG) && ((kind_q == OP_NORM) && (layer_q == 2'd0)) && (j_q < 32'd4) && (j_q == 32'd3 ? norm_lanes[3] : j_q == 32'd2 ? norm_lanes[2] : j_q == 32'd1 ? norm_lanes[1] : j_q == 32'd0 ? norm_lanes[0] : 1'b0)) begin
       g1_we = 1'b1;
     end
   end
 
   always @* begin
     g1_waddr = {9{1'b0}};
-    if ((st_q == S_NAW) && ((kind_q == OP_NORM) && (layer_q == 2'd0)) && gd_vo) begin
-      g1_waddr = row_q[8:0];
+    if ((st_q == S_NG) && ((kind_q == OP_NORM) && (layer_q == 2'd0)) && (j_q < 32'd4) && (j_q == 32'd3 ? norm_lanes[3] : j_q == 32'd2 ? norm_lanes[2] : j_q == 32'd1 ? norm_lanes[1] : j_q == 32'd0 ? norm_lanes[0] : 1'b0)) begin
+      g1_waddr = norm_g_row[8:0];
     end
   end
 
   always @* begin
     g1_wdata = {18{1'b0}};
-    if ((st_q == S_NAW) && ((kind_q == OP_NORM) && (layer_q == 2'd0)) && gd_vo) begin
-      g1_wdata = gd_g;
+    if ((st_q == S_NG) && ((kind_q == OP_NORM) && (layer_q == 2'd0)) && (j_q < 32'd4) && (j_q == 32'd3 ? norm_lanes[3] : j_q == 32'd2 ? norm_lanes[2] : j_q == 32'd1 ? norm_lanes[1] : j_q == 32'd0 ? norm_lanes[0] : 1'b0)) begin
+      g1_wdata = j_q == 32'd3 ? norm_g_q[54 +: 18] : j_q == 32'd2 ? norm_g_q[36 +: 18] : j_q == 32'd1 ? norm_g_q[18 +: 18] : j_q == 32'd0 ? norm_g_q[0 +: 18] : 18'd0;
     end
   end
 
@@ -2444,22 +2560,22 @@ module dff_engine (
 
   always @* begin
     g2_we = {1{1'b0}};
-    if ((st_q == S_NAW) && ((kind_q == OP_NORM) && (layer_q == 2'd1)) && gd_vo) begin
+    if ((st_q == S_NG) && ((kind_q == OP_NORM) && (layer_q == 2'd1)) && (j_q < 32'd4) && (j_q == 32'd3 ? norm_lanes[3] : j_q == 32'd2 ? norm_lanes[2] : j_q == 32'd1 ? norm_lanes[1] : j_q == 32'd0 ? norm_lanes[0] : 1'b0)) begin
       g2_we = 1'b1;
     end
   end
 
   always @* begin
     g2_waddr = {9{1'b0}};
-    if ((st_q == S_NAW) && ((kind_q == OP_NORM) && (layer_q == 2'd1)) && gd_vo) begin
-      g2_waddr = row_q[8:0];
+    if ((st_q == S_NG) && ((kind_q == OP_NORM) && (layer_q == 2'd1)) && (j_q < 32'd4) && (j_q == 32'd3 ? norm_lanes[3] : j_q == 32'd2 ? norm_lanes[2] : j_q == 32'd1 ? norm_lanes[1] : j_q == 32'd0 ? norm_lanes[0] : 1'b0)) begin
+      g2_waddr = norm_g_row[8:0];
     end
   end
 
   always @* begin
     g2_wdata = {18{1'b0}};
-    if ((st_q == S_NAW) && ((kind_q == OP_NORM) && (layer_q == 2'd1)) && gd_vo) begin
-      g2_wdata = gd_g;
+    if ((st_q == S_NG) && ((kind_q == OP_NORM) && (layer_q == 2'd1)) && (j_q < 32'd4) && (j_q == 32'd3 ? norm_lanes[3] : j_q == 32'd2 ? norm_lanes[2] : j_q == 32'd1 ? norm_lanes[1] : j_q == 32'd0 ? norm_lanes[0] : 1'b0)) begin
+      g2_wdata = j_q == 32'd3 ? norm_g_q[54 +: 18] : j_q == 32'd2 ? norm_g_q[36 +: 18] : j_q == 32'd1 ? norm_g_q[18 +: 18] : j_q == 32'd0 ? norm_g_q[0 +: 18] : 18'd0;
     end
   end
 
@@ -2587,16 +2703,16 @@ module dff_engine (
   end
 
   always @* begin
-    gd_h = {16{1'b0}};
+    gd_h = {64{1'b0}};
     if (1'b1) begin
       gd_h = norm_src;
     end
   end
 
   always @* begin
-    gd_v = {1{1'b0}};
+    gd_v = {4{1'b0}};
     if (1'b1) begin
-      gd_v = na_v_d2;
+      gd_v = na_v_d2 ? norm_lanes_d2 : 4'd0;
     end
   end
 
@@ -2623,22 +2739,22 @@ module dff_engine (
 
   always @* begin
     nm_sv = {1{1'b0}};
-    if ((st_q == S_NB) && (j_q == 32'd0)) begin
+    if ((((st_q == S_NB) && (kind_q == OP_INORM)) || (st_q == S_NG)) && (j_q == 32'd0)) begin
       nm_sv = 1'b1;
     end
   end
 
   always @* begin
-    nm_x = {16{1'b0}};
+    nm_x = {64{1'b0}};
     if (1'b1) begin
-      nm_x = norm_src;
+      nm_x = {norm_src[48 +: 16], norm_src[32 +: 16], norm_src[16 +: 16], norm_src[0 +: 16]};
     end
   end
 
   always @* begin
-    nm_xv = {1{1'b0}};
+    nm_xv = {4{1'b0}};
     if (1'b1) begin
-      nm_xv = nb_v_d2;
+      nm_xv = nb_v_d2 ? norm_lanes_d2 : 4'd0;
     end
   end
 
@@ -2785,7 +2901,7 @@ module dff_engine (
         .clk_i(clk_i),
         .we_i(x0_we[b]),
         .waddr_i(x0_waddr),
-        .wdata_i(x0_wdata),
+        .wdata_i(x0_wdata[b*12 +: 12]),
         .raddr_i(x0_raddr[b*9 +: 9]),
         .rdata_o(x0_rdata[b*12 +: 12])
       );
@@ -2878,31 +2994,39 @@ module dff_engine (
     .rdata_o(a1_rdata)
   );
 
-  dff_bram #(
-    .W(16),
-    .AW(16),
-    .DEPTH(40960)
-  ) u_h1 (
-    .clk_i(clk_i),
-    .we_i(h1_we),
-    .waddr_i(h1_waddr),
-    .wdata_i(h1_wdata),
-    .raddr_i(h1_raddr),
-    .rdata_o(h1_rdata)
-  );
+  generate
+    for (b = 0; b < 4; b = b + 1) begin : g_h1
+      dff_bram #(
+        .W(16),
+        .AW(14),
+        .DEPTH(10240)
+      ) u_bank (
+        .clk_i(clk_i),
+        .we_i(h1_we[b]),
+        .waddr_i(h1_waddr),
+        .wdata_i(h1_wdata),
+        .raddr_i(h1_raddr[b*14 +: 14]),
+        .rdata_o(h1_rdata[b*16 +: 16])
+      );
+    end
+  endgenerate
 
-  dff_bram #(
-    .W(16),
-    .AW(16),
-    .DEPTH(40960)
-  ) u_h2 (
-    .clk_i(clk_i),
-    .we_i(h2_we),
-    .waddr_i(h2_waddr),
-    .wdata_i(h2_wdata),
-    .raddr_i(h2_raddr),
-    .rdata_o(h2_rdata)
-  );
+  generate
+    for (b = 0; b < 4; b = b + 1) begin : g_h2
+      dff_bram #(
+        .W(16),
+        .AW(14),
+        .DEPTH(10240)
+      ) u_bank (
+        .clk_i(clk_i),
+        .we_i(h2_we[b]),
+        .waddr_i(h2_waddr),
+        .wdata_i(h2_wdata),
+        .raddr_i(h2_raddr[b*14 +: 14]),
+        .rdata_o(h2_rdata[b*16 +: 16])
+      );
+    end
+  endgenerate
 
   generate
     for (b = 0; b < 4; b = b + 1) begin : g_xh1
@@ -2914,7 +3038,7 @@ module dff_engine (
         .clk_i(clk_i),
         .we_i(xh1_we[b]),
         .waddr_i(xh1_waddr),
-        .wdata_i(xh1_wdata),
+        .wdata_i(xh1_wdata[b*12 +: 12]),
         .raddr_i(xh1_raddr[b*14 +: 14]),
         .rdata_o(xh1_rdata[b*12 +: 12])
       );

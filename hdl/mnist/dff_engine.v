@@ -32,19 +32,20 @@ module dff_engine (
   localparam S_NB = 5'd5;
   localparam S_GS = 5'd6;
   localparam S_GF = 5'd7;
-  localparam S_CH = 5'd8;
-  localparam S_CS = 5'd9;
-  localparam S_PRED = 5'd10;
-  localparam S_LG = 5'd11;
-  localparam S_LS = 5'd12;
-  localparam S_LW = 5'd13;
-  localparam S_LB = 5'd14;
-  localparam S_DP = 5'd15;
-  localparam S_DS = 5'd16;
-  localparam S_BU = 5'd17;
-  localparam S_UU = 5'd18;
-  localparam S_WAIT = 5'd19;
-  localparam S_NEXT = 5'd20;
+  localparam S_NG = 5'd8;
+  localparam S_CH = 5'd9;
+  localparam S_CS = 5'd10;
+  localparam S_PRED = 5'd11;
+  localparam S_LG = 5'd12;
+  localparam S_LS = 5'd13;
+  localparam S_LW = 5'd14;
+  localparam S_LB = 5'd15;
+  localparam S_DP = 5'd16;
+  localparam S_DS = 5'd17;
+  localparam S_BU = 5'd18;
+  localparam S_UU = 5'd19;
+  localparam S_WAIT = 5'd20;
+  localparam S_NEXT = 5'd21;
   localparam OP_END = 4'd0;
   localparam OP_INORM = 4'd1;
   localparam OP_FWD = 4'd2;
@@ -73,7 +74,7 @@ module dff_engine (
   wire [3:0] hyp_rd0;
   reg [11:0] x0_we;
   reg [9:0] x0_waddr;
-  reg [11:0] x0_wdata;
+  reg [143:0] x0_wdata;
   reg [119:0] x0_raddr;
   wire [143:0] x0_rdata;
   wire [11:0] x0_rd0;
@@ -146,21 +147,43 @@ module dff_engine (
   reg [11:0] a1_raddr;
   wire [47:0] a1_rdata;
   wire [47:0] a1_rd0;
-  reg h1_we;
-  reg [15:0] h1_waddr;
+  reg [11:0] h1_we;
+  reg [11:0] h1_waddr;
   reg [15:0] h1_wdata;
-  reg [15:0] h1_raddr;
-  wire [15:0] h1_rdata;
+  reg [143:0] h1_raddr;
+  wire [191:0] h1_rdata;
   wire [15:0] h1_rd0;
-  reg h2_we;
-  reg [15:0] h2_waddr;
+  wire [15:0] h1_rd1;
+  wire [15:0] h1_rd2;
+  wire [15:0] h1_rd3;
+  wire [15:0] h1_rd4;
+  wire [15:0] h1_rd5;
+  wire [15:0] h1_rd6;
+  wire [15:0] h1_rd7;
+  wire [15:0] h1_rd8;
+  wire [15:0] h1_rd9;
+  wire [15:0] h1_rd10;
+  wire [15:0] h1_rd11;
+  reg [11:0] h2_we;
+  reg [11:0] h2_waddr;
   reg [15:0] h2_wdata;
-  reg [15:0] h2_raddr;
-  wire [15:0] h2_rdata;
+  reg [143:0] h2_raddr;
+  wire [191:0] h2_rdata;
   wire [15:0] h2_rd0;
+  wire [15:0] h2_rd1;
+  wire [15:0] h2_rd2;
+  wire [15:0] h2_rd3;
+  wire [15:0] h2_rd4;
+  wire [15:0] h2_rd5;
+  wire [15:0] h2_rd6;
+  wire [15:0] h2_rd7;
+  wire [15:0] h2_rd8;
+  wire [15:0] h2_rd9;
+  wire [15:0] h2_rd10;
+  wire [15:0] h2_rd11;
   reg [11:0] xh1_we;
   reg [11:0] xh1_waddr;
-  reg [11:0] xh1_wdata;
+  reg [143:0] xh1_wdata;
   reg [143:0] xh1_raddr;
   wire [143:0] xh1_rdata;
   wire [11:0] xh1_rd0;
@@ -250,7 +273,7 @@ module dff_engine (
   reg [31:0] dbk_q;
   wire unused_diag_ctr;
   reg [7:0] wait_q;
-  reg [41:0] s_q;
+  reg [503:0] s_q;
   reg [3:0] hyp_q;
   reg [31:0] batch_q;
   wire [31:0] nsamp;
@@ -278,22 +301,25 @@ module dff_engine (
   reg relu_v;
   wire [15:0] relu_h;
   wire relu_vo;
-  reg [15:0] gd_h;
-  reg gd_v;
+  reg [191:0] gd_h;
+  reg [11:0] gd_v;
   reg gd_first;
   reg gd_last;
   reg [16:0] gd_recip;
-  wire [41:0] gd_s;
-  wire [17:0] gd_g;
-  wire gd_vo;
+  wire [503:0] gd_s;
+  wire [215:0] gd_g;
+  wire [11:0] gd_vo;
+  genvar gl;
+  wire unused_gd_vo;
   reg nm_sv;
-  reg [15:0] nm_x;
-  reg nm_xv;
-  wire [11:0] nm_y;
-  wire nm_yv;
-  wire [17:0] nm_rs_word;
-  wire [4:0] nm_rs_half_e;
+  reg [191:0] nm_x;
+  reg [11:0] nm_xv;
+  wire [143:0] nm_y;
+  wire [11:0] nm_yv;
+  wire [215:0] nm_rs_word;
+  wire [59:0] nm_rs_half_e;
   wire unused_nm_rs;
+  genvar nu;
   reg [191:0] up_w;
   reg [575:0] up_g;
   reg [1:0] up_kind;
@@ -331,8 +357,13 @@ module dff_engine (
   wire norm_last_layer;
   wire [31:0] norm_raddr;
   wire unused_hi_norm_raddr;
+  wire [31:0] norm_hword;
+  wire unused_hi_norm_hword;
   wire unused_norm_raddr;
-  wire [15:0] norm_src;
+  wire [11:0] norm_lanes;
+  reg [11:0] norm_lanes_d1;
+  reg [11:0] norm_lanes_d2;
+  wire [191:0] norm_src;
   reg na_v_d1;
   reg na_v_d2;
   reg na_first_d1;
@@ -357,6 +388,11 @@ module dff_engine (
   reg [15:0] nb_word_d5;
   wire unused_nb_word;
   wire unused_norm_bank;
+  wire [11:0] norm_xwe;
+  wire [143:0] norm_xwd;
+  reg [215:0] norm_g_q;
+  wire [31:0] norm_g_row;
+  wire unused_hi_norm_g_row;
   wire [31:0] gemm_m;
   wire unused_hi_gemm_m;
   wire [31:0] gemm_n;
@@ -599,14 +635,18 @@ module dff_engine (
   wire signed [49:0] fz2;
   wire signed [27:0] fb2;
   wire signed [47:0] fz2_c;
-  reg [15:0] fh2_a_d1;
-  reg [15:0] fh2_a_d2;
-  reg [15:0] fh2_a_d3;
-  reg [15:0] fh2_a_d4;
+  reg [11:0] fh2_a_d1;
+  reg [11:0] fh2_a_d2;
+  reg [11:0] fh2_a_d3;
+  reg [11:0] fh2_a_d4;
   reg fh2_v_d1;
   reg fh2_v_d2;
   reg fh2_v_d3;
   reg fh2_v_d4;
+  reg [7:0] fh2_b_d1;
+  reg [7:0] fh2_b_d2;
+  reg [7:0] fh2_b_d3;
+  reg [7:0] fh2_b_d4;
   wire [31:0] grad_n;
   wire unused_hi_grad_n;
   wire grad_valid;
@@ -679,14 +719,18 @@ module dff_engine (
   wire signed [47:0] cz_c;
   wire [31:0] cen_h;
   wire unused_hi_cen_h;
-  reg [15:0] ch_a_d1;
-  reg [15:0] ch_a_d2;
-  reg [15:0] ch_a_d3;
-  reg [15:0] ch_a_d4;
+  reg [11:0] ch_a_d1;
+  reg [11:0] ch_a_d2;
+  reg [11:0] ch_a_d3;
+  reg [11:0] ch_a_d4;
   reg ch_v_d1;
   reg ch_v_d2;
   reg ch_v_d3;
   reg ch_v_d4;
+  reg [7:0] ch_b_d1;
+  reg [7:0] ch_b_d2;
+  reg [7:0] ch_b_d3;
+  reg [7:0] ch_b_d4;
   wire unused_cen;
   wire [31:0] cen_k;
   wire unused_hi_cen_k;
@@ -719,6 +763,8 @@ module dff_engine (
   wire [31:0] dl_h;
   wire unused_hi_dl_h;
   wire unused_dl_h;
+  reg [7:0] dl_hb_d1;
+  reg [7:0] dl_hb_d2;
   wire [15:0] dl_hv;
   wire signed [42:0] dl_p;
   wire signed [44:0] dl_sum;
@@ -879,7 +925,29 @@ module dff_engine (
   assign u_rd0 = u_rdata[0 +: 16];
   assign a1_rd0 = a1_rdata[0 +: 48];
   assign h1_rd0 = h1_rdata[0 +: 16];
+  assign h1_rd1 = h1_rdata[16 +: 16];
+  assign h1_rd2 = h1_rdata[32 +: 16];
+  assign h1_rd3 = h1_rdata[48 +: 16];
+  assign h1_rd4 = h1_rdata[64 +: 16];
+  assign h1_rd5 = h1_rdata[80 +: 16];
+  assign h1_rd6 = h1_rdata[96 +: 16];
+  assign h1_rd7 = h1_rdata[112 +: 16];
+  assign h1_rd8 = h1_rdata[128 +: 16];
+  assign h1_rd9 = h1_rdata[144 +: 16];
+  assign h1_rd10 = h1_rdata[160 +: 16];
+  assign h1_rd11 = h1_rdata[176 +: 16];
   assign h2_rd0 = h2_rdata[0 +: 16];
+  assign h2_rd1 = h2_rdata[16 +: 16];
+  assign h2_rd2 = h2_rdata[32 +: 16];
+  assign h2_rd3 = h2_rdata[48 +: 16];
+  assign h2_rd4 = h2_rdata[64 +: 16];
+  assign h2_rd5 = h2_rdata[80 +: 16];
+  assign h2_rd6 = h2_rdata[96 +: 16];
+  assign h2_rd7 = h2_rdata[112 +: 16];
+  assign h2_rd8 = h2_rdata[128 +: 16];
+  assign h2_rd9 = h2_rdata[144 +: 16];
+  assign h2_rd10 = h2_rdata[160 +: 16];
+  assign h2_rd11 = h2_rdata[176 +: 16];
   assign xh1_rd0 = xh1_rdata[0 +: 12];
   assign xh1_rd1 = xh1_rdata[12 +: 12];
   assign xh1_rd2 = xh1_rdata[24 +: 12];
@@ -990,33 +1058,42 @@ module dff_engine (
     .v_o(relu_vo)
   );
 
-  dff_goodness u_goodness (
-    .clk_i(clk_i),
-    .rst_i(rst_i),
-    .h_i(gd_h),
-    .v_i(gd_v),
-    .first_i(gd_first),
-    .last_i(gd_last),
-    .recip_i(gd_recip),
-    .s_o(gd_s),
-    .g_o(gd_g),
-    .v_o(gd_vo)
-  );
+  generate
+    for (gl = 0; gl < 12; gl = gl + 1) begin : g_goodness
+      dff_goodness u_goodness (
+        .clk_i(clk_i),
+        .rst_i(rst_i),
+        .h_i(gd_h[gl*16 +: 16]),
+        .v_i(gd_v[gl]),
+        .first_i(gd_first),
+        .last_i(gd_last),
+        .recip_i(gd_recip),
+        .s_o(gd_s[gl*42 +: 42]),
+        .g_o(gd_g[gl*18 +: 18]),
+        .v_o(gd_vo[gl])
+      );
+    end
+  endgenerate
 
+  assign unused_gd_vo = ^gd_vo[11:1];
   assign unused_nm_rs = ^{nm_rs_word, nm_rs_half_e};
 
-  dff_normalise u_normalise (
-    .clk_i(clk_i),
-    .rst_i(rst_i),
-    .s_i(s_q),
-    .sv_i(nm_sv),
-    .x_i(nm_x),
-    .xv_i(nm_xv),
-    .y_o(nm_y),
-    .yv_o(nm_yv),
-    .rs_word_o(nm_rs_word),
-    .rs_half_e_o(nm_rs_half_e)
-  );
+  generate
+    for (nu = 0; nu < 12; nu = nu + 1) begin : g_normalise
+      dff_normalise u_normalise (
+        .clk_i(clk_i),
+        .rst_i(rst_i),
+        .s_i(s_q[nu*42 +: 42]),
+        .sv_i(nm_sv),
+        .x_i(nm_x[nu*16 +: 16]),
+        .xv_i(nm_xv[nu]),
+        .y_o(nm_y[nu*12 +: 12]),
+        .yv_o(nm_yv[nu]),
+        .rs_word_o(nm_rs_word[nu*18 +: 18]),
+        .rs_half_e_o(nm_rs_half_e[nu*5 +: 5])
+      );
+    end
+  endgenerate
 
   generate
     for (u = 0; u < 12; u = u + 1) begin : g_update
@@ -1091,14 +1168,21 @@ module dff_engine (
   assign norm_last_layer = (kind_q == OP_NORM) && (layer_q == 2'd1);
   assign norm_raddr = sbase_q + j_q;
   assign unused_hi_norm_raddr = ^norm_raddr[31:1];
+  assign norm_hword = rgb_q + j_q;
+  assign unused_hi_norm_hword = ^norm_hword[31:1];
   assign unused_norm_raddr = ^norm_raddr[31:16];
-  assign norm_src = ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd0 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd0 : kind_q == OP_INORM ? {8'd0, px_rd0} : 16'd0;
+  assign norm_lanes = {kind_q == OP_INORM ? 1'b0 : (row_q + 32'd11) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd10) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd9) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd8) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd7) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd6) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd5) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd4) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd3) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd2) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd1) < norm_rows, kind_q == OP_INORM ? 1'b1 : (row_q + 32'd0) < norm_rows};
+  assign norm_src = {((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd11 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd11 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd10 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd10 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd9 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd9 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd8 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd8 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd7 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd7 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd6 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd6 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd5 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd5 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd4 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd4 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd3 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd3 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd2 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd2 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd1 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd1 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd0 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd0 : kind_q == OP_INORM ? {8'd0, px_rd0} : 16'd0};
   assign norm_bank = (rmod_q + jmod_q) >= 32'd12 ? rmod_q + jmod_q - 32'd12 : rmod_q + jmod_q;
   assign unused_hi_norm_bank = ^norm_bank[31:1];
   assign norm_word = rgb_q + j_q;
   assign unused_hi_norm_word = ^norm_word[31:1];
   assign unused_nb_word = ^nb_word_d5[15:10];
-  assign unused_norm_bank = ^{norm_bank[31:8], norm_word[31:16]};
+  assign unused_norm_bank = ^{norm_bank[31:8], norm_word[31:16], norm_hword[31:16]};
+  assign norm_xwe = {nb_bank_d5 == 8'd11 ? nm_yv[0] : nb_bank_d5 == 8'd10 ? nm_yv[1] : nb_bank_d5 == 8'd9 ? nm_yv[2] : nb_bank_d5 == 8'd8 ? nm_yv[3] : nb_bank_d5 == 8'd7 ? nm_yv[4] : nb_bank_d5 == 8'd6 ? nm_yv[5] : nb_bank_d5 == 8'd5 ? nm_yv[6] : nb_bank_d5 == 8'd4 ? nm_yv[7] : nb_bank_d5 == 8'd3 ? nm_yv[8] : nb_bank_d5 == 8'd2 ? nm_yv[9] : nb_bank_d5 == 8'd1 ? nm_yv[10] : nm_yv[11], nb_bank_d5 == 8'd11 ? nm_yv[11] : nb_bank_d5 == 8'd10 ? nm_yv[0] : nb_bank_d5 == 8'd9 ? nm_yv[1] : nb_bank_d5 == 8'd8 ? nm_yv[2] : nb_bank_d5 == 8'd7 ? nm_yv[3] : nb_bank_d5 == 8'd6 ? nm_yv[4] : nb_bank_d5 == 8'd5 ? nm_yv[5] : nb_bank_d5 == 8'd4 ? nm_yv[6] : nb_bank_d5 == 8'd3 ? nm_yv[7] : nb_bank_d5 == 8'd2 ? nm_yv[8] : nb_bank_d5 == 8'd1 ? nm_yv[9] : nm_yv[10], nb_bank_d5 == 8'd11 ? nm_yv[10] : nb_bank_d5 == 8'd10 ? nm_yv[11] : nb_bank_d5 == 8'd9 ? nm_yv[0] : nb_bank_d5 == 8'd8 ? nm_yv[1] : nb_bank_d5 == 8'd7 ? nm_yv[2] : nb_bank_d5 == 8'd6 ? nm_yv[3] : nb_bank_d5 == 8'd5 ? nm_yv[4] : nb_bank_d5 == 8'd4 ? nm_yv[5] : nb_bank_d5 == 8'd3 ? nm_yv[6] : nb_bank_d5 == 8'd2 ? nm_yv[7] : nb_bank_d5 == 8'd1 ? nm_yv[8] : nm_yv[9], nb_bank_d5 == 8'd11 ? nm_yv[9] : nb_bank_d5 == 8'd10 ? nm_yv[10] : nb_bank_d5 == 8'd9 ? nm_yv[11] : nb_bank_d5 == 8'd8 ? nm_yv[0] : nb_bank_d5 == 8'd7 ? nm_yv[1] : nb_bank_d5 == 8'd6 ? nm_yv[2] : nb_bank_d5 == 8'd5 ? nm_yv[3] : nb_bank_d5 == 8'd4 ? nm_yv[4] : nb_bank_d5 == 8'd3 ? nm_yv[5] : nb_bank_d5 == 8'd2 ? nm_yv[6] : nb_bank_d5 == 8'd1 ? nm_yv[7] : nm_yv[8], nb_bank_d5 == 8'd11 ? nm_yv[8] : nb_bank_d5 == 8'd10 ? nm_yv[9] : nb_bank_d5 == 8'd9 ? nm_yv[10] : nb_bank_d5 == 8'd8 ? nm_yv[11] : nb_bank_d5 == 8'd7 ? nm_yv[0] : nb_bank_d5 == 8'd6 ? nm_yv[1] : nb_bank_d5 == 8'd5 ? nm_yv[2] : nb_bank_d5 == 8'd4 ? nm_yv[3] : nb_bank_d5 == 8'd3 ? nm_yv[4] : nb_bank_d5 == 8'd2 ? nm_yv[5] : nb_bank_d5 == 8'd1 ? nm_yv[6] : nm_yv[7], nb_bank_d5 == 8'd11 ? nm_yv[7] : nb_bank_d5 == 8'd10 ? nm_yv[8] : nb_bank_d5 == 8'd9 ? nm_yv[9] : nb_bank_d5 == 8'd8 ? nm_yv[10] : nb_bank_d5 == 8'd7 ? nm_yv[11] : nb_bank_d5 == 8'd6 ? nm_yv[0] : nb_bank_d5 == 8'd5 ? nm_yv[1] : nb_bank_d5 == 8'd4 ? nm_yv[2] : nb_bank_d5 == 8'd3 ? nm_yv[3] : nb_bank_d5 == 8'd2 ? nm_yv[4] : nb_bank_d5 == 8'd1 ? nm_yv[5] : nm_yv[6], nb_bank_d5 == 8'd11 ? nm_yv[6] : nb_bank_d5 == 8'd10 ? nm_yv[7] : nb_bank_d5 == 8'd9 ? nm_yv[8] : nb_bank_d5 == 8'd8 ? nm_yv[9] : nb_bank_d5 == 8'd7 ? nm_yv[10] : nb_bank_d5 == 8'd6 ? nm_yv[11] : nb_bank_d5 == 8'd5 ? nm_yv[0] : nb_bank_d5 == 8'd4 ? nm_yv[1] : nb_bank_d5 == 8'd3 ? nm_yv[2] : nb_bank_d5 == 8'd2 ? nm_yv[3] : nb_bank_d5 == 8'd1 ? nm_yv[4] : nm_yv[5], nb_bank_d5 == 8'd11 ? nm_yv[5] : nb_bank_d5 == 8'd10 ? nm_yv[6] : nb_bank_d5 == 8'd9 ? nm_yv[7] : nb_bank_d5 == 8'd8 ? nm_yv[8] : nb_bank_d5 == 8'd7 ? nm_yv[9] : nb_bank_d5 == 8'd6 ? nm_yv[10] : nb_bank_d5 == 8'd5 ? nm_yv[11] : nb_bank_d5 == 8'd4 ? nm_yv[0] : nb_bank_d5 == 8'd3 ? nm_yv[1] : nb_bank_d5 == 8'd2 ? nm_yv[2] : nb_bank_d5 == 8'd1 ? nm_yv[3] : nm_yv[4], nb_bank_d5 == 8'd11 ? nm_yv[4] : nb_bank_d5 == 8'd10 ? nm_yv[5] : nb_bank_d5 == 8'd9 ? nm_yv[6] : nb_bank_d5 == 8'd8 ? nm_yv[7] : nb_bank_d5 == 8'd7 ? nm_yv[8] : nb_bank_d5 == 8'd6 ? nm_yv[9] : nb_bank_d5 == 8'd5 ? nm_yv[10] : nb_bank_d5 == 8'd4 ? nm_yv[11] : nb_bank_d5 == 8'd3 ? nm_yv[0] : nb_bank_d5 == 8'd2 ? nm_yv[1] : nb_bank_d5 == 8'd1 ? nm_yv[2] : nm_yv[3], nb_bank_d5 == 8'd11 ? nm_yv[3] : nb_bank_d5 == 8'd10 ? nm_yv[4] : nb_bank_d5 == 8'd9 ? nm_yv[5] : nb_bank_d5 == 8'd8 ? nm_yv[6] : nb_bank_d5 == 8'd7 ? nm_yv[7] : nb_bank_d5 == 8'd6 ? nm_yv[8] : nb_bank_d5 == 8'd5 ? nm_yv[9] : nb_bank_d5 == 8'd4 ? nm_yv[10] : nb_bank_d5 == 8'd3 ? nm_yv[11] : nb_bank_d5 == 8'd2 ? nm_yv[0] : nb_bank_d5 == 8'd1 ? nm_yv[1] : nm_yv[2], nb_bank_d5 == 8'd11 ? nm_yv[2] : nb_bank_d5 == 8'd10 ? nm_yv[3] : nb_bank_d5 == 8'd9 ? nm_yv[4] : nb_bank_d5 == 8'd8 ? nm_yv[5] : nb_bank_d5 == 8'd7 ? nm_yv[6] : nb_bank_d5 == 8'd6 ? nm_yv[7] : nb_bank_d5 == 8'd5 ? nm_yv[8] : nb_bank_d5 == 8'd4 ? nm_yv[9] : nb_bank_d5 == 8'd3 ? nm_yv[10] : nb_bank_d5 == 8'd2 ? nm_yv[11] : nb_bank_d5 == 8'd1 ? nm_yv[0] : nm_yv[1], nb_bank_d5 == 8'd11 ? nm_yv[1] : nb_bank_d5 == 8'd10 ? nm_yv[2] : nb_bank_d5 == 8'd9 ? nm_yv[3] : nb_bank_d5 == 8'd8 ? nm_yv[4] : nb_bank_d5 == 8'd7 ? nm_yv[5] : nb_bank_d5 == 8'd6 ? nm_yv[6] : nb_bank_d5 == 8'd5 ? nm_yv[7] : nb_bank_d5 == 8'd4 ? nm_yv[8] : nb_bank_d5 == 8'd3 ? nm_yv[9] : nb_bank_d5 == 8'd2 ? nm_yv[10] : nb_bank_d5 == 8'd1 ? nm_yv[11] : nm_yv[0]};
+  assign norm_xwd = {nb_bank_d5 == 8'd11 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[120 +: 12] : nm_y[132 +: 12], nb_bank_d5 == 8'd11 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[108 +: 12] : nm_y[120 +: 12], nb_bank_d5 == 8'd11 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[96 +: 12] : nm_y[108 +: 12], nb_bank_d5 == 8'd11 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[84 +: 12] : nm_y[96 +: 12], nb_bank_d5 == 8'd11 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[72 +: 12] : nm_y[84 +: 12], nb_bank_d5 == 8'd11 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[60 +: 12] : nm_y[72 +: 12], nb_bank_d5 == 8'd11 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[48 +: 12] : nm_y[60 +: 12], nb_bank_d5 == 8'd11 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[36 +: 12] : nm_y[48 +: 12], nb_bank_d5 == 8'd11 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], nb_bank_d5 == 8'd11 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], nb_bank_d5 == 8'd11 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], nb_bank_d5 == 8'd11 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[132 +: 12] : nm_y[0 +: 12]};
+  assign norm_g_row = row_q + j_q;
+  assign unused_hi_norm_g_row = ^norm_g_row[31:1];
   assign gemm_m = layer_q == 2'd1 ? 32'd500 : layer_q == 2'd0 ? 32'd500 : 32'd0;
   assign unused_hi_gemm_m = ^gemm_m[31:1];
   assign gemm_n = ((kind_q == OP_FWD) && (layer_q == 2'd1)) ? nrows : ((kind_q == OP_GRAD) && (layer_q == 2'd1)) ? 32'd500 : ((kind_q == OP_FWD) && (layer_q == 2'd0)) ? nsamp : ((kind_q == OP_GRAD) && (layer_q == 2'd0)) ? 32'd784 : 32'd0;
@@ -1295,9 +1379,9 @@ module dff_engine (
   assign a1_word = (drain_n * 32'd500) + drain_o;
   assign unused_hi_a1_word = ^a1_word[31:1];
   assign unused_a1_word = ^a1_word[31:12];
-  assign h2_word = (drain_n * 32'd500) + drain_o;
+  assign h2_word = (dr_tb_q * 32'd500) + drain_o;
   assign unused_hi_h2_word = ^h2_word[31:1];
-  assign unused_h2_word = ^h2_word[31:16];
+  assign unused_h2_word = ^h2_word[31:12];
   assign fb2 = {b2_rd0, 12'd0};
   assign fz2 = $signed({{2{acc_d2[47]}}, acc_d2}) + $signed({{22{fb2[27]}}, fb2});
   assign fz2_c = fz2 < (-50'sd140737488355328) ? 48'h800000000000 : fz2 > 50'sd140737488355327 ? 48'h7fffffffffff : fz2[47:0];
@@ -1329,9 +1413,9 @@ module dff_engine (
   assign cu = {u_rd0, 12'd0};
   assign cz = $signed({{3{a1_rd0[47]}}, a1_rd0}) + $signed({{23{cb[27]}}, cb}) + $signed({{23{cu[27]}}, cu});
   assign cz_c = cz < (-51'sd140737488355328) ? 48'h800000000000 : cz > 51'sd140737488355327 ? 48'h7fffffffffff : cz[47:0];
-  assign cen_h = sbase_q + j_q;
+  assign cen_h = rgb_q + j_q;
   assign unused_hi_cen_h = ^cen_h[31:1];
-  assign unused_cen = ^{cen_a1[31:12], cen_u[31:13], cen_h[31:16]};
+  assign unused_cen = ^{cen_a1[31:12], cen_u[31:13], cen_h[31:12]};
   assign cen_k = infer_q ? 32'd10 : 32'd10;
   assign unused_hi_cen_k = ^cen_k[31:1];
   assign pred_score = 20'd0 + {2'd0, g1_rd0} + {2'd0, g2_rd0};
@@ -1349,10 +1433,10 @@ module dff_engine (
   assign loss_beta = slot_q == 32'd9 ? ls_b[144 +: 16] : slot_q == 32'd8 ? ls_b[128 +: 16] : slot_q == 32'd7 ? ls_b[112 +: 16] : slot_q == 32'd6 ? ls_b[96 +: 16] : slot_q == 32'd5 ? ls_b[80 +: 16] : slot_q == 32'd4 ? ls_b[64 +: 16] : slot_q == 32'd3 ? ls_b[48 +: 16] : slot_q == 32'd2 ? ls_b[32 +: 16] : slot_q == 32'd1 ? ls_b[16 +: 16] : slot_q == 32'd0 ? ls_b[0 +: 16] : 16'd0;
   assign two_over_d = layer_q == 2'd1 ? 10'd262 : layer_q == 2'd0 ? 10'd262 : 10'd0;
   assign coef = $signed({{10{beta_q[15]}}, beta_q}) * $signed({16'd0, two_over_d});
-  assign dl_h = sbase_q + j_q;
+  assign dl_h = rgb_q + j_q;
   assign unused_hi_dl_h = ^dl_h[31:1];
   assign unused_dl_h = ^dl_h[31:16];
-  assign dl_hv = layer_q == 2'd1 ? h2_rd0 : layer_q == 2'd0 ? h1_rd0 : 16'd0;
+  assign dl_hv = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd11 : dl_hb_d2 == 8'd10 ? h2_rd10 : dl_hb_d2 == 8'd9 ? h2_rd9 : dl_hb_d2 == 8'd8 ? h2_rd8 : dl_hb_d2 == 8'd7 ? h2_rd7 : dl_hb_d2 == 8'd6 ? h2_rd6 : dl_hb_d2 == 8'd5 ? h2_rd5 : dl_hb_d2 == 8'd4 ? h2_rd4 : dl_hb_d2 == 8'd3 ? h2_rd3 : dl_hb_d2 == 8'd2 ? h2_rd2 : dl_hb_d2 == 8'd1 ? h2_rd1 : h2_rd0) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd11 : dl_hb_d2 == 8'd10 ? h1_rd10 : dl_hb_d2 == 8'd9 ? h1_rd9 : dl_hb_d2 == 8'd8 ? h1_rd8 : dl_hb_d2 == 8'd7 ? h1_rd7 : dl_hb_d2 == 8'd6 ? h1_rd6 : dl_hb_d2 == 8'd5 ? h1_rd5 : dl_hb_d2 == 8'd4 ? h1_rd4 : dl_hb_d2 == 8'd3 ? h1_rd3 : dl_hb_d2 == 8'd2 ? h1_rd2 : dl_hb_d2 == 8'd1 ? h1_rd1 : h1_rd0) : 16'd0;
   assign dl_p = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv});
   assign dl_sum = $signed({{2{dl_p[42]}}, dl_p}) + 45'sd524288;
   assign dl_q = dl_sum >>> 20;
@@ -1431,7 +1515,7 @@ module dff_engine (
       tbm_q <= {32{1'b0}};
       dbk_q <= {32{1'b0}};
       wait_q <= {8{1'b0}};
-      s_q <= {42{1'b0}};
+      s_q <= {504{1'b0}};
       hyp_q <= {4{1'b0}};
       west_q <= {216{1'b0}};
       north_q <= {192{1'b0}};
@@ -1444,6 +1528,8 @@ module dff_engine (
       cnt_busy_q <= {64{1'b0}};
       cnt_array_q <= {64{1'b0}};
       cnt_runs_q <= {64{1'b0}};
+      norm_lanes_d1 <= {12{1'b0}};
+      norm_lanes_d2 <= {12{1'b0}};
       na_v_d1 <= {1{1'b0}};
       na_v_d2 <= {1{1'b0}};
       na_first_d1 <= {1{1'b0}};
@@ -1462,6 +1548,7 @@ module dff_engine (
       nb_word_d3 <= {16{1'b0}};
       nb_word_d4 <= {16{1'b0}};
       nb_word_d5 <= {16{1'b0}};
+      norm_g_q <= {216{1'b0}};
       e_lanes_d1 <= {216{1'b0}};
       e_lanes_d2 <= {216{1'b0}};
       rot_d1 <= {8{1'b0}};
@@ -1503,14 +1590,18 @@ module dff_engine (
       a1w_a_d1 <= {12{1'b0}};
       fz2_v_d1 <= {1{1'b0}};
       fz2_v_d2 <= {1{1'b0}};
-      fh2_a_d1 <= {16{1'b0}};
-      fh2_a_d2 <= {16{1'b0}};
-      fh2_a_d3 <= {16{1'b0}};
-      fh2_a_d4 <= {16{1'b0}};
+      fh2_a_d1 <= {12{1'b0}};
+      fh2_a_d2 <= {12{1'b0}};
+      fh2_a_d3 <= {12{1'b0}};
+      fh2_a_d4 <= {12{1'b0}};
       fh2_v_d1 <= {1{1'b0}};
       fh2_v_d2 <= {1{1'b0}};
       fh2_v_d3 <= {1{1'b0}};
       fh2_v_d4 <= {1{1'b0}};
+      fh2_b_d1 <= {8{1'b0}};
+      fh2_b_d2 <= {8{1'b0}};
+      fh2_b_d3 <= {8{1'b0}};
+      fh2_b_d4 <= {8{1'b0}};
       grad_col_d1 <= {576{1'b0}};
       grad_col_d2 <= {576{1'b0}};
       gu1_v_d1 <= {1{1'b0}};
@@ -1553,14 +1644,18 @@ module dff_engine (
       gu2_wa_d5 <= {15{1'b0}};
       cz_v_d1 <= {1{1'b0}};
       cz_v_d2 <= {1{1'b0}};
-      ch_a_d1 <= {16{1'b0}};
-      ch_a_d2 <= {16{1'b0}};
-      ch_a_d3 <= {16{1'b0}};
-      ch_a_d4 <= {16{1'b0}};
+      ch_a_d1 <= {12{1'b0}};
+      ch_a_d2 <= {12{1'b0}};
+      ch_a_d3 <= {12{1'b0}};
+      ch_a_d4 <= {12{1'b0}};
       ch_v_d1 <= {1{1'b0}};
       ch_v_d2 <= {1{1'b0}};
       ch_v_d3 <= {1{1'b0}};
       ch_v_d4 <= {1{1'b0}};
+      ch_b_d1 <= {8{1'b0}};
+      ch_b_d2 <= {8{1'b0}};
+      ch_b_d3 <= {8{1'b0}};
+      ch_b_d4 <= {8{1'b0}};
       pr_v_d1 <= {1{1'b0}};
       pr_v_d2 <= {1{1'b0}};
       pr_r_d1 <= {8{1'b0}};
@@ -1572,6 +1667,8 @@ module dff_engine (
       lg_slot_d2 <= {8{1'b0}};
       beta_q <= {16{1'b0}};
       coef_q <= {26{1'b0}};
+      dl_hb_d1 <= {8{1'b0}};
+      dl_hb_d2 <= {8{1'b0}};
       delta_q <= {18{1'b0}};
       ds_v_d1 <= {1{1'b0}};
       ds_v_d2 <= {1{1'b0}};
@@ -1649,6 +1746,8 @@ module dff_engine (
       lr_q <= 21'd1638400;
       batch_q <= 32'd8;
     end else begin
+      norm_lanes_d1 <= norm_lanes;
+      norm_lanes_d2 <= norm_lanes_d1;
       na_v_d1 <= (st_q == S_NA) && (((st_q == S_NA) || (st_q == S_NB)) && ((kind_q == OP_INORM) || (kind_q == OP_NORM)));
       na_v_d2 <= na_v_d1;
       na_first_d1 <= j_q == 32'd0;
@@ -1737,7 +1836,7 @@ module dff_engine (
       a1w_a_d1 <= a1_word[11:0];
       fz2_v_d1 <= drain_valid && ((kind_q == OP_FWD) && (layer_q == 2'd1));
       fz2_v_d2 <= fz2_v_d1;
-      fh2_a_d1 <= h2_word[15:0];
+      fh2_a_d1 <= h2_word[11:0];
       fh2_a_d2 <= fh2_a_d1;
       fh2_a_d3 <= fh2_a_d2;
       fh2_a_d4 <= fh2_a_d3;
@@ -1745,6 +1844,10 @@ module dff_engine (
       fh2_v_d2 <= fh2_v_d1;
       fh2_v_d3 <= fh2_v_d2;
       fh2_v_d4 <= fh2_v_d3;
+      fh2_b_d1 <= dr_j_q[7:0];
+      fh2_b_d2 <= fh2_b_d1;
+      fh2_b_d3 <= fh2_b_d2;
+      fh2_b_d4 <= fh2_b_d3;
       grad_col_d1 <= grad_col;
       grad_col_d2 <= grad_col_d1;
       gu1_v_d1 <= grad_valid && ((kind_q == OP_GRAD) && (layer_q == 2'd0));
@@ -1787,7 +1890,7 @@ module dff_engine (
       gu2_wa_d5 <= gu2_wa_d4;
       cz_v_d1 <= st_q == S_CS;
       cz_v_d2 <= cz_v_d1;
-      ch_a_d1 <= cen_h[15:0];
+      ch_a_d1 <= cen_h[11:0];
       ch_a_d2 <= ch_a_d1;
       ch_a_d3 <= ch_a_d2;
       ch_a_d4 <= ch_a_d3;
@@ -1795,6 +1898,10 @@ module dff_engine (
       ch_v_d2 <= ch_v_d1;
       ch_v_d3 <= ch_v_d2;
       ch_v_d4 <= ch_v_d3;
+      ch_b_d1 <= rmod_q[7:0];
+      ch_b_d2 <= ch_b_d1;
+      ch_b_d3 <= ch_b_d2;
+      ch_b_d4 <= ch_b_d3;
       pr_v_d1 <= (st_q == S_PRED) && (row_q < 32'd10);
       pr_v_d2 <= pr_v_d1;
       pr_r_d1 <= row_q[7:0];
@@ -1837,6 +1944,8 @@ module dff_engine (
       if (lg_v_d2 && (lg_slot_d2 == 8'd9)) begin
         gt_q[162 +: 18] <= gt_cur;
       end
+      dl_hb_d1 <= rmod_q[7:0];
+      dl_hb_d2 <= dl_hb_d1;
       delta_q <= dl_y;
       ds_v_d1 <= st_q == S_DS;
       ds_v_d2 <= ds_v_d1;
@@ -2054,11 +2163,64 @@ module dff_engine (
           end
         end
         S_NAW: begin
-          if (gd_vo) begin
+          if (gd_vo[0]) begin
             s_q <= gd_s;
+            norm_g_q <= gd_g;
+            if (kind_q == OP_NORM) begin
+              st_q <= S_NG;
+            end else begin
+              st_q <= S_NB;
+            end
+          end
+        end
+        S_NG: begin
+          j_q <= j_q + 32'd1;
+          if (j_q == 32'd13) begin
             if (norm_last_layer) begin
               j_q <= 32'd0;
               jmod_q <= 32'd0;
+              if (kind_q == OP_INORM) begin
+                row_q <= row_q + 32'd1;
+                sbase_q <= sbase_q + norm_d;
+                if (rmod_q == 32'd11) begin
+                  rmod_q <= 32'd0;
+                  rgb_q <= rgb_q + norm_d;
+                end else begin
+                  rmod_q <= rmod_q + 32'd1;
+                end
+                if (row_q == (norm_rows - 32'd1)) begin
+                  wait_q <= 8'd8;
+                  st_q <= S_WAIT;
+                end else begin
+                  st_q <= S_NA;
+                end
+              end else begin
+                row_q <= row_q + 32'd12;
+                rgb_q <= rgb_q + norm_d;
+                if ((row_q + 32'd12) >= norm_rows) begin
+                  wait_q <= 8'd8;
+                  st_q <= S_WAIT;
+                end else begin
+                  st_q <= S_NA;
+                end
+              end
+            end else begin
+              j_q <= 32'd0;
+              st_q <= S_NB;
+            end
+          end
+        end
+        S_NB: begin
+          j_q <= j_q + 32'd1;
+          if (jmod_q == 32'd11) begin
+            jmod_q <= 32'd0;
+          end else begin
+            jmod_q <= jmod_q + 32'd1;
+          end
+          if (j_q == (norm_d - 32'd1)) begin
+            j_q <= 32'd0;
+            jmod_q <= 32'd0;
+            if (kind_q == OP_INORM) begin
               row_q <= row_q + 32'd1;
               sbase_q <= sbase_q + norm_d;
               if (rmod_q == 32'd11) begin
@@ -2074,33 +2236,14 @@ module dff_engine (
                 st_q <= S_NA;
               end
             end else begin
-              st_q <= S_NB;
-            end
-          end
-        end
-        S_NB: begin
-          j_q <= j_q + 32'd1;
-          if (jmod_q == 32'd11) begin
-            jmod_q <= 32'd0;
-          end else begin
-            jmod_q <= jmod_q + 32'd1;
-          end
-          if (j_q == (norm_d - 32'd1)) begin
-            j_q <= 32'd0;
-            jmod_q <= 32'd0;
-            row_q <= row_q + 32'd1;
-            sbase_q <= sbase_q + norm_d;
-            if (rmod_q == 32'd11) begin
-              rmod_q <= 32'd0;
+              row_q <= row_q + 32'd12;
               rgb_q <= rgb_q + norm_d;
-            end else begin
-              rmod_q <= rmod_q + 32'd1;
-            end
-            if (row_q == (norm_rows - 32'd1)) begin
-              wait_q <= 8'd8;
-              st_q <= S_WAIT;
-            end else begin
-              st_q <= S_NA;
+              if ((row_q + 32'd12) >= norm_rows) begin
+                wait_q <= 8'd8;
+                st_q <= S_WAIT;
+              end else begin
+                st_q <= S_NA;
+              end
             end
           end
         end
@@ -2156,7 +2299,12 @@ module dff_engine (
           if (j_q == 32'd499) begin
             j_q <= 32'd0;
             row_q <= row_q + 32'd1;
-            sbase_q <= sbase_q + 32'd500;
+            if (rmod_q == 32'd11) begin
+              rmod_q <= 32'd0;
+              rgb_q <= rgb_q + 32'd500;
+            end else begin
+              rmod_q <= rmod_q + 32'd1;
+            end
             if (slot_q == (cen_k - 32'd1)) begin
               slot_q <= 32'd0;
               samp_q <= samp_q + 32'd1;
@@ -2339,22 +2487,22 @@ module dff_engine (
 
   always @* begin
     x0_we = {12{1'b0}};
-    if (nm_yv && (kind_q == OP_INORM)) begin
-      x0_we = (nm_yv && (kind_q == OP_INORM)) ? {nb_bank_d5 == 8'd11, nb_bank_d5 == 8'd10, nb_bank_d5 == 8'd9, nb_bank_d5 == 8'd8, nb_bank_d5 == 8'd7, nb_bank_d5 == 8'd6, nb_bank_d5 == 8'd5, nb_bank_d5 == 8'd4, nb_bank_d5 == 8'd3, nb_bank_d5 == 8'd2, nb_bank_d5 == 8'd1, nb_bank_d5 == 8'd0} : 12'd0;
+    if ((|nm_yv) && (kind_q == OP_INORM)) begin
+      x0_we = ((|nm_yv) && (kind_q == OP_INORM)) ? norm_xwe : 12'd0;
     end
   end
 
   always @* begin
     x0_waddr = {10{1'b0}};
-    if (nm_yv && (kind_q == OP_INORM)) begin
+    if ((|nm_yv) && (kind_q == OP_INORM)) begin
       x0_waddr = nb_word_d5[9:0];
     end
   end
 
   always @* begin
-    x0_wdata = {12{1'b0}};
-    if (nm_yv && (kind_q == OP_INORM)) begin
-      x0_wdata = nm_y;
+    x0_wdata = {144{1'b0}};
+    if ((|nm_yv) && (kind_q == OP_INORM)) begin
+      x0_wdata = norm_xwd;
     end
   end
 
@@ -2612,14 +2760,14 @@ module dff_engine (
   end
 
   always @* begin
-    h1_we = {1{1'b0}};
+    h1_we = {12{1'b0}};
     if (ch_v_d4) begin
-      h1_we = 1'b1;
+      h1_we = {ch_b_d4 == 8'd11, ch_b_d4 == 8'd10, ch_b_d4 == 8'd9, ch_b_d4 == 8'd8, ch_b_d4 == 8'd7, ch_b_d4 == 8'd6, ch_b_d4 == 8'd5, ch_b_d4 == 8'd4, ch_b_d4 == 8'd3, ch_b_d4 == 8'd2, ch_b_d4 == 8'd1, ch_b_d4 == 8'd0};
     end
   end
 
   always @* begin
-    h1_waddr = {16{1'b0}};
+    h1_waddr = {12{1'b0}};
     if (ch_v_d4) begin
       h1_waddr = ch_a_d4;
     end
@@ -2633,24 +2781,24 @@ module dff_engine (
   end
 
   always @* begin
-    h1_raddr = {16{1'b0}};
+    h1_raddr = {144{1'b0}};
     if (((st_q == S_NA) || (st_q == S_NB)) && ((kind_q == OP_INORM) || (kind_q == OP_NORM)) && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
-      h1_raddr = norm_raddr[15:0];
+      h1_raddr = {norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0]};
     end
     if ((st_q == S_DS) && ((kind_q == OP_DELTA) && (layer_q == 2'd0))) begin
-      h1_raddr = dl_h[15:0];
+      h1_raddr = {dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0]};
     end
   end
 
   always @* begin
-    h2_we = {1{1'b0}};
+    h2_we = {12{1'b0}};
     if (fh2_v_d4) begin
-      h2_we = 1'b1;
+      h2_we = {fh2_b_d4 == 8'd11, fh2_b_d4 == 8'd10, fh2_b_d4 == 8'd9, fh2_b_d4 == 8'd8, fh2_b_d4 == 8'd7, fh2_b_d4 == 8'd6, fh2_b_d4 == 8'd5, fh2_b_d4 == 8'd4, fh2_b_d4 == 8'd3, fh2_b_d4 == 8'd2, fh2_b_d4 == 8'd1, fh2_b_d4 == 8'd0};
     end
   end
 
   always @* begin
-    h2_waddr = {16{1'b0}};
+    h2_waddr = {12{1'b0}};
     if (fh2_v_d4) begin
       h2_waddr = fh2_a_d4;
     end
@@ -2664,33 +2812,33 @@ module dff_engine (
   end
 
   always @* begin
-    h2_raddr = {16{1'b0}};
+    h2_raddr = {144{1'b0}};
     if (((st_q == S_NA) || (st_q == S_NB)) && ((kind_q == OP_INORM) || (kind_q == OP_NORM)) && ((kind_q == OP_NORM) && (layer_q == 2'd1))) begin
-      h2_raddr = norm_raddr[15:0];
+      h2_raddr = {norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0]};
     end
     if ((st_q == S_DS) && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) begin
-      h2_raddr = dl_h[15:0];
+      h2_raddr = {dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0]};
     end
   end
 
   always @* begin
     xh1_we = {12{1'b0}};
-    if (nm_yv && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
-      xh1_we = (nm_yv && ((kind_q == OP_NORM) && (layer_q == 2'd0))) ? {nb_bank_d5 == 8'd11, nb_bank_d5 == 8'd10, nb_bank_d5 == 8'd9, nb_bank_d5 == 8'd8, nb_bank_d5 == 8'd7, nb_bank_d5 == 8'd6, nb_bank_d5 == 8'd5, nb_bank_d5 == 8'd4, nb_bank_d5 == 8'd3, nb_bank_d5 == 8'd2, nb_bank_d5 == 8'd1, nb_bank_d5 == 8'd0} : 12'd0;
+    if ((|nm_yv) && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
+      xh1_we = ((|nm_yv) && ((kind_q == OP_NORM) && (layer_q == 2'd0))) ? norm_xwe : 12'd0;
     end
   end
 
   always @* begin
     xh1_waddr = {12{1'b0}};
-    if (nm_yv && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
+    if ((|nm_yv) && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
       xh1_waddr = nb_word_d5[11:0];
     end
   end
 
   always @* begin
-    xh1_wdata = {12{1'b0}};
-    if (nm_yv && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
-      xh1_wdata = nm_y;
+    xh1_wdata = {144{1'b0}};
+    if ((|nm_yv) && ((kind_q == OP_NORM) && (layer_q == 2'd0))) begin
+      xh1_wdata = norm_xwd;
     end
   end
 
@@ -2706,22 +2854,22 @@ module dff_engine (
 
   always @* begin
     g1_we = {1{1'b0}};
-    if ((st_q == S_NAW) && ((kind_q == OP_NORM) && (layer_q == 2'd0)) && gd_vo) begin
+    if ((st_q == S_NG) && ((kind_q == OP_NORM) && (layer_q == 2'd0)) && (j_q < 32'd12) && (j_q == 32'd11 ? norm_lanes[11] : j_q == 32'd10 ? norm_lanes[10] : j_q == 32'd9 ? norm_lanes[9] : j_q == 32'd8 ? norm_lanes[8] : j_q == 32'd7 ? norm_lanes[7] : j_q == 32'd6 ? norm_lanes[6] : j_q == 32'd5 ? norm_lanes[5] : j_q == 32'd4 ? norm_lanes[4] : j_q == 32'd3 ? norm_lanes[3] : j_q == 32'd2 ? norm_lanes[2] : j_q == 32'd1 ? norm_lanes[1] : j_q == 32'd0 ? norm_lanes[0] : 1'b0)) begin
       g1_we = 1'b1;
     end
   end
 
   always @* begin
     g1_waddr = {7{1'b0}};
-    if ((st_q == S_NAW) && ((kind_q == OP_NORM) && (layer_q == 2'd0)) && gd_vo) begin
-      g1_waddr = row_q[6:0];
+    if ((st_q == S_NG) && ((kind_q == OP_NORM) && (layer_q == 2'd0)) && (j_q < 32'd12) && (j_q == 32'd11 ? norm_lanes[11] : j_q == 32'd10 ? norm_lanes[10] : j_q == 32'd9 ? norm_lanes[9] : j_q == 32'd8 ? norm_lanes[8] : j_q == 32'd7 ? norm_lanes[7] : j_q == 32'd6 ? norm_lanes[6] : j_q == 32'd5 ? norm_lanes[5] : j_q == 32'd4 ? norm_lanes[4] : j_q == 32'd3 ? norm_lanes[3] : j_q == 32'd2 ? norm_lanes[2] : j_q == 32'd1 ? norm_lanes[1] : j_q == 32'd0 ? norm_lanes[0] : 1'b0)) begin
+      g1_waddr = norm_g_row[6:0];
     end
   end
 
   always @* begin
     g1_wdata = {18{1'b0}};
-    if ((st_q == S_NAW) && ((kind_q == OP_NORM) && (layer_q == 2'd0)) && gd_vo) begin
-      g1_wdata = gd_g;
+    if ((st_q == S_NG) && ((kind_q == OP_NORM) && (layer_q == 2'd0)) && (j_q < 32'd12) && (j_q == 32'd11 ? norm_lanes[11] : j_q == 32'd10 ? norm_lanes[10] : j_q == 32'd9 ? norm_lanes[9] : j_q == 32'd8 ? norm_lanes[8] : j_q == 32'd7 ? norm_lanes[7] : j_q == 32'd6 ? norm_lanes[6] : j_q == 32'd5 ? norm_lanes[5] : j_q == 32'd4 ? norm_lanes[4] : j_q == 32'd3 ? norm_lanes[3] : j_q == 32'd2 ? norm_lanes[2] : j_q == 32'd1 ? norm_lanes[1] : j_q == 32'd0 ? norm_lanes[0] : 1'b0)) begin
+      g1_wdata = j_q == 32'd11 ? norm_g_q[198 +: 18] : j_q == 32'd10 ? norm_g_q[180 +: 18] : j_q == 32'd9 ? norm_g_q[162 +: 18] : j_q == 32'd8 ? norm_g_q[144 +: 18] : j_q == 32'd7 ? norm_g_q[126 +: 18] : j_q == 32'd6 ? norm_g_q[108 +: 18] : j_q == 32'd5 ? norm_g_q[90 +: 18] : j_q == 32'd4 ? norm_g_q[72 +: 18] : j_q == 32'd3 ? norm_g_q[54 +: 18] : j_q == 32'd2 ? norm_g_q[36 +: 18] : j_q == 32'd1 ? norm_g_q[18 +: 18] : j_q == 32'd0 ? norm_g_q[0 +: 18] : 18'd0;
     end
   end
 
@@ -2740,22 +2888,22 @@ module dff_engine (
 
   always @* begin
     g2_we = {1{1'b0}};
-    if ((st_q == S_NAW) && ((kind_q == OP_NORM) && (layer_q == 2'd1)) && gd_vo) begin
+    if ((st_q == S_NG) && ((kind_q == OP_NORM) && (layer_q == 2'd1)) && (j_q < 32'd12) && (j_q == 32'd11 ? norm_lanes[11] : j_q == 32'd10 ? norm_lanes[10] : j_q == 32'd9 ? norm_lanes[9] : j_q == 32'd8 ? norm_lanes[8] : j_q == 32'd7 ? norm_lanes[7] : j_q == 32'd6 ? norm_lanes[6] : j_q == 32'd5 ? norm_lanes[5] : j_q == 32'd4 ? norm_lanes[4] : j_q == 32'd3 ? norm_lanes[3] : j_q == 32'd2 ? norm_lanes[2] : j_q == 32'd1 ? norm_lanes[1] : j_q == 32'd0 ? norm_lanes[0] : 1'b0)) begin
       g2_we = 1'b1;
     end
   end
 
   always @* begin
     g2_waddr = {7{1'b0}};
-    if ((st_q == S_NAW) && ((kind_q == OP_NORM) && (layer_q == 2'd1)) && gd_vo) begin
-      g2_waddr = row_q[6:0];
+    if ((st_q == S_NG) && ((kind_q == OP_NORM) && (layer_q == 2'd1)) && (j_q < 32'd12) && (j_q == 32'd11 ? norm_lanes[11] : j_q == 32'd10 ? norm_lanes[10] : j_q == 32'd9 ? norm_lanes[9] : j_q == 32'd8 ? norm_lanes[8] : j_q == 32'd7 ? norm_lanes[7] : j_q == 32'd6 ? norm_lanes[6] : j_q == 32'd5 ? norm_lanes[5] : j_q == 32'd4 ? norm_lanes[4] : j_q == 32'd3 ? norm_lanes[3] : j_q == 32'd2 ? norm_lanes[2] : j_q == 32'd1 ? norm_lanes[1] : j_q == 32'd0 ? norm_lanes[0] : 1'b0)) begin
+      g2_waddr = norm_g_row[6:0];
     end
   end
 
   always @* begin
     g2_wdata = {18{1'b0}};
-    if ((st_q == S_NAW) && ((kind_q == OP_NORM) && (layer_q == 2'd1)) && gd_vo) begin
-      g2_wdata = gd_g;
+    if ((st_q == S_NG) && ((kind_q == OP_NORM) && (layer_q == 2'd1)) && (j_q < 32'd12) && (j_q == 32'd11 ? norm_lanes[11] : j_q == 32'd10 ? norm_lanes[10] : j_q == 32'd9 ? norm_lanes[9] : j_q == 32'd8 ? norm_lanes[8] : j_q == 32'd7 ? norm_lanes[7] : j_q == 32'd6 ? norm_lanes[6] : j_q == 32'd5 ? norm_lanes[5] : j_q == 32'd4 ? norm_lanes[4] : j_q == 32'd3 ? norm_lanes[3] : j_q == 32'd2 ? norm_lanes[2] : j_q == 32'd1 ? norm_lanes[1] : j_q == 32'd0 ? norm_lanes[0] : 1'b0)) begin
+      g2_wdata = j_q == 32'd11 ? norm_g_q[198 +: 18] : j_q == 32'd10 ? norm_g_q[180 +: 18] : j_q == 32'd9 ? norm_g_q[162 +: 18] : j_q == 32'd8 ? norm_g_q[144 +: 18] : j_q == 32'd7 ? norm_g_q[126 +: 18] : j_q == 32'd6 ? norm_g_q[108 +: 18] : j_q == 32'd5 ? norm_g_q[90 +: 18] : j_q == 32'd4 ? norm_g_q[72 +: 18] : j_q == 32'd3 ? norm_g_q[54 +: 18] : j_q == 32'd2 ? norm_g_q[36 +: 18] : j_q == 32'd1 ? norm_g_q[18 +: 18] : j_q == 32'd0 ? norm_g_q[0 +: 18] : 18'd0;
     end
   end
 
@@ -2883,16 +3031,16 @@ module dff_engine (
   end
 
   always @* begin
-    gd_h = {16{1'b0}};
+    gd_h = {192{1'b0}};
     if (1'b1) begin
       gd_h = norm_src;
     end
   end
 
   always @* begin
-    gd_v = {1{1'b0}};
+    gd_v = {12{1'b0}};
     if (1'b1) begin
-      gd_v = na_v_d2;
+      gd_v = na_v_d2 ? norm_lanes_d2 : 12'd0;
     end
   end
 
@@ -2919,22 +3067,22 @@ module dff_engine (
 
   always @* begin
     nm_sv = {1{1'b0}};
-    if ((st_q == S_NB) && (j_q == 32'd0)) begin
+    if ((((st_q == S_NB) && (kind_q == OP_INORM)) || (st_q == S_NG)) && (j_q == 32'd0)) begin
       nm_sv = 1'b1;
     end
   end
 
   always @* begin
-    nm_x = {16{1'b0}};
+    nm_x = {192{1'b0}};
     if (1'b1) begin
-      nm_x = norm_src;
+      nm_x = {norm_src[176 +: 16], norm_src[160 +: 16], norm_src[144 +: 16], norm_src[128 +: 16], norm_src[112 +: 16], norm_src[96 +: 16], norm_src[80 +: 16], norm_src[64 +: 16], norm_src[48 +: 16], norm_src[32 +: 16], norm_src[16 +: 16], norm_src[0 +: 16]};
     end
   end
 
   always @* begin
-    nm_xv = {1{1'b0}};
+    nm_xv = {12{1'b0}};
     if (1'b1) begin
-      nm_xv = nb_v_d2;
+      nm_xv = nb_v_d2 ? norm_lanes_d2 : 12'd0;
     end
   end
 
@@ -3081,7 +3229,7 @@ module dff_engine (
         .clk_i(clk_i),
         .we_i(x0_we[b]),
         .waddr_i(x0_waddr),
-        .wdata_i(x0_wdata),
+        .wdata_i(x0_wdata[b*12 +: 12]),
         .raddr_i(x0_raddr[b*10 +: 10]),
         .rdata_o(x0_rdata[b*12 +: 12])
       );
@@ -3174,31 +3322,39 @@ module dff_engine (
     .rdata_o(a1_rdata)
   );
 
-  dff_bram #(
-    .W(16),
-    .AW(16),
-    .DEPTH(40000)
-  ) u_h1 (
-    .clk_i(clk_i),
-    .we_i(h1_we),
-    .waddr_i(h1_waddr),
-    .wdata_i(h1_wdata),
-    .raddr_i(h1_raddr),
-    .rdata_o(h1_rdata)
-  );
+  generate
+    for (b = 0; b < 12; b = b + 1) begin : g_h1
+      dff_bram #(
+        .W(16),
+        .AW(12),
+        .DEPTH(3500)
+      ) u_bank (
+        .clk_i(clk_i),
+        .we_i(h1_we[b]),
+        .waddr_i(h1_waddr),
+        .wdata_i(h1_wdata),
+        .raddr_i(h1_raddr[b*12 +: 12]),
+        .rdata_o(h1_rdata[b*16 +: 16])
+      );
+    end
+  endgenerate
 
-  dff_bram #(
-    .W(16),
-    .AW(16),
-    .DEPTH(40000)
-  ) u_h2 (
-    .clk_i(clk_i),
-    .we_i(h2_we),
-    .waddr_i(h2_waddr),
-    .wdata_i(h2_wdata),
-    .raddr_i(h2_raddr),
-    .rdata_o(h2_rdata)
-  );
+  generate
+    for (b = 0; b < 12; b = b + 1) begin : g_h2
+      dff_bram #(
+        .W(16),
+        .AW(12),
+        .DEPTH(3500)
+      ) u_bank (
+        .clk_i(clk_i),
+        .we_i(h2_we[b]),
+        .waddr_i(h2_waddr),
+        .wdata_i(h2_wdata),
+        .raddr_i(h2_raddr[b*12 +: 12]),
+        .rdata_o(h2_rdata[b*16 +: 16])
+      );
+    end
+  endgenerate
 
   generate
     for (b = 0; b < 12; b = b + 1) begin : g_xh1
@@ -3210,7 +3366,7 @@ module dff_engine (
         .clk_i(clk_i),
         .we_i(xh1_we[b]),
         .waddr_i(xh1_waddr),
-        .wdata_i(xh1_wdata),
+        .wdata_i(xh1_wdata[b*12 +: 12]),
         .raddr_i(xh1_raddr[b*12 +: 12]),
         .rdata_o(xh1_rdata[b*12 +: 12])
       );

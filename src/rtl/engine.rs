@@ -345,6 +345,29 @@ impl Eng {
         let u = self.m.wire(&format!("unused_{name}"), 1);
         self.m.assign(u, x.red_xor());
     }
+    /// `n` copies of a unit, lane u connected to slice u of its packed lane signals: a
+    /// generate loop over `var` (label `label`), or one plain instance when `n` is 1 (scalar
+    /// flags cannot be indexed). `mk` builds the instance from a slicer (signal, lane width)
+    /// and a bit selector.
+    fn lane_units(
+        &mut self,
+        n: usize,
+        var: &str,
+        label: &str,
+        mk: impl Fn(&dyn Fn(&Expr, u32) -> Expr, &dyn Fn(&Expr) -> Expr) -> Instance,
+    ) {
+        if n == 1 {
+            self.m.instance(mk(&|x, _| x.clone(), &|x| x.clone()));
+            return;
+        }
+        self.m.genvar(var);
+        self.m.gen_for(var, int(0), int(n as u64), label, |g, u| {
+            g.instance(mk(
+                &|x, w| x.part(&u * int(u64::from(w)), int(u64::from(w))),
+                &|x| x.idx(u.clone()),
+            ));
+        });
+    }
     /// A named `IW`-bit wire holding `e`.
     /// Index arithmetic is done at `IW` bits and ports take the low bits; how many depends on
     /// the config, so the high bits are marked unused here once for all.
@@ -474,6 +497,23 @@ fn shl_ext(m: &mut Module, name: &str, x: Expr, bits: u32, shf: u32, to: u32) ->
 }
 
 /// `(a + b) mod m` for `a, b < m` (a compare and a subtract).
+/// Bit `b` of an `n`-bit lane vector (a 1-bit vector is a scalar in Verilog: no select).
+fn lane_bit_of(sig: &Expr, b: usize, n: usize) -> Expr {
+    if n == 1 {
+        sig.clone()
+    } else {
+        sig.idx(int(b as u64))
+    }
+}
+
+/// One-hot write enables of `n` banks from an 8-bit bank number.
+fn bank_onehot(bank: &Expr, n: usize) -> Expr {
+    cat((0..n)
+        .rev()
+        .map(|b| bank.clone().eq_(lit(8, b as u64)))
+        .collect::<Vec<_>>())
+}
+
 fn add_mod(a: &Expr, b: &Expr, m: usize, w: u32) -> Expr {
     let s = a + b;
     mux(
@@ -538,7 +578,7 @@ pub fn engine(
     let px = e.mem("px", 1, f.pixel.bits, bsz * d[0]);
     let hyp = e.mem("hyp", 1, cbits, nrt);
     let xdiag = |rows: usize, dd: usize| div_ceil(rows, cc) * dd;
-    let x0 = e.mem("x0", cc, f.act.bits, xdiag(bsz, d[0]));
+    let x0 = e.mem_lanes("x0", cc, f.act.bits, xdiag(bsz, d[0]));
     let w: Vec<Mem> = (0..nl)
         .map(|l| e.mem_lanes(&format!("w{}", l + 1), rr, f.weight.bits, lay.w_depth(l)))
         .collect();
@@ -548,11 +588,18 @@ pub fn engine(
     let u = e.mem("u", 1, f.centroid.bits, cls * d[1]);
     let a1 = e.mem("a1", 1, s.acc_w, bsz * d[1]);
     let h: Vec<Mem> = (0..nl)
-        .map(|l| e.mem(&format!("h{}", l + 1), 1, f.hidden.bits, nrm * d[l + 1]))
+        .map(|l| {
+            e.mem(
+                &format!("h{}", l + 1),
+                cc,
+                f.hidden.bits,
+                xdiag(nrm, d[l + 1]),
+            )
+        })
         .collect();
     let xh: Vec<Mem> = (0..nl.saturating_sub(1))
         .map(|l| {
-            e.mem(
+            e.mem_lanes(
                 &format!("xh{}", l + 1),
                 cc,
                 f.act.bits,
@@ -645,9 +692,9 @@ pub fn engine(
     let npair = cfg.algorithm.loss == Loss::Npair;
     let hard = cfg.algorithm.negatives == Negatives::Hard;
     let st_names: Vec<&str> = [
-        "S_INIT", "S_IDLE", "S_FETCH", "S_NA", "S_NAW", "S_NB", "S_GS", "S_GF", "S_CH", "S_CS",
-        "S_PRED", "S_LG", "S_LSEL", "S_LS", "S_LW", "S_LB", "S_LH", "S_DP", "S_DS", "S_BU", "S_UU",
-        "S_WAIT", "S_NEXT",
+        "S_INIT", "S_IDLE", "S_FETCH", "S_NA", "S_NAW", "S_NB", "S_GS", "S_GF", "S_NG", "S_CH",
+        "S_CS", "S_PRED", "S_LG", "S_LSEL", "S_LS", "S_LW", "S_LB", "S_LH", "S_DP", "S_DS", "S_BU",
+        "S_UU", "S_WAIT", "S_NEXT",
     ]
     .into_iter()
     // The N-pair unit's start/wait/write-back states exist only with that unit, the hard
@@ -716,7 +763,7 @@ pub fn engine(
         );
     }
     let wait = e.q("wait_q", 8);
-    let sacc = e.q("s_q", s.sum_w);
+    let sacc = e.q("s_q", s.sum_w * cc as u32);
     let hypq = e.q("hyp_q", cbits);
 
     // The batch size is a run-time hyper-parameter (the last minibatch of an epoch may be
@@ -804,50 +851,59 @@ pub fn engine(
             .conn("h_o", &relu_h)
             .conn("v_o", &relu_vo),
     );
-    // Goodness and normalisation (INORM/NORM).
-    let gd_h = e.creg("gd_h", f.hidden.bits);
-    let gd_v = e.creg("gd_v", 1);
+    // Goodness and normalisation: one unit per column lane (NORM works C rows at a time;
+    // INORM uses lane 0).
+    let (hb, sw_, gb) = (f.hidden.bits, s.sum_w, f.goodness.bits);
+    let lanes = cc as u32;
+    let gd_h = e.creg("gd_h", hb * lanes);
+    let gd_v = e.creg("gd_v", lanes);
     let gd_first = e.creg("gd_first", 1);
     let gd_last = e.creg("gd_last", 1);
     let gd_recip = e.creg("gd_recip", s.recip_w);
-    let gd_s = e.m.wire("gd_s", s.sum_w);
-    let gd_g = e.m.wire("gd_g", f.goodness.bits);
-    let gd_vo = e.m.wire("gd_vo", 1);
-    e.m.instance(
+    let gd_s = e.m.wire("gd_s", sw_ * lanes);
+    let gd_g = e.m.wire("gd_g", gb * lanes);
+    let gd_vo = e.m.wire("gd_vo", lanes);
+    e.lane_units(cc, "gl", "g_goodness", |lane, bit| {
         Instance::new("dff_goodness", "u_goodness")
             .conn("clk_i", id("clk_i"))
             .conn("rst_i", id("rst_i"))
-            .conn("h_i", &gd_h)
-            .conn("v_i", &gd_v)
+            .conn("h_i", lane(&gd_h, hb))
+            .conn("v_i", bit(&gd_v))
             .conn("first_i", &gd_first)
             .conn("last_i", &gd_last)
             .conn("recip_i", &gd_recip)
-            .conn("s_o", &gd_s)
-            .conn("g_o", &gd_g)
-            .conn("v_o", &gd_vo),
-    );
-    let nm_sv = e.creg("nm_sv", 1);
-    let nm_x = e.creg("nm_x", s.norm_x_w);
-    let nm_xv = e.creg("nm_xv", 1);
-    let nm_y = e.m.wire("nm_y", f.act.bits);
-    let nm_yv = e.m.wire("nm_yv", 1);
-    let nm_rs = cat([e.m.wire("nm_rs_word", rs_w), e.m.wire("nm_rs_half_e", he_w)]);
-    if nfb == 0 {
-        e.consume("nm_rs", nm_rs.clone());
+            .conn("s_o", lane(&gd_s, sw_))
+            .conn("g_o", lane(&gd_g, gb))
+            .conn("v_o", bit(&gd_vo))
+    });
+    if cc > 1 {
+        // Every lane answers in the same cycle; lane 0's flag times them all.
+        e.consume("gd_vo", gd_vo.slice(lanes - 1, 1));
     }
-    e.m.instance(
+    let (xw_, ab) = (s.norm_x_w, f.act.bits);
+    let nm_sv = e.creg("nm_sv", 1);
+    let nm_x = e.creg("nm_x", xw_ * lanes);
+    let nm_xv = e.creg("nm_xv", lanes);
+    let nm_y = e.m.wire("nm_y", ab * lanes);
+    let nm_yv = e.m.wire("nm_yv", lanes);
+    let nm_rs_word = e.m.wire("nm_rs_word", rs_w * lanes);
+    let nm_rs_he = e.m.wire("nm_rs_half_e", he_w * lanes);
+    if nfb == 0 {
+        e.consume("nm_rs", cat([nm_rs_word.clone(), nm_rs_he.clone()]));
+    }
+    e.lane_units(cc, "nu", "g_normalise", |lane, bit| {
         Instance::new("dff_normalise", "u_normalise")
             .conn("clk_i", id("clk_i"))
             .conn("rst_i", id("rst_i"))
-            .conn("s_i", &sacc)
+            .conn("s_i", lane(&sacc, sw_))
             .conn("sv_i", &nm_sv)
-            .conn("x_i", &nm_x)
-            .conn("xv_i", &nm_xv)
-            .conn("y_o", &nm_y)
-            .conn("yv_o", &nm_yv)
-            .conn("rs_word_o", id("nm_rs_word"))
-            .conn("rs_half_e_o", id("nm_rs_half_e")),
-    );
+            .conn("x_i", lane(&nm_x, xw_))
+            .conn("xv_i", bit(&nm_xv))
+            .conn("y_o", lane(&nm_y, ab))
+            .conn("yv_o", bit(&nm_yv))
+            .conn("rs_word_o", lane(&nm_rs_word, rs_w))
+            .conn("rs_half_e_o", lane(&nm_rs_he, he_w))
+    });
     // Update units: one per weight bank (a gradient tile drains a column per cycle), each
     // with its lane's LFSR seed (fixed::lane_seed); lane 0 also updates the biases and U.
     let (pw_, gw_) = (s.param_w, f.update.bits);
@@ -863,7 +919,7 @@ pub fn engine(
         .map(|b| hex(lw_seed, crate::fixed::lane_seed(f.lfsr_seed, b, lw_seed)))
         .collect::<Vec<_>>());
     e.m.localparam("UP_SEEDS", seeds);
-    let unit = |lane: &dyn Fn(&Expr, u32) -> Expr, bit: &dyn Fn(&Expr) -> Expr| {
+    e.lane_units(rr, "u", "g_update", |lane, bit| {
         Instance::new("dff_update", "u_update")
             .param("SEED", lane(&id("UP_SEEDS"), lw_seed))
             .conn("clk_i", id("clk_i"))
@@ -875,19 +931,7 @@ pub fn engine(
             .conn("lr_i", &lr)
             .conn("w_o", lane(&up_wo, pw_))
             .conn("v_o", bit(&up_vo))
-    };
-    if rr == 1 {
-        // (A one-row array: scalar flags, no generate loop.)
-        e.m.instance(unit(&|x, _| x.clone(), &|x| x.clone()));
-    } else {
-        e.m.genvar("u");
-        e.m.gen_for("u", int(0), int(rr as u64), "g_update", |g, u| {
-            g.instance(unit(
-                &|x, w| x.part(&u * int(u64::from(w)), int(u64::from(w))),
-                &|x| x.idx(u.clone()),
-            ));
-        });
-    }
+    });
     // Lane 0 alone (BUPD, UUPD): the other lanes idle.
     let lane0 = |x: Expr, w: u32| -> Expr {
         if rr == 1 {
@@ -1104,9 +1148,12 @@ pub fn engine(
     ));
 
     // ------------------------------------------------------------------ INORM / NORM rows
-    // Per row r (rows: samples for INORM, nrows for NORM): S_NA streams x[r][0..d) into the
-    // goodness unit; S_NAW waits for S (and writes G); S_NB streams x again through the
-    // normalise unit into the diagonal-banked x̂ (not for the last layer).
+    // INORM works one sample row at a time on lane 0; NORM a group of C rows r0 + j on the
+    // C lanes (h_l is banked by row, so lane j reads bank j at word (r0 div C)·d + k).
+    // S_NA streams the rows into the goodness units; S_NAW waits for S; S_NG (NORM) loads
+    // S into the normalise units and writes G (and rsqrt parts for DF-R/DF-O) one lane per
+    // cycle; S_NB streams the rows again through the normalise units into the
+    // diagonal-banked x̂ (not for the last layer): row r, column k → bank (r + k) mod C.
     {
         let is_in = is_op(OP_INORM);
         let is_nm = is_op(OP_NORM);
@@ -1128,40 +1175,65 @@ pub fn engine(
         let issue = in_st("S_NA")
             .lor(in_st("S_NB"))
             .land(is_in.clone().lor(is_nm.clone()));
+        // Source reads: px at r·d0 + k; h_l, every bank at (r0 div C)·d + k.
         let raddr = e.w32("norm_raddr", &sbase + &jj);
-        // Source reads.
         e.drive(
             "px_raddr",
             issue.clone().land(&is_in),
             raddr.slice(px.aw() - 1, 0),
         );
+        let hword = e.w32("norm_hword", &rgb + &jj);
         for l in 0..nl {
             let hm = &h[l];
+            let all: Vec<Expr> = (0..cc).map(|_| hword.slice(hm.aw() - 1, 0)).collect();
             e.drive(
                 &format!("{}_raddr", hm.name),
                 issue.clone().land(is_opl(OP_NORM, l)),
-                raddr.slice(hm.aw() - 1, 0),
+                cat(all),
             );
         }
-        let un = e.m.wire("unused_norm_raddr", 1);
-        e.m.assign(&un, raddr.slice(IW - 1, 16).red_xor());
+        e.consume("norm_raddr", raddr.slice(IW - 1, 16));
+        // Lanes in use: lane 0 (INORM) or the rows r0 + j < rows (NORM).
+        let lanes_v = e.m.wire("norm_lanes", lanes);
+        e.m.assign(
+            &lanes_v,
+            cat((0..cc)
+                .rev()
+                .map(|j| mux(&is_in, lit(1, u64::from(j == 0)), (&row + ix(j)).lt_(&nrow)))
+                .collect::<Vec<_>>()),
+        );
+        let lanes_v2 = e.delay("norm_lanes", lanes_v.clone(), lanes, 2);
         // Source data two cycles later.
         let px_wide = if f.hidden.bits > f.pixel.bits {
             cat([lit(f.hidden.bits - f.pixel.bits, 0), px.bank(0)])
         } else {
             px.bank(0)
         };
-        let mut src = mux(&is_in, px_wide, lit(f.hidden.bits, 0));
-        for l in 0..nl {
-            src = mux(is_opl(OP_NORM, l), h[l].bank(0), src);
-        }
-        let srcw = e.m.wire("norm_src", f.hidden.bits);
-        e.m.assign(&srcw, src);
+        let src: Vec<Expr> = (0..cc)
+            .rev()
+            .map(|j| {
+                let mut v = mux(
+                    &is_in,
+                    if j == 0 {
+                        px_wide.clone()
+                    } else {
+                        lit(f.hidden.bits, 0)
+                    },
+                    lit(f.hidden.bits, 0),
+                );
+                for l in 0..nl {
+                    v = mux(is_opl(OP_NORM, l), h[l].bank(j), v);
+                }
+                v
+            })
+            .collect();
+        let srcw = e.m.wire("norm_src", hb * lanes);
+        e.m.assign(&srcw, cat(src));
         let a_v = e.delay("na_v", in_st("S_NA").land(issue.clone()), 1, 2);
         let a_first = e.delay("na_first", jj.clone().eq_(ix(0)), 1, 2);
         let a_last = e.delay("na_last", jj.clone().eq_(&dnorm - ix(1)), 1, 2);
         e.drive("gd_h", lit(1, 1), srcw.clone());
-        e.drive("gd_v", lit(1, 1), a_v);
+        e.drive("gd_v", lit(1, 1), mux(a_v, lanes_v2.clone(), lit(lanes, 0)));
         e.drive("gd_first", lit(1, 1), a_first);
         e.drive("gd_last", lit(1, 1), a_last);
         let mut rc = lit(s.recip_w, 0);
@@ -1173,27 +1245,37 @@ pub fn engine(
             );
         }
         e.drive("gd_recip", lit(1, 1), rc);
-        // Normalise pass.
+        // Normalise pass: S is loaded at the start of S_NB (INORM) or of S_NG (NORM).
         let b_v = e.delay("nb_v", in_st("S_NB").land(issue.clone()), 1, 2);
         e.drive(
             "nm_sv",
-            in_st("S_NB").land(jj.clone().eq_(ix(0))),
+            in_st("S_NB")
+                .land(is_in.clone())
+                .lor(in_st("S_NG"))
+                .land(jj.clone().eq_(ix(0))),
             lit(1, 1),
         );
-        if s.norm_x_w > f.hidden.bits {
-            e.drive(
-                "nm_x",
-                lit(1, 1),
-                cat([lit(s.norm_x_w - f.hidden.bits, 0), srcw.clone()]),
-            );
-        } else {
-            e.drive("nm_x", lit(1, 1), srcw.clone());
-        }
-        e.drive("nm_xv", lit(1, 1), b_v);
-        // Destination: bank (r + j) mod C, word (r div C)·d + j, five cycles later.
+        let xl: Vec<Expr> = (0..cc)
+            .rev()
+            .map(|j| {
+                let x = srcw.part(int(u64::from(hb) * j as u64), int(u64::from(hb)));
+                if xw_ > hb {
+                    cat([lit(xw_ - hb, 0), x])
+                } else {
+                    x
+                }
+            })
+            .collect();
+        e.drive("nm_x", lit(1, 1), cat(xl));
+        e.drive("nm_xv", lit(1, 1), mux(b_v, lanes_v2, lit(lanes, 0)));
+        // Destination, five cycles after the read: lane j → bank (r + j + k) mod C (r = the
+        // sample for INORM, r0 ≡ 0 mod C for NORM), one word (r div C)·d + k for all lanes.
         let bank = e.w32("norm_bank", add_mod(&rmod, &jmod, cc, IW));
         let wword = e.w32("norm_word", &rgb + &jj);
         let bank_d = e.delay("nb_bank", bank.slice(7, 0), 8, 5);
+        if cc == 1 {
+            e.consume("nb_bank_d", bank_d.clone());
+        }
         let xaw = std::iter::once(&x0)
             .chain(xh.iter())
             .map(|m| m.aw())
@@ -1205,73 +1287,150 @@ pub fn engine(
         }
         e.consume(
             "norm_bank",
-            cat([bank.slice(IW - 1, 8), wword.slice(IW - 1, 16)]),
+            cat([
+                bank.slice(IW - 1, 8),
+                wword.slice(IW - 1, 16),
+                hword.slice(IW - 1, 16),
+            ]),
         );
-        let one_hot = |bank_d: &Expr, n: usize| -> Expr {
-            cat((0..n)
-                .rev()
-                .map(|b| bank_d.clone().eq_(lit(8, b as u64)))
-                .collect::<Vec<_>>())
+        // Bank b takes lane (b − rot) mod C.
+        let lane_of = |b: usize, sig: &Expr, w: u32| -> Expr {
+            let part = |j: usize| {
+                if w == 1 {
+                    lane_bit_of(sig, j, cc)
+                } else {
+                    sig.part(int(u64::from(w) * j as u64), int(u64::from(w)))
+                }
+            };
+            let mut v = part(b);
+            for rot in 1..cc {
+                v = mux(
+                    bank_d.clone().eq_(lit(8, rot as u64)),
+                    part((b + cc - rot) % cc),
+                    v,
+                );
+            }
+            v
         };
+        let xwe = e.m.wire("norm_xwe", lanes);
+        e.m.assign(
+            &xwe,
+            cat((0..cc)
+                .rev()
+                .map(|b| lane_of(b, &nm_yv, 1))
+                .collect::<Vec<_>>()),
+        );
+        let xwd = e.m.wire("norm_xwd", ab * lanes);
+        e.m.assign(
+            &xwd,
+            cat((0..cc)
+                .rev()
+                .map(|b| lane_of(b, &nm_y, ab))
+                .collect::<Vec<_>>()),
+        );
         let xdst: Vec<(Expr, &Mem)> = std::iter::once((is_in.clone(), &x0))
             .chain(xh.iter().enumerate().map(|(l, m)| (is_opl(OP_NORM, l), m)))
             .collect();
+        let any_y = nm_yv.clone().red_or();
         for (cond, m) in xdst {
-            let c = nm_yv.clone().land(cond);
+            let c = any_y.clone().land(cond);
             e.drive(
                 &format!("{}_we", m.name),
                 c.clone(),
-                mux(c.clone(), one_hot(&bank_d, m.banks), lit(m.banks as u32, 0)),
+                mux(c.clone(), xwe.clone(), lit(m.banks as u32, 0)),
             );
             e.drive(
                 &format!("{}_waddr", m.name),
                 c.clone(),
                 word_d.slice(m.aw() - 1, 0),
             );
-            e.drive(&format!("{}_wdata", m.name), c, nm_y.clone());
+            e.drive(&format!("{}_wdata", m.name), c, xwd.clone());
         }
-        // DF-R/DF-O: the row's rsqrt parts, two cycles after the normalise unit loaded S (the
-        // op's layer selects the memory; every `rs` memory has the same depth).
-        if let Some(aw) = rsm.first().map(Mem::aw) {
-            let c = in_st("S_NB")
-                .land(jj.clone().eq_(ix(0)))
-                .land(is_op(OP_NORM));
-            let v2 = e.delay("rs_v", c, 1, 2);
-            let a2 = e.delay("rs_a", row.slice(aw - 1, 0), aw, 2);
-            for (l, m) in rsm.iter().enumerate() {
-                let c = v2.clone().land(layer.clone().eq_(lit(lw_, l as u64)));
-                e.drive(&format!("{}_we", m.name), c.clone(), lit(1, 1));
-                e.drive(&format!("{}_waddr", m.name), c.clone(), a2.clone());
-                e.drive(&format!("{}_wdata", m.name), c, nm_rs.clone());
+        // S_NG: G of lane jj in cycle jj (latched when the goodness units answered), the
+        // rsqrt parts of lane jj − 2 two cycles after the load (they hold until the next).
+        let gq = e.q("norm_g_q", gb * lanes);
+        let gidx = e.w32("norm_g_row", &row + &jj);
+        let lane_bit = |sig: &Expr, j: &Expr| -> Expr {
+            let mut v = lit(1, 0);
+            for b in 0..cc {
+                v = mux(j.clone().eq_(ix(b)), lane_bit_of(sig, b, cc), v);
             }
-        }
-        // G write when the goodness unit answers.
+            v
+        };
+        let lane_word = |sig: &Expr, j: &Expr, w: u32| -> Expr {
+            let mut v = lit(w, 0);
+            for b in 0..cc {
+                v = mux(
+                    j.clone().eq_(ix(b)),
+                    sig.part(int(u64::from(w) * b as u64), int(u64::from(w))),
+                    v,
+                );
+            }
+            v
+        };
+        let lanes_now = lanes_v.clone();
         for l in 0..nl {
-            let c = in_st("S_NAW").land(is_opl(OP_NORM, l)).land(&gd_vo);
+            let c = in_st("S_NG")
+                .land(is_opl(OP_NORM, l))
+                .land(jj.clone().lt_(ix(cc)))
+                .land(lane_bit(&lanes_now, &jj));
             e.drive(&format!("{}_we", g[l].name), c.clone(), lit(1, 1));
             e.drive(
                 &format!("{}_waddr", g[l].name),
                 c.clone(),
-                row.slice(g[l].aw() - 1, 0),
+                gidx.slice(g[l].aw() - 1, 0),
             );
-            e.drive(&format!("{}_wdata", g[l].name), c, gd_g.clone());
+            e.drive(&format!("{}_wdata", g[l].name), c, lane_word(&gq, &jj, gb));
         }
-        // Sequencing.
+        if let Some(aw) = rsm.first().map(Mem::aw) {
+            let j2 = e.w32("norm_rs_lane", &jj - ix(2));
+            let c = in_st("S_NG")
+                .land(jj.clone().ge_(ix(2)))
+                .land(lane_bit(&lanes_now, &j2));
+            let ra = e.w32("norm_rs_row", &row + &j2);
+            e.consume("norm_rs_row", ra.slice(IW - 1, aw));
+            let rsv = cat([
+                lane_word(&nm_rs_word, &j2, rs_w),
+                lane_word(&nm_rs_he, &j2, he_w),
+            ]);
+            for (l, m) in rsm.iter().enumerate() {
+                let c = c.clone().land(is_opl(OP_NORM, l));
+                e.drive(&format!("{}_we", m.name), c.clone(), lit(1, 1));
+                e.drive(&format!("{}_waddr", m.name), c.clone(), ra.slice(aw - 1, 0));
+                e.drive(&format!("{}_wdata", m.name), c, rsv.clone());
+            }
+        }
+        // Sequencing. INORM: the next row (r mod C, (r div C)·d tracked for the x̂ write);
+        // NORM: the next group of C rows.
         let next_row = vec![
             nb(&jj, ix(0)),
             nb(&jmod, ix(0)),
-            nb(&row, &row + ix(1)),
-            nb(&sbase, &sbase + &dnorm),
             if_(
-                rmod.clone().eq_(ix(cc - 1)),
-                vec![nb(&rmod, ix(0)), nb(&rgb, &rgb + &dnorm)],
+                is_in.clone(),
+                vec![
+                    nb(&row, &row + ix(1)),
+                    nb(&sbase, &sbase + &dnorm),
+                    if_(
+                        rmod.clone().eq_(ix(cc - 1)),
+                        vec![nb(&rmod, ix(0)), nb(&rgb, &rgb + &dnorm)],
+                    )
+                    .else_(vec![nb(&rmod, &rmod + ix(1))]),
+                    if_(
+                        row.clone().eq_(&nrow - ix(1)),
+                        vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
+                    )
+                    .else_(vec![nb(&st, sid("S_NA"))]),
+                ],
             )
-            .else_(vec![nb(&rmod, &rmod + ix(1))]),
-            if_(
-                row.clone().eq_(&nrow - ix(1)),
-                vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
-            )
-            .else_(vec![nb(&st, sid("S_NA"))]),
+            .else_(vec![
+                nb(&row, &row + ix(cc)),
+                nb(&rgb, &rgb + &dnorm),
+                if_(
+                    (&row + ix(cc)).ge_(&nrow),
+                    vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
+                )
+                .else_(vec![nb(&st, sid("S_NA"))]),
+            ]),
         ];
         let step_j = |then_: Vec<Stmt>| {
             vec![
@@ -1292,12 +1451,25 @@ pub fn engine(
         sw.push(arm(
             sid("S_NAW"),
             vec![if_(
-                &gd_vo,
+                lane_bit_of(&gd_vo, 0, cc),
                 vec![
                     nb(&sacc, &gd_s),
-                    if_(&last_nm, next_row.clone()).else_(vec![nb(&st, sid("S_NB"))]),
+                    nb(&gq, &gd_g),
+                    if_(is_nm.clone(), vec![nb(&st, sid("S_NG"))])
+                        .else_(vec![nb(&st, sid("S_NB"))]),
                 ],
             )],
+        ));
+        sw.push(arm(
+            sid("S_NG"),
+            vec![
+                nb(&jj, &jj + ix(1)),
+                if_(
+                    jj.clone().eq_(ix(cc + 1)),
+                    vec![if_(&last_nm, next_row.clone())
+                        .else_(vec![nb(&jj, ix(0)), nb(&st, sid("S_NB"))])],
+                ),
+            ],
         ));
         sw.push(arm(sid("S_NB"), step_j(next_row)));
     }
@@ -1680,7 +1852,8 @@ pub fn engine(
         e.drive("a1_we", a1v.clone(), lit(1, 1));
         e.drive("a1_waddr", a1v.clone(), a1a);
         e.drive("a1_wdata", a1v, acc_d1.clone());
-        // FWD layer ≥ 2: z = acc + b << sh → ReLU → h_l[n·d + o] (four cycles later).
+        // FWD layer ≥ 2: z = acc + b << sh → ReLU → h_l (four cycles later), row n in bank
+        // n mod C = j (tiles start at multiples of C), word (n div C)·d + o = tb·d + o.
         let bias_sh = f.accumulator.frac - f.bias.frac;
         let zw = s.acc_w + 2;
         for l in 1..nl {
@@ -1690,7 +1863,7 @@ pub fn engine(
                 c.clone(),
                 o_idx.slice(bias[l].aw() - 1, 0),
             );
-            let hw = e.w32(&format!("h{}_word", l + 1), &n_idx * ix(d[l + 1]) + &o_idx);
+            let hw = e.w32(&format!("h{}_word", l + 1), &dr_tb * ix(d[l + 1]) + &o_idx);
             e.consume(&format!("h{}_word", l + 1), hw.slice(IW - 1, h[l].aw()));
             let v2 = e.delay(&format!("fz{}_v", l + 1), c.clone(), 1, 2);
             let z = e.m.wire_s(&format!("fz{}", l + 1), zw);
@@ -1718,7 +1891,12 @@ pub fn engine(
                 4,
             );
             let hv = e.delay(&format!("fh{}_v", l + 1), c, 1, 4);
-            e.drive(&format!("{}_we", h[l].name), hv.clone(), lit(1, 1));
+            let hb4 = e.delay(&format!("fh{}_b", l + 1), dr_j.slice(7, 0), 8, 4);
+            e.drive(
+                &format!("{}_we", h[l].name),
+                hv.clone(),
+                bank_onehot(&hb4, cc),
+            );
             e.drive(&format!("{}_waddr", h[l].name), hv.clone(), ha);
             e.drive(&format!("{}_wdata", h[l].name), hv, relu_h.clone());
         }
@@ -2011,10 +2189,12 @@ pub fn engine(
         let zc = saturate(&mut e.m, "cz_c", &Sig::new(z, zw, true), f.accumulator);
         e.drive("relu_z", v2.clone(), zc.e.clone());
         e.drive("relu_v", v2, lit(1, 1));
-        let hw = e.w32("cen_h", &sbase + &jj);
+        // h_1 row r: bank r mod C, word (r div C)·d1 + o.
+        let hw = e.w32("cen_h", &rgb + &jj);
         let ha = e.delay("ch_a", hw.slice(h[0].aw() - 1, 0), h[0].aw(), 4);
         let hv = e.delay("ch_v", issue.clone(), 1, 4);
-        e.drive("h1_we", hv.clone(), lit(1, 1));
+        let hb4 = e.delay("ch_b", rmod.slice(7, 0), 8, 4);
+        e.drive("h1_we", hv.clone(), bank_onehot(&hb4, cc));
         e.drive("h1_waddr", hv.clone(), ha);
         e.drive("h1_wdata", hv, relu_h.clone());
         let un = e.m.wire("unused_cen", 1);
@@ -2052,7 +2232,11 @@ pub fn engine(
                     vec![
                         nb(&jj, ix(0)),
                         nb(&row, &row + ix(1)),
-                        nb(&sbase, &sbase + ix(d[1])),
+                        if_(
+                            rmod.clone().eq_(ix(cc - 1)),
+                            vec![nb(&rmod, ix(0)), nb(&rgb, &rgb + ix(d[1]))],
+                        )
+                        .else_(vec![nb(&rmod, &rmod + ix(1))]),
                         if_(
                             slot.clone().eq_(&kpr - ix(1)),
                             vec![nb(&slot, ix(0)), nb(&samp, &samp + ix(1))],
@@ -2431,19 +2615,29 @@ pub fn engine(
             ext(&Sig::new(betaq.clone(), bw, true), cw_) * cat([lit(bw, 0), twod.clone()]).signed(),
         );
         let issue = in_st("S_DS");
-        let ha = e.w32("dl_h", &sbase + &jj);
+        // h_l row r: bank r mod C, word (r div C)·d + k.
+        let ha = e.w32("dl_h", &rgb + &jj);
         for l in 0..nl {
+            let all: Vec<Expr> = (0..cc).map(|_| ha.slice(h[l].aw() - 1, 0)).collect();
             e.drive(
                 &format!("{}_raddr", h[l].name),
                 issue.clone().land(is_opl(OP_DELTA, l)),
-                ha.slice(h[l].aw() - 1, 0),
+                cat(all),
             );
         }
         let un = e.m.wire("unused_dl_h", 1);
         e.m.assign(&un, ha.slice(IW - 1, 16).red_xor());
+        let hbk = e.delay("dl_hb", rmod.slice(7, 0), 8, 2);
+        if cc == 1 {
+            e.consume("dl_hb_d", hbk.clone());
+        }
         let mut hsel = lit(f.hidden.bits, 0);
         for l in 0..nl {
-            hsel = mux(layer.clone().eq_(lit(lw_, l as u64)), h[l].bank(0), hsel);
+            let mut v = h[l].bank(0);
+            for b in 1..cc {
+                v = mux(hbk.clone().eq_(lit(8, b as u64)), h[l].bank(b), v);
+            }
+            hsel = mux(layer.clone().eq_(lit(lw_, l as u64)), v, hsel);
         }
         let hv = e.m.wire("dl_hv", f.hidden.bits);
         e.m.assign(&hv, hsel);
@@ -2466,11 +2660,14 @@ pub fn engine(
         let dval = e.q("delta_q", f.delta.bits);
         // DF-R: δ_l = sat(local + [h > 0]·fb) for l < L−1; the local value is kept for FB l−1.
         let dloc = if nfb > 0 {
+            // fbb_l is one bank, row-major: word r·d + k.
+            let fa = e.w32("dl_fbb", &sbase + &jj);
+            e.consume("dl_fbb", fa.slice(IW - 1, 16));
             for (l, m) in fbb.iter().enumerate() {
                 e.drive(
                     &format!("{}_raddr", m.name),
                     issue.clone().land(is_opl(OP_DELTA, l)),
-                    ha.slice(m.aw() - 1, 0),
+                    fa.slice(m.aw() - 1, 0),
                 );
             }
             let mut fsel = lit(f.delta.bits, 0);
@@ -3197,7 +3394,11 @@ pub fn cycles_by_op(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> Vec<(&
             add("FWD", 1 + gemm(d[l + 1], rows, d[l]));
         }
         let second = if l + 1 < nl { d[l + 1] } else { 0 };
-        add("NORM", 1 + rows * (d[l + 1] + NORM_WAIT + second) + 10);
+        // C rows at a time; S_NG writes G (and the rsqrt parts) lane by lane in C + 2.
+        add(
+            "NORM",
+            1 + dc(rows, cc) * (d[l + 1] + NORM_WAIT + cc + 2 + second) + 10,
+        );
     }
     if infer {
         add("PRED", 1 + (lay.classes as u64 + 4) + 1);

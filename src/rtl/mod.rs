@@ -311,6 +311,8 @@ pub(crate) fn two_over_d_width(units: &Units) -> u32 {
 fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -> fit::Fit {
     let f = &s.f;
     let pes = (s.rows * s.cols) as usize;
+    // One goodness and one normalise unit per column lane, one update unit per row bank.
+    let (cl, rl) = (s.cols as usize, s.rows as usize);
     let tw = two_over_d_width(units);
     let mut mults = vec![
         ("PE array".to_string(), s.a_w, s.b_w, pes),
@@ -318,14 +320,14 @@ fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -
             "goodness: h²".into(),
             f.hidden.bits + 1,
             f.hidden.bits + 1,
-            1,
+            cl,
         ),
-        ("goodness: S·(1/d)".into(), s.sum_w, s.recip_w, 1),
+        ("goodness: S·(1/d)".into(), s.sum_w, s.recip_w, cl),
         (
             "normalise: x·rsqrt".into(),
             s.norm_x_w + 1,
             f.rsqrt_frac + 2,
-            1,
+            cl,
         ),
         ("delta: β·(2/d)".into(), f.beta.bits, tw, 1),
         (
@@ -334,7 +336,7 @@ fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -
             f.hidden.bits + 1,
             1,
         ),
-        ("update: g·η/B".into(), f.update.bits, s.lr_w + 1, 1),
+        ("update: g·η/B".into(), f.update.bits, s.lr_w + 1, rl),
         // dff_cmd's READ answer length count × wbytes (docs/board.md).
         ("protocol: count·wbytes".into(), 16, 4, 1),
     ];
@@ -355,18 +357,20 @@ fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -
     if cfg.algorithm.scheme != crate::config::Scheme::Df {
         mults.push(("feedback: sum·rsqrt".into(), s.acc_w, f.rsqrt_frac + 2, 1));
     }
-    let mut roms = vec![
-        (
-            "rsqrt ROM".to_string(),
-            f.rsqrt_frac + 2,
-            1usize << f.rsqrt_addr_bits,
-        ),
-        (
-            "protocol buffer".to_string(),
-            8,
-            cmd::CmdParams::default().max_payload as usize,
-        ),
-    ];
+    let mut roms: Vec<(String, u32, usize)> = (0..cl)
+        .map(|j| {
+            (
+                format!("rsqrt ROM {j}"),
+                f.rsqrt_frac + 2,
+                1usize << f.rsqrt_addr_bits,
+            )
+        })
+        .collect();
+    roms.extend([(
+        "protocol buffer".to_string(),
+        8,
+        cmd::CmdParams::default().max_payload as usize,
+    )]);
     if cfg.algorithm.loss == crate::config::Loss::Npair {
         roms.push((
             "exp ROM".to_string(),
