@@ -20,9 +20,10 @@
 //! 8. gradients ΔW = Σ_rows δ x̂ᵀ (exact, `update`); layer 1 first sums δ over hypotheses
 //!    (x̂_0 is shared), ΔU[c] sums the rows of hypothesis c, Δb sums all rows;
 //! 9. update: w −= round(ΔW · η/B) with `update_rounding`, saturating to the parameter's
-//!    format. The update unit walks W_1, b_1, W_2, b_2, …, U and clocks the LFSR once per
-//!    parameter; each W_l in the order its gradient tiles leave the R × C array
-//!    ([`UpdateUnit::update_tiled`]), biases and U in address order. That walk order is the
+//!    format. The update units (one LFSR lane per weight bank, R of them) walk W_1, b_1, W_2,
+//!    b_2, …, U, each lane clocking once per parameter it updates; each W_l in the order its
+//!    gradient tiles leave the R × C array, a column per cycle on all lanes
+//!    ([`UpdateUnit::update_tiled`]), biases and U in address order on lane 0. That walk is the
 //!    one place where the result depends on an ordering (stochastic rounding); every sum
 //!    before it is exact and so independent of the array's tiling. Layer 1's per-sample error
 //!    e = Σ_k δ_1 is saturated to `delta` before the weight-gradient GEMM (it is a PE operand).

@@ -13,23 +13,27 @@
 //! **Microprogram.** `train` runs INORM, FWD 1, CEN, NORM 1, (FWD l, NORM l)…, LOSS l…,
 //! DELTA l…, (GRAD l, BUPD l)…, UUPD; `infer` runs the forward ops then PRED. Each op is a
 //! small loop nest in the sequencer; the layer field selects memories and constants.
-//! - INORM / NORM l: per row, a goodness pass (S = Σx², G) and a normalise pass (x̂ = x·rsqrt S).
-//! - FWD l: the forward GEMM on the array, tile by tile; the drain adds the bias and applies
-//!   ReLU/requantise into h_l (layer 1 drains the raw product into a per-sample buffer).
+//! - INORM / NORM l: a goodness pass (S = Σx², G) and a normalise pass (x̂ = x·rsqrt S); NORM
+//!   works C rows at a time on C lanes of goodness and normalise units, INORM one sample.
+//! - FWD l: the forward GEMM on the array, tiles back to back; the drain engine adds the bias
+//!   and applies ReLU/requantise into h_l (layer 1 drains the raw product into a per-sample
+//!   buffer).
 //! - CEN: layer 1's per-hypothesis epilogue z = W_1x̂_0 + b_1 + U[hyp].
 //! - LOSS l: G̃ per slot (collaboration), the loss unit, β_l.
 //! - DELTA l: δ = β·(2/d)·h requantised; Δb, e and ΔU accumulate on the way.
-//! - GRAD l: the weight-gradient GEMM; each tile drains straight through the update unit
-//!   into W_l (tile order = the golden model's walk order, [`crate::fixed::model::UpdateUnit::update_tiled`]).
-//! - BUPD l, UUPD: the update unit over b_l and U.
+//! - GRAD l: the weight-gradient GEMM; each tile drains a column per cycle through R update
+//!   units (one per W bank) into W_l (the golden model's walk order,
+//!   [`crate::fixed::model::UpdateUnit::update_tiled`]).
+//! - BUPD l, UUPD: update lane 0 over b_l and U.
 //! - FB l (DF-R / DF-O, between DELTA l+1 and DELTA l): B_{l+1}ᵀδ_{l+1} (or W_{l+1}ᵀδ_{l+1})
 //!   on the array, scaled by rsqrt(S_l) in the drain; DELTA l adds it. DF-O banks W
 //!   diagonally so that one row's columns come from distinct banks.
 //!
 //! The host picks random negatives and writes them with the labels; hard negatives are
-//! selected in LOSS from the gathered scores. Drain and stream do not overlap and one update
-//! unit walks the parameters, so PE utilisation is far below the array's peak; the counters
-//! say how far.
+//! selected in LOSS from the gathered scores. Every GEMM streams its tiles back to back:
+//! each PE keeps a finished tile's sum in a shadow register, which a drain engine reads while
+//! the next tile streams. What keeps PE utilisation below the peak is the one-lane vector work
+//! (CEN, DELTA, INORM); `cycles_by_op` and the counters say how much.
 
 use super::util::*;
 use super::{RtlError, Shape};
