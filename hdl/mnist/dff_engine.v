@@ -363,6 +363,8 @@ module dff_engine (
   wire [11:0] norm_lanes;
   reg [11:0] norm_lanes_d1;
   reg [11:0] norm_lanes_d2;
+  reg [7:0] norm_rot_d1;
+  reg [7:0] norm_rot_d2;
   wire [191:0] norm_src;
   reg na_v_d1;
   reg na_v_d2;
@@ -590,6 +592,8 @@ module dff_engine (
   reg [31:0] dr_ob_q;
   reg [31:0] dr_tb_q;
   reg [31:0] dr_tbm_q;
+  reg [31:0] dr_om_q;
+  reg [31:0] dr_obm_q;
   reg dr_start_d1;
   reg dr_start_d2;
   reg dr_start_d3;
@@ -627,6 +631,8 @@ module dff_engine (
   reg a1w_v_d1;
   reg [11:0] a1w_a_d1;
   wire unused_a1_word;
+  wire [31:0] drain_hbank;
+  wire unused_hi_drain_hbank;
   wire [31:0] h2_word;
   wire unused_hi_h2_word;
   wire unused_h2_word;
@@ -727,6 +733,8 @@ module dff_engine (
   reg ch_v_d2;
   reg ch_v_d3;
   reg ch_v_d4;
+  wire [31:0] cen_hbank;
+  wire unused_hi_cen_hbank;
   reg [7:0] ch_b_d1;
   reg [7:0] ch_b_d2;
   reg [7:0] ch_b_d3;
@@ -763,6 +771,8 @@ module dff_engine (
   wire [31:0] dl_h;
   wire unused_hi_dl_h;
   wire unused_dl_h;
+  wire [31:0] dl_hbank;
+  wire unused_hi_dl_hbank;
   reg [7:0] dl_hb_d1;
   reg [7:0] dl_hb_d2;
   wire [15:0] dl_hv;
@@ -1172,7 +1182,7 @@ module dff_engine (
   assign unused_hi_norm_hword = ^norm_hword[31:1];
   assign unused_norm_raddr = ^norm_raddr[31:16];
   assign norm_lanes = {kind_q == OP_INORM ? 1'b0 : (row_q + 32'd11) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd10) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd9) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd8) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd7) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd6) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd5) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd4) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd3) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd2) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd1) < norm_rows, kind_q == OP_INORM ? 1'b1 : (row_q + 32'd0) < norm_rows};
-  assign norm_src = {((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd11 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd11 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd10 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd10 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd9 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd9 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd8 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd8 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd7 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd7 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd6 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd6 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd5 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd5 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd4 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd4 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd3 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd3 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd2 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd2 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd1 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd1 : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? h2_rd0 : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? h1_rd0 : kind_q == OP_INORM ? {8'd0, px_rd0} : 16'd0};
+  assign norm_src = {((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd10 : norm_rot_d2 == 8'd10 ? h2_rd9 : norm_rot_d2 == 8'd9 ? h2_rd8 : norm_rot_d2 == 8'd8 ? h2_rd7 : norm_rot_d2 == 8'd7 ? h2_rd6 : norm_rot_d2 == 8'd6 ? h2_rd5 : norm_rot_d2 == 8'd5 ? h2_rd4 : norm_rot_d2 == 8'd4 ? h2_rd3 : norm_rot_d2 == 8'd3 ? h2_rd2 : norm_rot_d2 == 8'd2 ? h2_rd1 : norm_rot_d2 == 8'd1 ? h2_rd0 : h2_rd11) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd10 : norm_rot_d2 == 8'd10 ? h1_rd9 : norm_rot_d2 == 8'd9 ? h1_rd8 : norm_rot_d2 == 8'd8 ? h1_rd7 : norm_rot_d2 == 8'd7 ? h1_rd6 : norm_rot_d2 == 8'd6 ? h1_rd5 : norm_rot_d2 == 8'd5 ? h1_rd4 : norm_rot_d2 == 8'd4 ? h1_rd3 : norm_rot_d2 == 8'd3 ? h1_rd2 : norm_rot_d2 == 8'd2 ? h1_rd1 : norm_rot_d2 == 8'd1 ? h1_rd0 : h1_rd11) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd9 : norm_rot_d2 == 8'd10 ? h2_rd8 : norm_rot_d2 == 8'd9 ? h2_rd7 : norm_rot_d2 == 8'd8 ? h2_rd6 : norm_rot_d2 == 8'd7 ? h2_rd5 : norm_rot_d2 == 8'd6 ? h2_rd4 : norm_rot_d2 == 8'd5 ? h2_rd3 : norm_rot_d2 == 8'd4 ? h2_rd2 : norm_rot_d2 == 8'd3 ? h2_rd1 : norm_rot_d2 == 8'd2 ? h2_rd0 : norm_rot_d2 == 8'd1 ? h2_rd11 : h2_rd10) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd9 : norm_rot_d2 == 8'd10 ? h1_rd8 : norm_rot_d2 == 8'd9 ? h1_rd7 : norm_rot_d2 == 8'd8 ? h1_rd6 : norm_rot_d2 == 8'd7 ? h1_rd5 : norm_rot_d2 == 8'd6 ? h1_rd4 : norm_rot_d2 == 8'd5 ? h1_rd3 : norm_rot_d2 == 8'd4 ? h1_rd2 : norm_rot_d2 == 8'd3 ? h1_rd1 : norm_rot_d2 == 8'd2 ? h1_rd0 : norm_rot_d2 == 8'd1 ? h1_rd11 : h1_rd10) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd8 : norm_rot_d2 == 8'd10 ? h2_rd7 : norm_rot_d2 == 8'd9 ? h2_rd6 : norm_rot_d2 == 8'd8 ? h2_rd5 : norm_rot_d2 == 8'd7 ? h2_rd4 : norm_rot_d2 == 8'd6 ? h2_rd3 : norm_rot_d2 == 8'd5 ? h2_rd2 : norm_rot_d2 == 8'd4 ? h2_rd1 : norm_rot_d2 == 8'd3 ? h2_rd0 : norm_rot_d2 == 8'd2 ? h2_rd11 : norm_rot_d2 == 8'd1 ? h2_rd10 : h2_rd9) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd8 : norm_rot_d2 == 8'd10 ? h1_rd7 : norm_rot_d2 == 8'd9 ? h1_rd6 : norm_rot_d2 == 8'd8 ? h1_rd5 : norm_rot_d2 == 8'd7 ? h1_rd4 : norm_rot_d2 == 8'd6 ? h1_rd3 : norm_rot_d2 == 8'd5 ? h1_rd2 : norm_rot_d2 == 8'd4 ? h1_rd1 : norm_rot_d2 == 8'd3 ? h1_rd0 : norm_rot_d2 == 8'd2 ? h1_rd11 : norm_rot_d2 == 8'd1 ? h1_rd10 : h1_rd9) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd7 : norm_rot_d2 == 8'd10 ? h2_rd6 : norm_rot_d2 == 8'd9 ? h2_rd5 : norm_rot_d2 == 8'd8 ? h2_rd4 : norm_rot_d2 == 8'd7 ? h2_rd3 : norm_rot_d2 == 8'd6 ? h2_rd2 : norm_rot_d2 == 8'd5 ? h2_rd1 : norm_rot_d2 == 8'd4 ? h2_rd0 : norm_rot_d2 == 8'd3 ? h2_rd11 : norm_rot_d2 == 8'd2 ? h2_rd10 : norm_rot_d2 == 8'd1 ? h2_rd9 : h2_rd8) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd7 : norm_rot_d2 == 8'd10 ? h1_rd6 : norm_rot_d2 == 8'd9 ? h1_rd5 : norm_rot_d2 == 8'd8 ? h1_rd4 : norm_rot_d2 == 8'd7 ? h1_rd3 : norm_rot_d2 == 8'd6 ? h1_rd2 : norm_rot_d2 == 8'd5 ? h1_rd1 : norm_rot_d2 == 8'd4 ? h1_rd0 : norm_rot_d2 == 8'd3 ? h1_rd11 : norm_rot_d2 == 8'd2 ? h1_rd10 : norm_rot_d2 == 8'd1 ? h1_rd9 : h1_rd8) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd6 : norm_rot_d2 == 8'd10 ? h2_rd5 : norm_rot_d2 == 8'd9 ? h2_rd4 : norm_rot_d2 == 8'd8 ? h2_rd3 : norm_rot_d2 == 8'd7 ? h2_rd2 : norm_rot_d2 == 8'd6 ? h2_rd1 : norm_rot_d2 == 8'd5 ? h2_rd0 : norm_rot_d2 == 8'd4 ? h2_rd11 : norm_rot_d2 == 8'd3 ? h2_rd10 : norm_rot_d2 == 8'd2 ? h2_rd9 : norm_rot_d2 == 8'd1 ? h2_rd8 : h2_rd7) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd6 : norm_rot_d2 == 8'd10 ? h1_rd5 : norm_rot_d2 == 8'd9 ? h1_rd4 : norm_rot_d2 == 8'd8 ? h1_rd3 : norm_rot_d2 == 8'd7 ? h1_rd2 : norm_rot_d2 == 8'd6 ? h1_rd1 : norm_rot_d2 == 8'd5 ? h1_rd0 : norm_rot_d2 == 8'd4 ? h1_rd11 : norm_rot_d2 == 8'd3 ? h1_rd10 : norm_rot_d2 == 8'd2 ? h1_rd9 : norm_rot_d2 == 8'd1 ? h1_rd8 : h1_rd7) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd5 : norm_rot_d2 == 8'd10 ? h2_rd4 : norm_rot_d2 == 8'd9 ? h2_rd3 : norm_rot_d2 == 8'd8 ? h2_rd2 : norm_rot_d2 == 8'd7 ? h2_rd1 : norm_rot_d2 == 8'd6 ? h2_rd0 : norm_rot_d2 == 8'd5 ? h2_rd11 : norm_rot_d2 == 8'd4 ? h2_rd10 : norm_rot_d2 == 8'd3 ? h2_rd9 : norm_rot_d2 == 8'd2 ? h2_rd8 : norm_rot_d2 == 8'd1 ? h2_rd7 : h2_rd6) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd5 : norm_rot_d2 == 8'd10 ? h1_rd4 : norm_rot_d2 == 8'd9 ? h1_rd3 : norm_rot_d2 == 8'd8 ? h1_rd2 : norm_rot_d2 == 8'd7 ? h1_rd1 : norm_rot_d2 == 8'd6 ? h1_rd0 : norm_rot_d2 == 8'd5 ? h1_rd11 : norm_rot_d2 == 8'd4 ? h1_rd10 : norm_rot_d2 == 8'd3 ? h1_rd9 : norm_rot_d2 == 8'd2 ? h1_rd8 : norm_rot_d2 == 8'd1 ? h1_rd7 : h1_rd6) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd4 : norm_rot_d2 == 8'd10 ? h2_rd3 : norm_rot_d2 == 8'd9 ? h2_rd2 : norm_rot_d2 == 8'd8 ? h2_rd1 : norm_rot_d2 == 8'd7 ? h2_rd0 : norm_rot_d2 == 8'd6 ? h2_rd11 : norm_rot_d2 == 8'd5 ? h2_rd10 : norm_rot_d2 == 8'd4 ? h2_rd9 : norm_rot_d2 == 8'd3 ? h2_rd8 : norm_rot_d2 == 8'd2 ? h2_rd7 : norm_rot_d2 == 8'd1 ? h2_rd6 : h2_rd5) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd4 : norm_rot_d2 == 8'd10 ? h1_rd3 : norm_rot_d2 == 8'd9 ? h1_rd2 : norm_rot_d2 == 8'd8 ? h1_rd1 : norm_rot_d2 == 8'd7 ? h1_rd0 : norm_rot_d2 == 8'd6 ? h1_rd11 : norm_rot_d2 == 8'd5 ? h1_rd10 : norm_rot_d2 == 8'd4 ? h1_rd9 : norm_rot_d2 == 8'd3 ? h1_rd8 : norm_rot_d2 == 8'd2 ? h1_rd7 : norm_rot_d2 == 8'd1 ? h1_rd6 : h1_rd5) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd3 : norm_rot_d2 == 8'd10 ? h2_rd2 : norm_rot_d2 == 8'd9 ? h2_rd1 : norm_rot_d2 == 8'd8 ? h2_rd0 : norm_rot_d2 == 8'd7 ? h2_rd11 : norm_rot_d2 == 8'd6 ? h2_rd10 : norm_rot_d2 == 8'd5 ? h2_rd9 : norm_rot_d2 == 8'd4 ? h2_rd8 : norm_rot_d2 == 8'd3 ? h2_rd7 : norm_rot_d2 == 8'd2 ? h2_rd6 : norm_rot_d2 == 8'd1 ? h2_rd5 : h2_rd4) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd3 : norm_rot_d2 == 8'd10 ? h1_rd2 : norm_rot_d2 == 8'd9 ? h1_rd1 : norm_rot_d2 == 8'd8 ? h1_rd0 : norm_rot_d2 == 8'd7 ? h1_rd11 : norm_rot_d2 == 8'd6 ? h1_rd10 : norm_rot_d2 == 8'd5 ? h1_rd9 : norm_rot_d2 == 8'd4 ? h1_rd8 : norm_rot_d2 == 8'd3 ? h1_rd7 : norm_rot_d2 == 8'd2 ? h1_rd6 : norm_rot_d2 == 8'd1 ? h1_rd5 : h1_rd4) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd2 : norm_rot_d2 == 8'd10 ? h2_rd1 : norm_rot_d2 == 8'd9 ? h2_rd0 : norm_rot_d2 == 8'd8 ? h2_rd11 : norm_rot_d2 == 8'd7 ? h2_rd10 : norm_rot_d2 == 8'd6 ? h2_rd9 : norm_rot_d2 == 8'd5 ? h2_rd8 : norm_rot_d2 == 8'd4 ? h2_rd7 : norm_rot_d2 == 8'd3 ? h2_rd6 : norm_rot_d2 == 8'd2 ? h2_rd5 : norm_rot_d2 == 8'd1 ? h2_rd4 : h2_rd3) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd2 : norm_rot_d2 == 8'd10 ? h1_rd1 : norm_rot_d2 == 8'd9 ? h1_rd0 : norm_rot_d2 == 8'd8 ? h1_rd11 : norm_rot_d2 == 8'd7 ? h1_rd10 : norm_rot_d2 == 8'd6 ? h1_rd9 : norm_rot_d2 == 8'd5 ? h1_rd8 : norm_rot_d2 == 8'd4 ? h1_rd7 : norm_rot_d2 == 8'd3 ? h1_rd6 : norm_rot_d2 == 8'd2 ? h1_rd5 : norm_rot_d2 == 8'd1 ? h1_rd4 : h1_rd3) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd1 : norm_rot_d2 == 8'd10 ? h2_rd0 : norm_rot_d2 == 8'd9 ? h2_rd11 : norm_rot_d2 == 8'd8 ? h2_rd10 : norm_rot_d2 == 8'd7 ? h2_rd9 : norm_rot_d2 == 8'd6 ? h2_rd8 : norm_rot_d2 == 8'd5 ? h2_rd7 : norm_rot_d2 == 8'd4 ? h2_rd6 : norm_rot_d2 == 8'd3 ? h2_rd5 : norm_rot_d2 == 8'd2 ? h2_rd4 : norm_rot_d2 == 8'd1 ? h2_rd3 : h2_rd2) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd1 : norm_rot_d2 == 8'd10 ? h1_rd0 : norm_rot_d2 == 8'd9 ? h1_rd11 : norm_rot_d2 == 8'd8 ? h1_rd10 : norm_rot_d2 == 8'd7 ? h1_rd9 : norm_rot_d2 == 8'd6 ? h1_rd8 : norm_rot_d2 == 8'd5 ? h1_rd7 : norm_rot_d2 == 8'd4 ? h1_rd6 : norm_rot_d2 == 8'd3 ? h1_rd5 : norm_rot_d2 == 8'd2 ? h1_rd4 : norm_rot_d2 == 8'd1 ? h1_rd3 : h1_rd2) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd0 : norm_rot_d2 == 8'd10 ? h2_rd11 : norm_rot_d2 == 8'd9 ? h2_rd10 : norm_rot_d2 == 8'd8 ? h2_rd9 : norm_rot_d2 == 8'd7 ? h2_rd8 : norm_rot_d2 == 8'd6 ? h2_rd7 : norm_rot_d2 == 8'd5 ? h2_rd6 : norm_rot_d2 == 8'd4 ? h2_rd5 : norm_rot_d2 == 8'd3 ? h2_rd4 : norm_rot_d2 == 8'd2 ? h2_rd3 : norm_rot_d2 == 8'd1 ? h2_rd2 : h2_rd1) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd0 : norm_rot_d2 == 8'd10 ? h1_rd11 : norm_rot_d2 == 8'd9 ? h1_rd10 : norm_rot_d2 == 8'd8 ? h1_rd9 : norm_rot_d2 == 8'd7 ? h1_rd8 : norm_rot_d2 == 8'd6 ? h1_rd7 : norm_rot_d2 == 8'd5 ? h1_rd6 : norm_rot_d2 == 8'd4 ? h1_rd5 : norm_rot_d2 == 8'd3 ? h1_rd4 : norm_rot_d2 == 8'd2 ? h1_rd3 : norm_rot_d2 == 8'd1 ? h1_rd2 : h1_rd1) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd11 : norm_rot_d2 == 8'd10 ? h2_rd10 : norm_rot_d2 == 8'd9 ? h2_rd9 : norm_rot_d2 == 8'd8 ? h2_rd8 : norm_rot_d2 == 8'd7 ? h2_rd7 : norm_rot_d2 == 8'd6 ? h2_rd6 : norm_rot_d2 == 8'd5 ? h2_rd5 : norm_rot_d2 == 8'd4 ? h2_rd4 : norm_rot_d2 == 8'd3 ? h2_rd3 : norm_rot_d2 == 8'd2 ? h2_rd2 : norm_rot_d2 == 8'd1 ? h2_rd1 : h2_rd0) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd11 : norm_rot_d2 == 8'd10 ? h1_rd10 : norm_rot_d2 == 8'd9 ? h1_rd9 : norm_rot_d2 == 8'd8 ? h1_rd8 : norm_rot_d2 == 8'd7 ? h1_rd7 : norm_rot_d2 == 8'd6 ? h1_rd6 : norm_rot_d2 == 8'd5 ? h1_rd5 : norm_rot_d2 == 8'd4 ? h1_rd4 : norm_rot_d2 == 8'd3 ? h1_rd3 : norm_rot_d2 == 8'd2 ? h1_rd2 : norm_rot_d2 == 8'd1 ? h1_rd1 : h1_rd0) : kind_q == OP_INORM ? {8'd0, px_rd0} : 16'd0};
   assign norm_bank = (rmod_q + jmod_q) >= 32'd12 ? rmod_q + jmod_q - 32'd12 : rmod_q + jmod_q;
   assign unused_hi_norm_bank = ^norm_bank[31:1];
   assign norm_word = rgb_q + j_q;
@@ -1379,6 +1389,8 @@ module dff_engine (
   assign a1_word = (drain_n * 32'd500) + drain_o;
   assign unused_hi_a1_word = ^a1_word[31:1];
   assign unused_a1_word = ^a1_word[31:12];
+  assign drain_hbank = (dr_j_q + dr_om_q) >= 32'd12 ? dr_j_q + dr_om_q - 32'd12 : dr_j_q + dr_om_q;
+  assign unused_hi_drain_hbank = ^drain_hbank[31:1];
   assign h2_word = (dr_tb_q * 32'd500) + drain_o;
   assign unused_hi_h2_word = ^h2_word[31:1];
   assign unused_h2_word = ^h2_word[31:12];
@@ -1415,6 +1427,8 @@ module dff_engine (
   assign cz_c = cz < (-51'sd140737488355328) ? 48'h800000000000 : cz > 51'sd140737488355327 ? 48'h7fffffffffff : cz[47:0];
   assign cen_h = rgb_q + j_q;
   assign unused_hi_cen_h = ^cen_h[31:1];
+  assign cen_hbank = (rmod_q + jmod_q) >= 32'd12 ? rmod_q + jmod_q - 32'd12 : rmod_q + jmod_q;
+  assign unused_hi_cen_hbank = ^cen_hbank[31:1];
   assign unused_cen = ^{cen_a1[31:12], cen_u[31:13], cen_h[31:12]};
   assign cen_k = infer_q ? 32'd10 : 32'd10;
   assign unused_hi_cen_k = ^cen_k[31:1];
@@ -1436,6 +1450,8 @@ module dff_engine (
   assign dl_h = rgb_q + j_q;
   assign unused_hi_dl_h = ^dl_h[31:1];
   assign unused_dl_h = ^dl_h[31:16];
+  assign dl_hbank = (rmod_q + kmod_q) >= 32'd12 ? rmod_q + kmod_q - 32'd12 : rmod_q + kmod_q;
+  assign unused_hi_dl_hbank = ^dl_hbank[31:1];
   assign dl_hv = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd11 : dl_hb_d2 == 8'd10 ? h2_rd10 : dl_hb_d2 == 8'd9 ? h2_rd9 : dl_hb_d2 == 8'd8 ? h2_rd8 : dl_hb_d2 == 8'd7 ? h2_rd7 : dl_hb_d2 == 8'd6 ? h2_rd6 : dl_hb_d2 == 8'd5 ? h2_rd5 : dl_hb_d2 == 8'd4 ? h2_rd4 : dl_hb_d2 == 8'd3 ? h2_rd3 : dl_hb_d2 == 8'd2 ? h2_rd2 : dl_hb_d2 == 8'd1 ? h2_rd1 : h2_rd0) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd11 : dl_hb_d2 == 8'd10 ? h1_rd10 : dl_hb_d2 == 8'd9 ? h1_rd9 : dl_hb_d2 == 8'd8 ? h1_rd8 : dl_hb_d2 == 8'd7 ? h1_rd7 : dl_hb_d2 == 8'd6 ? h1_rd6 : dl_hb_d2 == 8'd5 ? h1_rd5 : dl_hb_d2 == 8'd4 ? h1_rd4 : dl_hb_d2 == 8'd3 ? h1_rd3 : dl_hb_d2 == 8'd2 ? h1_rd2 : dl_hb_d2 == 8'd1 ? h1_rd1 : h1_rd0) : 16'd0;
   assign dl_p = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv});
   assign dl_sum = $signed({{2{dl_p[42]}}, dl_p}) + 45'sd524288;
@@ -1530,6 +1546,8 @@ module dff_engine (
       cnt_runs_q <= {64{1'b0}};
       norm_lanes_d1 <= {12{1'b0}};
       norm_lanes_d2 <= {12{1'b0}};
+      norm_rot_d1 <= {8{1'b0}};
+      norm_rot_d2 <= {8{1'b0}};
       na_v_d1 <= {1{1'b0}};
       na_v_d2 <= {1{1'b0}};
       na_first_d1 <= {1{1'b0}};
@@ -1566,6 +1584,8 @@ module dff_engine (
       dr_ob_q <= {32{1'b0}};
       dr_tb_q <= {32{1'b0}};
       dr_tbm_q <= {32{1'b0}};
+      dr_om_q <= {32{1'b0}};
+      dr_obm_q <= {32{1'b0}};
       dr_start_d1 <= {1{1'b0}};
       dr_start_d2 <= {1{1'b0}};
       dr_start_d3 <= {1{1'b0}};
@@ -1748,6 +1768,8 @@ module dff_engine (
     end else begin
       norm_lanes_d1 <= norm_lanes;
       norm_lanes_d2 <= norm_lanes_d1;
+      norm_rot_d1 <= jmod_q[7:0];
+      norm_rot_d2 <= norm_rot_d1;
       na_v_d1 <= (st_q == S_NA) && (((st_q == S_NA) || (st_q == S_NB)) && ((kind_q == OP_INORM) || (kind_q == OP_NORM)));
       na_v_d2 <= na_v_d1;
       na_first_d1 <= j_q == 32'd0;
@@ -1803,8 +1825,10 @@ module dff_engine (
         dr_ob_q <= 32'd0;
         dr_tb_q <= 32'd0;
         dr_tbm_q <= 32'd0;
+        dr_obm_q <= 32'd0;
       end else if (dr_start) begin
         dr_act_q <= 1'b1;
+        dr_om_q <= dr_obm_q;
         dr_i_q <= 32'd0;
         dr_j_q <= 32'd0;
         dr_sel_q <= 32'd0;
@@ -1815,6 +1839,7 @@ module dff_engine (
         if ((dr_j_q == 32'd11) && !(kind_q == OP_GRAD)) begin
           dr_j_q <= 32'd0;
           dr_i_q <= dr_i_q + 32'd1;
+          dr_om_q <= (dr_om_q + 32'd1) >= 32'd12 ? dr_om_q + 32'd1 - 32'd12 : dr_om_q + 32'd1;
         end else begin
           dr_j_q <= dr_j_q + 32'd1;
         end
@@ -1824,6 +1849,7 @@ module dff_engine (
             dr_tb_q <= 32'd0;
             dr_tbm_q <= 32'd0;
             dr_ob_q <= dr_ob_q + 32'd1;
+            dr_obm_q <= (dr_obm_q + 32'd0) >= 32'd12 ? dr_obm_q + 32'd0 - 32'd12 : dr_obm_q + 32'd0;
           end else begin
             dr_tb_q <= dr_tb_q + 32'd1;
             dr_tbm_q <= (dr_tbm_q + 32'd0) >= 32'd12 ? dr_tbm_q + 32'd0 - 32'd12 : dr_tbm_q + 32'd0;
@@ -1844,7 +1870,7 @@ module dff_engine (
       fh2_v_d2 <= fh2_v_d1;
       fh2_v_d3 <= fh2_v_d2;
       fh2_v_d4 <= fh2_v_d3;
-      fh2_b_d1 <= dr_j_q[7:0];
+      fh2_b_d1 <= drain_hbank[7:0];
       fh2_b_d2 <= fh2_b_d1;
       fh2_b_d3 <= fh2_b_d2;
       fh2_b_d4 <= fh2_b_d3;
@@ -1898,7 +1924,7 @@ module dff_engine (
       ch_v_d2 <= ch_v_d1;
       ch_v_d3 <= ch_v_d2;
       ch_v_d4 <= ch_v_d3;
-      ch_b_d1 <= rmod_q[7:0];
+      ch_b_d1 <= cen_hbank[7:0];
       ch_b_d2 <= ch_b_d1;
       ch_b_d3 <= ch_b_d2;
       ch_b_d4 <= ch_b_d3;
@@ -1944,7 +1970,7 @@ module dff_engine (
       if (lg_v_d2 && (lg_slot_d2 == 8'd9)) begin
         gt_q[162 +: 18] <= gt_cur;
       end
-      dl_hb_d1 <= rmod_q[7:0];
+      dl_hb_d1 <= dl_hbank[7:0];
       dl_hb_d2 <= dl_hb_d1;
       delta_q <= dl_y;
       ds_v_d1 <= st_q == S_DS;
@@ -2296,8 +2322,10 @@ module dff_engine (
         end
         S_CS: begin
           j_q <= j_q + 32'd1;
+          jmod_q <= (jmod_q + 32'd1) >= 32'd12 ? jmod_q + 32'd1 - 32'd12 : jmod_q + 32'd1;
           if (j_q == 32'd499) begin
             j_q <= 32'd0;
+            jmod_q <= 32'd0;
             row_q <= row_q + 32'd1;
             if (rmod_q == 32'd11) begin
               rmod_q <= 32'd0;
@@ -2369,6 +2397,7 @@ module dff_engine (
         end
         S_DS: begin
           j_q <= j_q + 32'd1;
+          kmod_q <= (kmod_q + 32'd1) >= 32'd12 ? kmod_q + 32'd1 - 32'd12 : kmod_q + 32'd1;
           if (jmod_q == 32'd11) begin
             jmod_q <= 32'd0;
             kg_q <= kg_q + 32'd1;
@@ -2378,6 +2407,7 @@ module dff_engine (
           if (j_q == (dl_d - 32'd1)) begin
             j_q <= 32'd0;
             jmod_q <= 32'd0;
+            kmod_q <= 32'd0;
             kg_q <= 32'd0;
             row_q <= row_q + 32'd1;
             sbase_q <= sbase_q + dl_d;

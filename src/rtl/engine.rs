@@ -1213,6 +1213,22 @@ pub fn engine(
         } else {
             px.bank(0)
         };
+        // Lane j (row r0 + j) at column k sits in bank (j + k) mod C.
+        let nrot = e.delay("norm_rot", jmod.slice(7, 0), 8, 2);
+        if cc == 1 {
+            e.consume("norm_rot", nrot.clone());
+        }
+        let hlane = |l: usize, j: usize| -> Expr {
+            let mut v = h[l].bank(j);
+            for r in 1..cc {
+                v = mux(
+                    nrot.clone().eq_(lit(8, r as u64)),
+                    h[l].bank((j + r) % cc),
+                    v,
+                );
+            }
+            v
+        };
         let src: Vec<Expr> = (0..cc)
             .rev()
             .map(|j| {
@@ -1226,7 +1242,7 @@ pub fn engine(
                     lit(f.hidden.bits, 0),
                 );
                 for l in 0..nl {
-                    v = mux(is_opl(OP_NORM, l), h[l].bank(j), v);
+                    v = mux(is_opl(OP_NORM, l), hlane(l, j), v);
                 }
                 v
             })
@@ -1747,6 +1763,9 @@ pub fn engine(
         let dr_ob = e.q("dr_ob_q", IW);
         let dr_tb = e.q("dr_tb_q", IW);
         let dr_tbm = e.q("dr_tbm_q", IW);
+        // o mod C of the drained element and ob·R mod C of the tile (h's diagonal banks).
+        let dr_om = e.q("dr_om_q", IW);
+        let dr_obm = e.q("dr_obm_q", IW);
         let tile_end = issue.clone().land(kk.clone().eq_(&gk - ix(1)));
         let lag_g = rr + 6;
         let lag_e = 7;
@@ -1780,12 +1799,18 @@ pub fn engine(
         e.seq.push(
             if_(
                 in_st("S_FETCH"),
-                vec![nb(&dr_ob, ix(0)), nb(&dr_tb, ix(0)), nb(&dr_tbm, ix(0))],
+                vec![
+                    nb(&dr_ob, ix(0)),
+                    nb(&dr_tb, ix(0)),
+                    nb(&dr_tbm, ix(0)),
+                    nb(&dr_obm, ix(0)),
+                ],
             )
             .else_if(
                 &dr_start,
                 vec![
                     nb(&dr_act, lit(1, 1)),
+                    nb(&dr_om, &dr_obm),
                     nb(&dr_i, ix(0)),
                     nb(&dr_j, ix(0)),
                     nb(&dr_sel, ix(0)),
@@ -1799,7 +1824,11 @@ pub fn engine(
                     nb(&dbk, inc_rr(&dbk)),
                     if_(
                         dr_j.clone().eq_(ix(cc - 1)).land(is_g.clone().lnot()),
-                        vec![nb(&dr_j, ix(0)), nb(&dr_i, &dr_i + ix(1))],
+                        vec![
+                            nb(&dr_j, ix(0)),
+                            nb(&dr_i, &dr_i + ix(1)),
+                            nb(&dr_om, add_mod(&dr_om, &ix(1 % cc), cc, IW)),
+                        ],
                     )
                     .else_(vec![nb(&dr_j, &dr_j + ix(1))]),
                     if_(
@@ -1812,6 +1841,7 @@ pub fn engine(
                                     nb(&dr_tb, ix(0)),
                                     nb(&dr_tbm, ix(0)),
                                     nb(&dr_ob, &dr_ob + ix(1)),
+                                    nb(&dr_obm, add_mod(&dr_obm, &ix(rr % cc), cc, IW)),
                                 ],
                             )
                             .else_(vec![
@@ -1856,8 +1886,13 @@ pub fn engine(
         e.drive("a1_we", a1v.clone(), lit(1, 1));
         e.drive("a1_waddr", a1v.clone(), a1a);
         e.drive("a1_wdata", a1v, acc_d1.clone());
-        // FWD layer ≥ 2: z = acc + b << sh → ReLU → h_l (four cycles later), row n in bank
-        // n mod C = j (tiles start at multiples of C), word (n div C)·d + o = tb·d + o.
+        // FWD layer ≥ 2: z = acc + b << sh → ReLU → h_l (four cycles later): row n, column o
+        // in bank (n + o) mod C = (j + o mod C) mod C (tiles start at multiples of C), word
+        // (n div C)·d + o = tb·d + o.
+        let hbank = e.w32("drain_hbank", add_mod(&dr_j, &dr_om, cc, IW));
+        if nl == 1 {
+            e.consume("drain_hbank", hbank.slice(7, 0));
+        }
         let bias_sh = f.accumulator.frac - f.bias.frac;
         let zw = s.acc_w + 2;
         for l in 1..nl {
@@ -1895,7 +1930,7 @@ pub fn engine(
                 4,
             );
             let hv = e.delay(&format!("fh{}_v", l + 1), c, 1, 4);
-            let hb4 = e.delay(&format!("fh{}_b", l + 1), dr_j.slice(7, 0), 8, 4);
+            let hb4 = e.delay(&format!("fh{}_b", l + 1), hbank.slice(7, 0), 8, 4);
             e.drive(
                 &format!("{}_we", h[l].name),
                 hv.clone(),
@@ -2193,11 +2228,12 @@ pub fn engine(
         let zc = saturate(&mut e.m, "cz_c", &Sig::new(z, zw, true), f.accumulator);
         e.drive("relu_z", v2.clone(), zc.e.clone());
         e.drive("relu_v", v2, lit(1, 1));
-        // h_1 row r: bank r mod C, word (r div C)·d1 + o.
+        // h_1 row r, column o: bank (r + o) mod C, word (r div C)·d1 + o.
         let hw = e.w32("cen_h", &rgb + &jj);
         let ha = e.delay("ch_a", hw.slice(h[0].aw() - 1, 0), h[0].aw(), 4);
         let hv = e.delay("ch_v", issue.clone(), 1, 4);
-        let hb4 = e.delay("ch_b", rmod.slice(7, 0), 8, 4);
+        let cbank = e.w32("cen_hbank", add_mod(&rmod, &jmod, cc, IW));
+        let hb4 = e.delay("ch_b", cbank.slice(7, 0), 8, 4);
         e.drive("h1_we", hv.clone(), bank_onehot(&hb4, cc));
         e.drive("h1_waddr", hv.clone(), ha);
         e.drive("h1_wdata", hv, relu_h.clone());
@@ -2231,10 +2267,12 @@ pub fn engine(
             sid("S_CS"),
             vec![
                 nb(&jj, &jj + ix(1)),
+                nb(&jmod, add_mod(&jmod, &ix(1 % cc), cc, IW)),
                 if_(
                     jj.clone().eq_(ix(d[1] - 1)),
                     vec![
                         nb(&jj, ix(0)),
+                        nb(&jmod, ix(0)),
                         nb(&row, &row + ix(1)),
                         if_(
                             rmod.clone().eq_(ix(cc - 1)),
@@ -2619,7 +2657,7 @@ pub fn engine(
             ext(&Sig::new(betaq.clone(), bw, true), cw_) * cat([lit(bw, 0), twod.clone()]).signed(),
         );
         let issue = in_st("S_DS");
-        // h_l row r: bank r mod C, word (r div C)·d + k.
+        // h_l row r, column k: bank (r + k) mod C, word (r div C)·d + k (kmod = k mod C).
         let ha = e.w32("dl_h", &rgb + &jj);
         for l in 0..nl {
             let all: Vec<Expr> = (0..cc).map(|_| ha.slice(h[l].aw() - 1, 0)).collect();
@@ -2631,7 +2669,8 @@ pub fn engine(
         }
         let un = e.m.wire("unused_dl_h", 1);
         e.m.assign(&un, ha.slice(IW - 1, 16).red_xor());
-        let hbk = e.delay("dl_hb", rmod.slice(7, 0), 8, 2);
+        let dl_hbank = e.w32("dl_hbank", add_mod(&rmod, &kmod, cc, IW));
+        let hbk = e.delay("dl_hb", dl_hbank.slice(7, 0), 8, 2);
         if cc == 1 {
             e.consume("dl_hb_d", hbk.clone());
         }
@@ -2877,6 +2916,7 @@ pub fn engine(
             sid("S_DS"),
             vec![
                 nb(&jj, &jj + ix(1)),
+                nb(&kmod, add_mod(&kmod, &ix(1 % cc), cc, IW)),
                 if_(
                     jmod.clone().eq_(ix(rr - 1)),
                     vec![nb(&jmod, ix(0)), nb(&kg, &kg + ix(1))],
@@ -2887,6 +2927,7 @@ pub fn engine(
                     vec![
                         nb(&jj, ix(0)),
                         nb(&jmod, ix(0)),
+                        nb(&kmod, ix(0)),
                         nb(&kg, ix(0)),
                         nb(&row, &row + ix(1)),
                         nb(&sbase, &sbase + &dsel),
