@@ -176,7 +176,7 @@ module dff_engine (
   wire [15:0] beta2_rd0;
   reg [3:0] dl2_we;
   reg [13:0] dl2_waddr;
-  reg [17:0] dl2_wdata;
+  reg [71:0] dl2_wdata;
   reg [55:0] dl2_raddr;
   wire [71:0] dl2_rdata;
   wire [17:0] dl2_rd0;
@@ -608,11 +608,22 @@ module dff_engine (
   wire [11:0] two_over_d;
   reg [27:0] coef_q;
   wire signed [27:0] coef;
+  wire [31:0] dl_d;
+  wire unused_hi_dl_d;
   wire [31:0] dl_h;
   wire unused_hi_dl_h;
-  wire unused_dl_h;
   wire [31:0] dl_hbank;
   wire unused_hi_dl_hbank;
+  wire [31:0] dl_h0;
+  wire unused_hi_dl_h0;
+  wire [31:0] dl_h1;
+  wire unused_hi_dl_h1;
+  wire [31:0] dl_h2;
+  wire unused_hi_dl_h2;
+  wire [31:0] dl_h3;
+  wire unused_hi_dl_h3;
+  wire unused_dl_hw;
+  wire unused_dl_h;
   reg [7:0] dl_hb_d1;
   reg [7:0] dl_hb_d2;
   wire [15:0] dl_hv;
@@ -620,6 +631,24 @@ module dff_engine (
   wire signed [46:0] dl_sum;
   wire signed [46:0] dl_q;
   wire signed [17:0] dl_y;
+  wire [15:0] dl_hv1;
+  wire signed [44:0] dl_p1;
+  wire signed [46:0] dl1_sum;
+  wire signed [46:0] dl1_q;
+  wire signed [17:0] dl1_y;
+  wire [15:0] dl_hv2;
+  wire signed [44:0] dl_p2;
+  wire signed [46:0] dl2_sum;
+  wire signed [46:0] dl2_q;
+  wire signed [17:0] dl2_y;
+  wire [15:0] dl_hv3;
+  wire signed [44:0] dl_p3;
+  wire signed [46:0] dl3_sum;
+  wire signed [46:0] dl3_q;
+  wire signed [17:0] dl3_y;
+  reg [17:0] delta1_q;
+  reg [17:0] delta2_q;
+  reg [17:0] delta3_q;
   reg [17:0] delta_q;
   reg ds_v_d1;
   reg ds_v_d2;
@@ -643,11 +672,45 @@ module dff_engine (
   reg [7:0] ds_k_d2;
   reg [7:0] ds_k_d3;
   wire unused_ds;
+  wire ds_lane0;
+  wire ds_lane1;
+  wire ds_lane2;
+  wire ds_lane3;
+  wire [31:0] db1_k0;
+  wire unused_hi_db1_k0;
+  wire unused_db1_k0;
   wire signed [26:0] db1_sum;
+  wire [31:0] db1_k1;
+  wire unused_hi_db1_k1;
+  wire unused_db1_k1;
+  wire signed [26:0] db1_sum_1;
+  wire [31:0] db1_k2;
+  wire unused_hi_db1_k2;
+  wire unused_db1_k2;
+  wire signed [26:0] db1_sum_2;
+  wire [31:0] db1_k3;
+  wire unused_hi_db1_k3;
+  wire unused_db1_k3;
+  wire signed [26:0] db1_sum_3;
   wire [31:0] dl2_word;
   wire unused_hi_dl2_word;
   wire unused_dl2_word;
+  wire [31:0] db2_k0;
+  wire unused_hi_db2_k0;
+  wire unused_db2_k0;
   wire signed [26:0] db2_sum;
+  wire [31:0] db2_k1;
+  wire unused_hi_db2_k1;
+  wire unused_db2_k1;
+  wire signed [26:0] db2_sum_1;
+  wire [31:0] db2_k2;
+  wire unused_hi_db2_k2;
+  wire unused_db2_k2;
+  wire signed [26:0] db2_sum_2;
+  wire [31:0] db2_k3;
+  wire unused_hi_db2_k3;
+  wire unused_db2_k3;
+  wire signed [26:0] db2_sum_3;
   wire [31:0] e_word_w;
   wire unused_hi_e_word_w;
   wire unused_e_word_w;
@@ -659,9 +722,22 @@ module dff_engine (
   wire [31:0] du_w;
   wire unused_hi_du_w;
   wire unused_du_w;
+  wire [31:0] du_w0;
+  wire unused_hi_du_w0;
+  wire unused_du_w0;
   wire signed [26:0] du_sum;
-  wire [31:0] dl_d;
-  wire unused_hi_dl_d;
+  wire [31:0] du_w1;
+  wire unused_hi_du_w1;
+  wire unused_du_w1;
+  wire signed [26:0] du_sum_1;
+  wire [31:0] du_w2;
+  wire unused_hi_du_w2;
+  wire unused_du_w2;
+  wire signed [26:0] du_sum_2;
+  wire [31:0] du_w3;
+  wire unused_hi_du_w3;
+  wire unused_du_w3;
+  wire signed [26:0] du_sum_3;
   reg bu1_v_d1;
   reg bu1_v_d2;
   reg [6:0] bu1_j_d1;
@@ -1135,33 +1211,106 @@ module dff_engine (
   assign loss_beta = slot_q == 32'd9 ? ls_b[144 +: 16] : slot_q == 32'd8 ? ls_b[128 +: 16] : slot_q == 32'd7 ? ls_b[112 +: 16] : slot_q == 32'd6 ? ls_b[96 +: 16] : slot_q == 32'd5 ? ls_b[80 +: 16] : slot_q == 32'd4 ? ls_b[64 +: 16] : slot_q == 32'd3 ? ls_b[48 +: 16] : slot_q == 32'd2 ? ls_b[32 +: 16] : slot_q == 32'd1 ? ls_b[16 +: 16] : slot_q == 32'd0 ? ls_b[0 +: 16] : 16'd0;
   assign two_over_d = layer_q == 2'd1 ? 12'd1024 : layer_q == 2'd0 ? 12'd1024 : 12'd0;
   assign coef = $signed({{12{beta_q[15]}}, beta_q}) * $signed({16'd0, two_over_d});
+  assign dl_d = layer_q == 2'd1 ? 32'd128 : layer_q == 2'd0 ? 32'd128 : 32'd0;
+  assign unused_hi_dl_d = ^dl_d[31:1];
   assign dl_h = rgb_q + j_q;
   assign unused_hi_dl_h = ^dl_h[31:1];
-  assign unused_dl_h = ^dl_h[31:16];
   assign dl_hbank = (rmod_q + kmod_q) >= 32'd4 ? rmod_q + kmod_q - 32'd4 : rmod_q + kmod_q;
   assign unused_hi_dl_hbank = ^dl_hbank[31:1];
+  assign dl_h0 = dl_h + (32'd0 >= dl_hbank ? 32'd0 - dl_hbank : 32'd4 - dl_hbank);
+  assign unused_hi_dl_h0 = ^dl_h0[31:1];
+  assign dl_h1 = dl_h + (32'd1 >= dl_hbank ? 32'd1 - dl_hbank : 32'd5 - dl_hbank);
+  assign unused_hi_dl_h1 = ^dl_h1[31:1];
+  assign dl_h2 = dl_h + (32'd2 >= dl_hbank ? 32'd2 - dl_hbank : 32'd6 - dl_hbank);
+  assign unused_hi_dl_h2 = ^dl_h2[31:1];
+  assign dl_h3 = dl_h + (32'd3 >= dl_hbank ? 32'd3 - dl_hbank : 32'd7 - dl_hbank);
+  assign unused_hi_dl_h3 = ^dl_h3[31:1];
+  assign unused_dl_hw = ^{dl_h0[31:16], dl_h1[31:16], dl_h2[31:16], dl_h3[31:16]};
+  assign unused_dl_h = ^dl_h[31:16];
   assign dl_hv = layer_q == 2'd1 ? (dl_hb_d2 == 8'd3 ? h2_rd3 : dl_hb_d2 == 8'd2 ? h2_rd2 : dl_hb_d2 == 8'd1 ? h2_rd1 : h2_rd0) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd3 ? h1_rd3 : dl_hb_d2 == 8'd2 ? h1_rd2 : dl_hb_d2 == 8'd1 ? h1_rd1 : h1_rd0) : 16'd0;
   assign dl_p = $signed({{17{coef_q[27]}}, coef_q}) * $signed({29'd0, dl_hv});
   assign dl_sum = $signed({{2{dl_p[44]}}, dl_p}) + 47'sd524288;
   assign dl_q = dl_sum >>> 20;
   assign dl_y = dl_q < (-47'sd131072) ? 18'h20000 : dl_q > 47'sd131071 ? 18'h1ffff : dl_q[17:0];
+  assign dl_hv1 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd3 ? h2_rd0 : dl_hb_d2 == 8'd2 ? h2_rd3 : dl_hb_d2 == 8'd1 ? h2_rd2 : h2_rd1) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd3 ? h1_rd0 : dl_hb_d2 == 8'd2 ? h1_rd3 : dl_hb_d2 == 8'd1 ? h1_rd2 : h1_rd1) : 16'd0;
+  assign dl_p1 = $signed({{17{coef_q[27]}}, coef_q}) * $signed({29'd0, dl_hv1});
+  assign dl1_sum = $signed({{2{dl_p1[44]}}, dl_p1}) + 47'sd524288;
+  assign dl1_q = dl1_sum >>> 20;
+  assign dl1_y = dl1_q < (-47'sd131072) ? 18'h20000 : dl1_q > 47'sd131071 ? 18'h1ffff : dl1_q[17:0];
+  assign dl_hv2 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd3 ? h2_rd1 : dl_hb_d2 == 8'd2 ? h2_rd0 : dl_hb_d2 == 8'd1 ? h2_rd3 : h2_rd2) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd3 ? h1_rd1 : dl_hb_d2 == 8'd2 ? h1_rd0 : dl_hb_d2 == 8'd1 ? h1_rd3 : h1_rd2) : 16'd0;
+  assign dl_p2 = $signed({{17{coef_q[27]}}, coef_q}) * $signed({29'd0, dl_hv2});
+  assign dl2_sum = $signed({{2{dl_p2[44]}}, dl_p2}) + 47'sd524288;
+  assign dl2_q = dl2_sum >>> 20;
+  assign dl2_y = dl2_q < (-47'sd131072) ? 18'h20000 : dl2_q > 47'sd131071 ? 18'h1ffff : dl2_q[17:0];
+  assign dl_hv3 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd3 ? h2_rd2 : dl_hb_d2 == 8'd2 ? h2_rd1 : dl_hb_d2 == 8'd1 ? h2_rd0 : h2_rd3) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd3 ? h1_rd2 : dl_hb_d2 == 8'd2 ? h1_rd1 : dl_hb_d2 == 8'd1 ? h1_rd0 : h1_rd3) : 16'd0;
+  assign dl_p3 = $signed({{17{coef_q[27]}}, coef_q}) * $signed({29'd0, dl_hv3});
+  assign dl3_sum = $signed({{2{dl_p3[44]}}, dl_p3}) + 47'sd524288;
+  assign dl3_q = dl3_sum >>> 20;
+  assign dl3_y = dl3_q < (-47'sd131072) ? 18'h20000 : dl3_q > 47'sd131071 ? 18'h1ffff : dl3_q[17:0];
   assign unused_ds = ^{ds_j_d3, ds_jm_d3, ds_jd_d3, ds_r_d3, ds_s_d3, ds_k_d3};
-  assign db1_sum = ds_r_d3 == 16'd0 ? $signed({{9{delta_q[17]}}, delta_q}) : $signed(db1_mem[ds_j_d3[6:0]]) + $signed({{9{delta_q[17]}}, delta_q});
+  assign ds_lane0 = ({16'd0, ds_j_d3} + 32'd0) < dl_d;
+  assign ds_lane1 = ({16'd0, ds_j_d3} + 32'd1) < dl_d;
+  assign ds_lane2 = ({16'd0, ds_j_d3} + 32'd2) < dl_d;
+  assign ds_lane3 = ({16'd0, ds_j_d3} + 32'd3) < dl_d;
+  assign db1_k0 = {16'd0, ds_j_d3} + 32'd0;
+  assign unused_hi_db1_k0 = ^db1_k0[31:1];
+  assign unused_db1_k0 = ^db1_k0[31:7];
+  assign db1_sum = ds_r_d3 == 16'd0 ? $signed({{9{delta_q[17]}}, delta_q}) : $signed(db1_mem[db1_k0[6:0]]) + $signed({{9{delta_q[17]}}, delta_q});
+  assign db1_k1 = {16'd0, ds_j_d3} + 32'd1;
+  assign unused_hi_db1_k1 = ^db1_k1[31:1];
+  assign unused_db1_k1 = ^db1_k1[31:7];
+  assign db1_sum_1 = ds_r_d3 == 16'd0 ? $signed({{9{delta1_q[17]}}, delta1_q}) : $signed(db1_mem[db1_k1[6:0]]) + $signed({{9{delta1_q[17]}}, delta1_q});
+  assign db1_k2 = {16'd0, ds_j_d3} + 32'd2;
+  assign unused_hi_db1_k2 = ^db1_k2[31:1];
+  assign unused_db1_k2 = ^db1_k2[31:7];
+  assign db1_sum_2 = ds_r_d3 == 16'd0 ? $signed({{9{delta2_q[17]}}, delta2_q}) : $signed(db1_mem[db1_k2[6:0]]) + $signed({{9{delta2_q[17]}}, delta2_q});
+  assign db1_k3 = {16'd0, ds_j_d3} + 32'd3;
+  assign unused_hi_db1_k3 = ^db1_k3[31:1];
+  assign unused_db1_k3 = ^db1_k3[31:7];
+  assign db1_sum_3 = ds_r_d3 == 16'd0 ? $signed({{9{delta3_q[17]}}, delta3_q}) : $signed(db1_mem[db1_k3[6:0]]) + $signed({{9{delta3_q[17]}}, delta3_q});
   assign dl2_word = ({16'd0, ds_r_d3} * 32'd32) + {16'd0, ds_jd_d3};
   assign unused_hi_dl2_word = ^dl2_word[31:1];
   assign unused_dl2_word = ^dl2_word[31:14];
-  assign db2_sum = ds_r_d3 == 16'd0 ? $signed({{9{delta_q[17]}}, delta_q}) : $signed(db2_mem[ds_j_d3[6:0]]) + $signed({{9{delta_q[17]}}, delta_q});
+  assign db2_k0 = {16'd0, ds_j_d3} + 32'd0;
+  assign unused_hi_db2_k0 = ^db2_k0[31:1];
+  assign unused_db2_k0 = ^db2_k0[31:7];
+  assign db2_sum = ds_r_d3 == 16'd0 ? $signed({{9{delta_q[17]}}, delta_q}) : $signed(db2_mem[db2_k0[6:0]]) + $signed({{9{delta_q[17]}}, delta_q});
+  assign db2_k1 = {16'd0, ds_j_d3} + 32'd1;
+  assign unused_hi_db2_k1 = ^db2_k1[31:1];
+  assign unused_db2_k1 = ^db2_k1[31:7];
+  assign db2_sum_1 = ds_r_d3 == 16'd0 ? $signed({{9{delta1_q[17]}}, delta1_q}) : $signed(db2_mem[db2_k1[6:0]]) + $signed({{9{delta1_q[17]}}, delta1_q});
+  assign db2_k2 = {16'd0, ds_j_d3} + 32'd2;
+  assign unused_hi_db2_k2 = ^db2_k2[31:1];
+  assign unused_db2_k2 = ^db2_k2[31:7];
+  assign db2_sum_2 = ds_r_d3 == 16'd0 ? $signed({{9{delta2_q[17]}}, delta2_q}) : $signed(db2_mem[db2_k2[6:0]]) + $signed({{9{delta2_q[17]}}, delta2_q});
+  assign db2_k3 = {16'd0, ds_j_d3} + 32'd3;
+  assign unused_hi_db2_k3 = ^db2_k3[31:1];
+  assign unused_db2_k3 = ^db2_k3[31:7];
+  assign db2_sum_3 = ds_r_d3 == 16'd0 ? $signed({{9{delta3_q[17]}}, delta3_q}) : $signed(db2_mem[db2_k3[6:0]]) + $signed({{9{delta3_q[17]}}, delta3_q});
   assign e_word_w = ({16'd0, ds_s_d3} * 32'd32) + {16'd0, ds_jd_d3};
   assign unused_hi_e_word_w = ^e_word_w[31:1];
   assign unused_e_word_w = ^e_word_w[31:10];
   assign e_old = e_mem[e_word_w[9:0]];
-  assign e_new = {ds_jm_d3 == 8'd3 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[66 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[66 +: 22], ds_jm_d3 == 8'd2 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[44 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[44 +: 22], ds_jm_d3 == 8'd1 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[22 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[22 +: 22], ds_jm_d3 == 8'd0 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[0 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[0 +: 22]};
+  assign e_new = {((ds_jm_d3 == 8'd0) && ds_lane3) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta3_q[17]}}, delta3_q}) : $signed(e_old[66 +: 22]) + $signed({{4{delta3_q[17]}}, delta3_q})) : ((ds_jm_d3 == 8'd1) && ds_lane2) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta2_q[17]}}, delta2_q}) : $signed(e_old[66 +: 22]) + $signed({{4{delta2_q[17]}}, delta2_q})) : ((ds_jm_d3 == 8'd2) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[66 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd3) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[66 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[66 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane2) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta2_q[17]}}, delta2_q}) : $signed(e_old[44 +: 22]) + $signed({{4{delta2_q[17]}}, delta2_q})) : ((ds_jm_d3 == 8'd1) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[44 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd2) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[44 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[44 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[22 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd1) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[22 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[22 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[0 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[0 +: 22]};
   assign du_w = ({28'd0, ds_hyp_d3} * 32'd128) + {16'd0, ds_j_d3};
   assign unused_hi_du_w = ^du_w[31:1];
   assign unused_du_w = ^du_w[31:11];
-  assign du_sum = $signed(du_mem[du_w[10:0]]) + $signed({{9{delta_q[17]}}, delta_q});
-  assign dl_d = layer_q == 2'd1 ? 32'd128 : layer_q == 2'd0 ? 32'd128 : 32'd0;
-  assign unused_hi_dl_d = ^dl_d[31:1];
+  assign du_w0 = du_w + 32'd0;
+  assign unused_hi_du_w0 = ^du_w0[31:1];
+  assign unused_du_w0 = ^du_w0[31:11];
+  assign du_sum = $signed(du_mem[du_w0[10:0]]) + $signed({{9{delta_q[17]}}, delta_q});
+  assign du_w1 = du_w + 32'd1;
+  assign unused_hi_du_w1 = ^du_w1[31:1];
+  assign unused_du_w1 = ^du_w1[31:11];
+  assign du_sum_1 = $signed(du_mem[du_w1[10:0]]) + $signed({{9{delta1_q[17]}}, delta1_q});
+  assign du_w2 = du_w + 32'd2;
+  assign unused_hi_du_w2 = ^du_w2[31:1];
+  assign unused_du_w2 = ^du_w2[31:11];
+  assign du_sum_2 = $signed(du_mem[du_w2[10:0]]) + $signed({{9{delta2_q[17]}}, delta2_q});
+  assign du_w3 = du_w + 32'd3;
+  assign unused_hi_du_w3 = ^du_w3[31:1];
+  assign unused_du_w3 = ^du_w3[31:11];
+  assign du_sum_3 = $signed(du_mem[du_w3[10:0]]) + $signed({{9{delta3_q[17]}}, delta3_q});
   assign bu1_g = db1_mem[bu1_j_d2];
   assign bu2_g = db2_mem[bu2_j_d2];
   assign bu_d = layer_q == 2'd1 ? 32'd128 : layer_q == 2'd0 ? 32'd128 : 32'd0;
@@ -1369,6 +1518,9 @@ module dff_engine (
       coef_q <= {28{1'b0}};
       dl_hb_d1 <= {8{1'b0}};
       dl_hb_d2 <= {8{1'b0}};
+      delta1_q <= {18{1'b0}};
+      delta2_q <= {18{1'b0}};
+      delta3_q <= {18{1'b0}};
       delta_q <= {18{1'b0}};
       ds_v_d1 <= {1{1'b0}};
       ds_v_d2 <= {1{1'b0}};
@@ -1644,6 +1796,9 @@ module dff_engine (
       end
       dl_hb_d1 <= dl_hbank[7:0];
       dl_hb_d2 <= dl_hb_d1;
+      delta1_q <= dl1_y;
+      delta2_q <= dl2_y;
+      delta3_q <= dl3_y;
       delta_q <= dl_y;
       ds_v_d1 <= st_q == S_DS;
       ds_v_d2 <= ds_v_d1;
@@ -1666,11 +1821,29 @@ module dff_engine (
       ds_k_d1 <= slot_q[7:0];
       ds_k_d2 <= ds_k_d1;
       ds_k_d3 <= ds_k_d2;
-      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0))) begin
-        db1_mem[ds_j_d3[6:0]] <= db1_sum;
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane0) begin
+        db1_mem[db1_k0[6:0]] <= db1_sum;
       end
-      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) begin
-        db2_mem[ds_j_d3[6:0]] <= db2_sum;
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane1) begin
+        db1_mem[db1_k1[6:0]] <= db1_sum_1;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane2) begin
+        db1_mem[db1_k2[6:0]] <= db1_sum_2;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane3) begin
+        db1_mem[db1_k3[6:0]] <= db1_sum_3;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane0) begin
+        db2_mem[db2_k0[6:0]] <= db2_sum;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane1) begin
+        db2_mem[db2_k1[6:0]] <= db2_sum_1;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane2) begin
+        db2_mem[db2_k2[6:0]] <= db2_sum_2;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane3) begin
+        db2_mem[db2_k3[6:0]] <= db2_sum_3;
       end
       if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0))) begin
         e_mem[e_word_w[9:0]] <= e_new;
@@ -1678,8 +1851,17 @@ module dff_engine (
       ds_hyp_d1 <= hyp_q;
       ds_hyp_d2 <= ds_hyp_d1;
       ds_hyp_d3 <= ds_hyp_d2;
-      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0))) begin
-        du_mem[du_w[10:0]] <= du_sum;
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane0) begin
+        du_mem[du_w0[10:0]] <= du_sum;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane1) begin
+        du_mem[du_w1[10:0]] <= du_sum_1;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane2) begin
+        du_mem[du_w2[10:0]] <= du_sum_2;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane3) begin
+        du_mem[du_w3[10:0]] <= du_sum_3;
       end
       bu1_v_d1 <= (st_q == S_BU) && ((kind_q == OP_BUPD) && (layer_q == 2'd0));
       bu1_v_d2 <= bu1_v_d1;
@@ -2068,15 +2250,15 @@ module dff_engine (
           end
         end
         S_DS: begin
-          j_q <= j_q + 32'd1;
-          kmod_q <= (kmod_q + 32'd1) >= 32'd4 ? kmod_q + 32'd1 - 32'd4 : kmod_q + 32'd1;
-          if (jmod_q == 32'd3) begin
+          j_q <= j_q + 32'd4;
+          kmod_q <= (kmod_q + 32'd0) >= 32'd4 ? kmod_q + 32'd0 - 32'd4 : kmod_q + 32'd0;
+          if (jmod_q == 32'd0) begin
             jmod_q <= 32'd0;
             kg_q <= kg_q + 32'd1;
           end else begin
-            jmod_q <= jmod_q + 32'd1;
+            jmod_q <= jmod_q + 32'd4;
           end
-          if (j_q == (dl_d - 32'd1)) begin
+          if ((j_q + 32'd4) >= dl_d) begin
             j_q <= 32'd0;
             jmod_q <= 32'd0;
             kmod_q <= 32'd0;
@@ -2488,7 +2670,7 @@ module dff_engine (
       h1_raddr = {norm_hword[13:0], norm_hword[13:0], norm_hword[13:0], norm_hword[13:0]};
     end
     if ((st_q == S_DS) && ((kind_q == OP_DELTA) && (layer_q == 2'd0))) begin
-      h1_raddr = {dl_h[13:0], dl_h[13:0], dl_h[13:0], dl_h[13:0]};
+      h1_raddr = {dl_h3[13:0], dl_h2[13:0], dl_h1[13:0], dl_h0[13:0]};
     end
   end
 
@@ -2519,7 +2701,7 @@ module dff_engine (
       h2_raddr = {norm_hword[13:0], norm_hword[13:0], norm_hword[13:0], norm_hword[13:0]};
     end
     if ((st_q == S_DS) && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) begin
-      h2_raddr = {dl_h[13:0], dl_h[13:0], dl_h[13:0], dl_h[13:0]};
+      h2_raddr = {dl_h3[13:0], dl_h2[13:0], dl_h1[13:0], dl_h0[13:0]};
     end
   end
 
@@ -2687,7 +2869,7 @@ module dff_engine (
   always @* begin
     dl2_we = {4{1'b0}};
     if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) begin
-      dl2_we = (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) ? {ds_jm_d3 == 8'd3, ds_jm_d3 == 8'd2, ds_jm_d3 == 8'd1, ds_jm_d3 == 8'd0} : 4'd0;
+      dl2_we = (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) ? {ds_jm_d3 == 8'd0 ? ds_lane3 : ds_jm_d3 == 8'd1 ? ds_lane2 : ds_jm_d3 == 8'd2 ? ds_lane1 : ds_jm_d3 == 8'd3 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane2 : ds_jm_d3 == 8'd1 ? ds_lane1 : ds_jm_d3 == 8'd2 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane1 : ds_jm_d3 == 8'd1 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane0 : 1'b0} : 4'd0;
     end
   end
 
@@ -2699,9 +2881,9 @@ module dff_engine (
   end
 
   always @* begin
-    dl2_wdata = {18{1'b0}};
+    dl2_wdata = {72{1'b0}};
     if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) begin
-      dl2_wdata = delta_q;
+      dl2_wdata = {ds_jm_d3 == 8'd0 ? delta3_q : ds_jm_d3 == 8'd1 ? delta2_q : ds_jm_d3 == 8'd2 ? delta1_q : delta_q, ds_jm_d3 == 8'd0 ? delta2_q : ds_jm_d3 == 8'd1 ? delta1_q : delta_q, ds_jm_d3 == 8'd0 ? delta1_q : delta_q, delta_q};
     end
   end
 
@@ -3137,7 +3319,7 @@ module dff_engine (
         .clk_i(clk_i),
         .we_i(dl2_we[b]),
         .waddr_i(dl2_waddr),
-        .wdata_i(dl2_wdata),
+        .wdata_i(dl2_wdata[b*18 +: 18]),
         .raddr_i(dl2_raddr[b*14 +: 14]),
         .rdata_o(dl2_rdata[b*18 +: 18])
       );

@@ -224,7 +224,7 @@ module dff_engine (
   wire [15:0] beta2_rd0;
   reg [11:0] dl2_we;
   reg [11:0] dl2_waddr;
-  reg [17:0] dl2_wdata;
+  reg [215:0] dl2_wdata;
   reg [143:0] dl2_raddr;
   wire [215:0] dl2_rdata;
   wire [17:0] dl2_rd0;
@@ -768,11 +768,38 @@ module dff_engine (
   wire [9:0] two_over_d;
   reg [25:0] coef_q;
   wire signed [25:0] coef;
+  wire [31:0] dl_d;
+  wire unused_hi_dl_d;
   wire [31:0] dl_h;
   wire unused_hi_dl_h;
-  wire unused_dl_h;
   wire [31:0] dl_hbank;
   wire unused_hi_dl_hbank;
+  wire [31:0] dl_h0;
+  wire unused_hi_dl_h0;
+  wire [31:0] dl_h1;
+  wire unused_hi_dl_h1;
+  wire [31:0] dl_h2;
+  wire unused_hi_dl_h2;
+  wire [31:0] dl_h3;
+  wire unused_hi_dl_h3;
+  wire [31:0] dl_h4;
+  wire unused_hi_dl_h4;
+  wire [31:0] dl_h5;
+  wire unused_hi_dl_h5;
+  wire [31:0] dl_h6;
+  wire unused_hi_dl_h6;
+  wire [31:0] dl_h7;
+  wire unused_hi_dl_h7;
+  wire [31:0] dl_h8;
+  wire unused_hi_dl_h8;
+  wire [31:0] dl_h9;
+  wire unused_hi_dl_h9;
+  wire [31:0] dl_h10;
+  wire unused_hi_dl_h10;
+  wire [31:0] dl_h11;
+  wire unused_hi_dl_h11;
+  wire unused_dl_hw;
+  wire unused_dl_h;
   reg [7:0] dl_hb_d1;
   reg [7:0] dl_hb_d2;
   wire [15:0] dl_hv;
@@ -780,6 +807,72 @@ module dff_engine (
   wire signed [44:0] dl_sum;
   wire signed [44:0] dl_q;
   wire signed [17:0] dl_y;
+  wire [15:0] dl_hv1;
+  wire signed [42:0] dl_p1;
+  wire signed [44:0] dl1_sum;
+  wire signed [44:0] dl1_q;
+  wire signed [17:0] dl1_y;
+  wire [15:0] dl_hv2;
+  wire signed [42:0] dl_p2;
+  wire signed [44:0] dl2_sum;
+  wire signed [44:0] dl2_q;
+  wire signed [17:0] dl2_y;
+  wire [15:0] dl_hv3;
+  wire signed [42:0] dl_p3;
+  wire signed [44:0] dl3_sum;
+  wire signed [44:0] dl3_q;
+  wire signed [17:0] dl3_y;
+  wire [15:0] dl_hv4;
+  wire signed [42:0] dl_p4;
+  wire signed [44:0] dl4_sum;
+  wire signed [44:0] dl4_q;
+  wire signed [17:0] dl4_y;
+  wire [15:0] dl_hv5;
+  wire signed [42:0] dl_p5;
+  wire signed [44:0] dl5_sum;
+  wire signed [44:0] dl5_q;
+  wire signed [17:0] dl5_y;
+  wire [15:0] dl_hv6;
+  wire signed [42:0] dl_p6;
+  wire signed [44:0] dl6_sum;
+  wire signed [44:0] dl6_q;
+  wire signed [17:0] dl6_y;
+  wire [15:0] dl_hv7;
+  wire signed [42:0] dl_p7;
+  wire signed [44:0] dl7_sum;
+  wire signed [44:0] dl7_q;
+  wire signed [17:0] dl7_y;
+  wire [15:0] dl_hv8;
+  wire signed [42:0] dl_p8;
+  wire signed [44:0] dl8_sum;
+  wire signed [44:0] dl8_q;
+  wire signed [17:0] dl8_y;
+  wire [15:0] dl_hv9;
+  wire signed [42:0] dl_p9;
+  wire signed [44:0] dl9_sum;
+  wire signed [44:0] dl9_q;
+  wire signed [17:0] dl9_y;
+  wire [15:0] dl_hv10;
+  wire signed [42:0] dl_p10;
+  wire signed [44:0] dl10_sum;
+  wire signed [44:0] dl10_q;
+  wire signed [17:0] dl10_y;
+  wire [15:0] dl_hv11;
+  wire signed [42:0] dl_p11;
+  wire signed [44:0] dl11_sum;
+  wire signed [44:0] dl11_q;
+  wire signed [17:0] dl11_y;
+  reg [17:0] delta1_q;
+  reg [17:0] delta2_q;
+  reg [17:0] delta3_q;
+  reg [17:0] delta4_q;
+  reg [17:0] delta5_q;
+  reg [17:0] delta6_q;
+  reg [17:0] delta7_q;
+  reg [17:0] delta8_q;
+  reg [17:0] delta9_q;
+  reg [17:0] delta10_q;
+  reg [17:0] delta11_q;
   reg [17:0] delta_q;
   reg ds_v_d1;
   reg ds_v_d2;
@@ -803,11 +896,117 @@ module dff_engine (
   reg [7:0] ds_k_d2;
   reg [7:0] ds_k_d3;
   wire unused_ds;
+  wire ds_lane0;
+  wire ds_lane1;
+  wire ds_lane2;
+  wire ds_lane3;
+  wire ds_lane4;
+  wire ds_lane5;
+  wire ds_lane6;
+  wire ds_lane7;
+  wire ds_lane8;
+  wire ds_lane9;
+  wire ds_lane10;
+  wire ds_lane11;
+  wire [31:0] db1_k0;
+  wire unused_hi_db1_k0;
+  wire unused_db1_k0;
   wire signed [24:0] db1_sum;
+  wire [31:0] db1_k1;
+  wire unused_hi_db1_k1;
+  wire unused_db1_k1;
+  wire signed [24:0] db1_sum_1;
+  wire [31:0] db1_k2;
+  wire unused_hi_db1_k2;
+  wire unused_db1_k2;
+  wire signed [24:0] db1_sum_2;
+  wire [31:0] db1_k3;
+  wire unused_hi_db1_k3;
+  wire unused_db1_k3;
+  wire signed [24:0] db1_sum_3;
+  wire [31:0] db1_k4;
+  wire unused_hi_db1_k4;
+  wire unused_db1_k4;
+  wire signed [24:0] db1_sum_4;
+  wire [31:0] db1_k5;
+  wire unused_hi_db1_k5;
+  wire unused_db1_k5;
+  wire signed [24:0] db1_sum_5;
+  wire [31:0] db1_k6;
+  wire unused_hi_db1_k6;
+  wire unused_db1_k6;
+  wire signed [24:0] db1_sum_6;
+  wire [31:0] db1_k7;
+  wire unused_hi_db1_k7;
+  wire unused_db1_k7;
+  wire signed [24:0] db1_sum_7;
+  wire [31:0] db1_k8;
+  wire unused_hi_db1_k8;
+  wire unused_db1_k8;
+  wire signed [24:0] db1_sum_8;
+  wire [31:0] db1_k9;
+  wire unused_hi_db1_k9;
+  wire unused_db1_k9;
+  wire signed [24:0] db1_sum_9;
+  wire [31:0] db1_k10;
+  wire unused_hi_db1_k10;
+  wire unused_db1_k10;
+  wire signed [24:0] db1_sum_10;
+  wire [31:0] db1_k11;
+  wire unused_hi_db1_k11;
+  wire unused_db1_k11;
+  wire signed [24:0] db1_sum_11;
   wire [31:0] dl2_word;
   wire unused_hi_dl2_word;
   wire unused_dl2_word;
+  wire [31:0] db2_k0;
+  wire unused_hi_db2_k0;
+  wire unused_db2_k0;
   wire signed [24:0] db2_sum;
+  wire [31:0] db2_k1;
+  wire unused_hi_db2_k1;
+  wire unused_db2_k1;
+  wire signed [24:0] db2_sum_1;
+  wire [31:0] db2_k2;
+  wire unused_hi_db2_k2;
+  wire unused_db2_k2;
+  wire signed [24:0] db2_sum_2;
+  wire [31:0] db2_k3;
+  wire unused_hi_db2_k3;
+  wire unused_db2_k3;
+  wire signed [24:0] db2_sum_3;
+  wire [31:0] db2_k4;
+  wire unused_hi_db2_k4;
+  wire unused_db2_k4;
+  wire signed [24:0] db2_sum_4;
+  wire [31:0] db2_k5;
+  wire unused_hi_db2_k5;
+  wire unused_db2_k5;
+  wire signed [24:0] db2_sum_5;
+  wire [31:0] db2_k6;
+  wire unused_hi_db2_k6;
+  wire unused_db2_k6;
+  wire signed [24:0] db2_sum_6;
+  wire [31:0] db2_k7;
+  wire unused_hi_db2_k7;
+  wire unused_db2_k7;
+  wire signed [24:0] db2_sum_7;
+  wire [31:0] db2_k8;
+  wire unused_hi_db2_k8;
+  wire unused_db2_k8;
+  wire signed [24:0] db2_sum_8;
+  wire [31:0] db2_k9;
+  wire unused_hi_db2_k9;
+  wire unused_db2_k9;
+  wire signed [24:0] db2_sum_9;
+  wire [31:0] db2_k10;
+  wire unused_hi_db2_k10;
+  wire unused_db2_k10;
+  wire signed [24:0] db2_sum_10;
+  wire [31:0] db2_k11;
+  wire unused_hi_db2_k11;
+  wire unused_db2_k11;
+  wire signed [24:0] db2_sum_11;
   wire [31:0] e_word_w;
   wire unused_hi_e_word_w;
   wire unused_e_word_w;
@@ -819,9 +1018,54 @@ module dff_engine (
   wire [31:0] du_w;
   wire unused_hi_du_w;
   wire unused_du_w;
+  wire [31:0] du_w0;
+  wire unused_hi_du_w0;
+  wire unused_du_w0;
   wire signed [24:0] du_sum;
-  wire [31:0] dl_d;
-  wire unused_hi_dl_d;
+  wire [31:0] du_w1;
+  wire unused_hi_du_w1;
+  wire unused_du_w1;
+  wire signed [24:0] du_sum_1;
+  wire [31:0] du_w2;
+  wire unused_hi_du_w2;
+  wire unused_du_w2;
+  wire signed [24:0] du_sum_2;
+  wire [31:0] du_w3;
+  wire unused_hi_du_w3;
+  wire unused_du_w3;
+  wire signed [24:0] du_sum_3;
+  wire [31:0] du_w4;
+  wire unused_hi_du_w4;
+  wire unused_du_w4;
+  wire signed [24:0] du_sum_4;
+  wire [31:0] du_w5;
+  wire unused_hi_du_w5;
+  wire unused_du_w5;
+  wire signed [24:0] du_sum_5;
+  wire [31:0] du_w6;
+  wire unused_hi_du_w6;
+  wire unused_du_w6;
+  wire signed [24:0] du_sum_6;
+  wire [31:0] du_w7;
+  wire unused_hi_du_w7;
+  wire unused_du_w7;
+  wire signed [24:0] du_sum_7;
+  wire [31:0] du_w8;
+  wire unused_hi_du_w8;
+  wire unused_du_w8;
+  wire signed [24:0] du_sum_8;
+  wire [31:0] du_w9;
+  wire unused_hi_du_w9;
+  wire unused_du_w9;
+  wire signed [24:0] du_sum_9;
+  wire [31:0] du_w10;
+  wire unused_hi_du_w10;
+  wire unused_du_w10;
+  wire signed [24:0] du_sum_10;
+  wire [31:0] du_w11;
+  wire unused_hi_du_w11;
+  wire unused_du_w11;
+  wire signed [24:0] du_sum_11;
   reg bu1_v_d1;
   reg bu1_v_d2;
   reg [8:0] bu1_j_d1;
@@ -1447,33 +1691,266 @@ module dff_engine (
   assign loss_beta = slot_q == 32'd9 ? ls_b[144 +: 16] : slot_q == 32'd8 ? ls_b[128 +: 16] : slot_q == 32'd7 ? ls_b[112 +: 16] : slot_q == 32'd6 ? ls_b[96 +: 16] : slot_q == 32'd5 ? ls_b[80 +: 16] : slot_q == 32'd4 ? ls_b[64 +: 16] : slot_q == 32'd3 ? ls_b[48 +: 16] : slot_q == 32'd2 ? ls_b[32 +: 16] : slot_q == 32'd1 ? ls_b[16 +: 16] : slot_q == 32'd0 ? ls_b[0 +: 16] : 16'd0;
   assign two_over_d = layer_q == 2'd1 ? 10'd262 : layer_q == 2'd0 ? 10'd262 : 10'd0;
   assign coef = $signed({{10{beta_q[15]}}, beta_q}) * $signed({16'd0, two_over_d});
+  assign dl_d = layer_q == 2'd1 ? 32'd500 : layer_q == 2'd0 ? 32'd500 : 32'd0;
+  assign unused_hi_dl_d = ^dl_d[31:1];
   assign dl_h = rgb_q + j_q;
   assign unused_hi_dl_h = ^dl_h[31:1];
-  assign unused_dl_h = ^dl_h[31:16];
   assign dl_hbank = (rmod_q + kmod_q) >= 32'd12 ? rmod_q + kmod_q - 32'd12 : rmod_q + kmod_q;
   assign unused_hi_dl_hbank = ^dl_hbank[31:1];
+  assign dl_h0 = dl_h + (32'd0 >= dl_hbank ? 32'd0 - dl_hbank : 32'd12 - dl_hbank);
+  assign unused_hi_dl_h0 = ^dl_h0[31:1];
+  assign dl_h1 = dl_h + (32'd1 >= dl_hbank ? 32'd1 - dl_hbank : 32'd13 - dl_hbank);
+  assign unused_hi_dl_h1 = ^dl_h1[31:1];
+  assign dl_h2 = dl_h + (32'd2 >= dl_hbank ? 32'd2 - dl_hbank : 32'd14 - dl_hbank);
+  assign unused_hi_dl_h2 = ^dl_h2[31:1];
+  assign dl_h3 = dl_h + (32'd3 >= dl_hbank ? 32'd3 - dl_hbank : 32'd15 - dl_hbank);
+  assign unused_hi_dl_h3 = ^dl_h3[31:1];
+  assign dl_h4 = dl_h + (32'd4 >= dl_hbank ? 32'd4 - dl_hbank : 32'd16 - dl_hbank);
+  assign unused_hi_dl_h4 = ^dl_h4[31:1];
+  assign dl_h5 = dl_h + (32'd5 >= dl_hbank ? 32'd5 - dl_hbank : 32'd17 - dl_hbank);
+  assign unused_hi_dl_h5 = ^dl_h5[31:1];
+  assign dl_h6 = dl_h + (32'd6 >= dl_hbank ? 32'd6 - dl_hbank : 32'd18 - dl_hbank);
+  assign unused_hi_dl_h6 = ^dl_h6[31:1];
+  assign dl_h7 = dl_h + (32'd7 >= dl_hbank ? 32'd7 - dl_hbank : 32'd19 - dl_hbank);
+  assign unused_hi_dl_h7 = ^dl_h7[31:1];
+  assign dl_h8 = dl_h + (32'd8 >= dl_hbank ? 32'd8 - dl_hbank : 32'd20 - dl_hbank);
+  assign unused_hi_dl_h8 = ^dl_h8[31:1];
+  assign dl_h9 = dl_h + (32'd9 >= dl_hbank ? 32'd9 - dl_hbank : 32'd21 - dl_hbank);
+  assign unused_hi_dl_h9 = ^dl_h9[31:1];
+  assign dl_h10 = dl_h + (32'd10 >= dl_hbank ? 32'd10 - dl_hbank : 32'd22 - dl_hbank);
+  assign unused_hi_dl_h10 = ^dl_h10[31:1];
+  assign dl_h11 = dl_h + (32'd11 >= dl_hbank ? 32'd11 - dl_hbank : 32'd23 - dl_hbank);
+  assign unused_hi_dl_h11 = ^dl_h11[31:1];
+  assign unused_dl_hw = ^{dl_h0[31:16], dl_h1[31:16], dl_h2[31:16], dl_h3[31:16], dl_h4[31:16], dl_h5[31:16], dl_h6[31:16], dl_h7[31:16], dl_h8[31:16], dl_h9[31:16], dl_h10[31:16], dl_h11[31:16]};
+  assign unused_dl_h = ^dl_h[31:16];
   assign dl_hv = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd11 : dl_hb_d2 == 8'd10 ? h2_rd10 : dl_hb_d2 == 8'd9 ? h2_rd9 : dl_hb_d2 == 8'd8 ? h2_rd8 : dl_hb_d2 == 8'd7 ? h2_rd7 : dl_hb_d2 == 8'd6 ? h2_rd6 : dl_hb_d2 == 8'd5 ? h2_rd5 : dl_hb_d2 == 8'd4 ? h2_rd4 : dl_hb_d2 == 8'd3 ? h2_rd3 : dl_hb_d2 == 8'd2 ? h2_rd2 : dl_hb_d2 == 8'd1 ? h2_rd1 : h2_rd0) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd11 : dl_hb_d2 == 8'd10 ? h1_rd10 : dl_hb_d2 == 8'd9 ? h1_rd9 : dl_hb_d2 == 8'd8 ? h1_rd8 : dl_hb_d2 == 8'd7 ? h1_rd7 : dl_hb_d2 == 8'd6 ? h1_rd6 : dl_hb_d2 == 8'd5 ? h1_rd5 : dl_hb_d2 == 8'd4 ? h1_rd4 : dl_hb_d2 == 8'd3 ? h1_rd3 : dl_hb_d2 == 8'd2 ? h1_rd2 : dl_hb_d2 == 8'd1 ? h1_rd1 : h1_rd0) : 16'd0;
   assign dl_p = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv});
   assign dl_sum = $signed({{2{dl_p[42]}}, dl_p}) + 45'sd524288;
   assign dl_q = dl_sum >>> 20;
   assign dl_y = dl_q < (-45'sd131072) ? 18'h20000 : dl_q > 45'sd131071 ? 18'h1ffff : dl_q[17:0];
+  assign dl_hv1 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd0 : dl_hb_d2 == 8'd10 ? h2_rd11 : dl_hb_d2 == 8'd9 ? h2_rd10 : dl_hb_d2 == 8'd8 ? h2_rd9 : dl_hb_d2 == 8'd7 ? h2_rd8 : dl_hb_d2 == 8'd6 ? h2_rd7 : dl_hb_d2 == 8'd5 ? h2_rd6 : dl_hb_d2 == 8'd4 ? h2_rd5 : dl_hb_d2 == 8'd3 ? h2_rd4 : dl_hb_d2 == 8'd2 ? h2_rd3 : dl_hb_d2 == 8'd1 ? h2_rd2 : h2_rd1) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd0 : dl_hb_d2 == 8'd10 ? h1_rd11 : dl_hb_d2 == 8'd9 ? h1_rd10 : dl_hb_d2 == 8'd8 ? h1_rd9 : dl_hb_d2 == 8'd7 ? h1_rd8 : dl_hb_d2 == 8'd6 ? h1_rd7 : dl_hb_d2 == 8'd5 ? h1_rd6 : dl_hb_d2 == 8'd4 ? h1_rd5 : dl_hb_d2 == 8'd3 ? h1_rd4 : dl_hb_d2 == 8'd2 ? h1_rd3 : dl_hb_d2 == 8'd1 ? h1_rd2 : h1_rd1) : 16'd0;
+  assign dl_p1 = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv1});
+  assign dl1_sum = $signed({{2{dl_p1[42]}}, dl_p1}) + 45'sd524288;
+  assign dl1_q = dl1_sum >>> 20;
+  assign dl1_y = dl1_q < (-45'sd131072) ? 18'h20000 : dl1_q > 45'sd131071 ? 18'h1ffff : dl1_q[17:0];
+  assign dl_hv2 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd1 : dl_hb_d2 == 8'd10 ? h2_rd0 : dl_hb_d2 == 8'd9 ? h2_rd11 : dl_hb_d2 == 8'd8 ? h2_rd10 : dl_hb_d2 == 8'd7 ? h2_rd9 : dl_hb_d2 == 8'd6 ? h2_rd8 : dl_hb_d2 == 8'd5 ? h2_rd7 : dl_hb_d2 == 8'd4 ? h2_rd6 : dl_hb_d2 == 8'd3 ? h2_rd5 : dl_hb_d2 == 8'd2 ? h2_rd4 : dl_hb_d2 == 8'd1 ? h2_rd3 : h2_rd2) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd1 : dl_hb_d2 == 8'd10 ? h1_rd0 : dl_hb_d2 == 8'd9 ? h1_rd11 : dl_hb_d2 == 8'd8 ? h1_rd10 : dl_hb_d2 == 8'd7 ? h1_rd9 : dl_hb_d2 == 8'd6 ? h1_rd8 : dl_hb_d2 == 8'd5 ? h1_rd7 : dl_hb_d2 == 8'd4 ? h1_rd6 : dl_hb_d2 == 8'd3 ? h1_rd5 : dl_hb_d2 == 8'd2 ? h1_rd4 : dl_hb_d2 == 8'd1 ? h1_rd3 : h1_rd2) : 16'd0;
+  assign dl_p2 = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv2});
+  assign dl2_sum = $signed({{2{dl_p2[42]}}, dl_p2}) + 45'sd524288;
+  assign dl2_q = dl2_sum >>> 20;
+  assign dl2_y = dl2_q < (-45'sd131072) ? 18'h20000 : dl2_q > 45'sd131071 ? 18'h1ffff : dl2_q[17:0];
+  assign dl_hv3 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd2 : dl_hb_d2 == 8'd10 ? h2_rd1 : dl_hb_d2 == 8'd9 ? h2_rd0 : dl_hb_d2 == 8'd8 ? h2_rd11 : dl_hb_d2 == 8'd7 ? h2_rd10 : dl_hb_d2 == 8'd6 ? h2_rd9 : dl_hb_d2 == 8'd5 ? h2_rd8 : dl_hb_d2 == 8'd4 ? h2_rd7 : dl_hb_d2 == 8'd3 ? h2_rd6 : dl_hb_d2 == 8'd2 ? h2_rd5 : dl_hb_d2 == 8'd1 ? h2_rd4 : h2_rd3) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd2 : dl_hb_d2 == 8'd10 ? h1_rd1 : dl_hb_d2 == 8'd9 ? h1_rd0 : dl_hb_d2 == 8'd8 ? h1_rd11 : dl_hb_d2 == 8'd7 ? h1_rd10 : dl_hb_d2 == 8'd6 ? h1_rd9 : dl_hb_d2 == 8'd5 ? h1_rd8 : dl_hb_d2 == 8'd4 ? h1_rd7 : dl_hb_d2 == 8'd3 ? h1_rd6 : dl_hb_d2 == 8'd2 ? h1_rd5 : dl_hb_d2 == 8'd1 ? h1_rd4 : h1_rd3) : 16'd0;
+  assign dl_p3 = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv3});
+  assign dl3_sum = $signed({{2{dl_p3[42]}}, dl_p3}) + 45'sd524288;
+  assign dl3_q = dl3_sum >>> 20;
+  assign dl3_y = dl3_q < (-45'sd131072) ? 18'h20000 : dl3_q > 45'sd131071 ? 18'h1ffff : dl3_q[17:0];
+  assign dl_hv4 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd3 : dl_hb_d2 == 8'd10 ? h2_rd2 : dl_hb_d2 == 8'd9 ? h2_rd1 : dl_hb_d2 == 8'd8 ? h2_rd0 : dl_hb_d2 == 8'd7 ? h2_rd11 : dl_hb_d2 == 8'd6 ? h2_rd10 : dl_hb_d2 == 8'd5 ? h2_rd9 : dl_hb_d2 == 8'd4 ? h2_rd8 : dl_hb_d2 == 8'd3 ? h2_rd7 : dl_hb_d2 == 8'd2 ? h2_rd6 : dl_hb_d2 == 8'd1 ? h2_rd5 : h2_rd4) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd3 : dl_hb_d2 == 8'd10 ? h1_rd2 : dl_hb_d2 == 8'd9 ? h1_rd1 : dl_hb_d2 == 8'd8 ? h1_rd0 : dl_hb_d2 == 8'd7 ? h1_rd11 : dl_hb_d2 == 8'd6 ? h1_rd10 : dl_hb_d2 == 8'd5 ? h1_rd9 : dl_hb_d2 == 8'd4 ? h1_rd8 : dl_hb_d2 == 8'd3 ? h1_rd7 : dl_hb_d2 == 8'd2 ? h1_rd6 : dl_hb_d2 == 8'd1 ? h1_rd5 : h1_rd4) : 16'd0;
+  assign dl_p4 = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv4});
+  assign dl4_sum = $signed({{2{dl_p4[42]}}, dl_p4}) + 45'sd524288;
+  assign dl4_q = dl4_sum >>> 20;
+  assign dl4_y = dl4_q < (-45'sd131072) ? 18'h20000 : dl4_q > 45'sd131071 ? 18'h1ffff : dl4_q[17:0];
+  assign dl_hv5 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd4 : dl_hb_d2 == 8'd10 ? h2_rd3 : dl_hb_d2 == 8'd9 ? h2_rd2 : dl_hb_d2 == 8'd8 ? h2_rd1 : dl_hb_d2 == 8'd7 ? h2_rd0 : dl_hb_d2 == 8'd6 ? h2_rd11 : dl_hb_d2 == 8'd5 ? h2_rd10 : dl_hb_d2 == 8'd4 ? h2_rd9 : dl_hb_d2 == 8'd3 ? h2_rd8 : dl_hb_d2 == 8'd2 ? h2_rd7 : dl_hb_d2 == 8'd1 ? h2_rd6 : h2_rd5) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd4 : dl_hb_d2 == 8'd10 ? h1_rd3 : dl_hb_d2 == 8'd9 ? h1_rd2 : dl_hb_d2 == 8'd8 ? h1_rd1 : dl_hb_d2 == 8'd7 ? h1_rd0 : dl_hb_d2 == 8'd6 ? h1_rd11 : dl_hb_d2 == 8'd5 ? h1_rd10 : dl_hb_d2 == 8'd4 ? h1_rd9 : dl_hb_d2 == 8'd3 ? h1_rd8 : dl_hb_d2 == 8'd2 ? h1_rd7 : dl_hb_d2 == 8'd1 ? h1_rd6 : h1_rd5) : 16'd0;
+  assign dl_p5 = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv5});
+  assign dl5_sum = $signed({{2{dl_p5[42]}}, dl_p5}) + 45'sd524288;
+  assign dl5_q = dl5_sum >>> 20;
+  assign dl5_y = dl5_q < (-45'sd131072) ? 18'h20000 : dl5_q > 45'sd131071 ? 18'h1ffff : dl5_q[17:0];
+  assign dl_hv6 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd5 : dl_hb_d2 == 8'd10 ? h2_rd4 : dl_hb_d2 == 8'd9 ? h2_rd3 : dl_hb_d2 == 8'd8 ? h2_rd2 : dl_hb_d2 == 8'd7 ? h2_rd1 : dl_hb_d2 == 8'd6 ? h2_rd0 : dl_hb_d2 == 8'd5 ? h2_rd11 : dl_hb_d2 == 8'd4 ? h2_rd10 : dl_hb_d2 == 8'd3 ? h2_rd9 : dl_hb_d2 == 8'd2 ? h2_rd8 : dl_hb_d2 == 8'd1 ? h2_rd7 : h2_rd6) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd5 : dl_hb_d2 == 8'd10 ? h1_rd4 : dl_hb_d2 == 8'd9 ? h1_rd3 : dl_hb_d2 == 8'd8 ? h1_rd2 : dl_hb_d2 == 8'd7 ? h1_rd1 : dl_hb_d2 == 8'd6 ? h1_rd0 : dl_hb_d2 == 8'd5 ? h1_rd11 : dl_hb_d2 == 8'd4 ? h1_rd10 : dl_hb_d2 == 8'd3 ? h1_rd9 : dl_hb_d2 == 8'd2 ? h1_rd8 : dl_hb_d2 == 8'd1 ? h1_rd7 : h1_rd6) : 16'd0;
+  assign dl_p6 = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv6});
+  assign dl6_sum = $signed({{2{dl_p6[42]}}, dl_p6}) + 45'sd524288;
+  assign dl6_q = dl6_sum >>> 20;
+  assign dl6_y = dl6_q < (-45'sd131072) ? 18'h20000 : dl6_q > 45'sd131071 ? 18'h1ffff : dl6_q[17:0];
+  assign dl_hv7 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd6 : dl_hb_d2 == 8'd10 ? h2_rd5 : dl_hb_d2 == 8'd9 ? h2_rd4 : dl_hb_d2 == 8'd8 ? h2_rd3 : dl_hb_d2 == 8'd7 ? h2_rd2 : dl_hb_d2 == 8'd6 ? h2_rd1 : dl_hb_d2 == 8'd5 ? h2_rd0 : dl_hb_d2 == 8'd4 ? h2_rd11 : dl_hb_d2 == 8'd3 ? h2_rd10 : dl_hb_d2 == 8'd2 ? h2_rd9 : dl_hb_d2 == 8'd1 ? h2_rd8 : h2_rd7) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd6 : dl_hb_d2 == 8'd10 ? h1_rd5 : dl_hb_d2 == 8'd9 ? h1_rd4 : dl_hb_d2 == 8'd8 ? h1_rd3 : dl_hb_d2 == 8'd7 ? h1_rd2 : dl_hb_d2 == 8'd6 ? h1_rd1 : dl_hb_d2 == 8'd5 ? h1_rd0 : dl_hb_d2 == 8'd4 ? h1_rd11 : dl_hb_d2 == 8'd3 ? h1_rd10 : dl_hb_d2 == 8'd2 ? h1_rd9 : dl_hb_d2 == 8'd1 ? h1_rd8 : h1_rd7) : 16'd0;
+  assign dl_p7 = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv7});
+  assign dl7_sum = $signed({{2{dl_p7[42]}}, dl_p7}) + 45'sd524288;
+  assign dl7_q = dl7_sum >>> 20;
+  assign dl7_y = dl7_q < (-45'sd131072) ? 18'h20000 : dl7_q > 45'sd131071 ? 18'h1ffff : dl7_q[17:0];
+  assign dl_hv8 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd7 : dl_hb_d2 == 8'd10 ? h2_rd6 : dl_hb_d2 == 8'd9 ? h2_rd5 : dl_hb_d2 == 8'd8 ? h2_rd4 : dl_hb_d2 == 8'd7 ? h2_rd3 : dl_hb_d2 == 8'd6 ? h2_rd2 : dl_hb_d2 == 8'd5 ? h2_rd1 : dl_hb_d2 == 8'd4 ? h2_rd0 : dl_hb_d2 == 8'd3 ? h2_rd11 : dl_hb_d2 == 8'd2 ? h2_rd10 : dl_hb_d2 == 8'd1 ? h2_rd9 : h2_rd8) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd7 : dl_hb_d2 == 8'd10 ? h1_rd6 : dl_hb_d2 == 8'd9 ? h1_rd5 : dl_hb_d2 == 8'd8 ? h1_rd4 : dl_hb_d2 == 8'd7 ? h1_rd3 : dl_hb_d2 == 8'd6 ? h1_rd2 : dl_hb_d2 == 8'd5 ? h1_rd1 : dl_hb_d2 == 8'd4 ? h1_rd0 : dl_hb_d2 == 8'd3 ? h1_rd11 : dl_hb_d2 == 8'd2 ? h1_rd10 : dl_hb_d2 == 8'd1 ? h1_rd9 : h1_rd8) : 16'd0;
+  assign dl_p8 = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv8});
+  assign dl8_sum = $signed({{2{dl_p8[42]}}, dl_p8}) + 45'sd524288;
+  assign dl8_q = dl8_sum >>> 20;
+  assign dl8_y = dl8_q < (-45'sd131072) ? 18'h20000 : dl8_q > 45'sd131071 ? 18'h1ffff : dl8_q[17:0];
+  assign dl_hv9 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd8 : dl_hb_d2 == 8'd10 ? h2_rd7 : dl_hb_d2 == 8'd9 ? h2_rd6 : dl_hb_d2 == 8'd8 ? h2_rd5 : dl_hb_d2 == 8'd7 ? h2_rd4 : dl_hb_d2 == 8'd6 ? h2_rd3 : dl_hb_d2 == 8'd5 ? h2_rd2 : dl_hb_d2 == 8'd4 ? h2_rd1 : dl_hb_d2 == 8'd3 ? h2_rd0 : dl_hb_d2 == 8'd2 ? h2_rd11 : dl_hb_d2 == 8'd1 ? h2_rd10 : h2_rd9) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd8 : dl_hb_d2 == 8'd10 ? h1_rd7 : dl_hb_d2 == 8'd9 ? h1_rd6 : dl_hb_d2 == 8'd8 ? h1_rd5 : dl_hb_d2 == 8'd7 ? h1_rd4 : dl_hb_d2 == 8'd6 ? h1_rd3 : dl_hb_d2 == 8'd5 ? h1_rd2 : dl_hb_d2 == 8'd4 ? h1_rd1 : dl_hb_d2 == 8'd3 ? h1_rd0 : dl_hb_d2 == 8'd2 ? h1_rd11 : dl_hb_d2 == 8'd1 ? h1_rd10 : h1_rd9) : 16'd0;
+  assign dl_p9 = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv9});
+  assign dl9_sum = $signed({{2{dl_p9[42]}}, dl_p9}) + 45'sd524288;
+  assign dl9_q = dl9_sum >>> 20;
+  assign dl9_y = dl9_q < (-45'sd131072) ? 18'h20000 : dl9_q > 45'sd131071 ? 18'h1ffff : dl9_q[17:0];
+  assign dl_hv10 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd9 : dl_hb_d2 == 8'd10 ? h2_rd8 : dl_hb_d2 == 8'd9 ? h2_rd7 : dl_hb_d2 == 8'd8 ? h2_rd6 : dl_hb_d2 == 8'd7 ? h2_rd5 : dl_hb_d2 == 8'd6 ? h2_rd4 : dl_hb_d2 == 8'd5 ? h2_rd3 : dl_hb_d2 == 8'd4 ? h2_rd2 : dl_hb_d2 == 8'd3 ? h2_rd1 : dl_hb_d2 == 8'd2 ? h2_rd0 : dl_hb_d2 == 8'd1 ? h2_rd11 : h2_rd10) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd9 : dl_hb_d2 == 8'd10 ? h1_rd8 : dl_hb_d2 == 8'd9 ? h1_rd7 : dl_hb_d2 == 8'd8 ? h1_rd6 : dl_hb_d2 == 8'd7 ? h1_rd5 : dl_hb_d2 == 8'd6 ? h1_rd4 : dl_hb_d2 == 8'd5 ? h1_rd3 : dl_hb_d2 == 8'd4 ? h1_rd2 : dl_hb_d2 == 8'd3 ? h1_rd1 : dl_hb_d2 == 8'd2 ? h1_rd0 : dl_hb_d2 == 8'd1 ? h1_rd11 : h1_rd10) : 16'd0;
+  assign dl_p10 = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv10});
+  assign dl10_sum = $signed({{2{dl_p10[42]}}, dl_p10}) + 45'sd524288;
+  assign dl10_q = dl10_sum >>> 20;
+  assign dl10_y = dl10_q < (-45'sd131072) ? 18'h20000 : dl10_q > 45'sd131071 ? 18'h1ffff : dl10_q[17:0];
+  assign dl_hv11 = layer_q == 2'd1 ? (dl_hb_d2 == 8'd11 ? h2_rd10 : dl_hb_d2 == 8'd10 ? h2_rd9 : dl_hb_d2 == 8'd9 ? h2_rd8 : dl_hb_d2 == 8'd8 ? h2_rd7 : dl_hb_d2 == 8'd7 ? h2_rd6 : dl_hb_d2 == 8'd6 ? h2_rd5 : dl_hb_d2 == 8'd5 ? h2_rd4 : dl_hb_d2 == 8'd4 ? h2_rd3 : dl_hb_d2 == 8'd3 ? h2_rd2 : dl_hb_d2 == 8'd2 ? h2_rd1 : dl_hb_d2 == 8'd1 ? h2_rd0 : h2_rd11) : layer_q == 2'd0 ? (dl_hb_d2 == 8'd11 ? h1_rd10 : dl_hb_d2 == 8'd10 ? h1_rd9 : dl_hb_d2 == 8'd9 ? h1_rd8 : dl_hb_d2 == 8'd8 ? h1_rd7 : dl_hb_d2 == 8'd7 ? h1_rd6 : dl_hb_d2 == 8'd6 ? h1_rd5 : dl_hb_d2 == 8'd5 ? h1_rd4 : dl_hb_d2 == 8'd4 ? h1_rd3 : dl_hb_d2 == 8'd3 ? h1_rd2 : dl_hb_d2 == 8'd2 ? h1_rd1 : dl_hb_d2 == 8'd1 ? h1_rd0 : h1_rd11) : 16'd0;
+  assign dl_p11 = $signed({{17{coef_q[25]}}, coef_q}) * $signed({27'd0, dl_hv11});
+  assign dl11_sum = $signed({{2{dl_p11[42]}}, dl_p11}) + 45'sd524288;
+  assign dl11_q = dl11_sum >>> 20;
+  assign dl11_y = dl11_q < (-45'sd131072) ? 18'h20000 : dl11_q > 45'sd131071 ? 18'h1ffff : dl11_q[17:0];
   assign unused_ds = ^{ds_j_d3, ds_jm_d3, ds_jd_d3, ds_r_d3, ds_s_d3, ds_k_d3};
-  assign db1_sum = ds_r_d3 == 16'd0 ? $signed({{7{delta_q[17]}}, delta_q}) : $signed(db1_mem[ds_j_d3[8:0]]) + $signed({{7{delta_q[17]}}, delta_q});
+  assign ds_lane0 = ({16'd0, ds_j_d3} + 32'd0) < dl_d;
+  assign ds_lane1 = ({16'd0, ds_j_d3} + 32'd1) < dl_d;
+  assign ds_lane2 = ({16'd0, ds_j_d3} + 32'd2) < dl_d;
+  assign ds_lane3 = ({16'd0, ds_j_d3} + 32'd3) < dl_d;
+  assign ds_lane4 = ({16'd0, ds_j_d3} + 32'd4) < dl_d;
+  assign ds_lane5 = ({16'd0, ds_j_d3} + 32'd5) < dl_d;
+  assign ds_lane6 = ({16'd0, ds_j_d3} + 32'd6) < dl_d;
+  assign ds_lane7 = ({16'd0, ds_j_d3} + 32'd7) < dl_d;
+  assign ds_lane8 = ({16'd0, ds_j_d3} + 32'd8) < dl_d;
+  assign ds_lane9 = ({16'd0, ds_j_d3} + 32'd9) < dl_d;
+  assign ds_lane10 = ({16'd0, ds_j_d3} + 32'd10) < dl_d;
+  assign ds_lane11 = ({16'd0, ds_j_d3} + 32'd11) < dl_d;
+  assign db1_k0 = {16'd0, ds_j_d3} + 32'd0;
+  assign unused_hi_db1_k0 = ^db1_k0[31:1];
+  assign unused_db1_k0 = ^db1_k0[31:9];
+  assign db1_sum = ds_r_d3 == 16'd0 ? $signed({{7{delta_q[17]}}, delta_q}) : $signed(db1_mem[db1_k0[8:0]]) + $signed({{7{delta_q[17]}}, delta_q});
+  assign db1_k1 = {16'd0, ds_j_d3} + 32'd1;
+  assign unused_hi_db1_k1 = ^db1_k1[31:1];
+  assign unused_db1_k1 = ^db1_k1[31:9];
+  assign db1_sum_1 = ds_r_d3 == 16'd0 ? $signed({{7{delta1_q[17]}}, delta1_q}) : $signed(db1_mem[db1_k1[8:0]]) + $signed({{7{delta1_q[17]}}, delta1_q});
+  assign db1_k2 = {16'd0, ds_j_d3} + 32'd2;
+  assign unused_hi_db1_k2 = ^db1_k2[31:1];
+  assign unused_db1_k2 = ^db1_k2[31:9];
+  assign db1_sum_2 = ds_r_d3 == 16'd0 ? $signed({{7{delta2_q[17]}}, delta2_q}) : $signed(db1_mem[db1_k2[8:0]]) + $signed({{7{delta2_q[17]}}, delta2_q});
+  assign db1_k3 = {16'd0, ds_j_d3} + 32'd3;
+  assign unused_hi_db1_k3 = ^db1_k3[31:1];
+  assign unused_db1_k3 = ^db1_k3[31:9];
+  assign db1_sum_3 = ds_r_d3 == 16'd0 ? $signed({{7{delta3_q[17]}}, delta3_q}) : $signed(db1_mem[db1_k3[8:0]]) + $signed({{7{delta3_q[17]}}, delta3_q});
+  assign db1_k4 = {16'd0, ds_j_d3} + 32'd4;
+  assign unused_hi_db1_k4 = ^db1_k4[31:1];
+  assign unused_db1_k4 = ^db1_k4[31:9];
+  assign db1_sum_4 = ds_r_d3 == 16'd0 ? $signed({{7{delta4_q[17]}}, delta4_q}) : $signed(db1_mem[db1_k4[8:0]]) + $signed({{7{delta4_q[17]}}, delta4_q});
+  assign db1_k5 = {16'd0, ds_j_d3} + 32'd5;
+  assign unused_hi_db1_k5 = ^db1_k5[31:1];
+  assign unused_db1_k5 = ^db1_k5[31:9];
+  assign db1_sum_5 = ds_r_d3 == 16'd0 ? $signed({{7{delta5_q[17]}}, delta5_q}) : $signed(db1_mem[db1_k5[8:0]]) + $signed({{7{delta5_q[17]}}, delta5_q});
+  assign db1_k6 = {16'd0, ds_j_d3} + 32'd6;
+  assign unused_hi_db1_k6 = ^db1_k6[31:1];
+  assign unused_db1_k6 = ^db1_k6[31:9];
+  assign db1_sum_6 = ds_r_d3 == 16'd0 ? $signed({{7{delta6_q[17]}}, delta6_q}) : $signed(db1_mem[db1_k6[8:0]]) + $signed({{7{delta6_q[17]}}, delta6_q});
+  assign db1_k7 = {16'd0, ds_j_d3} + 32'd7;
+  assign unused_hi_db1_k7 = ^db1_k7[31:1];
+  assign unused_db1_k7 = ^db1_k7[31:9];
+  assign db1_sum_7 = ds_r_d3 == 16'd0 ? $signed({{7{delta7_q[17]}}, delta7_q}) : $signed(db1_mem[db1_k7[8:0]]) + $signed({{7{delta7_q[17]}}, delta7_q});
+  assign db1_k8 = {16'd0, ds_j_d3} + 32'd8;
+  assign unused_hi_db1_k8 = ^db1_k8[31:1];
+  assign unused_db1_k8 = ^db1_k8[31:9];
+  assign db1_sum_8 = ds_r_d3 == 16'd0 ? $signed({{7{delta8_q[17]}}, delta8_q}) : $signed(db1_mem[db1_k8[8:0]]) + $signed({{7{delta8_q[17]}}, delta8_q});
+  assign db1_k9 = {16'd0, ds_j_d3} + 32'd9;
+  assign unused_hi_db1_k9 = ^db1_k9[31:1];
+  assign unused_db1_k9 = ^db1_k9[31:9];
+  assign db1_sum_9 = ds_r_d3 == 16'd0 ? $signed({{7{delta9_q[17]}}, delta9_q}) : $signed(db1_mem[db1_k9[8:0]]) + $signed({{7{delta9_q[17]}}, delta9_q});
+  assign db1_k10 = {16'd0, ds_j_d3} + 32'd10;
+  assign unused_hi_db1_k10 = ^db1_k10[31:1];
+  assign unused_db1_k10 = ^db1_k10[31:9];
+  assign db1_sum_10 = ds_r_d3 == 16'd0 ? $signed({{7{delta10_q[17]}}, delta10_q}) : $signed(db1_mem[db1_k10[8:0]]) + $signed({{7{delta10_q[17]}}, delta10_q});
+  assign db1_k11 = {16'd0, ds_j_d3} + 32'd11;
+  assign unused_hi_db1_k11 = ^db1_k11[31:1];
+  assign unused_db1_k11 = ^db1_k11[31:9];
+  assign db1_sum_11 = ds_r_d3 == 16'd0 ? $signed({{7{delta11_q[17]}}, delta11_q}) : $signed(db1_mem[db1_k11[8:0]]) + $signed({{7{delta11_q[17]}}, delta11_q});
   assign dl2_word = ({16'd0, ds_r_d3} * 32'd42) + {16'd0, ds_jd_d3};
   assign unused_hi_dl2_word = ^dl2_word[31:1];
   assign unused_dl2_word = ^dl2_word[31:12];
-  assign db2_sum = ds_r_d3 == 16'd0 ? $signed({{7{delta_q[17]}}, delta_q}) : $signed(db2_mem[ds_j_d3[8:0]]) + $signed({{7{delta_q[17]}}, delta_q});
+  assign db2_k0 = {16'd0, ds_j_d3} + 32'd0;
+  assign unused_hi_db2_k0 = ^db2_k0[31:1];
+  assign unused_db2_k0 = ^db2_k0[31:9];
+  assign db2_sum = ds_r_d3 == 16'd0 ? $signed({{7{delta_q[17]}}, delta_q}) : $signed(db2_mem[db2_k0[8:0]]) + $signed({{7{delta_q[17]}}, delta_q});
+  assign db2_k1 = {16'd0, ds_j_d3} + 32'd1;
+  assign unused_hi_db2_k1 = ^db2_k1[31:1];
+  assign unused_db2_k1 = ^db2_k1[31:9];
+  assign db2_sum_1 = ds_r_d3 == 16'd0 ? $signed({{7{delta1_q[17]}}, delta1_q}) : $signed(db2_mem[db2_k1[8:0]]) + $signed({{7{delta1_q[17]}}, delta1_q});
+  assign db2_k2 = {16'd0, ds_j_d3} + 32'd2;
+  assign unused_hi_db2_k2 = ^db2_k2[31:1];
+  assign unused_db2_k2 = ^db2_k2[31:9];
+  assign db2_sum_2 = ds_r_d3 == 16'd0 ? $signed({{7{delta2_q[17]}}, delta2_q}) : $signed(db2_mem[db2_k2[8:0]]) + $signed({{7{delta2_q[17]}}, delta2_q});
+  assign db2_k3 = {16'd0, ds_j_d3} + 32'd3;
+  assign unused_hi_db2_k3 = ^db2_k3[31:1];
+  assign unused_db2_k3 = ^db2_k3[31:9];
+  assign db2_sum_3 = ds_r_d3 == 16'd0 ? $signed({{7{delta3_q[17]}}, delta3_q}) : $signed(db2_mem[db2_k3[8:0]]) + $signed({{7{delta3_q[17]}}, delta3_q});
+  assign db2_k4 = {16'd0, ds_j_d3} + 32'd4;
+  assign unused_hi_db2_k4 = ^db2_k4[31:1];
+  assign unused_db2_k4 = ^db2_k4[31:9];
+  assign db2_sum_4 = ds_r_d3 == 16'd0 ? $signed({{7{delta4_q[17]}}, delta4_q}) : $signed(db2_mem[db2_k4[8:0]]) + $signed({{7{delta4_q[17]}}, delta4_q});
+  assign db2_k5 = {16'd0, ds_j_d3} + 32'd5;
+  assign unused_hi_db2_k5 = ^db2_k5[31:1];
+  assign unused_db2_k5 = ^db2_k5[31:9];
+  assign db2_sum_5 = ds_r_d3 == 16'd0 ? $signed({{7{delta5_q[17]}}, delta5_q}) : $signed(db2_mem[db2_k5[8:0]]) + $signed({{7{delta5_q[17]}}, delta5_q});
+  assign db2_k6 = {16'd0, ds_j_d3} + 32'd6;
+  assign unused_hi_db2_k6 = ^db2_k6[31:1];
+  assign unused_db2_k6 = ^db2_k6[31:9];
+  assign db2_sum_6 = ds_r_d3 == 16'd0 ? $signed({{7{delta6_q[17]}}, delta6_q}) : $signed(db2_mem[db2_k6[8:0]]) + $signed({{7{delta6_q[17]}}, delta6_q});
+  assign db2_k7 = {16'd0, ds_j_d3} + 32'd7;
+  assign unused_hi_db2_k7 = ^db2_k7[31:1];
+  assign unused_db2_k7 = ^db2_k7[31:9];
+  assign db2_sum_7 = ds_r_d3 == 16'd0 ? $signed({{7{delta7_q[17]}}, delta7_q}) : $signed(db2_mem[db2_k7[8:0]]) + $signed({{7{delta7_q[17]}}, delta7_q});
+  assign db2_k8 = {16'd0, ds_j_d3} + 32'd8;
+  assign unused_hi_db2_k8 = ^db2_k8[31:1];
+  assign unused_db2_k8 = ^db2_k8[31:9];
+  assign db2_sum_8 = ds_r_d3 == 16'd0 ? $signed({{7{delta8_q[17]}}, delta8_q}) : $signed(db2_mem[db2_k8[8:0]]) + $signed({{7{delta8_q[17]}}, delta8_q});
+  assign db2_k9 = {16'd0, ds_j_d3} + 32'd9;
+  assign unused_hi_db2_k9 = ^db2_k9[31:1];
+  assign unused_db2_k9 = ^db2_k9[31:9];
+  assign db2_sum_9 = ds_r_d3 == 16'd0 ? $signed({{7{delta9_q[17]}}, delta9_q}) : $signed(db2_mem[db2_k9[8:0]]) + $signed({{7{delta9_q[17]}}, delta9_q});
+  assign db2_k10 = {16'd0, ds_j_d3} + 32'd10;
+  assign unused_hi_db2_k10 = ^db2_k10[31:1];
+  assign unused_db2_k10 = ^db2_k10[31:9];
+  assign db2_sum_10 = ds_r_d3 == 16'd0 ? $signed({{7{delta10_q[17]}}, delta10_q}) : $signed(db2_mem[db2_k10[8:0]]) + $signed({{7{delta10_q[17]}}, delta10_q});
+  assign db2_k11 = {16'd0, ds_j_d3} + 32'd11;
+  assign unused_hi_db2_k11 = ^db2_k11[31:1];
+  assign unused_db2_k11 = ^db2_k11[31:9];
+  assign db2_sum_11 = ds_r_d3 == 16'd0 ? $signed({{7{delta11_q[17]}}, delta11_q}) : $signed(db2_mem[db2_k11[8:0]]) + $signed({{7{delta11_q[17]}}, delta11_q});
   assign e_word_w = ({16'd0, ds_s_d3} * 32'd42) + {16'd0, ds_jd_d3};
   assign unused_hi_e_word_w = ^e_word_w[31:1];
   assign unused_e_word_w = ^e_word_w[31:9];
   assign e_old = e_mem[e_word_w[8:0]];
-  assign e_new = {ds_jm_d3 == 8'd11 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[242 +: 22], ds_jm_d3 == 8'd10 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[220 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[220 +: 22], ds_jm_d3 == 8'd9 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[198 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[198 +: 22], ds_jm_d3 == 8'd8 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[176 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[176 +: 22], ds_jm_d3 == 8'd7 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[154 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[154 +: 22], ds_jm_d3 == 8'd6 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[132 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[132 +: 22], ds_jm_d3 == 8'd5 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[110 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[110 +: 22], ds_jm_d3 == 8'd4 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[88 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[88 +: 22], ds_jm_d3 == 8'd3 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[66 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[66 +: 22], ds_jm_d3 == 8'd2 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[44 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[44 +: 22], ds_jm_d3 == 8'd1 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[22 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[22 +: 22], ds_jm_d3 == 8'd0 ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[0 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[0 +: 22]};
+  assign e_new = {((ds_jm_d3 == 8'd0) && ds_lane11) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta11_q[17]}}, delta11_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta11_q[17]}}, delta11_q})) : ((ds_jm_d3 == 8'd1) && ds_lane10) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta10_q[17]}}, delta10_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta10_q[17]}}, delta10_q})) : ((ds_jm_d3 == 8'd2) && ds_lane9) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta9_q[17]}}, delta9_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta9_q[17]}}, delta9_q})) : ((ds_jm_d3 == 8'd3) && ds_lane8) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta8_q[17]}}, delta8_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta8_q[17]}}, delta8_q})) : ((ds_jm_d3 == 8'd4) && ds_lane7) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta7_q[17]}}, delta7_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta7_q[17]}}, delta7_q})) : ((ds_jm_d3 == 8'd5) && ds_lane6) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta6_q[17]}}, delta6_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta6_q[17]}}, delta6_q})) : ((ds_jm_d3 == 8'd6) && ds_lane5) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta5_q[17]}}, delta5_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta5_q[17]}}, delta5_q})) : ((ds_jm_d3 == 8'd7) && ds_lane4) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta4_q[17]}}, delta4_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta4_q[17]}}, delta4_q})) : ((ds_jm_d3 == 8'd8) && ds_lane3) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta3_q[17]}}, delta3_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta3_q[17]}}, delta3_q})) : ((ds_jm_d3 == 8'd9) && ds_lane2) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta2_q[17]}}, delta2_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta2_q[17]}}, delta2_q})) : ((ds_jm_d3 == 8'd10) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd11) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[242 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[242 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane10) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta10_q[17]}}, delta10_q}) : $signed(e_old[220 +: 22]) + $signed({{4{delta10_q[17]}}, delta10_q})) : ((ds_jm_d3 == 8'd1) && ds_lane9) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta9_q[17]}}, delta9_q}) : $signed(e_old[220 +: 22]) + $signed({{4{delta9_q[17]}}, delta9_q})) : ((ds_jm_d3 == 8'd2) && ds_lane8) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta8_q[17]}}, delta8_q}) : $signed(e_old[220 +: 22]) + $signed({{4{delta8_q[17]}}, delta8_q})) : ((ds_jm_d3 == 8'd3) && ds_lane7) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta7_q[17]}}, delta7_q}) : $signed(e_old[220 +: 22]) + $signed({{4{delta7_q[17]}}, delta7_q})) : ((ds_jm_d3 == 8'd4) && ds_lane6) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta6_q[17]}}, delta6_q}) : $signed(e_old[220 +: 22]) + $signed({{4{delta6_q[17]}}, delta6_q})) : ((ds_jm_d3 == 8'd5) && ds_lane5) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta5_q[17]}}, delta5_q}) : $signed(e_old[220 +: 22]) + $signed({{4{delta5_q[17]}}, delta5_q})) : ((ds_jm_d3 == 8'd6) && ds_lane4) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta4_q[17]}}, delta4_q}) : $signed(e_old[220 +: 22]) + $signed({{4{delta4_q[17]}}, delta4_q})) : ((ds_jm_d3 == 8'd7) && ds_lane3) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta3_q[17]}}, delta3_q}) : $signed(e_old[220 +: 22]) + $signed({{4{delta3_q[17]}}, delta3_q})) : ((ds_jm_d3 == 8'd8) && ds_lane2) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta2_q[17]}}, delta2_q}) : $signed(e_old[220 +: 22]) + $signed({{4{delta2_q[17]}}, delta2_q})) : ((ds_jm_d3 == 8'd9) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[220 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd10) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[220 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[220 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane9) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta9_q[17]}}, delta9_q}) : $signed(e_old[198 +: 22]) + $signed({{4{delta9_q[17]}}, delta9_q})) : ((ds_jm_d3 == 8'd1) && ds_lane8) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta8_q[17]}}, delta8_q}) : $signed(e_old[198 +: 22]) + $signed({{4{delta8_q[17]}}, delta8_q})) : ((ds_jm_d3 == 8'd2) && ds_lane7) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta7_q[17]}}, delta7_q}) : $signed(e_old[198 +: 22]) + $signed({{4{delta7_q[17]}}, delta7_q})) : ((ds_jm_d3 == 8'd3) && ds_lane6) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta6_q[17]}}, delta6_q}) : $signed(e_old[198 +: 22]) + $signed({{4{delta6_q[17]}}, delta6_q})) : ((ds_jm_d3 == 8'd4) && ds_lane5) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta5_q[17]}}, delta5_q}) : $signed(e_old[198 +: 22]) + $signed({{4{delta5_q[17]}}, delta5_q})) : ((ds_jm_d3 == 8'd5) && ds_lane4) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta4_q[17]}}, delta4_q}) : $signed(e_old[198 +: 22]) + $signed({{4{delta4_q[17]}}, delta4_q})) : ((ds_jm_d3 == 8'd6) && ds_lane3) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta3_q[17]}}, delta3_q}) : $signed(e_old[198 +: 22]) + $signed({{4{delta3_q[17]}}, delta3_q})) : ((ds_jm_d3 == 8'd7) && ds_lane2) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta2_q[17]}}, delta2_q}) : $signed(e_old[198 +: 22]) + $signed({{4{delta2_q[17]}}, delta2_q})) : ((ds_jm_d3 == 8'd8) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[198 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd9) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[198 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[198 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane8) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta8_q[17]}}, delta8_q}) : $signed(e_old[176 +: 22]) + $signed({{4{delta8_q[17]}}, delta8_q})) : ((ds_jm_d3 == 8'd1) && ds_lane7) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta7_q[17]}}, delta7_q}) : $signed(e_old[176 +: 22]) + $signed({{4{delta7_q[17]}}, delta7_q})) : ((ds_jm_d3 == 8'd2) && ds_lane6) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta6_q[17]}}, delta6_q}) : $signed(e_old[176 +: 22]) + $signed({{4{delta6_q[17]}}, delta6_q})) : ((ds_jm_d3 == 8'd3) && ds_lane5) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta5_q[17]}}, delta5_q}) : $signed(e_old[176 +: 22]) + $signed({{4{delta5_q[17]}}, delta5_q})) : ((ds_jm_d3 == 8'd4) && ds_lane4) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta4_q[17]}}, delta4_q}) : $signed(e_old[176 +: 22]) + $signed({{4{delta4_q[17]}}, delta4_q})) : ((ds_jm_d3 == 8'd5) && ds_lane3) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta3_q[17]}}, delta3_q}) : $signed(e_old[176 +: 22]) + $signed({{4{delta3_q[17]}}, delta3_q})) : ((ds_jm_d3 == 8'd6) && ds_lane2) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta2_q[17]}}, delta2_q}) : $signed(e_old[176 +: 22]) + $signed({{4{delta2_q[17]}}, delta2_q})) : ((ds_jm_d3 == 8'd7) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[176 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd8) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[176 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[176 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane7) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta7_q[17]}}, delta7_q}) : $signed(e_old[154 +: 22]) + $signed({{4{delta7_q[17]}}, delta7_q})) : ((ds_jm_d3 == 8'd1) && ds_lane6) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta6_q[17]}}, delta6_q}) : $signed(e_old[154 +: 22]) + $signed({{4{delta6_q[17]}}, delta6_q})) : ((ds_jm_d3 == 8'd2) && ds_lane5) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta5_q[17]}}, delta5_q}) : $signed(e_old[154 +: 22]) + $signed({{4{delta5_q[17]}}, delta5_q})) : ((ds_jm_d3 == 8'd3) && ds_lane4) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta4_q[17]}}, delta4_q}) : $signed(e_old[154 +: 22]) + $signed({{4{delta4_q[17]}}, delta4_q})) : ((ds_jm_d3 == 8'd4) && ds_lane3) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta3_q[17]}}, delta3_q}) : $signed(e_old[154 +: 22]) + $signed({{4{delta3_q[17]}}, delta3_q})) : ((ds_jm_d3 == 8'd5) && ds_lane2) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta2_q[17]}}, delta2_q}) : $signed(e_old[154 +: 22]) + $signed({{4{delta2_q[17]}}, delta2_q})) : ((ds_jm_d3 == 8'd6) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[154 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd7) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[154 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[154 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane6) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta6_q[17]}}, delta6_q}) : $signed(e_old[132 +: 22]) + $signed({{4{delta6_q[17]}}, delta6_q})) : ((ds_jm_d3 == 8'd1) && ds_lane5) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta5_q[17]}}, delta5_q}) : $signed(e_old[132 +: 22]) + $signed({{4{delta5_q[17]}}, delta5_q})) : ((ds_jm_d3 == 8'd2) && ds_lane4) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta4_q[17]}}, delta4_q}) : $signed(e_old[132 +: 22]) + $signed({{4{delta4_q[17]}}, delta4_q})) : ((ds_jm_d3 == 8'd3) && ds_lane3) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta3_q[17]}}, delta3_q}) : $signed(e_old[132 +: 22]) + $signed({{4{delta3_q[17]}}, delta3_q})) : ((ds_jm_d3 == 8'd4) && ds_lane2) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta2_q[17]}}, delta2_q}) : $signed(e_old[132 +: 22]) + $signed({{4{delta2_q[17]}}, delta2_q})) : ((ds_jm_d3 == 8'd5) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[132 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd6) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[132 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[132 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane5) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta5_q[17]}}, delta5_q}) : $signed(e_old[110 +: 22]) + $signed({{4{delta5_q[17]}}, delta5_q})) : ((ds_jm_d3 == 8'd1) && ds_lane4) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta4_q[17]}}, delta4_q}) : $signed(e_old[110 +: 22]) + $signed({{4{delta4_q[17]}}, delta4_q})) : ((ds_jm_d3 == 8'd2) && ds_lane3) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta3_q[17]}}, delta3_q}) : $signed(e_old[110 +: 22]) + $signed({{4{delta3_q[17]}}, delta3_q})) : ((ds_jm_d3 == 8'd3) && ds_lane2) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta2_q[17]}}, delta2_q}) : $signed(e_old[110 +: 22]) + $signed({{4{delta2_q[17]}}, delta2_q})) : ((ds_jm_d3 == 8'd4) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[110 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd5) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[110 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[110 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane4) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta4_q[17]}}, delta4_q}) : $signed(e_old[88 +: 22]) + $signed({{4{delta4_q[17]}}, delta4_q})) : ((ds_jm_d3 == 8'd1) && ds_lane3) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta3_q[17]}}, delta3_q}) : $signed(e_old[88 +: 22]) + $signed({{4{delta3_q[17]}}, delta3_q})) : ((ds_jm_d3 == 8'd2) && ds_lane2) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta2_q[17]}}, delta2_q}) : $signed(e_old[88 +: 22]) + $signed({{4{delta2_q[17]}}, delta2_q})) : ((ds_jm_d3 == 8'd3) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[88 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd4) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[88 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[88 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane3) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta3_q[17]}}, delta3_q}) : $signed(e_old[66 +: 22]) + $signed({{4{delta3_q[17]}}, delta3_q})) : ((ds_jm_d3 == 8'd1) && ds_lane2) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta2_q[17]}}, delta2_q}) : $signed(e_old[66 +: 22]) + $signed({{4{delta2_q[17]}}, delta2_q})) : ((ds_jm_d3 == 8'd2) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[66 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd3) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[66 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[66 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane2) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta2_q[17]}}, delta2_q}) : $signed(e_old[44 +: 22]) + $signed({{4{delta2_q[17]}}, delta2_q})) : ((ds_jm_d3 == 8'd1) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[44 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd2) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[44 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[44 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane1) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta1_q[17]}}, delta1_q}) : $signed(e_old[22 +: 22]) + $signed({{4{delta1_q[17]}}, delta1_q})) : ((ds_jm_d3 == 8'd1) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[22 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[22 +: 22], ((ds_jm_d3 == 8'd0) && ds_lane0) ? (ds_k_d3 == 8'd0 ? $signed({{4{delta_q[17]}}, delta_q}) : $signed(e_old[0 +: 22]) + $signed({{4{delta_q[17]}}, delta_q})) : e_old[0 +: 22]};
   assign du_w = ({28'd0, ds_hyp_d3} * 32'd500) + {16'd0, ds_j_d3};
   assign unused_hi_du_w = ^du_w[31:1];
   assign unused_du_w = ^du_w[31:13];
-  assign du_sum = $signed(du_mem[du_w[12:0]]) + $signed({{7{delta_q[17]}}, delta_q});
-  assign dl_d = layer_q == 2'd1 ? 32'd500 : layer_q == 2'd0 ? 32'd500 : 32'd0;
-  assign unused_hi_dl_d = ^dl_d[31:1];
+  assign du_w0 = du_w + 32'd0;
+  assign unused_hi_du_w0 = ^du_w0[31:1];
+  assign unused_du_w0 = ^du_w0[31:13];
+  assign du_sum = $signed(du_mem[du_w0[12:0]]) + $signed({{7{delta_q[17]}}, delta_q});
+  assign du_w1 = du_w + 32'd1;
+  assign unused_hi_du_w1 = ^du_w1[31:1];
+  assign unused_du_w1 = ^du_w1[31:13];
+  assign du_sum_1 = $signed(du_mem[du_w1[12:0]]) + $signed({{7{delta1_q[17]}}, delta1_q});
+  assign du_w2 = du_w + 32'd2;
+  assign unused_hi_du_w2 = ^du_w2[31:1];
+  assign unused_du_w2 = ^du_w2[31:13];
+  assign du_sum_2 = $signed(du_mem[du_w2[12:0]]) + $signed({{7{delta2_q[17]}}, delta2_q});
+  assign du_w3 = du_w + 32'd3;
+  assign unused_hi_du_w3 = ^du_w3[31:1];
+  assign unused_du_w3 = ^du_w3[31:13];
+  assign du_sum_3 = $signed(du_mem[du_w3[12:0]]) + $signed({{7{delta3_q[17]}}, delta3_q});
+  assign du_w4 = du_w + 32'd4;
+  assign unused_hi_du_w4 = ^du_w4[31:1];
+  assign unused_du_w4 = ^du_w4[31:13];
+  assign du_sum_4 = $signed(du_mem[du_w4[12:0]]) + $signed({{7{delta4_q[17]}}, delta4_q});
+  assign du_w5 = du_w + 32'd5;
+  assign unused_hi_du_w5 = ^du_w5[31:1];
+  assign unused_du_w5 = ^du_w5[31:13];
+  assign du_sum_5 = $signed(du_mem[du_w5[12:0]]) + $signed({{7{delta5_q[17]}}, delta5_q});
+  assign du_w6 = du_w + 32'd6;
+  assign unused_hi_du_w6 = ^du_w6[31:1];
+  assign unused_du_w6 = ^du_w6[31:13];
+  assign du_sum_6 = $signed(du_mem[du_w6[12:0]]) + $signed({{7{delta6_q[17]}}, delta6_q});
+  assign du_w7 = du_w + 32'd7;
+  assign unused_hi_du_w7 = ^du_w7[31:1];
+  assign unused_du_w7 = ^du_w7[31:13];
+  assign du_sum_7 = $signed(du_mem[du_w7[12:0]]) + $signed({{7{delta7_q[17]}}, delta7_q});
+  assign du_w8 = du_w + 32'd8;
+  assign unused_hi_du_w8 = ^du_w8[31:1];
+  assign unused_du_w8 = ^du_w8[31:13];
+  assign du_sum_8 = $signed(du_mem[du_w8[12:0]]) + $signed({{7{delta8_q[17]}}, delta8_q});
+  assign du_w9 = du_w + 32'd9;
+  assign unused_hi_du_w9 = ^du_w9[31:1];
+  assign unused_du_w9 = ^du_w9[31:13];
+  assign du_sum_9 = $signed(du_mem[du_w9[12:0]]) + $signed({{7{delta9_q[17]}}, delta9_q});
+  assign du_w10 = du_w + 32'd10;
+  assign unused_hi_du_w10 = ^du_w10[31:1];
+  assign unused_du_w10 = ^du_w10[31:13];
+  assign du_sum_10 = $signed(du_mem[du_w10[12:0]]) + $signed({{7{delta10_q[17]}}, delta10_q});
+  assign du_w11 = du_w + 32'd11;
+  assign unused_hi_du_w11 = ^du_w11[31:1];
+  assign unused_du_w11 = ^du_w11[31:13];
+  assign du_sum_11 = $signed(du_mem[du_w11[12:0]]) + $signed({{7{delta11_q[17]}}, delta11_q});
   assign bu1_g = db1_mem[bu1_j_d2];
   assign bu2_g = db2_mem[bu2_j_d2];
   assign bu_d = layer_q == 2'd1 ? 32'd500 : layer_q == 2'd0 ? 32'd500 : 32'd0;
@@ -1689,6 +2166,17 @@ module dff_engine (
       coef_q <= {26{1'b0}};
       dl_hb_d1 <= {8{1'b0}};
       dl_hb_d2 <= {8{1'b0}};
+      delta1_q <= {18{1'b0}};
+      delta2_q <= {18{1'b0}};
+      delta3_q <= {18{1'b0}};
+      delta4_q <= {18{1'b0}};
+      delta5_q <= {18{1'b0}};
+      delta6_q <= {18{1'b0}};
+      delta7_q <= {18{1'b0}};
+      delta8_q <= {18{1'b0}};
+      delta9_q <= {18{1'b0}};
+      delta10_q <= {18{1'b0}};
+      delta11_q <= {18{1'b0}};
       delta_q <= {18{1'b0}};
       ds_v_d1 <= {1{1'b0}};
       ds_v_d2 <= {1{1'b0}};
@@ -1972,6 +2460,17 @@ module dff_engine (
       end
       dl_hb_d1 <= dl_hbank[7:0];
       dl_hb_d2 <= dl_hb_d1;
+      delta1_q <= dl1_y;
+      delta2_q <= dl2_y;
+      delta3_q <= dl3_y;
+      delta4_q <= dl4_y;
+      delta5_q <= dl5_y;
+      delta6_q <= dl6_y;
+      delta7_q <= dl7_y;
+      delta8_q <= dl8_y;
+      delta9_q <= dl9_y;
+      delta10_q <= dl10_y;
+      delta11_q <= dl11_y;
       delta_q <= dl_y;
       ds_v_d1 <= st_q == S_DS;
       ds_v_d2 <= ds_v_d1;
@@ -1994,11 +2493,77 @@ module dff_engine (
       ds_k_d1 <= slot_q[7:0];
       ds_k_d2 <= ds_k_d1;
       ds_k_d3 <= ds_k_d2;
-      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0))) begin
-        db1_mem[ds_j_d3[8:0]] <= db1_sum;
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane0) begin
+        db1_mem[db1_k0[8:0]] <= db1_sum;
       end
-      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) begin
-        db2_mem[ds_j_d3[8:0]] <= db2_sum;
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane1) begin
+        db1_mem[db1_k1[8:0]] <= db1_sum_1;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane2) begin
+        db1_mem[db1_k2[8:0]] <= db1_sum_2;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane3) begin
+        db1_mem[db1_k3[8:0]] <= db1_sum_3;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane4) begin
+        db1_mem[db1_k4[8:0]] <= db1_sum_4;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane5) begin
+        db1_mem[db1_k5[8:0]] <= db1_sum_5;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane6) begin
+        db1_mem[db1_k6[8:0]] <= db1_sum_6;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane7) begin
+        db1_mem[db1_k7[8:0]] <= db1_sum_7;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane8) begin
+        db1_mem[db1_k8[8:0]] <= db1_sum_8;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane9) begin
+        db1_mem[db1_k9[8:0]] <= db1_sum_9;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane10) begin
+        db1_mem[db1_k10[8:0]] <= db1_sum_10;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane11) begin
+        db1_mem[db1_k11[8:0]] <= db1_sum_11;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane0) begin
+        db2_mem[db2_k0[8:0]] <= db2_sum;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane1) begin
+        db2_mem[db2_k1[8:0]] <= db2_sum_1;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane2) begin
+        db2_mem[db2_k2[8:0]] <= db2_sum_2;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane3) begin
+        db2_mem[db2_k3[8:0]] <= db2_sum_3;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane4) begin
+        db2_mem[db2_k4[8:0]] <= db2_sum_4;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane5) begin
+        db2_mem[db2_k5[8:0]] <= db2_sum_5;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane6) begin
+        db2_mem[db2_k6[8:0]] <= db2_sum_6;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane7) begin
+        db2_mem[db2_k7[8:0]] <= db2_sum_7;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane8) begin
+        db2_mem[db2_k8[8:0]] <= db2_sum_8;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane9) begin
+        db2_mem[db2_k9[8:0]] <= db2_sum_9;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane10) begin
+        db2_mem[db2_k10[8:0]] <= db2_sum_10;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1)) && ds_lane11) begin
+        db2_mem[db2_k11[8:0]] <= db2_sum_11;
       end
       if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0))) begin
         e_mem[e_word_w[8:0]] <= e_new;
@@ -2006,8 +2571,41 @@ module dff_engine (
       ds_hyp_d1 <= hyp_q;
       ds_hyp_d2 <= ds_hyp_d1;
       ds_hyp_d3 <= ds_hyp_d2;
-      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0))) begin
-        du_mem[du_w[12:0]] <= du_sum;
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane0) begin
+        du_mem[du_w0[12:0]] <= du_sum;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane1) begin
+        du_mem[du_w1[12:0]] <= du_sum_1;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane2) begin
+        du_mem[du_w2[12:0]] <= du_sum_2;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane3) begin
+        du_mem[du_w3[12:0]] <= du_sum_3;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane4) begin
+        du_mem[du_w4[12:0]] <= du_sum_4;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane5) begin
+        du_mem[du_w5[12:0]] <= du_sum_5;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane6) begin
+        du_mem[du_w6[12:0]] <= du_sum_6;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane7) begin
+        du_mem[du_w7[12:0]] <= du_sum_7;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane8) begin
+        du_mem[du_w8[12:0]] <= du_sum_8;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane9) begin
+        du_mem[du_w9[12:0]] <= du_sum_9;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane10) begin
+        du_mem[du_w10[12:0]] <= du_sum_10;
+      end
+      if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd0)) && ds_lane11) begin
+        du_mem[du_w11[12:0]] <= du_sum_11;
       end
       bu1_v_d1 <= (st_q == S_BU) && ((kind_q == OP_BUPD) && (layer_q == 2'd0));
       bu1_v_d2 <= bu1_v_d1;
@@ -2396,15 +2994,15 @@ module dff_engine (
           end
         end
         S_DS: begin
-          j_q <= j_q + 32'd1;
-          kmod_q <= (kmod_q + 32'd1) >= 32'd12 ? kmod_q + 32'd1 - 32'd12 : kmod_q + 32'd1;
-          if (jmod_q == 32'd11) begin
+          j_q <= j_q + 32'd12;
+          kmod_q <= (kmod_q + 32'd0) >= 32'd12 ? kmod_q + 32'd0 - 32'd12 : kmod_q + 32'd0;
+          if (jmod_q == 32'd0) begin
             jmod_q <= 32'd0;
             kg_q <= kg_q + 32'd1;
           end else begin
-            jmod_q <= jmod_q + 32'd1;
+            jmod_q <= jmod_q + 32'd12;
           end
-          if (j_q == (dl_d - 32'd1)) begin
+          if ((j_q + 32'd12) >= dl_d) begin
             j_q <= 32'd0;
             jmod_q <= 32'd0;
             kmod_q <= 32'd0;
@@ -2816,7 +3414,7 @@ module dff_engine (
       h1_raddr = {norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0]};
     end
     if ((st_q == S_DS) && ((kind_q == OP_DELTA) && (layer_q == 2'd0))) begin
-      h1_raddr = {dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0]};
+      h1_raddr = {dl_h11[11:0], dl_h10[11:0], dl_h9[11:0], dl_h8[11:0], dl_h7[11:0], dl_h6[11:0], dl_h5[11:0], dl_h4[11:0], dl_h3[11:0], dl_h2[11:0], dl_h1[11:0], dl_h0[11:0]};
     end
   end
 
@@ -2847,7 +3445,7 @@ module dff_engine (
       h2_raddr = {norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0], norm_hword[11:0]};
     end
     if ((st_q == S_DS) && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) begin
-      h2_raddr = {dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0], dl_h[11:0]};
+      h2_raddr = {dl_h11[11:0], dl_h10[11:0], dl_h9[11:0], dl_h8[11:0], dl_h7[11:0], dl_h6[11:0], dl_h5[11:0], dl_h4[11:0], dl_h3[11:0], dl_h2[11:0], dl_h1[11:0], dl_h0[11:0]};
     end
   end
 
@@ -3015,7 +3613,7 @@ module dff_engine (
   always @* begin
     dl2_we = {12{1'b0}};
     if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) begin
-      dl2_we = (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) ? {ds_jm_d3 == 8'd11, ds_jm_d3 == 8'd10, ds_jm_d3 == 8'd9, ds_jm_d3 == 8'd8, ds_jm_d3 == 8'd7, ds_jm_d3 == 8'd6, ds_jm_d3 == 8'd5, ds_jm_d3 == 8'd4, ds_jm_d3 == 8'd3, ds_jm_d3 == 8'd2, ds_jm_d3 == 8'd1, ds_jm_d3 == 8'd0} : 12'd0;
+      dl2_we = (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) ? {ds_jm_d3 == 8'd0 ? ds_lane11 : ds_jm_d3 == 8'd1 ? ds_lane10 : ds_jm_d3 == 8'd2 ? ds_lane9 : ds_jm_d3 == 8'd3 ? ds_lane8 : ds_jm_d3 == 8'd4 ? ds_lane7 : ds_jm_d3 == 8'd5 ? ds_lane6 : ds_jm_d3 == 8'd6 ? ds_lane5 : ds_jm_d3 == 8'd7 ? ds_lane4 : ds_jm_d3 == 8'd8 ? ds_lane3 : ds_jm_d3 == 8'd9 ? ds_lane2 : ds_jm_d3 == 8'd10 ? ds_lane1 : ds_jm_d3 == 8'd11 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane10 : ds_jm_d3 == 8'd1 ? ds_lane9 : ds_jm_d3 == 8'd2 ? ds_lane8 : ds_jm_d3 == 8'd3 ? ds_lane7 : ds_jm_d3 == 8'd4 ? ds_lane6 : ds_jm_d3 == 8'd5 ? ds_lane5 : ds_jm_d3 == 8'd6 ? ds_lane4 : ds_jm_d3 == 8'd7 ? ds_lane3 : ds_jm_d3 == 8'd8 ? ds_lane2 : ds_jm_d3 == 8'd9 ? ds_lane1 : ds_jm_d3 == 8'd10 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane9 : ds_jm_d3 == 8'd1 ? ds_lane8 : ds_jm_d3 == 8'd2 ? ds_lane7 : ds_jm_d3 == 8'd3 ? ds_lane6 : ds_jm_d3 == 8'd4 ? ds_lane5 : ds_jm_d3 == 8'd5 ? ds_lane4 : ds_jm_d3 == 8'd6 ? ds_lane3 : ds_jm_d3 == 8'd7 ? ds_lane2 : ds_jm_d3 == 8'd8 ? ds_lane1 : ds_jm_d3 == 8'd9 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane8 : ds_jm_d3 == 8'd1 ? ds_lane7 : ds_jm_d3 == 8'd2 ? ds_lane6 : ds_jm_d3 == 8'd3 ? ds_lane5 : ds_jm_d3 == 8'd4 ? ds_lane4 : ds_jm_d3 == 8'd5 ? ds_lane3 : ds_jm_d3 == 8'd6 ? ds_lane2 : ds_jm_d3 == 8'd7 ? ds_lane1 : ds_jm_d3 == 8'd8 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane7 : ds_jm_d3 == 8'd1 ? ds_lane6 : ds_jm_d3 == 8'd2 ? ds_lane5 : ds_jm_d3 == 8'd3 ? ds_lane4 : ds_jm_d3 == 8'd4 ? ds_lane3 : ds_jm_d3 == 8'd5 ? ds_lane2 : ds_jm_d3 == 8'd6 ? ds_lane1 : ds_jm_d3 == 8'd7 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane6 : ds_jm_d3 == 8'd1 ? ds_lane5 : ds_jm_d3 == 8'd2 ? ds_lane4 : ds_jm_d3 == 8'd3 ? ds_lane3 : ds_jm_d3 == 8'd4 ? ds_lane2 : ds_jm_d3 == 8'd5 ? ds_lane1 : ds_jm_d3 == 8'd6 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane5 : ds_jm_d3 == 8'd1 ? ds_lane4 : ds_jm_d3 == 8'd2 ? ds_lane3 : ds_jm_d3 == 8'd3 ? ds_lane2 : ds_jm_d3 == 8'd4 ? ds_lane1 : ds_jm_d3 == 8'd5 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane4 : ds_jm_d3 == 8'd1 ? ds_lane3 : ds_jm_d3 == 8'd2 ? ds_lane2 : ds_jm_d3 == 8'd3 ? ds_lane1 : ds_jm_d3 == 8'd4 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane3 : ds_jm_d3 == 8'd1 ? ds_lane2 : ds_jm_d3 == 8'd2 ? ds_lane1 : ds_jm_d3 == 8'd3 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane2 : ds_jm_d3 == 8'd1 ? ds_lane1 : ds_jm_d3 == 8'd2 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane1 : ds_jm_d3 == 8'd1 ? ds_lane0 : 1'b0, ds_jm_d3 == 8'd0 ? ds_lane0 : 1'b0} : 12'd0;
     end
   end
 
@@ -3027,9 +3625,9 @@ module dff_engine (
   end
 
   always @* begin
-    dl2_wdata = {18{1'b0}};
+    dl2_wdata = {216{1'b0}};
     if (ds_v_d3 && ((kind_q == OP_DELTA) && (layer_q == 2'd1))) begin
-      dl2_wdata = delta_q;
+      dl2_wdata = {ds_jm_d3 == 8'd0 ? delta11_q : ds_jm_d3 == 8'd1 ? delta10_q : ds_jm_d3 == 8'd2 ? delta9_q : ds_jm_d3 == 8'd3 ? delta8_q : ds_jm_d3 == 8'd4 ? delta7_q : ds_jm_d3 == 8'd5 ? delta6_q : ds_jm_d3 == 8'd6 ? delta5_q : ds_jm_d3 == 8'd7 ? delta4_q : ds_jm_d3 == 8'd8 ? delta3_q : ds_jm_d3 == 8'd9 ? delta2_q : ds_jm_d3 == 8'd10 ? delta1_q : delta_q, ds_jm_d3 == 8'd0 ? delta10_q : ds_jm_d3 == 8'd1 ? delta9_q : ds_jm_d3 == 8'd2 ? delta8_q : ds_jm_d3 == 8'd3 ? delta7_q : ds_jm_d3 == 8'd4 ? delta6_q : ds_jm_d3 == 8'd5 ? delta5_q : ds_jm_d3 == 8'd6 ? delta4_q : ds_jm_d3 == 8'd7 ? delta3_q : ds_jm_d3 == 8'd8 ? delta2_q : ds_jm_d3 == 8'd9 ? delta1_q : delta_q, ds_jm_d3 == 8'd0 ? delta9_q : ds_jm_d3 == 8'd1 ? delta8_q : ds_jm_d3 == 8'd2 ? delta7_q : ds_jm_d3 == 8'd3 ? delta6_q : ds_jm_d3 == 8'd4 ? delta5_q : ds_jm_d3 == 8'd5 ? delta4_q : ds_jm_d3 == 8'd6 ? delta3_q : ds_jm_d3 == 8'd7 ? delta2_q : ds_jm_d3 == 8'd8 ? delta1_q : delta_q, ds_jm_d3 == 8'd0 ? delta8_q : ds_jm_d3 == 8'd1 ? delta7_q : ds_jm_d3 == 8'd2 ? delta6_q : ds_jm_d3 == 8'd3 ? delta5_q : ds_jm_d3 == 8'd4 ? delta4_q : ds_jm_d3 == 8'd5 ? delta3_q : ds_jm_d3 == 8'd6 ? delta2_q : ds_jm_d3 == 8'd7 ? delta1_q : delta_q, ds_jm_d3 == 8'd0 ? delta7_q : ds_jm_d3 == 8'd1 ? delta6_q : ds_jm_d3 == 8'd2 ? delta5_q : ds_jm_d3 == 8'd3 ? delta4_q : ds_jm_d3 == 8'd4 ? delta3_q : ds_jm_d3 == 8'd5 ? delta2_q : ds_jm_d3 == 8'd6 ? delta1_q : delta_q, ds_jm_d3 == 8'd0 ? delta6_q : ds_jm_d3 == 8'd1 ? delta5_q : ds_jm_d3 == 8'd2 ? delta4_q : ds_jm_d3 == 8'd3 ? delta3_q : ds_jm_d3 == 8'd4 ? delta2_q : ds_jm_d3 == 8'd5 ? delta1_q : delta_q, ds_jm_d3 == 8'd0 ? delta5_q : ds_jm_d3 == 8'd1 ? delta4_q : ds_jm_d3 == 8'd2 ? delta3_q : ds_jm_d3 == 8'd3 ? delta2_q : ds_jm_d3 == 8'd4 ? delta1_q : delta_q, ds_jm_d3 == 8'd0 ? delta4_q : ds_jm_d3 == 8'd1 ? delta3_q : ds_jm_d3 == 8'd2 ? delta2_q : ds_jm_d3 == 8'd3 ? delta1_q : delta_q, ds_jm_d3 == 8'd0 ? delta3_q : ds_jm_d3 == 8'd1 ? delta2_q : ds_jm_d3 == 8'd2 ? delta1_q : delta_q, ds_jm_d3 == 8'd0 ? delta2_q : ds_jm_d3 == 8'd1 ? delta1_q : delta_q, ds_jm_d3 == 8'd0 ? delta1_q : delta_q, delta_q};
     end
   end
 
@@ -3465,7 +4063,7 @@ module dff_engine (
         .clk_i(clk_i),
         .we_i(dl2_we[b]),
         .waddr_i(dl2_waddr),
-        .wdata_i(dl2_wdata),
+        .wdata_i(dl2_wdata[b*18 +: 18]),
         .raddr_i(dl2_raddr[b*12 +: 12]),
         .rdata_o(dl2_rdata[b*18 +: 18])
       );

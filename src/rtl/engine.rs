@@ -620,7 +620,9 @@ pub fn engine(
     let dr: Vec<usize> = (0..nl).map(|l| div_ceil(d[l + 1], rr)).collect();
     // δ of layers ≥ 2 (layer 1 feeds the array through e instead).
     let dl: Vec<Option<Mem>> = (0..nl)
-        .map(|l| (l > 0).then(|| e.mem(&format!("dl{}", l + 1), rr, f.delta.bits, nrt * dr[l])))
+        .map(|l| {
+            (l > 0).then(|| e.mem_lanes(&format!("dl{}", l + 1), rr, f.delta.bits, nrt * dr[l]))
+        })
         .collect();
 
     // DF-R feedback (FB l for l < L−1): B_{l+1}ᵀ in R banks like W; the local δ of layers ≥ 2
@@ -2618,7 +2620,11 @@ pub fn engine(
     }
 
     // ------------------------------------------------------------------ DELTA
-    // Per row: S_DP reads β (and hyp for layer 1); S_DS streams h: δ = requant(β·(2/d)·h).
+    // Per row: S_DP reads β (and hyp for layer 1); S_DS streams h: δ = requant(β·(2/d)·h),
+    // `dlanes` columns per cycle: the largest divisor of R up to C (so one δ_l word and one
+    // e word take them; h's diagonal banks serve up to C), one lane under DF-R/DF-O (their
+    // feedback buffer and local-δ copy are written one element at a time).
+    let dlanes = delta_lanes(lay);
     {
         let c_dp = in_st("S_DP").land(wait.clone().eq_(lit(8, 0)));
         for l in 0..nl {
@@ -2656,11 +2662,41 @@ pub fn engine(
             &cprod,
             ext(&Sig::new(betaq.clone(), bw, true), cw_) * cat([lit(bw, 0), twod.clone()]).signed(),
         );
+        let dsel = {
+            let mut x = ix(0);
+            for l in 0..nl {
+                x = mux(layer.clone().eq_(lit(lw_, l as u64)), ix(d[l + 1]), x);
+            }
+            e.w32("dl_d", x)
+        };
         let issue = in_st("S_DS");
-        // h_l row r, column k: bank (r + k) mod C, word (r div C)·d + k (kmod = k mod C).
+        // DELTA works `dlanes` consecutive columns k0 + i of one row per cycle. h_l row r,
+        // column k: bank (r + k) mod C, word (r div C)·d + k; bank b serves lane
+        // (b − (r + k0)) mod C (kmod = k0 mod C).
         let ha = e.w32("dl_h", &rgb + &jj);
+        let dl_hbank = e.w32("dl_hbank", add_mod(&rmod, &kmod, cc, IW));
+        let hb_words: Vec<Expr> = (0..cc)
+            .map(|b| {
+                let lane = mux(
+                    ix(b).ge_(&dl_hbank),
+                    ix(b) - &dl_hbank,
+                    ix(b + cc) - &dl_hbank,
+                );
+                e.w32(&format!("dl_h{b}"), &ha + lane)
+            })
+            .collect();
+        e.consume(
+            "dl_hw",
+            cat(hb_words
+                .iter()
+                .map(|w| w.slice(IW - 1, 16))
+                .collect::<Vec<_>>()),
+        );
         for l in 0..nl {
-            let all: Vec<Expr> = (0..cc).map(|_| ha.slice(h[l].aw() - 1, 0)).collect();
+            let all: Vec<Expr> = (0..cc)
+                .rev()
+                .map(|b| hb_words[b].slice(h[l].aw() - 1, 0))
+                .collect();
             e.drive(
                 &format!("{}_raddr", h[l].name),
                 issue.clone().land(is_opl(OP_DELTA, l)),
@@ -2669,37 +2705,62 @@ pub fn engine(
         }
         let un = e.m.wire("unused_dl_h", 1);
         e.m.assign(&un, ha.slice(IW - 1, 16).red_xor());
-        let dl_hbank = e.w32("dl_hbank", add_mod(&rmod, &kmod, cc, IW));
         let hbk = e.delay("dl_hb", dl_hbank.slice(7, 0), 8, 2);
         if cc == 1 {
             e.consume("dl_hb_d", hbk.clone());
         }
-        let mut hsel = lit(f.hidden.bits, 0);
-        for l in 0..nl {
-            let mut v = h[l].bank(0);
-            for b in 1..cc {
-                v = mux(hbk.clone().eq_(lit(8, b as u64)), h[l].bank(b), v);
-            }
-            hsel = mux(layer.clone().eq_(lit(lw_, l as u64)), v, hsel);
-        }
-        let hv = e.m.wire("dl_hv", f.hidden.bits);
-        e.m.assign(&hv, hsel);
         let pw = cw_ + f.hidden.bits + 1;
-        let p = e.m.wire_s("dl_p", pw);
-        e.m.assign(
-            &p,
-            ext(&Sig::new(cq.clone(), cw_, true), pw) * cat([lit(cw_ + 1, 0), hv.clone()]).signed(),
-        );
         let from = f.beta.frac + f.hidden.frac + f.const_frac;
-        let dq = requant(
-            &mut e.m,
-            "dl",
-            &Sig::new(p, pw, true),
-            from,
-            f.delta,
-            f.rounding,
-            None,
-        );
+        let mut hvs = Vec::new();
+        let mut dqs = Vec::new();
+        for i in 0..dlanes {
+            let mut hsel = lit(f.hidden.bits, 0);
+            for l in 0..nl {
+                let mut v = h[l].bank(i % cc);
+                for b in 1..cc {
+                    v = mux(
+                        hbk.clone().eq_(lit(8, b as u64)),
+                        h[l].bank((b + i) % cc),
+                        v,
+                    );
+                }
+                hsel = mux(layer.clone().eq_(lit(lw_, l as u64)), v, hsel);
+            }
+            let sfx = if i == 0 {
+                String::new()
+            } else {
+                format!("{i}")
+            };
+            let hv = e.m.wire(&format!("dl_hv{sfx}"), f.hidden.bits);
+            e.m.assign(&hv, hsel);
+            let p = e.m.wire_s(&format!("dl_p{sfx}"), pw);
+            e.m.assign(
+                &p,
+                ext(&Sig::new(cq.clone(), cw_, true), pw)
+                    * cat([lit(cw_ + 1, 0), hv.clone()]).signed(),
+            );
+            let dq = requant(
+                &mut e.m,
+                &format!("dl{sfx}"),
+                &Sig::new(p, pw, true),
+                from,
+                f.delta,
+                f.rounding,
+                None,
+            );
+            hvs.push(hv);
+            dqs.push(dq);
+        }
+        let hv = hvs[0].clone();
+        let dq = dqs[0].clone();
+        // Lanes 1.. of δ (lane 0 is `delta_q`, which DF-R/DF-O's feedback may change).
+        let dvals: Vec<Expr> = (1..dlanes)
+            .map(|i| {
+                let r = e.q(&format!("delta{i}_q"), f.delta.bits);
+                e.seq.push(nb(&r, &dqs[i].e));
+                r
+            })
+            .collect();
         let dval = e.q("delta_q", f.delta.bits);
         // DF-R: δ_l = sat(local + [h > 0]·fb) for l < L−1; the local value is kept for FB l−1.
         let dloc = if nfb > 0 {
@@ -2768,6 +2829,17 @@ pub fn engine(
             .red_xor(),
         );
         let dsx = |x: &Expr, wdt: u32| ext(&Sig::new(x.clone(), f.delta.bits, true), wdt);
+        // δ of each lane (three cycles after the read) and whether its column k0 + i < d.
+        let lane_d: Vec<Expr> = std::iter::once(dval.clone())
+            .chain(dvals.iter().cloned())
+            .collect();
+        let lv3: Vec<Expr> = (0..dlanes)
+            .map(|i| {
+                let v = e.m.wire(&format!("ds_lane{i}"), 1);
+                e.m.assign(&v, (cat([lit(16, 0), j3.clone()]) + ix(i)).lt_(&dsel));
+                v
+            })
+            .collect();
         // The local δ copies' bank (row mod C) and word base ((row div C)·d), aligned with the
         // δ value (shared by the layers; each memory takes the low bits it needs).
         let dc_aw = dc.iter().flatten().map(Mem::aw).max();
@@ -2782,26 +2854,47 @@ pub fn engine(
         for l in 0..nl {
             let c = v3.clone().land(is_opl(OP_DELTA, l));
             if let Some(dm) = &dl[l] {
-                // δ_l bank j mod R, word r·⌈d/R⌉ + j div R.
+                // δ_l column k: bank k mod R, word r·⌈d/R⌉ + k div R; the lanes' columns
+                // k0 + i share the word (dlanes divides R) and fill banks jm3 + i.
                 let wa = e.w32(
                     &format!("dl{}_word", l + 1),
                     cat([lit(16, 0), r3.clone()]) * ix(dr[l]) + cat([lit(16, 0), jd3.clone()]),
                 );
-                let oh: Vec<Expr> = (0..rr)
+                let we: Vec<Expr> = (0..rr)
                     .rev()
-                    .map(|i| jm3.clone().eq_(lit(8, i as u64)))
+                    .map(|b| {
+                        let mut v = lit(1, 0);
+                        for i in 0..dlanes.min(b + 1) {
+                            v = mux(jm3.clone().eq_(lit(8, (b - i) as u64)), lv3[i].clone(), v);
+                        }
+                        v
+                    })
+                    .collect();
+                let wd: Vec<Expr> = (0..rr)
+                    .rev()
+                    .map(|b| {
+                        let mut v = lane_d[0].clone();
+                        for i in 1..dlanes.min(b + 1) {
+                            v = mux(
+                                jm3.clone().eq_(lit(8, (b - i) as u64)),
+                                lane_d[i].clone(),
+                                v,
+                            );
+                        }
+                        v
+                    })
                     .collect();
                 e.drive(
                     &format!("{}_we", dm.name),
                     c.clone(),
-                    mux(c.clone(), cat(oh), lit(rr as u32, 0)),
+                    mux(c.clone(), cat(we), lit(rr as u32, 0)),
                 );
                 e.drive(
                     &format!("{}_waddr", dm.name),
                     c.clone(),
                     wa.slice(dm.aw() - 1, 0),
                 );
-                e.drive(&format!("{}_wdata", dm.name), c.clone(), dval.clone());
+                e.drive(&format!("{}_wdata", dm.name), c.clone(), cat(wd));
                 let un = e.m.wire(&format!("unused_dl{}_word", l + 1), 1);
                 e.m.assign(&un, wa.slice(IW - 1, dm.aw()).red_xor());
             }
@@ -2828,19 +2921,35 @@ pub fn engine(
                 );
                 e.drive(&format!("{}_wdata", dm.name), c.clone(), dloc.clone());
             }
-            // Δb_l[j] (first row assigns).
+            // Δb_l[k0 + i] (first row assigns).
             let dbm = &db[l];
-            let jdx = j3.slice(abits(d[l + 1]) - 1, 0);
-            let sum = e.m.wire_s(&format!("db{}_sum", l + 1), dbw);
-            e.m.assign(
-                &sum,
-                mux(
-                    r3.clone().eq_(lit(16, 0)),
-                    dsx(&dval, dbw),
-                    dbm.idx(jdx.clone()).signed() + dsx(&dval, dbw),
-                ),
-            );
-            e.seq.push(if_(c.clone(), vec![nb(dbm.idx(jdx), &sum)]));
+            let ab = abits(d[l + 1]);
+            for i in 0..dlanes {
+                let sfx = if i == 0 {
+                    String::new()
+                } else {
+                    format!("_{i}")
+                };
+                let jw = e.w32(
+                    &format!("db{}_k{i}", l + 1),
+                    cat([lit(16, 0), j3.clone()]) + ix(i),
+                );
+                e.consume(&format!("db{}_k{i}", l + 1), jw.slice(IW - 1, ab));
+                let jdx = jw.slice(ab - 1, 0);
+                let sum = e.m.wire_s(&format!("db{}_sum{sfx}", l + 1), dbw);
+                e.m.assign(
+                    &sum,
+                    mux(
+                        r3.clone().eq_(lit(16, 0)),
+                        dsx(&lane_d[i], dbw),
+                        dbm.idx(jdx.clone()).signed() + dsx(&lane_d[i], dbw),
+                    ),
+                );
+                e.seq.push(if_(
+                    c.clone().land(lv3[i].clone()),
+                    vec![nb(dbm.idx(jdx), &sum)],
+                ));
+            }
         }
         // Layer 1: e[s][j] (first slot assigns) and ΔU[hyp][j].
         {
@@ -2854,19 +2963,24 @@ pub fn engine(
             e.m.assign(&un, ewa.slice(IW - 1, eab).red_xor());
             let old = e.m.wire("e_old", ew * rr as u32);
             e.m.assign(&old, e_mem.idx(ewa.slice(eab - 1, 0)));
+            // e lane p (column k0 − jm3 + p) takes δ lane p − jm3 when that lane is in use.
             let lanes: Vec<Expr> = (0..rr)
                 .rev()
-                .map(|i| {
-                    let o = old.part(int((i as u64) * u64::from(ew)), int(u64::from(ew)));
-                    mux(
-                        jm3.clone().eq_(lit(8, i as u64)),
-                        mux(
-                            k3.clone().eq_(lit(8, 0)),
-                            dsx(&dval, ew),
-                            o.clone().signed() + dsx(&dval, ew),
-                        ),
-                        o,
-                    )
+                .map(|p| {
+                    let o = old.part(int((p as u64) * u64::from(ew)), int(u64::from(ew)));
+                    let mut v = o.clone();
+                    for i in 0..dlanes.min(p + 1) {
+                        v = mux(
+                            jm3.clone().eq_(lit(8, (p - i) as u64)).land(lv3[i].clone()),
+                            mux(
+                                k3.clone().eq_(lit(8, 0)),
+                                dsx(&lane_d[i], ew),
+                                o.clone().signed() + dsx(&lane_d[i], ew),
+                            ),
+                            v,
+                        );
+                    }
+                    v
                 })
                 .collect();
             let neww = e.m.wire("e_new", ew * rr as u32);
@@ -2883,21 +2997,23 @@ pub fn engine(
             let uab = abits(cls * d[1]);
             let un = e.m.wire("unused_du_w", 1);
             e.m.assign(&un, ua.slice(IW - 1, uab).red_xor());
-            let usum = e.m.wire_s("du_sum", dbw);
-            e.m.assign(
-                &usum,
-                du.idx(ua.slice(uab - 1, 0)).signed() + dsx(&dval, dbw),
-            );
-            e.seq
-                .push(if_(c, vec![nb(du.idx(ua.slice(uab - 1, 0)), &usum)]));
-        }
-        let dsel = {
-            let mut x = ix(0);
-            for l in 0..nl {
-                x = mux(layer.clone().eq_(lit(lw_, l as u64)), ix(d[l + 1]), x);
+            for i in 0..dlanes {
+                let sfx = if i == 0 {
+                    String::new()
+                } else {
+                    format!("_{i}")
+                };
+                let uw = e.w32(&format!("du_w{i}"), &ua + ix(i));
+                e.consume(&format!("du_w{i}"), uw.slice(IW - 1, uab));
+                let idx = uw.slice(uab - 1, 0);
+                let usum = e.m.wire_s(&format!("du_sum{sfx}"), dbw);
+                e.m.assign(&usum, du.idx(idx.clone()).signed() + dsx(&lane_d[i], dbw));
+                e.seq.push(if_(
+                    c.clone().land(lv3[i].clone()),
+                    vec![nb(du.idx(idx), &usum)],
+                ));
             }
-            e.w32("dl_d", x)
-        };
+        }
         sw.push(arm(
             sid("S_DP"),
             vec![
@@ -2915,15 +3031,15 @@ pub fn engine(
         sw.push(arm(
             sid("S_DS"),
             vec![
-                nb(&jj, &jj + ix(1)),
-                nb(&kmod, add_mod(&kmod, &ix(1 % cc), cc, IW)),
+                nb(&jj, &jj + ix(dlanes)),
+                nb(&kmod, add_mod(&kmod, &ix(dlanes % cc), cc, IW)),
                 if_(
-                    jmod.clone().eq_(ix(rr - 1)),
+                    jmod.clone().eq_(ix(rr - dlanes)),
                     vec![nb(&jmod, ix(0)), nb(&kg, &kg + ix(1))],
                 )
-                .else_(vec![nb(&jmod, &jmod + ix(1))]),
+                .else_(vec![nb(&jmod, &jmod + ix(dlanes))]),
                 if_(
-                    jj.clone().eq_(&dsel - ix(1)),
+                    (&jj + ix(dlanes)).ge_(&dsel),
                     vec![
                         nb(&jj, ix(0)),
                         nb(&jmod, ix(0)),
@@ -3395,6 +3511,19 @@ const NORM_WAIT: u64 = 7;
 /// one inference), as the engine's busy counter counts them (from the first op fetch to the
 /// cycle that raises `run_done_o`).
 /// `tests/engine_cosim.rs` checks it against the RTL's counter, cycle for cycle.
+/// Columns the DELTA op works per cycle: the largest divisor of R up to C, or 1 with
+/// feedback (DF-R/DF-O on more than one layer).
+pub fn delta_lanes(lay: &Layout) -> usize {
+    if lay.feedback && lay.layers() > 1 {
+        1
+    } else {
+        (1..=lay.rows.min(lay.cols))
+            .rev()
+            .find(|q| lay.rows % q == 0)
+            .unwrap_or(1)
+    }
+}
+
 pub fn predicted_cycles(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> u64 {
     cycles_by_op(cfg, lay, n, infer)
         .iter()
@@ -3461,7 +3590,10 @@ pub fn cycles_by_op(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> Vec<(&
             add("LOSS", 1 + body);
         }
         for l in 0..nl {
-            add("DELTA", 1 + rows * (4 + d[l + 1]) + 8);
+            add(
+                "DELTA",
+                1 + rows * (4 + d[l + 1].div_ceil(delta_lanes(lay) as u64)) + 8,
+            );
             if lay.feedback && l + 1 < nl {
                 add("FB", 1 + gemm(d[l + 1], rows, d[l + 2]));
             }
