@@ -33,19 +33,20 @@ module dff_engine (
   localparam S_GS = 5'd6;
   localparam S_GF = 5'd7;
   localparam S_NG = 5'd8;
-  localparam S_CH = 5'd9;
-  localparam S_CS = 5'd10;
-  localparam S_PRED = 5'd11;
-  localparam S_LG = 5'd12;
-  localparam S_LS = 5'd13;
-  localparam S_LW = 5'd14;
-  localparam S_LB = 5'd15;
-  localparam S_DP = 5'd16;
-  localparam S_DS = 5'd17;
-  localparam S_BU = 5'd18;
-  localparam S_UU = 5'd19;
-  localparam S_WAIT = 5'd20;
-  localparam S_NEXT = 5'd21;
+  localparam S_CP = 5'd9;
+  localparam S_CH = 5'd10;
+  localparam S_CS = 5'd11;
+  localparam S_PRED = 5'd12;
+  localparam S_LG = 5'd13;
+  localparam S_LS = 5'd14;
+  localparam S_LW = 5'd15;
+  localparam S_LB = 5'd16;
+  localparam S_DP = 5'd17;
+  localparam S_DS = 5'd18;
+  localparam S_BU = 5'd19;
+  localparam S_UU = 5'd20;
+  localparam S_WAIT = 5'd21;
+  localparam S_NEXT = 5'd22;
   localparam OP_END = 4'd0;
   localparam OP_INORM = 4'd1;
   localparam OP_FWD = 4'd2;
@@ -141,15 +142,43 @@ module dff_engine (
   reg [12:0] u_raddr;
   wire [15:0] u_rdata;
   wire [15:0] u_rd0;
-  reg a1_we;
-  reg [11:0] a1_waddr;
+  reg [11:0] a1_we;
+  reg [8:0] a1_waddr;
   reg [47:0] a1_wdata;
-  reg [11:0] a1_raddr;
-  wire [47:0] a1_rdata;
+  reg [107:0] a1_raddr;
+  wire [575:0] a1_rdata;
   wire [47:0] a1_rd0;
+  wire [47:0] a1_rd1;
+  wire [47:0] a1_rd2;
+  wire [47:0] a1_rd3;
+  wire [47:0] a1_rd4;
+  wire [47:0] a1_rd5;
+  wire [47:0] a1_rd6;
+  wire [47:0] a1_rd7;
+  wire [47:0] a1_rd8;
+  wire [47:0] a1_rd9;
+  wire [47:0] a1_rd10;
+  wire [47:0] a1_rd11;
+  reg [11:0] cv_we;
+  reg [8:0] cv_waddr;
+  reg [347:0] cv_wdata;
+  reg [107:0] cv_raddr;
+  wire [347:0] cv_rdata;
+  wire [28:0] cv_rd0;
+  wire [28:0] cv_rd1;
+  wire [28:0] cv_rd2;
+  wire [28:0] cv_rd3;
+  wire [28:0] cv_rd4;
+  wire [28:0] cv_rd5;
+  wire [28:0] cv_rd6;
+  wire [28:0] cv_rd7;
+  wire [28:0] cv_rd8;
+  wire [28:0] cv_rd9;
+  wire [28:0] cv_rd10;
+  wire [28:0] cv_rd11;
   reg [11:0] h1_we;
-  reg [11:0] h1_waddr;
-  reg [15:0] h1_wdata;
+  reg [143:0] h1_waddr;
+  reg [191:0] h1_wdata;
   reg [143:0] h1_raddr;
   wire [191:0] h1_rdata;
   wire [15:0] h1_rd0;
@@ -297,10 +326,11 @@ module dff_engine (
   wire [11:0] arr_el;
   wire [191:0] arr_south;
   wire unused_array;
-  reg [47:0] relu_z;
-  reg relu_v;
-  wire [15:0] relu_h;
-  wire relu_vo;
+  reg [575:0] relu_z;
+  reg [11:0] relu_v;
+  wire [191:0] relu_h;
+  wire [11:0] relu_vo;
+  genvar rl;
   reg [191:0] gd_h;
   reg [11:0] gd_v;
   reg gd_first;
@@ -629,7 +659,8 @@ module dff_engine (
   wire [31:0] a1_word;
   wire unused_hi_a1_word;
   reg a1w_v_d1;
-  reg [11:0] a1w_a_d1;
+  reg [8:0] a1w_a_d1;
+  reg [7:0] a1w_b_d1;
   wire unused_a1_word;
   wire [31:0] drain_hbank;
   wire unused_hi_drain_hbank;
@@ -713,32 +744,140 @@ module dff_engine (
   wire unused_hi_gemm_pad;
   wire [31:0] gemm_steps;
   wire unused_hi_gemm_steps;
-  wire [31:0] cen_a1;
-  wire unused_hi_cen_a1;
   wire [31:0] cen_u;
   wire unused_hi_cen_u;
-  reg cz_v_d1;
-  reg cz_v_d2;
-  wire signed [50:0] cz;
+  wire [31:0] cv_word;
+  wire unused_hi_cv_word;
+  wire unused_cen_u;
+  reg cp_v_d1;
+  reg cp_v_d2;
+  reg [8:0] cp_a_d1;
+  reg [8:0] cp_a_d2;
+  reg [7:0] cp_b_d1;
+  reg [7:0] cp_b_d2;
+  wire signed [28:0] cv_sum;
   wire signed [27:0] cb;
   wire signed [27:0] cu;
-  wire signed [47:0] cz_c;
+  wire [31:0] cen_a1;
+  wire unused_hi_cen_a1;
+  wire [31:0] cen_v;
+  wire unused_hi_cen_v;
+  reg cz_v_d1;
+  reg cz_v_d2;
+  reg [7:0] cz_am_d1;
+  reg [7:0] cz_am_d2;
+  wire unused_cz_am_d;
+  reg [15:0] cz_o_d1;
+  reg [15:0] cz_o_d2;
+  wire [47:0] cz0_a1;
+  wire signed [50:0] cz0;
+  wire signed [47:0] cz0_c;
+  wire cz0_v;
+  wire [47:0] cz1_a1;
+  wire signed [50:0] cz1;
+  wire signed [47:0] cz1_c;
+  wire cz1_v;
+  wire [47:0] cz2_a1;
+  wire signed [50:0] cz2;
+  wire signed [47:0] cz2_c;
+  wire cz2_v;
+  wire [47:0] cz3_a1;
+  wire signed [50:0] cz3;
+  wire signed [47:0] cz3_c;
+  wire cz3_v;
+  wire [47:0] cz4_a1;
+  wire signed [50:0] cz4;
+  wire signed [47:0] cz4_c;
+  wire cz4_v;
+  wire [47:0] cz5_a1;
+  wire signed [50:0] cz5;
+  wire signed [47:0] cz5_c;
+  wire cz5_v;
+  wire [47:0] cz6_a1;
+  wire signed [50:0] cz6;
+  wire signed [47:0] cz6_c;
+  wire cz6_v;
+  wire [47:0] cz7_a1;
+  wire signed [50:0] cz7;
+  wire signed [47:0] cz7_c;
+  wire cz7_v;
+  wire [47:0] cz8_a1;
+  wire signed [50:0] cz8;
+  wire signed [47:0] cz8_c;
+  wire cz8_v;
+  wire [47:0] cz9_a1;
+  wire signed [50:0] cz9;
+  wire signed [47:0] cz9_c;
+  wire cz9_v;
+  wire [47:0] cz10_a1;
+  wire signed [50:0] cz10;
+  wire signed [47:0] cz10_c;
+  wire cz10_v;
+  wire [47:0] cz11_a1;
+  wire signed [50:0] cz11;
+  wire signed [47:0] cz11_c;
+  wire cz11_v;
   wire [31:0] cen_h;
   wire unused_hi_cen_h;
-  reg [11:0] ch_a_d1;
-  reg [11:0] ch_a_d2;
-  reg [11:0] ch_a_d3;
-  reg [11:0] ch_a_d4;
-  reg ch_v_d1;
-  reg ch_v_d2;
-  reg ch_v_d3;
-  reg ch_v_d4;
   wire [31:0] cen_hbank;
   wire unused_hi_cen_hbank;
+  reg [15:0] ch_a_d1;
+  reg [15:0] ch_a_d2;
+  reg [15:0] ch_a_d3;
+  reg [15:0] ch_a_d4;
   reg [7:0] ch_b_d1;
   reg [7:0] ch_b_d2;
   reg [7:0] ch_b_d3;
   reg [7:0] ch_b_d4;
+  reg ch_v0_d1;
+  reg ch_v0_d2;
+  reg ch_v1_d1;
+  reg ch_v1_d2;
+  reg ch_v2_d1;
+  reg ch_v2_d2;
+  reg ch_v3_d1;
+  reg ch_v3_d2;
+  reg ch_v4_d1;
+  reg ch_v4_d2;
+  reg ch_v5_d1;
+  reg ch_v5_d2;
+  reg ch_v6_d1;
+  reg ch_v6_d2;
+  reg ch_v7_d1;
+  reg ch_v7_d2;
+  reg ch_v8_d1;
+  reg ch_v8_d2;
+  reg ch_v9_d1;
+  reg ch_v9_d2;
+  reg ch_v10_d1;
+  reg ch_v10_d2;
+  reg ch_v11_d1;
+  reg ch_v11_d2;
+  wire unused_cen_h;
+  wire [15:0] ch_wa11;
+  wire unused_ch_wa11;
+  wire [15:0] ch_wa10;
+  wire unused_ch_wa10;
+  wire [15:0] ch_wa9;
+  wire unused_ch_wa9;
+  wire [15:0] ch_wa8;
+  wire unused_ch_wa8;
+  wire [15:0] ch_wa7;
+  wire unused_ch_wa7;
+  wire [15:0] ch_wa6;
+  wire unused_ch_wa6;
+  wire [15:0] ch_wa5;
+  wire unused_ch_wa5;
+  wire [15:0] ch_wa4;
+  wire unused_ch_wa4;
+  wire [15:0] ch_wa3;
+  wire unused_ch_wa3;
+  wire [15:0] ch_wa2;
+  wire unused_ch_wa2;
+  wire [15:0] ch_wa1;
+  wire unused_ch_wa1;
+  wire [15:0] ch_wa0;
+  wire unused_ch_wa0;
   wire unused_cen;
   wire [31:0] cen_k;
   wire unused_hi_cen_k;
@@ -1178,6 +1317,29 @@ module dff_engine (
   assign b2_rd0 = b2_rdata[0 +: 16];
   assign u_rd0 = u_rdata[0 +: 16];
   assign a1_rd0 = a1_rdata[0 +: 48];
+  assign a1_rd1 = a1_rdata[48 +: 48];
+  assign a1_rd2 = a1_rdata[96 +: 48];
+  assign a1_rd3 = a1_rdata[144 +: 48];
+  assign a1_rd4 = a1_rdata[192 +: 48];
+  assign a1_rd5 = a1_rdata[240 +: 48];
+  assign a1_rd6 = a1_rdata[288 +: 48];
+  assign a1_rd7 = a1_rdata[336 +: 48];
+  assign a1_rd8 = a1_rdata[384 +: 48];
+  assign a1_rd9 = a1_rdata[432 +: 48];
+  assign a1_rd10 = a1_rdata[480 +: 48];
+  assign a1_rd11 = a1_rdata[528 +: 48];
+  assign cv_rd0 = cv_rdata[0 +: 29];
+  assign cv_rd1 = cv_rdata[29 +: 29];
+  assign cv_rd2 = cv_rdata[58 +: 29];
+  assign cv_rd3 = cv_rdata[87 +: 29];
+  assign cv_rd4 = cv_rdata[116 +: 29];
+  assign cv_rd5 = cv_rdata[145 +: 29];
+  assign cv_rd6 = cv_rdata[174 +: 29];
+  assign cv_rd7 = cv_rdata[203 +: 29];
+  assign cv_rd8 = cv_rdata[232 +: 29];
+  assign cv_rd9 = cv_rdata[261 +: 29];
+  assign cv_rd10 = cv_rdata[290 +: 29];
+  assign cv_rd11 = cv_rdata[319 +: 29];
   assign h1_rd0 = h1_rdata[0 +: 16];
   assign h1_rd1 = h1_rdata[16 +: 16];
   assign h1_rd2 = h1_rdata[32 +: 16];
@@ -1303,14 +1465,18 @@ module dff_engine (
 
   assign unused_array = ^{arr_east, arr_ev, arr_ec, arr_el, arr_south};
 
-  dff_relu u_relu (
-    .clk_i(clk_i),
-    .rst_i(rst_i),
-    .z_i(relu_z),
-    .v_i(relu_v),
-    .h_o(relu_h),
-    .v_o(relu_vo)
-  );
+  generate
+    for (rl = 0; rl < 12; rl = rl + 1) begin : g_relu
+      dff_relu u_relu (
+        .clk_i(clk_i),
+        .rst_i(rst_i),
+        .z_i(relu_z[rl*48 +: 48]),
+        .v_i(relu_v[rl]),
+        .h_o(relu_h[rl*16 +: 16]),
+        .v_o(relu_vo[rl])
+      );
+    end
+  endgenerate
 
   generate
     for (gl = 0; gl < 12; gl = gl + 1) begin : g_goodness
@@ -1630,9 +1796,9 @@ module dff_engine (
   assign unused_hi_drain_o = ^drain_o[31:1];
   assign drain_n = dr_tbc + dr_j_q;
   assign unused_hi_drain_n = ^drain_n[31:1];
-  assign a1_word = (drain_n * 32'd500) + drain_o;
+  assign a1_word = (drain_n * 32'd42) + dr_ob_q;
   assign unused_hi_a1_word = ^a1_word[31:1];
-  assign unused_a1_word = ^a1_word[31:12];
+  assign unused_a1_word = ^a1_word[31:9];
   assign drain_hbank = (dr_j_q + dr_om_q) >= 32'd12 ? dr_j_q + dr_om_q - 32'd12 : dr_j_q + dr_om_q;
   assign unused_hi_drain_hbank = ^drain_hbank[31:1];
   assign h2_word = (dr_tb_q * 32'd500) + drain_o;
@@ -1661,19 +1827,97 @@ module dff_engine (
   assign unused_hi_gemm_pad = ^gemm_pad[31:1];
   assign gemm_steps = gemm_k < gemm_pad ? gemm_pad : gemm_k;
   assign unused_hi_gemm_steps = ^gemm_steps[31:1];
-  assign cen_a1 = (samp_q * 32'd500) + j_q;
-  assign unused_hi_cen_a1 = ^cen_a1[31:1];
-  assign cen_u = ({28'd0, hyp_q} * 32'd500) + j_q;
+  assign cen_u = sbase_q + j_q;
   assign unused_hi_cen_u = ^cen_u[31:1];
+  assign cv_word = (slot_q * 32'd42) + kg_q;
+  assign unused_hi_cv_word = ^cv_word[31:1];
+  assign unused_cen_u = ^{cen_u[31:13], cv_word[31:9]};
   assign cb = {b1_rd0, 12'd0};
   assign cu = {u_rd0, 12'd0};
-  assign cz = $signed({{3{a1_rd0[47]}}, a1_rd0}) + $signed({{23{cb[27]}}, cb}) + $signed({{23{cu[27]}}, cu});
-  assign cz_c = cz < (-51'sd140737488355328) ? 48'h800000000000 : cz > 51'sd140737488355327 ? 48'h7fffffffffff : cz[47:0];
+  assign cv_sum = $signed({cb[27], cb}) + $signed({cu[27], cu});
+  assign cen_a1 = (samp_q * 32'd42) + kg_q;
+  assign unused_hi_cen_a1 = ^cen_a1[31:1];
+  assign cen_v = ({28'd0, hyp_q} * 32'd42) + k_q;
+  assign unused_hi_cen_v = ^cen_v[31:1];
+  assign unused_cz_am_d = ^cz_am_d2;
+  assign cz0_a1 = a1_rd0;
+  assign cz0 = $signed({{3{cz0_a1[47]}}, cz0_a1}) + $signed({{22{cv_rd0[28]}}, cv_rd0});
+  assign cz0_c = cz0 < (-51'sd140737488355328) ? 48'h800000000000 : cz0 > 51'sd140737488355327 ? 48'h7fffffffffff : cz0[47:0];
+  assign cz0_v = cz_v_d2 && (({16'd0, cz_o_d2} + 32'd0) < 32'd500);
+  assign cz1_a1 = a1_rd1;
+  assign cz1 = $signed({{3{cz1_a1[47]}}, cz1_a1}) + $signed({{22{cv_rd1[28]}}, cv_rd1});
+  assign cz1_c = cz1 < (-51'sd140737488355328) ? 48'h800000000000 : cz1 > 51'sd140737488355327 ? 48'h7fffffffffff : cz1[47:0];
+  assign cz1_v = cz_v_d2 && (({16'd0, cz_o_d2} + 32'd1) < 32'd500);
+  assign cz2_a1 = a1_rd2;
+  assign cz2 = $signed({{3{cz2_a1[47]}}, cz2_a1}) + $signed({{22{cv_rd2[28]}}, cv_rd2});
+  assign cz2_c = cz2 < (-51'sd140737488355328) ? 48'h800000000000 : cz2 > 51'sd140737488355327 ? 48'h7fffffffffff : cz2[47:0];
+  assign cz2_v = cz_v_d2 && (({16'd0, cz_o_d2} + 32'd2) < 32'd500);
+  assign cz3_a1 = a1_rd3;
+  assign cz3 = $signed({{3{cz3_a1[47]}}, cz3_a1}) + $signed({{22{cv_rd3[28]}}, cv_rd3});
+  assign cz3_c = cz3 < (-51'sd140737488355328) ? 48'h800000000000 : cz3 > 51'sd140737488355327 ? 48'h7fffffffffff : cz3[47:0];
+  assign cz3_v = cz_v_d2 && (({16'd0, cz_o_d2} + 32'd3) < 32'd500);
+  assign cz4_a1 = a1_rd4;
+  assign cz4 = $signed({{3{cz4_a1[47]}}, cz4_a1}) + $signed({{22{cv_rd4[28]}}, cv_rd4});
+  assign cz4_c = cz4 < (-51'sd140737488355328) ? 48'h800000000000 : cz4 > 51'sd140737488355327 ? 48'h7fffffffffff : cz4[47:0];
+  assign cz4_v = cz_v_d2 && (({16'd0, cz_o_d2} + 32'd4) < 32'd500);
+  assign cz5_a1 = a1_rd5;
+  assign cz5 = $signed({{3{cz5_a1[47]}}, cz5_a1}) + $signed({{22{cv_rd5[28]}}, cv_rd5});
+  assign cz5_c = cz5 < (-51'sd140737488355328) ? 48'h800000000000 : cz5 > 51'sd140737488355327 ? 48'h7fffffffffff : cz5[47:0];
+  assign cz5_v = cz_v_d2 && (({16'd0, cz_o_d2} + 32'd5) < 32'd500);
+  assign cz6_a1 = a1_rd6;
+  assign cz6 = $signed({{3{cz6_a1[47]}}, cz6_a1}) + $signed({{22{cv_rd6[28]}}, cv_rd6});
+  assign cz6_c = cz6 < (-51'sd140737488355328) ? 48'h800000000000 : cz6 > 51'sd140737488355327 ? 48'h7fffffffffff : cz6[47:0];
+  assign cz6_v = cz_v_d2 && (({16'd0, cz_o_d2} + 32'd6) < 32'd500);
+  assign cz7_a1 = a1_rd7;
+  assign cz7 = $signed({{3{cz7_a1[47]}}, cz7_a1}) + $signed({{22{cv_rd7[28]}}, cv_rd7});
+  assign cz7_c = cz7 < (-51'sd140737488355328) ? 48'h800000000000 : cz7 > 51'sd140737488355327 ? 48'h7fffffffffff : cz7[47:0];
+  assign cz7_v = cz_v_d2 && (({16'd0, cz_o_d2} + 32'd7) < 32'd500);
+  assign cz8_a1 = a1_rd8;
+  assign cz8 = $signed({{3{cz8_a1[47]}}, cz8_a1}) + $signed({{22{cv_rd8[28]}}, cv_rd8});
+  assign cz8_c = cz8 < (-51'sd140737488355328) ? 48'h800000000000 : cz8 > 51'sd140737488355327 ? 48'h7fffffffffff : cz8[47:0];
+  assign cz8_v = cz_v_d2 && (({16'd0, cz_o_d2} + 32'd8) < 32'd500);
+  assign cz9_a1 = a1_rd9;
+  assign cz9 = $signed({{3{cz9_a1[47]}}, cz9_a1}) + $signed({{22{cv_rd9[28]}}, cv_rd9});
+  assign cz9_c = cz9 < (-51'sd140737488355328) ? 48'h800000000000 : cz9 > 51'sd140737488355327 ? 48'h7fffffffffff : cz9[47:0];
+  assign cz9_v = cz_v_d2 && (({16'd0, cz_o_d2} + 32'd9) < 32'd500);
+  assign cz10_a1 = a1_rd10;
+  assign cz10 = $signed({{3{cz10_a1[47]}}, cz10_a1}) + $signed({{22{cv_rd10[28]}}, cv_rd10});
+  assign cz10_c = cz10 < (-51'sd140737488355328) ? 48'h800000000000 : cz10 > 51'sd140737488355327 ? 48'h7fffffffffff : cz10[47:0];
+  assign cz10_v = cz_v_d2 && (({16'd0, cz_o_d2} + 32'd10) < 32'd500);
+  assign cz11_a1 = a1_rd11;
+  assign cz11 = $signed({{3{cz11_a1[47]}}, cz11_a1}) + $signed({{22{cv_rd11[28]}}, cv_rd11});
+  assign cz11_c = cz11 < (-51'sd140737488355328) ? 48'h800000000000 : cz11 > 51'sd140737488355327 ? 48'h7fffffffffff : cz11[47:0];
+  assign cz11_v = cz_v_d2 && (({16'd0, cz_o_d2} + 32'd11) < 32'd500);
   assign cen_h = rgb_q + j_q;
   assign unused_hi_cen_h = ^cen_h[31:1];
-  assign cen_hbank = (rmod_q + jmod_q) >= 32'd12 ? rmod_q + jmod_q - 32'd12 : rmod_q + jmod_q;
+  assign cen_hbank = (rmod_q + kmod_q) >= 32'd12 ? rmod_q + kmod_q - 32'd12 : rmod_q + kmod_q;
   assign unused_hi_cen_hbank = ^cen_hbank[31:1];
-  assign unused_cen = ^{cen_a1[31:12], cen_u[31:13], cen_h[31:12]};
+  assign unused_cen_h = ^{cen_h[31:16], cen_hbank[31:8]};
+  assign ch_wa11 = ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd0 : 16'd0;
+  assign unused_ch_wa11 = ^ch_wa11[15:12];
+  assign ch_wa10 = ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd0 : 16'd0;
+  assign unused_ch_wa10 = ^ch_wa10[15:12];
+  assign ch_wa9 = ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd0 : 16'd0;
+  assign unused_ch_wa9 = ^ch_wa9[15:12];
+  assign ch_wa8 = ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd0 : 16'd0;
+  assign unused_ch_wa8 = ^ch_wa8[15:12];
+  assign ch_wa7 = ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd0 : 16'd0;
+  assign unused_ch_wa7 = ^ch_wa7[15:12];
+  assign ch_wa6 = ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd0 : 16'd0;
+  assign unused_ch_wa6 = ^ch_wa6[15:12];
+  assign ch_wa5 = ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd0 : 16'd0;
+  assign unused_ch_wa5 = ^ch_wa5[15:12];
+  assign ch_wa4 = ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd0 : 16'd0;
+  assign unused_ch_wa4 = ^ch_wa4[15:12];
+  assign ch_wa3 = ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd0 : 16'd0;
+  assign unused_ch_wa3 = ^ch_wa3[15:12];
+  assign ch_wa2 = ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd0 : 16'd0;
+  assign unused_ch_wa2 = ^ch_wa2[15:12];
+  assign ch_wa1 = ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd0 : 16'd0;
+  assign unused_ch_wa1 = ^ch_wa1[15:12];
+  assign ch_wa0 = ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd0 : 16'd0;
+  assign unused_ch_wa0 = ^ch_wa0[15:12];
+  assign unused_cen = ^{cen_a1[31:9], cen_v[31:9]};
   assign cen_k = infer_q ? 32'd10 : 32'd10;
   assign unused_hi_cen_k = ^cen_k[31:1];
   assign pred_score = 20'd0 + {2'd0, g1_rd0} + {2'd0, g2_rd0};
@@ -2084,7 +2328,8 @@ module dff_engine (
       acc_d1 <= {48{1'b0}};
       acc_d2 <= {48{1'b0}};
       a1w_v_d1 <= {1{1'b0}};
-      a1w_a_d1 <= {12{1'b0}};
+      a1w_a_d1 <= {9{1'b0}};
+      a1w_b_d1 <= {8{1'b0}};
       fz2_v_d1 <= {1{1'b0}};
       fz2_v_d2 <= {1{1'b0}};
       fh2_a_d1 <= {12{1'b0}};
@@ -2139,20 +2384,50 @@ module dff_engine (
       gu2_wa_d3 <= {15{1'b0}};
       gu2_wa_d4 <= {15{1'b0}};
       gu2_wa_d5 <= {15{1'b0}};
+      cp_v_d1 <= {1{1'b0}};
+      cp_v_d2 <= {1{1'b0}};
+      cp_a_d1 <= {9{1'b0}};
+      cp_a_d2 <= {9{1'b0}};
+      cp_b_d1 <= {8{1'b0}};
+      cp_b_d2 <= {8{1'b0}};
       cz_v_d1 <= {1{1'b0}};
       cz_v_d2 <= {1{1'b0}};
-      ch_a_d1 <= {12{1'b0}};
-      ch_a_d2 <= {12{1'b0}};
-      ch_a_d3 <= {12{1'b0}};
-      ch_a_d4 <= {12{1'b0}};
-      ch_v_d1 <= {1{1'b0}};
-      ch_v_d2 <= {1{1'b0}};
-      ch_v_d3 <= {1{1'b0}};
-      ch_v_d4 <= {1{1'b0}};
+      cz_am_d1 <= {8{1'b0}};
+      cz_am_d2 <= {8{1'b0}};
+      cz_o_d1 <= {16{1'b0}};
+      cz_o_d2 <= {16{1'b0}};
+      ch_a_d1 <= {16{1'b0}};
+      ch_a_d2 <= {16{1'b0}};
+      ch_a_d3 <= {16{1'b0}};
+      ch_a_d4 <= {16{1'b0}};
       ch_b_d1 <= {8{1'b0}};
       ch_b_d2 <= {8{1'b0}};
       ch_b_d3 <= {8{1'b0}};
       ch_b_d4 <= {8{1'b0}};
+      ch_v0_d1 <= {1{1'b0}};
+      ch_v0_d2 <= {1{1'b0}};
+      ch_v1_d1 <= {1{1'b0}};
+      ch_v1_d2 <= {1{1'b0}};
+      ch_v2_d1 <= {1{1'b0}};
+      ch_v2_d2 <= {1{1'b0}};
+      ch_v3_d1 <= {1{1'b0}};
+      ch_v3_d2 <= {1{1'b0}};
+      ch_v4_d1 <= {1{1'b0}};
+      ch_v4_d2 <= {1{1'b0}};
+      ch_v5_d1 <= {1{1'b0}};
+      ch_v5_d2 <= {1{1'b0}};
+      ch_v6_d1 <= {1{1'b0}};
+      ch_v6_d2 <= {1{1'b0}};
+      ch_v7_d1 <= {1{1'b0}};
+      ch_v7_d2 <= {1{1'b0}};
+      ch_v8_d1 <= {1{1'b0}};
+      ch_v8_d2 <= {1{1'b0}};
+      ch_v9_d1 <= {1{1'b0}};
+      ch_v9_d2 <= {1{1'b0}};
+      ch_v10_d1 <= {1{1'b0}};
+      ch_v10_d2 <= {1{1'b0}};
+      ch_v11_d1 <= {1{1'b0}};
+      ch_v11_d2 <= {1{1'b0}};
       pr_v_d1 <= {1{1'b0}};
       pr_v_d2 <= {1{1'b0}};
       pr_r_d1 <= {8{1'b0}};
@@ -2347,7 +2622,8 @@ module dff_engine (
       acc_d1 <= acc_sel;
       acc_d2 <= acc_d1;
       a1w_v_d1 <= drain_valid && ((kind_q == OP_FWD) && (layer_q == 2'd0));
-      a1w_a_d1 <= a1_word[11:0];
+      a1w_a_d1 <= a1_word[8:0];
+      a1w_b_d1 <= dr_i_q[7:0];
       fz2_v_d1 <= drain_valid && ((kind_q == OP_FWD) && (layer_q == 2'd1));
       fz2_v_d2 <= fz2_v_d1;
       fh2_a_d1 <= h2_word[11:0];
@@ -2402,20 +2678,50 @@ module dff_engine (
       gu2_wa_d3 <= gu2_wa_d2;
       gu2_wa_d4 <= gu2_wa_d3;
       gu2_wa_d5 <= gu2_wa_d4;
+      cp_v_d1 <= st_q == S_CP;
+      cp_v_d2 <= cp_v_d1;
+      cp_a_d1 <= cv_word[8:0];
+      cp_a_d2 <= cp_a_d1;
+      cp_b_d1 <= kmod_q[7:0];
+      cp_b_d2 <= cp_b_d1;
       cz_v_d1 <= st_q == S_CS;
       cz_v_d2 <= cz_v_d1;
-      ch_a_d1 <= cen_h[11:0];
+      cz_am_d1 <= jmod_q[7:0];
+      cz_am_d2 <= cz_am_d1;
+      cz_o_d1 <= j_q[15:0];
+      cz_o_d2 <= cz_o_d1;
+      ch_a_d1 <= cen_h[15:0];
       ch_a_d2 <= ch_a_d1;
       ch_a_d3 <= ch_a_d2;
       ch_a_d4 <= ch_a_d3;
-      ch_v_d1 <= st_q == S_CS;
-      ch_v_d2 <= ch_v_d1;
-      ch_v_d3 <= ch_v_d2;
-      ch_v_d4 <= ch_v_d3;
       ch_b_d1 <= cen_hbank[7:0];
       ch_b_d2 <= ch_b_d1;
       ch_b_d3 <= ch_b_d2;
       ch_b_d4 <= ch_b_d3;
+      ch_v0_d1 <= cz0_v;
+      ch_v0_d2 <= ch_v0_d1;
+      ch_v1_d1 <= cz1_v;
+      ch_v1_d2 <= ch_v1_d1;
+      ch_v2_d1 <= cz2_v;
+      ch_v2_d2 <= ch_v2_d1;
+      ch_v3_d1 <= cz3_v;
+      ch_v3_d2 <= ch_v3_d1;
+      ch_v4_d1 <= cz4_v;
+      ch_v4_d2 <= ch_v4_d1;
+      ch_v5_d1 <= cz5_v;
+      ch_v5_d2 <= ch_v5_d1;
+      ch_v6_d1 <= cz6_v;
+      ch_v6_d2 <= ch_v6_d1;
+      ch_v7_d1 <= cz7_v;
+      ch_v7_d2 <= ch_v7_d1;
+      ch_v8_d1 <= cz8_v;
+      ch_v8_d2 <= ch_v8_d1;
+      ch_v9_d1 <= cz9_v;
+      ch_v9_d2 <= ch_v9_d1;
+      ch_v10_d1 <= cz10_v;
+      ch_v10_d2 <= ch_v10_d1;
+      ch_v11_d1 <= cz11_v;
+      ch_v11_d2 <= ch_v11_d1;
       pr_v_d1 <= (st_q == S_PRED) && (row_q < 32'd10);
       pr_v_d2 <= pr_v_d1;
       pr_r_d1 <= row_q[7:0];
@@ -2749,7 +3055,7 @@ module dff_engine (
             OP_FWD: st_q <= S_GS;
             OP_GRAD: st_q <= S_GS;
             OP_FB: st_q <= S_GS;
-            OP_CEN: st_q <= S_CH;
+            OP_CEN: st_q <= S_CP;
             OP_PRED: st_q <= S_PRED;
             OP_LOSS: st_q <= S_LG;
             OP_DELTA: st_q <= S_DP;
@@ -2910,6 +3216,26 @@ module dff_engine (
             end
           end
         end
+        S_CP: begin
+          j_q <= j_q + 32'd1;
+          kmod_q <= kmod_q == 32'd11 ? 32'd0 : kmod_q + 32'd1;
+          if (kmod_q == 32'd11) begin
+            kg_q <= kg_q + 32'd1;
+          end
+          if (j_q == 32'd499) begin
+            j_q <= 32'd0;
+            kmod_q <= 32'd0;
+            kg_q <= 32'd0;
+            slot_q <= slot_q + 32'd1;
+            sbase_q <= sbase_q + 32'd500;
+            if (slot_q == 32'd9) begin
+              slot_q <= 32'd0;
+              sbase_q <= 32'd0;
+              wait_q <= 8'd0;
+              st_q <= S_CH;
+            end
+          end
+        end
         S_CH: begin
           wait_q <= wait_q + 8'd1;
           if (wait_q == 8'd2) begin
@@ -2919,11 +3245,21 @@ module dff_engine (
           end
         end
         S_CS: begin
-          j_q <= j_q + 32'd1;
-          jmod_q <= (jmod_q + 32'd1) >= 32'd12 ? jmod_q + 32'd1 - 32'd12 : jmod_q + 32'd1;
-          if (j_q == 32'd499) begin
-            j_q <= 32'd0;
+          j_q <= j_q + 32'd12;
+          k_q <= k_q + 32'd1;
+          kmod_q <= (kmod_q + 32'd0) >= 32'd12 ? kmod_q + 32'd0 - 32'd12 : kmod_q + 32'd0;
+          if (jmod_q == 32'd0) begin
             jmod_q <= 32'd0;
+            kg_q <= kg_q + 32'd1;
+          end else begin
+            jmod_q <= jmod_q + 32'd12;
+          end
+          if ((j_q + 32'd12) >= 32'd500) begin
+            j_q <= 32'd0;
+            k_q <= 32'd0;
+            kmod_q <= 32'd0;
+            jmod_q <= 32'd0;
+            kg_q <= 32'd0;
             row_q <= row_q + 32'd1;
             if (rmod_q == 32'd11) begin
               rmod_q <= 32'd0;
@@ -3262,7 +3598,7 @@ module dff_engine (
 
   always @* begin
     b1_raddr = {9{1'b0}};
-    if (st_q == S_CS) begin
+    if (st_q == S_CP) begin
       b1_raddr = j_q[8:0];
     end
     if ((st_q == S_BU) && ((kind_q == OP_BUPD) && (layer_q == 2'd0))) begin
@@ -3348,7 +3684,7 @@ module dff_engine (
 
   always @* begin
     u_raddr = {13{1'b0}};
-    if (st_q == S_CS) begin
+    if (st_q == S_CP) begin
       u_raddr = cen_u[12:0];
     end
     if (st_q == S_UU) begin
@@ -3360,14 +3696,14 @@ module dff_engine (
   end
 
   always @* begin
-    a1_we = {1{1'b0}};
+    a1_we = {12{1'b0}};
     if (a1w_v_d1) begin
-      a1_we = 1'b1;
+      a1_we = a1w_v_d1 ? {a1w_b_d1 == 8'd11, a1w_b_d1 == 8'd10, a1w_b_d1 == 8'd9, a1w_b_d1 == 8'd8, a1w_b_d1 == 8'd7, a1w_b_d1 == 8'd6, a1w_b_d1 == 8'd5, a1w_b_d1 == 8'd4, a1w_b_d1 == 8'd3, a1w_b_d1 == 8'd2, a1w_b_d1 == 8'd1, a1w_b_d1 == 8'd0} : 12'd0;
     end
   end
 
   always @* begin
-    a1_waddr = {12{1'b0}};
+    a1_waddr = {9{1'b0}};
     if (a1w_v_d1) begin
       a1_waddr = a1w_a_d1;
     end
@@ -3381,30 +3717,58 @@ module dff_engine (
   end
 
   always @* begin
-    a1_raddr = {12{1'b0}};
+    a1_raddr = {108{1'b0}};
     if (st_q == S_CS) begin
-      a1_raddr = cen_a1[11:0];
+      a1_raddr = {12{cen_a1[8:0]}};
+    end
+  end
+
+  always @* begin
+    cv_we = {12{1'b0}};
+    if (cp_v_d2) begin
+      cv_we = cp_v_d2 ? {cp_b_d2 == 8'd11, cp_b_d2 == 8'd10, cp_b_d2 == 8'd9, cp_b_d2 == 8'd8, cp_b_d2 == 8'd7, cp_b_d2 == 8'd6, cp_b_d2 == 8'd5, cp_b_d2 == 8'd4, cp_b_d2 == 8'd3, cp_b_d2 == 8'd2, cp_b_d2 == 8'd1, cp_b_d2 == 8'd0} : 12'd0;
+    end
+  end
+
+  always @* begin
+    cv_waddr = {9{1'b0}};
+    if (cp_v_d2) begin
+      cv_waddr = cp_a_d2;
+    end
+  end
+
+  always @* begin
+    cv_wdata = {348{1'b0}};
+    if (cp_v_d2) begin
+      cv_wdata = {12{cv_sum}};
+    end
+  end
+
+  always @* begin
+    cv_raddr = {108{1'b0}};
+    if (st_q == S_CS) begin
+      cv_raddr = {12{cen_v[8:0]}};
     end
   end
 
   always @* begin
     h1_we = {12{1'b0}};
-    if (ch_v_d4) begin
-      h1_we = {ch_b_d4 == 8'd11, ch_b_d4 == 8'd10, ch_b_d4 == 8'd9, ch_b_d4 == 8'd8, ch_b_d4 == 8'd7, ch_b_d4 == 8'd6, ch_b_d4 == 8'd5, ch_b_d4 == 8'd4, ch_b_d4 == 8'd3, ch_b_d4 == 8'd2, ch_b_d4 == 8'd1, ch_b_d4 == 8'd0};
+    if (ch_v0_d2 || ch_v1_d2 || ch_v2_d2 || ch_v3_d2 || ch_v4_d2 || ch_v5_d2 || ch_v6_d2 || ch_v7_d2 || ch_v8_d2 || ch_v9_d2 || ch_v10_d2 || ch_v11_d2) begin
+      h1_we = {ch_b_d4 == 8'd0 ? ch_v11_d2 : ch_b_d4 == 8'd1 ? ch_v10_d2 : ch_b_d4 == 8'd2 ? ch_v9_d2 : ch_b_d4 == 8'd3 ? ch_v8_d2 : ch_b_d4 == 8'd4 ? ch_v7_d2 : ch_b_d4 == 8'd5 ? ch_v6_d2 : ch_b_d4 == 8'd6 ? ch_v5_d2 : ch_b_d4 == 8'd7 ? ch_v4_d2 : ch_b_d4 == 8'd8 ? ch_v3_d2 : ch_b_d4 == 8'd9 ? ch_v2_d2 : ch_b_d4 == 8'd10 ? ch_v1_d2 : ch_b_d4 == 8'd11 ? ch_v0_d2 : 1'b0, ch_b_d4 == 8'd11 ? ch_v11_d2 : ch_b_d4 == 8'd0 ? ch_v10_d2 : ch_b_d4 == 8'd1 ? ch_v9_d2 : ch_b_d4 == 8'd2 ? ch_v8_d2 : ch_b_d4 == 8'd3 ? ch_v7_d2 : ch_b_d4 == 8'd4 ? ch_v6_d2 : ch_b_d4 == 8'd5 ? ch_v5_d2 : ch_b_d4 == 8'd6 ? ch_v4_d2 : ch_b_d4 == 8'd7 ? ch_v3_d2 : ch_b_d4 == 8'd8 ? ch_v2_d2 : ch_b_d4 == 8'd9 ? ch_v1_d2 : ch_b_d4 == 8'd10 ? ch_v0_d2 : 1'b0, ch_b_d4 == 8'd10 ? ch_v11_d2 : ch_b_d4 == 8'd11 ? ch_v10_d2 : ch_b_d4 == 8'd0 ? ch_v9_d2 : ch_b_d4 == 8'd1 ? ch_v8_d2 : ch_b_d4 == 8'd2 ? ch_v7_d2 : ch_b_d4 == 8'd3 ? ch_v6_d2 : ch_b_d4 == 8'd4 ? ch_v5_d2 : ch_b_d4 == 8'd5 ? ch_v4_d2 : ch_b_d4 == 8'd6 ? ch_v3_d2 : ch_b_d4 == 8'd7 ? ch_v2_d2 : ch_b_d4 == 8'd8 ? ch_v1_d2 : ch_b_d4 == 8'd9 ? ch_v0_d2 : 1'b0, ch_b_d4 == 8'd9 ? ch_v11_d2 : ch_b_d4 == 8'd10 ? ch_v10_d2 : ch_b_d4 == 8'd11 ? ch_v9_d2 : ch_b_d4 == 8'd0 ? ch_v8_d2 : ch_b_d4 == 8'd1 ? ch_v7_d2 : ch_b_d4 == 8'd2 ? ch_v6_d2 : ch_b_d4 == 8'd3 ? ch_v5_d2 : ch_b_d4 == 8'd4 ? ch_v4_d2 : ch_b_d4 == 8'd5 ? ch_v3_d2 : ch_b_d4 == 8'd6 ? ch_v2_d2 : ch_b_d4 == 8'd7 ? ch_v1_d2 : ch_b_d4 == 8'd8 ? ch_v0_d2 : 1'b0, ch_b_d4 == 8'd8 ? ch_v11_d2 : ch_b_d4 == 8'd9 ? ch_v10_d2 : ch_b_d4 == 8'd10 ? ch_v9_d2 : ch_b_d4 == 8'd11 ? ch_v8_d2 : ch_b_d4 == 8'd0 ? ch_v7_d2 : ch_b_d4 == 8'd1 ? ch_v6_d2 : ch_b_d4 == 8'd2 ? ch_v5_d2 : ch_b_d4 == 8'd3 ? ch_v4_d2 : ch_b_d4 == 8'd4 ? ch_v3_d2 : ch_b_d4 == 8'd5 ? ch_v2_d2 : ch_b_d4 == 8'd6 ? ch_v1_d2 : ch_b_d4 == 8'd7 ? ch_v0_d2 : 1'b0, ch_b_d4 == 8'd7 ? ch_v11_d2 : ch_b_d4 == 8'd8 ? ch_v10_d2 : ch_b_d4 == 8'd9 ? ch_v9_d2 : ch_b_d4 == 8'd10 ? ch_v8_d2 : ch_b_d4 == 8'd11 ? ch_v7_d2 : ch_b_d4 == 8'd0 ? ch_v6_d2 : ch_b_d4 == 8'd1 ? ch_v5_d2 : ch_b_d4 == 8'd2 ? ch_v4_d2 : ch_b_d4 == 8'd3 ? ch_v3_d2 : ch_b_d4 == 8'd4 ? ch_v2_d2 : ch_b_d4 == 8'd5 ? ch_v1_d2 : ch_b_d4 == 8'd6 ? ch_v0_d2 : 1'b0, ch_b_d4 == 8'd6 ? ch_v11_d2 : ch_b_d4 == 8'd7 ? ch_v10_d2 : ch_b_d4 == 8'd8 ? ch_v9_d2 : ch_b_d4 == 8'd9 ? ch_v8_d2 : ch_b_d4 == 8'd10 ? ch_v7_d2 : ch_b_d4 == 8'd11 ? ch_v6_d2 : ch_b_d4 == 8'd0 ? ch_v5_d2 : ch_b_d4 == 8'd1 ? ch_v4_d2 : ch_b_d4 == 8'd2 ? ch_v3_d2 : ch_b_d4 == 8'd3 ? ch_v2_d2 : ch_b_d4 == 8'd4 ? ch_v1_d2 : ch_b_d4 == 8'd5 ? ch_v0_d2 : 1'b0, ch_b_d4 == 8'd5 ? ch_v11_d2 : ch_b_d4 == 8'd6 ? ch_v10_d2 : ch_b_d4 == 8'd7 ? ch_v9_d2 : ch_b_d4 == 8'd8 ? ch_v8_d2 : ch_b_d4 == 8'd9 ? ch_v7_d2 : ch_b_d4 == 8'd10 ? ch_v6_d2 : ch_b_d4 == 8'd11 ? ch_v5_d2 : ch_b_d4 == 8'd0 ? ch_v4_d2 : ch_b_d4 == 8'd1 ? ch_v3_d2 : ch_b_d4 == 8'd2 ? ch_v2_d2 : ch_b_d4 == 8'd3 ? ch_v1_d2 : ch_b_d4 == 8'd4 ? ch_v0_d2 : 1'b0, ch_b_d4 == 8'd4 ? ch_v11_d2 : ch_b_d4 == 8'd5 ? ch_v10_d2 : ch_b_d4 == 8'd6 ? ch_v9_d2 : ch_b_d4 == 8'd7 ? ch_v8_d2 : ch_b_d4 == 8'd8 ? ch_v7_d2 : ch_b_d4 == 8'd9 ? ch_v6_d2 : ch_b_d4 == 8'd10 ? ch_v5_d2 : ch_b_d4 == 8'd11 ? ch_v4_d2 : ch_b_d4 == 8'd0 ? ch_v3_d2 : ch_b_d4 == 8'd1 ? ch_v2_d2 : ch_b_d4 == 8'd2 ? ch_v1_d2 : ch_b_d4 == 8'd3 ? ch_v0_d2 : 1'b0, ch_b_d4 == 8'd3 ? ch_v11_d2 : ch_b_d4 == 8'd4 ? ch_v10_d2 : ch_b_d4 == 8'd5 ? ch_v9_d2 : ch_b_d4 == 8'd6 ? ch_v8_d2 : ch_b_d4 == 8'd7 ? ch_v7_d2 : ch_b_d4 == 8'd8 ? ch_v6_d2 : ch_b_d4 == 8'd9 ? ch_v5_d2 : ch_b_d4 == 8'd10 ? ch_v4_d2 : ch_b_d4 == 8'd11 ? ch_v3_d2 : ch_b_d4 == 8'd0 ? ch_v2_d2 : ch_b_d4 == 8'd1 ? ch_v1_d2 : ch_b_d4 == 8'd2 ? ch_v0_d2 : 1'b0, ch_b_d4 == 8'd2 ? ch_v11_d2 : ch_b_d4 == 8'd3 ? ch_v10_d2 : ch_b_d4 == 8'd4 ? ch_v9_d2 : ch_b_d4 == 8'd5 ? ch_v8_d2 : ch_b_d4 == 8'd6 ? ch_v7_d2 : ch_b_d4 == 8'd7 ? ch_v6_d2 : ch_b_d4 == 8'd8 ? ch_v5_d2 : ch_b_d4 == 8'd9 ? ch_v4_d2 : ch_b_d4 == 8'd10 ? ch_v3_d2 : ch_b_d4 == 8'd11 ? ch_v2_d2 : ch_b_d4 == 8'd0 ? ch_v1_d2 : ch_b_d4 == 8'd1 ? ch_v0_d2 : 1'b0, ch_b_d4 == 8'd1 ? ch_v11_d2 : ch_b_d4 == 8'd2 ? ch_v10_d2 : ch_b_d4 == 8'd3 ? ch_v9_d2 : ch_b_d4 == 8'd4 ? ch_v8_d2 : ch_b_d4 == 8'd5 ? ch_v7_d2 : ch_b_d4 == 8'd6 ? ch_v6_d2 : ch_b_d4 == 8'd7 ? ch_v5_d2 : ch_b_d4 == 8'd8 ? ch_v4_d2 : ch_b_d4 == 8'd9 ? ch_v3_d2 : ch_b_d4 == 8'd10 ? ch_v2_d2 : ch_b_d4 == 8'd11 ? ch_v1_d2 : ch_b_d4 == 8'd0 ? ch_v0_d2 : 1'b0};
     end
   end
 
   always @* begin
-    h1_waddr = {12{1'b0}};
-    if (ch_v_d4) begin
-      h1_waddr = ch_a_d4;
+    h1_waddr = {144{1'b0}};
+    if (ch_v0_d2 || ch_v1_d2 || ch_v2_d2 || ch_v3_d2 || ch_v4_d2 || ch_v5_d2 || ch_v6_d2 || ch_v7_d2 || ch_v8_d2 || ch_v9_d2 || ch_v10_d2 || ch_v11_d2) begin
+      h1_waddr = {ch_wa11[11:0], ch_wa10[11:0], ch_wa9[11:0], ch_wa8[11:0], ch_wa7[11:0], ch_wa6[11:0], ch_wa5[11:0], ch_wa4[11:0], ch_wa3[11:0], ch_wa2[11:0], ch_wa1[11:0], ch_wa0[11:0]};
     end
   end
 
   always @* begin
-    h1_wdata = {16{1'b0}};
-    if (ch_v_d4) begin
-      h1_wdata = relu_h;
+    h1_wdata = {192{1'b0}};
+    if (ch_v0_d2 || ch_v1_d2 || ch_v2_d2 || ch_v3_d2 || ch_v4_d2 || ch_v5_d2 || ch_v6_d2 || ch_v7_d2 || ch_v8_d2 || ch_v9_d2 || ch_v10_d2 || ch_v11_d2) begin
+      h1_wdata = {ch_b_d4 == 8'd0 ? relu_h[176 +: 16] : ch_b_d4 == 8'd1 ? relu_h[160 +: 16] : ch_b_d4 == 8'd2 ? relu_h[144 +: 16] : ch_b_d4 == 8'd3 ? relu_h[128 +: 16] : ch_b_d4 == 8'd4 ? relu_h[112 +: 16] : ch_b_d4 == 8'd5 ? relu_h[96 +: 16] : ch_b_d4 == 8'd6 ? relu_h[80 +: 16] : ch_b_d4 == 8'd7 ? relu_h[64 +: 16] : ch_b_d4 == 8'd8 ? relu_h[48 +: 16] : ch_b_d4 == 8'd9 ? relu_h[32 +: 16] : ch_b_d4 == 8'd10 ? relu_h[16 +: 16] : ch_b_d4 == 8'd11 ? relu_h[0 +: 16] : 16'd0, ch_b_d4 == 8'd11 ? relu_h[176 +: 16] : ch_b_d4 == 8'd0 ? relu_h[160 +: 16] : ch_b_d4 == 8'd1 ? relu_h[144 +: 16] : ch_b_d4 == 8'd2 ? relu_h[128 +: 16] : ch_b_d4 == 8'd3 ? relu_h[112 +: 16] : ch_b_d4 == 8'd4 ? relu_h[96 +: 16] : ch_b_d4 == 8'd5 ? relu_h[80 +: 16] : ch_b_d4 == 8'd6 ? relu_h[64 +: 16] : ch_b_d4 == 8'd7 ? relu_h[48 +: 16] : ch_b_d4 == 8'd8 ? relu_h[32 +: 16] : ch_b_d4 == 8'd9 ? relu_h[16 +: 16] : ch_b_d4 == 8'd10 ? relu_h[0 +: 16] : 16'd0, ch_b_d4 == 8'd10 ? relu_h[176 +: 16] : ch_b_d4 == 8'd11 ? relu_h[160 +: 16] : ch_b_d4 == 8'd0 ? relu_h[144 +: 16] : ch_b_d4 == 8'd1 ? relu_h[128 +: 16] : ch_b_d4 == 8'd2 ? relu_h[112 +: 16] : ch_b_d4 == 8'd3 ? relu_h[96 +: 16] : ch_b_d4 == 8'd4 ? relu_h[80 +: 16] : ch_b_d4 == 8'd5 ? relu_h[64 +: 16] : ch_b_d4 == 8'd6 ? relu_h[48 +: 16] : ch_b_d4 == 8'd7 ? relu_h[32 +: 16] : ch_b_d4 == 8'd8 ? relu_h[16 +: 16] : ch_b_d4 == 8'd9 ? relu_h[0 +: 16] : 16'd0, ch_b_d4 == 8'd9 ? relu_h[176 +: 16] : ch_b_d4 == 8'd10 ? relu_h[160 +: 16] : ch_b_d4 == 8'd11 ? relu_h[144 +: 16] : ch_b_d4 == 8'd0 ? relu_h[128 +: 16] : ch_b_d4 == 8'd1 ? relu_h[112 +: 16] : ch_b_d4 == 8'd2 ? relu_h[96 +: 16] : ch_b_d4 == 8'd3 ? relu_h[80 +: 16] : ch_b_d4 == 8'd4 ? relu_h[64 +: 16] : ch_b_d4 == 8'd5 ? relu_h[48 +: 16] : ch_b_d4 == 8'd6 ? relu_h[32 +: 16] : ch_b_d4 == 8'd7 ? relu_h[16 +: 16] : ch_b_d4 == 8'd8 ? relu_h[0 +: 16] : 16'd0, ch_b_d4 == 8'd8 ? relu_h[176 +: 16] : ch_b_d4 == 8'd9 ? relu_h[160 +: 16] : ch_b_d4 == 8'd10 ? relu_h[144 +: 16] : ch_b_d4 == 8'd11 ? relu_h[128 +: 16] : ch_b_d4 == 8'd0 ? relu_h[112 +: 16] : ch_b_d4 == 8'd1 ? relu_h[96 +: 16] : ch_b_d4 == 8'd2 ? relu_h[80 +: 16] : ch_b_d4 == 8'd3 ? relu_h[64 +: 16] : ch_b_d4 == 8'd4 ? relu_h[48 +: 16] : ch_b_d4 == 8'd5 ? relu_h[32 +: 16] : ch_b_d4 == 8'd6 ? relu_h[16 +: 16] : ch_b_d4 == 8'd7 ? relu_h[0 +: 16] : 16'd0, ch_b_d4 == 8'd7 ? relu_h[176 +: 16] : ch_b_d4 == 8'd8 ? relu_h[160 +: 16] : ch_b_d4 == 8'd9 ? relu_h[144 +: 16] : ch_b_d4 == 8'd10 ? relu_h[128 +: 16] : ch_b_d4 == 8'd11 ? relu_h[112 +: 16] : ch_b_d4 == 8'd0 ? relu_h[96 +: 16] : ch_b_d4 == 8'd1 ? relu_h[80 +: 16] : ch_b_d4 == 8'd2 ? relu_h[64 +: 16] : ch_b_d4 == 8'd3 ? relu_h[48 +: 16] : ch_b_d4 == 8'd4 ? relu_h[32 +: 16] : ch_b_d4 == 8'd5 ? relu_h[16 +: 16] : ch_b_d4 == 8'd6 ? relu_h[0 +: 16] : 16'd0, ch_b_d4 == 8'd6 ? relu_h[176 +: 16] : ch_b_d4 == 8'd7 ? relu_h[160 +: 16] : ch_b_d4 == 8'd8 ? relu_h[144 +: 16] : ch_b_d4 == 8'd9 ? relu_h[128 +: 16] : ch_b_d4 == 8'd10 ? relu_h[112 +: 16] : ch_b_d4 == 8'd11 ? relu_h[96 +: 16] : ch_b_d4 == 8'd0 ? relu_h[80 +: 16] : ch_b_d4 == 8'd1 ? relu_h[64 +: 16] : ch_b_d4 == 8'd2 ? relu_h[48 +: 16] : ch_b_d4 == 8'd3 ? relu_h[32 +: 16] : ch_b_d4 == 8'd4 ? relu_h[16 +: 16] : ch_b_d4 == 8'd5 ? relu_h[0 +: 16] : 16'd0, ch_b_d4 == 8'd5 ? relu_h[176 +: 16] : ch_b_d4 == 8'd6 ? relu_h[160 +: 16] : ch_b_d4 == 8'd7 ? relu_h[144 +: 16] : ch_b_d4 == 8'd8 ? relu_h[128 +: 16] : ch_b_d4 == 8'd9 ? relu_h[112 +: 16] : ch_b_d4 == 8'd10 ? relu_h[96 +: 16] : ch_b_d4 == 8'd11 ? relu_h[80 +: 16] : ch_b_d4 == 8'd0 ? relu_h[64 +: 16] : ch_b_d4 == 8'd1 ? relu_h[48 +: 16] : ch_b_d4 == 8'd2 ? relu_h[32 +: 16] : ch_b_d4 == 8'd3 ? relu_h[16 +: 16] : ch_b_d4 == 8'd4 ? relu_h[0 +: 16] : 16'd0, ch_b_d4 == 8'd4 ? relu_h[176 +: 16] : ch_b_d4 == 8'd5 ? relu_h[160 +: 16] : ch_b_d4 == 8'd6 ? relu_h[144 +: 16] : ch_b_d4 == 8'd7 ? relu_h[128 +: 16] : ch_b_d4 == 8'd8 ? relu_h[112 +: 16] : ch_b_d4 == 8'd9 ? relu_h[96 +: 16] : ch_b_d4 == 8'd10 ? relu_h[80 +: 16] : ch_b_d4 == 8'd11 ? relu_h[64 +: 16] : ch_b_d4 == 8'd0 ? relu_h[48 +: 16] : ch_b_d4 == 8'd1 ? relu_h[32 +: 16] : ch_b_d4 == 8'd2 ? relu_h[16 +: 16] : ch_b_d4 == 8'd3 ? relu_h[0 +: 16] : 16'd0, ch_b_d4 == 8'd3 ? relu_h[176 +: 16] : ch_b_d4 == 8'd4 ? relu_h[160 +: 16] : ch_b_d4 == 8'd5 ? relu_h[144 +: 16] : ch_b_d4 == 8'd6 ? relu_h[128 +: 16] : ch_b_d4 == 8'd7 ? relu_h[112 +: 16] : ch_b_d4 == 8'd8 ? relu_h[96 +: 16] : ch_b_d4 == 8'd9 ? relu_h[80 +: 16] : ch_b_d4 == 8'd10 ? relu_h[64 +: 16] : ch_b_d4 == 8'd11 ? relu_h[48 +: 16] : ch_b_d4 == 8'd0 ? relu_h[32 +: 16] : ch_b_d4 == 8'd1 ? relu_h[16 +: 16] : ch_b_d4 == 8'd2 ? relu_h[0 +: 16] : 16'd0, ch_b_d4 == 8'd2 ? relu_h[176 +: 16] : ch_b_d4 == 8'd3 ? relu_h[160 +: 16] : ch_b_d4 == 8'd4 ? relu_h[144 +: 16] : ch_b_d4 == 8'd5 ? relu_h[128 +: 16] : ch_b_d4 == 8'd6 ? relu_h[112 +: 16] : ch_b_d4 == 8'd7 ? relu_h[96 +: 16] : ch_b_d4 == 8'd8 ? relu_h[80 +: 16] : ch_b_d4 == 8'd9 ? relu_h[64 +: 16] : ch_b_d4 == 8'd10 ? relu_h[48 +: 16] : ch_b_d4 == 8'd11 ? relu_h[32 +: 16] : ch_b_d4 == 8'd0 ? relu_h[16 +: 16] : ch_b_d4 == 8'd1 ? relu_h[0 +: 16] : 16'd0, ch_b_d4 == 8'd1 ? relu_h[176 +: 16] : ch_b_d4 == 8'd2 ? relu_h[160 +: 16] : ch_b_d4 == 8'd3 ? relu_h[144 +: 16] : ch_b_d4 == 8'd4 ? relu_h[128 +: 16] : ch_b_d4 == 8'd5 ? relu_h[112 +: 16] : ch_b_d4 == 8'd6 ? relu_h[96 +: 16] : ch_b_d4 == 8'd7 ? relu_h[80 +: 16] : ch_b_d4 == 8'd8 ? relu_h[64 +: 16] : ch_b_d4 == 8'd9 ? relu_h[48 +: 16] : ch_b_d4 == 8'd10 ? relu_h[32 +: 16] : ch_b_d4 == 8'd11 ? relu_h[16 +: 16] : ch_b_d4 == 8'd0 ? relu_h[0 +: 16] : 16'd0};
     end
   end
 
@@ -3435,7 +3799,7 @@ module dff_engine (
   always @* begin
     h2_wdata = {16{1'b0}};
     if (fh2_v_d4) begin
-      h2_wdata = relu_h;
+      h2_wdata = relu_h[15:0];
     end
   end
 
@@ -3639,22 +4003,22 @@ module dff_engine (
   end
 
   always @* begin
-    relu_z = {48{1'b0}};
+    relu_z = {576{1'b0}};
     if (fz2_v_d2) begin
-      relu_z = fz2_c;
+      relu_z = {528'd0, fz2_c};
     end
     if (cz_v_d2) begin
-      relu_z = cz_c;
+      relu_z = {cz11_c, cz10_c, cz9_c, cz8_c, cz7_c, cz6_c, cz5_c, cz4_c, cz3_c, cz2_c, cz1_c, cz0_c};
     end
   end
 
   always @* begin
-    relu_v = {1{1'b0}};
+    relu_v = {12{1'b0}};
     if (fz2_v_d2) begin
-      relu_v = 1'b1;
+      relu_v = {11'd0, 1'b1};
     end
     if (cz_v_d2) begin
-      relu_v = 1'b1;
+      relu_v = {cz11_v, cz10_v, cz9_v, cz8_v, cz7_v, cz6_v, cz5_v, cz4_v, cz3_v, cz2_v, cz1_v, cz0_v};
     end
   end
 
@@ -3937,18 +4301,39 @@ module dff_engine (
     .rdata_o(u_rdata)
   );
 
-  dff_bram #(
-    .W(48),
-    .AW(12),
-    .DEPTH(4000)
-  ) u_a1 (
-    .clk_i(clk_i),
-    .we_i(a1_we),
-    .waddr_i(a1_waddr),
-    .wdata_i(a1_wdata),
-    .raddr_i(a1_raddr),
-    .rdata_o(a1_rdata)
-  );
+  generate
+    for (b = 0; b < 12; b = b + 1) begin : g_a1
+      dff_bram #(
+        .W(48),
+        .AW(9),
+        .DEPTH(336)
+      ) u_bank (
+        .clk_i(clk_i),
+        .we_i(a1_we[b]),
+        .waddr_i(a1_waddr),
+        .wdata_i(a1_wdata),
+        .raddr_i(a1_raddr[b*9 +: 9]),
+        .rdata_o(a1_rdata[b*48 +: 48])
+      );
+    end
+  endgenerate
+
+  generate
+    for (b = 0; b < 12; b = b + 1) begin : g_cv
+      dff_bram #(
+        .W(29),
+        .AW(9),
+        .DEPTH(420)
+      ) u_bank (
+        .clk_i(clk_i),
+        .we_i(cv_we[b]),
+        .waddr_i(cv_waddr),
+        .wdata_i(cv_wdata[b*29 +: 29]),
+        .raddr_i(cv_raddr[b*9 +: 9]),
+        .rdata_o(cv_rdata[b*29 +: 29])
+      );
+    end
+  endgenerate
 
   generate
     for (b = 0; b < 12; b = b + 1) begin : g_h1
@@ -3959,8 +4344,8 @@ module dff_engine (
       ) u_bank (
         .clk_i(clk_i),
         .we_i(h1_we[b]),
-        .waddr_i(h1_waddr),
-        .wdata_i(h1_wdata),
+        .waddr_i(h1_waddr[b*12 +: 12]),
+        .wdata_i(h1_wdata[b*16 +: 16]),
         .raddr_i(h1_raddr[b*12 +: 12]),
         .rdata_o(h1_rdata[b*16 +: 16])
       );

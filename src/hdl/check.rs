@@ -638,7 +638,9 @@ impl<'a> Checker<'a> {
         match base {
             Expr::Id(_) | Expr::Index { .. } => self.walk(base, f),
             other => {
-                let n = root_name(other).unwrap_or("<expr>").to_string();
+                let n = root_name(other)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| format!("{other:?}").chars().take(300).collect());
                 self.err(n, ErrorKind::BadSelectBase);
                 self.walk(other, f);
             }

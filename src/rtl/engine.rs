@@ -274,6 +274,9 @@ struct Mem {
     /// One write-data word per bank (the weights: R update lanes write a drained column
     /// at once); other memories share one write-data word across their banks.
     lane_wdata: bool,
+    /// One write address per bank (h_1: CEN writes one row's consecutive columns, which sit
+    /// at different words of the diagonal banks).
+    lane_waddr: bool,
 }
 
 impl Mem {
@@ -383,11 +386,11 @@ impl Eng {
     }
     /// Declare a banked block RAM and its port signals.
     fn mem(&mut self, name: &str, banks: usize, width: u32, depth: usize) -> Mem {
-        self.mem_with(name, banks, width, depth, false)
+        self.mem_with(name, banks, width, depth, false, false)
     }
     /// [`Eng::mem`] with one write-data word per bank.
     fn mem_lanes(&mut self, name: &str, banks: usize, width: u32, depth: usize) -> Mem {
-        self.mem_with(name, banks, width, depth, banks > 1)
+        self.mem_with(name, banks, width, depth, banks > 1, false)
     }
     fn mem_with(
         &mut self,
@@ -396,6 +399,7 @@ impl Eng {
         width: u32,
         depth: usize,
         lane_wdata: bool,
+        lane_waddr: bool,
     ) -> Mem {
         let mem = Mem {
             name: name.to_string(),
@@ -403,11 +407,15 @@ impl Eng {
             width,
             depth,
             lane_wdata,
+            lane_waddr,
         };
         let aw = mem.aw();
         let nb_ = banks as u32;
         self.creg(&format!("{name}_we"), nb_);
-        self.creg(&format!("{name}_waddr"), aw);
+        self.creg(
+            &format!("{name}_waddr"),
+            if lane_waddr { aw * nb_ } else { aw },
+        );
         self.creg(
             &format!("{name}_wdata"),
             if lane_wdata { width * nb_ } else { width },
@@ -441,7 +449,15 @@ impl Eng {
                     .param("DEPTH", int(mem.depth as u64))
                     .conn("clk_i", id("clk_i"))
                     .conn("we_i", mem.we().idx(b.clone()))
-                    .conn("waddr_i", mem.waddr())
+                    .conn(
+                        "waddr_i",
+                        if mem.lane_waddr {
+                            mem.waddr()
+                                .part(&b * int(u64::from(aw)), int(u64::from(aw)))
+                        } else {
+                            mem.waddr()
+                        },
+                    )
                     .conn(
                         "wdata_i",
                         if mem.lane_wdata {
@@ -590,14 +606,27 @@ pub fn engine(
         .map(|l| e.mem(&format!("b{}", l + 1), 1, f.bias.bits, d[l + 1]))
         .collect();
     let u = e.mem("u", 1, f.centroid.bits, cls * d[1]);
-    let a1 = e.mem("a1", 1, s.acc_w, bsz * d[1]);
+    // a1: R banks by column (o mod R), word s·⌈d1/R⌉ + o div R: the drain writes PE row i
+    // into bank i, CEN reads consecutive columns of one sample.
+    let a1 = e.mem("a1", rr, s.acc_w, bsz * div_ceil(d[1], rr));
+    // CEN's lanes, and b1[o] + U[c][o] (aligned to the accumulator) banked by o mod lanes.
+    let cl = cen_lanes(lay);
+    let cvw = {
+        let bsh = f.accumulator.frac - f.bias.frac;
+        let ush = f.accumulator.frac - f.centroid.frac;
+        (f.bias.bits + bsh).max(f.centroid.bits + ush) + 1
+    };
+    let cv = e.mem_lanes("cv", cl, cvw, cls * div_ceil(d[1], cl));
     let h: Vec<Mem> = (0..nl)
         .map(|l| {
-            e.mem(
+            let lanes = l == 0 && cc > 1;
+            e.mem_with(
                 &format!("h{}", l + 1),
                 cc,
                 f.hidden.bits,
                 xdiag(nrm, d[l + 1]),
+                lanes,
+                lanes,
             )
         })
         .collect();
@@ -698,9 +727,9 @@ pub fn engine(
     let npair = cfg.algorithm.loss == Loss::Npair;
     let hard = cfg.algorithm.negatives == Negatives::Hard;
     let st_names: Vec<&str> = [
-        "S_INIT", "S_IDLE", "S_FETCH", "S_NA", "S_NAW", "S_NB", "S_GS", "S_GF", "S_NG", "S_CH",
-        "S_CS", "S_PRED", "S_LG", "S_LSEL", "S_LS", "S_LW", "S_LB", "S_LH", "S_DP", "S_DS", "S_BU",
-        "S_UU", "S_WAIT", "S_NEXT",
+        "S_INIT", "S_IDLE", "S_FETCH", "S_NA", "S_NAW", "S_NB", "S_GS", "S_GF", "S_NG", "S_CP",
+        "S_CH", "S_CS", "S_PRED", "S_LG", "S_LSEL", "S_LS", "S_LW", "S_LB", "S_LH", "S_DP", "S_DS",
+        "S_BU", "S_UU", "S_WAIT", "S_NEXT",
     ]
     .into_iter()
     // The N-pair unit's start/wait/write-back states exist only with that unit, the hard
@@ -843,20 +872,34 @@ pub fn engine(
         .red_xor(),
     );
 
-    // ReLU/requantise (shared by the forward drain and CEN).
-    let relu_z = e.creg("relu_z", f.accumulator.bits);
-    let relu_v = e.creg("relu_v", 1);
-    let relu_h = e.m.wire("relu_h", f.hidden.bits);
-    let relu_vo = e.m.wire("relu_vo", 1);
-    e.m.instance(
+    // ReLU/requantise: one unit per CEN lane; lane 0 also serves the forward drain.
+    let (zb_, hb_) = (f.accumulator.bits, f.hidden.bits);
+    let relu_z = e.creg("relu_z", zb_ * cl as u32);
+    let relu_v = e.creg("relu_v", cl as u32);
+    let relu_h = e.m.wire("relu_h", hb_ * cl as u32);
+    let relu_vo = e.m.wire("relu_vo", cl as u32);
+    e.lane_units(cl, "rl", "g_relu", |lane, bit| {
         Instance::new("dff_relu", "u_relu")
             .conn("clk_i", id("clk_i"))
             .conn("rst_i", id("rst_i"))
-            .conn("z_i", &relu_z)
-            .conn("v_i", &relu_v)
-            .conn("h_o", &relu_h)
-            .conn("v_o", &relu_vo),
-    );
+            .conn("z_i", lane(&relu_z, zb_))
+            .conn("v_i", bit(&relu_v))
+            .conn("h_o", lane(&relu_h, hb_))
+            .conn("v_o", bit(&relu_vo))
+    });
+    // Lane 0 alone (the forward drain).
+    let relu0 = |x: Expr, w: u32| -> Expr {
+        if cl == 1 {
+            x
+        } else {
+            cat([lit(w * (cl as u32 - 1), 0), x])
+        }
+    };
+    let relu_h0 = if cl == 1 {
+        relu_h.clone()
+    } else {
+        relu_h.slice(hb_ - 1, 0)
+    };
     // Goodness and normalisation: one unit per column lane (NORM works C rows at a time;
     // INORM uses lane 0).
     let (hb, sw_, gb) = (f.hidden.bits, s.sum_w, f.goodness.bits);
@@ -1126,7 +1169,7 @@ pub fn engine(
             arm(opn(OP_FWD), vec![nb(&st, sid("S_GS"))]),
             arm(opn(OP_GRAD), vec![nb(&st, sid("S_GS"))]),
             arm(opn(OP_FB), vec![nb(&st, sid("S_GS"))]),
-            arm(opn(OP_CEN), vec![nb(&st, sid("S_CH"))]),
+            arm(opn(OP_CEN), vec![nb(&st, sid("S_CP"))]),
             arm(opn(OP_PRED), vec![nb(&st, sid("S_PRED"))]),
             arm(opn(OP_LOSS), vec![nb(&st, sid("S_LG"))]),
             arm(opn(OP_DELTA), vec![nb(&st, sid("S_DP"))]),
@@ -1879,13 +1922,23 @@ pub fn engine(
             e.consume("acc_d2", acc_d2.clone());
         }
         let o_idx = e.w32("drain_o", &dr_obr + &dr_i);
+        if nl == 1 && nfb == 0 {
+            // (FWD l ≥ 2 and FB read it.)
+            e.consume("drain_o", o_idx.slice(0, 0));
+        }
         let n_idx = e.w32("drain_n", &dr_tbc + &dr_j);
-        // FWD layer 1: a1[n·d1 + o] = acc (one cycle later).
-        let a1w = e.w32("a1_word", &n_idx * ix(d[1]) + &o_idx);
+        // FWD layer 1: a1, row n, column o = ob·R + i: bank i, word n·⌈d1/R⌉ + ob (one
+        // cycle later).
+        let a1w = e.w32("a1_word", &n_idx * ix(div_ceil(d[1], rr)) + &dr_ob);
         let a1v = e.delay("a1w_v", dvalid.clone().land(is_opl(OP_FWD, 0)), 1, 1);
         let a1a = e.delay("a1w_a", a1w.slice(a1.aw() - 1, 0), a1.aw(), 1);
+        let a1b = e.delay("a1w_b", dr_i.slice(7, 0), 8, 1);
         e.consume("a1_word", a1w.slice(IW - 1, a1.aw()));
-        e.drive("a1_we", a1v.clone(), lit(1, 1));
+        e.drive(
+            "a1_we",
+            a1v.clone(),
+            mux(a1v.clone(), bank_onehot(&a1b, rr), lit(rr as u32, 0)),
+        );
         e.drive("a1_waddr", a1v.clone(), a1a);
         e.drive("a1_wdata", a1v, acc_d1.clone());
         // FWD layer ≥ 2: z = acc + b << sh → ReLU → h_l (four cycles later): row n, column o
@@ -1923,8 +1976,8 @@ pub fn engine(
                 &Sig::new(z, zw, true),
                 f.accumulator,
             );
-            e.drive("relu_z", v2.clone(), zc.e.clone());
-            e.drive("relu_v", v2, lit(1, 1));
+            e.drive("relu_z", v2.clone(), relu0(zc.e.clone(), zb_));
+            e.drive("relu_v", v2, relu0(lit(1, 1), 1));
             let ha = e.delay(
                 &format!("fh{}_a", l + 1),
                 hw.slice(h[l].aw() - 1, 0),
@@ -1939,7 +1992,7 @@ pub fn engine(
                 bank_onehot(&hb4, cc),
             );
             e.drive(&format!("{}_waddr", h[l].name), hv.clone(), ha);
-            e.drive(&format!("{}_wdata", h[l].name), hv, relu_h.clone());
+            e.drive(&format!("{}_wdata", h[l].name), hv, relu_h0.clone());
         }
         // GRAD: the tile drains one column n per cycle, W_l[ob·R + i][n] on lane i for all
         // rows at once, through the update unit of the element's bank: bank i (row banks) or
@@ -2201,9 +2254,81 @@ pub fn engine(
     }
 
     // ------------------------------------------------------------------ CEN
-    // Per row r = (sample s, slot): S_CH reads hyp[r] (infer: hyp = slot); S_CS streams
-    // z = a1[s][o] + b1[o] + U[hyp][o] through ReLU into h_1.
+    // S_CP first writes V[c][o] = b1[o] + U[c][o] (aligned to the accumulator; exact, so
+    // z below is the same sum) for every class, one per cycle, into `cv` (bank o mod cl).
+    // Then per row r = (sample s, slot): S_CH reads hyp[r] (infer: hyp = slot); S_CS works cl
+    // consecutive columns o0 + i per cycle: z = a1[s][o] + V[hyp][o] through ReLU into h_1.
+    // Counters in S_CP: jj = o, slot = c, sbase = c·d1, kmod = o mod cl, kg = o div cl; in
+    // S_CS: jj = o0, jmod = o0 mod R, kg = o0 div R, kk = o0 div cl, kmod = o0 mod C.
     {
+        let bias_sh = f.accumulator.frac - f.bias.frac;
+        let cen_sh = f.accumulator.frac - f.centroid.frac;
+        let zw = s.acc_w + 3;
+        let dl1 = div_ceil(d[1], cl);
+        // Prep.
+        let prep = in_st("S_CP");
+        let ua = e.w32("cen_u", &sbase + &jj);
+        e.drive("u_raddr", prep.clone(), ua.slice(u.aw() - 1, 0));
+        e.drive("b1_raddr", prep.clone(), jj.slice(bias[0].aw() - 1, 0));
+        let vw_ = e.w32("cv_word", &slot * ix(dl1) + &kg);
+        e.consume(
+            "cen_u",
+            cat([ua.slice(IW - 1, u.aw()), vw_.slice(IW - 1, cv.aw())]),
+        );
+        let pv2 = e.delay("cp_v", prep.clone(), 1, 2);
+        let pa2 = e.delay("cp_a", vw_.slice(cv.aw() - 1, 0), cv.aw(), 2);
+        let pb2 = e.delay("cp_b", kmod.slice(7, 0), 8, 2);
+        if cl == 1 {
+            e.consume("cp_b_d", pb2.clone());
+        }
+        let vsum = e.m.wire_s("cv_sum", cvw);
+        let zb = shl_ext(&mut e.m, "cb", bias[0].bank(0), f.bias.bits, bias_sh, cvw);
+        let zu = shl_ext(&mut e.m, "cu", u.bank(0), f.centroid.bits, cen_sh, cvw);
+        e.m.assign(&vsum, zb + zu);
+        e.drive(
+            "cv_we",
+            pv2.clone(),
+            mux(pv2.clone(), bank_onehot(&pb2, cl), lit(cl as u32, 0)),
+        );
+        e.drive("cv_waddr", pv2.clone(), pa2);
+        e.drive(
+            "cv_wdata",
+            pv2,
+            if cl == 1 {
+                vsum.clone()
+            } else {
+                repl(int(cl as u64), [vsum.clone()])
+            },
+        );
+        let inc_cl = |x: &Expr| mux(x.clone().eq_(ix(cl - 1)), ix(0), x + ix(1));
+        sw.push(arm(
+            sid("S_CP"),
+            vec![
+                nb(&jj, &jj + ix(1)),
+                nb(&kmod, inc_cl(&kmod)),
+                if_(kmod.clone().eq_(ix(cl - 1)), vec![nb(&kg, &kg + ix(1))]),
+                if_(
+                    jj.clone().eq_(ix(d[1] - 1)),
+                    vec![
+                        nb(&jj, ix(0)),
+                        nb(&kmod, ix(0)),
+                        nb(&kg, ix(0)),
+                        nb(&slot, &slot + ix(1)),
+                        nb(&sbase, &sbase + ix(d[1])),
+                        if_(
+                            slot.clone().eq_(ix(cls - 1)),
+                            vec![
+                                nb(&slot, ix(0)),
+                                nb(&sbase, ix(0)),
+                                nb(&wait, lit(8, 0)),
+                                nb(&st, sid("S_CH")),
+                            ],
+                        ),
+                    ],
+                ),
+            ],
+        ));
+        // Rows.
         let c_ch = in_st("S_CH").land(wait.clone().eq_(lit(8, 0)));
         e.drive(
             "hyp_raddr",
@@ -2211,43 +2336,118 @@ pub fn engine(
             row.slice(hyp.aw() - 1, 0),
         );
         let issue = in_st("S_CS");
-        let a1a = e.w32("cen_a1", &samp * ix(d[1]) + &jj);
-        let ua = e.w32(
-            "cen_u",
-            cat([lit(IW - cbits, 0), hypq.clone()]) * ix(d[1]) + &jj,
+        // a1: every bank at word s·⌈d1/R⌉ + o0 div R; lane i = bank (o0 mod R) + i.
+        let a1a = e.w32("cen_a1", &samp * ix(div_ceil(d[1], rr)) + &kg);
+        e.drive(
+            "a1_raddr",
+            issue.clone(),
+            repl(int(rr as u64), [a1a.slice(a1.aw() - 1, 0)]),
         );
-        e.drive("a1_raddr", issue.clone(), a1a.slice(a1.aw() - 1, 0));
-        e.drive("u_raddr", issue.clone(), ua.slice(u.aw() - 1, 0));
-        e.drive("b1_raddr", issue.clone(), jj.slice(bias[0].aw() - 1, 0));
+        // V: every bank at word hyp·⌈d1/cl⌉ + o0 div cl; lane i = bank i.
+        let va = e.w32(
+            "cen_v",
+            cat([lit(IW - cbits, 0), hypq.clone()]) * ix(dl1) + &kk,
+        );
+        e.drive(
+            "cv_raddr",
+            issue.clone(),
+            repl(int(cl as u64), [va.slice(cv.aw() - 1, 0)]),
+        );
         let v2 = e.delay("cz_v", issue.clone(), 1, 2);
-        let bias_sh = f.accumulator.frac - f.bias.frac;
-        let cen_sh = f.accumulator.frac - f.centroid.frac;
-        let zw = s.acc_w + 3;
-        let z = e.m.wire_s("cz", zw);
-        let zb = shl_ext(&mut e.m, "cb", bias[0].bank(0), f.bias.bits, bias_sh, zw);
-        let zu = shl_ext(&mut e.m, "cu", u.bank(0), f.centroid.bits, cen_sh, zw);
-        e.m.assign(&z, ext(&Sig::new(a1.bank(0), s.acc_w, true), zw) + zb + zu);
-        let zc = saturate(&mut e.m, "cz_c", &Sig::new(z, zw, true), f.accumulator);
-        e.drive("relu_z", v2.clone(), zc.e.clone());
-        e.drive("relu_v", v2, lit(1, 1));
-        // h_1 row r, column o: bank (r + o) mod C, word (r div C)·d1 + o.
+        let am2 = e.delay("cz_am", jmod.slice(7, 0), 8, 2);
+        if cl == rr {
+            // (Every lane's column is in bank i: o0 is a multiple of R.)
+            e.consume("cz_am_d", am2.clone());
+        }
+        let o2 = e.delay("cz_o", jj.slice(15, 0), 16, 2);
+        let mut zs = Vec::new();
+        let mut zv = Vec::new();
+        for i in 0..cl {
+            let mut a = a1.bank(i % rr);
+            for m0 in (cl..rr).step_by(cl) {
+                a = mux(am2.clone().eq_(lit(8, m0 as u64)), a1.bank(m0 + i), a);
+            }
+            let aw_ = e.m.wire(&format!("cz{i}_a1"), s.acc_w);
+            e.m.assign(&aw_, a);
+            let z = e.m.wire_s(&format!("cz{i}"), zw);
+            e.m.assign(
+                &z,
+                ext(&Sig::new(aw_, s.acc_w, true), zw) + ext(&Sig::new(cv.bank(i), cvw, true), zw),
+            );
+            let zc = saturate(
+                &mut e.m,
+                &format!("cz{i}_c"),
+                &Sig::new(z, zw, true),
+                f.accumulator,
+            );
+            zs.push(zc.e.clone());
+            let lv = e.m.wire(&format!("cz{i}_v"), 1);
+            e.m.assign(
+                &lv,
+                v2.clone()
+                    .land((cat([lit(16, 0), o2.clone()]) + ix(i)).lt_(ix(d[1]))),
+            );
+            zv.push(lv);
+        }
+        e.drive(
+            "relu_z",
+            v2.clone(),
+            cat(zs.into_iter().rev().collect::<Vec<_>>()),
+        );
+        e.drive(
+            "relu_v",
+            v2.clone(),
+            cat(zv.iter().rev().cloned().collect::<Vec<_>>()),
+        );
+        // h_1 row r, column o: bank (r + o) mod C, word (r div C)·d1 + o; lane i writes
+        // bank (r + o0 + i) mod C, four cycles after the read.
         let hw = e.w32("cen_h", &rgb + &jj);
-        let ha = e.delay("ch_a", hw.slice(h[0].aw() - 1, 0), h[0].aw(), 4);
-        let hv = e.delay("ch_v", issue.clone(), 1, 4);
-        let cbank = e.w32("cen_hbank", add_mod(&rmod, &jmod, cc, IW));
-        let hb4 = e.delay("ch_b", cbank.slice(7, 0), 8, 4);
-        e.drive("h1_we", hv.clone(), bank_onehot(&hb4, cc));
-        e.drive("h1_waddr", hv.clone(), ha);
-        e.drive("h1_wdata", hv, relu_h.clone());
+        let hb0 = e.w32("cen_hbank", add_mod(&rmod, &kmod, cc, IW));
+        let ha4 = e.delay("ch_a", hw.slice(15, 0), 16, 4);
+        let hb4 = e.delay("ch_b", hb0.slice(7, 0), 8, 4);
+        let lv4: Vec<Expr> = zv
+            .iter()
+            .enumerate()
+            .map(|(i, v)| e.delay(&format!("ch_v{i}"), v.clone(), 1, 2))
+            .collect();
+        e.consume("cen_h", cat([hw.slice(IW - 1, 16), hb0.slice(IW - 1, 8)]));
+        let haw = h[0].aw();
+        let mut we = Vec::new();
+        let mut wa = Vec::new();
+        let mut wd = Vec::new();
+        for b in (0..cc).rev() {
+            // Lane (b − hb4) mod C.
+            let mut v = lit(1, 0);
+            let mut a = lit(16, 0);
+            let mut dd = lit(hb_, 0);
+            for i in 0..cl {
+                let hit = hb4.clone().eq_(lit(8, ((b + cc - i % cc) % cc) as u64));
+                v = mux(hit.clone(), lv4[i].clone(), v);
+                a = mux(hit.clone(), ha4.clone() + lit(16, i as u64), a);
+                dd = mux(
+                    hit,
+                    relu_h.part(int((i as u64) * u64::from(hb_)), int(u64::from(hb_))),
+                    dd,
+                );
+            }
+            let aw_ = e.m.wire(&format!("ch_wa{b}"), 16);
+            e.m.assign(&aw_, a);
+            e.consume(&format!("ch_wa{b}"), aw_.slice(15, haw));
+            we.push(v);
+            wa.push(aw_.slice(haw - 1, 0));
+            wd.push(dd);
+        }
+        let any = lv4
+            .iter()
+            .skip(1)
+            .fold(lv4[0].clone(), |x, y| x.lor(y.clone()));
+        e.drive("h1_we", any.clone(), cat(we));
+        e.drive("h1_waddr", any.clone(), cat(wa));
+        e.drive("h1_wdata", any, cat(wd));
         let un = e.m.wire("unused_cen", 1);
         e.m.assign(
             &un,
-            cat([
-                a1a.slice(IW - 1, a1.aw()),
-                ua.slice(IW - 1, u.aw()),
-                hw.slice(IW - 1, h[0].aw()),
-            ])
-            .red_xor(),
+            cat([a1a.slice(IW - 1, a1.aw()), va.slice(IW - 1, cv.aw())]).red_xor(),
         );
         let kpr = e.w32("cen_k", mux(&mode, ix(cls), ix(kh)));
         sw.push(arm(
@@ -2268,13 +2468,22 @@ pub fn engine(
         sw.push(arm(
             sid("S_CS"),
             vec![
-                nb(&jj, &jj + ix(1)),
-                nb(&jmod, add_mod(&jmod, &ix(1 % cc), cc, IW)),
+                nb(&jj, &jj + ix(cl)),
+                nb(&kk, &kk + ix(1)),
+                nb(&kmod, add_mod(&kmod, &ix(cl % cc), cc, IW)),
                 if_(
-                    jj.clone().eq_(ix(d[1] - 1)),
+                    jmod.clone().eq_(ix(rr - cl)),
+                    vec![nb(&jmod, ix(0)), nb(&kg, &kg + ix(1))],
+                )
+                .else_(vec![nb(&jmod, &jmod + ix(cl))]),
+                if_(
+                    (&jj + ix(cl)).ge_(ix(d[1])),
                     vec![
                         nb(&jj, ix(0)),
+                        nb(&kk, ix(0)),
+                        nb(&kmod, ix(0)),
                         nb(&jmod, ix(0)),
+                        nb(&kg, ix(0)),
                         nb(&row, &row + ix(1)),
                         if_(
                             rmod.clone().eq_(ix(cc - 1)),
@@ -3264,7 +3473,15 @@ pub fn engine(
                     c.clone(),
                     mux(c.clone(), bank_oh, lit(m.banks as u32, 0)),
                 );
-                e.drive(&format!("{}_waddr", m.name), c.clone(), word.clone());
+                e.drive(
+                    &format!("{}_waddr", m.name),
+                    c.clone(),
+                    if m.lane_waddr {
+                        repl(int(m.banks as u64), [word.clone()])
+                    } else {
+                        word.clone()
+                    },
+                );
                 let data = bus_wdata.slice(m.width - 1, 0);
                 e.drive(
                     &format!("{}_wdata", m.name),
@@ -3517,11 +3734,17 @@ pub fn delta_lanes(lay: &Layout) -> usize {
     if lay.feedback && lay.layers() > 1 {
         1
     } else {
-        (1..=lay.rows.min(lay.cols))
-            .rev()
-            .find(|q| lay.rows % q == 0)
-            .unwrap_or(1)
+        cen_lanes(lay)
     }
+}
+
+/// Columns the CEN op works per cycle: the largest divisor of R up to C (a₁'s R banks give
+/// them in one word, h₁'s C diagonal banks take them).
+pub fn cen_lanes(lay: &Layout) -> usize {
+    (1..=lay.rows.min(lay.cols))
+        .rev()
+        .find(|q| lay.rows % q == 0)
+        .unwrap_or(1)
 }
 
 pub fn predicted_cycles(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> u64 {
@@ -3562,7 +3785,11 @@ pub fn cycles_by_op(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> Vec<(&
     // Every op: FETCH, its body, then (most) S_WAIT + S_NEXT.
     add("INORM", 1 + samples * (2 * d[0] + NORM_WAIT) + 10);
     add("FWD", 1 + gemm(d[1], samples, d[0]));
-    add("CEN", 1 + rows * (3 + d[1]) + 10);
+    // V = b1 + U for every class (one per cycle), then cl columns per cycle.
+    add(
+        "CEN",
+        1 + lay.classes as u64 * d[1] + rows * (3 + d[1].div_ceil(cen_lanes(lay) as u64)) + 10,
+    );
     for l in 0..nl {
         if l > 0 {
             add("FWD", 1 + gemm(d[l + 1], rows, d[l]));
