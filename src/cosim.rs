@@ -219,7 +219,7 @@ pub fn run(
         let (px, labels) = batches(step);
         let n = labels.len();
         let (trace, _) = fx.step(&px, &labels);
-        driver::write_batch(bus, &px, Some(&trace.forward.hyps))?;
+        driver::write_batch(bus, &lay, &px, Some(&trace.forward.hyps))?;
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
         anyhow::ensure!(
             status == 0,
@@ -260,7 +260,7 @@ pub fn run(
             cols: px.cols,
             data: px.row(0).to_vec(),
         };
-        driver::write_batch(bus, &one, None)?;
+        driver::write_batch(bus, &lay, &one, None)?;
         let (st, pred, _) = bus.run(RUN_INFER)?;
         anyhow::ensure!(st == 0, "engine reported status {st} for an inference");
         let want = fx.predict_raw(&one)[0];

@@ -61,12 +61,15 @@ module dff_engine (
   localparam OP_FB = 4'd11;
   localparam UP_SEEDS = {32'hb27281e9, 32'h658eec67, 32'h1b652c20, 32'h1};
 
-  reg px_we;
-  reg [10:0] px_waddr;
+  reg [3:0] px_we;
+  reg [8:0] px_waddr;
   reg [7:0] px_wdata;
-  reg [10:0] px_raddr;
-  wire [7:0] px_rdata;
+  reg [35:0] px_raddr;
+  wire [31:0] px_rdata;
   wire [7:0] px_rd0;
+  wire [7:0] px_rd1;
+  wire [7:0] px_rd2;
+  wire [7:0] px_rd3;
   reg hyp_we;
   reg [8:0] hyp_waddr;
   reg [3:0] hyp_wdata;
@@ -313,11 +316,8 @@ module dff_engine (
   wire [31:0] norm_rows;
   wire unused_hi_norm_rows;
   wire norm_last_layer;
-  wire [31:0] norm_raddr;
-  wire unused_hi_norm_raddr;
   wire [31:0] norm_hword;
   wire unused_hi_norm_hword;
-  wire unused_norm_raddr;
   wire [3:0] norm_lanes;
   reg [3:0] norm_lanes_d1;
   reg [3:0] norm_lanes_d2;
@@ -868,6 +868,9 @@ module dff_engine (
   wire unused_valid_outs;
   genvar b;
   assign px_rd0 = px_rdata[0 +: 8];
+  assign px_rd1 = px_rdata[8 +: 8];
+  assign px_rd2 = px_rdata[16 +: 8];
+  assign px_rd3 = px_rdata[24 +: 8];
   assign hyp_rd0 = hyp_rdata[0 +: 4];
   assign x0_rd0 = x0_rdata[0 +: 12];
   assign x0_rd1 = x0_rdata[12 +: 12];
@@ -1106,13 +1109,10 @@ module dff_engine (
   assign norm_rows = kind_q == OP_INORM ? nsamp : nrows;
   assign unused_hi_norm_rows = ^norm_rows[31:1];
   assign norm_last_layer = (kind_q == OP_NORM) && (layer_q == 2'd1);
-  assign norm_raddr = sbase_q + j_q;
-  assign unused_hi_norm_raddr = ^norm_raddr[31:1];
   assign norm_hword = rgb_q + j_q;
   assign unused_hi_norm_hword = ^norm_hword[31:1];
-  assign unused_norm_raddr = ^norm_raddr[31:16];
-  assign norm_lanes = {kind_q == OP_INORM ? 1'b0 : (row_q + 32'd3) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd2) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd1) < norm_rows, kind_q == OP_INORM ? 1'b1 : (row_q + 32'd0) < norm_rows};
-  assign norm_src = {((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd3 ? h2_rd2 : norm_rot_d2 == 8'd2 ? h2_rd1 : norm_rot_d2 == 8'd1 ? h2_rd0 : h2_rd3) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd3 ? h1_rd2 : norm_rot_d2 == 8'd2 ? h1_rd1 : norm_rot_d2 == 8'd1 ? h1_rd0 : h1_rd3) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd3 ? h2_rd1 : norm_rot_d2 == 8'd2 ? h2_rd0 : norm_rot_d2 == 8'd1 ? h2_rd3 : h2_rd2) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd3 ? h1_rd1 : norm_rot_d2 == 8'd2 ? h1_rd0 : norm_rot_d2 == 8'd1 ? h1_rd3 : h1_rd2) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd3 ? h2_rd0 : norm_rot_d2 == 8'd2 ? h2_rd3 : norm_rot_d2 == 8'd1 ? h2_rd2 : h2_rd1) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd3 ? h1_rd0 : norm_rot_d2 == 8'd2 ? h1_rd3 : norm_rot_d2 == 8'd1 ? h1_rd2 : h1_rd1) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd3 ? h2_rd3 : norm_rot_d2 == 8'd2 ? h2_rd2 : norm_rot_d2 == 8'd1 ? h2_rd1 : h2_rd0) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd3 ? h1_rd3 : norm_rot_d2 == 8'd2 ? h1_rd2 : norm_rot_d2 == 8'd1 ? h1_rd1 : h1_rd0) : kind_q == OP_INORM ? {8'd0, px_rd0} : 16'd0};
+  assign norm_lanes = {(row_q + 32'd3) < norm_rows, (row_q + 32'd2) < norm_rows, (row_q + 32'd1) < norm_rows, (row_q + 32'd0) < norm_rows};
+  assign norm_src = {((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd3 ? h2_rd2 : norm_rot_d2 == 8'd2 ? h2_rd1 : norm_rot_d2 == 8'd1 ? h2_rd0 : h2_rd3) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd3 ? h1_rd2 : norm_rot_d2 == 8'd2 ? h1_rd1 : norm_rot_d2 == 8'd1 ? h1_rd0 : h1_rd3) : kind_q == OP_INORM ? {8'd0, px_rd3} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd3 ? h2_rd1 : norm_rot_d2 == 8'd2 ? h2_rd0 : norm_rot_d2 == 8'd1 ? h2_rd3 : h2_rd2) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd3 ? h1_rd1 : norm_rot_d2 == 8'd2 ? h1_rd0 : norm_rot_d2 == 8'd1 ? h1_rd3 : h1_rd2) : kind_q == OP_INORM ? {8'd0, px_rd2} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd3 ? h2_rd0 : norm_rot_d2 == 8'd2 ? h2_rd3 : norm_rot_d2 == 8'd1 ? h2_rd2 : h2_rd1) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd3 ? h1_rd0 : norm_rot_d2 == 8'd2 ? h1_rd3 : norm_rot_d2 == 8'd1 ? h1_rd2 : h1_rd1) : kind_q == OP_INORM ? {8'd0, px_rd1} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd3 ? h2_rd3 : norm_rot_d2 == 8'd2 ? h2_rd2 : norm_rot_d2 == 8'd1 ? h2_rd1 : h2_rd0) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd3 ? h1_rd3 : norm_rot_d2 == 8'd2 ? h1_rd2 : norm_rot_d2 == 8'd1 ? h1_rd1 : h1_rd0) : kind_q == OP_INORM ? {8'd0, px_rd0} : 16'd0};
   assign norm_bank = (rmod_q + jmod_q) >= 32'd4 ? rmod_q + jmod_q - 32'd4 : rmod_q + jmod_q;
   assign unused_hi_norm_bank = ^norm_bank[31:1];
   assign norm_word = rgb_q + j_q;
@@ -1420,7 +1420,7 @@ module dff_engine (
   assign bus_err_o = bus_err_q;
   assign bus_rdata_o = bus_rdata_q;
   assign bus_go = bus_req_i && (bus_st_q == 2'd0) && (st_q == S_IDLE) && !bus_ack_q;
-  assign bus_rd_px = px_rd0;
+  assign bus_rd_px = bus_addr_i[16:9] == 8'd3 ? px_rd3 : bus_addr_i[16:9] == 8'd2 ? px_rd2 : bus_addr_i[16:9] == 8'd1 ? px_rd1 : bus_addr_i[16:9] == 8'd0 ? px_rd0 : 8'd0;
   assign bus_rd_hyp = hyp_rd0;
   assign bus_rd_u = u_rd0;
   assign bus_rd_w1 = bus_addr_i[18:11] == 8'd3 ? w1_rd3 : bus_addr_i[18:11] == 8'd2 ? w1_rd2 : bus_addr_i[18:11] == 8'd1 ? w1_rd1 : bus_addr_i[18:11] == 8'd0 ? w1_rd0 : 16'd0;
@@ -1431,7 +1431,7 @@ module dff_engine (
   assign bus_rd_b2 = b2_rd0;
   assign bus_rd_g2 = g2_rd0;
   assign bus_rd_beta2 = beta2_rd0;
-  assign bus_ok = 1'b0 || ((bus_region_i == 8'd0) && (bus_addr_i < 32'd2048)) || ((bus_region_i == 8'd1) && (bus_addr_i < 32'd320)) || ((bus_region_i == 8'd48) && (bus_addr_i < 32'd1280)) || ((bus_region_i == 8'd16) && (bus_addr_i[18:11] < 8'd4) && ({1'b0, bus_addr_i[10:0]} < 12'd2048) && (bus_addr_i[31:19] == 13'd0)) || ((bus_region_i == 8'd32) && (bus_addr_i < 32'd128)) || ((bus_region_i == 8'd64) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd80) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd17) && (bus_addr_i[19:12] < 8'd4) && ({1'b0, bus_addr_i[11:0]} < 13'd4096) && (bus_addr_i[31:20] == 12'd0)) || ((bus_region_i == 8'd33) && (bus_addr_i < 32'd128)) || ((bus_region_i == 8'd65) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd81) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) || ((bus_region_i == 8'd241) && (bus_addr_i < 32'd4) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd32))));
+  assign bus_ok = 1'b0 || ((bus_region_i == 8'd0) && (bus_addr_i[16:9] < 8'd4) && ({1'b0, bus_addr_i[8:0]} < 10'd512) && (bus_addr_i[31:17] == 15'd0)) || ((bus_region_i == 8'd1) && (bus_addr_i < 32'd320)) || ((bus_region_i == 8'd48) && (bus_addr_i < 32'd1280)) || ((bus_region_i == 8'd16) && (bus_addr_i[18:11] < 8'd4) && ({1'b0, bus_addr_i[10:0]} < 12'd2048) && (bus_addr_i[31:19] == 13'd0)) || ((bus_region_i == 8'd32) && (bus_addr_i < 32'd128)) || ((bus_region_i == 8'd64) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd80) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd17) && (bus_addr_i[19:12] < 8'd4) && ({1'b0, bus_addr_i[11:0]} < 13'd4096) && (bus_addr_i[31:20] == 12'd0)) || ((bus_region_i == 8'd33) && (bus_addr_i < 32'd128)) || ((bus_region_i == 8'd65) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd81) && (bus_addr_i < 32'd320) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) || ((bus_region_i == 8'd241) && (bus_addr_i < 32'd4) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd32))));
   assign bus_rd_mem = bus_region_i == 8'd81 ? $unsigned($signed({{48{bus_rd_beta2[15]}}, bus_rd_beta2})) : bus_region_i == 8'd65 ? {46'd0, bus_rd_g2} : bus_region_i == 8'd33 ? $unsigned($signed({{48{bus_rd_b2[15]}}, bus_rd_b2})) : bus_region_i == 8'd17 ? $unsigned($signed({{48{bus_rd_w2[15]}}, bus_rd_w2})) : bus_region_i == 8'd80 ? $unsigned($signed({{48{bus_rd_beta1[15]}}, bus_rd_beta1})) : bus_region_i == 8'd64 ? {46'd0, bus_rd_g1} : bus_region_i == 8'd32 ? $unsigned($signed({{48{bus_rd_b1[15]}}, bus_rd_b1})) : bus_region_i == 8'd16 ? $unsigned($signed({{48{bus_rd_w1[15]}}, bus_rd_w1})) : bus_region_i == 8'd48 ? $unsigned($signed({{48{bus_rd_u[15]}}, bus_rd_u})) : bus_region_i == 8'd1 ? {60'd0, bus_rd_hyp} : bus_region_i == 8'd0 ? {56'd0, bus_rd_px} : 64'd0;
   assign bus_rd_special = ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) ? {47'd0, lr_q} : ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd32)))) ? {32'd0, batch_q} : bus_addr_i[1:0] == 2'd0 ? cnt_cycles_q : bus_addr_i[1:0] == 2'd1 ? cnt_busy_q : bus_addr_i[1:0] == 2'd2 ? cnt_array_q : cnt_runs_q;
   assign unused_valid_outs = ^{up_vo, relu_vo, bus_wdata_i};
@@ -2176,11 +2176,7 @@ module dff_engine (
           if (gd_vo[0]) begin
             s_q <= gd_s;
             norm_g_q <= gd_g;
-            if (kind_q == OP_NORM) begin
-              st_q <= S_NG;
-            end else begin
-              st_q <= S_NB;
-            end
+            st_q <= S_NG;
           end
         end
         S_NG: begin
@@ -2189,30 +2185,13 @@ module dff_engine (
             if (norm_last_layer) begin
               j_q <= 32'd0;
               jmod_q <= 32'd0;
-              if (kind_q == OP_INORM) begin
-                row_q <= row_q + 32'd1;
-                sbase_q <= sbase_q + norm_d;
-                if (rmod_q == 32'd3) begin
-                  rmod_q <= 32'd0;
-                  rgb_q <= rgb_q + norm_d;
-                end else begin
-                  rmod_q <= rmod_q + 32'd1;
-                end
-                if (row_q == (norm_rows - 32'd1)) begin
-                  wait_q <= 8'd8;
-                  st_q <= S_WAIT;
-                end else begin
-                  st_q <= S_NA;
-                end
+              row_q <= row_q + 32'd4;
+              rgb_q <= rgb_q + norm_d;
+              if ((row_q + 32'd4) >= norm_rows) begin
+                wait_q <= 8'd8;
+                st_q <= S_WAIT;
               end else begin
-                row_q <= row_q + 32'd4;
-                rgb_q <= rgb_q + norm_d;
-                if ((row_q + 32'd4) >= norm_rows) begin
-                  wait_q <= 8'd8;
-                  st_q <= S_WAIT;
-                end else begin
-                  st_q <= S_NA;
-                end
+                st_q <= S_NA;
               end
             end else begin
               j_q <= 32'd0;
@@ -2230,30 +2209,13 @@ module dff_engine (
           if (j_q == (norm_d - 32'd1)) begin
             j_q <= 32'd0;
             jmod_q <= 32'd0;
-            if (kind_q == OP_INORM) begin
-              row_q <= row_q + 32'd1;
-              sbase_q <= sbase_q + norm_d;
-              if (rmod_q == 32'd3) begin
-                rmod_q <= 32'd0;
-                rgb_q <= rgb_q + norm_d;
-              end else begin
-                rmod_q <= rmod_q + 32'd1;
-              end
-              if (row_q == (norm_rows - 32'd1)) begin
-                wait_q <= 8'd8;
-                st_q <= S_WAIT;
-              end else begin
-                st_q <= S_NA;
-              end
+            row_q <= row_q + 32'd4;
+            rgb_q <= rgb_q + norm_d;
+            if ((row_q + 32'd4) >= norm_rows) begin
+              wait_q <= 8'd8;
+              st_q <= S_WAIT;
             end else begin
-              row_q <= row_q + 32'd4;
-              rgb_q <= rgb_q + norm_d;
-              if ((row_q + 32'd4) >= norm_rows) begin
-                wait_q <= 8'd8;
-                st_q <= S_WAIT;
-              end else begin
-                st_q <= S_NA;
-              end
+              st_q <= S_NA;
             end
           end
         end
@@ -2465,33 +2427,33 @@ module dff_engine (
   end
 
   always @* begin
-    px_we = {1{1'b0}};
-    if (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i < 32'd2048))) begin
-      px_we = (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i < 32'd2048))) ? 1'b1 : 1'b0;
+    px_we = {4{1'b0}};
+    if (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i[16:9] < 8'd4) && ({1'b0, bus_addr_i[8:0]} < 10'd512) && (bus_addr_i[31:17] == 15'd0))) begin
+      px_we = (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i[16:9] < 8'd4) && ({1'b0, bus_addr_i[8:0]} < 10'd512) && (bus_addr_i[31:17] == 15'd0))) ? {bus_addr_i[16:9] == 8'd3, bus_addr_i[16:9] == 8'd2, bus_addr_i[16:9] == 8'd1, bus_addr_i[16:9] == 8'd0} : 4'd0;
     end
   end
 
   always @* begin
-    px_waddr = {11{1'b0}};
-    if (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i < 32'd2048))) begin
-      px_waddr = bus_addr_i[10:0];
+    px_waddr = {9{1'b0}};
+    if (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i[16:9] < 8'd4) && ({1'b0, bus_addr_i[8:0]} < 10'd512) && (bus_addr_i[31:17] == 15'd0))) begin
+      px_waddr = bus_addr_i[8:0];
     end
   end
 
   always @* begin
     px_wdata = {8{1'b0}};
-    if (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i < 32'd2048))) begin
+    if (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i[16:9] < 8'd4) && ({1'b0, bus_addr_i[8:0]} < 10'd512) && (bus_addr_i[31:17] == 15'd0))) begin
       px_wdata = bus_wdata_i[7:0];
     end
   end
 
   always @* begin
-    px_raddr = {11{1'b0}};
+    px_raddr = {36{1'b0}};
     if (((st_q == S_NA) || (st_q == S_NB)) && ((kind_q == OP_INORM) || (kind_q == OP_NORM)) && (kind_q == OP_INORM)) begin
-      px_raddr = norm_raddr[10:0];
+      px_raddr = {4{norm_hword[8:0]}};
     end
-    if (bus_go && !bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i < 32'd2048))) begin
-      px_raddr = {bus_addr_i[10:0]};
+    if (bus_go && !bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i[16:9] < 8'd4) && ({1'b0, bus_addr_i[8:0]} < 10'd512) && (bus_addr_i[31:17] == 15'd0))) begin
+      px_raddr = {bus_addr_i[8:0], bus_addr_i[8:0], bus_addr_i[8:0], bus_addr_i[8:0]};
     end
   end
 
@@ -3139,7 +3101,7 @@ module dff_engine (
 
   always @* begin
     nm_sv = {1{1'b0}};
-    if ((((st_q == S_NB) && (kind_q == OP_INORM)) || (st_q == S_NG)) && (j_q == 32'd0)) begin
+    if ((st_q == S_NG) && (j_q == 32'd0)) begin
       nm_sv = 1'b1;
     end
   end
@@ -3265,18 +3227,22 @@ module dff_engine (
     hg_act = {1{1'b0}};
   end
 
-  dff_bram #(
-    .W(8),
-    .AW(11),
-    .DEPTH(2048)
-  ) u_px (
-    .clk_i(clk_i),
-    .we_i(px_we),
-    .waddr_i(px_waddr),
-    .wdata_i(px_wdata),
-    .raddr_i(px_raddr),
-    .rdata_o(px_rdata)
-  );
+  generate
+    for (b = 0; b < 4; b = b + 1) begin : g_px
+      dff_bram #(
+        .W(8),
+        .AW(9),
+        .DEPTH(512)
+      ) u_bank (
+        .clk_i(clk_i),
+        .we_i(px_we[b]),
+        .waddr_i(px_waddr),
+        .wdata_i(px_wdata),
+        .raddr_i(px_raddr[b*9 +: 9]),
+        .rdata_o(px_rdata[b*8 +: 8])
+      );
+    end
+  endgenerate
 
   dff_bram #(
     .W(4),

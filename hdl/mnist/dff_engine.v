@@ -61,12 +61,23 @@ module dff_engine (
   localparam OP_FB = 4'd11;
   localparam UP_SEEDS = {32'h1e71cf15, 32'h74616796, 32'h156e0c84, 32'h12278575, 32'h2083fa5, 32'h90150280, 32'h578069ae, 32'hee42c90b, 32'hb27281e9, 32'h658eec67, 32'h1b652c20, 32'h1};
 
-  reg px_we;
-  reg [12:0] px_waddr;
+  reg [11:0] px_we;
+  reg [9:0] px_waddr;
   reg [7:0] px_wdata;
-  reg [12:0] px_raddr;
-  wire [7:0] px_rdata;
+  reg [119:0] px_raddr;
+  wire [95:0] px_rdata;
   wire [7:0] px_rd0;
+  wire [7:0] px_rd1;
+  wire [7:0] px_rd2;
+  wire [7:0] px_rd3;
+  wire [7:0] px_rd4;
+  wire [7:0] px_rd5;
+  wire [7:0] px_rd6;
+  wire [7:0] px_rd7;
+  wire [7:0] px_rd8;
+  wire [7:0] px_rd9;
+  wire [7:0] px_rd10;
+  wire [7:0] px_rd11;
   reg hyp_we;
   reg [6:0] hyp_waddr;
   reg [3:0] hyp_wdata;
@@ -385,11 +396,8 @@ module dff_engine (
   wire [31:0] norm_rows;
   wire unused_hi_norm_rows;
   wire norm_last_layer;
-  wire [31:0] norm_raddr;
-  wire unused_hi_norm_raddr;
   wire [31:0] norm_hword;
   wire unused_hi_norm_hword;
-  wire unused_norm_raddr;
   wire [11:0] norm_lanes;
   reg [11:0] norm_lanes_d1;
   reg [11:0] norm_lanes_d2;
@@ -1276,6 +1284,17 @@ module dff_engine (
   wire unused_valid_outs;
   genvar b;
   assign px_rd0 = px_rdata[0 +: 8];
+  assign px_rd1 = px_rdata[8 +: 8];
+  assign px_rd2 = px_rdata[16 +: 8];
+  assign px_rd3 = px_rdata[24 +: 8];
+  assign px_rd4 = px_rdata[32 +: 8];
+  assign px_rd5 = px_rdata[40 +: 8];
+  assign px_rd6 = px_rdata[48 +: 8];
+  assign px_rd7 = px_rdata[56 +: 8];
+  assign px_rd8 = px_rdata[64 +: 8];
+  assign px_rd9 = px_rdata[72 +: 8];
+  assign px_rd10 = px_rdata[80 +: 8];
+  assign px_rd11 = px_rdata[88 +: 8];
   assign hyp_rd0 = hyp_rdata[0 +: 4];
   assign x0_rd0 = x0_rdata[0 +: 12];
   assign x0_rd1 = x0_rdata[12 +: 12];
@@ -1586,13 +1605,10 @@ module dff_engine (
   assign norm_rows = kind_q == OP_INORM ? nsamp : nrows;
   assign unused_hi_norm_rows = ^norm_rows[31:1];
   assign norm_last_layer = (kind_q == OP_NORM) && (layer_q == 2'd1);
-  assign norm_raddr = sbase_q + j_q;
-  assign unused_hi_norm_raddr = ^norm_raddr[31:1];
   assign norm_hword = rgb_q + j_q;
   assign unused_hi_norm_hword = ^norm_hword[31:1];
-  assign unused_norm_raddr = ^norm_raddr[31:16];
-  assign norm_lanes = {kind_q == OP_INORM ? 1'b0 : (row_q + 32'd11) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd10) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd9) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd8) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd7) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd6) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd5) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd4) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd3) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd2) < norm_rows, kind_q == OP_INORM ? 1'b0 : (row_q + 32'd1) < norm_rows, kind_q == OP_INORM ? 1'b1 : (row_q + 32'd0) < norm_rows};
-  assign norm_src = {((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd10 : norm_rot_d2 == 8'd10 ? h2_rd9 : norm_rot_d2 == 8'd9 ? h2_rd8 : norm_rot_d2 == 8'd8 ? h2_rd7 : norm_rot_d2 == 8'd7 ? h2_rd6 : norm_rot_d2 == 8'd6 ? h2_rd5 : norm_rot_d2 == 8'd5 ? h2_rd4 : norm_rot_d2 == 8'd4 ? h2_rd3 : norm_rot_d2 == 8'd3 ? h2_rd2 : norm_rot_d2 == 8'd2 ? h2_rd1 : norm_rot_d2 == 8'd1 ? h2_rd0 : h2_rd11) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd10 : norm_rot_d2 == 8'd10 ? h1_rd9 : norm_rot_d2 == 8'd9 ? h1_rd8 : norm_rot_d2 == 8'd8 ? h1_rd7 : norm_rot_d2 == 8'd7 ? h1_rd6 : norm_rot_d2 == 8'd6 ? h1_rd5 : norm_rot_d2 == 8'd5 ? h1_rd4 : norm_rot_d2 == 8'd4 ? h1_rd3 : norm_rot_d2 == 8'd3 ? h1_rd2 : norm_rot_d2 == 8'd2 ? h1_rd1 : norm_rot_d2 == 8'd1 ? h1_rd0 : h1_rd11) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd9 : norm_rot_d2 == 8'd10 ? h2_rd8 : norm_rot_d2 == 8'd9 ? h2_rd7 : norm_rot_d2 == 8'd8 ? h2_rd6 : norm_rot_d2 == 8'd7 ? h2_rd5 : norm_rot_d2 == 8'd6 ? h2_rd4 : norm_rot_d2 == 8'd5 ? h2_rd3 : norm_rot_d2 == 8'd4 ? h2_rd2 : norm_rot_d2 == 8'd3 ? h2_rd1 : norm_rot_d2 == 8'd2 ? h2_rd0 : norm_rot_d2 == 8'd1 ? h2_rd11 : h2_rd10) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd9 : norm_rot_d2 == 8'd10 ? h1_rd8 : norm_rot_d2 == 8'd9 ? h1_rd7 : norm_rot_d2 == 8'd8 ? h1_rd6 : norm_rot_d2 == 8'd7 ? h1_rd5 : norm_rot_d2 == 8'd6 ? h1_rd4 : norm_rot_d2 == 8'd5 ? h1_rd3 : norm_rot_d2 == 8'd4 ? h1_rd2 : norm_rot_d2 == 8'd3 ? h1_rd1 : norm_rot_d2 == 8'd2 ? h1_rd0 : norm_rot_d2 == 8'd1 ? h1_rd11 : h1_rd10) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd8 : norm_rot_d2 == 8'd10 ? h2_rd7 : norm_rot_d2 == 8'd9 ? h2_rd6 : norm_rot_d2 == 8'd8 ? h2_rd5 : norm_rot_d2 == 8'd7 ? h2_rd4 : norm_rot_d2 == 8'd6 ? h2_rd3 : norm_rot_d2 == 8'd5 ? h2_rd2 : norm_rot_d2 == 8'd4 ? h2_rd1 : norm_rot_d2 == 8'd3 ? h2_rd0 : norm_rot_d2 == 8'd2 ? h2_rd11 : norm_rot_d2 == 8'd1 ? h2_rd10 : h2_rd9) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd8 : norm_rot_d2 == 8'd10 ? h1_rd7 : norm_rot_d2 == 8'd9 ? h1_rd6 : norm_rot_d2 == 8'd8 ? h1_rd5 : norm_rot_d2 == 8'd7 ? h1_rd4 : norm_rot_d2 == 8'd6 ? h1_rd3 : norm_rot_d2 == 8'd5 ? h1_rd2 : norm_rot_d2 == 8'd4 ? h1_rd1 : norm_rot_d2 == 8'd3 ? h1_rd0 : norm_rot_d2 == 8'd2 ? h1_rd11 : norm_rot_d2 == 8'd1 ? h1_rd10 : h1_rd9) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd7 : norm_rot_d2 == 8'd10 ? h2_rd6 : norm_rot_d2 == 8'd9 ? h2_rd5 : norm_rot_d2 == 8'd8 ? h2_rd4 : norm_rot_d2 == 8'd7 ? h2_rd3 : norm_rot_d2 == 8'd6 ? h2_rd2 : norm_rot_d2 == 8'd5 ? h2_rd1 : norm_rot_d2 == 8'd4 ? h2_rd0 : norm_rot_d2 == 8'd3 ? h2_rd11 : norm_rot_d2 == 8'd2 ? h2_rd10 : norm_rot_d2 == 8'd1 ? h2_rd9 : h2_rd8) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd7 : norm_rot_d2 == 8'd10 ? h1_rd6 : norm_rot_d2 == 8'd9 ? h1_rd5 : norm_rot_d2 == 8'd8 ? h1_rd4 : norm_rot_d2 == 8'd7 ? h1_rd3 : norm_rot_d2 == 8'd6 ? h1_rd2 : norm_rot_d2 == 8'd5 ? h1_rd1 : norm_rot_d2 == 8'd4 ? h1_rd0 : norm_rot_d2 == 8'd3 ? h1_rd11 : norm_rot_d2 == 8'd2 ? h1_rd10 : norm_rot_d2 == 8'd1 ? h1_rd9 : h1_rd8) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd6 : norm_rot_d2 == 8'd10 ? h2_rd5 : norm_rot_d2 == 8'd9 ? h2_rd4 : norm_rot_d2 == 8'd8 ? h2_rd3 : norm_rot_d2 == 8'd7 ? h2_rd2 : norm_rot_d2 == 8'd6 ? h2_rd1 : norm_rot_d2 == 8'd5 ? h2_rd0 : norm_rot_d2 == 8'd4 ? h2_rd11 : norm_rot_d2 == 8'd3 ? h2_rd10 : norm_rot_d2 == 8'd2 ? h2_rd9 : norm_rot_d2 == 8'd1 ? h2_rd8 : h2_rd7) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd6 : norm_rot_d2 == 8'd10 ? h1_rd5 : norm_rot_d2 == 8'd9 ? h1_rd4 : norm_rot_d2 == 8'd8 ? h1_rd3 : norm_rot_d2 == 8'd7 ? h1_rd2 : norm_rot_d2 == 8'd6 ? h1_rd1 : norm_rot_d2 == 8'd5 ? h1_rd0 : norm_rot_d2 == 8'd4 ? h1_rd11 : norm_rot_d2 == 8'd3 ? h1_rd10 : norm_rot_d2 == 8'd2 ? h1_rd9 : norm_rot_d2 == 8'd1 ? h1_rd8 : h1_rd7) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd5 : norm_rot_d2 == 8'd10 ? h2_rd4 : norm_rot_d2 == 8'd9 ? h2_rd3 : norm_rot_d2 == 8'd8 ? h2_rd2 : norm_rot_d2 == 8'd7 ? h2_rd1 : norm_rot_d2 == 8'd6 ? h2_rd0 : norm_rot_d2 == 8'd5 ? h2_rd11 : norm_rot_d2 == 8'd4 ? h2_rd10 : norm_rot_d2 == 8'd3 ? h2_rd9 : norm_rot_d2 == 8'd2 ? h2_rd8 : norm_rot_d2 == 8'd1 ? h2_rd7 : h2_rd6) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd5 : norm_rot_d2 == 8'd10 ? h1_rd4 : norm_rot_d2 == 8'd9 ? h1_rd3 : norm_rot_d2 == 8'd8 ? h1_rd2 : norm_rot_d2 == 8'd7 ? h1_rd1 : norm_rot_d2 == 8'd6 ? h1_rd0 : norm_rot_d2 == 8'd5 ? h1_rd11 : norm_rot_d2 == 8'd4 ? h1_rd10 : norm_rot_d2 == 8'd3 ? h1_rd9 : norm_rot_d2 == 8'd2 ? h1_rd8 : norm_rot_d2 == 8'd1 ? h1_rd7 : h1_rd6) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd4 : norm_rot_d2 == 8'd10 ? h2_rd3 : norm_rot_d2 == 8'd9 ? h2_rd2 : norm_rot_d2 == 8'd8 ? h2_rd1 : norm_rot_d2 == 8'd7 ? h2_rd0 : norm_rot_d2 == 8'd6 ? h2_rd11 : norm_rot_d2 == 8'd5 ? h2_rd10 : norm_rot_d2 == 8'd4 ? h2_rd9 : norm_rot_d2 == 8'd3 ? h2_rd8 : norm_rot_d2 == 8'd2 ? h2_rd7 : norm_rot_d2 == 8'd1 ? h2_rd6 : h2_rd5) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd4 : norm_rot_d2 == 8'd10 ? h1_rd3 : norm_rot_d2 == 8'd9 ? h1_rd2 : norm_rot_d2 == 8'd8 ? h1_rd1 : norm_rot_d2 == 8'd7 ? h1_rd0 : norm_rot_d2 == 8'd6 ? h1_rd11 : norm_rot_d2 == 8'd5 ? h1_rd10 : norm_rot_d2 == 8'd4 ? h1_rd9 : norm_rot_d2 == 8'd3 ? h1_rd8 : norm_rot_d2 == 8'd2 ? h1_rd7 : norm_rot_d2 == 8'd1 ? h1_rd6 : h1_rd5) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd3 : norm_rot_d2 == 8'd10 ? h2_rd2 : norm_rot_d2 == 8'd9 ? h2_rd1 : norm_rot_d2 == 8'd8 ? h2_rd0 : norm_rot_d2 == 8'd7 ? h2_rd11 : norm_rot_d2 == 8'd6 ? h2_rd10 : norm_rot_d2 == 8'd5 ? h2_rd9 : norm_rot_d2 == 8'd4 ? h2_rd8 : norm_rot_d2 == 8'd3 ? h2_rd7 : norm_rot_d2 == 8'd2 ? h2_rd6 : norm_rot_d2 == 8'd1 ? h2_rd5 : h2_rd4) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd3 : norm_rot_d2 == 8'd10 ? h1_rd2 : norm_rot_d2 == 8'd9 ? h1_rd1 : norm_rot_d2 == 8'd8 ? h1_rd0 : norm_rot_d2 == 8'd7 ? h1_rd11 : norm_rot_d2 == 8'd6 ? h1_rd10 : norm_rot_d2 == 8'd5 ? h1_rd9 : norm_rot_d2 == 8'd4 ? h1_rd8 : norm_rot_d2 == 8'd3 ? h1_rd7 : norm_rot_d2 == 8'd2 ? h1_rd6 : norm_rot_d2 == 8'd1 ? h1_rd5 : h1_rd4) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd2 : norm_rot_d2 == 8'd10 ? h2_rd1 : norm_rot_d2 == 8'd9 ? h2_rd0 : norm_rot_d2 == 8'd8 ? h2_rd11 : norm_rot_d2 == 8'd7 ? h2_rd10 : norm_rot_d2 == 8'd6 ? h2_rd9 : norm_rot_d2 == 8'd5 ? h2_rd8 : norm_rot_d2 == 8'd4 ? h2_rd7 : norm_rot_d2 == 8'd3 ? h2_rd6 : norm_rot_d2 == 8'd2 ? h2_rd5 : norm_rot_d2 == 8'd1 ? h2_rd4 : h2_rd3) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd2 : norm_rot_d2 == 8'd10 ? h1_rd1 : norm_rot_d2 == 8'd9 ? h1_rd0 : norm_rot_d2 == 8'd8 ? h1_rd11 : norm_rot_d2 == 8'd7 ? h1_rd10 : norm_rot_d2 == 8'd6 ? h1_rd9 : norm_rot_d2 == 8'd5 ? h1_rd8 : norm_rot_d2 == 8'd4 ? h1_rd7 : norm_rot_d2 == 8'd3 ? h1_rd6 : norm_rot_d2 == 8'd2 ? h1_rd5 : norm_rot_d2 == 8'd1 ? h1_rd4 : h1_rd3) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd1 : norm_rot_d2 == 8'd10 ? h2_rd0 : norm_rot_d2 == 8'd9 ? h2_rd11 : norm_rot_d2 == 8'd8 ? h2_rd10 : norm_rot_d2 == 8'd7 ? h2_rd9 : norm_rot_d2 == 8'd6 ? h2_rd8 : norm_rot_d2 == 8'd5 ? h2_rd7 : norm_rot_d2 == 8'd4 ? h2_rd6 : norm_rot_d2 == 8'd3 ? h2_rd5 : norm_rot_d2 == 8'd2 ? h2_rd4 : norm_rot_d2 == 8'd1 ? h2_rd3 : h2_rd2) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd1 : norm_rot_d2 == 8'd10 ? h1_rd0 : norm_rot_d2 == 8'd9 ? h1_rd11 : norm_rot_d2 == 8'd8 ? h1_rd10 : norm_rot_d2 == 8'd7 ? h1_rd9 : norm_rot_d2 == 8'd6 ? h1_rd8 : norm_rot_d2 == 8'd5 ? h1_rd7 : norm_rot_d2 == 8'd4 ? h1_rd6 : norm_rot_d2 == 8'd3 ? h1_rd5 : norm_rot_d2 == 8'd2 ? h1_rd4 : norm_rot_d2 == 8'd1 ? h1_rd3 : h1_rd2) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd0 : norm_rot_d2 == 8'd10 ? h2_rd11 : norm_rot_d2 == 8'd9 ? h2_rd10 : norm_rot_d2 == 8'd8 ? h2_rd9 : norm_rot_d2 == 8'd7 ? h2_rd8 : norm_rot_d2 == 8'd6 ? h2_rd7 : norm_rot_d2 == 8'd5 ? h2_rd6 : norm_rot_d2 == 8'd4 ? h2_rd5 : norm_rot_d2 == 8'd3 ? h2_rd4 : norm_rot_d2 == 8'd2 ? h2_rd3 : norm_rot_d2 == 8'd1 ? h2_rd2 : h2_rd1) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd0 : norm_rot_d2 == 8'd10 ? h1_rd11 : norm_rot_d2 == 8'd9 ? h1_rd10 : norm_rot_d2 == 8'd8 ? h1_rd9 : norm_rot_d2 == 8'd7 ? h1_rd8 : norm_rot_d2 == 8'd6 ? h1_rd7 : norm_rot_d2 == 8'd5 ? h1_rd6 : norm_rot_d2 == 8'd4 ? h1_rd5 : norm_rot_d2 == 8'd3 ? h1_rd4 : norm_rot_d2 == 8'd2 ? h1_rd3 : norm_rot_d2 == 8'd1 ? h1_rd2 : h1_rd1) : kind_q == OP_INORM ? 16'd0 : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd11 : norm_rot_d2 == 8'd10 ? h2_rd10 : norm_rot_d2 == 8'd9 ? h2_rd9 : norm_rot_d2 == 8'd8 ? h2_rd8 : norm_rot_d2 == 8'd7 ? h2_rd7 : norm_rot_d2 == 8'd6 ? h2_rd6 : norm_rot_d2 == 8'd5 ? h2_rd5 : norm_rot_d2 == 8'd4 ? h2_rd4 : norm_rot_d2 == 8'd3 ? h2_rd3 : norm_rot_d2 == 8'd2 ? h2_rd2 : norm_rot_d2 == 8'd1 ? h2_rd1 : h2_rd0) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd11 : norm_rot_d2 == 8'd10 ? h1_rd10 : norm_rot_d2 == 8'd9 ? h1_rd9 : norm_rot_d2 == 8'd8 ? h1_rd8 : norm_rot_d2 == 8'd7 ? h1_rd7 : norm_rot_d2 == 8'd6 ? h1_rd6 : norm_rot_d2 == 8'd5 ? h1_rd5 : norm_rot_d2 == 8'd4 ? h1_rd4 : norm_rot_d2 == 8'd3 ? h1_rd3 : norm_rot_d2 == 8'd2 ? h1_rd2 : norm_rot_d2 == 8'd1 ? h1_rd1 : h1_rd0) : kind_q == OP_INORM ? {8'd0, px_rd0} : 16'd0};
+  assign norm_lanes = {(row_q + 32'd11) < norm_rows, (row_q + 32'd10) < norm_rows, (row_q + 32'd9) < norm_rows, (row_q + 32'd8) < norm_rows, (row_q + 32'd7) < norm_rows, (row_q + 32'd6) < norm_rows, (row_q + 32'd5) < norm_rows, (row_q + 32'd4) < norm_rows, (row_q + 32'd3) < norm_rows, (row_q + 32'd2) < norm_rows, (row_q + 32'd1) < norm_rows, (row_q + 32'd0) < norm_rows};
+  assign norm_src = {((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd10 : norm_rot_d2 == 8'd10 ? h2_rd9 : norm_rot_d2 == 8'd9 ? h2_rd8 : norm_rot_d2 == 8'd8 ? h2_rd7 : norm_rot_d2 == 8'd7 ? h2_rd6 : norm_rot_d2 == 8'd6 ? h2_rd5 : norm_rot_d2 == 8'd5 ? h2_rd4 : norm_rot_d2 == 8'd4 ? h2_rd3 : norm_rot_d2 == 8'd3 ? h2_rd2 : norm_rot_d2 == 8'd2 ? h2_rd1 : norm_rot_d2 == 8'd1 ? h2_rd0 : h2_rd11) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd10 : norm_rot_d2 == 8'd10 ? h1_rd9 : norm_rot_d2 == 8'd9 ? h1_rd8 : norm_rot_d2 == 8'd8 ? h1_rd7 : norm_rot_d2 == 8'd7 ? h1_rd6 : norm_rot_d2 == 8'd6 ? h1_rd5 : norm_rot_d2 == 8'd5 ? h1_rd4 : norm_rot_d2 == 8'd4 ? h1_rd3 : norm_rot_d2 == 8'd3 ? h1_rd2 : norm_rot_d2 == 8'd2 ? h1_rd1 : norm_rot_d2 == 8'd1 ? h1_rd0 : h1_rd11) : kind_q == OP_INORM ? {8'd0, px_rd11} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd9 : norm_rot_d2 == 8'd10 ? h2_rd8 : norm_rot_d2 == 8'd9 ? h2_rd7 : norm_rot_d2 == 8'd8 ? h2_rd6 : norm_rot_d2 == 8'd7 ? h2_rd5 : norm_rot_d2 == 8'd6 ? h2_rd4 : norm_rot_d2 == 8'd5 ? h2_rd3 : norm_rot_d2 == 8'd4 ? h2_rd2 : norm_rot_d2 == 8'd3 ? h2_rd1 : norm_rot_d2 == 8'd2 ? h2_rd0 : norm_rot_d2 == 8'd1 ? h2_rd11 : h2_rd10) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd9 : norm_rot_d2 == 8'd10 ? h1_rd8 : norm_rot_d2 == 8'd9 ? h1_rd7 : norm_rot_d2 == 8'd8 ? h1_rd6 : norm_rot_d2 == 8'd7 ? h1_rd5 : norm_rot_d2 == 8'd6 ? h1_rd4 : norm_rot_d2 == 8'd5 ? h1_rd3 : norm_rot_d2 == 8'd4 ? h1_rd2 : norm_rot_d2 == 8'd3 ? h1_rd1 : norm_rot_d2 == 8'd2 ? h1_rd0 : norm_rot_d2 == 8'd1 ? h1_rd11 : h1_rd10) : kind_q == OP_INORM ? {8'd0, px_rd10} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd8 : norm_rot_d2 == 8'd10 ? h2_rd7 : norm_rot_d2 == 8'd9 ? h2_rd6 : norm_rot_d2 == 8'd8 ? h2_rd5 : norm_rot_d2 == 8'd7 ? h2_rd4 : norm_rot_d2 == 8'd6 ? h2_rd3 : norm_rot_d2 == 8'd5 ? h2_rd2 : norm_rot_d2 == 8'd4 ? h2_rd1 : norm_rot_d2 == 8'd3 ? h2_rd0 : norm_rot_d2 == 8'd2 ? h2_rd11 : norm_rot_d2 == 8'd1 ? h2_rd10 : h2_rd9) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd8 : norm_rot_d2 == 8'd10 ? h1_rd7 : norm_rot_d2 == 8'd9 ? h1_rd6 : norm_rot_d2 == 8'd8 ? h1_rd5 : norm_rot_d2 == 8'd7 ? h1_rd4 : norm_rot_d2 == 8'd6 ? h1_rd3 : norm_rot_d2 == 8'd5 ? h1_rd2 : norm_rot_d2 == 8'd4 ? h1_rd1 : norm_rot_d2 == 8'd3 ? h1_rd0 : norm_rot_d2 == 8'd2 ? h1_rd11 : norm_rot_d2 == 8'd1 ? h1_rd10 : h1_rd9) : kind_q == OP_INORM ? {8'd0, px_rd9} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd7 : norm_rot_d2 == 8'd10 ? h2_rd6 : norm_rot_d2 == 8'd9 ? h2_rd5 : norm_rot_d2 == 8'd8 ? h2_rd4 : norm_rot_d2 == 8'd7 ? h2_rd3 : norm_rot_d2 == 8'd6 ? h2_rd2 : norm_rot_d2 == 8'd5 ? h2_rd1 : norm_rot_d2 == 8'd4 ? h2_rd0 : norm_rot_d2 == 8'd3 ? h2_rd11 : norm_rot_d2 == 8'd2 ? h2_rd10 : norm_rot_d2 == 8'd1 ? h2_rd9 : h2_rd8) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd7 : norm_rot_d2 == 8'd10 ? h1_rd6 : norm_rot_d2 == 8'd9 ? h1_rd5 : norm_rot_d2 == 8'd8 ? h1_rd4 : norm_rot_d2 == 8'd7 ? h1_rd3 : norm_rot_d2 == 8'd6 ? h1_rd2 : norm_rot_d2 == 8'd5 ? h1_rd1 : norm_rot_d2 == 8'd4 ? h1_rd0 : norm_rot_d2 == 8'd3 ? h1_rd11 : norm_rot_d2 == 8'd2 ? h1_rd10 : norm_rot_d2 == 8'd1 ? h1_rd9 : h1_rd8) : kind_q == OP_INORM ? {8'd0, px_rd8} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd6 : norm_rot_d2 == 8'd10 ? h2_rd5 : norm_rot_d2 == 8'd9 ? h2_rd4 : norm_rot_d2 == 8'd8 ? h2_rd3 : norm_rot_d2 == 8'd7 ? h2_rd2 : norm_rot_d2 == 8'd6 ? h2_rd1 : norm_rot_d2 == 8'd5 ? h2_rd0 : norm_rot_d2 == 8'd4 ? h2_rd11 : norm_rot_d2 == 8'd3 ? h2_rd10 : norm_rot_d2 == 8'd2 ? h2_rd9 : norm_rot_d2 == 8'd1 ? h2_rd8 : h2_rd7) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd6 : norm_rot_d2 == 8'd10 ? h1_rd5 : norm_rot_d2 == 8'd9 ? h1_rd4 : norm_rot_d2 == 8'd8 ? h1_rd3 : norm_rot_d2 == 8'd7 ? h1_rd2 : norm_rot_d2 == 8'd6 ? h1_rd1 : norm_rot_d2 == 8'd5 ? h1_rd0 : norm_rot_d2 == 8'd4 ? h1_rd11 : norm_rot_d2 == 8'd3 ? h1_rd10 : norm_rot_d2 == 8'd2 ? h1_rd9 : norm_rot_d2 == 8'd1 ? h1_rd8 : h1_rd7) : kind_q == OP_INORM ? {8'd0, px_rd7} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd5 : norm_rot_d2 == 8'd10 ? h2_rd4 : norm_rot_d2 == 8'd9 ? h2_rd3 : norm_rot_d2 == 8'd8 ? h2_rd2 : norm_rot_d2 == 8'd7 ? h2_rd1 : norm_rot_d2 == 8'd6 ? h2_rd0 : norm_rot_d2 == 8'd5 ? h2_rd11 : norm_rot_d2 == 8'd4 ? h2_rd10 : norm_rot_d2 == 8'd3 ? h2_rd9 : norm_rot_d2 == 8'd2 ? h2_rd8 : norm_rot_d2 == 8'd1 ? h2_rd7 : h2_rd6) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd5 : norm_rot_d2 == 8'd10 ? h1_rd4 : norm_rot_d2 == 8'd9 ? h1_rd3 : norm_rot_d2 == 8'd8 ? h1_rd2 : norm_rot_d2 == 8'd7 ? h1_rd1 : norm_rot_d2 == 8'd6 ? h1_rd0 : norm_rot_d2 == 8'd5 ? h1_rd11 : norm_rot_d2 == 8'd4 ? h1_rd10 : norm_rot_d2 == 8'd3 ? h1_rd9 : norm_rot_d2 == 8'd2 ? h1_rd8 : norm_rot_d2 == 8'd1 ? h1_rd7 : h1_rd6) : kind_q == OP_INORM ? {8'd0, px_rd6} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd4 : norm_rot_d2 == 8'd10 ? h2_rd3 : norm_rot_d2 == 8'd9 ? h2_rd2 : norm_rot_d2 == 8'd8 ? h2_rd1 : norm_rot_d2 == 8'd7 ? h2_rd0 : norm_rot_d2 == 8'd6 ? h2_rd11 : norm_rot_d2 == 8'd5 ? h2_rd10 : norm_rot_d2 == 8'd4 ? h2_rd9 : norm_rot_d2 == 8'd3 ? h2_rd8 : norm_rot_d2 == 8'd2 ? h2_rd7 : norm_rot_d2 == 8'd1 ? h2_rd6 : h2_rd5) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd4 : norm_rot_d2 == 8'd10 ? h1_rd3 : norm_rot_d2 == 8'd9 ? h1_rd2 : norm_rot_d2 == 8'd8 ? h1_rd1 : norm_rot_d2 == 8'd7 ? h1_rd0 : norm_rot_d2 == 8'd6 ? h1_rd11 : norm_rot_d2 == 8'd5 ? h1_rd10 : norm_rot_d2 == 8'd4 ? h1_rd9 : norm_rot_d2 == 8'd3 ? h1_rd8 : norm_rot_d2 == 8'd2 ? h1_rd7 : norm_rot_d2 == 8'd1 ? h1_rd6 : h1_rd5) : kind_q == OP_INORM ? {8'd0, px_rd5} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd3 : norm_rot_d2 == 8'd10 ? h2_rd2 : norm_rot_d2 == 8'd9 ? h2_rd1 : norm_rot_d2 == 8'd8 ? h2_rd0 : norm_rot_d2 == 8'd7 ? h2_rd11 : norm_rot_d2 == 8'd6 ? h2_rd10 : norm_rot_d2 == 8'd5 ? h2_rd9 : norm_rot_d2 == 8'd4 ? h2_rd8 : norm_rot_d2 == 8'd3 ? h2_rd7 : norm_rot_d2 == 8'd2 ? h2_rd6 : norm_rot_d2 == 8'd1 ? h2_rd5 : h2_rd4) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd3 : norm_rot_d2 == 8'd10 ? h1_rd2 : norm_rot_d2 == 8'd9 ? h1_rd1 : norm_rot_d2 == 8'd8 ? h1_rd0 : norm_rot_d2 == 8'd7 ? h1_rd11 : norm_rot_d2 == 8'd6 ? h1_rd10 : norm_rot_d2 == 8'd5 ? h1_rd9 : norm_rot_d2 == 8'd4 ? h1_rd8 : norm_rot_d2 == 8'd3 ? h1_rd7 : norm_rot_d2 == 8'd2 ? h1_rd6 : norm_rot_d2 == 8'd1 ? h1_rd5 : h1_rd4) : kind_q == OP_INORM ? {8'd0, px_rd4} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd2 : norm_rot_d2 == 8'd10 ? h2_rd1 : norm_rot_d2 == 8'd9 ? h2_rd0 : norm_rot_d2 == 8'd8 ? h2_rd11 : norm_rot_d2 == 8'd7 ? h2_rd10 : norm_rot_d2 == 8'd6 ? h2_rd9 : norm_rot_d2 == 8'd5 ? h2_rd8 : norm_rot_d2 == 8'd4 ? h2_rd7 : norm_rot_d2 == 8'd3 ? h2_rd6 : norm_rot_d2 == 8'd2 ? h2_rd5 : norm_rot_d2 == 8'd1 ? h2_rd4 : h2_rd3) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd2 : norm_rot_d2 == 8'd10 ? h1_rd1 : norm_rot_d2 == 8'd9 ? h1_rd0 : norm_rot_d2 == 8'd8 ? h1_rd11 : norm_rot_d2 == 8'd7 ? h1_rd10 : norm_rot_d2 == 8'd6 ? h1_rd9 : norm_rot_d2 == 8'd5 ? h1_rd8 : norm_rot_d2 == 8'd4 ? h1_rd7 : norm_rot_d2 == 8'd3 ? h1_rd6 : norm_rot_d2 == 8'd2 ? h1_rd5 : norm_rot_d2 == 8'd1 ? h1_rd4 : h1_rd3) : kind_q == OP_INORM ? {8'd0, px_rd3} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd1 : norm_rot_d2 == 8'd10 ? h2_rd0 : norm_rot_d2 == 8'd9 ? h2_rd11 : norm_rot_d2 == 8'd8 ? h2_rd10 : norm_rot_d2 == 8'd7 ? h2_rd9 : norm_rot_d2 == 8'd6 ? h2_rd8 : norm_rot_d2 == 8'd5 ? h2_rd7 : norm_rot_d2 == 8'd4 ? h2_rd6 : norm_rot_d2 == 8'd3 ? h2_rd5 : norm_rot_d2 == 8'd2 ? h2_rd4 : norm_rot_d2 == 8'd1 ? h2_rd3 : h2_rd2) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd1 : norm_rot_d2 == 8'd10 ? h1_rd0 : norm_rot_d2 == 8'd9 ? h1_rd11 : norm_rot_d2 == 8'd8 ? h1_rd10 : norm_rot_d2 == 8'd7 ? h1_rd9 : norm_rot_d2 == 8'd6 ? h1_rd8 : norm_rot_d2 == 8'd5 ? h1_rd7 : norm_rot_d2 == 8'd4 ? h1_rd6 : norm_rot_d2 == 8'd3 ? h1_rd5 : norm_rot_d2 == 8'd2 ? h1_rd4 : norm_rot_d2 == 8'd1 ? h1_rd3 : h1_rd2) : kind_q == OP_INORM ? {8'd0, px_rd2} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd0 : norm_rot_d2 == 8'd10 ? h2_rd11 : norm_rot_d2 == 8'd9 ? h2_rd10 : norm_rot_d2 == 8'd8 ? h2_rd9 : norm_rot_d2 == 8'd7 ? h2_rd8 : norm_rot_d2 == 8'd6 ? h2_rd7 : norm_rot_d2 == 8'd5 ? h2_rd6 : norm_rot_d2 == 8'd4 ? h2_rd5 : norm_rot_d2 == 8'd3 ? h2_rd4 : norm_rot_d2 == 8'd2 ? h2_rd3 : norm_rot_d2 == 8'd1 ? h2_rd2 : h2_rd1) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd0 : norm_rot_d2 == 8'd10 ? h1_rd11 : norm_rot_d2 == 8'd9 ? h1_rd10 : norm_rot_d2 == 8'd8 ? h1_rd9 : norm_rot_d2 == 8'd7 ? h1_rd8 : norm_rot_d2 == 8'd6 ? h1_rd7 : norm_rot_d2 == 8'd5 ? h1_rd6 : norm_rot_d2 == 8'd4 ? h1_rd5 : norm_rot_d2 == 8'd3 ? h1_rd4 : norm_rot_d2 == 8'd2 ? h1_rd3 : norm_rot_d2 == 8'd1 ? h1_rd2 : h1_rd1) : kind_q == OP_INORM ? {8'd0, px_rd1} : 16'd0, ((kind_q == OP_NORM) && (layer_q == 2'd1)) ? (norm_rot_d2 == 8'd11 ? h2_rd11 : norm_rot_d2 == 8'd10 ? h2_rd10 : norm_rot_d2 == 8'd9 ? h2_rd9 : norm_rot_d2 == 8'd8 ? h2_rd8 : norm_rot_d2 == 8'd7 ? h2_rd7 : norm_rot_d2 == 8'd6 ? h2_rd6 : norm_rot_d2 == 8'd5 ? h2_rd5 : norm_rot_d2 == 8'd4 ? h2_rd4 : norm_rot_d2 == 8'd3 ? h2_rd3 : norm_rot_d2 == 8'd2 ? h2_rd2 : norm_rot_d2 == 8'd1 ? h2_rd1 : h2_rd0) : ((kind_q == OP_NORM) && (layer_q == 2'd0)) ? (norm_rot_d2 == 8'd11 ? h1_rd11 : norm_rot_d2 == 8'd10 ? h1_rd10 : norm_rot_d2 == 8'd9 ? h1_rd9 : norm_rot_d2 == 8'd8 ? h1_rd8 : norm_rot_d2 == 8'd7 ? h1_rd7 : norm_rot_d2 == 8'd6 ? h1_rd6 : norm_rot_d2 == 8'd5 ? h1_rd5 : norm_rot_d2 == 8'd4 ? h1_rd4 : norm_rot_d2 == 8'd3 ? h1_rd3 : norm_rot_d2 == 8'd2 ? h1_rd2 : norm_rot_d2 == 8'd1 ? h1_rd1 : h1_rd0) : kind_q == OP_INORM ? {8'd0, px_rd0} : 16'd0};
   assign norm_bank = (rmod_q + jmod_q) >= 32'd12 ? rmod_q + jmod_q - 32'd12 : rmod_q + jmod_q;
   assign unused_hi_norm_bank = ^norm_bank[31:1];
   assign norm_word = rgb_q + j_q;
@@ -2204,7 +2220,7 @@ module dff_engine (
   assign bus_err_o = bus_err_q;
   assign bus_rdata_o = bus_rdata_q;
   assign bus_go = bus_req_i && (bus_st_q == 2'd0) && (st_q == S_IDLE) && !bus_ack_q;
-  assign bus_rd_px = px_rd0;
+  assign bus_rd_px = bus_addr_i[17:10] == 8'd11 ? px_rd11 : bus_addr_i[17:10] == 8'd10 ? px_rd10 : bus_addr_i[17:10] == 8'd9 ? px_rd9 : bus_addr_i[17:10] == 8'd8 ? px_rd8 : bus_addr_i[17:10] == 8'd7 ? px_rd7 : bus_addr_i[17:10] == 8'd6 ? px_rd6 : bus_addr_i[17:10] == 8'd5 ? px_rd5 : bus_addr_i[17:10] == 8'd4 ? px_rd4 : bus_addr_i[17:10] == 8'd3 ? px_rd3 : bus_addr_i[17:10] == 8'd2 ? px_rd2 : bus_addr_i[17:10] == 8'd1 ? px_rd1 : bus_addr_i[17:10] == 8'd0 ? px_rd0 : 8'd0;
   assign bus_rd_hyp = hyp_rd0;
   assign bus_rd_u = u_rd0;
   assign bus_rd_w1 = bus_addr_i[23:16] == 8'd11 ? w1_rd11 : bus_addr_i[23:16] == 8'd10 ? w1_rd10 : bus_addr_i[23:16] == 8'd9 ? w1_rd9 : bus_addr_i[23:16] == 8'd8 ? w1_rd8 : bus_addr_i[23:16] == 8'd7 ? w1_rd7 : bus_addr_i[23:16] == 8'd6 ? w1_rd6 : bus_addr_i[23:16] == 8'd5 ? w1_rd5 : bus_addr_i[23:16] == 8'd4 ? w1_rd4 : bus_addr_i[23:16] == 8'd3 ? w1_rd3 : bus_addr_i[23:16] == 8'd2 ? w1_rd2 : bus_addr_i[23:16] == 8'd1 ? w1_rd1 : bus_addr_i[23:16] == 8'd0 ? w1_rd0 : 16'd0;
@@ -2215,7 +2231,7 @@ module dff_engine (
   assign bus_rd_b2 = b2_rd0;
   assign bus_rd_g2 = g2_rd0;
   assign bus_rd_beta2 = beta2_rd0;
-  assign bus_ok = 1'b0 || ((bus_region_i == 8'd0) && (bus_addr_i < 32'd6272)) || ((bus_region_i == 8'd1) && (bus_addr_i < 32'd80)) || ((bus_region_i == 8'd48) && (bus_addr_i < 32'd5000)) || ((bus_region_i == 8'd16) && (bus_addr_i[23:16] < 8'd12) && ({1'b0, bus_addr_i[15:0]} < 17'd32928) && (bus_addr_i[31:24] == 8'd0)) || ((bus_region_i == 8'd32) && (bus_addr_i < 32'd500)) || ((bus_region_i == 8'd64) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd80) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd17) && (bus_addr_i[22:15] < 8'd12) && ({1'b0, bus_addr_i[14:0]} < 16'd21000) && (bus_addr_i[31:23] == 9'd0)) || ((bus_region_i == 8'd33) && (bus_addr_i < 32'd500)) || ((bus_region_i == 8'd65) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd81) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) || ((bus_region_i == 8'd241) && (bus_addr_i < 32'd4) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd8))));
+  assign bus_ok = 1'b0 || ((bus_region_i == 8'd0) && (bus_addr_i[17:10] < 8'd12) && ({1'b0, bus_addr_i[9:0]} < 11'd784) && (bus_addr_i[31:18] == 14'd0)) || ((bus_region_i == 8'd1) && (bus_addr_i < 32'd80)) || ((bus_region_i == 8'd48) && (bus_addr_i < 32'd5000)) || ((bus_region_i == 8'd16) && (bus_addr_i[23:16] < 8'd12) && ({1'b0, bus_addr_i[15:0]} < 17'd32928) && (bus_addr_i[31:24] == 8'd0)) || ((bus_region_i == 8'd32) && (bus_addr_i < 32'd500)) || ((bus_region_i == 8'd64) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd80) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd17) && (bus_addr_i[22:15] < 8'd12) && ({1'b0, bus_addr_i[14:0]} < 16'd21000) && (bus_addr_i[31:23] == 9'd0)) || ((bus_region_i == 8'd33) && (bus_addr_i < 32'd500)) || ((bus_region_i == 8'd65) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd81) && (bus_addr_i < 32'd80) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) || ((bus_region_i == 8'd241) && (bus_addr_i < 32'd4) && !bus_we_i) || ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd8))));
   assign bus_rd_mem = bus_region_i == 8'd81 ? $unsigned($signed({{48{bus_rd_beta2[15]}}, bus_rd_beta2})) : bus_region_i == 8'd65 ? {46'd0, bus_rd_g2} : bus_region_i == 8'd33 ? $unsigned($signed({{48{bus_rd_b2[15]}}, bus_rd_b2})) : bus_region_i == 8'd17 ? $unsigned($signed({{48{bus_rd_w2[15]}}, bus_rd_w2})) : bus_region_i == 8'd80 ? $unsigned($signed({{48{bus_rd_beta1[15]}}, bus_rd_beta1})) : bus_region_i == 8'd64 ? {46'd0, bus_rd_g1} : bus_region_i == 8'd32 ? $unsigned($signed({{48{bus_rd_b1[15]}}, bus_rd_b1})) : bus_region_i == 8'd16 ? $unsigned($signed({{48{bus_rd_w1[15]}}, bus_rd_w1})) : bus_region_i == 8'd48 ? $unsigned($signed({{48{bus_rd_u[15]}}, bus_rd_u})) : bus_region_i == 8'd1 ? {60'd0, bus_rd_hyp} : bus_region_i == 8'd0 ? {56'd0, bus_rd_px} : 64'd0;
   assign bus_rd_special = ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) ? {43'd0, lr_q} : ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1) && (!bus_we_i || ((bus_wdata_i >= 64'd1) && (bus_wdata_i <= 64'd8)))) ? {32'd0, batch_q} : bus_addr_i[1:0] == 2'd0 ? cnt_cycles_q : bus_addr_i[1:0] == 2'd1 ? cnt_busy_q : bus_addr_i[1:0] == 2'd2 ? cnt_array_q : cnt_runs_q;
   assign unused_valid_outs = ^{up_vo, relu_vo, bus_wdata_i};
@@ -3096,11 +3112,7 @@ module dff_engine (
           if (gd_vo[0]) begin
             s_q <= gd_s;
             norm_g_q <= gd_g;
-            if (kind_q == OP_NORM) begin
-              st_q <= S_NG;
-            end else begin
-              st_q <= S_NB;
-            end
+            st_q <= S_NG;
           end
         end
         S_NG: begin
@@ -3109,30 +3121,13 @@ module dff_engine (
             if (norm_last_layer) begin
               j_q <= 32'd0;
               jmod_q <= 32'd0;
-              if (kind_q == OP_INORM) begin
-                row_q <= row_q + 32'd1;
-                sbase_q <= sbase_q + norm_d;
-                if (rmod_q == 32'd11) begin
-                  rmod_q <= 32'd0;
-                  rgb_q <= rgb_q + norm_d;
-                end else begin
-                  rmod_q <= rmod_q + 32'd1;
-                end
-                if (row_q == (norm_rows - 32'd1)) begin
-                  wait_q <= 8'd8;
-                  st_q <= S_WAIT;
-                end else begin
-                  st_q <= S_NA;
-                end
+              row_q <= row_q + 32'd12;
+              rgb_q <= rgb_q + norm_d;
+              if ((row_q + 32'd12) >= norm_rows) begin
+                wait_q <= 8'd8;
+                st_q <= S_WAIT;
               end else begin
-                row_q <= row_q + 32'd12;
-                rgb_q <= rgb_q + norm_d;
-                if ((row_q + 32'd12) >= norm_rows) begin
-                  wait_q <= 8'd8;
-                  st_q <= S_WAIT;
-                end else begin
-                  st_q <= S_NA;
-                end
+                st_q <= S_NA;
               end
             end else begin
               j_q <= 32'd0;
@@ -3150,30 +3145,13 @@ module dff_engine (
           if (j_q == (norm_d - 32'd1)) begin
             j_q <= 32'd0;
             jmod_q <= 32'd0;
-            if (kind_q == OP_INORM) begin
-              row_q <= row_q + 32'd1;
-              sbase_q <= sbase_q + norm_d;
-              if (rmod_q == 32'd11) begin
-                rmod_q <= 32'd0;
-                rgb_q <= rgb_q + norm_d;
-              end else begin
-                rmod_q <= rmod_q + 32'd1;
-              end
-              if (row_q == (norm_rows - 32'd1)) begin
-                wait_q <= 8'd8;
-                st_q <= S_WAIT;
-              end else begin
-                st_q <= S_NA;
-              end
+            row_q <= row_q + 32'd12;
+            rgb_q <= rgb_q + norm_d;
+            if ((row_q + 32'd12) >= norm_rows) begin
+              wait_q <= 8'd8;
+              st_q <= S_WAIT;
             end else begin
-              row_q <= row_q + 32'd12;
-              rgb_q <= rgb_q + norm_d;
-              if ((row_q + 32'd12) >= norm_rows) begin
-                wait_q <= 8'd8;
-                st_q <= S_WAIT;
-              end else begin
-                st_q <= S_NA;
-              end
+              st_q <= S_NA;
             end
           end
         end
@@ -3385,33 +3363,33 @@ module dff_engine (
   end
 
   always @* begin
-    px_we = {1{1'b0}};
-    if (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i < 32'd6272))) begin
-      px_we = (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i < 32'd6272))) ? 1'b1 : 1'b0;
+    px_we = {12{1'b0}};
+    if (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i[17:10] < 8'd12) && ({1'b0, bus_addr_i[9:0]} < 11'd784) && (bus_addr_i[31:18] == 14'd0))) begin
+      px_we = (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i[17:10] < 8'd12) && ({1'b0, bus_addr_i[9:0]} < 11'd784) && (bus_addr_i[31:18] == 14'd0))) ? {bus_addr_i[17:10] == 8'd11, bus_addr_i[17:10] == 8'd10, bus_addr_i[17:10] == 8'd9, bus_addr_i[17:10] == 8'd8, bus_addr_i[17:10] == 8'd7, bus_addr_i[17:10] == 8'd6, bus_addr_i[17:10] == 8'd5, bus_addr_i[17:10] == 8'd4, bus_addr_i[17:10] == 8'd3, bus_addr_i[17:10] == 8'd2, bus_addr_i[17:10] == 8'd1, bus_addr_i[17:10] == 8'd0} : 12'd0;
     end
   end
 
   always @* begin
-    px_waddr = {13{1'b0}};
-    if (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i < 32'd6272))) begin
-      px_waddr = bus_addr_i[12:0];
+    px_waddr = {10{1'b0}};
+    if (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i[17:10] < 8'd12) && ({1'b0, bus_addr_i[9:0]} < 11'd784) && (bus_addr_i[31:18] == 14'd0))) begin
+      px_waddr = bus_addr_i[9:0];
     end
   end
 
   always @* begin
     px_wdata = {8{1'b0}};
-    if (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i < 32'd6272))) begin
+    if (bus_go && bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i[17:10] < 8'd12) && ({1'b0, bus_addr_i[9:0]} < 11'd784) && (bus_addr_i[31:18] == 14'd0))) begin
       px_wdata = bus_wdata_i[7:0];
     end
   end
 
   always @* begin
-    px_raddr = {13{1'b0}};
+    px_raddr = {120{1'b0}};
     if (((st_q == S_NA) || (st_q == S_NB)) && ((kind_q == OP_INORM) || (kind_q == OP_NORM)) && (kind_q == OP_INORM)) begin
-      px_raddr = norm_raddr[12:0];
+      px_raddr = {12{norm_hword[9:0]}};
     end
-    if (bus_go && !bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i < 32'd6272))) begin
-      px_raddr = {bus_addr_i[12:0]};
+    if (bus_go && !bus_we_i && ((bus_region_i == 8'd0) && (bus_addr_i[17:10] < 8'd12) && ({1'b0, bus_addr_i[9:0]} < 11'd784) && (bus_addr_i[31:18] == 14'd0))) begin
+      px_raddr = {bus_addr_i[9:0], bus_addr_i[9:0], bus_addr_i[9:0], bus_addr_i[9:0], bus_addr_i[9:0], bus_addr_i[9:0], bus_addr_i[9:0], bus_addr_i[9:0], bus_addr_i[9:0], bus_addr_i[9:0], bus_addr_i[9:0], bus_addr_i[9:0]};
     end
   end
 
@@ -4059,7 +4037,7 @@ module dff_engine (
 
   always @* begin
     nm_sv = {1{1'b0}};
-    if ((((st_q == S_NB) && (kind_q == OP_INORM)) || (st_q == S_NG)) && (j_q == 32'd0)) begin
+    if ((st_q == S_NG) && (j_q == 32'd0)) begin
       nm_sv = 1'b1;
     end
   end
@@ -4185,18 +4163,22 @@ module dff_engine (
     hg_act = {1{1'b0}};
   end
 
-  dff_bram #(
-    .W(8),
-    .AW(13),
-    .DEPTH(6272)
-  ) u_px (
-    .clk_i(clk_i),
-    .we_i(px_we),
-    .waddr_i(px_waddr),
-    .wdata_i(px_wdata),
-    .raddr_i(px_raddr),
-    .rdata_o(px_rdata)
-  );
+  generate
+    for (b = 0; b < 12; b = b + 1) begin : g_px
+      dff_bram #(
+        .W(8),
+        .AW(10),
+        .DEPTH(784)
+      ) u_bank (
+        .clk_i(clk_i),
+        .we_i(px_we[b]),
+        .waddr_i(px_waddr),
+        .wdata_i(px_wdata),
+        .raddr_i(px_raddr[b*10 +: 10]),
+        .rdata_o(px_rdata[b*8 +: 8])
+      );
+    end
+  endgenerate
 
   dff_bram #(
     .W(4),

@@ -140,11 +140,20 @@ pub fn read_params(bus: &mut dyn Bus, lay: &Layout) -> anyhow::Result<FxParams> 
     })
 }
 
-/// Write a batch: raw pixels (one row per sample) and, for training, the hypotheses
-/// (slot 0 the label, as [`crate::hypotheses`] orders them).
-pub fn write_batch(bus: &mut dyn Bus, pixels: &IMat, hyps: Option<&[u32]>) -> anyhow::Result<()> {
-    let px: Vec<i64> = pixels.data.iter().map(|&v| i64::from(v)).collect();
-    bus.write_block(region::PIXELS, 0, &px)?;
+/// Write a batch: raw pixels (one row per sample, in the engine's sample banks,
+/// [`Layout::px_bank_word`]) and, for training, the hypotheses (slot 0 the label, as
+/// [`crate::hypotheses`] orders them).
+pub fn write_batch(
+    bus: &mut dyn Bus,
+    lay: &Layout,
+    pixels: &IMat,
+    hyps: Option<&[u32]>,
+) -> anyhow::Result<()> {
+    let depth = pixels.rows.div_ceil(lay.cols) * lay.dims[0];
+    let banks = to_banks(pixels, lay.cols, depth, |s, k| lay.px_bank_word(s, k));
+    for (b, words) in banks.iter().enumerate().take(pixels.rows) {
+        bus.write_block(region::PIXELS, lay.px_bank_base(b), words)?;
+    }
     if let Some(h) = hyps {
         let hv: Vec<i64> = h.iter().map(|&v| i64::from(v)).collect();
         bus.write_block(region::HYPS, 0, &hv)?;

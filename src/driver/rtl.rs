@@ -98,7 +98,7 @@ impl RtlLearner {
         self.golden_seconds += t0.elapsed().as_secs_f64();
         let t1 = std::time::Instant::now();
         let bus = self.bus.get_mut().as_mut();
-        write_batch(bus, px, Some(&trace.forward.hyps))?;
+        write_batch(bus, &self.lay, px, Some(&trace.forward.hyps))?;
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
         anyhow::ensure!(
             status == 0,
@@ -156,7 +156,7 @@ impl RtlLearner {
                 cols: px.cols,
                 data: px.row(r).to_vec(),
             };
-            write_batch(bus.as_mut(), &one, None)?;
+            write_batch(bus.as_mut(), &self.lay, &one, None)?;
             let (status, pred, cyc) = bus.run(RUN_INFER)?;
             anyhow::ensure!(
                 status == 0,

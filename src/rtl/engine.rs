@@ -183,6 +183,19 @@ impl Layout {
         let (bank, word) = self.w_bank_word(l, o, k);
         ((bank as u32) << abits(self.w_depth(l))) | word as u32
     }
+    /// Words per bank of the pixel memory: samples in C banks (bank s mod C, word
+    /// (s div C)·d₀ + k), so INORM reads C samples at one pixel.
+    pub fn px_depth(&self) -> usize {
+        div_ceil(self.batch, self.cols) * self.dims[0]
+    }
+    /// Where pixel k of sample s lives: (bank, word).
+    pub fn px_bank_word(&self, s: usize, k: usize) -> (usize, usize) {
+        (s % self.cols, (s / self.cols) * self.dims[0] + k)
+    }
+    /// Bus address of the first word of pixel bank `b`.
+    pub fn px_bank_base(&self, b: usize) -> u32 {
+        (b as u32) << abits(self.px_depth())
+    }
     /// Words per bank of 0-based layer l's feedback memory (DF-R, l < L−1): B_{l+1} stored
     /// transposed, `dims[l+1]` rows of `dims[l+2]`, so the FB GEMM reads it as FWD reads W.
     pub fn fb_depth(&self, l: usize) -> usize {
@@ -595,7 +608,7 @@ pub fn engine(
 
     // ------------------------------------------------------------------ memories
     let cbits = abits(cls.max(2));
-    let px = e.mem("px", 1, f.pixel.bits, bsz * d[0]);
+    let px = e.mem("px", cc, f.pixel.bits, lay.px_depth());
     let hyp = e.mem("hyp", 1, cbits, nrt);
     let xdiag = |rows: usize, dd: usize| div_ceil(rows, cc) * dd;
     let x0 = e.mem_lanes("x0", cc, f.act.bits, xdiag(bsz, d[0]));
@@ -1224,14 +1237,13 @@ pub fn engine(
         let issue = in_st("S_NA")
             .lor(in_st("S_NB"))
             .land(is_in.clone().lor(is_nm.clone()));
-        // Source reads: px at r·d0 + k; h_l, every bank at (r0 div C)·d + k.
-        let raddr = e.w32("norm_raddr", &sbase + &jj);
+        // Source reads, every bank at (r0 div C)·d + k: px (bank s mod C), h_l (diagonal).
+        let hword = e.w32("norm_hword", &rgb + &jj);
         e.drive(
             "px_raddr",
             issue.clone().land(&is_in),
-            raddr.slice(px.aw() - 1, 0),
+            repl(int(cc as u64), [hword.slice(px.aw() - 1, 0)]),
         );
-        let hword = e.w32("norm_hword", &rgb + &jj);
         for l in 0..nl {
             let hm = &h[l];
             let all: Vec<Expr> = (0..cc).map(|_| hword.slice(hm.aw() - 1, 0)).collect();
@@ -1241,22 +1253,23 @@ pub fn engine(
                 cat(all),
             );
         }
-        e.consume("norm_raddr", raddr.slice(IW - 1, 16));
-        // Lanes in use: lane 0 (INORM) or the rows r0 + j < rows (NORM).
+        // Lanes in use: the rows r0 + j < rows.
         let lanes_v = e.m.wire("norm_lanes", lanes);
         e.m.assign(
             &lanes_v,
             cat((0..cc)
                 .rev()
-                .map(|j| mux(&is_in, lit(1, u64::from(j == 0)), (&row + ix(j)).lt_(&nrow)))
+                .map(|j| (&row + ix(j)).lt_(&nrow))
                 .collect::<Vec<_>>()),
         );
         let lanes_v2 = e.delay("norm_lanes", lanes_v.clone(), lanes, 2);
         // Source data two cycles later.
-        let px_wide = if f.hidden.bits > f.pixel.bits {
-            cat([lit(f.hidden.bits - f.pixel.bits, 0), px.bank(0)])
-        } else {
-            px.bank(0)
+        let px_wide = |j: usize| {
+            if f.hidden.bits > f.pixel.bits {
+                cat([lit(f.hidden.bits - f.pixel.bits, 0), px.bank(j)])
+            } else {
+                px.bank(j)
+            }
         };
         // Lane j (row r0 + j) at column k sits in bank (j + k) mod C.
         let nrot = e.delay("norm_rot", jmod.slice(7, 0), 8, 2);
@@ -1277,15 +1290,7 @@ pub fn engine(
         let src: Vec<Expr> = (0..cc)
             .rev()
             .map(|j| {
-                let mut v = mux(
-                    &is_in,
-                    if j == 0 {
-                        px_wide.clone()
-                    } else {
-                        lit(f.hidden.bits, 0)
-                    },
-                    lit(f.hidden.bits, 0),
-                );
+                let mut v = mux(&is_in, px_wide(j), lit(f.hidden.bits, 0));
                 for l in 0..nl {
                     v = mux(is_opl(OP_NORM, l), hlane(l, j), v);
                 }
@@ -1310,14 +1315,11 @@ pub fn engine(
             );
         }
         e.drive("gd_recip", lit(1, 1), rc);
-        // Normalise pass: S is loaded at the start of S_NB (INORM) or of S_NG (NORM).
+        // Normalise pass: S is loaded at the start of S_NG.
         let b_v = e.delay("nb_v", in_st("S_NB").land(issue.clone()), 1, 2);
         e.drive(
             "nm_sv",
-            in_st("S_NB")
-                .land(is_in.clone())
-                .lor(in_st("S_NG"))
-                .land(jj.clone().eq_(ix(0))),
+            in_st("S_NG").land(jj.clone().eq_(ix(0))),
             lit(1, 1),
         );
         let xl: Vec<Expr> = (0..cc)
@@ -1333,8 +1335,8 @@ pub fn engine(
             .collect();
         e.drive("nm_x", lit(1, 1), cat(xl));
         e.drive("nm_xv", lit(1, 1), mux(b_v, lanes_v2, lit(lanes, 0)));
-        // Destination, five cycles after the read: lane j → bank (r + j + k) mod C (r = the
-        // sample for INORM, r0 ≡ 0 mod C for NORM), one word (r div C)·d + k for all lanes.
+        // Destination, five cycles after the read: lane j → bank (r0 + j + k) mod C = (j + k)
+        // mod C (r0 ≡ 0 mod C), one word (r0 div C)·d + k for all lanes.
         let bank = e.w32("norm_bank", add_mod(&rmod, &jmod, cc, IW));
         let wword = e.w32("norm_word", &rgb + &jj);
         let bank_d = e.delay("nb_bank", bank.slice(7, 0), 8, 5);
@@ -1465,37 +1467,17 @@ pub fn engine(
                 e.drive(&format!("{}_wdata", m.name), c, rsv.clone());
             }
         }
-        // Sequencing. INORM: the next row (r mod C, (r div C)·d tracked for the x̂ write);
-        // NORM: the next group of C rows.
+        // Sequencing: the next group of C rows.
         let next_row = vec![
             nb(&jj, ix(0)),
             nb(&jmod, ix(0)),
+            nb(&row, &row + ix(cc)),
+            nb(&rgb, &rgb + &dnorm),
             if_(
-                is_in.clone(),
-                vec![
-                    nb(&row, &row + ix(1)),
-                    nb(&sbase, &sbase + &dnorm),
-                    if_(
-                        rmod.clone().eq_(ix(cc - 1)),
-                        vec![nb(&rmod, ix(0)), nb(&rgb, &rgb + &dnorm)],
-                    )
-                    .else_(vec![nb(&rmod, &rmod + ix(1))]),
-                    if_(
-                        row.clone().eq_(&nrow - ix(1)),
-                        vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
-                    )
-                    .else_(vec![nb(&st, sid("S_NA"))]),
-                ],
+                (&row + ix(cc)).ge_(&nrow),
+                vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
             )
-            .else_(vec![
-                nb(&row, &row + ix(cc)),
-                nb(&rgb, &rgb + &dnorm),
-                if_(
-                    (&row + ix(cc)).ge_(&nrow),
-                    vec![nb(&wait, lit(8, 8)), nb(&st, sid("S_WAIT"))],
-                )
-                .else_(vec![nb(&st, sid("S_NA"))]),
-            ]),
+            .else_(vec![nb(&st, sid("S_NA"))]),
         ];
         let step_j = |then_: Vec<Stmt>| {
             vec![
@@ -1517,12 +1499,7 @@ pub fn engine(
             sid("S_NAW"),
             vec![if_(
                 lane_bit_of(&gd_vo, 0, cc),
-                vec![
-                    nb(&sacc, &gd_s),
-                    nb(&gq, &gd_g),
-                    if_(is_nm.clone(), vec![nb(&st, sid("S_NG"))])
-                        .else_(vec![nb(&st, sid("S_NB"))]),
-                ],
+                vec![nb(&sacc, &gd_s), nb(&gq, &gd_g), nb(&st, sid("S_NG"))],
             )],
         ));
         sw.push(arm(
@@ -3783,7 +3760,10 @@ pub fn cycles_by_op(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> Vec<(&
     let gemm = |m: u64, nn: u64, k: u64| seamless(m, nn, k, rr * cc + 1, rr * cc, 7);
     let grad = |m: u64, nn: u64, k: u64| seamless(m, nn, k, rr.max(cc) + 1, cc, rr + 6);
     // Every op: FETCH, its body, then (most) S_WAIT + S_NEXT.
-    add("INORM", 1 + samples * (2 * d[0] + NORM_WAIT) + 10);
+    add(
+        "INORM",
+        1 + dc(samples, cc) * (2 * d[0] + NORM_WAIT + cc + 2) + 10,
+    );
     add("FWD", 1 + gemm(d[1], samples, d[0]));
     // V = b1 + U for every class (one per cycle), then cl columns per cycle.
     add(
