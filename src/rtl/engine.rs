@@ -539,6 +539,15 @@ fn lane_bit_of(sig: &Expr, b: usize, n: usize) -> Expr {
     }
 }
 
+/// `x` (`w` bits) in lane 0 of `n` packed lanes, the others zero.
+fn only_lane0(x: Expr, w: u32, n: usize) -> Expr {
+    if n == 1 {
+        x
+    } else {
+        cat([lit(w * (n as u32 - 1), 0), x])
+    }
+}
+
 /// One-hot write enables of `n` banks from an 8-bit bank number.
 fn bank_onehot(bank: &Expr, n: usize) -> Expr {
     cat((0..n)
@@ -901,13 +910,7 @@ pub fn engine(
             .conn("v_o", bit(&relu_vo))
     });
     // Lane 0 alone (the forward drain).
-    let relu0 = |x: Expr, w: u32| -> Expr {
-        if cl == 1 {
-            x
-        } else {
-            cat([lit(w * (cl as u32 - 1), 0), x])
-        }
-    };
+    let relu0 = |x: Expr, w: u32| only_lane0(x, w, cl);
     let relu_h0 = if cl == 1 {
         relu_h.clone()
     } else {
@@ -995,13 +998,7 @@ pub fn engine(
             .conn("v_o", bit(&up_vo))
     });
     // Lane 0 alone (BUPD, UUPD): the other lanes idle.
-    let lane0 = |x: Expr, w: u32| -> Expr {
-        if rr == 1 {
-            x
-        } else {
-            cat([lit(w * (rr as u32 - 1), 0), x])
-        }
-    };
+    let lane0 = |x: Expr, w: u32| only_lane0(x, w, rr);
     // Loss unit.
     let gw = f.goodness.bits;
     let bw = f.beta.bits;
