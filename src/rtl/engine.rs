@@ -7,8 +7,10 @@
 //! in bank (r + k) mod C at word (r div C)·d + k), so that a forward tile reads C rows at one
 //! column and a gradient tile reads C columns of one row, each without bank conflicts (a
 //! rotator puts the banks back in lane order), and the local errors δ_l in R banks by column.
-//! Small accumulators (Δb, ΔU, the per-sample error e of layer 1) are register files with
-//! asynchronous read, updated read-modify-write in one cycle.
+//! The vector ops work on lanes, so their tensors are banked too: pixels by sample, h_l
+//! diagonally like x̂, a_1 by column (docs/engine.md has the table). Small accumulators (Δb,
+//! ΔU, the per-sample error e of layer 1) are register files with asynchronous read, updated
+//! read-modify-write in one cycle, one entry per lane.
 //!
 //! **Microprogram.** `train` runs INORM, FWD 1, CEN, NORM 1, (FWD l, NORM l)…, LOSS l…,
 //! DELTA l…, (GRAD l, BUPD l)…, UUPD; `infer` runs the forward ops then PRED. Each op is a
