@@ -139,6 +139,25 @@ fn gradient_tiles_shorter_than_the_array_drain_back_to_back() {
 }
 
 #[test]
+fn memories_deeper_than_16_address_bits_work() {
+    // A 600-wide first layer on a 2×2 array at batch 64 (640 rows): h_1 and x̂_1 need 18-bit
+    // word addresses, so every address path that carries them must be as wide as the memory.
+    let mut cfg = Config::builtin();
+    cfg.network.input = 16;
+    cfg.network.hidden = vec![600, 8];
+    cfg.training.batch = 64;
+    cfg.hardware.array_rows = 2;
+    cfg.hardware.array_cols = 2;
+    let rep = cosim(&cfg, Mutation::None, 1);
+    eprintln!(
+        "deep memories: {} values, {} mismatches",
+        rep.values_compared, rep.mismatches
+    );
+    assert_eq!(rep.mismatches, 0, "first {}", rep.first_mismatch.unwrap());
+    assert_eq!(rep.predicted_cycles, rep.cycles);
+}
+
+#[test]
 fn mutated_engine_is_caught() {
     // One operator changed (the ReLU/requantise unit rounds the other way): the first step
     // must differ, and the report must name where. (A PE that adds one LSB of the 2^-24

@@ -132,7 +132,7 @@ module dff_engine (
   wire [47:0] a1_rd3;
   reg [3:0] cv_we;
   reg [8:0] cv_waddr;
-  reg [115:0] cv_wdata;
+  reg [28:0] cv_wdata;
   reg [35:0] cv_raddr;
   wire [115:0] cv_rdata;
   wire [28:0] cv_rd0;
@@ -229,7 +229,6 @@ module dff_engine (
   wire unused_i_q;
   reg [31:0] kmr_q;
   reg [31:0] kgr_q;
-  reg [31:0] tbm_q;
   reg [31:0] dbk_q;
   wire unused_diag_ctr;
   reg [7:0] wait_q;
@@ -341,12 +340,11 @@ module dff_engine (
   reg [7:0] nb_bank_d3;
   reg [7:0] nb_bank_d4;
   reg [7:0] nb_bank_d5;
-  reg [15:0] nb_word_d1;
-  reg [15:0] nb_word_d2;
-  reg [15:0] nb_word_d3;
-  reg [15:0] nb_word_d4;
-  reg [15:0] nb_word_d5;
-  wire unused_nb_word;
+  reg [13:0] nb_word_d1;
+  reg [13:0] nb_word_d2;
+  reg [13:0] nb_word_d3;
+  reg [13:0] nb_word_d4;
+  reg [13:0] nb_word_d5;
   wire unused_norm_bank;
   wire [3:0] norm_xwe;
   wire [47:0] norm_xwd;
@@ -613,10 +611,10 @@ module dff_engine (
   wire unused_hi_cen_h;
   wire [31:0] cen_hbank;
   wire unused_hi_cen_hbank;
-  reg [15:0] ch_a_d1;
-  reg [15:0] ch_a_d2;
-  reg [15:0] ch_a_d3;
-  reg [15:0] ch_a_d4;
+  reg [13:0] ch_a_d1;
+  reg [13:0] ch_a_d2;
+  reg [13:0] ch_a_d3;
+  reg [13:0] ch_a_d4;
   reg [7:0] ch_b_d1;
   reg [7:0] ch_b_d2;
   reg [7:0] ch_b_d3;
@@ -630,14 +628,10 @@ module dff_engine (
   reg ch_v3_d1;
   reg ch_v3_d2;
   wire unused_cen_h;
-  wire [15:0] ch_wa3;
-  wire unused_ch_wa3;
-  wire [15:0] ch_wa2;
-  wire unused_ch_wa2;
-  wire [15:0] ch_wa1;
-  wire unused_ch_wa1;
-  wire [15:0] ch_wa0;
-  wire unused_ch_wa0;
+  wire [13:0] ch_wa3;
+  wire [13:0] ch_wa2;
+  wire [13:0] ch_wa1;
+  wire [13:0] ch_wa0;
   wire unused_cen;
   wire [31:0] cen_k;
   wire unused_hi_cen_k;
@@ -916,7 +910,7 @@ module dff_engine (
   assign dl2_rd2 = dl2_rdata[36 +: 18];
   assign dl2_rd3 = dl2_rdata[54 +: 18];
   assign unused_i_q = ^i_q;
-  assign unused_diag_ctr = ^{kmr_q, kgr_q, tbm_q, dbk_q};
+  assign unused_diag_ctr = ^{kmr_q, kgr_q, dbk_q};
   assign nsamp = infer_q ? 32'd1 : batch_q;
   assign unused_hi_nsamp = ^nsamp[31:1];
   assign nrows = infer_q ? 32'd10 : batch_q * 32'd10;
@@ -1117,8 +1111,7 @@ module dff_engine (
   assign unused_hi_norm_bank = ^norm_bank[31:1];
   assign norm_word = rgb_q + j_q;
   assign unused_hi_norm_word = ^norm_word[31:1];
-  assign unused_nb_word = ^nb_word_d5[15:9];
-  assign unused_norm_bank = ^{norm_bank[31:8], norm_word[31:16], norm_hword[31:16]};
+  assign unused_norm_bank = ^{norm_bank[31:8], norm_word[31:14], norm_hword[31:16]};
   assign norm_xwe = {nb_bank_d5 == 8'd3 ? nm_yv[0] : nb_bank_d5 == 8'd2 ? nm_yv[1] : nb_bank_d5 == 8'd1 ? nm_yv[2] : nm_yv[3], nb_bank_d5 == 8'd3 ? nm_yv[3] : nb_bank_d5 == 8'd2 ? nm_yv[0] : nb_bank_d5 == 8'd1 ? nm_yv[1] : nm_yv[2], nb_bank_d5 == 8'd3 ? nm_yv[2] : nb_bank_d5 == 8'd2 ? nm_yv[3] : nb_bank_d5 == 8'd1 ? nm_yv[0] : nm_yv[1], nb_bank_d5 == 8'd3 ? nm_yv[1] : nb_bank_d5 == 8'd2 ? nm_yv[2] : nb_bank_d5 == 8'd1 ? nm_yv[3] : nm_yv[0]};
   assign norm_xwd = {nb_bank_d5 == 8'd3 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], nb_bank_d5 == 8'd3 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], nb_bank_d5 == 8'd3 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], nb_bank_d5 == 8'd3 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
   assign norm_g_row = row_q + j_q;
@@ -1284,15 +1277,11 @@ module dff_engine (
   assign unused_hi_cen_h = ^cen_h[31:1];
   assign cen_hbank = (rmod_q + kmod_q) >= 32'd4 ? rmod_q + kmod_q - 32'd4 : rmod_q + kmod_q;
   assign unused_hi_cen_hbank = ^cen_hbank[31:1];
-  assign unused_cen_h = ^{cen_h[31:16], cen_hbank[31:8]};
-  assign ch_wa3 = ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa3 = ^ch_wa3[15:14];
-  assign ch_wa2 = ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa2 = ^ch_wa2[15:14];
-  assign ch_wa1 = ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa1 = ^ch_wa1[15:14];
-  assign ch_wa0 = ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa0 = ^ch_wa0[15:14];
+  assign unused_cen_h = ^{cen_h[31:14], cen_hbank[31:8]};
+  assign ch_wa3 = ch_b_d4 == 8'd0 ? ch_a_d4 + 14'd3 : ch_b_d4 == 8'd1 ? ch_a_d4 + 14'd2 : ch_b_d4 == 8'd2 ? ch_a_d4 + 14'd1 : ch_b_d4 == 8'd3 ? ch_a_d4 + 14'd0 : 14'd0;
+  assign ch_wa2 = ch_b_d4 == 8'd3 ? ch_a_d4 + 14'd3 : ch_b_d4 == 8'd0 ? ch_a_d4 + 14'd2 : ch_b_d4 == 8'd1 ? ch_a_d4 + 14'd1 : ch_b_d4 == 8'd2 ? ch_a_d4 + 14'd0 : 14'd0;
+  assign ch_wa1 = ch_b_d4 == 8'd2 ? ch_a_d4 + 14'd3 : ch_b_d4 == 8'd3 ? ch_a_d4 + 14'd2 : ch_b_d4 == 8'd0 ? ch_a_d4 + 14'd1 : ch_b_d4 == 8'd1 ? ch_a_d4 + 14'd0 : 14'd0;
+  assign ch_wa0 = ch_b_d4 == 8'd1 ? ch_a_d4 + 14'd3 : ch_b_d4 == 8'd2 ? ch_a_d4 + 14'd2 : ch_b_d4 == 8'd3 ? ch_a_d4 + 14'd1 : ch_b_d4 == 8'd0 ? ch_a_d4 + 14'd0 : 14'd0;
   assign unused_cen = ^{cen_a1[31:10], cen_v[31:9]};
   assign cen_k = infer_q ? 32'd10 : 32'd10;
   assign unused_hi_cen_k = ^cen_k[31:1];
@@ -1465,7 +1454,6 @@ module dff_engine (
       i_q <= {32{1'b0}};
       kmr_q <= {32{1'b0}};
       kgr_q <= {32{1'b0}};
-      tbm_q <= {32{1'b0}};
       dbk_q <= {32{1'b0}};
       wait_q <= {8{1'b0}};
       s_q <= {160{1'b0}};
@@ -1498,11 +1486,11 @@ module dff_engine (
       nb_bank_d3 <= {8{1'b0}};
       nb_bank_d4 <= {8{1'b0}};
       nb_bank_d5 <= {8{1'b0}};
-      nb_word_d1 <= {16{1'b0}};
-      nb_word_d2 <= {16{1'b0}};
-      nb_word_d3 <= {16{1'b0}};
-      nb_word_d4 <= {16{1'b0}};
-      nb_word_d5 <= {16{1'b0}};
+      nb_word_d1 <= {14{1'b0}};
+      nb_word_d2 <= {14{1'b0}};
+      nb_word_d3 <= {14{1'b0}};
+      nb_word_d4 <= {14{1'b0}};
+      nb_word_d5 <= {14{1'b0}};
       norm_g_q <= {72{1'b0}};
       e_lanes_d1 <= {72{1'b0}};
       e_lanes_d2 <= {72{1'b0}};
@@ -1604,10 +1592,10 @@ module dff_engine (
       cz_am_d2 <= {8{1'b0}};
       cz_o_d1 <= {16{1'b0}};
       cz_o_d2 <= {16{1'b0}};
-      ch_a_d1 <= {16{1'b0}};
-      ch_a_d2 <= {16{1'b0}};
-      ch_a_d3 <= {16{1'b0}};
-      ch_a_d4 <= {16{1'b0}};
+      ch_a_d1 <= {14{1'b0}};
+      ch_a_d2 <= {14{1'b0}};
+      ch_a_d3 <= {14{1'b0}};
+      ch_a_d4 <= {14{1'b0}};
       ch_b_d1 <= {8{1'b0}};
       ch_b_d2 <= {8{1'b0}};
       ch_b_d3 <= {8{1'b0}};
@@ -1730,7 +1718,7 @@ module dff_engine (
       nb_bank_d3 <= nb_bank_d2;
       nb_bank_d4 <= nb_bank_d3;
       nb_bank_d5 <= nb_bank_d4;
-      nb_word_d1 <= norm_word[15:0];
+      nb_word_d1 <= norm_word[13:0];
       nb_word_d2 <= nb_word_d1;
       nb_word_d3 <= nb_word_d2;
       nb_word_d4 <= nb_word_d3;
@@ -1866,7 +1854,7 @@ module dff_engine (
       cz_am_d2 <= cz_am_d1;
       cz_o_d1 <= j_q[15:0];
       cz_o_d2 <= cz_o_d1;
-      ch_a_d1 <= cen_h[15:0];
+      ch_a_d1 <= cen_h[13:0];
       ch_a_d2 <= ch_a_d1;
       ch_a_d3 <= ch_a_d2;
       ch_a_d4 <= ch_a_d3;
@@ -2122,7 +2110,6 @@ module dff_engine (
           i_q <= 32'd0;
           kmr_q <= 32'd0;
           kgr_q <= 32'd0;
-          tbm_q <= 32'd0;
           dbk_q <= 32'd0;
           case (op_word[5:2])
             OP_END: begin
@@ -2239,7 +2226,6 @@ module dff_engine (
             kg_q <= 32'd0;
             kmr_q <= 32'd0;
             kgr_q <= 32'd0;
-            tbm_q <= gemm_tb_last ? 32'd0 : (tbm_q + 32'd0) >= 32'd4 ? tbm_q + 32'd0 - 32'd4 : tbm_q + 32'd0;
             if (gemm_tb_last) begin
               tb_q <= 32'd0;
               if (gemm_ob_last) begin
@@ -2780,9 +2766,9 @@ module dff_engine (
   end
 
   always @* begin
-    cv_wdata = {116{1'b0}};
+    cv_wdata = {29{1'b0}};
     if (cp_v_d2) begin
-      cv_wdata = {4{cv_sum}};
+      cv_wdata = cv_sum;
     end
   end
 
@@ -2803,7 +2789,7 @@ module dff_engine (
   always @* begin
     h1_waddr = {56{1'b0}};
     if (ch_v0_d2 || ch_v1_d2 || ch_v2_d2 || ch_v3_d2) begin
-      h1_waddr = {ch_wa3[13:0], ch_wa2[13:0], ch_wa1[13:0], ch_wa0[13:0]};
+      h1_waddr = {ch_wa3, ch_wa2, ch_wa1, ch_wa0};
     end
   end
 
@@ -3374,7 +3360,7 @@ module dff_engine (
         .clk_i(clk_i),
         .we_i(cv_we[b]),
         .waddr_i(cv_waddr),
-        .wdata_i(cv_wdata[b*29 +: 29]),
+        .wdata_i(cv_wdata),
         .raddr_i(cv_raddr[b*9 +: 9]),
         .rdata_o(cv_rdata[b*29 +: 29])
       );

@@ -172,7 +172,7 @@ module dff_engine (
   wire [47:0] a1_rd11;
   reg [11:0] cv_we;
   reg [8:0] cv_waddr;
-  reg [347:0] cv_wdata;
+  reg [28:0] cv_wdata;
   reg [107:0] cv_raddr;
   wire [347:0] cv_rdata;
   wire [28:0] cv_rd0;
@@ -309,7 +309,6 @@ module dff_engine (
   wire unused_i_q;
   reg [31:0] kmr_q;
   reg [31:0] kgr_q;
-  reg [31:0] tbm_q;
   reg [31:0] dbk_q;
   wire unused_diag_ctr;
   reg [7:0] wait_q;
@@ -421,12 +420,11 @@ module dff_engine (
   reg [7:0] nb_bank_d3;
   reg [7:0] nb_bank_d4;
   reg [7:0] nb_bank_d5;
-  reg [15:0] nb_word_d1;
-  reg [15:0] nb_word_d2;
-  reg [15:0] nb_word_d3;
-  reg [15:0] nb_word_d4;
-  reg [15:0] nb_word_d5;
-  wire unused_nb_word;
+  reg [11:0] nb_word_d1;
+  reg [11:0] nb_word_d2;
+  reg [11:0] nb_word_d3;
+  reg [11:0] nb_word_d4;
+  reg [11:0] nb_word_d5;
   wire unused_norm_bank;
   wire [11:0] norm_xwe;
   wire [143:0] norm_xwd;
@@ -829,10 +827,10 @@ module dff_engine (
   wire unused_hi_cen_h;
   wire [31:0] cen_hbank;
   wire unused_hi_cen_hbank;
-  reg [15:0] ch_a_d1;
-  reg [15:0] ch_a_d2;
-  reg [15:0] ch_a_d3;
-  reg [15:0] ch_a_d4;
+  reg [11:0] ch_a_d1;
+  reg [11:0] ch_a_d2;
+  reg [11:0] ch_a_d3;
+  reg [11:0] ch_a_d4;
   reg [7:0] ch_b_d1;
   reg [7:0] ch_b_d2;
   reg [7:0] ch_b_d3;
@@ -862,30 +860,18 @@ module dff_engine (
   reg ch_v11_d1;
   reg ch_v11_d2;
   wire unused_cen_h;
-  wire [15:0] ch_wa11;
-  wire unused_ch_wa11;
-  wire [15:0] ch_wa10;
-  wire unused_ch_wa10;
-  wire [15:0] ch_wa9;
-  wire unused_ch_wa9;
-  wire [15:0] ch_wa8;
-  wire unused_ch_wa8;
-  wire [15:0] ch_wa7;
-  wire unused_ch_wa7;
-  wire [15:0] ch_wa6;
-  wire unused_ch_wa6;
-  wire [15:0] ch_wa5;
-  wire unused_ch_wa5;
-  wire [15:0] ch_wa4;
-  wire unused_ch_wa4;
-  wire [15:0] ch_wa3;
-  wire unused_ch_wa3;
-  wire [15:0] ch_wa2;
-  wire unused_ch_wa2;
-  wire [15:0] ch_wa1;
-  wire unused_ch_wa1;
-  wire [15:0] ch_wa0;
-  wire unused_ch_wa0;
+  wire [11:0] ch_wa11;
+  wire [11:0] ch_wa10;
+  wire [11:0] ch_wa9;
+  wire [11:0] ch_wa8;
+  wire [11:0] ch_wa7;
+  wire [11:0] ch_wa6;
+  wire [11:0] ch_wa5;
+  wire [11:0] ch_wa4;
+  wire [11:0] ch_wa3;
+  wire [11:0] ch_wa2;
+  wire [11:0] ch_wa1;
+  wire [11:0] ch_wa0;
   wire unused_cen;
   wire [31:0] cen_k;
   wire unused_hi_cen_k;
@@ -1412,7 +1398,7 @@ module dff_engine (
   assign dl2_rd10 = dl2_rdata[180 +: 18];
   assign dl2_rd11 = dl2_rdata[198 +: 18];
   assign unused_i_q = ^i_q;
-  assign unused_diag_ctr = ^{kmr_q, kgr_q, tbm_q, dbk_q};
+  assign unused_diag_ctr = ^{kmr_q, kgr_q, dbk_q};
   assign nsamp = infer_q ? 32'd1 : batch_q;
   assign unused_hi_nsamp = ^nsamp[31:1];
   assign nrows = infer_q ? 32'd10 : batch_q * 32'd10;
@@ -1613,8 +1599,7 @@ module dff_engine (
   assign unused_hi_norm_bank = ^norm_bank[31:1];
   assign norm_word = rgb_q + j_q;
   assign unused_hi_norm_word = ^norm_word[31:1];
-  assign unused_nb_word = ^nb_word_d5[15:10];
-  assign unused_norm_bank = ^{norm_bank[31:8], norm_word[31:16], norm_hword[31:16]};
+  assign unused_norm_bank = ^{norm_bank[31:8], norm_word[31:12], norm_hword[31:16]};
   assign norm_xwe = {nb_bank_d5 == 8'd11 ? nm_yv[0] : nb_bank_d5 == 8'd10 ? nm_yv[1] : nb_bank_d5 == 8'd9 ? nm_yv[2] : nb_bank_d5 == 8'd8 ? nm_yv[3] : nb_bank_d5 == 8'd7 ? nm_yv[4] : nb_bank_d5 == 8'd6 ? nm_yv[5] : nb_bank_d5 == 8'd5 ? nm_yv[6] : nb_bank_d5 == 8'd4 ? nm_yv[7] : nb_bank_d5 == 8'd3 ? nm_yv[8] : nb_bank_d5 == 8'd2 ? nm_yv[9] : nb_bank_d5 == 8'd1 ? nm_yv[10] : nm_yv[11], nb_bank_d5 == 8'd11 ? nm_yv[11] : nb_bank_d5 == 8'd10 ? nm_yv[0] : nb_bank_d5 == 8'd9 ? nm_yv[1] : nb_bank_d5 == 8'd8 ? nm_yv[2] : nb_bank_d5 == 8'd7 ? nm_yv[3] : nb_bank_d5 == 8'd6 ? nm_yv[4] : nb_bank_d5 == 8'd5 ? nm_yv[5] : nb_bank_d5 == 8'd4 ? nm_yv[6] : nb_bank_d5 == 8'd3 ? nm_yv[7] : nb_bank_d5 == 8'd2 ? nm_yv[8] : nb_bank_d5 == 8'd1 ? nm_yv[9] : nm_yv[10], nb_bank_d5 == 8'd11 ? nm_yv[10] : nb_bank_d5 == 8'd10 ? nm_yv[11] : nb_bank_d5 == 8'd9 ? nm_yv[0] : nb_bank_d5 == 8'd8 ? nm_yv[1] : nb_bank_d5 == 8'd7 ? nm_yv[2] : nb_bank_d5 == 8'd6 ? nm_yv[3] : nb_bank_d5 == 8'd5 ? nm_yv[4] : nb_bank_d5 == 8'd4 ? nm_yv[5] : nb_bank_d5 == 8'd3 ? nm_yv[6] : nb_bank_d5 == 8'd2 ? nm_yv[7] : nb_bank_d5 == 8'd1 ? nm_yv[8] : nm_yv[9], nb_bank_d5 == 8'd11 ? nm_yv[9] : nb_bank_d5 == 8'd10 ? nm_yv[10] : nb_bank_d5 == 8'd9 ? nm_yv[11] : nb_bank_d5 == 8'd8 ? nm_yv[0] : nb_bank_d5 == 8'd7 ? nm_yv[1] : nb_bank_d5 == 8'd6 ? nm_yv[2] : nb_bank_d5 == 8'd5 ? nm_yv[3] : nb_bank_d5 == 8'd4 ? nm_yv[4] : nb_bank_d5 == 8'd3 ? nm_yv[5] : nb_bank_d5 == 8'd2 ? nm_yv[6] : nb_bank_d5 == 8'd1 ? nm_yv[7] : nm_yv[8], nb_bank_d5 == 8'd11 ? nm_yv[8] : nb_bank_d5 == 8'd10 ? nm_yv[9] : nb_bank_d5 == 8'd9 ? nm_yv[10] : nb_bank_d5 == 8'd8 ? nm_yv[11] : nb_bank_d5 == 8'd7 ? nm_yv[0] : nb_bank_d5 == 8'd6 ? nm_yv[1] : nb_bank_d5 == 8'd5 ? nm_yv[2] : nb_bank_d5 == 8'd4 ? nm_yv[3] : nb_bank_d5 == 8'd3 ? nm_yv[4] : nb_bank_d5 == 8'd2 ? nm_yv[5] : nb_bank_d5 == 8'd1 ? nm_yv[6] : nm_yv[7], nb_bank_d5 == 8'd11 ? nm_yv[7] : nb_bank_d5 == 8'd10 ? nm_yv[8] : nb_bank_d5 == 8'd9 ? nm_yv[9] : nb_bank_d5 == 8'd8 ? nm_yv[10] : nb_bank_d5 == 8'd7 ? nm_yv[11] : nb_bank_d5 == 8'd6 ? nm_yv[0] : nb_bank_d5 == 8'd5 ? nm_yv[1] : nb_bank_d5 == 8'd4 ? nm_yv[2] : nb_bank_d5 == 8'd3 ? nm_yv[3] : nb_bank_d5 == 8'd2 ? nm_yv[4] : nb_bank_d5 == 8'd1 ? nm_yv[5] : nm_yv[6], nb_bank_d5 == 8'd11 ? nm_yv[6] : nb_bank_d5 == 8'd10 ? nm_yv[7] : nb_bank_d5 == 8'd9 ? nm_yv[8] : nb_bank_d5 == 8'd8 ? nm_yv[9] : nb_bank_d5 == 8'd7 ? nm_yv[10] : nb_bank_d5 == 8'd6 ? nm_yv[11] : nb_bank_d5 == 8'd5 ? nm_yv[0] : nb_bank_d5 == 8'd4 ? nm_yv[1] : nb_bank_d5 == 8'd3 ? nm_yv[2] : nb_bank_d5 == 8'd2 ? nm_yv[3] : nb_bank_d5 == 8'd1 ? nm_yv[4] : nm_yv[5], nb_bank_d5 == 8'd11 ? nm_yv[5] : nb_bank_d5 == 8'd10 ? nm_yv[6] : nb_bank_d5 == 8'd9 ? nm_yv[7] : nb_bank_d5 == 8'd8 ? nm_yv[8] : nb_bank_d5 == 8'd7 ? nm_yv[9] : nb_bank_d5 == 8'd6 ? nm_yv[10] : nb_bank_d5 == 8'd5 ? nm_yv[11] : nb_bank_d5 == 8'd4 ? nm_yv[0] : nb_bank_d5 == 8'd3 ? nm_yv[1] : nb_bank_d5 == 8'd2 ? nm_yv[2] : nb_bank_d5 == 8'd1 ? nm_yv[3] : nm_yv[4], nb_bank_d5 == 8'd11 ? nm_yv[4] : nb_bank_d5 == 8'd10 ? nm_yv[5] : nb_bank_d5 == 8'd9 ? nm_yv[6] : nb_bank_d5 == 8'd8 ? nm_yv[7] : nb_bank_d5 == 8'd7 ? nm_yv[8] : nb_bank_d5 == 8'd6 ? nm_yv[9] : nb_bank_d5 == 8'd5 ? nm_yv[10] : nb_bank_d5 == 8'd4 ? nm_yv[11] : nb_bank_d5 == 8'd3 ? nm_yv[0] : nb_bank_d5 == 8'd2 ? nm_yv[1] : nb_bank_d5 == 8'd1 ? nm_yv[2] : nm_yv[3], nb_bank_d5 == 8'd11 ? nm_yv[3] : nb_bank_d5 == 8'd10 ? nm_yv[4] : nb_bank_d5 == 8'd9 ? nm_yv[5] : nb_bank_d5 == 8'd8 ? nm_yv[6] : nb_bank_d5 == 8'd7 ? nm_yv[7] : nb_bank_d5 == 8'd6 ? nm_yv[8] : nb_bank_d5 == 8'd5 ? nm_yv[9] : nb_bank_d5 == 8'd4 ? nm_yv[10] : nb_bank_d5 == 8'd3 ? nm_yv[11] : nb_bank_d5 == 8'd2 ? nm_yv[0] : nb_bank_d5 == 8'd1 ? nm_yv[1] : nm_yv[2], nb_bank_d5 == 8'd11 ? nm_yv[2] : nb_bank_d5 == 8'd10 ? nm_yv[3] : nb_bank_d5 == 8'd9 ? nm_yv[4] : nb_bank_d5 == 8'd8 ? nm_yv[5] : nb_bank_d5 == 8'd7 ? nm_yv[6] : nb_bank_d5 == 8'd6 ? nm_yv[7] : nb_bank_d5 == 8'd5 ? nm_yv[8] : nb_bank_d5 == 8'd4 ? nm_yv[9] : nb_bank_d5 == 8'd3 ? nm_yv[10] : nb_bank_d5 == 8'd2 ? nm_yv[11] : nb_bank_d5 == 8'd1 ? nm_yv[0] : nm_yv[1], nb_bank_d5 == 8'd11 ? nm_yv[1] : nb_bank_d5 == 8'd10 ? nm_yv[2] : nb_bank_d5 == 8'd9 ? nm_yv[3] : nb_bank_d5 == 8'd8 ? nm_yv[4] : nb_bank_d5 == 8'd7 ? nm_yv[5] : nb_bank_d5 == 8'd6 ? nm_yv[6] : nb_bank_d5 == 8'd5 ? nm_yv[7] : nb_bank_d5 == 8'd4 ? nm_yv[8] : nb_bank_d5 == 8'd3 ? nm_yv[9] : nb_bank_d5 == 8'd2 ? nm_yv[10] : nb_bank_d5 == 8'd1 ? nm_yv[11] : nm_yv[0]};
   assign norm_xwd = {nb_bank_d5 == 8'd11 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[120 +: 12] : nm_y[132 +: 12], nb_bank_d5 == 8'd11 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[108 +: 12] : nm_y[120 +: 12], nb_bank_d5 == 8'd11 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[96 +: 12] : nm_y[108 +: 12], nb_bank_d5 == 8'd11 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[84 +: 12] : nm_y[96 +: 12], nb_bank_d5 == 8'd11 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[72 +: 12] : nm_y[84 +: 12], nb_bank_d5 == 8'd11 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[60 +: 12] : nm_y[72 +: 12], nb_bank_d5 == 8'd11 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[48 +: 12] : nm_y[60 +: 12], nb_bank_d5 == 8'd11 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[36 +: 12] : nm_y[48 +: 12], nb_bank_d5 == 8'd11 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], nb_bank_d5 == 8'd11 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[0 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], nb_bank_d5 == 8'd11 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[132 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], nb_bank_d5 == 8'd11 ? nm_y[12 +: 12] : nb_bank_d5 == 8'd10 ? nm_y[24 +: 12] : nb_bank_d5 == 8'd9 ? nm_y[36 +: 12] : nb_bank_d5 == 8'd8 ? nm_y[48 +: 12] : nb_bank_d5 == 8'd7 ? nm_y[60 +: 12] : nb_bank_d5 == 8'd6 ? nm_y[72 +: 12] : nb_bank_d5 == 8'd5 ? nm_y[84 +: 12] : nb_bank_d5 == 8'd4 ? nm_y[96 +: 12] : nb_bank_d5 == 8'd3 ? nm_y[108 +: 12] : nb_bank_d5 == 8'd2 ? nm_y[120 +: 12] : nb_bank_d5 == 8'd1 ? nm_y[132 +: 12] : nm_y[0 +: 12]};
   assign norm_g_row = row_q + j_q;
@@ -1908,31 +1893,19 @@ module dff_engine (
   assign unused_hi_cen_h = ^cen_h[31:1];
   assign cen_hbank = (rmod_q + kmod_q) >= 32'd12 ? rmod_q + kmod_q - 32'd12 : rmod_q + kmod_q;
   assign unused_hi_cen_hbank = ^cen_hbank[31:1];
-  assign unused_cen_h = ^{cen_h[31:16], cen_hbank[31:8]};
-  assign ch_wa11 = ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa11 = ^ch_wa11[15:12];
-  assign ch_wa10 = ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa10 = ^ch_wa10[15:12];
-  assign ch_wa9 = ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa9 = ^ch_wa9[15:12];
-  assign ch_wa8 = ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa8 = ^ch_wa8[15:12];
-  assign ch_wa7 = ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa7 = ^ch_wa7[15:12];
-  assign ch_wa6 = ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa6 = ^ch_wa6[15:12];
-  assign ch_wa5 = ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa5 = ^ch_wa5[15:12];
-  assign ch_wa4 = ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa4 = ^ch_wa4[15:12];
-  assign ch_wa3 = ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa3 = ^ch_wa3[15:12];
-  assign ch_wa2 = ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa2 = ^ch_wa2[15:12];
-  assign ch_wa1 = ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa1 = ^ch_wa1[15:12];
-  assign ch_wa0 = ch_b_d4 == 8'd1 ? ch_a_d4 + 16'd11 : ch_b_d4 == 8'd2 ? ch_a_d4 + 16'd10 : ch_b_d4 == 8'd3 ? ch_a_d4 + 16'd9 : ch_b_d4 == 8'd4 ? ch_a_d4 + 16'd8 : ch_b_d4 == 8'd5 ? ch_a_d4 + 16'd7 : ch_b_d4 == 8'd6 ? ch_a_d4 + 16'd6 : ch_b_d4 == 8'd7 ? ch_a_d4 + 16'd5 : ch_b_d4 == 8'd8 ? ch_a_d4 + 16'd4 : ch_b_d4 == 8'd9 ? ch_a_d4 + 16'd3 : ch_b_d4 == 8'd10 ? ch_a_d4 + 16'd2 : ch_b_d4 == 8'd11 ? ch_a_d4 + 16'd1 : ch_b_d4 == 8'd0 ? ch_a_d4 + 16'd0 : 16'd0;
-  assign unused_ch_wa0 = ^ch_wa0[15:12];
+  assign unused_cen_h = ^{cen_h[31:12], cen_hbank[31:8]};
+  assign ch_wa11 = ch_b_d4 == 8'd0 ? ch_a_d4 + 12'd11 : ch_b_d4 == 8'd1 ? ch_a_d4 + 12'd10 : ch_b_d4 == 8'd2 ? ch_a_d4 + 12'd9 : ch_b_d4 == 8'd3 ? ch_a_d4 + 12'd8 : ch_b_d4 == 8'd4 ? ch_a_d4 + 12'd7 : ch_b_d4 == 8'd5 ? ch_a_d4 + 12'd6 : ch_b_d4 == 8'd6 ? ch_a_d4 + 12'd5 : ch_b_d4 == 8'd7 ? ch_a_d4 + 12'd4 : ch_b_d4 == 8'd8 ? ch_a_d4 + 12'd3 : ch_b_d4 == 8'd9 ? ch_a_d4 + 12'd2 : ch_b_d4 == 8'd10 ? ch_a_d4 + 12'd1 : ch_b_d4 == 8'd11 ? ch_a_d4 + 12'd0 : 12'd0;
+  assign ch_wa10 = ch_b_d4 == 8'd11 ? ch_a_d4 + 12'd11 : ch_b_d4 == 8'd0 ? ch_a_d4 + 12'd10 : ch_b_d4 == 8'd1 ? ch_a_d4 + 12'd9 : ch_b_d4 == 8'd2 ? ch_a_d4 + 12'd8 : ch_b_d4 == 8'd3 ? ch_a_d4 + 12'd7 : ch_b_d4 == 8'd4 ? ch_a_d4 + 12'd6 : ch_b_d4 == 8'd5 ? ch_a_d4 + 12'd5 : ch_b_d4 == 8'd6 ? ch_a_d4 + 12'd4 : ch_b_d4 == 8'd7 ? ch_a_d4 + 12'd3 : ch_b_d4 == 8'd8 ? ch_a_d4 + 12'd2 : ch_b_d4 == 8'd9 ? ch_a_d4 + 12'd1 : ch_b_d4 == 8'd10 ? ch_a_d4 + 12'd0 : 12'd0;
+  assign ch_wa9 = ch_b_d4 == 8'd10 ? ch_a_d4 + 12'd11 : ch_b_d4 == 8'd11 ? ch_a_d4 + 12'd10 : ch_b_d4 == 8'd0 ? ch_a_d4 + 12'd9 : ch_b_d4 == 8'd1 ? ch_a_d4 + 12'd8 : ch_b_d4 == 8'd2 ? ch_a_d4 + 12'd7 : ch_b_d4 == 8'd3 ? ch_a_d4 + 12'd6 : ch_b_d4 == 8'd4 ? ch_a_d4 + 12'd5 : ch_b_d4 == 8'd5 ? ch_a_d4 + 12'd4 : ch_b_d4 == 8'd6 ? ch_a_d4 + 12'd3 : ch_b_d4 == 8'd7 ? ch_a_d4 + 12'd2 : ch_b_d4 == 8'd8 ? ch_a_d4 + 12'd1 : ch_b_d4 == 8'd9 ? ch_a_d4 + 12'd0 : 12'd0;
+  assign ch_wa8 = ch_b_d4 == 8'd9 ? ch_a_d4 + 12'd11 : ch_b_d4 == 8'd10 ? ch_a_d4 + 12'd10 : ch_b_d4 == 8'd11 ? ch_a_d4 + 12'd9 : ch_b_d4 == 8'd0 ? ch_a_d4 + 12'd8 : ch_b_d4 == 8'd1 ? ch_a_d4 + 12'd7 : ch_b_d4 == 8'd2 ? ch_a_d4 + 12'd6 : ch_b_d4 == 8'd3 ? ch_a_d4 + 12'd5 : ch_b_d4 == 8'd4 ? ch_a_d4 + 12'd4 : ch_b_d4 == 8'd5 ? ch_a_d4 + 12'd3 : ch_b_d4 == 8'd6 ? ch_a_d4 + 12'd2 : ch_b_d4 == 8'd7 ? ch_a_d4 + 12'd1 : ch_b_d4 == 8'd8 ? ch_a_d4 + 12'd0 : 12'd0;
+  assign ch_wa7 = ch_b_d4 == 8'd8 ? ch_a_d4 + 12'd11 : ch_b_d4 == 8'd9 ? ch_a_d4 + 12'd10 : ch_b_d4 == 8'd10 ? ch_a_d4 + 12'd9 : ch_b_d4 == 8'd11 ? ch_a_d4 + 12'd8 : ch_b_d4 == 8'd0 ? ch_a_d4 + 12'd7 : ch_b_d4 == 8'd1 ? ch_a_d4 + 12'd6 : ch_b_d4 == 8'd2 ? ch_a_d4 + 12'd5 : ch_b_d4 == 8'd3 ? ch_a_d4 + 12'd4 : ch_b_d4 == 8'd4 ? ch_a_d4 + 12'd3 : ch_b_d4 == 8'd5 ? ch_a_d4 + 12'd2 : ch_b_d4 == 8'd6 ? ch_a_d4 + 12'd1 : ch_b_d4 == 8'd7 ? ch_a_d4 + 12'd0 : 12'd0;
+  assign ch_wa6 = ch_b_d4 == 8'd7 ? ch_a_d4 + 12'd11 : ch_b_d4 == 8'd8 ? ch_a_d4 + 12'd10 : ch_b_d4 == 8'd9 ? ch_a_d4 + 12'd9 : ch_b_d4 == 8'd10 ? ch_a_d4 + 12'd8 : ch_b_d4 == 8'd11 ? ch_a_d4 + 12'd7 : ch_b_d4 == 8'd0 ? ch_a_d4 + 12'd6 : ch_b_d4 == 8'd1 ? ch_a_d4 + 12'd5 : ch_b_d4 == 8'd2 ? ch_a_d4 + 12'd4 : ch_b_d4 == 8'd3 ? ch_a_d4 + 12'd3 : ch_b_d4 == 8'd4 ? ch_a_d4 + 12'd2 : ch_b_d4 == 8'd5 ? ch_a_d4 + 12'd1 : ch_b_d4 == 8'd6 ? ch_a_d4 + 12'd0 : 12'd0;
+  assign ch_wa5 = ch_b_d4 == 8'd6 ? ch_a_d4 + 12'd11 : ch_b_d4 == 8'd7 ? ch_a_d4 + 12'd10 : ch_b_d4 == 8'd8 ? ch_a_d4 + 12'd9 : ch_b_d4 == 8'd9 ? ch_a_d4 + 12'd8 : ch_b_d4 == 8'd10 ? ch_a_d4 + 12'd7 : ch_b_d4 == 8'd11 ? ch_a_d4 + 12'd6 : ch_b_d4 == 8'd0 ? ch_a_d4 + 12'd5 : ch_b_d4 == 8'd1 ? ch_a_d4 + 12'd4 : ch_b_d4 == 8'd2 ? ch_a_d4 + 12'd3 : ch_b_d4 == 8'd3 ? ch_a_d4 + 12'd2 : ch_b_d4 == 8'd4 ? ch_a_d4 + 12'd1 : ch_b_d4 == 8'd5 ? ch_a_d4 + 12'd0 : 12'd0;
+  assign ch_wa4 = ch_b_d4 == 8'd5 ? ch_a_d4 + 12'd11 : ch_b_d4 == 8'd6 ? ch_a_d4 + 12'd10 : ch_b_d4 == 8'd7 ? ch_a_d4 + 12'd9 : ch_b_d4 == 8'd8 ? ch_a_d4 + 12'd8 : ch_b_d4 == 8'd9 ? ch_a_d4 + 12'd7 : ch_b_d4 == 8'd10 ? ch_a_d4 + 12'd6 : ch_b_d4 == 8'd11 ? ch_a_d4 + 12'd5 : ch_b_d4 == 8'd0 ? ch_a_d4 + 12'd4 : ch_b_d4 == 8'd1 ? ch_a_d4 + 12'd3 : ch_b_d4 == 8'd2 ? ch_a_d4 + 12'd2 : ch_b_d4 == 8'd3 ? ch_a_d4 + 12'd1 : ch_b_d4 == 8'd4 ? ch_a_d4 + 12'd0 : 12'd0;
+  assign ch_wa3 = ch_b_d4 == 8'd4 ? ch_a_d4 + 12'd11 : ch_b_d4 == 8'd5 ? ch_a_d4 + 12'd10 : ch_b_d4 == 8'd6 ? ch_a_d4 + 12'd9 : ch_b_d4 == 8'd7 ? ch_a_d4 + 12'd8 : ch_b_d4 == 8'd8 ? ch_a_d4 + 12'd7 : ch_b_d4 == 8'd9 ? ch_a_d4 + 12'd6 : ch_b_d4 == 8'd10 ? ch_a_d4 + 12'd5 : ch_b_d4 == 8'd11 ? ch_a_d4 + 12'd4 : ch_b_d4 == 8'd0 ? ch_a_d4 + 12'd3 : ch_b_d4 == 8'd1 ? ch_a_d4 + 12'd2 : ch_b_d4 == 8'd2 ? ch_a_d4 + 12'd1 : ch_b_d4 == 8'd3 ? ch_a_d4 + 12'd0 : 12'd0;
+  assign ch_wa2 = ch_b_d4 == 8'd3 ? ch_a_d4 + 12'd11 : ch_b_d4 == 8'd4 ? ch_a_d4 + 12'd10 : ch_b_d4 == 8'd5 ? ch_a_d4 + 12'd9 : ch_b_d4 == 8'd6 ? ch_a_d4 + 12'd8 : ch_b_d4 == 8'd7 ? ch_a_d4 + 12'd7 : ch_b_d4 == 8'd8 ? ch_a_d4 + 12'd6 : ch_b_d4 == 8'd9 ? ch_a_d4 + 12'd5 : ch_b_d4 == 8'd10 ? ch_a_d4 + 12'd4 : ch_b_d4 == 8'd11 ? ch_a_d4 + 12'd3 : ch_b_d4 == 8'd0 ? ch_a_d4 + 12'd2 : ch_b_d4 == 8'd1 ? ch_a_d4 + 12'd1 : ch_b_d4 == 8'd2 ? ch_a_d4 + 12'd0 : 12'd0;
+  assign ch_wa1 = ch_b_d4 == 8'd2 ? ch_a_d4 + 12'd11 : ch_b_d4 == 8'd3 ? ch_a_d4 + 12'd10 : ch_b_d4 == 8'd4 ? ch_a_d4 + 12'd9 : ch_b_d4 == 8'd5 ? ch_a_d4 + 12'd8 : ch_b_d4 == 8'd6 ? ch_a_d4 + 12'd7 : ch_b_d4 == 8'd7 ? ch_a_d4 + 12'd6 : ch_b_d4 == 8'd8 ? ch_a_d4 + 12'd5 : ch_b_d4 == 8'd9 ? ch_a_d4 + 12'd4 : ch_b_d4 == 8'd10 ? ch_a_d4 + 12'd3 : ch_b_d4 == 8'd11 ? ch_a_d4 + 12'd2 : ch_b_d4 == 8'd0 ? ch_a_d4 + 12'd1 : ch_b_d4 == 8'd1 ? ch_a_d4 + 12'd0 : 12'd0;
+  assign ch_wa0 = ch_b_d4 == 8'd1 ? ch_a_d4 + 12'd11 : ch_b_d4 == 8'd2 ? ch_a_d4 + 12'd10 : ch_b_d4 == 8'd3 ? ch_a_d4 + 12'd9 : ch_b_d4 == 8'd4 ? ch_a_d4 + 12'd8 : ch_b_d4 == 8'd5 ? ch_a_d4 + 12'd7 : ch_b_d4 == 8'd6 ? ch_a_d4 + 12'd6 : ch_b_d4 == 8'd7 ? ch_a_d4 + 12'd5 : ch_b_d4 == 8'd8 ? ch_a_d4 + 12'd4 : ch_b_d4 == 8'd9 ? ch_a_d4 + 12'd3 : ch_b_d4 == 8'd10 ? ch_a_d4 + 12'd2 : ch_b_d4 == 8'd11 ? ch_a_d4 + 12'd1 : ch_b_d4 == 8'd0 ? ch_a_d4 + 12'd0 : 12'd0;
   assign unused_cen = ^{cen_a1[31:9], cen_v[31:9]};
   assign cen_k = infer_q ? 32'd10 : 32'd10;
   assign unused_hi_cen_k = ^cen_k[31:1];
@@ -2265,7 +2238,6 @@ module dff_engine (
       i_q <= {32{1'b0}};
       kmr_q <= {32{1'b0}};
       kgr_q <= {32{1'b0}};
-      tbm_q <= {32{1'b0}};
       dbk_q <= {32{1'b0}};
       wait_q <= {8{1'b0}};
       s_q <= {504{1'b0}};
@@ -2298,11 +2270,11 @@ module dff_engine (
       nb_bank_d3 <= {8{1'b0}};
       nb_bank_d4 <= {8{1'b0}};
       nb_bank_d5 <= {8{1'b0}};
-      nb_word_d1 <= {16{1'b0}};
-      nb_word_d2 <= {16{1'b0}};
-      nb_word_d3 <= {16{1'b0}};
-      nb_word_d4 <= {16{1'b0}};
-      nb_word_d5 <= {16{1'b0}};
+      nb_word_d1 <= {12{1'b0}};
+      nb_word_d2 <= {12{1'b0}};
+      nb_word_d3 <= {12{1'b0}};
+      nb_word_d4 <= {12{1'b0}};
+      nb_word_d5 <= {12{1'b0}};
       norm_g_q <= {216{1'b0}};
       e_lanes_d1 <= {216{1'b0}};
       e_lanes_d2 <= {216{1'b0}};
@@ -2412,10 +2384,10 @@ module dff_engine (
       cz_am_d2 <= {8{1'b0}};
       cz_o_d1 <= {16{1'b0}};
       cz_o_d2 <= {16{1'b0}};
-      ch_a_d1 <= {16{1'b0}};
-      ch_a_d2 <= {16{1'b0}};
-      ch_a_d3 <= {16{1'b0}};
-      ch_a_d4 <= {16{1'b0}};
+      ch_a_d1 <= {12{1'b0}};
+      ch_a_d2 <= {12{1'b0}};
+      ch_a_d3 <= {12{1'b0}};
+      ch_a_d4 <= {12{1'b0}};
       ch_b_d1 <= {8{1'b0}};
       ch_b_d2 <= {8{1'b0}};
       ch_b_d3 <= {8{1'b0}};
@@ -2562,7 +2534,7 @@ module dff_engine (
       nb_bank_d3 <= nb_bank_d2;
       nb_bank_d4 <= nb_bank_d3;
       nb_bank_d5 <= nb_bank_d4;
-      nb_word_d1 <= norm_word[15:0];
+      nb_word_d1 <= norm_word[11:0];
       nb_word_d2 <= nb_word_d1;
       nb_word_d3 <= nb_word_d2;
       nb_word_d4 <= nb_word_d3;
@@ -2706,7 +2678,7 @@ module dff_engine (
       cz_am_d2 <= cz_am_d1;
       cz_o_d1 <= j_q[15:0];
       cz_o_d2 <= cz_o_d1;
-      ch_a_d1 <= cen_h[15:0];
+      ch_a_d1 <= cen_h[11:0];
       ch_a_d2 <= ch_a_d1;
       ch_a_d3 <= ch_a_d2;
       ch_a_d4 <= ch_a_d3;
@@ -3058,7 +3030,6 @@ module dff_engine (
           i_q <= 32'd0;
           kmr_q <= 32'd0;
           kgr_q <= 32'd0;
-          tbm_q <= 32'd0;
           dbk_q <= 32'd0;
           case (op_word[5:2])
             OP_END: begin
@@ -3175,7 +3146,6 @@ module dff_engine (
             kg_q <= 32'd0;
             kmr_q <= 32'd0;
             kgr_q <= 32'd0;
-            tbm_q <= gemm_tb_last ? 32'd0 : (tbm_q + 32'd0) >= 32'd12 ? tbm_q + 32'd0 - 32'd12 : tbm_q + 32'd0;
             if (gemm_tb_last) begin
               tb_q <= 32'd0;
               if (gemm_ob_last) begin
@@ -3716,9 +3686,9 @@ module dff_engine (
   end
 
   always @* begin
-    cv_wdata = {348{1'b0}};
+    cv_wdata = {29{1'b0}};
     if (cp_v_d2) begin
-      cv_wdata = {12{cv_sum}};
+      cv_wdata = cv_sum;
     end
   end
 
@@ -3739,7 +3709,7 @@ module dff_engine (
   always @* begin
     h1_waddr = {144{1'b0}};
     if (ch_v0_d2 || ch_v1_d2 || ch_v2_d2 || ch_v3_d2 || ch_v4_d2 || ch_v5_d2 || ch_v6_d2 || ch_v7_d2 || ch_v8_d2 || ch_v9_d2 || ch_v10_d2 || ch_v11_d2) begin
-      h1_waddr = {ch_wa11[11:0], ch_wa10[11:0], ch_wa9[11:0], ch_wa8[11:0], ch_wa7[11:0], ch_wa6[11:0], ch_wa5[11:0], ch_wa4[11:0], ch_wa3[11:0], ch_wa2[11:0], ch_wa1[11:0], ch_wa0[11:0]};
+      h1_waddr = {ch_wa11, ch_wa10, ch_wa9, ch_wa8, ch_wa7, ch_wa6, ch_wa5, ch_wa4, ch_wa3, ch_wa2, ch_wa1, ch_wa0};
     end
   end
 
@@ -4310,7 +4280,7 @@ module dff_engine (
         .clk_i(clk_i),
         .we_i(cv_we[b]),
         .waddr_i(cv_waddr),
-        .wdata_i(cv_wdata[b*29 +: 29]),
+        .wdata_i(cv_wdata),
         .raddr_i(cv_raddr[b*9 +: 9]),
         .rdata_o(cv_rdata[b*29 +: 29])
       );

@@ -167,22 +167,32 @@ impl Lfsr {
     }
 }
 
-/// The seed of update lane `lane` (0-based): lane 0 keeps `seed`; lane i > 0 gets a
-/// SplitMix64 mix of (seed, i) masked to `width`, never 0. Lanes draw from the same
-/// maximal sequence at unrelated phases, so parallel update units round independently.
-/// (A constant mix, not a jump-ahead: the generator bakes each lane's seed into the RTL.)
-pub fn lane_seed(seed: u64, lane: usize, width: u32) -> u64 {
-    if lane == 0 {
-        return seed;
+/// The seeds of `n` update lanes: lane 0 keeps `seed`; lane i > 0 gets a SplitMix64 mix of
+/// (seed, i, attempt) masked to `width`, the first attempt that is non-zero and not taken
+/// by an earlier lane, so no two lanes round in lockstep. Lanes draw from the same maximal
+/// sequence at unrelated phases. (A constant mix, not a jump-ahead: the generator bakes each
+/// lane's seed into the RTL.)
+pub fn lane_seeds(seed: u64, n: usize, width: u32) -> Vec<u64> {
+    let mix = |lane: u64, attempt: u64| {
+        let mut z = seed
+            ^ lane.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ attempt.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) & width_mask(width)
+    };
+    let mut out = vec![seed];
+    for lane in 1..n as u64 {
+        // A width-w LFSR has 2^w − 1 states; the validated widths (>= 8) leave room for the
+        // lanes an array has (R <= 64).
+        let s = (0..)
+            .map(|attempt| mix(lane, attempt))
+            .find(|v| *v != 0 && !out.contains(v))
+            .expect("an unused non-zero seed exists");
+        out.push(s);
     }
-    let mut z = seed ^ (lane as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    match z & width_mask(width) {
-        0 => 1,
-        v => v,
-    }
+    out.truncate(n.max(1));
+    out
 }
 
 #[cfg(test)]
@@ -192,19 +202,22 @@ mod tests {
     #[test]
     fn lane_seeds_fit_are_nonzero_and_distinct() {
         for width in [8u32, 16, 24, 32, 64] {
-            let seeds: Vec<u64> = (0..16).map(|i| lane_seed(1, i, width)).collect();
-            assert_eq!(seeds[0], 1);
-            for &s in &seeds {
-                assert!(s != 0 && s & !width_mask(width) == 0, "{width}: {s:#x}");
-                Lfsr::with_default_taps(width, s).unwrap();
-            }
-            if width >= 16 {
+            for n in [1usize, 2, 12, 64] {
+                let seeds = lane_seeds(1, n, width);
+                assert_eq!(seeds.len(), n);
+                assert_eq!(seeds[0], 1);
+                for &s in &seeds {
+                    assert!(s != 0 && s & !width_mask(width) == 0, "{width}: {s:#x}");
+                    Lfsr::with_default_taps(width, s).unwrap();
+                }
                 let mut u = seeds.clone();
                 u.sort_unstable();
                 u.dedup();
-                assert_eq!(u.len(), seeds.len(), "width {width}: {seeds:x?}");
+                assert_eq!(u.len(), n, "width {width}, {n} lanes: {seeds:x?}");
             }
         }
+        // Lanes are a prefix: a wider array keeps the narrower one's seeds.
+        assert_eq!(lane_seeds(7, 12, 16)[..4], lane_seeds(7, 4, 16)[..]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod ops;
 pub mod tables;
 
 pub use format::{FormatError, QFormat, MAX_BITS, MAX_FRAC};
-pub use lfsr::{default_taps, lane_seed, Lfsr, LfsrError};
+pub use lfsr::{default_taps, lane_seeds, Lfsr, LfsrError};
 pub use ops::{
     goodness, loss_beta_hinge, loss_beta_npair, lr_update, mac, mac_exact_bits, normalise,
     relu_requant, requantize, saturate, saturate_flag, shift_round, squared_sum, LearningRate,

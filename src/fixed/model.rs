@@ -34,7 +34,7 @@
 use super::kernels::{gemm_exact, rows_times_rows, IMat};
 use super::ops::{loss_beta_hinge, loss_beta_npair, lr_update, requant_wide, sat_to};
 use super::tables::{ExpTable, RsqrtTable};
-use super::{lane_seed, LearningRate, Lfsr, QFormat, RecipConst, Rounding};
+use super::{lane_seeds, LearningRate, Lfsr, QFormat, RecipConst, Rounding};
 use crate::config::{Collaboration, Config, FixedPoint, Loss, Scheme};
 use crate::float::df::{loss_coefficients, DfNet};
 use crate::float::linalg::Mat;
@@ -224,15 +224,16 @@ impl UpdateUnit {
         UpdateUnit::with_lanes(f, lr, 1)
     }
 
-    /// `n` lanes; lane i is seeded [`lane_seed`]`(lfsr_seed, i)` (lane 0 with `lfsr_seed`).
+    /// `n` lanes, seeded [`lane_seeds`]`(lfsr_seed, n)` (lane 0 with `lfsr_seed`).
     pub fn with_lanes(
         f: &FixedPoint,
         lr: LearningRate,
         n: usize,
     ) -> Result<UpdateUnit, FixedError> {
-        let lanes = (0..n.max(1))
-            .map(|i| {
-                Lfsr::with_default_taps(f.lfsr_width, lane_seed(f.lfsr_seed, i, f.lfsr_width))
+        let lanes = lane_seeds(f.lfsr_seed, n.max(1), f.lfsr_width)
+            .into_iter()
+            .map(|s| {
+                Lfsr::with_default_taps(f.lfsr_width, s)
                     .map_err(|e| FixedError::Unit(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -707,7 +708,7 @@ impl FixedDf {
         // W_l[o][k] lives in bank o mod R, or (o + k) mod R under DF-O (the engine's
         // `Layout::w_bank_word`); each bank has its own update lane.
         let diag = self.cfg.algorithm.scheme == Scheme::DfO;
-        let bank = |o: usize, k: usize| if diag { o + k } else { o } % tile.0;
+        let bank = |o: usize, k: usize| (if diag { o + k } else { o }) % tile.0;
         for l in 0..nl {
             let shape = (self.params.w[l].rows, self.params.w[l].cols);
             upd.update_tiled(

@@ -15,8 +15,8 @@
 //! **Microprogram.** `train` runs INORM, FWD 1, CEN, NORM 1, (FWD l, NORM l)…, LOSS l…,
 //! DELTA l…, (GRAD l, BUPD l)…, UUPD; `infer` runs the forward ops then PRED. Each op is a
 //! small loop nest in the sequencer; the layer field selects memories and constants.
-//! - INORM / NORM l: a goodness pass (S = Σx², G) and a normalise pass (x̂ = x·rsqrt S); NORM
-//!   works C rows at a time on C lanes of goodness and normalise units, INORM one sample.
+//! - INORM / NORM l: a goodness pass (S = Σx², G) and a normalise pass (x̂ = x·rsqrt S), C
+//!   rows (samples for INORM) at a time on C lanes of goodness and normalise units.
 //! - FWD l: the forward GEMM on the array, tiles back to back; the drain engine adds the bias
 //!   and applies ReLU/requantise into h_l (layer 1 drains the raw product into a per-sample
 //!   buffer).
@@ -34,8 +34,10 @@
 //! The host picks random negatives and writes them with the labels; hard negatives are
 //! selected in LOSS from the gathered scores. Every GEMM streams its tiles back to back:
 //! each PE keeps a finished tile's sum in a shadow register, which a drain engine reads while
-//! the next tile streams. What keeps PE utilisation below the peak is the one-lane vector work
-//! (CEN, DELTA, INORM); `cycles_by_op` and the counters say how much.
+//! the next tile streams; a tile lasts at least its drain + 1 steps (R·C + 1 for FWD/FB, so
+//! forward GEMMs with d_in < R·C are drain-bound). The vector ops work on lanes (NORM/INORM
+//! C rows, DELTA/CEN up to C columns); `cycles_by_op` and the counters say where the cycles
+//! go.
 
 use super::util::*;
 use super::{RtlError, Shape};
@@ -146,6 +148,14 @@ impl Layout {
             return Err(RtlError::Unsupported(
                 "the goodness unit reads pixels on its hidden-width port: fixed.pixel.bits must be <= fixed.hidden.bits".into(),
             ));
+        }
+        // The δ pipeline carries row and column indices in 16 bits.
+        let rows = cfg.training.batch * hyps;
+        if rows > u16::MAX as usize {
+            return Err(RtlError::Unsupported(format!(
+                "a training step has training.batch × hypotheses = {rows} rows; the engine indexes at most {} (lower training.batch or algorithm.negatives_count)",
+                u16::MAX
+            )));
         }
         Ok(Layout {
             dims,
@@ -287,7 +297,8 @@ struct Mem {
     width: u32,
     depth: usize,
     /// One write-data word per bank (the weights: R update lanes write a drained column
-    /// at once); other memories share one write-data word across their banks.
+    /// at once; the x̂ lanes, δ_l lanes and h_1 likewise); the others share one write-data
+    /// word across their banks.
     lane_wdata: bool,
     /// One write address per bank (h_1: CEN writes one row's consecutive columns, which sit
     /// at different words of the diagonal banks).
@@ -531,7 +542,6 @@ fn shl_ext(m: &mut Module, name: &str, x: Expr, bits: u32, shf: u32, to: u32) ->
     ext(&Sig::new(wv, bits + shf, true), to)
 }
 
-/// `(a + b) mod m` for `a, b < m` (a compare and a subtract).
 /// Bit `b` of an `n`-bit lane vector (a 1-bit vector is a scalar in Verilog: no select).
 fn lane_bit_of(sig: &Expr, b: usize, n: usize) -> Expr {
     if n == 1 {
@@ -558,6 +568,7 @@ fn bank_onehot(bank: &Expr, n: usize) -> Expr {
         .collect::<Vec<_>>())
 }
 
+/// `(a + b) mod m` for `a, b < m` (a compare and a subtract).
 fn add_mod(a: &Expr, b: &Expr, m: usize, w: u32) -> Expr {
     let s = a + b;
     mux(
@@ -640,7 +651,7 @@ pub fn engine(
         let ush = f.accumulator.frac - f.centroid.frac;
         (f.bias.bits + bsh).max(f.centroid.bits + ush) + 1
     };
-    let cv = e.mem_lanes("cv", cl, cvw, cls * div_ceil(d[1], cl));
+    let cv = e.mem("cv", cl, cvw, cls * div_ceil(d[1], cl));
     let h: Vec<Mem> = (0..nl)
         .map(|l| {
             let lanes = l == 0 && cc > 1;
@@ -809,17 +820,13 @@ pub fn engine(
         // (The hard-negative selection rounds are its only user.)
         e.consume("i_q", ii.clone());
     }
-    // DF-O's diagonal W: k mod R and (k div R)·d for the FB column reads, tb·C mod R, and
-    // n mod R of the gradient column being drained (the bank lane 0 writes).
+    // DF-O's diagonal W: k mod R and (k div R)·d for the FB column reads, and n mod R of the
+    // gradient column being drained (the bank lane 0 writes).
     let kmr = e.q("kmr_q", IW);
     let kgr = e.q("kgr_q", IW);
-    let tbm = e.q("tbm_q", IW);
     let dbk = e.q("dbk_q", IW);
     if !lay.diag_w {
-        e.consume(
-            "diag_ctr",
-            cat([kmr.clone(), kgr.clone(), tbm.clone(), dbk.clone()]),
-        );
+        e.consume("diag_ctr", cat([kmr.clone(), kgr.clone(), dbk.clone()]));
     }
     let wait = e.q("wait_q", 8);
     let sacc = e.q("s_q", s.sum_w * cc as u32);
@@ -918,8 +925,8 @@ pub fn engine(
     } else {
         relu_h.slice(hb_ - 1, 0)
     };
-    // Goodness and normalisation: one unit per column lane (NORM works C rows at a time;
-    // INORM uses lane 0).
+    // Goodness and normalisation: one unit per column lane (INORM and NORM work C rows at a
+    // time).
     let (hb, sw_, gb) = (f.hidden.bits, s.sum_w, f.goodness.bits);
     let lanes = cc as u32;
     let gd_h = e.creg("gd_h", hb * lanes);
@@ -972,7 +979,7 @@ pub fn engine(
             .conn("rs_half_e_o", lane(&nm_rs_he, he_w))
     });
     // Update units: one per weight bank (a gradient tile drains a column per cycle), each
-    // with its lane's LFSR seed (fixed::lane_seed); lane 0 also updates the biases and U.
+    // with its lane's LFSR seed (fixed::lane_seeds); lane 0 also updates the biases and U.
     let (pw_, gw_) = (s.param_w, f.update.bits);
     let up_w = e.creg("up_w", pw_ * rr as u32);
     let up_g = e.creg("up_g", gw_ * rr as u32);
@@ -981,9 +988,10 @@ pub fn engine(
     let up_wo = e.m.wire("up_wo", pw_ * rr as u32);
     let up_vo = e.m.wire("up_vo", rr as u32);
     let lw_seed = f.lfsr_width;
+    let lane_seeds = crate::fixed::lane_seeds(f.lfsr_seed, rr, lw_seed);
     let seeds = cat((0..rr)
         .rev()
-        .map(|b| hex(lw_seed, crate::fixed::lane_seed(f.lfsr_seed, b, lw_seed)))
+        .map(|b| hex(lw_seed, lane_seeds[b]))
         .collect::<Vec<_>>());
     e.m.localparam("UP_SEEDS", seeds);
     e.lane_units(rr, "u", "g_update", |lane, bit| {
@@ -1161,7 +1169,7 @@ pub fn engine(
     ];
     for c in [
         &row, &jj, &jmod, &rmod, &rgb, &sbase, &samp, &slot, &ob, &tb, &kk, &kmod, &kg, &ii, &kmr,
-        &kgr, &tbm, &dbk,
+        &kgr, &dbk,
     ] {
         fetch.push(nb(c, ix(0)));
     }
@@ -1209,9 +1217,9 @@ pub fn engine(
     ));
 
     // ------------------------------------------------------------------ INORM / NORM rows
-    // INORM works one sample row at a time on lane 0; NORM a group of C rows r0 + j on the
-    // C lanes (h_l is banked by row, so lane j reads bank j at word (r0 div C)·d + k).
-    // S_NA streams the rows into the goodness units; S_NAW waits for S; S_NG (NORM) loads
+    // A group of C rows r0 + j (samples for INORM) on the C lanes: px is banked by sample
+    // (lane j = bank j), h_l diagonally (lane j = bank (j + k) mod C), all at word
+    // (r0 div C)·d + k. S_NA streams the rows into the goodness units; S_NAW waits for S; S_NG loads
     // S into the normalise units and writes G (and rsqrt parts for DF-R/DF-O) one lane per
     // cycle; S_NB streams the rows again through the normalise units into the
     // diagonal-banked x̂ (not for the last layer): row r, column k → bank (r + k) mod C.
@@ -1342,20 +1350,18 @@ pub fn engine(
         if cc == 1 {
             e.consume("nb_bank_d", bank_d.clone());
         }
+        // As wide as the widest x̂ memory needs; each takes its low bits.
         let xaw = std::iter::once(&x0)
             .chain(xh.iter())
             .map(|m| m.aw())
-            .min()
+            .max()
             .unwrap_or(1);
-        let word_d = e.delay("nb_word", wword.slice(xaw.max(16) - 1, 0), xaw.max(16), 5);
-        if xaw < 16 {
-            e.consume("nb_word", word_d.slice(15, xaw));
-        }
+        let word_d = e.delay("nb_word", wword.slice(xaw - 1, 0), xaw, 5);
         e.consume(
             "norm_bank",
             cat([
                 bank.slice(IW - 1, 8),
-                wword.slice(IW - 1, 16),
+                wword.slice(IW - 1, xaw),
                 hword.slice(IW - 1, 16),
             ]),
         );
@@ -1548,9 +1554,9 @@ pub fn engine(
         let gk = e.w32("gemm_k", kexp);
         let obr = e.w32("gemm_obr", &ob * ix(rr));
         let tbc = e.w32("gemm_tbc", &tb * ix(cc));
-        // The gradient GEMM streams its tiles back to back, each padded to at least
-        // max(R, C) + 1 steps: the shadows must outlive their column drain, and one drain
-        // must end before the next starts. Steps past K issue nothing.
+        // Every GEMM streams its tiles back to back, each padded to at least drain + 1 steps
+        // (GRAD: max(R, C) + 1, FWD/FB: R·C + 1): the shadows must outlive their drain, and
+        // one drain must end before the next starts. Steps past K issue nothing.
         let issue = e.m.wire("gemm_issue_c", 1);
         e.m.assign(
             &issue,
@@ -2194,11 +2200,6 @@ pub fn engine(
             nb(&kg, ix(0)),
             nb(&kmr, ix(0)),
             nb(&kgr, ix(0)),
-            // tb·C mod R for the next tile.
-            nb(
-                &tbm,
-                mux(tb_last.clone(), ix(0), add_mod(&tbm, &ix(cc % rr), rr, IW)),
-            ),
             if_(
                 tb_last.clone(),
                 vec![
@@ -2267,15 +2268,7 @@ pub fn engine(
             mux(pv2.clone(), bank_onehot(&pb2, cl), lit(cl as u32, 0)),
         );
         e.drive("cv_waddr", pv2.clone(), pa2);
-        e.drive(
-            "cv_wdata",
-            pv2,
-            if cl == 1 {
-                vsum.clone()
-            } else {
-                repl(int(cl as u64), [vsum.clone()])
-            },
-        );
+        e.drive("cv_wdata", pv2, vsum.clone());
         let inc_cl = |x: &Expr| mux(x.clone().eq_(ix(cl - 1)), ix(0), x + ix(1));
         sw.push(arm(
             sid("S_CP"),
@@ -2379,38 +2372,37 @@ pub fn engine(
         // bank (r + o0 + i) mod C, four cycles after the read.
         let hw = e.w32("cen_h", &rgb + &jj);
         let hb0 = e.w32("cen_hbank", add_mod(&rmod, &kmod, cc, IW));
-        let ha4 = e.delay("ch_a", hw.slice(15, 0), 16, 4);
+        let haw = h[0].aw();
+        let ha4 = e.delay("ch_a", hw.slice(haw - 1, 0), haw, 4);
         let hb4 = e.delay("ch_b", hb0.slice(7, 0), 8, 4);
         let lv4: Vec<Expr> = zv
             .iter()
             .enumerate()
             .map(|(i, v)| e.delay(&format!("ch_v{i}"), v.clone(), 1, 2))
             .collect();
-        e.consume("cen_h", cat([hw.slice(IW - 1, 16), hb0.slice(IW - 1, 8)]));
-        let haw = h[0].aw();
+        e.consume("cen_h", cat([hw.slice(IW - 1, haw), hb0.slice(IW - 1, 8)]));
         let mut we = Vec::new();
         let mut wa = Vec::new();
         let mut wd = Vec::new();
         for b in (0..cc).rev() {
             // Lane (b − hb4) mod C.
             let mut v = lit(1, 0);
-            let mut a = lit(16, 0);
+            let mut a = lit(haw, 0);
             let mut dd = lit(hb_, 0);
             for i in 0..cl {
                 let hit = hb4.clone().eq_(lit(8, ((b + cc - i % cc) % cc) as u64));
                 v = mux(hit.clone(), lv4[i].clone(), v);
-                a = mux(hit.clone(), ha4.clone() + lit(16, i as u64), a);
+                a = mux(hit.clone(), ha4.clone() + lit(haw, i as u64), a);
                 dd = mux(
                     hit,
                     relu_h.part(int((i as u64) * u64::from(hb_)), int(u64::from(hb_))),
                     dd,
                 );
             }
-            let aw_ = e.m.wire(&format!("ch_wa{b}"), 16);
+            let aw_ = e.m.wire(&format!("ch_wa{b}"), haw);
             e.m.assign(&aw_, a);
-            e.consume(&format!("ch_wa{b}"), aw_.slice(15, haw));
             we.push(v);
-            wa.push(aw_.slice(haw - 1, 0));
+            wa.push(aw_);
             wd.push(dd);
         }
         let any = lv4
@@ -2807,8 +2799,9 @@ pub fn engine(
     // ------------------------------------------------------------------ DELTA
     // Per row: S_DP reads β (and hyp for layer 1); S_DS streams h: δ = requant(β·(2/d)·h),
     // `dlanes` columns per cycle: the largest divisor of R up to C (so one δ_l word and one
-    // e word take them; h's diagonal banks serve up to C), one lane under DF-R/DF-O (their
-    // feedback buffer and local-δ copy are written one element at a time).
+    // e word take them; h's diagonal banks serve up to C), one lane under DF-R/DF-O with more
+    // than one layer (their feedback buffer and local-δ copy are written one element at a
+    // time).
     let dlanes = delta_lanes(lay);
     {
         let c_dp = in_st("S_DP").land(wait.clone().eq_(lit(8, 0)));
@@ -3700,10 +3693,6 @@ const NPAIR_OVERHEAD: u64 = 2;
 /// answer (BRAM latency 2, the unit's 4, one to register the state change).
 const NORM_WAIT: u64 = 7;
 
-/// The sequencer's schedule as a formula: cycles of one training step with `n` samples (or
-/// one inference), as the engine's busy counter counts them (from the first op fetch to the
-/// cycle that raises `run_done_o`).
-/// `tests/engine_cosim.rs` checks it against the RTL's counter, cycle for cycle.
 /// Columns the DELTA op works per cycle: the largest divisor of R up to C, or 1 with
 /// feedback (DF-R/DF-O on more than one layer).
 pub fn delta_lanes(lay: &Layout) -> usize {
@@ -3723,6 +3712,10 @@ pub fn cen_lanes(lay: &Layout) -> usize {
         .unwrap_or(1)
 }
 
+/// The sequencer's schedule as a formula: cycles of one training step with `n` samples (or
+/// one inference), as the engine's busy counter counts them (from the first op fetch to the
+/// cycle that raises `run_done_o`).
+/// `tests/engine_cosim.rs` checks it against the RTL's counter, cycle for cycle.
 pub fn predicted_cycles(cfg: &Config, lay: &Layout, n: usize, infer: bool) -> u64 {
     cycles_by_op(cfg, lay, n, infer)
         .iter()

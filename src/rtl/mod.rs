@@ -311,8 +311,12 @@ pub(crate) fn two_over_d_width(units: &Units) -> u32 {
 fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -> fit::Fit {
     let f = &s.f;
     let pes = (s.rows * s.cols) as usize;
-    // One goodness and one normalise unit per column lane, one update unit per row bank.
-    let (cl, rl) = (s.cols as usize, s.rows as usize);
+    // One goodness and one normalise unit per column lane, one update unit per row bank,
+    // one DELTA multiplier per DELTA lane.
+    let (col_lanes, row_lanes) = (s.cols as usize, s.rows as usize);
+    let delta_lanes = engine::Layout::new(cfg)
+        .map(|l| engine::delta_lanes(&l))
+        .unwrap_or(1);
     let tw = two_over_d_width(units);
     let mut mults = vec![
         ("PE array".to_string(), s.a_w, s.b_w, pes),
@@ -320,23 +324,23 @@ fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -
             "goodness: h²".into(),
             f.hidden.bits + 1,
             f.hidden.bits + 1,
-            cl,
+            col_lanes,
         ),
-        ("goodness: S·(1/d)".into(), s.sum_w, s.recip_w, cl),
+        ("goodness: S·(1/d)".into(), s.sum_w, s.recip_w, col_lanes),
         (
             "normalise: x·rsqrt".into(),
             s.norm_x_w + 1,
             f.rsqrt_frac + 2,
-            cl,
+            col_lanes,
         ),
         ("delta: β·(2/d)".into(), f.beta.bits, tw, 1),
         (
             "delta: coefficient·h".into(),
             f.beta.bits + tw,
             f.hidden.bits + 1,
-            1,
+            delta_lanes,
         ),
-        ("update: g·η/B".into(), f.update.bits, s.lr_w + 1, rl),
+        ("update: g·η/B".into(), f.update.bits, s.lr_w + 1, row_lanes),
         // dff_cmd's READ answer length count × wbytes (docs/board.md).
         ("protocol: count·wbytes".into(), 16, 4, 1),
     ];
@@ -357,7 +361,7 @@ fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -
     if cfg.algorithm.scheme != crate::config::Scheme::Df {
         mults.push(("feedback: sum·rsqrt".into(), s.acc_w, f.rsqrt_frac + 2, 1));
     }
-    let mut roms: Vec<(String, u32, usize)> = (0..cl)
+    let mut roms: Vec<(String, u32, usize)> = (0..col_lanes)
         .map(|j| {
             (
                 format!("rsqrt ROM {j}"),

@@ -2,8 +2,9 @@
 //! ([`crate::fixed::ops::lr_update`]), with the stochastic-rounding bits from the Galois LFSR
 //! of the golden model ([`crate::fixed::Lfsr`], stepped once per parameter, exactly as
 //! `FixedDf::update` walks W, b, U). The engine instantiates one per weight bank, each
-//! with the `SEED` of its lane ([`crate::fixed::lane_seed`]). `kind_i` selects the parameter: 0 = weight (gradient in
-//! `update`), 1 = bias, 2 = centroid (gradients in `delta` fraction bits). The read-modify-write
+//! with the `SEED` of its lane ([`crate::fixed::lane_seeds`]). `kind_i` selects the
+//! parameter: 0 = weight (gradient in `update`), 1 = bias, 2 = centroid (gradients in `delta`
+//! fraction bits). The read-modify-write
 //! sits on the weight BRAM's two ports: `w_i` is the registered read data, `w_o`/`v_o` the
 //! write-back three cycles later.
 
