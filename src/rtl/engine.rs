@@ -401,6 +401,17 @@ impl Eng {
             ));
         });
     }
+    /// Write one word of a banked memory when `v`: bank `bank` (8 bits), word `addr`.
+    fn write_one(&mut self, m: &Mem, v: &Expr, bank: &Expr, addr: Expr, data: Expr) {
+        let n = m.banks;
+        self.drive(
+            &format!("{}_we", m.name),
+            v.clone(),
+            mux(v.clone(), bank_onehot(bank, n), lit(n as u32, 0)),
+        );
+        self.drive(&format!("{}_waddr", m.name), v.clone(), addr);
+        self.drive(&format!("{}_wdata", m.name), v.clone(), data);
+    }
     /// A named `IW`-bit wire holding `e`.
     /// Index arithmetic is done at `IW` bits and ports take the low bits; how many depends on
     /// the config, so the high bits are marked unused here once for all.
@@ -1916,13 +1927,7 @@ pub fn engine(
         let a1a = e.delay("a1w_a", a1w.slice(a1.aw() - 1, 0), a1.aw(), 1);
         let a1b = e.delay("a1w_b", dr_i.slice(7, 0), 8, 1);
         e.consume("a1_word", a1w.slice(IW - 1, a1.aw()));
-        e.drive(
-            "a1_we",
-            a1v.clone(),
-            mux(a1v.clone(), bank_onehot(&a1b, rr), lit(rr as u32, 0)),
-        );
-        e.drive("a1_waddr", a1v.clone(), a1a);
-        e.drive("a1_wdata", a1v, acc_d1.clone());
+        e.write_one(&a1, &a1v, &a1b, a1a, acc_d1.clone());
         // FWD layer ≥ 2: z = acc + b << sh → ReLU → h_l (four cycles later): row n, column o
         // in bank (n + o) mod C = (j + o mod C) mod C (tiles start at multiples of C), word
         // (n div C)·d + o = tb·d + o.
@@ -2262,13 +2267,7 @@ pub fn engine(
         let zb = shl_ext(&mut e.m, "cb", bias[0].bank(0), f.bias.bits, bias_sh, cvw);
         let zu = shl_ext(&mut e.m, "cu", u.bank(0), f.centroid.bits, cen_sh, cvw);
         e.m.assign(&vsum, zb + zu);
-        e.drive(
-            "cv_we",
-            pv2.clone(),
-            mux(pv2.clone(), bank_onehot(&pb2, cl), lit(cl as u32, 0)),
-        );
-        e.drive("cv_waddr", pv2.clone(), pa2);
-        e.drive("cv_wdata", pv2, vsum.clone());
+        e.write_one(&cv, &pv2, &pb2, pa2, vsum.clone());
         let inc_cl = |x: &Expr| mux(x.clone().eq_(ix(cl - 1)), ix(0), x + ix(1));
         sw.push(arm(
             sid("S_CP"),
