@@ -1766,7 +1766,7 @@ module dff_engine (
         if ((dr_j_q == 32'd3) && !(kind_q == OP_GRAD)) begin
           dr_j_q <= 32'd0;
           dr_i_q <= dr_i_q + 32'd1;
-          dr_om_q <= (dr_om_q + 32'd1) >= 32'd4 ? dr_om_q + 32'd1 - 32'd4 : dr_om_q + 32'd1;
+          dr_om_q <= dr_om_q == 32'd3 ? 32'd0 : dr_om_q + 32'd1;
         end else begin
           dr_j_q <= dr_j_q + 32'd1;
         end

@@ -579,6 +579,19 @@ fn bank_onehot(bank: &Expr, n: usize) -> Expr {
         .collect::<Vec<_>>())
 }
 
+/// `(x + 1) mod m` for an `IW`-bit counter `x < m`.
+fn inc_mod(x: &Expr, m: usize) -> Expr {
+    mux(x.clone().eq_(ix(m - 1)), ix(0), x + ix(1))
+}
+
+/// Candidate `sel` of `n` (an 8-bit selector below `n`), as a multiplexer chain: the lane
+/// rotators and bank selects of the lane datapaths.
+fn pick(sel: &Expr, n: usize, cand: impl Fn(usize) -> Expr) -> Expr {
+    (1..n).fold(cand(0), |v, r| {
+        mux(sel.clone().eq_(lit(8, r as u64)), cand(r), v)
+    })
+}
+
 /// `(a + b) mod m` for `a, b < m` (a compare and a subtract).
 fn add_mod(a: &Expr, b: &Expr, m: usize, w: u32) -> Expr {
     let s = a + b;
@@ -1294,17 +1307,7 @@ pub fn engine(
         if cc == 1 {
             e.consume("norm_rot", nrot.clone());
         }
-        let hlane = |l: usize, j: usize| -> Expr {
-            let mut v = h[l].bank(j);
-            for r in 1..cc {
-                v = mux(
-                    nrot.clone().eq_(lit(8, r as u64)),
-                    h[l].bank((j + r) % cc),
-                    v,
-                );
-            }
-            v
-        };
+        let hlane = |l: usize, j: usize| pick(&nrot, cc, |r| h[l].bank((j + r) % cc));
         let src: Vec<Expr> = (0..cc)
             .rev()
             .map(|j| {
@@ -1385,15 +1388,7 @@ pub fn engine(
                     sig.part(int(u64::from(w) * j as u64), int(u64::from(w)))
                 }
             };
-            let mut v = part(b);
-            for rot in 1..cc {
-                v = mux(
-                    bank_d.clone().eq_(lit(8, rot as u64)),
-                    part((b + cc - rot) % cc),
-                    v,
-                );
-            }
-            v
+            pick(&bank_d, cc, |rot| part((b + cc - rot) % cc))
         };
         let xwe = e.m.wire("norm_xwe", lanes);
         e.m.assign(
@@ -1833,7 +1828,6 @@ pub fn engine(
             dr_j.clone().eq_(ix(cc - 1)),
             dr_sel.clone().eq_(ix(rr * cc - 1)),
         );
-        let inc_rr = |x: &Expr| mux(x.clone().eq_(ix(rr - 1)), ix(0), x + ix(1));
         e.seq.push(
             if_(
                 in_st("S_FETCH"),
@@ -1859,13 +1853,13 @@ pub fn engine(
                 &dr_act,
                 vec![
                     nb(&dr_sel, &dr_sel + ix(1)),
-                    nb(&dbk, inc_rr(&dbk)),
+                    nb(&dbk, inc_mod(&dbk, rr)),
                     if_(
                         dr_j.clone().eq_(ix(cc - 1)).land(is_g.clone().lnot()),
                         vec![
                             nb(&dr_j, ix(0)),
                             nb(&dr_i, &dr_i + ix(1)),
-                            nb(&dr_om, add_mod(&dr_om, &ix(1 % cc), cc, IW)),
+                            nb(&dr_om, inc_mod(&dr_om, cc)),
                         ],
                     )
                     .else_(vec![nb(&dr_j, &dr_j + ix(1))]),
@@ -2268,12 +2262,11 @@ pub fn engine(
         let zu = shl_ext(&mut e.m, "cu", u.bank(0), f.centroid.bits, cen_sh, cvw);
         e.m.assign(&vsum, zb + zu);
         e.write_one(&cv, &pv2, &pb2, pa2, vsum.clone());
-        let inc_cl = |x: &Expr| mux(x.clone().eq_(ix(cl - 1)), ix(0), x + ix(1));
         sw.push(arm(
             sid("S_CP"),
             vec![
                 nb(&jj, &jj + ix(1)),
-                nb(&kmod, inc_cl(&kmod)),
+                nb(&kmod, inc_mod(&kmod, cl)),
                 if_(kmod.clone().eq_(ix(cl - 1)), vec![nb(&kg, &kg + ix(1))]),
                 if_(
                     jj.clone().eq_(ix(d[1] - 1)),
@@ -2893,14 +2886,7 @@ pub fn engine(
         for i in 0..dlanes {
             let mut hsel = lit(f.hidden.bits, 0);
             for l in 0..nl {
-                let mut v = h[l].bank(i % cc);
-                for b in 1..cc {
-                    v = mux(
-                        hbk.clone().eq_(lit(8, b as u64)),
-                        h[l].bank((b + i) % cc),
-                        v,
-                    );
-                }
+                let v = pick(&hbk, cc, |b| h[l].bank((b + i) % cc));
                 hsel = mux(layer.clone().eq_(lit(lw_, l as u64)), v, hsel);
             }
             let sfx = if i == 0 {
