@@ -169,3 +169,99 @@ pub fn flip(mode: Rounding) -> Rounding {
         _ => Rounding::HalfUp,
     }
 }
+
+/// Exact product of `a` and `b` in [`crate::arch::schedule::mul_stages`] register stages
+/// after the operands: every pair of operand pieces (17-bit unsigned low pieces, a signed
+/// top piece of at most 18 bits) is one registered 18×18 signed multiply (one MULT18X18D),
+/// then the shifted partial products are summed by a tree of registered two-input adds.
+/// Yosys does not pipeline the adds of a wide multiply it splits itself, which puts a DSP
+/// and a long carry chain in one cycle; this keeps each stage to one of them.
+/// The operands should be registers. Returns the signed product register.
+pub fn mul_pipelined(m: &mut Module, name: &str, a: &Sig, b: &Sig) -> Sig {
+    let pieces = |m: &mut Module, tag: &str, x: &Sig| -> Vec<(Expr, u32)> {
+        let ws = x.w + u32::from(!x.signed);
+        let n = crate::arch::schedule::mul_pieces(ws);
+        let mut out = Vec::new();
+        for i in 0..n {
+            let w = m.wire_s(&format!("{name}_{tag}{i}"), 18);
+            let lo = 17 * i;
+            let e = if n == 1 {
+                ext(x, 18)
+            } else if i + 1 < n {
+                cat([lit(1, 0), x.e.slice(lo + 16, lo)]).signed()
+            } else {
+                // The top piece: the remaining bits, sign- (or zero-) extended.
+                let top = Sig::new(x.e.slice(x.w - 1, lo), x.w - lo, x.signed);
+                let tw = m.wire(&format!("{name}_{tag}{i}_bits"), x.w - lo);
+                m.assign(&tw, top.e.clone());
+                ext(&Sig::new(tw, x.w - lo, x.signed), 18)
+            };
+            m.assign(&w, e);
+            out.push((w, lo));
+        }
+        out
+    };
+    let ap = pieces(m, "a", a);
+    let bp = pieces(m, "b", b);
+    let width = a.w + u32::from(!a.signed) + b.w + u32::from(!b.signed);
+    let clk = id("clk_i");
+    let out = m.wire_s(&format!("{name}_prod"), width);
+    if ap.len() == 1 && bp.len() == 1 {
+        let p = m.reg_s(&format!("{name}_p00_q"), 36);
+        m.always_ff(&clk, vec![nb(&p, &ap[0].0 * bp[0].0.clone())]);
+        m.assign(
+            &out,
+            if width == 36 {
+                p
+            } else {
+                p.slice(width - 1, 0)
+            },
+        );
+        return Sig::new(out, width, true);
+    }
+    // Partial sums of a subset of the products can exceed the product's range by one bit.
+    let iw = width + 1;
+    let mut level: Vec<Expr> = Vec::new();
+    let mut body = Vec::new();
+    for (i, (pa, sa)) in ap.iter().enumerate() {
+        for (j, (pb, sb)) in bp.iter().enumerate() {
+            let p = m.reg_s(&format!("{name}_p{i}{j}_q"), 36);
+            body.push(nb(&p, pa * pb.clone()));
+            let sh = sa + sb;
+            // (Each partial product fits `iw` bits: when `iw` < 36 its top bits are copies
+            // of the sign.)
+            let e = if iw >= 36 {
+                ext(&Sig::new(p, 36, true), iw)
+            } else {
+                p.slice(iw - 1, 0).signed()
+            };
+            level.push(if sh == 0 {
+                e
+            } else {
+                e.ashl(int(u64::from(sh)))
+            });
+        }
+    }
+    m.always_ff(&clk, body);
+    let mut lvl = 0;
+    while level.len() > 1 {
+        lvl += 1;
+        let mut next = Vec::new();
+        let mut body = Vec::new();
+        for (k, pair) in level.chunks(2).enumerate() {
+            let r = m.reg_s(&format!("{name}_s{lvl}_{k}_q"), iw);
+            let sum = if pair.len() == 2 {
+                pair[0].clone() + pair[1].clone()
+            } else {
+                pair[0].clone()
+            };
+            body.push(nb(&r, sum));
+            next.push(r);
+        }
+        m.always_ff(&clk, body);
+        level = next;
+    }
+    let last = level.pop().expect("one sum");
+    m.assign(&out, last.slice(width - 1, 0));
+    Sig::new(out, width, true)
+}

@@ -39,8 +39,8 @@
 //! C rows, DELTA/CEN up to C columns); `cycles_by_op` and the counters say where the cycles
 //! go.
 
-use super::util::*;
-use super::{RtlError, Shape};
+use super::super::util::*;
+use super::super::{RtlError, Shape};
 use crate::config::{Collaboration, Config, Loss, Negatives, Scheme};
 use crate::fixed::model::Units;
 use crate::fixed::LearningRate;
@@ -129,7 +129,7 @@ impl Layout {
             // weight.frac + rsqrt_frac + k, k >= 1 − hidden.frac.
             let f = &cfg.fixed;
             let widest = dims[2..].iter().copied().max().unwrap_or(1);
-            let need = f.delta.bits + f.weight.bits + super::util::bitlen(widest as u128);
+            let need = f.delta.bits + f.weight.bits + super::super::util::bitlen(widest as u128);
             let acc = f.accumulator.bits.max(f.update.bits);
             if need > acc {
                 return Err(RtlError::Unsupported(format!(
@@ -612,7 +612,7 @@ pub fn engine(
     s: &Shape,
     lay: &Layout,
     fb_sub: bool,
-) -> (Module, Vec<super::fit::MemInfo>) {
+) -> (Module, Vec<super::super::fit::MemInfo>) {
     let f = &s.f;
     let (rr, cc) = (lay.rows, lay.cols);
     let nl = lay.layers();
@@ -2814,7 +2814,7 @@ pub fn engine(
             bsel = mux(layer.clone().eq_(lit(lw_, l as u64)), beta[l].bank(0), bsel);
         }
         let betaq = e.q("beta_q", bw);
-        let tw = super::two_over_d_width(units);
+        let tw = super::super::two_over_d_width(units);
         let mut tsel = lit(tw, 0);
         for l in 0..nl {
             tsel = mux(
@@ -3617,7 +3617,7 @@ pub fn engine(
     let mems = e
         .mems
         .iter()
-        .map(|m| super::fit::MemInfo {
+        .map(|m| super::super::fit::MemInfo {
             name: m.name.clone(),
             banks: m.banks,
             width: m.width,

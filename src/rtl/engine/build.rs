@@ -1,0 +1,375 @@
+//! Building blocks of the op-engine generators: registered memory-client ports, two-process
+//! registers (`_q` with a combinational `_d`), and delay lines.
+//!
+//! Every op engine drives the memory ports it uses from registers that are zero whenever it
+//! does not use them, so the engine top can join the clients of a port with a plain OR (one
+//! client is active at a time: see [`crate::arch::memmap::Client`]). A read issued in cycle
+//! t (an arm of `drive` true in t) puts its data on `rdata` in cycle t + [`READ_LAT`]; a
+//! write issued in cycle t lands at the end of cycle t + 1.
+
+use crate::arch::memmap::Tensor;
+use crate::arch::schedule::READ_LAT;
+use crate::hdl::*;
+
+/// Read latency of an op engine's memory read, from the cycle it is issued.
+pub const LAT: usize = READ_LAT as usize;
+
+/// One registered signal with several conditional drivers: `<name>_d` is zero unless an
+/// arm's condition holds (later arms win), `<name>_q` registers it (reset to zero) and
+/// drives the port `<name>_o`.
+struct Driven {
+    name: String,
+    width: u32,
+    arms: Vec<(Expr, Expr)>,
+}
+
+/// A memory client's ports on an op engine: `<t>_we_o` (one bit per bank),
+/// `<t>_waddr_o`/`<t>_wdata_o`/`<t>_raddr_o` (one field per bank, bank 0 in the low bits),
+/// `<t>_rdata_i`.
+#[derive(Clone, Debug)]
+pub struct MemPort {
+    pub name: String,
+    pub banks: usize,
+    pub aw: u32,
+    pub width: u32,
+    pub write: bool,
+    pub read: bool,
+}
+
+impl MemPort {
+    /// Read data of bank `b`.
+    pub fn rdata(&self, b: usize) -> Expr {
+        id(format!("{}_rdata_i", self.name)).part(
+            int((b as u64) * u64::from(self.width)),
+            int(u64::from(self.width)),
+        )
+    }
+    /// The whole read-data vector.
+    pub fn rdata_all(&self) -> Expr {
+        id(format!("{}_rdata_i", self.name))
+    }
+    fn sig(&self, what: &str) -> String {
+        format!("{}_{what}", self.name)
+    }
+}
+
+/// Everything registered that an op engine drives, collected while its generator runs and
+/// emitted at the end by [`Eng::finish`].
+pub struct Eng {
+    pub m: Module,
+    driven: Vec<Driven>,
+    /// Two-process registers: (name, width, reset value); `<name>_d` defaults to `<name>_q`.
+    regs: Vec<(String, u32, Expr)>,
+    /// Statements of the combinational next-state block (after the defaults).
+    pub comb: Vec<Stmt>,
+    /// Data registers without reset (delay lines, pipeline stages).
+    pipe: Vec<Stmt>,
+    /// Registers with reset (valid flags of delay lines, …): (reg, width, statement).
+    flags: Vec<(Expr, u32, Stmt)>,
+    pub ports: Vec<MemPort>,
+}
+
+impl Eng {
+    pub fn new(name: &str, doc: impl Into<String>) -> Eng {
+        let mut m = Module::new(name).doc(doc);
+        m.input("clk_i", 1);
+        m.input("rst_i", 1);
+        Eng {
+            m,
+            driven: Vec::new(),
+            regs: Vec::new(),
+            comb: Vec::new(),
+            pipe: Vec::new(),
+            flags: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
+
+    /// Declare this engine's ports on tensor `t` (`write` / `read` access).
+    pub fn mem_port(&mut self, t: &Tensor, write: bool, read: bool) -> MemPort {
+        let p = MemPort {
+            name: t.name.clone(),
+            banks: t.banks(),
+            aw: t.aw(),
+            width: t.width,
+            write,
+            read,
+        };
+        let nb = p.banks as u32;
+        if write {
+            self.driven_port(&p.sig("we"), nb);
+            self.driven_port(&p.sig("waddr"), p.aw * nb);
+            self.driven_port(&p.sig("wdata"), p.width * nb);
+        }
+        if read {
+            self.driven_port(&p.sig("raddr"), p.aw * nb);
+            self.m.input(&p.sig("rdata_i"), p.width * nb);
+        }
+        self.ports.push(p.clone());
+        p
+    }
+
+    fn driven_port(&mut self, name: &str, width: u32) {
+        self.m.output(&format!("{name}_o"), width);
+        self.m.reg(&format!("{name}_d"), width);
+        self.m.reg(&format!("{name}_q"), width);
+        self.driven.push(Driven {
+            name: name.to_string(),
+            width,
+            arms: Vec::new(),
+        });
+    }
+
+    fn arm(&mut self, name: &str, cond: Expr, val: Expr) {
+        let d = self
+            .driven
+            .iter_mut()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("{} drives no port {name}", self.m.name));
+        d.arms.push((cond, val));
+    }
+
+    /// Issue a read of every bank of `p` at the per-bank addresses `addrs` (bank 0 first)
+    /// when `cond`.
+    pub fn read(&mut self, p: &MemPort, cond: Expr, addrs: Vec<Expr>) {
+        assert_eq!(addrs.len(), p.banks, "{}: one address per bank", p.name);
+        self.arm(&p.sig("raddr"), cond, cat(addrs.into_iter().rev()));
+    }
+
+    /// Issue a read of every bank of `p` at one address.
+    pub fn read_all(&mut self, p: &MemPort, cond: Expr, addr: Expr) {
+        let a: Vec<Expr> = (0..p.banks).map(|_| addr.clone()).collect();
+        self.read(p, cond, a);
+    }
+
+    /// Write when `cond`: bank enables `we` (one bit per bank, bank 0 in bit 0), per-bank
+    /// addresses and data (bank 0 first).
+    pub fn write(&mut self, p: &MemPort, cond: Expr, we: Expr, addrs: Vec<Expr>, data: Vec<Expr>) {
+        assert_eq!(addrs.len(), p.banks, "{}: one address per bank", p.name);
+        assert_eq!(data.len(), p.banks, "{}: one word per bank", p.name);
+        let nb = p.banks as u32;
+        self.arm(
+            &p.sig("we"),
+            cond.clone(),
+            mux(cond.clone(), we, lit(nb, 0)),
+        );
+        self.arm(&p.sig("waddr"), cond.clone(), cat(addrs.into_iter().rev()));
+        self.arm(&p.sig("wdata"), cond, cat(data.into_iter().rev()));
+    }
+
+    /// Write one word `data` at `addr` of the bank selected by `bank_oh` (one-hot).
+    pub fn write_one(&mut self, p: &MemPort, cond: Expr, bank_oh: Expr, addr: Expr, data: Expr) {
+        let a = (0..p.banks).map(|_| addr.clone()).collect();
+        let d = (0..p.banks).map(|_| data.clone()).collect();
+        self.write(p, cond, bank_oh, a, d);
+    }
+
+    /// A two-process register `<name>_q` (reset to `reset`) with next value `<name>_d`,
+    /// which defaults to `<name>_q`; returns (q, d).
+    pub fn reg(&mut self, name: &str, width: u32, reset: u64) -> (Expr, Expr) {
+        let q = self.m.reg(&format!("{name}_q"), width);
+        let d = self.m.reg(&format!("{name}_d"), width);
+        self.regs.push((name.to_string(), width, lit(width, reset)));
+        (q, d)
+    }
+
+    /// A two-process register whose reset value is an expression (a parameter).
+    pub fn reg_init(&mut self, name: &str, width: u32, reset: Expr) -> (Expr, Expr) {
+        let q = self.m.reg(&format!("{name}_q"), width);
+        let d = self.m.reg(&format!("{name}_d"), width);
+        self.regs.push((name.to_string(), width, reset));
+        (q, d)
+    }
+
+    /// A data register `<name>_q <= value` every cycle (no reset).
+    pub fn pipe(&mut self, name: &str, value: Expr, width: u32) -> Expr {
+        let q = self.m.reg(&format!("{name}_q"), width);
+        self.pipe.push(nb(&q, value));
+        q
+    }
+
+    /// A signed data register.
+    pub fn pipe_s(&mut self, name: &str, value: Expr, width: u32) -> Expr {
+        let q = self.m.reg_s(&format!("{name}_q"), width);
+        self.pipe.push(nb(&q, value));
+        q
+    }
+
+    /// A data register loaded with `value` when `en` (no reset).
+    pub fn pipe_en(&mut self, name: &str, en: Expr, value: Expr, width: u32) -> Expr {
+        let q = self.m.reg(&format!("{name}_q"), width);
+        self.pipe.push(if_(en, vec![nb(&q, value)]));
+        q
+    }
+
+    /// A flag register `<name>_q <= value` every cycle, reset to zero.
+    pub fn flag(&mut self, name: &str, value: Expr, width: u32) -> Expr {
+        let q = self.m.reg(&format!("{name}_q"), width);
+        self.flags.push((q.clone(), width, nb(&q, value)));
+        q
+    }
+
+    /// `value` delayed `n` cycles through data registers `<name>_p1 … _pn` (no reset).
+    pub fn delay(&mut self, name: &str, value: Expr, width: u32, n: usize) -> Expr {
+        let mut cur = value;
+        for i in 1..=n {
+            let r = self.m.reg(&format!("{name}_p{i}"), width);
+            self.pipe.push(nb(&r, &cur));
+            cur = r;
+        }
+        cur
+    }
+
+    /// `value` delayed `n` cycles through flag registers (reset to zero).
+    pub fn delay_flag(&mut self, name: &str, value: Expr, width: u32, n: usize) -> Expr {
+        let mut cur = value;
+        for i in 1..=n {
+            let r = self.m.reg(&format!("{name}_p{i}"), width);
+            self.flags.push((r.clone(), width, nb(&r, &cur)));
+            cur = r;
+        }
+        cur
+    }
+
+    /// A named wire holding `e`.
+    pub fn wire(&mut self, name: &str, width: u32, e: Expr) -> Expr {
+        let w = self.m.wire(name, width);
+        self.m.assign(&w, e);
+        w
+    }
+
+    /// A named signed wire holding `e`.
+    pub fn wire_s(&mut self, name: &str, width: u32, e: Expr) -> Expr {
+        let w = self.m.wire_s(name, width);
+        self.m.assign(&w, e);
+        w
+    }
+
+    /// Mark bits the engine never reads (Verilator's -Wall accepts `unused_*`).
+    pub fn unused(&mut self, name: &str, x: Expr) {
+        let u = self.m.wire(&format!("unused_{name}"), 1);
+        self.m.assign(u, x.red_xor());
+    }
+
+    /// Emit the collected registers and port drivers; returns the module.
+    pub fn finish(mut self) -> Module {
+        let clk = id("clk_i");
+        let rst = id("rst_i");
+        // Port drivers.
+        for d in std::mem::take(&mut self.driven) {
+            let dn = id(format!("{}_d", d.name));
+            let qn = id(format!("{}_q", d.name));
+            let mut body = vec![set(&dn, zeros(int(u64::from(d.width))))];
+            for (c, v) in d.arms {
+                body.push(if_(c, vec![set(&dn, v)]));
+            }
+            self.m.always_comb(body);
+            self.m.always_ff(
+                &clk,
+                vec![if_(&rst, vec![nb(&qn, zeros(int(u64::from(d.width))))])
+                    .else_(vec![nb(&qn, &dn)])],
+            );
+            self.m.assign(id(format!("{}_o", d.name)), &qn);
+        }
+        // Two-process registers.
+        if !self.regs.is_empty() {
+            let mut body: Vec<Stmt> = self
+                .regs
+                .iter()
+                .map(|(n, _, _)| set(id(format!("{n}_d")), id(format!("{n}_q"))))
+                .collect();
+            body.append(&mut self.comb);
+            self.m.always_comb(body);
+            let rst_body: Vec<Stmt> = self
+                .regs
+                .iter()
+                .map(|(n, _, r)| nb(id(format!("{n}_q")), r.clone()))
+                .collect();
+            let run_body: Vec<Stmt> = self
+                .regs
+                .iter()
+                .map(|(n, _, _)| nb(id(format!("{n}_q")), id(format!("{n}_d"))))
+                .collect();
+            self.m
+                .always_ff(&clk, vec![if_(&rst, rst_body).else_(run_body)]);
+        } else {
+            assert!(self.comb.is_empty(), "comb statements without registers");
+        }
+        if !self.flags.is_empty() {
+            let rst_body: Vec<Stmt> = self
+                .flags
+                .iter()
+                .map(|(q, w, _)| nb(q.clone(), zeros(int(u64::from(*w)))))
+                .collect();
+            let run_body: Vec<Stmt> = self.flags.iter().map(|(_, _, s)| s.clone()).collect();
+            self.m
+                .always_ff(&clk, vec![if_(&rst, rst_body).else_(run_body)]);
+        }
+        if !self.pipe.is_empty() {
+            let body = std::mem::take(&mut self.pipe);
+            self.m.always_ff(&clk, body);
+        }
+        self.m
+    }
+}
+
+/// Bits of a counter that counts 0 ..= `max`.
+pub fn cw(max: usize) -> u32 {
+    crate::arch::shape::bitlen(max as u128)
+}
+
+/// `x` (`w` bits) as a `to`-bit unsigned value (zero-extended).
+pub fn zext(x: Expr, w: u32, to: u32) -> Expr {
+    assert!(to >= w, "cannot zero-extend {w} bits to {to}");
+    if to == w {
+        x
+    } else {
+        cat([lit(to - w, 0), x])
+    }
+}
+
+/// Candidate `sel` of `n` (`sw`-bit selector below `n`): a mux chain (rotators and lane
+/// selects; `sel` should come from a register).
+pub fn pick(sel: &Expr, sw: u32, n: usize, cand: impl Fn(usize) -> Expr) -> Expr {
+    (1..n).fold(cand(0), |v, r| {
+        mux(sel.clone().eq_(lit(sw, r as u64)), cand(r), v)
+    })
+}
+
+/// One-hot of an `sw`-bit index below `n`, bit 0 first.
+pub fn onehot(idx: &Expr, sw: u32, n: usize) -> Expr {
+    if n == 1 {
+        return lit(1, 1);
+    }
+    cat((0..n)
+        .rev()
+        .map(|b| idx.clone().eq_(lit(sw, b as u64)))
+        .collect::<Vec<_>>())
+}
+
+/// `(x + 1) mod m` for an `w`-bit counter `x < m`.
+pub fn inc_mod(x: &Expr, w: u32, m: usize) -> Expr {
+    if m <= 1 {
+        return lit(w, 0);
+    }
+    mux(
+        x.clone().eq_(lit(w, (m - 1) as u64)),
+        lit(w, 0),
+        x + lit(w, 1),
+    )
+}
+
+/// `(x + a) mod m` for `x < m` and a constant `a < m` (`w` bits, `w` large enough for
+/// x + a).
+pub fn add_mod_const(x: &Expr, a: usize, w: u32, m: usize) -> Expr {
+    let a = a % m.max(1);
+    if a == 0 || m <= 1 {
+        return x.clone();
+    }
+    let s = x + lit(w, a as u64);
+    mux(
+        x.clone().ge_(lit(w, (m - a) as u64)),
+        x - lit(w, (m - a) as u64),
+        s,
+    )
+}
