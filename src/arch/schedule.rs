@@ -6,6 +6,7 @@
 //! (`tests/engine_cosim.rs` checks it on random configs).
 
 use super::program::Op;
+use super::shape::Shape;
 use super::Arch;
 
 /// Cycles from an op engine issuing a memory read (its request register) to the data on
@@ -35,8 +36,17 @@ pub fn mul_stages(a_w: u32, b_w: u32) -> u64 {
 
 /// Latency of the ReLU/requantise unit (`z_i` to `h_o`).
 pub const RELU_LAT: u64 = 2;
-/// Latency of the squared-sum unit: the last lane's input to `s_o` valid.
-pub const SUMSQ_LAT: u64 = 3;
+/// Latency of the squared-sum unit: the last lane's input to `s_o` valid (input register,
+/// the pipelined square, the accumulator).
+pub fn sumsq_lat(s: &Shape) -> u64 {
+    let hw = s.f.hidden.bits + 1;
+    1 + mul_stages(hw, hw) + 1
+}
+/// Latency of the goodness scale unit (`s_i` to `g_o`): input registers, the pipelined
+/// S·(1/d), rounding, saturation.
+pub fn gscale_lat(s: &Shape) -> u64 {
+    1 + mul_stages(s.sum_w + 1, s.recip_w + 1) + 2
+}
 /// Latency of the normalisation unit: `x_i` to `y_o` (lanes may start the cycle after
 /// `sv_i`), and `sv_i` to the rsqrt parts on `rs_*_o`.
 pub const NORMALISE_LAT: u64 = 3;
@@ -44,15 +54,187 @@ pub const NORMALISE_RS_LAT: u64 = 2;
 /// Latency of the update unit (`w_i`, `g_i` to `w_o`).
 pub const UPDATE_LAT: u64 = 3;
 
-/// Timing of one op engine, as the generator builds it and the formula counts it.
+/// Groups of `lanes` rows covering `n` rows.
+pub fn groups(n: u64, lanes: u64) -> u64 {
+    n.div_ceil(lanes.max(1)).max(1)
+}
+
+/// INORM / NORM l: one group of C rows (samples for INORM) at a time. Offsets are cycles
+/// from the group's first read; the first group starts the cycle after `start`.
+/// - reads of column k = 0..d−1 at offset k (the squares pass); the lanes' squared-sum
+///   units hold S of every lane at `s_at`, where the normalise units load it and a holding
+///   register keeps it;
+/// - from `s_at + 1`, one lane per cycle enters the shared goodness unit (G written
+///   `gscale_lat` later); with feedback the rsqrt parts are written from
+///   `s_at + NORMALISE_RS_LAT`, one lane per cycle;
+/// - the normalise pass reads column k again at `b_at + k` and writes x̂ `LANE_LAT +
+///   NORMALISE_LAT` later;
+/// - groups follow each other every `period` cycles (long enough that the G and rsqrt
+///   streams of consecutive groups do not overlap); the op ends `end` cycles after the last
+///   group's first read, with its last write.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Timing;
+pub struct NormTiming {
+    pub d: u64,
+    /// The normalise pass runs (x̂ is written): INORM and every NORM but the top layer's.
+    pub phase_b: bool,
+    /// G is written (NORM).
+    pub g_write: bool,
+    /// The rsqrt parts are written (NORM of a layer that gets feedback).
+    pub rs_write: bool,
+    pub s_at: u64,
+    pub b_at: u64,
+    pub period: u64,
+    pub end: u64,
+}
+
+impl NormTiming {
+    pub fn new(arch: &Arch, op: Op) -> NormTiming {
+        let (d, phase_b, g_write, rs_write) = match op {
+            Op::Inorm => (arch.dims[0], true, false, false),
+            Op::Norm(l) => (
+                arch.dims[l + 1],
+                l + 1 < arch.layers(),
+                true,
+                l < arch.fb_layers(),
+            ),
+            _ => panic!("NormTiming of {op:?}"),
+        };
+        let d = d as u64;
+        let c = arch.lanes.norm as u64;
+        let s_at = d - 1 + LANE_LAT + sumsq_lat(&arch.shape);
+        let b_at = d + sumsq_lat(&arch.shape);
+        let period = if phase_b { b_at + d } else { d }.max(c);
+        let mut end = s_at;
+        if phase_b {
+            end = end.max(b_at + d - 1 + LANE_LAT + NORMALISE_LAT);
+        }
+        if g_write {
+            end = end.max(s_at + c + gscale_lat(&arch.shape));
+        }
+        if rs_write {
+            end = end.max(s_at + NORMALISE_RS_LAT + c - 1);
+        }
+        NormTiming {
+            d,
+            phase_b,
+            g_write,
+            rs_write,
+            s_at,
+            b_at,
+            period,
+            end,
+        }
+    }
+
+    /// Cycles of the op over `n` rows, `start` to `done` inclusive.
+    pub fn cycles(&self, n: u64, lanes: u64) -> u64 {
+        3 + (groups(n, lanes) - 1) * self.period + self.end
+    }
+}
+
+/// Cycles from a GEMM step's issue to its operands in the array's edge registers (the read
+/// and the lane rotator).
+pub const EDGE_LAT: u64 = LANE_LAT;
+/// The input skew delays lane r by r + 1 cycles; a PE registers its operands, its product
+/// and its sum (the shadow of a tile's last product).
+pub const SKEW_LAT: u64 = 1;
+pub const PE_LAT: u64 = 3;
+/// A tile's last step issued in cycle T leaves PE (i, j)'s shadow valid from
+/// T + SHADOW_LAT + i + j.
+pub const SHADOW_LAT: u64 = EDGE_LAT + SKEW_LAT + PE_LAT;
+
+/// The three GEMMs on the array. The feed streams the tiles (R-row blocks outer, C-column
+/// blocks inner) back to back, `k` operand steps each, padded to `pad` when shorter; the
+/// drain engine follows each tile's last step by `lag` cycles and reads its shadows for
+/// `drain` cycles: GRAD a column per cycle (R lanes into the update units), FWD and FB one
+/// PE per cycle, column by column. `tail` is from the last drain sample to the cycle the
+/// op's last write is issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GemmTiming {
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub pad: u64,
+    pub lag: u64,
+    pub drain: u64,
+    pub tail: u64,
+}
+
+impl GemmTiming {
+    /// FWD l, GRAD l or FB l with `samples` samples and `rows` rows in the run.
+    pub fn new(arch: &Arch, op: Op, samples: u64, rows: u64) -> GemmTiming {
+        let (r, c) = (arch.rows as u64, arch.cols as u64);
+        let d: Vec<u64> = arch.dims.iter().map(|&x| x as u64).collect();
+        let (m, n, k) = match op {
+            Op::Fwd(l) => (d[l + 1], if l == 0 { samples } else { rows }, d[l]),
+            Op::Grad(l) => (d[l + 1], d[l], if l == 0 { samples } else { rows }),
+            Op::Fb(l) => (d[l + 1], rows, d[l + 2]),
+            _ => panic!("GemmTiming of {op:?}"),
+        };
+        let grad = matches!(op, Op::Grad(_));
+        // A column sample of PE (i, j) must see the shadow after its last row's product
+        // arrived and before the next tile's does; drains must not overlap.
+        let (pad, lag, drain) = if grad {
+            (r.max(c), SHADOW_LAT + r - 1, c)
+        } else {
+            (r * c, SHADOW_LAT, r * c)
+        };
+        let tail = match op {
+            Op::Grad(_) => 1 + READ_LAT + UPDATE_LAT,
+            Op::Fwd(0) => DRAIN_MUX_LAT,
+            Op::Fwd(_) => DRAIN_MUX_LAT + 2 + RELU_LAT,
+            Op::Fb(_) => {
+                let (rs_w, _) = arch.rs_widths();
+                DRAIN_MUX_LAT + 1 + mul_stages(arch.shape.acc_w, rs_w + 1) + 2
+            }
+            _ => unreachable!(),
+        };
+        GemmTiming {
+            m,
+            n,
+            k,
+            pad,
+            lag,
+            drain,
+            tail,
+        }
+    }
+
+    /// Steps per tile.
+    pub fn steps(&self) -> u64 {
+        self.k.max(self.pad)
+    }
+
+    pub fn tiles(&self, arch: &Arch) -> u64 {
+        self.m.div_ceil(arch.rows as u64) * self.n.div_ceil(arch.cols as u64)
+    }
+
+    /// Cycles of the op, `start` to `done` inclusive: the first step one cycle after
+    /// start, the last tile's last step, its drain, the tail, then `done`.
+    pub fn cycles(&self, arch: &Arch) -> u64 {
+        let last_step = 1 + (self.tiles(arch) - 1) * self.steps() + self.k - 1;
+        last_step + self.lag + self.drain - 1 + self.tail + 2
+    }
+}
+
+/// The drain's shadow sample to its registered element (FWD/FB: the column select, then
+/// the row select).
+pub const DRAIN_MUX_LAT: u64 = 2;
 
 /// The cycles of one op (its engine from `start` to `done`, both included) with `n`
 /// samples in a training step (`infer`: one sample under every class).
 pub fn op_cycles(arch: &Arch, op: Op, n: usize, infer: bool) -> u64 {
-    let _ = (arch, op, n, infer);
-    0
+    let kh = if infer { arch.classes } else { arch.hyps } as u64;
+    let samples = if infer { 1 } else { n as u64 };
+    let rows = samples * kh;
+    match op {
+        Op::Inorm => NormTiming::new(arch, op).cycles(samples, arch.lanes.norm as u64),
+        Op::Norm(_) => NormTiming::new(arch, op).cycles(rows, arch.lanes.norm as u64),
+        Op::Fwd(_) | Op::Grad(_) | Op::Fb(_) => {
+            GemmTiming::new(arch, op, samples, rows).cycles(arch)
+        }
+        _ => 0,
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 pub mod check;
 pub mod emit;
 pub mod examples;
+pub mod reads;
 pub mod ir;
 
 #[cfg(test)]

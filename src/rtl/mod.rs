@@ -22,7 +22,7 @@ pub mod uart;
 pub mod update;
 pub mod util;
 
-use crate::config::{Config, FixedPoint};
+use crate::config::Config;
 use crate::fixed::model::{FixedError, Units};
 use crate::fixed::{to_memh, LearningRate};
 use crate::hdl::{check, emit, file_name, Module};
@@ -31,94 +31,18 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 use util::bitlen;
 
-/// Widths the units share, derived from the config.
-#[derive(Clone, Debug)]
-pub struct Shape {
-    pub f: FixedPoint,
-    pub rows: u32,
-    pub cols: u32,
-    /// PE operand a: weights (forward) or deltas (gradient, transposed), signed.
-    pub a_w: u32,
-    /// PE operand b: activations (as signed) or weights (transposed).
-    pub b_w: u32,
-    /// PE accumulator: the wider of `accumulator` and `update`.
-    pub acc_w: u32,
-    /// Σ x² of one row, exact.
-    pub sum_w: u32,
-    /// The 1/d constant of the goodness unit.
-    pub recip_w: u32,
-    /// Normalisation lane input (pixels or hidden values).
-    pub norm_x_w: u32,
-    /// Parameters at the update unit (widest of weight, bias, centroid).
-    pub param_w: u32,
-    /// Learning-rate register.
-    pub lr_w: u32,
-    pub classes: usize,
-}
+pub use crate::arch::shape::Shape;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RtlError {
     #[error(transparent)]
     Fixed(#[from] FixedError),
+    #[error(transparent)]
+    Arch(#[from] crate::arch::ArchError),
     #[error("cannot generate RTL for this config: {0}")]
     Unsupported(String),
     #[error("generated module {module} failed the IR checker: {errors}")]
     Check { module: String, errors: String },
-}
-
-impl Shape {
-    pub fn new(cfg: &Config, units: &Units) -> Result<Shape, RtlError> {
-        let f = cfg.fixed.clone();
-        let su = |fm: crate::fixed::QFormat| fm.bits + u32::from(!fm.signed);
-        let max_d = cfg
-            .network
-            .hidden
-            .iter()
-            .copied()
-            .chain([cfg.network.input])
-            .max()
-            .unwrap_or(1);
-        let xw = f.hidden.bits.max(f.pixel.bits);
-        let lr_max = match units.lr {
-            LearningRate::Mul { value, .. } => value.max(1) as u128,
-            LearningRate::Shift(_) => 1,
-        };
-        if f.rsqrt_frac + 1 < f.act.frac {
-            return Err(RtlError::Unsupported(format!(
-                "the normalisation unit needs fixed.rsqrt_frac + 1 >= act.frac (got {} and {})",
-                f.rsqrt_frac, f.act.frac
-            )));
-        }
-        if f.rounding == crate::fixed::Rounding::Stochastic {
-            return Err(RtlError::Unsupported(
-                "fixed.rounding must be truncate or half-up".into(),
-            ));
-        }
-        let sum_w = 2 * xw + bitlen(max_d as u128);
-        if sum_w > 62 {
-            return Err(RtlError::Unsupported(format!(
-                "sums of squares need {sum_w} bits; at most 62 are supported"
-            )));
-        }
-        let feedback = cfg.algorithm.scheme != crate::config::Scheme::Df;
-        Ok(Shape {
-            rows: cfg.hardware.array_rows as u32,
-            cols: cfg.hardware.array_cols as u32,
-            a_w: f.weight.bits.max(f.delta.bits),
-            // DF-R streams δ on the north edge of the FB GEMM.
-            b_w: su(f.act)
-                .max(f.weight.bits)
-                .max(if feedback { f.delta.bits } else { 0 }),
-            acc_w: f.accumulator.bits.max(f.update.bits),
-            sum_w,
-            recip_w: f.const_frac + 1,
-            norm_x_w: xw,
-            param_w: f.weight.bits.max(f.bias.bits).max(f.centroid.bits),
-            lr_w: bitlen(lr_max).max(f.lr_frac + 1),
-            classes: cfg.network.classes,
-            f,
-        })
-    }
 }
 
 /// Deliberate defects for the mutation tests: each must make a co-simulation fail.

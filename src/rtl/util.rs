@@ -209,14 +209,14 @@ pub fn mul_pipelined(m: &mut Module, name: &str, a: &Sig, b: &Sig) -> Sig {
     if ap.len() == 1 && bp.len() == 1 {
         let p = m.reg_s(&format!("{name}_p00_q"), 36);
         m.always_ff(&clk, vec![nb(&p, &ap[0].0 * bp[0].0.clone())]);
-        m.assign(
-            &out,
-            if width == 36 {
-                p
-            } else {
-                p.slice(width - 1, 0)
-            },
-        );
+        if width < 36 {
+            // (Its top bits are copies of the sign.)
+            let u = m.wire(&format!("unused_{name}_sign"), 1);
+            m.assign(u, p.slice(35, width).red_xor());
+            m.assign(&out, p.slice(width - 1, 0));
+        } else {
+            m.assign(&out, p);
+        }
         return Sig::new(out, width, true);
     }
     // Partial sums of a subset of the products can exceed the product's range by one bit.
@@ -263,5 +263,7 @@ pub fn mul_pipelined(m: &mut Module, name: &str, a: &Sig, b: &Sig) -> Sig {
     }
     let last = level.pop().expect("one sum");
     m.assign(&out, last.slice(width - 1, 0));
+    let u = m.wire(&format!("unused_{name}_sign"), 1);
+    m.assign(u, last.idx(width));
     Sig::new(out, width, true)
 }

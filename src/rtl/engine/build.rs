@@ -251,8 +251,17 @@ impl Eng {
         self.m.assign(u, x.red_xor());
     }
 
-    /// Emit the collected registers and port drivers; returns the module.
+    /// Emit the collected registers and port drivers; returns the module. Inputs of the
+    /// common op interface that this engine never reads (a config without the feature that
+    /// needs them) are marked unused.
     pub fn finish(mut self) -> Module {
+        self.prune();
+        let text = crate::hdl::emit(&self.m);
+        for name in ["kind_i", "layer_i", "infer_i", "nsamp_i", "nrows_i", "start_i"] {
+            if self.m.find_port(name).is_some() && word_count(&text, name) == 1 {
+                self.unused(&format!("port_{name}"), id(name));
+            }
+        }
         let clk = id("clk_i");
         let rst = id("rst_i");
         // Port drivers.
@@ -372,4 +381,202 @@ pub fn add_mod_const(x: &Expr, a: usize, w: u32, m: usize) -> Expr {
         x - lit(w, (m - a) as u64),
         s,
     )
+}
+
+/// The sequencer's inputs every op engine takes, and its `done_o`.
+pub struct OpIo {
+    /// One-cycle start pulse.
+    pub start: Expr,
+    /// Op code ([`crate::arch::program::Op::code`]), stable from start to done.
+    pub kind: Expr,
+    /// The op's layer (0-based), stable from start to done.
+    pub layer: Expr,
+    /// Inference run (one sample under every class) rather than a training step.
+    pub infer: Expr,
+    /// Samples of this run, rows of this run (`nsamp · hypotheses`, or the classes).
+    pub nsamp: Expr,
+    pub nrows: Expr,
+    /// Widths of `layer`, `nsamp`, `nrows`.
+    pub lw: u32,
+    pub sw: u32,
+    pub rw: u32,
+    /// One-cycle done pulse (two-process register `done`).
+    pub done_d: Expr,
+}
+
+impl OpIo {
+    /// `layer == l` as an expression.
+    pub fn is_layer(&self, l: usize) -> Expr {
+        self.layer.clone().eq_(lit(self.lw, l as u64))
+    }
+    /// `kind == op.code()`.
+    pub fn is_kind(&self, op: crate::arch::program::Op) -> Expr {
+        self.kind.clone().eq_(lit(4, op.code()))
+    }
+}
+
+/// Widths of the sequencer's layer, sample-count and row-count signals.
+pub fn seq_widths(arch: &crate::arch::Arch) -> (u32, u32, u32) {
+    (
+        cw(arch.layers().saturating_sub(1)),
+        cw(arch.batch),
+        cw(arch.max_rows()),
+    )
+}
+
+impl Eng {
+    /// Declare the op-engine interface ports (and the `done` register).
+    pub fn op_io(&mut self, arch: &crate::arch::Arch) -> OpIo {
+        self.op_io_with(arch, true)
+    }
+
+    /// [`Eng::op_io`], without `done_o` when `done` is false (an engine whose op another
+    /// engine ends).
+    pub fn op_io_with(&mut self, arch: &crate::arch::Arch, done: bool) -> OpIo {
+        let (lw, sw, rw) = seq_widths(arch);
+        let start = self.m.input("start_i", 1);
+        let kind = self.m.input("kind_i", 4);
+        let layer = self.m.input("layer_i", lw);
+        let infer = self.m.input("infer_i", 1);
+        let nsamp = self.m.input("nsamp_i", sw);
+        let nrows = self.m.input("nrows_i", rw);
+        let (done_q, done_d) = self.reg("done", 1, 0);
+        if done {
+            let done_o = self.m.output("done_o", 1);
+            self.m.assign(done_o, done_q);
+        } else {
+            self.unused("done", done_q);
+        }
+        // Every op engine ends its done pulse after one cycle.
+        self.comb.push(set(&done_d, lit(1, 0)));
+        OpIo {
+            start,
+            kind,
+            layer,
+            infer,
+            nsamp,
+            nrows,
+            lw,
+            sw,
+            rw,
+            done_d,
+        }
+    }
+}
+
+/// The named value `x` (`w` bits) as `to` bits: zero-extended, or its low bits (address
+/// arithmetic is done at the width of the memory it addresses, where it cannot overflow).
+pub fn fit(x: &Expr, w: u32, to: u32) -> Expr {
+    if to >= w {
+        zext(x.clone(), w, to)
+    } else {
+        x.slice(to - 1, 0)
+    }
+}
+
+impl Eng {
+    /// Drop pipeline and flag registers that nothing reads (delay lines of a feature this
+    /// config does not have), repeatedly, with their declarations.
+    fn prune(&mut self) {
+        use crate::hdl::reads::{item_reads, stmt_reads};
+        fn target(s: &Stmt) -> Option<String> {
+            match s {
+                Stmt::NonBlocking { lhs: Expr::Id(n), .. } => Some(n.clone()),
+                Stmt::If { then_, else_, .. } if then_.len() == 1 && else_.is_empty() => {
+                    target(&then_[0])
+                }
+                _ => None,
+            }
+        }
+        let mut dropped: Vec<String> = Vec::new();
+        loop {
+            let mut reads = std::collections::HashSet::new();
+            item_reads(&self.m.items, &mut reads);
+            stmt_reads(&self.comb, &mut reads);
+            stmt_reads(&self.pipe, &mut reads);
+            for (_, _, s) in &self.flags {
+                stmt_reads(std::slice::from_ref(s), &mut reads);
+            }
+            for d in &self.driven {
+                for (c, v) in &d.arms {
+                    crate::hdl::reads::expr_ids(c, &mut reads);
+                    crate::hdl::reads::expr_ids(v, &mut reads);
+                }
+            }
+            // Wires assigned and never read.
+            let wires: std::collections::HashSet<String> = self
+                .m
+                .items
+                .iter()
+                .filter_map(|it| match it {
+                    Item::Decl(d) if d.kind == NetKind::Wire && !d.name.starts_with("unused") => {
+                        Some(d.name.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            let dead_wire = |it: &Item| {
+                matches!(it, Item::Assign { lhs: Expr::Id(n), .. }
+                    if wires.contains(n) && !reads.contains(n))
+            };
+            let mut wgone: Vec<String> = self
+                .m
+                .items
+                .iter()
+                .filter(|it| dead_wire(it))
+                .filter_map(|it| match it {
+                    Item::Assign { lhs: Expr::Id(n), .. } => Some(n.clone()),
+                    _ => None,
+                })
+                .collect();
+            let nw = wgone.len();
+            self.m.items.retain(|it| !dead_wire(it));
+            dropped.append(&mut wgone);
+            let before = self.pipe.len() + self.flags.len() + nw;
+            let dead = |s: &Stmt| target(s).is_some_and(|n| !reads.contains(&n));
+            let mut gone: Vec<String> = self.pipe.iter().filter(|s| dead(s)).filter_map(target).collect();
+            gone.extend(self.flags.iter().filter(|(_, _, s)| dead(s)).filter_map(|(_, _, s)| target(s)));
+            self.pipe.retain(|s| !dead(s));
+            self.flags.retain(|(_, _, s)| !dead(s));
+            dropped.extend(gone);
+            if self.pipe.len() + self.flags.len() == before - nw && nw == 0 {
+                break;
+            }
+        }
+        self.m
+            .items
+            .retain(|it| !matches!(it, Item::Decl(d) if dropped.contains(&d.name)));
+    }
+}
+
+/// Occurrences of the identifier `name` in Verilog `text`.
+fn word_count(text: &str, name: &str) -> usize {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
+    text.match_indices(name)
+        .filter(|(i, _)| {
+            let before = text[..*i].chars().next_back();
+            let after = text[i + name.len()..].chars().next();
+            !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+        })
+        .count()
+}
+
+impl Eng {
+    /// `(a + b) mod n` of two `w`-bit values below `n`, as a `w`-bit wire `name` (0 when
+    /// n = 1).
+    pub fn add_mod(&mut self, name: &str, a: &Expr, b: &Expr, w: u32, n: usize) -> Expr {
+        if n <= 1 {
+            return lit(w, 0);
+        }
+        let sum = zext(a.clone(), w, w + 1) + zext(b.clone(), w, w + 1);
+        let r = mux(
+            sum.clone().ge_(lit(w + 1, n as u64)),
+            sum.clone() - lit(w + 1, n as u64),
+            sum,
+        );
+        let wide = self.wire(&format!("{name}_sum"), w + 1, r);
+        // (The sum is below n: its top bit is always zero.)
+        self.unused(&format!("{name}_sum"), wide.clone());
+        self.wire(name, w, wide.slice(w - 1, 0))
+    }
 }

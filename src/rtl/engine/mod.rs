@@ -4,3 +4,7 @@
 pub mod build;
 mod v1;
 pub use v1::*;
+pub mod norm;
+pub mod gemm_drain;
+pub mod gemm_feed;
+pub mod update;

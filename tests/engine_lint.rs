@@ -1,0 +1,95 @@
+//! Every op engine of the generated engine, on its own: the IR checker and Verilator's
+//! `--lint-only -Wall` accept it on configs that exercise its options.
+
+use dfforge::arch::Arch;
+use dfforge::config::Config;
+use dfforge::fixed::model::Units;
+use dfforge::hdl::{check, emit, file_name, Module};
+use std::process::Command;
+
+fn lint(top: &Module, deps: &[Module]) {
+    let mut lib: Vec<&Module> = deps.iter().collect();
+    lib.push(top);
+    if let Err(e) = check(top, &lib) {
+        panic!("{}: {e:?}", top.name);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for m in deps.iter().chain(std::iter::once(top)) {
+        let p = dir.path().join(file_name(m));
+        std::fs::write(&p, emit(m)).unwrap();
+        files.push(p);
+    }
+    let out = Command::new("verilator")
+        .args(["--lint-only", "-Wall", "--top-module", &top.name])
+        .args(&files)
+        .output()
+        .expect("verilator");
+    assert!(
+        out.status.success(),
+        "{} lint:\n{}",
+        top.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn units(cfg: &Config) -> (Arch, Units, Vec<Module>) {
+    let arch = Arch::new(cfg).unwrap();
+    let u = Units::new(cfg).unwrap();
+    let s = &arch.shape;
+    let deps = vec![
+        dfforge::rtl::goodness::sumsq(s),
+        dfforge::rtl::goodness::gscale(s, false),
+        dfforge::rtl::normalise::normalise(s, false),
+    ];
+    (arch, u, deps)
+}
+
+#[test]
+fn norm_engine_lints() {
+    for (r, c) in [(4, 4), (3, 2), (2, 5), (1, 1)] {
+        let mut cfg = Config::builtin();
+        cfg.hardware.array_rows = r;
+        cfg.hardware.array_cols = c;
+        let (arch, u, deps) = units(&cfg);
+        lint(&dfforge::rtl::engine::norm::norm(&arch, &u), &deps);
+    }
+}
+
+/// Configs that exercise the engines' options: array shapes (square, wide, tall, 1×1),
+/// one to three layers, DF / DF-R / DF-O.
+fn configs() -> Vec<Config> {
+    use dfforge::config::Scheme;
+    let mut v = Vec::new();
+    for (i, (r, c)) in [(4, 4), (3, 2), (2, 5), (1, 1), (4, 1)].into_iter().enumerate() {
+        let mut cfg = Config::builtin();
+        cfg.hardware.array_rows = r;
+        cfg.hardware.array_cols = c;
+        cfg.network.hidden = match i % 3 {
+            0 => vec![12, 10],
+            1 => vec![9],
+            _ => vec![7, 6, 5],
+        };
+        cfg.algorithm.scheme = [Scheme::Df, Scheme::DfR, Scheme::DfO][i % 3];
+        cfg.validate().unwrap();
+        v.push(cfg);
+    }
+    v
+}
+
+#[test]
+fn gemm_and_update_engines_lint() {
+    for cfg in configs() {
+        let (arch, _u, _) = units(&cfg);
+        let s = &arch.shape;
+        lint(&dfforge::rtl::engine::gemm_feed::gemm_feed(&arch), &[]);
+        lint(
+            &dfforge::rtl::engine::gemm_drain::gemm_drain(&arch),
+            &[dfforge::rtl::act::relu_requant(s, cfg.fixed.rounding)],
+        );
+        lint(
+            &dfforge::rtl::engine::update::update(&arch),
+            &[dfforge::rtl::update::update(s, false)],
+        );
+    }
+}
