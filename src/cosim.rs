@@ -208,6 +208,7 @@ pub fn run(
     steps: usize,
 ) -> anyhow::Result<CosimReport> {
     let lay = Layout::new(cfg)?;
+    let arch = crate::arch::Arch::new(cfg)?;
     driver::load_params(bus, &lay, &fx.params)?;
     driver::load_feedback(bus, &lay, fx.feedback())?;
     let mut rep = CosimReport::default();
@@ -226,7 +227,7 @@ pub fn run(
             "engine reported status {status} for a training step"
         );
         rep.cycles += cyc;
-        rep.predicted_cycles += crate::rtl::engine::predicted_cycles(cfg, &lay, n, false);
+        rep.predicted_cycles += crate::arch::schedule::predicted_cycles(&arch, n, false);
         macs += ideal_macs(&lay, n, false);
         samples += n;
         let rows = trace.forward.hyps.len();

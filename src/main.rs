@@ -779,7 +779,7 @@ fn hardware_summary(
         "train_cycles": l.train_cycles,
         "cycles_per_train_sample": l.train_cycles as f64 / samples,
         "ideal_cycles_per_train_sample": l.macs as f64 / pes / samples,
-        "predicted_cycles_per_train_sample": dfforge::rtl::engine::predicted_cycles(cfg, lay, cfg.training.batch, false) as f64 / cfg.training.batch as f64,
+        "predicted_cycles_per_train_sample": dfforge::arch::schedule::predicted_cycles(&dfforge::arch::Arch::new(cfg)?, cfg.training.batch, false) as f64 / cfg.training.batch as f64,
         "pe_utilisation": l.macs as f64 / (pes * l.train_cycles.max(1) as f64),
         "cycles_per_inference": icyc as f64 / infers.max(1) as f64,
         "engine_cycles_total": c[0],

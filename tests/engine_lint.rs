@@ -61,7 +61,10 @@ fn norm_engine_lints() {
 fn configs() -> Vec<Config> {
     use dfforge::config::Scheme;
     let mut v = Vec::new();
-    for (i, (r, c)) in [(4, 4), (3, 2), (2, 5), (1, 1), (4, 1)].into_iter().enumerate() {
+    for (i, (r, c)) in [(4, 4), (3, 2), (2, 5), (1, 1), (4, 1)]
+        .into_iter()
+        .enumerate()
+    {
         let mut cfg = Config::builtin();
         cfg.hardware.array_rows = r;
         cfg.hardware.array_cols = c;

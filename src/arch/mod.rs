@@ -389,6 +389,11 @@ impl Arch {
             ));
         }
         for l in 0..nl {
+            let g_readers: &[Client] = if self.eval_layers.contains(&l) {
+                &[K::Loss, K::Pred]
+            } else {
+                &[K::Loss]
+            };
             t.push(
                 Tensor::new(
                     TensorId::G(l),
@@ -399,7 +404,7 @@ impl Arch {
                     false,
                     one(1),
                     &[K::Norm],
-                    &[K::Loss, K::Pred],
+                    g_readers,
                 )
                 .on_bus(abi::region::GOODNESS + l as u8, false),
             );

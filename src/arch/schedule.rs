@@ -221,6 +221,134 @@ impl GemmTiming {
 /// the row select).
 pub const DRAIN_MUX_LAT: u64 = 2;
 
+/// CEN: the V table (classes × d_1 values, one per cycle from the cycle after start), then
+/// one row every `period` = ⌈d_1/cl⌉ cycles: a header (the hypothesis read, its V row) and,
+/// `header_lat` cycles later, `period` column groups; each group's h_1 write is
+/// `write_lat` after its issue. The op ends `tail` cycles after the last header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CenTiming {
+    pub table: u64,
+    pub period: u64,
+    pub header_lat: u64,
+    pub write_lat: u64,
+    pub tail: u64,
+}
+
+impl CenTiming {
+    pub fn new(arch: &Arch) -> CenTiming {
+        let period = (arch.dims[1] as u64).div_ceil(arch.lanes.cen as u64);
+        // The hypothesis read, then V's row base registered; the group counter loads one
+        // cycle later.
+        let header_lat = READ_LAT + 2;
+        let write_lat = READ_LAT + 1 + RELU_LAT;
+        CenTiming {
+            table: (arch.classes * arch.dims[1]) as u64,
+            period,
+            header_lat,
+            write_lat,
+            tail: header_lat + period - 1 + write_lat,
+        }
+    }
+
+    /// Cycles over `rows` rows, `start` to `done` inclusive.
+    pub fn cycles(&self, rows: u64) -> u64 {
+        self.table + 1 + (rows - 1) * self.period + self.tail + 2
+    }
+}
+
+/// Cycles the N-pair loss unit takes from `start_i` to `done_o` (its phases are fixed by
+/// the class count and the reciprocal's fraction bits; see [`crate::rtl::loss::loss_npair`]):
+/// LOGIT n, EXP 2(n + 1), DIV f + 1, BETA n, FIN, and the registered done.
+pub fn npair_cycles(classes: usize, recip_frac: u32) -> u64 {
+    let n = classes as u64 - 1;
+    let f = u64::from(recip_frac.min(62));
+    n + 2 * (n + 1) + (f + 1) + n + 2
+}
+
+/// LOSS l, per sample: the K slots' G gathered (K reads, then READ_LAT cycles), the hard
+/// negatives' rounds (n rounds of K − 1 candidates), then the N-pair unit (one start cycle,
+/// [`npair_cycles`] to done, K β writes) or the hinge stream (K slots, two cycles for β_y).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LossTiming {
+    pub per_sample: u64,
+}
+
+impl LossTiming {
+    pub fn new(arch: &Arch) -> LossTiming {
+        let k = arch.hyps as u64;
+        let sel = arch.hard.map_or(0, |n| n as u64 * (k - 1));
+        let unit = if arch.npair() {
+            1 + npair_cycles(arch.classes, arch.shape.f.recip_frac) + k
+        } else {
+            k + 2
+        };
+        LossTiming {
+            per_sample: k + READ_LAT + sel + unit,
+        }
+    }
+
+    pub fn cycles(&self, samples: u64) -> u64 {
+        samples * self.per_sample + 2
+    }
+}
+
+/// DELTA l: one row every `period` = max(⌈d/lanes⌉, [`DELTA_MIN_PERIOD`]) cycles. A row's
+/// header reads β (and its hypothesis); `header` cycles later its column groups issue, one
+/// per cycle: the h read, β·(2/d) (recomputed per group on one multiplier) and δ =
+/// requant(coefficient · h) on the lanes, the feedback added, then δ written back in
+/// place, to the local copy, and added into Δb, e and ΔU (read-modify-write): `fin`
+/// cycles after the group's issue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeltaTiming {
+    pub groups: u64,
+    pub period: u64,
+    pub header: u64,
+    /// Issue to the multiplier operands (the lane data and the coefficient).
+    pub operands: u64,
+    /// Issue to the last writes.
+    pub fin: u64,
+}
+
+/// Rows of one DELTA op are at least this many cycles apart: a Δb, e or ΔU word is read
+/// again by the next row only after the previous row's write landed.
+pub const DELTA_MIN_PERIOD: u64 = 4;
+
+impl DeltaTiming {
+    pub fn new(arch: &Arch, l: usize) -> DeltaTiming {
+        let d = arch.dims[l + 1] as u64;
+        let groups = d.div_ceil(arch.lanes.delta as u64);
+        let f = &arch.shape.f;
+        let m_coef = mul_stages(f.beta.bits, delta_coef_bits(arch).1 + 1);
+        let operands = LANE_LAT.max(m_coef);
+        let m_delta = mul_stages(delta_coef_bits(arch).0, f.hidden.bits + 1);
+        DeltaTiming {
+            groups,
+            period: groups.max(DELTA_MIN_PERIOD),
+            header: READ_LAT + 1,
+            operands,
+            fin: operands + m_delta + 3,
+        }
+    }
+
+    pub fn cycles(&self, rows: u64) -> u64 {
+        1 + (rows - 1) * self.period + self.header + self.groups - 1 + self.fin + 2
+    }
+}
+
+/// (Bits of the signed coefficient β·(2/d), bits of the unsigned 2/d constants.)
+pub fn delta_coef_bits(arch: &Arch) -> (u32, u32) {
+    let f = &arch.shape.f;
+    let tod = arch
+        .dims
+        .iter()
+        .skip(1)
+        .map(|&d| f.constant(2.0 / d as f64))
+        .max()
+        .unwrap_or(1);
+    let tw = super::shape::bitlen(tod.max(1) as u128);
+    (f.beta.bits + tw + 1, tw)
+}
+
 /// The cycles of one op (its engine from `start` to `done`, both included) with `n`
 /// samples in a training step (`infer`: one sample under every class).
 pub fn op_cycles(arch: &Arch, op: Op, n: usize, infer: bool) -> u64 {
@@ -230,11 +358,100 @@ pub fn op_cycles(arch: &Arch, op: Op, n: usize, infer: bool) -> u64 {
     match op {
         Op::Inorm => NormTiming::new(arch, op).cycles(samples, arch.lanes.norm as u64),
         Op::Norm(_) => NormTiming::new(arch, op).cycles(rows, arch.lanes.norm as u64),
+        Op::Cen => CenTiming::new(arch).cycles(rows),
+        Op::Loss(_) => LossTiming::new(arch).cycles(samples),
+        Op::Delta(l) => DeltaTiming::new(arch, l).cycles(rows),
+        // One read per class from the cycle after start; the last comparison with done.
+        Op::Pred => arch.classes as u64 + READ_LAT + 2,
+        // The walk from the cycle after start, the last write-back with done.
+        Op::Bupd(l) => arch.dims[l + 1] as u64 + READ_LAT + UPDATE_LAT + 2,
+        Op::Uupd => (arch.classes * arch.dims[1]) as u64 + READ_LAT + UPDATE_LAT + 2,
         Op::Fwd(_) | Op::Grad(_) | Op::Fb(_) => {
             GemmTiming::new(arch, op, samples, rows).cycles(arch)
         }
-        _ => 0,
+        Op::End => 0,
     }
+}
+
+/// Cycles of one training step with `n` samples (or one inference), as the engine's busy
+/// counter counts them: every op's engine cycles plus the sequencer's fetch and issue,
+/// and the END op's fetch and issue.
+pub fn predicted_cycles(arch: &Arch, n: usize, infer: bool) -> u64 {
+    cycles_by_op(arch, n, infer).iter().map(|(_, c)| c).sum()
+}
+
+/// [`predicted_cycles`] split by op kind, in program order of first appearance.
+pub fn cycles_by_op(arch: &Arch, n: usize, infer: bool) -> Vec<(&'static str, u64)> {
+    let mut by: Vec<(&'static str, u64)> = Vec::new();
+    let mut add = |op: &'static str, c: u64| match by.iter_mut().find(|(o, _)| *o == op) {
+        Some((_, t)) => *t += c,
+        None => by.push((op, c)),
+    };
+    for &op in arch.program.run(infer) {
+        add(op.name(), op_cycles(arch, op, n, infer) + SEQ_OVERHEAD);
+    }
+    add("END", SEQ_OVERHEAD);
+    by
+}
+
+/// The sequencer's cycles per op around its engine: fetch and issue.
+pub const SEQ_OVERHEAD: u64 = 2;
+
+/// MACs of one training step with `n` samples (or one inference): the forward GEMMs, the
+/// weight-gradient GEMMs and DF-R/DF-O's feedback GEMMs (the array's useful work).
+pub fn ideal_macs(arch: &Arch, n: usize, infer: bool) -> u64 {
+    let d = &arch.dims;
+    let rows = if infer { arch.classes } else { n * arch.hyps };
+    let samples = if infer { 1 } else { n };
+    let mut fwd = (samples * d[0] * d[1]) as u64;
+    for l in 1..arch.layers() {
+        fwd += (rows * d[l] * d[l + 1]) as u64;
+    }
+    if infer {
+        return fwd;
+    }
+    let mut grad = (samples * d[0] * d[1]) as u64;
+    for l in 1..arch.layers() {
+        grad += (rows * d[l] * d[l + 1]) as u64;
+    }
+    let feedback: u64 = if arch.feedback() {
+        (1..arch.layers())
+            .map(|l| (rows * d[l] * d[l + 1]) as u64)
+            .sum()
+    } else {
+        0
+    };
+    fwd + grad + feedback
+}
+
+/// The schedule's prediction for a config, before any simulation: ideal MACs, cycles and
+/// PE utilisation of a full training step and of an inference (the manifest's `schedule`).
+pub fn summary(arch: &Arch) -> serde_json::Value {
+    let b = arch.batch;
+    let pes = (arch.rows * arch.cols) as f64;
+    let tc = predicted_cycles(arch, b, false);
+    let ic = predicted_cycles(arch, 1, true);
+    let tm = ideal_macs(arch, b, false);
+    let im = ideal_macs(arch, 1, true);
+    serde_json::json!({
+        "train_step": {
+            "samples": b,
+            "ideal_macs": tm,
+            "ideal_cycles": (tm as f64 / pes).ceil(),
+            "cycles": tc,
+            "cycles_per_sample": tc as f64 / b as f64,
+            "pe_utilisation": tm as f64 / (pes * tc as f64),
+            "cycles_by_op": cycles_by_op(arch, b, false)
+                .into_iter()
+                .map(|(op, c)| (op.to_string(), serde_json::json!(c)))
+                .collect::<serde_json::Map<_, _>>(),
+        },
+        "inference": {
+            "ideal_macs": im,
+            "cycles": ic,
+            "pe_utilisation": im as f64 / (pes * ic as f64),
+        },
+    })
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 pub mod check;
 pub mod emit;
 pub mod examples;
-pub mod reads;
 pub mod ir;
+pub mod reads;
 
 #[cfg(test)]
 mod check_tests;

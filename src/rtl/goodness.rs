@@ -155,7 +155,11 @@ pub fn sumsq(s: &Shape) -> Module {
     );
     // Valid, first and last travel with the product.
     let stages = crate::arch::schedule::mul_stages(hw + 1, hw + 1) as usize + 1;
-    let mut flags = vec![(v_i.clone(), "v"), (first_i.clone(), "f"), (last_i.clone(), "l")];
+    let mut flags = vec![
+        (v_i.clone(), "v"),
+        (first_i.clone(), "f"),
+        (last_i.clone(), "l"),
+    ];
     let mut regs = Vec::new();
     let mut body = Vec::new();
     for st in 1..=stages {

@@ -108,7 +108,8 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         pe,
         arr,
         act::relu_requant(&s, act_mode),
-        goodness::goodness(&s, mutation == Mutation::FlipGoodnessRounding),
+        goodness::sumsq(&s),
+        goodness::gscale(&s, mutation == Mutation::FlipGoodnessRounding),
         normalise::normalise(&s, mutation == Mutation::NormShiftPlusOne),
         loss::loss_hinge(&s, units.margin, mutation == Mutation::HingeAtZero),
         loss::loss_npair(
@@ -132,20 +133,28 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
     // generated for every config.
     let mut schedule = serde_json::Value::Null;
     let mut fit: Option<fit::Fit> = None;
-    let engine_status = match engine::Layout::new(cfg) {
-        Ok(lay) => {
-            modules.push(engine::skew());
-            let (eng, mems) = engine::engine(
-                cfg,
+    let engine_status = match crate::arch::Arch::new(cfg) {
+        Ok(arch) => {
+            modules.push(engine::v1::skew());
+            modules.extend(engine::modules(
+                &arch,
                 &units,
-                &s,
-                &lay,
                 mutation == Mutation::FeedbackSubtracted,
-            );
-            modules.push(eng);
+            ));
+            let mems: Vec<fit::MemInfo> = arch
+                .mem
+                .tensors
+                .iter()
+                .map(|t| fit::MemInfo {
+                    name: t.name.clone(),
+                    banks: t.banks(),
+                    width: t.width,
+                    depth: t.depth,
+                })
+                .collect();
             fit = Some(estimate_fit(cfg, &units, &s, &mems));
             modules.push(system::system());
-            schedule = engine::schedule_summary(cfg, &lay);
+            schedule = crate::arch::schedule::summary(&arch);
             "generated".to_string()
         }
         Err(e) => e.to_string(),
@@ -238,8 +247,8 @@ fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -
     // One goodness and one normalise unit per column lane, one update unit per row bank,
     // one DELTA multiplier per DELTA lane.
     let (col_lanes, row_lanes) = (s.cols as usize, s.rows as usize);
-    let delta_lanes = engine::Layout::new(cfg)
-        .map(|l| engine::delta_lanes(&l))
+    let delta_lanes = crate::arch::Arch::new(cfg)
+        .map(|a| a.lanes.delta)
         .unwrap_or(1);
     let tw = two_over_d_width(units);
     let mut mults = vec![

@@ -257,7 +257,9 @@ impl Eng {
     pub fn finish(mut self) -> Module {
         self.prune();
         let text = crate::hdl::emit(&self.m);
-        for name in ["kind_i", "layer_i", "infer_i", "nsamp_i", "nrows_i", "start_i"] {
+        for name in [
+            "kind_i", "layer_i", "infer_i", "nsamp_i", "nrows_i", "start_i",
+        ] {
             if self.m.find_port(name).is_some() && word_count(&text, name) == 1 {
                 self.unused(&format!("port_{name}"), id(name));
             }
@@ -475,13 +477,17 @@ pub fn fit(x: &Expr, w: u32, to: u32) -> Expr {
 }
 
 impl Eng {
-    /// Drop pipeline and flag registers that nothing reads (delay lines of a feature this
-    /// config does not have), repeatedly, with their declarations.
+    /// Drop registers and wires that nothing reads (the delay lines, counters and
+    /// positions of a feature this config does not have), repeatedly, with their
+    /// declarations. A two-process register's own next-state assignments do not count as
+    /// reads of it; conditions do.
     fn prune(&mut self) {
-        use crate::hdl::reads::{item_reads, stmt_reads};
+        use crate::hdl::reads::{expr_ids, item_reads, stmt_reads};
         fn target(s: &Stmt) -> Option<String> {
             match s {
-                Stmt::NonBlocking { lhs: Expr::Id(n), .. } => Some(n.clone()),
+                Stmt::NonBlocking {
+                    lhs: Expr::Id(n), ..
+                } => Some(n.clone()),
                 Stmt::If { then_, else_, .. } if then_.len() == 1 && else_.is_empty() => {
                     target(&then_[0])
                 }
@@ -492,16 +498,39 @@ impl Eng {
         loop {
             let mut reads = std::collections::HashSet::new();
             item_reads(&self.m.items, &mut reads);
-            stmt_reads(&self.comb, &mut reads);
+            let own: std::collections::HashSet<String> =
+                self.regs.iter().map(|(n, _, _)| format!("{n}_d")).collect();
+            comb_reads(&self.comb, &own, &mut reads);
             stmt_reads(&self.pipe, &mut reads);
             for (_, _, s) in &self.flags {
                 stmt_reads(std::slice::from_ref(s), &mut reads);
             }
             for d in &self.driven {
                 for (c, v) in &d.arms {
-                    crate::hdl::reads::expr_ids(c, &mut reads);
-                    crate::hdl::reads::expr_ids(v, &mut reads);
+                    expr_ids(c, &mut reads);
+                    expr_ids(v, &mut reads);
                 }
+            }
+            let mut changed = false;
+            // Two-process registers.
+            let dead_regs: Vec<String> = self
+                .regs
+                .iter()
+                .map(|(n, _, _)| n.clone())
+                .filter(|n| {
+                    !reads.contains(&format!("{n}_q")) && !reads.contains(&format!("{n}_d"))
+                })
+                .collect();
+            if !dead_regs.is_empty() {
+                let targets: std::collections::HashSet<String> =
+                    dead_regs.iter().map(|n| format!("{n}_d")).collect();
+                self.regs.retain(|(n, _, _)| !dead_regs.contains(n));
+                self.comb = drop_assigns(std::mem::take(&mut self.comb), &targets);
+                for n in &dead_regs {
+                    dropped.push(format!("{n}_q"));
+                    dropped.push(format!("{n}_d"));
+                }
+                changed = true;
             }
             // Wires assigned and never read.
             let wires: std::collections::HashSet<String> = self
@@ -519,34 +548,156 @@ impl Eng {
                 matches!(it, Item::Assign { lhs: Expr::Id(n), .. }
                     if wires.contains(n) && !reads.contains(n))
             };
-            let mut wgone: Vec<String> = self
+            let wgone: Vec<String> = self
                 .m
                 .items
                 .iter()
                 .filter(|it| dead_wire(it))
                 .filter_map(|it| match it {
-                    Item::Assign { lhs: Expr::Id(n), .. } => Some(n.clone()),
+                    Item::Assign {
+                        lhs: Expr::Id(n), ..
+                    } => Some(n.clone()),
                     _ => None,
                 })
                 .collect();
-            let nw = wgone.len();
-            self.m.items.retain(|it| !dead_wire(it));
-            dropped.append(&mut wgone);
-            let before = self.pipe.len() + self.flags.len() + nw;
+            if !wgone.is_empty() {
+                self.m.items.retain(|it| !dead_wire(it));
+                dropped.extend(wgone);
+                changed = true;
+            }
+            // Pipeline and flag registers.
             let dead = |s: &Stmt| target(s).is_some_and(|n| !reads.contains(&n));
-            let mut gone: Vec<String> = self.pipe.iter().filter(|s| dead(s)).filter_map(target).collect();
-            gone.extend(self.flags.iter().filter(|(_, _, s)| dead(s)).filter_map(|(_, _, s)| target(s)));
-            self.pipe.retain(|s| !dead(s));
-            self.flags.retain(|(_, _, s)| !dead(s));
-            dropped.extend(gone);
-            if self.pipe.len() + self.flags.len() == before - nw && nw == 0 {
+            let mut gone: Vec<String> = self
+                .pipe
+                .iter()
+                .filter(|s| dead(s))
+                .filter_map(target)
+                .collect();
+            gone.extend(
+                self.flags
+                    .iter()
+                    .filter(|(_, _, s)| dead(s))
+                    .filter_map(|(_, _, s)| target(s)),
+            );
+            if !gone.is_empty() {
+                self.pipe.retain(|s| !dead(s));
+                self.flags.retain(|(_, _, s)| !dead(s));
+                dropped.extend(gone);
+                changed = true;
+            }
+            if !changed {
                 break;
             }
         }
         self.m
             .items
             .retain(|it| !matches!(it, Item::Decl(d) if dropped.contains(&d.name)));
+        // State names of states this config's FSM does not have.
+        let mut reads = std::collections::HashSet::new();
+        item_reads(&self.m.items, &mut reads);
+        comb_reads(&self.comb, &std::collections::HashSet::new(), &mut reads);
+        for (_, _, r) in &self.regs {
+            expr_ids(r, &mut reads);
+        }
+        self.m.localparams.retain(|p| reads.contains(&p.name));
     }
+}
+
+/// Names read by combinational statements, not counting the right-hand sides of
+/// assignments to `own` (registers' next values computed from themselves).
+fn comb_reads(
+    ss: &[Stmt],
+    own: &std::collections::HashSet<String>,
+    out: &mut std::collections::HashSet<String>,
+) {
+    use crate::hdl::reads::{expr_ids, stmt_reads};
+    for s in ss {
+        match s {
+            Stmt::Blocking { lhs, rhs } => {
+                let root = match lhs {
+                    Expr::Id(n) => Some(n.clone()),
+                    Expr::Index { base, .. }
+                    | Expr::Slice { base, .. }
+                    | Expr::PartUp { base, .. } => match base.as_ref() {
+                        Expr::Id(n) => Some(n.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                if root.as_ref().is_some_and(|n| own.contains(n)) {
+                    // Its own next value: only select indices count.
+                    let mut ids = std::collections::HashSet::new();
+                    expr_ids(rhs, &mut ids);
+                    let self_q = root.map(|n| format!("{}_q", n.trim_end_matches("_d")));
+                    for id_ in ids {
+                        if Some(&id_) != self_q.as_ref() {
+                            out.insert(id_);
+                        }
+                    }
+                    if let Expr::Index { index, .. } = lhs {
+                        expr_ids(index, out);
+                    }
+                } else {
+                    stmt_reads(std::slice::from_ref(s), out);
+                }
+            }
+            Stmt::If { cond, then_, else_ } => {
+                expr_ids(cond, out);
+                comb_reads(then_, own, out);
+                comb_reads(else_, own, out);
+            }
+            Stmt::Case {
+                subject,
+                arms,
+                default,
+            } => {
+                expr_ids(subject, out);
+                for a in arms {
+                    a.labels.iter().for_each(|l| expr_ids(l, out));
+                    comb_reads(&a.body, own, out);
+                }
+                comb_reads(default, own, out);
+            }
+            other => stmt_reads(std::slice::from_ref(other), out),
+        }
+    }
+}
+
+/// `ss` without the assignments to `targets` (a dead register's next values).
+fn drop_assigns(ss: Vec<Stmt>, targets: &std::collections::HashSet<String>) -> Vec<Stmt> {
+    let hits = |lhs: &Expr| match lhs {
+        Expr::Id(n) => targets.contains(n),
+        Expr::Index { base, .. } | Expr::Slice { base, .. } | Expr::PartUp { base, .. } => {
+            matches!(base.as_ref(), Expr::Id(n) if targets.contains(n))
+        }
+        _ => false,
+    };
+    ss.into_iter()
+        .filter_map(|s| match s {
+            Stmt::Blocking { ref lhs, .. } if hits(lhs) => None,
+            Stmt::If { cond, then_, else_ } => Some(Stmt::If {
+                cond,
+                then_: drop_assigns(then_, targets),
+                else_: drop_assigns(else_, targets),
+            }),
+            Stmt::Case {
+                subject,
+                arms,
+                default,
+            } => Some(Stmt::Case {
+                subject,
+                arms: arms
+                    .into_iter()
+                    .map(|a| CaseArm {
+                        labels: a.labels,
+                        body: drop_assigns(a.body, targets),
+                    })
+                    .collect(),
+                default: drop_assigns(default, targets),
+            }),
+            other => Some(other),
+        })
+        .collect()
 }
 
 /// Occurrences of the identifier `name` in Verilog `text`.

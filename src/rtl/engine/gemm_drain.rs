@@ -57,8 +57,12 @@ pub fn gemm_drain(arch: &Arch) -> Module {
     let b: Vec<Option<MemPort>> = (0..nl)
         .map(|l| (l > 0).then(|| e.mem_port(&t(TensorId::B(l)), false, true)))
         .collect();
-    let fbb: Vec<MemPort> = (0..nfb).map(|l| e.mem_port(&t(TensorId::Fbb(l)), true, false)).collect();
-    let rsm: Vec<MemPort> = (0..nfb).map(|l| e.mem_port(&t(TensorId::Rs(l)), false, true)).collect();
+    let fbb: Vec<MemPort> = (0..nfb)
+        .map(|l| e.mem_port(&t(TensorId::Fbb(l)), true, false))
+        .collect();
+    let rsm: Vec<MemPort> = (0..nfb)
+        .map(|l| e.mem_port(&t(TensorId::Rs(l)), false, true))
+        .collect();
 
     // Ops and their timing (N, K of the worst case: only m, the lag and the tail matter).
     let mut ops: Vec<Op> = Vec::new();
@@ -67,7 +71,10 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         ops.push(Op::Grad(l));
     }
     ops.extend((0..nfb).map(Op::Fb));
-    let tim: Vec<GemmTiming> = ops.iter().map(|&o| GemmTiming::new(arch, o, 1, 1)).collect();
+    let tim: Vec<GemmTiming> = ops
+        .iter()
+        .map(|&o| GemmTiming::new(arch, o, 1, 1))
+        .collect();
     let is = |o: Op| io.is_kind(o).land(io.is_layer(o.layer()));
     let is_grad = e.wire("is_grad", 1, io.is_kind(Op::Grad(0)));
 
@@ -186,7 +193,7 @@ pub fn gemm_drain(arch: &Arch) -> Module {
             start.push(c);
         }
         // The feed's tile ends, `lag` cycles later.
-        let maxlag = lag_g.max(lag_e);
+        let maxlag = lag_g.max(lag_e) - 1;
         let mut taps = Vec::new();
         let mut cur = tile_i.clone();
         for i in 1..=maxlag {
@@ -194,13 +201,15 @@ pub fn gemm_drain(arch: &Arch) -> Module {
             taps.push(r.clone());
             cur = r;
         }
+        // (The drain's counters load the cycle before its first sample, `lag` after the
+        // tile's last step.)
         let tile_d = e.wire(
             "tile_due",
             1,
             mux(
                 is_grad.clone(),
-                taps[lag_g - 1].clone(),
-                taps[lag_e - 1].clone(),
+                taps[lag_g - 2].clone(),
+                taps[lag_e - 2].clone(),
             ),
         );
         let last_col = dj.clone().eq_(lit(mw, (cc - 1) as u64));
@@ -210,21 +219,31 @@ pub fn gemm_drain(arch: &Arch) -> Module {
             1,
             last_col.land(is_grad.clone().lor(last_row.clone())),
         );
-        let tb_last = e.wire("tb_last", 1, (tbc.clone() + lit(mnw, cc as u64)).ge_(nq.clone()));
-        let ob_last = e.wire("ob_last", 1, (obr.clone() + lit(mnw, rr as u64)).ge_(mq.clone()));
+        let tb_last = e.wire(
+            "tb_last",
+            1,
+            (tbc.clone() + lit(mnw, cc as u64)).ge_(nq.clone()),
+        );
+        let ob_last = e.wire(
+            "ob_last",
+            1,
+            (obr.clone() + lit(mnw, rr as u64)).ge_(mq.clone()),
+        );
         final_tile = e.wire("final_tile", 1, tb_last.clone().land(ob_last.clone()));
         let dz = |x: &Expr| zext(x.clone(), dwid, aw_max);
         // A tile's drain starts the position counters at its first column.
+        // (With a tile exactly as long as its drain, the next tile's drain starts the cycle
+        // after the previous one's last sample: it reads the tile positions' next values.)
         let begin = vec![
             set(&act_d, lit(1, 1)),
             set(&dj_d, lit(mw, 0)),
             set(&di_d, lit(mw, 0)),
-            set(&nmod_d, tbm.clone()),
-            set(&nbase_d, tbq.clone()),
-            set(&om_d, obm.clone()),
-            set(&a1c_d, a1t.clone()),
-            set(&fbn_d, fbt.clone()),
-            set(&nmr_d, tbr.clone()),
+            set(&nmod_d, tbm_d.clone()),
+            set(&nbase_d, tbq_d.clone()),
+            set(&om_d, obm_d.clone()),
+            set(&a1c_d, a1t_d.clone()),
+            set(&fbn_d, fbt_d.clone()),
+            set(&nmr_d, tbr_d.clone()),
         ];
         let next_col = vec![
             set(&dj_d, &dj + lit(mw, 1)),
@@ -239,9 +258,13 @@ pub fn gemm_drain(arch: &Arch) -> Module {
             set(&fbn_d, &fbn + dz(&dq)),
             set(&nmr_d, inc_mod(&nmr, mw, rr)),
         ];
-        let next_row = vec![set(&di_d, &di + lit(mw, 1)), set(&om_d, inc_mod(&om, mw, nbk))];
+        let next_row = vec![
+            set(&di_d, &di + lit(mw, 1)),
+            set(&om_d, inc_mod(&om, mw, nbk)),
+        ];
         // The next tile (tb inner, ob outer), as the feed streams them.
-        let tb_wrap = (zext(tbm.clone(), mw, mw + 1) + lit(mw + 1, cc as u64)).ge_(lit(mw + 1, nbk as u64));
+        let tb_wrap =
+            (zext(tbm.clone(), mw, mw + 1) + lit(mw + 1, cc as u64)).ge_(lit(mw + 1, nbk as u64));
         let next_tile = vec![if_(
             tb_last.clone(),
             vec![
@@ -279,7 +302,7 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         e.comb.push(
             if_(
                 run.clone(),
-                vec![if_(tile_d.clone(), begin).else_if(act.clone(), vec![step])],
+                vec![if_(act.clone(), vec![step]), if_(tile_d.clone(), begin)],
             )
             .else_if(
                 in_st("StTail"),
@@ -315,13 +338,21 @@ pub fn gemm_drain(arch: &Arch) -> Module {
 
     // GRAD: the column to the update engine.
     {
-        let gv = e.flag("grad_v", sampled.clone().land(is_grad.clone()).land(n_ok.clone()), 1);
+        let gv = e.flag(
+            "grad_v",
+            sampled.clone().land(is_grad.clone()).land(n_ok.clone()),
+            1,
+        );
         let lv: Vec<Expr> = (0..rr)
             .rev()
             .map(|i| o_lt(&obr + lit(mnw, i as u64)))
             .collect();
         let glv = e.pipe("grad_lv", cat(lv), rr as u32);
-        let gwn = e.wire("grad_word_now", wmax, fit(&gwb, aw_max, wmax) + fit(&dj, mw, wmax));
+        let gwn = e.wire(
+            "grad_word_now",
+            wmax,
+            fit(&gwb, aw_max, wmax) + fit(&dj, mw, wmax),
+        );
         let gw = e.pipe("grad_word", gwn, wmax);
         let gr = e.pipe("grad_rot", nmr.clone(), mw);
         e.m.assign(gv_o, gv);
@@ -335,10 +366,20 @@ pub fn gemm_drain(arch: &Arch) -> Module {
     let di_p1 = e.delay("row_sel", di.clone(), mw, 1);
     let elem = e.pipe_s(
         "elem",
-        pick(&di_p1, mw, rr, |i| col_q.part(int((i as u64) * u64::from(accw)), int(u64::from(accw)))),
+        pick(&di_p1, mw, rr, |i| {
+            col_q.part(int((i as u64) * u64::from(accw)), int(u64::from(accw)))
+        }),
         accw,
     );
-    let ev = e.wire("elem_ok", 1, sampled.clone().land(is_grad.clone().lnot()).land(n_ok).land(o_lt(o_now.clone())));
+    let ev = e.wire(
+        "elem_ok",
+        1,
+        sampled
+            .clone()
+            .land(is_grad.clone().lnot())
+            .land(n_ok)
+            .land(o_lt(o_now.clone())),
+    );
     // FWD 1 → A1: bank o mod R = row, word n·⌈d1/R⌉ + ob.
     {
         let c = e.delay_flag("a1_v", ev.clone().land(is(Op::Fwd(0))), 1, 2);
@@ -368,7 +409,15 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         let elem2 = e.pipe_s("elem2", elem.clone(), accw);
         let zw = accw + 2;
         let bext = {
-            let shifted = e.wire_s("bias_shifted", f.bias.bits + bsh, if bsh == 0 { bias.clone() } else { cat([bias.clone(), lit(bsh, 0)]) });
+            let shifted = e.wire_s(
+                "bias_shifted",
+                f.bias.bits + bsh,
+                if bsh == 0 {
+                    bias.clone()
+                } else {
+                    cat([bias.clone(), lit(bsh, 0)])
+                },
+            );
             ext(&Sig::new(shifted, f.bias.bits + bsh, true), zw)
         };
         let z = e.pipe_s("z", ext(&Sig::new(elem2, accw, true), zw) + bext, zw);
@@ -389,7 +438,11 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         // Position: bank (n + o) mod banks, word (n div banks)·d + o; six cycles later.
         let bank_now = e.add_mod("h_bank", &nmod, &om, mw, nbk);
         let haw = h.iter().flatten().map(|p| p.aw).max().unwrap_or(1);
-        let hword_now = e.wire("h_word", haw, fit(&nbase, aw_max, haw) + fit(&o_now, mnw, haw));
+        let hword_now = e.wire(
+            "h_word",
+            haw,
+            fit(&nbase, aw_max, haw) + fit(&o_now, mnw, haw),
+        );
         let lat = 4 + crate::arch::schedule::RELU_LAT as usize;
         let hb = e.delay("h_bank", bank_now, mw, lat);
         let hw = e.delay("h_word", hword_now, haw, lat);
@@ -417,7 +470,12 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         let word = e.wire("fb_rs_word", rs_w, rs.slice(rs_w + he_w - 1, he_w));
         let half_e = rs.slice(he_w - 1, 0);
         let elem2 = e.pipe_s("fb_elem", elem.clone(), accw);
-        let prod = mul_pipelined(&mut e.m, "fb_mul", &Sig::new(elem2, accw, true), &Sig::new(word, rs_w, false));
+        let prod = mul_pipelined(
+            &mut e.m,
+            "fb_mul",
+            &Sig::new(elem2, accw, true),
+            &Sig::new(word, rs_w, false),
+        );
         let m = crate::arch::schedule::mul_stages(accw, rs_w + 1) as usize;
         // The shift: weight.frac + rsqrt_frac − hidden.frac + e/2 (e/2 ≥ 1 unless S = 0,
         // whose word is 0, so a wrapped shift only ever meets a zero product).
@@ -428,7 +486,11 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         let pw = prod.w;
         let sw_ = pw + 1;
         let half = if f.rounding == Rounding::HalfUp {
-            mux(sh.clone().eq_(lit(shw, 0)), lit(sw_, 0), lit(sw_, 1) << (sh.clone() - lit(shw, 1)))
+            mux(
+                sh.clone().eq_(lit(shw, 0)),
+                lit(sw_, 0),
+                lit(sw_, 1) << (sh.clone() - lit(shw, 1)),
+            )
         } else {
             lit(sw_, 0)
         };
@@ -437,7 +499,11 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         // A shift of pw or more leaves |p| < 2^(sh−1): half-up gives 0, truncation −1 for a
         // negative p, which the arithmetic shift gives.
         let q = if f.rounding == Rounding::HalfUp {
-            mux(sh2.clone().ge_(lit(shw, u64::from(pw))), lit(sw_, 0).signed(), sum.ashr(&sh2))
+            mux(
+                sh2.clone().ge_(lit(shw, u64::from(pw))),
+                lit(sw_, 0).signed(),
+                sum.ashr(&sh2),
+            )
         } else {
             sum.ashr(&sh2)
         };
@@ -445,8 +511,17 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         let y = saturate(&mut e.m, "fb_y", &Sig::new(qq, sw_, true), f.delta);
         let lat = 3 + m + 2;
         for (l, p) in fbb.iter().enumerate() {
-            let c = e.delay_flag(&format!("fbb{}_v", l + 1), ev.clone().land(is(Op::Fb(l))), 1, lat);
-            let wnow = e.wire(&format!("fbb{}_word_now", l + 1), p.aw, fit(&fbn, aw_max, p.aw) + fit(&o_now, mnw, p.aw));
+            let c = e.delay_flag(
+                &format!("fbb{}_v", l + 1),
+                ev.clone().land(is(Op::Fb(l))),
+                1,
+                lat,
+            );
+            let wnow = e.wire(
+                &format!("fbb{}_word_now", l + 1),
+                p.aw,
+                fit(&fbn, aw_max, p.aw) + fit(&o_now, mnw, p.aw),
+            );
             let w = e.delay(&format!("fbb{}_word", l + 1), wnow, p.aw, lat);
             e.write_one(p, c, lit(1, 1), w, y.e.clone());
         }

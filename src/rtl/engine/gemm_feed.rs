@@ -133,10 +133,16 @@ pub fn gemm_feed(arch: &Arch) -> Module {
 
     let ops = feed_ops(arch);
     let t = |id_: TensorId| arch.mem.t(id_).clone();
-    let w: Vec<MemPort> = (0..nl).map(|l| e.mem_port(&t(TensorId::W(l)), false, true)).collect();
+    let w: Vec<MemPort> = (0..nl)
+        .map(|l| e.mem_port(&t(TensorId::W(l)), false, true))
+        .collect();
     let x: Vec<MemPort> = (0..nl)
         .map(|l| {
-            let id_ = if l == 0 { TensorId::X0 } else { TensorId::Xh(l - 1) };
+            let id_ = if l == 0 {
+                TensorId::X0
+            } else {
+                TensorId::Xh(l - 1)
+            };
             e.mem_port(&t(id_), false, true)
         })
         .collect();
@@ -148,7 +154,9 @@ pub fn gemm_feed(arch: &Arch) -> Module {
     let fbm: Vec<MemPort> = if arch.diag_w() {
         Vec::new()
     } else {
-        (0..nfb).map(|l| e.mem_port(&t(TensorId::Fbm(l)), false, true)).collect()
+        (0..nfb)
+            .map(|l| e.mem_port(&t(TensorId::Fbm(l)), false, true))
+            .collect()
     };
     let dc: Vec<Option<MemPort>> = (0..nl)
         .map(|l| (arch.feedback() && l > 0).then(|| e.mem_port(&t(TensorId::Dc(l)), false, true)))
@@ -158,12 +166,14 @@ pub fn gemm_feed(arch: &Arch) -> Module {
     let (_, sw, rw) = seq_widths(arch);
     let maxk = ops
         .iter()
-        .map(|o| match o.k {
-            Count::Fixed(v) => v,
-            Count::Samples => arch.batch as u64,
-            Count::Rows => arch.max_rows() as u64,
-        }
-        .max(o.pad))
+        .map(|o| {
+            match o.k {
+                Count::Fixed(v) => v,
+                Count::Samples => arch.batch as u64,
+                Count::Rows => arch.max_rows() as u64,
+            }
+            .max(o.pad)
+        })
         .max()
         .unwrap_or(1) as usize;
     let kw = cw(maxk);
@@ -266,7 +276,16 @@ pub fn gemm_feed(arch: &Arch) -> Module {
         }
         start.push(set(&kq_d, fit(&kn, xw, kw)));
         start.push(set(&nq_d, fit(&nn, xw, mnw)));
-        start.push(set(&pq_d, fit(&mux(kn.clone().lt_(pad.clone()), pad.clone(), kn.clone()), xw, kw)));
+        let steps = e.wire(
+            "steps_start",
+            kw,
+            mux(
+                kn.clone().lt_(pad.clone()),
+                fit(&pad, xw, kw),
+                fit(&kn, xw, kw),
+            ),
+        );
+        start.push(set(&pq_d, steps));
         // Tiles: the next step, tile, R-row block.
         let tb_last = (tbc.clone() + lit(mnw, cc as u64)).ge_(nq.clone());
         let ob_last = (obr.clone() + lit(mnw, rr as u64)).ge_(mq.clone());
@@ -299,7 +318,10 @@ pub fn gemm_feed(arch: &Arch) -> Module {
             .else_if(io.start.clone(), start),
         );
         // The step's position in the bank cycles, restarted with every tile.
-        let first = run.clone().land(kk.clone().eq_(pq.clone() - lit(kw, 1))).lor(io.start.clone());
+        let first = run
+            .clone()
+            .land(kk.clone().eq_(pq.clone() - lit(kw, 1)))
+            .lor(io.start.clone());
         let wrap = |m: &Expr, n: usize| m.clone().eq_(lit(mw, (n - 1) as u64));
         e.comb.push(
             if_(
@@ -320,9 +342,18 @@ pub fn gemm_feed(arch: &Arch) -> Module {
                     set(&kmr_d, inc_mod(&kmr, mw, rr)),
                     set(&kmc_d, inc_mod(&kmc, mw, cc)),
                     set(&kmn_d, inc_mod(&kmn, mw, nbk)),
-                    if_(wrap(&kmr, rr), vec![set(&kdr_d, &kdr + zext(drr.clone(), dwid, aw_max))]),
-                    if_(wrap(&kmc, cc), vec![set(&kdc_d, &kdc + zext(drc.clone(), dwid, aw_max))]),
-                    if_(wrap(&kmn, nbk), vec![set(&kdn_d, &kdn + zext(drn.clone(), dwid, aw_max))]),
+                    if_(
+                        wrap(&kmr, rr),
+                        vec![set(&kdr_d, &kdr + zext(drr.clone(), dwid, aw_max))],
+                    ),
+                    if_(
+                        wrap(&kmc, cc),
+                        vec![set(&kdc_d, &kdc + zext(drc.clone(), dwid, aw_max))],
+                    ),
+                    if_(
+                        wrap(&kmn, nbk),
+                        vec![set(&kdn_d, &kdn + zext(drn.clone(), dwid, aw_max))],
+                    ),
                     set(&ekb_d, &ekb + lit(aw_max, arch.dims[1].div_ceil(rr) as u64)),
                 ],
             ),
@@ -335,10 +366,18 @@ pub fn gemm_feed(arch: &Arch) -> Module {
     for l in 0..nl {
         let c = issue.clone().land(is(Op::Fwd(l)));
         let p = &w[l];
-        let a = e.wire(&format!("fwd{}_w_addr", l + 1), p.aw, fit(&wrb, aw_max, p.aw) + fit(&kk, kw, p.aw));
+        let a = e.wire(
+            &format!("fwd{}_w_addr", l + 1),
+            p.aw,
+            fit(&wrb, aw_max, p.aw) + fit(&kk, kw, p.aw),
+        );
         e.read_all(p, c.clone(), a);
         let p = &x[l];
-        let a = e.wire(&format!("fwd{}_x_addr", l + 1), p.aw, fit(&nrb, aw_max, p.aw) + fit(&kk, kw, p.aw));
+        let a = e.wire(
+            &format!("fwd{}_x_addr", l + 1),
+            p.aw,
+            fit(&nrb, aw_max, p.aw) + fit(&kk, kw, p.aw),
+        );
         e.read_all(p, c, a);
     }
     // GRAD l: x̂ row k, columns tb·C + j: bank b holds j = (b − k) mod C at word
@@ -356,7 +395,11 @@ pub fn gemm_feed(arch: &Arch) -> Module {
         e.read(&p, c.clone(), addrs);
         if l == 0 {
             // e: sample k, R columns of block ob: word k·⌈d1/R⌉ + ob.
-            let a = e.wire("grad1_e_addr", ep.aw, fit(&ekb, aw_max, ep.aw) + fit(&obi, mnw, ep.aw));
+            let a = e.wire(
+                "grad1_e_addr",
+                ep.aw,
+                fit(&ekb, aw_max, ep.aw) + fit(&obi, mnw, ep.aw),
+            );
             e.read_all(&ep, c, a);
         } else if let Some(p) = h[l].clone() {
             // δ_l in h_l: row k, columns ob·R + i: bank b holds i = (b − rot) mod banks,
@@ -364,7 +407,14 @@ pub fn gemm_feed(arch: &Arch) -> Module {
             let rot = e.add_mod(&format!("grad{}_h_rot", l + 1), &kmn, &obm, mw, nbk);
             let addrs: Vec<Expr> = (0..nbk)
                 .map(|b| {
-                    let i = lane_of_bank(&mut e, &format!("grad{}_h_lane{b}", l + 1), b, &rot, mw, nbk);
+                    let i = lane_of_bank(
+                        &mut e,
+                        &format!("grad{}_h_lane{b}", l + 1),
+                        b,
+                        &rot,
+                        mw,
+                        nbk,
+                    );
                     let a = fit(&kdn, aw_max, p.aw) + fit(&obr, mnw, p.aw) + fit(&i, mw + 1, p.aw);
                     e.wire(&format!("grad{}_h_addr{b}", l + 1), p.aw, a)
                 })
@@ -381,7 +431,8 @@ pub fn gemm_feed(arch: &Arch) -> Module {
             let p = w[l + 1].clone();
             let addrs: Vec<Expr> = (0..rr)
                 .map(|b| {
-                    let i = lane_of_bank(&mut e, &format!("fb{}_w_lane{b}", l + 1), b, &kmr, mw, rr);
+                    let i =
+                        lane_of_bank(&mut e, &format!("fb{}_w_lane{b}", l + 1), b, &kmr, mw, rr);
                     let a = fit(&kdr, aw_max, p.aw) + fit(&obr, mnw, p.aw) + fit(&i, mw + 1, p.aw);
                     e.wire(&format!("fb{}_w_addr{b}", l + 1), p.aw, a)
                 })
@@ -389,11 +440,19 @@ pub fn gemm_feed(arch: &Arch) -> Module {
             e.read(&p, c.clone(), addrs);
         } else {
             let p = &fbm[l];
-            let a = e.wire(&format!("fb{}_m_addr", l + 1), p.aw, fit(&wrb, aw_max, p.aw) + fit(&kk, kw, p.aw));
+            let a = e.wire(
+                &format!("fb{}_m_addr", l + 1),
+                p.aw,
+                fit(&wrb, aw_max, p.aw) + fit(&kk, kw, p.aw),
+            );
             e.read_all(p, c.clone(), a);
         }
         let p = dc[l + 1].clone().expect("local δ copy of the layer above");
-        let a = e.wire(&format!("fb{}_dc_addr", l + 1), p.aw, fit(&nrb, aw_max, p.aw) + fit(&kk, kw, p.aw));
+        let a = e.wire(
+            &format!("fb{}_dc_addr", l + 1),
+            p.aw,
+            fit(&nrb, aw_max, p.aw) + fit(&kk, kw, p.aw),
+        );
         e.read_all(&p, c, a);
     }
 
@@ -417,7 +476,14 @@ pub fn gemm_feed(arch: &Arch) -> Module {
     } else {
         lit(mw, 0)
     };
-    let op_r = |e: &mut Eng, o: Op| e.delay(&format!("op_{}{}", o.name().to_lowercase(), o.layer() + 1), is(o), 1, rl);
+    let op_r = |e: &mut Eng, o: Op| {
+        e.delay(
+            &format!("op_{}{}", o.name().to_lowercase(), o.layer() + 1),
+            is(o),
+            1,
+            rl,
+        )
+    };
     let rot = |sel: &Expr, n: usize, lane: usize, cand: &dyn Fn(usize) -> Expr| {
         if n == 1 {
             cand(0)
@@ -441,15 +507,29 @@ pub fn gemm_feed(arch: &Arch) -> Module {
                 p.rdata(i)
             };
             let vw = e.wire(&format!("fwd{}_w{i}", l + 1), f.weight.bits, v);
-            west_lanes[i] = mux(fwd.clone(), sx(vw, f.weight.bits, aw_), west_lanes[i].clone());
+            west_lanes[i] = mux(
+                fwd.clone(),
+                sx(vw, f.weight.bits, aw_),
+                west_lanes[i].clone(),
+            );
             // GRAD: e (layer 1, saturated to delta) or δ_l from h_l.
             let gv = if l == 0 {
                 let lane = e.wire_s(&format!("grad1_e{i}"), ep.width, ep.rdata(i));
-                let sat = saturate(&mut e.m, &format!("grad1_e{i}_sat"), &Sig::new(lane, ep.width, true), f.delta);
+                let sat = saturate(
+                    &mut e.m,
+                    &format!("grad1_e{i}_sat"),
+                    &Sig::new(lane, ep.width, true),
+                    f.delta,
+                );
                 sx(sat.e, f.delta.bits, aw_)
             } else {
                 let p = h[l].as_ref().expect("h");
-                let cand = |b: usize| p.rdata_all().part(int((b as u64) * u64::from(p.width)), int(u64::from(f.delta.bits)));
+                let cand = |b: usize| {
+                    p.rdata_all().part(
+                        int((b as u64) * u64::from(p.width)),
+                        int(u64::from(f.delta.bits)),
+                    )
+                };
                 let v = rot(&rot_h, nbk, i, &cand);
                 let vw = e.wire(&format!("grad{}_d{i}", l + 1), f.delta.bits, v);
                 sx(vw, f.delta.bits, aw_)
@@ -470,7 +550,12 @@ pub fn gemm_feed(arch: &Arch) -> Module {
             if let Some(p) = &h[l] {
                 if p.width > f.delta.bits {
                     let hi: Vec<Expr> = (0..nbk)
-                        .map(|b| p.rdata_all().part(int((b as u64) * u64::from(p.width) + u64::from(f.delta.bits)), int(u64::from(p.width - f.delta.bits))))
+                        .map(|b| {
+                            p.rdata_all().part(
+                                int((b as u64) * u64::from(p.width) + u64::from(f.delta.bits)),
+                                int(u64::from(p.width - f.delta.bits)),
+                            )
+                        })
                         .collect();
                     e.unused(&format!("h{}_high", l + 1), cat(hi));
                 }
@@ -487,12 +572,20 @@ pub fn gemm_feed(arch: &Arch) -> Module {
                 fbm[l].rdata(i)
             };
             let vw = e.wire(&format!("fb{}_w{i}", l + 1), f.weight.bits, v);
-            west_lanes[i] = mux(fb.clone(), sx(vw, f.weight.bits, aw_), west_lanes[i].clone());
+            west_lanes[i] = mux(
+                fb.clone(),
+                sx(vw, f.weight.bits, aw_),
+                west_lanes[i].clone(),
+            );
         }
         let p = dc[l + 1].as_ref().expect("dc");
         for j in 0..cc {
             let vw = e.wire(&format!("fb{}_d{j}", l + 1), f.delta.bits, p.rdata(j));
-            north_lanes[j] = mux(fb.clone(), sx(vw, f.delta.bits, bw_), north_lanes[j].clone());
+            north_lanes[j] = mux(
+                fb.clone(),
+                sx(vw, f.delta.bits, bw_),
+                north_lanes[j].clone(),
+            );
         }
     }
     let west = e.pipe("west", cat(west_lanes.into_iter().rev()), aw_ * rr as u32);

@@ -65,7 +65,6 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
     let (oc, oc_d) = e.reg("oc", ow, 0);
     let (dq, dq_d) = e.reg("d", dw, 0);
     let (per, per_d) = e.reg("period", ow, 0);
-    let (sat, sat_d) = e.reg("s_at", ow, 0);
     let (bat, bat_d) = e.reg("b_at", ow, 0);
     let (endq, end_d) = e.reg("end", ow, 0);
     let (phb, phb_d) = e.reg("phase_b", 1, 0);
@@ -145,7 +144,6 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
             vec![
                 set(&dq_d, lit(dw, t.d)),
                 set(&per_d, ol(t.period)),
-                set(&sat_d, ol(t.s_at)),
                 set(&bat_d, ol(t.b_at)),
                 set(&end_d, ol(t.end)),
                 set(&phb_d, lit(1, u64::from(t.phase_b))),
@@ -153,33 +151,60 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
                 set(&recip_d, lit(s.recip_w, rc)),
             ]
         };
-        let mut sel = if_(io.is_layer(nl - 1), load(&tim[nl], 0, units.recip_d[nl - 1].value() as u64));
+        let mut sel = if_(
+            io.is_layer(nl - 1),
+            load(&tim[nl], 0, units.recip_d[nl - 1].value() as u64),
+        );
         for l in (0..nl - 1).rev() {
-            sel = if_(io.is_layer(l), load(&tim[l + 1], 0, units.recip_d[l].value() as u64))
-                .else_(vec![sel]);
+            sel = if_(
+                io.is_layer(l),
+                load(&tim[l + 1], 0, units.recip_d[l].value() as u64),
+            )
+            .else_(vec![sel]);
         }
         let consts = if_(io.is_kind(Op::Inorm), load(&tim[0], 1, 0)).else_(vec![sel]);
         start.push(consts);
-        let n_at_start = mux(io.is_kind(Op::Inorm), zext(io.nsamp.clone(), io.sw, rw), io.nrows.clone());
+        let n_at_start = mux(
+            io.is_kind(Op::Inorm),
+            zext(io.nsamp.clone(), io.sw, rw),
+            io.nrows.clone(),
+        );
         let nstart = e.wire("n_start", rw, n_at_start);
         start.push(set(&nrow_d, &nstart));
         start.push(set(
             &lastg_d,
-            zext(lit(cw(c), c as u64), cw(c), rw.max(cw(c))).ge_(zext(nstart.clone(), rw, rw.max(cw(c)))),
+            zext(lit(cw(c), c as u64), cw(c), rw.max(cw(c))).ge_(zext(
+                nstart.clone(),
+                rw,
+                rw.max(cw(c)),
+            )),
         ));
         let lv0: Vec<Expr> = (0..c)
             .rev()
-            .map(|j| zext(lit(cw(j), j as u64), cw(j), rw.max(cw(j))).lt_(zext(nstart.clone(), rw, rw.max(cw(j)))))
+            .map(|j| {
+                zext(lit(cw(j), j as u64), cw(j), rw.max(cw(j))).lt_(zext(
+                    nstart.clone(),
+                    rw,
+                    rw.max(cw(j)),
+                ))
+            })
             .collect();
         start.push(set(&lv_d, cat(lv0)));
         // Next group.
-        let r0n = e.wire("r0_next", rw + 1, zext(r0.clone(), rw, rw + 1) + lit(rw + 1, c as u64));
+        let r0n = e.wire(
+            "r0_next",
+            rw + 1,
+            zext(r0.clone(), rw, rw + 1) + lit(rw + 1, c as u64),
+        );
         let nn = zext(nrow.clone(), rw, rw + 1);
         let mut next = vec![
             set(&oc_d, ol(0)),
             set(&r0_d, r0n.slice(rw - 1, 0)),
             set(&xbase_d, &xbase + zext(dq.clone(), dw, bw_)),
-            set(&lastg_d, (r0n.clone() + lit(rw + 1, c as u64)).ge_(nn.clone())),
+            set(
+                &lastg_d,
+                (r0n.clone() + lit(rw + 1, c as u64)).ge_(nn.clone()),
+            ),
             set(
                 &lv_d,
                 cat((0..c)
@@ -190,17 +215,13 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
         ];
         if wide_h {
             // r0 + C: rm wraps at most once (C < banks).
-            let wrap = (rm.clone() + lit(kbw, c as u64)).ge_(lit(kbw, nbk as u64));
-            next.push(
-                if_(
-                    wrap.clone(),
-                    vec![
-                        set(&rm_d, rm.clone() + lit(kbw, c as u64) - lit(kbw, nbk as u64)),
-                        set(&hbase_d, &hbase + zext(dq.clone(), dw, bw_)),
-                    ],
-                )
-                .else_(vec![set(&rm_d, rm.clone() + lit(kbw, c as u64))]),
-            );
+            // (rm < banks and C < banks: r0 + C wraps iff rm >= banks − C.)
+            let wrap = rm.clone().ge_(lit(kbw, (nbk - c) as u64));
+            next.push(if_(
+                wrap,
+                vec![set(&hbase_d, &hbase + zext(dq.clone(), dw, bw_))],
+            ));
+            next.push(set(&rm_d, add_mod_const(&rm, c, kbw, nbk)));
         }
         let body = vec![if_(
             run.clone(),
@@ -210,7 +231,13 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
                     lastg.clone().land(oc.clone().eq_(endq.clone())),
                     vec![set(&st_d, lit(1, 0)), set(&io.done_d, lit(1, 1))],
                 )
-                .else_if(lastg.clone().lnot().land(oc.clone().eq_(per.clone() - ol(1))), next),
+                .else_if(
+                    lastg
+                        .clone()
+                        .lnot()
+                        .land(oc.clone().eq_(per.clone() - ol(1))),
+                    next,
+                ),
             ],
         )
         .else_if(io.start.clone(), start)];
@@ -233,25 +260,15 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
                 set(&kc_d, inc_mod(&kc, kbw, c)),
             ])],
         ));
-        // G stream: one lane per cycle after S.
-        e.comb.push(
-            if_(
-                run.clone().land(oc.clone().eq_(sat.clone())),
-                vec![set(&gon_d, lit(1, 1)), set(&gj_d, lit(kbw, 0))],
-            )
-            .else_if(
-                gon.clone(),
-                vec![
-                    set(&gj_d, &gj + lit(kbw, 1)),
-                    if_(gj.clone().eq_(lit(kbw, (c - 1) as u64)), vec![set(&gon_d, lit(1, 0))]),
-                ],
-            ),
-        );
     }
 
     // ---------------------------------------------------------------- reads
     let wordx = e.wire("word", bw_, &xbase + zext(k.clone(), dw, bw_));
-    e.read_all(&px, issue.clone().land(isin.clone()), wordx.slice(px.aw - 1, 0));
+    e.read_all(
+        &px,
+        issue.clone().land(isin.clone()),
+        wordx.slice(px.aw - 1, 0),
+    );
     for l in 0..nl {
         let cond = issue.clone().land(isin.clone().lnot()).land(io.is_layer(l));
         let p = &h[l];
@@ -323,7 +340,12 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
     for p in &h {
         if p.width > hb {
             let hi: Vec<Expr> = (0..nbk)
-                .map(|b| p.rdata_all().part(int((b as u64) * u64::from(p.width) + u64::from(hb)), int(u64::from(p.width - hb))))
+                .map(|b| {
+                    p.rdata_all().part(
+                        int((b as u64) * u64::from(p.width) + u64::from(hb)),
+                        int(u64::from(p.width - hb)),
+                    )
+                })
                 .collect();
             e.unused(&format!("{}_delta_bits", p.name), cat(hi));
         }
@@ -344,10 +366,40 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
     let (rs_w, he_w) = arch.rs_widths();
     let nm_word = e.m.wire("nm_rs_word", rs_w * lanes);
     let nm_he = e.m.wire("nm_rs_half_e", he_w * lanes);
-    let sv = e.wire("s_load", 1, run.clone().land(oc.clone().eq_(sat.clone())));
+    // S is ready a fixed time after the squares pass's last read; with no normalise pass
+    // that can be after the next group started, so the group's row and lanes travel along.
+    let s_lat = (LANE_LAT + crate::arch::schedule::sumsq_lat(s)) as usize;
+    let a_end = issue_a.clone().land(k_last.clone());
+    let sv = e.delay_flag("s_load", a_end, 1, s_lat);
+    let lv_s = e.delay("s_lanes", lv.clone(), lanes, s_lat);
+    let gaw = g[0].aw;
+    let r0_s = e.delay("s_row", fit(&r0, rw, gaw), gaw, s_lat);
+    // G stream: one lane per cycle after S.
+    e.comb.push(
+        if_(
+            sv.clone(),
+            vec![set(&gon_d, lit(1, 1)), set(&gj_d, lit(kbw, 0))],
+        )
+        .else_if(
+            gon.clone(),
+            vec![
+                set(&gj_d, &gj + lit(kbw, 1)),
+                if_(
+                    gj.clone().eq_(lit(kbw, (c - 1) as u64)),
+                    vec![set(&gon_d, lit(1, 0))],
+                ),
+            ],
+        ),
+    );
     for j in 0..c {
         let part = |x: &Expr, w: u32| x.part(int((j as u64) * u64::from(w)), int(u64::from(w)));
-        let bit = |x: &Expr| if c == 1 { x.clone() } else { x.idx(int(j as u64)) };
+        let bit = |x: &Expr| {
+            if c == 1 {
+                x.clone()
+            } else {
+                x.idx(int(j as u64))
+            }
+        };
         let lvj = bit(&lv_l);
         e.m.instance(
             Instance::new("dff_sumsq", format!("u_sumsq{j}"))
@@ -386,10 +438,18 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
 
     // ---------------------------------------------------------------- G (and rsqrt parts)
     let s_hold = e.pipe_en("s_hold", sv.clone(), ss_s.clone(), sw_ * lanes);
-    let lv_hold = e.pipe_en("lv_hold", sv.clone(), lv.clone(), lanes);
-    let r0_hold = e.pipe_en("r0_hold", sv.clone(), r0.clone(), rw);
-    let gs_s = pick(&gj, kbw, c, |j| s_hold.part(int((j as u64) * u64::from(sw_)), int(u64::from(sw_))));
-    let gs_lane_v = pick(&gj, kbw, c, |j| if c == 1 { lv_hold.clone() } else { lv_hold.idx(int(j as u64)) });
+    let lv_hold = e.pipe_en("lv_hold", sv.clone(), lv_s, lanes);
+    let r0_hold = e.pipe_en("r0_hold", sv.clone(), r0_s, gaw);
+    let gs_s = pick(&gj, kbw, c, |j| {
+        s_hold.part(int((j as u64) * u64::from(sw_)), int(u64::from(sw_)))
+    });
+    let gs_lane_v = pick(&gj, kbw, c, |j| {
+        if c == 1 {
+            lv_hold.clone()
+        } else {
+            lv_hold.idx(int(j as u64))
+        }
+    });
     let gs_v = e.wire("gs_v", 1, gon.clone().land(gs_lane_v));
     let g_out = e.m.wire("gs_g", f.goodness.bits);
     let g_outv = e.m.wire("gs_gv", 1);
@@ -403,18 +463,22 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
             .conn("g_o", &g_out)
             .conn("v_o", &g_outv),
     );
-    let row_now = e.wire("g_row", rw, &r0_hold + zext(gj.clone(), kbw, rw));
+    // (G and the rsqrt parts have one word per row.)
+    let row_now = e.wire("g_row", gaw, r0_hold.clone() + fit(&gj, kbw, gaw));
     let gl = gscale_lat(s) as usize;
-    let g_row = e.delay("g_row", row_now.clone(), rw, gl);
+    let g_row = e.delay("g_row", row_now.clone(), gaw, gl);
     for (l, p) in g.iter().enumerate() {
-        let cond = g_outv.clone().land(io.is_layer(l)).land(isin.clone().lnot());
-        e.write_one(p, cond, lit(1, 1), g_row.slice(p.aw - 1, 0), g_out.clone());
+        let cond = g_outv
+            .clone()
+            .land(io.is_layer(l))
+            .land(isin.clone().lnot());
+        e.write_one(p, cond, lit(1, 1), g_row.clone(), g_out.clone());
     }
     if !rs.is_empty() {
         let d = NORMALISE_RS_LAT as usize - 1;
         let rv = e.delay_flag("rs_v", gs_v.clone(), 1, d);
         let rj = e.delay("rs_lane", gj.clone(), kbw, d);
-        let rrow = e.delay("rs_row", row_now.clone(), rw, d);
+        let rrow = e.delay("rs_row", row_now.clone(), gaw, d);
         let word = pick(&rj, kbw, c, |j| {
             cat([
                 nm_word.part(int((j as u64) * u64::from(rs_w)), int(u64::from(rs_w))),
@@ -424,7 +488,7 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
         let wv = e.wire("rs_data", rs_w + he_w, word);
         for (l, p) in rs.iter().enumerate() {
             let cond = rv.clone().land(io.is_layer(l)).land(isin.clone().lnot());
-            e.write_one(p, cond, lit(1, 1), rrow.slice(p.aw - 1, 0), wv.clone());
+            e.write_one(p, cond, lit(1, 1), rrow.clone(), wv.clone());
         }
     }
 
@@ -433,7 +497,12 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
     let xword = e.delay("x_word", wordx.clone(), bw_, xl);
     e.unused("x_word_hi", xword.slice(bw_ - 1, bw_ - 1));
     let xrot = if c > 1 {
-        e.delay("x_rot", if wide_h { kc.clone() } else { kr.clone() }, kbw, xl)
+        e.delay(
+            "x_rot",
+            if wide_h { kc.clone() } else { kr.clone() },
+            kbw,
+            xl,
+        )
     } else {
         lit(kbw, 0)
     };

@@ -34,7 +34,10 @@ pub fn update(arch: &Arch) -> Module {
         ),
     );
     let io = e.op_io(arch);
-    e.unused("io", cat([io.infer.clone(), io.nsamp.clone(), io.nrows.clone()]));
+    e.unused(
+        "io",
+        cat([io.infer.clone(), io.nsamp.clone(), io.nrows.clone()]),
+    );
     let lr_i = e.m.input("lr_i", s.lr_w);
     let t = |id_: TensorId| arch.mem.t(id_).clone();
     let wmax = (0..nl).map(|l| t(TensorId::W(l)).aw()).max().unwrap_or(1);
@@ -44,10 +47,16 @@ pub fn update(arch: &Arch) -> Module {
     let glv_i = e.m.input("grad_lv_i", rr as u32);
     let gword_i = e.m.input("grad_word_i", wmax);
     let grot_i = e.m.input("grad_rot_i", mw);
-    let w: Vec<MemPort> = (0..nl).map(|l| e.mem_port(&t(TensorId::W(l)), true, true)).collect();
-    let b: Vec<MemPort> = (0..nl).map(|l| e.mem_port(&t(TensorId::B(l)), true, true)).collect();
+    let w: Vec<MemPort> = (0..nl)
+        .map(|l| e.mem_port(&t(TensorId::W(l)), true, true))
+        .collect();
+    let b: Vec<MemPort> = (0..nl)
+        .map(|l| e.mem_port(&t(TensorId::B(l)), true, true))
+        .collect();
     let u = e.mem_port(&t(TensorId::U), true, true);
-    let db: Vec<MemPort> = (0..nl).map(|l| e.mem_port(&t(TensorId::Db(l)), false, true)).collect();
+    let db: Vec<MemPort> = (0..nl)
+        .map(|l| e.mem_port(&t(TensorId::Db(l)), false, true))
+        .collect();
     let du = e.mem_port(&t(TensorId::Du), true, true);
     let dl = arch.lanes.delta;
     let lat = (READ_LAT + UPDATE_LAT) as usize;
@@ -80,7 +89,11 @@ pub fn update(arch: &Arch) -> Module {
         for l in (0..nl).rev() {
             nexp = mux(io.is_layer(l), lit(jw, arch.dims[l + 1] as u64), nexp);
         }
-        let nexp = mux(io.is_kind(Op::Uupd), lit(jw, (arch.classes * d1) as u64), nexp);
+        let nexp = mux(
+            io.is_kind(Op::Uupd),
+            lit(jw, (arch.classes * d1) as u64),
+            nexp,
+        );
         let start = vec![
             set(&st_d, lit(1, 1)),
             set(&j_d, lit(jw, 0)),
@@ -99,24 +112,39 @@ pub fn update(arch: &Arch) -> Module {
                 run.clone(),
                 vec![
                     set(&j_d, &j + lit(jw, 1)),
-                    if_(uo.clone().eq_(lit(ow, (d1 - 1) as u64)), vec![
-                        set(&uo_d, lit(ow, 0)),
-                        set(&um_d, lit(cw(dl), 0)),
-                        set(&uw_d, &uw + lit(du.aw + 1, 1)),
-                    ])
+                    if_(
+                        uo.clone().eq_(lit(ow, (d1 - 1) as u64)),
+                        vec![
+                            set(&uo_d, lit(ow, 0)),
+                            set(&um_d, lit(cw(dl), 0)),
+                            set(&uw_d, &uw + lit(du.aw + 1, 1)),
+                        ],
+                    )
                     .else_(vec![
                         set(&uo_d, &uo + lit(ow, 1)),
                         set(&um_d, inc_mod(&um, cw(dl), dl)),
-                        if_(um.clone().eq_(lit(cw(dl), (dl - 1) as u64)), vec![set(&uw_d, &uw + lit(du.aw + 1, 1))]),
+                        if_(
+                            um.clone().eq_(lit(cw(dl), (dl - 1) as u64)),
+                            vec![set(&uw_d, &uw + lit(du.aw + 1, 1))],
+                        ),
                     ]),
-                    if_(last, vec![set(&st_d, lit(1, 0)), set(&tail_d, lit(cw(lat + 1), lat as u64))]),
+                    if_(
+                        last,
+                        vec![
+                            set(&st_d, lit(1, 0)),
+                            set(&tail_d, lit(cw(lat + 1), lat as u64)),
+                        ],
+                    ),
                 ],
             )
             .else_if(
                 tail.clone().ne_(lit(cw(lat + 1), 0)),
                 vec![
                     set(&tail_d, &tail - lit(cw(lat + 1), 1)),
-                    if_(tail.clone().eq_(lit(cw(lat + 1), 1)), vec![set(&io.done_d, lit(1, 1))]),
+                    if_(
+                        tail.clone().eq_(lit(cw(lat + 1), 1)),
+                        vec![set(&io.done_d, lit(1, 1))],
+                    ),
                 ],
             )
             .else_if(io.start.clone(), start),
@@ -134,7 +162,10 @@ pub fn update(arch: &Arch) -> Module {
             run.clone(),
             vec![
                 set(&jdm_d, inc_mod(&jdm, cw(dl), dl)),
-                if_(jdm.clone().eq_(lit(cw(dl), (dl - 1) as u64)), vec![set(&jdq_d, &jdq + lit(jw, 1))]),
+                if_(
+                    jdm.clone().eq_(lit(cw(dl), (dl - 1) as u64)),
+                    vec![set(&jdq_d, &jdq + lit(jw, 1))],
+                ),
             ],
         ),
     );
@@ -166,12 +197,20 @@ pub fn update(arch: &Arch) -> Module {
     let mut gsum = lit(gsw, 0);
     for l in (0..nl).rev() {
         let bl = e.wire_s(&format!("b{}_old", l + 1), f.bias.bits, b[l].rdata(0));
-        par = mux(io.is_layer(l), ext(&Sig::new(bl, f.bias.bits, true), pw), par);
+        par = mux(
+            io.is_layer(l),
+            ext(&Sig::new(bl, f.bias.bits, true), pw),
+            par,
+        );
         let g = e.wire(&format!("db{}_sum", l + 1), gsw, sel_lane(&db[l], &lane_r));
         gsum = mux(io.is_layer(l), g, gsum);
     }
     let uold = e.wire_s("u_old", f.centroid.bits, u.rdata(0));
-    let par = mux(isu.clone(), ext(&Sig::new(uold, f.centroid.bits, true), pw), par);
+    let par = mux(
+        isu.clone(),
+        ext(&Sig::new(uold, f.centroid.bits, true), pw),
+        par,
+    );
     let dug = e.wire("du_sum", gsw, sel_lane(&du, &ulane_r));
     let gsum = e.wire_s("grad_sum", gsw, mux(isu.clone(), dug, gsum));
     let walk_par = e.wire("walk_par", pw, par);
@@ -180,7 +219,10 @@ pub fn update(arch: &Arch) -> Module {
 
     // ---------------------------------------------------------------- GRAD columns
     for l in 0..nl {
-        let c = gv_i.clone().land(io.is_kind(Op::Grad(0))).land(io.is_layer(l));
+        let c = gv_i
+            .clone()
+            .land(io.is_kind(Op::Grad(0)))
+            .land(io.is_layer(l));
         e.read_all(&w[l], c, fit(&gword_i, wmax, w[l].aw));
     }
     let gv = e.delay_flag("grad_v", gv_i.clone().land(io.is_kind(Op::Grad(0))), 1, rl);
@@ -228,7 +270,11 @@ pub fn update(arch: &Arch) -> Module {
         }
         let wold = e.wire_s(&format!("w_old{bk}"), f.weight.bits, wsel);
         let gl = e.wire_s(&format!("grad{bk}"), accw, lane_of(bk, &glanes, accw));
-        let gv_b = e.wire(&format!("grad_v{bk}"), 1, gv.clone().land(lane_of(bk, &glv, 1)));
+        let gv_b = e.wire(
+            &format!("grad_v{bk}"),
+            1,
+            gv.clone().land(lane_of(bk, &glv, 1)),
+        );
         let gx = if gw == accw {
             gl.clone()
         } else {
@@ -252,7 +298,13 @@ pub fn update(arch: &Arch) -> Module {
     let lfw = f.lfsr_width;
     for (bk, seed) in seeds.iter().enumerate() {
         let part = |x: &Expr, w: u32| x.part(int((bk as u64) * u64::from(w)), int(u64::from(w)));
-        let bit = |x: &Expr| if rr == 1 { x.clone() } else { x.idx(int(bk as u64)) };
+        let bit = |x: &Expr| {
+            if rr == 1 {
+                x.clone()
+            } else {
+                x.idx(int(bk as u64))
+            }
+        };
         e.m.instance(
             Instance::new("dff_update", format!("u_update{bk}"))
                 .param("SEED", hex(lfw, *seed))
@@ -272,10 +324,18 @@ pub fn update(arch: &Arch) -> Module {
     let gdone = e.delay_flag("grad_wb", gv.clone(), 1, ul);
     let gmask = e.delay("grad_mask", up_v.clone(), rr as u32, ul);
     let wdat: Vec<Expr> = (0..rr)
-        .map(|bk| up_wo.part(int((bk as u64) * u64::from(pw)), int(u64::from(f.weight.bits))))
+        .map(|bk| {
+            up_wo.part(
+                int((bk as u64) * u64::from(pw)),
+                int(u64::from(f.weight.bits)),
+            )
+        })
         .collect();
     for l in 0..nl {
-        let c = gdone.clone().land(io.is_layer(l)).land(io.is_kind(Op::Grad(0)));
+        let c = gdone
+            .clone()
+            .land(io.is_layer(l))
+            .land(io.is_kind(Op::Grad(0)));
         let addrs = (0..rr).map(|_| fit(&gword, wmax, w[l].aw)).collect();
         e.write(&w[l], c, gmask.clone(), addrs, wdat.clone());
     }
