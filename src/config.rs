@@ -920,6 +920,18 @@ impl Config {
     }
 
     /// Number of DF layers L.
+    /// η·factor/B as the update unit's constant multiplier, half-up to `fixed.lr_frac`
+    /// fraction bits (`factor` is the learning-rate schedule's).
+    pub fn lr_constant(&self, factor: f32) -> crate::fixed::LearningRate {
+        let t = &self.training;
+        let eta = t.learning_rate as f64 * factor as f64 / t.batch as f64;
+        let frac = self.fixed.lr_frac;
+        crate::fixed::LearningRate::Mul {
+            value: (eta * (1u64 << frac) as f64 + 0.5).floor() as i64,
+            frac,
+        }
+    }
+
     pub fn layers(&self) -> usize {
         self.network.hidden.len()
     }

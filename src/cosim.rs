@@ -3,12 +3,13 @@
 //! goodness, β and a prediction after every step. Also the seeded random configs the
 //! co-simulation matrix runs on, and the engine's ideal-MAC count for PE utilisation.
 
+use crate::arch::abi::{RUN_INFER, RUN_TRAIN};
+use crate::arch::Arch;
 use crate::config::{Collaboration, Config, Loss, Negatives, Optimizer, Scheme};
 use crate::driver::{self, Bus};
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::{FixedDf, FxParams};
 use crate::fixed::{QFormat, Rounding};
-use crate::rtl::engine::{Layout, RUN_INFER, RUN_TRAIN};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -52,36 +53,8 @@ pub struct CosimReport {
     pub array_cycles: u64,
     pub first_mismatch: Option<Mismatch>,
     pub waveform: Option<String>,
-    /// The schedule formula's cycles for the same steps ([`crate::rtl::engine::predicted_cycles`]).
+    /// The schedule formula's cycles for the same steps ([`crate::arch::schedule::predicted_cycles`]).
     pub predicted_cycles: u64,
-}
-
-/// MACs of one training step with `n` samples (or one inference when `infer`): the forward
-/// GEMMs and the weight-gradient GEMMs, nothing else (the array's useful work).
-pub fn ideal_macs(lay: &Layout, n: usize, infer: bool) -> u64 {
-    let d = &lay.dims;
-    let rows = if infer { lay.classes } else { n * lay.hyps };
-    let samples = if infer { 1 } else { n };
-    let mut fwd = (samples * d[0] * d[1]) as u64;
-    for l in 1..lay.layers() {
-        fwd += (rows * d[l] * d[l + 1]) as u64;
-    }
-    if infer {
-        return fwd;
-    }
-    let mut grad = (samples * d[0] * d[1]) as u64;
-    for l in 1..lay.layers() {
-        grad += (rows * d[l] * d[l + 1]) as u64;
-    }
-    // DF-R / DF-O: B_{l+1}ᵀδ_{l+1} (or W_{l+1}ᵀδ_{l+1}) for every layer below the top.
-    let feedback: u64 = if lay.feedback {
-        (1..lay.layers())
-            .map(|l| (rows * d[l] * d[l + 1]) as u64)
-            .sum()
-    } else {
-        0
-    };
-    fwd + grad + feedback
 }
 
 /// Value-by-value comparison of RTL results with the golden model: counts, and the first
@@ -207,10 +180,9 @@ pub fn run(
     batches: &mut dyn FnMut(usize) -> (IMat, Vec<u32>),
     steps: usize,
 ) -> anyhow::Result<CosimReport> {
-    let lay = Layout::new(cfg)?;
-    let arch = crate::arch::Arch::new(cfg)?;
-    driver::load_params(bus, &lay, &fx.params)?;
-    driver::load_feedback(bus, &lay, fx.feedback())?;
+    let arch = Arch::new(cfg)?;
+    driver::load_params(bus, &arch, &fx.params)?;
+    driver::load_feedback(bus, &arch, fx.feedback())?;
     let mut rep = CosimReport::default();
     let mut chk = Checker::default();
     let mut macs = 0u64;
@@ -220,7 +192,7 @@ pub fn run(
         let (px, labels) = batches(step);
         let n = labels.len();
         let (trace, _) = fx.step(&px, &labels);
-        driver::write_batch(bus, &lay, &px, Some(&trace.forward.hyps))?;
+        driver::write_batch(bus, &arch, &px, Some(&trace.forward.hyps))?;
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
         anyhow::ensure!(
             status == 0,
@@ -228,10 +200,10 @@ pub fn run(
         );
         rep.cycles += cyc;
         rep.predicted_cycles += crate::arch::schedule::predicted_cycles(&arch, n, false);
-        macs += ideal_macs(&lay, n, false);
+        macs += crate::arch::schedule::ideal_macs(&arch, n, false);
         samples += n;
         let rows = trace.forward.hyps.len();
-        let g = driver::read_goodness(bus, &lay, rows)?;
+        let g = driver::read_goodness(bus, &arch, rows)?;
         for (l, gl) in g.iter().enumerate() {
             chk.vec(
                 step,
@@ -242,7 +214,7 @@ pub fn run(
                 &trace.forward.layers[l].goodness,
             );
         }
-        let beta = driver::read_beta(bus, &lay, rows)?;
+        let beta = driver::read_beta(bus, &arch, rows)?;
         for (l, bl) in beta.iter().enumerate() {
             chk.vec(
                 step,
@@ -253,7 +225,7 @@ pub fn run(
                 &trace.beta[l],
             );
         }
-        let p = driver::read_params(bus, &lay)?;
+        let p = driver::read_params(bus, &arch)?;
         chk.params(step, &p, &fx.params);
         // One inference with the updated parameters.
         let one = IMat {
@@ -261,7 +233,7 @@ pub fn run(
             cols: px.cols,
             data: px.row(0).to_vec(),
         };
-        driver::write_batch(bus, &lay, &one, None)?;
+        driver::write_batch(bus, &arch, &one, None)?;
         let (st, pred, _) = bus.run(RUN_INFER)?;
         anyhow::ensure!(st == 0, "engine reported status {st} for an inference");
         let want = fx.predict_raw(&one)[0];
@@ -287,7 +259,7 @@ pub fn run(
         rep.cycles_per_step = rep.cycles as f64 / rep.steps as f64;
         rep.cycles_per_sample = rep.cycles as f64 / samples.max(1) as f64;
         rep.pe_utilisation =
-            macs as f64 / ((lay.rows * lay.cols) as f64 * rep.cycles.max(1) as f64);
+            macs as f64 / ((arch.rows * arch.cols) as f64 * rep.cycles.max(1) as f64);
     }
     Ok(rep)
 }

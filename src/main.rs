@@ -738,7 +738,10 @@ fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::drive
                 "the engine answers ID {id:016x}, not this config's {:016x}: the model was built from another config",
                 dfforge::rtl::cmd::config_id(cfg)
             );
-            Ok(Box::new(dfforge::driver::ProtocolBus::new(client, cfg)))
+            Ok(Box::new(dfforge::driver::ProtocolBus::new(
+                client,
+                &dfforge::arch::Arch::new(cfg)?,
+            )))
         }
         Backend::Serial(p) => {
             let spec = format!("serial:{}", p.display());
@@ -757,7 +760,10 @@ fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::drive
                 dfforge::rtl::cmd::config_id(cfg)
             );
             client.reset().context("RESET the engine")?;
-            Ok(Box::new(dfforge::driver::ProtocolBus::new(client, cfg)))
+            Ok(Box::new(dfforge::driver::ProtocolBus::new(
+                client,
+                &dfforge::arch::Arch::new(cfg)?,
+            )))
         }
         _ => unreachable!("software backends have no engine"),
     }
@@ -768,7 +774,7 @@ fn hardware_summary(
     l: &dfforge::driver::rtl::RtlLearner,
     wall: f64,
 ) -> Result<serde_json::Value> {
-    let lay = l.layout();
+    let lay = l.arch();
     let pes = (lay.rows * lay.cols) as f64;
     let c = l.counters()?;
     let (icyc, infers) = l.infer_cycles();
@@ -844,7 +850,10 @@ fn cosim_one(
         cosim::CosimReport,
         dfforge::driver::ProtocolBus<dfforge::host::SimLink>,
     )> {
-        let mut bus = dfforge::driver::ProtocolBus::new(dfforge::host::Client::new(link), cfg);
+        let mut bus = dfforge::driver::ProtocolBus::new(
+            dfforge::host::Client::new(link),
+            &dfforge::arch::Arch::new(cfg)?,
+        );
         let mut fx = dfforge::fixed::model::FixedDf::new(cfg)?;
         let mut data = cosim::RandomBatches::new(cfg, seed);
         let bsz = cfg.training.batch;
@@ -897,14 +906,14 @@ impl dfforge::driver::Bus for TraceBus<'_> {
         self.inner.read_block(r, a, n)
     }
     fn run(&mut self, op: u8) -> Result<(u8, u8, u64)> {
-        if op == dfforge::rtl::engine::RUN_TRAIN {
+        if op == dfforge::arch::abi::RUN_TRAIN {
             if self.step == self.at {
                 self.inner.client.link_mut().trace_start(&self.path)?;
             }
             self.step += 1;
         }
         let r = self.inner.run(op);
-        if op == dfforge::rtl::engine::RUN_TRAIN && self.step == self.at + 1 {
+        if op == dfforge::arch::abi::RUN_TRAIN && self.step == self.at + 1 {
             let _ = self.inner.client.link_mut().trace_stop();
         }
         r

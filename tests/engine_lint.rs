@@ -96,3 +96,49 @@ fn gemm_and_update_engines_lint() {
         );
     }
 }
+
+/// The whole system (`dff_system`: protocol decoder and engine) of many seeded random
+/// configs: Verilator's -Wall finds no warning, whatever the shapes and options.
+#[test]
+fn whole_system_lints_on_random_configs() {
+    let n: usize = std::env::var("DFFORGE_LINT_CONFIGS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    for i in 0..n {
+        let cfg = dfforge::cosim::random_config(77, i);
+        let rtl = dfforge::rtl::generate(&cfg).unwrap();
+        let top = rtl.module("dff_system").unwrap().clone();
+        let deps: Vec<Module> = rtl
+            .modules
+            .iter()
+            .filter(|m| m.name != "dff_system")
+            .cloned()
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in &rtl.tables {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let mut files = Vec::new();
+        for m in deps.iter().chain(std::iter::once(&top)) {
+            let p = dir.path().join(file_name(m));
+            std::fs::write(&p, emit(m)).unwrap();
+            files.push(p);
+        }
+        let out = Command::new("verilator")
+            .current_dir(dir.path())
+            .args(["--lint-only", "-Wall", "--top-module", "dff_system"])
+            .args(&files)
+            .output()
+            .expect("verilator");
+        assert!(
+            out.status.success(),
+            "random config {i} ({:?} on {}x{}, {:?}): lint\n{}",
+            cfg.network.widths(),
+            cfg.hardware.array_rows,
+            cfg.hardware.array_cols,
+            cfg.algorithm.scheme,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -48,6 +48,36 @@ impl Banking {
     }
 }
 
+/// The banking of W_l: its rows over the R update lanes' banks, diagonally under DF-O (so
+/// the FB op reads R consecutive columns of one row). The golden model's update walk
+/// takes each weight's lane (= bank) from here.
+pub fn weight_banking(cfg: &crate::config::Config, l: usize) -> Banking {
+    let d_in = if l == 0 {
+        cfg.network.input
+    } else {
+        cfg.network.hidden[l - 1]
+    };
+    weight_banking_of(
+        cfg.hardware.array_rows,
+        cfg.algorithm.scheme == crate::config::Scheme::DfO,
+        d_in,
+    )
+}
+
+pub(crate) fn weight_banking_of(rows: usize, diag: bool, d_in: usize) -> Banking {
+    if diag {
+        Banking::Diagonal {
+            n: rows,
+            cols: d_in,
+        }
+    } else {
+        Banking::ByRow {
+            n: rows,
+            cols: d_in,
+        }
+    }
+}
+
 /// Address bits of a memory of `depth` words (at least 1).
 pub fn abits(depth: usize) -> u32 {
     bitlen(depth.saturating_sub(1).max(1) as u128)

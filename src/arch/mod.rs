@@ -11,8 +11,9 @@
 //! - [`abi`]: region codes, hyper-parameters, counters and run codes;
 //! - [`shape`]: the datapath widths the units share.
 //!
-//! Pure data: nothing here emits Verilog or starts a tool. Depends on `config` and `fixed`
-//! only.
+//! Pure data: nothing here emits Verilog or starts a tool. Depends on `config` (and the
+//! number formats it is written in) only; the golden model reads the weight banking from
+//! here for its update walk.
 
 pub mod abi;
 pub mod memmap;
@@ -21,7 +22,6 @@ pub mod schedule;
 pub mod shape;
 
 use crate::config::{Collaboration, Config, Loss, Negatives, Scheme};
-use crate::fixed::model::{FixedError, Units};
 pub use memmap::abits;
 use memmap::{Banking, Client, MemMap, Tensor, TensorId};
 use program::Program;
@@ -29,8 +29,6 @@ use shape::{bitlen, Shape};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchError {
-    #[error(transparent)]
-    Fixed(#[from] FixedError),
     #[error("cannot build an engine for this config: {0}")]
     Unsupported(String),
 }
@@ -83,8 +81,7 @@ pub struct Arch {
 
 impl Arch {
     pub fn new(cfg: &Config) -> Result<Arch, ArchError> {
-        let units = Units::new(cfg)?;
-        let shape = Shape::new(cfg, &units)?;
+        let shape = Shape::new(cfg)?;
         let a = &cfg.algorithm;
         let f = &cfg.fixed;
         let hyps = match a.negatives {
@@ -283,11 +280,7 @@ impl Arch {
             &[K::GemmFeed],
         ));
         for l in 0..nl {
-            let wb = if self.diag_w() {
-                diag(rr, d[l])
-            } else {
-                by_row(rr, d[l])
-            };
+            let wb = memmap::weight_banking_of(rr, self.diag_w(), d[l]);
             t.push(
                 Tensor::new(
                     TensorId::W(l),

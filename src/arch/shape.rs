@@ -3,7 +3,6 @@
 
 use super::ArchError;
 use crate::config::{Config, FixedPoint, Scheme};
-use crate::fixed::model::Units;
 use crate::fixed::{LearningRate, QFormat, Rounding};
 
 /// Bits of an unsigned integer holding `v` (at least 1).
@@ -37,7 +36,7 @@ pub struct Shape {
 }
 
 impl Shape {
-    pub fn new(cfg: &Config, units: &Units) -> Result<Shape, ArchError> {
+    pub fn new(cfg: &Config) -> Result<Shape, ArchError> {
         let f = cfg.fixed.clone();
         let su = |fm: QFormat| fm.bits + u32::from(!fm.signed);
         let max_d = cfg
@@ -49,7 +48,7 @@ impl Shape {
             .max()
             .unwrap_or(1);
         let xw = f.hidden.bits.max(f.pixel.bits);
-        let lr_max = match units.lr {
+        let lr_max = match cfg.lr_constant(1.0) {
             LearningRate::Mul { value, .. } => value.max(1) as u128,
             LearningRate::Shift(_) => 1,
         };

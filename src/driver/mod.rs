@@ -1,12 +1,14 @@
-//! The host driver's view of an engine: where every tensor lives on the engine's bus
-//! ([`crate::rtl::engine::Layout`]) and how to load, run and read it back, over any
+//! The host driver's view of an engine: where every tensor lives on the engine's bus (the
+//! memory map of [`crate::arch`]) and how to load, run and read it back, over any
 //! transport that can move bus words ([`Bus`]).
 
 pub mod rtl;
 
+use crate::arch::abi::{counter, hyper, region};
+use crate::arch::memmap::{Tensor, TensorId};
+use crate::arch::Arch;
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::FxParams;
-use crate::rtl::engine::{counter, hyper, region, Layout};
 
 /// Anything that reaches the engine's bus: the bus-level Verilator harness, or the host
 /// protocol over a pipe or a UART.
@@ -41,118 +43,111 @@ impl Bus for crate::sim::engine::EngineSim {
     }
 }
 
-/// A matrix as the engine stores it, bank by bank: `place(row, col)` gives (bank, word);
-/// words no element maps to (padding) are zero.
-fn to_banks(
-    m: &IMat,
-    banks: usize,
-    depth: usize,
-    place: impl Fn(usize, usize) -> (usize, usize),
-) -> Vec<Vec<i64>> {
-    let mut out = vec![vec![0i64; depth]; banks];
-    for r in 0..m.rows {
-        for c in 0..m.cols {
-            let (b, word) = place(r, c);
-            out[b][word] = i64::from(m.data[r * m.cols + c]);
-        }
+/// The host's region of a tensor (every tensor the driver moves has one).
+fn region_of(t: &Tensor) -> u8 {
+    t.region
+        .unwrap_or_else(|| panic!("{} is not on the bus", t.name))
+        .code
+}
+
+/// Write a whole tensor, bank by bank (`get(row, col)` per element; padding words zero).
+fn write_tensor(
+    bus: &mut dyn Bus,
+    t: &Tensor,
+    get: impl Fn(usize, usize) -> i64,
+) -> anyhow::Result<()> {
+    for (b, words) in t.to_banks(get).iter().enumerate() {
+        bus.write_block(region_of(t), t.bus_addr(b, 0), words)?;
     }
-    out
-}
-
-/// W_l as the engine stores it ([`Layout::w_bank_word`]).
-fn w_banks(lay: &Layout, l: usize, w: &IMat) -> Vec<Vec<i64>> {
-    to_banks(w, lay.rows, lay.w_depth(l), |o, k| lay.w_bank_word(l, o, k))
-}
-
-/// Bus address of the first word of W_l's bank `b`.
-fn bank_base(lay: &Layout, l: usize, b: usize) -> u32 {
-    lay.w_addr(l, b, 0)
-}
-
-/// Load every parameter.
-pub fn load_params(bus: &mut dyn Bus, lay: &Layout, p: &FxParams) -> anyhow::Result<()> {
-    for (l, w) in p.w.iter().enumerate() {
-        for (b, words) in w_banks(lay, l, w).iter().enumerate() {
-            bus.write_block(region::WEIGHTS + l as u8, bank_base(lay, l, b), words)?;
-        }
-        bus.write_block(region::BIASES + l as u8, 0, &p.b[l])?;
-    }
-    let u: Vec<i64> = p.u.data.iter().map(|&v| i64::from(v)).collect();
-    bus.write_block(region::CENTROIDS, 0, &u)?;
     Ok(())
 }
 
-/// Load DF-R's fixed feedback matrices (`feedback[l]` = B_l, used for l ≥ 1), transposed as
-/// the engine's FB ops read them ([`Layout::fb_addr`]). Nothing to do without feedback.
-pub fn load_feedback(bus: &mut dyn Bus, lay: &Layout, feedback: &[IMat]) -> anyhow::Result<()> {
-    if !lay.feedback || lay.diag_w {
-        return Ok(()); // DF-O feeds back through W itself
-    }
-    for l in 0..lay.layers() - 1 {
-        let banks = to_banks(&feedback[l + 1], lay.rows, lay.fb_depth(l), |i, j| {
-            lay.fb_bank_word(l, i, j)
-        });
-        for (bank, words) in banks.iter().enumerate() {
-            bus.write_block(region::FEEDBACK + l as u8, lay.fb_addr(l, 0, bank), words)?;
+/// Read a whole tensor back as `rows × cols` row-major values.
+fn read_tensor(bus: &mut dyn Bus, t: &Tensor) -> anyhow::Result<Vec<i64>> {
+    let banks = (0..t.banks())
+        .map(|b| bus.read_block(region_of(t), t.bus_addr(b, 0), t.depth))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut out = vec![0i64; t.rows * t.cols];
+    for r in 0..t.rows {
+        for k in 0..t.cols {
+            let (b, w) = t.bank_word(r, k);
+            out[r * t.cols + k] = banks[b][w];
         }
+    }
+    Ok(out)
+}
+
+fn to_imat(rows: usize, cols: usize, v: Vec<i64>) -> IMat {
+    IMat {
+        rows,
+        cols,
+        data: v.into_iter().map(|x| x as i32).collect(),
+    }
+}
+
+/// Load every parameter.
+pub fn load_params(bus: &mut dyn Bus, arch: &Arch, p: &FxParams) -> anyhow::Result<()> {
+    for (l, w) in p.w.iter().enumerate() {
+        write_tensor(bus, arch.mem.t(TensorId::W(l)), |o, k| {
+            i64::from(w.data[o * w.cols + k])
+        })?;
+        write_tensor(bus, arch.mem.t(TensorId::B(l)), |_, o| p.b[l][o])?;
+    }
+    write_tensor(bus, arch.mem.t(TensorId::U), |c, o| {
+        i64::from(p.u.data[c * p.u.cols + o])
+    })
+}
+
+/// Load DF-R's fixed feedback matrices (`feedback[l]` = B_l, used for l ≥ 1), transposed as
+/// the engine's FB ops read them. Nothing to do without DF-R (DF-O feeds back through W).
+pub fn load_feedback(bus: &mut dyn Bus, arch: &Arch, feedback: &[IMat]) -> anyhow::Result<()> {
+    for l in 0..arch.fb_layers() {
+        let Some(t) = arch.mem.get(TensorId::Fbm(l)) else {
+            continue;
+        };
+        let b = &feedback[l + 1];
+        write_tensor(bus, t, |j, i| i64::from(b.data[i * b.cols + j]))?;
     }
     Ok(())
 }
 
 /// Read every parameter back.
-pub fn read_params(bus: &mut dyn Bus, lay: &Layout) -> anyhow::Result<FxParams> {
-    let nl = lay.layers();
+pub fn read_params(bus: &mut dyn Bus, arch: &Arch) -> anyhow::Result<FxParams> {
+    let nl = arch.layers();
     let mut w = Vec::with_capacity(nl);
     let mut b = Vec::with_capacity(nl);
     for l in 0..nl {
-        let (d_out, d_in) = (lay.dims[l + 1], lay.dims[l]);
-        // Whole banks, then every element from where the layout puts it (row banks, or
-        // DF-O's diagonal banks).
-        let banks = (0..lay.rows)
-            .map(|bank| {
-                bus.read_block(
-                    region::WEIGHTS + l as u8,
-                    bank_base(lay, l, bank),
-                    lay.w_depth(l),
-                )
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut m = IMat::zeros(d_out, d_in);
-        for o in 0..d_out {
-            for k in 0..d_in {
-                let (bank, word) = lay.w_bank_word(l, o, k);
-                m.data[o * d_in + k] = banks[bank][word] as i32;
-            }
-        }
-        w.push(m);
-        b.push(bus.read_block(region::BIASES + l as u8, 0, d_out)?);
+        let t = arch.mem.t(TensorId::W(l));
+        w.push(to_imat(t.rows, t.cols, read_tensor(bus, t)?));
+        b.push(read_tensor(bus, arch.mem.t(TensorId::B(l)))?);
     }
-    let (c, d1) = (lay.classes, lay.dims[1]);
-    let u = bus.read_block(region::CENTROIDS, 0, c * d1)?;
-    Ok(FxParams {
-        w,
-        b,
-        u: IMat {
-            rows: c,
-            cols: d1,
-            data: u.into_iter().map(|v| v as i32).collect(),
-        },
-    })
+    let t = arch.mem.t(TensorId::U);
+    let u = to_imat(t.rows, t.cols, read_tensor(bus, t)?);
+    Ok(FxParams { w, b, u })
 }
 
-/// Write a batch: raw pixels (one row per sample, in the engine's sample banks,
-/// [`Layout::px_bank_word`]) and, for training, the hypotheses (slot 0 the label, as
-/// [`crate::hypotheses`] orders them).
+/// Write a batch: raw pixels (one row per sample) and, for training, the hypotheses (slot
+/// 0 the label, as [`crate::hypotheses`] orders them) and the batch size.
 pub fn write_batch(
     bus: &mut dyn Bus,
-    lay: &Layout,
+    arch: &Arch,
     pixels: &IMat,
     hyps: Option<&[u32]>,
 ) -> anyhow::Result<()> {
-    let depth = pixels.rows.div_ceil(lay.cols) * lay.dims[0];
-    let banks = to_banks(pixels, lay.cols, depth, |s, k| lay.px_bank_word(s, k));
-    for (b, words) in banks.iter().enumerate().take(pixels.rows) {
-        bus.write_block(region::PIXELS, lay.px_bank_base(b), words)?;
+    let t = arch.mem.t(TensorId::Pixels);
+    // Only the words of the batch's samples: bank b holds samples b, b + C, ….
+    let mut banks = vec![Vec::new(); t.banks()];
+    for s in 0..pixels.rows {
+        for k in 0..pixels.cols {
+            let (b, word) = t.bank_word(s, k);
+            if banks[b].len() <= word {
+                banks[b].resize(word + 1, 0);
+            }
+            banks[b][word] = i64::from(pixels.data[s * pixels.cols + k]);
+        }
+    }
+    for (b, words) in banks.iter().enumerate().filter(|(_, w)| !w.is_empty()) {
+        bus.write_block(region::PIXELS, t.bus_addr(b, 0), words)?;
     }
     if let Some(h) = hyps {
         let hv: Vec<i64> = h.iter().map(|&v| i64::from(v)).collect();
@@ -163,19 +158,15 @@ pub fn write_batch(
 }
 
 /// G_l of the first `rows` rows of every layer.
-pub fn read_goodness(
-    bus: &mut dyn Bus,
-    lay: &Layout,
-    rows: usize,
-) -> anyhow::Result<Vec<Vec<i64>>> {
-    (0..lay.layers())
+pub fn read_goodness(bus: &mut dyn Bus, arch: &Arch, rows: usize) -> anyhow::Result<Vec<Vec<i64>>> {
+    (0..arch.layers())
         .map(|l| bus.read_block(region::GOODNESS + l as u8, 0, rows))
         .collect()
 }
 
 /// β_l of the first `rows` rows of every layer.
-pub fn read_beta(bus: &mut dyn Bus, lay: &Layout, rows: usize) -> anyhow::Result<Vec<Vec<i64>>> {
-    (0..lay.layers())
+pub fn read_beta(bus: &mut dyn Bus, arch: &Arch, rows: usize) -> anyhow::Result<Vec<Vec<i64>>> {
+    (0..arch.layers())
         .map(|l| bus.read_block(region::BETA + l as u8, 0, rows))
         .collect()
 }
@@ -189,54 +180,35 @@ pub fn read_counters(bus: &mut dyn Bus) -> anyhow::Result<Vec<u64>> {
         .collect())
 }
 
-/// Bytes per word on the protocol for each region: enough for the memory's format with a
-/// sign bit to spare for unsigned ones (the device sign-extends what it receives).
-pub fn region_wbytes(cfg: &crate::config::Config, region: u8) -> u8 {
-    let f = &cfg.fixed;
-    let bits = |q: crate::fixed::QFormat| q.bits + u32::from(!q.signed);
-    let b = match region {
-        region::PIXELS => bits(f.pixel),
-        region::HYPS => 16,
-        r if (region::WEIGHTS..region::WEIGHTS + 16).contains(&r) => bits(f.weight),
-        r if (region::BIASES..region::BIASES + 16).contains(&r) => bits(f.bias),
-        region::CENTROIDS => bits(f.centroid),
-        r if (region::GOODNESS..region::GOODNESS + 16).contains(&r) => bits(f.goodness),
-        r if (region::BETA..region::BETA + 16).contains(&r) => bits(f.beta),
-        r if (region::FEEDBACK..region::FEEDBACK + 16).contains(&r) => bits(f.weight),
-        _ => 64,
-    };
-    b.div_ceil(8).clamp(1, 8) as u8
-}
-
 /// The engine behind the host protocol (a simulated `dff_system` or a board).
 pub struct ProtocolBus<L: crate::host::Link> {
     pub client: crate::host::Client<L>,
-    cfg: crate::config::Config,
+    mem: crate::arch::memmap::MemMap,
 }
 
 impl<L: crate::host::Link> ProtocolBus<L> {
-    pub fn new(client: crate::host::Client<L>, cfg: &crate::config::Config) -> Self {
+    pub fn new(client: crate::host::Client<L>, arch: &Arch) -> Self {
         ProtocolBus {
             client,
-            cfg: cfg.clone(),
+            mem: arch.mem.clone(),
         }
     }
 }
 
 impl<L: crate::host::Link> Bus for ProtocolBus<L> {
     fn write_block(&mut self, region: u8, addr: u32, words: &[i64]) -> anyhow::Result<()> {
-        let wb = region_wbytes(&self.cfg, region);
+        let wb = self.mem.wbytes(region);
         Ok(self.client.write(region, wb, addr, words)?)
     }
     fn read_block(&mut self, region: u8, addr: u32, n: usize) -> anyhow::Result<Vec<i64>> {
-        let wb = region_wbytes(&self.cfg, region);
+        let wb = self.mem.wbytes(region);
         Ok(self.client.read(region, wb, addr, n)?)
     }
     fn run(&mut self, op: u8) -> anyhow::Result<(u8, u8, u64)> {
         // The engine's busy counter measures the run itself (not the frames around it).
         let before = self.client.read_counters()?[counter::BUSY as usize];
         let res = match op {
-            crate::rtl::engine::RUN_TRAIN => self.client.train(),
+            crate::arch::abi::RUN_TRAIN => self.client.train(),
             _ => self.client.infer(),
         };
         let (status, result) = match res {

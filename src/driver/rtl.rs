@@ -8,6 +8,8 @@
 //! too, and the learner stops driving the engine. The CLI reports both after training.
 
 use super::{read_beta, read_counters, read_goodness, read_params, write_batch, Bus};
+use crate::arch::abi::{hyper, region, RUN_INFER, RUN_TRAIN};
+use crate::arch::Arch;
 use crate::config::Config;
 use crate::cosim::{Checker, Mismatch};
 use crate::fixed::kernels::IMat;
@@ -15,12 +17,11 @@ use crate::fixed::model::{lr_constant, quantise_pixels, FixedDf};
 use crate::fixed::LearningRate;
 use crate::float::linalg::Mat;
 use crate::float::{BatchStats, Learner};
-use crate::rtl::engine::{hyper, region, Layout, RUN_INFER, RUN_TRAIN};
 use std::cell::{Cell, RefCell};
 
 pub struct RtlLearner {
     cfg: Config,
-    lay: Layout,
+    arch: Arch,
     bus: RefCell<Box<dyn Bus>>,
     golden: FixedDf,
     /// Engine cycles of the training runs and of the inference runs.
@@ -42,13 +43,13 @@ pub struct RtlLearner {
 impl RtlLearner {
     /// Load the golden model's initial parameters into the engine.
     pub fn new(cfg: &Config, mut bus: Box<dyn Bus>) -> anyhow::Result<RtlLearner> {
-        let lay = Layout::new(cfg)?;
+        let arch = Arch::new(cfg)?;
         let golden = FixedDf::new(cfg)?;
-        super::load_params(bus.as_mut(), &lay, &golden.params)?;
-        super::load_feedback(bus.as_mut(), &lay, golden.feedback())?;
+        super::load_params(bus.as_mut(), &arch, &golden.params)?;
+        super::load_feedback(bus.as_mut(), &arch, golden.feedback())?;
         Ok(RtlLearner {
             cfg: cfg.clone(),
-            lay,
+            arch,
             bus: RefCell::new(bus),
             golden,
             train_cycles: 0,
@@ -77,8 +78,8 @@ impl RtlLearner {
     pub fn infer_cycles(&self) -> (u64, u64) {
         (self.infer_cycles.get(), self.infers.get())
     }
-    pub fn layout(&self) -> &Layout {
-        &self.lay
+    pub fn arch(&self) -> &Arch {
+        &self.arch
     }
     /// The engine's counters (cycles, busy, array, runs).
     pub fn counters(&self) -> anyhow::Result<Vec<u64>> {
@@ -98,7 +99,7 @@ impl RtlLearner {
         self.golden_seconds += t0.elapsed().as_secs_f64();
         let t1 = std::time::Instant::now();
         let bus = self.bus.get_mut().as_mut();
-        write_batch(bus, &self.lay, px, Some(&trace.forward.hyps))?;
+        write_batch(bus, &self.arch, px, Some(&trace.forward.hyps))?;
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
         anyhow::ensure!(
             status == 0,
@@ -107,12 +108,12 @@ impl RtlLearner {
         self.engine_seconds += t1.elapsed().as_secs_f64();
         self.train_cycles += cyc;
         self.train_samples += labels.len() as u64;
-        self.macs += crate::cosim::ideal_macs(&self.lay, labels.len(), false);
+        self.macs += crate::arch::schedule::ideal_macs(&self.arch, labels.len(), false);
         let rows = trace.forward.hyps.len();
         let step = self.steps as usize;
         if self.check.get_mut().first.is_none() {
-            let g = read_goodness(bus, &self.lay, rows)?;
-            let b = read_beta(bus, &self.lay, rows)?;
+            let g = read_goodness(bus, &self.arch, rows)?;
+            let b = read_beta(bus, &self.arch, rows)?;
             let chk = self.check.get_mut();
             for l in 0..g.len() {
                 let gold = &trace.forward.layers[l].goodness;
@@ -137,7 +138,7 @@ impl RtlLearner {
         if self.params_checked.get() || self.check.borrow().first.is_some() {
             return Ok(());
         }
-        let p = read_params(self.bus.borrow_mut().as_mut(), &self.lay)?;
+        let p = read_params(self.bus.borrow_mut().as_mut(), &self.arch)?;
         let step = self.steps.saturating_sub(1) as usize;
         self.check
             .borrow_mut()
@@ -156,7 +157,7 @@ impl RtlLearner {
                 cols: px.cols,
                 data: px.row(r).to_vec(),
             };
-            write_batch(bus.as_mut(), &self.lay, &one, None)?;
+            write_batch(bus.as_mut(), &self.arch, &one, None)?;
             let (status, pred, cyc) = bus.run(RUN_INFER)?;
             anyhow::ensure!(
                 status == 0,

@@ -196,15 +196,9 @@ impl Units {
     }
 }
 
-/// η·factor/B as the update unit's constant multiplier (half-up to `lr_frac` bits).
+/// η·factor/B as the update unit's constant multiplier ([`Config::lr_constant`]).
 pub fn lr_constant(cfg: &Config, factor: f32) -> LearningRate {
-    let t = &cfg.training;
-    let eta = t.learning_rate as f64 * factor as f64 / t.batch as f64;
-    let frac = cfg.fixed.lr_frac;
-    LearningRate::Mul {
-        value: (eta * (1u64 << frac) as f64 + 0.5).floor() as i64,
-        frac,
-    }
+    cfg.lr_constant(factor)
 }
 
 /// The local update units: w −= round(g · η/B), each with its own Galois LFSR clocked once
@@ -705,11 +699,10 @@ impl FixedDf {
         let f = &self.units.f;
         let upd = &mut self.updater;
         let tile = (self.cfg.hardware.array_rows, self.cfg.hardware.array_cols);
-        // W_l[o][k] lives in bank o mod R, or (o + k) mod R under DF-O (the engine's
-        // `Layout::w_bank_word`); each bank has its own update lane.
-        let diag = self.cfg.algorithm.scheme == Scheme::DfO;
-        let bank = |o: usize, k: usize| (if diag { o + k } else { o }) % tile.0;
         for l in 0..nl {
+            // W_l[o][k]'s bank in the engine's memory map; each bank has its own lane.
+            let banking = crate::arch::memmap::weight_banking(&self.cfg, l);
+            let bank = |o: usize, k: usize| banking.bank_word(o, k).0;
             let shape = (self.params.w[l].rows, self.params.w[l].cols);
             upd.update_tiled(
                 &mut self.params.w[l].data,

@@ -16,6 +16,7 @@ pub mod fit;
 pub mod goodness;
 pub mod loss;
 pub mod normalise;
+pub mod skew;
 pub mod system;
 pub mod testbench;
 pub mod uart;
@@ -93,7 +94,7 @@ pub fn generate(cfg: &Config) -> Result<Rtl, RtlError> {
 
 pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> {
     let units = Units::new(cfg)?;
-    let s = Shape::new(cfg, &units)?;
+    let s = Shape::new(cfg)?;
     let f = &s.f;
     let act_mode = match (mutation, f.rounding) {
         (Mutation::FlipActRounding, crate::fixed::Rounding::HalfUp) => {
@@ -135,7 +136,7 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
     let mut fit: Option<fit::Fit> = None;
     let engine_status = match crate::arch::Arch::new(cfg) {
         Ok(arch) => {
-            modules.push(engine::v1::skew());
+            modules.push(skew::skew());
             modules.extend(engine::modules(
                 &arch,
                 &units,

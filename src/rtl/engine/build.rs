@@ -71,6 +71,7 @@ pub struct Eng {
 
 impl Eng {
     pub fn new(name: &str, doc: impl Into<String>) -> Eng {
+        TRUNCATED.with(|t| t.borrow_mut().clear());
         let mut m = Module::new(name).doc(doc);
         m.input("clk_i", 1);
         m.input("rst_i", 1);
@@ -256,6 +257,26 @@ impl Eng {
     /// needs them) are marked unused.
     pub fn finish(mut self) -> Module {
         self.prune();
+        // The high bits `fit` cut off signals that survived the pruning.
+        let declared: std::collections::HashSet<String> = self
+            .m
+            .items
+            .iter()
+            .filter_map(|it| match it {
+                Item::Decl(d) => Some(d.name.clone()),
+                _ => None,
+            })
+            .chain(self.m.ports.iter().map(|p| p.name.clone()))
+            .collect();
+        let mut cut: Vec<(String, u32, u32)> =
+            TRUNCATED.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        cut.sort();
+        cut.dedup();
+        for (i, (n, w, to)) in cut.into_iter().enumerate() {
+            if declared.contains(&n) {
+                self.unused(&format!("cut{i}_{n}"), id(&n).slice(w - 1, to));
+            }
+        }
         let text = crate::hdl::emit(&self.m);
         for name in [
             "kind_i", "layer_i", "infer_i", "nsamp_i", "nrows_i", "start_i",
@@ -466,12 +487,25 @@ impl Eng {
     }
 }
 
+thread_local! {
+    /// Signals [`fit`] dropped high bits of while the current engine was generated:
+    /// (name, width, kept bits).
+    static TRUNCATED: std::cell::RefCell<Vec<(String, u32, u32)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The named value `x` (`w` bits) as `to` bits: zero-extended, or its low bits (address
-/// arithmetic is done at the width of the memory it addresses, where it cannot overflow).
+/// arithmetic is done at the width of the memory it addresses, where it cannot overflow;
+/// a counter shared by memories of different depths is cut to each one's width). The bits
+/// cut off are recorded so that [`Eng::finish`] marks them unused when nothing else reads
+/// them.
 pub fn fit(x: &Expr, w: u32, to: u32) -> Expr {
     if to >= w {
         zext(x.clone(), w, to)
     } else {
+        if let Expr::Id(n) = x {
+            TRUNCATED.with(|t| t.borrow_mut().push((n.clone(), w, to)));
+        }
         x.slice(to - 1, 0)
     }
 }

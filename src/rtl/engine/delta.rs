@@ -443,10 +443,12 @@ pub fn delta(arch: &Arch, units: &Units, fb_sub: bool) -> Module {
     // In place into h_l (l ≥ 2): bank b takes lane (b − rot) mod banks.
     if nl > 1 {
         let rot_w = e.delay("h_rot_wr", rot.clone(), lw_, fin);
+        // (Only layers ≥ 2 are written back.)
+        let waw = h[1..].iter().map(|p| p.aw).max().unwrap_or(1);
         let addr_w: Vec<Expr> = haddr
             .iter()
             .enumerate()
-            .map(|(b, a)| e.delay(&format!("h_addr{b}_wr"), a.clone(), haw, fin))
+            .map(|(b, a)| e.delay(&format!("h_addr{b}_wr"), fit(a, haw, waw), waw, fin))
             .collect();
         let mut we = Vec::new();
         let mut data = Vec::new();
@@ -475,7 +477,7 @@ pub fn delta(arch: &Arch, units: &Units, fb_sub: bool) -> Module {
                 .iter()
                 .map(|x| ext(&Sig::new(x.clone(), f.delta.bits, true), p.width))
                 .collect();
-            let a = addr_w.iter().map(|x| fit(x, haw, p.aw)).collect();
+            let a = addr_w.iter().map(|x| fit(x, waw, p.aw)).collect();
             e.write(p, c, wen.clone(), a, d);
         }
     }

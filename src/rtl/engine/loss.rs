@@ -70,7 +70,9 @@ pub fn loss(arch: &Arch) -> Module {
     let ls_done = e.m.wire("ls_done", 1);
 
     // G̃ of the op's layer gathered per slot into gt (slot j at bits [j*gw +: gw]).
-    let gt = e.m.reg("gt_q", gw * ncls as u32);
+    // (The N-pair unit takes a slot per class; the hinge stream only the hypotheses.)
+    let nslots = if npair { ncls } else { kh };
+    let gt = e.m.reg("gt_q", gw * nslots as u32);
     let slot_of = |x: &Expr, j: usize| x.part(int((j as u64) * u64::from(gw)), int(u64::from(gw)));
     let gmax = f.goodness.max() as u64;
     let mut chain_sel = lit(gw, 0);
@@ -119,9 +121,9 @@ pub fn loss(arch: &Arch) -> Module {
         })
         .collect();
     e.m.always_ff(id("clk_i"), gt_writes);
-    if kh < ncls {
+    if kh < nslots {
         // (Slots beyond the hypotheses exist in the unit's port but stay unused.)
-        let pad: Vec<Stmt> = (kh..ncls)
+        let pad: Vec<Stmt> = (kh..nslots)
             .map(|j| nb(slot_of(&gt, j), lit(gw, 0)))
             .collect();
         e.m.always_ff(id("clk_i"), pad);

@@ -1,9 +1,8 @@
-//! The DF engine (under reconstruction: `v1` is the monolithic engine being replaced by the
-//! op-engine hierarchy of this folder).
+//! The DF engine: a sequencer and one op engine per kind of op, each its own module
+//! (docs/engine.md). Everything they agree on — the memory map, the microprograms, the
+//! schedule and the bus ABI — comes from [`crate::arch`].
 
 pub mod build;
-pub mod v1;
-pub use v1::{counter, hyper, region, Layout, RUN_INFER, RUN_TRAIN};
 pub mod bus;
 pub mod cen;
 pub mod delta;

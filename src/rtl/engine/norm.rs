@@ -179,14 +179,16 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
                 rw.max(cw(c)),
             )),
         ));
+        // (Lanes beyond the most rows an op can have are never valid.)
+        let nmax = arch.max_rows().max(arch.batch);
         let lv0: Vec<Expr> = (0..c)
             .rev()
             .map(|j| {
-                zext(lit(cw(j), j as u64), cw(j), rw.max(cw(j))).lt_(zext(
-                    nstart.clone(),
-                    rw,
-                    rw.max(cw(j)),
-                ))
+                if j >= nmax {
+                    lit(1, 0)
+                } else {
+                    lit(rw, j as u64).lt_(nstart.clone())
+                }
             })
             .collect();
         start.push(set(&lv_d, cat(lv0)));
@@ -494,8 +496,12 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
 
     // ---------------------------------------------------------------- x̂ writes
     let xl = (LANE_LAT + NORMALISE_LAT) as usize;
-    let xword = e.delay("x_word", wordx.clone(), bw_, xl);
-    e.unused("x_word_hi", xword.slice(bw_ - 1, bw_ - 1));
+    let xaw = std::iter::once(&x0)
+        .chain(xh.iter())
+        .map(|p| p.aw)
+        .max()
+        .unwrap_or(1);
+    let xword = e.delay("x_word", fit(&wordx, bw_, xaw), xaw, xl);
     let xrot = if c > 1 {
         e.delay(
             "x_rot",
@@ -534,7 +540,7 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
         )
         .collect();
     for (cond, p) in dst {
-        let a: Vec<Expr> = (0..c).map(|_| xword.slice(p.aw - 1, 0)).collect();
+        let a: Vec<Expr> = (0..c).map(|_| fit(&xword, xaw, p.aw)).collect();
         e.write(p, any_y.clone().land(cond), xwe.clone(), a, xd.clone());
     }
     e.finish()
