@@ -38,7 +38,7 @@ fn units(cfg: &Config) -> (Arch, Units, Vec<Module>) {
     let u = Units::new(cfg).unwrap();
     let s = &arch.shape;
     let deps = vec![
-        dfforge::rtl::goodness::sumsq(s),
+        dfforge::rtl::goodness::sumsq(s, false),
         dfforge::rtl::goodness::gscale(s, false),
         dfforge::rtl::normalise::normalise(s, false),
     ];

@@ -258,7 +258,7 @@ fn engine_trains_over_the_simulated_uart() {
     let board = PtyBoard::start(&build, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
     let mut client = open(&board);
     assert_eq!(client.ping().unwrap(), dfforge::rtl::cmd::config_id(&cfg));
-    let mut bus = ProtocolBus::new(client, &cfg);
+    let mut bus = ProtocolBus::new(client, &dfforge::arch::Arch::new(&cfg).unwrap());
     let mut fx = dfforge::fixed::model::FixedDf::new(&cfg).unwrap();
     let mut data = RandomBatches::new(&cfg, 5);
     let bsz = cfg.training.batch;

@@ -39,6 +39,7 @@ const CONFIGS: &[(&str, &str, &str, &str)] = &[
 const MUTANTS: &[(&str, Mutation)] = &[
     ("dff_relu", Mutation::FlipActRounding),
     ("dff_update", Mutation::UpdateSeedFlip),
+    ("dff_sumsq", Mutation::SumSqNoClear),
     ("dff_goodness", Mutation::FlipGoodnessRounding),
     ("dff_normalise", Mutation::NormShiftPlusOne),
     ("dff_loss_hinge", Mutation::HingeAtZero),

@@ -209,7 +209,68 @@ fn mutant_configs() -> Vec<(&'static str, Config)> {
     configs().into_iter().take(1).collect()
 }
 
-/// (config, mismatches, outputs) of the goodness unit (generated with `mutation`).
+/// A row of `d` hidden values of one of six kinds: all maximum, zero, below 1.0 (G inside
+/// the format, not saturated, so the rounding of the last shift shows), scaled, random.
+fn hidden_row(
+    rng: &mut ChaCha8Rng,
+    f: &dfforge::config::FixedPoint,
+    kind: usize,
+    d: usize,
+) -> Vec<i64> {
+    (0..d)
+        .map(|_| match kind {
+            0 => f.hidden.max(),
+            1 => 0,
+            2 => rng.gen_range(0..1i64 << f.hidden.frac),
+            3 => sample(rng, f.hidden) >> rng.gen_range(0..f.hidden.bits),
+            _ => sample(rng, f.hidden),
+        })
+        .collect()
+}
+
+/// (config, mismatches, outputs) of the squared-sum unit (generated with `mutation`): rows
+/// streamed back to back, S compared at `v_o`.
+fn sumsq_runs(
+    cfgs: Vec<(&'static str, Config)>,
+    mutation: Mutation,
+) -> Vec<(&'static str, usize, usize)> {
+    let mut res = Vec::new();
+    for (name, cfg) in cfgs {
+        let rtl = generate_with(&cfg, mutation).unwrap();
+        let Some(b) = build(&rtl, "dff_sumsq") else {
+            return res;
+        };
+        let u = Units::new(&cfg).unwrap();
+        let f = &u.f;
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut s = Stim::new(&b);
+        s.cycle_v(&[("rst_i", 1)]);
+        let mut want = Vec::new();
+        for row in 0..60 {
+            let d = cfg.network.hidden[row % cfg.network.hidden.len()];
+            let h = hidden_row(&mut rng, f, row % 6, d);
+            want.push(vec![h.iter().map(|&x| x * x).sum::<i64>()]);
+            for (i, &x) in h.iter().enumerate() {
+                s.cycle_v(&[
+                    ("h_i", x),
+                    ("v_i", 1),
+                    ("first_i", i64::from(i == 0)),
+                    ("last_i", i64::from(i + 1 == d)),
+                ]);
+            }
+        }
+        for _ in 0..8 {
+            s.cycle_v(&[]);
+        }
+        let got = valid_outputs(&s.run().unwrap(), &b, "v_o", &[("s_o", false)]);
+        eprintln!("{name}: squared sums of {} rows", want.len());
+        res.push((name, mismatches(&got, &want), want.len()));
+    }
+    res
+}
+
+/// (config, mismatches, outputs) of the goodness (scale) unit: one S per cycle with its
+/// layer's 1/d, G compared at `v_o`.
 fn goodness_runs(
     cfgs: Vec<(&'static str, Config)>,
     mutation: Mutation,
@@ -222,26 +283,15 @@ fn goodness_runs(
         };
         let u = Units::new(&cfg).unwrap();
         let f = &u.f;
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
         let mut s = Stim::new(&b);
         s.cycle_v(&[("rst_i", 1)]);
         let mut want = Vec::new();
-        let mut lanes = 0;
-        for row in 0..60 {
+        for row in 0..120 {
             let l = row % cfg.network.hidden.len();
             let d = cfg.network.hidden[l];
             let rc = &u.recip_d[l];
-            let h: Vec<i64> = (0..d)
-                .map(|_| match row % 6 {
-                    0 => f.hidden.max(),
-                    1 => 0,
-                    // Values below 1.0 and scaled down: G inside the format, not saturated,
-                    // so the rounding of the last shift shows.
-                    2 => rng.gen_range(0..1i64 << f.hidden.frac),
-                    3 => sample(&mut rng, f.hidden) >> rng.gen_range(0..f.hidden.bits),
-                    _ => sample(&mut rng, f.hidden),
-                })
-                .collect();
+            let h = hidden_row(&mut rng, f, row % 6, d);
             let sum: i64 = h.iter().map(|&x| x * x).sum();
             let g = requant_wide(
                 i128::from(sum) * i128::from(rc.value()),
@@ -250,35 +300,33 @@ fn goodness_runs(
                 f.rounding,
                 0,
             );
-            want.push(vec![sum, g]);
-            for (i, &x) in h.iter().enumerate() {
-                s.cycle_v(&[
-                    ("h_i", x),
-                    ("v_i", 1),
-                    ("first_i", i64::from(i == 0)),
-                    ("last_i", i64::from(i + 1 == d)),
-                    ("recip_i", rc.value()),
-                ]);
-            }
-            lanes += d;
-            // Idle cycles so the constant of the next layer does not meet this row's product.
-            for _ in 0..3 {
-                s.cycle_v(&[("recip_i", rc.value())]);
+            want.push(vec![g]);
+            s.cycle_v(&[("s_i", sum), ("v_i", 1), ("recip_i", rc.value())]);
+            if row % 7 == 3 {
+                s.cycle_v(&[]);
             }
         }
-        for _ in 0..6 {
+        for _ in 0..10 {
             s.cycle_v(&[]);
         }
-        let got = valid_outputs(
-            &s.run().unwrap(),
-            &b,
-            "v_o",
-            &[("s_o", false), ("g_o", false)],
-        );
-        eprintln!("{name}: goodness {} rows ({lanes} lanes)", want.len());
+        let got = valid_outputs(&s.run().unwrap(), &b, "v_o", &[("g_o", false)]);
+        eprintln!("{name}: goodness of {} sums", want.len());
         res.push((name, mismatches(&got, &want), want.len()));
     }
     res
+}
+
+#[test]
+fn squared_sum_unit_matches_golden() {
+    assert_matches("squared sum", sumsq_runs(configs(), Mutation::None));
+}
+
+#[test]
+fn mutation_squared_sum_clear_is_caught() {
+    assert_caught(
+        "squared sum",
+        sumsq_runs(mutant_configs(), Mutation::SumSqNoClear),
+    );
 }
 
 #[test]

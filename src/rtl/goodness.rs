@@ -128,7 +128,9 @@ pub fn goodness(s: &Shape, flip_rounding: bool) -> Module {
 /// ([`crate::fixed::ops::squared_sum`]); `v_o` pulses with S on `s_o`
 /// [`crate::arch::schedule::sumsq_lat`] cycles after the input flagged last, and S holds
 /// until the next row's first value reaches the accumulator.
-pub fn sumsq(s: &Shape) -> Module {
+/// `no_clear` is a deliberate defect for the mutation test: the first value of a row adds
+/// to the previous row's sum.
+pub fn sumsq(s: &Shape, no_clear: bool) -> Module {
     let f = &s.f;
     let hw = f.hidden.bits;
     let sw = s.sum_w;
@@ -181,10 +183,18 @@ pub fn sumsq(s: &Shape) -> Module {
     m.assign(&un, sq.e.slice(sq.w - 1, 2 * hw).red_xor());
     regs.push((acc_q.clone(), sw));
     regs.push((done_q.clone(), 1));
+    let first_clears = if no_clear { lit(1, 0) } else { first.clone() };
     body.push(if_(
         &v,
-        vec![nb(&acc_q, mux(&first, sq_ext.clone(), &acc_q + sq_ext))],
+        vec![nb(
+            &acc_q,
+            mux(first_clears, sq_ext.clone(), &acc_q + sq_ext),
+        )],
     ));
+    if no_clear {
+        let u = m.wire("unused_first", 1);
+        m.assign(u, first);
+    }
     body.push(nb(&done_q, v.clone().land(&last)));
     ff(&mut m, regs, body);
     m.assign(s_o, acc_q);

@@ -57,6 +57,8 @@ pub enum Mutation {
     LossRecipPlusOne,
     /// The goodness unit rounds the other way (truncate ↔ half-up).
     FlipGoodnessRounding,
+    /// The squared-sum unit does not clear at a row's first value.
+    SumSqNoClear,
     /// The normalisation unit's output shift is one too large.
     NormShiftPlusOne,
     /// The update unit's LFSR starts from a different seed.
@@ -109,7 +111,7 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         pe,
         arr,
         act::relu_requant(&s, act_mode),
-        goodness::sumsq(&s),
+        goodness::sumsq(&s, mutation == Mutation::SumSqNoClear),
         goodness::gscale(&s, mutation == Mutation::FlipGoodnessRounding),
         normalise::normalise(&s, mutation == Mutation::NormShiftPlusOne),
         loss::loss_hinge(&s, units.margin, mutation == Mutation::HingeAtZero),

@@ -33,6 +33,7 @@ use rand_chacha::ChaCha8Rng;
 pub const UNITS: &[&str] = &[
     "dff_relu",
     "dff_update",
+    "dff_sumsq",
     "dff_goodness",
     "dff_normalise",
     "dff_loss_hinge",
@@ -621,71 +622,85 @@ fn update(rtl: &Rtl, u: &Units) -> Result<Bench, RtlError> {
     Ok(b)
 }
 
-// ------------------------------------------------------------------ goodness
+// ------------------------------------------------------------------ squared sum, goodness
+
+/// A row of `len` hidden values of one of six kinds (maximum, zero, below 1.0, scaled,
+/// random): the cases that matter to S and G.
+fn hidden_row(
+    rng: &mut ChaCha8Rng,
+    f: &crate::config::FixedPoint,
+    kind: usize,
+    len: usize,
+) -> Vec<i64> {
+    (0..len)
+        .map(|_| match kind {
+            0 => f.hidden.max(),
+            1 => 0,
+            2 => rng.gen_range(0..1i64 << f.hidden.frac),
+            3 => sample(rng, f.hidden) >> rng.gen_range(0..f.hidden.bits),
+            _ => sample(rng, f.hidden),
+        })
+        .collect()
+}
+
+fn sumsq(cfg: &Config, rtl: &Rtl, u: &Units) -> Result<Bench, RtlError> {
+    let f = &u.f;
+    let mut b = Bench::new(rtl, "dff_sumsq", Strobe::Valid(&["v_o"]), &["s_o"], 1)?;
+    b.about = "Rows of hidden values h (first_i/last_i framed): S = sum h^2, exact          (fixed::ops::squared_sum): all-maximum rows (the largest S), zero rows, values below          1.0, scaled and random values; one-lane rows, short, partial and full-width rows,          back to back and with bubbles."
+        .to_string();
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let layers = cfg.network.hidden.len();
+    for row in 0..36 {
+        let d = cfg.network.hidden[row % layers];
+        let len = match row % 4 {
+            0 => d,
+            1 => 1,
+            2 => rng.gen_range(1..=d.min(16)),
+            _ => rng.gen_range(1..=d),
+        };
+        let kind = row % 6;
+        let h = hidden_row(&mut rng, f, kind, len);
+        let s: i64 = h.iter().map(|&x| x * x).sum();
+        for (i, &x) in h.iter().enumerate() {
+            if kind == 5 && i > 0 && rng.gen_bool(0.2) {
+                b.cycle(&[("h_i", sample(&mut rng, f.hidden))]);
+            }
+            b.cycle(&[
+                ("h_i", x),
+                ("v_i", 1),
+                ("first_i", i64::from(i == 0)),
+                ("last_i", i64::from(i + 1 == len)),
+            ]);
+        }
+        b.expect(&[s]);
+    }
+    b.idle(6);
+    Ok(b)
+}
 
 fn goodness(cfg: &Config, rtl: &Rtl, u: &Units) -> Result<Bench, RtlError> {
     let f = &u.f;
-    let mut b = Bench::new(
-        rtl,
-        "dff_goodness",
-        Strobe::Valid(&["v_o"]),
-        &["s_o", "g_o"],
-        1,
-    )?;
+    let mut b = Bench::new(rtl, "dff_goodness", Strobe::Valid(&["v_o"]), &["g_o"], 1)?;
     b.about = format!(
-        "Rows of hidden values h (first_i/last_i framed): S = sum h^2 (exact) and \
-         G = fixed::ops::goodness(S, 1/d of the row's layer) ({:?}): all-maximum rows (G \
-         saturates), zero rows, values below 1.0 (G inside the format, so the rounding shows), \
-         scaled and random values; one-lane rows, short, partial and full-width rows; three rows \
-         of a layer back to back (some with bubbles), then recip_i holds the layer's 1/d for \
-         three idle cycles before the next layer's.",
+        "Squared sums S with a layer's 1/d on recip_i, one per cycle or with gaps: G =          fixed::ops::goodness(S, 1/d) ({:?}): the largest S of a row (G saturates), zero, the          sums of rows below 1.0 (G inside the format, so the rounding shows), scaled and          random rows; each layer's constant.",
         f.rounding
     );
-    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
     let layers = cfg.network.hidden.len();
-    let mut row = 0;
-    for group in 0..12 {
-        let l = group % layers;
+    for row in 0..48 {
+        let l = row % layers;
         let d = cfg.network.hidden[l];
         let rc = &u.recip_d[l];
-        let r = rc.value();
-        for _ in 0..3 {
-            let kind = row % 6;
-            let len = match row % 4 {
-                0 => d,
-                1 => 1,
-                2 => rng.gen_range(1..=d.min(16)),
-                _ => rng.gen_range(1..=d),
-            };
-            let h: Vec<i64> = (0..len)
-                .map(|_| match kind {
-                    0 => f.hidden.max(),
-                    1 => 0,
-                    2 => rng.gen_range(0..1i64 << f.hidden.frac),
-                    3 => sample(&mut rng, f.hidden) >> rng.gen_range(0..f.hidden.bits),
-                    _ => sample(&mut rng, f.hidden),
-                })
-                .collect();
-            let s: i64 = h.iter().map(|&x| x * x).sum();
-            let g = goodness_golden(s, 2 * f.hidden.frac, rc, f.goodness, f.rounding, 0);
-            for (i, &x) in h.iter().enumerate() {
-                if kind == 5 && i > 0 && rng.gen_bool(0.2) {
-                    b.cycle(&[("h_i", sample(&mut rng, f.hidden)), ("recip_i", r)]);
-                }
-                b.cycle(&[
-                    ("h_i", x),
-                    ("v_i", 1),
-                    ("first_i", i64::from(i == 0)),
-                    ("last_i", i64::from(i + 1 == len)),
-                    ("recip_i", r),
-                ]);
-            }
-            b.expect(&[s, g]);
-            row += 1;
+        let h = hidden_row(&mut rng, f, row % 6, d);
+        let s: i64 = h.iter().map(|&x| x * x).sum();
+        let g = goodness_golden(s, 2 * f.hidden.frac, rc, f.goodness, f.rounding, 0);
+        if row % 5 == 4 {
+            b.idle(rng.gen_range(1..4));
         }
-        b.hold(3, &[("recip_i", r)]);
+        b.cycle(&[("s_i", s), ("v_i", 1), ("recip_i", rc.value())]);
+        b.expect(&[g]);
     }
-    b.idle(6);
+    b.idle(10);
     Ok(b)
 }
 
@@ -1166,6 +1181,7 @@ pub fn testbenches(cfg: &Config, rtl: &Rtl) -> Result<Vec<(String, String)>, Rtl
     let benches = [
         relu(cfg, rtl)?,
         update(rtl, &u)?,
+        sumsq(cfg, rtl, &u)?,
         goodness(cfg, rtl, &u)?,
         normalise(cfg, rtl, &u)?,
         hinge(cfg, rtl)?,
