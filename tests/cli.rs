@@ -13,6 +13,10 @@ fn dfforge(args: &[&str], dir: &Path) -> Output {
         .expect("run dfforge")
 }
 
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -351,9 +355,14 @@ fn board_writes_the_top_and_pins_and_refuses_bad_input() {
 #[test]
 fn board_refuses_an_engine_that_does_not_fit_and_gen_warns() {
     let tmp = tempfile::tempdir().unwrap();
-    // The default engine (batch 32 × 10 hypotheses of 128-wide activations) needs more
-    // DP16KDs than the 85F has: refused, naming the memories and the knobs.
-    let o = dfforge(&["board", "--core", "engine", "--out", "e"], tmp.path());
+    let mnist = root().join("configs/mnist.toml");
+    let mnist = mnist.to_str().unwrap();
+    // The MNIST network (784-500-500 at 16-bit weights) needs more DP16KDs than the 85F
+    // has: refused, naming the memories and the knobs.
+    let o = dfforge(
+        &["--config", mnist, "board", "--core", "engine", "--out", "e"],
+        tmp.path(),
+    );
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(
@@ -364,6 +373,8 @@ fn board_refuses_an_engine_that_does_not_fit_and_gen_warns() {
     assert!(e.contains("--no-fit-check"), "{e}");
     let o = dfforge(
         &[
+            "--config",
+            mnist,
             "board",
             "--core",
             "engine",
@@ -375,28 +386,17 @@ fn board_refuses_an_engine_that_does_not_fit_and_gen_warns() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     // `gen` writes the files (simulation needs no board) with the same estimate as a warning.
-    let o = dfforge(&["gen", "--out", "g"], tmp.path());
+    let o = dfforge(&["--config", mnist, "gen", "--out", "g"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("warning: estimated") && out.contains("DOES NOT FIT"),
         "{out}"
     );
-    // A smaller batch fits, and the board build goes ahead.
-    let o = dfforge(
-        &[
-            "--set",
-            "training.batch=16",
-            "board",
-            "--core",
-            "engine",
-            "--out",
-            "e16",
-        ],
-        tmp.path(),
-    );
+    // The default engine fits, and the board build goes ahead.
+    let o = dfforge(&["board", "--core", "engine", "--out", "e0"], tmp.path());
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(tmp.path().join("e16/dff_engine.v").is_file());
+    assert!(tmp.path().join("e0/dff_engine.v").is_file());
 }
 
 #[test]
