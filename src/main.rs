@@ -269,6 +269,9 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
+        // `exit` runs no destructors: drop the error first, so that nothing it owns (a
+        // temporary file, a child process) outlives the run.
+        drop(e);
         std::process::exit(1);
     }
 }
@@ -302,6 +305,7 @@ fn run(cli: Cli) -> Result<()> {
             no_fit_check,
         } => {
             use dfforge::rtl::board::{self, BoardOpts};
+            dfforge::util::check_output_dir(&out, "--out")?;
             let opts = BoardOpts {
                 baud,
                 ..BoardOpts::default()
@@ -362,19 +366,28 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Gen { out, testbench } => {
+            dfforge::util::check_output_dir(&out, "--out")?;
+            if let Some(dir) = &testbench {
+                dfforge::util::check_output_dir(dir, "--testbench")?;
+            }
             let rtl = dfforge::rtl::generate(&cfg).context("generating RTL")?;
-            rtl.write(&out)
-                .with_context(|| format!("writing {}", out.display()))?;
-            if let Some(dir) = testbench {
+            let bytes = |files: Vec<(String, String)>| -> dfforge::util::DirFiles {
+                files
+                    .into_iter()
+                    .map(|(n, t)| (n, t.into_bytes()))
+                    .collect()
+            };
+            let mut groups = vec![(out.clone(), bytes(rtl.files()))];
+            if let Some(dir) = &testbench {
                 let files = dfforge::rtl::testbench::testbenches(&cfg, &rtl)
                     .context("generating testbenches")?;
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                for (name, text) in &files {
-                    std::fs::write(dir.join(name), text)
-                        .with_context(|| format!("writing {}/{name}", dir.display()))?;
-                }
-                println!("wrote {} testbench files to {}", files.len(), dir.display());
+                groups.push((dir.clone(), bytes(files)));
+            }
+            let n_tb = groups.get(1).map(|g| g.1.len());
+            // RTL and testbenches together: all files or, on any error, none.
+            dfforge::util::write_dirs_atomic(groups)?;
+            if let (Some(dir), Some(n)) = (&testbench, n_tb) {
+                println!("wrote {n} testbench files to {}", dir.display());
             }
             println!(
                 "wrote {} files ({} modules) to {}",
@@ -487,6 +500,13 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
         cfg.training.learning_rate = lr;
     }
     cfg.validate()?;
+    // Every output is checked before any work: a bad path must not waste a training run.
+    if let Some(p) = &args.report {
+        dfforge::util::check_output_file(p, "--report")?;
+    }
+    if let Some(p) = &args.plot {
+        dfforge::plot::check_plot_path(p)?;
+    }
     let spec: DatasetSpec = cfg.data.dataset.parse()?;
     let mut ds = data::load(&spec, data_dir)?;
     ds.truncate(args.limit_train, args.limit_test);
@@ -599,6 +619,9 @@ fn check_fits(cfg: &Config, spec: &DatasetSpec, ds: &data::Dataset) -> Result<()
 }
 
 fn cmd_compare(paths: &[PathBuf], plot: Option<&std::path::Path>) -> Result<()> {
+    if let Some(p) = plot {
+        dfforge::plot::check_plot_path(p)?;
+    }
     let reports = paths
         .iter()
         .map(|p| {
@@ -651,6 +674,9 @@ fn cmd_bench(
         cfg.data.dataset = d;
     }
     anyhow::ensure!(samples > 0, "--samples must be at least 1");
+    if let Some(p) = report {
+        dfforge::util::check_output_file(p, "--report")?;
+    }
     let spec: DatasetSpec = cfg.data.dataset.parse()?;
     let mut ds = data::load(&spec, data_dir)?;
     check_fits(&cfg, &spec, &ds)?;
@@ -921,6 +947,10 @@ fn cmd_cosim(cfg: Config, args: CosimArgs) -> Result<()> {
         Some("feedback-subtracted") => Mutation::FeedbackSubtracted,
         Some(m) => anyhow::bail!("unknown mutation `{m}`"),
     };
+    if let Some(p) = &args.report {
+        dfforge::util::check_output_file(p, "--report")?;
+    }
+    dfforge::util::check_output_dir(&args.waves, "--waves")?;
     let configs: Vec<(String, Config)> = match args.matrix {
         None => vec![("config".to_string(), cfg)],
         Some(n) => (0..n)

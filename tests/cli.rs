@@ -420,3 +420,123 @@ fn ping_names_a_missing_board_and_a_bad_backend() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("use serial:PATH"), "{}", stderr(&o));
 }
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+// Issue 11, item 2: `--report` onto an existing directory exited 1 but left a `.tmpXXXXXX`
+// holding the whole report in the current directory.
+#[test]
+fn report_onto_a_directory_is_refused_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("d")).unwrap();
+    let o = dfforge(
+        &["train", "--epochs", "1", "--quiet", "--report", "d"],
+        tmp.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(names(tmp.path()), vec!["d"], "stray files left behind");
+    assert!(names(&tmp.path().join("d")).is_empty());
+    let e = stderr(&o);
+    assert!(
+        e.contains("--report d") && e.contains("is a directory"),
+        "{e}"
+    );
+}
+
+// Issue 11, item 3: `gen` onto a directory where a file name is taken by a directory wrote
+// 8 of 16 files and no manifest, and the error named the directory, not the file.
+#[test]
+fn gen_writes_all_files_or_none_and_names_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("g/dff_pe.v")).unwrap();
+    let o = dfforge(&["gen", "--out", "g"], tmp.path());
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("g/dff_pe.v") && e.contains("is a directory"),
+        "{e}"
+    );
+    assert_eq!(names(&tmp.path().join("g")), vec!["dff_pe.v"]);
+    assert_eq!(names(tmp.path()), vec!["g"], "no staging directory left");
+    // RTL and testbenches into one directory (run them next to each other): every file, no
+    // staging directory left behind, and a rerun replaces them.
+    for _ in 0..2 {
+        let o = dfforge(&["gen", "--out", "h", "--testbench", "h"], tmp.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let h = names(&tmp.path().join("h"));
+    assert!(
+        h.contains(&"manifest.json".to_string())
+            && h.contains(&"dff_relu_tb.v".to_string())
+            && h.iter().all(|n| !n.starts_with('.')),
+        "{h:?}"
+    );
+    assert_eq!(names(tmp.path()), vec!["g", "h"]);
+}
+
+// Issue 11, item 10: a bad `--plot` extension or an unwritable `--report`/`--plot` path was
+// reported only after training had finished.
+#[test]
+fn output_paths_are_checked_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("f"), "a file").unwrap();
+    for (args, want) in [
+        (vec!["train", "--plot", "c.gif"], "must end in .png or .svg"),
+        (vec!["train", "--report", "f/r.json"], "is a file"),
+        (vec!["train", "--plot", "f/c.png"], "is a file"),
+        (vec!["bench", "--report", "f/b.json"], "is a file"),
+        (vec!["cosim", "--report", "f/c.json"], "is a file"),
+        (vec!["cosim", "--waves", "f"], "is a file"),
+        (vec!["gen", "--out", "f"], "is a file"),
+        (
+            vec!["gen", "--out", "g", "--testbench", "f/tb"],
+            "is a file",
+        ),
+        (vec!["board", "--out", "f"], "is a file"),
+        (vec!["compare", "r.json", "--plot", "c.txt"], ".png or .svg"),
+    ] {
+        let t0 = std::time::Instant::now();
+        let o = dfforge(&args, tmp.path());
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(e.contains(want), "{args:?}: {e}");
+        assert!(
+            !e.contains("training") && !e.contains("building") && t0.elapsed().as_secs() < 10,
+            "{args:?}: refused only after starting work: {e}"
+        );
+    }
+    assert_eq!(names(tmp.path()), vec!["f"], "nothing created");
+}
+
+// Issue 11, item 14: reports and plots were created with mode 0600 whatever the umask.
+#[cfg(unix)]
+#[test]
+fn reports_and_plots_get_the_usual_file_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let o = dfforge(
+        &[
+            "train", "--epochs", "1", "--quiet", "--report", "r.json", "--plot", "c.svg",
+        ],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // What any file created here gets under the umask this test runs with.
+    std::fs::write(tmp.path().join("probe"), "").unwrap();
+    let mode = |n: &str| {
+        std::fs::metadata(tmp.path().join(n))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("r.json"), mode("probe"), "report");
+    assert_eq!(mode("c.svg"), mode("probe"), "plot");
+}

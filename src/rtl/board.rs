@@ -420,21 +420,24 @@ impl BoardDesign {
         Ok(BoardDesign { modules, tables })
     }
 
-    /// Write every module (`<name>.v`), the tables and `ulx3s.lpf` into `dir`.
-    pub fn write(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
-        std::fs::create_dir_all(dir)?;
-        let mut names = Vec::new();
-        for m in &self.modules {
-            std::fs::write(dir.join(file_name(m)), emit(m))?;
-            names.push(file_name(m));
-        }
-        for (n, t) in &self.tables {
-            std::fs::write(dir.join(n), t)?;
-            names.push(n.clone());
-        }
-        std::fs::write(dir.join("ulx3s.lpf"), ULX3S_LPF)?;
-        names.push("ulx3s.lpf".into());
-        Ok(names)
+    /// Write every module (`<name>.v`), the tables and `ulx3s.lpf` into `dir`: all of them
+    /// or, on any error, none ([`crate::util::write_dir_atomic`]).
+    pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
+        let files = self.files();
+        crate::util::write_dir_atomic(dir, &files)?;
+        Ok(files.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// (file name, text) of every file [`BoardDesign::write`] writes.
+    pub fn files(&self) -> Vec<(String, String)> {
+        let mut files: Vec<(String, String)> = self
+            .modules
+            .iter()
+            .map(|m| (file_name(m), emit(m)))
+            .collect();
+        files.extend(self.tables.iter().cloned());
+        files.push(("ulx3s.lpf".into(), ULX3S_LPF.to_string()));
+        files
     }
 }
 

@@ -402,13 +402,10 @@ impl Rtl {
         v
     }
 
-    /// Write every file into `dir` (created if missing).
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        for (name, text) in self.files() {
-            std::fs::write(dir.join(name), text)?;
-        }
-        Ok(())
+    /// Write every file into `dir` (created if missing), all of them or, on any error,
+    /// none ([`crate::util::write_dir_atomic`]); the error names the file.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        crate::util::write_dir_atomic(dir, &self.files())
     }
 
     pub fn module(&self, name: &str) -> Option<&Module> {
