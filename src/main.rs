@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use dfforge::config::{Config, Learner, Optimizer};
+use dfforge::config::{Config, Learner};
 use dfforge::data::{self, DatasetSpec};
 use dfforge::float::make_learner;
 use dfforge::report::TrainReport;
@@ -40,8 +40,8 @@ struct Cli {
         default_value = "data"
     )]
     data_dir: PathBuf,
-    /// Override one config key, e.g. --set fixed.weight.bits=10 --set algorithm.loss=hinge
-    /// (repeatable; VALUE is TOML, bare words are strings).
+    /// Override one config key, e.g. --set fixed.weight.bits=14 --set algorithm.scheme=df-r
+    /// (repeatable; VALUE is TOML, bare words are strings; `dfforge config` shows the result).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     sets: Vec<String>,
     #[command(subcommand)]
@@ -232,17 +232,19 @@ struct TrainArgs {
     /// Override training.epochs.
     #[arg(long)]
     epochs: Option<usize>,
-    /// Override training.optimizer.
+    /// Optimizer of this run (= --set training.optimizer=NAME). Without it each learner
+    /// uses its own from the config.
     #[arg(long, value_parser = ["sgd", "momentum", "adam"])]
     optimizer: Option<String>,
-    /// Override training.learning_rate.
-    #[arg(long, value_name = "ETA")]
+    /// Learning rate of this run (= --set training.learning_rate=ETA). Without it each
+    /// learner uses its own from the config ([training.df], [training.ff], [training.bp]).
+    #[arg(long, value_name = "ETA", value_parser = positive_f32)]
     lr: Option<f32>,
-    /// Use only the first N training samples (quick experiments).
-    #[arg(long, value_name = "N")]
+    /// Use only the first N training samples (quick experiments; N >= 1).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     limit_train: Option<usize>,
-    /// Use only the first N test samples.
-    #[arg(long, value_name = "N")]
+    /// Use only the first N test samples (N >= 1: accuracy needs samples).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     limit_test: Option<usize>,
     /// Write the JSON report here (atomically).
     #[arg(long, value_name = "FILE.json")]
@@ -253,6 +255,48 @@ struct TrainArgs {
     /// No progress bar or per-epoch lines.
     #[arg(long)]
     quiet: bool,
+}
+
+/// A count of at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A finite number above 0.
+fn positive_f32(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is not a positive finite number")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl TrainArgs {
+    /// The flags that are config keys, as `--set` overrides.
+    fn config_sets(&self) -> Vec<String> {
+        let quote = |v: &str| toml_edit::Value::from(v).to_string();
+        let mut sets = Vec::new();
+        if let Some(d) = &self.dataset {
+            sets.push(format!("data.dataset={}", quote(d)));
+        }
+        if let Some(a) = &self.algorithm {
+            sets.push(format!("algorithm.name={}", quote(a)));
+        }
+        if let Some(e) = self.epochs {
+            sets.push(format!("training.epochs={e}"));
+        }
+        if let Some(o) = &self.optimizer {
+            sets.push(format!("training.optimizer={}", quote(o)));
+        }
+        if let Some(lr) = self.lr {
+            sets.push(format!("training.learning_rate={lr:?}"));
+        }
+        sets
+    }
 }
 
 fn dataset_help() -> String {
@@ -277,8 +321,16 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let cfg = Config::load_with(cli.config.as_deref(), &cli.sets)?;
-    match cli.command.unwrap_or(Command::Train(TrainArgs::default())) {
+    let command = cli.command.unwrap_or(Command::Train(TrainArgs::default()));
+    // The train flags that set config keys are `--set`s applied after the user's own, so the
+    // config is resolved once, with them (e.g. --algorithm bp picks backprop's own learning
+    // rate), and validated with the same messages.
+    let mut sets = cli.sets.clone();
+    if let Command::Train(args) = &command {
+        sets.extend(args.config_sets());
+    }
+    let cfg = Config::load_with(cli.config.as_deref(), &sets)?;
+    match command {
         Command::Train(args) => cmd_train(cfg, &cli.data_dir, args),
         Command::FetchData {
             dataset: FetchName::Mnist,
@@ -475,31 +527,8 @@ fn board_design(
     Ok((BoardDesign::ulx3s(name, modules, vec![], opts)?, name))
 }
 
-fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Result<()> {
-    if let Some(d) = args.dataset {
-        cfg.data.dataset = d;
-    }
-    if let Some(a) = args.algorithm {
-        cfg.algorithm.name = match a.as_str() {
-            "ff" => Learner::Ff,
-            "bp" => Learner::Bp,
-            _ => Learner::Df,
-        };
-    }
-    if let Some(e) = args.epochs {
-        cfg.training.epochs = e;
-    }
-    if let Some(o) = args.optimizer {
-        cfg.training.optimizer = match o.as_str() {
-            "adam" => Optimizer::Adam,
-            "momentum" => Optimizer::Momentum,
-            _ => Optimizer::Sgd,
-        };
-    }
-    if let Some(lr) = args.lr {
-        cfg.training.learning_rate = lr;
-    }
-    cfg.validate()?;
+fn cmd_train(cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Result<()> {
+    // (--dataset, --algorithm, --epochs, --optimizer and --lr are already in `cfg`.)
     // Every output is checked before any work: a bad path must not waste a training run.
     if let Some(p) = &args.report {
         dfforge::util::check_output_file(p, "--report")?;
@@ -533,25 +562,19 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
         ..RunOptions::from_config(&cfg)
     };
     let (out, hardware) = match &args.backend {
-        Backend::Float => (train(make_learner(&cfg).as_mut(), &ds, &opts), None),
+        Backend::Float => (train(make_learner(&cfg).as_mut(), &ds, &opts)?, None),
         Backend::Fixed => {
             let mut l = dfforge::fixed::baselines::make_fixed_learner(&cfg)?;
-            (train(l.as_mut(), &ds, &opts), None)
+            (train(l.as_mut(), &ds, &opts)?, None)
         }
         Backend::Rtl | Backend::Serial(_) => {
-            anyhow::ensure!(
-                cfg.algorithm.name == dfforge::config::Learner::Df,
-                "--backend {backend} runs the DF engine, which trains DF only; `{}` runs on --backend float or fixed",
-                cfg.algorithm.name
-            );
+            // Everything the engine needs, checked before a build or a board is touched.
+            dfforge::driver::preflight(&cfg, &format!("--backend {backend}"))?;
             let bus = open_engine(&cfg, &args.backend)?;
             let mut l = dfforge::driver::rtl::RtlLearner::new(&cfg, bus)?;
             let t0 = std::time::Instant::now();
-            let out = train(&mut l, &ds, &opts);
+            let out = train(&mut l, &ds, &opts)?;
             let wall = t0.elapsed().as_secs_f64();
-            if let Some(e) = l.error() {
-                anyhow::bail!("the engine failed during training: {e}");
-            }
             let hw = hardware_summary(&cfg, &l, wall)?;
             print_hardware(&hw);
             if let Some(m) = l.mismatch() {
@@ -683,10 +706,12 @@ fn cmd_bench(
     ds.truncate(Some(samples), Some(1));
     let mut rows = Vec::new();
     for backend in ["float", "fixed"] {
-        for alg in [Learner::Df, Learner::Ff, Learner::Bp] {
+        for alg in Learner::ALL {
+            // Each learner with its own learning rate, all with plain SGD (the fixed-point
+            // models support no other).
             let mut c = cfg.clone();
-            c.algorithm.name = alg;
-            c.training.optimizer = Optimizer::Sgd;
+            c.set_learner(alg);
+            c.training.optimizer = dfforge::config::Optimizer::Sgd;
             c.validate()?;
             let mut l: Box<dyn dfforge::float::Learner> = if backend == "float" {
                 make_learner(&c)
@@ -695,9 +720,11 @@ fn cmd_bench(
             };
             let opts = RunOptions {
                 epochs: 1,
+                // Speed is measured here, not learning: a diverging loss is no reason to stop.
+                check_divergence: false,
                 ..RunOptions::from_config(&c)
             };
-            let out = train(l.as_mut(), &ds, &opts);
+            let out = train(l.as_mut(), &ds, &opts)?;
             eprintln!("{backend} {alg}: {:.0} samples/s", out.samples_per_second);
             rows.push(BenchRow {
                 backend,

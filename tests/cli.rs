@@ -540,3 +540,140 @@ fn reports_and_plots_get_the_usual_file_permissions() {
     assert_eq!(mode("r.json"), mode("probe"), "report");
     assert_eq!(mode("c.svg"), mode("probe"), "plot");
 }
+
+// Issue 11, item 9: `--limit-test 0` printed "test accuracy 0.0000", an accuracy over zero
+// samples.
+#[test]
+fn zero_samples_are_refused_not_scored() {
+    let tmp = tempfile::tempdir().unwrap();
+    for flag in ["--limit-test", "--limit-train"] {
+        let o = dfforge(&["train", "--epochs", "1", flag, "0"], tmp.path());
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{flag} 0: {e}");
+        assert!(
+            e.contains(flag) && e.contains("at least 1"),
+            "{flag} 0: {e}"
+        );
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("accuracy"));
+    }
+}
+
+// Issue 11, item 13: backprop on the shipped default config used DF's learning rate (20)
+// and diverged silently (loss 216,739.8, accuracy 0.1003, exit status 0).
+#[test]
+fn backprop_trains_on_the_default_config_and_divergence_stops_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = dfforge(
+        &[
+            "train",
+            "--algorithm",
+            "bp",
+            "--epochs",
+            "3",
+            "--quiet",
+            "--report",
+            "r.json",
+        ],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("r.json")).unwrap()).unwrap();
+    let acc = r["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.9, "bp on digits: {acc}");
+    let lr = r["config"]["training"]["bp"]["learning_rate"]
+        .as_f64()
+        .unwrap();
+    assert!(lr < 20.0, "bp's own learning rate: {lr}");
+    // DF's rate forced on backprop: stopped, with the cause and the fix.
+    let o = dfforge(
+        &["train", "--algorithm", "bp", "--lr", "20", "--epochs", "3"],
+        tmp.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("training diverged at epoch 1")
+            && e.contains("learning rate too high for bp: 20 with sgd")
+            && e.contains("--lr"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("epoch 1/3:"),
+        "no epoch line for a diverged epoch: {e}"
+    );
+}
+
+/// A concrete `KEY=VALUE` (not a placeholder such as `<KEY=VALUE>` or `KEY=ETA`).
+fn is_example(v: &str) -> bool {
+    match v.split_once('=') {
+        Some((k, val)) => {
+            !k.starts_with('<')
+                && !val
+                    .trim_end_matches(|c: char| !c.is_alphanumeric())
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_')
+        }
+        None => false,
+    }
+}
+
+/// Every `--set` example in the docs and in `--help`: (its `--config`, its `--set`s).
+fn set_examples(text: &str) -> Vec<(Option<String>, Vec<String>)> {
+    text.lines()
+        .filter(|l| l.contains("--set "))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let (mut config, mut sets) = (None, Vec::new());
+            for w in words.windows(2) {
+                let v = w[1].trim_matches(|c| c == '`' || c == ',' || c == '(' || c == ')');
+                match w[0] {
+                    // (Not the placeholders of the usage lines: <KEY=VALUE>, KEY=ETA.)
+                    "--set" if is_example(v) => sets.push(v.to_string()),
+                    "--config" => config = Some(v.to_string()),
+                    _ => {}
+                }
+            }
+            (config, sets)
+        })
+        .filter(|(_, s)| !s.is_empty())
+        .collect()
+}
+
+// Issue 11, item 14: the `--help` example `--set fixed.weight.bits=10 --set
+// algorithm.loss=hinge` was itself refused. Every example config override in the help and
+// the docs must be accepted.
+#[test]
+fn every_documented_set_example_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut texts = vec![
+        String::from_utf8(dfforge(&["--help"], tmp.path()).stdout).unwrap(),
+        String::from_utf8(dfforge(&["train", "--help"], tmp.path()).stdout).unwrap(),
+        std::fs::read_to_string(root.join("README.md")).unwrap(),
+    ];
+    for e in std::fs::read_dir(root.join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            texts.push(std::fs::read_to_string(p).unwrap());
+        }
+    }
+    let mut n = 0;
+    for text in &texts {
+        for (config, sets) in set_examples(text) {
+            let mut args: Vec<String> = Vec::new();
+            if let Some(c) = config {
+                args.extend(["--config".into(), root.join(c).display().to_string()]);
+            }
+            for s in sets {
+                args.extend(["--set".into(), s]);
+            }
+            args.push("config".into());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let o = dfforge(&args, tmp.path());
+            assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "only {n} examples found");
+}

@@ -136,10 +136,10 @@ fn load_split(
 /// Reads a file and transparently gunzips it if it starts with the gzip
 /// magic (detected by content, not by name, so misnamed files still work).
 pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io {
+    let raw = std::fs::read(path).map_err(|err| DataError::Io {
         path: path.to_path_buf(),
         action: "reading",
-        source,
+        err,
     })?;
     maybe_gunzip(raw, path)
 }
@@ -152,9 +152,9 @@ pub(super) fn maybe_gunzip(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataErr
     let mut out = Vec::new();
     MultiGzDecoder::new(raw.as_slice())
         .read_to_end(&mut out)
-        .map_err(|source| DataError::Gzip {
+        .map_err(|err| DataError::Gzip {
             path: path.to_path_buf(),
-            source,
+            err,
         })?;
     Ok(out)
 }

@@ -8,6 +8,37 @@ use crate::fixed::kernels::IMat;
 use crate::fixed::model::FxParams;
 use crate::rtl::engine::{counter, hyper, region, Layout};
 
+/// Refuse, before anything is built or opened, a config the engine cannot train, with the
+/// reason and the fix: the engine trains DF with plain SGD, at widths the golden model and
+/// the engine's layout support. `what` names the command (`--backend rtl`, `cosim`).
+pub fn preflight(cfg: &crate::config::Config, what: &str) -> anyhow::Result<()> {
+    use crate::config::{Learner, Optimizer};
+    let a = cfg.algorithm.name;
+    anyhow::ensure!(
+        a == Learner::Df,
+        "{what} runs the DF engine, which trains DF only; algorithm.name = `{a}` trains with \
+         --backend float or --backend fixed (e.g. `dfforge train --algorithm {a} --backend fixed`)"
+    );
+    let ((opt, from), _) = cfg.training.resolve(a);
+    let opt = if cfg.training.optimizer != opt {
+        (cfg.training.optimizer, "the code that built this config")
+    } else if from == "default" {
+        (opt, "dfforge's default for df")
+    } else {
+        (opt, from)
+    };
+    anyhow::ensure!(
+        opt.0 == Optimizer::Sgd,
+        "{what} trains as the hardware does, with plain SGD, but this run's optimizer is `{}` \
+         (from {}); use --optimizer sgd or set [training.df] optimizer = \"sgd\"",
+        opt.0,
+        opt.1
+    );
+    crate::fixed::model::Units::new(cfg)?;
+    Layout::new(cfg)?;
+    Ok(())
+}
+
 /// Anything that reaches the engine's bus: the bus-level Verilator harness, or the host
 /// protocol over a pipe or a UART.
 pub trait Bus {

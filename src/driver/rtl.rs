@@ -205,6 +205,10 @@ impl Learner for RtlLearner {
         }
     }
 
+    fn failure(&self) -> Option<String> {
+        self.error()
+    }
+
     fn set_lr_factor(&mut self, f: f32) {
         self.golden.set_lr_factor(f);
         let v = match lr_constant(&self.cfg, f) {
