@@ -210,6 +210,8 @@ pub fn run(
     let lay = Layout::new(cfg)?;
     driver::load_params(bus, &lay, &fx.params)?;
     driver::load_feedback(bus, &lay, fx.feedback())?;
+    // The golden model's learning rate, not the bitstream's reset value.
+    driver::write_lr(bus, cfg, 1.0)?;
     let mut rep = CosimReport::default();
     let mut chk = Checker::default();
     let mut macs = 0u64;
@@ -220,13 +222,15 @@ pub fn run(
         let n = labels.len();
         let (trace, _) = fx.step(&px, &labels);
         driver::write_batch(bus, &lay, &px, Some(&trace.forward.hyps))?;
+        let predicted = driver::expected_cycles(cfg, &lay, n, false);
+        bus.expect_cycles(predicted);
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
         anyhow::ensure!(
             status == 0,
             "engine reported status {status} for a training step"
         );
         rep.cycles += cyc;
-        rep.predicted_cycles += crate::rtl::engine::predicted_cycles(cfg, &lay, n, false);
+        rep.predicted_cycles += predicted;
         macs += ideal_macs(&lay, n, false);
         samples += n;
         let rows = trace.forward.hyps.len();
@@ -261,6 +265,7 @@ pub fn run(
             data: px.row(0).to_vec(),
         };
         driver::write_batch(bus, &lay, &one, None)?;
+        bus.expect_cycles(driver::expected_cycles(cfg, &lay, 1, true));
         let (st, pred, _) = bus.run(RUN_INFER)?;
         anyhow::ensure!(st == 0, "engine reported status {st} for an inference");
         let want = fx.predict_raw(&one)[0];

@@ -121,6 +121,9 @@ enum Command {
         /// e.g. serial:/dev/ttyUSB0.
         #[arg(long, value_name = "serial:PATH[@BAUD]")]
         backend: String,
+        /// Seconds of silence after which the board is taken as not answering.
+        #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_f64)]
+        timeout: f64,
     },
     /// Compare training reports: a Markdown table on stdout, optionally overlaid curves.
     Compare {
@@ -194,16 +197,22 @@ impl Backend {
 
 #[derive(clap::Args)]
 struct CosimArgs {
-    /// Minibatches to train.
-    #[arg(long, default_value_t = 5)]
+    /// Minibatches to train (at least 1: a check that compares nothing has not passed).
+    #[arg(long, default_value_t = 5, value_parser = at_least_one)]
     steps: usize,
     /// Seed of the random minibatches (pixels incl. all-zero and saturated rows, labels).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Instead of the config, run this many seeded random small configs (array shapes, widths,
-    /// negatives, collaboration, losses, number formats; see dfforge::cosim::random_config).
-    #[arg(long, value_name = "N")]
+    /// Instead of the config, run this many (at least 1) seeded random small configs (array
+    /// shapes, widths, negatives, collaboration, losses, number formats; see
+    /// dfforge::cosim::random_config).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     matrix: Option<usize>,
+    /// Seconds to wait for any answer of the simulated engine, on top of a step's expected
+    /// cycles at 50,000 cycles/s (the schedule predicts them): a hung or stopped simulator is
+    /// noticed after that [default: 20].
+    #[arg(long, value_name = "SECS", value_parser = positive_f64)]
+    timeout: Option<f64>,
     /// Write the JSON report here (atomically).
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
@@ -255,6 +264,12 @@ struct TrainArgs {
     /// No progress bar or per-epoch lines.
     #[arg(long)]
     quiet: bool,
+    /// --backend rtl or serial: seconds to wait for any answer of the engine, on top of a
+    /// training step's or an inference's expected cycles at 50,000 cycles/s (the schedule
+    /// predicts them); a hung or stopped simulator or board is noticed after that
+    /// [default: 20].
+    #[arg(long, value_name = "SECS", value_parser = positive_f64)]
+    timeout: Option<f64>,
 }
 
 /// A count of at least 1.
@@ -264,6 +279,24 @@ fn at_least_one(s: &str) -> Result<usize, String> {
         Ok(_) => Err("must be at least 1".into()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A finite number above 0.
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is not a positive finite number")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// [`dfforge::driver::Timeouts`] with `--timeout SECS` as the base, if given.
+fn timeouts(secs: Option<f64>) -> dfforge::driver::Timeouts {
+    let mut t = dfforge::driver::Timeouts::default();
+    if let Some(s) = secs {
+        t.base = std::time::Duration::from_secs_f64(s);
+    }
+    t
 }
 
 /// A finite number above 0.
@@ -399,10 +432,11 @@ fn run(cli: Cli) -> Result<()> {
             let status = sim.wait()?;
             anyhow::bail!("the simulated board exited ({status})")
         }
-        Command::Ping { backend } => {
+        Command::Ping { backend, timeout } => {
             use dfforge::host::{Client, SerialLink};
-            let (path, opts) =
+            let (path, mut opts) =
                 dfforge::host::serial::parse_backend(&backend).map_err(anyhow::Error::msg)?;
+            opts.timeout = std::time::Duration::from_secs_f64(timeout);
             let baud = opts.baud;
             let mut c = Client::new(SerialLink::open(&path, opts)?);
             let id = c.ping()?;
@@ -570,12 +604,12 @@ fn cmd_train(cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Result
         Backend::Rtl | Backend::Serial(_) => {
             // Everything the engine needs, checked before a build or a board is touched.
             dfforge::driver::preflight(&cfg, &format!("--backend {backend}"))?;
-            let bus = open_engine(&cfg, &args.backend)?;
+            let bus = open_engine(&cfg, &args.backend, timeouts(args.timeout))?;
             let mut l = dfforge::driver::rtl::RtlLearner::new(&cfg, bus)?;
             let t0 = std::time::Instant::now();
             let out = train(&mut l, &ds, &opts)?;
             let wall = t0.elapsed().as_secs_f64();
-            let hw = hardware_summary(&cfg, &l, wall)?;
+            let hw = hardware_summary(&l, wall)?;
             print_hardware(&hw);
             if let Some(m) = l.mismatch() {
                 anyhow::bail!(
@@ -754,7 +788,11 @@ fn cmd_bench(
 }
 
 /// Build (or reuse) the engine for `cfg` and connect to it.
-fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::driver::Bus>> {
+fn open_engine(
+    cfg: &Config,
+    backend: &Backend,
+    timeouts: dfforge::driver::Timeouts,
+) -> Result<Box<dyn dfforge::driver::Bus>> {
     match backend {
         Backend::Rtl => {
             let rtl = dfforge::rtl::generate(cfg).context("generating RTL")?;
@@ -779,7 +817,7 @@ fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::drive
                 b.build_time.as_secs_f64()
             );
             let opts = dfforge::host::SimLinkOptions {
-                timeout: std::time::Duration::from_secs(600),
+                timeout: timeouts.base,
                 cycle_limit: 1 << 40,
                 ..Default::default()
             };
@@ -791,14 +829,17 @@ fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::drive
                 "the engine answers ID {id:016x}, not this config's {:016x}: the model was built from another config",
                 dfforge::rtl::cmd::config_id(cfg)
             );
-            Ok(Box::new(dfforge::driver::ProtocolBus::new(client, cfg)))
+            Ok(Box::new(
+                dfforge::driver::ProtocolBus::new(client, cfg).with_timeouts(timeouts),
+            ))
         }
         Backend::Serial(p) => {
             let spec = format!("serial:{}", p.display());
             let (path, mut opts) =
                 dfforge::host::serial::parse_backend(&spec).map_err(anyhow::Error::msg)?;
-            // A training step answers when it is done: allow a simulated board's slow steps.
-            opts.timeout = opts.timeout.max(std::time::Duration::from_secs(120));
+            // A training step answers when it is done: ProtocolBus allows each its expected
+            // cycles (a simulated board is slow) on top of this.
+            opts.timeout = timeouts.base;
             let link = dfforge::host::SerialLink::open(&path, opts)?;
             let mut client = dfforge::host::Client::new(link);
             let id = client
@@ -810,17 +851,15 @@ fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::drive
                 dfforge::rtl::cmd::config_id(cfg)
             );
             client.reset().context("RESET the engine")?;
-            Ok(Box::new(dfforge::driver::ProtocolBus::new(client, cfg)))
+            Ok(Box::new(
+                dfforge::driver::ProtocolBus::new(client, cfg).with_timeouts(timeouts),
+            ))
         }
         _ => unreachable!("software backends have no engine"),
     }
 }
 
-fn hardware_summary(
-    cfg: &Config,
-    l: &dfforge::driver::rtl::RtlLearner,
-    wall: f64,
-) -> Result<serde_json::Value> {
+fn hardware_summary(l: &dfforge::driver::rtl::RtlLearner, wall: f64) -> Result<serde_json::Value> {
     let lay = l.layout();
     let pes = (lay.rows * lay.cols) as f64;
     let c = l.counters()?;
@@ -832,7 +871,8 @@ fn hardware_summary(
         "train_cycles": l.train_cycles,
         "cycles_per_train_sample": l.train_cycles as f64 / samples,
         "ideal_cycles_per_train_sample": l.macs as f64 / pes / samples,
-        "predicted_cycles_per_train_sample": dfforge::rtl::engine::predicted_cycles(cfg, lay, cfg.training.batch, false) as f64 / cfg.training.batch as f64,
+        // Per step with its own size: a partial last batch is predicted as what it is.
+        "predicted_cycles_per_train_sample": l.predicted_train_cycles as f64 / samples,
         "pe_utilisation": l.macs as f64 / (pes * l.train_cycles.max(1) as f64),
         "cycles_per_inference": icyc as f64 / infers.max(1) as f64,
         "engine_cycles_total": c[0],
@@ -872,9 +912,11 @@ fn cosim_one(
     seed: u64,
     waves: &std::path::Path,
     mutation: dfforge::rtl::Mutation,
+    timeouts: dfforge::driver::Timeouts,
 ) -> Result<dfforge::cosim::CosimReport> {
     use dfforge::cosim;
     cfg.validate()?;
+    dfforge::driver::preflight(cfg, "cosim")?;
     let rtl = dfforge::rtl::generate_with(cfg, mutation).context("generating RTL")?;
     anyhow::ensure!(
         rtl.module("dff_engine").is_some(),
@@ -886,7 +928,7 @@ fn cosim_one(
             .context("building dff_system")?;
         let opts = dfforge::host::SimLinkOptions {
             traced,
-            timeout: std::time::Duration::from_secs(600),
+            timeout: timeouts.base,
             cycle_limit: 1 << 40,
         };
         Ok(dfforge::host::SimLink::spawn(&b, opts)?)
@@ -897,7 +939,8 @@ fn cosim_one(
         cosim::CosimReport,
         dfforge::driver::ProtocolBus<dfforge::host::SimLink>,
     )> {
-        let mut bus = dfforge::driver::ProtocolBus::new(dfforge::host::Client::new(link), cfg);
+        let mut bus = dfforge::driver::ProtocolBus::new(dfforge::host::Client::new(link), cfg)
+            .with_timeouts(timeouts);
         let mut fx = dfforge::fixed::model::FixedDf::new(cfg)?;
         let mut data = cosim::RandomBatches::new(cfg, seed);
         let bsz = cfg.training.batch;
@@ -949,6 +992,9 @@ impl dfforge::driver::Bus for TraceBus<'_> {
     fn read_block(&mut self, r: u8, a: u32, n: usize) -> Result<Vec<i64>> {
         self.inner.read_block(r, a, n)
     }
+    fn expect_cycles(&mut self, cycles: u64) {
+        self.inner.expect_cycles(cycles)
+    }
     fn run(&mut self, op: u8) -> Result<(u8, u8, u64)> {
         if op == dfforge::rtl::engine::RUN_TRAIN {
             if self.step == self.at {
@@ -989,12 +1035,31 @@ fn cmd_cosim(cfg: Config, args: CosimArgs) -> Result<()> {
             })
             .collect(),
     };
+    // Every config the engine cannot train is refused before the first (long) build.
+    for (name, c) in &configs {
+        c.validate()
+            .map_err(anyhow::Error::from)
+            .and_then(|_| dfforge::driver::preflight(c, "cosim"))
+            .with_context(|| format!("co-simulating {name}"))?;
+    }
     let mut reports = Vec::new();
     let mut failed = 0;
     for (name, c) in &configs {
         let t0 = std::time::Instant::now();
-        let rep = cosim_one(c, args.steps, args.seed, &args.waves, mutation)
-            .with_context(|| format!("co-simulating {name}"))?;
+        let rep = cosim_one(
+            c,
+            args.steps,
+            args.seed,
+            &args.waves,
+            mutation,
+            timeouts(args.timeout),
+        )
+        .with_context(|| format!("co-simulating {name}"))?;
+        // A check that compared nothing has not passed.
+        anyhow::ensure!(
+            rep.values_compared > 0,
+            "co-simulating {name}: no values were compared, so nothing was checked"
+        );
         let a = &c.algorithm;
         println!(
             "{name}: {:?} on {}x{}, {}/{}/{}/{}: {} steps, {} values compared, {} mismatches, \

@@ -677,3 +677,57 @@ fn every_documented_set_example_is_accepted() {
     }
     assert!(n >= 4, "only {n} examples found");
 }
+
+// Issue 11, item 7: `cosim --steps 0` built for 45 s and exited 0 with "0 values compared";
+// `cosim --matrix 0` exited 0 and printed nothing. A check that compared nothing has not
+// passed.
+#[test]
+fn a_cosim_that_would_compare_nothing_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        &["cosim", "--steps", "0"][..],
+        &["cosim", "--matrix", "0"],
+        &["cosim", "--matrix", "0", "--steps", "0"],
+    ] {
+        let t0 = std::time::Instant::now();
+        let o = dfforge(args, tmp.path());
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{args:?}: exit 0: {e}");
+        assert!(e.contains("at least 1"), "{args:?}: {e}");
+        assert!(
+            t0.elapsed().as_secs() < 10,
+            "{args:?}: refused only after a build"
+        );
+    }
+}
+
+// Issue 11, item 8: `--set algorithm.name=ff cosim` was refused only after a 26–39 s
+// Verilator build, and with a false reason ("the fixed-point model implements DF only so
+// far"). Refused before building, with the true reason.
+#[test]
+fn cosim_refuses_what_the_engine_cannot_train_before_building() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (set, want) in [
+        ("algorithm.name=ff", "trains DF only"),
+        ("algorithm.name=bp", "trains DF only"),
+        ("training.optimizer=adam", "plain SGD"),
+    ] {
+        let t0 = std::time::Instant::now();
+        let o = dfforge(&["--set", set, "cosim", "--steps", "2"], tmp.path());
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{set}: {e}");
+        assert!(e.contains(want), "{set}: {e}");
+        assert!(!e.contains("so far"), "{set}: {e}");
+        assert!(
+            !e.contains("building") && t0.elapsed().as_secs() < 10,
+            "{set}: refused only after a build: {e}"
+        );
+    }
+    // The same for train on the engine.
+    let o = dfforge(
+        &["train", "--backend", "rtl", "--optimizer", "adam"],
+        tmp.path(),
+    );
+    let e = stderr(&o);
+    assert!(e.contains("plain SGD") && !e.contains("building"), "{e}");
+}

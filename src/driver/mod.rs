@@ -35,8 +35,56 @@ pub fn preflight(cfg: &crate::config::Config, what: &str) -> anyhow::Result<()> 
         opt.1
     );
     crate::fixed::model::Units::new(cfg)?;
-    Layout::new(cfg)?;
+    crate::rtl::engine_layout(cfg)?;
     Ok(())
+}
+
+/// Engine cycles of a training step of `n` samples (or of one inference): what the
+/// schedule predicts. The host's one use of the engine's schedule formula (reports and
+/// timeouts).
+pub fn expected_cycles(cfg: &crate::config::Config, lay: &Layout, n: usize, infer: bool) -> u64 {
+    crate::rtl::engine::predicted_cycles(cfg, lay, n, infer)
+}
+
+/// Write the learning-rate register: η·`factor`/B as the update unit's constant. The host
+/// writes it before training (and whenever the schedule moves it): the bitstream's reset
+/// value may come from another config with the same hardware ([`crate::rtl::cmd::config_id`]).
+pub fn write_lr(bus: &mut dyn Bus, cfg: &crate::config::Config, factor: f32) -> anyhow::Result<()> {
+    if let crate::fixed::LearningRate::Mul { value, .. } =
+        crate::fixed::model::lr_constant(cfg, factor)
+    {
+        bus.write_block(region::HYPER, hyper::LR, &[value])?;
+    }
+    Ok(())
+}
+
+/// How long the host waits for the engine: `base` for any answer, plus, for a training step
+/// or an inference, its expected cycles ([`expected_cycles`]) at `min_cycles_per_second`,
+/// a deliberately slow simulation speed. A stopped or hung simulator is noticed after that,
+/// not after a fixed ten minutes; `--timeout` sets `base`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timeouts {
+    pub base: std::time::Duration,
+    pub min_cycles_per_second: f64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            base: std::time::Duration::from_secs(20),
+            min_cycles_per_second: 50_000.0,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The wait for an answer that needs `cycles` engine cycles.
+    pub fn for_cycles(&self, cycles: u64) -> std::time::Duration {
+        self.base
+            + std::time::Duration::from_secs_f64(
+                cycles as f64 / self.min_cycles_per_second.max(1.0),
+            )
+    }
 }
 
 /// Anything that reaches the engine's bus: the bus-level Verilator harness, or the host
@@ -49,6 +97,8 @@ pub trait Bus {
     fn read_block(&mut self, region: u8, addr: u32, n: usize) -> anyhow::Result<Vec<i64>>;
     /// Run `op` (train / infer) to completion; (status, result, cycles of the run).
     fn run(&mut self, op: u8) -> anyhow::Result<(u8, u8, u64)>;
+    /// The next [`Bus::run`] is expected to take `cycles` engine cycles (for its timeout).
+    fn expect_cycles(&mut self, _cycles: u64) {}
 }
 
 impl Bus for crate::sim::engine::EngineSim {
@@ -243,14 +293,28 @@ pub fn region_wbytes(cfg: &crate::config::Config, region: u8) -> u8 {
 pub struct ProtocolBus<L: crate::host::Link> {
     pub client: crate::host::Client<L>,
     cfg: crate::config::Config,
+    timeouts: Timeouts,
+    /// Cycles the next run is expected to take ([`Bus::expect_cycles`]).
+    expected: u64,
 }
 
 impl<L: crate::host::Link> ProtocolBus<L> {
+    /// With [`Timeouts::default`] (set on the link now).
     pub fn new(client: crate::host::Client<L>, cfg: &crate::config::Config) -> Self {
         ProtocolBus {
             client,
             cfg: cfg.clone(),
+            timeouts: Timeouts::default(),
+            expected: 0,
         }
+        .with_timeouts(Timeouts::default())
+    }
+
+    /// Wait for answers as `t` says.
+    pub fn with_timeouts(mut self, t: Timeouts) -> Self {
+        self.timeouts = t;
+        self.client.link_mut().set_timeout(t.base);
+        self
     }
 }
 
@@ -263,13 +327,23 @@ impl<L: crate::host::Link> Bus for ProtocolBus<L> {
         let wb = region_wbytes(&self.cfg, region);
         Ok(self.client.read(region, wb, addr, n)?)
     }
+    fn expect_cycles(&mut self, cycles: u64) {
+        self.expected = cycles;
+    }
+
     fn run(&mut self, op: u8) -> anyhow::Result<(u8, u8, u64)> {
         // The engine's busy counter measures the run itself (not the frames around it).
         let before = self.client.read_counters()?[counter::BUSY as usize];
+        // The run answers when it is done: allow its expected cycles, then the base again.
+        let expected = std::mem::take(&mut self.expected);
+        self.client
+            .link_mut()
+            .set_timeout(self.timeouts.for_cycles(expected));
         let res = match op {
             crate::rtl::engine::RUN_TRAIN => self.client.train(),
             _ => self.client.infer(),
         };
+        self.client.link_mut().set_timeout(self.timeouts.base);
         let (status, result) = match res {
             Ok(r) => (0, r),
             Err(crate::host::ProtocolError::Engine { status, result, .. }) => (status, result),

@@ -7,15 +7,17 @@
 //! first difference is kept (and later steps are not compared); transport errors are kept
 //! too, and the learner stops driving the engine. The CLI reports both after training.
 
-use super::{read_beta, read_counters, read_goodness, read_params, write_batch, Bus};
+use super::{
+    expected_cycles, read_beta, read_counters, read_goodness, read_params, write_batch, write_lr,
+    Bus,
+};
 use crate::config::Config;
 use crate::cosim::{Checker, Mismatch};
 use crate::fixed::kernels::IMat;
-use crate::fixed::model::{lr_constant, quantise_pixels, FixedDf};
-use crate::fixed::LearningRate;
+use crate::fixed::model::{quantise_pixels, FixedDf};
 use crate::float::linalg::Mat;
 use crate::float::{BatchStats, Learner};
-use crate::rtl::engine::{hyper, region, Layout, RUN_INFER, RUN_TRAIN};
+use crate::rtl::engine::{Layout, RUN_INFER, RUN_TRAIN};
 use std::cell::{Cell, RefCell};
 
 pub struct RtlLearner {
@@ -25,6 +27,9 @@ pub struct RtlLearner {
     golden: FixedDf,
     /// Engine cycles of the training runs and of the inference runs.
     pub train_cycles: u64,
+    /// What the schedule predicts for the same training steps (each with its own number of
+    /// samples, so a partial last batch counts as what it is).
+    pub predicted_train_cycles: u64,
     pub train_samples: u64,
     pub steps: u64,
     pub macs: u64,
@@ -46,12 +51,16 @@ impl RtlLearner {
         let golden = FixedDf::new(cfg)?;
         super::load_params(bus.as_mut(), &lay, &golden.params)?;
         super::load_feedback(bus.as_mut(), &lay, golden.feedback())?;
+        // Every run-time register is written, none left at the bitstream's reset value:
+        // the learning rate here (BATCH with every batch).
+        write_lr(bus.as_mut(), cfg, 1.0)?;
         Ok(RtlLearner {
             cfg: cfg.clone(),
             lay,
             bus: RefCell::new(bus),
             golden,
             train_cycles: 0,
+            predicted_train_cycles: 0,
             train_samples: 0,
             steps: 0,
             macs: 0,
@@ -99,6 +108,8 @@ impl RtlLearner {
         let t1 = std::time::Instant::now();
         let bus = self.bus.get_mut().as_mut();
         write_batch(bus, &self.lay, px, Some(&trace.forward.hyps))?;
+        let predicted = expected_cycles(&self.cfg, &self.lay, labels.len(), false);
+        bus.expect_cycles(predicted);
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
         anyhow::ensure!(
             status == 0,
@@ -106,6 +117,7 @@ impl RtlLearner {
         );
         self.engine_seconds += t1.elapsed().as_secs_f64();
         self.train_cycles += cyc;
+        self.predicted_train_cycles += predicted;
         self.train_samples += labels.len() as u64;
         self.macs += crate::cosim::ideal_macs(&self.lay, labels.len(), false);
         let rows = trace.forward.hyps.len();
@@ -157,6 +169,7 @@ impl RtlLearner {
                 data: px.row(r).to_vec(),
             };
             write_batch(bus.as_mut(), &self.lay, &one, None)?;
+            bus.expect_cycles(expected_cycles(&self.cfg, &self.lay, 1, true));
             let (status, pred, cyc) = bus.run(RUN_INFER)?;
             anyhow::ensure!(
                 status == 0,
@@ -211,18 +224,10 @@ impl Learner for RtlLearner {
 
     fn set_lr_factor(&mut self, f: f32) {
         self.golden.set_lr_factor(f);
-        let v = match lr_constant(&self.cfg, f) {
-            LearningRate::Mul { value, .. } => value,
-            LearningRate::Shift(_) => return,
-        };
         if self.error.borrow().is_some() {
             return;
         }
-        if let Err(e) = self
-            .bus
-            .get_mut()
-            .write_block(region::HYPER, hyper::LR, &[v])
-        {
+        if let Err(e) = write_lr(self.bus.get_mut().as_mut(), &self.cfg, f) {
             self.fail(e);
         }
     }

@@ -79,10 +79,6 @@ impl Shape {
             .max()
             .unwrap_or(1);
         let xw = f.hidden.bits.max(f.pixel.bits);
-        let lr_max = match units.lr {
-            LearningRate::Mul { value, .. } => value.max(1) as u128,
-            LearningRate::Shift(_) => 1,
-        };
         if f.rsqrt_frac + 1 < f.act.frac {
             return Err(RtlError::Unsupported(format!(
                 "the normalisation unit needs fixed.rsqrt_frac + 1 >= act.frac (got {} and {})",
@@ -114,11 +110,22 @@ impl Shape {
             recip_w: f.const_frac + 1,
             norm_x_w: xw,
             param_w: f.weight.bits.max(f.bias.bits).max(f.centroid.bits),
-            lr_w: bitlen(lr_max).max(f.lr_frac + 1),
+            lr_w: lr_register_bits(units.lr, f.lr_frac),
             classes: cfg.network.classes,
             f,
         })
     }
+}
+
+/// Width of the engine's learning-rate register: enough for η/B at the start of the run
+/// (the schedule only lowers it) and at least `lr_frac + 1` bits. The register's value is
+/// written by the host; its width is part of the hardware ([`cmd::hardware_identity`]).
+pub fn lr_register_bits(lr: LearningRate, lr_frac: u32) -> u32 {
+    let lr_max = match lr {
+        LearningRate::Mul { value, .. } => value.max(1) as u128,
+        LearningRate::Shift(_) => 1,
+    };
+    bitlen(lr_max).max(lr_frac + 1)
 }
 
 /// Deliberate defects for the mutation tests: each must make a co-simulation fail.
@@ -168,6 +175,17 @@ pub fn generate(cfg: &Config) -> Result<Rtl, RtlError> {
 }
 
 pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> {
+    // The engine trains DF: a config that names another learner gets DF's engine (DF's
+    // learning rate sets the LR register's width and reset value).
+    let df;
+    let cfg = if cfg.algorithm.name == crate::config::Learner::Df {
+        cfg
+    } else {
+        let mut c = cfg.clone();
+        c.set_learner(crate::config::Learner::Df);
+        df = c;
+        &df
+    };
     let units = Units::new(cfg)?;
     let s = Shape::new(cfg, &units)?;
     let f = &s.f;
@@ -208,7 +226,7 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
     // generated for every config.
     let mut schedule = serde_json::Value::Null;
     let mut fit: Option<fit::Fit> = None;
-    let engine_status = match engine::Layout::new(cfg) {
+    let engine_status = match engine_layout(cfg) {
         Ok(lay) => {
             modules.push(engine::skew());
             let (eng, mems) = engine::engine(
@@ -253,6 +271,7 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
     let manifest = json!({
         "generator": format!("dfforge {}", env!("CARGO_PKG_VERSION")),
         "config_sha256": config_hash(cfg),
+        "hardware_id": format!("{:016x}", cmd::config_id(cfg)),
         "array": { "rows": s.rows, "cols": s.cols, "board": cfg.hardware.board },
         "widths": {
             "pe_a": s.a_w, "pe_b": s.b_w, "pe_acc": s.acc_w, "sum_sq": s.sum_w,
@@ -297,6 +316,23 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         shape: s,
         fit,
     })
+}
+
+/// The engine's memory layout for `cfg`, or why the engine cannot be generated for it:
+/// [`engine::Layout::new`]'s limits and those of the generator's data paths.
+pub fn engine_layout(cfg: &Config) -> Result<engine::Layout, RtlError> {
+    let lay = engine::Layout::new(cfg)?;
+    let f = &cfg.fixed;
+    // The gradient GEMM drains the PE accumulators (as wide as the wider of accumulator and
+    // update) into the update units, whose gradient input is update.bits wide.
+    if f.update.bits < f.accumulator.bits {
+        return Err(RtlError::Unsupported(format!(
+            "the update units take the gradients from the PE accumulators, which are \
+             fixed.accumulator.bits = {} wide: fixed.update.bits ({}) must be at least that",
+            f.accumulator.bits, f.update.bits
+        )));
+    }
+    Ok(lay)
 }
 
 /// Bits of the DELTA op's 2/d constant operand (unsigned, so one more than the largest).
