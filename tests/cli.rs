@@ -731,3 +731,30 @@ fn cosim_refuses_what_the_engine_cannot_train_before_building() {
     let e = stderr(&o);
     assert!(e.contains("plain SGD") && !e.contains("building"), "{e}");
 }
+
+// Issue 11, item 14: with both a plain and a gzipped IDX file present, one was picked
+// silently.
+#[test]
+fn an_idx_file_present_plain_and_gzipped_is_refused() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tiny")).unwrap();
+    write_idx_dir(&dir.path().join("tiny"), 30, 9);
+    std::fs::write(dir.path().join("c.toml"), IDX_CONFIG).unwrap();
+    // Different test labels in the .gz copy: which one is used would matter.
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&idx(&[9], &[0; 9])).unwrap();
+    std::fs::write(
+        dir.path().join("tiny/t10k-labels-idx1-ubyte.gz"),
+        enc.finish().unwrap(),
+    )
+    .unwrap();
+    let o = dfforge(&["train", "--config", "c.toml", "--quiet"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte and t10k-labels-idx1-ubyte.gz")
+            && e.contains("remove or rename all but one"),
+        "{e}"
+    );
+}

@@ -54,9 +54,11 @@ const FILES: [(&str, &str); 4] = [
 /// the user to run `dfforge fetch-data mnist`.
 pub(super) fn load(data_dir: &Path) -> Result<Dataset, DataError> {
     let dir = data_dir.join(SUBDIR);
-    let files = idx::locate_all(&dir).map_err(|looked_for| DataError::MnistMissing {
-        dir: dir.clone(),
-        looked_for,
+    let files = idx::locate_all(&dir).map_err(|e| {
+        e.into_data_error(&dir, |looked_for| DataError::MnistMissing {
+            dir: dir.clone(),
+            looked_for,
+        })
     })?;
     idx::load_files(&files, "mnist")
 }

@@ -223,6 +223,22 @@ pub enum DataError {
         found: usize,
     },
 
+    /// More than one file could be the same IDX file (plain and gzipped, or both names).
+    #[error("{} holds {}, which could all be {what}; they may differ, and dfforge will not pick one: remove or rename all but one", dir.display(), found.join(" and "))]
+    AmbiguousFiles {
+        dir: PathBuf,
+        what: String,
+        found: Vec<String>,
+    },
+
+    /// A file (after decompression) larger than dfforge will hold in memory.
+    #[error("{}: {what}, more than the {limit} bytes dfforge reads into memory for one IDX file; is this the right file?", path.display())]
+    TooLarge {
+        path: PathBuf,
+        what: String,
+        limit: u64,
+    },
+
     /// The file is longer than its header says.
     #[error("{}: trailing garbage: expected {expected} bytes, found {found}; the header does not match the data, download the file again", path.display())]
     TrailingBytes {
