@@ -705,25 +705,113 @@ pub(super) mod tests {
         assert!(matches!(err, DataError::Truncated { .. }), "{err:?}");
     }
 
-    /// Runs the whole per-file pipeline (gunzip + both parsers) on `bytes`.
+    /// Runs the whole per-file pipeline (gunzip + both parsers) on `bytes`; what it accepts
+    /// must be consistent with the bytes.
     fn parse_any(bytes: Vec<u8>) {
+        let t0 = std::time::Instant::now();
         let path = Path::new("fuzz");
+        let n = bytes.len();
         if let Ok(plain) = maybe_gunzip(bytes, path) {
-            let _ = parse_images(&plain, path);
-            let _ = parse_labels(&plain, path);
+            if let Ok((count, rows, cols, px)) = parse_images(&plain, path) {
+                assert!(count >= 1 && rows >= 1 && cols >= 1);
+                assert_eq!(px.len(), count * rows * cols);
+            }
+            if let Ok(labels) = parse_labels(&plain, path) {
+                assert!(labels.len() < plain.len());
+            }
         }
+        assert!(
+            t0.elapsed().as_secs() < 2,
+            "{n} bytes took {:?}",
+            t0.elapsed()
+        );
+    }
+
+    /// Inputs per fuzz test: `DFFORGE_FUZZ_CASES` (the benchmark run: 10,000; see
+    /// tests/fuzz.rs), else `ci`.
+    fn fuzz_cases(ci: u32) -> u32 {
+        std::env::var("DFFORGE_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(ci)
+    }
+
+    /// Four IDX files of a data set, each valid, mutated, truncated, swapped or gzipped.
+    fn dataset_files() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        let file = |valid: Vec<u8>| {
+            (
+                0u8..6,
+                any::<usize>(),
+                any::<u8>(),
+                any::<bool>(),
+                proptest::collection::vec(any::<u8>(), 0..16),
+            )
+                .prop_map(move |(op, i, b, gz, junk)| {
+                    let mut f = valid.clone();
+                    match op {
+                        0 => {}
+                        1 => {
+                            let i = i % f.len();
+                            f[i] = b;
+                        }
+                        2 => f.truncate(i % (f.len() + 1)),
+                        3 => f.extend(junk),
+                        4 => f = junk,
+                        _ => {
+                            // Another shape or count in the header.
+                            let last = f.len() - 1;
+                            let i = 4 + i % (f.len().min(16) - 4).max(1);
+                            f[i.min(last)] = b;
+                        }
+                    }
+                    if gz {
+                        gzip(&f)
+                    } else {
+                        f
+                    }
+                })
+        };
+        (
+            file(images(6, 1)),
+            file(labels(6)),
+            file(images(4, 2)),
+            file(labels(4)),
+        )
+            .prop_map(|(a, b, c, d)| vec![a, b, c, d])
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(ProptestConfig::with_cases(fuzz_cases(512)))]
 
         #[test]
-        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn fuzz_idx_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             parse_any(bytes);
         }
 
+        /// Whole data sets from disk: the four files, each possibly damaged; a load that
+        /// succeeds gives a consistent data set.
         #[test]
-        fn random_headers_never_panic(
+        fn fuzz_idx_data_sets(files in dataset_files()) {
+            let dir = tempfile::tempdir().unwrap();
+            let names = [
+                "train-images-idx3-ubyte",
+                "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte",
+            ];
+            for (n, f) in names.iter().zip(&files) {
+                std::fs::write(dir.path().join(n), f).unwrap();
+            }
+            if let Ok(ds) = load_dir(dir.path(), "fuzz") {
+                prop_assert_eq!(ds.train.images.len(), ds.train.labels.len() * ds.dim());
+                prop_assert_eq!(ds.test.images.len(), ds.test.labels.len() * ds.dim());
+                prop_assert!(ds.train.labels.iter().chain(&ds.test.labels).all(|&l| (l as usize) < ds.classes));
+                prop_assert!(ds.train.images.iter().all(|p| (0.0..=1.0).contains(p)));
+            }
+        }
+
+        #[test]
+        fn fuzz_idx_random_headers(
             ty in any::<u8>(), nd in 0u8..5, dims in proptest::collection::vec(any::<u32>(), 0..5),
             tail in proptest::collection::vec(any::<u8>(), 0..64),
         ) {
@@ -734,7 +822,7 @@ pub(super) mod tests {
         }
 
         #[test]
-        fn truncations_are_errors(cut in 0usize..1000, gz in any::<bool>()) {
+        fn fuzz_idx_truncations_are_errors(cut in 0usize..1000, gz in any::<bool>()) {
             let valid = images(6, 1);
             let valid = if gz { gzip(&valid) } else { valid };
             let cut = cut % valid.len();
@@ -745,7 +833,7 @@ pub(super) mod tests {
         }
 
         #[test]
-        fn byte_flips_never_panic(pos in 0usize..1000, val in any::<u8>(), gz in any::<bool>()) {
+        fn fuzz_idx_byte_flips(pos in 0usize..1000, val in any::<u8>(), gz in any::<bool>()) {
             let valid = labels(6);
             let mut b = if gz { gzip(&valid) } else { valid };
             let pos = pos % b.len();
