@@ -1292,6 +1292,26 @@ impl Config {
         self.training.learning_rate = lr;
     }
 
+    /// The fixed-point models and the engine update with η/B as a constant of
+    /// `fixed.lr_frac` fraction bits: a learning rate that rounds to 0 there would train
+    /// nothing (and exit as if it had). `Err` says so and how to fix it.
+    pub fn check_fixed_learning_rate(&self) -> Result<(), String> {
+        let t = &self.training;
+        let v = t.learning_rate as f64 / t.batch as f64 * (1u64 << self.fixed.lr_frac) as f64;
+        if (v + 0.5).floor() >= 1.0 {
+            return Ok(());
+        }
+        Err(format!(
+            "the fixed-point update multiplies by eta/B = {} / {} with fixed.lr_frac = {} \
+             fraction bits, which rounds to 0: nothing would ever be learned; raise \
+             fixed.lr_frac (to at least {}) or the learning rate",
+            t.learning_rate,
+            t.batch,
+            self.fixed.lr_frac,
+            (t.batch as f64 / t.learning_rate as f64).log2().ceil() as i64
+        ))
+    }
+
     /// Number of DF layers L.
     pub fn layers(&self) -> usize {
         self.network.hidden.len()

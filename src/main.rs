@@ -570,6 +570,18 @@ fn cmd_train(cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Result
     if let Some(p) = &args.plot {
         dfforge::plot::check_plot_path(p)?;
     }
+    // What the backend cannot do, before the data is loaded or an engine built.
+    match &args.backend {
+        Backend::Float => {}
+        Backend::Fixed => {
+            dfforge::fixed::baselines::make_fixed_learner(&cfg)?;
+            cfg.check_fixed_learning_rate()
+                .map_err(anyhow::Error::msg)?;
+        }
+        Backend::Rtl | Backend::Serial(_) => {
+            dfforge::driver::preflight(&cfg, &format!("--backend {}", args.backend.name()))?
+        }
+    }
     let spec: DatasetSpec = cfg.data.dataset.parse()?;
     let mut ds = data::load(&spec, data_dir)?;
     ds.truncate(args.limit_train, args.limit_test);
@@ -602,8 +614,6 @@ fn cmd_train(cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Result
             (train(l.as_mut(), &ds, &opts)?, None)
         }
         Backend::Rtl | Backend::Serial(_) => {
-            // Everything the engine needs, checked before a build or a board is touched.
-            dfforge::driver::preflight(&cfg, &format!("--backend {backend}"))?;
             let bus = open_engine(&cfg, &args.backend, timeouts(args.timeout))?;
             let mut l = dfforge::driver::rtl::RtlLearner::new(&cfg, bus)?;
             let t0 = std::time::Instant::now();

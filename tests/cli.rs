@@ -5,12 +5,35 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn dfforge(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dfforge"))
+    let o = Command::new(env!("CARGO_BIN_EXE_dfforge"))
         .args(args)
         .current_dir(dir)
         .env_remove("DFFORGE_DATA_DIR")
         .output()
-        .expect("run dfforge")
+        .expect("run dfforge");
+    if !o.status.success() {
+        assert_clean_error(&String::from_utf8_lossy(&o.stderr));
+    }
+    o
+}
+
+/// Every error message: no clause said twice in a row (issue 11, item 14: "No such file or
+/// directory (os error 2): No such file or directory (os error 2)") and no run of spaces
+/// inside a sentence (the `fixed.update` message had 18).
+fn assert_clean_error(e: &str) {
+    for line in e.lines().filter(|l| l.starts_with("error: ")) {
+        let parts: Vec<&str> = line.split(": ").collect();
+        for w in parts.windows(2) {
+            assert!(
+                w[0].len() < 10 || w[0].trim_start_matches("error") != w[1],
+                "a clause twice: {line}"
+            );
+        }
+        assert!(
+            !line.trim_end().contains("   "),
+            "a run of spaces: {line:?}"
+        );
+    }
 }
 
 fn stderr(o: &Output) -> String {
@@ -757,4 +780,31 @@ fn an_idx_file_present_plain_and_gzipped_is_refused() {
             && e.contains("remove or rename all but one"),
         "{e}"
     );
+}
+
+// Beyond issue 11 (the class of item 6): a learning rate whose η/B rounds to 0 in the
+// fixed-point update constant trained nothing, at chance accuracy, with exit status 0.
+#[test]
+fn a_fixed_point_learning_rate_that_rounds_to_zero_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for alg in ["df", "bp"] {
+        let o = dfforge(
+            &[
+                "train",
+                "--backend",
+                "fixed",
+                "--algorithm",
+                alg,
+                "--lr",
+                "0.0001",
+            ],
+            tmp.path(),
+        );
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{alg}: {e}");
+        assert!(
+            e.contains("rounds to 0") && e.contains("fixed.lr_frac") && !e.contains("training "),
+            "{alg}: {e}"
+        );
+    }
 }

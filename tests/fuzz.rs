@@ -487,10 +487,15 @@ fn fuzz_protocol_host_side() {
             }
             let _ = decode_command(&c);
             let _ = decode_words(&bytes, 1 + region % 8);
-            // The serial link's frame finder on a receive buffer.
+            // The serial link's frame finder on a receive buffer, and its `--backend` parser.
             if let Some((start, len)) = dfforge::host::serial::find_response(&bytes) {
                 prop_assert!(start + len <= bytes.len());
             }
+            let spec = format!(
+                "serial:{}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(24)])
+            );
+            let _ = dfforge::host::serial::parse_backend(&spec);
             // Every client command on this answer: an error or a result, never a panic.
             let mut cl = Client::new(Replay(bytes));
             let _ = cl.ping();

@@ -34,6 +34,8 @@ pub fn preflight(cfg: &crate::config::Config, what: &str) -> anyhow::Result<()> 
         opt.0,
         opt.1
     );
+    cfg.check_fixed_learning_rate()
+        .map_err(anyhow::Error::msg)?;
     crate::fixed::model::Units::new(cfg)?;
     crate::rtl::engine_layout(cfg)?;
     Ok(())
