@@ -14,8 +14,13 @@ pub const DEFAULT_TOML: &str = include_str!("../configs/default.toml");
 /// Name used in error messages for the built-in config.
 pub const DEFAULT_NAME: &str = "<built-in configs/default.toml>";
 
+/// The resolved config. In TOML it is read and written through [`ConfigFile`], which keeps
+/// `training.optimizer` and `training.learning_rate` optional: without them each learner
+/// takes its own from `[training.df]`, `[training.ff]` or `[training.bp]` (or, failing
+/// those, [`Learner::default_training`]), and [`Training::optimizer`] and
+/// [`Training::learning_rate`] hold the values of `algorithm.name`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ConfigFile", into = "ConfigFile")]
 pub struct Config {
     pub network: Network,
     pub algorithm: Algorithm,
@@ -80,6 +85,23 @@ pub enum Learner {
     Ff,
     /// Backpropagation baseline with a softmax head.
     Bp,
+}
+
+impl Learner {
+    pub const ALL: [Learner; 3] = [Learner::Df, Learner::Ff, Learner::Bp];
+
+    /// Optimizer and learning rate of a learner whose config gives neither
+    /// `training.<learner>` nor `training.optimizer`/`learning_rate`: plain SGD (what the
+    /// hardware does) at a step that trains the built-in digits config. Goodness gradients
+    /// carry a 2/d factor on unit-norm inputs, so DF and FF need large steps; backprop's
+    /// cross-entropy gradients are O(1), so the same step makes it diverge.
+    pub fn default_training(self) -> (Optimizer, f32) {
+        match self {
+            Learner::Df => (Optimizer::Sgd, 20.0),
+            Learner::Ff => (Optimizer::Sgd, 50.0),
+            Learner::Bp => (Optimizer::Sgd, 0.5),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,10 +211,32 @@ pub struct Algorithm {
     pub feedback_seed: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One learner's own optimizer and learning rate: `[training.df]`, `[training.ff]`,
+/// `[training.bp]`, and (as [`Training::all_learners`]) `training.optimizer` and
+/// `training.learning_rate` themselves.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct LearnerTraining {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<Optimizer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_rate: Option<f32>,
+}
+
+impl LearnerTraining {
+    fn is_empty(&self) -> bool {
+        self.optimizer.is_none() && self.learning_rate.is_none()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct Training {
+    /// The optimizer of this run (of `algorithm.name`): `training.optimizer` if the config
+    /// gives it, else the learner's own ([`Training::learner`]), else
+    /// [`Learner::default_training`]. Set by parsing; code that changes it directly changes
+    /// this run only (it is written back as `training.optimizer`).
     pub optimizer: Optimizer,
+    /// The learning rate of this run, resolved like [`Training::optimizer`].
     pub learning_rate: f32,
     pub lr_schedule: Schedule,
     pub momentum: f32,
@@ -202,8 +246,173 @@ pub struct Training {
     /// Data augmentation: each training image is translated by a random whole number of
     /// pixels in [-shift, shift] on each axis (zero fill) before every step; 0 = off.
     /// Evaluation always sees the images unchanged.
+    pub shift: usize,
+    /// `training.optimizer` and `training.learning_rate` as the config gives them (for every
+    /// learner; `None` when absent).
+    pub all_learners: LearnerTraining,
+    /// `[training.df]`: DF's own settings.
+    pub df: LearnerTraining,
+    /// `[training.ff]`: FF's own settings.
+    pub ff: LearnerTraining,
+    /// `[training.bp]`: backprop's own settings.
+    pub bp: LearnerTraining,
+}
+
+impl Training {
+    /// The table of one learner's own settings.
+    pub fn learner(&self, l: Learner) -> &LearnerTraining {
+        match l {
+            Learner::Df => &self.df,
+            Learner::Ff => &self.ff,
+            Learner::Bp => &self.bp,
+        }
+    }
+
+    /// Optimizer and learning rate learner `l` trains with under this config, each with the
+    /// key it comes from (`default`: [`Learner::default_training`]). `training.optimizer`
+    /// and `training.learning_rate` apply to every learner and come first; then the
+    /// learner's own table.
+    pub fn resolve(&self, l: Learner) -> ((Optimizer, &'static str), (f32, &'static str)) {
+        let own = self.learner(l);
+        let (opt0, lr0) = l.default_training();
+        let (own_opt, own_lr) = match l {
+            Learner::Df => ("training.df.optimizer", "training.df.learning_rate"),
+            Learner::Ff => ("training.ff.optimizer", "training.ff.learning_rate"),
+            Learner::Bp => ("training.bp.optimizer", "training.bp.learning_rate"),
+        };
+        let opt = match (self.all_learners.optimizer, own.optimizer) {
+            (Some(o), _) => (o, "training.optimizer"),
+            (None, Some(o)) => (o, own_opt),
+            (None, None) => (opt0, "default"),
+        };
+        let lr = match (self.all_learners.learning_rate, own.learning_rate) {
+            (Some(v), _) => (v, "training.learning_rate"),
+            (None, Some(v)) => (v, own_lr),
+            (None, None) => (lr0, "default"),
+        };
+        (opt, lr)
+    }
+}
+
+/// [`Training`] as TOML has it: the optimizer and learning rate are optional.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<Optimizer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_rate: Option<f32>,
+    pub lr_schedule: Schedule,
+    pub momentum: f32,
+    pub batch: usize,
+    pub epochs: usize,
+    pub seed: u64,
     #[serde(default)]
     pub shift: usize,
+    #[serde(default, skip_serializing_if = "LearnerTraining::is_empty")]
+    pub df: LearnerTraining,
+    #[serde(default, skip_serializing_if = "LearnerTraining::is_empty")]
+    pub ff: LearnerTraining,
+    #[serde(default, skip_serializing_if = "LearnerTraining::is_empty")]
+    pub bp: LearnerTraining,
+}
+
+/// [`Config`] as TOML has it (see [`TrainingFile`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub network: Network,
+    pub algorithm: Algorithm,
+    pub training: TrainingFile,
+    pub data: Data,
+    #[serde(default)]
+    pub fixed: FixedPoint,
+    #[serde(default)]
+    pub hardware: Hardware,
+}
+
+impl From<ConfigFile> for Config {
+    fn from(f: ConfigFile) -> Config {
+        let t = f.training;
+        let mut training = Training {
+            optimizer: Optimizer::Sgd,
+            learning_rate: 0.0,
+            lr_schedule: t.lr_schedule,
+            momentum: t.momentum,
+            batch: t.batch,
+            epochs: t.epochs,
+            seed: t.seed,
+            shift: t.shift,
+            all_learners: LearnerTraining {
+                optimizer: t.optimizer,
+                learning_rate: t.learning_rate,
+            },
+            df: t.df,
+            ff: t.ff,
+            bp: t.bp,
+        };
+        let ((opt, _), (lr, _)) = training.resolve(f.algorithm.name);
+        training.optimizer = opt;
+        training.learning_rate = lr;
+        Config {
+            network: f.network,
+            algorithm: f.algorithm,
+            training,
+            data: f.data,
+            fixed: f.fixed,
+            hardware: f.hardware,
+        }
+    }
+}
+
+impl From<Config> for ConfigFile {
+    fn from(c: Config) -> ConfigFile {
+        let t = c.training;
+        let ((opt, _), (lr, _)) = t.resolve(c.algorithm.name);
+        // A value changed in code (not what the keys resolve to) is written for every
+        // learner, so that reading the text back gives this run's value.
+        let optimizer = if t.optimizer != opt {
+            Some(t.optimizer)
+        } else {
+            t.all_learners.optimizer
+        };
+        let learning_rate = if t.learning_rate.to_bits() != lr.to_bits() {
+            Some(t.learning_rate)
+        } else {
+            t.all_learners.learning_rate
+        };
+        // The shared keys take precedence: the per-learner values they hide are left out
+        // (a file may not give both, see `check_shadowing`).
+        let own = |mut o: LearnerTraining| {
+            if optimizer.is_some() {
+                o.optimizer = None;
+            }
+            if learning_rate.is_some() {
+                o.learning_rate = None;
+            }
+            o
+        };
+        ConfigFile {
+            network: c.network,
+            algorithm: c.algorithm,
+            training: TrainingFile {
+                optimizer,
+                learning_rate,
+                lr_schedule: t.lr_schedule,
+                momentum: t.momentum,
+                batch: t.batch,
+                epochs: t.epochs,
+                seed: t.seed,
+                shift: t.shift,
+                df: own(t.df),
+                ff: own(t.ff),
+                bp: own(t.bp),
+            },
+            data: c.data,
+            fixed: c.fixed,
+            hardware: c.hardware,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -448,6 +657,63 @@ impl FixedPoint {
                 out.push(Violation { key, message });
             }
         };
+        // Range: every format must hold the values its bus carries; a format whose fraction
+        // bits leave it no room for them saturates everything (and trains to chance).
+        for (key, f, what, need) in [
+            ("fixed.pixel", self.pixel, "pixels in [0, 1]", 1.0),
+            (
+                "fixed.act",
+                self.act,
+                "normalised activations in [0, 1]",
+                1.0,
+            ),
+            (
+                "fixed.hidden",
+                self.hidden,
+                "hidden values h = ReLU(z) of at least 1",
+                1.0,
+            ),
+            (
+                "fixed.goodness",
+                self.goodness,
+                "goodness values of at least 1",
+                1.0,
+            ),
+            ("fixed.weight", self.weight, "weights of magnitude 1", 1.0),
+            ("fixed.bias", self.bias, "biases of magnitude 1", 1.0),
+            (
+                "fixed.centroid",
+                self.centroid,
+                "centroids of magnitude 1",
+                1.0,
+            ),
+            (
+                "fixed.logit",
+                self.logit,
+                "logits across the exp table's range (fixed.exp_range)",
+                self.exp_range,
+            ),
+        ] {
+            // The largest value, 2^(bits - frac - signed) less one LSB, must reach `need`
+            // within that LSB.
+            let int_bits = f.bits as i64 - f.frac as i64 - i64::from(f.signed);
+            let need_bits = if need.is_finite() && need > 1.0 {
+                need.log2().ceil() as i64
+            } else {
+                0
+            };
+            let ok = int_bits >= need_bits;
+            let want_frac = (f.bits as i64 - i64::from(f.signed) - need_bits).max(0);
+            bad(
+                key,
+                ok,
+                format!(
+                    "is {f}: its {} fraction bits leave {} integer bits, too few for {what}; \
+                     use frac <= {want_frac} (or more bits)",
+                    f.frac, int_bits
+                ),
+            );
+        }
         bad(
             "fixed.accumulator",
             self.accumulator.signed && self.accumulator.frac == self.weight.frac + self.act.frac,
@@ -535,22 +801,30 @@ impl FixedPoint {
             "fixed.update",
             self.update.bits >= upd_need,
             format!(
-                "has {} bits but summing delta x activation over batch {} x {} hypotheses needs                  {upd_need} bits to stay exact; widen update.bits or lower training.batch",
+                "has {} bits but summing delta x activation over batch {} x {} hypotheses needs \
+                 {upd_need} bits to stay exact; widen update.bits or lower training.batch",
                 self.update.bits, cfg.training.batch, k
             ),
         );
+        // β_y = −Σ_{k∈N} β_k: N-pair's β_k sum to less than 1; hinge's are 1 per active
+        // negative, and there are at most |N| of them (C − 1 with all negatives, n with random
+        // or hard ones, although hard negatives score all C hypotheses).
+        let negatives = match cfg.algorithm.negatives {
+            Negatives::All => cfg.network.classes - 1,
+            Negatives::Random | Negatives::Hard => cfg.algorithm.negatives_count,
+        } as u128;
         let beta_min = match cfg.algorithm.loss {
             Loss::Npair => 1u128,
-            Loss::Hinge => (k - 1).max(1),
+            Loss::Hinge => negatives.max(1),
         } << self.beta.frac;
         bad(
             "fixed.beta",
             max_abs(self.beta) >= beta_min,
             format!(
-                "cannot hold beta_y = -{} (its bound with loss {} and {} hypotheses); give beta more integer bits (bits - frac - 1 >= {})",
+                "cannot hold beta_y = -{} (its bound with loss {} and {} negatives per sample); give beta more integer bits (bits - frac - 1 >= {})",
                 beta_min >> self.beta.frac,
                 cfg.algorithm.loss,
-                k,
+                negatives,
                 bits_for(beta_min >> self.beta.frac, false)
             ),
         );
@@ -625,7 +899,9 @@ impl FixedPoint {
                 "fixed.wide_products",
                 fits || self.wide_products.iter().any(|w| w == p.name),
                 format!(
-                                       "the `{}` product ({}) is {}x{} bits, wider than the {}-bit hard multiplier; narrow its operands or add \"{}\" to fixed.wide_products to split it over several DSP blocks",
+                    "the `{}` product ({}) is {}x{} bits, wider than the {}-bit hard multiplier; \
+                     narrow its operands or add \"{}\" to fixed.wide_products to split it over \
+                     several DSP blocks",
                     p.name, p.what, p.a_bits, p.b_bits, self.multiplier_bits, p.name
                 ),
             );
@@ -637,11 +913,11 @@ impl FixedPoint {
 /// A config error that names where it is and what is allowed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {err}")]
     Io {
         path: String,
-        #[source]
-        source: std::io::Error,
+        // Not `#[source]`: the message already quotes it, and `{:#}` would print it twice.
+        err: std::io::Error,
     },
     #[error("{file}:{line}: {message}")]
     Invalid {
@@ -659,6 +935,61 @@ struct Violation {
     message: String,
 }
 
+impl Violation {
+    /// The error, at the key's line in `text` when it is there.
+    fn into_error(self, text: &str, file: &str) -> ConfigError {
+        let message = format!("`{}`: {}", self.key, self.message);
+        match key_line(text, self.key) {
+            Some(line) => ConfigError::Invalid {
+                file: file.to_string(),
+                line,
+                message,
+            },
+            None => ConfigError::InvalidNoLine {
+                file: file.to_string(),
+                message,
+            },
+        }
+    }
+}
+
+/// A config file must not give the optimizer or learning rate both for every learner
+/// (`training.learning_rate`) and for one (`[training.bp] learning_rate`): the first would
+/// silently hide the second.
+fn check_shadowing(cf: &ConfigFile, text: &str, file: &str) -> Result<(), ConfigError> {
+    let t = &cf.training;
+    for (l, own) in [
+        (Learner::Df, &t.df),
+        (Learner::Ff, &t.ff),
+        (Learner::Bp, &t.bp),
+    ] {
+        let keys = match l {
+            Learner::Df => ("training.df.optimizer", "training.df.learning_rate"),
+            Learner::Ff => ("training.ff.optimizer", "training.ff.learning_rate"),
+            Learner::Bp => ("training.bp.optimizer", "training.bp.learning_rate"),
+        };
+        let clash = if let (Some(all), Some(_)) = (t.optimizer, own.optimizer) {
+            Some((keys.0, "optimizer", all.to_string()))
+        } else if let (Some(all), Some(_)) = (t.learning_rate, own.learning_rate) {
+            Some((keys.1, "learning_rate", all.to_string()))
+        } else {
+            None
+        };
+        if let Some((key, name, all)) = clash {
+            return Err(Violation {
+                key,
+                message: format!(
+                    "is given, but training.{name} = {all} applies to every learner and would \
+                     hide it; keep one: remove training.{name} to give each learner its own \
+                     ([training.df], [training.ff], [training.bp]), or remove this one"
+                ),
+            }
+            .into_error(text, file));
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// The built-in default config.
     pub fn builtin() -> Config {
@@ -671,16 +1002,16 @@ impl Config {
         match path {
             None => Ok(Config::builtin()),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
+                let text = std::fs::read_to_string(p).map_err(|err| ConfigError::Io {
                     path: p.display().to_string(),
-                    source,
+                    err,
                 })?;
                 Config::from_toml_str(&text, &p.display().to_string())
             }
         }
     }
 
-    /// Load (file or built-in) and apply `KEY=VALUE` overrides, e.g. `fixed.weight.bits=10`.
+    /// Load (file or built-in) and apply `KEY=VALUE` overrides, e.g. `fixed.weight.bits=14`.
     ///
     /// VALUE is read as a TOML value (`3`, `0.5`, `"hinge"`, `[64, 64]`, `{ bits = 8, frac = 8,
     /// signed = false }`); anything that is not valid TOML is taken as a string, so
@@ -692,9 +1023,9 @@ impl Config {
         let (text, name) = match path {
             None => (DEFAULT_TOML.to_string(), DEFAULT_NAME.to_string()),
             Some(p) => (
-                std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
+                std::fs::read_to_string(p).map_err(|err| ConfigError::Io {
                     path: p.display().to_string(),
-                    source,
+                    err,
                 })?,
                 p.display().to_string(),
             ),
@@ -703,6 +1034,10 @@ impl Config {
             file: name.clone(),
             message,
         };
+        // The file on its own must not give a setting both for every learner and for one.
+        if let Ok(cf) = toml::from_str::<ConfigFile>(&text) {
+            check_shadowing(&cf, &text, &name)?;
+        }
         let mut doc: toml_edit::DocumentMut = text
             .parse()
             .map_err(|e: toml_edit::TomlError| bad(e.to_string()))?;
@@ -713,6 +1048,17 @@ impl Config {
                 ))
             })?;
             let parts: Vec<&str> = key.trim().split('.').collect();
+            // `training.optimizer`/`learning_rate` set here apply to every learner: drop the
+            // per-learner ones they override, so they cannot shadow each other.
+            if let ["training", k @ ("optimizer" | "learning_rate")] = parts.as_slice() {
+                if let Some(t) = doc.get_mut("training").and_then(|t| t.as_table_like_mut()) {
+                    for l in ["df", "ff", "bp"] {
+                        if let Some(own) = t.get_mut(l).and_then(|o| o.as_table_like_mut()) {
+                            own.remove(k);
+                        }
+                    }
+                }
+            }
             let value: toml_edit::Value = value
                 .trim()
                 .parse()
@@ -727,19 +1073,33 @@ impl Config {
                 if t.get(part).is_none() {
                     t.insert(part, toml_edit::Item::Table(toml_edit::Table::new()));
                 }
-                item = t.get_mut(part).expect("just inserted");
+                item = t.get_mut(part).ok_or_else(|| {
+                    bad(format!(
+                        "--set `{key}`: cannot create the table `{part}` here"
+                    ))
+                })?;
             }
             let t = item
                 .as_table_like_mut()
                 .ok_or_else(|| bad(format!("--set `{key}`: its parent is not a table")))?;
             t.insert(parts[parts.len() - 1], toml_edit::Item::Value(value));
         }
-        Config::from_toml_str(&doc.to_string(), &format!("{name} (with --set overrides)"))
+        Config::parse(
+            &doc.to_string(),
+            &format!("{name} (with --set overrides)"),
+            false,
+        )
     }
 
     /// Parse and validate TOML text; `file` names the source in errors.
     pub fn from_toml_str(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
+        Config::parse(text, file, true)
+    }
+
+    /// Parse, resolve and validate; `shadowing`: refuse a setting given both for every
+    /// learner and for one ([`check_shadowing`]).
+    fn parse(text: &str, file: &str, shadowing: bool) -> Result<Config, ConfigError> {
+        let cf: ConfigFile = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
             let message = e.message().trim().to_string();
             match line {
@@ -754,6 +1114,10 @@ impl Config {
                 },
             }
         })?;
+        if shadowing {
+            check_shadowing(&cf, text, file)?;
+        }
+        let cfg = Config::from(cf);
         cfg.validate_in(text, file)?;
         Ok(cfg)
     }
@@ -766,17 +1130,7 @@ impl Config {
     fn validate_in(&self, text: &str, file: &str) -> Result<(), ConfigError> {
         match self.violations().into_iter().next() {
             None => Ok(()),
-            Some(v) => match key_line(text, v.key) {
-                Some(line) => Err(ConfigError::Invalid {
-                    file: file.to_string(),
-                    line,
-                    message: format!("`{}`: {}", v.key, v.message),
-                }),
-                None => Err(ConfigError::InvalidNoLine {
-                    file: file.to_string(),
-                    message: format!("`{}`: {}", v.key, v.message),
-                }),
-            },
+            Some(v) => Err(v.into_error(text, file)),
         }
     }
 
@@ -863,11 +1217,21 @@ impl Config {
             ),
         );
         let t = &self.training;
-        bad(
-            "training.learning_rate",
-            t.learning_rate.is_finite() && t.learning_rate > 0.0 && t.learning_rate <= 1000.0,
-            format!("is {}; it must be in (0, 1000]", t.learning_rate),
-        );
+        for (key, lr) in [
+            ("training.learning_rate", t.all_learners.learning_rate),
+            ("training.df.learning_rate", t.df.learning_rate),
+            ("training.ff.learning_rate", t.ff.learning_rate),
+            ("training.bp.learning_rate", t.bp.learning_rate),
+            ("training.learning_rate", Some(t.learning_rate)),
+        ] {
+            if let Some(lr) = lr {
+                bad(
+                    key,
+                    lr.is_finite() && lr > 0.0 && lr <= 1000.0,
+                    format!("is {lr}; it must be in (0, 1000]"),
+                );
+            }
+        }
         bad(
             "training.momentum",
             t.momentum.is_finite() && (0.0..1.0).contains(&t.momentum),
@@ -917,6 +1281,35 @@ impl Config {
             out.extend(self.fixed.violations(self));
         }
         out
+    }
+
+    /// Switch the learner (`algorithm.name`), taking its optimizer and learning rate as
+    /// the config resolves them for it ([`Training::resolve`]).
+    pub fn set_learner(&mut self, l: Learner) {
+        self.algorithm.name = l;
+        let ((opt, _), (lr, _)) = self.training.resolve(l);
+        self.training.optimizer = opt;
+        self.training.learning_rate = lr;
+    }
+
+    /// The fixed-point models and the engine update with η/B as a constant of
+    /// `fixed.lr_frac` fraction bits: a learning rate that rounds to 0 there would train
+    /// nothing (and exit as if it had). `Err` says so and how to fix it.
+    pub fn check_fixed_learning_rate(&self) -> Result<(), String> {
+        let t = &self.training;
+        let v = t.learning_rate as f64 / t.batch as f64 * (1u64 << self.fixed.lr_frac) as f64;
+        if (v + 0.5).floor() >= 1.0 {
+            return Ok(());
+        }
+        Err(format!(
+            "the fixed-point update multiplies by eta/B = {} / {} with fixed.lr_frac = {} \
+             fraction bits, which rounds to 0: nothing would ever be learned; raise \
+             fixed.lr_frac (to at least {}) or the learning rate",
+            t.learning_rate,
+            t.batch,
+            self.fixed.lr_frac,
+            (t.batch as f64 / t.learning_rate as f64).log2().ceil() as i64
+        ))
     }
 
     /// Number of DF layers L.
@@ -1020,7 +1413,7 @@ mod tests {
         let e = err(&text);
         assert_eq!(
             e,
-            format!("t.toml:{line}: `training.learning_rate`: is -1; it must be in (0, 1000]")
+            format!("t.toml:{line}: `training.df.learning_rate`: is -1; it must be in (0, 1000]")
         );
         let e = err(&default_with("negatives_count = 9", "negatives_count = 10"));
         assert!(e.contains("between 1 and 9"), "{e}");
@@ -1069,6 +1462,179 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("KEY=VALUE"), "{e}");
+    }
+
+    fn sets(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn set_err(v: &[&str]) -> String {
+        Config::load_with(None, &sets(v)).unwrap_err().to_string()
+    }
+
+    // Issue 11, item 6: a format whose fraction bits leave no room for its values
+    // (frac > bits) was accepted and trained to chance with exit status 0.
+    #[test]
+    fn formats_too_narrow_for_their_values_are_refused() {
+        for (set, key) in [
+            ("fixed.hidden.frac=30", "fixed.hidden"),
+            ("fixed.logit.frac=20", "fixed.logit"),
+            ("fixed.pixel.frac=12", "fixed.pixel"),
+            ("fixed.act.frac=13", "fixed.act"),
+            ("fixed.weight.frac=16", "fixed.weight"),
+            ("fixed.goodness.frac=19", "fixed.goodness"),
+        ] {
+            let e = set_err(&[set]);
+            assert!(
+                e.contains(&format!("`{key}`")) && e.contains("use frac <="),
+                "{set}: {e}"
+            );
+        }
+        // The exp table's input must span its range: 16 needs 4 integer bits.
+        let e = set_err(&["fixed.logit.frac=12"]);
+        assert!(
+            e.contains("`fixed.logit`") && e.contains("frac <= 11"),
+            "{e}"
+        );
+        Config::load_with(None, &sets(&["fixed.logit.frac=11"])).unwrap();
+        // Formats that are all fraction by design stay allowed (δ has frac > bits).
+        let c = Config::builtin();
+        assert!(c.fixed.delta.frac > c.fixed.delta.bits);
+        Config::load_with(None, &sets(&["fixed.pixel.frac=7", "fixed.hidden.frac=16"])).unwrap();
+    }
+
+    // Issue 11, item 14: the `fixed.update` message carried 18 embedded spaces (and the
+    // `wide_products` one a run of them): messages are single-spaced sentences.
+    #[test]
+    fn validation_messages_have_no_runs_of_spaces() {
+        for v in [
+            &["fixed.update.bits=20"][..],
+            &["fixed.multiplier_bits=8"],
+            &["fixed.accumulator.bits=20"],
+            &["fixed.beta.frac=14", "algorithm.loss=hinge"],
+            &["fixed.hidden.frac=30"],
+            &["fixed.wide_products=[\"nope\"]"],
+            &["training.df.learning_rate=-1"],
+            &["training.learning_rate=5", "training.epochs=0"],
+        ] {
+            let e = set_err(v);
+            assert!(!e.contains("  "), "{v:?}: {e:?}");
+        }
+    }
+
+    // Issue 11, item 14: hinge with `negatives = "hard"` and `negatives_count = 1` was held
+    // to the β bound of all ten hypotheses; β_y is minus the number of active negatives.
+    #[test]
+    fn hinge_beta_bound_counts_the_negatives_that_enter_the_loss() {
+        let hinge = ["algorithm.loss=hinge", "fixed.beta.frac=14"];
+        let ok = |extra: &[&str]| {
+            let mut v = hinge.to_vec();
+            v.extend_from_slice(extra);
+            Config::load_with(None, &sets(&v))
+        };
+        // β is 16 bits with 14 fraction bits: it holds -2 but not -3.
+        ok(&["algorithm.negatives=hard", "algorithm.negatives_count=1"]).unwrap();
+        ok(&["algorithm.negatives=random", "algorithm.negatives_count=2"]).unwrap();
+        let e = ok(&["algorithm.negatives=hard", "algorithm.negatives_count=3"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("beta_y = -3") && e.contains("3 negatives"),
+            "{e}"
+        );
+        let e = ok(&[]).unwrap_err().to_string();
+        assert!(
+            e.contains("beta_y = -9") && e.contains("9 negatives"),
+            "{e}"
+        );
+    }
+
+    // Issue 11, item 14: the operating system's message appeared twice ("No such file or
+    // directory (os error 2): No such file or directory (os error 2)").
+    #[test]
+    fn io_errors_are_quoted_once() {
+        let e = Config::load(Some(Path::new("/nonexistent/dfforge.toml"))).unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(chain.matches("os error 2").count(), 1, "{chain}");
+        assert!(chain.contains("/nonexistent/dfforge.toml"), "{chain}");
+    }
+
+    // Issue 11, item 13: every learner used DF's learning rate (20), on which backprop
+    // diverges; each learner now has its own, and old configs keep working.
+    #[test]
+    fn each_learner_has_its_own_optimizer_and_learning_rate() {
+        let lr = |v: &[&str]| {
+            let c = Config::load_with(None, &sets(v)).unwrap();
+            (c.training.optimizer, c.training.learning_rate)
+        };
+        assert_eq!(lr(&[]), (Optimizer::Sgd, 20.0));
+        assert_eq!(lr(&["algorithm.name=bp"]), (Optimizer::Sgd, 1.0));
+        assert_eq!(lr(&["algorithm.name=ff"]), (Optimizer::Sgd, 50.0));
+        // For every learner: training.learning_rate and training.optimizer.
+        assert_eq!(
+            lr(&[
+                "algorithm.name=bp",
+                "training.learning_rate=0.01",
+                "training.optimizer=adam"
+            ]),
+            (Optimizer::Adam, 0.01)
+        );
+        // One learner's own.
+        assert_eq!(
+            lr(&["algorithm.name=bp", "training.bp.learning_rate=0.3"]),
+            (Optimizer::Sgd, 0.3)
+        );
+        // A config without any (older configs had only the shared keys): the defaults.
+        let mut text: String = DEFAULT_TOML
+            .lines()
+            .take_while(|l| !l.starts_with("# Each learner"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.push_str(&DEFAULT_TOML[DEFAULT_TOML.find("[data]").unwrap()..]);
+        let c = Config::from_toml_str(&text, "t.toml").unwrap();
+        assert_eq!(c.training.learning_rate, Learner::Df.default_training().1);
+        let bp = text.replace("name = \"df\"", "name = \"bp\"");
+        let c = Config::from_toml_str(&bp, "t.toml").unwrap();
+        assert_eq!(c.training.learning_rate, Learner::Bp.default_training().1);
+        // An old config with the shared keys: they apply to every learner, as before.
+        let old = text.replace(
+            "epochs = 30\n",
+            "epochs = 30\noptimizer = \"sgd\"\nlearning_rate = 7.0\n",
+        );
+        let c = Config::from_toml_str(&old.replace("name = \"df\"", "name = \"bp\""), "t").unwrap();
+        assert_eq!(c.training.learning_rate, 7.0);
+        // A file giving both would hide one: refused, by line.
+        let both = DEFAULT_TOML.replace("epochs = 30\n", "epochs = 30\nlearning_rate = 7.0\n");
+        let e = err(&both);
+        assert!(
+            e.contains("`training.df.learning_rate`") && e.contains("would hide it"),
+            "{e}"
+        );
+        // The resolved config round-trips, for this learner and for the others.
+        for v in [
+            &[][..],
+            &["algorithm.name=bp"],
+            &["training.learning_rate=3.0"],
+            &["algorithm.name=ff", "training.optimizer=adam"],
+        ] {
+            let c = Config::load_with(None, &sets(v)).unwrap();
+            let again = Config::from_toml_str(&c.to_toml(), "x").unwrap();
+            assert_eq!(c, again, "{v:?}");
+            // The learner changed in code (its rate not re-resolved): what runs is written.
+            let mut bp = c.clone();
+            bp.algorithm.name = Learner::Bp;
+            let again = Config::from_toml_str(&bp.to_toml(), "x").unwrap().training;
+            assert_eq!(
+                (again.optimizer, again.learning_rate),
+                (c.training.optimizer, c.training.learning_rate),
+                "{v:?}"
+            );
+        }
+        // A value changed in code is written out, so a report records what ran.
+        let mut c = Config::builtin();
+        c.training.learning_rate = 5.0;
+        let again = Config::from_toml_str(&c.to_toml(), "x").unwrap();
+        assert_eq!(again.training.learning_rate, 5.0);
     }
 
     #[test]

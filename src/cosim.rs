@@ -183,6 +183,8 @@ pub fn run(
     let arch = Arch::new(cfg)?;
     driver::load_params(bus, &arch, &fx.params)?;
     driver::load_feedback(bus, &arch, fx.feedback())?;
+    // The golden model's learning rate, not the bitstream's reset value.
+    driver::write_lr(bus, cfg, 1.0)?;
     let mut rep = CosimReport::default();
     let mut chk = Checker::default();
     let mut macs = 0u64;
@@ -193,13 +195,15 @@ pub fn run(
         let n = labels.len();
         let (trace, _) = fx.step(&px, &labels);
         driver::write_batch(bus, &arch, &px, Some(&trace.forward.hyps))?;
+        let predicted = driver::expected_cycles(&arch, n, false);
+        bus.expect_cycles(predicted);
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
         anyhow::ensure!(
             status == 0,
             "engine reported status {status} for a training step"
         );
         rep.cycles += cyc;
-        rep.predicted_cycles += crate::arch::schedule::predicted_cycles(&arch, n, false);
+        rep.predicted_cycles += predicted;
         macs += crate::arch::schedule::ideal_macs(&arch, n, false);
         samples += n;
         let rows = trace.forward.hyps.len();
@@ -234,6 +238,7 @@ pub fn run(
             data: px.row(0).to_vec(),
         };
         driver::write_batch(bus, &arch, &one, None)?;
+        bus.expect_cycles(driver::expected_cycles(&arch, 1, true));
         let (st, pred, _) = bus.run(RUN_INFER)?;
         anyhow::ensure!(st == 0, "engine reported status {st} for an inference");
         let want = fx.predict_raw(&one)[0];

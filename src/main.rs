@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use dfforge::config::{Config, Learner, Optimizer};
+use dfforge::config::{Config, Learner};
 use dfforge::data::{self, DatasetSpec};
 use dfforge::float::make_learner;
 use dfforge::report::TrainReport;
@@ -40,8 +40,8 @@ struct Cli {
         default_value = "data"
     )]
     data_dir: PathBuf,
-    /// Override one config key, e.g. --set fixed.weight.bits=10 --set algorithm.loss=hinge
-    /// (repeatable; VALUE is TOML, bare words are strings).
+    /// Override one config key, e.g. --set fixed.weight.bits=14 --set algorithm.scheme=df-r
+    /// (repeatable; VALUE is TOML, bare words are strings; `dfforge config` shows the result).
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     sets: Vec<String>,
     #[command(subcommand)]
@@ -99,9 +99,14 @@ enum Command {
         /// The byte core behind the UART.
         #[arg(long, value_enum, default_value_t = BoardCore::Echo)]
         core: BoardCore,
-        /// UART baud rate (the clock is the board's 25 MHz oscillator).
+        /// UART baud rate.
         #[arg(long, default_value_t = 115_200)]
         baud: u32,
+        /// Clock of the core and the UART in MHz: 25 runs from the board's oscillator, any
+        /// other value from the ECP5 PLL (the nearest frequency it makes). Default: 100 for
+        /// the engine (its measured Fmax is in docs/board.md), 25 for the small cores.
+        #[arg(long, value_name = "MHZ", value_parser = positive_f64)]
+        mhz: Option<f64>,
         /// Write the engine even when the resource estimate says it does not fit
         /// hardware.board (the estimate errs high on small memories yosys puts in LUT RAM).
         #[arg(long)]
@@ -121,6 +126,9 @@ enum Command {
         /// e.g. serial:/dev/ttyUSB0.
         #[arg(long, value_name = "serial:PATH[@BAUD]")]
         backend: String,
+        /// Seconds of silence after which the board is taken as not answering.
+        #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = positive_f64)]
+        timeout: f64,
     },
     /// Compare training reports: a Markdown table on stdout, optionally overlaid curves.
     Compare {
@@ -132,6 +140,10 @@ enum Command {
         plot: Option<PathBuf>,
     },
 }
+
+/// The engine's default clock on the board (MHz): what it meets on the 85F in the measured
+/// place and route (docs/board.md).
+const ENGINE_MHZ: f64 = 100.0;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BoardCore {
@@ -194,16 +206,22 @@ impl Backend {
 
 #[derive(clap::Args)]
 struct CosimArgs {
-    /// Minibatches to train.
-    #[arg(long, default_value_t = 5)]
+    /// Minibatches to train (at least 1: a check that compares nothing has not passed).
+    #[arg(long, default_value_t = 5, value_parser = at_least_one)]
     steps: usize,
     /// Seed of the random minibatches (pixels incl. all-zero and saturated rows, labels).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Instead of the config, run this many seeded random small configs (array shapes, widths,
-    /// negatives, collaboration, losses, number formats; see dfforge::cosim::random_config).
-    #[arg(long, value_name = "N")]
+    /// Instead of the config, run this many (at least 1) seeded random small configs (array
+    /// shapes, widths, negatives, collaboration, losses, number formats; see
+    /// dfforge::cosim::random_config).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     matrix: Option<usize>,
+    /// Seconds to wait for any answer of the simulated engine, on top of a step's expected
+    /// cycles at 50,000 cycles/s (the schedule predicts them): a hung or stopped simulator is
+    /// noticed after that [default: 20].
+    #[arg(long, value_name = "SECS", value_parser = positive_f64)]
+    timeout: Option<f64>,
     /// Write the JSON report here (atomically).
     #[arg(long, value_name = "FILE.json")]
     report: Option<PathBuf>,
@@ -232,17 +250,19 @@ struct TrainArgs {
     /// Override training.epochs.
     #[arg(long)]
     epochs: Option<usize>,
-    /// Override training.optimizer.
+    /// Optimizer of this run (= --set training.optimizer=NAME). Without it each learner
+    /// uses its own from the config.
     #[arg(long, value_parser = ["sgd", "momentum", "adam"])]
     optimizer: Option<String>,
-    /// Override training.learning_rate.
-    #[arg(long, value_name = "ETA")]
+    /// Learning rate of this run (= --set training.learning_rate=ETA). Without it each
+    /// learner uses its own from the config ([training.df], [training.ff], [training.bp]).
+    #[arg(long, value_name = "ETA", value_parser = positive_f32)]
     lr: Option<f32>,
-    /// Use only the first N training samples (quick experiments).
-    #[arg(long, value_name = "N")]
+    /// Use only the first N training samples (quick experiments; N >= 1).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     limit_train: Option<usize>,
-    /// Use only the first N test samples.
-    #[arg(long, value_name = "N")]
+    /// Use only the first N test samples (N >= 1: accuracy needs samples).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     limit_test: Option<usize>,
     /// Write the JSON report here (atomically).
     #[arg(long, value_name = "FILE.json")]
@@ -253,6 +273,72 @@ struct TrainArgs {
     /// No progress bar or per-epoch lines.
     #[arg(long)]
     quiet: bool,
+    /// --backend rtl or serial: seconds to wait for any answer of the engine, on top of a
+    /// training step's or an inference's expected cycles at 50,000 cycles/s (the schedule
+    /// predicts them); a hung or stopped simulator or board is noticed after that
+    /// [default: 20].
+    #[arg(long, value_name = "SECS", value_parser = positive_f64)]
+    timeout: Option<f64>,
+}
+
+/// A count of at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A finite number above 0.
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is not a positive finite number")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// [`dfforge::driver::Timeouts`] with `--timeout SECS` as the base, if given.
+fn timeouts(secs: Option<f64>) -> dfforge::driver::Timeouts {
+    let mut t = dfforge::driver::Timeouts::default();
+    if let Some(s) = secs {
+        t.base = std::time::Duration::from_secs_f64(s);
+    }
+    t
+}
+
+/// A finite number above 0.
+fn positive_f32(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is not a positive finite number")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl TrainArgs {
+    /// The flags that are config keys, as `--set` overrides.
+    fn config_sets(&self) -> Vec<String> {
+        let quote = |v: &str| toml_edit::Value::from(v).to_string();
+        let mut sets = Vec::new();
+        if let Some(d) = &self.dataset {
+            sets.push(format!("data.dataset={}", quote(d)));
+        }
+        if let Some(a) = &self.algorithm {
+            sets.push(format!("algorithm.name={}", quote(a)));
+        }
+        if let Some(e) = self.epochs {
+            sets.push(format!("training.epochs={e}"));
+        }
+        if let Some(o) = &self.optimizer {
+            sets.push(format!("training.optimizer={}", quote(o)));
+        }
+        if let Some(lr) = self.lr {
+            sets.push(format!("training.learning_rate={lr:?}"));
+        }
+        sets
+    }
 }
 
 fn dataset_help() -> String {
@@ -269,13 +355,24 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
+        // `exit` runs no destructors: drop the error first, so that nothing it owns (a
+        // temporary file, a child process) outlives the run.
+        drop(e);
         std::process::exit(1);
     }
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let cfg = Config::load_with(cli.config.as_deref(), &cli.sets)?;
-    match cli.command.unwrap_or(Command::Train(TrainArgs::default())) {
+    let command = cli.command.unwrap_or(Command::Train(TrainArgs::default()));
+    // The train flags that set config keys are `--set`s applied after the user's own, so the
+    // config is resolved once, with them (e.g. --algorithm bp picks backprop's own learning
+    // rate), and validated with the same messages.
+    let mut sets = cli.sets.clone();
+    if let Command::Train(args) = &command {
+        sets.extend(args.config_sets());
+    }
+    let cfg = Config::load_with(cli.config.as_deref(), &sets)?;
+    match command {
         Command::Train(args) => cmd_train(cfg, &cli.data_dir, args),
         Command::FetchData {
             dataset: FetchName::Mnist,
@@ -299,19 +396,31 @@ fn run(cli: Cli) -> Result<()> {
             out,
             core,
             baud,
+            mhz,
             no_fit_check,
         } => {
             use dfforge::rtl::board::{self, BoardOpts};
-            let opts = BoardOpts {
-                baud,
-                ..BoardOpts::default()
-            };
+            dfforge::util::check_output_dir(&out, "--out")?;
+            let mhz = mhz.unwrap_or(match core {
+                BoardCore::Engine => ENGINE_MHZ,
+                _ => f64::from(board::ULX3S_CLK_HZ) / 1e6,
+            });
+            let opts = BoardOpts::at_mhz(mhz, baud)?;
             let (design, name) = board_design(&cfg, core, &opts, !no_fit_check)?;
             let files = design
                 .write(&out)
                 .with_context(|| format!("writing {}", out.display()))?;
+            let clock = match &opts.pll {
+                Some(p) => format!(
+                    "{:.3} MHz from the PLL (25 x {} / {})",
+                    f64::from(p.out_hz) / 1e6,
+                    p.clkfb_div,
+                    p.clki_div
+                ),
+                None => "the 25 MHz oscillator".into(),
+            };
             println!(
-                "wrote {} files to {} (top {}, core {name}, {baud} baud = {} clocks per bit)",
+                "wrote {} files to {} (top {}, core {name}, clock {clock}, {baud} baud = {} clocks per bit)",
                 files.len(),
                 out.display(),
                 board::ULX3S_TOP,
@@ -343,10 +452,11 @@ fn run(cli: Cli) -> Result<()> {
             let status = sim.wait()?;
             anyhow::bail!("the simulated board exited ({status})")
         }
-        Command::Ping { backend } => {
+        Command::Ping { backend, timeout } => {
             use dfforge::host::{Client, SerialLink};
-            let (path, opts) =
+            let (path, mut opts) =
                 dfforge::host::serial::parse_backend(&backend).map_err(anyhow::Error::msg)?;
+            opts.timeout = std::time::Duration::from_secs_f64(timeout);
             let baud = opts.baud;
             let mut c = Client::new(SerialLink::open(&path, opts)?);
             let id = c.ping()?;
@@ -362,19 +472,28 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Gen { out, testbench } => {
+            dfforge::util::check_output_dir(&out, "--out")?;
+            if let Some(dir) = &testbench {
+                dfforge::util::check_output_dir(dir, "--testbench")?;
+            }
             let rtl = dfforge::rtl::generate(&cfg).context("generating RTL")?;
-            rtl.write(&out)
-                .with_context(|| format!("writing {}", out.display()))?;
-            if let Some(dir) = testbench {
+            let bytes = |files: Vec<(String, String)>| -> dfforge::util::DirFiles {
+                files
+                    .into_iter()
+                    .map(|(n, t)| (n, t.into_bytes()))
+                    .collect()
+            };
+            let mut groups = vec![(out.clone(), bytes(rtl.files()))];
+            if let Some(dir) = &testbench {
                 let files = dfforge::rtl::testbench::testbenches(&cfg, &rtl)
                     .context("generating testbenches")?;
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                for (name, text) in &files {
-                    std::fs::write(dir.join(name), text)
-                        .with_context(|| format!("writing {}/{name}", dir.display()))?;
-                }
-                println!("wrote {} testbench files to {}", files.len(), dir.display());
+                groups.push((dir.clone(), bytes(files)));
+            }
+            let n_tb = groups.get(1).map(|g| g.1.len());
+            // RTL and testbenches together: all files or, on any error, none.
+            dfforge::util::write_dirs_atomic(groups)?;
+            if let (Some(dir), Some(n)) = (&testbench, n_tb) {
+                println!("wrote {n} testbench files to {}", dir.display());
             }
             println!(
                 "wrote {} files ({} modules) to {}",
@@ -462,31 +581,27 @@ fn board_design(
     Ok((BoardDesign::ulx3s(name, modules, vec![], opts)?, name))
 }
 
-fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Result<()> {
-    if let Some(d) = args.dataset {
-        cfg.data.dataset = d;
+fn cmd_train(cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Result<()> {
+    // (--dataset, --algorithm, --epochs, --optimizer and --lr are already in `cfg`.)
+    // Every output is checked before any work: a bad path must not waste a training run.
+    if let Some(p) = &args.report {
+        dfforge::util::check_output_file(p, "--report")?;
     }
-    if let Some(a) = args.algorithm {
-        cfg.algorithm.name = match a.as_str() {
-            "ff" => Learner::Ff,
-            "bp" => Learner::Bp,
-            _ => Learner::Df,
-        };
+    if let Some(p) = &args.plot {
+        dfforge::plot::check_plot_path(p)?;
     }
-    if let Some(e) = args.epochs {
-        cfg.training.epochs = e;
+    // What the backend cannot do, before the data is loaded or an engine built.
+    match &args.backend {
+        Backend::Float => {}
+        Backend::Fixed => {
+            dfforge::fixed::baselines::make_fixed_learner(&cfg)?;
+            cfg.check_fixed_learning_rate()
+                .map_err(anyhow::Error::msg)?;
+        }
+        Backend::Rtl | Backend::Serial(_) => {
+            dfforge::driver::preflight(&cfg, &format!("--backend {}", args.backend.name()))?
+        }
     }
-    if let Some(o) = args.optimizer {
-        cfg.training.optimizer = match o.as_str() {
-            "adam" => Optimizer::Adam,
-            "momentum" => Optimizer::Momentum,
-            _ => Optimizer::Sgd,
-        };
-    }
-    if let Some(lr) = args.lr {
-        cfg.training.learning_rate = lr;
-    }
-    cfg.validate()?;
     let spec: DatasetSpec = cfg.data.dataset.parse()?;
     let mut ds = data::load(&spec, data_dir)?;
     ds.truncate(args.limit_train, args.limit_test);
@@ -513,26 +628,18 @@ fn cmd_train(mut cfg: Config, data_dir: &std::path::Path, args: TrainArgs) -> Re
         ..RunOptions::from_config(&cfg)
     };
     let (out, hardware) = match &args.backend {
-        Backend::Float => (train(make_learner(&cfg).as_mut(), &ds, &opts), None),
+        Backend::Float => (train(make_learner(&cfg).as_mut(), &ds, &opts)?, None),
         Backend::Fixed => {
             let mut l = dfforge::fixed::baselines::make_fixed_learner(&cfg)?;
-            (train(l.as_mut(), &ds, &opts), None)
+            (train(l.as_mut(), &ds, &opts)?, None)
         }
         Backend::Rtl | Backend::Serial(_) => {
-            anyhow::ensure!(
-                cfg.algorithm.name == dfforge::config::Learner::Df,
-                "--backend {backend} runs the DF engine, which trains DF only; `{}` runs on --backend float or fixed",
-                cfg.algorithm.name
-            );
-            let bus = open_engine(&cfg, &args.backend)?;
+            let bus = open_engine(&cfg, &args.backend, timeouts(args.timeout))?;
             let mut l = dfforge::driver::rtl::RtlLearner::new(&cfg, bus)?;
             let t0 = std::time::Instant::now();
-            let out = train(&mut l, &ds, &opts);
+            let out = train(&mut l, &ds, &opts)?;
             let wall = t0.elapsed().as_secs_f64();
-            if let Some(e) = l.error() {
-                anyhow::bail!("the engine failed during training: {e}");
-            }
-            let hw = hardware_summary(&cfg, &l, wall)?;
+            let hw = hardware_summary(&l, wall)?;
             print_hardware(&hw);
             if let Some(m) = l.mismatch() {
                 anyhow::bail!(
@@ -599,6 +706,9 @@ fn check_fits(cfg: &Config, spec: &DatasetSpec, ds: &data::Dataset) -> Result<()
 }
 
 fn cmd_compare(paths: &[PathBuf], plot: Option<&std::path::Path>) -> Result<()> {
+    if let Some(p) = plot {
+        dfforge::plot::check_plot_path(p)?;
+    }
     let reports = paths
         .iter()
         .map(|p| {
@@ -651,16 +761,21 @@ fn cmd_bench(
         cfg.data.dataset = d;
     }
     anyhow::ensure!(samples > 0, "--samples must be at least 1");
+    if let Some(p) = report {
+        dfforge::util::check_output_file(p, "--report")?;
+    }
     let spec: DatasetSpec = cfg.data.dataset.parse()?;
     let mut ds = data::load(&spec, data_dir)?;
     check_fits(&cfg, &spec, &ds)?;
     ds.truncate(Some(samples), Some(1));
     let mut rows = Vec::new();
     for backend in ["float", "fixed"] {
-        for alg in [Learner::Df, Learner::Ff, Learner::Bp] {
+        for alg in Learner::ALL {
+            // Each learner with its own learning rate, all with plain SGD (the fixed-point
+            // models support no other).
             let mut c = cfg.clone();
-            c.algorithm.name = alg;
-            c.training.optimizer = Optimizer::Sgd;
+            c.set_learner(alg);
+            c.training.optimizer = dfforge::config::Optimizer::Sgd;
             c.validate()?;
             let mut l: Box<dyn dfforge::float::Learner> = if backend == "float" {
                 make_learner(&c)
@@ -669,9 +784,11 @@ fn cmd_bench(
             };
             let opts = RunOptions {
                 epochs: 1,
+                // Speed is measured here, not learning: a diverging loss is no reason to stop.
+                check_divergence: false,
                 ..RunOptions::from_config(&c)
             };
-            let out = train(l.as_mut(), &ds, &opts);
+            let out = train(l.as_mut(), &ds, &opts)?;
             eprintln!("{backend} {alg}: {:.0} samples/s", out.samples_per_second);
             rows.push(BenchRow {
                 backend,
@@ -701,7 +818,11 @@ fn cmd_bench(
 }
 
 /// Build (or reuse) the engine for `cfg` and connect to it.
-fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::driver::Bus>> {
+fn open_engine(
+    cfg: &Config,
+    backend: &Backend,
+    timeouts: dfforge::driver::Timeouts,
+) -> Result<Box<dyn dfforge::driver::Bus>> {
     match backend {
         Backend::Rtl => {
             let rtl = dfforge::rtl::generate(cfg).context("generating RTL")?;
@@ -726,7 +847,7 @@ fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::drive
                 b.build_time.as_secs_f64()
             );
             let opts = dfforge::host::SimLinkOptions {
-                timeout: std::time::Duration::from_secs(600),
+                timeout: timeouts.base,
                 cycle_limit: 1 << 40,
                 ..Default::default()
             };
@@ -738,17 +859,18 @@ fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::drive
                 "the engine answers ID {id:016x}, not this config's {:016x}: the model was built from another config",
                 dfforge::rtl::cmd::config_id(cfg)
             );
-            Ok(Box::new(dfforge::driver::ProtocolBus::new(
-                client,
-                &dfforge::arch::Arch::new(cfg)?,
-            )))
+            Ok(Box::new(
+                dfforge::driver::ProtocolBus::new(client, &dfforge::arch::Arch::new(cfg)?)
+                    .with_timeouts(timeouts),
+            ))
         }
         Backend::Serial(p) => {
             let spec = format!("serial:{}", p.display());
             let (path, mut opts) =
                 dfforge::host::serial::parse_backend(&spec).map_err(anyhow::Error::msg)?;
-            // A training step answers when it is done: allow a simulated board's slow steps.
-            opts.timeout = opts.timeout.max(std::time::Duration::from_secs(120));
+            // A training step answers when it is done: ProtocolBus allows each its expected
+            // cycles (a simulated board is slow) on top of this.
+            opts.timeout = timeouts.base;
             let link = dfforge::host::SerialLink::open(&path, opts)?;
             let mut client = dfforge::host::Client::new(link);
             let id = client
@@ -760,20 +882,16 @@ fn open_engine(cfg: &Config, backend: &Backend) -> Result<Box<dyn dfforge::drive
                 dfforge::rtl::cmd::config_id(cfg)
             );
             client.reset().context("RESET the engine")?;
-            Ok(Box::new(dfforge::driver::ProtocolBus::new(
-                client,
-                &dfforge::arch::Arch::new(cfg)?,
-            )))
+            Ok(Box::new(
+                dfforge::driver::ProtocolBus::new(client, &dfforge::arch::Arch::new(cfg)?)
+                    .with_timeouts(timeouts),
+            ))
         }
         _ => unreachable!("software backends have no engine"),
     }
 }
 
-fn hardware_summary(
-    cfg: &Config,
-    l: &dfforge::driver::rtl::RtlLearner,
-    wall: f64,
-) -> Result<serde_json::Value> {
+fn hardware_summary(l: &dfforge::driver::rtl::RtlLearner, wall: f64) -> Result<serde_json::Value> {
     let lay = l.arch();
     let pes = (lay.rows * lay.cols) as f64;
     let c = l.counters()?;
@@ -785,7 +903,8 @@ fn hardware_summary(
         "train_cycles": l.train_cycles,
         "cycles_per_train_sample": l.train_cycles as f64 / samples,
         "ideal_cycles_per_train_sample": l.macs as f64 / pes / samples,
-        "predicted_cycles_per_train_sample": dfforge::arch::schedule::predicted_cycles(&dfforge::arch::Arch::new(cfg)?, cfg.training.batch, false) as f64 / cfg.training.batch as f64,
+        // Per step with its own size: a partial last batch is predicted as what it is.
+        "predicted_cycles_per_train_sample": l.predicted_train_cycles as f64 / samples,
         "pe_utilisation": l.macs as f64 / (pes * l.train_cycles.max(1) as f64),
         "cycles_per_inference": icyc as f64 / infers.max(1) as f64,
         "engine_cycles_total": c[0],
@@ -825,9 +944,11 @@ fn cosim_one(
     seed: u64,
     waves: &std::path::Path,
     mutation: dfforge::rtl::Mutation,
+    timeouts: dfforge::driver::Timeouts,
 ) -> Result<dfforge::cosim::CosimReport> {
     use dfforge::cosim;
     cfg.validate()?;
+    dfforge::driver::preflight(cfg, "cosim")?;
     let rtl = dfforge::rtl::generate_with(cfg, mutation).context("generating RTL")?;
     anyhow::ensure!(
         rtl.module("dff_engine").is_some(),
@@ -839,7 +960,7 @@ fn cosim_one(
             .context("building dff_system")?;
         let opts = dfforge::host::SimLinkOptions {
             traced,
-            timeout: std::time::Duration::from_secs(600),
+            timeout: timeouts.base,
             cycle_limit: 1 << 40,
         };
         Ok(dfforge::host::SimLink::spawn(&b, opts)?)
@@ -853,7 +974,8 @@ fn cosim_one(
         let mut bus = dfforge::driver::ProtocolBus::new(
             dfforge::host::Client::new(link),
             &dfforge::arch::Arch::new(cfg)?,
-        );
+        )
+        .with_timeouts(timeouts);
         let mut fx = dfforge::fixed::model::FixedDf::new(cfg)?;
         let mut data = cosim::RandomBatches::new(cfg, seed);
         let bsz = cfg.training.batch;
@@ -905,6 +1027,9 @@ impl dfforge::driver::Bus for TraceBus<'_> {
     fn read_block(&mut self, r: u8, a: u32, n: usize) -> Result<Vec<i64>> {
         self.inner.read_block(r, a, n)
     }
+    fn expect_cycles(&mut self, cycles: u64) {
+        self.inner.expect_cycles(cycles)
+    }
     fn run(&mut self, op: u8) -> Result<(u8, u8, u64)> {
         if op == dfforge::arch::abi::RUN_TRAIN {
             if self.step == self.at {
@@ -930,6 +1055,10 @@ fn cmd_cosim(cfg: Config, args: CosimArgs) -> Result<()> {
         Some("feedback-subtracted") => Mutation::FeedbackSubtracted,
         Some(m) => anyhow::bail!("unknown mutation `{m}`"),
     };
+    if let Some(p) = &args.report {
+        dfforge::util::check_output_file(p, "--report")?;
+    }
+    dfforge::util::check_output_dir(&args.waves, "--waves")?;
     let configs: Vec<(String, Config)> = match args.matrix {
         None => vec![("config".to_string(), cfg)],
         Some(n) => (0..n)
@@ -941,12 +1070,31 @@ fn cmd_cosim(cfg: Config, args: CosimArgs) -> Result<()> {
             })
             .collect(),
     };
+    // Every config the engine cannot train is refused before the first (long) build.
+    for (name, c) in &configs {
+        c.validate()
+            .map_err(anyhow::Error::from)
+            .and_then(|_| dfforge::driver::preflight(c, "cosim"))
+            .with_context(|| format!("co-simulating {name}"))?;
+    }
     let mut reports = Vec::new();
     let mut failed = 0;
     for (name, c) in &configs {
         let t0 = std::time::Instant::now();
-        let rep = cosim_one(c, args.steps, args.seed, &args.waves, mutation)
-            .with_context(|| format!("co-simulating {name}"))?;
+        let rep = cosim_one(
+            c,
+            args.steps,
+            args.seed,
+            &args.waves,
+            mutation,
+            timeouts(args.timeout),
+        )
+        .with_context(|| format!("co-simulating {name}"))?;
+        // A check that compared nothing has not passed.
+        anyhow::ensure!(
+            rep.values_compared > 0,
+            "co-simulating {name}: no values were compared, so nothing was checked"
+        );
         let a = &c.algorithm;
         println!(
             "{name}: {:?} on {}x{}, {}/{}/{}/{}: {} steps, {} values compared, {} mismatches, \

@@ -20,15 +20,38 @@ fn register_font() {
     });
 }
 
-/// Plot `history` (one or more labelled runs) to `path` (.png or .svg), written atomically.
-pub fn plot_curves(path: &Path, title: &str, runs: &[(&str, &[EpochRecord])]) -> Result<()> {
+enum Format {
+    Svg,
+    Png,
+}
+
+/// The plot format named by a path's extension.
+fn plot_format(path: &Path) -> Result<Format> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(|e| e.to_ascii_lowercase());
-    let size = (1000u32, 420u32);
     match ext.as_deref() {
-        Some("svg") => {
+        Some("svg") => Ok(Format::Svg),
+        Some("png") => Ok(Format::Png),
+        _ => bail!(
+            "cannot plot to {}: the file name must end in .png or .svg",
+            path.display()
+        ),
+    }
+}
+
+/// Refuse, before any work, a plot path with an unknown extension or that cannot be written.
+pub fn check_plot_path(path: &Path) -> Result<()> {
+    plot_format(path)?;
+    crate::util::check_output_file(path, "--plot")
+}
+
+/// Plot `history` (one or more labelled runs) to `path` (.png or .svg), written atomically.
+pub fn plot_curves(path: &Path, title: &str, runs: &[(&str, &[EpochRecord])]) -> Result<()> {
+    let size = (1000u32, 420u32);
+    match plot_format(path)? {
+        Format::Svg => {
             let mut text = String::new();
             {
                 let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
@@ -37,7 +60,7 @@ pub fn plot_curves(path: &Path, title: &str, runs: &[(&str, &[EpochRecord])]) ->
             }
             write_atomic(path, text.as_bytes())
         }
-        Some("png") => {
+        Format::Png => {
             let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
             {
                 let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
@@ -47,10 +70,6 @@ pub fn plot_curves(path: &Path, title: &str, runs: &[(&str, &[EpochRecord])]) ->
             let img = image_png(&buf, size)?;
             write_atomic(path, &img)
         }
-        _ => bail!(
-            "cannot plot to {}: the file name must end in .png or .svg",
-            path.display()
-        ),
     }
 }
 

@@ -1,5 +1,7 @@
 //! The training loop shared by every learner: seeded shuffling, minibatches, per-epoch
-//! evaluation, a progress bar, and the numbers the report needs.
+//! evaluation, a progress bar, and the numbers the report needs. It stops a run that cannot
+//! give a meaningful result: a learner that failed (e.g. its simulator died), a loss that
+//! became non-finite or exploded, a split without samples.
 
 use crate::config::Schedule;
 use crate::data::{Dataset, Split};
@@ -36,6 +38,36 @@ pub struct TrainOutcome {
     pub samples_per_second: f64,
 }
 
+/// Why a run stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("the {0} split has no samples: there is nothing to {1}")]
+    NoSamples(&'static str, &'static str),
+    #[error("training stopped at epoch {epoch}, step {step}: {reason}")]
+    Learner {
+        epoch: usize,
+        step: usize,
+        reason: String,
+    },
+    #[error(
+        "training diverged at epoch {epoch}, step {step}: the loss per sample {what} \
+         (it was {start:.4} before the first update); {hint}"
+    )]
+    Diverged {
+        epoch: usize,
+        step: usize,
+        what: String,
+        start: f64,
+        hint: String,
+    },
+}
+
+/// A run whose recent loss per sample is this many times its loss before the first update
+/// has diverged (a working run's loss falls; a diverging one grows by orders of magnitude).
+pub const DIVERGED_RATIO: f64 = 1000.0;
+/// Steps averaged for the recent loss.
+const LOSS_WINDOW: usize = 5;
+
 /// Options of one run beyond the config.
 pub struct RunOptions {
     pub epochs: usize,
@@ -49,6 +81,11 @@ pub struct RunOptions {
     /// Random translation of each training image by up to this many pixels per axis
     /// (`training.shift`); 0 = off.
     pub shift: usize,
+    /// Stop with [`TrainError::Diverged`] when the loss becomes non-finite or explodes.
+    pub check_divergence: bool,
+    /// The likely cause named when the loss diverges (the learner, its optimizer and
+    /// learning rate, and which key sets it).
+    pub divergence_hint: String,
 }
 
 impl RunOptions {
@@ -62,8 +99,39 @@ impl RunOptions {
             progress: false,
             log_epochs: false,
             shift: cfg.training.shift,
+            check_divergence: true,
+            divergence_hint: divergence_hint(cfg),
         }
     }
+}
+
+/// The likely cause of a diverging run under `cfg`, and the fix.
+pub fn divergence_hint(cfg: &crate::config::Config) -> String {
+    let t = &cfg.training;
+    let l = cfg.algorithm.name;
+    let (_, (_, lr_key)) = t.resolve(l);
+    let lr = t.learning_rate;
+    let src = match lr_key {
+        "default" => format!("dfforge's default for {l}"),
+        "training.learning_rate" => {
+            "training.learning_rate or --lr, which set it for every learner".to_string()
+        }
+        k => format!("{k} in the config"),
+    };
+    let fix = match t.learner(l).learning_rate {
+        Some(own) if lr_key == "training.learning_rate" && own < lr => format!(
+            "drop --lr (or training.learning_rate) so that {l} uses its own rate {own} \
+             ([training.{l}] learning_rate), or lower it"
+        ),
+        _ => format!(
+            "lower it, e.g. --lr {} (or [training.{l}] learning_rate in the config)",
+            lr / 10.0
+        ),
+    };
+    format!(
+        "the likely cause is a learning rate too high for {l}: {lr} with {} (from {src}); {fix}",
+        t.optimizer
+    )
 }
 
 /// Translate every row of `x` (a `width` × `height` image, row-major) by its own random
@@ -143,10 +211,64 @@ fn bar(progress: bool, len: u64, epoch: usize, epochs: usize) -> ProgressBar {
     pb
 }
 
-/// Train for `opts.epochs` epochs, evaluating the test split after each.
-pub fn train(learner: &mut dyn Learner, data: &Dataset, opts: &RunOptions) -> TrainOutcome {
+/// Watches the loss for divergence ([`DIVERGED_RATIO`], non-finite values).
+#[derive(Default)]
+struct LossWatch {
+    /// Loss per sample of the first step with a positive loss: the first step's forward
+    /// pass runs before any update, so this is the untrained model's loss.
+    start: Option<f64>,
+    recent: std::collections::VecDeque<f64>,
+}
+
+impl LossWatch {
+    /// Record one step's mean loss per sample; `Some(what happened)` if it diverged.
+    fn step(&mut self, mean: f64) -> Option<String> {
+        if !mean.is_finite() {
+            return Some(format!("became {mean}"));
+        }
+        let Some(start) = self.start else {
+            if mean > 0.0 {
+                self.start = Some(mean);
+            }
+            return None;
+        };
+        self.recent.push_back(mean);
+        if self.recent.len() > LOSS_WINDOW {
+            self.recent.pop_front();
+        }
+        let now = self.recent.iter().sum::<f64>() / self.recent.len() as f64;
+        (now > DIVERGED_RATIO * start).then(|| {
+            format!(
+                "grew to {now:.4e} (mean of the last {} steps), {:.0} times its start",
+                self.recent.len(),
+                now / start
+            )
+        })
+    }
+
+    fn start_mean(&self) -> f64 {
+        self.start.unwrap_or(0.0)
+    }
+}
+
+/// Train for `opts.epochs` epochs, evaluating the test split after each. Stops with an
+/// error (and prints no epoch line for the failed epoch) when the learner fails, the loss
+/// diverges, or a split is empty.
+pub fn train(
+    learner: &mut dyn Learner,
+    data: &Dataset,
+    opts: &RunOptions,
+) -> Result<TrainOutcome, TrainError> {
     let dim = data.dim();
     let n = data.train.labels.len();
+    if n == 0 {
+        return Err(TrainError::NoSamples("training", "train on"));
+    }
+    if data.test.labels.is_empty() {
+        // An accuracy over zero samples would be printed as 0.0000.
+        return Err(TrainError::NoSamples("test", "measure accuracy on"));
+    }
+    let mut watch = LossWatch::default();
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xd15ea5e);
     // A stream of its own, so switching augmentation on leaves the shuffle order unchanged.
@@ -167,6 +289,25 @@ pub fn train(learner: &mut dyn Learner, data: &Dataset, opts: &RunOptions) -> Tr
             learner.set_lr_factor(opts.schedule.factor(step as f64 / total_steps as f64));
             step += 1;
             let s = learner.train_batch(&x, &y);
+            if let Some(reason) = learner.failure() {
+                pb.finish_and_clear();
+                return Err(TrainError::Learner {
+                    epoch,
+                    step,
+                    reason,
+                });
+            }
+            let diverged = watch.step(s.loss_sum / chunk.len().max(1) as f64);
+            if let Some(what) = diverged.filter(|_| opts.check_divergence) {
+                pb.finish_and_clear();
+                return Err(TrainError::Diverged {
+                    epoch,
+                    step,
+                    what,
+                    start: watch.start_mean(),
+                    hint: opts.divergence_hint.clone(),
+                });
+            }
             loss += s.loss_sum;
             seen += chunk.len();
             if let Some(c) = s.correct {
@@ -187,6 +328,13 @@ pub fn train(learner: &mut dyn Learner, data: &Dataset, opts: &RunOptions) -> Tr
         train_seconds += start.elapsed().as_secs_f64();
         let test_accuracy = evaluate(&*learner, &data.test, dim, 256);
         pb.finish_and_clear();
+        if let Some(reason) = learner.failure() {
+            return Err(TrainError::Learner {
+                epoch,
+                step,
+                reason,
+            });
+        }
         if opts.log_epochs {
             eprintln!(
                 "epoch {epoch}/{}: loss {:.4}  test accuracy {:.4}",
@@ -203,14 +351,21 @@ pub fn train(learner: &mut dyn Learner, data: &Dataset, opts: &RunOptions) -> Tr
         });
     }
     let train_accuracy = evaluate(&*learner, &data.train, dim, 256);
+    if let Some(reason) = learner.failure() {
+        return Err(TrainError::Learner {
+            epoch: opts.epochs,
+            step,
+            reason,
+        });
+    }
     let test_accuracy = history.last().map_or(0.0, |h| h.test_accuracy);
-    TrainOutcome {
+    Ok(TrainOutcome {
         history,
         train_accuracy,
         test_accuracy,
         train_seconds,
         samples_per_second: (n * opts.epochs) as f64 / train_seconds.max(1e-9),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -254,6 +409,138 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 25, "every shift in [-2,2]^2 is drawn");
+    }
+
+    /// A learner with a scripted loss per sample for each step, that fails after `ok` steps.
+    struct Scripted {
+        losses: Vec<f64>,
+        steps: usize,
+        ok: usize,
+    }
+
+    impl Learner for Scripted {
+        fn train_batch(&mut self, _x: &Mat, labels: &[u32]) -> crate::float::BatchStats {
+            let l = self.losses[self.steps.min(self.losses.len() - 1)];
+            self.steps += 1;
+            crate::float::BatchStats {
+                loss_sum: l * labels.len() as f64,
+                correct: None,
+            }
+        }
+        fn predict(&self, x: &Mat) -> Vec<u32> {
+            vec![0; x.rows]
+        }
+        fn set_lr_factor(&mut self, _f: f32) {}
+        fn failure(&self) -> Option<String> {
+            (self.steps > self.ok).then(|| "the simulator exited (signal 9)".to_string())
+        }
+    }
+
+    fn tiny(train: usize, test: usize) -> Dataset {
+        let split = |n: usize| {
+            crate::data::Split::new(vec![0.5; n * 4], (0..n as u32).map(|i| i % 2).collect(), 4)
+        };
+        Dataset {
+            name: "tiny".into(),
+            width: 2,
+            height: 2,
+            classes: 2,
+            train: split(train),
+            test: split(test),
+        }
+    }
+
+    fn opts(epochs: usize) -> RunOptions {
+        RunOptions {
+            epochs,
+            batch: 4,
+            log_epochs: true,
+            ..RunOptions::from_config(&crate::config::Config::builtin())
+        }
+    }
+
+    // Issue 11, item 4: when the engine's simulator died mid-epoch, the loop finished the
+    // epoch (scoring the dead engine's answers) and printed a bogus epoch line before the
+    // error. It must stop at the failing step, with no epoch record.
+    #[test]
+    fn a_failing_learner_stops_the_run_at_the_failing_step() {
+        let mut l = Scripted {
+            losses: vec![0.1],
+            steps: 0,
+            ok: 2,
+        };
+        match train(&mut l, &tiny(40, 8), &opts(2)) {
+            Err(TrainError::Learner {
+                epoch: 1,
+                step: 3,
+                reason,
+            }) => assert!(reason.contains("simulator exited"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(l.steps, 3, "no step after the failure");
+    }
+
+    // Issue 11, item 13: a loss that becomes non-finite or explodes stops the run and names
+    // the likely cause.
+    #[test]
+    fn a_diverging_loss_stops_the_run_with_the_likely_cause() {
+        let run = |losses: Vec<f64>| {
+            let mut l = Scripted {
+                losses,
+                steps: 0,
+                ok: usize::MAX,
+            };
+            train(&mut l, &tiny(40, 8), &opts(3))
+        };
+        // Falling, noisy, or a brief spike: fine.
+        run(vec![2.3, 2.0, 40.0, 1.5, 1.0, 0.5]).unwrap();
+        run(vec![0.0, 0.0, 0.06, 0.05]).unwrap();
+        for (losses, what) in [
+            (vec![2.3, f64::NAN], "became NaN"),
+            (vec![2.3, 2.0, f64::INFINITY], "became inf"),
+            (vec![2.3, 5e3, 1e5, 2e5, 1e5, 3e5], "times its start"),
+        ] {
+            match run(losses.clone()) {
+                Err(e @ TrainError::Diverged { epoch: 1, .. }) => {
+                    let m = e.to_string();
+                    assert!(
+                        m.contains(what) && m.contains("learning rate too high"),
+                        "{m}"
+                    );
+                }
+                other => panic!("{losses:?}: {other:?}"),
+            }
+        }
+        // Not checked when asked not to (speed measurements).
+        let mut l = Scripted {
+            losses: vec![1.0, f64::NAN],
+            steps: 0,
+            ok: usize::MAX,
+        };
+        let o = RunOptions {
+            check_divergence: false,
+            ..opts(1)
+        };
+        train(&mut l, &tiny(40, 8), &o).unwrap();
+    }
+
+    // Issue 11, item 9: an accuracy over zero samples was reported as 0.0000.
+    #[test]
+    fn empty_splits_are_refused() {
+        let mut l = Scripted {
+            losses: vec![1.0],
+            steps: 0,
+            ok: usize::MAX,
+        };
+        let e = train(&mut l, &tiny(8, 0), &opts(1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("test split has no samples"), "{e}");
+        let e = train(&mut l, &tiny(0, 8), &opts(1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("training split has no samples"), "{e}");
+        assert_eq!(l.steps, 0);
     }
 
     #[test]

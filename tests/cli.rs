@@ -5,12 +5,35 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn dfforge(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dfforge"))
+    let o = Command::new(env!("CARGO_BIN_EXE_dfforge"))
         .args(args)
         .current_dir(dir)
         .env_remove("DFFORGE_DATA_DIR")
         .output()
-        .expect("run dfforge")
+        .expect("run dfforge");
+    if !o.status.success() {
+        assert_clean_error(&String::from_utf8_lossy(&o.stderr));
+    }
+    o
+}
+
+/// Every error message: no clause said twice in a row (issue 11, item 14: "No such file or
+/// directory (os error 2): No such file or directory (os error 2)") and no run of spaces
+/// inside a sentence (the `fixed.update` message had 18).
+fn assert_clean_error(e: &str) {
+    for line in e.lines().filter(|l| l.starts_with("error: ")) {
+        let parts: Vec<&str> = line.split(": ").collect();
+        for w in parts.windows(2) {
+            assert!(
+                w[0].len() < 10 || w[0].trim_start_matches("error") != w[1],
+                "a clause twice: {line}"
+            );
+        }
+        assert!(
+            !line.trim_end().contains("   "),
+            "a run of spaces: {line:?}"
+        );
+    }
 }
 
 fn root() -> &'static Path {
@@ -419,4 +442,369 @@ fn ping_names_a_missing_board_and_a_bad_backend() {
     let o = dfforge(&["ping", "--backend", "/dev/ttyUSB0"], tmp.path());
     assert!(!o.status.success());
     assert!(stderr(&o).contains("use serial:PATH"), "{}", stderr(&o));
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+// Issue 11, item 2: `--report` onto an existing directory exited 1 but left a `.tmpXXXXXX`
+// holding the whole report in the current directory.
+#[test]
+fn report_onto_a_directory_is_refused_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("d")).unwrap();
+    let o = dfforge(
+        &["train", "--epochs", "1", "--quiet", "--report", "d"],
+        tmp.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(names(tmp.path()), vec!["d"], "stray files left behind");
+    assert!(names(&tmp.path().join("d")).is_empty());
+    let e = stderr(&o);
+    assert!(
+        e.contains("--report d") && e.contains("is a directory"),
+        "{e}"
+    );
+}
+
+// Issue 11, item 3: `gen` onto a directory where a file name is taken by a directory wrote
+// 8 of 16 files and no manifest, and the error named the directory, not the file.
+#[test]
+fn gen_writes_all_files_or_none_and_names_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("g/dff_pe.v")).unwrap();
+    let o = dfforge(&["gen", "--out", "g"], tmp.path());
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("g/dff_pe.v") && e.contains("is a directory"),
+        "{e}"
+    );
+    assert_eq!(names(&tmp.path().join("g")), vec!["dff_pe.v"]);
+    assert_eq!(names(tmp.path()), vec!["g"], "no staging directory left");
+    // RTL and testbenches into one directory (run them next to each other): every file, no
+    // staging directory left behind, and a rerun replaces them.
+    for _ in 0..2 {
+        let o = dfforge(&["gen", "--out", "h", "--testbench", "h"], tmp.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let h = names(&tmp.path().join("h"));
+    assert!(
+        h.contains(&"manifest.json".to_string())
+            && h.contains(&"dff_relu_tb.v".to_string())
+            && h.iter().all(|n| !n.starts_with('.')),
+        "{h:?}"
+    );
+    assert_eq!(names(tmp.path()), vec!["g", "h"]);
+}
+
+// Issue 11, item 10: a bad `--plot` extension or an unwritable `--report`/`--plot` path was
+// reported only after training had finished.
+#[test]
+fn output_paths_are_checked_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("f"), "a file").unwrap();
+    for (args, want) in [
+        (vec!["train", "--plot", "c.gif"], "must end in .png or .svg"),
+        (vec!["train", "--report", "f/r.json"], "is a file"),
+        (vec!["train", "--plot", "f/c.png"], "is a file"),
+        (vec!["bench", "--report", "f/b.json"], "is a file"),
+        (vec!["cosim", "--report", "f/c.json"], "is a file"),
+        (vec!["cosim", "--waves", "f"], "is a file"),
+        (vec!["gen", "--out", "f"], "is a file"),
+        (
+            vec!["gen", "--out", "g", "--testbench", "f/tb"],
+            "is a file",
+        ),
+        (vec!["board", "--out", "f"], "is a file"),
+        (vec!["compare", "r.json", "--plot", "c.txt"], ".png or .svg"),
+    ] {
+        let t0 = std::time::Instant::now();
+        let o = dfforge(&args, tmp.path());
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(e.contains(want), "{args:?}: {e}");
+        assert!(
+            !e.contains("training") && !e.contains("building") && t0.elapsed().as_secs() < 10,
+            "{args:?}: refused only after starting work: {e}"
+        );
+    }
+    assert_eq!(names(tmp.path()), vec!["f"], "nothing created");
+}
+
+// Issue 11, item 14: reports and plots were created with mode 0600 whatever the umask.
+#[cfg(unix)]
+#[test]
+fn reports_and_plots_get_the_usual_file_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let o = dfforge(
+        &[
+            "train", "--epochs", "1", "--quiet", "--report", "r.json", "--plot", "c.svg",
+        ],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // What any file created here gets under the umask this test runs with.
+    std::fs::write(tmp.path().join("probe"), "").unwrap();
+    let mode = |n: &str| {
+        std::fs::metadata(tmp.path().join(n))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("r.json"), mode("probe"), "report");
+    assert_eq!(mode("c.svg"), mode("probe"), "plot");
+}
+
+// Issue 11, item 9: `--limit-test 0` printed "test accuracy 0.0000", an accuracy over zero
+// samples.
+#[test]
+fn zero_samples_are_refused_not_scored() {
+    let tmp = tempfile::tempdir().unwrap();
+    for flag in ["--limit-test", "--limit-train"] {
+        let o = dfforge(&["train", "--epochs", "1", flag, "0"], tmp.path());
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{flag} 0: {e}");
+        assert!(
+            e.contains(flag) && e.contains("at least 1"),
+            "{flag} 0: {e}"
+        );
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("accuracy"));
+    }
+}
+
+// Issue 11, item 13: backprop on the shipped default config used DF's learning rate (20)
+// and diverged silently (loss 216,739.8, accuracy 0.1003, exit status 0).
+#[test]
+fn backprop_trains_on_the_default_config_and_divergence_stops_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = dfforge(
+        &[
+            "train",
+            "--algorithm",
+            "bp",
+            "--epochs",
+            "3",
+            "--quiet",
+            "--report",
+            "r.json",
+        ],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("r.json")).unwrap()).unwrap();
+    let acc = r["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.9, "bp on digits: {acc}");
+    let lr = r["config"]["training"]["bp"]["learning_rate"]
+        .as_f64()
+        .unwrap();
+    assert!(lr < 20.0, "bp's own learning rate: {lr}");
+    // DF's rate forced on backprop: stopped, with the cause and the fix.
+    let o = dfforge(
+        &["train", "--algorithm", "bp", "--lr", "20", "--epochs", "3"],
+        tmp.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("training diverged at epoch 1")
+            && e.contains("learning rate too high for bp: 20 with sgd")
+            && e.contains("--lr"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("epoch 1/3:"),
+        "no epoch line for a diverged epoch: {e}"
+    );
+}
+
+/// A concrete `KEY=VALUE` (not a placeholder such as `<KEY=VALUE>` or `KEY=ETA`).
+fn is_example(v: &str) -> bool {
+    match v.split_once('=') {
+        Some((k, val)) => {
+            !k.starts_with('<')
+                && !val
+                    .trim_end_matches(|c: char| !c.is_alphanumeric())
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_')
+        }
+        None => false,
+    }
+}
+
+/// Every `--set` example in the docs and in `--help`: (its `--config`, its `--set`s).
+fn set_examples(text: &str) -> Vec<(Option<String>, Vec<String>)> {
+    text.lines()
+        .filter(|l| l.contains("--set "))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let (mut config, mut sets) = (None, Vec::new());
+            for w in words.windows(2) {
+                let v = w[1].trim_matches(|c| c == '`' || c == ',' || c == '(' || c == ')');
+                match w[0] {
+                    // (Not the placeholders of the usage lines: <KEY=VALUE>, KEY=ETA.)
+                    "--set" if is_example(v) => sets.push(v.to_string()),
+                    "--config" => config = Some(v.to_string()),
+                    _ => {}
+                }
+            }
+            (config, sets)
+        })
+        .filter(|(_, s)| !s.is_empty())
+        .collect()
+}
+
+// Issue 11, item 14: the `--help` example `--set fixed.weight.bits=10 --set
+// algorithm.loss=hinge` was itself refused. Every example config override in the help and
+// the docs must be accepted.
+#[test]
+fn every_documented_set_example_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut texts = vec![
+        String::from_utf8(dfforge(&["--help"], tmp.path()).stdout).unwrap(),
+        String::from_utf8(dfforge(&["train", "--help"], tmp.path()).stdout).unwrap(),
+        std::fs::read_to_string(root.join("README.md")).unwrap(),
+    ];
+    for e in std::fs::read_dir(root.join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            texts.push(std::fs::read_to_string(p).unwrap());
+        }
+    }
+    let mut n = 0;
+    for text in &texts {
+        for (config, sets) in set_examples(text) {
+            let mut args: Vec<String> = Vec::new();
+            if let Some(c) = config {
+                args.extend(["--config".into(), root.join(c).display().to_string()]);
+            }
+            for s in sets {
+                args.extend(["--set".into(), s]);
+            }
+            args.push("config".into());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let o = dfforge(&args, tmp.path());
+            assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "only {n} examples found");
+}
+
+// Issue 11, item 7: `cosim --steps 0` built for 45 s and exited 0 with "0 values compared";
+// `cosim --matrix 0` exited 0 and printed nothing. A check that compared nothing has not
+// passed.
+#[test]
+fn a_cosim_that_would_compare_nothing_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        &["cosim", "--steps", "0"][..],
+        &["cosim", "--matrix", "0"],
+        &["cosim", "--matrix", "0", "--steps", "0"],
+    ] {
+        let t0 = std::time::Instant::now();
+        let o = dfforge(args, tmp.path());
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{args:?}: exit 0: {e}");
+        assert!(e.contains("at least 1"), "{args:?}: {e}");
+        assert!(
+            t0.elapsed().as_secs() < 10,
+            "{args:?}: refused only after a build"
+        );
+    }
+}
+
+// Issue 11, item 8: `--set algorithm.name=ff cosim` was refused only after a 26–39 s
+// Verilator build, and with a false reason ("the fixed-point model implements DF only so
+// far"). Refused before building, with the true reason.
+#[test]
+fn cosim_refuses_what_the_engine_cannot_train_before_building() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (set, want) in [
+        ("algorithm.name=ff", "trains DF only"),
+        ("algorithm.name=bp", "trains DF only"),
+        ("training.optimizer=adam", "plain SGD"),
+    ] {
+        let t0 = std::time::Instant::now();
+        let o = dfforge(&["--set", set, "cosim", "--steps", "2"], tmp.path());
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{set}: {e}");
+        assert!(e.contains(want), "{set}: {e}");
+        assert!(!e.contains("so far"), "{set}: {e}");
+        assert!(
+            !e.contains("building") && t0.elapsed().as_secs() < 10,
+            "{set}: refused only after a build: {e}"
+        );
+    }
+    // The same for train on the engine.
+    let o = dfforge(
+        &["train", "--backend", "rtl", "--optimizer", "adam"],
+        tmp.path(),
+    );
+    let e = stderr(&o);
+    assert!(e.contains("plain SGD") && !e.contains("building"), "{e}");
+}
+
+// Issue 11, item 14: with both a plain and a gzipped IDX file present, one was picked
+// silently.
+#[test]
+fn an_idx_file_present_plain_and_gzipped_is_refused() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tiny")).unwrap();
+    write_idx_dir(&dir.path().join("tiny"), 30, 9);
+    std::fs::write(dir.path().join("c.toml"), IDX_CONFIG).unwrap();
+    // Different test labels in the .gz copy: which one is used would matter.
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&idx(&[9], &[0; 9])).unwrap();
+    std::fs::write(
+        dir.path().join("tiny/t10k-labels-idx1-ubyte.gz"),
+        enc.finish().unwrap(),
+    )
+    .unwrap();
+    let o = dfforge(&["train", "--config", "c.toml", "--quiet"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte and t10k-labels-idx1-ubyte.gz")
+            && e.contains("remove or rename all but one"),
+        "{e}"
+    );
+}
+
+// Beyond issue 11 (the class of item 6): a learning rate whose η/B rounds to 0 in the
+// fixed-point update constant trained nothing, at chance accuracy, with exit status 0.
+#[test]
+fn a_fixed_point_learning_rate_that_rounds_to_zero_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for alg in ["df", "bp"] {
+        let o = dfforge(
+            &[
+                "train",
+                "--backend",
+                "fixed",
+                "--algorithm",
+                alg,
+                "--lr",
+                "0.0001",
+            ],
+            tmp.path(),
+        );
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{alg}: {e}");
+        assert!(
+            e.contains("rounds to 0") && e.contains("fixed.lr_frac") && !e.contains("training "),
+            "{alg}: {e}"
+        );
+    }
 }

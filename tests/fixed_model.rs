@@ -171,8 +171,9 @@ fn hinge_and_dfr_train_in_fixed_point() {
         progress: false,
         log_epochs: false,
         shift: 0,
+        ..RunOptions::from_config(&cfg)
     };
-    let out = train(&mut m, &ds, &opts);
+    let out = train(&mut m, &ds, &opts).unwrap();
     assert!(out.test_accuracy > 0.8, "{}", out.test_accuracy);
 }
 
@@ -182,9 +183,9 @@ fn default_config_fixed_is_within_1_5_points_of_float_on_digits() {
     let cfg = Config::builtin();
     let opts = RunOptions::from_config(&cfg);
     let mut float = make_learner(&cfg);
-    let f = train(float.as_mut(), &ds, &opts).test_accuracy;
+    let f = train(float.as_mut(), &ds, &opts).unwrap().test_accuracy;
     let mut fixed = FixedDf::new(&cfg).unwrap();
-    let x = train(&mut fixed, &ds, &opts).test_accuracy;
+    let x = train(&mut fixed, &ds, &opts).unwrap().test_accuracy;
     assert!(x >= f - 0.015, "fixed {x} vs float {f}");
     assert!(x >= 0.95, "fixed {x}");
 }
@@ -213,9 +214,9 @@ fn fixed_baselines_train_like_their_float_versions() {
         cfg.training.epochs = epochs;
         let opts = RunOptions::from_config(&cfg);
         let mut float = make_learner(&cfg);
-        let f = train(float.as_mut(), &ds, &opts).test_accuracy;
+        let f = train(float.as_mut(), &ds, &opts).unwrap().test_accuracy;
         let mut fixed = make_fixed_learner(&cfg).unwrap();
-        let x = train(fixed.as_mut(), &ds, &opts).test_accuracy;
+        let x = train(fixed.as_mut(), &ds, &opts).unwrap().test_accuracy;
         assert!(x > 0.85 && x >= f - 0.03, "{kind:?}: fixed {x}, float {f}");
     }
 }

@@ -197,7 +197,7 @@ fn same_seed_same_result_bit_for_bit() {
     let (mut cfg, ds) = digits_cfg();
     cfg.training.epochs = 2;
     for kind in [Kind::Df, Kind::Ff, Kind::Bp] {
-        cfg.algorithm.name = kind;
+        cfg.set_learner(kind);
         for neg in [Negatives::Random, Negatives::Hard] {
             cfg.algorithm.negatives = neg;
             cfg.algorithm.negatives_count = 3;
@@ -212,8 +212,9 @@ fn same_seed_same_result_bit_for_bit() {
                     log_epochs: false,
                     // Augmentation draws from its own seeded stream: still deterministic.
                     shift: 1,
+                    ..RunOptions::from_config(&cfg)
                 };
-                let out = train(l.as_mut(), &ds, &opts);
+                let out = train(l.as_mut(), &ds, &opts).unwrap();
                 let (x, _) = gather(&ds.test, 64, &(0..50).collect::<Vec<_>>());
                 (
                     serde_json::to_string(&out.history).unwrap(),
@@ -237,6 +238,7 @@ fn every_option_trains_digits_above_chance() {
         progress: false,
         log_epochs: false,
         shift: 0,
+        ..RunOptions::from_config(&base)
     };
     for loss in [Loss::Npair, Loss::Hinge] {
         for neg in [Negatives::All, Negatives::Random, Negatives::Hard] {
@@ -259,7 +261,7 @@ fn every_option_trains_digits_above_chance() {
                         c.training.learning_rate /= 4.0;
                     }
                     let mut l = make_learner(&c);
-                    let out = train(l.as_mut(), &ds, &opts);
+                    let out = train(l.as_mut(), &ds, &opts).unwrap();
                     assert!(
                         out.test_accuracy > 0.6,
                         "{loss:?} {neg:?} {collab:?} {scheme:?}: {}",
@@ -276,7 +278,7 @@ fn default_config_reaches_095_on_digits() {
     let (cfg, ds) = digits_cfg();
     let mut l = make_learner(&cfg);
     let opts = RunOptions::from_config(&cfg);
-    let out = train(l.as_mut(), &ds, &opts);
+    let out = train(l.as_mut(), &ds, &opts).unwrap();
     assert!(
         out.test_accuracy >= 0.95,
         "DF digits test accuracy {}",

@@ -228,15 +228,25 @@ fn run_tb(dir: &Path, unit: &str) -> String {
     line
 }
 
+/// Run a testbench: its PASS/FAIL line. The exit status must say the same (issue 11, item
+/// 12: a failing testbench used to exit 0, so CI had to grep for FAIL).
 fn run_exe(dir: &Path, exe: &Path) -> String {
     let out = Command::new(exe).current_dir(dir).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{} failed: {text}", exe.display());
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("PASS ") || l.starts_with("FAIL "))
         .collect();
     assert_eq!(lines.len(), 1, "{}: {text}", exe.display());
+    let passed = lines[0].starts_with("PASS ");
+    assert_eq!(
+        out.status.success(),
+        passed,
+        "{}: prints {} but exits with {}",
+        exe.display(),
+        lines[0],
+        out.status
+    );
     lines[0].to_string()
 }
 

@@ -13,7 +13,7 @@ module dff_cmd #(
   parameter MAX_PAYLOAD = 1024,
   parameter TIMEOUT = 1048576,
   parameter NCOUNTERS = 4,
-  parameter ID = 64'h7f4250d820380db0
+  parameter ID = 64'h66b5433ffaafd1f6
 ) (
   input  wire clk_i,
   input  wire rst_i,

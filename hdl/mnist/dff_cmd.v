@@ -13,7 +13,7 @@ module dff_cmd #(
   parameter MAX_PAYLOAD = 1024,
   parameter TIMEOUT = 1048576,
   parameter NCOUNTERS = 4,
-  parameter ID = 64'h48752c1645331364
+  parameter ID = 64'hfc5da7ffae130a45
 ) (
   input  wire clk_i,
   input  wire rst_i,

@@ -110,6 +110,15 @@ impl Arch {
                 )));
             }
         }
+        // The gradient GEMM drains the PE accumulators (as wide as the wider of accumulator
+        // and update) into the update units, whose gradient input is update.bits wide.
+        if f.update.bits < f.accumulator.bits {
+            return Err(ArchError::Unsupported(format!(
+                "the update units take the gradients from the PE accumulators, which are \
+                 fixed.accumulator.bits = {} wide: fixed.update.bits ({}) must be at least that",
+                f.accumulator.bits, f.update.bits
+            )));
+        }
         if f.pixel.bits > f.hidden.bits {
             return Err(ArchError::Unsupported(
                 "the goodness unit reads pixels on its hidden-width port: fixed.pixel.bits must be <= fixed.hidden.bits".into(),

@@ -48,10 +48,7 @@ impl Shape {
             .max()
             .unwrap_or(1);
         let xw = f.hidden.bits.max(f.pixel.bits);
-        let lr_max = match cfg.lr_constant(1.0) {
-            LearningRate::Mul { value, .. } => value.max(1) as u128,
-            LearningRate::Shift(_) => 1,
-        };
+
         if f.rsqrt_frac + 1 < f.act.frac {
             return Err(ArchError::Unsupported(format!(
                 "the normalisation unit needs fixed.rsqrt_frac + 1 >= act.frac (got {} and {})",
@@ -83,9 +80,21 @@ impl Shape {
             recip_w: f.const_frac + 1,
             norm_x_w: xw,
             param_w: f.weight.bits.max(f.bias.bits).max(f.centroid.bits),
-            lr_w: bitlen(lr_max).max(f.lr_frac + 1),
+            lr_w: lr_register_bits(cfg.lr_constant(1.0), f.lr_frac),
             classes: cfg.network.classes,
             f,
         })
     }
+}
+
+/// Width of the engine's learning-rate register: enough for η/B at the start of the run
+/// (the schedule only lowers it) and at least `lr_frac + 1` bits. The register's value is
+/// written by the host; its width is part of the hardware
+/// ([`crate::rtl::cmd::hardware_identity`]).
+pub fn lr_register_bits(lr: LearningRate, lr_frac: u32) -> u32 {
+    let lr_max = match lr {
+        LearningRate::Mul { value, .. } => value.max(1) as u128,
+        LearningRate::Shift(_) => 1,
+    };
+    bitlen(lr_max).max(lr_frac + 1)
 }

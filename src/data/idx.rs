@@ -40,15 +40,25 @@ pub(super) fn candidate_names((stem, kind): (&str, &str)) -> [String; 4] {
     ]
 }
 
-/// Finds the first existing candidate for one file, or describes what was
-/// looked for.
-fn locate(dir: &Path, file: (&str, &str)) -> Result<PathBuf, String> {
+/// Why the four files of a data set directory could not be located.
+pub(super) enum LocateError {
+    /// For each missing file, the names looked for.
+    Missing(Vec<String>),
+    /// One file is present under several candidate names (e.g. plain and `.gz`).
+    Ambiguous { what: String, found: Vec<String> },
+}
+
+/// The one existing candidate for one file; `Err(Ok(names))` lists what was looked for when
+/// there is none, `Err(Err(found))` the candidates when there are several (they may differ,
+/// so picking one silently could train on the wrong data).
+fn locate(dir: &Path, file: (&str, &str)) -> Result<PathBuf, Result<String, Vec<String>>> {
     let names = candidate_names(file);
-    names
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
-        .ok_or_else(|| names.join(" / "))
+    let found: Vec<&String> = names.iter().filter(|n| dir.join(n).is_file()).collect();
+    match found.as_slice() {
+        [one] => Ok(dir.join(one)),
+        [] => Err(Ok(names.join(" / "))),
+        many => Err(Err(many.iter().map(|s| s.to_string()).collect())),
+    }
 }
 
 /// Paths of the four files of a split pair, in the order train images,
@@ -61,10 +71,28 @@ pub(super) struct IdxFiles {
 }
 
 /// Locates all four files; on failure returns, for each missing file, the
-/// names looked for (so one error lists everything that is missing).
-pub(super) fn locate_all(dir: &Path) -> Result<IdxFiles, Vec<String>> {
-    let found = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS].map(|f| locate(dir, f));
-    let missing: Vec<String> = found.iter().filter_map(|r| r.clone().err()).collect();
+/// names looked for (so one error lists everything that is missing), or the
+/// first file present under several names.
+pub(super) fn locate_all(dir: &Path) -> Result<IdxFiles, LocateError> {
+    let files = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
+    let found = files.map(|f| locate(dir, f));
+    if let Some((f, Err(Err(many)))) = files
+        .iter()
+        .zip(&found)
+        .find(|(_, r)| matches!(r, Err(Err(_))))
+    {
+        return Err(LocateError::Ambiguous {
+            what: format!("{}-{}", f.0, f.1),
+            found: many.clone(),
+        });
+    }
+    let missing: Vec<String> = found
+        .iter()
+        .filter_map(|r| match r {
+            Err(Ok(names)) => Some(names.clone()),
+            _ => None,
+        })
+        .collect();
     match found {
         [Ok(train_images), Ok(train_labels), Ok(test_images), Ok(test_labels)] => Ok(IdxFiles {
             train_images,
@@ -72,16 +100,36 @@ pub(super) fn locate_all(dir: &Path) -> Result<IdxFiles, Vec<String>> {
             test_images,
             test_labels,
         }),
-        _ => Err(missing),
+        _ => Err(LocateError::Missing(missing)),
+    }
+}
+
+impl LocateError {
+    /// The error for data set directory `dir`; `missing` builds the one for missing files.
+    pub(super) fn into_data_error(
+        self,
+        dir: &Path,
+        missing: impl FnOnce(Vec<String>) -> DataError,
+    ) -> DataError {
+        match self {
+            LocateError::Missing(looked_for) => missing(looked_for),
+            LocateError::Ambiguous { what, found } => DataError::AmbiguousFiles {
+                dir: dir.to_path_buf(),
+                what,
+                found,
+            },
+        }
     }
 }
 
 /// Loads the IDX data set in `dir`, reporting missing files as
 /// [`DataError::MissingFiles`].
 pub(super) fn load_dir(dir: &Path, name: &str) -> Result<Dataset, DataError> {
-    let files = locate_all(dir).map_err(|looked_for| DataError::MissingFiles {
-        dir: dir.to_path_buf(),
-        looked_for,
+    let files = locate_all(dir).map_err(|e| {
+        e.into_data_error(dir, |looked_for| DataError::MissingFiles {
+            dir: dir.to_path_buf(),
+            looked_for,
+        })
     })?;
     load_files(&files, name)
 }
@@ -133,29 +181,76 @@ fn load_split(
     Ok((Split::new(images, labels, rows * cols), (rows, cols)))
 }
 
+/// The most bytes one IDX file may have (after decompression): every data set is held in
+/// memory, and a small gzip file can otherwise inflate into gigabytes.
+pub const MAX_IDX_BYTES: u64 = 4 << 30;
+
 /// Reads a file and transparently gunzips it if it starts with the gzip
 /// magic (detected by content, not by name, so misnamed files still work).
 pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io {
+    let io = |err| DataError::Io {
         path: path.to_path_buf(),
         action: "reading",
-        source,
-    })?;
+        err,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_IDX_BYTES {
+        return Err(DataError::TooLarge {
+            path: path.to_path_buf(),
+            what: format!("it has {len} bytes"),
+            limit: MAX_IDX_BYTES,
+        });
+    }
+    let raw = std::fs::read(path).map_err(io)?;
     maybe_gunzip(raw, path)
 }
 
-/// Returns `raw` unchanged, or its decompressed contents if it is gzip.
+/// Bytes of an IDX file whose header is `head` (at least the magic and the dimension
+/// count, plus as many dimensions as it has), if `head` holds the whole header.
+fn idx_len(head: &[u8]) -> Option<u128> {
+    let nd = usize::from(*head.get(3)?);
+    let dims = head.get(4..4 + 4 * nd)?;
+    let body: u128 = dims
+        .chunks_exact(4)
+        .map(|c| u128::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+        .product();
+    Some(4 + 4 * nd as u128 + body)
+}
+
+/// Returns `raw` unchanged, or its decompressed contents if it is gzip. Decompresses no
+/// more than the IDX header inside announces (plus one byte, so that trailing garbage is
+/// still seen) and never more than [`MAX_IDX_BYTES`]: a gzip bomb is an error, not an
+/// exhausted machine.
 pub(super) fn maybe_gunzip(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
     if !raw.starts_with(&GZIP_MAGIC) {
         return Ok(raw);
     }
+    let gz = |err| DataError::Gzip {
+        path: path.to_path_buf(),
+        err,
+    };
+    let mut dec = MultiGzDecoder::new(raw.as_slice());
     let mut out = Vec::new();
-    MultiGzDecoder::new(raw.as_slice())
-        .read_to_end(&mut out)
-        .map_err(|source| DataError::Gzip {
+    (&mut dec).take(4).read_to_end(&mut out).map_err(gz)?;
+    if let Some(&nd) = out.get(3) {
+        (&mut dec)
+            .take(4 * u64::from(nd))
+            .read_to_end(&mut out)
+            .map_err(gz)?;
+    }
+    // A complete header bounds the rest; an incomplete one is reported by the parser.
+    let Some(want) = idx_len(&out) else {
+        return Ok(out);
+    };
+    if want > u128::from(MAX_IDX_BYTES) {
+        return Err(DataError::TooLarge {
             path: path.to_path_buf(),
-            source,
-        })?;
+            what: format!("its header announces {want} bytes"),
+            limit: MAX_IDX_BYTES,
+        });
+    }
+    let rest = (want as u64 + 1).saturating_sub(out.len() as u64);
+    (&mut dec).take(rest).read_to_end(&mut out).map_err(gz)?;
     Ok(out)
 }
 
@@ -553,6 +648,56 @@ pub(super) mod tests {
         assert!(matches!(err, DataError::Gzip { .. }), "{err:?}");
     }
 
+    // Issue 11, item 14: with both a plain and a `.gz` file present, one was picked
+    // silently (they may differ).
+    #[test]
+    fn a_file_present_under_two_names_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = write_set(dir.path(), false);
+        let gz = dir.path().join("t10k-images-idx3-ubyte.gz");
+        std::fs::write(&gz, gzip(&images(4, 9))).unwrap();
+        let err = load_dir(dir.path(), "t").unwrap_err();
+        assert!(matches!(err, DataError::AmbiguousFiles { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("t10k-images-idx3-ubyte and t10k-images-idx3-ubyte.gz")
+                && msg.contains("remove or rename"),
+            "{msg}"
+        );
+        // The dotted name counts as the same file too.
+        std::fs::remove_file(&gz).unwrap();
+        std::fs::copy(&paths[1], dir.path().join("train-labels.idx1-ubyte")).unwrap();
+        let err = load_dir(dir.path(), "t").unwrap_err();
+        assert!(matches!(err, DataError::AmbiguousFiles { .. }), "{err:?}");
+    }
+
+    // A small gzip file that inflates far beyond what its IDX header announces (or whose
+    // header announces more than dfforge holds) is refused without inflating it all.
+    #[test]
+    fn gzip_bombs_are_refused_early() {
+        let path = Path::new("bomb");
+        // 64 MiB of zeros after a 3-label header: compresses to ~64 KiB.
+        let mut body = encode_idx(&[3], &[0, 1, 2]);
+        body.resize(body.len() + (64 << 20), 0);
+        let gz = gzip(&body);
+        assert!(gz.len() < 1 << 20);
+        let t0 = std::time::Instant::now();
+        let plain = maybe_gunzip(gz, path).unwrap();
+        assert_eq!(
+            plain.len(),
+            8 + 3 + 1,
+            "read no further than the header's length + 1"
+        );
+        let err = parse_labels(&plain, path).unwrap_err();
+        assert!(matches!(err, DataError::TrailingBytes { .. }), "{err:?}");
+        assert!(t0.elapsed().as_secs() < 5);
+        // A header announcing more than MAX_IDX_BYTES.
+        let big = gzip(&encode_idx(&[u32::MAX, 100, 100], &[]));
+        let err = maybe_gunzip(big, path).unwrap_err();
+        assert!(matches!(err, DataError::TooLarge { .. }), "{err:?}");
+        assert!(err.to_string().contains("announces"), "{err}");
+    }
+
     #[test]
     fn huge_header_does_not_allocate() {
         let b = encode_idx(&[u32::MAX, u32::MAX, u32::MAX], &[1, 2, 3]);
@@ -560,25 +705,113 @@ pub(super) mod tests {
         assert!(matches!(err, DataError::Truncated { .. }), "{err:?}");
     }
 
-    /// Runs the whole per-file pipeline (gunzip + both parsers) on `bytes`.
+    /// Runs the whole per-file pipeline (gunzip + both parsers) on `bytes`; what it accepts
+    /// must be consistent with the bytes.
     fn parse_any(bytes: Vec<u8>) {
+        let t0 = std::time::Instant::now();
         let path = Path::new("fuzz");
+        let n = bytes.len();
         if let Ok(plain) = maybe_gunzip(bytes, path) {
-            let _ = parse_images(&plain, path);
-            let _ = parse_labels(&plain, path);
+            if let Ok((count, rows, cols, px)) = parse_images(&plain, path) {
+                assert!(count >= 1 && rows >= 1 && cols >= 1);
+                assert_eq!(px.len(), count * rows * cols);
+            }
+            if let Ok(labels) = parse_labels(&plain, path) {
+                assert!(labels.len() < plain.len());
+            }
         }
+        assert!(
+            t0.elapsed().as_secs() < 2,
+            "{n} bytes took {:?}",
+            t0.elapsed()
+        );
+    }
+
+    /// Inputs per fuzz test: `DFFORGE_FUZZ_CASES` (the benchmark run: 10,000; see
+    /// tests/fuzz.rs), else `ci`.
+    fn fuzz_cases(ci: u32) -> u32 {
+        std::env::var("DFFORGE_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(ci)
+    }
+
+    /// Four IDX files of a data set, each valid, mutated, truncated, swapped or gzipped.
+    fn dataset_files() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        let file = |valid: Vec<u8>| {
+            (
+                0u8..6,
+                any::<usize>(),
+                any::<u8>(),
+                any::<bool>(),
+                proptest::collection::vec(any::<u8>(), 0..16),
+            )
+                .prop_map(move |(op, i, b, gz, junk)| {
+                    let mut f = valid.clone();
+                    match op {
+                        0 => {}
+                        1 => {
+                            let i = i % f.len();
+                            f[i] = b;
+                        }
+                        2 => f.truncate(i % (f.len() + 1)),
+                        3 => f.extend(junk),
+                        4 => f = junk,
+                        _ => {
+                            // Another shape or count in the header.
+                            let last = f.len() - 1;
+                            let i = 4 + i % (f.len().min(16) - 4).max(1);
+                            f[i.min(last)] = b;
+                        }
+                    }
+                    if gz {
+                        gzip(&f)
+                    } else {
+                        f
+                    }
+                })
+        };
+        (
+            file(images(6, 1)),
+            file(labels(6)),
+            file(images(4, 2)),
+            file(labels(4)),
+        )
+            .prop_map(|(a, b, c, d)| vec![a, b, c, d])
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(ProptestConfig::with_cases(fuzz_cases(512)))]
 
         #[test]
-        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn fuzz_idx_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             parse_any(bytes);
         }
 
+        /// Whole data sets from disk: the four files, each possibly damaged; a load that
+        /// succeeds gives a consistent data set.
         #[test]
-        fn random_headers_never_panic(
+        fn fuzz_idx_data_sets(files in dataset_files()) {
+            let dir = tempfile::tempdir().unwrap();
+            let names = [
+                "train-images-idx3-ubyte",
+                "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte",
+            ];
+            for (n, f) in names.iter().zip(&files) {
+                std::fs::write(dir.path().join(n), f).unwrap();
+            }
+            if let Ok(ds) = load_dir(dir.path(), "fuzz") {
+                prop_assert_eq!(ds.train.images.len(), ds.train.labels.len() * ds.dim());
+                prop_assert_eq!(ds.test.images.len(), ds.test.labels.len() * ds.dim());
+                prop_assert!(ds.train.labels.iter().chain(&ds.test.labels).all(|&l| (l as usize) < ds.classes));
+                prop_assert!(ds.train.images.iter().all(|p| (0.0..=1.0).contains(p)));
+            }
+        }
+
+        #[test]
+        fn fuzz_idx_random_headers(
             ty in any::<u8>(), nd in 0u8..5, dims in proptest::collection::vec(any::<u32>(), 0..5),
             tail in proptest::collection::vec(any::<u8>(), 0..64),
         ) {
@@ -589,7 +822,7 @@ pub(super) mod tests {
         }
 
         #[test]
-        fn truncations_are_errors(cut in 0usize..1000, gz in any::<bool>()) {
+        fn fuzz_idx_truncations_are_errors(cut in 0usize..1000, gz in any::<bool>()) {
             let valid = images(6, 1);
             let valid = if gz { gzip(&valid) } else { valid };
             let cut = cut % valid.len();
@@ -600,7 +833,7 @@ pub(super) mod tests {
         }
 
         #[test]
-        fn byte_flips_never_panic(pos in 0usize..1000, val in any::<u8>(), gz in any::<bool>()) {
+        fn fuzz_idx_byte_flips(pos in 0usize..1000, val in any::<u8>(), gz in any::<bool>()) {
             let valid = labels(6);
             let mut b = if gz { gzip(&valid) } else { valid };
             let pos = pos % b.len();

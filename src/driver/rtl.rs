@@ -7,14 +7,16 @@
 //! first difference is kept (and later steps are not compared); transport errors are kept
 //! too, and the learner stops driving the engine. The CLI reports both after training.
 
-use super::{read_beta, read_counters, read_goodness, read_params, write_batch, Bus};
-use crate::arch::abi::{hyper, region, RUN_INFER, RUN_TRAIN};
+use super::{
+    expected_cycles, read_beta, read_counters, read_goodness, read_params, write_batch, write_lr,
+    Bus,
+};
+use crate::arch::abi::{RUN_INFER, RUN_TRAIN};
 use crate::arch::Arch;
 use crate::config::Config;
 use crate::cosim::{Checker, Mismatch};
 use crate::fixed::kernels::IMat;
-use crate::fixed::model::{lr_constant, quantise_pixels, FixedDf};
-use crate::fixed::LearningRate;
+use crate::fixed::model::{quantise_pixels, FixedDf};
 use crate::float::linalg::Mat;
 use crate::float::{BatchStats, Learner};
 use std::cell::{Cell, RefCell};
@@ -26,6 +28,9 @@ pub struct RtlLearner {
     golden: FixedDf,
     /// Engine cycles of the training runs and of the inference runs.
     pub train_cycles: u64,
+    /// What the schedule predicts for the same training steps (each with its own number of
+    /// samples, so a partial last batch counts as what it is).
+    pub predicted_train_cycles: u64,
     pub train_samples: u64,
     pub steps: u64,
     pub macs: u64,
@@ -47,12 +52,16 @@ impl RtlLearner {
         let golden = FixedDf::new(cfg)?;
         super::load_params(bus.as_mut(), &arch, &golden.params)?;
         super::load_feedback(bus.as_mut(), &arch, golden.feedback())?;
+        // Every run-time register is written, none left at the bitstream's reset value:
+        // the learning rate here (BATCH with every batch).
+        write_lr(bus.as_mut(), cfg, 1.0)?;
         Ok(RtlLearner {
             cfg: cfg.clone(),
             arch,
             bus: RefCell::new(bus),
             golden,
             train_cycles: 0,
+            predicted_train_cycles: 0,
             train_samples: 0,
             steps: 0,
             macs: 0,
@@ -100,6 +109,8 @@ impl RtlLearner {
         let t1 = std::time::Instant::now();
         let bus = self.bus.get_mut().as_mut();
         write_batch(bus, &self.arch, px, Some(&trace.forward.hyps))?;
+        let predicted = expected_cycles(&self.arch, labels.len(), false);
+        bus.expect_cycles(predicted);
         let (status, _, cyc) = bus.run(RUN_TRAIN)?;
         anyhow::ensure!(
             status == 0,
@@ -107,6 +118,7 @@ impl RtlLearner {
         );
         self.engine_seconds += t1.elapsed().as_secs_f64();
         self.train_cycles += cyc;
+        self.predicted_train_cycles += predicted;
         self.train_samples += labels.len() as u64;
         self.macs += crate::arch::schedule::ideal_macs(&self.arch, labels.len(), false);
         let rows = trace.forward.hyps.len();
@@ -158,6 +170,7 @@ impl RtlLearner {
                 data: px.row(r).to_vec(),
             };
             write_batch(bus.as_mut(), &self.arch, &one, None)?;
+            bus.expect_cycles(expected_cycles(&self.arch, 1, true));
             let (status, pred, cyc) = bus.run(RUN_INFER)?;
             anyhow::ensure!(
                 status == 0,
@@ -206,20 +219,16 @@ impl Learner for RtlLearner {
         }
     }
 
+    fn failure(&self) -> Option<String> {
+        self.error()
+    }
+
     fn set_lr_factor(&mut self, f: f32) {
         self.golden.set_lr_factor(f);
-        let v = match lr_constant(&self.cfg, f) {
-            LearningRate::Mul { value, .. } => value,
-            LearningRate::Shift(_) => return,
-        };
         if self.error.borrow().is_some() {
             return;
         }
-        if let Err(e) = self
-            .bus
-            .get_mut()
-            .write_block(region::HYPER, hyper::LR, &[v])
-        {
+        if let Err(e) = write_lr(self.bus.get_mut().as_mut(), &self.cfg, f) {
             self.fail(e);
         }
     }

@@ -67,9 +67,9 @@ pub struct Units {
 /// Why the fixed-point model cannot be built for a config.
 #[derive(Debug, thiserror::Error)]
 pub enum FixedError {
-    #[error("the fixed-point model trains with plain SGD (what the hardware does), but training.optimizer is `{0}`; set optimizer = \"sgd\"")]
+    #[error("the fixed-point model trains with plain SGD (what the hardware does), but the optimizer is `{0}`; use --optimizer sgd, or set optimizer = \"sgd\" in the learner's [training.<learner>] table")]
     Optimizer(String),
-    #[error("the fixed-point model implements DF only so far; `{0}` runs on the float backend")]
+    #[error("FixedDf is the golden model of DF; `{0}` has a fixed-point model of its own (fixed::baselines::make_fixed_learner; `dfforge train --backend fixed --algorithm {0}`)")]
     Learner(String),
     #[error("fixed.rounding = \"stochastic\" is only supported for update_rounding; use \"truncate\" or \"half-up\"")]
     StochasticActivations,

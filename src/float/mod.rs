@@ -30,6 +30,11 @@ pub trait Learner {
     fn predict(&self, x: &Mat) -> Vec<u32>;
     /// Multiply the configured learning rate by `f` from the next step on.
     fn set_lr_factor(&mut self, f: f32);
+    /// Why the learner can no longer train, if it cannot (e.g. the engine it drives has
+    /// stopped answering); the training loop stops on it. Software learners never fail.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Build the learner named by the config.

@@ -101,6 +101,7 @@ mod tests {
             epochs: 1,
             seed: 0,
             shift: 0,
+            ..crate::config::Config::builtin().training
         }
     }
 

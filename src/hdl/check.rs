@@ -587,6 +587,7 @@ impl<'a> Checker<'a> {
     fn walk(&mut self, e: &Expr, f: &mut dyn FnMut(&mut Self, &str)) {
         match e {
             Expr::Id(n) => f(self, n),
+            Expr::Str(_) => {}
             Expr::Lit(l) => match l.width {
                 Some(0) => self.err(lit_name(l), ErrorKind::ZeroWidthLiteral),
                 Some(w) if w < 64 && l.value >> w != 0 => {
@@ -900,7 +901,7 @@ fn collect_ids(e: &Expr, out: &mut HashSet<String>) {
         Expr::Id(n) => {
             out.insert(n.clone());
         }
-        Expr::Lit(_) => {}
+        Expr::Lit(_) | Expr::Str(_) => {}
         Expr::Index { base, index } => {
             collect_ids(base, out);
             collect_ids(index, out);

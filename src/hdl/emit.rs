@@ -438,6 +438,7 @@ impl Printer {
         match e {
             Expr::Id(n) => (n.clone(), PREC_PRIMARY),
             Expr::Lit(l) => (lit_text(l), PREC_PRIMARY),
+            Expr::Str(t) => (format!("\"{t}\""), PREC_PRIMARY),
             Expr::Index { base, index } => (
                 format!("{}[{}]", self.base(base), cexpr(index)),
                 PREC_PRIMARY,

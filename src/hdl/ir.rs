@@ -196,6 +196,8 @@ pub enum Expr {
     Unsigned(Box<Expr>),
     /// `$clog2(x)` (constant expressions only: widths of parameterised memories).
     Clog2(Box<Expr>),
+    /// A string literal `"text"`: the value of a vendor primitive's string parameter.
+    Str(String),
 }
 
 /// Identifier / parameter reference.
@@ -242,6 +244,14 @@ pub fn int(value: u64) -> Expr {
         signed: false,
         radix: Radix::Dec,
     })
+}
+
+/// `"text"`: a string parameter value (vendor primitives such as the ECP5 PLL). `text`
+/// must not contain `"` or `\\`.
+pub fn string(text: impl Into<String>) -> Expr {
+    let t = text.into();
+    assert!(!t.contains(['"', '\\']), "string literal {t:?}");
+    Expr::Str(t)
 }
 
 /// `$clog2(x)`: address bits of a memory whose depth is a parameter.

@@ -13,7 +13,7 @@ pub fn expr_ids(e: &Expr, out: &mut HashSet<String>) {
         Expr::Id(n) => {
             out.insert(n.clone());
         }
-        Expr::Lit(_) => {}
+        Expr::Lit(_) | Expr::Str(_) => {}
         Expr::Index { base, index } => {
             expr_ids(base, out);
             expr_ids(index, out);

@@ -37,11 +37,17 @@ use std::time::Duration;
 pub trait Link {
     /// Send one whole command frame, return one whole response frame.
     fn transact(&mut self, frame: &[u8]) -> Result<Vec<u8>, LinkError>;
+    /// Wait at most `t` (wall clock) for each following response, until set again: the
+    /// caller knows how long its next command runs (links without a limit ignore it).
+    fn set_timeout(&mut self, _t: Duration) {}
 }
 
 impl<L: Link + ?Sized> Link for &mut L {
     fn transact(&mut self, frame: &[u8]) -> Result<Vec<u8>, LinkError> {
         (**self).transact(frame)
+    }
+    fn set_timeout(&mut self, t: Duration) {
+        (**self).set_timeout(t)
     }
 }
 
@@ -49,13 +55,16 @@ impl<L: Link + ?Sized> Link for Box<L> {
     fn transact(&mut self, frame: &[u8]) -> Result<Vec<u8>, LinkError> {
         (**self).transact(frame)
     }
+    fn set_timeout(&mut self, t: Duration) {
+        (**self).set_timeout(t)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error("simulator exited ({status}) — it died or was killed while serving the link; its stderr ended with: {stderr}")]
     Exited { status: String, stderr: String },
-    #[error("no response within {secs} s from the simulator (pid {pid}): it is hung or far too slow; it has been killed — raise SimLinkOptions::timeout for long runs, or trace the design (SimLinkOptions::traced) to see where it stops")]
+    #[error("no response within {secs} s from the simulator (pid {pid}): it is hung, stopped or far too slow; it has been killed — if it was only slow, allow more time (dfforge: --timeout SECS; library: SimLinkOptions::timeout or Link::set_timeout), else trace the design (SimLinkOptions::traced) to see where it stops")]
     Timeout { secs: f64, pid: u32 },
     #[error("no complete response frame after {cycles} cycles ({} byte(s) came out: {bytes:02x?}): the device did not answer — check the frame is complete, or raise the cycle limit for slow commands", bytes.len())]
     CycleLimit { cycles: u64, bytes: Vec<u8> },
@@ -568,6 +577,10 @@ impl SimLink {
 }
 
 impl Link for SimLink {
+    fn set_timeout(&mut self, t: Duration) {
+        self.opts.timeout = t;
+    }
+
     fn transact(&mut self, frame: &[u8]) -> Result<Vec<u8>, LinkError> {
         let limit = self.opts.cycle_limit;
         match self.transact_raw(frame, limit)? {

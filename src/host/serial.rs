@@ -201,7 +201,7 @@ impl SerialLink {
             None if bytes.is_empty() => format!(
                 "the device did not answer — is the dfforge bitstream loaded (the board's LEDs: \
                  led[0] blinks, led[1] flashes when bytes arrive), was it built for {baud} baud, \
-                 and is the cable on the FTDI port? For slow commands raise the timeout"
+                 and is the cable on the FTDI port? If it was only slow, allow more time (--timeout SECS)"
             ),
             None => format!(
                 "bytes came back but none is the response sync 0x5a — the baud rate ({baud}) is \
@@ -236,6 +236,9 @@ impl SerialLink {
 impl Link for SerialLink {
     fn transact(&mut self, frame: &[u8]) -> Result<Vec<u8>, LinkError> {
         Ok(self.send(frame)?)
+    }
+    fn set_timeout(&mut self, t: Duration) {
+        self.opts.timeout = t;
     }
 }
 

@@ -3,9 +3,11 @@
 //! `dff_cmd_testmem` or the engine behind `dff_cmd`), connected to the host through a UART.
 //!
 //! [`ulx3s_top`] builds `dff_ulx3s_top` for the ULX3S (LFE5U-85F, 25 MHz oscillator on G2,
-//! FT231X USB serial); `constraints/ulx3s.lpf` has its pins. The design runs on the 25 MHz
-//! oscillator directly: the UART needs nothing faster, and no PLL is instantiated until a
-//! measured Fmax says the core needs one (`scripts/pnr` reports it).
+//! FT231X USB serial); `constraints/ulx3s.lpf` has its pins. A core that is faster than the
+//! oscillator (the engine) runs from the ECP5's PLL ([`Pll`], `dff_clkgen`): the whole top
+//! — reset, UART, core — is then one clock domain at the PLL's output, held in reset until
+//! the PLL has locked, so no signal crosses between clocks. Small cores (the bring-up echo,
+//! the protocol test memory) run on the oscillator directly.
 //!
 //! Pins (named as in the ULX3S reference constraints, from the FT231X's point of view):
 //! * `ftdi_txd` — input: the FTDI transmits, the FPGA receives (host → board);
@@ -41,11 +43,70 @@ pub const ULX3S_TOP: &str = "dff_ulx3s_top";
 /// ULX3S oscillator frequency (Hz).
 pub const ULX3S_CLK_HZ: u32 = 25_000_000;
 
+/// The ECP5 PLL (EHXPLLL) dividers for one output clock from the board's oscillator:
+/// f_out = f_in · CLKFB_DIV / CLKI_DIV (feedback from CLKOP), with the phase detector at
+/// f_in / CLKI_DIV ≥ 3.125 MHz and the VCO at f_out · CLKOP_DIV within 400–800 MHz
+/// (Lattice FPGA-TN-02200, the limits nextpnr's `ecppll` searches).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pll {
+    pub clki_div: u32,
+    pub clkfb_div: u32,
+    pub clkop_div: u32,
+    /// The output frequency these dividers give (Hz, rounded).
+    pub out_hz: u32,
+}
+
+impl Pll {
+    /// The dividers whose output is closest to `mhz` from the 25 MHz oscillator; among
+    /// equals the VCO nearest the middle of its range (600 MHz), then the smallest input
+    /// divider.
+    pub fn for_mhz(mhz: f64) -> Result<Pll, BoardError> {
+        let fin = f64::from(ULX3S_CLK_HZ) / 1e6;
+        let mut best: Option<((f64, f64), Pll)> = None;
+        for clki_div in 1..=128u32 {
+            let pfd = fin / f64::from(clki_div);
+            if pfd < 3.125 {
+                break;
+            }
+            for clkfb_div in 1..=80u32 {
+                let fout = pfd * f64::from(clkfb_div);
+                for clkop_div in 1..=128u32 {
+                    let vco = fout * f64::from(clkop_div);
+                    if !(400.0..=800.0).contains(&vco) {
+                        continue;
+                    }
+                    let key = ((fout - mhz).abs(), (vco - 600.0).abs());
+                    let better = best.as_ref().is_none_or(|(k, _)| {
+                        key.0 < k.0 - 1e-9 || ((key.0 - k.0).abs() <= 1e-9 && key.1 < k.1 - 1e-9)
+                    });
+                    if better {
+                        best = Some((
+                            key,
+                            Pll {
+                                clki_div,
+                                clkfb_div,
+                                clkop_div,
+                                out_hz: (fout * 1e6).round() as u32,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        match best {
+            Some(((err, _), p)) if err <= mhz * 0.01 => Ok(p),
+            _ => Err(BoardError::Pll { mhz }),
+        }
+    }
+}
+
 /// Options of a board top.
 #[derive(Clone, Debug)]
 pub struct BoardOpts {
-    /// Clock frequency of the top (Hz).
+    /// Clock frequency of the core and the UART (Hz): the oscillator's, or the PLL's output.
     pub clk_hz: u32,
+    /// Run the top from the PLL instead of the oscillator directly.
+    pub pll: Option<Pll>,
     /// UART baud rate.
     pub baud: u32,
     /// Parameter overrides for the core instance.
@@ -56,6 +117,7 @@ impl Default for BoardOpts {
     fn default() -> Self {
         BoardOpts {
             clk_hz: ULX3S_CLK_HZ,
+            pll: None,
             baud: 115_200,
             core_params: Vec::new(),
         }
@@ -64,6 +126,11 @@ impl Default for BoardOpts {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BoardError {
+    #[error(
+        "the ECP5 PLL cannot make {mhz} MHz from the 25 MHz oscillator within 1% (its VCO runs \
+         at 400-800 MHz); choose a clock between 3.2 and 400 MHz such as 100 or 125"
+    )]
+    Pll { mhz: f64 },
     #[error(
         "core module `{core}` does not have the byte-core ports the board top connects \
          (clk_i, rst_i, rx_data_i[7:0], rx_valid_i, tx_data_o[7:0], tx_valid_o, tx_ready_i): {problems}; \
@@ -87,6 +154,23 @@ pub enum BoardError {
 }
 
 impl BoardOpts {
+    /// The top at `mhz` from the PLL (or from the oscillator directly at 25 MHz).
+    pub fn at_mhz(mhz: f64, baud: u32) -> Result<BoardOpts, BoardError> {
+        if (mhz - f64::from(ULX3S_CLK_HZ) / 1e6).abs() < 1e-9 {
+            return Ok(BoardOpts {
+                baud,
+                ..BoardOpts::default()
+            });
+        }
+        let pll = Pll::for_mhz(mhz)?;
+        Ok(BoardOpts {
+            clk_hz: pll.out_hz,
+            pll: Some(pll),
+            baud,
+            core_params: Vec::new(),
+        })
+    }
+
     /// Clock cycles per UART bit, rounded, or an error if the rate cannot be timed closely.
     pub fn clks_per_bit(&self) -> Result<u32, BoardError> {
         let ideal = f64::from(self.clk_hz) / f64::from(self.baud.max(1));
@@ -184,23 +268,44 @@ pub fn ulx3s_top(core: &Module, opts: &BoardOpts) -> Result<Module, BoardError> 
     check_core(core)?;
     let cpb_default = opts.clks_per_bit()?;
     let mut m = Module::new(ULX3S_TOP).doc(format!(
-        "ULX3S top: FT231X UART ({} baud at {} MHz) <-> byte core `{}`.\n\
+        "ULX3S top: FT231X UART ({} baud at {} MHz{}) <-> byte core `{}`.\n\
          ftdi_txd: host -> FPGA, ftdi_rxd: FPGA -> host. Reset: btn[1] (F1) or power-on.\n\
          LEDs: 0 heartbeat, 1 rx byte, 2 tx byte, 3 framing error (sticky), 4 in reset,\n\
          5 core busy.",
         opts.baud,
         f64::from(opts.clk_hz) / 1e6,
+        if opts.pll.is_some() {
+            " from the PLL"
+        } else {
+            ""
+        },
         core.name
     ));
     let cpb = m.param("CLKS_PER_BIT", cpb_default);
     let por_w = m.param("POR_W", 16u32);
     let blink_w = m.param("BLINK_W", 25u32);
     let stretch_w = m.param("STRETCH_W", 21u32);
-    let clk = m.input("clk_25mhz", 1);
+    let osc = m.input("clk_25mhz", 1);
     let btn = m.input("btn", 7);
     let ftdi_txd = m.input("ftdi_txd", 1);
     let ftdi_rxd = m.output("ftdi_rxd", 1);
     let led = m.output("led", 8);
+
+    // ---- clock: the oscillator, or the PLL's output (the one clock of everything below)
+    let (clk, locked) = match &opts.pll {
+        None => (osc.clone(), lit(1, 1)),
+        Some(_) => {
+            let c = m.wire("clk", 1);
+            let l = m.wire("pll_locked", 1);
+            m.instance(
+                Instance::new(CLKGEN, "u_clkgen")
+                    .conn("clk_i", &osc)
+                    .conn("clk_o", &c)
+                    .conn("locked_o", &l),
+            );
+            (c, l)
+        }
+    };
 
     // ---- reset
     let btn_meta_q = m.reg("rst_btn_meta_q", 1);
@@ -210,9 +315,10 @@ pub fn ulx3s_top(core: &Module, opts: &BoardOpts) -> Result<Module, BoardError> 
     let rst_q = m.reg("rst_q", 1);
     let unused_btn = m.wire("unused_btn", 1);
     m.comment(
-        "Reset: btn[1] through a 2-flop synchroniser; reset is held while it is pressed and\n\
-         for 2**POR_W cycles after release or after configuration (the FPGA starts every\n\
-         register at 0, so por_cnt_q counts up from 0). These flops have no reset: they make it.",
+        "Reset: btn[1] through a 2-flop synchroniser; reset is held while it is pressed (or\n\
+         the PLL has not locked) and for 2**POR_W cycles after release or after\n\
+         configuration (the FPGA starts every register at 0, so por_cnt_q counts up from 0).\n\
+         These flops have no reset: they make it.",
     );
     m.assign(&unused_btn, cat([btn.slice(6, 2), btn.idx(0)]).red_xor());
     m.assign(&por_done, por_cnt_q.clone().red_and());
@@ -221,7 +327,11 @@ pub fn ulx3s_top(core: &Module, opts: &BoardOpts) -> Result<Module, BoardError> 
         vec![
             nb(&btn_meta_q, btn.idx(1)),
             nb(&btn_sync_q, &btn_meta_q),
-            if_(&btn_sync_q, vec![nb(&por_cnt_q, zeros(&por_w))]).else_if(
+            if_(
+                btn_sync_q.clone().lor(locked.clone().lnot()),
+                vec![nb(&por_cnt_q, zeros(&por_w))],
+            )
+            .else_if(
                 por_done.clone().lnot(),
                 vec![nb(&por_cnt_q, &por_cnt_q + lit(1, 1))],
             ),
@@ -340,11 +450,122 @@ pub fn ulx3s_top(core: &Module, opts: &BoardOpts) -> Result<Module, BoardError> 
     Ok(m)
 }
 
+/// The name of the clock generator module.
+pub const CLKGEN: &str = "dff_clkgen";
+
+/// `dff_clkgen`: the core clock from the oscillator through one EHXPLLL output (CLKOP, fed
+/// back to itself), and the PLL's lock.
+pub fn clkgen(pll: &Pll) -> Module {
+    let mut m = Module::new(CLKGEN).doc(format!(
+        "Core clock: ECP5 PLL (EHXPLLL), 25 MHz x {} / {} = {:.3} MHz (VCO {:.0} MHz).",
+        pll.clkfb_div,
+        pll.clki_div,
+        f64::from(pll.out_hz) / 1e6,
+        f64::from(pll.out_hz) / 1e6 * f64::from(pll.clkop_div)
+    ));
+    let clk_i = m.input("clk_i", 1);
+    let clk_o = m.output("clk_o", 1);
+    let locked_o = m.output("locked_o", 1);
+    let unused = ["CLKOS", "CLKOS2", "CLKOS3", "CLKINTFB", "INTLOCK", "REFCLK"];
+    for u in unused {
+        m.wire(&format!("unused_{}", u.to_lowercase()), 1);
+    }
+    let mut inst = Instance::new("EHXPLLL", "u_pll")
+        .param("PLLRST_ENA", string("DISABLED"))
+        .param("INTFB_WAKE", string("DISABLED"))
+        .param("STDBY_ENABLE", string("DISABLED"))
+        .param("DPHASE_SOURCE", string("DISABLED"))
+        .param("OUTDIVIDER_MUXA", string("DIVA"))
+        .param("OUTDIVIDER_MUXB", string("DIVB"))
+        .param("OUTDIVIDER_MUXC", string("DIVC"))
+        .param("OUTDIVIDER_MUXD", string("DIVD"))
+        .param("CLKI_DIV", int(u64::from(pll.clki_div)))
+        .param("CLKOP_ENABLE", string("ENABLED"))
+        .param("CLKOP_DIV", int(u64::from(pll.clkop_div)))
+        .param("CLKOP_CPHASE", int(u64::from((pll.clkop_div - 1) / 2)))
+        .param("CLKOP_FPHASE", int(0))
+        .param("FEEDBK_PATH", string("CLKOP"))
+        .param("CLKFB_DIV", int(u64::from(pll.clkfb_div)))
+        .conn("RST", lit(1, 0))
+        .conn("STDBY", lit(1, 0))
+        .conn("CLKI", &clk_i)
+        .conn("CLKOP", &clk_o)
+        .conn("CLKFB", &clk_o)
+        .conn("PHASESEL0", lit(1, 0))
+        .conn("PHASESEL1", lit(1, 0))
+        .conn("PHASEDIR", lit(1, 1))
+        .conn("PHASESTEP", lit(1, 1))
+        .conn("PHASELOADREG", lit(1, 1))
+        .conn("PLLWAKESYNC", lit(1, 0))
+        .conn("ENCLKOP", lit(1, 0))
+        .conn("ENCLKOS", lit(1, 0))
+        .conn("ENCLKOS2", lit(1, 0))
+        .conn("ENCLKOS3", lit(1, 0))
+        .conn("LOCK", &locked_o);
+    for u in unused {
+        inst = inst.conn(u, id(format!("unused_{}", u.to_lowercase())));
+    }
+    m.instance(inst);
+    m
+}
+
+/// The EHXPLLL primitive's ports, for the IR checker only: synthesis (yosys's ECP5 cell
+/// library) provides the primitive, so no file is written for it.
+pub fn ehxplll_ports() -> Module {
+    let mut m = Module::new("EHXPLLL");
+    for p in [
+        "CLKI",
+        "CLKFB",
+        "PHASESEL1",
+        "PHASESEL0",
+        "PHASEDIR",
+        "PHASESTEP",
+        "PHASELOADREG",
+        "STDBY",
+        "PLLWAKESYNC",
+        "RST",
+        "ENCLKOP",
+        "ENCLKOS",
+        "ENCLKOS2",
+        "ENCLKOS3",
+    ] {
+        m.input(p, 1);
+    }
+    for p in [
+        "CLKOP", "CLKOS", "CLKOS2", "CLKOS3", "LOCK", "INTLOCK", "REFCLK", "CLKINTFB",
+    ] {
+        m.output(p, 1);
+    }
+    for (n, v) in [
+        ("PLLRST_ENA", string("DISABLED")),
+        ("INTFB_WAKE", string("DISABLED")),
+        ("STDBY_ENABLE", string("DISABLED")),
+        ("DPHASE_SOURCE", string("DISABLED")),
+        ("OUTDIVIDER_MUXA", string("DIVA")),
+        ("OUTDIVIDER_MUXB", string("DIVB")),
+        ("OUTDIVIDER_MUXC", string("DIVC")),
+        ("OUTDIVIDER_MUXD", string("DIVD")),
+        ("CLKI_DIV", int(1)),
+        ("CLKOP_ENABLE", string("ENABLED")),
+        ("CLKOP_DIV", int(8)),
+        ("CLKOP_CPHASE", int(0)),
+        ("CLKOP_FPHASE", int(0)),
+        ("FEEDBK_PATH", string("CLKOP")),
+        ("CLKFB_DIV", int(1)),
+    ] {
+        m.param(n, v);
+    }
+    m
+}
+
 /// Everything a board build needs besides the core's own modules: the UART and the top.
 pub fn ulx3s_modules(core: &Module, opts: &BoardOpts) -> Result<Vec<Module>, BoardError> {
     let cpb = opts.clks_per_bit()?;
     let mut ms = uart::modules(cpb);
     ms.push(ulx3s_top(core, opts)?);
+    if let Some(p) = &opts.pll {
+        ms.push(clkgen(p));
+    }
     Ok(ms)
 }
 
@@ -408,7 +629,9 @@ impl BoardDesign {
         let mut modules = ulx3s_modules(core, opts)?;
         modules.extend(core_modules);
         {
-            let lib: Vec<&Module> = modules.iter().collect();
+            let pll = ehxplll_ports();
+            let mut lib: Vec<&Module> = modules.iter().collect();
+            lib.push(&pll);
             for m in &modules {
                 check(m, &lib).map_err(|e| BoardError::Check {
                     module: m.name.clone(),
@@ -420,21 +643,24 @@ impl BoardDesign {
         Ok(BoardDesign { modules, tables })
     }
 
-    /// Write every module (`<name>.v`), the tables and `ulx3s.lpf` into `dir`.
-    pub fn write(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
-        std::fs::create_dir_all(dir)?;
-        let mut names = Vec::new();
-        for m in &self.modules {
-            std::fs::write(dir.join(file_name(m)), emit(m))?;
-            names.push(file_name(m));
-        }
-        for (n, t) in &self.tables {
-            std::fs::write(dir.join(n), t)?;
-            names.push(n.clone());
-        }
-        std::fs::write(dir.join("ulx3s.lpf"), ULX3S_LPF)?;
-        names.push("ulx3s.lpf".into());
-        Ok(names)
+    /// Write every module (`<name>.v`), the tables and `ulx3s.lpf` into `dir`: all of them
+    /// or, on any error, none ([`crate::util::write_dir_atomic`]).
+    pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
+        let files = self.files();
+        crate::util::write_dir_atomic(dir, &files)?;
+        Ok(files.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// (file name, text) of every file [`BoardDesign::write`] writes.
+    pub fn files(&self) -> Vec<(String, String)> {
+        let mut files: Vec<(String, String)> = self
+            .modules
+            .iter()
+            .map(|m| (file_name(m), emit(m)))
+            .collect();
+        files.extend(self.tables.iter().cloned());
+        files.push(("ulx3s.lpf".into(), ULX3S_LPF.to_string()));
+        files
     }
 }
 
@@ -464,6 +690,29 @@ mod tests {
         wide.assign(w, lit(2, 0));
         let e = check_core(&wide).unwrap_err().to_string();
         assert!(e.contains("must be 1 bit wide"), "{e}");
+    }
+
+    #[test]
+    fn pll_dividers_hit_the_clock_with_the_vco_in_range() {
+        // 100 MHz is ecppll's 25 x 4 / 1 with CLKOP_DIV 6 (VCO 600 MHz).
+        let p = Pll::for_mhz(100.0).unwrap();
+        assert_eq!(
+            (p.clki_div, p.clkfb_div, p.clkop_div, p.out_hz),
+            (1, 4, 6, 100_000_000)
+        );
+        for mhz in [50.0, 75.0, 100.0, 125.0, 133.0, 150.0, 200.0] {
+            let p = Pll::for_mhz(mhz).unwrap();
+            let fout = 25.0 * f64::from(p.clkfb_div) / f64::from(p.clki_div);
+            let vco = fout * f64::from(p.clkop_div);
+            assert!((fout - mhz).abs() <= mhz * 0.01, "{mhz}: {p:?}");
+            assert!((400.0..=800.0).contains(&vco), "{mhz}: VCO {vco}");
+            assert!(25.0 / f64::from(p.clki_div) >= 3.125);
+        }
+        assert!(Pll::for_mhz(1000.0).is_err());
+        let o = BoardOpts::at_mhz(125.0, 115_200).unwrap();
+        assert_eq!(o.clk_hz, 125_000_000);
+        assert_eq!(o.clks_per_bit(), Ok(1085));
+        assert!(BoardOpts::at_mhz(25.0, 115_200).unwrap().pll.is_none());
     }
 
     #[test]

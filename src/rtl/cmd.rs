@@ -73,11 +73,119 @@ impl CmdParams {
     }
 }
 
-/// `ID` of a config: its sha256 (as in manifest.json) read as a big-endian number, first 8
-/// bytes, so `format!("{id:016x}")` is the first 16 hex digits of `config_sha256`.
+/// The hardware identity of a config: every value that the generated engine (`dff_system`)
+/// bakes in, and nothing that the host sets at run time, so that a bitstream answers PING
+/// with the [`config_id`] of every config it can train and of no other.
+///
+/// Covered, because they are RTL parameters, memory sizes, ROM contents or constants:
+/// - `network.input`, `network.hidden`, `network.classes`: memory sizes, loop bounds, the
+///   1/d and 2/d constants;
+/// - `algorithm.loss`, `margin`, `scale` (as quantised): the loss unit and its constants;
+///   `negatives`, `negatives_count` as what they choose in hardware: the hypotheses per
+///   sample (memory sizes) and the number of hard negatives the LOSS op selects;
+///   `collaboration`, `scheme`, `eval_layers` (as the layer set): the microprogram;
+/// - `training.batch`: memory depths (also the BATCH register's reset value; the host
+///   writes that register before every step);
+/// - every `fixed` format, rounding mode, table size and fraction, and the LFSR (the exp
+///   table's range as the table it gives; of the pixels only the width: the host quantises
+///   them and the normalisation is scale-free, so `fixed.pixel.frac` changes no hardware)
+///   (`fixed.multiplier_bits` and `fixed.wide_products` only steer validation and the fit
+///   estimate, and are left out);
+/// - `hardware.array_rows`, `hardware.array_cols`;
+/// - the width of the learning-rate register ([`super::lr_register_bits`]), which follows
+///   from DF's η/B at the start of the run.
+///
+/// Left out, because the host supplies them: the learning rate's value (the driver writes
+/// the LR register before every step; its reset value is the config's, but nothing relies on
+/// it), `algorithm.name` (the engine trains DF; the driver refuses other learners),
+/// `epsilon` and `ff_threshold` (float and FF only), `feedback_seed` (the host loads DF-R's
+/// feedback matrices), `optimizer`, `lr_schedule`, `momentum`, `epochs`, `seed`, `shift`,
+/// the per-learner training tables, `data.dataset` and `hardware.board` (the fit check only).
+/// `tests/hardware_id.rs` changes every key and checks that the ID changes exactly when the
+/// generated RTL does (beyond the LR register's reset value).
+pub fn hardware_identity(cfg: &crate::config::Config) -> serde_json::Value {
+    use crate::config::Learner;
+    // The engine trains DF: its learning rate sets the register width, whichever learner
+    // this config otherwise runs.
+    let df;
+    let cfg = if cfg.algorithm.name == Learner::Df {
+        cfg
+    } else {
+        let mut c = cfg.clone();
+        c.set_learner(Learner::Df);
+        df = c;
+        &df
+    };
+    let a = &cfg.algorithm;
+    let lr = crate::fixed::model::lr_constant(cfg, 1.0);
+    // The margin, the scale and the exp table as the hardware holds them (quantised; the
+    // table's range only through its step and contents), when they quantise.
+    let (margin, scale, exp) = match crate::fixed::model::Units::new(cfg) {
+        Ok(u) => {
+            use sha2::{Digest, Sha256};
+            let words: Vec<String> = u.exp.entries().iter().map(|w| w.to_string()).collect();
+            let table = Sha256::digest(words.join(",").as_bytes());
+            let table: String = table.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            (
+                serde_json::json!(u.margin),
+                serde_json::json!(u.scale),
+                serde_json::json!([u.exp.step_shift(), table]),
+            )
+        }
+        Err(_) => (
+            serde_json::json!(a.margin),
+            serde_json::json!(a.scale),
+            serde_json::json!(cfg.fixed.exp_range),
+        ),
+    };
+    // What the negatives choose in hardware: the hypotheses per sample (memory sizes), and
+    // the number of hard negatives the LOSS op selects.
+    let hypotheses = match a.negatives {
+        crate::config::Negatives::Random => a.negatives_count + 1,
+        _ => cfg.network.classes,
+    };
+    let hard = (a.negatives == crate::config::Negatives::Hard).then_some(a.negatives_count);
+    let mut fixed = serde_json::to_value(&cfg.fixed).unwrap_or_default();
+    if let Some(f) = fixed.as_object_mut() {
+        f.remove("multiplier_bits");
+        f.remove("wide_products");
+        f.insert("exp_range".into(), exp);
+        // Pixels are quantised by the host and normalised scale-free (x · rsqrt Σx²): the
+        // hardware is the same for every pixel scale, only their width matters.
+        if let Some(p) = f.get_mut("pixel").and_then(|p| p.as_object_mut()) {
+            p.remove("frac");
+        }
+    }
+    serde_json::json!({
+        "identity": 1,
+        "network": cfg.network,
+        "algorithm": {
+            "loss": a.loss,
+            "margin": margin,
+            "scale": scale,
+            "hypotheses": hypotheses,
+            "hard_negatives": hard,
+            "collaboration": a.collaboration,
+            "scheme": a.scheme,
+            "eval_layers": cfg.eval_layer_indices(),
+        },
+        "batch": cfg.training.batch,
+        "fixed": fixed,
+        "array": [cfg.hardware.array_rows, cfg.hardware.array_cols],
+        "lr_register_bits": super::lr_register_bits(lr, cfg.fixed.lr_frac),
+    })
+}
+
+/// `ID` of a config (returned by PING): the first 8 bytes, big-endian, of the sha256 of its
+/// [`hardware_identity`]. Two configs that differ only in what the host sets at run time
+/// (epochs, data set, seed, the learning rate's value, ...) have the same ID.
 pub fn config_id(cfg: &crate::config::Config) -> u64 {
-    let h = super::config_hash(cfg);
-    u64::from_str_radix(&h[..16], 16).unwrap_or(0)
+    use sha2::{Digest, Sha256};
+    let text = hardware_identity(cfg).to_string();
+    let d = Sha256::digest(text.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(b)
 }
 
 /// One byte of CRC-16/CCITT-FALSE, the formula the RTL uses (no table, no loop):

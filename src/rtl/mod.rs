@@ -46,6 +46,8 @@ pub enum RtlError {
     Check { module: String, errors: String },
 }
 
+pub use crate::arch::shape::lr_register_bits;
+
 /// Deliberate defects for the mutation tests: each must make a co-simulation fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Mutation {
@@ -95,6 +97,17 @@ pub fn generate(cfg: &Config) -> Result<Rtl, RtlError> {
 }
 
 pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> {
+    // The engine trains DF: a config that names another learner gets DF's engine (DF's
+    // learning rate sets the LR register's width and reset value).
+    let df;
+    let cfg = if cfg.algorithm.name == crate::config::Learner::Df {
+        cfg
+    } else {
+        let mut c = cfg.clone();
+        c.set_learner(crate::config::Learner::Df);
+        df = c;
+        &df
+    };
     let units = Units::new(cfg)?;
     let s = Shape::new(cfg)?;
     let f = &s.f;
@@ -189,6 +202,7 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
     let manifest = json!({
         "generator": format!("dfforge {}", env!("CARGO_PKG_VERSION")),
         "config_sha256": config_hash(cfg),
+        "hardware_id": format!("{:016x}", cmd::config_id(cfg)),
         "array": { "rows": s.rows, "cols": s.cols, "board": cfg.hardware.board },
         "widths": {
             "pe_a": s.a_w, "pe_b": s.b_w, "pe_acc": s.acc_w, "sum_sq": s.sum_w,
@@ -338,13 +352,10 @@ impl Rtl {
         v
     }
 
-    /// Write every file into `dir` (created if missing).
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        for (name, text) in self.files() {
-            std::fs::write(dir.join(name), text)?;
-        }
-        Ok(())
+    /// Write every file into `dir` (created if missing), all of them or, on any error,
+    /// none ([`crate::util::write_dir_atomic`]); the error names the file.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        crate::util::write_dir_atomic(dir, &self.files())
     }
 
     pub fn module(&self, name: &str) -> Option<&Module> {

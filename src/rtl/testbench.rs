@@ -11,7 +11,8 @@
 //! must equal (`!==`) the next vectors of `<unit>_expect.hex`. One response may carry several
 //! vectors side by side (lanes: the K betas of the N-pair unit, the R×C accumulators of the
 //! array). The testbench prints `PASS <unit> <n> vectors` or `FAIL <unit> ...` with the first
-//! mismatch, then calls `$finish`.
+//! mismatch; a FAIL then ends the simulation with exit status 1 (`$fatal`, or `exit(1)` under
+//! Verilator, whose Verilog-2005 mode has no `$fatal`), a PASS with `$finish` (status 0).
 //!
 //! The drivers reuse the timing of the co-simulation drivers in `tests/units_cosim.rs` (inputs
 //! set before a rising edge, outputs read after it), their golden functions and their edge
@@ -336,7 +337,8 @@ impl Bench {
             "// Run it next to the unit's RTL, its ROM tables and the two .hex files below, e.g.\n\
              //   with Verilator: verilator --binary --timing {top}_tb.v {rtl} && ./obj_dir/V{top}_tb\n\
              //   with Icarus:    iverilog -o {top}_tb {top}_tb.v {rtl} && vvp {top}_tb\n\
-             // It prints \"PASS {top} {nv} vectors\" or \"FAIL {top} ...\" with the first mismatch."
+             // It prints \"PASS {top} {nv} vectors\" or \"FAIL {top} ...\" with the first mismatch;\n\
+             // on FAIL it ends with exit status 1 ($fatal; under Verilator, exit(1)), on PASS with 0."
         ));
         w("//");
         w(&format!(
@@ -461,11 +463,20 @@ impl Bench {
         w("    end");
         w("    if (n_bad == 0)");
         w(&format!("      $display(\"PASS {top} %0d vectors\", NV);"));
-        w("    else");
+        w("    else begin");
         w(&format!(
             "      $display(\"FAIL {top} %0d of %0d vectors wrong, first at vector %0d: expected %h, got %h\",\n\
              \x20              n_bad, NV, first_bad, first_want, first_got);"
         ));
+        w("      // A failure ends with a non-zero exit status, so CI needs no grep: $fatal in any");
+        w("      // simulator that has it (IEEE 1800; Icarus Verilog 11 even with -g2005); Verilator");
+        w("      // knows it only in SystemVerilog mode, so there the C++ runtime exits.");
+        w("`ifdef VERILATOR");
+        w("      $c(\"std::exit(1);\");");
+        w("`else");
+        w(&format!("      $fatal(1, \"FAIL {top}\");"));
+        w("`endif");
+        w("    end");
         w("    $finish;");
         w("  end");
         w("");

@@ -137,6 +137,53 @@ pub fn verilator_version() -> Result<String, SimError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The file in a build's temporary directory that names the process building there.
+const OWNER_FILE: &str = ".dfforge-owner";
+/// Temporary directories in the cache older than this are stale whatever their owner.
+const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Is process `pid` alive? (`None`: this system cannot tell.)
+fn process_alive(pid: u32) -> Option<bool> {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return None;
+    }
+    Some(proc.join(pid.to_string()).exists())
+}
+
+/// Remove the temporary build directories in `root` that nobody is building in any more: a
+/// build that was killed (Ctrl-C, SIGKILL, a crash) never removes its own. A directory is
+/// stale when the process named in its owner file has gone, or when it is older than a day.
+/// Returns the directories removed.
+pub fn sweep_stale_builds(root: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let hidden = e.file_name().to_string_lossy().starts_with('.');
+        if !hidden || !path.is_dir() {
+            continue;
+        }
+        let owner_gone = std::fs::read_to_string(path.join(OWNER_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .and_then(|pid| process_alive(pid).map(|alive| !alive && pid != std::process::id()))
+            .unwrap_or(false);
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if (owner_gone || old) && std::fs::remove_dir_all(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
 /// The cache root: `$DFFORGE_SIM_CACHE`, else `<crate>/target/dfforge-sim`.
 pub fn cache_root() -> PathBuf {
     match std::env::var_os("DFFORGE_SIM_CACHE") {
@@ -307,14 +354,19 @@ impl Build {
             build_time: t0.elapsed(),
             timeout: Duration::from_secs(120),
         };
+        // (Every call, hit or miss: a killed build's leftovers go at the next use of the
+        // cache.)
+        sweep_stale_builds(&root);
         if exe.is_file() {
             return Ok(mk(true));
         }
-        // Build in a private directory, then rename: parallel builders never share one.
+        // Build in a private directory, then rename: parallel builders never share one. The
+        // directory names its builder, so that a later build removes it if this one is killed.
         std::fs::create_dir_all(&root)?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{top}-{hash}-"))
             .tempdir_in(&root)?;
+        std::fs::write(tmp.path().join(OWNER_FILE), std::process::id().to_string())?;
         for (n, t) in &files {
             std::fs::write(tmp.path().join(n), t)?;
         }
@@ -340,6 +392,23 @@ impl Build {
             .arg("harness.cpp")
             .output()?;
         if !out.status.success() {
+            #[cfg(unix)]
+            {
+                use std::os::unix::process::ExitStatusExt;
+                if let Some(sig) = out.status.signal() {
+                    // Killed, not a compile error: nothing to look at; `tmp` is removed.
+                    return Err(SimError::Run {
+                        exe: "verilator".into(),
+                        msg: format!(
+                            "the build of {top} was killed (signal {sig}); nothing was cached, \
+                             run the command again to rebuild"
+                        ),
+                    });
+                }
+            }
+            // A compile error: keep the directory for its files and log (the next build
+            // leaves it alone for a day).
+            let _ = std::fs::remove_file(tmp.path().join(OWNER_FILE));
             let keep = tmp.keep();
             return Err(SimError::Build {
                 top: top.into(),
@@ -352,6 +421,7 @@ impl Build {
             });
         }
         // The ROM tables are read at run time relative to the working directory: keep them.
+        let _ = std::fs::remove_file(tmp.path().join(OWNER_FILE));
         let tmp_path = tmp.keep();
         if std::fs::rename(&tmp_path, &dir).is_err() {
             // Someone else finished the same build first: use theirs.
@@ -568,4 +638,50 @@ pub fn out_index(build: &Build, name: &str) -> usize {
         .iter()
         .position(|p| p.name == name)
         .unwrap_or_else(|| panic!("no output port {name} on {}", build.top))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 11, item 11: a killed Verilator build left its temporary directory (2 MB) in the
+    // cache for good. The next use of the cache removes it; live builds are left alone.
+    #[test]
+    fn stale_build_directories_are_swept() {
+        let root = tempfile::tempdir().unwrap();
+        let make = |name: &str, owner: Option<u32>| {
+            let d = root.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("big.o"), vec![0u8; 1024]).unwrap();
+            if let Some(pid) = owner {
+                std::fs::write(d.join(OWNER_FILE), pid.to_string()).unwrap();
+            }
+        };
+        // A process that has exited: its pid names nobody.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        make(".dff_system-abc-killed", Some(dead));
+        make(".dff_system-abc-live", Some(std::process::id()));
+        make(".dff_system-abc-noowner", None);
+        make("dff_system-abc", None); // a finished build
+        if process_alive(dead).is_none() {
+            return; // no /proc here
+        }
+        let removed = sweep_stale_builds(root.path());
+        assert_eq!(removed, vec![root.path().join(".dff_system-abc-killed")]);
+        let mut left: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![
+                ".dff_system-abc-live",
+                ".dff_system-abc-noowner",
+                "dff_system-abc"
+            ]
+        );
+    }
 }

@@ -7,7 +7,8 @@
 // Run it next to the unit's RTL, its ROM tables and the two .hex files below, e.g.
 //   with Verilator: verilator --binary --timing dff_update_tb.v dff_update.v && ./obj_dir/Vdff_update_tb
 //   with Icarus:    iverilog -o dff_update_tb dff_update_tb.v dff_update.v && vvp dff_update_tb
-// It prints "PASS dff_update 1000 vectors" or "FAIL dff_update ..." with the first mismatch.
+// It prints "PASS dff_update 1000 vectors" or "FAIL dff_update ..." with the first mismatch;
+// on FAIL it ends with exit status 1 ($fatal; under Verilator, exit(1)), on PASS with 0.
 //
 // dff_update_stim.hex: 1044 lines, each a run of identical clock cycles:
 //   {cycles[3:0], lr_i[16:0], v_i, kind_i[1:0], g_i[47:0], w_i[15:0]}
@@ -103,9 +104,18 @@ module dff_update_tb;
     end
     if (n_bad == 0)
       $display("PASS dff_update %0d vectors", NV);
-    else
+    else begin
       $display("FAIL dff_update %0d of %0d vectors wrong, first at vector %0d: expected %h, got %h",
                n_bad, NV, first_bad, first_want, first_got);
+      // A failure ends with a non-zero exit status, so CI needs no grep: $fatal in any
+      // simulator that has it (IEEE 1800; Icarus Verilog 11 even with -g2005); Verilator
+      // knows it only in SystemVerilog mode, so there the C++ runtime exits.
+`ifdef VERILATOR
+      $c("std::exit(1);");
+`else
+      $fatal(1, "FAIL dff_update");
+`endif
+    end
     $finish;
   end
 

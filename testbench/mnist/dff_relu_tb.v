@@ -6,7 +6,8 @@
 // Run it next to the unit's RTL, its ROM tables and the two .hex files below, e.g.
 //   with Verilator: verilator --binary --timing dff_relu_tb.v dff_relu.v && ./obj_dir/Vdff_relu_tb
 //   with Icarus:    iverilog -o dff_relu_tb dff_relu_tb.v dff_relu.v && vvp dff_relu_tb
-// It prints "PASS dff_relu 1000 vectors" or "FAIL dff_relu ..." with the first mismatch.
+// It prints "PASS dff_relu 1000 vectors" or "FAIL dff_relu ..." with the first mismatch;
+// on FAIL it ends with exit status 1 ($fatal; under Verilator, exit(1)), on PASS with 0.
 //
 // dff_relu_stim.hex: 1020 lines, each a run of identical clock cycles:
 //   {cycles[3:0], 3'b0, v_i, z_i[47:0]}
@@ -96,9 +97,18 @@ module dff_relu_tb;
     end
     if (n_bad == 0)
       $display("PASS dff_relu %0d vectors", NV);
-    else
+    else begin
       $display("FAIL dff_relu %0d of %0d vectors wrong, first at vector %0d: expected %h, got %h",
                n_bad, NV, first_bad, first_want, first_got);
+      // A failure ends with a non-zero exit status, so CI needs no grep: $fatal in any
+      // simulator that has it (IEEE 1800; Icarus Verilog 11 even with -g2005); Verilator
+      // knows it only in SystemVerilog mode, so there the C++ runtime exits.
+`ifdef VERILATOR
+      $c("std::exit(1);");
+`else
+      $fatal(1, "FAIL dff_relu");
+`endif
+    end
     $finish;
   end
 
