@@ -34,6 +34,7 @@
 use super::kernels::{gemm_exact, rows_times_rows, IMat};
 use super::ops::{loss_beta_hinge, loss_beta_npair, lr_update, requant_wide, sat_to};
 use super::tables::{ExpTable, RsqrtTable};
+use super::walk::LaneWalk;
 use super::{lane_seeds, LearningRate, Lfsr, QFormat, RecipConst, Rounding};
 use crate::config::{Collaboration, Config, FixedPoint, Loss, Scheme};
 use crate::float::df::{loss_coefficients, DfNet};
@@ -357,6 +358,9 @@ pub struct FixedDf {
     feedback: Vec<IMat>,
     updater: UpdateUnit,
     rng: ChaCha8Rng,
+    /// The update walk of each W_l, built on the first step from the bank map (which the
+    /// config fixes) and reused: see [`super::walk`].
+    walks: Vec<Option<LaneWalk>>,
 }
 
 /// Quantise a float matrix onto a format (half-up, saturating).
@@ -421,6 +425,7 @@ impl FixedDf {
             feedback,
             updater,
             rng: ChaCha8Rng::seed_from_u64(cfg.training.seed.wrapping_add(0x5eed)),
+            walks: Vec::new(),
         })
     }
 
@@ -709,14 +714,19 @@ impl FixedDf {
         // `Layout::w_bank_word`); each bank has its own update lane.
         let diag = self.cfg.algorithm.scheme == Scheme::DfO;
         let bank = |o: usize, k: usize| (if diag { o + k } else { o }) % tile.0;
+        self.walks.resize(nl.max(self.walks.len()), None);
         for l in 0..nl {
             let shape = (self.params.w[l].rows, self.params.w[l].cols);
-            upd.update_tiled(
+            // The same walk as `upd.update_tiled(w, g, shape, tile, bank, ..)`, lanes in
+            // parallel; the walk depends only on the shape, the tile and `bank`.
+            let walk = match &mut self.walks[l] {
+                Some(w) if w.shape == shape && w.tile == tile => w,
+                slot => slot.insert(LaneWalk::tiled(shape, tile, bank, upd.lanes.len())),
+            };
+            upd.update_walk(
                 &mut self.params.w[l].data,
                 &grads_w[l],
-                shape,
-                tile,
-                bank,
+                walk,
                 f.update.frac,
                 f.weight,
             );
