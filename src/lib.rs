@@ -6,6 +6,7 @@
 // to the equations in DESIGN.md than zipped iterators do.
 #![allow(clippy::needless_range_loop)]
 
+pub mod bench;
 pub mod config;
 pub mod cosim;
 pub mod data;

@@ -103,6 +103,9 @@ pub fn gemm_exact_into(
     if m == 0 || n == 0 {
         return;
     }
+    if ta && !tb && small_k(a, b, out) {
+        return;
+    }
     // Dot form: the rows of op(a) against the columns of op(b), both packed k-contiguous.
     let ok_a = scratch.a.pack(a, ta);
     let ok_b = scratch.b.pack(b, !tb);
@@ -162,6 +165,79 @@ fn gemm_exact_f64(a: &IMat, ta: bool, b: &IMat, tb: bool) -> Vec<i64> {
         }
     }
     out.into_iter().map(|v| v as i64).collect()
+}
+
+/// `aᵀ · b` for a short inner dimension (the weight gradient of a small batch), as a sum of
+/// outer products on i32 lanes: taken only when every partial sum provably fits i32
+/// (k · max|a| · max|b| < 2^31, from the operands' actual values), so it is exact.
+fn small_k(a: &IMat, b: &IMat, out: &mut [i64]) -> bool {
+    let (k, m, n) = (a.rows, a.cols, b.cols);
+    if k > 32 || k == 0 {
+        return false;
+    }
+    let amax = a.data.iter().map(|v| u64::from(v.unsigned_abs())).max();
+    let bmax = b.data.iter().map(|v| u64::from(v.unsigned_abs())).max();
+    let bound = k as u64 * amax.unwrap_or(0) * bmax.unwrap_or(0);
+    if bound > i32::MAX as u64 {
+        return false;
+    }
+    let avx2 = has_avx2();
+    let rows_per_task = (1 << 16) / n.max(1) + 1;
+    out.par_chunks_mut(n)
+        .with_min_len(rows_per_task)
+        .enumerate()
+        .for_each_init(
+            || vec![0i32; n],
+            |acc, (o, row)| {
+                if avx2 {
+                    // SAFETY: AVX2 is present (checked at run time).
+                    unsafe { outer_rows_avx2(a, b, o, m, acc, row) }
+                } else {
+                    outer_rows(a, b, o, m, acc, row)
+                }
+            },
+        );
+    true
+}
+
+/// Row `o` of `aᵀ · b`: Σ_r a[r][o] · b[r][..] on i32 (no sum can overflow, see `small_k`).
+#[inline(always)]
+fn outer_rows(a: &IMat, b: &IMat, o: usize, m: usize, acc: &mut [i32], row: &mut [i64]) {
+    acc.fill(0);
+    for (r, br) in b.data.chunks_exact(b.cols).enumerate() {
+        let c = a.data[r * m + o];
+        for (s, &v) in acc.iter_mut().zip(br) {
+            *s = s.wrapping_add(c.wrapping_mul(v));
+        }
+    }
+    for (d, &s) in row.iter_mut().zip(acc.iter()) {
+        *d = i64::from(s);
+    }
+}
+
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+unsafe fn outer_rows_avx2(
+    a: &IMat,
+    b: &IMat,
+    o: usize,
+    m: usize,
+    acc: &mut [i32],
+    row: &mut [i64],
+) {
+    outer_rows(a, b, o, m, acc, row)
+}
+
+#[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+unsafe fn outer_rows_avx2(
+    a: &IMat,
+    b: &IMat,
+    o: usize,
+    m: usize,
+    acc: &mut [i32],
+    row: &mut [i64],
+) {
+    outer_rows(a, b, o, m, acc, row)
 }
 
 /// Reusable packing buffers of [`gemm_exact_into`].
@@ -224,34 +300,50 @@ impl Planes {
             self.data[p].resize(len, 0);
         }
         let kp = self.kp;
-        let mut put = |r: usize, c: usize, v: i32| {
-            if planes == 1 {
-                self.data[0][r * kp + c] = v as i16;
-            } else {
-                self.data[0][r * kp + c] = (v & 0x7fff) as i16;
-                self.data[1][r * kp + c] = (v >> 15) as i16;
-            }
-        };
-        if cols {
-            for (j, row) in m.data.chunks_exact(m.cols.max(1)).enumerate() {
-                for (i, &v) in row.iter().enumerate() {
-                    put(i, j, v);
+        let [d0, d1] = &mut self.data;
+        // Loops written so the compiler vectorises the narrowing (one plane) or the split.
+        match (planes, cols) {
+            _ if k == 0 || rows == 0 => {}
+            (1, false) => {
+                for (dst, src) in d0.chunks_exact_mut(kp).zip(m.data.chunks_exact(k)) {
+                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v as i16);
                 }
             }
+            (_, false) => {
+                for ((dl, dh), src) in d0
+                    .chunks_exact_mut(kp)
+                    .zip(d1.chunks_exact_mut(kp))
+                    .zip(m.data.chunks_exact(k))
+                {
+                    for ((l, h), &v) in dl.iter_mut().zip(dh.iter_mut()).zip(src) {
+                        *l = (v & 0x7fff) as i16;
+                        *h = (v >> 15) as i16;
+                    }
+                }
+            }
+            (1, true) => {
+                for (j, src) in m.data.chunks_exact(rows).enumerate() {
+                    for (i, &v) in src.iter().enumerate() {
+                        d0[i * kp + j] = v as i16;
+                    }
+                }
+            }
+            (_, true) => {
+                for (j, src) in m.data.chunks_exact(rows).enumerate() {
+                    for (i, &v) in src.iter().enumerate() {
+                        d0[i * kp + j] = (v & 0x7fff) as i16;
+                        d1[i * kp + j] = (v >> 15) as i16;
+                    }
+                }
+            }
+        }
+        // Bounds on |value| per plane (the kernel's overflow guard needs bounds, not maxima).
+        let abs = |v: i32| u64::from(v.unsigned_abs());
+        self.max_abs = if planes == 1 {
+            [abs(lo).max(abs(hi)), 0]
         } else {
-            for (i, row) in m.data.chunks_exact(m.cols.max(1)).enumerate() {
-                for (j, &v) in row.iter().enumerate() {
-                    put(i, j, v);
-                }
-            }
-        }
-        for p in 0..planes {
-            self.max_abs[p] = self.data[p]
-                .iter()
-                .map(|&v| u64::from(v.unsigned_abs()))
-                .max()
-                .unwrap_or(0);
-        }
+            [0x7fff, abs(lo >> 15).max(abs(hi >> 15))]
+        };
         true
     }
 }

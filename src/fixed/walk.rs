@@ -168,8 +168,13 @@ impl Shared {
     }
 }
 
-fn run_lane(lfsr: &mut Lfsr, idx: &[u32], ws: Shared, gs: &[i64], k: &UpdateKernel, n: usize) {
-    for &i in idx {
+/// Lanes processed side by side in one loop, so each LFSR's short dependency chain overlaps
+/// with the others' work.
+const GROUP: usize = 4;
+
+fn run_lanes(lfsrs: &mut [Lfsr], idx: &[Vec<u32>], ws: Shared, gs: &[i64], k: &UpdateKernel) {
+    let n = gs.len();
+    let one = |lfsr: &mut Lfsr, i: u32| {
         let i = i as usize;
         assert!(i < n);
         let word = lfsr.next_bits(64);
@@ -177,6 +182,30 @@ fn run_lane(lfsr: &mut Lfsr, idx: &[u32], ws: Shared, gs: &[i64], k: &UpdateKern
         unsafe {
             let p = ws.get().add(i);
             *p = k.apply(i64::from(*p), gs[i], word) as i32;
+        }
+    };
+    for (lf, ix) in lfsrs.chunks_mut(GROUP).zip(idx.chunks(GROUP)) {
+        let common = ix.iter().map(Vec::len).min().unwrap_or(0);
+        if lf.len() == GROUP {
+            let [l0, l1, l2, l3] = lf else { unreachable!() };
+            for t in 0..common {
+                one(l0, ix[0][t]);
+                one(l1, ix[1][t]);
+                one(l2, ix[2][t]);
+                one(l3, ix[3][t]);
+            }
+        } else {
+            for t in 0..common {
+                for (l, i) in lf.iter_mut().zip(ix) {
+                    one(l, i[t]);
+                }
+            }
+        }
+        // Each lane's own order is all that matters, so the tails can run one after another.
+        for (l, i) in lf.iter_mut().zip(ix) {
+            for &e in &i[common..] {
+                one(l, e);
+            }
         }
     }
 }
@@ -200,17 +229,15 @@ impl UpdateUnit {
         let width = self.lanes.first().map_or(32, |l| l.width());
         let k = UpdateKernel::new(self.lr, self.rounding, g_frac, fmt, width);
         let ptr = Shared(ws.as_mut_ptr());
-        let work: usize = n;
         let lanes = &mut self.lanes[..walk.lanes.len()];
-        if work < 1 << 14 {
-            for (lfsr, idx) in lanes.iter_mut().zip(&walk.lanes) {
-                run_lane(lfsr, idx, ptr, gs, &k, n);
-            }
+        if n < 1 << 14 {
+            run_lanes(lanes, &walk.lanes, ptr, gs, &k);
         } else {
+            // Groups of lanes on rayon's threads.
             lanes
-                .par_iter_mut()
-                .zip(walk.lanes.par_iter())
-                .for_each(|(lfsr, idx)| run_lane(lfsr, idx, ptr, gs, &k, n));
+                .par_chunks_mut(GROUP)
+                .zip(walk.lanes.par_chunks(GROUP))
+                .for_each(|(l, i)| run_lanes(l, i, ptr, gs, &k));
         }
     }
 }
