@@ -5,7 +5,7 @@
 //! reports promise) while still using the machine's SIMD units.
 
 /// A row-major matrix.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Mat {
     pub rows: usize,
     pub cols: usize,
@@ -39,7 +39,15 @@ impl Mat {
         &mut self.data[r * self.cols..(r + 1) * self.cols]
     }
 
-    /// Resize in place (contents unspecified) so buffers can be reused across batches.
+    /// Resize in place keeping the allocation; the contents are unspecified (whatever the
+    /// buffer held), for outputs that are overwritten whole.
+    pub fn reshape(&mut self, rows: usize, cols: usize) {
+        self.rows = rows;
+        self.cols = cols;
+        self.data.resize(rows * cols, 0.0);
+    }
+
+    /// Resize in place and zero, so buffers can be reused across batches.
     pub fn reshape_zeroed(&mut self, rows: usize, cols: usize) {
         self.rows = rows;
         self.cols = cols;
