@@ -375,11 +375,9 @@ fn gemm_planes(a: &Planes, b: &Planes, out: &mut [i64], simd: bool) -> bool {
             if pair > i32::MAX as u64 {
                 return false;
             }
-            flush[p][q] = if pair == 0 {
-                usize::MAX
-            } else {
-                (i32::MAX as u64 / pair).min(usize::MAX as u64) as usize
-            };
+            flush[p][q] = (i32::MAX as u64)
+                .checked_div(pair)
+                .map_or(usize::MAX, |f| f.min(usize::MAX as u64) as usize);
         }
     }
     let avx2 = simd && has_avx2();

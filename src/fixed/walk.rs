@@ -93,6 +93,14 @@ pub struct UpdateKernel {
     g_limit: i64,
     lo: i64,
     hi: i64,
+    /// `update_rnd` as one left shift of the LFSR word.
+    rnd_shl: u32,
+    /// The rounding addend is `(rnd & r_mask) | r_const` (stochastic: the low bits of the
+    /// word; half-up: half an LSB; truncate: nothing).
+    r_mask: u64,
+    r_const: u64,
+    /// `2^shift - 1` (the bits the shifter drops).
+    low_mask: u64,
 }
 
 impl UpdateKernel {
@@ -116,7 +124,22 @@ impl UpdateKernel {
         } else {
             0
         };
+        let s = shift.clamp(1, 62);
+        let low_mask = (1u64 << s) - 1;
+        let (r_mask, r_const) = match rounding {
+            Rounding::Truncate => (0, 0),
+            Rounding::HalfUp => (0, 1u64 << (s - 1)),
+            Rounding::Stochastic => (low_mask, 0),
+        };
         UpdateKernel {
+            rnd_shl: if shift > width {
+                (shift - width).min(63)
+            } else {
+                0
+            },
+            r_mask,
+            r_const,
+            low_mask,
             lr,
             rounding,
             g_frac,
@@ -127,6 +150,22 @@ impl UpdateKernel {
             g_limit,
             lo: fmt.min(),
             hi: fmt.max(),
+        }
+    }
+
+    /// [`UpdateKernel::apply`] for a 32-bit weight word, branch-free on the fast path.
+    #[inline(always)]
+    pub fn apply_i32(&self, w: i32, g: i64, word: u64) -> i32 {
+        if g.unsigned_abs() < self.g_limit as u64 {
+            let rnd = word << self.rnd_shl;
+            let r = (rnd & self.r_mask) | self.r_const;
+            let prod = g * self.mul;
+            // As in `apply`: |prod| < 2^62, so low + r < 2^63 and w − step cannot overflow.
+            let carry = (((prod as u64) & self.low_mask) + r) >> self.shift;
+            let step = (prod >> self.shift) + carry as i64;
+            (i64::from(w) - step).clamp(self.lo, self.hi) as i32
+        } else {
+            self.apply(i64::from(w), g, word) as i32
         }
     }
 
@@ -174,38 +213,59 @@ const GROUP: usize = 4;
 
 fn run_lanes(lfsrs: &mut [Lfsr], idx: &[Vec<u32>], ws: Shared, gs: &[i64], k: &UpdateKernel) {
     let n = gs.len();
-    let one = |lfsr: &mut Lfsr, i: u32| {
+    // One lane's register in locals: `Lfsr::step` (branch-free), then its whole state is the
+    // word (`next_bits(64)` masks to the width, which the state never exceeds).
+    #[inline(always)]
+    fn clock(state: &mut u64, taps: u64) -> u64 {
+        *state = (*state >> 1) ^ (taps & (*state & 1).wrapping_neg());
+        *state
+    }
+    #[inline(always)]
+    fn one(state: &mut u64, taps: u64, i: u32, ws: Shared, gs: &[i64], k: &UpdateKernel, n: usize) {
         let i = i as usize;
         assert!(i < n);
-        let word = lfsr.next_bits(64);
+        let word = clock(state, taps);
         // SAFETY: i < n = ws.len(), and lane index sets are disjoint (see `Shared`).
         unsafe {
             let p = ws.get().add(i);
-            *p = k.apply(i64::from(*p), gs[i], word) as i32;
+            *p = k.apply_i32(*p, gs[i], word);
         }
-    };
+    }
     for (lf, ix) in lfsrs.chunks_mut(GROUP).zip(idx.chunks(GROUP)) {
+        let taps: Vec<u64> = lf.iter().map(Lfsr::taps).collect();
+        let mut st: Vec<u64> = lf.iter().map(Lfsr::state).collect();
         let common = ix.iter().map(Vec::len).min().unwrap_or(0);
         if lf.len() == GROUP {
-            let [l0, l1, l2, l3] = lf else { unreachable!() };
+            let (mut s0, mut s1, mut s2, mut s3) = (st[0], st[1], st[2], st[3]);
+            let (t0, t1, t2, t3) = (taps[0], taps[1], taps[2], taps[3]);
+            let (i0, i1, i2, i3) = (
+                &ix[0][..common],
+                &ix[1][..common],
+                &ix[2][..common],
+                &ix[3][..common],
+            );
             for t in 0..common {
-                one(l0, ix[0][t]);
-                one(l1, ix[1][t]);
-                one(l2, ix[2][t]);
-                one(l3, ix[3][t]);
+                one(&mut s0, t0, i0[t], ws, gs, k, n);
+                one(&mut s1, t1, i1[t], ws, gs, k, n);
+                one(&mut s2, t2, i2[t], ws, gs, k, n);
+                one(&mut s3, t3, i3[t], ws, gs, k, n);
             }
+            st.copy_from_slice(&[s0, s1, s2, s3]);
         } else {
             for t in 0..common {
-                for (l, i) in lf.iter_mut().zip(ix) {
-                    one(l, i[t]);
+                for ((s, &tp), i) in st.iter_mut().zip(&taps).zip(ix) {
+                    one(s, tp, i[t], ws, gs, k, n);
                 }
             }
         }
         // Each lane's own order is all that matters, so the tails can run one after another.
-        for (l, i) in lf.iter_mut().zip(ix) {
+        for ((s, &tp), i) in st.iter_mut().zip(&taps).zip(ix) {
             for &e in &i[common..] {
-                one(l, e);
+                one(s, tp, e, ws, gs, k, n);
             }
+        }
+        for (l, &s) in lf.iter_mut().zip(&st) {
+            *l = Lfsr::new(l.width(), l.taps(), s).expect("an LFSR state stays valid");
         }
     }
 }
@@ -322,6 +382,7 @@ mod tests {
             let shift = (g_frac + lr_frac).saturating_sub(fmt.frac);
             let want = lr_update(w, g, g_frac, fmt, lr, rounding, update_rnd(word, shift, width));
             prop_assert_eq!(k.apply(w, g, word), want);
+            prop_assert_eq!(i64::from(k.apply_i32(w as i32, g, word)), want);
         }
     }
 }
