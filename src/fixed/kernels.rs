@@ -392,41 +392,47 @@ fn gemm_planes(a: &Planes, b: &Planes, out: &mut [i64], simd: bool) -> bool {
     let per = n.div_ceil(threads * 4).div_ceil(NR).max(1) * NR;
     let run = |n0: usize| {
         let n1 = (n0 + per).min(b.rows_p);
-        for nb in (n0..n1).step_by(NR) {
-            for mb in (0..a.rows_p).step_by(MR) {
-                let mut sums = [[0i64; NR]; MR];
-                for p in 0..a.planes {
-                    for q in 0..b.planes {
-                        let mut part = [[0i64; NR]; MR];
-                        let ap = &a.data[p][mb * a.kp..(mb + MR) * a.kp];
-                        let bp = &b.data[q][nb * b.kp..(nb + NR) * b.kp];
-                        if avx2 {
-                            // SAFETY: AVX2 is present (checked at run time); the slices hold
-                            // MR and NR rows of kp words.
-                            unsafe { block_avx2(ap, bp, a.kp, flush[p][q], &mut part) };
-                        } else {
-                            block_scalar(ap, bp, a.kp, &mut part);
-                        }
-                        let sh = 15 * (p + q) as u32;
-                        for i in 0..MR {
-                            for j in 0..NR {
-                                // The total is exact in i64, so the wrapping sum of its
-                                // shifted parts is too.
-                                sums[i][j] = sums[i][j].wrapping_add(part[i][j].wrapping_shl(sh));
+        // Cache blocking: a panel of op(a)'s rows (about 128 KiB) stays in cache while every
+        // block of this thread's op(b) rows passes over it.
+        let mc = ((1usize << 16) / a.kp.max(1)).max(1).div_ceil(MR) * MR;
+        for m0 in (0..a.rows_p).step_by(mc) {
+            for nb in (n0..n1).step_by(NR) {
+                for mb in (m0..(m0 + mc).min(a.rows_p)).step_by(MR) {
+                    let mut sums = [[0i64; NR]; MR];
+                    for p in 0..a.planes {
+                        for q in 0..b.planes {
+                            let mut part = [[0i64; NR]; MR];
+                            let ap = &a.data[p][mb * a.kp..(mb + MR) * a.kp];
+                            let bp = &b.data[q][nb * b.kp..(nb + NR) * b.kp];
+                            if avx2 {
+                                // SAFETY: AVX2 is present (checked at run time); the slices hold
+                                // MR and NR rows of kp words.
+                                unsafe { block_avx2(ap, bp, a.kp, flush[p][q], &mut part) };
+                            } else {
+                                block_scalar(ap, bp, a.kp, &mut part);
+                            }
+                            let sh = 15 * (p + q) as u32;
+                            for i in 0..MR {
+                                for j in 0..NR {
+                                    // The total is exact in i64, so the wrapping sum of its
+                                    // shifted parts is too.
+                                    sums[i][j] =
+                                        sums[i][j].wrapping_add(part[i][j].wrapping_shl(sh));
+                                }
                             }
                         }
                     }
-                }
-                for (i, row) in sums.iter().enumerate() {
-                    let r = mb + i;
-                    if r >= m {
-                        break;
-                    }
-                    for (j, &v) in row.iter().enumerate() {
-                        let c = nb + j;
-                        if c < n {
-                            // SAFETY: r < m, c < n, and this thread owns column c.
-                            unsafe { *ptr.get().add(r * n + c) = v };
+                    for (i, row) in sums.iter().enumerate() {
+                        let r = mb + i;
+                        if r >= m {
+                            break;
+                        }
+                        for (j, &v) in row.iter().enumerate() {
+                            let c = nb + j;
+                            if c < n {
+                                // SAFETY: r < m, c < n, and this thread owns column c.
+                                unsafe { *ptr.get().add(r * n + c) = v };
+                            }
                         }
                     }
                 }
@@ -625,6 +631,18 @@ mod tests {
             };
             assert_eq!(rows_times_rows(&a, &b), rows_times_rows_int(&a, &b));
         }
+        // Several cache panels of op(a) rows (the panel is 2^16 / kp rows).
+        let a = IMat {
+            rows: 300,
+            cols: 600,
+            data: values(300 * 600, 12, 5),
+        };
+        let b = IMat {
+            rows: 37,
+            cols: 600,
+            data: values(37 * 600, 16, 6),
+        };
+        assert_eq!(rows_times_rows(&a, &b), rows_times_rows_int(&a, &b));
         // (-2^15)² twice overflows i32 in one step: the f64 route takes it.
         let a = IMat {
             rows: 3,
