@@ -7,6 +7,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod arch;
+pub mod bench;
 pub mod config;
 pub mod cosim;
 pub mod data;

@@ -60,8 +60,10 @@ enum Command {
     },
     /// Print the resolved config (built-in default or --config) as TOML.
     Config,
-    /// Measure training speed (samples/s) of every learner on every software backend in one
-    /// run, on the first N training samples; prints a table, optionally writes JSON.
+    /// Measure training speed (samples/s) of every learner on both software backends at
+    /// several batch sizes in one run (repeats interleaved, medians), with GFLOP/s (GOP/s for
+    /// fixed) against the machine's peak measured in the same run; prints a table,
+    /// optionally writes JSON (docs/performance.md).
     Bench {
         /// Data set (as for train).
         #[arg(long)]
@@ -69,6 +71,18 @@ enum Command {
         /// Training samples per measurement (one pass each).
         #[arg(long, default_value_t = 2000)]
         samples: usize,
+        /// Batch sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "8,64,256")]
+        batches: Vec<usize>,
+        /// Learners, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "df,ff,bp", value_parser = ["df", "ff", "bp"])]
+        learners: Vec<String>,
+        /// Backends, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "float,fixed", value_parser = ["float", "fixed"])]
+        backends: Vec<String>,
+        /// Runs per cell (interleaved with the other cells); the median is reported.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
         /// Write the measurements here (atomically).
         #[arg(long, value_name = "FILE.json")]
         report: Option<PathBuf>,
@@ -390,8 +404,35 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             dataset,
             samples,
+            batches,
+            learners,
+            backends,
+            repeats,
             report,
-        } => cmd_bench(cfg, &cli.data_dir, dataset, samples, report.as_deref()),
+        } => {
+            let learners = learners
+                .iter()
+                .map(|l| match l.as_str() {
+                    "ff" => Learner::Ff,
+                    "bp" => Learner::Bp,
+                    _ => Learner::Df,
+                })
+                .collect();
+            let plan = dfforge::bench::BenchPlan {
+                batches,
+                backends,
+                learners,
+                repeats,
+            };
+            cmd_bench(
+                cfg,
+                &cli.data_dir,
+                dataset,
+                samples,
+                &plan,
+                report.as_deref(),
+            )
+        }
         Command::Board {
             out,
             core,
@@ -741,26 +782,23 @@ fn cmd_compare(paths: &[PathBuf], plot: Option<&std::path::Path>) -> Result<()> 
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-struct BenchRow {
-    backend: &'static str,
-    algorithm: String,
-    samples: usize,
-    seconds: f64,
-    samples_per_second: f64,
-}
-
 fn cmd_bench(
     mut cfg: Config,
     data_dir: &std::path::Path,
     dataset: Option<String>,
     samples: usize,
+    plan: &dfforge::bench::BenchPlan,
     report: Option<&std::path::Path>,
 ) -> Result<()> {
     if let Some(d) = dataset {
         cfg.data.dataset = d;
     }
     anyhow::ensure!(samples > 0, "--samples must be at least 1");
+    anyhow::ensure!(plan.repeats > 0, "--repeats must be at least 1");
+    anyhow::ensure!(
+        plan.batches.iter().all(|&b| b > 0),
+        "--batches must all be at least 1"
+    );
     if let Some(p) = report {
         dfforge::util::check_output_file(p, "--report")?;
     }
@@ -768,50 +806,10 @@ fn cmd_bench(
     let mut ds = data::load(&spec, data_dir)?;
     check_fits(&cfg, &spec, &ds)?;
     ds.truncate(Some(samples), Some(1));
-    let mut rows = Vec::new();
-    for backend in ["float", "fixed"] {
-        for alg in Learner::ALL {
-            // Each learner with its own learning rate, all with plain SGD (the fixed-point
-            // models support no other).
-            let mut c = cfg.clone();
-            c.set_learner(alg);
-            c.training.optimizer = dfforge::config::Optimizer::Sgd;
-            c.validate()?;
-            let mut l: Box<dyn dfforge::float::Learner> = if backend == "float" {
-                make_learner(&c)
-            } else {
-                dfforge::fixed::baselines::make_fixed_learner(&c)?
-            };
-            let opts = RunOptions {
-                epochs: 1,
-                // Speed is measured here, not learning: a diverging loss is no reason to stop.
-                check_divergence: false,
-                ..RunOptions::from_config(&c)
-            };
-            let out = train(l.as_mut(), &ds, &opts)?;
-            eprintln!("{backend} {alg}: {:.0} samples/s", out.samples_per_second);
-            rows.push(BenchRow {
-                backend,
-                algorithm: alg.to_string(),
-                samples: ds.train.len(),
-                seconds: out.train_seconds,
-                samples_per_second: out.samples_per_second,
-            });
-        }
-    }
-    let base = rows[0].samples_per_second;
-    println!("| backend | algorithm | samples/s | relative to float df |\n|---|---|---|---|");
-    for r in &rows {
-        println!(
-            "| {} | {} | {:.0} | {:.3} |",
-            r.backend,
-            r.algorithm,
-            r.samples_per_second,
-            r.samples_per_second / base
-        );
-    }
+    let r = dfforge::bench::run(&cfg, &ds, plan)?;
+    print!("{}", dfforge::bench::markdown(&r));
     if let Some(p) = report {
-        let text = serde_json::to_string_pretty(&rows)?;
+        let text = serde_json::to_string_pretty(&r)?;
         dfforge::util::write_atomic(p, text.as_bytes())?;
     }
     Ok(())

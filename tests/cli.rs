@@ -294,6 +294,10 @@ fn bench_measures_every_learner_on_both_software_backends() {
             "c.toml",
             "--samples",
             "24",
+            "--batches",
+            "4,8",
+            "--repeats",
+            "2",
             "--report",
             "b.json",
         ],
@@ -301,18 +305,37 @@ fn bench_measures_every_learner_on_both_software_backends() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
+    // One table row per (batch, learner), both backends side by side.
     assert_eq!(
-        out.lines().filter(|l| l.starts_with("| f")).count(),
+        out.lines()
+            .filter(|l| l.starts_with("| 4 |") || l.starts_with("| 8 |"))
+            .count(),
         6,
         "{out}"
     );
-    let rows: serde_json::Value =
+    let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("b.json")).unwrap()).unwrap();
-    let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 6);
-    assert!(rows
-        .iter()
-        .all(|r| r["samples"] == 24 && r["samples_per_second"].as_f64().unwrap() > 0.0));
+    assert!(r["peak"]["f32_gflops"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["peak"]["i16_gops"].as_f64().unwrap() > 0.0, "{r}");
+    let cells = r["cells"].as_array().unwrap();
+    // 2 batches x 2 backends x 3 learners.
+    assert_eq!(cells.len(), 12);
+    for backend in ["float", "fixed"] {
+        for alg in ["df", "ff", "bp"] {
+            for batch in [4, 8] {
+                let c = cells
+                    .iter()
+                    .find(|c| {
+                        c["backend"] == backend && c["algorithm"] == alg && c["batch"] == batch
+                    })
+                    .unwrap_or_else(|| panic!("no cell {backend} {alg} {batch}: {r}"));
+                assert_eq!(c["samples"], 24);
+                assert_eq!(c["runs"].as_array().unwrap().len(), 2);
+                assert!(c["samples_per_second"].as_f64().unwrap() > 0.0);
+                assert!(c["gops"].as_f64().unwrap() > 0.0);
+            }
+        }
+    }
 }
 
 #[test]

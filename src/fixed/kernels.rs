@@ -72,6 +72,52 @@ pub fn rows_times_rows(x: &IMat, w: &IMat) -> Vec<i64> {
 
 /// `op(a) · op(b)` exactly, where `op` transposes when asked; row-major result.
 pub fn gemm_exact(a: &IMat, ta: bool, b: &IMat, tb: bool) -> Vec<i64> {
+    let mut out = Vec::new();
+    gemm_exact_into(a, ta, b, tb, &mut out, &mut GemmScratch::default());
+    out
+}
+
+/// [`gemm_exact`] into `out` (resized to m × n), with packing buffers kept in `scratch` so a
+/// training step allocates nothing once the buffers have grown.
+pub fn gemm_exact_into(
+    a: &IMat,
+    ta: bool,
+    b: &IMat,
+    tb: bool,
+    out: &mut Vec<i64>,
+    scratch: &mut GemmScratch,
+) {
+    let (m, k) = if ta {
+        (a.cols, a.rows)
+    } else {
+        (a.rows, a.cols)
+    };
+    let (k2, n) = if tb {
+        (b.cols, b.rows)
+    } else {
+        (b.rows, b.cols)
+    };
+    assert_eq!(k, k2, "inner dimensions differ");
+    out.clear();
+    out.resize(m * n, 0);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if ta && !tb && small_k(a, b, out) {
+        return;
+    }
+    // Dot form: the rows of op(a) against the columns of op(b), both packed k-contiguous.
+    let ok_a = scratch.a.pack(a, ta);
+    let ok_b = scratch.b.pack(b, !tb);
+    if ok_a && ok_b && gemm_planes(&scratch.a, &scratch.b, out, true) {
+        return;
+    }
+    out.copy_from_slice(&gemm_exact_f64(a, ta, b, tb));
+}
+
+/// The f64 route (see the module docs): exact while every partial sum stays below 2^53, which
+/// the accumulator bound guarantees; used for operands too wide for the i16 planes.
+fn gemm_exact_f64(a: &IMat, ta: bool, b: &IMat, tb: bool) -> Vec<i64> {
     let (m, k) = if ta {
         (a.cols, a.rows)
     } else {
@@ -121,6 +167,369 @@ pub fn gemm_exact(a: &IMat, ta: bool, b: &IMat, tb: bool) -> Vec<i64> {
     out.into_iter().map(|v| v as i64).collect()
 }
 
+/// `aᵀ · b` for a short inner dimension (the weight gradient of a small batch), as a sum of
+/// outer products on i32 lanes: taken only when every partial sum provably fits i32
+/// (k · max|a| · max|b| < 2^31, from the operands' actual values), so it is exact.
+fn small_k(a: &IMat, b: &IMat, out: &mut [i64]) -> bool {
+    let (k, m, n) = (a.rows, a.cols, b.cols);
+    if k > 32 || k == 0 {
+        return false;
+    }
+    let amax = a.data.iter().map(|v| u64::from(v.unsigned_abs())).max();
+    let bmax = b.data.iter().map(|v| u64::from(v.unsigned_abs())).max();
+    let bound = k as u64 * amax.unwrap_or(0) * bmax.unwrap_or(0);
+    if bound > i32::MAX as u64 {
+        return false;
+    }
+    let avx2 = has_avx2();
+    let rows_per_task = (1 << 16) / n.max(1) + 1;
+    out.par_chunks_mut(n)
+        .with_min_len(rows_per_task)
+        .enumerate()
+        .for_each_init(
+            || vec![0i32; n],
+            |acc, (o, row)| {
+                if avx2 {
+                    // SAFETY: AVX2 is present (checked at run time).
+                    unsafe { outer_rows_avx2(a, b, o, m, acc, row) }
+                } else {
+                    outer_rows(a, b, o, m, acc, row)
+                }
+            },
+        );
+    true
+}
+
+/// Row `o` of `aᵀ · b`: Σ_r a[r][o] · b[r][..] on i32 (no sum can overflow, see `small_k`).
+#[inline(always)]
+fn outer_rows(a: &IMat, b: &IMat, o: usize, m: usize, acc: &mut [i32], row: &mut [i64]) {
+    acc.fill(0);
+    for (r, br) in b.data.chunks_exact(b.cols).enumerate() {
+        let c = a.data[r * m + o];
+        for (s, &v) in acc.iter_mut().zip(br) {
+            *s = s.wrapping_add(c.wrapping_mul(v));
+        }
+    }
+    for (d, &s) in row.iter_mut().zip(acc.iter()) {
+        *d = i64::from(s);
+    }
+}
+
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+unsafe fn outer_rows_avx2(
+    a: &IMat,
+    b: &IMat,
+    o: usize,
+    m: usize,
+    acc: &mut [i32],
+    row: &mut [i64],
+) {
+    outer_rows(a, b, o, m, acc, row)
+}
+
+#[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+unsafe fn outer_rows_avx2(
+    a: &IMat,
+    b: &IMat,
+    o: usize,
+    m: usize,
+    acc: &mut [i32],
+    row: &mut [i64],
+) {
+    outer_rows(a, b, o, m, acc, row)
+}
+
+/// Reusable packing buffers of [`gemm_exact_into`].
+#[derive(Clone, Debug, Default)]
+pub struct GemmScratch {
+    a: Planes,
+    b: Planes,
+}
+
+/// k-steps of the i16 kernel: one 256-bit register of i16.
+const KSTEP: usize = 16;
+/// Rows of op(a) and of op(b)ᵀ per register block.
+const MR: usize = 4;
+const NR: usize = 2;
+
+/// A matrix of integers as i16 planes, `value = Σ_p plane_p · 2^(15 p)`: one plane when every
+/// value fits i16, two (low 15 bits unsigned, the rest signed) when every value fits 31 bits.
+/// Each plane holds `rows` rows (rounded up to a multiple of [`MR`]·[`NR`], zero-filled) of
+/// `kp` words (k rounded up to [`KSTEP`], zero-filled), so the kernel never needs an edge case.
+#[derive(Clone, Debug, Default)]
+struct Planes {
+    rows: usize,
+    k: usize,
+    kp: usize,
+    rows_p: usize,
+    planes: usize,
+    data: [Vec<i16>; 2],
+    /// Largest |value| in each plane.
+    max_abs: [u64; 2],
+}
+
+impl Planes {
+    /// Pack the rows of `m` (or, with `cols`, its columns) k-contiguous. False when some
+    /// value needs more than 30 bits (the caller takes the f64 route).
+    fn pack(&mut self, m: &IMat, cols: bool) -> bool {
+        let (rows, k) = if cols {
+            (m.cols, m.rows)
+        } else {
+            (m.rows, m.cols)
+        };
+        let lo = m.data.iter().copied().min().unwrap_or(0);
+        let hi = m.data.iter().copied().max().unwrap_or(0);
+        let fits = |bits: u32| lo >= -(1 << (bits - 1)) && hi < 1 << (bits - 1);
+        let planes = if fits(16) {
+            1
+        } else if fits(31) {
+            // hi = v >> 15 then lies in [-2^15, 2^15).
+            2
+        } else {
+            return false;
+        };
+        self.rows = rows;
+        self.k = k;
+        self.kp = k.div_ceil(KSTEP) * KSTEP;
+        self.rows_p = rows.div_ceil(MR * NR) * MR * NR;
+        self.planes = planes;
+        let len = self.rows_p * self.kp;
+        for p in 0..planes {
+            self.data[p].clear();
+            self.data[p].resize(len, 0);
+        }
+        let kp = self.kp;
+        let [d0, d1] = &mut self.data;
+        // Loops written so the compiler vectorises the narrowing (one plane) or the split.
+        match (planes, cols) {
+            _ if k == 0 || rows == 0 => {}
+            (1, false) => {
+                for (dst, src) in d0.chunks_exact_mut(kp).zip(m.data.chunks_exact(k)) {
+                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v as i16);
+                }
+            }
+            (_, false) => {
+                for ((dl, dh), src) in d0
+                    .chunks_exact_mut(kp)
+                    .zip(d1.chunks_exact_mut(kp))
+                    .zip(m.data.chunks_exact(k))
+                {
+                    for ((l, h), &v) in dl.iter_mut().zip(dh.iter_mut()).zip(src) {
+                        *l = (v & 0x7fff) as i16;
+                        *h = (v >> 15) as i16;
+                    }
+                }
+            }
+            (1, true) => {
+                for (j, src) in m.data.chunks_exact(rows).enumerate() {
+                    for (i, &v) in src.iter().enumerate() {
+                        d0[i * kp + j] = v as i16;
+                    }
+                }
+            }
+            (_, true) => {
+                for (j, src) in m.data.chunks_exact(rows).enumerate() {
+                    for (i, &v) in src.iter().enumerate() {
+                        d0[i * kp + j] = (v & 0x7fff) as i16;
+                        d1[i * kp + j] = (v >> 15) as i16;
+                    }
+                }
+            }
+        }
+        // Bounds on |value| per plane (the kernel's overflow guard needs bounds, not maxima).
+        let abs = |v: i32| u64::from(v.unsigned_abs());
+        self.max_abs = if planes == 1 {
+            [abs(lo).max(abs(hi)), 0]
+        } else {
+            [0x7fff, abs(lo >> 15).max(abs(hi >> 15))]
+        };
+        true
+    }
+}
+
+/// A pointer to the output the threads share; each writes only its own columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut i64);
+// SAFETY: `gemm_planes` gives every thread a disjoint range of output columns.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+impl OutPtr {
+    fn get(self) -> *mut i64 {
+        self.0
+    }
+}
+
+/// `out[m][n] = Σ_k a[m][k] · b[n][k]` over the planes, exact. False (out untouched) when an
+/// i32 lane could overflow even between two consecutive widenings (the f64 route then).
+fn gemm_planes(a: &Planes, b: &Planes, out: &mut [i64], simd: bool) -> bool {
+    debug_assert_eq!(a.kp, b.kp);
+    let (m, n) = (a.rows, b.rows);
+    // Each 16-wide step adds two products to every i32 lane; `flush` steps keep every lane
+    // below 2^31 (the bound uses the planes' actual largest values), then the lanes are
+    // widened into i64 sums.
+    let mut flush = [[0usize; 2]; 2];
+    for p in 0..a.planes {
+        for q in 0..b.planes {
+            let pair = 2 * a.max_abs[p] * b.max_abs[q];
+            if pair > i32::MAX as u64 {
+                return false;
+            }
+            flush[p][q] = (i32::MAX as u64)
+                .checked_div(pair)
+                .map_or(usize::MAX, |f| f.min(usize::MAX as u64) as usize);
+        }
+    }
+    let avx2 = simd && has_avx2();
+    let ptr = OutPtr(out.as_mut_ptr());
+    let work = m * n * a.kp;
+    let threads = if work < 1 << 18 {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
+    // Column blocks of op(b)ᵀ rows, a few per thread, multiples of NR.
+    let per = n.div_ceil(threads * 4).div_ceil(NR).max(1) * NR;
+    let run = |n0: usize| {
+        let n1 = (n0 + per).min(b.rows_p);
+        // Cache blocking: a panel of op(a)'s rows (about 128 KiB) stays in cache while every
+        // block of this thread's op(b) rows passes over it.
+        let mc = ((1usize << 16) / a.kp.max(1)).max(1).div_ceil(MR) * MR;
+        for m0 in (0..a.rows_p).step_by(mc) {
+            for nb in (n0..n1).step_by(NR) {
+                for mb in (m0..(m0 + mc).min(a.rows_p)).step_by(MR) {
+                    let mut sums = [[0i64; NR]; MR];
+                    for p in 0..a.planes {
+                        for q in 0..b.planes {
+                            let mut part = [[0i64; NR]; MR];
+                            let ap = &a.data[p][mb * a.kp..(mb + MR) * a.kp];
+                            let bp = &b.data[q][nb * b.kp..(nb + NR) * b.kp];
+                            if avx2 {
+                                // SAFETY: AVX2 is present (checked at run time); the slices hold
+                                // MR and NR rows of kp words.
+                                unsafe { block_avx2(ap, bp, a.kp, flush[p][q], &mut part) };
+                            } else {
+                                block_scalar(ap, bp, a.kp, &mut part);
+                            }
+                            let sh = 15 * (p + q) as u32;
+                            for i in 0..MR {
+                                for j in 0..NR {
+                                    // The total is exact in i64, so the wrapping sum of its
+                                    // shifted parts is too.
+                                    sums[i][j] =
+                                        sums[i][j].wrapping_add(part[i][j].wrapping_shl(sh));
+                                }
+                            }
+                        }
+                    }
+                    for (i, row) in sums.iter().enumerate() {
+                        let r = mb + i;
+                        if r >= m {
+                            break;
+                        }
+                        for (j, &v) in row.iter().enumerate() {
+                            let c = nb + j;
+                            if c < n {
+                                // SAFETY: r < m, c < n, and this thread owns column c.
+                                unsafe { *ptr.get().add(r * n + c) = v };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if threads == 1 {
+        (0..b.rows_p).step_by(per).for_each(run);
+    } else {
+        (0..b.rows_p)
+            .step_by(per)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .for_each(run);
+    }
+    true
+}
+
+fn has_avx2() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
+/// The portable block: MR rows of `a` against NR rows of `b`, i64 sums.
+fn block_scalar(a: &[i16], b: &[i16], kp: usize, out: &mut [[i64; NR]; MR]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        let ar = &a[i * kp..(i + 1) * kp];
+        for (j, v) in o.iter_mut().enumerate() {
+            let br = &b[j * kp..(j + 1) * kp];
+            *v = ar
+                .iter()
+                .zip(br)
+                .map(|(&x, &y)| i64::from(x) * i64::from(y))
+                .sum();
+        }
+    }
+}
+
+/// The AVX2 block: `vpmaddwd` multiplies 16 i16 pairs and adds neighbours into 8 i32 lanes;
+/// every `flush` steps the lanes are widened and added into i64 sums.
+///
+/// Written by hand: the crates that ship integer GEMMs (e.g. for 8-bit inference) neither
+/// take 16-bit operands nor guarantee exact sums.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+unsafe fn block_avx2(a: &[i16], b: &[i16], kp: usize, flush: usize, out: &mut [[i64; NR]; MR]) {
+    #[cfg(target_arch = "x86")]
+    use std::arch::x86::*;
+    #[cfg(target_arch = "x86_64")]
+    use std::arch::x86_64::*;
+    assert!(a.len() >= MR * kp && b.len() >= NR * kp && kp % KSTEP == 0);
+    let widen = |v: __m256i| -> i64 {
+        let lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
+        let hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(v));
+        let s = _mm256_add_epi64(lo, hi);
+        let t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        _mm_cvtsi128_si64(t).wrapping_add(_mm_extract_epi64::<1>(t))
+    };
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let steps = kp / KSTEP;
+    let mut sums = [[0i64; NR]; MR];
+    let mut s0 = 0;
+    while s0 < steps {
+        let s1 = s0 + flush.min(steps - s0);
+        let mut acc = [[_mm256_setzero_si256(); NR]; MR];
+        for s in s0..s1 {
+            let o = s * KSTEP;
+            // SAFETY: o + 16 <= kp and the rows lie inside the checked slices.
+            let b0 = _mm256_loadu_si256(pb.add(o) as *const __m256i);
+            let b1 = _mm256_loadu_si256(pb.add(kp + o) as *const __m256i);
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let av = _mm256_loadu_si256(pa.add(i * kp + o) as *const __m256i);
+                acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(av, b0));
+                acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(av, b1));
+            }
+        }
+        for i in 0..MR {
+            for j in 0..NR {
+                sums[i][j] = sums[i][j].wrapping_add(widen(acc[i][j]));
+            }
+        }
+        s0 = s1;
+    }
+    *out = sums;
+}
+
+#[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+unsafe fn block_avx2(a: &[i16], b: &[i16], kp: usize, _: usize, out: &mut [[i64; NR]; MR]) {
+    block_scalar(a, b, kp, out)
+}
+
 /// The same product with integer arithmetic only (reference for tests).
 pub fn rows_times_rows_int(x: &IMat, w: &IMat) -> Vec<i64> {
     assert_eq!(x.cols, w.cols, "inner dimensions differ");
@@ -140,6 +549,108 @@ pub fn rows_times_rows_int(x: &IMat, w: &IMat) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn naive(a: &IMat, ta: bool, b: &IMat, tb: bool) -> Vec<i64> {
+        let at = if ta { a.transpose() } else { a.clone() };
+        let bt = if tb { b.clone() } else { b.transpose() };
+        let mut out = Vec::new();
+        for r in 0..at.rows {
+            for c in 0..bt.rows {
+                let s: i128 = (0..at.cols)
+                    .map(|k| i128::from(at.row(r)[k]) * i128::from(bt.row(c)[k]))
+                    .sum();
+                out.push(i64::try_from(s).expect("test sums fit i64"));
+            }
+        }
+        out
+    }
+
+    /// Values drawn mostly from a range of `bits` bits, with its extremes mixed in.
+    fn values(n: usize, bits: u32, seed: u64) -> Vec<i32> {
+        let (lo, hi) = (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1);
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                match (s >> 60) % 8 {
+                    0 => lo as i32,
+                    1 => hi as i32,
+                    2 => 0,
+                    _ => (lo + ((s >> 11) as i64).rem_euclid(hi - lo + 1)) as i32,
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        /// The i16-plane GEMM (SIMD and portable blocks) equals the naive exact product in
+        /// every layout, for operands of 1..=32 bits (one plane, two planes, the f64 route),
+        /// at the operands' extreme values, on ragged shapes.
+        #[test]
+        fn plane_gemm_is_the_exact_product(
+            m in 1usize..23, n in 1usize..23, k in 0usize..70, abits in 1u32..19,
+            bbits in 1u32..32, ta: bool, tb: bool, seed: u64,
+        ) {
+            let (ar, ac) = if ta { (k, m) } else { (m, k) };
+            let (br, bc) = if tb { (n, k) } else { (k, n) };
+            let a = IMat { rows: ar, cols: ac, data: values(ar * ac, abits, seed) };
+            let b = IMat { rows: br, cols: bc, data: values(br * bc, bbits, seed ^ 0x9e37) };
+            let want = naive(&a, ta, &b, tb);
+            prop_assert_eq!(&gemm_exact(&a, ta, &b, tb), &want);
+            let mut scratch = GemmScratch::default();
+            let mut out = vec![7; 3];
+            gemm_exact_into(&a, ta, &b, tb, &mut out, &mut scratch);
+            prop_assert_eq!(&out, &want);
+            if scratch.a.pack(&a, ta) && scratch.b.pack(&b, !tb) {
+                let mut out = vec![0; m * n];
+                if gemm_planes(&scratch.a, &scratch.b, &mut out, false) {
+                    prop_assert_eq!(&out, &want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plane_gemm_widens_before_any_lane_overflows() {
+        // Every product is (-2^15)·(2^15 - 1): two per step put a lane at -2^31 + 2^16,
+        // so the kernel must widen after every step; 784-term sums of both signs.
+        for (x, w) in [(-32768, 32767), (32767, 32767), (-32768, -32767)] {
+            let a = IMat {
+                rows: 9,
+                cols: 784,
+                data: vec![x; 9 * 784],
+            };
+            let b = IMat {
+                rows: 5,
+                cols: 784,
+                data: vec![w; 5 * 784],
+            };
+            assert_eq!(rows_times_rows(&a, &b), rows_times_rows_int(&a, &b));
+        }
+        // Several cache panels of op(a) rows (the panel is 2^16 / kp rows).
+        let a = IMat {
+            rows: 300,
+            cols: 600,
+            data: values(300 * 600, 12, 5),
+        };
+        let b = IMat {
+            rows: 37,
+            cols: 600,
+            data: values(37 * 600, 16, 6),
+        };
+        assert_eq!(rows_times_rows(&a, &b), rows_times_rows_int(&a, &b));
+        // (-2^15)² twice overflows i32 in one step: the f64 route takes it.
+        let a = IMat {
+            rows: 3,
+            cols: 40,
+            data: vec![-32768; 120],
+        };
+        assert_eq!(rows_times_rows(&a, &a), rows_times_rows_int(&a, &a));
+    }
 
     #[test]
     fn float_gemm_is_exact_at_the_accumulator_bound() {

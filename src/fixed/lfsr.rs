@@ -134,12 +134,11 @@ impl Lfsr {
     }
 
     /// One clock: `state = (state >> 1) ^ (taps if the bit shifted out is 1)`.
+    #[inline]
     pub fn step(&mut self) {
+        // Branch-free form of `if out == 1 { state ^= taps }` (the bit is random).
         let out = self.state & 1;
-        self.state >>= 1;
-        if out == 1 {
-            self.state ^= self.taps;
-        }
+        self.state = (self.state >> 1) ^ (self.taps & out.wrapping_neg());
     }
 
     /// One clock, then the low `n` bits of the new state (`n` clamped to the
@@ -148,6 +147,7 @@ impl Lfsr {
     /// clocks. Consecutive words are therefore shifted copies of each other
     /// (correlated); lanes that need independent bits use separate LFSRs or
     /// seeds.
+    #[inline]
     pub fn next_bits(&mut self, n: u32) -> u64 {
         self.step();
         self.state & width_mask(n.min(self.width))
@@ -158,6 +158,7 @@ impl Lfsr {
         self.state
     }
     /// Register width.
+    #[inline]
     pub fn width(&self) -> u32 {
         self.width
     }

@@ -20,6 +20,8 @@ pub mod memory;
 pub mod model;
 pub mod ops;
 pub mod tables;
+pub mod vector;
+pub mod walk;
 
 pub use format::{FormatError, QFormat, MAX_BITS, MAX_FRAC};
 pub use lfsr::{default_taps, lane_seeds, Lfsr, LfsrError};

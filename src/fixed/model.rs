@@ -34,6 +34,8 @@
 use super::kernels::{gemm_exact, rows_times_rows, IMat};
 use super::ops::{loss_beta_hinge, loss_beta_npair, lr_update, requant_wide, sat_to};
 use super::tables::{ExpTable, RsqrtTable};
+use super::vector::{requant_i64, requant_mul};
+use super::walk::LaneWalk;
 use super::{lane_seeds, LearningRate, Lfsr, QFormat, RecipConst, Rounding};
 use crate::config::{Collaboration, Config, FixedPoint, Loss, Scheme};
 use crate::float::df::{loss_coefficients, DfNet};
@@ -139,13 +141,36 @@ impl Units {
         v_frac: u32,
         table: &RsqrtTable,
     ) -> (Vec<i32>, i64, (i64, i64)) {
+        let mut out = vec![0; v.len()];
+        let (s, parts) = self.normalise_into(v, v_frac, table, &mut out);
+        (out, s, parts)
+    }
+
+    /// [`Units::normalise`] into `out` (as long as `v`); returns (S, (word, k)).
+    pub fn normalise_into(
+        &self,
+        v: &[i32],
+        v_frac: u32,
+        table: &RsqrtTable,
+        out: &mut [i32],
+    ) -> (i64, (i64, i64)) {
         let s: i64 = v.iter().map(|&x| i64::from(x) * i64::from(x)).sum();
         let parts = table.rsqrt_parts(s);
-        let out = v
-            .iter()
-            .map(|&x| self.scale_by_rsqrt(i128::from(x), v_frac, parts, self.f.act) as i32)
-            .collect();
-        (out, s, parts)
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o = self.scale_by_rsqrt_i64(i64::from(x), v_frac, parts, self.f.act) as i32;
+        }
+        (s, parts)
+    }
+
+    /// [`Units::scale_by_rsqrt`] on `i64` where exact (the usual case), the reference otherwise.
+    #[inline]
+    pub fn scale_by_rsqrt_i64(&self, x: i64, x_frac: u32, parts: (i64, i64), out: QFormat) -> i64 {
+        let frac = i64::from(x_frac) + i64::from(self.f.rsqrt_frac) + parts.1;
+        if (0..=i64::from(u32::MAX)).contains(&frac) {
+            requant_mul(x, parts.0, frac as u32, out, self.f.rounding)
+        } else {
+            self.scale_by_rsqrt(i128::from(x), x_frac, parts, out)
+        }
     }
 
     /// ReLU/requantise, goodness and normalisation of one layer's accumulators (`z_frac`
@@ -155,21 +180,21 @@ impl Units {
         let f = &u.f;
         let mut h = IMat::zeros(rows, d);
         for (o, &zv) in h.data.iter_mut().zip(z) {
-            *o = requant_wide(i128::from(zv.max(0)), z_frac, f.hidden, f.rounding, 0) as i32;
+            *o = requant_i64(zv.max(0), z_frac, f.hidden, f.rounding) as i32;
         }
         let mut xhat = IMat::zeros(rows, d);
         let mut goodness = Vec::with_capacity(rows);
         let mut rsqrt = Vec::with_capacity(rows);
         for r in 0..rows {
-            let (v, s, parts) = u.normalise(h.row(r), f.hidden.frac, &u.rsqrt_hidden);
-            xhat.row_mut(r).copy_from_slice(&v);
+            let (s, parts) =
+                u.normalise_into(h.row(r), f.hidden.frac, &u.rsqrt_hidden, xhat.row_mut(r));
             let rc = &u.recip_d[layer];
-            let g = requant_wide(
-                i128::from(s) * i128::from(rc.value()),
+            let g = requant_mul(
+                s,
+                rc.value(),
                 2 * f.hidden.frac + rc.frac(),
                 f.goodness,
                 f.rounding,
-                0,
             );
             goodness.push(g);
             rsqrt.push(parts);
@@ -351,6 +376,9 @@ pub struct FixedDf {
     feedback: Vec<IMat>,
     updater: UpdateUnit,
     rng: ChaCha8Rng,
+    /// The update walk of each W_l, built on the first step from the bank map (which the
+    /// config fixes) and reused: see [`super::walk`].
+    walks: Vec<Option<LaneWalk>>,
 }
 
 /// Quantise a float matrix onto a format (half-up, saturating).
@@ -415,6 +443,7 @@ impl FixedDf {
             feedback,
             updater,
             rng: ChaCha8Rng::seed_from_u64(cfg.training.seed.wrapping_add(0x5eed)),
+            walks: Vec::new(),
         })
     }
 
@@ -430,8 +459,7 @@ impl FixedDf {
         let acc_f = f.accumulator.frac;
         let mut x0 = IMat::zeros(pixels.rows, pixels.cols);
         for r in 0..pixels.rows {
-            let (v, _, _) = u.normalise(pixels.row(r), f.pixel.frac, &u.rsqrt_pixel);
-            x0.row_mut(r).copy_from_slice(&v);
+            u.normalise_into(pixels.row(r), f.pixel.frac, &u.rsqrt_pixel, x0.row_mut(r));
         }
         // Layer 1: the sample's product once, a centroid per hypothesis.
         let d1 = p.w[0].rows;
@@ -578,9 +606,15 @@ impl FixedDf {
                     beta[r] = bj;
                     if bj != 0 {
                         let c = i128::from(bj) * i128::from(u.two_over_d[l]);
-                        for (o, &hv) in delta.row_mut(r).iter_mut().zip(act.h.row(r)) {
-                            *o = requant_wide(c * i128::from(hv), from, f.delta, f.rounding, 0)
-                                as i32;
+                        let out = delta.row_mut(r).iter_mut().zip(act.h.row(r));
+                        match i64::try_from(c) {
+                            Ok(c) => out.for_each(|(o, &hv)| {
+                                *o = requant_mul(c, i64::from(hv), from, f.delta, f.rounding) as i32
+                            }),
+                            Err(_) => out.for_each(|(o, &hv)| {
+                                *o = requant_wide(c * i128::from(hv), from, f.delta, f.rounding, 0)
+                                    as i32
+                            }),
                         }
                     }
                 }
@@ -601,8 +635,8 @@ impl FixedDf {
                 for r in 0..act.h.rows {
                     for j in 0..d {
                         if act.h.data[r * d + j] > 0 {
-                            let fb = u.scale_by_rsqrt(
-                                i128::from(back[r * d + j]),
+                            let fb = u.scale_by_rsqrt_i64(
+                                back[r * d + j],
                                 f.delta.frac + f.weight.frac,
                                 act.rsqrt[r],
                                 f.delta,
@@ -699,17 +733,22 @@ impl FixedDf {
         let f = &self.units.f;
         let upd = &mut self.updater;
         let tile = (self.cfg.hardware.array_rows, self.cfg.hardware.array_cols);
+        self.walks.resize(nl.max(self.walks.len()), None);
         for l in 0..nl {
             // W_l[o][k]'s bank in the engine's memory map; each bank has its own lane.
             let banking = crate::arch::memmap::weight_banking(&self.cfg, l);
             let bank = |o: usize, k: usize| banking.bank_word(o, k).0;
             let shape = (self.params.w[l].rows, self.params.w[l].cols);
-            upd.update_tiled(
+            // The same walk as `upd.update_tiled(w, g, shape, tile, bank, ..)`, lanes in
+            // parallel; the walk depends only on the shape, the tile and `bank`.
+            let walk = match &mut self.walks[l] {
+                Some(w) if w.shape == shape && w.tile == tile => w,
+                slot => slot.insert(LaneWalk::tiled(shape, tile, bank, upd.lanes.len())),
+            };
+            upd.update_walk(
                 &mut self.params.w[l].data,
                 &grads_w[l],
-                shape,
-                tile,
-                bank,
+                walk,
                 f.update.frac,
                 f.weight,
             );

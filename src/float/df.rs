@@ -5,7 +5,7 @@
 
 use super::linalg::{add_row_bias, argmax, column_sums, gemm, norm, Mat, Op};
 use super::optim::Optim;
-use super::{normalise_rows, unit_input_init, BatchStats, Learner};
+use super::{normalise_rows_into, unit_input_init, BatchStats, Learner};
 use crate::config::{Algorithm, Collaboration, Config, Loss, Scheme};
 use crate::hypotheses::{active_slots, every_class, training_hyps};
 use rand::SeedableRng;
@@ -22,7 +22,7 @@ pub struct DfParams {
 }
 
 /// One layer's activations over all (sample, hypothesis) rows.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LayerAct {
     /// h = ReLU(z); z > 0 exactly where h > 0, so the mask needs no storage.
     pub h: Mat,
@@ -35,7 +35,7 @@ pub struct LayerAct {
 }
 
 /// A forward pass: hypotheses and every layer's activations.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Forward {
     /// Hypotheses per sample.
     pub k: usize,
@@ -46,7 +46,7 @@ pub struct Forward {
 }
 
 /// Gradients of the minibatch loss (mean over samples), same shapes as `DfParams`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct DfGrads {
     pub w: Vec<Mat>,
     pub b: Vec<Vec<f32>>,
@@ -64,6 +64,26 @@ pub struct DfNet {
     pub feedback: Vec<Mat>,
     optim: Optim,
     rng: ChaCha8Rng,
+    /// Buffers of the training step, reused from step to step (no allocation once grown).
+    ws: Workspace,
+}
+
+/// Everything a training step writes, kept across steps.
+#[derive(Clone, Debug, Default)]
+struct Workspace {
+    fwd: Forward,
+    grads: DfGrads,
+    scratch: Scratch,
+}
+
+/// Intermediate matrices of the forward pass and of the gradients.
+#[derive(Clone, Debug, Default)]
+pub struct Scratch {
+    a1: Mat,
+    local: Vec<Mat>,
+    delta: Vec<Mat>,
+    back: Mat,
+    e: Mat,
 }
 
 /// The loss of one layer for one sample and ∂L/∂G̃ for each hypothesis slot.
@@ -142,39 +162,57 @@ impl DfNet {
             feedback,
             optim: Optim::new(&cfg.training, &sizes),
             rng: ChaCha8Rng::seed_from_u64(cfg.training.seed.wrapping_add(0x5eed)),
+            ws: Workspace::default(),
         }
     }
 
     /// The forward pass of every layer for the given hypotheses.
     pub fn forward(&self, x: &Mat, k: usize, hyps: &[u32]) -> Forward {
+        let mut out = Forward::default();
+        self.forward_into(x, k, hyps, &mut out, &mut Scratch::default());
+        out
+    }
+
+    /// [`DfNet::forward`] into `out`, reusing its buffers.
+    pub fn forward_into(
+        &self,
+        x: &Mat,
+        k: usize,
+        hyps: &[u32],
+        out: &mut Forward,
+        scratch: &mut Scratch,
+    ) {
         let p = &self.params;
         let eps = self.alg.epsilon;
-        let x0 = normalise_rows(x, eps);
+        out.k = k;
+        out.hyps.clear();
+        out.hyps.extend_from_slice(hyps);
+        normalise_rows_into(x, eps, &mut out.x0);
         let bsz = x.rows;
-        let mut a1 = Mat::zeros(bsz, p.w[0].rows);
-        gemm(1.0, &x0, Op::N, &p.w[0], Op::T, 0.0, &mut a1);
-        add_row_bias(&mut a1, &p.b[0]);
+        let a1 = &mut scratch.a1;
+        a1.reshape(bsz, p.w[0].rows);
+        gemm(1.0, &out.x0, Op::N, &p.w[0], Op::T, 0.0, a1);
+        add_row_bias(a1, &p.b[0]);
+        let nl = p.w.len();
+        out.layers.resize_with(nl, LayerAct::default);
         // W_1 x̂_0 + b_1 is computed once per sample; each hypothesis only adds its centroid.
-        let mut z = Mat::zeros(bsz * k, a1.cols);
+        let z = &mut out.layers[0].h;
+        z.reshape(bsz * k, a1.cols);
         for (r, &h) in hyps.iter().enumerate() {
             let (row, cen) = (a1.row(r / k), p.u.row(h as usize));
             for ((o, a), c) in z.row_mut(r).iter_mut().zip(row).zip(cen) {
                 *o = a + c;
             }
         }
-        let mut layers = vec![activate(z, eps)];
-        for l in 1..p.w.len() {
-            let prev = &layers[l - 1].xhat;
-            let mut z = Mat::zeros(prev.rows, p.w[l].rows);
-            gemm(1.0, prev, Op::N, &p.w[l], Op::T, 0.0, &mut z);
-            add_row_bias(&mut z, &p.b[l]);
-            layers.push(activate(z, eps));
-        }
-        Forward {
-            k,
-            hyps: hyps.to_vec(),
-            x0,
-            layers,
+        activate(&mut out.layers[0], eps);
+        for l in 1..nl {
+            let (below, rest) = out.layers.split_at_mut(l);
+            let prev = &below[l - 1].xhat;
+            let z = &mut rest[0].h;
+            z.reshape(prev.rows, p.w[l].rows);
+            gemm(1.0, prev, Op::N, &p.w[l], Op::T, 0.0, z);
+            add_row_bias(z, &p.b[l]);
+            activate(&mut rest[0], eps);
         }
     }
 
@@ -234,16 +272,30 @@ impl DfNet {
 
     /// Loss and gradients for a forward pass already made.
     pub fn gradients_of(&self, fwd: &Forward, bsz: usize) -> DfGrads {
+        let mut g = DfGrads::default();
+        self.gradients_into(fwd, bsz, &mut g, &mut Scratch::default());
+        g
+    }
+
+    /// [`DfNet::gradients_of`] into `g`, reusing its buffers and `scratch`'s.
+    pub fn gradients_into(
+        &self,
+        fwd: &Forward,
+        bsz: usize,
+        g: &mut DfGrads,
+        scratch: &mut Scratch,
+    ) {
         let p = &self.params;
         let nl = fwd.layers.len();
         let k = fwd.k;
         let gtilde = self.collaborative_goodness(fwd);
         let mut loss_sum = 0.0f64;
         // Local errors δ_l = β (2/d_l) h ⊙ 1[z>0] (h is already zero where z ≤ 0).
-        let mut local: Vec<Mat> = Vec::with_capacity(nl);
+        scratch.local.resize_with(nl, Mat::default);
         for (l, act) in fwd.layers.iter().enumerate() {
             let d = act.h.cols as f32;
-            let mut delta = Mat::zeros(act.h.rows, act.h.cols);
+            let delta = &mut scratch.local[l];
+            delta.reshape_zeroed(act.h.rows, act.h.cols);
             for i in 0..bsz {
                 let gt = &gtilde[l][i * k..(i + 1) * k];
                 let active = self.active_slots(gt);
@@ -259,23 +311,28 @@ impl DfNet {
                     }
                 }
             }
-            local.push(delta);
         }
         // Cross terms: the next layer's local error reaches back through W (DF-O) or a fixed
         // random B (DF-R); the normalisation in between is taken as the constant 1/(‖h‖+ε).
-        let mut delta = local.clone();
-        if self.alg.scheme != Scheme::Df {
+        // Plain DF needs no copy: its errors are the local ones.
+        let delta: &[Mat] = if self.alg.scheme != Scheme::Df {
+            scratch.delta.resize_with(nl, Mat::default);
+            for (d, l) in scratch.delta.iter_mut().zip(&scratch.local) {
+                d.reshape(l.rows, l.cols);
+                d.data.copy_from_slice(&l.data);
+            }
             for l in 0..nl.saturating_sub(1) {
                 let m = match self.alg.scheme {
                     Scheme::DfO => &p.w[l + 1],
                     _ => &self.feedback[l + 1],
                 };
                 let act = &fwd.layers[l];
-                let mut back = Mat::zeros(act.h.rows, act.h.cols);
-                gemm(1.0, &local[l + 1], Op::N, m, Op::N, 0.0, &mut back);
+                let back = &mut scratch.back;
+                back.reshape(act.h.rows, act.h.cols);
+                gemm(1.0, &scratch.local[l + 1], Op::N, m, Op::N, 0.0, back);
                 for r in 0..back.rows {
                     let s = act.inv_norm[r];
-                    for ((o, bv), h) in delta[l]
+                    for ((o, bv), h) in scratch.delta[l]
                         .row_mut(r)
                         .iter_mut()
                         .zip(back.row(r))
@@ -287,30 +344,32 @@ impl DfNet {
                     }
                 }
             }
-        }
+            &scratch.delta
+        } else {
+            &scratch.local
+        };
         let inv_b = 1.0 / bsz as f32;
-        let mut gw = Vec::with_capacity(nl);
-        let mut gb = Vec::with_capacity(nl);
+        g.w.resize_with(nl, Mat::default);
+        g.b.resize_with(nl, Vec::new);
         // Layer 1: x̂_0 is shared by all hypotheses, so ΔW_1 = e x̂_0ᵀ with e = Σ_k δ_1(k).
-        let mut e = Mat::zeros(bsz, p.w[0].rows);
-        let mut gu = Mat::zeros(p.u.rows, p.u.cols);
+        let e = &mut scratch.e;
+        e.reshape_zeroed(bsz, p.w[0].rows);
+        g.u.reshape_zeroed(p.u.rows, p.u.cols);
         for r in 0..delta[0].rows {
             let dr = delta[0].row(r);
             for (o, v) in e.row_mut(r / k).iter_mut().zip(dr) {
                 *o += v;
             }
-            for (o, v) in gu.row_mut(fwd.hyps[r] as usize).iter_mut().zip(dr) {
+            for (o, v) in g.u.row_mut(fwd.hyps[r] as usize).iter_mut().zip(dr) {
                 *o += v * inv_b;
             }
         }
-        let mut g0 = Mat::zeros(p.w[0].rows, p.w[0].cols);
-        gemm(inv_b, &e, Op::T, &fwd.x0, Op::N, 0.0, &mut g0);
-        let mut b0 = vec![0.0; p.b[0].len()];
-        column_sums(&e, inv_b, &mut b0);
-        gw.push(g0);
-        gb.push(b0);
+        g.w[0].reshape(p.w[0].rows, p.w[0].cols);
+        gemm(inv_b, e, Op::T, &fwd.x0, Op::N, 0.0, &mut g.w[0]);
+        g.b[0].resize(p.b[0].len(), 0.0);
+        column_sums(e, inv_b, &mut g.b[0]);
         for l in 1..nl {
-            let mut g = Mat::zeros(p.w[l].rows, p.w[l].cols);
+            g.w[l].reshape(p.w[l].rows, p.w[l].cols);
             gemm(
                 inv_b,
                 &delta[l],
@@ -318,26 +377,18 @@ impl DfNet {
                 &fwd.layers[l - 1].xhat,
                 Op::N,
                 0.0,
-                &mut g,
+                &mut g.w[l],
             );
-            let mut bl = vec![0.0; p.b[l].len()];
-            column_sums(&delta[l], inv_b, &mut bl);
-            gw.push(g);
-            gb.push(bl);
+            g.b[l].resize(p.b[l].len(), 0.0);
+            column_sums(&delta[l], inv_b, &mut g.b[l]);
         }
-        let correct = (k == self.classes).then(|| {
+        g.correct = (k == self.classes).then(|| {
             let s = self.scores(fwd, &self.eval_layers());
             (0..bsz)
                 .filter(|&i| argmax(&s[i * k..(i + 1) * k]) == 0)
                 .count()
         });
-        DfGrads {
-            w: gw,
-            b: gb,
-            u: gu,
-            loss_sum,
-            correct,
-        }
+        g.loss_sum = loss_sum;
     }
 
     /// Per-layer losses Σ_i L_l(i) for fixed hypotheses (all negatives active unless hard).
@@ -383,37 +434,38 @@ impl DfNet {
     }
 }
 
-/// ReLU, goodness and normalisation of one layer's pre-activations.
-fn activate(mut z: Mat, eps: f32) -> LayerAct {
-    let d = z.cols as f32;
-    z.data.iter_mut().for_each(|v| *v = v.max(0.0));
-    let h = z;
-    let mut xhat = h.clone();
-    let mut goodness = Vec::with_capacity(h.rows);
-    let mut inv_norm = Vec::with_capacity(h.rows);
+/// ReLU, goodness and normalisation of one layer's pre-activations (in `act.h` on entry).
+fn activate(act: &mut LayerAct, eps: f32) {
+    let h = &mut act.h;
+    let d = h.cols as f32;
+    h.data.iter_mut().for_each(|v| *v = v.max(0.0));
+    act.xhat.reshape(h.rows, h.cols);
+    act.xhat.data.copy_from_slice(&h.data);
+    act.goodness.clear();
+    act.inv_norm.clear();
     for r in 0..h.rows {
         let n = norm(h.row(r));
-        goodness.push(n * n / d);
+        act.goodness.push(n * n / d);
         let s = 1.0 / (n + eps);
-        inv_norm.push(s);
-        xhat.row_mut(r).iter_mut().for_each(|v| *v *= s);
-    }
-    LayerAct {
-        h,
-        xhat,
-        goodness,
-        inv_norm,
+        act.inv_norm.push(s);
+        act.xhat.row_mut(r).iter_mut().for_each(|v| *v *= s);
     }
 }
 
 impl Learner for DfNet {
     fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats {
-        let g = self.gradients(x, labels);
-        self.apply(&g);
-        BatchStats {
-            loss_sum: g.loss_sum,
-            correct: g.correct,
-        }
+        // The same step as `gradients` + `apply`, in buffers kept from the last step.
+        let (k, hyps) = training_hyps(&self.alg, self.classes, &mut self.rng, labels);
+        let mut ws = std::mem::take(&mut self.ws);
+        self.forward_into(x, k, &hyps, &mut ws.fwd, &mut ws.scratch);
+        self.gradients_into(&ws.fwd, labels.len(), &mut ws.grads, &mut ws.scratch);
+        self.apply(&ws.grads);
+        let stats = BatchStats {
+            loss_sum: ws.grads.loss_sum,
+            correct: ws.grads.correct,
+        };
+        self.ws = ws;
+        stats
     }
 
     fn set_lr_factor(&mut self, f: f32) {

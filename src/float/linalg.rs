@@ -1,11 +1,11 @@
 //! Dense f32 matrices and the GEMM every float learner uses.
 //!
-//! The products go through `matrixmultiply`'s sgemm: each output element is computed by one
-//! thread in a fixed order, so results are bit-identical run to run (the determinism the
-//! reports promise) while still using the machine's SIMD units.
+//! The products go through the `gemm` crate (runtime-dispatched SIMD kernels, rayon threads
+//! for large products): each output element is computed by one thread in a fixed order, so
+//! results are bit-identical run to run (the determinism the reports promise).
 
 /// A row-major matrix.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Mat {
     pub rows: usize,
     pub cols: usize,
@@ -39,7 +39,15 @@ impl Mat {
         &mut self.data[r * self.cols..(r + 1) * self.cols]
     }
 
-    /// Resize in place (contents unspecified) so buffers can be reused across batches.
+    /// Resize in place keeping the allocation; the contents are unspecified (whatever the
+    /// buffer held), for outputs that are overwritten whole.
+    pub fn reshape(&mut self, rows: usize, cols: usize) {
+        self.rows = rows;
+        self.cols = cols;
+        self.data.resize(rows * cols, 0.0);
+    }
+
+    /// Resize in place and zero, so buffers can be reused across batches.
     pub fn reshape_zeroed(&mut self, rows: usize, cols: usize) {
         self.rows = rows;
         self.cols = cols;
@@ -80,27 +88,63 @@ pub fn gemm(alpha: f32, a: &Mat, op_a: Op, b: &Mat, op_b: Op, beta: f32, c: &mut
         Op::N => (b.cols as isize, 1),
         Op::T => (1, b.cols as isize),
     };
-    // SAFETY: the shapes were checked above, so every index sgemm forms with these strides
-    // lies inside the three slices; `c` is borrowed mutably and does not alias `a` or `b`.
+    if k == 0 {
+        // An empty sum: c = beta · c.
+        c.data
+            .iter_mut()
+            .for_each(|v| *v = if beta == 0.0 { 0.0 } else { beta * *v });
+        return;
+    }
+    let threads = threads_for(m, n, k);
+    // SAFETY: the shapes were checked above, so every index the kernel forms with these
+    // strides lies inside the three slices; `c` is borrowed mutably and aliases neither input.
+    // The crate's convention is dst = alpha·dst + beta·lhs·rhs, so our (alpha, beta) swap.
     unsafe {
-        matrixmultiply::sgemm(
+        gemm::gemm(
             m,
-            k,
             n,
-            alpha,
-            a.data.as_ptr(),
-            rsa,
-            csa,
-            b.data.as_ptr(),
-            rsb,
-            csb,
-            beta,
+            k,
             c.data.as_mut_ptr(),
-            c.cols as isize,
             1,
+            c.cols as isize,
+            beta != 0.0,
+            a.data.as_ptr(),
+            csa,
+            rsa,
+            b.data.as_ptr(),
+            csb,
+            rsb,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            if threads > 1 {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            },
         );
     }
 }
+
+/// Threads for an m × n × k product: one below [`PARALLEL_MACS`] multiply-adds (splitting a
+/// small product costs more than it saves), else rayon's pool.
+pub fn threads_for(m: usize, n: usize, k: usize) -> usize {
+    let macs = m.saturating_mul(n).saturating_mul(k);
+    let limit = std::env::var("DFFORGE_PARALLEL_MACS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PARALLEL_MACS);
+    if macs < limit {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
+/// See [`threads_for`]; measured on configs/mnist.toml (docs/performance.md).
+pub const PARALLEL_MACS: usize = 1 << 20;
 
 /// Add `bias` to every row.
 pub fn add_row_bias(m: &mut Mat, bias: &[f32]) {

@@ -48,13 +48,20 @@ pub fn make_learner(cfg: &Config) -> Box<dyn Learner> {
 
 /// Rows scaled to unit L2 norm: x̂_0 = x / (‖x‖ + ε) (DESIGN.md §1).
 pub fn normalise_rows(x: &Mat, eps: f32) -> Mat {
-    let mut out = x.clone();
+    let mut out = Mat::default();
+    normalise_rows_into(x, eps, &mut out);
+    out
+}
+
+/// [`normalise_rows`] into `out`, reusing its buffer.
+pub fn normalise_rows_into(x: &Mat, eps: f32, out: &mut Mat) {
+    out.reshape(x.rows, x.cols);
+    out.data.copy_from_slice(&x.data);
     for r in 0..out.rows {
         let row = out.row_mut(r);
         let s = 1.0 / (linalg::norm(row) + eps);
         row.iter_mut().for_each(|v| *v *= s);
     }
-    out
 }
 
 /// A weight matrix whose rows, fed a unit-norm input, give pre-activations of unit variance:
