@@ -117,8 +117,9 @@ fn ecp5_bram_infers_dp16kd_without_bypass_logic() {
     eprintln!("dff_bram: {bram} DP16KD, {lut} LUT4, {ff} TRELLIS_FF");
     assert_eq!(bram, 1, "1024x16 fits one DP16KD:\n{stat}");
     assert_eq!(lut, 0, "no read-during-write emulation:\n{stat}");
-    // The first read register is the DP16KD's own; the fabric output register remains.
-    assert_eq!(ff, 16, "{stat}");
+    // The first read register is the DP16KD's own; the output register and the fabric
+    // register behind it (for the clock: docs/engine.md) remain in the fabric with yosys 0.23.
+    assert_eq!(ff, 32, "{stat}");
 }
 
 #[test]
@@ -155,4 +156,62 @@ fn engine_elaborates_in_yosys() {
         "hierarchy -check -top dff_system; proc; opt_clean; check -assert",
     );
     assert!(stat.contains("Number of cells"), "dff_system: no stat");
+}
+
+/// The logic guard: the whole engine of a small config (configs/calibration/small-2x2.toml:
+/// 64-32-32, 2×2 array, batch 8) through `synth_ecp5`, memory- and time-capped, must stay
+/// under a budget. The old engine kept its accumulating register files in flip-flops and
+/// needed 44,989 LUT4 and 15,578 FF for this network; measured with Debian's yosys 0.23 on
+/// the hierarchy of this change: 7,202 LUT4, 11,563 FF, 35 DP16KD, 28 MULT18X18D, 64 s,
+/// 330 MB. The budget is that plus about 15 %: a change that brings a register file back
+/// into the fabric, or widens the datapath by accident, fails here.
+#[test]
+fn small_engine_stays_within_its_logic_budget() {
+    if !have_yosys() {
+        return;
+    }
+    const LUT4_MAX: u64 = 8_300;
+    const FF_MAX: u64 = 13_300;
+    const DP16KD_MAX: u64 = 40;
+    const MULT_MAX: u64 = 28;
+    let cfg = Config::load(Some(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/calibration/small-2x2.toml"),
+    ))
+    .unwrap();
+    let rtl = generate(&cfg).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    rtl.write(tmp.path()).unwrap();
+    let files: Vec<String> = rtl.modules.iter().map(dfforge::hdl::file_name).collect();
+    let stat = tmp.path().join("stat.txt");
+    let script = format!(
+        "read_verilog {}; synth_ecp5 -top dff_system; tee -q -o {} stat",
+        files.join(" "),
+        stat.display()
+    );
+    // 4 GB of address space and 20 minutes: a runaway synthesis stops here, not the machine.
+    let out = Command::new("prlimit")
+        .args(["--as=4000000000", "--", "timeout", "1200", "yosys", "-q", "-p", &script])
+        .current_dir(tmp.path())
+        .output()
+        .expect("prlimit (util-linux) runs");
+    assert!(
+        out.status.success(),
+        "capped yosys synth_ecp5 of the small engine failed ({:?}; exit 124 is the 20-minute \
+         timeout, a memory error the 4 GB cap):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stat = std::fs::read_to_string(stat).unwrap();
+    let (lut, ff, bram, mult) = (
+        cells(&stat, "LUT4"),
+        cells(&stat, "TRELLIS_FF"),
+        cells(&stat, "DP16KD"),
+        cells(&stat, "MULT18X18D"),
+    );
+    eprintln!("small engine: {lut} LUT4, {ff} FF, {bram} DP16KD, {mult} MULT18X18D");
+    assert!(lut > 1000 && ff > 1000, "nothing synthesised?\n{stat}");
+    assert!(lut <= LUT4_MAX, "{lut} LUT4 > budget {LUT4_MAX}\n{stat}");
+    assert!(ff <= FF_MAX, "{ff} FF > budget {FF_MAX}\n{stat}");
+    assert!(bram <= DP16KD_MAX, "{bram} DP16KD > budget {DP16KD_MAX}\n{stat}");
+    assert!(mult <= MULT_MAX, "{mult} MULT18X18D > budget {MULT_MAX}\n{stat}");
 }

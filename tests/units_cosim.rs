@@ -3,6 +3,8 @@
 //! array shape and widths; plus a mutation test proving the comparison can fail.
 //! Skips with a notice when Verilator is missing (fails instead under DFFORGE_REQUIRE_TOOLS).
 
+use dfforge::arch::schedule::{normalise_lat, update_lat};
+use dfforge::arch::shape::Shape;
 use dfforge::config::{Config, Loss, Optimizer};
 use dfforge::fixed::kernels::{gemm_exact, rows_times_rows, IMat};
 use dfforge::fixed::model::{update_rnd, FixedDf, Units};
@@ -387,8 +389,11 @@ fn normalise_runs(
             for &x in &v {
                 s.cycle_v(&[("x_i", i64::from(x)), ("xv_i", 1)]);
             }
-            for _ in 0..3 {
-                s.cycle_v(&[]);
+            // Rows follow each other at once; the last one drains through the pipeline.
+            if row == 79 {
+                for _ in 0..normalise_lat(&Shape::new(&cfg).unwrap()) {
+                    s.cycle_v(&[]);
+                }
             }
             want.extend(out.iter().map(|&y| vec![i64::from(y)]));
         }
@@ -469,7 +474,7 @@ fn update_runs(
                 ("lr_i", lr_val),
             ]);
         }
-        for _ in 0..5 {
+        for _ in 0..update_lat(&Shape::new(&cfg).unwrap()) {
             s.cycle_v(&[]);
         }
         let got = valid_outputs(&s.run().unwrap(), &b, "v_o", &[("w_o", true)]);
@@ -796,7 +801,10 @@ fn run_npair(b: &Build, cfg: &Config, samples: &[(Vec<i64>, Vec<bool>)]) -> Vec<
     let f = &cfg.fixed;
     let k = cfg.network.classes;
     let (gw, bw) = (f.goodness.bits, f.beta.bits);
-    let wait = 4 * k + f.recip_frac.min(62) as usize + 8;
+    // The unit takes exactly the schedule's cycles (asserted below); a few more are idle.
+    let shape = dfforge::arch::shape::Shape::new(cfg).unwrap();
+    let cycles = dfforge::arch::schedule::NpairTiming::new(&shape).cycles(&shape) as usize;
+    let wait = cycles + 3;
     let mut s = Stim::new(b);
     s.cycle_v(&[("rst_i", 1)]);
     for (gt, active) in samples {
@@ -817,6 +825,20 @@ fn run_npair(b: &Build, cfg: &Config, samples: &[(Vec<i64>, Vec<bool>)]) -> Vec<
     }
     let out = s.run().unwrap();
     let (di, bi) = (out_index(b, "done_o"), out_index(b, "b_o"));
+    let done_at: Vec<usize> = (0..out.len())
+        .filter(|&i| out[i][di].field(0, 1, false) == 1)
+        .collect();
+    // Line 1 + j(wait + 1) applies sample j's start; the unit's `cycles` count that edge.
+    let want_at: Vec<usize> = (0..samples.len())
+        .map(|j| j * (wait + 1) + cycles)
+        .collect();
+    assert_eq!(done_at.len(), want_at.len(), "one done_o per start");
+    if let Some(i) = (0..want_at.len()).find(|&i| done_at[i] != want_at[i]) {
+        panic!(
+            "sample {i}: done_o on line {}, NpairTiming predicts line {}",
+            done_at[i], want_at[i]
+        );
+    }
     out.iter()
         .filter(|l| l[di].field(0, 1, false) == 1)
         .map(|l| {

@@ -89,6 +89,7 @@ module dff_cmd #(
   reg [15:0] rlen_q;
   reg [2:0] txp_q;
   reg [7:0] txd_q;
+  reg crc_pend_q;
   reg txv_q;
   reg txlast_q;
   reg [63:0] word_q;
@@ -118,7 +119,7 @@ module dff_cmd #(
   wire [7:0] crc_tx_x;
   wire [15:0] crc_tx;
   wire wbytes_bad;
-  wire [19:0] read_bytes;
+  reg [19:0] read_bytes_q;
   wire read_too_long;
   wire len_over;
   wire pos_in_ram;
@@ -146,14 +147,18 @@ module dff_cmd #(
   assign crc_rx_x1 = crc_q[15:8] ^ rx_data_i;
   assign crc_rx_x = crc_rx_x1 ^ {4'd0, crc_rx_x1[7:4]};
   assign crc_rx = {crc_q[7:0], 8'd0} ^ {crc_rx_x[3:0], 12'd0} ^ {3'd0, crc_rx_x, 5'd0} ^ {8'd0, crc_rx_x};
-  assign crc_tx_x1 = crc_q[15:8] ^ tx_byte;
+  assign crc_tx_x1 = crc_q[15:8] ^ txd_q;
   assign crc_tx_x = crc_tx_x1 ^ {4'd0, crc_tx_x1[7:4]};
   assign crc_tx = {crc_q[7:0], 8'd0} ^ {crc_tx_x[3:0], 12'd0} ^ {3'd0, crc_tx_x, 5'd0} ^ {8'd0, crc_tx_x};
 
   // Arguments: region, wbytes, addr (u32), count (u16) / hyper id.
   assign wbytes_bad = (arg_q[15:8] == 8'd0) || (arg_q[15:8] > 8'd8);
-  assign read_bytes = {4'd0, arg_q[63:48]} * {16'd0, arg_q[11:8]};
-  assign read_too_long = {12'd0, read_bytes} > MAX_PAYLOAD;
+
+  always @(posedge clk_i) begin
+    read_bytes_q <= {4'd0, arg_q[63:48]} * {16'd0, arg_q[11:8]};
+  end
+
+  assign read_too_long = {12'd0, read_bytes_q} > MAX_PAYLOAD;
   assign len_over = {16'd0, len_q} > MAX_PAYLOAD;
   assign pos_in_ram = {16'd0, pos_q} < MAX_PAYLOAD;
   assign len_zero = len_q == 16'd0;
@@ -236,6 +241,7 @@ module dff_cmd #(
       rlen_q <= {16{1'b0}};
       txp_q <= {3{1'b0}};
       txd_q <= {8{1'b0}};
+      crc_pend_q <= {1{1'b0}};
       txv_q <= {1{1'b0}};
       txlast_q <= {1{1'b0}};
       word_q <= {64{1'b0}};
@@ -556,9 +562,7 @@ module dff_cmd #(
         S_TX_LOAD: begin
           txd_q <= tx_byte;
           txv_q <= 1'b1;
-          if ((txp_q != 3'd0) && (txp_q < 3'd6)) begin
-            crc_q <= crc_tx;
-          end
+          crc_pend_q <= (txp_q != 3'd0) && (txp_q < 3'd6);
           case (txp_q)
             3'd4: txp_q <= rlen_q == 16'd0 ? 3'd6 : 3'd5;
             3'd5: begin
@@ -573,6 +577,10 @@ module dff_cmd #(
           state_q <= S_TX_WAIT;
         end
         S_TX_WAIT: begin
+          if (crc_pend_q) begin
+            crc_q <= crc_tx;
+            crc_pend_q <= 1'b0;
+          end
           if (tx_ready_i) begin
             txv_q <= 1'b0;
             txlast_q <= 1'b0;

@@ -62,8 +62,8 @@ module dff_gemm_drain (
   reg [8:0] n_d;
   reg [7:0] d_q;
   reg [7:0] d_d;
-  reg [2:0] tail_q;
-  reg [2:0] tail_d;
+  reg [3:0] tail_q;
+  reg [3:0] tail_d;
   reg [8:0] ob_r_q;
   reg [8:0] ob_r_d;
   reg [8:0] ob_q;
@@ -98,8 +98,8 @@ module dff_gemm_drain (
   reg [2:0] tb_mod_r_d;
   reg [2:0] n_mod_r_q;
   reg [2:0] n_mod_r_d;
-  reg [2:0] tail_count_q;
-  reg [2:0] tail_count_d;
+  reg [3:0] tail_count_q;
+  reg [3:0] tail_count_d;
   reg [14:0] ob_base_q;
   reg [14:0] ob_base_d;
   wire [8:0] n_start;
@@ -113,6 +113,7 @@ module dff_gemm_drain (
   reg tile_p8_q;
   reg tile_p9_q;
   reg tile_p10_q;
+  reg tile_p11_q;
   wire tile_due;
   wire drain_last;
   wire tb_last;
@@ -139,6 +140,7 @@ module dff_gemm_drain (
   wire [34:0] a1_data;
   wire unused_elem_high;
   wire signed [15:0] bias;
+  reg signed [47:0] elem2_p1_q;
   reg signed [47:0] elem2_q;
   wire signed [27:0] bias_shifted;
   reg signed [49:0] z_q;
@@ -147,6 +149,7 @@ module dff_gemm_drain (
   reg z_v_p2;
   reg z_v_p3;
   reg z_v_p4;
+  reg z_v_p5;
   wire [15:0] relu_h;
   wire relu_v;
   wire [3:0] h_bank_sum;
@@ -159,12 +162,14 @@ module dff_gemm_drain (
   reg [2:0] h_bank_p4;
   reg [2:0] h_bank_p5;
   reg [2:0] h_bank_p6;
+  reg [2:0] h_bank_p7;
   reg [13:0] h_word_p1;
   reg [13:0] h_word_p2;
   reg [13:0] h_word_p3;
   reg [13:0] h_word_p4;
   reg [13:0] h_word_p5;
   reg [13:0] h_word_p6;
+  reg [13:0] h_word_p7;
   wire unused_cut0_a1_word_q;
   wire unused_cut1_grad_base_q;
   wire unused_cut2_n_base_h_q;
@@ -174,7 +179,7 @@ module dff_gemm_drain (
   assign unused_io = ^infer_i;
   assign is_grad = kind_i == 4'd8;
   assign n_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? {3'd0, nsamp_i} : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 9'd64 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? nrows_i : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 9'd128 : 9'd0;
-  assign tile_due = is_grad ? tile_p10_q : tile_p7_q;
+  assign tile_due = is_grad ? tile_p11_q : tile_p8_q;
   assign drain_last = (col_q == 3'd3) && (is_grad || (row_q == 3'd3));
   assign tb_last = (tb_c_q + 9'd4) >= n_q;
   assign ob_last = (ob_r_q + 9'd4) >= m_q;
@@ -193,13 +198,13 @@ module dff_gemm_drain (
   assign unused_elem_high = ^elem_q[47:35];
   assign bias = layer_i == 1'b1 ? b2_rdata_i[0 +: 16] : 16'd0;
   assign bias_shifted = {bias, 12'd0};
-  assign z_sat = z_q < (-50'sd140737488355328) ? 48'h800000000000 : z_q > 50'sd140737488355327 ? 48'h7fffffffffff : z_q[47:0];
+  assign z_sat = ((&z_q[49:47]) || !(|z_q[49:47])) ? z_q[47:0] : z_q[49] ? 48'h800000000000 : 48'h7fffffffffff;
 
   dff_relu u_relu (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .z_i(z_sat),
-    .v_i(z_v_p4),
+    .v_i(z_v_p5),
     .h_o(relu_h),
     .v_o(relu_v)
   );
@@ -268,7 +273,7 @@ module dff_gemm_drain (
   always @* begin
     h2_we_d = {4{1'b0}};
     if (relu_v && (layer_i == 1'b1)) begin
-      h2_we_d = (relu_v && (layer_i == 1'b1)) ? {h_bank_p6 == 3'd3, h_bank_p6 == 3'd2, h_bank_p6 == 3'd1, h_bank_p6 == 3'd0} : 4'd0;
+      h2_we_d = (relu_v && (layer_i == 1'b1)) ? {h_bank_p7 == 3'd3, h_bank_p7 == 3'd2, h_bank_p7 == 3'd1, h_bank_p7 == 3'd0} : 4'd0;
     end
   end
 
@@ -285,7 +290,7 @@ module dff_gemm_drain (
   always @* begin
     h2_waddr_d = {56{1'b0}};
     if (relu_v && (layer_i == 1'b1)) begin
-      h2_waddr_d = {h_word_p6, h_word_p6, h_word_p6, h_word_p6};
+      h2_waddr_d = {h_word_p7, h_word_p7, h_word_p7, h_word_p7};
     end
   end
 
@@ -415,8 +420,8 @@ module dff_gemm_drain (
         n_mod_r_d = tb_mod_r_d;
       end
     end else if (st_q == StTail) begin
-      tail_count_d = tail_count_q - 3'd1;
-      if (tail_count_q == 3'd1) begin
+      tail_count_d = tail_count_q - 4'd1;
+      if (tail_count_q == 4'd1) begin
         st_d = StIdle;
         done_d = 1'b1;
       end
@@ -437,19 +442,19 @@ module dff_gemm_drain (
       if ((kind_i == 4'd2) && (layer_i == 1'b0)) begin
         m_d = 9'd128;
         d_d = 8'd128;
-        tail_d = 3'd2;
+        tail_d = 4'd2;
       end else if ((kind_i == 4'd8) && (layer_i == 1'b0)) begin
         m_d = 9'd128;
         d_d = 8'd64;
-        tail_d = 3'd7;
+        tail_d = 4'd12;
       end else if ((kind_i == 4'd2) && (layer_i == 1'b1)) begin
         m_d = 9'd128;
         d_d = 8'd128;
-        tail_d = 3'd6;
+        tail_d = 4'd7;
       end else if ((kind_i == 4'd8) && (layer_i == 1'b1)) begin
         m_d = 9'd128;
         d_d = 8'd128;
-        tail_d = 3'd7;
+        tail_d = 4'd12;
       end
     end
   end
@@ -461,7 +466,7 @@ module dff_gemm_drain (
       m_q <= 9'd0;
       n_q <= 9'd0;
       d_q <= 8'd0;
-      tail_q <= 3'd0;
+      tail_q <= 4'd0;
       ob_r_q <= 9'd0;
       ob_q <= 9'd0;
       tb_c_q <= 9'd0;
@@ -479,7 +484,7 @@ module dff_gemm_drain (
       grad_base_q <= 15'd0;
       tb_mod_r_q <= 3'd0;
       n_mod_r_q <= 3'd0;
-      tail_count_q <= 3'd0;
+      tail_count_q <= 4'd0;
       ob_base_q <= 15'd0;
     end else begin
       done_q <= done_d;
@@ -522,6 +527,7 @@ module dff_gemm_drain (
       tile_p8_q <= {1{1'b0}};
       tile_p9_q <= {1{1'b0}};
       tile_p10_q <= {1{1'b0}};
+      tile_p11_q <= {1{1'b0}};
       grad_v_q <= {1{1'b0}};
       a1_v_p1 <= {1{1'b0}};
       a1_v_p2 <= {1{1'b0}};
@@ -529,6 +535,7 @@ module dff_gemm_drain (
       z_v_p2 <= {1{1'b0}};
       z_v_p3 <= {1{1'b0}};
       z_v_p4 <= {1{1'b0}};
+      z_v_p5 <= {1{1'b0}};
     end else begin
       tile_p1_q <= tile_i;
       tile_p2_q <= tile_p1_q;
@@ -540,6 +547,7 @@ module dff_gemm_drain (
       tile_p8_q <= tile_p7_q;
       tile_p9_q <= tile_p8_q;
       tile_p10_q <= tile_p9_q;
+      tile_p11_q <= tile_p10_q;
       grad_v_q <= sampled && is_grad && (n_now < n_q);
       a1_v_p1 <= elem_ok && ((kind_i == 4'd2) && (layer_i == 1'b0));
       a1_v_p2 <= a1_v_p1;
@@ -547,6 +555,7 @@ module dff_gemm_drain (
       z_v_p2 <= z_v_p1;
       z_v_p3 <= z_v_p2;
       z_v_p4 <= z_v_p3;
+      z_v_p5 <= z_v_p4;
     end
   end
 
@@ -561,7 +570,8 @@ module dff_gemm_drain (
     a1_bank_p2 <= a1_bank_p1;
     a1_word_p1 <= a1_word_q[9:0];
     a1_word_p2 <= a1_word_p1;
-    elem2_q <= elem_q;
+    elem2_p1_q <= elem_q;
+    elem2_q <= elem2_p1_q;
     z_q <= $signed({{2{elem2_q[47]}}, elem2_q}) + $signed({{22{bias_shifted[27]}}, bias_shifted});
     h_bank_p1 <= h_bank;
     h_bank_p2 <= h_bank_p1;
@@ -569,12 +579,14 @@ module dff_gemm_drain (
     h_bank_p4 <= h_bank_p3;
     h_bank_p5 <= h_bank_p4;
     h_bank_p6 <= h_bank_p5;
+    h_bank_p7 <= h_bank_p6;
     h_word_p1 <= h_word;
     h_word_p2 <= h_word_p1;
     h_word_p3 <= h_word_p2;
     h_word_p4 <= h_word_p3;
     h_word_p5 <= h_word_p4;
     h_word_p6 <= h_word_p5;
+    h_word_p7 <= h_word_p6;
   end
 
 endmodule

@@ -28,7 +28,7 @@ module dff_loss_hinge (
   reg pend_q;
   wire signed [15:0] neg;
   assign diff = $signed({{2{1'b0}}, g_i}) - $signed({{2{1'b0}}, gy_q}) + 20'sd205;
-  assign d = diff < (-20'sd262144) ? 19'h40000 : diff > 20'sd262143 ? 19'h3ffff : diff[18:0];
+  assign d = ((&diff[19:18]) || !(|diff[19:18])) ? diff[18:0] : diff[19] ? 19'h40000 : 19'h3ffff;
   assign hit = act_i && (d > 19'sd0);
   assign neg = -($signed({{11{1'b0}}, cnt_q}) * 16'sd16384);
 

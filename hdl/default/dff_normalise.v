@@ -18,29 +18,47 @@ module dff_normalise (
 
   reg [5:0] n;
   wire [5:0] e;
+  wire unused_e0;
+  reg [39:0] s_q;
+  reg [4:0] e_q;
   wire [39:0] idx_full;
   wire unused_idx;
   reg [9:0] addr_q;
-  reg [4:0] e_q;
+  reg [4:0] e1_q;
   reg [4:0] e2_q;
+  reg [4:0] e3_q;
+  reg [17:0] rom_q;
   reg [17:0] word_q;
   reg [17:0] rom [0:1023];
   wire [7:0] sh;
   reg [15:0] x_q;
-  reg xv1_q;
-  reg [33:0] p_q;
-  reg [7:0] sh_q;
-  reg xv2_q;
-  reg [11:0] y_q;
-  reg yv_q;
+  reg [15:0] x2_q;
+  reg [15:0] x3_q;
+  wire signed [17:0] xw_a0;
+  wire signed [17:0] xw_b0;
+  wire xw_b1_bit;
+  wire signed [35:0] xw_prod;
+  reg signed [35:0] xw_p00_q;
+  reg signed [35:0] xw_p01_q;
+  reg signed [36:0] xw_s1_0_q;
+  wire unused_xw_sign;
   wire [33:0] p;
+  wire unused_p_sign;
+  reg [7:0] sh0_q;
+  reg [7:0] sh1_q;
+  reg [35:0] sum_q;
+  reg [7:0] shs_q;
+  reg [11:0] y_q;
   wire [35:0] add;
   wire [35:0] q;
   wire [11:0] y;
+  reg [6:0] v_q;
 
   initial begin
     $readmemh("rsqrt.hex", rom);
   end
+
+  // S: leading one, then the table address, then the rsqrt ROM (registered twice).
 
   always @* begin
     n = 6'd0;
@@ -167,51 +185,74 @@ module dff_normalise (
   end
 
   assign e = n + {5'd0, n[0]};
-  assign idx_full = e >= 6'd10 ? s_i >> (e - 6'd10) : s_i << (6'd10 - e);
+  assign unused_e0 = e[0];
+  assign idx_full = {e_q, 1'b0} >= 6'd10 ? s_q >> ({e_q, 1'b0} - 6'd10) : s_q << (6'd10 - {e_q, 1'b0});
   assign unused_idx = &idx_full[39:10];
 
   always @(posedge clk_i) begin
-    word_q <= rom[addr_q];
+    rom_q <= rom[addr_q];
+    word_q <= rom_q;
   end
-
-  assign sh = {3'd0, e2_q} + 8'd4;
-  assign p = {18'd0, x_q} * {16'd0, word_q};
-  assign add = sh_q == 8'd0 ? 36'd0 : 36'd1 << (sh_q - 8'd1);
-  assign q = ({2'd0, p_q} + add) >> sh_q;
-  assign y = q > 36'd4095 ? 12'hfff : q[11:0];
 
   always @(posedge clk_i) begin
     if (rst_i) begin
-      addr_q <= {10{1'b0}};
+      s_q <= {40{1'b0}};
       e_q <= {5{1'b0}};
+      addr_q <= {10{1'b0}};
+      e1_q <= {5{1'b0}};
       e2_q <= {5{1'b0}};
-      x_q <= {16{1'b0}};
-      xv1_q <= {1{1'b0}};
-      p_q <= {34{1'b0}};
-      sh_q <= {8{1'b0}};
-      xv2_q <= {1{1'b0}};
-      y_q <= {12{1'b0}};
-      yv_q <= {1{1'b0}};
+      e3_q <= {5{1'b0}};
     end else begin
       if (sv_i) begin
-        addr_q <= idx_full[9:0];
+        s_q <= s_i;
         e_q <= e[5:1];
       end
-      e2_q <= e_q;
-      x_q <= x_i;
-      xv1_q <= xv_i;
-      p_q <= p;
-      sh_q <= sh;
-      xv2_q <= xv1_q;
-      y_q <= y;
-      yv_q <= xv2_q;
+      addr_q <= idx_full[9:0];
+      e1_q <= e_q;
+      e2_q <= e1_q;
+      e3_q <= e2_q;
     end
   end
 
+  // x: x * word on DSPs, then + rounding, then >> shift and saturate.
+  assign sh = {3'd0, e3_q} + 8'd4;
+  assign xw_a0 = $signed({{2{1'b0}}, x3_q});
+  assign xw_b0 = $signed({1'b0, word_q[16:0]});
+  assign xw_b1_bit = word_q[17];
+
+  always @(posedge clk_i) begin
+    xw_p00_q <= xw_a0 * xw_b0;
+    xw_p01_q <= xw_b1_bit ? $signed({{18{xw_a0[17]}}, xw_a0}) : 36'sd0;
+  end
+
+  always @(posedge clk_i) begin
+    xw_s1_0_q <= $signed({xw_p00_q[35], xw_p00_q}) + ($signed({xw_p01_q[35], xw_p01_q}) <<< 17);
+  end
+
+  assign xw_prod = xw_s1_0_q[35:0];
+  assign unused_xw_sign = xw_s1_0_q[36];
+  assign p = xw_prod[33:0];
+  assign unused_p_sign = ^xw_prod[35:34];
+  assign add = sh1_q == 8'd0 ? 36'd0 : 36'd1 << (sh1_q - 8'd1);
+  assign q = sum_q >> shs_q;
+  assign y = q > 36'd4095 ? 12'hfff : q[11:0];
+
+  always @(posedge clk_i) begin
+    x_q <= x_i;
+    x2_q <= x_q;
+    x3_q <= x2_q;
+    sh0_q <= sh;
+    sum_q <= {2'd0, p} + add;
+    shs_q <= sh1_q;
+    y_q <= y;
+    v_q <= {v_q[5:0], xv_i};
+    sh1_q <= sh0_q;
+  end
+
   assign rs_word_o = word_q;
-  assign rs_half_e_o = e2_q;
+  assign rs_half_e_o = e3_q;
   assign y_o = y_q;
-  assign yv_o = yv_q;
+  assign yv_o = v_q[6];
 
 endmodule
 

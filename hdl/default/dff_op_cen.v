@@ -91,12 +91,15 @@ module dff_op_cen (
   reg v_wr_p1;
   reg v_wr_p2;
   reg v_wr_p3;
+  reg v_wr_p4;
   reg [2:0] v_lane_p1;
   reg [2:0] v_lane_p2;
   reg [2:0] v_lane_p3;
+  reg [2:0] v_lane_p4;
   reg [8:0] v_word_p1;
   reg [8:0] v_word_p2;
   reg [8:0] v_word_p3;
+  reg [8:0] v_word_p4;
   wire signed [27:0] b_shifted;
   wire signed [27:0] u_shifted;
   wire signed [28:0] v_sum;
@@ -104,25 +107,30 @@ module dff_op_cen (
   reg [3:0] slot_h_p1;
   reg [3:0] slot_h_p2;
   reg [3:0] slot_h_p3;
+  reg [3:0] slot_h_p4;
   wire [3:0] hyp_now;
   wire [8:0] v_base_now;
   reg header_v_p1;
   reg header_v_p2;
   reg header_v_p3;
   reg header_v_p4;
+  reg header_v_p5;
   reg [8:0] v_base_h_q;
   reg [9:0] a1_base_h_p1;
   reg [9:0] a1_base_h_p2;
   reg [9:0] a1_base_h_p3;
   reg [9:0] a1_base_h_p4;
+  reg [9:0] a1_base_h_p5;
   reg [2:0] row_mod_h_p1;
   reg [2:0] row_mod_h_p2;
   reg [2:0] row_mod_h_p3;
   reg [2:0] row_mod_h_p4;
+  reg [2:0] row_mod_h_p5;
   reg [13:0] row_base_h_p1;
   reg [13:0] row_base_h_p2;
   reg [13:0] row_base_h_p3;
   reg [13:0] row_base_h_p4;
+  reg [13:0] row_base_h_p5;
   wire unused_hi_bits;
   reg [5:0] group_q;
   reg [5:0] group_d;
@@ -145,6 +153,7 @@ module dff_op_cen (
   reg [2:0] a1_lane_r_p1;
   reg [2:0] a1_lane_r_p2;
   reg [2:0] a1_lane_r_p3;
+  reg [2:0] a1_lane_r_p4;
   wire [191:0] relu_z;
   wire [3:0] relu_vi;
   wire [63:0] relu_h;
@@ -153,10 +162,12 @@ module dff_op_cen (
   reg col_v_p2;
   reg col_v_p3;
   reg col_v_p4;
+  reg col_v_p5;
   reg [8:0] col_r_p1;
   reg [8:0] col_r_p2;
   reg [8:0] col_r_p3;
   reg [8:0] col_r_p4;
+  reg [8:0] col_r_p5;
   wire signed [34:0] a1_lane0;
   wire signed [28:0] v_lane0;
   reg signed [48:0] z0_q;
@@ -183,6 +194,7 @@ module dff_op_cen (
   reg [2:0] h_rot_p4;
   reg [2:0] h_rot_p5;
   reg [2:0] h_rot_p6;
+  reg [2:0] h_rot_p7;
   wire [13:0] h_word_now;
   reg [13:0] h_word_p1;
   reg [13:0] h_word_p2;
@@ -190,6 +202,7 @@ module dff_op_cen (
   reg [13:0] h_word_p4;
   reg [13:0] h_word_p5;
   reg [13:0] h_word_p6;
+  reg [13:0] h_word_p7;
   wire [13:0] h_addr0;
   wire [13:0] h_addr1;
   wire [13:0] h_addr2;
@@ -209,24 +222,24 @@ module dff_op_cen (
   assign u_shifted = {u_rdata_i[0 +: 16], 12'd0};
   assign v_sum = $signed({b_shifted[27], b_shifted}) + $signed({u_shifted[27], u_shifted});
   assign unused_v_word_hi = ^v_word_q[9:9];
-  assign hyp_now = infer_i ? slot_h_p3 : hyp_rdata_i[0 +: 4];
+  assign hyp_now = infer_i ? slot_h_p4 : hyp_rdata_i[0 +: 4];
   assign v_base_now = {5'd0, hyp_now} * 9'd32;
   assign unused_hi_bits = ^{a1_base_q[10:10], row_base_q[14:14]};
   assign a1_lane0 = a1_rdata_i[0 +: 35];
   assign v_lane0 = v_rdata_i[0 +: 29];
-  assign z0_sat = z0_q < (-49'sd140737488355328) ? 48'h800000000000 : z0_q > 49'sd140737488355327 ? 48'h7fffffffffff : z0_q[47:0];
+  assign z0_sat = ((&z0_q[48:47]) || !(|z0_q[48:47])) ? z0_q[47:0] : z0_q[48] ? 48'h800000000000 : 48'h7fffffffffff;
   assign a1_lane1 = a1_rdata_i[35 +: 35];
   assign v_lane1 = v_rdata_i[29 +: 29];
-  assign z1_sat = z1_q < (-49'sd140737488355328) ? 48'h800000000000 : z1_q > 49'sd140737488355327 ? 48'h7fffffffffff : z1_q[47:0];
+  assign z1_sat = ((&z1_q[48:47]) || !(|z1_q[48:47])) ? z1_q[47:0] : z1_q[48] ? 48'h800000000000 : 48'h7fffffffffff;
   assign a1_lane2 = a1_rdata_i[70 +: 35];
   assign v_lane2 = v_rdata_i[58 +: 29];
-  assign z2_sat = z2_q < (-49'sd140737488355328) ? 48'h800000000000 : z2_q > 49'sd140737488355327 ? 48'h7fffffffffff : z2_q[47:0];
+  assign z2_sat = ((&z2_q[48:47]) || !(|z2_q[48:47])) ? z2_q[47:0] : z2_q[48] ? 48'h800000000000 : 48'h7fffffffffff;
   assign a1_lane3 = a1_rdata_i[105 +: 35];
   assign v_lane3 = v_rdata_i[87 +: 29];
-  assign z3_sat = z3_q < (-49'sd140737488355328) ? 48'h800000000000 : z3_q > 49'sd140737488355327 ? 48'h7fffffffffff : z3_q[47:0];
-  assign unused_a1_lane_r = ^a1_lane_r_p3;
+  assign z3_sat = ((&z3_q[48:47]) || !(|z3_q[48:47])) ? z3_q[47:0] : z3_q[48] ? 48'h800000000000 : 48'h7fffffffffff;
+  assign unused_a1_lane_r = ^a1_lane_r_p4;
   assign relu_z = {z3_sat, z2_sat, z1_sat, z0_sat};
-  assign relu_vi = {col_v_p4 && ((col_r_p4 + 9'd3) < 9'd128), col_v_p4 && ((col_r_p4 + 9'd2) < 9'd128), col_v_p4 && ((col_r_p4 + 9'd1) < 9'd128), col_v_p4 && ((col_r_p4 + 9'd0) < 9'd128)};
+  assign relu_vi = {col_v_p5 && ((col_r_p5 + 9'd3) < 9'd128), col_v_p5 && ((col_r_p5 + 9'd2) < 9'd128), col_v_p5 && ((col_r_p5 + 9'd1) < 9'd128), col_v_p5 && ((col_r_p5 + 9'd0) < 9'd128)};
 
   dff_relu u_relu0 (
     .clk_i(clk_i),
@@ -268,10 +281,10 @@ module dff_op_cen (
   assign unused_h_rot_sum = ^h_rot_sum;
   assign h_rot = h_rot_sum[2:0];
   assign h_word_now = h_row_base_q + {5'd0, col_q};
-  assign h_addr0 = h_word_p6 + (h_rot_p6 == 3'd3 ? 14'd1 : h_rot_p6 == 3'd2 ? 14'd2 : h_rot_p6 == 3'd1 ? 14'd3 : 14'd0);
-  assign h_addr1 = h_word_p6 + (h_rot_p6 == 3'd3 ? 14'd2 : h_rot_p6 == 3'd2 ? 14'd3 : h_rot_p6 == 3'd1 ? 14'd0 : 14'd1);
-  assign h_addr2 = h_word_p6 + (h_rot_p6 == 3'd3 ? 14'd3 : h_rot_p6 == 3'd2 ? 14'd0 : h_rot_p6 == 3'd1 ? 14'd1 : 14'd2);
-  assign h_addr3 = h_word_p6 + (h_rot_p6 == 3'd3 ? 14'd0 : h_rot_p6 == 3'd2 ? 14'd1 : h_rot_p6 == 3'd1 ? 14'd2 : 14'd3);
+  assign h_addr0 = h_word_p7 + (h_rot_p7 == 3'd3 ? 14'd1 : h_rot_p7 == 3'd2 ? 14'd2 : h_rot_p7 == 3'd1 ? 14'd3 : 14'd0);
+  assign h_addr1 = h_word_p7 + (h_rot_p7 == 3'd3 ? 14'd2 : h_rot_p7 == 3'd2 ? 14'd3 : h_rot_p7 == 3'd1 ? 14'd0 : 14'd1);
+  assign h_addr2 = h_word_p7 + (h_rot_p7 == 3'd3 ? 14'd3 : h_rot_p7 == 3'd2 ? 14'd0 : h_rot_p7 == 3'd1 ? 14'd1 : 14'd2);
+  assign h_addr3 = h_word_p7 + (h_rot_p7 == 3'd3 ? 14'd0 : h_rot_p7 == 3'd2 ? 14'd1 : h_rot_p7 == 3'd1 ? 14'd2 : 14'd3);
   assign unused_cut0_a1_base_q = ^a1_base_q[10:10];
   assign unused_cut1_o_q = ^o_q[7:7];
   assign unused_cut2_row_base_q = ^row_base_q[14:14];
@@ -317,8 +330,8 @@ module dff_op_cen (
 
   always @* begin
     v_we_d = {4{1'b0}};
-    if (v_wr_p3) begin
-      v_we_d = v_wr_p3 ? {v_lane_p3 == 3'd3, v_lane_p3 == 3'd2, v_lane_p3 == 3'd1, v_lane_p3 == 3'd0} : 4'd0;
+    if (v_wr_p4) begin
+      v_we_d = v_wr_p4 ? {v_lane_p4 == 3'd3, v_lane_p4 == 3'd2, v_lane_p4 == 3'd1, v_lane_p4 == 3'd0} : 4'd0;
     end
   end
 
@@ -334,8 +347,8 @@ module dff_op_cen (
 
   always @* begin
     v_waddr_d = {36{1'b0}};
-    if (v_wr_p3) begin
-      v_waddr_d = {v_word_p3, v_word_p3, v_word_p3, v_word_p3};
+    if (v_wr_p4) begin
+      v_waddr_d = {v_word_p4, v_word_p4, v_word_p4, v_word_p4};
     end
   end
 
@@ -351,7 +364,7 @@ module dff_op_cen (
 
   always @* begin
     v_wdata_d = {116{1'b0}};
-    if (v_wr_p3) begin
+    if (v_wr_p4) begin
       v_wdata_d = {v_sum, v_sum, v_sum, v_sum};
     end
   end
@@ -420,7 +433,7 @@ module dff_op_cen (
   always @* begin
     h1_we_d = {4{1'b0}};
     if (|relu_vo) begin
-      h1_we_d = |relu_vo ? {h_rot_p6 == 3'd3 ? relu_vo[0] : h_rot_p6 == 3'd2 ? relu_vo[1] : h_rot_p6 == 3'd1 ? relu_vo[2] : relu_vo[3], h_rot_p6 == 3'd3 ? relu_vo[3] : h_rot_p6 == 3'd2 ? relu_vo[0] : h_rot_p6 == 3'd1 ? relu_vo[1] : relu_vo[2], h_rot_p6 == 3'd3 ? relu_vo[2] : h_rot_p6 == 3'd2 ? relu_vo[3] : h_rot_p6 == 3'd1 ? relu_vo[0] : relu_vo[1], h_rot_p6 == 3'd3 ? relu_vo[1] : h_rot_p6 == 3'd2 ? relu_vo[2] : h_rot_p6 == 3'd1 ? relu_vo[3] : relu_vo[0]} : 4'd0;
+      h1_we_d = |relu_vo ? {h_rot_p7 == 3'd3 ? relu_vo[0] : h_rot_p7 == 3'd2 ? relu_vo[1] : h_rot_p7 == 3'd1 ? relu_vo[2] : relu_vo[3], h_rot_p7 == 3'd3 ? relu_vo[3] : h_rot_p7 == 3'd2 ? relu_vo[0] : h_rot_p7 == 3'd1 ? relu_vo[1] : relu_vo[2], h_rot_p7 == 3'd3 ? relu_vo[2] : h_rot_p7 == 3'd2 ? relu_vo[3] : h_rot_p7 == 3'd1 ? relu_vo[0] : relu_vo[1], h_rot_p7 == 3'd3 ? relu_vo[1] : h_rot_p7 == 3'd2 ? relu_vo[2] : h_rot_p7 == 3'd1 ? relu_vo[3] : relu_vo[0]} : 4'd0;
     end
   end
 
@@ -454,7 +467,7 @@ module dff_op_cen (
   always @* begin
     h1_wdata_d = {64{1'b0}};
     if (|relu_vo) begin
-      h1_wdata_d = {h_rot_p6 == 3'd3 ? relu_h[0 +: 16] : h_rot_p6 == 3'd2 ? relu_h[16 +: 16] : h_rot_p6 == 3'd1 ? relu_h[32 +: 16] : relu_h[48 +: 16], h_rot_p6 == 3'd3 ? relu_h[48 +: 16] : h_rot_p6 == 3'd2 ? relu_h[0 +: 16] : h_rot_p6 == 3'd1 ? relu_h[16 +: 16] : relu_h[32 +: 16], h_rot_p6 == 3'd3 ? relu_h[32 +: 16] : h_rot_p6 == 3'd2 ? relu_h[48 +: 16] : h_rot_p6 == 3'd1 ? relu_h[0 +: 16] : relu_h[16 +: 16], h_rot_p6 == 3'd3 ? relu_h[16 +: 16] : h_rot_p6 == 3'd2 ? relu_h[32 +: 16] : h_rot_p6 == 3'd1 ? relu_h[48 +: 16] : relu_h[0 +: 16]};
+      h1_wdata_d = {h_rot_p7 == 3'd3 ? relu_h[0 +: 16] : h_rot_p7 == 3'd2 ? relu_h[16 +: 16] : h_rot_p7 == 3'd1 ? relu_h[32 +: 16] : relu_h[48 +: 16], h_rot_p7 == 3'd3 ? relu_h[48 +: 16] : h_rot_p7 == 3'd2 ? relu_h[0 +: 16] : h_rot_p7 == 3'd1 ? relu_h[16 +: 16] : relu_h[32 +: 16], h_rot_p7 == 3'd3 ? relu_h[32 +: 16] : h_rot_p7 == 3'd2 ? relu_h[48 +: 16] : h_rot_p7 == 3'd1 ? relu_h[0 +: 16] : relu_h[16 +: 16], h_rot_p7 == 3'd3 ? relu_h[16 +: 16] : h_rot_p7 == 3'd2 ? relu_h[32 +: 16] : h_rot_p7 == 3'd1 ? relu_h[48 +: 16] : relu_h[0 +: 16]};
     end
   end
 
@@ -512,7 +525,7 @@ module dff_op_cen (
     end else if (st_q == StRows) begin
       if ((row_cycle_q == 6'd0) && (row_q == (rows_q - 9'd1))) begin
         st_d = StIdle;
-        tail_d = 6'd42;
+        tail_d = 6'd44;
       end else if (row_cycle_q == 6'd31) begin
         row_cycle_d = 6'd0;
         row_d = row_q + 9'd1;
@@ -548,14 +561,14 @@ module dff_op_cen (
       row_mod_d = 3'd0;
       row_base_d = 15'd0;
     end
-    if (header_v_p4) begin
+    if (header_v_p5) begin
       streaming_d = 1'b1;
       group_d = 6'd0;
       v_base_d = v_base_h_q;
-      a1_word_d = a1_base_h_p4;
+      a1_word_d = a1_base_h_p5;
       a1_lane_d = 3'd0;
-      h_row_mod_d = row_mod_h_p4;
-      h_row_base_d = row_base_h_p4;
+      h_row_mod_d = row_mod_h_p5;
+      h_row_base_d = row_base_h_p5;
       col_d = 9'd0;
       col_mod_d = 3'd0;
     end else if (streaming_q) begin
@@ -632,26 +645,32 @@ module dff_op_cen (
       v_wr_p1 <= {1{1'b0}};
       v_wr_p2 <= {1{1'b0}};
       v_wr_p3 <= {1{1'b0}};
+      v_wr_p4 <= {1{1'b0}};
       header_v_p1 <= {1{1'b0}};
       header_v_p2 <= {1{1'b0}};
       header_v_p3 <= {1{1'b0}};
       header_v_p4 <= {1{1'b0}};
+      header_v_p5 <= {1{1'b0}};
       col_v_p1 <= {1{1'b0}};
       col_v_p2 <= {1{1'b0}};
       col_v_p3 <= {1{1'b0}};
       col_v_p4 <= {1{1'b0}};
+      col_v_p5 <= {1{1'b0}};
     end else begin
       v_wr_p1 <= st_q == StTable;
       v_wr_p2 <= v_wr_p1;
       v_wr_p3 <= v_wr_p2;
+      v_wr_p4 <= v_wr_p3;
       header_v_p1 <= header;
       header_v_p2 <= header_v_p1;
       header_v_p3 <= header_v_p2;
       header_v_p4 <= header_v_p3;
+      header_v_p5 <= header_v_p4;
       col_v_p1 <= streaming_q;
       col_v_p2 <= col_v_p1;
       col_v_p3 <= col_v_p2;
       col_v_p4 <= col_v_p3;
+      col_v_p5 <= col_v_p4;
     end
   end
 
@@ -659,32 +678,40 @@ module dff_op_cen (
     v_lane_p1 <= o_lane_q;
     v_lane_p2 <= v_lane_p1;
     v_lane_p3 <= v_lane_p2;
+    v_lane_p4 <= v_lane_p3;
     v_word_p1 <= v_word_q[8:0];
     v_word_p2 <= v_word_p1;
     v_word_p3 <= v_word_p2;
+    v_word_p4 <= v_word_p3;
     slot_h_p1 <= slot_q;
     slot_h_p2 <= slot_h_p1;
     slot_h_p3 <= slot_h_p2;
+    slot_h_p4 <= slot_h_p3;
     v_base_h_q <= v_base_now;
     a1_base_h_p1 <= a1_base_q[9:0];
     a1_base_h_p2 <= a1_base_h_p1;
     a1_base_h_p3 <= a1_base_h_p2;
     a1_base_h_p4 <= a1_base_h_p3;
+    a1_base_h_p5 <= a1_base_h_p4;
     row_mod_h_p1 <= row_mod_q;
     row_mod_h_p2 <= row_mod_h_p1;
     row_mod_h_p3 <= row_mod_h_p2;
     row_mod_h_p4 <= row_mod_h_p3;
+    row_mod_h_p5 <= row_mod_h_p4;
     row_base_h_p1 <= row_base_q[13:0];
     row_base_h_p2 <= row_base_h_p1;
     row_base_h_p3 <= row_base_h_p2;
     row_base_h_p4 <= row_base_h_p3;
+    row_base_h_p5 <= row_base_h_p4;
     a1_lane_r_p1 <= a1_lane_q;
     a1_lane_r_p2 <= a1_lane_r_p1;
     a1_lane_r_p3 <= a1_lane_r_p2;
+    a1_lane_r_p4 <= a1_lane_r_p3;
     col_r_p1 <= col_q;
     col_r_p2 <= col_r_p1;
     col_r_p3 <= col_r_p2;
     col_r_p4 <= col_r_p3;
+    col_r_p5 <= col_r_p4;
     z0_q <= $signed({{14{a1_lane0[34]}}, a1_lane0}) + $signed({{20{v_lane0[28]}}, v_lane0});
     z1_q <= $signed({{14{a1_lane1[34]}}, a1_lane1}) + $signed({{20{v_lane1[28]}}, v_lane1});
     z2_q <= $signed({{14{a1_lane2[34]}}, a1_lane2}) + $signed({{20{v_lane2[28]}}, v_lane2});
@@ -695,12 +722,14 @@ module dff_op_cen (
     h_rot_p4 <= h_rot_p3;
     h_rot_p5 <= h_rot_p4;
     h_rot_p6 <= h_rot_p5;
+    h_rot_p7 <= h_rot_p6;
     h_word_p1 <= h_word_now;
     h_word_p2 <= h_word_p1;
     h_word_p3 <= h_word_p2;
     h_word_p4 <= h_word_p3;
     h_word_p5 <= h_word_p4;
     h_word_p6 <= h_word_p5;
+    h_word_p7 <= h_word_p6;
   end
 
 endmodule

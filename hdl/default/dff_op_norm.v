@@ -121,6 +121,7 @@ module dff_op_norm (
   reg [2:0] rot_rd_p1;
   reg [2:0] rot_rd_p2;
   reg [2:0] rot_rd_p3;
+  reg [2:0] rot_rd_p4;
   wire [15:0] h2_lane0_rd;
   wire [15:0] h1_lane0_rd;
   reg [15:0] lane0_q;
@@ -138,22 +139,27 @@ module dff_op_norm (
   reg a_v_p2;
   reg a_v_p3;
   reg a_v_p4;
+  reg a_v_p5;
   reg a_first_p1;
   reg a_first_p2;
   reg a_first_p3;
   reg a_first_p4;
+  reg a_first_p5;
   reg a_last_p1;
   reg a_last_p2;
   reg a_last_p3;
   reg a_last_p4;
+  reg a_last_p5;
   reg b_v_p1;
   reg b_v_p2;
   reg b_v_p3;
   reg b_v_p4;
+  reg b_v_p5;
   reg [3:0] lv_rd_p1;
   reg [3:0] lv_rd_p2;
   reg [3:0] lv_rd_p3;
   reg [3:0] lv_rd_p4;
+  reg [3:0] lv_rd_p5;
   wire [159:0] ss_s;
   wire [3:0] ss_v;
   wire [47:0] nm_y;
@@ -167,6 +173,7 @@ module dff_op_norm (
   reg s_load_p5;
   reg s_load_p6;
   reg s_load_p7;
+  reg s_load_p8;
   reg [3:0] s_lanes_p1;
   reg [3:0] s_lanes_p2;
   reg [3:0] s_lanes_p3;
@@ -174,6 +181,7 @@ module dff_op_norm (
   reg [3:0] s_lanes_p5;
   reg [3:0] s_lanes_p6;
   reg [3:0] s_lanes_p7;
+  reg [3:0] s_lanes_p8;
   reg [8:0] s_row_p1;
   reg [8:0] s_row_p2;
   reg [8:0] s_row_p3;
@@ -181,6 +189,7 @@ module dff_op_norm (
   reg [8:0] s_row_p5;
   reg [8:0] s_row_p6;
   reg [8:0] s_row_p7;
+  reg [8:0] s_row_p8;
   wire unused_ss_v;
   wire unused_nm_rs;
   reg [159:0] s_hold_q;
@@ -203,6 +212,11 @@ module dff_op_norm (
   reg [13:0] x_word_p5;
   reg [13:0] x_word_p6;
   reg [13:0] x_word_p7;
+  reg [13:0] x_word_p8;
+  reg [13:0] x_word_p9;
+  reg [13:0] x_word_p10;
+  reg [13:0] x_word_p11;
+  reg [13:0] x_word_p12;
   reg [2:0] x_rot_p1;
   reg [2:0] x_rot_p2;
   reg [2:0] x_rot_p3;
@@ -210,10 +224,15 @@ module dff_op_norm (
   reg [2:0] x_rot_p5;
   reg [2:0] x_rot_p6;
   reg [2:0] x_rot_p7;
+  reg [2:0] x_rot_p8;
+  reg [2:0] x_rot_p9;
+  reg [2:0] x_rot_p10;
+  reg [2:0] x_rot_p11;
+  reg [2:0] x_rot_p12;
   wire unused_kc;
   wire [3:0] x_we;
   wire unused_cut0_word;
-  wire unused_cut1_x_word_p7;
+  wire unused_cut1_x_word_p12;
   wire unused_port_layer_i;
   wire unused_port_start_i;
   assign done_o = done_q;
@@ -227,23 +246,23 @@ module dff_op_norm (
   assign r0_next = {1'b0, r0_q} + 10'd4;
   assign word = xbase_q + {7'd0, k_q};
   assign unused_word_hi = ^word[14:14];
-  assign h2_lane0_rd = rot_rd_p3 == 3'd3 ? h2_rdata_i[54 +: 16] : rot_rd_p3 == 3'd2 ? h2_rdata_i[36 +: 16] : rot_rd_p3 == 3'd1 ? h2_rdata_i[18 +: 16] : h2_rdata_i[0 +: 16];
-  assign h1_lane0_rd = rot_rd_p3 == 3'd3 ? h1_rdata_i[48 +: 16] : rot_rd_p3 == 3'd2 ? h1_rdata_i[32 +: 16] : rot_rd_p3 == 3'd1 ? h1_rdata_i[16 +: 16] : h1_rdata_i[0 +: 16];
-  assign h2_lane1_rd = rot_rd_p3 == 3'd3 ? h2_rdata_i[0 +: 16] : rot_rd_p3 == 3'd2 ? h2_rdata_i[54 +: 16] : rot_rd_p3 == 3'd1 ? h2_rdata_i[36 +: 16] : h2_rdata_i[18 +: 16];
-  assign h1_lane1_rd = rot_rd_p3 == 3'd3 ? h1_rdata_i[0 +: 16] : rot_rd_p3 == 3'd2 ? h1_rdata_i[48 +: 16] : rot_rd_p3 == 3'd1 ? h1_rdata_i[32 +: 16] : h1_rdata_i[16 +: 16];
-  assign h2_lane2_rd = rot_rd_p3 == 3'd3 ? h2_rdata_i[18 +: 16] : rot_rd_p3 == 3'd2 ? h2_rdata_i[0 +: 16] : rot_rd_p3 == 3'd1 ? h2_rdata_i[54 +: 16] : h2_rdata_i[36 +: 16];
-  assign h1_lane2_rd = rot_rd_p3 == 3'd3 ? h1_rdata_i[16 +: 16] : rot_rd_p3 == 3'd2 ? h1_rdata_i[0 +: 16] : rot_rd_p3 == 3'd1 ? h1_rdata_i[48 +: 16] : h1_rdata_i[32 +: 16];
-  assign h2_lane3_rd = rot_rd_p3 == 3'd3 ? h2_rdata_i[36 +: 16] : rot_rd_p3 == 3'd2 ? h2_rdata_i[18 +: 16] : rot_rd_p3 == 3'd1 ? h2_rdata_i[0 +: 16] : h2_rdata_i[54 +: 16];
-  assign h1_lane3_rd = rot_rd_p3 == 3'd3 ? h1_rdata_i[32 +: 16] : rot_rd_p3 == 3'd2 ? h1_rdata_i[16 +: 16] : rot_rd_p3 == 3'd1 ? h1_rdata_i[0 +: 16] : h1_rdata_i[48 +: 16];
+  assign h2_lane0_rd = rot_rd_p4 == 3'd3 ? h2_rdata_i[54 +: 16] : rot_rd_p4 == 3'd2 ? h2_rdata_i[36 +: 16] : rot_rd_p4 == 3'd1 ? h2_rdata_i[18 +: 16] : h2_rdata_i[0 +: 16];
+  assign h1_lane0_rd = rot_rd_p4 == 3'd3 ? h1_rdata_i[48 +: 16] : rot_rd_p4 == 3'd2 ? h1_rdata_i[32 +: 16] : rot_rd_p4 == 3'd1 ? h1_rdata_i[16 +: 16] : h1_rdata_i[0 +: 16];
+  assign h2_lane1_rd = rot_rd_p4 == 3'd3 ? h2_rdata_i[0 +: 16] : rot_rd_p4 == 3'd2 ? h2_rdata_i[54 +: 16] : rot_rd_p4 == 3'd1 ? h2_rdata_i[36 +: 16] : h2_rdata_i[18 +: 16];
+  assign h1_lane1_rd = rot_rd_p4 == 3'd3 ? h1_rdata_i[0 +: 16] : rot_rd_p4 == 3'd2 ? h1_rdata_i[48 +: 16] : rot_rd_p4 == 3'd1 ? h1_rdata_i[32 +: 16] : h1_rdata_i[16 +: 16];
+  assign h2_lane2_rd = rot_rd_p4 == 3'd3 ? h2_rdata_i[18 +: 16] : rot_rd_p4 == 3'd2 ? h2_rdata_i[0 +: 16] : rot_rd_p4 == 3'd1 ? h2_rdata_i[54 +: 16] : h2_rdata_i[36 +: 16];
+  assign h1_lane2_rd = rot_rd_p4 == 3'd3 ? h1_rdata_i[16 +: 16] : rot_rd_p4 == 3'd2 ? h1_rdata_i[0 +: 16] : rot_rd_p4 == 3'd1 ? h1_rdata_i[48 +: 16] : h1_rdata_i[32 +: 16];
+  assign h2_lane3_rd = rot_rd_p4 == 3'd3 ? h2_rdata_i[36 +: 16] : rot_rd_p4 == 3'd2 ? h2_rdata_i[18 +: 16] : rot_rd_p4 == 3'd1 ? h2_rdata_i[0 +: 16] : h2_rdata_i[54 +: 16];
+  assign h1_lane3_rd = rot_rd_p4 == 3'd3 ? h1_rdata_i[32 +: 16] : rot_rd_p4 == 3'd2 ? h1_rdata_i[16 +: 16] : rot_rd_p4 == 3'd1 ? h1_rdata_i[0 +: 16] : h1_rdata_i[48 +: 16];
   assign unused_h2_delta_bits = ^{h2_rdata_i[16 +: 2], h2_rdata_i[34 +: 2], h2_rdata_i[52 +: 2], h2_rdata_i[70 +: 2]};
 
   dff_sumsq u_sumsq0 (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane0_q[15:0]),
-    .v_i(a_v_p4 && lv_rd_p4[0]),
-    .first_i(a_first_p4),
-    .last_i(a_last_p4),
+    .v_i(a_v_p5 && lv_rd_p5[0]),
+    .first_i(a_first_p5),
+    .last_i(a_last_p5),
     .s_o(ss_s[0 +: 40]),
     .v_o(ss_v[0])
   );
@@ -252,9 +271,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[0 +: 40]),
-    .sv_i(s_load_p7),
+    .sv_i(s_load_p8),
     .x_i(lane0_q),
-    .xv_i(b_v_p4 && lv_rd_p4[0]),
+    .xv_i(b_v_p5 && lv_rd_p5[0]),
     .y_o(nm_y[0 +: 12]),
     .yv_o(nm_yv[0]),
     .rs_word_o(nm_rs_word[0 +: 18]),
@@ -265,9 +284,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane1_q[15:0]),
-    .v_i(a_v_p4 && lv_rd_p4[1]),
-    .first_i(a_first_p4),
-    .last_i(a_last_p4),
+    .v_i(a_v_p5 && lv_rd_p5[1]),
+    .first_i(a_first_p5),
+    .last_i(a_last_p5),
     .s_o(ss_s[40 +: 40]),
     .v_o(ss_v[1])
   );
@@ -276,9 +295,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[40 +: 40]),
-    .sv_i(s_load_p7),
+    .sv_i(s_load_p8),
     .x_i(lane1_q),
-    .xv_i(b_v_p4 && lv_rd_p4[1]),
+    .xv_i(b_v_p5 && lv_rd_p5[1]),
     .y_o(nm_y[12 +: 12]),
     .yv_o(nm_yv[1]),
     .rs_word_o(nm_rs_word[18 +: 18]),
@@ -289,9 +308,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane2_q[15:0]),
-    .v_i(a_v_p4 && lv_rd_p4[2]),
-    .first_i(a_first_p4),
-    .last_i(a_last_p4),
+    .v_i(a_v_p5 && lv_rd_p5[2]),
+    .first_i(a_first_p5),
+    .last_i(a_last_p5),
     .s_o(ss_s[80 +: 40]),
     .v_o(ss_v[2])
   );
@@ -300,9 +319,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[80 +: 40]),
-    .sv_i(s_load_p7),
+    .sv_i(s_load_p8),
     .x_i(lane2_q),
-    .xv_i(b_v_p4 && lv_rd_p4[2]),
+    .xv_i(b_v_p5 && lv_rd_p5[2]),
     .y_o(nm_y[24 +: 12]),
     .yv_o(nm_yv[2]),
     .rs_word_o(nm_rs_word[36 +: 18]),
@@ -313,9 +332,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane3_q[15:0]),
-    .v_i(a_v_p4 && lv_rd_p4[3]),
-    .first_i(a_first_p4),
-    .last_i(a_last_p4),
+    .v_i(a_v_p5 && lv_rd_p5[3]),
+    .first_i(a_first_p5),
+    .last_i(a_last_p5),
     .s_o(ss_s[120 +: 40]),
     .v_o(ss_v[3])
   );
@@ -324,9 +343,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[120 +: 40]),
-    .sv_i(s_load_p7),
+    .sv_i(s_load_p8),
     .x_i(lane3_q),
-    .xv_i(b_v_p4 && lv_rd_p4[3]),
+    .xv_i(b_v_p5 && lv_rd_p5[3]),
     .y_o(nm_y[36 +: 12]),
     .yv_o(nm_yv[3]),
     .rs_word_o(nm_rs_word[54 +: 18]),
@@ -349,9 +368,9 @@ module dff_op_norm (
 
   assign g_row = r0_hold_q + {6'd0, g_lane_q};
   assign unused_kc = ^kc_q;
-  assign x_we = {x_rot_p7 == 3'd3 ? nm_yv[0] : x_rot_p7 == 3'd2 ? nm_yv[1] : x_rot_p7 == 3'd1 ? nm_yv[2] : nm_yv[3], x_rot_p7 == 3'd3 ? nm_yv[3] : x_rot_p7 == 3'd2 ? nm_yv[0] : x_rot_p7 == 3'd1 ? nm_yv[1] : nm_yv[2], x_rot_p7 == 3'd3 ? nm_yv[2] : x_rot_p7 == 3'd2 ? nm_yv[3] : x_rot_p7 == 3'd1 ? nm_yv[0] : nm_yv[1], x_rot_p7 == 3'd3 ? nm_yv[1] : x_rot_p7 == 3'd2 ? nm_yv[2] : x_rot_p7 == 3'd1 ? nm_yv[3] : nm_yv[0]};
+  assign x_we = {x_rot_p12 == 3'd3 ? nm_yv[0] : x_rot_p12 == 3'd2 ? nm_yv[1] : x_rot_p12 == 3'd1 ? nm_yv[2] : nm_yv[3], x_rot_p12 == 3'd3 ? nm_yv[3] : x_rot_p12 == 3'd2 ? nm_yv[0] : x_rot_p12 == 3'd1 ? nm_yv[1] : nm_yv[2], x_rot_p12 == 3'd3 ? nm_yv[2] : x_rot_p12 == 3'd2 ? nm_yv[3] : x_rot_p12 == 3'd1 ? nm_yv[0] : nm_yv[1], x_rot_p12 == 3'd3 ? nm_yv[1] : x_rot_p12 == 3'd2 ? nm_yv[2] : x_rot_p12 == 3'd1 ? nm_yv[3] : nm_yv[0]};
   assign unused_cut0_word = ^word[14:14];
-  assign unused_cut1_x_word_p7 = ^x_word_p7[13:9];
+  assign unused_cut1_x_word_p12 = ^x_word_p12[13:9];
   assign unused_port_layer_i = ^layer_i;
   assign unused_port_start_i = ^start_i;
 
@@ -392,7 +411,7 @@ module dff_op_norm (
   always @* begin
     x0_waddr_d = {36{1'b0}};
     if ((|nm_yv) && inorm_q) begin
-      x0_waddr_d = {x_word_p7[8:0], x_word_p7[8:0], x_word_p7[8:0], x_word_p7[8:0]};
+      x0_waddr_d = {x_word_p12[8:0], x_word_p12[8:0], x_word_p12[8:0], x_word_p12[8:0]};
     end
   end
 
@@ -409,7 +428,7 @@ module dff_op_norm (
   always @* begin
     x0_wdata_d = {48{1'b0}};
     if ((|nm_yv) && inorm_q) begin
-      x0_wdata_d = {x_rot_p7 == 3'd3 ? nm_y[0 +: 12] : x_rot_p7 == 3'd2 ? nm_y[12 +: 12] : x_rot_p7 == 3'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p7 == 3'd3 ? nm_y[36 +: 12] : x_rot_p7 == 3'd2 ? nm_y[0 +: 12] : x_rot_p7 == 3'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p7 == 3'd3 ? nm_y[24 +: 12] : x_rot_p7 == 3'd2 ? nm_y[36 +: 12] : x_rot_p7 == 3'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p7 == 3'd3 ? nm_y[12 +: 12] : x_rot_p7 == 3'd2 ? nm_y[24 +: 12] : x_rot_p7 == 3'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
+      x0_wdata_d = {x_rot_p12 == 3'd3 ? nm_y[0 +: 12] : x_rot_p12 == 3'd2 ? nm_y[12 +: 12] : x_rot_p12 == 3'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p12 == 3'd3 ? nm_y[36 +: 12] : x_rot_p12 == 3'd2 ? nm_y[0 +: 12] : x_rot_p12 == 3'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p12 == 3'd3 ? nm_y[24 +: 12] : x_rot_p12 == 3'd2 ? nm_y[36 +: 12] : x_rot_p12 == 3'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p12 == 3'd3 ? nm_y[12 +: 12] : x_rot_p12 == 3'd2 ? nm_y[24 +: 12] : x_rot_p12 == 3'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
     end
   end
 
@@ -477,7 +496,7 @@ module dff_op_norm (
   always @* begin
     xh1_waddr_d = {56{1'b0}};
     if ((|nm_yv) && (!inorm_q && (layer_i == 1'b0))) begin
-      xh1_waddr_d = {x_word_p7, x_word_p7, x_word_p7, x_word_p7};
+      xh1_waddr_d = {x_word_p12, x_word_p12, x_word_p12, x_word_p12};
     end
   end
 
@@ -494,7 +513,7 @@ module dff_op_norm (
   always @* begin
     xh1_wdata_d = {48{1'b0}};
     if ((|nm_yv) && (!inorm_q && (layer_i == 1'b0))) begin
-      xh1_wdata_d = {x_rot_p7 == 3'd3 ? nm_y[0 +: 12] : x_rot_p7 == 3'd2 ? nm_y[12 +: 12] : x_rot_p7 == 3'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p7 == 3'd3 ? nm_y[36 +: 12] : x_rot_p7 == 3'd2 ? nm_y[0 +: 12] : x_rot_p7 == 3'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p7 == 3'd3 ? nm_y[24 +: 12] : x_rot_p7 == 3'd2 ? nm_y[36 +: 12] : x_rot_p7 == 3'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p7 == 3'd3 ? nm_y[12 +: 12] : x_rot_p7 == 3'd2 ? nm_y[24 +: 12] : x_rot_p7 == 3'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
+      xh1_wdata_d = {x_rot_p12 == 3'd3 ? nm_y[0 +: 12] : x_rot_p12 == 3'd2 ? nm_y[12 +: 12] : x_rot_p12 == 3'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p12 == 3'd3 ? nm_y[36 +: 12] : x_rot_p12 == 3'd2 ? nm_y[0 +: 12] : x_rot_p12 == 3'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p12 == 3'd3 ? nm_y[24 +: 12] : x_rot_p12 == 3'd2 ? nm_y[36 +: 12] : x_rot_p12 == 3'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p12 == 3'd3 ? nm_y[12 +: 12] : x_rot_p12 == 3'd2 ? nm_y[24 +: 12] : x_rot_p12 == 3'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
     end
   end
 
@@ -661,7 +680,7 @@ module dff_op_norm (
         d_d = 8'd64;
         period_d = 9'd131;
         b_at_d = 9'd67;
-        end_d = 9'd137;
+        end_d = 9'd142;
         phase_b_d = 1'b1;
         inorm_d = 1'b1;
         recip_d = 17'd0;
@@ -669,7 +688,7 @@ module dff_op_norm (
         d_d = 8'd128;
         period_d = 9'd259;
         b_at_d = 9'd131;
-        end_d = 9'd265;
+        end_d = 9'd270;
         phase_b_d = 1'b1;
         inorm_d = 1'b0;
         recip_d = 17'd512;
@@ -677,7 +696,7 @@ module dff_op_norm (
         d_d = 8'd128;
         period_d = 9'd128;
         b_at_d = 9'd131;
-        end_d = 9'd144;
+        end_d = 9'd145;
         phase_b_d = 1'b0;
         inorm_d = 1'b0;
         recip_d = 17'd512;
@@ -697,7 +716,7 @@ module dff_op_norm (
         kc_d = kc_q == 3'd3 ? 3'd0 : kc_q + 3'd1;
       end
     end
-    if (s_load_p7) begin
+    if (s_load_p8) begin
       g_on_d = 1'b1;
       g_lane_d = 3'd0;
     end else if (g_on_q) begin
@@ -764,10 +783,12 @@ module dff_op_norm (
       a_v_p2 <= {1{1'b0}};
       a_v_p3 <= {1{1'b0}};
       a_v_p4 <= {1{1'b0}};
+      a_v_p5 <= {1{1'b0}};
       b_v_p1 <= {1{1'b0}};
       b_v_p2 <= {1{1'b0}};
       b_v_p3 <= {1{1'b0}};
       b_v_p4 <= {1{1'b0}};
+      b_v_p5 <= {1{1'b0}};
       s_load_p1 <= {1{1'b0}};
       s_load_p2 <= {1{1'b0}};
       s_load_p3 <= {1{1'b0}};
@@ -775,15 +796,18 @@ module dff_op_norm (
       s_load_p5 <= {1{1'b0}};
       s_load_p6 <= {1{1'b0}};
       s_load_p7 <= {1{1'b0}};
+      s_load_p8 <= {1{1'b0}};
     end else begin
       a_v_p1 <= issue_a;
       a_v_p2 <= a_v_p1;
       a_v_p3 <= a_v_p2;
       a_v_p4 <= a_v_p3;
+      a_v_p5 <= a_v_p4;
       b_v_p1 <= issue_b;
       b_v_p2 <= b_v_p1;
       b_v_p3 <= b_v_p2;
       b_v_p4 <= b_v_p3;
+      b_v_p5 <= b_v_p4;
       s_load_p1 <= issue_a && (k_q == (d_q - 8'd1));
       s_load_p2 <= s_load_p1;
       s_load_p3 <= s_load_p2;
@@ -791,6 +815,7 @@ module dff_op_norm (
       s_load_p5 <= s_load_p4;
       s_load_p6 <= s_load_p5;
       s_load_p7 <= s_load_p6;
+      s_load_p8 <= s_load_p7;
     end
   end
 
@@ -798,6 +823,7 @@ module dff_op_norm (
     rot_rd_p1 <= rot;
     rot_rd_p2 <= rot_rd_p1;
     rot_rd_p3 <= rot_rd_p2;
+    rot_rd_p4 <= rot_rd_p3;
     lane0_q <= inorm_q ? {8'd0, px_rdata_i[0 +: 8]} : layer_i == 1'b0 ? h1_lane0_rd : layer_i == 1'b1 ? h2_lane0_rd : 16'd0;
     lane1_q <= inorm_q ? {8'd0, px_rdata_i[8 +: 8]} : layer_i == 1'b0 ? h1_lane1_rd : layer_i == 1'b1 ? h2_lane1_rd : 16'd0;
     lane2_q <= inorm_q ? {8'd0, px_rdata_i[16 +: 8]} : layer_i == 1'b0 ? h1_lane2_rd : layer_i == 1'b1 ? h2_lane2_rd : 16'd0;
@@ -806,14 +832,17 @@ module dff_op_norm (
     a_first_p2 <= a_first_p1;
     a_first_p3 <= a_first_p2;
     a_first_p4 <= a_first_p3;
+    a_first_p5 <= a_first_p4;
     a_last_p1 <= k_q == (d_q - 8'd1);
     a_last_p2 <= a_last_p1;
     a_last_p3 <= a_last_p2;
     a_last_p4 <= a_last_p3;
+    a_last_p5 <= a_last_p4;
     lv_rd_p1 <= lanes_valid_q;
     lv_rd_p2 <= lv_rd_p1;
     lv_rd_p3 <= lv_rd_p2;
     lv_rd_p4 <= lv_rd_p3;
+    lv_rd_p5 <= lv_rd_p4;
     s_lanes_p1 <= lanes_valid_q;
     s_lanes_p2 <= s_lanes_p1;
     s_lanes_p3 <= s_lanes_p2;
@@ -821,6 +850,7 @@ module dff_op_norm (
     s_lanes_p5 <= s_lanes_p4;
     s_lanes_p6 <= s_lanes_p5;
     s_lanes_p7 <= s_lanes_p6;
+    s_lanes_p8 <= s_lanes_p7;
     s_row_p1 <= r0_q;
     s_row_p2 <= s_row_p1;
     s_row_p3 <= s_row_p2;
@@ -828,14 +858,15 @@ module dff_op_norm (
     s_row_p5 <= s_row_p4;
     s_row_p6 <= s_row_p5;
     s_row_p7 <= s_row_p6;
-    if (s_load_p7) begin
+    s_row_p8 <= s_row_p7;
+    if (s_load_p8) begin
       s_hold_q <= ss_s;
     end
-    if (s_load_p7) begin
-      lv_hold_q <= s_lanes_p7;
+    if (s_load_p8) begin
+      lv_hold_q <= s_lanes_p8;
     end
-    if (s_load_p7) begin
-      r0_hold_q <= s_row_p7;
+    if (s_load_p8) begin
+      r0_hold_q <= s_row_p8;
     end
     g_row_p1 <= g_row;
     g_row_p2 <= g_row_p1;
@@ -850,6 +881,11 @@ module dff_op_norm (
     x_word_p5 <= x_word_p4;
     x_word_p6 <= x_word_p5;
     x_word_p7 <= x_word_p6;
+    x_word_p8 <= x_word_p7;
+    x_word_p9 <= x_word_p8;
+    x_word_p10 <= x_word_p9;
+    x_word_p11 <= x_word_p10;
+    x_word_p12 <= x_word_p11;
     x_rot_p1 <= kr_q;
     x_rot_p2 <= x_rot_p1;
     x_rot_p3 <= x_rot_p2;
@@ -857,6 +893,11 @@ module dff_op_norm (
     x_rot_p5 <= x_rot_p4;
     x_rot_p6 <= x_rot_p5;
     x_rot_p7 <= x_rot_p6;
+    x_rot_p8 <= x_rot_p7;
+    x_rot_p9 <= x_rot_p8;
+    x_rot_p10 <= x_rot_p9;
+    x_rot_p11 <= x_rot_p10;
+    x_rot_p12 <= x_rot_p11;
   end
 
 endmodule

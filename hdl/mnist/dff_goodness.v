@@ -76,7 +76,7 @@ module dff_goodness (
     rnd_q <= rq_q;
   end
 
-  assign rq_y = rnd_q < 63'sd0 ? 18'h0 : rnd_q > 63'sd262143 ? 18'h3ffff : rnd_q[17:0];
+  assign rq_y = rnd_q[62] ? 18'h0 : |rnd_q[61:18] ? 18'h3ffff : rnd_q[17:0];
 
   always @(posedge clk_i) begin
     g_q <= rq_y;

@@ -24,6 +24,7 @@ module dff_loss_npair (
   reg signed [15:0] m_q;
   reg [16:0] word_q;
   reg zero_q;
+  reg [1:0] ph_q;
   reg [20:0] s_q;
   reg [20:0] rem_q;
   reg [24:0] r_q;
@@ -33,10 +34,22 @@ module dff_loss_npair (
   wire [17:0] head_g;
   wire signed [19:0] diff;
   wire signed [18:0] d;
-  wire signed [40:0] prod;
+  reg signed [18:0] d_q;
+  wire signed [17:0] logit_a0;
+  wire signed [17:0] logit_a1;
+  wire [1:0] logit_a1_bits;
+  wire signed [40:0] logit_prod;
+  reg signed [35:0] logit_p01_q;
+  reg signed [35:0] logit_p11_q;
+  reg signed [41:0] logit_s1_0_q;
+  reg signed [41:0] logit_s1_1_q;
+  reg signed [41:0] logit_s2_0_q;
+  wire unused_logit_sign;
   wire signed [42:0] t_sum;
   wire signed [42:0] t_q;
   wire signed [15:0] t_y;
+  reg signed [15:0] logit_q;
+  reg [4:0] la_q;
   wire [17:0] t_x;
   wire signed [15:0] head_t;
   wire e0;
@@ -45,7 +58,7 @@ module dff_loss_npair (
   wire oob;
   wire unused_ad;
   reg [16:0] rom [0:1023];
-  wire [16:0] e;
+  reg [16:0] e_q;
   wire [17:0] e_x;
   wire [21:0] trial;
   wire ge;
@@ -54,10 +67,20 @@ module dff_loss_npair (
   wire [20:0] rem_next;
   wire unused_trial;
   wire [16:0] head_e;
-  wire signed [42:0] er;
-  wire signed [44:0] b_sum;
-  wire signed [44:0] b_q;
+  wire [24:0] r_eff;
+  wire signed [17:0] beta_a0;
+  wire signed [17:0] beta_b0;
+  wire signed [17:0] beta_b1;
+  wire [7:0] beta_b1_bits;
+  wire signed [43:0] beta_prod;
+  reg signed [35:0] beta_p00_q;
+  reg signed [35:0] beta_p01_q;
+  reg signed [44:0] beta_s1_0_q;
+  wire unused_beta_sign;
+  wire signed [45:0] b_sum;
+  wire signed [45:0] b_q;
   wire signed [15:0] b_y;
+  reg signed [15:0] bq_q;
   wire [17:0] b_x;
   wire signed [17:0] negsum;
   wire unused_negsum;
@@ -67,15 +90,40 @@ module dff_loss_npair (
   end
   assign unused_act0 = ^act_i[0];
 
-  // LOGIT: t = requant(sat(G(k) - G(y) + m) * s) of the head slot.
+  // LOGIT: t = requant(sat(G(k) - G(y) + m) * s) of the head slot, pipelined.
   assign head_g = x_q[17:0];
   assign diff = $signed({{2{1'b0}}, head_g}) - $signed({{2{1'b0}}, gy_q}) + 20'sd205;
-  assign d = diff < (-20'sd262144) ? 19'h40000 : diff > 20'sd262143 ? 19'h3ffff : diff[18:0];
-  assign prod = $signed({{22{d[18]}}, d}) * 41'sd1310720;
-  assign t_sum = $signed({{2{prod[40]}}, prod}) + 43'sd524288;
+  assign d = ((&diff[19:18]) || !(|diff[19:18])) ? diff[18:0] : diff[19] ? 19'h40000 : 19'h3ffff;
+  assign logit_a0 = $signed({1'b0, d_q[16:0]});
+  assign logit_a1_bits = d_q[18:17];
+  assign logit_a1 = $signed({{16{logit_a1_bits[1]}}, logit_a1_bits});
+
+  always @(posedge clk_i) begin
+    logit_p01_q <= logit_a0 * 18'sd10;
+    logit_p11_q <= logit_a1 * 18'sd10;
+  end
+
+  always @(posedge clk_i) begin
+    logit_s1_0_q <= 42'sd0 + ($signed({{6{logit_p01_q[35]}}, logit_p01_q}) <<< 17);
+    logit_s1_1_q <= 42'sd0 + ($signed({{6{logit_p11_q[35]}}, logit_p11_q}) <<< 34);
+  end
+
+  always @(posedge clk_i) begin
+    logit_s2_0_q <= logit_s1_0_q + logit_s1_1_q;
+  end
+
+  assign logit_prod = logit_s2_0_q[40:0];
+  assign unused_logit_sign = logit_s2_0_q[41];
+  assign t_sum = $signed({{2{logit_prod[40]}}, logit_prod}) + 43'sd524288;
   assign t_q = t_sum >>> 20;
-  assign t_y = t_q < (-43'sd32768) ? 16'h8000 : t_q > 43'sd32767 ? 16'h7fff : t_q[15:0];
-  assign t_x = $signed({{2{t_y[15]}}, t_y});
+  assign t_y = ((&t_q[42:15]) || !(|t_q[42:15])) ? t_q[15:0] : t_q[42] ? 16'h8000 : 16'h7fff;
+
+  always @(posedge clk_i) begin
+    d_q <= d;
+    logit_q <= t_y;
+  end
+
+  assign t_x = $signed({{2{logit_q[15]}}, logit_q});
 
   // EXP: ROM address (m - t) >> step (m >> step for E_0); past the table E = 0.
   assign head_t = x_q[15:0];
@@ -87,10 +135,10 @@ module dff_loss_npair (
 
   always @(posedge clk_i) begin
     word_q <= rom[addr];
+    e_q <= zero_q ? 17'd0 : word_q;
   end
 
-  assign e = zero_q ? 17'd0 : word_q;
-  assign e_x = {1'b0, e};
+  assign e_x = {1'b0, e_q};
 
   // DIV: restoring divider, quotient bit per cycle: R = floor(2^F / S).
   assign trial = {rem_q, cnt_q == 5'd0};
@@ -100,13 +148,34 @@ module dff_loss_npair (
   assign rem_next = ge ? sub[20:0] : trial[20:0];
   assign unused_trial = ^trial[21];
 
-  // BETA: beta = sat(E * R >> (F - fb)), truncating.
+  // BETA: beta = sat(E * R >> (F - fb)), truncating, pipelined.
   assign head_e = x_q[16:0];
-  assign er = $signed({26'd0, head_e}) * $signed({18'd0, r_q});
-  assign b_sum = $signed({{2{er[42]}}, er});
+  assign r_eff = r_q;
+  assign beta_a0 = $signed({1'b0, head_e});
+  assign beta_b0 = $signed({1'b0, r_eff[16:0]});
+  assign beta_b1_bits = r_eff[24:17];
+  assign beta_b1 = $signed({{10{1'b0}}, beta_b1_bits});
+
+  always @(posedge clk_i) begin
+    beta_p00_q <= beta_a0 * beta_b0;
+    beta_p01_q <= beta_a0 * beta_b1;
+  end
+
+  always @(posedge clk_i) begin
+    beta_s1_0_q <= $signed({{9{beta_p00_q[35]}}, beta_p00_q}) + ($signed({{9{beta_p01_q[35]}}, beta_p01_q}) <<< 17);
+  end
+
+  assign beta_prod = beta_s1_0_q[43:0];
+  assign unused_beta_sign = beta_s1_0_q[44];
+  assign b_sum = $signed({{2{beta_prod[43]}}, beta_prod});
   assign b_q = b_sum >>> 10;
-  assign b_y = b_q < (-45'sd32768) ? 16'h8000 : b_q > 45'sd32767 ? 16'h7fff : b_q[15:0];
-  assign b_x = $signed({{2{b_y[15]}}, b_y});
+  assign b_y = ((&b_q[45:15]) || !(|b_q[45:15])) ? b_q[15:0] : b_q[45] ? 16'h8000 : 16'h7fff;
+
+  always @(posedge clk_i) begin
+    bq_q <= b_y;
+  end
+
+  assign b_x = $signed({{2{bq_q[15]}}, bq_q});
   assign negsum = -sum_q;
   assign unused_negsum = ^negsum[17:16];
 
@@ -119,6 +188,7 @@ module dff_loss_npair (
       gy_q <= {18{1'b0}};
       m_q <= {16{1'b0}};
       zero_q <= {1{1'b0}};
+      ph_q <= {2{1'b0}};
       s_q <= {21{1'b0}};
       rem_q <= {21{1'b0}};
       r_q <= {25{1'b0}};
@@ -141,11 +211,14 @@ module dff_loss_npair (
         end
         3'd1: begin
           x_q <= {t_x, x_q[161:18]};
-          a_q <= {a_q[0], a_q[8:1]};
-          if (a_q[0] && (t_y > m_q)) begin
-            m_q <= t_y;
+          la_q <= {la_q[3:0], a_q[0]};
+          if (cnt_q < 5'd9) begin
+            a_q <= {a_q[0], a_q[8:1]};
           end
-          if (cnt_q == 5'd8) begin
+          if ((cnt_q >= 5'd5) && la_q[4] && (logit_q > m_q)) begin
+            m_q <= logit_q;
+          end
+          if (cnt_q == 5'd13) begin
             st_q <= 3'd2;
             cnt_q <= 5'd0;
           end else begin
@@ -154,20 +227,23 @@ module dff_loss_npair (
         end
         3'd2: begin
           zero_q <= e0 ? oob : oob || !a_q[0];
-          if (cnt_q[0]) begin
-            s_q <= s_q + {4'd0, e};
-            if (cnt_q != 5'd1) begin
+          if (ph_q == 2'd2) begin
+            ph_q <= 2'd0;
+            s_q <= s_q + {4'd0, e_q};
+            if (!e0) begin
               x_q <= {e_x, x_q[161:18]};
               a_q <= {a_q[0], a_q[8:1]};
             end
-          end
-          if (cnt_q == 5'd19) begin
-            st_q <= 3'd3;
-            cnt_q <= 5'd0;
-            rem_q <= 21'd0;
-            r_q <= 25'd0;
+            if (cnt_q == 5'd9) begin
+              st_q <= 3'd3;
+              cnt_q <= 5'd0;
+              rem_q <= 21'd0;
+              r_q <= 25'd0;
+            end else begin
+              cnt_q <= cnt_q + 5'd1;
+            end
           end else begin
-            cnt_q <= cnt_q + 5'd1;
+            ph_q <= ph_q + 2'd1;
           end
         end
         3'd3: begin
@@ -183,8 +259,10 @@ module dff_loss_npair (
         end
         3'd4: begin
           x_q <= {b_x, x_q[161:18]};
-          sum_q <= sum_q + $signed({{2{b_y[15]}}, b_y});
-          if (cnt_q == 5'd8) begin
+          if (cnt_q >= 5'd3) begin
+            sum_q <= sum_q + $signed({{2{bq_q[15]}}, bq_q});
+          end
+          if (cnt_q == 5'd11) begin
             st_q <= 3'd5;
             cnt_q <= 5'd0;
           end else begin

@@ -55,8 +55,8 @@ module dff_op_loss (
   reg [3:0] st_d;
   reg [3:0] slot_q;
   reg [3:0] slot_d;
-  reg [1:0] wait_q;
-  reg [1:0] wait_d;
+  reg [2:0] wait_q;
+  reg [2:0] wait_d;
   reg [3:0] sample_q;
   reg [3:0] sample_d;
   reg [6:0] row_base_q;
@@ -83,9 +83,11 @@ module dff_op_loss (
   reg gather_v_p1;
   reg gather_v_p2;
   reg gather_v_p3;
+  reg gather_v_p4;
   reg [3:0] gather_slot_p1;
   reg [3:0] gather_slot_p2;
   reg [3:0] gather_slot_p3;
+  reg [3:0] gather_slot_p4;
   wire [6:0] g_row;
   wire unused_select;
   wire unused_act;
@@ -109,34 +111,34 @@ module dff_op_loss (
   assign g_row = row_base_q + {3'd0, slot_q};
 
   always @(posedge clk_i) begin
-    if (gather_v_p3 && (gather_slot_p3 == 4'd0)) begin
+    if (gather_v_p4 && (gather_slot_p4 == 4'd0)) begin
       gt_q[0 +: 18] <= gt_now;
     end
-    if (gather_v_p3 && (gather_slot_p3 == 4'd1)) begin
+    if (gather_v_p4 && (gather_slot_p4 == 4'd1)) begin
       gt_q[18 +: 18] <= gt_now;
     end
-    if (gather_v_p3 && (gather_slot_p3 == 4'd2)) begin
+    if (gather_v_p4 && (gather_slot_p4 == 4'd2)) begin
       gt_q[36 +: 18] <= gt_now;
     end
-    if (gather_v_p3 && (gather_slot_p3 == 4'd3)) begin
+    if (gather_v_p4 && (gather_slot_p4 == 4'd3)) begin
       gt_q[54 +: 18] <= gt_now;
     end
-    if (gather_v_p3 && (gather_slot_p3 == 4'd4)) begin
+    if (gather_v_p4 && (gather_slot_p4 == 4'd4)) begin
       gt_q[72 +: 18] <= gt_now;
     end
-    if (gather_v_p3 && (gather_slot_p3 == 4'd5)) begin
+    if (gather_v_p4 && (gather_slot_p4 == 4'd5)) begin
       gt_q[90 +: 18] <= gt_now;
     end
-    if (gather_v_p3 && (gather_slot_p3 == 4'd6)) begin
+    if (gather_v_p4 && (gather_slot_p4 == 4'd6)) begin
       gt_q[108 +: 18] <= gt_now;
     end
-    if (gather_v_p3 && (gather_slot_p3 == 4'd7)) begin
+    if (gather_v_p4 && (gather_slot_p4 == 4'd7)) begin
       gt_q[126 +: 18] <= gt_now;
     end
-    if (gather_v_p3 && (gather_slot_p3 == 4'd8)) begin
+    if (gather_v_p4 && (gather_slot_p4 == 4'd8)) begin
       gt_q[144 +: 18] <= gt_now;
     end
-    if (gather_v_p3 && (gather_slot_p3 == 4'd9)) begin
+    if (gather_v_p4 && (gather_slot_p4 == 4'd9)) begin
       gt_q[162 +: 18] <= gt_now;
     end
   end
@@ -324,16 +326,16 @@ module dff_op_loss (
       StGather: begin
         if (slot_q == 4'd9) begin
           st_d = StWaitG;
-          wait_d = 2'd0;
+          wait_d = 3'd0;
         end else begin
           slot_d = slot_q + 4'd1;
         end
       end
       StWaitG: begin
-        if (wait_q == 2'd2) begin
+        if (wait_q == 3'd3) begin
           st_d = StStart;
         end else begin
-          wait_d = wait_q + 2'd1;
+          wait_d = wait_q + 3'd1;
         end
       end
       StStart: st_d = StWaitL;
@@ -367,7 +369,7 @@ module dff_op_loss (
       done_q <= 1'b0;
       st_q <= 4'd0;
       slot_q <= 4'd0;
-      wait_q <= 2'd0;
+      wait_q <= 3'd0;
       sample_q <= 4'd0;
       row_base_q <= 7'd0;
       active_q <= 10'd0;
@@ -395,10 +397,12 @@ module dff_op_loss (
       gather_v_p1 <= {1{1'b0}};
       gather_v_p2 <= {1{1'b0}};
       gather_v_p3 <= {1{1'b0}};
+      gather_v_p4 <= {1{1'b0}};
     end else begin
       gather_v_p1 <= st_q == StGather;
       gather_v_p2 <= gather_v_p1;
       gather_v_p3 <= gather_v_p2;
+      gather_v_p4 <= gather_v_p3;
     end
   end
 
@@ -406,6 +410,7 @@ module dff_op_loss (
     gather_slot_p1 <= slot_q;
     gather_slot_p2 <= gather_slot_p1;
     gather_slot_p3 <= gather_slot_p2;
+    gather_slot_p4 <= gather_slot_p3;
   end
 
 endmodule

@@ -41,7 +41,7 @@ module dff_pe (
   assign prod = $signed({{16{a_q[17]}}, a_q}) * $signed({{18{b_q[15]}}, b_q});
   assign base = pc_q ? {48{1'b0}} : acc_q;
   assign sum = $signed({base[47], base}) + $signed({{15{p_q[33]}}, p_q});
-  assign acc_d = sum < (-49'sd140737488355328) ? 48'h800000000000 : sum > 49'sd140737488355327 ? 48'h7fffffffffff : sum[47:0];
+  assign acc_d = ((&sum[48:47]) || !(|sum[48:47])) ? sum[47:0] : sum[48] ? 48'h800000000000 : 48'h7fffffffffff;
 
   always @(posedge clk_i) begin
     if (rst_i) begin

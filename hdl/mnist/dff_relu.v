@@ -23,7 +23,7 @@ module dff_relu (
   assign zp = z_q[47] ? {48{1'b0}} : z_q;
   assign rq_sum = $signed({{2{zp[47]}}, zp}) + 50'sd8192;
   assign rq_q = rq_sum >>> 14;
-  assign rq_y = rq_q < 50'sd0 ? 16'h0 : rq_q > 50'sd65535 ? 16'hffff : rq_q[15:0];
+  assign rq_y = rq_q[49] ? 16'h0 : |rq_q[48:16] ? 16'hffff : rq_q[15:0];
 
   always @(posedge clk_i) begin
     if (rst_i) begin

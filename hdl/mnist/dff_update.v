@@ -26,53 +26,129 @@ module dff_update #(
   reg v1_q;
   reg [31:0] r1_q;
   reg [20:0] lr_q;
-  reg signed [69:0] p2_q;
-  reg signed [15:0] w2_q;
-  reg [1:0] k2_q;
-  reg v2_q;
-  reg [31:0] r2_q;
-  wire signed [69:0] prod;
+  wire signed [17:0] gl_a0;
+  wire signed [17:0] gl_a1;
+  wire signed [17:0] gl_a2;
+  wire [13:0] gl_a2_bits;
+  wire signed [17:0] gl_b0;
+  wire signed [17:0] gl_b1;
+  wire [3:0] gl_b1_bits;
+  wire signed [69:0] gl_prod;
+  reg signed [35:0] gl_p00_q;
+  reg signed [35:0] gl_p01_q;
+  reg signed [35:0] gl_p10_q;
+  reg signed [35:0] gl_p11_q;
+  reg signed [35:0] gl_p20_q;
+  reg signed [35:0] gl_p21_q;
+  reg signed [70:0] gl_s1_0_q;
+  reg signed [70:0] gl_s1_1_q;
+  reg signed [70:0] gl_s1_2_q;
+  reg signed [70:0] gl_s2_0_q;
+  reg signed [70:0] gl_s2_1_q;
+  reg signed [70:0] gl_s3_0_q;
+  wire unused_gl_sign;
+  reg signed [15:0] w_d0_q;
+  reg signed [15:0] w_d1_q;
+  reg signed [15:0] w_d2_q;
+  reg signed [15:0] w_d3_q;
+  reg [1:0] k_d0_q;
+  reg [1:0] k_d1_q;
+  reg [1:0] k_d2_q;
+  reg [1:0] k_d3_q;
+  reg v_d0_q;
+  reg v_d1_q;
+  reg v_d2_q;
+  reg v_d3_q;
+  reg [31:0] r_d0_q;
+  reg [31:0] r_d1_q;
+  reg [31:0] r_d2_q;
+  reg [31:0] r_d3_q;
+  wire signed [33:0] wt_top;
+  wire signed [46:0] wt_hi;
+  wire [35:0] wt_lo;
   wire [35:0] wt_rnd;
-  wire signed [71:0] wt_st_sum;
-  wire signed [71:0] wt_st_q;
-  wire signed [72:0] wt_diff;
+  wire signed [45:0] bi_top;
+  wire signed [46:0] bi_hi;
+  wire [35:0] bi_lo;
+  wire [35:0] bi_rnd;
+  wire signed [45:0] ce_top;
+  wire signed [46:0] ce_hi;
+  wire [35:0] ce_lo;
+  wire [35:0] ce_rnd;
+  wire [36:0] lo_sum;
+  wire unused_lo_sum;
+  reg signed [46:0] hi_q;
+  reg c_q;
+  reg signed [15:0] wa_q;
+  reg [1:0] ka_q;
+  reg va_q;
+  reg signed [48:0] diff_q;
+  reg [1:0] kb_q;
+  reg vb0_q;
   wire signed [15:0] wt_y;
   wire signed [15:0] wt_yx;
-  wire [23:0] bi_rnd;
-  wire signed [71:0] bi_st_sum;
-  wire signed [71:0] bi_st_q;
-  wire signed [72:0] bi_diff;
   wire signed [15:0] bi_y;
   wire signed [15:0] bi_yx;
-  wire [23:0] ce_rnd;
-  wire signed [71:0] ce_st_sum;
-  wire signed [71:0] ce_st_q;
-  wire signed [72:0] ce_diff;
   wire signed [15:0] ce_y;
   wire signed [15:0] ce_yx;
-  reg signed [15:0] w3_q;
-  reg v3_q;
+  reg signed [15:0] wb_q;
+  reg vb_q;
 
   // Galois LFSR: shift right, xor the taps when the bit shifted out is 1.
   assign lfsr_next = {1'b0, lfsr_q[31:1]} ^ (lfsr_q[0] ? 32'h80200003 : 32'd0);
-  assign prod = $signed({{22{g1_q[47]}}, g1_q}) * $signed({49'd0, lr_q});
-  assign wt_rnd = {r2_q, 4'd0};
-  assign wt_st_sum = $signed({{2{p2_q[69]}}, p2_q}) + $signed({36'd0, wt_rnd});
-  assign wt_st_q = wt_st_sum >>> 36;
-  assign wt_diff = $signed({{57{w2_q[15]}}, w2_q}) - $signed({wt_st_q[71], wt_st_q});
-  assign wt_y = wt_diff < (-73'sd32768) ? 16'h8000 : wt_diff > 73'sd32767 ? 16'h7fff : wt_diff[15:0];
+  assign gl_a0 = $signed({1'b0, g1_q[16:0]});
+  assign gl_a1 = $signed({1'b0, g1_q[33:17]});
+  assign gl_a2_bits = g1_q[47:34];
+  assign gl_a2 = $signed({{4{gl_a2_bits[13]}}, gl_a2_bits});
+  assign gl_b0 = $signed({1'b0, lr_q[16:0]});
+  assign gl_b1_bits = lr_q[20:17];
+  assign gl_b1 = $signed({{14{1'b0}}, gl_b1_bits});
+
+  always @(posedge clk_i) begin
+    gl_p00_q <= gl_a0 * gl_b0;
+    gl_p01_q <= gl_a0 * gl_b1;
+    gl_p10_q <= gl_a1 * gl_b0;
+    gl_p11_q <= gl_a1 * gl_b1;
+    gl_p20_q <= gl_a2 * gl_b0;
+    gl_p21_q <= gl_a2 * gl_b1;
+  end
+
+  always @(posedge clk_i) begin
+    gl_s1_0_q <= $signed({{35{gl_p00_q[35]}}, gl_p00_q}) + ($signed({{35{gl_p01_q[35]}}, gl_p01_q}) <<< 17);
+    gl_s1_1_q <= ($signed({{35{gl_p10_q[35]}}, gl_p10_q}) <<< 17) + ($signed({{35{gl_p11_q[35]}}, gl_p11_q}) <<< 34);
+    gl_s1_2_q <= ($signed({{35{gl_p20_q[35]}}, gl_p20_q}) <<< 34) + ($signed({{35{gl_p21_q[35]}}, gl_p21_q}) <<< 51);
+  end
+
+  always @(posedge clk_i) begin
+    gl_s2_0_q <= gl_s1_0_q + gl_s1_1_q;
+    gl_s2_1_q <= gl_s1_2_q;
+  end
+
+  always @(posedge clk_i) begin
+    gl_s3_0_q <= gl_s2_0_q + gl_s2_1_q;
+  end
+
+  assign gl_prod = gl_s3_0_q[69:0];
+  assign unused_gl_sign = gl_s3_0_q[70];
+  assign wt_top = gl_prod[69:36];
+  assign wt_hi = $signed({{13{wt_top[33]}}, wt_top});
+  assign wt_lo = gl_prod[35:0];
+  assign wt_rnd = {r_d3_q, 4'd0};
+  assign bi_top = gl_prod[69:24];
+  assign bi_hi = $signed({bi_top[45], bi_top});
+  assign bi_lo = {gl_prod[23:0], 12'd0};
+  assign bi_rnd = {r_d3_q[23:0], 12'd0};
+  assign ce_top = gl_prod[69:24];
+  assign ce_hi = $signed({ce_top[45], ce_top});
+  assign ce_lo = {gl_prod[23:0], 12'd0};
+  assign ce_rnd = {r_d3_q[23:0], 12'd0};
+  assign lo_sum = {1'b0, k_d3_q == 2'd0 ? wt_lo : k_d3_q == 2'd1 ? bi_lo : ce_lo} + {1'b0, k_d3_q == 2'd0 ? wt_rnd : k_d3_q == 2'd1 ? bi_rnd : ce_rnd};
+  assign unused_lo_sum = ^lo_sum[35:0];
+  assign wt_y = ((&diff_q[48:15]) || !(|diff_q[48:15])) ? diff_q[15:0] : diff_q[48] ? 16'h8000 : 16'h7fff;
   assign wt_yx = wt_y;
-  assign bi_rnd = r2_q[23:0];
-  assign bi_st_sum = $signed({{2{p2_q[69]}}, p2_q}) + $signed({48'd0, bi_rnd});
-  assign bi_st_q = bi_st_sum >>> 24;
-  assign bi_diff = $signed({{57{w2_q[15]}}, w2_q}) - $signed({bi_st_q[71], bi_st_q});
-  assign bi_y = bi_diff < (-73'sd32768) ? 16'h8000 : bi_diff > 73'sd32767 ? 16'h7fff : bi_diff[15:0];
+  assign bi_y = ((&diff_q[48:15]) || !(|diff_q[48:15])) ? diff_q[15:0] : diff_q[48] ? 16'h8000 : 16'h7fff;
   assign bi_yx = bi_y;
-  assign ce_rnd = r2_q[23:0];
-  assign ce_st_sum = $signed({{2{p2_q[69]}}, p2_q}) + $signed({48'd0, ce_rnd});
-  assign ce_st_q = ce_st_sum >>> 24;
-  assign ce_diff = $signed({{57{w2_q[15]}}, w2_q}) - $signed({ce_st_q[71], ce_st_q});
-  assign ce_y = ce_diff < (-73'sd32768) ? 16'h8000 : ce_diff > 73'sd32767 ? 16'h7fff : ce_diff[15:0];
+  assign ce_y = ((&diff_q[48:15]) || !(|diff_q[48:15])) ? diff_q[15:0] : diff_q[48] ? 16'h8000 : 16'h7fff;
   assign ce_yx = ce_y;
 
   always @(posedge clk_i) begin
@@ -85,19 +161,14 @@ module dff_update #(
 
   always @(posedge clk_i) begin
     if (rst_i) begin
-      w1_q <= {16{1'b0}};
-      g1_q <= {48{1'b0}};
-      k1_q <= {2{1'b0}};
-      v1_q <= {1{1'b0}};
-      r1_q <= {32{1'b0}};
-      lr_q <= {21{1'b0}};
-      p2_q <= {70{1'b0}};
-      w2_q <= {16{1'b0}};
-      k2_q <= {2{1'b0}};
-      v2_q <= {1{1'b0}};
-      r2_q <= {32{1'b0}};
-      w3_q <= {16{1'b0}};
-      v3_q <= {1{1'b0}};
+      v1_q <= 1'b0;
+      v_d0_q <= 1'b0;
+      v_d1_q <= 1'b0;
+      v_d2_q <= 1'b0;
+      v_d3_q <= 1'b0;
+      va_q <= 1'b0;
+      vb0_q <= 1'b0;
+      vb_q <= 1'b0;
     end else begin
       w1_q <= w_i;
       g1_q <= g_i;
@@ -105,18 +176,37 @@ module dff_update #(
       v1_q <= v_i;
       r1_q <= lfsr_next;
       lr_q <= lr_i;
-      p2_q <= prod;
-      w2_q <= w1_q;
-      k2_q <= k1_q;
-      v2_q <= v1_q;
-      r2_q <= r1_q;
-      w3_q <= k2_q == 2'd0 ? wt_yx : k2_q == 2'd1 ? bi_yx : ce_yx;
-      v3_q <= v2_q;
+      w_d0_q <= w1_q;
+      w_d1_q <= w_d0_q;
+      w_d2_q <= w_d1_q;
+      w_d3_q <= w_d2_q;
+      k_d0_q <= k1_q;
+      k_d1_q <= k_d0_q;
+      k_d2_q <= k_d1_q;
+      k_d3_q <= k_d2_q;
+      v_d0_q <= v1_q;
+      v_d1_q <= v_d0_q;
+      v_d2_q <= v_d1_q;
+      v_d3_q <= v_d2_q;
+      r_d0_q <= r1_q;
+      r_d1_q <= r_d0_q;
+      r_d2_q <= r_d1_q;
+      r_d3_q <= r_d2_q;
+      hi_q <= k_d3_q == 2'd0 ? wt_hi : k_d3_q == 2'd1 ? bi_hi : ce_hi;
+      c_q <= lo_sum[36];
+      wa_q <= w_d3_q;
+      ka_q <= k_d3_q;
+      va_q <= v_d3_q;
+      diff_q <= $signed({{33{wa_q[15]}}, wa_q}) - $signed({{2{hi_q[46]}}, hi_q}) - $signed({48'd0, c_q});
+      kb_q <= ka_q;
+      vb0_q <= va_q;
+      wb_q <= kb_q == 2'd0 ? wt_yx : kb_q == 2'd1 ? bi_yx : ce_yx;
+      vb_q <= vb0_q;
     end
   end
 
-  assign w_o = w3_q;
-  assign v_o = v3_q;
+  assign w_o = wb_q;
+  assign v_o = vb_q;
 
 endmodule
 

@@ -10,8 +10,9 @@ use super::shape::Shape;
 use super::Arch;
 
 /// Cycles from an op engine issuing a memory read (its request register) to the data on
-/// the bank's read port: the request register and the block RAM's two read registers.
-pub const READ_LAT: u64 = 3;
+/// the bank's read port: the request register and the block RAM's three read registers
+/// ([`crate::rtl::bram`]).
+pub const READ_LAT: u64 = 4;
 /// A lane rotator (or plain lane) register after the read: data reaches a lane datapath
 /// `READ_LAT + 1` cycles after the read was issued.
 pub const LANE_LAT: u64 = READ_LAT + 1;
@@ -47,12 +48,20 @@ pub fn sumsq_lat(s: &Shape) -> u64 {
 pub fn gscale_lat(s: &Shape) -> u64 {
     1 + mul_stages(s.sum_w + 1, s.recip_w + 1) + 2
 }
-/// Latency of the normalisation unit: `x_i` to `y_o` (lanes may start the cycle after
-/// `sv_i`), and `sv_i` to the rsqrt parts on `rs_*_o`.
-pub const NORMALISE_LAT: u64 = 3;
-pub const NORMALISE_RS_LAT: u64 = 2;
-/// Latency of the update unit (`w_i`, `g_i` to `w_o`).
-pub const UPDATE_LAT: u64 = 3;
+/// Latency of the normalisation unit from `x_i` to `y_o` (lanes may start the cycle after
+/// `sv_i`): three input registers, the pipelined product with the rsqrt word, the rounding
+/// add, the shift and saturation.
+pub fn normalise_lat(s: &Shape) -> u64 {
+    5 + mul_stages(s.norm_x_w + 1, s.f.rsqrt_frac + 3)
+}
+/// `sv_i` to the rsqrt parts on `rs_*_o`: leading one, table address, ROM, the word
+/// registered again (a block RAM's output is slow; it feeds a multiplier).
+pub const NORMALISE_RS_LAT: u64 = 4;
+/// Latency of the update unit (`w_i`, `g_i` to `w_o`): the input registers, the pipelined
+/// product g·η/B, the high part and rounding carry, the difference, its saturation.
+pub fn update_lat(s: &Shape) -> u64 {
+    4 + mul_stages(s.f.update.bits, s.lr_w + 1)
+}
 
 /// Groups of `lanes` rows covering `n` rows.
 pub fn groups(n: u64, lanes: u64) -> u64 {
@@ -68,7 +77,7 @@ pub fn groups(n: u64, lanes: u64) -> u64 {
 ///   `gscale_lat` later); with feedback the rsqrt parts are written from
 ///   `s_at + NORMALISE_RS_LAT`, one lane per cycle;
 /// - the normalise pass reads column k again at `b_at + k` and writes x̂ `LANE_LAT +
-///   NORMALISE_LAT` later;
+///   normalise_lat` later;
 /// - groups follow each other every `period` cycles (long enough that the G and rsqrt
 ///   streams of consecutive groups do not overlap); the op ends `end` cycles after the last
 ///   group's first read, with its last write.
@@ -106,7 +115,7 @@ impl NormTiming {
         let period = if phase_b { b_at + d } else { d }.max(c);
         let mut end = s_at;
         if phase_b {
-            end = end.max(b_at + d - 1 + LANE_LAT + NORMALISE_LAT);
+            end = end.max(b_at + d - 1 + LANE_LAT + normalise_lat(&arch.shape));
         }
         if g_write {
             end = end.max(s_at + c + gscale_lat(&arch.shape));
@@ -180,12 +189,15 @@ impl GemmTiming {
             (r * c, SHADOW_LAT, r * c)
         };
         let tail = match op {
-            Op::Grad(_) => 1 + READ_LAT + UPDATE_LAT,
+            Op::Grad(_) => 1 + READ_LAT + update_lat(&arch.shape),
             Op::Fwd(0) => DRAIN_MUX_LAT,
-            Op::Fwd(_) => DRAIN_MUX_LAT + 2 + RELU_LAT,
+            // The element meets the bias READ_LAT after its sample; then the sum, ReLU.
+            Op::Fwd(_) => READ_LAT + 1 + RELU_LAT,
+            // The element meets the rsqrt parts READ_LAT after its sample; then the
+            // multiplier, the rounding sum and the saturated shift.
             Op::Fb(_) => {
                 let (rs_w, _) = arch.rs_widths();
-                DRAIN_MUX_LAT + 1 + mul_stages(arch.shape.acc_w, rs_w + 1) + 2
+                READ_LAT + mul_stages(arch.shape.acc_w, rs_w + 1) + 2
             }
             _ => unreachable!(),
         };
@@ -220,6 +232,9 @@ impl GemmTiming {
 /// The drain's shadow sample to its registered element (FWD/FB: the column select, then
 /// the row select).
 pub const DRAIN_MUX_LAT: u64 = 2;
+/// Cycles a drained element waits for the per-row operand read at its sample (FWD: the
+/// bias; FB: the rsqrt parts), so that both meet READ_LAT after the sample.
+pub const DRAIN_READ_ALIGN: u64 = READ_LAT - DRAIN_MUX_LAT;
 
 /// CEN: the V table (classes × d_1 values, one per cycle from the cycle after start), then
 /// one row every `period` = ⌈d_1/cl⌉ cycles: a header (the hypothesis read, its V row) and,
@@ -256,18 +271,39 @@ impl CenTiming {
     }
 }
 
-/// Cycles the N-pair loss unit takes from `start_i` to `done_o` (its phases are fixed by
-/// the class count and the reciprocal's fraction bits; see [`crate::rtl::loss::loss_npair`]):
-/// LOGIT n, EXP 2(n + 1), DIV f + 1, BETA n, FIN, and the registered done.
-pub fn npair_cycles(classes: usize, recip_frac: u32) -> u64 {
-    let n = classes as u64 - 1;
-    let f = u64::from(recip_frac.min(62));
-    n + 2 * (n + 1) + (f + 1) + n + 2
+/// The N-pair loss unit's two multiplier pipelines ([`crate::rtl::loss::loss_npair`]):
+/// LOGIT (sat(G̃k − G̃y + m) registered, the product with s, the requantised t registered)
+/// and BETA (the product E·R, the saturated β registered). Each phase streams its K − 1
+/// slots through its pipeline, one per cycle, so it takes K − 1 + its latency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NpairTiming {
+    pub logit_lat: u64,
+    pub beta_lat: u64,
+}
+
+impl NpairTiming {
+    pub fn new(s: &Shape) -> NpairTiming {
+        let f = &s.f;
+        let ew = f.exp_frac + 1;
+        let rw = f.recip_frac.min(62) + 1;
+        NpairTiming {
+            logit_lat: 1 + mul_stages(f.goodness.bits + 1, s.logit_scale_w) + 1,
+            beta_lat: mul_stages(ew + 1, rw + 1) + 1,
+        }
+    }
+
+    /// Cycles from `start_i` to `done_o`: LOGIT n + its latency, EXP 3(n + 1), DIV f + 1,
+    /// BETA n + its latency, FIN, and the registered done.
+    pub fn cycles(&self, s: &Shape) -> u64 {
+        let n = s.classes as u64 - 1;
+        let f = u64::from(s.f.recip_frac.min(62));
+        (n + self.logit_lat) + 3 * (n + 1) + (f + 1) + (n + self.beta_lat) + 2
+    }
 }
 
 /// LOSS l, per sample: the K slots' G gathered (K reads, then READ_LAT cycles), the hard
 /// negatives' rounds (n rounds of K − 1 candidates), then the N-pair unit (one start cycle,
-/// [`npair_cycles`] to done, K β writes) or the hinge stream (K slots, two cycles for β_y).
+/// [`NpairTiming::cycles`] to done, K β writes) or the hinge stream (K slots, two cycles for β_y).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LossTiming {
     pub per_sample: u64,
@@ -278,7 +314,7 @@ impl LossTiming {
         let k = arch.hyps as u64;
         let sel = arch.hard.map_or(0, |n| n as u64 * (k - 1));
         let unit = if arch.npair() {
-            1 + npair_cycles(arch.classes, arch.shape.f.recip_frac) + k
+            1 + NpairTiming::new(&arch.shape).cycles(&arch.shape) + k
         } else {
             k + 2
         };
@@ -311,7 +347,7 @@ pub struct DeltaTiming {
 
 /// Rows of one DELTA op are at least this many cycles apart: a Δb, e or ΔU word is read
 /// again by the next row only after the previous row's write landed.
-pub const DELTA_MIN_PERIOD: u64 = 4;
+pub const DELTA_MIN_PERIOD: u64 = READ_LAT + 1;
 
 impl DeltaTiming {
     pub fn new(arch: &Arch, l: usize) -> DeltaTiming {
@@ -364,8 +400,8 @@ pub fn op_cycles(arch: &Arch, op: Op, n: usize, infer: bool) -> u64 {
         // One read per class from the cycle after start; the last comparison with done.
         Op::Pred => arch.classes as u64 + READ_LAT + 2,
         // The walk from the cycle after start, the last write-back with done.
-        Op::Bupd(l) => arch.dims[l + 1] as u64 + READ_LAT + UPDATE_LAT + 2,
-        Op::Uupd => (arch.classes * arch.dims[1]) as u64 + READ_LAT + UPDATE_LAT + 2,
+        Op::Bupd(l) => arch.dims[l + 1] as u64 + READ_LAT + update_lat(&arch.shape) + 2,
+        Op::Uupd => (arch.classes * arch.dims[1]) as u64 + READ_LAT + update_lat(&arch.shape) + 2,
         Op::Fwd(_) | Op::Grad(_) | Op::Fb(_) => {
             GemmTiming::new(arch, op, samples, rows).cycles(arch)
         }

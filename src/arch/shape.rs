@@ -32,6 +32,9 @@ pub struct Shape {
     pub param_w: u32,
     /// Learning-rate register.
     pub lr_w: u32,
+    /// The N-pair scale s as a signed constant (`const_frac` fraction bits): the logit
+    /// multiplier's second operand.
+    pub logit_scale_w: u32,
     pub classes: usize,
 }
 
@@ -81,6 +84,8 @@ impl Shape {
             norm_x_w: xw,
             param_w: f.weight.bits.max(f.bias.bits).max(f.centroid.bits),
             lr_w: lr_register_bits(cfg.lr_constant(1.0), f.lr_frac),
+            logit_scale_w: bitlen(f.constant(cfg.algorithm.scale as f64).unsigned_abs() as u128)
+                + 1,
             classes: cfg.network.classes,
             f,
         })

@@ -2,6 +2,7 @@
 //! memory map of [`crate::arch`]) and how to load, run and read it back, over any
 //! transport that can move bus words ([`Bus`]).
 
+pub mod check;
 pub mod rtl;
 
 use crate::arch::abi::{counter, hyper, region};

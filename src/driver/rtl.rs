@@ -14,7 +14,7 @@ use super::{
 use crate::arch::abi::{RUN_INFER, RUN_TRAIN};
 use crate::arch::Arch;
 use crate::config::Config;
-use crate::cosim::{Checker, Mismatch};
+use super::check::{Checker, Mismatch};
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::{quantise_pixels, FixedDf};
 use crate::float::linalg::Mat;

@@ -328,6 +328,7 @@ pub fn cmd(p: &CmdParams) -> Module {
     // Response byte being sent: 0..4 header, 5 payload, 6..7 CRC.
     let txp_q = m.reg("txp_q", 3);
     let txd_q = m.reg("txd_q", 8);
+    let crc_pend_q = m.reg("crc_pend_q", 1);
     let txv_q = m.reg("txv_q", 1);
     let txlast_q = m.reg("txlast_q", 1);
     let word_q = m.reg("word_q", 64);
@@ -367,7 +368,9 @@ pub fn cmd(p: &CmdParams) -> Module {
     m.comment("Bytewise CRC-16/CCITT-FALSE of the received and of the sent byte.");
     let crc_rx = crc_step_rtl(&mut m, "crc_rx", &crc_q, &rx_data);
     let tx_byte = m.reg("tx_byte", 8);
-    let crc_tx = crc_step_rtl(&mut m, "crc_tx", &crc_q, &tx_byte);
+    // The sent byte's CRC step reads the registered byte (in the first S_TX_WAIT cycle),
+    // so no path runs from the buffer RAM's output through the CRC.
+    let crc_tx = crc_step_rtl(&mut m, "crc_tx", &crc_q, &txd_q);
 
     m.comment("Arguments: region, wbytes, addr (u32), count (u16) / hyper id.");
     let arg_region = arg_q.slice(7, 0);
@@ -382,10 +385,15 @@ pub fn cmd(p: &CmdParams) -> Module {
             .eq_(lit(8, 0))
             .lor(arg_wbytes.clone().gt_(lit(8, 8))),
     );
-    let read_bytes = m.wire("read_bytes", 20);
-    m.assign(
-        &read_bytes,
-        cat([lit(4, 0), arg_count.clone()]) * cat([lit(16, 0), arg_q.slice(11, 8)]),
+    // Registered: the product is a DSP, and the dispatch that reads it comes at least two
+    // bytes (the CRC) after the last argument byte.
+    let read_bytes = m.reg("read_bytes_q", 20);
+    m.always_ff(
+        &clk,
+        vec![nb(
+            &read_bytes,
+            cat([lit(4, 0), arg_count.clone()]) * cat([lit(16, 0), arg_q.slice(11, 8)]),
+        )],
     );
     let read_too_long = m.wire("read_too_long", 1);
     m.assign(
@@ -857,12 +865,12 @@ pub fn cmd(p: &CmdParams) -> Module {
             vec![
                 nb(&txd_q, &tx_byte),
                 nb(&txv_q, lit(1, 1)),
-                if_(
+                nb(
+                    &crc_pend_q,
                     txp_q
                         .clone()
                         .ne_(lit(3, 0))
                         .land(txp_q.clone().lt_(lit(3, 6))),
-                    vec![nb(&crc_q, &crc_tx)],
                 ),
                 case(
                     &txp_q,
@@ -893,14 +901,18 @@ pub fn cmd(p: &CmdParams) -> Module {
         ),
         arm(
             st(S_TX_WAIT),
-            vec![if_(
-                &tx_ready,
-                vec![
-                    nb(&txv_q, lit(1, 0)),
-                    nb(&txlast_q, lit(1, 0)),
-                    if_(&txlast_q, vec![goto("S_SYNC")]).else_(vec![goto("S_TX_LOAD")]),
-                ],
-            )],
+            vec![
+                // The CRC covers the frame's bytes from the command to the payload's last.
+                if_(&crc_pend_q, vec![nb(&crc_q, &crc_tx), nb(&crc_pend_q, lit(1, 0))]),
+                if_(
+                    &tx_ready,
+                    vec![
+                        nb(&txv_q, lit(1, 0)),
+                        nb(&txlast_q, lit(1, 0)),
+                        if_(&txlast_q, vec![goto("S_SYNC")]).else_(vec![goto("S_TX_LOAD")]),
+                    ],
+                ),
+            ],
         ),
     ];
 
@@ -919,6 +931,7 @@ pub fn cmd(p: &CmdParams) -> Module {
         (rlen_q.clone(), 16),
         (txp_q.clone(), 3),
         (txd_q.clone(), 8),
+        (crc_pend_q.clone(), 1),
         (txv_q.clone(), 1),
         (txlast_q.clone(), 1),
         (word_q.clone(), 64),

@@ -120,8 +120,8 @@ fn consume(m: &mut Module, name: &str, e: Expr) {
 /// Why sequential: the loss runs once per sample and layer while the array runs a whole GEMM,
 /// so one ROM port, one multiplier per phase and one divider are enough. The K−1 negative
 /// slots sit in a rotating chain (head = bits `[xw-1:0]`) that each phase rewrites in place:
-/// G̃ → t (LOGIT, one slot per cycle, also m = max(0, max t)), t → E (EXP, two cycles per
-/// slot: ROM read, then accumulate S; E_0 = exp(−m) first), one restoring divider for
+/// G̃ → t (LOGIT, one slot per cycle, also m = max(0, max t)), t → E (EXP, three cycles
+/// per slot: ROM read, E registered, accumulate S; E_0 = exp(−m) first), one restoring divider for
 /// R = floor(2^F / S) (DIV, F+1 cycles), E → β = sat(E·R >> (F − fb)) (BETA).
 pub fn loss_npair(s: &Shape, c: NpairConsts) -> Module {
     let f = &s.f;
@@ -137,7 +137,9 @@ pub fn loss_npair(s: &Shape, c: NpairConsts) -> Module {
     let rw = ff_ + 1;
     let sw = ew + bitlen(u128::from(k));
     let xw = gw.max(lw).max(ew).max(bw);
-    let cw = bitlen(u128::from((2 * n + 2).max(rw)));
+    let timing = crate::arch::schedule::NpairTiming::new(s);
+    let (pl, pb) = (timing.logit_lat as u32, timing.beta_lat as u32);
+    let cw = bitlen(u128::from((2 * n + 2).max(rw).max(n + pl).max(n + pb)));
     let mut m = Module::new("dff_loss_npair").doc(format!(
         "N-pair loss unit: t = sat(G(k) - G(y) + m) * s -> logit, E = exp ROM(t - max),\n\
          R = floor(2^{ff_} / S) by a restoring divider, beta_k = sat(E_k * R >> {}).",
@@ -168,6 +170,7 @@ pub fn loss_npair(s: &Shape, c: NpairConsts) -> Module {
     let m_q = m.reg_s("m_q", lw);
     let word_q = m.reg("word_q", ew);
     let zero_q = m.reg("zero_q", 1);
+    let ph_q = m.reg("ph_q", 2);
     let s_q = m.reg("s_q", sw);
     let rem_q = m.reg("rem_q", sw);
     let r_q = m.reg("r_q", rw);
@@ -202,8 +205,9 @@ pub fn loss_npair(s: &Shape, c: NpairConsts) -> Module {
         w
     };
 
-    // LOGIT: t = requant(sat(G̃k − G̃y + m) · s).
-    m.comment("LOGIT: t = requant(sat(G(k) - G(y) + m) * s) of the head slot.");
+    // LOGIT: t = requant(sat(G̃k − G̃y + m) · s), a pipeline of `pl` stages: the saturated
+    // difference, the product with s on DSPs, the requantised t.
+    m.comment("LOGIT: t = requant(sat(G(k) - G(y) + m) * s) of the head slot, pipelined.");
     let hg = m.wire("head_g", gw);
     m.assign(&hg, x_q.slice(gw - 1, 0));
     let dw = gw + 2;
@@ -219,20 +223,34 @@ pub fn loss_npair(s: &Shape, c: NpairConsts) -> Module {
         signed: true,
     };
     let d = saturate(&mut m, "d", &Sig::new(&diff, dw, true), dfmt);
-    let scw = bitlen(c.scale.unsigned_abs() as u128) + 1;
-    let pw = gw + 1 + scw;
-    let prod = m.wire_s("prod", pw);
-    m.assign(&prod, ext(&d, pw) * slit(pw, i128::from(c.scale)));
+    let d_q = m.reg_s("d_q", gw + 1);
+    let scw = s.logit_scale_w;
+    assert!(
+        bitlen(c.scale.unsigned_abs() as u128) < scw,
+        "logit scale {} needs more than {scw} bits",
+        c.scale
+    );
+    let prod = mul_const_pipelined(
+        &mut m,
+        "logit",
+        &Sig::new(&d_q, gw + 1, true),
+        i128::from(c.scale),
+        scw,
+    );
     let t = requant(
         &mut m,
         "t",
-        &Sig::new(&prod, pw, true),
+        &prod,
         f.goodness.frac + f.const_frac,
         f.logit,
         f.rounding,
         None,
     );
-    let t_x = widen(&mut m, "t_x", &t);
+    let logit_q = m.reg_s("logit_q", lw);
+    // The slots' active bits, delayed alongside their logits.
+    let la_q = m.reg("la_q", pl);
+    m.always_ff(&clk, vec![nb(&d_q, &d.e), nb(&logit_q, &t.e)]);
+    let t_x = widen(&mut m, "t_x", &Sig::new(&logit_q, lw, true));
 
     // EXP: address (m − t) >> step, or m >> step for E_0 (first step); out of the table → 0.
     m.comment("EXP: ROM address (m - t) >> step (m >> step for E_0); past the table E = 0.");
@@ -270,10 +288,16 @@ pub fn loss_npair(s: &Shape, c: NpairConsts) -> Module {
     }
     let rom = m.memory("rom", ew, int(1u64 << a), Some("exp.hex"));
     // Registered ROM read (block-RAM friendly); no reset on the ROM word.
-    m.always_ff(&clk, vec![nb(&word_q, rom.idx(&addr))]);
-    let e = m.wire("e", ew);
-    m.assign(&e, mux(&zero_q, lit(ew, 0), &word_q));
-    let e_x = widen(&mut m, "e_x", &Sig::new(&e, ew, false));
+    // E registered once more after the block RAM (whose output is slow) before the sum.
+    let e_q = m.reg("e_q", ew);
+    m.always_ff(
+        &clk,
+        vec![
+            nb(&word_q, rom.idx(&addr)),
+            nb(&e_q, mux(&zero_q, lit(ew, 0), &word_q)),
+        ],
+    );
+    let e_x = widen(&mut m, "e_x", &Sig::new(&e_q, ew, false));
 
     // DIV: restoring division of 2^F by S, one quotient bit per cycle (MSB first).
     m.comment("DIV: restoring divider, quotient bit per cycle: R = floor(2^F / S).");
@@ -291,31 +315,39 @@ pub fn loss_npair(s: &Shape, c: NpairConsts) -> Module {
     );
     consume(&mut m, "trial", trial.idx(sw));
 
-    // BETA: β = sat(E · R >> (F − fb)) (truncating, E·R <= 2^F).
-    m.comment("BETA: beta = sat(E * R >> (F - fb)), truncating.");
+    // BETA: β = sat(E · R >> (F − fb)) (truncating, E·R <= 2^F), a pipeline of `pb`
+    // stages: the product on DSPs, the saturated β.
+    m.comment("BETA: beta = sat(E * R >> (F - fb)), truncating, pipelined.");
     let he = m.wire("head_e", ew);
     m.assign(&he, x_q.slice(ew - 1, 0));
-    let r_eff = if c.recip_plus_one {
-        &r_q + lit(rw, 1)
-    } else {
-        r_q.clone()
-    };
-    let ebw = ew + rw + 1;
-    let er = m.wire_s("er", ebw);
+    let r_eff = m.wire("r_eff", rw);
     m.assign(
-        &er,
-        cat([lit(rw + 1, 0), he.clone()]).signed() * cat([lit(ew + 1, 0), r_eff]).signed(),
+        &r_eff,
+        if c.recip_plus_one {
+            &r_q + lit(rw, 1)
+        } else {
+            r_q.clone()
+        },
+    );
+    let er = mul_pipelined(
+        &mut m,
+        "beta",
+        &Sig::new(&he, ew, false),
+        &Sig::new(&r_eff, rw, false),
     );
     let beta = requant(
         &mut m,
         "b",
-        &Sig::new(&er, ebw, true),
+        &er,
         ff_,
         f.beta,
         crate::fixed::Rounding::Truncate,
         None,
     );
-    let b_x = widen(&mut m, "b_x", &beta);
+    let bq_q = m.reg_s("bq_q", bw);
+    m.always_ff(&clk, vec![nb(&bq_q, &beta.e)]);
+    let bq = Sig::new(&bq_q, bw, true);
+    let b_x = widen(&mut m, "b_x", &bq);
     let negsum = m.wire_s("negsum", sumw);
     m.assign(&negsum, -&sum_q);
     consume(&mut m, "negsum", negsum.slice(sumw - 1, bw));
@@ -334,6 +366,11 @@ pub fn loss_npair(s: &Shape, c: NpairConsts) -> Module {
         init.pop().unwrap_or_else(|| lit(1, 0))
     } else {
         cat(init)
+    };
+    let la_in = if pl == 1 {
+        a_head.clone()
+    } else {
+        cat([la_q.slice(pl - 2, 0), a_head.clone()])
     };
     let last = |v: u32| cnt_q.clone().eq_(lit(cw, u64::from(v)));
     let inc = nb(&cnt_q, &cnt_q + lit(cw, 1));
@@ -361,39 +398,54 @@ pub fn loss_npair(s: &Shape, c: NpairConsts) -> Module {
                 arm(
                     lit(3, LOGIT),
                     vec![
+                        // The chain shifts every cycle: slot c leaves the head into the
+                        // pipeline at c < n, its t enters the top at c + pl; the first pl
+                        // entries are flushed out again by the last pl shifts.
                         nb(&x_q, shifted(t_x.clone())),
-                        nb(&a_q, rotated_mask.clone()),
+                        nb(&la_q, la_in),
                         if_(
-                            a_head.clone().land(t.e.clone().gt_(&m_q)),
-                            vec![nb(&m_q, &t.e)],
+                            cnt_q.clone().lt_(lit(cw, u64::from(n))),
+                            vec![nb(&a_q, rotated_mask.clone())],
                         ),
-                        if_(last(n - 1), goto(EXP)).else_(vec![inc.clone()]),
+                        if_(
+                            cnt_q
+                                .clone()
+                                .ge_(lit(cw, u64::from(pl)))
+                                .land(la_q.idx(pl - 1))
+                                .land(logit_q.clone().gt_(&m_q)),
+                            vec![nb(&m_q, &logit_q)],
+                        ),
+                        if_(last(n + pl - 1), goto(EXP)).else_(vec![inc.clone()]),
                     ],
                 ),
                 arm(
                     lit(3, EXP),
                     vec![
+                        // Three cycles per slot (E_0 first, then the K − 1 slots): the
+                        // ROM read at phase 0, E registered at phase 1, summed at phase 2.
                         nb(
                             &zero_q,
                             mux(&e0, &oob, oob.clone().lor(a_head.clone().lnot())),
                         ),
                         if_(
-                            cnt_q.idx(0),
+                            ph_q.clone().eq_(lit(2, 2)),
                             vec![
-                                nb(&s_q, &s_q + cat([lit(sw - ew, 0), e.clone()])),
+                                nb(&ph_q, lit(2, 0)),
+                                nb(&s_q, &s_q + cat([lit(sw - ew, 0), e_q.clone()])),
                                 if_(
-                                    cnt_q.clone().ne_(lit(cw, 1)),
+                                    e0.clone().lnot(),
                                     vec![nb(&x_q, shifted(e_x.clone())), nb(&a_q, rotated_mask)],
                                 ),
+                                if_(last(n), {
+                                    let mut v = goto(DIV);
+                                    v.push(nb(&rem_q, lit(sw, 0)));
+                                    v.push(nb(&r_q, lit(rw, 0)));
+                                    v
+                                })
+                                .else_(vec![inc.clone()]),
                             ],
-                        ),
-                        if_(last(2 * n + 1), {
-                            let mut v = goto(DIV);
-                            v.push(nb(&rem_q, lit(sw, 0)));
-                            v.push(nb(&r_q, lit(rw, 0)));
-                            v
-                        })
-                        .else_(vec![inc.clone()]),
+                        )
+                        .else_(vec![nb(&ph_q, &ph_q + lit(2, 1))]),
                     ],
                 ),
                 arm(
@@ -419,9 +471,13 @@ pub fn loss_npair(s: &Shape, c: NpairConsts) -> Module {
                 arm(
                     lit(3, BETA),
                     vec![
+                        // As in LOGIT: β of slot c enters the top at c + pb.
                         nb(&x_q, shifted(b_x)),
-                        nb(&sum_q, &sum_q + ext(&beta, sumw)),
-                        if_(last(n - 1), goto(FIN)).else_(vec![inc]),
+                        if_(
+                            cnt_q.clone().ge_(lit(cw, u64::from(pb))),
+                            vec![nb(&sum_q, &sum_q + ext(&bq, sumw))],
+                        ),
+                        if_(last(n + pb - 1), goto(FIN)).else_(vec![inc]),
                     ],
                 ),
                 arm(
@@ -446,6 +502,7 @@ pub fn loss_npair(s: &Shape, c: NpairConsts) -> Module {
             (gy_q.clone(), gw),
             (m_q.clone(), lw),
             (zero_q.clone(), 1),
+            (ph_q.clone(), 2),
             (s_q.clone(), sw),
             (rem_q.clone(), sw),
             (r_q.clone(), rw),

@@ -10,6 +10,7 @@ pub mod act;
 pub mod array;
 pub mod board;
 pub mod bram;
+pub mod census;
 pub mod cmd;
 pub mod engine;
 pub mod fit;
@@ -30,7 +31,6 @@ use crate::hdl::{check, emit, file_name, Module};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use util::bitlen;
 
 pub use crate::arch::shape::Shape;
 
@@ -168,8 +168,8 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
                     depth: t.depth,
                 })
                 .collect();
-            fit = Some(estimate_fit(cfg, &units, &s, &mems));
             modules.push(system::system());
+            fit = Some(estimate_fit(cfg, &units, &s, &mems, &modules)?);
             schedule = crate::arch::schedule::summary(&arch);
             "generated".to_string()
         }
@@ -223,6 +223,10 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
             "capacity": f.capacity,
             "dp16kd": f.dp16kd,
             "mult18": f.mult18,
+            "lut4": f.logic.lut4,
+            "trellis_comb": f.logic.comb,
+            "ff": f.logic.ff,
+            "census_ff": f.census_ff,
             "fits": f.fits(),
             "memories": f.memories,
             "multipliers": f.multipliers,
@@ -249,69 +253,21 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
     })
 }
 
-/// Bits of the DELTA op's 2/d constant operand (unsigned, so one more than the largest).
-pub(crate) fn two_over_d_width(units: &Units) -> u32 {
-    bitlen(units.two_over_d.iter().copied().max().unwrap_or(1) as u128) + 1
-}
-
-/// The engine's block RAMs and multipliers against `hardware.board` ([`fit`]). The ROMs and
-/// the protocol decoder's buffer come on top of the engine's memories; the multipliers are
-/// the array's (exact) and those of the vector units, from their operand widths. Constant
-/// multiplications in the address generators are not counted (yosys may map some to DSPs).
-fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -> fit::Fit {
+/// The fit estimate of the engine: block RAMs from the memory map and the ROMs, multipliers
+/// and logic from the census of the generated modules under `dff_system`.
+fn estimate_fit(
+    cfg: &Config,
+    units: &Units,
+    s: &Shape,
+    mems: &[fit::MemInfo],
+    modules: &[Module],
+) -> Result<fit::Fit, RtlError> {
     let f = &s.f;
-    let pes = (s.rows * s.cols) as usize;
-    // One goodness and one normalise unit per column lane, one update unit per row bank,
-    // one DELTA multiplier per DELTA lane.
-    let (col_lanes, row_lanes) = (s.cols as usize, s.rows as usize);
-    let delta_lanes = crate::arch::Arch::new(cfg)
-        .map(|a| a.lanes.delta)
-        .unwrap_or(1);
-    let tw = two_over_d_width(units);
-    let mut mults = vec![
-        ("PE array".to_string(), s.a_w, s.b_w, pes),
-        (
-            "goodness: h²".into(),
-            f.hidden.bits + 1,
-            f.hidden.bits + 1,
-            col_lanes,
-        ),
-        ("goodness: S·(1/d)".into(), s.sum_w, s.recip_w, col_lanes),
-        (
-            "normalise: x·rsqrt".into(),
-            s.norm_x_w + 1,
-            f.rsqrt_frac + 2,
-            col_lanes,
-        ),
-        ("delta: β·(2/d)".into(), f.beta.bits, tw, 1),
-        (
-            "delta: coefficient·h".into(),
-            f.beta.bits + tw,
-            f.hidden.bits + 1,
-            delta_lanes,
-        ),
-        ("update: g·η/B".into(), f.update.bits, s.lr_w + 1, row_lanes),
-        // dff_cmd's READ answer length count × wbytes (docs/board.md).
-        ("protocol: count·wbytes".into(), 16, 4, 1),
-    ];
-    if cfg.algorithm.loss == crate::config::Loss::Npair {
-        mults.push((
-            "npair: logit·s".into(),
-            f.goodness.bits + 2,
-            f.logit.bits,
-            1,
-        ));
-        mults.push((
-            "npair: exp·recip".into(),
-            f.exp_frac + 2,
-            f.recip_frac + 2,
-            1,
-        ));
-    }
-    if cfg.algorithm.scheme != crate::config::Scheme::Df {
-        mults.push(("feedback: sum·rsqrt".into(), s.acc_w, f.rsqrt_frac + 2, 1));
-    }
-    let mut roms: Vec<(String, u32, usize)> = (0..col_lanes)
+    let census = census::census(modules, "dff_system").map_err(|e| RtlError::Check {
+        module: "dff_system".into(),
+        errors: e,
+    })?;
+    let mut roms: Vec<(String, u32, usize)> = (0..s.cols as usize)
         .map(|j| {
             (
                 format!("rsqrt ROM {j}"),
@@ -320,11 +276,11 @@ fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -
             )
         })
         .collect();
-    roms.extend([(
+    roms.push((
         "protocol buffer".to_string(),
         8,
         cmd::CmdParams::default().max_payload as usize,
-    )]);
+    ));
     if cfg.algorithm.loss == crate::config::Loss::Npair {
         roms.push((
             "exp ROM".to_string(),
@@ -332,7 +288,7 @@ fn estimate_fit(cfg: &Config, units: &Units, s: &Shape, mems: &[fit::MemInfo]) -
             1usize << units.exp.addr_bits(),
         ));
     }
-    fit::estimate(&cfg.hardware.board, mems, &roms, &mults)
+    Ok(fit::estimate(&cfg.hardware.board, mems, &roms, &census))
 }
 
 impl Rtl {

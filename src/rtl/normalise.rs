@@ -6,7 +6,7 @@
 //! k = (e − 2·frac)/2 folds into one variable output shift: because the sum's fraction bits are
 //! even the total shift is `rsqrt_frac + e/2 − act.frac`, whatever the input format, so the
 //! same unit normalises pixels and hidden values. Lanes (`xv_i`) may start the cycle after
-//! `sv_i`; `yv_o` marks outputs (latency 3). `rs_word_o`/`rs_half_e_o` expose the row's
+//! `sv_i`; `yv_o` marks outputs ([`crate::arch::schedule::normalise_lat`] later). `rs_word_o`/`rs_half_e_o` expose the row's
 //! rsqrt parts for DF-R's feedback scaling.
 
 use super::util::*;
@@ -35,11 +35,13 @@ pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
     let xv_i = m.input("xv_i", 1);
     let y_o = m.output("y_o", f.act.bits);
     let yv_o = m.output("yv_o", 1);
-    // The row's rsqrt parts (word, e/2), valid from two cycles after `sv_i` until the next
-    // one: DF-R's feedback scaling reuses them (`Units::scale_by_rsqrt`).
+    // The row's rsqrt parts (word, e/2), valid from NORMALISE_RS_LAT cycles after `sv_i`
+    // until the next one: DF-R's feedback scaling reuses them (`Units::scale_by_rsqrt`).
     let word_o = m.output("rs_word_o", rw);
     let half_e_o = m.output("rs_half_e_o", ew - 1);
-    // Leading-one detector and table address (combinational on the input).
+
+    // S path, one step per stage: the leading-one detector, the table address, the ROM.
+    m.comment("S: leading one, then the table address, then the rsqrt ROM (registered twice).");
     let n = m.reg("n", ew);
     let mut lod = vec![set(&n, lit(ew, 0))];
     for i in 0..sw {
@@ -48,13 +50,19 @@ pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
     m.always_comb(lod);
     let e = m.wire("e", ew);
     m.assign(&e, &n + cat([lit(ew - 1, 0), n.idx(0)]));
+    let u = m.wire("unused_e0", 1);
+    m.assign(u, e.idx(0));
+    let s_q = m.reg("s_q", sw);
+    // e is even: keep e/2.
+    let e_q = m.reg("e_q", ew - 1);
     let idx_full = m.wire("idx_full", sw);
+    let e_full = cat([e_q.clone(), lit(1, 0)]);
     m.assign(
         &idx_full,
         mux(
-            e.clone().ge_(lit(ew, u64::from(a))),
-            s_i.clone() >> (e.clone() - lit(ew, u64::from(a))),
-            s_i.clone() << (lit(ew, u64::from(a)) - e.clone()),
+            e_full.clone().ge_(lit(ew, u64::from(a))),
+            s_q.clone() >> (e_full.clone() - lit(ew, u64::from(a))),
+            s_q.clone() << (lit(ew, u64::from(a)) - e_full),
         ),
     );
     if sw > a {
@@ -62,49 +70,88 @@ pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
         m.assign(u, idx_full.slice(sw - 1, a).red_and());
     }
     let addr_q = m.reg("addr_q", a);
-    // e is even: keep e/2.
-    let e_q = m.reg("e_q", ew - 1);
+    let e1_q = m.reg("e1_q", ew - 1);
     let e2_q = m.reg("e2_q", ew - 1);
+    let e3_q = m.reg("e3_q", ew - 1);
+    let rom_q = m.reg("rom_q", rw);
     let word_q = m.reg("word_q", rw);
     let rom = m.memory("rom", rw, int(1u64 << a), Some("rsqrt.hex"));
-    m.always_ff(&clk, vec![nb(&word_q, rom.idx(&addr_q))]);
-    // Output shift: rsqrt_frac + e/2 - act.frac (modulo 2^shw; only S = 0, whose word is 0,
-    // can wrap).
+    m.always_ff(
+        &clk,
+        vec![nb(&rom_q, rom.idx(&addr_q)), nb(&word_q, &rom_q)],
+    );
+    ff(
+        &mut m,
+        vec![
+            (s_q.clone(), sw),
+            (e_q.clone(), ew - 1),
+            (addr_q.clone(), a),
+            (e1_q.clone(), ew - 1),
+            (e2_q.clone(), ew - 1),
+            (e3_q.clone(), ew - 1),
+        ],
+        vec![
+            if_(
+                &sv_i,
+                vec![nb(&s_q, &s_i), nb(&e_q, e.slice(ew - 1, 1))],
+            ),
+            nb(&addr_q, idx_full.slice(a - 1, 0)),
+            nb(&e1_q, &e_q),
+            nb(&e2_q, &e1_q),
+            nb(&e3_q, &e2_q),
+        ],
+    );
+
+    // x path: three input registers (the S path is two stages longer than the lanes wait),
+    // the pipelined product with the word, the rounding add, the shift and saturation. The
+    // output shift rsqrt_frac + e/2 - act.frac travels with its datum, so the lanes of one row
+    // may follow the previous row's without a gap.
+    m.comment("x: x * word on DSPs, then + rounding, then >> shift and saturate.");
     let c = (i64::from(f.rsqrt_frac) - i64::from(f.act.frac) + i64::from(shift_plus_one))
         .rem_euclid(1 << shw) as u64;
     let sh = m.wire("sh", shw);
     m.assign(
         &sh,
-        cat([lit(shw - (ew - 1), 0), e2_q.clone()]) + lit(shw, c),
+        cat([lit(shw - (ew - 1), 0), e3_q.clone()]) + lit(shw, c),
     );
     let x_q = m.reg("x_q", xw);
-    let xv1 = m.reg("xv1_q", 1);
-    let p_q = m.reg("p_q", pw);
-    let sh_q = m.reg("sh_q", shw);
-    let xv2 = m.reg("xv2_q", 1);
-    let y_q = m.reg("y_q", f.act.bits);
-    let yv = m.reg("yv_q", 1);
-    let p = m.wire("p", pw);
-    m.assign(
-        &p,
-        cat([lit(rw, 0), x_q.clone()]) * cat([lit(xw, 0), word_q.clone()]),
+    let x2_q = m.reg("x2_q", xw);
+    let x3_q = m.reg("x3_q", xw);
+    let prod = mul_pipelined(
+        &mut m,
+        "xw",
+        &Sig::new(&x3_q, xw, false),
+        &Sig::new(&word_q, rw, false),
     );
+    let ms = crate::arch::schedule::mul_stages(xw + 1, rw + 1) as u32;
+    // The product of two non-negative operands: its sign bits are 0.
+    let p = m.wire("p", pw);
+    m.assign(&p, prod.e.slice(pw - 1, 0));
+    let u = m.wire("unused_p_sign", 1);
+    m.assign(u, prod.e.slice(prod.w - 1, pw).red_xor());
+    let sh_pipe: Vec<Expr> = (0..ms)
+        .map(|k| m.reg(&format!("sh{k}_q"), shw))
+        .collect();
+    let sum_q = m.reg("sum_q", pw + 2);
+    let shs_q = m.reg("shs_q", shw);
+    let y_q = m.reg("y_q", f.act.bits);
+    let sh_last = sh_pipe[ms as usize - 1].clone();
     let add = m.wire("add", pw + 2);
     let half_up = f.rounding == crate::fixed::Rounding::HalfUp;
     if half_up {
         m.assign(
             &add,
             mux(
-                sh_q.clone().eq_(lit(shw, 0)),
+                sh_last.clone().eq_(lit(shw, 0)),
                 lit(pw + 2, 0),
-                lit(pw + 2, 1) << (sh_q.clone() - lit(shw, 1)),
+                lit(pw + 2, 1) << (sh_last.clone() - lit(shw, 1)),
             ),
         );
     } else {
         m.assign(&add, lit(pw + 2, 0));
     }
     let q = m.wire("q", pw + 2);
-    m.assign(&q, (cat([lit(2, 0), p_q.clone()]) + &add) >> sh_q.clone());
+    m.assign(&q, sum_q.clone() >> shs_q.clone());
     let y = m.wire("y", f.act.bits);
     m.assign(
         &y,
@@ -114,41 +161,34 @@ pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
             q.slice(f.act.bits - 1, 0),
         ),
     );
-    ff(
-        &mut m,
-        vec![
-            (addr_q.clone(), a),
-            (e_q.clone(), ew - 1),
-            (e2_q.clone(), ew - 1),
-            (x_q.clone(), xw),
-            (xv1.clone(), 1),
-            (p_q.clone(), pw),
-            (sh_q.clone(), shw),
-            (xv2.clone(), 1),
-            (y_q.clone(), f.act.bits),
-            (yv.clone(), 1),
-        ],
-        vec![
-            if_(
-                &sv_i,
-                vec![
-                    nb(&addr_q, idx_full.slice(a - 1, 0)),
-                    nb(&e_q, e.slice(ew - 1, 1)),
-                ],
-            ),
-            nb(&e2_q, &e_q),
-            nb(&x_q, &x_i),
-            nb(&xv1, &xv_i),
-            nb(&p_q, &p),
-            nb(&sh_q, &sh),
-            nb(&xv2, &xv1),
-            nb(&y_q, &y),
-            nb(&yv, &xv2),
-        ],
-    );
+    // The valid flag, delayed as the data: input, second input, product, sum, output.
+    let lat = crate::arch::schedule::normalise_lat(s) as u32;
+    let v_q = m.reg("v_q", lat);
+    let mut body = vec![
+        nb(&x_q, &x_i),
+        nb(&x2_q, &x_q),
+        nb(&x3_q, &x2_q),
+        nb(&sh_pipe[0], &sh),
+        nb(&sum_q, cat([lit(2, 0), p.clone()]) + &add),
+        nb(&shs_q, &sh_last),
+        nb(&y_q, &y),
+        nb(
+            &v_q,
+            if lat == 1 {
+                xv_i.clone()
+            } else {
+                cat([v_q.slice(lat - 2, 0), xv_i.clone()])
+            },
+        ),
+    ];
+    for k in 1..ms as usize {
+        body.push(nb(&sh_pipe[k], &sh_pipe[k - 1]));
+    }
+    m.always_ff(&clk, body);
+    assert_eq!(lat, 5 + ms, "normalise_lat and the pipeline built here");
     m.assign(word_o, &word_q);
-    m.assign(half_e_o, &e2_q);
+    m.assign(half_e_o, &e3_q);
     m.assign(y_o, y_q);
-    m.assign(yv_o, yv);
+    m.assign(yv_o, v_q.idx(lat - 1));
     m
 }

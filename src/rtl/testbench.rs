@@ -629,7 +629,7 @@ fn update(rtl: &Rtl, u: &Units) -> Result<Bench, RtlError> {
         ]);
         b.expect(&[lr_update(w, g, g_frac, fmt, u.lr, f.update_rounding, rnd)]);
     }
-    b.idle(6);
+    b.idle(crate::arch::schedule::update_lat(&rtl.shape) as usize + 2);
     Ok(b)
 }
 
@@ -685,7 +685,7 @@ fn sumsq(cfg: &Config, rtl: &Rtl, u: &Units) -> Result<Bench, RtlError> {
         }
         b.expect(&[s]);
     }
-    b.idle(6);
+    b.idle(crate::arch::schedule::sumsq_lat(&rtl.shape) as usize + 2);
     Ok(b)
 }
 
@@ -711,7 +711,7 @@ fn goodness(cfg: &Config, rtl: &Rtl, u: &Units) -> Result<Bench, RtlError> {
         b.cycle(&[("s_i", s), ("v_i", 1), ("recip_i", rc.value())]);
         b.expect(&[g]);
     }
-    b.idle(10);
+    b.idle(crate::arch::schedule::gscale_lat(&rtl.shape) as usize + 2);
     Ok(b)
 }
 
@@ -763,7 +763,7 @@ fn normalise(cfg: &Config, rtl: &Rtl, u: &Units) -> Result<Bench, RtlError> {
             b.expect(&[i64::from(y)]);
         }
     }
-    b.idle(4);
+    b.idle(crate::arch::schedule::normalise_lat(&rtl.shape) as usize + 2);
     Ok(b)
 }
 
@@ -901,7 +901,9 @@ fn npair(cfg: &Config, rtl: &Rtl) -> Result<Bench, RtlError> {
     let f = &cfg.fixed;
     let k = cfg.network.classes;
     let (gw, bw) = (f.goodness.bits, f.beta.bits);
-    let wait = 4 * k + f.recip_frac.min(62) as usize + 8;
+    // The unit's cycles from start to done (the schedule's), and a few idle ones.
+    let shape = crate::arch::shape::Shape::new(cfg)?;
+    let wait = crate::arch::schedule::NpairTiming::new(&shape).cycles(&shape) as usize + 3;
     let mut b = Bench::new(
         rtl,
         "dff_loss_npair",

@@ -73,10 +73,37 @@ pub fn saturate(m: &mut Module, name: &str, q: &Sig, fmt: QFormat) -> Sig {
     } else {
         m.wire(name, fmt.bits)
     };
-    let lo = slit(q.w, i128::from(fmt.min()));
-    let hi = slit(q.w, i128::from(fmt.max()));
-    m.assign(
-        &y,
+    let b = fmt.bits;
+    let w = q.w;
+    let plain = if fmt.signed { (2..=63).contains(&b) } else { (1..=62).contains(&b) };
+    let e = if plain {
+        // Range checks as bit tests, not comparators: a comparator is a carry chain in
+        // series with the one that made `q`. Signed: q fits iff its top w − b + 1 bits
+        // agree. Unsigned: q < 0 iff its sign is set, q > max iff a bit in [w−2 : b] is.
+        let sign = q.e.idx(w - 1);
+        if fmt.signed {
+            let top = q.e.slice(w - 1, b - 1);
+            let fits = top.clone().red_and().lor(top.red_or().lnot());
+            mux(
+                fits,
+                q.e.slice(b - 1, 0),
+                mux(sign, ulit(b, fmt.min()), ulit(b, fmt.max())),
+            )
+        } else {
+            let over = if w - 1 > b {
+                q.e.slice(w - 2, b).red_or()
+            } else {
+                lit(1, 0)
+            };
+            mux(
+                sign,
+                ulit(b, fmt.min()),
+                mux(over, ulit(b, fmt.max()), q.e.slice(b - 1, 0)),
+            )
+        }
+    } else {
+        let lo = slit(q.w, i128::from(fmt.min()));
+        let hi = slit(q.w, i128::from(fmt.max()));
         mux(
             q.e.clone().lt_(lo),
             ulit(fmt.bits, fmt.min()),
@@ -85,8 +112,9 @@ pub fn saturate(m: &mut Module, name: &str, q: &Sig, fmt: QFormat) -> Sig {
                 ulit(fmt.bits, fmt.max()),
                 q.e.slice(fmt.bits - 1, 0),
             ),
-        ),
-    );
+        )
+    };
+    m.assign(&y, e);
     Sig::new(y, fmt.bits, fmt.signed)
 }
 
@@ -178,37 +206,109 @@ pub fn flip(mode: Rounding) -> Rounding {
 /// and a long carry chain in one cycle; this keeps each stage to one of them.
 /// The operands should be registers. Returns the signed product register.
 pub fn mul_pipelined(m: &mut Module, name: &str, a: &Sig, b: &Sig) -> Sig {
-    let pieces = |m: &mut Module, tag: &str, x: &Sig| -> Vec<(Expr, u32)> {
-        let ws = x.w + u32::from(!x.signed);
+    mul_operands(m, name, Operand::Sig(a), Operand::Sig(b))
+}
+
+/// [`mul_pipelined`] by the constant `c` of `cw` signed bits: the same stages (so the
+/// same latency), but a piece of the constant that is zero costs no multiplier.
+pub fn mul_const_pipelined(m: &mut Module, name: &str, a: &Sig, c: i128, cw: u32) -> Sig {
+    assert!(
+        cw < 127 && c >= -(1i128 << (cw - 1)) && c < (1i128 << (cw - 1)),
+        "{c} does not fit {cw} signed bits"
+    );
+    mul_operands(m, name, Operand::Sig(a), Operand::Const { value: c, w: cw })
+}
+
+#[derive(Clone, Copy)]
+enum Operand<'a> {
+    Sig(&'a Sig),
+    Const { value: i128, w: u32 },
+}
+
+/// One 18-bit piece of an operand.
+#[derive(Clone)]
+enum Piece {
+    /// A signed 18-bit wire.
+    Wire(Expr),
+    /// One unsigned bit (an unsigned operand's top bit): a 1×18 product is a select, not a
+    /// multiplier; writing it as one keeps yosys from spending a MULT18X18D on it, and the
+    /// census from counting one.
+    Bit(Expr),
+    /// A piece of a constant.
+    Const(i64),
+}
+
+fn mul_operands(m: &mut Module, name: &str, a: Operand, b: Operand) -> Sig {
+    let pieces = |m: &mut Module, tag: &str, x: Operand| -> Vec<(Piece, u32)> {
+        let (xw, signed) = match x {
+            Operand::Sig(s) => (s.w, s.signed),
+            Operand::Const { w, .. } => (w, true),
+        };
+        let ws = xw + u32::from(!signed);
         let n = crate::arch::schedule::mul_pieces(ws);
         let mut out = Vec::new();
         for i in 0..n {
-            let w = m.wire_s(&format!("{name}_{tag}{i}"), 18);
             let lo = 17 * i;
+            let top = i + 1 == n;
+            let x = match x {
+                Operand::Const { value, .. } => {
+                    // Low pieces: 17 unsigned bits; the top piece: the rest, signed.
+                    let v = if top { value >> lo } else { (value >> lo) & 0x1_ffff };
+                    out.push((Piece::Const(v as i64), lo));
+                    continue;
+                }
+                Operand::Sig(x) => x,
+            };
+            if top && n > 1 && x.w - lo == 1 && !x.signed {
+                let tw = m.wire(&format!("{name}_{tag}{i}_bit"), 1);
+                m.assign(&tw, x.e.idx(lo));
+                out.push((Piece::Bit(tw), lo));
+                continue;
+            }
+            let w = m.wire_s(&format!("{name}_{tag}{i}"), 18);
             let e = if n == 1 {
                 ext(x, 18)
-            } else if i + 1 < n {
+            } else if !top {
                 cat([lit(1, 0), x.e.slice(lo + 16, lo)]).signed()
             } else {
                 // The top piece: the remaining bits, sign- (or zero-) extended.
-                let top = Sig::new(x.e.slice(x.w - 1, lo), x.w - lo, x.signed);
+                let t = Sig::new(x.e.slice(x.w - 1, lo), x.w - lo, x.signed);
                 let tw = m.wire(&format!("{name}_{tag}{i}_bits"), x.w - lo);
-                m.assign(&tw, top.e.clone());
+                m.assign(&tw, t.e.clone());
                 ext(&Sig::new(tw, x.w - lo, x.signed), 18)
             };
             m.assign(&w, e);
-            out.push((w, lo));
+            out.push((Piece::Wire(w), lo));
         }
         out
     };
+    let width_of = |x: Operand| match x {
+        Operand::Sig(s) => s.w + u32::from(!s.signed),
+        Operand::Const { w, .. } => w,
+    };
     let ap = pieces(m, "a", a);
     let bp = pieces(m, "b", b);
-    let width = a.w + u32::from(!a.signed) + b.w + u32::from(!b.signed);
+    let width = width_of(a) + width_of(b);
     let clk = id("clk_i");
     let out = m.wire_s(&format!("{name}_prod"), width);
+    let wide = |e: &Expr| ext(&Sig::new(e.clone(), 18, true), 36);
+    // The 36-bit product of two pieces; `None` when it is the constant zero.
+    let product = |pa: &Piece, pb: &Piece| -> Option<Expr> {
+        use Piece::*;
+        match (pa, pb) {
+            (Const(0), _) | (_, Const(0)) => None,
+            (Const(x), Const(y)) => Some(slit(36, i128::from(*x) * i128::from(*y))),
+            (Bit(x), Bit(y)) => Some(ext(&Sig::new(x & y.clone(), 1, false), 36)),
+            (Bit(x), Wire(w)) | (Wire(w), Bit(x)) => Some(mux(x.clone(), wide(w), lit_s(36, 0))),
+            (Bit(x), Const(c)) | (Const(c), Bit(x)) => Some(mux(x.clone(), slit(36, i128::from(*c)), lit_s(36, 0))),
+            (Wire(x), Wire(y)) => Some(x * y.clone()),
+            (Wire(x), Const(c)) | (Const(c), Wire(x)) => Some(x * slit(18, i128::from(*c))),
+        }
+    };
     if ap.len() == 1 && bp.len() == 1 {
         let p = m.reg_s(&format!("{name}_p00_q"), 36);
-        m.always_ff(&clk, vec![nb(&p, &ap[0].0 * bp[0].0.clone())]);
+        let e = product(&ap[0].0, &bp[0].0).unwrap_or_else(|| lit_s(36, 0));
+        m.always_ff(&clk, vec![nb(&p, e)]);
         if width < 36 {
             // (Its top bits are copies of the sign.)
             let u = m.wire(&format!("unused_{name}_sign"), 1);
@@ -223,16 +323,25 @@ pub fn mul_pipelined(m: &mut Module, name: &str, a: &Sig, b: &Sig) -> Sig {
     let iw = width + 1;
     let mut level: Vec<Expr> = Vec::new();
     let mut body = Vec::new();
-    for (i, (pa, sa)) in ap.iter().enumerate() {
-        for (j, (pb, sb)) in bp.iter().enumerate() {
+    for (i, pa) in ap.iter().enumerate() {
+        for (j, pb) in bp.iter().enumerate() {
+            let (sa, sb) = (pa.1, pb.1);
+            let Some(e) = product(&pa.0, &pb.0) else {
+                // A zero piece of a constant: no multiplier, no register; the adder tree
+                // keeps its shape (and the latency its stage count).
+                level.push(lit_s(iw, 0));
+                continue;
+            };
             let p = m.reg_s(&format!("{name}_p{i}{j}_q"), 36);
-            body.push(nb(&p, pa * pb.clone()));
+            body.push(nb(&p, e));
             let sh = sa + sb;
             // (Each partial product fits `iw` bits: when `iw` < 36 its top bits are copies
             // of the sign.)
             let e = if iw >= 36 {
                 ext(&Sig::new(p, 36, true), iw)
             } else {
+                let u = m.wire(&format!("unused_{name}_p{i}{j}_sign"), 1);
+                m.assign(u, p.slice(35, iw).red_xor());
                 p.slice(iw - 1, 0).signed()
             };
             level.push(if sh == 0 {

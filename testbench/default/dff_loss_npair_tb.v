@@ -1,6 +1,6 @@
 // Self-checking testbench for dff_loss_npair: 2400 vectors from the dfforge golden model.
 // Samples of K = 10 goodness scores (g_i, slot j at bits [j*18 +: 18], slot 0 the true label)
-// and active masks (act_i), one start_i pulse each, then 72 idle cycles: the betas from
+// and active masks (act_i), one start_i pulse each, then 86 idle cycles: the betas from
 // FixedDf::loss_unit with loss = npair: random scores, one active negative, none, equal
 // scores, differences that saturate the logit both ways, small differences around the margin.
 //

@@ -15,7 +15,7 @@
 use super::build::*;
 use crate::arch::memmap::TensorId;
 use crate::arch::program::Op;
-use crate::arch::schedule::GemmTiming;
+use crate::arch::schedule::{GemmTiming, DRAIN_READ_ALIGN, READ_LAT};
 use crate::arch::Arch;
 use crate::fixed::Rounding;
 use crate::hdl::*;
@@ -406,7 +406,7 @@ pub fn gemm_drain(arch: &Arch) -> Module {
             }
             e.wire_s("bias", f.bias.bits, v)
         };
-        let elem2 = e.pipe_s("elem2", elem.clone(), accw);
+        let elem2 = aligned_elem(&mut e, "elem2", &elem, accw);
         let zw = accw + 2;
         let bext = {
             let shifted = e.wire_s(
@@ -423,7 +423,7 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         let z = e.pipe_s("z", ext(&Sig::new(elem2, accw, true), zw) + bext, zw);
         let zc = saturate(&mut e.m, "z_sat", &Sig::new(z, zw, true), f.accumulator);
         let fwd_up = io.is_kind(Op::Fwd(0)).land(io.is_layer(0).lnot());
-        let zv = e.delay_flag("z_v", ev.clone().land(fwd_up), 1, 4);
+        let zv = e.delay_flag("z_v", ev.clone().land(fwd_up), 1, READ_LAT as usize + 1);
         let hq = e.m.wire("relu_h", f.hidden.bits);
         let hv = e.m.wire("relu_v", 1);
         e.m.instance(
@@ -443,7 +443,7 @@ pub fn gemm_drain(arch: &Arch) -> Module {
             haw,
             fit(&nbase, aw_max, haw) + fit(&o_now, mnw, haw),
         );
-        let lat = 4 + crate::arch::schedule::RELU_LAT as usize;
+        let lat = (READ_LAT + 1 + crate::arch::schedule::RELU_LAT) as usize;
         let hb = e.delay("h_bank", bank_now, mw, lat);
         let hw = e.delay("h_word", hword_now, haw, lat);
         for l in 1..nl {
@@ -469,7 +469,7 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         };
         let word = e.wire("fb_rs_word", rs_w, rs.slice(rs_w + he_w - 1, he_w));
         let half_e = rs.slice(he_w - 1, 0);
-        let elem2 = e.pipe_s("fb_elem", elem.clone(), accw);
+        let elem2 = aligned_elem(&mut e, "fb_elem", &elem, accw);
         let prod = mul_pipelined(
             &mut e.m,
             "fb_mul",
@@ -509,7 +509,7 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         };
         let qq = e.pipe_s("fb_q", q, sw_);
         let y = saturate(&mut e.m, "fb_y", &Sig::new(qq, sw_, true), f.delta);
-        let lat = 3 + m + 2;
+        let lat = READ_LAT as usize + m + 2;
         for (l, p) in fbb.iter().enumerate() {
             let c = e.delay_flag(
                 &format!("fbb{}_v", l + 1),
@@ -527,4 +527,19 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         }
     }
     e.finish()
+}
+
+/// The drained element delayed [`DRAIN_READ_ALIGN`] cycles, to meet the per-row operand
+/// read issued at its sample.
+fn aligned_elem(e: &mut Eng, name: &str, elem: &Expr, w: u32) -> Expr {
+    let mut cur = elem.clone();
+    for i in 1..=DRAIN_READ_ALIGN {
+        let n = if i == DRAIN_READ_ALIGN {
+            name.to_string()
+        } else {
+            format!("{name}_p{i}")
+        };
+        cur = e.pipe_s(&n, cur, w);
+    }
+    cur
 }

@@ -58,7 +58,9 @@ pub fn loss(arch: &Arch) -> Module {
     let (st, st_d) = e.reg("st", stw, 0);
     let in_st = |n: &str| st.clone().eq_(id(n));
     let (k, k_d) = e.reg("slot", kw, 0);
-    let (wc, wc_d) = e.reg("wait", 2, 0);
+    // The wait counter covers the gather's READ_LAT and the hinge tail's two cycles.
+    let ww = cw(rl.max(2));
+    let (wc, wc_d) = e.reg("wait", ww, 0);
     let (smp, smp_d) = e.reg("sample", sw, 0);
     let (sb, sb_d) = e.reg("row_base", rw, 0);
     let (act, act_d) = e.reg("active", ncls as u32, 0);
@@ -178,14 +180,14 @@ pub fn loss(arch: &Arch) -> Module {
             id("StGather"),
             vec![if_(
                 k_last.clone(),
-                vec![set(&st_d, id("StWaitG")), set(&wc_d, lit(2, 0))],
+                vec![set(&st_d, id("StWaitG")), set(&wc_d, lit(ww, 0))],
             )
             .else_(vec![set(&k_d, &k + lit(kw, 1))])],
         ),
         arm(
             id("StWaitG"),
-            vec![if_(wc.clone().eq_(lit(2, 2)), after_gather)
-                .else_(vec![set(&wc_d, &wc + lit(2, 1))])],
+            vec![if_(wc.clone().eq_(lit(ww, (rl - 1) as u64)), after_gather)
+                .else_(vec![set(&wc_d, &wc + lit(ww, 1))])],
         ),
     ];
     // Hard negatives: each round marks the highest unmarked G̃ of slots 1..K−1.
@@ -322,14 +324,14 @@ pub fn loss(arch: &Arch) -> Module {
             id("StStream"),
             vec![if_(
                 k_last.clone(),
-                vec![set(&st_d, id("StTail")), set(&wc_d, lit(2, 0))],
+                vec![set(&st_d, id("StTail")), set(&wc_d, lit(ww, 0))],
             )
             .else_(vec![set(&k_d, &k + lit(kw, 1))])],
         ));
         arms.push(arm(
             id("StTail"),
-            vec![if_(wc.clone().eq_(lit(2, 1)), next_sample.clone())
-                .else_(vec![set(&wc_d, &wc + lit(2, 1))])],
+            vec![if_(wc.clone().eq_(lit(ww, 1)), next_sample.clone())
+                .else_(vec![set(&wc_d, &wc + lit(ww, 1))])],
         ));
         let k1 = e.delay("beta_slot", k.clone(), kw, 1);
         let a = beta_addr(

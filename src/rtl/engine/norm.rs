@@ -12,7 +12,7 @@ use super::build::*;
 use crate::arch::memmap::TensorId;
 use crate::arch::program::Op;
 use crate::arch::schedule::{
-    gscale_lat, NormTiming, LANE_LAT, NORMALISE_LAT, NORMALISE_RS_LAT, READ_LAT,
+    gscale_lat, normalise_lat, NormTiming, LANE_LAT, NORMALISE_RS_LAT, READ_LAT,
 };
 use crate::arch::Arch;
 use crate::fixed::model::Units;
@@ -495,7 +495,7 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
     }
 
     // ---------------------------------------------------------------- x̂ writes
-    let xl = (LANE_LAT + NORMALISE_LAT) as usize;
+    let xl = (LANE_LAT + normalise_lat(s)) as usize;
     let xaw = std::iter::once(&x0)
         .chain(xh.iter())
         .map(|p| p.aw)

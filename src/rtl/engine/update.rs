@@ -13,7 +13,7 @@
 use super::build::*;
 use crate::arch::memmap::TensorId;
 use crate::arch::program::Op;
-use crate::arch::schedule::{READ_LAT, UPDATE_LAT};
+use crate::arch::schedule::{update_lat, READ_LAT};
 use crate::arch::Arch;
 use crate::hdl::*;
 use crate::rtl::util::{ext, Sig};
@@ -59,7 +59,7 @@ pub fn update(arch: &Arch) -> Module {
         .collect();
     let du = e.mem_port(&t(TensorId::Du), true, true);
     let dl = arch.lanes.delta;
-    let lat = (READ_LAT + UPDATE_LAT) as usize;
+    let lat = (READ_LAT + update_lat(s)) as usize;
     let rl = READ_LAT as usize;
 
     // ---------------------------------------------------------------- BUPD / UUPD walk
@@ -105,7 +105,7 @@ pub fn update(arch: &Arch) -> Module {
         ];
         let last = j.clone().eq_(jn.clone() - lit(jw, 1));
         // The walk issues j = 0 .. n−1 from the cycle after start; the op ends with the
-        // last write-back, READ_LAT + UPDATE_LAT later.
+        // last write-back, READ_LAT + update_lat later.
         let (tail, tail_d) = e.reg("tail", cw(lat + 1), 0);
         e.comb.push(
             if_(
@@ -319,8 +319,8 @@ pub fn update(arch: &Arch) -> Module {
                 .conn("v_o", bit(&up_vo)),
         );
     }
-    // Write-back UPDATE_LAT later: W_l (every valid lane), b_l or U (lane 0).
-    let ul = UPDATE_LAT as usize;
+    // Write-back update_lat later: W_l (every valid lane), b_l or U (lane 0).
+    let ul = update_lat(s) as usize;
     let gdone = e.delay_flag("grad_wb", gv.clone(), 1, ul);
     let gmask = e.delay("grad_mask", up_v.clone(), rr as u32, ul);
     let wdat: Vec<Expr> = (0..rr)
