@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     match cfg.algorithm.name {
         Kind::Df => {
             let mut l = FixedDf::new(&cfg)?;
-            train(&mut l as &mut dyn Learner, &ds, &opts);
+            train(&mut l as &mut dyn Learner, &ds, &opts)?;
             let p = &l.params;
             for (w, b) in p.w.iter().zip(&p.b) {
                 words(&mut w.data.iter().map(|&v| i64::from(v)));
@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         }
         Kind::Ff => {
             let mut l = FixedFf::new(&cfg)?;
-            train(&mut l as &mut dyn Learner, &ds, &opts);
+            train(&mut l as &mut dyn Learner, &ds, &opts)?;
             for (w, b) in l.w.iter().zip(&l.b) {
                 words(&mut w.data.iter().map(|&v| i64::from(v)));
                 words(&mut b.iter().copied());
@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         }
         Kind::Bp => {
             let mut l = FixedBp::new(&cfg)?;
-            train(&mut l as &mut dyn Learner, &ds, &opts);
+            train(&mut l as &mut dyn Learner, &ds, &opts)?;
             for (w, b) in l.w.iter().zip(&l.b) {
                 words(&mut w.data.iter().map(|&v| i64::from(v)));
                 words(&mut b.iter().copied());

@@ -104,7 +104,7 @@ enum Command {
     Cosim(CosimArgs),
     /// Generate a board top (Verilog and pin constraints) around a byte core: the ULX3S's
     /// FT231X UART connected to the core (see scripts/pnr to place and route it). With
-    /// `--core engine`, an engine whose estimated block RAMs or multipliers exceed
+    /// `--core engine`, an engine whose estimated block RAMs, multipliers or logic exceed
     /// hardware.board's FPGA is refused (`dfforge gen` prints the same estimate).
     Board {
         /// Output directory (created if missing): every .v, ROM tables, ulx3s.lpf.

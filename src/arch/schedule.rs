@@ -10,9 +10,9 @@ use super::shape::Shape;
 use super::Arch;
 
 /// Cycles from an op engine issuing a memory read (its request register) to the data on
-/// the bank's read port: the request register and the block RAM's three read registers
-/// ([`crate::rtl::bram`]).
-pub const READ_LAT: u64 = 4;
+/// the bank's read port: the request register, the block RAM's own request register and its
+/// three read registers ([`crate::rtl::bram`]).
+pub const READ_LAT: u64 = 5;
 /// A lane rotator (or plain lane) register after the read: data reaches a lane datapath
 /// `READ_LAT + 1` cycles after the read was issued.
 pub const LANE_LAT: u64 = READ_LAT + 1;

@@ -7,7 +7,8 @@
 //! moment the generator emits it. The counts follow how yosys `synth_ecp5` maps the text:
 //! - a `*` whose operands are not both constant is one MULT18X18D (the generator splits
 //!   every wide product into 18×18 pieces, [`super::util::mul_pipelined`]); a product with a
-//!   power-of-two literal is a shift and costs none;
+//!   power-of-two literal is a shift and costs none, and so is one that computes a select's
+//!   position;
 //! - a flip-flop bit is a bit of a `reg` (or `output reg`) assigned in an
 //!   `always @(posedge …)` block; memories (`reg [..] m [0:N]` with [`crate::hdl::Memory`])
 //!   are block or LUT RAM and not counted. Yosys removes constant and unread bits, so the
@@ -256,10 +257,10 @@ fn products(e: &Expr, env: &Env) -> usize {
             );
             own + products(a, env) + products(b, env)
         }
-        Expr::Index { base, index } => products(base, env) + products(index, env),
-        Expr::Slice { base, hi, lo } => products(base, env) + products(hi, env) + products(lo, env),
-        Expr::PartUp { base, start, width } => {
-            products(base, env) + products(start, env) + products(width, env)
+        // A product in a select's position (`outs[sel * W +: W]`) is the select's own
+        // arithmetic, which yosys folds into the multiplexer: no DSP.
+        Expr::Index { base, .. } | Expr::Slice { base, .. } | Expr::PartUp { base, .. } => {
+            products(base, env)
         }
         Expr::Concat(ps) => ps.iter().map(|p| products(p, env)).sum(),
         Expr::Repl { parts, .. } => parts.iter().map(|p| products(p, env)).sum(),

@@ -5,7 +5,8 @@
 //! does not use them, so the engine top can join the clients of a port with a plain OR (one
 //! client is active at a time: see [`crate::arch::memmap::Client`]). A read issued in cycle
 //! t (an arm of `drive` true in t) puts its data on `rdata` in cycle t + [`READ_LAT`]; a
-//! write issued in cycle t lands at the end of cycle t + 1.
+//! write issued in cycle t lands at the end of cycle t + 2 (the block registers requests
+//! too, reads and writes alike, so their order is the issuer's).
 
 use crate::arch::memmap::Tensor;
 use crate::arch::schedule::READ_LAT;

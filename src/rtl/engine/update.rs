@@ -331,6 +331,16 @@ pub fn update(arch: &Arch) -> Module {
             )
         })
         .collect();
+    // Lanes other than 0 only ever carry weights: their bits above weight.bits (when biases
+    // or centroids are wider) are never written anywhere.
+    if pw > f.weight.bits {
+        for bk in 1..rr as u32 {
+            e.unused(
+                &format!("up_wo_high{bk}"),
+                up_wo.slice(bk * pw + pw - 1, bk * pw + f.weight.bits),
+            );
+        }
+    }
     for l in 0..nl {
         let c = gdone
             .clone()
