@@ -6,8 +6,8 @@
 use crate::arch::abi::{RUN_INFER, RUN_TRAIN};
 use crate::arch::Arch;
 use crate::config::{Collaboration, Config, Loss, Negatives, Optimizer, Scheme};
-use crate::driver::{self, Bus};
 pub use crate::driver::check::{Checker, Mismatch};
+use crate::driver::{self, Bus};
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::FixedDf;
 use crate::fixed::{QFormat, Rounding};

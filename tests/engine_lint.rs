@@ -107,7 +107,11 @@ fn whole_system_lints_on_random_configs() {
         .unwrap_or(24);
     // The shipped configs first (ulx3s-mnist's 9-bit weights under 16-bit centroids once
     // left bits of the update lanes unread), then the random ones.
-    let shipped = ["configs/default.toml", "configs/mnist.toml", "configs/ulx3s-mnist.toml"];
+    let shipped = [
+        "configs/default.toml",
+        "configs/mnist.toml",
+        "configs/ulx3s-mnist.toml",
+    ];
     let configs = shipped
         .iter()
         .map(|p| {

@@ -64,9 +64,18 @@ fn fit_estimate_matches_the_calibration() {
             n(&packed["TRELLIS_COMB"]),
             0.15,
         ));
-        failures.extend(within("FF", name, fit.logic.ff, n(&packed["TRELLIS_FF"]), 0.15));
+        failures.extend(within(
+            "FF",
+            name,
+            fit.logic.ff,
+            n(&packed["TRELLIS_FF"]),
+            0.15,
+        ));
         let bram = n(&y["DP16KD"]);
-        eprintln!("{name:48} DP16KD: estimate {:6}, measured {bram:6}", fit.dp16kd);
+        eprintln!(
+            "{name:48} DP16KD: estimate {:6}, measured {bram:6}",
+            fit.dp16kd
+        );
         if (fit.dp16kd as u64) < bram || fit.dp16kd as f64 > 1.30 * bram as f64 {
             failures.push(format!(
                 "{name}: DP16KD estimate {} vs measured {bram} (must be >= and within 30 %)",
@@ -88,6 +97,9 @@ fn shipped_board_configs_are_calibration_points() {
         .map(|r| r["config"].as_str().unwrap())
         .collect();
     for shipped in ["configs/default.toml", "configs/ulx3s-mnist.toml"] {
-        assert!(names.contains(&shipped), "{shipped} is not in docs/fit-calibration.json");
+        assert!(
+            names.contains(&shipped),
+            "{shipped} is not in docs/fit-calibration.json"
+        );
     }
 }

@@ -41,7 +41,16 @@ fn yosys_in(dir: &Path, files: &[String], script: &str) -> String {
         stat.display()
     );
     let out = Command::new("prlimit")
-        .args(["--as=4000000000", "--", "timeout", "1200", "yosys", "-q", "-p", &cmd])
+        .args([
+            "--as=4000000000",
+            "--",
+            "timeout",
+            "1200",
+            "yosys",
+            "-q",
+            "-p",
+            &cmd,
+        ])
         .current_dir(dir)
         .output()
         .expect("prlimit (util-linux) runs");
@@ -203,6 +212,12 @@ fn small_engine_stays_within_its_logic_budget() {
     assert!(lut > 1000 && ff > 1000, "nothing synthesised?\n{stat}");
     assert!(lut <= LUT4_MAX, "{lut} LUT4 > budget {LUT4_MAX}\n{stat}");
     assert!(ff <= FF_MAX, "{ff} FF > budget {FF_MAX}\n{stat}");
-    assert!(bram <= DP16KD_MAX, "{bram} DP16KD > budget {DP16KD_MAX}\n{stat}");
-    assert!(mult <= MULT_MAX, "{mult} MULT18X18D > budget {MULT_MAX}\n{stat}");
+    assert!(
+        bram <= DP16KD_MAX,
+        "{bram} DP16KD > budget {DP16KD_MAX}\n{stat}"
+    );
+    assert!(
+        mult <= MULT_MAX,
+        "{mult} MULT18X18D > budget {MULT_MAX}\n{stat}"
+    );
 }

@@ -106,4 +106,3 @@ impl Checker {
 fn widen(m: &IMat) -> Vec<i64> {
     m.data.iter().map(|&v| i64::from(v)).collect()
 }
-

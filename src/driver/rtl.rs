@@ -7,6 +7,7 @@
 //! first difference is kept (and later steps are not compared); transport errors are kept
 //! too, and the learner stops driving the engine. The CLI reports both after training.
 
+use super::check::{Checker, Mismatch};
 use super::{
     expected_cycles, read_beta, read_counters, read_goodness, read_params, write_batch, write_lr,
     Bus,
@@ -14,7 +15,6 @@ use super::{
 use crate::arch::abi::{RUN_INFER, RUN_TRAIN};
 use crate::arch::Arch;
 use crate::config::Config;
-use super::check::{Checker, Mismatch};
 use crate::fixed::kernels::IMat;
 use crate::fixed::model::{quantise_pixels, FixedDf};
 use crate::float::linalg::Mat;

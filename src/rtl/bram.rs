@@ -58,12 +58,19 @@ pub fn bram(width: u32, addr_bits: u32) -> Module {
                 mux(
                     wp.clone().le_(int(4)),
                     int(12),
-                    mux(wp.clone().le_(int(9)), int(11), mux(wp.clone().le_(int(18)), int(10), int(9))),
+                    mux(
+                        wp.clone().le_(int(9)),
+                        int(11),
+                        mux(wp.clone().le_(int(18)), int(10), int(9)),
+                    ),
                 ),
             ),
         ),
     );
-    let nblk = m.localparam("NB", (depth.clone() + (int(1) << lb.clone()) - int(1)) >> lb.clone());
+    let nblk = m.localparam(
+        "NB",
+        (depth.clone() + (int(1) << lb.clone()) - int(1)) >> lb.clone(),
+    );
     m.genvar("g");
     m.gen_if_else(
         nblk.clone().eq_(int(1)),
@@ -73,7 +80,10 @@ pub fn bram(width: u32, addr_bits: u32) -> Module {
             s.memory_attr("mem", "no_rw_check");
             let rd_q = s.reg("rd_q", &wp);
             let out_q = s.reg("out_q", &wp);
-            s.always_ff(&clk, vec![if_(&we_q, vec![nb(mem.idx(&waddr_q), &wdata_q)])]);
+            s.always_ff(
+                &clk,
+                vec![if_(&we_q, vec![nb(mem.idx(&waddr_q), &wdata_q)])],
+            );
             s.always_ff(
                 &clk,
                 vec![
@@ -99,7 +109,10 @@ pub fn bram(width: u32, addr_bits: u32) -> Module {
                 vec![
                     nb(&sel1_q, raddr_q.slice(top_w.clone(), lb.clone())),
                     nb(&sel2_q, &sel1_q),
-                    nb(&fabric_q, outs.part(sel2_q.clone() * wp.clone(), wp.clone())),
+                    nb(
+                        &fabric_q,
+                        outs.part(sel2_q.clone() * wp.clone(), wp.clone()),
+                    ),
                 ],
             );
             s.gen_for("g", int(0), nblk.clone(), "g_blk", |b, k| {

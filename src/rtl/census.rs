@@ -139,7 +139,9 @@ fn items(
             }
             Item::GenIf(g) => {
                 let Some(cond) = eval(&g.cond, env) else {
-                    return Err(format!("{module}: a generate `if` condition is not constant"));
+                    return Err(format!(
+                        "{module}: a generate `if` condition is not constant"
+                    ));
                 };
                 if cond != 0 {
                     items(&g.then_.items, env, clocked, module, count, children)?;
@@ -154,7 +156,8 @@ fn items(
 }
 
 fn bits(width: &Expr, dims: &[Expr], env: &Env, module: &str, name: &str) -> Result<usize, String> {
-    let mut n = eval(width, env).ok_or_else(|| format!("{module}: width of `{name}` is not constant"))?;
+    let mut n =
+        eval(width, env).ok_or_else(|| format!("{module}: width of `{name}` is not constant"))?;
     for d in dims {
         n *= eval(d, env).ok_or_else(|| format!("{module}: size of `{name}` is not constant"))?;
     }
@@ -227,7 +230,10 @@ fn stmt_products(body: &[Stmt], env: &Env) -> usize {
                 default,
             } => {
                 products(subject, env)
-                    + arms.iter().map(|a| stmt_products(&a.body, env)).sum::<usize>()
+                    + arms
+                        .iter()
+                        .map(|a| stmt_products(&a.body, env))
+                        .sum::<usize>()
                     + stmt_products(default, env)
             }
             // A procedural loop repeats its body in hardware once per iteration.

@@ -903,7 +903,10 @@ pub fn cmd(p: &CmdParams) -> Module {
             st(S_TX_WAIT),
             vec![
                 // The CRC covers the frame's bytes from the command to the payload's last.
-                if_(&crc_pend_q, vec![nb(&crc_q, &crc_tx), nb(&crc_pend_q, lit(1, 0))]),
+                if_(
+                    &crc_pend_q,
+                    vec![nb(&crc_q, &crc_tx), nb(&crc_pend_q, lit(1, 0))],
+                ),
                 if_(
                     &tx_ready,
                     vec![

@@ -179,7 +179,12 @@ impl Fit {
             return format!(
                 "estimated {} DP16KD block RAMs, {} MULT18X18D multipliers, {} logic cells \
                  ({} LUT4) and {} flip-flops (board `{}`: not checked)",
-                self.dp16kd, self.mult18, self.logic.comb, self.logic.lut4, self.logic.ff, self.board
+                self.dp16kd,
+                self.mult18,
+                self.logic.comb,
+                self.logic.lut4,
+                self.logic.ff,
+                self.board
             );
         };
         let pct = |a: usize, b: usize| 100.0 * a as f64 / b as f64;
@@ -317,6 +322,10 @@ mod tests {
         let mut logic = Census::default();
         logic.ff = 1_000_000;
         let f = estimate("ulx3s-85f", &mems[..0], &[], &logic);
-        assert!(!f.fits() && f.summary().contains("too much logic"), "{}", f.summary());
+        assert!(
+            !f.fits() && f.summary().contains("too much logic"),
+            "{}",
+            f.summary()
+        );
     }
 }

@@ -91,10 +91,7 @@ pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
             (e3_q.clone(), ew - 1),
         ],
         vec![
-            if_(
-                &sv_i,
-                vec![nb(&s_q, &s_i), nb(&e_q, e.slice(ew - 1, 1))],
-            ),
+            if_(&sv_i, vec![nb(&s_q, &s_i), nb(&e_q, e.slice(ew - 1, 1))]),
             nb(&addr_q, idx_full.slice(a - 1, 0)),
             nb(&e1_q, &e_q),
             nb(&e2_q, &e1_q),
@@ -129,9 +126,7 @@ pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
     m.assign(&p, prod.e.slice(pw - 1, 0));
     let u = m.wire("unused_p_sign", 1);
     m.assign(u, prod.e.slice(prod.w - 1, pw).red_xor());
-    let sh_pipe: Vec<Expr> = (0..ms)
-        .map(|k| m.reg(&format!("sh{k}_q"), shw))
-        .collect();
+    let sh_pipe: Vec<Expr> = (0..ms).map(|k| m.reg(&format!("sh{k}_q"), shw)).collect();
     let sum_q = m.reg("sum_q", pw + 2);
     let shs_q = m.reg("shs_q", shw);
     let y_q = m.reg("y_q", f.act.bits);

@@ -113,7 +113,13 @@ pub fn update(s: &Shape, seed_flip: bool) -> Module {
         .max(1);
     let hi_w = shifts
         .iter()
-        .map(|&(from, to)| if to >= from { pw + (to - from) } else { pw.saturating_sub(from - to).max(1) })
+        .map(|&(from, to)| {
+            if to >= from {
+                pw + (to - from)
+            } else {
+                pw.saturating_sub(from - to).max(1)
+            }
+        })
         .max()
         .unwrap_or(1)
         + 1;
@@ -210,7 +216,12 @@ pub fn update(s: &Shape, seed_flip: bool) -> Module {
     let vb0 = m.reg("vb0_q", 1);
     let mut outs = Vec::new();
     for (name, _, fmt) in kinds {
-        let y = saturate(&mut m, &format!("{name}_y"), &Sig::new(&diff, dw, true), fmt);
+        let y = saturate(
+            &mut m,
+            &format!("{name}_y"),
+            &Sig::new(&diff, dw, true),
+            fmt,
+        );
         let yx = m.wire_s(&format!("{name}_yx"), ww);
         m.assign(
             &yx,

@@ -75,7 +75,11 @@ pub fn saturate(m: &mut Module, name: &str, q: &Sig, fmt: QFormat) -> Sig {
     };
     let b = fmt.bits;
     let w = q.w;
-    let plain = if fmt.signed { (2..=63).contains(&b) } else { (1..=62).contains(&b) };
+    let plain = if fmt.signed {
+        (2..=63).contains(&b)
+    } else {
+        (1..=62).contains(&b)
+    };
     let e = if plain {
         // Range checks as bit tests, not comparators: a comparator is a carry chain in
         // series with the one that made `q`. Signed: q fits iff its top w − b + 1 bits
@@ -253,7 +257,11 @@ fn mul_operands(m: &mut Module, name: &str, a: Operand, b: Operand) -> Sig {
             let x = match x {
                 Operand::Const { value, .. } => {
                     // Low pieces: 17 unsigned bits; the top piece: the rest, signed.
-                    let v = if top { value >> lo } else { (value >> lo) & 0x1_ffff };
+                    let v = if top {
+                        value >> lo
+                    } else {
+                        (value >> lo) & 0x1_ffff
+                    };
                     out.push((Piece::Const(v as i64), lo));
                     continue;
                 }
@@ -300,7 +308,9 @@ fn mul_operands(m: &mut Module, name: &str, a: Operand, b: Operand) -> Sig {
             (Const(x), Const(y)) => Some(slit(36, i128::from(*x) * i128::from(*y))),
             (Bit(x), Bit(y)) => Some(ext(&Sig::new(x & y.clone(), 1, false), 36)),
             (Bit(x), Wire(w)) | (Wire(w), Bit(x)) => Some(mux(x.clone(), wide(w), lit_s(36, 0))),
-            (Bit(x), Const(c)) | (Const(c), Bit(x)) => Some(mux(x.clone(), slit(36, i128::from(*c)), lit_s(36, 0))),
+            (Bit(x), Const(c)) | (Const(c), Bit(x)) => {
+                Some(mux(x.clone(), slit(36, i128::from(*c)), lit_s(36, 0)))
+            }
             (Wire(x), Wire(y)) => Some(x * y.clone()),
             (Wire(x), Const(c)) | (Const(c), Wire(x)) => Some(x * slit(18, i128::from(*c))),
         }
