@@ -857,19 +857,7 @@ fn region_of(lhs: &Expr) -> Region {
 
 /// Evaluate a literal-only expression (no parameters).
 fn const_eval(e: &Expr) -> Option<i64> {
-    Some(match e {
-        Expr::Lit(l) => i64::try_from(l.value).ok()?,
-        Expr::Binary(op, a, b) => {
-            let (a, b) = (const_eval(a)?, const_eval(b)?);
-            match op {
-                BinOp::Add => a.checked_add(b)?,
-                BinOp::Sub => a.checked_sub(b)?,
-                BinOp::Mul => a.checked_mul(b)?,
-                _ => return None,
-            }
-        }
-        _ => return None,
-    })
+    super::eval_const(e, &std::collections::HashMap::new())
 }
 
 fn is_lvalue(e: &Expr) -> bool {

@@ -1089,3 +1089,60 @@ impl Module {
         self.ports.iter().find(|p| p.name == name)
     }
 }
+
+/// Value of a constant expression of literals and the names bound in `env` (parameters,
+/// genvars); `None` if it reads anything else or overflows.
+pub fn eval_const(e: &Expr, env: &std::collections::HashMap<String, i64>) -> Option<i64> {
+    Some(match e {
+        Expr::Lit(l) => i64::try_from(l.value).ok()?,
+        Expr::Id(n) => *env.get(n)?,
+        Expr::Signed(x) | Expr::Unsigned(x) => eval_const(x, env)?,
+        Expr::Unary(op, x) => {
+            let x = eval_const(x, env)?;
+            match op {
+                UnOp::Neg => x.checked_neg()?,
+                UnOp::LNot => i64::from(x == 0),
+                _ => return None,
+            }
+        }
+        Expr::Clog2(x) => {
+            let x = eval_const(x, env)?;
+            if x <= 1 {
+                0
+            } else {
+                64 - i64::from((x - 1).leading_zeros())
+            }
+        }
+        Expr::Ternary { cond, then_, else_ } => {
+            if eval_const(cond, env)? != 0 {
+                eval_const(then_, env)?
+            } else {
+                eval_const(else_, env)?
+            }
+        }
+        Expr::Binary(op, a, b) => {
+            let (a, b) = (eval_const(a, env)?, eval_const(b, env)?);
+            match op {
+                BinOp::Add => a.checked_add(b)?,
+                BinOp::Sub => a.checked_sub(b)?,
+                BinOp::Mul => a.checked_mul(b)?,
+                BinOp::Div => a.checked_div(b)?,
+                BinOp::Mod => a.checked_rem(b)?,
+                BinOp::Shl | BinOp::AShl => a.checked_shl(u32::try_from(b).ok()?)?,
+                BinOp::Shr | BinOp::AShr => a.checked_shr(u32::try_from(b).ok()?)?,
+                BinOp::Eq => i64::from(a == b),
+                BinOp::Ne => i64::from(a != b),
+                BinOp::Lt => i64::from(a < b),
+                BinOp::Le => i64::from(a <= b),
+                BinOp::Gt => i64::from(a > b),
+                BinOp::Ge => i64::from(a >= b),
+                BinOp::LAnd => i64::from(a != 0 && b != 0),
+                BinOp::LOr => i64::from(a != 0 || b != 0),
+                BinOp::And => a & b,
+                BinOp::Or => a | b,
+                BinOp::Xor => a ^ b,
+            }
+        }
+        _ => return None,
+    })
+}

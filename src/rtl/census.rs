@@ -14,7 +14,7 @@
 //!   are block or LUT RAM and not counted. Yosys removes constant and unread bits, so the
 //!   measured count is a little lower (docs/fit-calibration.json has both).
 
-use crate::hdl::{Always, BinOp, Expr, Item, Module, Sensitivity, Stmt, UnOp};
+use crate::hdl::{eval_const as eval, Always, BinOp, Expr, Item, Module, Sensitivity, Stmt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Multipliers and flip-flop bits of one module type, summed over its instances.
@@ -280,62 +280,6 @@ fn products(e: &Expr, env: &Env) -> usize {
 
 fn is_pow2_literal(e: &Expr, env: &Env) -> bool {
     eval(e, env).is_some_and(|v| v > 0 && (v & (v - 1)) == 0)
-}
-
-/// Value of a constant expression of parameters and literals.
-fn eval(e: &Expr, env: &Env) -> Option<i64> {
-    Some(match e {
-        Expr::Lit(l) => i64::try_from(l.value).ok()?,
-        Expr::Id(n) => *env.get(n)?,
-        Expr::Signed(x) | Expr::Unsigned(x) => eval(x, env)?,
-        Expr::Unary(op, x) => {
-            let x = eval(x, env)?;
-            match op {
-                UnOp::Neg => x.checked_neg()?,
-                UnOp::LNot => i64::from(x == 0),
-                _ => return None,
-            }
-        }
-        Expr::Clog2(x) => {
-            let x = eval(x, env)?;
-            if x <= 1 {
-                0
-            } else {
-                64 - i64::from((x - 1).leading_zeros())
-            }
-        }
-        Expr::Ternary { cond, then_, else_ } => {
-            if eval(cond, env)? != 0 {
-                eval(then_, env)?
-            } else {
-                eval(else_, env)?
-            }
-        }
-        Expr::Binary(op, a, b) => {
-            let (a, b) = (eval(a, env)?, eval(b, env)?);
-            match op {
-                BinOp::Add => a.checked_add(b)?,
-                BinOp::Sub => a.checked_sub(b)?,
-                BinOp::Mul => a.checked_mul(b)?,
-                BinOp::Div => a.checked_div(b)?,
-                BinOp::Mod => a.checked_rem(b)?,
-                BinOp::Shl | BinOp::AShl => a.checked_shl(u32::try_from(b).ok()?)?,
-                BinOp::Shr | BinOp::AShr => a.checked_shr(u32::try_from(b).ok()?)?,
-                BinOp::Eq => i64::from(a == b),
-                BinOp::Ne => i64::from(a != b),
-                BinOp::Lt => i64::from(a < b),
-                BinOp::Le => i64::from(a <= b),
-                BinOp::Gt => i64::from(a > b),
-                BinOp::Ge => i64::from(a >= b),
-                BinOp::LAnd => i64::from(a != 0 && b != 0),
-                BinOp::LOr => i64::from(a != 0 || b != 0),
-                BinOp::And => a & b,
-                BinOp::Or => a | b,
-                BinOp::Xor => a ^ b,
-            }
-        }
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
