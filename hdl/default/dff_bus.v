@@ -67,6 +67,7 @@ module dff_bus (
 );
 
   localparam StIdle = 3'd0;
+  localparam StDecode = 3'd1;
   localparam StRead = 3'd2;
 
   reg [3:0] px_we_d;
@@ -155,31 +156,58 @@ module dff_bus (
   reg [63:0] cnt_array_d;
   reg [63:0] cnt_runs_q;
   reg [63:0] cnt_runs_d;
+  wire take;
   wire go;
   wire hit_px;
   wire valid_px;
+  reg dec_valid_px_q;
+  reg dec_hit_px_q;
   wire hit_hyp;
   wire valid_hyp;
+  reg dec_valid_hyp_q;
+  reg dec_hit_hyp_q;
   wire hit_w1;
   wire valid_w1;
+  reg dec_valid_w1_q;
+  reg dec_hit_w1_q;
   wire hit_b1;
   wire valid_b1;
+  reg dec_valid_b1_q;
+  reg dec_hit_b1_q;
   wire hit_w2;
   wire valid_w2;
+  reg dec_valid_w2_q;
+  reg dec_hit_w2_q;
   wire hit_b2;
   wire valid_b2;
+  reg dec_valid_b2_q;
+  reg dec_hit_b2_q;
   wire hit_u;
   wire valid_u;
+  reg dec_valid_u_q;
+  reg dec_hit_u_q;
   wire hit_g1;
   wire valid_g1;
+  reg dec_valid_g1_q;
+  reg dec_hit_g1_q;
   wire hit_beta1;
   wire valid_beta1;
+  reg dec_valid_beta1_q;
+  reg dec_hit_beta1_q;
   wire hit_g2;
   wire valid_g2;
+  reg dec_valid_g2_q;
+  reg dec_hit_g2_q;
   wire hit_beta2;
   wire valid_beta2;
+  reg dec_valid_beta2_q;
+  reg dec_hit_beta2_q;
   wire ok;
   wire special;
+  reg dec_ok_q;
+  reg dec_special_q;
+  reg dec_hyper_lr_q;
+  reg dec_hyper_b_q;
   reg [63:0] special_value_q;
   reg [63:0] special_value_d;
   reg special_read_q;
@@ -206,7 +234,8 @@ module dff_bus (
   reg [63:0] rd_g2_sel_q;
   wire [15:0] rd_beta2;
   reg [63:0] rd_beta2_sel_q;
-  assign go = bus_req_i && (st_q == StIdle) && idle_i && !ack_q;
+  assign take = bus_req_i && (st_q == StIdle) && idle_i && !ack_q;
+  assign go = st_q == StDecode;
   assign hit_px = bus_region_i == 8'd0;
   assign valid_px = hit_px && (bus_addr_i[16:9] < 8'd4) && ({1'b0, bus_addr_i[8:0]} < 10'd512) && (bus_addr_i[31:17] == 15'd0);
   assign hit_hyp = bus_region_i == 8'd1;
@@ -250,8 +279,8 @@ module dff_bus (
 
   always @* begin
     px_we_d = {4{1'b0}};
-    if (go && bus_we_i && valid_px) begin
-      px_we_d = (go && bus_we_i && valid_px) ? {bus_addr_i[16:9] == 8'd3, bus_addr_i[16:9] == 8'd2, bus_addr_i[16:9] == 8'd1, bus_addr_i[16:9] == 8'd0} : 4'd0;
+    if (go && bus_we_i && dec_valid_px_q) begin
+      px_we_d = (go && bus_we_i && dec_valid_px_q) ? {bus_addr_i[16:9] == 8'd3, bus_addr_i[16:9] == 8'd2, bus_addr_i[16:9] == 8'd1, bus_addr_i[16:9] == 8'd0} : 4'd0;
     end
   end
 
@@ -267,7 +296,7 @@ module dff_bus (
 
   always @* begin
     px_waddr_d = {36{1'b0}};
-    if (go && bus_we_i && valid_px) begin
+    if (go && bus_we_i && dec_valid_px_q) begin
       px_waddr_d = {bus_addr_i[8:0], bus_addr_i[8:0], bus_addr_i[8:0], bus_addr_i[8:0]};
     end
   end
@@ -284,7 +313,7 @@ module dff_bus (
 
   always @* begin
     px_wdata_d = {32{1'b0}};
-    if (go && bus_we_i && valid_px) begin
+    if (go && bus_we_i && dec_valid_px_q) begin
       px_wdata_d = {bus_wdata_i[7:0], bus_wdata_i[7:0], bus_wdata_i[7:0], bus_wdata_i[7:0]};
     end
   end
@@ -301,7 +330,7 @@ module dff_bus (
 
   always @* begin
     px_raddr_d = {36{1'b0}};
-    if (go && !bus_we_i && valid_px) begin
+    if (go && !bus_we_i && dec_valid_px_q) begin
       px_raddr_d = {bus_addr_i[8:0], bus_addr_i[8:0], bus_addr_i[8:0], bus_addr_i[8:0]};
     end
   end
@@ -318,8 +347,8 @@ module dff_bus (
 
   always @* begin
     hyp_we_d = {1{1'b0}};
-    if (go && bus_we_i && valid_hyp) begin
-      hyp_we_d = (go && bus_we_i && valid_hyp) ? 1'b1 : 1'b0;
+    if (go && bus_we_i && dec_valid_hyp_q) begin
+      hyp_we_d = (go && bus_we_i && dec_valid_hyp_q) ? 1'b1 : 1'b0;
     end
   end
 
@@ -335,7 +364,7 @@ module dff_bus (
 
   always @* begin
     hyp_waddr_d = {9{1'b0}};
-    if (go && bus_we_i && valid_hyp) begin
+    if (go && bus_we_i && dec_valid_hyp_q) begin
       hyp_waddr_d = {bus_addr_i[8:0]};
     end
   end
@@ -352,7 +381,7 @@ module dff_bus (
 
   always @* begin
     hyp_wdata_d = {4{1'b0}};
-    if (go && bus_we_i && valid_hyp) begin
+    if (go && bus_we_i && dec_valid_hyp_q) begin
       hyp_wdata_d = {bus_wdata_i[3:0]};
     end
   end
@@ -369,7 +398,7 @@ module dff_bus (
 
   always @* begin
     hyp_raddr_d = {9{1'b0}};
-    if (go && !bus_we_i && valid_hyp) begin
+    if (go && !bus_we_i && dec_valid_hyp_q) begin
       hyp_raddr_d = {bus_addr_i[8:0]};
     end
   end
@@ -386,8 +415,8 @@ module dff_bus (
 
   always @* begin
     w1_we_d = {4{1'b0}};
-    if (go && bus_we_i && valid_w1) begin
-      w1_we_d = (go && bus_we_i && valid_w1) ? {bus_addr_i[18:11] == 8'd3, bus_addr_i[18:11] == 8'd2, bus_addr_i[18:11] == 8'd1, bus_addr_i[18:11] == 8'd0} : 4'd0;
+    if (go && bus_we_i && dec_valid_w1_q) begin
+      w1_we_d = (go && bus_we_i && dec_valid_w1_q) ? {bus_addr_i[18:11] == 8'd3, bus_addr_i[18:11] == 8'd2, bus_addr_i[18:11] == 8'd1, bus_addr_i[18:11] == 8'd0} : 4'd0;
     end
   end
 
@@ -403,7 +432,7 @@ module dff_bus (
 
   always @* begin
     w1_waddr_d = {44{1'b0}};
-    if (go && bus_we_i && valid_w1) begin
+    if (go && bus_we_i && dec_valid_w1_q) begin
       w1_waddr_d = {bus_addr_i[10:0], bus_addr_i[10:0], bus_addr_i[10:0], bus_addr_i[10:0]};
     end
   end
@@ -420,7 +449,7 @@ module dff_bus (
 
   always @* begin
     w1_wdata_d = {64{1'b0}};
-    if (go && bus_we_i && valid_w1) begin
+    if (go && bus_we_i && dec_valid_w1_q) begin
       w1_wdata_d = {bus_wdata_i[15:0], bus_wdata_i[15:0], bus_wdata_i[15:0], bus_wdata_i[15:0]};
     end
   end
@@ -437,7 +466,7 @@ module dff_bus (
 
   always @* begin
     w1_raddr_d = {44{1'b0}};
-    if (go && !bus_we_i && valid_w1) begin
+    if (go && !bus_we_i && dec_valid_w1_q) begin
       w1_raddr_d = {bus_addr_i[10:0], bus_addr_i[10:0], bus_addr_i[10:0], bus_addr_i[10:0]};
     end
   end
@@ -454,8 +483,8 @@ module dff_bus (
 
   always @* begin
     b1_we_d = {1{1'b0}};
-    if (go && bus_we_i && valid_b1) begin
-      b1_we_d = (go && bus_we_i && valid_b1) ? 1'b1 : 1'b0;
+    if (go && bus_we_i && dec_valid_b1_q) begin
+      b1_we_d = (go && bus_we_i && dec_valid_b1_q) ? 1'b1 : 1'b0;
     end
   end
 
@@ -471,7 +500,7 @@ module dff_bus (
 
   always @* begin
     b1_waddr_d = {7{1'b0}};
-    if (go && bus_we_i && valid_b1) begin
+    if (go && bus_we_i && dec_valid_b1_q) begin
       b1_waddr_d = {bus_addr_i[6:0]};
     end
   end
@@ -488,7 +517,7 @@ module dff_bus (
 
   always @* begin
     b1_wdata_d = {16{1'b0}};
-    if (go && bus_we_i && valid_b1) begin
+    if (go && bus_we_i && dec_valid_b1_q) begin
       b1_wdata_d = {bus_wdata_i[15:0]};
     end
   end
@@ -505,7 +534,7 @@ module dff_bus (
 
   always @* begin
     b1_raddr_d = {7{1'b0}};
-    if (go && !bus_we_i && valid_b1) begin
+    if (go && !bus_we_i && dec_valid_b1_q) begin
       b1_raddr_d = {bus_addr_i[6:0]};
     end
   end
@@ -522,8 +551,8 @@ module dff_bus (
 
   always @* begin
     w2_we_d = {4{1'b0}};
-    if (go && bus_we_i && valid_w2) begin
-      w2_we_d = (go && bus_we_i && valid_w2) ? {bus_addr_i[19:12] == 8'd3, bus_addr_i[19:12] == 8'd2, bus_addr_i[19:12] == 8'd1, bus_addr_i[19:12] == 8'd0} : 4'd0;
+    if (go && bus_we_i && dec_valid_w2_q) begin
+      w2_we_d = (go && bus_we_i && dec_valid_w2_q) ? {bus_addr_i[19:12] == 8'd3, bus_addr_i[19:12] == 8'd2, bus_addr_i[19:12] == 8'd1, bus_addr_i[19:12] == 8'd0} : 4'd0;
     end
   end
 
@@ -539,7 +568,7 @@ module dff_bus (
 
   always @* begin
     w2_waddr_d = {48{1'b0}};
-    if (go && bus_we_i && valid_w2) begin
+    if (go && bus_we_i && dec_valid_w2_q) begin
       w2_waddr_d = {bus_addr_i[11:0], bus_addr_i[11:0], bus_addr_i[11:0], bus_addr_i[11:0]};
     end
   end
@@ -556,7 +585,7 @@ module dff_bus (
 
   always @* begin
     w2_wdata_d = {64{1'b0}};
-    if (go && bus_we_i && valid_w2) begin
+    if (go && bus_we_i && dec_valid_w2_q) begin
       w2_wdata_d = {bus_wdata_i[15:0], bus_wdata_i[15:0], bus_wdata_i[15:0], bus_wdata_i[15:0]};
     end
   end
@@ -573,7 +602,7 @@ module dff_bus (
 
   always @* begin
     w2_raddr_d = {48{1'b0}};
-    if (go && !bus_we_i && valid_w2) begin
+    if (go && !bus_we_i && dec_valid_w2_q) begin
       w2_raddr_d = {bus_addr_i[11:0], bus_addr_i[11:0], bus_addr_i[11:0], bus_addr_i[11:0]};
     end
   end
@@ -590,8 +619,8 @@ module dff_bus (
 
   always @* begin
     b2_we_d = {1{1'b0}};
-    if (go && bus_we_i && valid_b2) begin
-      b2_we_d = (go && bus_we_i && valid_b2) ? 1'b1 : 1'b0;
+    if (go && bus_we_i && dec_valid_b2_q) begin
+      b2_we_d = (go && bus_we_i && dec_valid_b2_q) ? 1'b1 : 1'b0;
     end
   end
 
@@ -607,7 +636,7 @@ module dff_bus (
 
   always @* begin
     b2_waddr_d = {7{1'b0}};
-    if (go && bus_we_i && valid_b2) begin
+    if (go && bus_we_i && dec_valid_b2_q) begin
       b2_waddr_d = {bus_addr_i[6:0]};
     end
   end
@@ -624,7 +653,7 @@ module dff_bus (
 
   always @* begin
     b2_wdata_d = {16{1'b0}};
-    if (go && bus_we_i && valid_b2) begin
+    if (go && bus_we_i && dec_valid_b2_q) begin
       b2_wdata_d = {bus_wdata_i[15:0]};
     end
   end
@@ -641,7 +670,7 @@ module dff_bus (
 
   always @* begin
     b2_raddr_d = {7{1'b0}};
-    if (go && !bus_we_i && valid_b2) begin
+    if (go && !bus_we_i && dec_valid_b2_q) begin
       b2_raddr_d = {bus_addr_i[6:0]};
     end
   end
@@ -658,8 +687,8 @@ module dff_bus (
 
   always @* begin
     u_we_d = {1{1'b0}};
-    if (go && bus_we_i && valid_u) begin
-      u_we_d = (go && bus_we_i && valid_u) ? 1'b1 : 1'b0;
+    if (go && bus_we_i && dec_valid_u_q) begin
+      u_we_d = (go && bus_we_i && dec_valid_u_q) ? 1'b1 : 1'b0;
     end
   end
 
@@ -675,7 +704,7 @@ module dff_bus (
 
   always @* begin
     u_waddr_d = {11{1'b0}};
-    if (go && bus_we_i && valid_u) begin
+    if (go && bus_we_i && dec_valid_u_q) begin
       u_waddr_d = {bus_addr_i[10:0]};
     end
   end
@@ -692,7 +721,7 @@ module dff_bus (
 
   always @* begin
     u_wdata_d = {16{1'b0}};
-    if (go && bus_we_i && valid_u) begin
+    if (go && bus_we_i && dec_valid_u_q) begin
       u_wdata_d = {bus_wdata_i[15:0]};
     end
   end
@@ -709,7 +738,7 @@ module dff_bus (
 
   always @* begin
     u_raddr_d = {11{1'b0}};
-    if (go && !bus_we_i && valid_u) begin
+    if (go && !bus_we_i && dec_valid_u_q) begin
       u_raddr_d = {bus_addr_i[10:0]};
     end
   end
@@ -726,7 +755,7 @@ module dff_bus (
 
   always @* begin
     g1_raddr_d = {9{1'b0}};
-    if (go && !bus_we_i && valid_g1) begin
+    if (go && !bus_we_i && dec_valid_g1_q) begin
       g1_raddr_d = {bus_addr_i[8:0]};
     end
   end
@@ -743,7 +772,7 @@ module dff_bus (
 
   always @* begin
     beta1_raddr_d = {9{1'b0}};
-    if (go && !bus_we_i && valid_beta1) begin
+    if (go && !bus_we_i && dec_valid_beta1_q) begin
       beta1_raddr_d = {bus_addr_i[8:0]};
     end
   end
@@ -760,7 +789,7 @@ module dff_bus (
 
   always @* begin
     g2_raddr_d = {9{1'b0}};
-    if (go && !bus_we_i && valid_g2) begin
+    if (go && !bus_we_i && dec_valid_g2_q) begin
       g2_raddr_d = {bus_addr_i[8:0]};
     end
   end
@@ -777,7 +806,7 @@ module dff_bus (
 
   always @* begin
     beta2_raddr_d = {9{1'b0}};
-    if (go && !bus_we_i && valid_beta2) begin
+    if (go && !bus_we_i && dec_valid_beta2_q) begin
       beta2_raddr_d = {bus_addr_i[8:0]};
     end
   end
@@ -819,21 +848,27 @@ module dff_bus (
     ack_d = 1'b0;
     case (st_q)
       StIdle: begin
+        if (take) begin
+          st_d = StDecode;
+        end
+      end
+      StDecode: begin
+        st_d = StIdle;
         if (go) begin
-          if (!ok || bus_we_i) begin
+          if (!dec_ok_q || bus_we_i) begin
             ack_d = 1'b1;
-            err_d = !ok;
+            err_d = !dec_ok_q;
           end else begin
             st_d = StRead;
             wait_d = 3'd0;
-            special_read_d = special;
-            special_value_d = ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0)) ? {47'd0, lr_q} : ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1)) ? {58'd0, batch_q} : bus_addr_i[1:0] == 2'd0 ? cnt_cycles_q : bus_addr_i[1:0] == 2'd1 ? cnt_busy_q : bus_addr_i[1:0] == 2'd2 ? cnt_array_q : cnt_runs_q;
+            special_read_d = dec_special_q;
+            special_value_d = dec_hyper_lr_q ? {47'd0, lr_q} : dec_hyper_b_q ? {58'd0, batch_q} : bus_addr_i[1:0] == 2'd0 ? cnt_cycles_q : bus_addr_i[1:0] == 2'd1 ? cnt_busy_q : bus_addr_i[1:0] == 2'd2 ? cnt_array_q : cnt_runs_q;
           end
         end
-        if (go && bus_we_i && ((bus_region_i == 8'd240) && (bus_addr_i == 32'd0))) begin
+        if (go && bus_we_i && dec_hyper_lr_q) begin
           lr_d = bus_wdata_i[16:0];
         end
-        if (go && bus_we_i && ((bus_region_i == 8'd240) && (bus_addr_i == 32'd1)) && ok) begin
+        if (go && bus_we_i && dec_hyper_b_q && dec_ok_q) begin
           batch_d = bus_wdata_i[5:0];
         end
       end
@@ -884,17 +919,43 @@ module dff_bus (
   end
 
   always @(posedge clk_i) begin
-    rd_px_sel_q <= hit_px ? {56'd0, rd_px} : 64'd0;
-    rd_hyp_sel_q <= hit_hyp ? {60'd0, rd_hyp} : 64'd0;
-    rd_w1_sel_q <= hit_w1 ? $unsigned($signed({{48{rd_w1[15]}}, rd_w1})) : 64'd0;
-    rd_b1_sel_q <= hit_b1 ? $unsigned($signed({{48{rd_b1[15]}}, rd_b1})) : 64'd0;
-    rd_w2_sel_q <= hit_w2 ? $unsigned($signed({{48{rd_w2[15]}}, rd_w2})) : 64'd0;
-    rd_b2_sel_q <= hit_b2 ? $unsigned($signed({{48{rd_b2[15]}}, rd_b2})) : 64'd0;
-    rd_u_sel_q <= hit_u ? $unsigned($signed({{48{rd_u[15]}}, rd_u})) : 64'd0;
-    rd_g1_sel_q <= hit_g1 ? {46'd0, rd_g1} : 64'd0;
-    rd_beta1_sel_q <= hit_beta1 ? $unsigned($signed({{48{rd_beta1[15]}}, rd_beta1})) : 64'd0;
-    rd_g2_sel_q <= hit_g2 ? {46'd0, rd_g2} : 64'd0;
-    rd_beta2_sel_q <= hit_beta2 ? $unsigned($signed({{48{rd_beta2[15]}}, rd_beta2})) : 64'd0;
+    dec_valid_px_q <= valid_px;
+    dec_hit_px_q <= hit_px;
+    dec_valid_hyp_q <= valid_hyp;
+    dec_hit_hyp_q <= hit_hyp;
+    dec_valid_w1_q <= valid_w1;
+    dec_hit_w1_q <= hit_w1;
+    dec_valid_b1_q <= valid_b1;
+    dec_hit_b1_q <= hit_b1;
+    dec_valid_w2_q <= valid_w2;
+    dec_hit_w2_q <= hit_w2;
+    dec_valid_b2_q <= valid_b2;
+    dec_hit_b2_q <= hit_b2;
+    dec_valid_u_q <= valid_u;
+    dec_hit_u_q <= hit_u;
+    dec_valid_g1_q <= valid_g1;
+    dec_hit_g1_q <= hit_g1;
+    dec_valid_beta1_q <= valid_beta1;
+    dec_hit_beta1_q <= hit_beta1;
+    dec_valid_g2_q <= valid_g2;
+    dec_hit_g2_q <= hit_g2;
+    dec_valid_beta2_q <= valid_beta2;
+    dec_hit_beta2_q <= hit_beta2;
+    dec_ok_q <= ok;
+    dec_special_q <= special;
+    dec_hyper_lr_q <= (bus_region_i == 8'd240) && (bus_addr_i == 32'd0);
+    dec_hyper_b_q <= (bus_region_i == 8'd240) && (bus_addr_i == 32'd1);
+    rd_px_sel_q <= dec_hit_px_q ? {56'd0, rd_px} : 64'd0;
+    rd_hyp_sel_q <= dec_hit_hyp_q ? {60'd0, rd_hyp} : 64'd0;
+    rd_w1_sel_q <= dec_hit_w1_q ? $unsigned($signed({{48{rd_w1[15]}}, rd_w1})) : 64'd0;
+    rd_b1_sel_q <= dec_hit_b1_q ? $unsigned($signed({{48{rd_b1[15]}}, rd_b1})) : 64'd0;
+    rd_w2_sel_q <= dec_hit_w2_q ? $unsigned($signed({{48{rd_w2[15]}}, rd_w2})) : 64'd0;
+    rd_b2_sel_q <= dec_hit_b2_q ? $unsigned($signed({{48{rd_b2[15]}}, rd_b2})) : 64'd0;
+    rd_u_sel_q <= dec_hit_u_q ? $unsigned($signed({{48{rd_u[15]}}, rd_u})) : 64'd0;
+    rd_g1_sel_q <= dec_hit_g1_q ? {46'd0, rd_g1} : 64'd0;
+    rd_beta1_sel_q <= dec_hit_beta1_q ? $unsigned($signed({{48{rd_beta1[15]}}, rd_beta1})) : 64'd0;
+    rd_g2_sel_q <= dec_hit_g2_q ? {46'd0, rd_g2} : 64'd0;
+    rd_beta2_sel_q <= dec_hit_beta2_q ? $unsigned($signed({{48{rd_beta2[15]}}, rd_beta2})) : 64'd0;
   end
 
 endmodule

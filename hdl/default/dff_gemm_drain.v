@@ -102,6 +102,10 @@ module dff_gemm_drain (
   reg [3:0] tail_count_d;
   reg [14:0] ob_base_q;
   reg [14:0] ob_base_d;
+  reg tb_last_q;
+  reg tb_last_d;
+  reg ob_last_q;
+  reg ob_last_d;
   wire [8:0] n_start;
   reg tile_p1_q;
   reg tile_p2_q;
@@ -117,8 +121,8 @@ module dff_gemm_drain (
   reg tile_p12_q;
   wire tile_due;
   wire drain_last;
-  wire tb_last;
-  wire ob_last;
+  wire tb_next_last;
+  wire ob_next_last;
   wire final_tile;
   reg [191:0] column_q;
   wire [8:0] n_now;
@@ -186,9 +190,9 @@ module dff_gemm_drain (
   assign n_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? {3'd0, nsamp_i} : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 9'd64 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? nrows_i : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 9'd128 : 9'd0;
   assign tile_due = is_grad ? tile_p12_q : tile_p9_q;
   assign drain_last = (col_q == 3'd3) && (is_grad || (row_q == 3'd3));
-  assign tb_last = (tb_c_q + 9'd4) >= n_q;
-  assign ob_last = (ob_r_q + 9'd4) >= m_q;
-  assign final_tile = tb_last && ob_last;
+  assign tb_next_last = (tb_c_q + 9'd8) >= n_q;
+  assign ob_next_last = (ob_r_q + 9'd8) >= m_q;
+  assign final_tile = tb_last_q && ob_last_q;
   assign n_now = tb_c_q + {6'd0, col_q};
   assign o_now = ob_r_q + {6'd0, row_q};
   assign sampled = (st_q == StRun) && active_q;
@@ -369,11 +373,15 @@ module dff_gemm_drain (
     n_mod_r_d = n_mod_r_q;
     tail_count_d = tail_count_q;
     ob_base_d = ob_base_q;
+    tb_last_d = tb_last_q;
+    ob_last_d = ob_last_q;
     done_d = 1'b0;
     if (st_q == StRun) begin
       if (active_q) begin
         if (drain_last) begin
-          if (tb_last) begin
+          if (tb_last_q) begin
+            tb_last_d = 9'd4 >= n_q;
+            ob_last_d = ob_next_last;
             tb_c_d = 9'd0;
             tb_mod_h_d = 3'd0;
             tb_base_h_d = 15'd0;
@@ -385,6 +393,7 @@ module dff_gemm_drain (
             ob_base_d = ob_base_q + {7'd0, d_q};
             grad_base_d = ob_base_q + {7'd0, d_q};
           end else begin
+            tb_last_d = tb_next_last;
             tb_c_d = tb_c_q + 9'd4;
             tb_mod_h_d = tb_mod_h_q;
             if (({1'b0, tb_mod_h_q} + 4'd4) >= 4'd4) begin
@@ -433,6 +442,8 @@ module dff_gemm_drain (
     end else if (start_i) begin
       st_d = StRun;
       n_d = n_start;
+      tb_last_d = 9'd4 >= n_start;
+      ob_last_d = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? 1'b0 : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 1'b0 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? 1'b0 : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 1'b0 : 1'b0;
       ob_r_d = 9'd0;
       ob_d = 9'd0;
       tb_c_d = 9'd0;
@@ -491,6 +502,8 @@ module dff_gemm_drain (
       n_mod_r_q <= 3'd0;
       tail_count_q <= 4'd0;
       ob_base_q <= 15'd0;
+      tb_last_q <= 1'b0;
+      ob_last_q <= 1'b0;
     end else begin
       done_q <= done_d;
       st_q <= st_d;
@@ -517,6 +530,8 @@ module dff_gemm_drain (
       n_mod_r_q <= n_mod_r_d;
       tail_count_q <= tail_count_d;
       ob_base_q <= ob_base_d;
+      tb_last_q <= tb_last_d;
+      ob_last_q <= ob_last_d;
     end
   end
 

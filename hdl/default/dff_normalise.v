@@ -16,13 +16,11 @@ module dff_normalise (
   output wire [4:0] rs_half_e_o
 );
 
-  reg [5:0] n;
-  wire [5:0] e;
-  wire unused_e0;
+  wire [39:0] top_one;
   reg [39:0] s_q;
-  reg [4:0] e_q;
-  wire [39:0] idx_full;
-  wire unused_idx;
+  reg [39:0] lead_q;
+  wire [4:0] half_e;
+  wire [9:0] table_idx;
   reg [9:0] addr_q;
   reg [4:0] e1_q;
   reg [4:0] e2_q;
@@ -46,10 +44,8 @@ module dff_normalise (
   wire unused_p_sign;
   reg [7:0] sh0_q;
   reg [7:0] sh1_q;
-  reg [35:0] sum_q;
-  reg [7:0] shs_q;
+  reg [34:0] ps_q;
   reg [11:0] y_q;
-  wire [35:0] add;
   wire [35:0] q;
   wire [11:0] y;
   reg [6:0] v_q;
@@ -58,136 +54,10 @@ module dff_normalise (
     $readmemh("rsqrt.hex", rom);
   end
 
-  // S: leading one, then the table address, then the rsqrt ROM (registered twice).
-
-  always @* begin
-    n = 6'd0;
-    if (s_i[0]) begin
-      n = 6'd1;
-    end
-    if (s_i[1]) begin
-      n = 6'd2;
-    end
-    if (s_i[2]) begin
-      n = 6'd3;
-    end
-    if (s_i[3]) begin
-      n = 6'd4;
-    end
-    if (s_i[4]) begin
-      n = 6'd5;
-    end
-    if (s_i[5]) begin
-      n = 6'd6;
-    end
-    if (s_i[6]) begin
-      n = 6'd7;
-    end
-    if (s_i[7]) begin
-      n = 6'd8;
-    end
-    if (s_i[8]) begin
-      n = 6'd9;
-    end
-    if (s_i[9]) begin
-      n = 6'd10;
-    end
-    if (s_i[10]) begin
-      n = 6'd11;
-    end
-    if (s_i[11]) begin
-      n = 6'd12;
-    end
-    if (s_i[12]) begin
-      n = 6'd13;
-    end
-    if (s_i[13]) begin
-      n = 6'd14;
-    end
-    if (s_i[14]) begin
-      n = 6'd15;
-    end
-    if (s_i[15]) begin
-      n = 6'd16;
-    end
-    if (s_i[16]) begin
-      n = 6'd17;
-    end
-    if (s_i[17]) begin
-      n = 6'd18;
-    end
-    if (s_i[18]) begin
-      n = 6'd19;
-    end
-    if (s_i[19]) begin
-      n = 6'd20;
-    end
-    if (s_i[20]) begin
-      n = 6'd21;
-    end
-    if (s_i[21]) begin
-      n = 6'd22;
-    end
-    if (s_i[22]) begin
-      n = 6'd23;
-    end
-    if (s_i[23]) begin
-      n = 6'd24;
-    end
-    if (s_i[24]) begin
-      n = 6'd25;
-    end
-    if (s_i[25]) begin
-      n = 6'd26;
-    end
-    if (s_i[26]) begin
-      n = 6'd27;
-    end
-    if (s_i[27]) begin
-      n = 6'd28;
-    end
-    if (s_i[28]) begin
-      n = 6'd29;
-    end
-    if (s_i[29]) begin
-      n = 6'd30;
-    end
-    if (s_i[30]) begin
-      n = 6'd31;
-    end
-    if (s_i[31]) begin
-      n = 6'd32;
-    end
-    if (s_i[32]) begin
-      n = 6'd33;
-    end
-    if (s_i[33]) begin
-      n = 6'd34;
-    end
-    if (s_i[34]) begin
-      n = 6'd35;
-    end
-    if (s_i[35]) begin
-      n = 6'd36;
-    end
-    if (s_i[36]) begin
-      n = 6'd37;
-    end
-    if (s_i[37]) begin
-      n = 6'd38;
-    end
-    if (s_i[38]) begin
-      n = 6'd39;
-    end
-    if (s_i[39]) begin
-      n = 6'd40;
-    end
-  end
-
-  assign e = n + {5'd0, n[0]};
-  assign unused_e0 = e[0];
-  assign idx_full = {e_q, 1'b0} >= 6'd10 ? s_q >> ({e_q, 1'b0} - 6'd10) : s_q << (6'd10 - {e_q, 1'b0});
-  assign unused_idx = &idx_full[39:10];
+  // S: leading one, then the table address and e/2, then the rsqrt ROM (registered twice).
+  assign top_one = {s_i[39], s_i[38] && !(|s_i[39:39]), s_i[37] && !(|s_i[39:38]), s_i[36] && !(|s_i[39:37]), s_i[35] && !(|s_i[39:36]), s_i[34] && !(|s_i[39:35]), s_i[33] && !(|s_i[39:34]), s_i[32] && !(|s_i[39:33]), s_i[31] && !(|s_i[39:32]), s_i[30] && !(|s_i[39:31]), s_i[29] && !(|s_i[39:30]), s_i[28] && !(|s_i[39:29]), s_i[27] && !(|s_i[39:28]), s_i[26] && !(|s_i[39:27]), s_i[25] && !(|s_i[39:26]), s_i[24] && !(|s_i[39:25]), s_i[23] && !(|s_i[39:24]), s_i[22] && !(|s_i[39:23]), s_i[21] && !(|s_i[39:22]), s_i[20] && !(|s_i[39:21]), s_i[19] && !(|s_i[39:20]), s_i[18] && !(|s_i[39:19]), s_i[17] && !(|s_i[39:18]), s_i[16] && !(|s_i[39:17]), s_i[15] && !(|s_i[39:16]), s_i[14] && !(|s_i[39:15]), s_i[13] && !(|s_i[39:14]), s_i[12] && !(|s_i[39:13]), s_i[11] && !(|s_i[39:12]), s_i[10] && !(|s_i[39:11]), s_i[9] && !(|s_i[39:10]), s_i[8] && !(|s_i[39:9]), s_i[7] && !(|s_i[39:8]), s_i[6] && !(|s_i[39:7]), s_i[5] && !(|s_i[39:6]), s_i[4] && !(|s_i[39:5]), s_i[3] && !(|s_i[39:4]), s_i[2] && !(|s_i[39:3]), s_i[1] && !(|s_i[39:2]), s_i[0] && !(|s_i[39:1])};
+  assign half_e = {lead_q[30] | lead_q[31] | lead_q[32] | lead_q[33] | lead_q[34] | lead_q[35] | lead_q[36] | lead_q[37] | lead_q[38] | lead_q[39], lead_q[14] | lead_q[15] | lead_q[16] | lead_q[17] | lead_q[18] | lead_q[19] | lead_q[20] | lead_q[21] | lead_q[22] | lead_q[23] | lead_q[24] | lead_q[25] | lead_q[26] | lead_q[27] | lead_q[28] | lead_q[29], lead_q[6] | lead_q[7] | lead_q[8] | lead_q[9] | lead_q[10] | lead_q[11] | lead_q[12] | lead_q[13] | lead_q[22] | lead_q[23] | lead_q[24] | lead_q[25] | lead_q[26] | lead_q[27] | lead_q[28] | lead_q[29] | lead_q[38] | lead_q[39], lead_q[2] | lead_q[3] | lead_q[4] | lead_q[5] | lead_q[10] | lead_q[11] | lead_q[12] | lead_q[13] | lead_q[18] | lead_q[19] | lead_q[20] | lead_q[21] | lead_q[26] | lead_q[27] | lead_q[28] | lead_q[29] | lead_q[34] | lead_q[35] | lead_q[36] | lead_q[37], lead_q[0] | lead_q[1] | lead_q[4] | lead_q[5] | lead_q[8] | lead_q[9] | lead_q[12] | lead_q[13] | lead_q[16] | lead_q[17] | lead_q[20] | lead_q[21] | lead_q[24] | lead_q[25] | lead_q[28] | lead_q[29] | lead_q[32] | lead_q[33] | lead_q[36] | lead_q[37]};
+  assign table_idx = {(lead_q[0] && s_q[1]) || (lead_q[1] && s_q[1]) || (lead_q[2] && s_q[3]) || (lead_q[3] && s_q[3]) || (lead_q[4] && s_q[5]) || (lead_q[5] && s_q[5]) || (lead_q[6] && s_q[7]) || (lead_q[7] && s_q[7]) || (lead_q[8] && s_q[9]) || (lead_q[9] && s_q[9]) || (lead_q[10] && s_q[11]) || (lead_q[11] && s_q[11]) || (lead_q[12] && s_q[13]) || (lead_q[13] && s_q[13]) || (lead_q[14] && s_q[15]) || (lead_q[15] && s_q[15]) || (lead_q[16] && s_q[17]) || (lead_q[17] && s_q[17]) || (lead_q[18] && s_q[19]) || (lead_q[19] && s_q[19]) || (lead_q[20] && s_q[21]) || (lead_q[21] && s_q[21]) || (lead_q[22] && s_q[23]) || (lead_q[23] && s_q[23]) || (lead_q[24] && s_q[25]) || (lead_q[25] && s_q[25]) || (lead_q[26] && s_q[27]) || (lead_q[27] && s_q[27]) || (lead_q[28] && s_q[29]) || (lead_q[29] && s_q[29]) || (lead_q[30] && s_q[31]) || (lead_q[31] && s_q[31]) || (lead_q[32] && s_q[33]) || (lead_q[33] && s_q[33]) || (lead_q[34] && s_q[35]) || (lead_q[35] && s_q[35]) || (lead_q[36] && s_q[37]) || (lead_q[37] && s_q[37]) || (lead_q[38] && s_q[39]) || (lead_q[39] && s_q[39]), (lead_q[0] && s_q[0]) || (lead_q[1] && s_q[0]) || (lead_q[2] && s_q[2]) || (lead_q[3] && s_q[2]) || (lead_q[4] && s_q[4]) || (lead_q[5] && s_q[4]) || (lead_q[6] && s_q[6]) || (lead_q[7] && s_q[6]) || (lead_q[8] && s_q[8]) || (lead_q[9] && s_q[8]) || (lead_q[10] && s_q[10]) || (lead_q[11] && s_q[10]) || (lead_q[12] && s_q[12]) || (lead_q[13] && s_q[12]) || (lead_q[14] && s_q[14]) || (lead_q[15] && s_q[14]) || (lead_q[16] && s_q[16]) || (lead_q[17] && s_q[16]) || (lead_q[18] && s_q[18]) || (lead_q[19] && s_q[18]) || (lead_q[20] && s_q[20]) || (lead_q[21] && s_q[20]) || (lead_q[22] && s_q[22]) || (lead_q[23] && s_q[22]) || (lead_q[24] && s_q[24]) || (lead_q[25] && s_q[24]) || (lead_q[26] && s_q[26]) || (lead_q[27] && s_q[26]) || (lead_q[28] && s_q[28]) || (lead_q[29] && s_q[28]) || (lead_q[30] && s_q[30]) || (lead_q[31] && s_q[30]) || (lead_q[32] && s_q[32]) || (lead_q[33] && s_q[32]) || (lead_q[34] && s_q[34]) || (lead_q[35] && s_q[34]) || (lead_q[36] && s_q[36]) || (lead_q[37] && s_q[36]) || (lead_q[38] && s_q[38]) || (lead_q[39] && s_q[38]), (lead_q[2] && s_q[1]) || (lead_q[3] && s_q[1]) || (lead_q[4] && s_q[3]) || (lead_q[5] && s_q[3]) || (lead_q[6] && s_q[5]) || (lead_q[7] && s_q[5]) || (lead_q[8] && s_q[7]) || (lead_q[9] && s_q[7]) || (lead_q[10] && s_q[9]) || (lead_q[11] && s_q[9]) || (lead_q[12] && s_q[11]) || (lead_q[13] && s_q[11]) || (lead_q[14] && s_q[13]) || (lead_q[15] && s_q[13]) || (lead_q[16] && s_q[15]) || (lead_q[17] && s_q[15]) || (lead_q[18] && s_q[17]) || (lead_q[19] && s_q[17]) || (lead_q[20] && s_q[19]) || (lead_q[21] && s_q[19]) || (lead_q[22] && s_q[21]) || (lead_q[23] && s_q[21]) || (lead_q[24] && s_q[23]) || (lead_q[25] && s_q[23]) || (lead_q[26] && s_q[25]) || (lead_q[27] && s_q[25]) || (lead_q[28] && s_q[27]) || (lead_q[29] && s_q[27]) || (lead_q[30] && s_q[29]) || (lead_q[31] && s_q[29]) || (lead_q[32] && s_q[31]) || (lead_q[33] && s_q[31]) || (lead_q[34] && s_q[33]) || (lead_q[35] && s_q[33]) || (lead_q[36] && s_q[35]) || (lead_q[37] && s_q[35]) || (lead_q[38] && s_q[37]) || (lead_q[39] && s_q[37]), (lead_q[2] && s_q[0]) || (lead_q[3] && s_q[0]) || (lead_q[4] && s_q[2]) || (lead_q[5] && s_q[2]) || (lead_q[6] && s_q[4]) || (lead_q[7] && s_q[4]) || (lead_q[8] && s_q[6]) || (lead_q[9] && s_q[6]) || (lead_q[10] && s_q[8]) || (lead_q[11] && s_q[8]) || (lead_q[12] && s_q[10]) || (lead_q[13] && s_q[10]) || (lead_q[14] && s_q[12]) || (lead_q[15] && s_q[12]) || (lead_q[16] && s_q[14]) || (lead_q[17] && s_q[14]) || (lead_q[18] && s_q[16]) || (lead_q[19] && s_q[16]) || (lead_q[20] && s_q[18]) || (lead_q[21] && s_q[18]) || (lead_q[22] && s_q[20]) || (lead_q[23] && s_q[20]) || (lead_q[24] && s_q[22]) || (lead_q[25] && s_q[22]) || (lead_q[26] && s_q[24]) || (lead_q[27] && s_q[24]) || (lead_q[28] && s_q[26]) || (lead_q[29] && s_q[26]) || (lead_q[30] && s_q[28]) || (lead_q[31] && s_q[28]) || (lead_q[32] && s_q[30]) || (lead_q[33] && s_q[30]) || (lead_q[34] && s_q[32]) || (lead_q[35] && s_q[32]) || (lead_q[36] && s_q[34]) || (lead_q[37] && s_q[34]) || (lead_q[38] && s_q[36]) || (lead_q[39] && s_q[36]), (lead_q[4] && s_q[1]) || (lead_q[5] && s_q[1]) || (lead_q[6] && s_q[3]) || (lead_q[7] && s_q[3]) || (lead_q[8] && s_q[5]) || (lead_q[9] && s_q[5]) || (lead_q[10] && s_q[7]) || (lead_q[11] && s_q[7]) || (lead_q[12] && s_q[9]) || (lead_q[13] && s_q[9]) || (lead_q[14] && s_q[11]) || (lead_q[15] && s_q[11]) || (lead_q[16] && s_q[13]) || (lead_q[17] && s_q[13]) || (lead_q[18] && s_q[15]) || (lead_q[19] && s_q[15]) || (lead_q[20] && s_q[17]) || (lead_q[21] && s_q[17]) || (lead_q[22] && s_q[19]) || (lead_q[23] && s_q[19]) || (lead_q[24] && s_q[21]) || (lead_q[25] && s_q[21]) || (lead_q[26] && s_q[23]) || (lead_q[27] && s_q[23]) || (lead_q[28] && s_q[25]) || (lead_q[29] && s_q[25]) || (lead_q[30] && s_q[27]) || (lead_q[31] && s_q[27]) || (lead_q[32] && s_q[29]) || (lead_q[33] && s_q[29]) || (lead_q[34] && s_q[31]) || (lead_q[35] && s_q[31]) || (lead_q[36] && s_q[33]) || (lead_q[37] && s_q[33]) || (lead_q[38] && s_q[35]) || (lead_q[39] && s_q[35]), (lead_q[4] && s_q[0]) || (lead_q[5] && s_q[0]) || (lead_q[6] && s_q[2]) || (lead_q[7] && s_q[2]) || (lead_q[8] && s_q[4]) || (lead_q[9] && s_q[4]) || (lead_q[10] && s_q[6]) || (lead_q[11] && s_q[6]) || (lead_q[12] && s_q[8]) || (lead_q[13] && s_q[8]) || (lead_q[14] && s_q[10]) || (lead_q[15] && s_q[10]) || (lead_q[16] && s_q[12]) || (lead_q[17] && s_q[12]) || (lead_q[18] && s_q[14]) || (lead_q[19] && s_q[14]) || (lead_q[20] && s_q[16]) || (lead_q[21] && s_q[16]) || (lead_q[22] && s_q[18]) || (lead_q[23] && s_q[18]) || (lead_q[24] && s_q[20]) || (lead_q[25] && s_q[20]) || (lead_q[26] && s_q[22]) || (lead_q[27] && s_q[22]) || (lead_q[28] && s_q[24]) || (lead_q[29] && s_q[24]) || (lead_q[30] && s_q[26]) || (lead_q[31] && s_q[26]) || (lead_q[32] && s_q[28]) || (lead_q[33] && s_q[28]) || (lead_q[34] && s_q[30]) || (lead_q[35] && s_q[30]) || (lead_q[36] && s_q[32]) || (lead_q[37] && s_q[32]) || (lead_q[38] && s_q[34]) || (lead_q[39] && s_q[34]), (lead_q[6] && s_q[1]) || (lead_q[7] && s_q[1]) || (lead_q[8] && s_q[3]) || (lead_q[9] && s_q[3]) || (lead_q[10] && s_q[5]) || (lead_q[11] && s_q[5]) || (lead_q[12] && s_q[7]) || (lead_q[13] && s_q[7]) || (lead_q[14] && s_q[9]) || (lead_q[15] && s_q[9]) || (lead_q[16] && s_q[11]) || (lead_q[17] && s_q[11]) || (lead_q[18] && s_q[13]) || (lead_q[19] && s_q[13]) || (lead_q[20] && s_q[15]) || (lead_q[21] && s_q[15]) || (lead_q[22] && s_q[17]) || (lead_q[23] && s_q[17]) || (lead_q[24] && s_q[19]) || (lead_q[25] && s_q[19]) || (lead_q[26] && s_q[21]) || (lead_q[27] && s_q[21]) || (lead_q[28] && s_q[23]) || (lead_q[29] && s_q[23]) || (lead_q[30] && s_q[25]) || (lead_q[31] && s_q[25]) || (lead_q[32] && s_q[27]) || (lead_q[33] && s_q[27]) || (lead_q[34] && s_q[29]) || (lead_q[35] && s_q[29]) || (lead_q[36] && s_q[31]) || (lead_q[37] && s_q[31]) || (lead_q[38] && s_q[33]) || (lead_q[39] && s_q[33]), (lead_q[6] && s_q[0]) || (lead_q[7] && s_q[0]) || (lead_q[8] && s_q[2]) || (lead_q[9] && s_q[2]) || (lead_q[10] && s_q[4]) || (lead_q[11] && s_q[4]) || (lead_q[12] && s_q[6]) || (lead_q[13] && s_q[6]) || (lead_q[14] && s_q[8]) || (lead_q[15] && s_q[8]) || (lead_q[16] && s_q[10]) || (lead_q[17] && s_q[10]) || (lead_q[18] && s_q[12]) || (lead_q[19] && s_q[12]) || (lead_q[20] && s_q[14]) || (lead_q[21] && s_q[14]) || (lead_q[22] && s_q[16]) || (lead_q[23] && s_q[16]) || (lead_q[24] && s_q[18]) || (lead_q[25] && s_q[18]) || (lead_q[26] && s_q[20]) || (lead_q[27] && s_q[20]) || (lead_q[28] && s_q[22]) || (lead_q[29] && s_q[22]) || (lead_q[30] && s_q[24]) || (lead_q[31] && s_q[24]) || (lead_q[32] && s_q[26]) || (lead_q[33] && s_q[26]) || (lead_q[34] && s_q[28]) || (lead_q[35] && s_q[28]) || (lead_q[36] && s_q[30]) || (lead_q[37] && s_q[30]) || (lead_q[38] && s_q[32]) || (lead_q[39] && s_q[32]), (lead_q[8] && s_q[1]) || (lead_q[9] && s_q[1]) || (lead_q[10] && s_q[3]) || (lead_q[11] && s_q[3]) || (lead_q[12] && s_q[5]) || (lead_q[13] && s_q[5]) || (lead_q[14] && s_q[7]) || (lead_q[15] && s_q[7]) || (lead_q[16] && s_q[9]) || (lead_q[17] && s_q[9]) || (lead_q[18] && s_q[11]) || (lead_q[19] && s_q[11]) || (lead_q[20] && s_q[13]) || (lead_q[21] && s_q[13]) || (lead_q[22] && s_q[15]) || (lead_q[23] && s_q[15]) || (lead_q[24] && s_q[17]) || (lead_q[25] && s_q[17]) || (lead_q[26] && s_q[19]) || (lead_q[27] && s_q[19]) || (lead_q[28] && s_q[21]) || (lead_q[29] && s_q[21]) || (lead_q[30] && s_q[23]) || (lead_q[31] && s_q[23]) || (lead_q[32] && s_q[25]) || (lead_q[33] && s_q[25]) || (lead_q[34] && s_q[27]) || (lead_q[35] && s_q[27]) || (lead_q[36] && s_q[29]) || (lead_q[37] && s_q[29]) || (lead_q[38] && s_q[31]) || (lead_q[39] && s_q[31]), (lead_q[8] && s_q[0]) || (lead_q[9] && s_q[0]) || (lead_q[10] && s_q[2]) || (lead_q[11] && s_q[2]) || (lead_q[12] && s_q[4]) || (lead_q[13] && s_q[4]) || (lead_q[14] && s_q[6]) || (lead_q[15] && s_q[6]) || (lead_q[16] && s_q[8]) || (lead_q[17] && s_q[8]) || (lead_q[18] && s_q[10]) || (lead_q[19] && s_q[10]) || (lead_q[20] && s_q[12]) || (lead_q[21] && s_q[12]) || (lead_q[22] && s_q[14]) || (lead_q[23] && s_q[14]) || (lead_q[24] && s_q[16]) || (lead_q[25] && s_q[16]) || (lead_q[26] && s_q[18]) || (lead_q[27] && s_q[18]) || (lead_q[28] && s_q[20]) || (lead_q[29] && s_q[20]) || (lead_q[30] && s_q[22]) || (lead_q[31] && s_q[22]) || (lead_q[32] && s_q[24]) || (lead_q[33] && s_q[24]) || (lead_q[34] && s_q[26]) || (lead_q[35] && s_q[26]) || (lead_q[36] && s_q[28]) || (lead_q[37] && s_q[28]) || (lead_q[38] && s_q[30]) || (lead_q[39] && s_q[30])};
 
   always @(posedge clk_i) begin
     rom_q <= rom[addr_q];
@@ -197,7 +67,7 @@ module dff_normalise (
   always @(posedge clk_i) begin
     if (rst_i) begin
       s_q <= {40{1'b0}};
-      e_q <= {5{1'b0}};
+      lead_q <= {40{1'b0}};
       addr_q <= {10{1'b0}};
       e1_q <= {5{1'b0}};
       e2_q <= {5{1'b0}};
@@ -205,10 +75,10 @@ module dff_normalise (
     end else begin
       if (sv_i) begin
         s_q <= s_i;
-        e_q <= e[5:1];
+        lead_q <= top_one;
       end
-      addr_q <= idx_full[9:0];
-      e1_q <= e_q;
+      addr_q <= table_idx;
+      e1_q <= half_e;
       e2_q <= e1_q;
       e3_q <= e2_q;
     end
@@ -233,8 +103,7 @@ module dff_normalise (
   assign unused_xw_sign = xw_s1_0_q[36];
   assign p = xw_prod[33:0];
   assign unused_p_sign = ^xw_prod[35:34];
-  assign add = sh1_q == 8'd0 ? 36'd0 : 36'd1 << (sh1_q - 8'd1);
-  assign q = sum_q >> shs_q;
+  assign q = {2'd0, ps_q[34:1]} + {35'd0, ps_q[0]};
   assign y = q > 36'd4095 ? 12'hfff : q[11:0];
 
   always @(posedge clk_i) begin
@@ -242,8 +111,7 @@ module dff_normalise (
     x2_q <= x_q;
     x3_q <= x2_q;
     sh0_q <= sh;
-    sum_q <= {2'd0, p} + add;
-    shs_q <= sh1_q;
+    ps_q <= {p, 1'b0} >> sh1_q;
     y_q <= y;
     v_q <= {v_q[5:0], xv_i};
     sh1_q <= sh0_q;

@@ -72,8 +72,8 @@ module dff_op_cen (
   reg [9:0] v_word_d;
   reg [8:0] row_q;
   reg [8:0] row_d;
-  reg [8:0] rows_q;
-  reg [8:0] rows_d;
+  reg [8:0] rows_m1_q;
+  reg [8:0] rows_m1_d;
   reg [5:0] row_cycle_q;
   reg [5:0] row_cycle_d;
   reg [3:0] slot_q;
@@ -87,6 +87,7 @@ module dff_op_cen (
   reg [14:0] row_base_q;
   reg [14:0] row_base_d;
   wire header;
+  reg row_last_q;
   wire unused_nsamp;
   reg v_wr_p1;
   reg v_wr_p2;
@@ -502,7 +503,7 @@ module dff_op_cen (
     o_lane_d = o_lane_q;
     v_word_d = v_word_q;
     row_d = row_q;
-    rows_d = rows_q;
+    rows_m1_d = rows_m1_q;
     row_cycle_d = row_cycle_q;
     slot_d = slot_q;
     a1_base_d = a1_base_q;
@@ -536,7 +537,7 @@ module dff_op_cen (
         st_d = StRows;
       end
     end else if (st_q == StRows) begin
-      if ((row_cycle_q == 6'd0) && (row_q == (rows_q - 9'd1))) begin
+      if ((row_cycle_q == 6'd0) && row_last_q) begin
         st_d = StIdle;
         tail_d = 6'd46;
       end else if (row_cycle_q == 6'd31) begin
@@ -567,7 +568,7 @@ module dff_op_cen (
       o_lane_d = 3'd0;
       v_word_d = 10'd0;
       row_d = 9'd0;
-      rows_d = nrows_i;
+      rows_m1_d = nrows_i - 9'd1;
       row_cycle_d = 6'd0;
       slot_d = 4'd0;
       a1_base_d = 11'd0;
@@ -610,7 +611,7 @@ module dff_op_cen (
       o_lane_q <= 3'd0;
       v_word_q <= 10'd0;
       row_q <= 9'd0;
-      rows_q <= 9'd0;
+      rows_m1_q <= 9'd0;
       row_cycle_q <= 6'd0;
       slot_q <= 4'd0;
       a1_base_q <= 11'd0;
@@ -634,7 +635,7 @@ module dff_op_cen (
       o_lane_q <= o_lane_d;
       v_word_q <= v_word_d;
       row_q <= row_d;
-      rows_q <= rows_d;
+      rows_m1_q <= rows_m1_d;
       row_cycle_q <= row_cycle_d;
       slot_q <= slot_d;
       a1_base_q <= a1_base_d;
@@ -694,6 +695,7 @@ module dff_op_cen (
   end
 
   always @(posedge clk_i) begin
+    row_last_q <= row_d == rows_m1_q;
     v_lane_p1 <= o_lane_q;
     v_lane_p2 <= v_lane_p1;
     v_lane_p3 <= v_lane_p2;

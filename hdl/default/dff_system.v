@@ -28,8 +28,11 @@ module dff_system (
   wire [7:0] run_status;
   wire [7:0] run_result;
   wire soft_rst;
-  wire engine_rst;
-  assign engine_rst = rst_i || soft_rst;
+  reg engine_rst_q;
+
+  always @(posedge clk_i) begin
+    engine_rst_q <= rst_i || soft_rst;
+  end
 
   dff_cmd u_cmd (
     .clk_i(clk_i),
@@ -57,7 +60,7 @@ module dff_system (
 
   dff_engine u_engine (
     .clk_i(clk_i),
-    .rst_i(engine_rst),
+    .rst_i(engine_rst_q),
     .bus_req_i(bus_req),
     .bus_we_i(bus_we),
     .bus_region_i(bus_region),

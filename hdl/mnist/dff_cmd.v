@@ -47,18 +47,19 @@ module dff_cmd #(
   localparam S_CRC_LO = 5'd5;
   localparam S_CRC_HI = 5'd6;
   localparam S_CHECK = 5'd7;
-  localparam S_WR_FETCH = 5'd8;
-  localparam S_WR_LOAD = 5'd9;
-  localparam S_WR_BUS = 5'd10;
-  localparam S_RD_BUS = 5'd11;
-  localparam S_RD_STORE = 5'd12;
-  localparam S_RUN_WAIT = 5'd13;
-  localparam S_ENG_STORE = 5'd14;
-  localparam S_PING_STORE = 5'd15;
-  localparam S_ERR_STORE = 5'd16;
-  localparam S_TX_START = 5'd17;
-  localparam S_TX_LOAD = 5'd18;
-  localparam S_TX_WAIT = 5'd19;
+  localparam S_ACT = 5'd8;
+  localparam S_WR_FETCH = 5'd9;
+  localparam S_WR_LOAD = 5'd10;
+  localparam S_WR_BUS = 5'd11;
+  localparam S_RD_BUS = 5'd12;
+  localparam S_RD_STORE = 5'd13;
+  localparam S_RUN_WAIT = 5'd14;
+  localparam S_ENG_STORE = 5'd15;
+  localparam S_PING_STORE = 5'd16;
+  localparam S_ERR_STORE = 5'd17;
+  localparam S_TX_START = 5'd18;
+  localparam S_TX_LOAD = 5'd19;
+  localparam S_TX_WAIT = 5'd20;
   localparam CMD_PING = 8'h0;
   localparam CMD_WRITE = 8'h1;
   localparam CMD_READ = 8'h2;
@@ -124,12 +125,27 @@ module dff_cmd #(
   wire len_over;
   wire pos_in_ram;
   wire len_zero;
+  reg len_over_q;
+  reg len_zero_q;
+  reg wbytes_bad_q;
+  reg read_too_long_q;
+  reg cmd_unknown_q;
+  reg write_len_bad_q;
+  reg write_empty_q;
+  reg read_len_bad_q;
+  reg hyper_len_bad_q;
+  reg count_zero_q;
+  reg rd_last_q;
+  reg wr_last_q;
+  reg payload_last_q;
   wire [63:0] wr_word;
   wire [63:0] id_w;
   wire [95:0] ping_w;
+  reg [95:0] ping_sr_q;
   wire [7:0] ping_byte;
   wire in_frame;
   wire in_header;
+  reg [3:0] act_q;
 
   // Payload/response RAM: one port, registered read (a block RAM). It is never
 
@@ -163,6 +179,54 @@ module dff_cmd #(
   assign pos_in_ram = {16'd0, pos_q} < MAX_PAYLOAD;
   assign len_zero = len_q == 16'd0;
 
+  always @(posedge clk_i) begin
+    len_over_q <= len_over;
+  end
+
+  always @(posedge clk_i) begin
+    len_zero_q <= len_zero;
+  end
+
+  always @(posedge clk_i) begin
+    wbytes_bad_q <= wbytes_bad;
+  end
+
+  always @(posedge clk_i) begin
+    read_too_long_q <= read_too_long;
+  end
+
+  always @(posedge clk_i) begin
+    cmd_unknown_q <= cmd_q > CMD_RESET;
+  end
+
+  always @(posedge clk_i) begin
+    write_len_bad_q <= (len_q < 16'd6) || (wpos_q != 3'd0);
+  end
+
+  always @(posedge clk_i) begin
+    write_empty_q <= len_q == 16'd6;
+  end
+
+  always @(posedge clk_i) begin
+    read_len_bad_q <= len_q != 16'd8;
+  end
+
+  always @(posedge clk_i) begin
+    hyper_len_bad_q <= len_q != 16'd9;
+  end
+
+  always @(posedge clk_i) begin
+    count_zero_q <= arg_q[63:48] == 16'd0;
+  end
+
+  always @(posedge clk_i) begin
+    rd_last_q <= widx_q == (count_q - 16'd1);
+  end
+
+  always @(posedge clk_i) begin
+    wr_last_q <= pos_q == len_q;
+  end
+
   // WRITE word: byte bcnt_q (from RAM) goes to lane bcnt_q, lanes below keep what
 
   // came before, lanes above repeat its sign: after the last byte, the sign-extended
@@ -170,10 +234,12 @@ module dff_cmd #(
   // word (per-lane muxes, cheaper than a 64-bit arithmetic shifter).
   assign wr_word = {3'd7 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd6 < bcnt_q ? word_q[55:48] : 3'd6 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd5 < bcnt_q ? word_q[47:40] : 3'd5 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd4 < bcnt_q ? word_q[39:32] : 3'd4 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd3 < bcnt_q ? word_q[31:24] : 3'd3 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd2 < bcnt_q ? word_q[23:16] : 3'd2 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd1 < bcnt_q ? word_q[15:8] : 3'd1 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd0 < bcnt_q ? word_q[7:0] : 3'd0 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}};
 
-  // PING answer: "DFF1" then ID, little-endian.
+  // PING answer: "DFF1" then ID, little-endian, shifted out a byte per cycle
+
+  // (a byte picked by pos_q would be a ROM that synthesis reads at pos_q's next value).
   assign id_w = ID;
   assign ping_w = {id_w, 32'h31464644};
-  assign ping_byte = ping_w[{pos_q[3:0], 3'd0} +: 8];
+  assign ping_byte = ping_sr_q[7:0];
 
   always @* begin
     ram_we = 1'b0;
@@ -258,6 +324,9 @@ module dff_cmd #(
       op_q <= {8{1'b0}};
       srst_q <= {1{1'b0}};
       runst_q <= {8{1'b0}};
+      payload_last_q <= {1{1'b0}};
+      act_q <= {4{1'b0}};
+      ping_sr_q <= {96{1'b0}};
     end else begin
       run_q <= 1'b0;
       srst_q <= 1'b0;
@@ -288,6 +357,7 @@ module dff_cmd #(
             crc_q <= crc_rx;
             pos_q <= 16'd0;
             wpos_q <= 3'd0;
+            payload_last_q <= {rx_data_i, len_q[7:0]} == 16'd1;
             if ({rx_data_i, len_q[7:0]} == 16'd0) begin
               state_q <= S_CRC_LO;
             end else begin
@@ -309,7 +379,8 @@ module dff_cmd #(
               end
             end
             pos_q <= pos_q + 16'd1;
-            if (pos_q == (len_q - 16'd1)) begin
+            payload_last_q <= (pos_q + 16'd2) == len_q;
+            if (payload_last_q) begin
               state_q <= S_CRC_LO;
             end
           end
@@ -328,134 +399,175 @@ module dff_cmd #(
         end
         S_CHECK: begin
           if (~crc_ok_q) begin
-            status_q <= ST_BAD_CRC;
-            rlen_q <= 16'd0;
-            state_q <= S_TX_START;
-          end else if (cmd_q > CMD_RESET) begin
-            status_q <= ST_UNKNOWN_CMD;
-            rlen_q <= 16'd0;
-            state_q <= S_TX_START;
-          end else if (len_over) begin
-            status_q <= ST_BAD_LEN;
-            rlen_q <= 16'd0;
-            state_q <= S_TX_START;
+            act_q <= 4'd0;
+            state_q <= S_ACT;
+          end else if (cmd_unknown_q) begin
+            act_q <= 4'd1;
+            state_q <= S_ACT;
+          end else if (len_over_q) begin
+            act_q <= 4'd2;
+            state_q <= S_ACT;
           end else begin
             case (cmd_q)
               CMD_PING: begin
-                if (~len_zero) begin
-                  status_q <= ST_BAD_LEN;
-                  rlen_q <= 16'd0;
-                  state_q <= S_TX_START;
+                if (~len_zero_q) begin
+                  act_q <= 4'd2;
+                  state_q <= S_ACT;
                 end else begin
-                  pos_q <= 16'd0;
-                  state_q <= S_PING_STORE;
+                  act_q <= 4'd3;
+                  state_q <= S_ACT;
                 end
               end
               CMD_WRITE: begin
-                if ((len_q < 16'd6) || wbytes_bad || (wpos_q != 3'd0)) begin
-                  status_q <= ST_BAD_LEN;
-                  rlen_q <= 16'd0;
-                  state_q <= S_TX_START;
-                end else if (len_q == 16'd6) begin
-                  status_q <= ST_OK;
-                  rlen_q <= 16'd0;
-                  state_q <= S_TX_START;
+                if (write_len_bad_q || wbytes_bad_q) begin
+                  act_q <= 4'd2;
+                  state_q <= S_ACT;
+                end else if (write_empty_q) begin
+                  act_q <= 4'd4;
+                  state_q <= S_ACT;
                 end else begin
-                  region_q <= arg_q[7:0];
-                  wbm1_q <= arg_q[10:8] - 3'd1;
-                  addr_q <= arg_q[47:16];
-                  pos_q <= 16'd6;
-                  widx_q <= 16'd0;
-                  bcnt_q <= 3'd0;
-                  state_q <= S_WR_FETCH;
+                  act_q <= 4'd5;
+                  state_q <= S_ACT;
                 end
               end
               CMD_READ: begin
-                if ((len_q != 16'd8) || wbytes_bad || read_too_long) begin
-                  status_q <= ST_BAD_LEN;
-                  rlen_q <= 16'd0;
-                  state_q <= S_TX_START;
-                end else if (arg_q[63:48] == 16'd0) begin
-                  status_q <= ST_OK;
-                  rlen_q <= 16'd0;
-                  state_q <= S_TX_START;
+                if (read_len_bad_q || wbytes_bad_q || read_too_long_q) begin
+                  act_q <= 4'd2;
+                  state_q <= S_ACT;
+                end else if (count_zero_q) begin
+                  act_q <= 4'd4;
+                  state_q <= S_ACT;
                 end else begin
-                  region_q <= arg_q[7:0];
-                  wbm1_q <= arg_q[10:8] - 3'd1;
-                  addr_q <= arg_q[47:16];
-                  count_q <= arg_q[63:48];
-                  pos_q <= 16'd0;
-                  widx_q <= 16'd0;
-                  bcnt_q <= 3'd0;
-                  req_q <= 1'b1;
-                  we_q <= 1'b0;
-                  state_q <= S_RD_BUS;
+                  act_q <= 4'd6;
+                  state_q <= S_ACT;
                 end
               end
               CMD_SET_HYPER: begin
-                if (len_q != 16'd9) begin
-                  status_q <= ST_BAD_LEN;
-                  rlen_q <= 16'd0;
-                  state_q <= S_TX_START;
+                if (hyper_len_bad_q) begin
+                  act_q <= 4'd2;
+                  state_q <= S_ACT;
                 end else begin
-                  region_q <= 8'hf0;
-                  wbm1_q <= 3'd7;
-                  addr_q <= {24'd0, arg_q[7:0]};
-                  pos_q <= 16'd1;
-                  widx_q <= 16'd0;
-                  bcnt_q <= 3'd0;
-                  state_q <= S_WR_FETCH;
+                  act_q <= 4'd7;
+                  state_q <= S_ACT;
                 end
               end
               CMD_TRAIN, CMD_INFER: begin
-                if (~len_zero) begin
-                  status_q <= ST_BAD_LEN;
-                  rlen_q <= 16'd0;
-                  state_q <= S_TX_START;
+                if (~len_zero_q) begin
+                  act_q <= 4'd2;
+                  state_q <= S_ACT;
                 end else begin
-                  run_q <= 1'b1;
-                  op_q <= cmd_q == CMD_TRAIN ? 8'd1 : 8'd2;
-                  pos_q <= 16'd0;
-                  state_q <= S_RUN_WAIT;
+                  act_q <= 4'd8;
+                  state_q <= S_ACT;
                 end
               end
               CMD_READ_COUNTERS: begin
-                if (~len_zero || ((NCOUNTERS * 8) > MAX_PAYLOAD)) begin
-                  status_q <= ST_BAD_LEN;
-                  rlen_q <= 16'd0;
-                  state_q <= S_TX_START;
+                if (~len_zero_q || ((NCOUNTERS * 8) > MAX_PAYLOAD)) begin
+                  act_q <= 4'd2;
+                  state_q <= S_ACT;
                 end else begin
-                  region_q <= 8'hf1;
-                  wbm1_q <= 3'd7;
-                  addr_q <= 32'd0;
-                  count_q <= NCOUNTERS[15:0];
-                  pos_q <= 16'd0;
-                  widx_q <= 16'd0;
-                  bcnt_q <= 3'd0;
-                  req_q <= 1'b1;
-                  we_q <= 1'b0;
-                  state_q <= S_RD_BUS;
+                  act_q <= 4'd9;
+                  state_q <= S_ACT;
                 end
               end
               CMD_RESET: begin
-                if (~len_zero) begin
-                  status_q <= ST_BAD_LEN;
-                  rlen_q <= 16'd0;
-                  state_q <= S_TX_START;
+                if (~len_zero_q) begin
+                  act_q <= 4'd2;
+                  state_q <= S_ACT;
                 end else begin
-                  srst_q <= 1'b1;
-                  status_q <= ST_OK;
-                  rlen_q <= 16'd0;
-                  state_q <= S_TX_START;
+                  act_q <= 4'd10;
+                  state_q <= S_ACT;
                 end
               end
               default: begin
-                status_q <= ST_UNKNOWN_CMD;
-                rlen_q <= 16'd0;
-                state_q <= S_TX_START;
+                act_q <= 4'd1;
+                state_q <= S_ACT;
               end
             endcase
           end
+        end
+        S_ACT: begin
+          case (act_q)
+            4'd0: begin
+              status_q <= ST_BAD_CRC;
+              rlen_q <= 16'd0;
+              state_q <= S_TX_START;
+            end
+            4'd1: begin
+              status_q <= ST_UNKNOWN_CMD;
+              rlen_q <= 16'd0;
+              state_q <= S_TX_START;
+            end
+            4'd2: begin
+              status_q <= ST_BAD_LEN;
+              rlen_q <= 16'd0;
+              state_q <= S_TX_START;
+            end
+            4'd3: begin
+              pos_q <= 16'd0;
+              ping_sr_q <= ping_w;
+              state_q <= S_PING_STORE;
+            end
+            4'd4: begin
+              status_q <= ST_OK;
+              rlen_q <= 16'd0;
+              state_q <= S_TX_START;
+            end
+            4'd5: begin
+              region_q <= arg_q[7:0];
+              wbm1_q <= arg_q[10:8] - 3'd1;
+              addr_q <= arg_q[47:16];
+              pos_q <= 16'd6;
+              widx_q <= 16'd0;
+              bcnt_q <= 3'd0;
+              state_q <= S_WR_FETCH;
+            end
+            4'd6: begin
+              region_q <= arg_q[7:0];
+              wbm1_q <= arg_q[10:8] - 3'd1;
+              addr_q <= arg_q[47:16];
+              count_q <= arg_q[63:48];
+              pos_q <= 16'd0;
+              widx_q <= 16'd0;
+              bcnt_q <= 3'd0;
+              req_q <= 1'b1;
+              we_q <= 1'b0;
+              state_q <= S_RD_BUS;
+            end
+            4'd7: begin
+              region_q <= 8'hf0;
+              wbm1_q <= 3'd7;
+              addr_q <= {24'd0, arg_q[7:0]};
+              pos_q <= 16'd1;
+              widx_q <= 16'd0;
+              bcnt_q <= 3'd0;
+              state_q <= S_WR_FETCH;
+            end
+            4'd8: begin
+              run_q <= 1'b1;
+              op_q <= cmd_q == CMD_TRAIN ? 8'd1 : 8'd2;
+              pos_q <= 16'd0;
+              state_q <= S_RUN_WAIT;
+            end
+            4'd9: begin
+              region_q <= 8'hf1;
+              wbm1_q <= 3'd7;
+              addr_q <= 32'd0;
+              count_q <= NCOUNTERS[15:0];
+              pos_q <= 16'd0;
+              widx_q <= 16'd0;
+              bcnt_q <= 3'd0;
+              req_q <= 1'b1;
+              we_q <= 1'b0;
+              state_q <= S_RD_BUS;
+            end
+            4'd10: begin
+              srst_q <= 1'b1;
+              status_q <= ST_OK;
+              rlen_q <= 16'd0;
+              state_q <= S_TX_START;
+            end
+            default: state_q <= S_SYNC;
+          endcase
         end
         S_WR_FETCH: state_q <= S_WR_LOAD;
         S_WR_LOAD: begin
@@ -478,7 +590,7 @@ module dff_cmd #(
             if (bus_err_i) begin
               pos_q <= 16'd0;
               state_q <= S_ERR_STORE;
-            end else if (pos_q == len_q) begin
+            end else if (wr_last_q) begin
               status_q <= ST_OK;
               rlen_q <= 16'd0;
               state_q <= S_TX_START;
@@ -506,7 +618,7 @@ module dff_cmd #(
           if (bcnt_q != wbm1_q) begin
             bcnt_q <= bcnt_q + 3'd1;
             pos_q <= pos_q + 16'd1;
-          end else if (widx_q == (count_q - 16'd1)) begin
+          end else if (rd_last_q) begin
             status_q <= ST_OK;
             rlen_q <= pos_q + 16'd1;
             state_q <= S_TX_START;
@@ -539,6 +651,7 @@ module dff_cmd #(
         end
         S_PING_STORE: begin
           pos_q <= pos_q + 16'd1;
+          ping_sr_q <= {8'd0, ping_sr_q[95:8]};
           if (pos_q == 16'd11) begin
             status_q <= ST_OK;
             rlen_q <= 16'd12;

@@ -102,6 +102,10 @@ module dff_gemm_drain (
   reg [3:0] tail_count_d;
   reg [16:0] ob_base_q;
   reg [16:0] ob_base_d;
+  reg tb_last_q;
+  reg tb_last_d;
+  reg ob_last_q;
+  reg ob_last_d;
   wire [9:0] n_start;
   reg tile_p1_q;
   reg tile_p2_q;
@@ -125,8 +129,8 @@ module dff_gemm_drain (
   reg tile_p20_q;
   wire tile_due;
   wire drain_last;
-  wire tb_last;
-  wire ob_last;
+  wire tb_next_last;
+  wire ob_next_last;
   wire final_tile;
   reg [575:0] column_q;
   wire [9:0] n_now;
@@ -194,9 +198,9 @@ module dff_gemm_drain (
   assign n_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? {6'd0, nsamp_i} : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 10'd784 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? {3'd0, nrows_i} : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 10'd500 : 10'd0;
   assign tile_due = is_grad ? tile_p20_q : tile_p9_q;
   assign drain_last = (col_q == 4'd11) && (is_grad || (row_q == 4'd11));
-  assign tb_last = (tb_c_q + 10'd12) >= n_q;
-  assign ob_last = (ob_r_q + 10'd12) >= m_q;
-  assign final_tile = tb_last && ob_last;
+  assign tb_next_last = (tb_c_q + 10'd24) >= n_q;
+  assign ob_next_last = (ob_r_q + 10'd24) >= m_q;
+  assign final_tile = tb_last_q && ob_last_q;
   assign n_now = tb_c_q + {6'd0, col_q};
   assign o_now = ob_r_q + {6'd0, row_q};
   assign sampled = (st_q == StRun) && active_q;
@@ -377,11 +381,15 @@ module dff_gemm_drain (
     n_mod_r_d = n_mod_r_q;
     tail_count_d = tail_count_q;
     ob_base_d = ob_base_q;
+    tb_last_d = tb_last_q;
+    ob_last_d = ob_last_q;
     done_d = 1'b0;
     if (st_q == StRun) begin
       if (active_q) begin
         if (drain_last) begin
-          if (tb_last) begin
+          if (tb_last_q) begin
+            tb_last_d = 10'd12 >= n_q;
+            ob_last_d = ob_next_last;
             tb_c_d = 10'd0;
             tb_mod_h_d = 4'd0;
             tb_base_h_d = 17'd0;
@@ -393,6 +401,7 @@ module dff_gemm_drain (
             ob_base_d = ob_base_q + {7'd0, d_q};
             grad_base_d = ob_base_q + {7'd0, d_q};
           end else begin
+            tb_last_d = tb_next_last;
             tb_c_d = tb_c_q + 10'd12;
             tb_mod_h_d = tb_mod_h_q;
             if (({1'b0, tb_mod_h_q} + 5'd12) >= 5'd12) begin
@@ -441,6 +450,8 @@ module dff_gemm_drain (
     end else if (start_i) begin
       st_d = StRun;
       n_d = n_start;
+      tb_last_d = 10'd12 >= n_start;
+      ob_last_d = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? 1'b0 : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 1'b0 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? 1'b0 : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 1'b0 : 1'b0;
       ob_r_d = 10'd0;
       ob_d = 10'd0;
       tb_c_d = 10'd0;
@@ -499,6 +510,8 @@ module dff_gemm_drain (
       n_mod_r_q <= 4'd0;
       tail_count_q <= 4'd0;
       ob_base_q <= 17'd0;
+      tb_last_q <= 1'b0;
+      ob_last_q <= 1'b0;
     end else begin
       done_q <= done_d;
       st_q <= st_d;
@@ -525,6 +538,8 @@ module dff_gemm_drain (
       n_mod_r_q <= n_mod_r_d;
       tail_count_q <= tail_count_d;
       ob_base_q <= ob_base_d;
+      tb_last_q <= tb_last_d;
+      ob_last_q <= ob_last_d;
     end
   end
 

@@ -56,8 +56,10 @@ module dff_gemm_feed (
   reg [9:0] k_d;
   reg [9:0] k_count_q;
   reg [9:0] k_count_d;
-  reg [9:0] steps_q;
-  reg [9:0] steps_d;
+  reg [9:0] steps_m1_q;
+  reg [9:0] steps_m1_d;
+  reg [9:0] k_count_m1_q;
+  reg [9:0] k_count_m1_d;
   reg [9:0] m_q;
   reg [9:0] m_d;
   reg [9:0] n_q;
@@ -94,11 +96,16 @@ module dff_gemm_feed (
   reg [9:0] d_row_c_d;
   reg [9:0] d_row_h_q;
   reg [9:0] d_row_h_d;
-  wire issue;
   wire [9:0] k_start;
   wire [9:0] n_start;
   wire [9:0] pad_start;
-  wire [9:0] steps_start;
+  reg step_last_q;
+  reg live_q;
+  reg k_last_q;
+  reg tb_last_q;
+  reg ob_last_q;
+  wire issue;
+  wire [9:0] steps_start_m1;
   wire [15:0] fwd1_w_addr;
   wire [9:0] fwd1_x_addr;
   wire [14:0] fwd2_w_addr;
@@ -333,11 +340,11 @@ module dff_gemm_feed (
   wire unused_port_start_i;
   assign unused_done = ^done_q;
   assign unused_io = ^infer_i;
-  assign issue = (st_q == 1'b1) && (k_q < k_count_q);
   assign k_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? 10'd784 : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? {6'd0, nsamp_i} : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? 10'd500 : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? {3'd0, nrows_i} : 10'd0;
   assign n_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? {6'd0, nsamp_i} : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 10'd784 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? {3'd0, nrows_i} : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 10'd500 : 10'd0;
   assign pad_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? 10'd144 : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 10'd12 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? 10'd144 : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 10'd12 : 10'd0;
-  assign steps_start = k_start < pad_start ? pad_start : k_start;
+  assign issue = (st_q == 1'b1) && live_q;
+  assign steps_start_m1 = (k_start < pad_start ? pad_start : k_start) - 10'd1;
   assign fwd1_w_addr = west_base_q[15:0] + {6'd0, k_q};
   assign fwd1_x_addr = north_base_q[9:0] + k_q;
   assign fwd2_w_addr = west_base_q[14:0] + {5'd0, k_q};
@@ -511,7 +518,7 @@ module dff_gemm_feed (
   assign ac_o = ac_p6;
   assign al_o = al_p6;
   assign issue_o = issue;
-  assign tile_o = issue && (k_q == (k_count_q - 10'd1));
+  assign tile_o = issue && k_last_q;
   assign unused_cut0_e_base_q = ^e_base_q[16:9];
   assign unused_cut1_k_base_c_q = ^k_base_c_q[16:10];
   assign unused_cut2_k_base_c_q = ^k_base_c_q[16:12];
@@ -636,7 +643,8 @@ module dff_gemm_feed (
     st_d = st_q;
     k_d = k_q;
     k_count_d = k_count_q;
-    steps_d = steps_q;
+    steps_m1_d = steps_m1_q;
+    k_count_m1_d = k_count_m1_q;
     m_d = m_q;
     n_d = n_q;
     ob_r_d = ob_r_q;
@@ -657,12 +665,12 @@ module dff_gemm_feed (
     d_row_h_d = d_row_h_q;
     done_d = 1'b0;
     if (st_q == 1'b1) begin
-      if (k_q == (steps_q - 10'd1)) begin
+      if (step_last_q) begin
         k_d = 10'd0;
-        if ((tb_c_q + 10'd12) >= n_q) begin
+        if (tb_last_q) begin
           tb_c_d = 10'd0;
           north_base_d = 17'd0;
-          if ((ob_r_q + 10'd12) >= m_q) begin
+          if (ob_last_q) begin
             st_d = 1'b0;
           end else begin
             ob_r_d = ob_r_q + 10'd12;
@@ -712,10 +720,11 @@ module dff_gemm_feed (
         d_row_h_d = 10'd500;
       end
       k_count_d = k_start;
+      k_count_m1_d = k_start - 10'd1;
       n_d = n_start;
-      steps_d = steps_start;
+      steps_m1_d = steps_start_m1;
     end
-    if (((st_q == 1'b1) && (k_q == (steps_q - 10'd1))) || start_i) begin
+    if (((st_q == 1'b1) && step_last_q) || start_i) begin
       k_mod_r_d = 4'd0;
       k_mod_c_d = 4'd0;
       k_mod_h_d = 4'd0;
@@ -744,7 +753,8 @@ module dff_gemm_feed (
       st_q <= 1'b0;
       k_q <= 10'd0;
       k_count_q <= 10'd0;
-      steps_q <= 10'd0;
+      steps_m1_q <= 10'd0;
+      k_count_m1_q <= 10'd0;
       m_q <= 10'd0;
       n_q <= 10'd0;
       ob_r_q <= 10'd0;
@@ -768,7 +778,8 @@ module dff_gemm_feed (
       st_q <= st_d;
       k_q <= k_d;
       k_count_q <= k_count_d;
-      steps_q <= steps_d;
+      steps_m1_q <= steps_m1_d;
+      k_count_m1_q <= k_count_m1_d;
       m_q <= m_d;
       n_q <= n_d;
       ob_r_q <= ob_r_d;
@@ -823,7 +834,7 @@ module dff_gemm_feed (
       ac_p4 <= ac_p3;
       ac_p5 <= ac_p4;
       ac_p6 <= ac_p5;
-      al_p1 <= issue && (k_q == (k_count_q - 10'd1));
+      al_p1 <= issue && k_last_q;
       al_p2 <= al_p1;
       al_p3 <= al_p2;
       al_p4 <= al_p3;
@@ -833,6 +844,11 @@ module dff_gemm_feed (
   end
 
   always @(posedge clk_i) begin
+    step_last_q <= st_q == 1'b1 ? k_d == steps_m1_q : k_start < pad_start ? pad_start == 10'd1 : k_start == 10'd1;
+    live_q <= st_q == 1'b1 ? k_d < k_count_q : k_start != 10'd0;
+    k_last_q <= st_q == 1'b1 ? k_d == k_count_m1_q : k_start == 10'd1;
+    tb_last_q <= st_q == 1'b1 ? (tb_c_d + 10'd12) >= n_q : 10'd12 >= n_start;
+    ob_last_q <= st_q == 1'b1 ? (ob_r_d + 10'd12) >= m_q : ((kind_i == 4'd2) && (layer_i == 1'b0)) ? 1'b0 : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 1'b0 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? 1'b0 : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 1'b0 : 1'b0;
     rot_c_p1 <= k_mod_c_q;
     rot_c_p2 <= rot_c_p1;
     rot_c_p3 <= rot_c_p2;

@@ -72,8 +72,8 @@ module dff_op_cen (
   reg [9:0] v_word_d;
   reg [6:0] row_q;
   reg [6:0] row_d;
-  reg [6:0] rows_q;
-  reg [6:0] rows_d;
+  reg [6:0] rows_m1_q;
+  reg [6:0] rows_m1_d;
   reg [5:0] row_cycle_q;
   reg [5:0] row_cycle_d;
   reg [3:0] slot_q;
@@ -87,6 +87,7 @@ module dff_op_cen (
   reg [12:0] row_base_q;
   reg [12:0] row_base_d;
   wire header;
+  reg row_last_q;
   wire unused_nsamp;
   reg v_wr_p1;
   reg v_wr_p2;
@@ -644,7 +645,7 @@ module dff_op_cen (
     o_lane_d = o_lane_q;
     v_word_d = v_word_q;
     row_d = row_q;
-    rows_d = rows_q;
+    rows_m1_d = rows_m1_q;
     row_cycle_d = row_cycle_q;
     slot_d = slot_q;
     a1_base_d = a1_base_q;
@@ -678,7 +679,7 @@ module dff_op_cen (
         st_d = StRows;
       end
     end else if (st_q == StRows) begin
-      if ((row_cycle_q == 6'd0) && (row_q == (rows_q - 7'd1))) begin
+      if ((row_cycle_q == 6'd0) && row_last_q) begin
         st_d = StIdle;
         tail_d = 6'd56;
       end else if (row_cycle_q == 6'd41) begin
@@ -709,7 +710,7 @@ module dff_op_cen (
       o_lane_d = 4'd0;
       v_word_d = 10'd0;
       row_d = 7'd0;
-      rows_d = nrows_i;
+      rows_m1_d = nrows_i - 7'd1;
       row_cycle_d = 6'd0;
       slot_d = 4'd0;
       a1_base_d = 10'd0;
@@ -752,7 +753,7 @@ module dff_op_cen (
       o_lane_q <= 4'd0;
       v_word_q <= 10'd0;
       row_q <= 7'd0;
-      rows_q <= 7'd0;
+      rows_m1_q <= 7'd0;
       row_cycle_q <= 6'd0;
       slot_q <= 4'd0;
       a1_base_q <= 10'd0;
@@ -776,7 +777,7 @@ module dff_op_cen (
       o_lane_q <= o_lane_d;
       v_word_q <= v_word_d;
       row_q <= row_d;
-      rows_q <= rows_d;
+      rows_m1_q <= rows_m1_d;
       row_cycle_q <= row_cycle_d;
       slot_q <= slot_d;
       a1_base_q <= a1_base_d;
@@ -836,6 +837,7 @@ module dff_op_cen (
   end
 
   always @(posedge clk_i) begin
+    row_last_q <= row_d == rows_m1_q;
     v_lane_p1 <= o_lane_q;
     v_lane_p2 <= v_lane_p1;
     v_lane_p3 <= v_lane_p2;

@@ -214,9 +214,10 @@ fn crc_step_rtl(m: &mut Module, name: &str, crc: &Expr, byte: &Expr) -> Expr {
     next
 }
 
-// FSM states. Receive: SYNC..CRC_HI; decide: CHECK; execute: WR_*, RD_*, RUN_WAIT and the
-// *_STORE states that put an answer into the RAM; send: TX_START/TX_LOAD/TX_WAIT.
-const STATES: [&str; 19] = [
+// FSM states. Receive: SYNC..CRC_HI; decide: CHECK (into act_q), then ACT; execute: WR_*,
+// RD_*, RUN_WAIT and the *_STORE states that put an answer into the RAM; send:
+// TX_START/TX_LOAD/TX_WAIT.
+const STATES: [&str; 20] = [
     "S_SYNC",
     "S_CMD",
     "S_LEN_LO",
@@ -225,6 +226,7 @@ const STATES: [&str; 19] = [
     "S_CRC_LO",
     "S_CRC_HI",
     "S_CHECK",
+    "S_ACT",
     "S_WR_FETCH",
     "S_WR_LOAD",
     "S_WR_BUS",
@@ -239,6 +241,55 @@ const STATES: [&str; 19] = [
 ];
 const S_TX_WAIT: &str = "S_TX_WAIT";
 const SW: u32 = 5;
+
+/// Split a decision tree (ifs and cases whose leaves are action statement lists) into a
+/// decide step and an act step: every leaf becomes `act <= i; <goto_act>`, and the distinct
+/// leaves are returned in `actions` (index i), for a `case (act)` in the next state.
+fn split_decision(
+    tree: Vec<Stmt>,
+    act: &Expr,
+    act_w: u32,
+    goto_act: &Stmt,
+    actions: &mut Vec<Vec<Stmt>>,
+) -> Vec<Stmt> {
+    let control = |s: &Stmt| matches!(s, Stmt::If { .. } | Stmt::Case { .. });
+    if !tree.iter().any(control) {
+        let i = actions.iter().position(|a| *a == tree).unwrap_or_else(|| {
+            actions.push(tree);
+            actions.len() - 1
+        });
+        return vec![nb(act, lit(act_w, i as u64)), goto_act.clone()];
+    }
+    assert!(
+        tree.iter().all(control),
+        "split_decision: a branch mixes actions and decisions"
+    );
+    tree.into_iter()
+        .map(|s| match s {
+            Stmt::If { cond, then_, else_ } => Stmt::If {
+                cond,
+                then_: split_decision(then_, act, act_w, goto_act, actions),
+                else_: split_decision(else_, act, act_w, goto_act, actions),
+            },
+            Stmt::Case {
+                subject,
+                arms,
+                default,
+            } => Stmt::Case {
+                subject,
+                arms: arms
+                    .into_iter()
+                    .map(|a| CaseArm {
+                        labels: a.labels,
+                        body: split_decision(a.body, act, act_w, goto_act, actions),
+                    })
+                    .collect(),
+                default: split_decision(default, act, act_w, goto_act, actions),
+            },
+            other => other,
+        })
+        .collect()
+}
 
 fn st(name: &str) -> Expr {
     id(name)
@@ -406,6 +457,40 @@ pub fn cmd(p: &CmdParams) -> Module {
     m.assign(&pos_in_ram, w32(&pos_q).lt_(&max_payload));
     let len_zero = m.wire("len_zero", 1);
     m.assign(&len_zero, len_q.clone().eq_(lit(16, 0)));
+    // The dispatch (S_CHECK) and the word loops read their compares from registers, so the
+    // decisions that enable most of this module's registers stay a few gates deep. Each
+    // flag is in time: S_CHECK comes two received bytes (the CRC) after the last length or
+    // argument byte (read_too_long, behind the registered product, needs both); the word
+    // counters of S_RD_STORE and pos_q of S_WR_BUS settle a cycle before they are read
+    // (a bus slave acknowledges from a register, so never in the request's first cycle).
+    let mut flag = |name: &str, e: Expr| {
+        let r = m.reg(&format!("{name}_q"), 1);
+        m.always_ff(&clk, vec![nb(&r, e)]);
+        r
+    };
+    let len_over = flag("len_over", len_over);
+    let len_zero = flag("len_zero", len_zero);
+    let wbytes_bad = flag("wbytes_bad", wbytes_bad);
+    let read_too_long = flag("read_too_long", read_too_long);
+    let cmd_unknown = flag("cmd_unknown", cmd_q.clone().gt_(command(Command::Reset)));
+    let write_len_bad = flag(
+        "write_len_bad",
+        len_q
+            .clone()
+            .lt_(lit(16, WRITE_HEADER as u64))
+            .lor(wpos_q.clone().ne_(lit(3, 0))),
+    );
+    let write_empty = flag(
+        "write_empty",
+        len_q.clone().eq_(lit(16, WRITE_HEADER as u64)),
+    );
+    let read_len_bad = flag("read_len_bad", len_q.clone().ne_(lit(16, 8)));
+    let hyper_len_bad = flag("hyper_len_bad", len_q.clone().ne_(lit(16, 9)));
+    let count_zero = flag("count_zero", arg_q.slice(63, 48).eq_(lit(16, 0)));
+    let rd_last = flag("rd_last", widx_q.clone().eq_(&count_q - lit(16, 1)));
+    let wr_last = flag("wr_last", pos_q.clone().eq_(&len_q));
+    // pos_q == len_q - 1 in S_PAYLOAD, kept with pos_q (bytes may come every cycle).
+    let payload_last = m.reg("payload_last_q", 1);
 
     m.comment("WRITE word: byte bcnt_q (from RAM) goes to lane bcnt_q, lanes below keep what");
     m.comment("came before, lanes above repeat its sign: after the last byte, the sign-extended");
@@ -435,17 +520,18 @@ pub fn cmd(p: &CmdParams) -> Module {
         .collect();
     m.assign(&wr_word, cat(lanes));
 
-    m.comment("PING answer: \"DFF1\" then ID, little-endian.");
+    m.comment("PING answer: \"DFF1\" then ID, little-endian, shifted out a byte per cycle");
+    m.comment(
+        "(a byte picked by pos_q would be a ROM that synthesis reads at pos_q's next value).",
+    );
     let id_w = m.wire("id_w", 64);
     m.assign(&id_w, &idp);
     let magic = u32::from_le_bytes(*PING_MAGIC);
     let ping_w = m.wire("ping_w", 96);
     m.assign(&ping_w, cat([id_w.clone(), hex(32, magic.into())]));
+    let ping_sr = m.reg("ping_sr_q", 96);
     let ping_byte = m.wire("ping_byte", 8);
-    m.assign(
-        &ping_byte,
-        ping_w.part(cat([pos_q.slice(3, 0), lit(3, 0)]), 8),
-    );
+    m.assign(&ping_byte, ping_sr.slice(7, 0));
 
     // ---------------------------------------------------------------- RAM write port
     m.always_comb(vec![
@@ -557,50 +643,36 @@ pub fn cmd(p: &CmdParams) -> Module {
     let check_arms = vec![
         arm(
             command(Command::Ping),
-            vec![if_(!len_zero.clone(), bad_len.clone())
-                .else_(vec![nb(&pos_q, lit(16, 0)), goto("S_PING_STORE")])],
+            vec![if_(!len_zero.clone(), bad_len.clone()).else_(vec![
+                nb(&pos_q, lit(16, 0)),
+                nb(&ping_sr, &ping_w),
+                goto("S_PING_STORE"),
+            ])],
         ),
         arm(
             command(Command::Write),
-            vec![if_(
-                len_q
-                    .clone()
-                    .lt_(lit(16, WRITE_HEADER as u64))
-                    .lor(&wbytes_bad)
-                    .lor(wpos_q.clone().ne_(lit(3, 0))),
-                bad_len.clone(),
-            )
-            .else_if(
-                len_q.clone().eq_(lit(16, WRITE_HEADER as u64)),
-                respond(status(Status::Ok), lit(16, 0)),
-            )
-            .else_(start_write(
-                arg_region.clone(),
-                wbm1_of_arg.clone(),
-                arg_addr.clone(),
-                WRITE_HEADER as u64,
-            ))],
+            vec![if_(write_len_bad.clone().lor(&wbytes_bad), bad_len.clone())
+                .else_if(write_empty.clone(), respond(status(Status::Ok), lit(16, 0)))
+                .else_(start_write(
+                    arg_region.clone(),
+                    wbm1_of_arg.clone(),
+                    arg_addr.clone(),
+                    WRITE_HEADER as u64,
+                ))],
         ),
         arm(
             command(Command::Read),
             vec![if_(
-                len_q
-                    .clone()
-                    .ne_(lit(16, 8))
-                    .lor(&wbytes_bad)
-                    .lor(&read_too_long),
+                read_len_bad.clone().lor(&wbytes_bad).lor(&read_too_long),
                 bad_len.clone(),
             )
-            .else_if(
-                arg_count.clone().eq_(lit(16, 0)),
-                respond(status(Status::Ok), lit(16, 0)),
-            )
+            .else_if(count_zero.clone(), respond(status(Status::Ok), lit(16, 0)))
             .else_(start_read(arg_region, wbm1_of_arg, arg_addr, arg_count))],
         ),
         arm(
             command(Command::SetHyper),
             vec![
-                if_(len_q.clone().ne_(lit(16, 9)), bad_len.clone()).else_(start_write(
+                if_(hyper_len_bad.clone(), bad_len.clone()).else_(start_write(
                     hex(8, REGION_HYPER.into()),
                     lit(3, 7),
                     cat([lit(24, 0), arg_q.slice(7, 0)]),
@@ -647,6 +719,34 @@ pub fn cmd(p: &CmdParams) -> Module {
         ),
     ];
 
+    let decide = vec![if_(
+        !crc_ok_q.clone(),
+        respond(status(Status::BadCrc), lit(16, 0)),
+    )
+    .else_if(
+        cmd_unknown.clone(),
+        respond(status(Status::UnknownCmd), lit(16, 0)),
+    )
+    .else_if(&len_over, bad_len.clone())
+    .else_(vec![case(
+        &cmd_q,
+        check_arms,
+        respond(status(Status::UnknownCmd), lit(16, 0)),
+    )])];
+    let mut actions = Vec::new();
+    let act_w = 4;
+    let act_q = m.reg("act_q", act_w);
+    let check = split_decision(decide, &act_q, act_w, &goto("S_ACT"), &mut actions);
+    assert!(
+        actions.len() <= 1 << act_w,
+        "dff_cmd: more actions than act_q holds"
+    );
+    let act_arms: Vec<CaseArm> = actions
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| arm(lit(act_w, i as u64), body))
+        .collect();
+
     let fsm_arms = vec![
         arm(
             st("S_SYNC"),
@@ -676,6 +776,10 @@ pub fn cmd(p: &CmdParams) -> Module {
                 nb(&crc_q, &crc_rx),
                 nb(&pos_q, lit(16, 0)),
                 nb(&wpos_q, lit(3, 0)),
+                nb(
+                    &payload_last,
+                    cat([rx_data.clone(), len_q.slice(7, 0)]).eq_(lit(16, 1)),
+                ),
                 if_(
                     cat([rx_data.clone(), len_q.slice(7, 0)]).eq_(lit(16, 0)),
                     vec![goto("S_CRC_LO")],
@@ -704,10 +808,8 @@ pub fn cmd(p: &CmdParams) -> Module {
                     .else_(vec![nb(&wpos_q, &wpos_q + lit(3, 1))])],
                 ),
                 inc16(&pos_q),
-                if_(
-                    pos_q.clone().eq_(&len_q - lit(16, 1)),
-                    vec![goto("S_CRC_LO")],
-                ),
+                nb(&payload_last, (&pos_q + lit(16, 2)).eq_(&len_q)),
+                if_(payload_last.clone(), vec![goto("S_CRC_LO")]),
             ],
         ),
         rx_arm("S_CRC_LO", vec![nb(&crc_lo_q, &rx_data), goto("S_CRC_HI")]),
@@ -722,22 +824,12 @@ pub fn cmd(p: &CmdParams) -> Module {
             ],
         ),
         // Order of the checks: a corrupted frame says BAD_CRC whatever its fields claim.
+        // S_CHECK only decides (which action, into act_q); S_ACT does it, so the decision
+        // tree and the registers it loads are in different cycles.
+        arm(st("S_CHECK"), check),
         arm(
-            st("S_CHECK"),
-            vec![if_(
-                !crc_ok_q.clone(),
-                respond(status(Status::BadCrc), lit(16, 0)),
-            )
-            .else_if(
-                cmd_q.clone().gt_(command(Command::Reset)),
-                respond(status(Status::UnknownCmd), lit(16, 0)),
-            )
-            .else_if(&len_over, bad_len.clone())
-            .else_(vec![case(
-                &cmd_q,
-                check_arms,
-                respond(status(Status::UnknownCmd), lit(16, 0)),
-            )])],
+            st("S_ACT"),
+            vec![case(&act_q, act_arms, vec![goto("S_SYNC")])],
         ),
         // WRITE / SET_HYPER: gather wbytes bytes (one RAM read each), then one bus write.
         arm(st("S_WR_FETCH"), vec![goto("S_WR_LOAD")]),
@@ -766,10 +858,7 @@ pub fn cmd(p: &CmdParams) -> Module {
                 vec![
                     nb(&req_q, lit(1, 0)),
                     if_(&bus_err, bad_addr.clone())
-                        .else_if(
-                            pos_q.clone().eq_(&len_q),
-                            respond(status(Status::Ok), lit(16, 0)),
-                        )
+                        .else_if(wr_last.clone(), respond(status(Status::Ok), lit(16, 0)))
                         .else_(vec![
                             inc16(&widx_q),
                             nb(&addr_q, &addr_q + lit(32, 1)),
@@ -798,7 +887,7 @@ pub fn cmd(p: &CmdParams) -> Module {
                     bcnt_q.clone().ne_(&wbm1_q),
                     vec![nb(&bcnt_q, &bcnt_q + lit(3, 1)), inc16(&pos_q)],
                 )
-                .else_if(widx_q.clone().eq_(&count_q - lit(16, 1)), {
+                .else_if(rd_last.clone(), {
                     // The last byte of the last word: pos_q + 1 = count * wbytes.
                     respond(status(Status::Ok), &pos_q + lit(16, 1))
                 })
@@ -836,6 +925,7 @@ pub fn cmd(p: &CmdParams) -> Module {
             st("S_PING_STORE"),
             vec![
                 inc16(&pos_q),
+                nb(&ping_sr, cat([lit(8, 0), ping_sr.slice(95, 8)])),
                 if_(
                     pos_q.clone().eq_(lit(16, 11)),
                     respond(status(Status::Ok), lit(16, 12)),
@@ -951,6 +1041,9 @@ pub fn cmd(p: &CmdParams) -> Module {
         (op_q.clone(), 8),
         (srst_q.clone(), 1),
         (runst_q.clone(), 8),
+        (payload_last.clone(), 1),
+        (act_q.clone(), 4),
+        (ping_sr.clone(), 96),
     ];
     m.comment("Control FSM. run_q and srst_q are one-cycle strobes. Inside a frame, TIMEOUT");
     m.comment("idle cycles end it with TRUNCATED (echoing 0xFF while the header is incomplete).");

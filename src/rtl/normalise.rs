@@ -40,35 +40,56 @@ pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
     let word_o = m.output("rs_word_o", rw);
     let half_e_o = m.output("rs_half_e_o", ew - 1);
 
-    // S path, one step per stage: the leading-one detector, the table address, the ROM.
-    m.comment("S: leading one, then the table address, then the rsqrt ROM (registered twice).");
-    let n = m.reg("n", ew);
-    let mut lod = vec![set(&n, lit(ew, 0))];
-    for i in 0..sw {
-        lod.push(if_(s_i.idx(i), vec![set(&n, lit(ew, u64::from(i + 1)))]));
-    }
-    m.always_comb(lod);
-    let e = m.wire("e", ew);
-    m.assign(&e, &n + cat([lit(ew - 1, 0), n.idx(0)]));
-    let u = m.wire("unused_e0", 1);
-    m.assign(u, e.idx(0));
-    let s_q = m.reg("s_q", sw);
-    // e is even: keep e/2.
-    let e_q = m.reg("e_q", ew - 1);
-    let idx_full = m.wire("idx_full", sw);
-    let e_full = cat([e_q.clone(), lit(1, 0)]);
-    m.assign(
-        &idx_full,
-        mux(
-            e_full.clone().ge_(lit(ew, u64::from(a))),
-            s_q.clone() >> (e_full.clone() - lit(ew, u64::from(a))),
-            s_q.clone() << (lit(ew, u64::from(a)) - e_full),
-        ),
+    // S path, one step per stage: the leading one, the table address (and e/2), the ROM.
+    m.comment(
+        "S: leading one, then the table address and e/2, then the rsqrt ROM (registered twice).",
     );
-    if sw > a {
-        let u = m.wire("unused_idx", 1);
-        m.assign(u, idx_full.slice(sw - 1, a).red_and());
-    }
+    // The leading one of s as a one-hot register (bit i: s[i] set, no higher bit set).
+    // From it, flat OR trees give e/2 = ceil((i + 1) / 2) (e: the bit length rounded up to
+    // even) and the table address, the `a` bits of s below bit e (s >> (e - a), or
+    // s << (a - e)): a one-hot select of fixed windows, not a priority chain, an adder and a
+    // barrel shifter in one cycle.
+    let top = m.wire("top_one", sw);
+    let hot: Vec<Expr> = (0..sw)
+        .map(|i| {
+            if i + 1 == sw {
+                s_i.idx(i)
+            } else {
+                s_i.idx(i).land(s_i.slice(sw - 1, i + 1).red_or().lnot())
+            }
+        })
+        .collect();
+    m.assign(&top, cat(hot.into_iter().rev()));
+    let s_q = m.reg("s_q", sw);
+    let lead_q = m.reg("lead_q", sw);
+    let half_e = m.wire("half_e", ew - 1);
+    let e_of = |i: u32| u64::from(i) / 2 + 1;
+    let bits: Vec<Expr> = (0..ew - 1)
+        .map(|k| {
+            (0..sw)
+                .filter(|&i| e_of(i) >> k & 1 == 1)
+                .map(|i| lead_q.idx(i))
+                .reduce(|a, b| a | b)
+                .unwrap_or_else(|| lit(1, 0))
+        })
+        .collect();
+    m.assign(&half_e, cat(bits.into_iter().rev()));
+    let idx = m.wire("table_idx", a);
+    let idx_bits: Vec<Expr> = (0..a)
+        .map(|b| {
+            (0..sw)
+                .filter_map(|i| {
+                    // Leading one at i: bit b of the address is bit b + 2·e_of(i) − a of s.
+                    let src = i64::from(b) + 2 * e_of(i) as i64 - i64::from(a);
+                    (0..i64::from(sw))
+                        .contains(&src)
+                        .then(|| lead_q.idx(i).land(s_q.idx(src as u32)))
+                })
+                .reduce(|x, y| x.lor(y))
+                .unwrap_or_else(|| lit(1, 0))
+        })
+        .collect();
+    m.assign(&idx, cat(idx_bits.into_iter().rev()));
     let addr_q = m.reg("addr_q", a);
     let e1_q = m.reg("e1_q", ew - 1);
     let e2_q = m.reg("e2_q", ew - 1);
@@ -84,16 +105,16 @@ pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
         &mut m,
         vec![
             (s_q.clone(), sw),
-            (e_q.clone(), ew - 1),
+            (lead_q.clone(), sw),
             (addr_q.clone(), a),
             (e1_q.clone(), ew - 1),
             (e2_q.clone(), ew - 1),
             (e3_q.clone(), ew - 1),
         ],
         vec![
-            if_(&sv_i, vec![nb(&s_q, &s_i), nb(&e_q, e.slice(ew - 1, 1))]),
-            nb(&addr_q, idx_full.slice(a - 1, 0)),
-            nb(&e1_q, &e_q),
+            if_(&sv_i, vec![nb(&s_q, &s_i), nb(&lead_q, &top)]),
+            nb(&addr_q, &idx),
+            nb(&e1_q, &half_e),
             nb(&e2_q, &e1_q),
             nb(&e3_q, &e2_q),
         ],
@@ -127,26 +148,23 @@ pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
     let u = m.wire("unused_p_sign", 1);
     m.assign(u, prod.e.slice(prod.w - 1, pw).red_xor());
     let sh_pipe: Vec<Expr> = (0..ms).map(|k| m.reg(&format!("sh{k}_q"), shw)).collect();
-    let sum_q = m.reg("sum_q", pw + 2);
-    let shs_q = m.reg("shs_q", shw);
+    // Rounding shift in two stages: the barrel shift first, the rounding add and the
+    // saturation after it (one shifter and one adder per stage, not both). With
+    // ps = {p, 0} >> sh = p >> (sh - 1) (or {p, 0} when sh = 0):
+    // (p + 2^(sh-1)) >> sh = (ps >> 1) + ps[0], and p >> sh = ps >> 1.
+    let ps_q = m.reg("ps_q", pw + 1);
     let y_q = m.reg("y_q", f.act.bits);
     let sh_last = sh_pipe[ms as usize - 1].clone();
-    let add = m.wire("add", pw + 2);
     let half_up = f.rounding == crate::fixed::Rounding::HalfUp;
-    if half_up {
-        m.assign(
-            &add,
-            mux(
-                sh_last.clone().eq_(lit(shw, 0)),
-                lit(pw + 2, 0),
-                lit(pw + 2, 1) << (sh_last.clone() - lit(shw, 1)),
-            ),
-        );
+    let round_bit = if half_up {
+        cat([lit(pw + 1, 0), ps_q.idx(0)])
     } else {
-        m.assign(&add, lit(pw + 2, 0));
-    }
+        let u = m.wire("unused_ps_round", 1);
+        m.assign(u, ps_q.idx(0));
+        lit(pw + 2, 0)
+    };
     let q = m.wire("q", pw + 2);
-    m.assign(&q, sum_q.clone() >> shs_q.clone());
+    m.assign(&q, cat([lit(2, 0), ps_q.slice(pw, 1)]) + round_bit);
     let y = m.wire("y", f.act.bits);
     m.assign(
         &y,
@@ -164,8 +182,7 @@ pub fn normalise(s: &Shape, shift_plus_one: bool) -> Module {
         nb(&x2_q, &x_q),
         nb(&x3_q, &x2_q),
         nb(&sh_pipe[0], &sh),
-        nb(&sum_q, cat([lit(2, 0), p.clone()]) + &add),
-        nb(&shs_q, &sh_last),
+        nb(&ps_q, cat([p.clone(), lit(1, 0)]) >> sh_last.clone()),
         nb(&y_q, &y),
         nb(
             &v_q,

@@ -1,7 +1,8 @@
 //! `dff_system`: the host-protocol decoder ([`super::cmd`]) in front of the engine
 //! ([`super::engine`]), with the byte-stream ports the frame harness and the board's UART
 //! drive. `RESET` (the decoder's `soft_rst_o`) resets the engine — its LFSR, counters and
-//! hyper-parameters — not the decoder, which is answering the command at the time.
+//! hyper-parameters — one cycle later through a register, not the decoder, which is
+//! answering the command at the time.
 
 use crate::hdl::*;
 
@@ -31,8 +32,10 @@ pub fn system() -> Module {
     let status = w(&mut m, "run_status", 8);
     let result = w(&mut m, "run_result", 8);
     let soft_rst = w(&mut m, "soft_rst", 1);
-    let eng_rst = w(&mut m, "engine_rst", 1);
-    m.assign(&eng_rst, rst.clone().lor(&soft_rst));
+    // Registered: the engine's reset reaches thousands of flip-flops; a gate in front of
+    // that net would be on the critical path. RESET takes effect one cycle later.
+    let eng_rst = m.reg("engine_rst_q", 1);
+    m.always_ff(&clk, vec![nb(&eng_rst, rst.clone().lor(&soft_rst))]);
     m.instance(
         Instance::new("dff_cmd", "u_cmd")
             .conn("clk_i", &clk)

@@ -1,9 +1,12 @@
 //! The engine's bus port (`dff_bus`, docs/protocol.md "engine interface"): host reads and
 //! writes of the tensors that have a region ([`crate::arch::memmap::Region`]: bank above
 //! the word bits), the hyper-parameters (η/B and the run's batch size) and the counters.
-//! It answers only while the sequencer is idle; a write is acknowledged the cycle after the
-//! request, a read once the data is back (the memory's latency, the bank select, the
-//! region select).
+//! It answers only while the sequencer is idle. A request is decoded into registers first
+//! (`StDecode`: region, range and value checks are compares of 32- and 64-bit inputs, too
+//! deep for the cycle that acts on them); a write is acknowledged the cycle after that, a
+//! read once the data is back (the memory's latency, the bank select, the region select).
+//! The decoder holds a request's inputs until its acknowledge, so the registered decode
+//! always describes the request being served.
 
 use super::build::*;
 use crate::arch::abi::{counter, hyper, region};
@@ -52,7 +55,7 @@ pub fn bus(arch: &Arch, units: &Units) -> Module {
         .collect();
 
     let (st, st_d) = e.reg("st", 3, 0);
-    for (i, n) in ["StIdle", "StAck", "StRead"].iter().enumerate() {
+    for (i, n) in ["StIdle", "StDecode", "StRead"].iter().enumerate() {
         e.m.localparam(n, lit(3, i as u64));
     }
     let in_st = |n: &str| st.clone().eq_(id(n));
@@ -80,14 +83,15 @@ pub fn bus(arch: &Arch, units: &Units) -> Module {
     e.comb
         .push(if_(end_i.clone(), vec![set(&cruns_d, &cruns + lit(64, 1))]));
 
-    let go = e.wire(
-        "go",
+    let take = e.wire(
+        "take",
         1,
         req.clone()
             .land(in_st("StIdle"))
             .land(idle_i.clone())
             .land(ack.clone().lnot()),
     );
+    let go = e.wire("go", 1, in_st("StDecode"));
     let wr = go.clone().land(we.clone());
     let rdg = go.clone().land(we.clone().lnot());
     // Decode: a tensor region, in range.
@@ -127,6 +131,7 @@ pub fn bus(arch: &Arch, units: &Units) -> Module {
         } else {
             valid.clone().land(we.clone().lnot())
         });
+        let valid = e.pipe(&format!("dec_valid_{}", p.name), valid, 1);
         let bank_oh = if p.banks > 1 {
             onehot(&addr.slice(aw + 7, aw), 8, p.banks)
         } else {
@@ -138,6 +143,7 @@ pub fn bus(arch: &Arch, units: &Units) -> Module {
             e.write(p, wr.clone().land(valid.clone()), bank_oh, a, d);
         }
         e.read_all(p, rdg.clone().land(valid.clone()), word.clone());
+        let hit = e.pipe(&format!("dec_hit_{}", p.name), hit, 1);
         hits.push((p.clone(), *r, hit));
     }
     let hyper_lr = rg
@@ -171,6 +177,10 @@ pub fn bus(arch: &Arch, units: &Units) -> Module {
         1,
         hyper_lr.clone().lor(hyper_b.clone()).lor(cnt.clone()),
     );
+    let okw = e.pipe("dec_ok", okw, 1);
+    let special = e.pipe("dec_special", special, 1);
+    let hyper_lr = e.pipe("dec_hyper_lr", hyper_lr, 1);
+    let hyper_b = e.pipe("dec_hyper_b", hyper_b, 1);
     // Read data: the held address picks the bank; the region picks the tensor.
     let (sval, sval_d) = e.reg("special_value", 64, 0);
     let (isspec, isspec_d) = e.reg("special_read", 1, 0);
@@ -219,7 +229,12 @@ pub fn bus(arch: &Arch, units: &Units) -> Module {
         vec![
             arm(
                 id("StIdle"),
+                vec![if_(take.clone(), vec![set(&st_d, id("StDecode"))])],
+            ),
+            arm(
+                id("StDecode"),
                 vec![
+                    set(&st_d, id("StIdle")),
                     if_(
                         go.clone(),
                         vec![if_(

@@ -61,7 +61,7 @@ pub fn cen(arch: &Arch) -> Module {
     // Rows: the header (hypothesis read) every `period` cycles.
     let pw = cw(tim.period as usize);
     let (r, r_d) = e.reg("row", rw, 0);
-    let (nr, nr_d) = e.reg("rows", rw, 0);
+    let (nr, nr_d) = e.reg("rows_m1", rw, 0);
     let (pc, pc_d) = e.reg("row_cycle", pw, 0);
     let (slot, slot_d) = e.reg("slot", kw_, 0);
     let (sbase, sbase_d) = e.reg("a1_base", a1.aw + 1, 0);
@@ -84,7 +84,7 @@ pub fn cen(arch: &Arch) -> Module {
             set(&om_d, lit(lw_, 0)),
             set(&vw_d, lit(v.aw + 1, 0)),
             set(&r_d, lit(rw, 0)),
-            set(&nr_d, io.nrows.clone()),
+            set(&nr_d, io.nrows.clone() - lit(rw, 1)),
             set(&pc_d, lit(pw, 0)),
             set(&slot_d, lit(kw_, 0)),
             set(&sbase_d, lit(a1.aw + 1, 0)),
@@ -138,13 +138,11 @@ pub fn cen(arch: &Arch) -> Module {
         .else_(vec![set(&pc_d, &pc + lit(pw, 1))])];
         // The last row's header: the op ends `tail` cycles later, with its last h_1 write.
         let last_header = vec![set(&st_d, id("StIdle")), set(&tail_d, lit(tw, tim.tail))];
-        let row_step = vec![if_(
-            pc.clone()
-                .eq_(lit(pw, 0))
-                .land(r.clone().eq_(nr.clone() - lit(rw, 1))),
-            last_header,
-        )
-        .else_(row_step)];
+        // row == rows - 1, from a flag loaded with the compare of the row counter's next
+        // value with rows - 1 (which is set at the start, a table phase before any row).
+        let row_last = e.pipe("row_last", r_d.clone().eq_(nr.clone()), 1);
+        let row_step =
+            vec![if_(pc.clone().eq_(lit(pw, 0)).land(row_last), last_header).else_(row_step)];
         e.comb.push(
             if_(table.clone(), table_step)
                 .else_if(rows.clone(), row_step)

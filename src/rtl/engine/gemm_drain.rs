@@ -130,6 +130,9 @@ pub fn gemm_drain(arch: &Arch) -> Module {
     let (obd, obd_d) = e.reg("ob_base", aw_max, 0);
     // d·C: the fbb word step from one column block to the next.
     let (dcq, dcq_d) = e.reg("d_times_c", aw_max, 0);
+    // Whether the tile position is in the last column block / R-row block (see below).
+    let (tb_last, tbl_d) = e.reg("tb_last", 1, 0);
+    let (ob_last, obl_d) = e.reg("ob_last", 1, 0);
     let ng1 = arch.dims[1].div_ceil(rr) as u64;
     let lag_g = tim
         .iter()
@@ -173,9 +176,14 @@ pub fn gemm_drain(arch: &Arch) -> Module {
                 Some(rest) => if_(is(*o), body).else_(vec![rest]),
             });
         }
+        let ob_first = ops.iter().zip(&tim).rev().fold(lit(1, 0), |v, (o, tm)| {
+            mux(is(*o), lit(1, u64::from(rr as u64 >= tm.m)), v)
+        });
         let mut start = vec![
             set(&st_d, id("StRun")),
             set(&nq_d, &nexp),
+            set(&tbl_d, lit(mnw, cc as u64).ge_(nexp.clone())),
+            set(&obl_d, ob_first),
             set(&obr_d, lit(mnw, 0)),
             set(&obi_d, lit(mnw, 0)),
             set(&tbc_d, lit(mnw, 0)),
@@ -219,15 +227,19 @@ pub fn gemm_drain(arch: &Arch) -> Module {
             1,
             last_col.land(is_grad.clone().lor(last_row.clone())),
         );
-        let tb_last = e.wire(
-            "tb_last",
+        // The tile-position compares, kept in registers with the positions: loaded at the
+        // start, and at each tile's end with the compare of the next tile's position (made
+        // from the current registers), so the step logic starts at a register.
+        let tb_first = lit(mnw, cc as u64).ge_(nq.clone());
+        let tb_next = e.wire(
+            "tb_next_last",
             1,
-            (tbc.clone() + lit(mnw, cc as u64)).ge_(nq.clone()),
+            (tbc.clone() + lit(mnw, 2 * cc as u64)).ge_(nq.clone()),
         );
-        let ob_last = e.wire(
-            "ob_last",
+        let ob_next = e.wire(
+            "ob_next_last",
             1,
-            (obr.clone() + lit(mnw, rr as u64)).ge_(mq.clone()),
+            (obr.clone() + lit(mnw, 2 * rr as u64)).ge_(mq.clone()),
         );
         final_tile = e.wire("final_tile", 1, tb_last.clone().land(ob_last.clone()));
         let dz = |x: &Expr| zext(x.clone(), dwid, aw_max);
@@ -268,6 +280,8 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         let next_tile = vec![if_(
             tb_last.clone(),
             vec![
+                set(&tbl_d, tb_first),
+                set(&obl_d, ob_next),
                 set(&tbc_d, lit(mnw, 0)),
                 set(&tbm_d, lit(mw, 0)),
                 set(&tbq_d, lit(aw_max, 0)),
@@ -282,6 +296,7 @@ pub fn gemm_drain(arch: &Arch) -> Module {
             ],
         )
         .else_(vec![
+            set(&tbl_d, tb_next),
             set(&tbc_d, &tbc + lit(mnw, cc as u64)),
             set(&tbm_d, add_mod_const(&tbm, cc, mw, nbk)),
             if_(tb_wrap, vec![set(&tbq_d, &tbq + dz(&dq))]),

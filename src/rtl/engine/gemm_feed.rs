@@ -199,7 +199,9 @@ pub fn gemm_feed(arch: &Arch) -> Module {
     let (st, st_d) = e.reg("st", 1, 0);
     let (kk, kk_d) = e.reg("k", kw, 0);
     let (kq, kq_d) = e.reg("k_count", kw, 0);
-    let (pq, pq_d) = e.reg("steps", kw, 0);
+    // Steps per tile and K, both minus one (the compares below read them so).
+    let (pq, pq_d) = e.reg("steps_m1", kw, 0);
+    let (kq1, kq1_d) = e.reg("k_count_m1", kw, 0);
     let (mq, mq_d) = e.reg("m", mnw, 0);
     let (nq, nq_d) = e.reg("n", mnw, 0);
     let (obr, obr_d) = e.reg("ob_r", mnw, 0);
@@ -222,8 +224,6 @@ pub fn gemm_feed(arch: &Arch) -> Module {
     let (drn, drn_d) = e.reg("d_row_h", dwid, 0);
 
     let run = st.clone().eq_(lit(1, 1));
-    let issue = e.wire("issue", 1, run.clone().land(kk.clone().lt_(kq.clone())));
-    let k_last = kk.clone().eq_(kq.clone() - lit(kw, 1));
     let count = |c: Count, io: &OpIo| -> Expr {
         match c {
             Count::Fixed(v) => lit(kw.max(mnw), v),
@@ -231,8 +231,92 @@ pub fn gemm_feed(arch: &Arch) -> Module {
             Count::Rows => zext(io.nrows.clone(), rw, kw.max(mnw)),
         }
     };
+    let xw = kw.max(mnw);
+    let kn = e.m.wire("k_start", xw);
+    let nn = e.m.wire("n_start", xw);
+    let pad = e.m.wire("pad_start", xw);
+    let mut kexp = lit(xw, 0);
+    let mut nexp = lit(xw, 0);
+    let mut pexp = lit(xw, 0);
+    // R >= M of the op (its only R-row block is the last).
+    let mut one_ob = lit(1, 0);
+    let mut consts: Option<Stmt> = None;
+    for o in ops.iter().rev() {
+        let cond = io.is_kind(o.op).land(io.is_layer(o.op.layer()));
+        kexp = mux(cond.clone(), count(o.k, &io), kexp);
+        nexp = mux(cond.clone(), count(o.n, &io), nexp);
+        pexp = mux(cond.clone(), lit(xw, o.pad), pexp);
+        one_ob = mux(cond.clone(), lit(1, u64::from(rr as u64 >= o.m)), one_ob);
+        let body = vec![
+            set(&mq_d, lit(mnw, o.m)),
+            set(&dwq_d, lit(dwid, o.d_west)),
+            set(&dnq_d, lit(dwid, o.d_north)),
+            set(&drr_d, lit(dwid, o.d_rowr)),
+            set(&drc_d, lit(dwid, o.d_rowc)),
+            set(&drn_d, lit(dwid, o.d_rown)),
+        ];
+        consts = Some(match consts {
+            None => if_(cond, body),
+            Some(rest) => if_(cond, body).else_(vec![rest]),
+        });
+    }
+    e.m.assign(&kn, kexp);
+    e.m.assign(&nn, nexp);
+    e.m.assign(&pad, pexp);
+    // Control reads its compares from flag registers, each loaded with the compare of the
+    // next state: in a running cycle from the registers' next values, in the start cycle
+    // from the op's start values (compares of the op inputs with constants). So each flag
+    // equals the compare of the current state whenever the feed runs, and the step logic
+    // and the enables of the wide base registers start at a register instead of behind a
+    // subtract and a compare.
+    let steps_is_one = mux(
+        kn.clone().lt_(pad.clone()),
+        pad.clone().eq_(lit(xw, 1)),
+        kn.clone().eq_(lit(xw, 1)),
+    );
+    let step_last = e.pipe(
+        "step_last",
+        mux(run.clone(), kk_d.clone().eq_(pq.clone()), steps_is_one),
+        1,
+    );
+    let live = e.pipe(
+        "live",
+        mux(
+            run.clone(),
+            kk_d.clone().lt_(kq.clone()),
+            kn.clone().ne_(lit(xw, 0)),
+        ),
+        1,
+    );
+    let k_last = e.pipe(
+        "k_last",
+        mux(
+            run.clone(),
+            kk_d.clone().eq_(kq1.clone()),
+            kn.clone().eq_(lit(xw, 1)),
+        ),
+        1,
+    );
+    let tb_last = e.pipe(
+        "tb_last",
+        mux(
+            run.clone(),
+            (tbc_d.clone() + lit(mnw, cc as u64)).ge_(nq.clone()),
+            lit(xw, cc as u64).ge_(nn.clone()),
+        ),
+        1,
+    );
+    let ob_last = e.pipe(
+        "ob_last",
+        mux(
+            run.clone(),
+            (obr_d.clone() + lit(mnw, rr as u64)).ge_(mq.clone()),
+            one_ob,
+        ),
+        1,
+    );
+    let issue = e.wire("issue", 1, run.clone().land(live));
     {
-        let xw = kw.max(mnw);
         let mut start = vec![
             set(&st_d, lit(1, 1)),
             set(&kk_d, lit(kw, 0)),
@@ -243,52 +327,23 @@ pub fn gemm_feed(arch: &Arch) -> Module {
             set(&wrb_d, lit(aw_max, 0)),
             set(&nrb_d, lit(aw_max, 0)),
         ];
-        let kn = e.m.wire("k_start", xw);
-        let nn = e.m.wire("n_start", xw);
-        let pad = e.m.wire("pad_start", xw);
-        let mut kexp = lit(xw, 0);
-        let mut nexp = lit(xw, 0);
-        let mut pexp = lit(xw, 0);
-        let mut consts: Option<Stmt> = None;
-        for o in ops.iter().rev() {
-            let cond = io.is_kind(o.op).land(io.is_layer(o.op.layer()));
-            kexp = mux(cond.clone(), count(o.k, &io), kexp);
-            nexp = mux(cond.clone(), count(o.n, &io), nexp);
-            pexp = mux(cond.clone(), lit(xw, o.pad), pexp);
-            let body = vec![
-                set(&mq_d, lit(mnw, o.m)),
-                set(&dwq_d, lit(dwid, o.d_west)),
-                set(&dnq_d, lit(dwid, o.d_north)),
-                set(&drr_d, lit(dwid, o.d_rowr)),
-                set(&drc_d, lit(dwid, o.d_rowc)),
-                set(&drn_d, lit(dwid, o.d_rown)),
-            ];
-            consts = Some(match consts {
-                None => if_(cond, body),
-                Some(rest) => if_(cond, body).else_(vec![rest]),
-            });
-        }
-        e.m.assign(&kn, kexp);
-        e.m.assign(&nn, nexp);
-        e.m.assign(&pad, pexp);
         if let Some(c) = consts {
             start.push(c);
         }
         start.push(set(&kq_d, fit(&kn, xw, kw)));
+        start.push(set(&kq1_d, fit(&kn, xw, kw) - lit(kw, 1)));
         start.push(set(&nq_d, fit(&nn, xw, mnw)));
         let steps = e.wire(
-            "steps_start",
+            "steps_start_m1",
             kw,
             mux(
                 kn.clone().lt_(pad.clone()),
                 fit(&pad, xw, kw),
                 fit(&kn, xw, kw),
-            ),
+            ) - lit(kw, 1),
         );
         start.push(set(&pq_d, steps));
         // Tiles: the next step, tile, R-row block.
-        let tb_last = (tbc.clone() + lit(mnw, cc as u64)).ge_(nq.clone());
-        let ob_last = (obr.clone() + lit(mnw, rr as u64)).ge_(mq.clone());
         let next_tile = vec![
             set(&kk_d, lit(kw, 0)),
             if_(
@@ -312,16 +367,12 @@ pub fn gemm_feed(arch: &Arch) -> Module {
         e.comb.push(
             if_(
                 run.clone(),
-                vec![if_(kk.clone().eq_(pq.clone() - lit(kw, 1)), next_tile)
-                    .else_(vec![set(&kk_d, &kk + lit(kw, 1))])],
+                vec![if_(step_last.clone(), next_tile).else_(vec![set(&kk_d, &kk + lit(kw, 1))])],
             )
             .else_if(io.start.clone(), start),
         );
         // The step's position in the bank cycles, restarted with every tile.
-        let first = run
-            .clone()
-            .land(kk.clone().eq_(pq.clone() - lit(kw, 1)))
-            .lor(io.start.clone());
+        let first = run.clone().land(step_last.clone()).lor(io.start.clone());
         let wrap = |m: &Expr, n: usize| m.clone().eq_(lit(mw, (n - 1) as u64));
         e.comb.push(
             if_(
