@@ -72,6 +72,7 @@ fn fuzz<S: Strategy>(
     if let Err(e) = r {
         panic!("fuzz {name}: {e}");
     }
+    assert_eq!(count.get(), cases, "fuzz {name}: not every input ran");
 }
 
 // ------------------------------------------------------------------------------- config
