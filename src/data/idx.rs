@@ -806,9 +806,11 @@ pub(super) mod tests {
             slowest.set(slowest.get().max(t.elapsed()));
             Ok(())
         });
+        // A panic or a failed check stops the run at that input (shrunk, then reported below).
         eprintln!(
-            "fuzz {name}: {} inputs, 0 panics, slowest input {:.1?}, {:.1?} in all",
+            "fuzz {name}: {} inputs, {} panics or failed checks, slowest input {:.1?}, {:.1?} in all",
             count.get(),
+            u32::from(r.is_err()),
             slowest.get(),
             t0.elapsed()
         );
