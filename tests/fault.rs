@@ -491,6 +491,99 @@ fn the_real_engine_times_out_when_stopped_and_predicts_partial_batches() {
     assert!(!e.contains("epoch 1/1"), "{e}");
 }
 
+// Issue 11, item 4, with the real engine: the Verilator child of `train --backend rtl` is
+// killed (SIGKILL) in the middle of an epoch. The run stops at the failing step with an
+// error that names the dead simulator, and prints no line for that epoch and no accuracy.
+#[test]
+fn a_killed_simulator_stops_the_run_without_an_epoch_line() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    if !common::tool("verilator") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = dfforge::sim::cache_root();
+    // The tiny engine of `spawn_rtl_train` on the whole digits split (1,438 samples, 360
+    // steps of 4 per epoch), 20 epochs, with a line per epoch (not --quiet).
+    let mut c = Proc::new(env!("CARGO_BIN_EXE_dfforge"))
+        .args([
+            "--set",
+            "network.hidden=[6]",
+            "--set",
+            "training.batch=4",
+            "--set",
+            "hardware.array_rows=2",
+            "--set",
+            "hardware.array_cols=2",
+            "train",
+            "--backend",
+            "rtl",
+            "--epochs",
+            "20",
+            "--limit-test",
+            "3",
+        ])
+        .current_dir(tmp.path())
+        .env("DFFORGE_SIM_CACHE", &cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = c.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = std::io::BufReader::new(c.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Wait for the end of epoch 1: the engine is then training epoch 2 (about a second or
+    // more of steps), and is killed a little way into it.
+    let mut lines = Vec::new();
+    let t0 = Instant::now();
+    while !lines.iter().any(|l: &String| l.starts_with("epoch 1/20:")) {
+        match rx.recv_timeout(Duration::from_secs(600).saturating_sub(t0.elapsed())) {
+            Ok(l) => lines.push(l),
+            Err(_) => {
+                kill_group(pid);
+                panic!("no first epoch: {lines:?}");
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let sims = children(pid, "Vdff_system");
+    assert_eq!(sims.len(), 1, "{sims:?}");
+    // SAFETY: a signal to the simulator process found above.
+    unsafe { libc::kill(sims[0] as libc::pid_t, libc::SIGKILL) };
+    let (o, _) = wait_output(c, Duration::from_secs(120));
+    lines.extend(rx.iter());
+    let e = lines.join("\n");
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        !e.contains("epoch 2/20"),
+        "an epoch line for a dead engine: {e}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("accuracy"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // Stopped in epoch 2's training steps (steps are counted over the run: 361..=720),
+    // naming the dead simulator.
+    let step: usize = e
+        .split("training stopped at epoch 2, step ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not stopped in epoch 2's steps: {e}"));
+    assert!((361..720).contains(&step), "step {step}: {e}");
+    assert!(
+        e.contains("simulator exited") && e.contains("SIGKILL"),
+        "{e}"
+    );
+}
+
 // Issue 11, item 11: a killed Verilator build left its 2 MB temporary directory in the
 // simulation cache. The next use of the cache removes it.
 #[test]

@@ -63,15 +63,18 @@ fn fuzz<S: Strategy>(
         prop_assert!(took < limit, "an input took {took:?} (limit {limit:?})");
         Ok(())
     });
+    // A panic or a failed check stops the run at that input (shrunk, then reported below).
     eprintln!(
-        "fuzz {name}: {} inputs, 0 panics, slowest input {:.1?}, {:.1?} in all",
+        "fuzz {name}: {} inputs, {} panics or failed checks, slowest input {:.1?}, {:.1?} in all",
         count.get(),
+        u32::from(r.is_err()),
         slowest.get(),
         t0.elapsed()
     );
     if let Err(e) = r {
         panic!("fuzz {name}: {e}");
     }
+    assert_eq!(count.get(), cases, "fuzz {name}: not every input ran");
 }
 
 // ------------------------------------------------------------------------------- config

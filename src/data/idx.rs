@@ -780,18 +780,63 @@ pub(super) mod tests {
             .prop_map(|(a, b, c, d)| vec![a, b, c, d])
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(fuzz_cases(512)))]
-
-        #[test]
-        fn fuzz_idx_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            parse_any(bytes);
+    /// Run `check` on `cases` inputs from `strategy` (proptest: a panic or a failed
+    /// `prop_assert` fails the test, shrunk). Prints how many inputs ran and the slowest one,
+    /// as the fuzz tests in tests/fuzz.rs do, so a benchmark run records its counts.
+    fn fuzz<S: Strategy>(
+        name: &str,
+        strategy: S,
+        check: impl Fn(S::Value) -> Result<(), TestCaseError>,
+    ) where
+        S::Value: std::fmt::Debug,
+    {
+        let cases = fuzz_cases(512);
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        let count = std::cell::Cell::new(0u32);
+        let slowest = std::cell::Cell::new(std::time::Duration::ZERO);
+        let t0 = std::time::Instant::now();
+        let r = runner.run(&strategy, |input| {
+            let t = std::time::Instant::now();
+            check(input)?;
+            count.set(count.get() + 1);
+            slowest.set(slowest.get().max(t.elapsed()));
+            Ok(())
+        });
+        // A panic or a failed check stops the run at that input (shrunk, then reported below).
+        eprintln!(
+            "fuzz {name}: {} inputs, {} panics or failed checks, slowest input {:.1?}, {:.1?} in all",
+            count.get(),
+            u32::from(r.is_err()),
+            slowest.get(),
+            t0.elapsed()
+        );
+        if let Err(e) = r {
+            panic!("fuzz {name}: {e}");
         }
+        assert_eq!(count.get(), cases, "fuzz {name}: not every input ran");
+    }
 
-        /// Whole data sets from disk: the four files, each possibly damaged; a load that
-        /// succeeds gives a consistent data set.
-        #[test]
-        fn fuzz_idx_data_sets(files in dataset_files()) {
+    #[test]
+    fn fuzz_idx_random_bytes() {
+        fuzz(
+            "idx random bytes",
+            proptest::collection::vec(any::<u8>(), 0..200),
+            |bytes| {
+                parse_any(bytes);
+                Ok(())
+            },
+        );
+    }
+
+    /// Whole data sets from disk: the four files, each possibly damaged; a load that
+    /// succeeds gives a consistent data set.
+    #[test]
+    fn fuzz_idx_data_sets() {
+        fuzz("idx data sets on disk", dataset_files(), |files| {
             let dir = tempfile::tempdir().unwrap();
             let names = [
                 "train-images-idx3-ubyte",
@@ -805,40 +850,71 @@ pub(super) mod tests {
             if let Ok(ds) = load_dir(dir.path(), "fuzz") {
                 prop_assert_eq!(ds.train.images.len(), ds.train.labels.len() * ds.dim());
                 prop_assert_eq!(ds.test.images.len(), ds.test.labels.len() * ds.dim());
-                prop_assert!(ds.train.labels.iter().chain(&ds.test.labels).all(|&l| (l as usize) < ds.classes));
+                prop_assert!(ds
+                    .train
+                    .labels
+                    .iter()
+                    .chain(&ds.test.labels)
+                    .all(|&l| (l as usize) < ds.classes));
                 prop_assert!(ds.train.images.iter().all(|p| (0.0..=1.0).contains(p)));
             }
-        }
+            Ok(())
+        });
+    }
 
-        #[test]
-        fn fuzz_idx_random_headers(
-            ty in any::<u8>(), nd in 0u8..5, dims in proptest::collection::vec(any::<u32>(), 0..5),
-            tail in proptest::collection::vec(any::<u8>(), 0..64),
-        ) {
-            let mut b = vec![0, 0, ty, nd];
-            for d in dims { b.extend_from_slice(&d.to_be_bytes()); }
-            b.extend_from_slice(&tail);
-            parse_any(b);
-        }
+    #[test]
+    fn fuzz_idx_random_headers() {
+        fuzz(
+            "idx random headers",
+            (
+                any::<u8>(),
+                0u8..5,
+                proptest::collection::vec(any::<u32>(), 0..5),
+                proptest::collection::vec(any::<u8>(), 0..64),
+            ),
+            |(ty, nd, dims, tail)| {
+                let mut b = vec![0, 0, ty, nd];
+                for d in dims {
+                    b.extend_from_slice(&d.to_be_bytes());
+                }
+                b.extend_from_slice(&tail);
+                parse_any(b);
+                Ok(())
+            },
+        );
+    }
 
-        #[test]
-        fn fuzz_idx_truncations_are_errors(cut in 0usize..1000, gz in any::<bool>()) {
-            let valid = images(6, 1);
-            let valid = if gz { gzip(&valid) } else { valid };
-            let cut = cut % valid.len();
-            let path = Path::new("cut");
-            let res = maybe_gunzip(valid[..cut].to_vec(), path)
-                .and_then(|plain| parse_images(&plain, path).map(|_| ()));
-            prop_assert!(res.is_err());
-        }
+    #[test]
+    fn fuzz_idx_truncations_are_errors() {
+        fuzz(
+            "idx truncations",
+            (0usize..1000, any::<bool>()),
+            |(cut, gz)| {
+                let valid = images(6, 1);
+                let valid = if gz { gzip(&valid) } else { valid };
+                let cut = cut % valid.len();
+                let path = Path::new("cut");
+                let res = maybe_gunzip(valid[..cut].to_vec(), path)
+                    .and_then(|plain| parse_images(&plain, path).map(|_| ()));
+                prop_assert!(res.is_err());
+                Ok(())
+            },
+        );
+    }
 
-        #[test]
-        fn fuzz_idx_byte_flips(pos in 0usize..1000, val in any::<u8>(), gz in any::<bool>()) {
-            let valid = labels(6);
-            let mut b = if gz { gzip(&valid) } else { valid };
-            let pos = pos % b.len();
-            b[pos] = val;
-            parse_any(b);
-        }
+    #[test]
+    fn fuzz_idx_byte_flips() {
+        fuzz(
+            "idx byte flips",
+            (0usize..1000, any::<u8>(), any::<bool>()),
+            |(pos, val, gz)| {
+                let valid = labels(6);
+                let mut b = if gz { gzip(&valid) } else { valid };
+                let pos = pos % b.len();
+                b[pos] = val;
+                parse_any(b);
+                Ok(())
+            },
+        );
     }
 }
