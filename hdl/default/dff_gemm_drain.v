@@ -53,6 +53,10 @@ module dff_gemm_drain (
   reg [71:0] h2_wdata_q;
   reg [6:0] b2_raddr_d;
   reg [6:0] b2_raddr_q;
+  reg is_fwd1_q;
+  reg is_grad1_q;
+  reg is_fwd2_q;
+  reg is_grad2_q;
   wire is_grad;
   reg [1:0] st_q;
   reg [1:0] st_d;
@@ -186,7 +190,7 @@ module dff_gemm_drain (
   wire unused_port_start_i;
   assign done_o = done_q;
   assign unused_io = ^infer_i;
-  assign is_grad = kind_i == 4'd8;
+  assign is_grad = is_grad1_q || is_grad2_q;
   assign n_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? {3'd0, nsamp_i} : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 9'd64 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? nrows_i : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 9'd128 : 9'd0;
   assign tile_due = is_grad ? tile_p12_q : tile_p9_q;
   assign drain_last = (col_q == 3'd3) && (is_grad || (row_q == 3'd3));
@@ -332,7 +336,7 @@ module dff_gemm_drain (
 
   always @* begin
     b2_raddr_d = {7{1'b0}};
-    if (elem_ok && ((kind_i == 4'd2) && (layer_i == 1'b1))) begin
+    if (elem_ok && is_fwd2_q) begin
       b2_raddr_d = {o_now[6:0]};
     end
   end
@@ -572,9 +576,9 @@ module dff_gemm_drain (
       tile_p11_q <= tile_p10_q;
       tile_p12_q <= tile_p11_q;
       grad_v_q <= sampled && is_grad && (n_now < n_q);
-      a1_v_p1 <= elem_ok && ((kind_i == 4'd2) && (layer_i == 1'b0));
+      a1_v_p1 <= elem_ok && is_fwd1_q;
       a1_v_p2 <= a1_v_p1;
-      z_v_p1 <= elem_ok && ((kind_i == 4'd2) && !(layer_i == 1'b0));
+      z_v_p1 <= elem_ok && is_fwd2_q;
       z_v_p2 <= z_v_p1;
       z_v_p3 <= z_v_p2;
       z_v_p4 <= z_v_p3;
@@ -584,6 +588,10 @@ module dff_gemm_drain (
   end
 
   always @(posedge clk_i) begin
+    is_fwd1_q <= (kind_i == 4'd2) && (layer_i == 1'b0);
+    is_grad1_q <= (kind_i == 4'd8) && (layer_i == 1'b0);
+    is_fwd2_q <= (kind_i == 4'd2) && (layer_i == 1'b1);
+    is_grad2_q <= (kind_i == 4'd8) && (layer_i == 1'b1);
     column_q <= {col_q == 3'd3 ? acc_i[720 +: 48] : col_q == 3'd2 ? acc_i[672 +: 48] : col_q == 3'd1 ? acc_i[624 +: 48] : acc_i[576 +: 48], col_q == 3'd3 ? acc_i[528 +: 48] : col_q == 3'd2 ? acc_i[480 +: 48] : col_q == 3'd1 ? acc_i[432 +: 48] : acc_i[384 +: 48], col_q == 3'd3 ? acc_i[336 +: 48] : col_q == 3'd2 ? acc_i[288 +: 48] : col_q == 3'd1 ? acc_i[240 +: 48] : acc_i[192 +: 48], col_q == 3'd3 ? acc_i[144 +: 48] : col_q == 3'd2 ? acc_i[96 +: 48] : col_q == 3'd1 ? acc_i[48 +: 48] : acc_i[0 +: 48]};
     grad_lv_q <= {(ob_r_q + 9'd3) < m_q, (ob_r_q + 9'd2) < m_q, (ob_r_q + 9'd1) < m_q, (ob_r_q + 9'd0) < m_q};
     grad_word_q <= grad_word_now;

@@ -106,6 +106,10 @@ module dff_gemm_feed (
   reg ob_last_q;
   wire issue;
   wire [8:0] steps_start_m1;
+  reg is_fwd1_q;
+  reg is_grad1_q;
+  reg is_fwd2_q;
+  reg is_grad2_q;
   wire [10:0] fwd1_w_addr;
   wire [8:0] fwd1_x_addr;
   wire [11:0] fwd2_w_addr;
@@ -322,7 +326,7 @@ module dff_gemm_feed (
 
   always @* begin
     w1_raddr_d = {44{1'b0}};
-    if (issue && ((kind_i == 4'd2) && (layer_i == 1'b0))) begin
+    if (issue && is_fwd1_q) begin
       w1_raddr_d = {fwd1_w_addr, fwd1_w_addr, fwd1_w_addr, fwd1_w_addr};
     end
   end
@@ -339,7 +343,7 @@ module dff_gemm_feed (
 
   always @* begin
     w2_raddr_d = {48{1'b0}};
-    if (issue && ((kind_i == 4'd2) && (layer_i == 1'b1))) begin
+    if (issue && is_fwd2_q) begin
       w2_raddr_d = {fwd2_w_addr, fwd2_w_addr, fwd2_w_addr, fwd2_w_addr};
     end
   end
@@ -356,10 +360,10 @@ module dff_gemm_feed (
 
   always @* begin
     x0_raddr_d = {36{1'b0}};
-    if (issue && ((kind_i == 4'd2) && (layer_i == 1'b0))) begin
+    if (issue && is_fwd1_q) begin
       x0_raddr_d = {fwd1_x_addr, fwd1_x_addr, fwd1_x_addr, fwd1_x_addr};
     end
-    if (issue && ((kind_i == 4'd8) && (layer_i == 1'b0))) begin
+    if (issue && is_grad1_q) begin
       x0_raddr_d = {grad1_x_addr3, grad1_x_addr2, grad1_x_addr1, grad1_x_addr0};
     end
   end
@@ -376,10 +380,10 @@ module dff_gemm_feed (
 
   always @* begin
     xh1_raddr_d = {56{1'b0}};
-    if (issue && ((kind_i == 4'd2) && (layer_i == 1'b1))) begin
+    if (issue && is_fwd2_q) begin
       xh1_raddr_d = {fwd2_x_addr, fwd2_x_addr, fwd2_x_addr, fwd2_x_addr};
     end
-    if (issue && ((kind_i == 4'd8) && (layer_i == 1'b1))) begin
+    if (issue && is_grad2_q) begin
       xh1_raddr_d = {grad2_x_addr3, grad2_x_addr2, grad2_x_addr1, grad2_x_addr0};
     end
   end
@@ -396,7 +400,7 @@ module dff_gemm_feed (
 
   always @* begin
     e_raddr_d = {40{1'b0}};
-    if (issue && ((kind_i == 4'd8) && (layer_i == 1'b0))) begin
+    if (issue && is_grad1_q) begin
       e_raddr_d = {grad1_e_addr, grad1_e_addr, grad1_e_addr, grad1_e_addr};
     end
   end
@@ -413,7 +417,7 @@ module dff_gemm_feed (
 
   always @* begin
     h2_raddr_d = {56{1'b0}};
-    if (issue && ((kind_i == 4'd8) && (layer_i == 1'b1))) begin
+    if (issue && is_grad2_q) begin
       h2_raddr_d = {grad2_h_addr3, grad2_h_addr2, grad2_h_addr1, grad2_h_addr0};
     end
   end
@@ -639,6 +643,10 @@ module dff_gemm_feed (
     k_last_q <= st_q == 1'b1 ? k_d == k_count_m1_q : k_start == 9'd1;
     tb_last_q <= st_q == 1'b1 ? (tb_c_d + 9'd4) >= n_q : 9'd4 >= n_start;
     ob_last_q <= st_q == 1'b1 ? (ob_r_d + 9'd4) >= m_q : ((kind_i == 4'd2) && (layer_i == 1'b0)) ? 1'b0 : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 1'b0 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? 1'b0 : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 1'b0 : 1'b0;
+    is_fwd1_q <= (kind_i == 4'd2) && (layer_i == 1'b0);
+    is_grad1_q <= (kind_i == 4'd8) && (layer_i == 1'b0);
+    is_fwd2_q <= (kind_i == 4'd2) && (layer_i == 1'b1);
+    is_grad2_q <= (kind_i == 4'd8) && (layer_i == 1'b1);
     rot_c_p1 <= k_mod_c_q;
     rot_c_p2 <= rot_c_p1;
     rot_c_p3 <= rot_c_p2;
@@ -654,22 +662,22 @@ module dff_gemm_feed (
     rot_ho_p3 <= rot_ho_p2;
     rot_ho_p4 <= rot_ho_p3;
     rot_ho_p5 <= rot_ho_p4;
-    op_fwd1_p1 <= (kind_i == 4'd2) && (layer_i == 1'b0);
+    op_fwd1_p1 <= is_fwd1_q;
     op_fwd1_p2 <= op_fwd1_p1;
     op_fwd1_p3 <= op_fwd1_p2;
     op_fwd1_p4 <= op_fwd1_p3;
     op_fwd1_p5 <= op_fwd1_p4;
-    op_grad1_p1 <= (kind_i == 4'd8) && (layer_i == 1'b0);
+    op_grad1_p1 <= is_grad1_q;
     op_grad1_p2 <= op_grad1_p1;
     op_grad1_p3 <= op_grad1_p2;
     op_grad1_p4 <= op_grad1_p3;
     op_grad1_p5 <= op_grad1_p4;
-    op_fwd2_p1 <= (kind_i == 4'd2) && (layer_i == 1'b1);
+    op_fwd2_p1 <= is_fwd2_q;
     op_fwd2_p2 <= op_fwd2_p1;
     op_fwd2_p3 <= op_fwd2_p2;
     op_fwd2_p4 <= op_fwd2_p3;
     op_fwd2_p5 <= op_fwd2_p4;
-    op_grad2_p1 <= (kind_i == 4'd8) && (layer_i == 1'b1);
+    op_grad2_p1 <= is_grad2_q;
     op_grad2_p2 <= op_grad2_p1;
     op_grad2_p3 <= op_grad2_p2;
     op_grad2_p4 <= op_grad2_p3;

@@ -171,6 +171,9 @@ module dff_op_update (
   wire [26:0] du_sum;
   wire signed [26:0] grad_sum;
   wire [15:0] walk_par;
+  reg is_grad1_q;
+  reg is_grad2_q;
+  wire is_grad;
   reg grad_v_p1;
   reg grad_v_p2;
   reg grad_v_p3;
@@ -270,6 +273,7 @@ module dff_op_update (
   assign du_sum = walk_ulane_p5 == 3'd3 ? du_rdata_i[81 +: 27] : walk_ulane_p5 == 3'd2 ? du_rdata_i[54 +: 27] : walk_ulane_p5 == 3'd1 ? du_rdata_i[27 +: 27] : du_rdata_i[0 +: 27];
   assign grad_sum = uupd_q ? du_sum : layer_i == 1'b0 ? db1_sum : layer_i == 1'b1 ? db2_sum : 27'd0;
   assign walk_par = uupd_q ? u_old : layer_i == 1'b0 ? b1_old : layer_i == 1'b1 ? b2_old : 16'd0;
+  assign is_grad = is_grad1_q || is_grad2_q;
   assign unused_grad_rot = ^grad_rot_i;
   assign up_kind = walk_v_p5 ? (uupd_q ? 2'd2 : 2'd1) : 2'd0;
   assign w_old0 = layer_i == 1'b0 ? w1_rdata_i[0 +: 16] : layer_i == 1'b1 ? w2_rdata_i[0 +: 16] : 16'd0;
@@ -355,8 +359,8 @@ module dff_op_update (
 
   always @* begin
     w1_we_d = {4{1'b0}};
-    if (grad_wb_p7 && (layer_i == 1'b0) && (kind_i == 4'd8)) begin
-      w1_we_d = (grad_wb_p7 && (layer_i == 1'b0) && (kind_i == 4'd8)) ? grad_mask_p7 : 4'd0;
+    if (grad_wb_p7 && is_grad1_q) begin
+      w1_we_d = (grad_wb_p7 && is_grad1_q) ? grad_mask_p7 : 4'd0;
     end
   end
 
@@ -372,7 +376,7 @@ module dff_op_update (
 
   always @* begin
     w1_waddr_d = {44{1'b0}};
-    if (grad_wb_p7 && (layer_i == 1'b0) && (kind_i == 4'd8)) begin
+    if (grad_wb_p7 && is_grad1_q) begin
       w1_waddr_d = {grad_word_p12[10:0], grad_word_p12[10:0], grad_word_p12[10:0], grad_word_p12[10:0]};
     end
   end
@@ -389,7 +393,7 @@ module dff_op_update (
 
   always @* begin
     w1_wdata_d = {64{1'b0}};
-    if (grad_wb_p7 && (layer_i == 1'b0) && (kind_i == 4'd8)) begin
+    if (grad_wb_p7 && is_grad1_q) begin
       w1_wdata_d = {up_wo[48 +: 16], up_wo[32 +: 16], up_wo[16 +: 16], up_wo[0 +: 16]};
     end
   end
@@ -406,7 +410,7 @@ module dff_op_update (
 
   always @* begin
     w1_raddr_d = {44{1'b0}};
-    if (grad_v_i && (kind_i == 4'd8) && (layer_i == 1'b0)) begin
+    if (grad_v_i && is_grad1_q) begin
       w1_raddr_d = {grad_word_i[10:0], grad_word_i[10:0], grad_word_i[10:0], grad_word_i[10:0]};
     end
   end
@@ -423,8 +427,8 @@ module dff_op_update (
 
   always @* begin
     w2_we_d = {4{1'b0}};
-    if (grad_wb_p7 && (layer_i == 1'b1) && (kind_i == 4'd8)) begin
-      w2_we_d = (grad_wb_p7 && (layer_i == 1'b1) && (kind_i == 4'd8)) ? grad_mask_p7 : 4'd0;
+    if (grad_wb_p7 && is_grad2_q) begin
+      w2_we_d = (grad_wb_p7 && is_grad2_q) ? grad_mask_p7 : 4'd0;
     end
   end
 
@@ -440,7 +444,7 @@ module dff_op_update (
 
   always @* begin
     w2_waddr_d = {48{1'b0}};
-    if (grad_wb_p7 && (layer_i == 1'b1) && (kind_i == 4'd8)) begin
+    if (grad_wb_p7 && is_grad2_q) begin
       w2_waddr_d = {grad_word_p12, grad_word_p12, grad_word_p12, grad_word_p12};
     end
   end
@@ -457,7 +461,7 @@ module dff_op_update (
 
   always @* begin
     w2_wdata_d = {64{1'b0}};
-    if (grad_wb_p7 && (layer_i == 1'b1) && (kind_i == 4'd8)) begin
+    if (grad_wb_p7 && is_grad2_q) begin
       w2_wdata_d = {up_wo[48 +: 16], up_wo[32 +: 16], up_wo[16 +: 16], up_wo[0 +: 16]};
     end
   end
@@ -474,7 +478,7 @@ module dff_op_update (
 
   always @* begin
     w2_raddr_d = {48{1'b0}};
-    if (grad_v_i && (kind_i == 4'd8) && (layer_i == 1'b1)) begin
+    if (grad_v_i && is_grad2_q) begin
       w2_raddr_d = {grad_word_i, grad_word_i, grad_word_i, grad_word_i};
     end
   end
@@ -920,7 +924,7 @@ module dff_op_update (
       walk_v_p3 <= walk_v_p2;
       walk_v_p4 <= walk_v_p3;
       walk_v_p5 <= walk_v_p4;
-      grad_v_p1 <= grad_v_i && (kind_i == 4'd8);
+      grad_v_p1 <= grad_v_i && is_grad;
       grad_v_p2 <= grad_v_p1;
       grad_v_p3 <= grad_v_p2;
       grad_v_p4 <= grad_v_p3;
@@ -963,6 +967,8 @@ module dff_op_update (
     walk_ulane_p3 <= walk_ulane_p2;
     walk_ulane_p4 <= walk_ulane_p3;
     walk_ulane_p5 <= walk_ulane_p4;
+    is_grad1_q <= (kind_i == 4'd8) && (layer_i == 1'b0);
+    is_grad2_q <= (kind_i == 4'd8) && (layer_i == 1'b1);
     grad_lanes_p1 <= grad_lanes_i;
     grad_lanes_p2 <= grad_lanes_p1;
     grad_lanes_p3 <= grad_lanes_p2;

@@ -53,6 +53,10 @@ module dff_gemm_drain (
   reg [215:0] h2_wdata_q;
   reg [8:0] b2_raddr_d;
   reg [8:0] b2_raddr_q;
+  reg is_fwd1_q;
+  reg is_grad1_q;
+  reg is_fwd2_q;
+  reg is_grad2_q;
   wire is_grad;
   reg [1:0] st_q;
   reg [1:0] st_d;
@@ -194,7 +198,7 @@ module dff_gemm_drain (
   wire unused_port_start_i;
   assign done_o = done_q;
   assign unused_io = ^infer_i;
-  assign is_grad = kind_i == 4'd8;
+  assign is_grad = is_grad1_q || is_grad2_q;
   assign n_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? {6'd0, nsamp_i} : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 10'd784 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? {3'd0, nrows_i} : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 10'd500 : 10'd0;
   assign tile_due = is_grad ? tile_p20_q : tile_p9_q;
   assign drain_last = (col_q == 4'd11) && (is_grad || (row_q == 4'd11));
@@ -340,7 +344,7 @@ module dff_gemm_drain (
 
   always @* begin
     b2_raddr_d = {9{1'b0}};
-    if (elem_ok && ((kind_i == 4'd2) && (layer_i == 1'b1))) begin
+    if (elem_ok && is_fwd2_q) begin
       b2_raddr_d = {o_now[8:0]};
     end
   end
@@ -596,9 +600,9 @@ module dff_gemm_drain (
       tile_p19_q <= tile_p18_q;
       tile_p20_q <= tile_p19_q;
       grad_v_q <= sampled && is_grad && (n_now < n_q);
-      a1_v_p1 <= elem_ok && ((kind_i == 4'd2) && (layer_i == 1'b0));
+      a1_v_p1 <= elem_ok && is_fwd1_q;
       a1_v_p2 <= a1_v_p1;
-      z_v_p1 <= elem_ok && ((kind_i == 4'd2) && !(layer_i == 1'b0));
+      z_v_p1 <= elem_ok && is_fwd2_q;
       z_v_p2 <= z_v_p1;
       z_v_p3 <= z_v_p2;
       z_v_p4 <= z_v_p3;
@@ -608,6 +612,10 @@ module dff_gemm_drain (
   end
 
   always @(posedge clk_i) begin
+    is_fwd1_q <= (kind_i == 4'd2) && (layer_i == 1'b0);
+    is_grad1_q <= (kind_i == 4'd8) && (layer_i == 1'b0);
+    is_fwd2_q <= (kind_i == 4'd2) && (layer_i == 1'b1);
+    is_grad2_q <= (kind_i == 4'd8) && (layer_i == 1'b1);
     column_q <= {col_q == 4'd11 ? acc_i[6864 +: 48] : col_q == 4'd10 ? acc_i[6816 +: 48] : col_q == 4'd9 ? acc_i[6768 +: 48] : col_q == 4'd8 ? acc_i[6720 +: 48] : col_q == 4'd7 ? acc_i[6672 +: 48] : col_q == 4'd6 ? acc_i[6624 +: 48] : col_q == 4'd5 ? acc_i[6576 +: 48] : col_q == 4'd4 ? acc_i[6528 +: 48] : col_q == 4'd3 ? acc_i[6480 +: 48] : col_q == 4'd2 ? acc_i[6432 +: 48] : col_q == 4'd1 ? acc_i[6384 +: 48] : acc_i[6336 +: 48], col_q == 4'd11 ? acc_i[6288 +: 48] : col_q == 4'd10 ? acc_i[6240 +: 48] : col_q == 4'd9 ? acc_i[6192 +: 48] : col_q == 4'd8 ? acc_i[6144 +: 48] : col_q == 4'd7 ? acc_i[6096 +: 48] : col_q == 4'd6 ? acc_i[6048 +: 48] : col_q == 4'd5 ? acc_i[6000 +: 48] : col_q == 4'd4 ? acc_i[5952 +: 48] : col_q == 4'd3 ? acc_i[5904 +: 48] : col_q == 4'd2 ? acc_i[5856 +: 48] : col_q == 4'd1 ? acc_i[5808 +: 48] : acc_i[5760 +: 48], col_q == 4'd11 ? acc_i[5712 +: 48] : col_q == 4'd10 ? acc_i[5664 +: 48] : col_q == 4'd9 ? acc_i[5616 +: 48] : col_q == 4'd8 ? acc_i[5568 +: 48] : col_q == 4'd7 ? acc_i[5520 +: 48] : col_q == 4'd6 ? acc_i[5472 +: 48] : col_q == 4'd5 ? acc_i[5424 +: 48] : col_q == 4'd4 ? acc_i[5376 +: 48] : col_q == 4'd3 ? acc_i[5328 +: 48] : col_q == 4'd2 ? acc_i[5280 +: 48] : col_q == 4'd1 ? acc_i[5232 +: 48] : acc_i[5184 +: 48], col_q == 4'd11 ? acc_i[5136 +: 48] : col_q == 4'd10 ? acc_i[5088 +: 48] : col_q == 4'd9 ? acc_i[5040 +: 48] : col_q == 4'd8 ? acc_i[4992 +: 48] : col_q == 4'd7 ? acc_i[4944 +: 48] : col_q == 4'd6 ? acc_i[4896 +: 48] : col_q == 4'd5 ? acc_i[4848 +: 48] : col_q == 4'd4 ? acc_i[4800 +: 48] : col_q == 4'd3 ? acc_i[4752 +: 48] : col_q == 4'd2 ? acc_i[4704 +: 48] : col_q == 4'd1 ? acc_i[4656 +: 48] : acc_i[4608 +: 48], col_q == 4'd11 ? acc_i[4560 +: 48] : col_q == 4'd10 ? acc_i[4512 +: 48] : col_q == 4'd9 ? acc_i[4464 +: 48] : col_q == 4'd8 ? acc_i[4416 +: 48] : col_q == 4'd7 ? acc_i[4368 +: 48] : col_q == 4'd6 ? acc_i[4320 +: 48] : col_q == 4'd5 ? acc_i[4272 +: 48] : col_q == 4'd4 ? acc_i[4224 +: 48] : col_q == 4'd3 ? acc_i[4176 +: 48] : col_q == 4'd2 ? acc_i[4128 +: 48] : col_q == 4'd1 ? acc_i[4080 +: 48] : acc_i[4032 +: 48], col_q == 4'd11 ? acc_i[3984 +: 48] : col_q == 4'd10 ? acc_i[3936 +: 48] : col_q == 4'd9 ? acc_i[3888 +: 48] : col_q == 4'd8 ? acc_i[3840 +: 48] : col_q == 4'd7 ? acc_i[3792 +: 48] : col_q == 4'd6 ? acc_i[3744 +: 48] : col_q == 4'd5 ? acc_i[3696 +: 48] : col_q == 4'd4 ? acc_i[3648 +: 48] : col_q == 4'd3 ? acc_i[3600 +: 48] : col_q == 4'd2 ? acc_i[3552 +: 48] : col_q == 4'd1 ? acc_i[3504 +: 48] : acc_i[3456 +: 48], col_q == 4'd11 ? acc_i[3408 +: 48] : col_q == 4'd10 ? acc_i[3360 +: 48] : col_q == 4'd9 ? acc_i[3312 +: 48] : col_q == 4'd8 ? acc_i[3264 +: 48] : col_q == 4'd7 ? acc_i[3216 +: 48] : col_q == 4'd6 ? acc_i[3168 +: 48] : col_q == 4'd5 ? acc_i[3120 +: 48] : col_q == 4'd4 ? acc_i[3072 +: 48] : col_q == 4'd3 ? acc_i[3024 +: 48] : col_q == 4'd2 ? acc_i[2976 +: 48] : col_q == 4'd1 ? acc_i[2928 +: 48] : acc_i[2880 +: 48], col_q == 4'd11 ? acc_i[2832 +: 48] : col_q == 4'd10 ? acc_i[2784 +: 48] : col_q == 4'd9 ? acc_i[2736 +: 48] : col_q == 4'd8 ? acc_i[2688 +: 48] : col_q == 4'd7 ? acc_i[2640 +: 48] : col_q == 4'd6 ? acc_i[2592 +: 48] : col_q == 4'd5 ? acc_i[2544 +: 48] : col_q == 4'd4 ? acc_i[2496 +: 48] : col_q == 4'd3 ? acc_i[2448 +: 48] : col_q == 4'd2 ? acc_i[2400 +: 48] : col_q == 4'd1 ? acc_i[2352 +: 48] : acc_i[2304 +: 48], col_q == 4'd11 ? acc_i[2256 +: 48] : col_q == 4'd10 ? acc_i[2208 +: 48] : col_q == 4'd9 ? acc_i[2160 +: 48] : col_q == 4'd8 ? acc_i[2112 +: 48] : col_q == 4'd7 ? acc_i[2064 +: 48] : col_q == 4'd6 ? acc_i[2016 +: 48] : col_q == 4'd5 ? acc_i[1968 +: 48] : col_q == 4'd4 ? acc_i[1920 +: 48] : col_q == 4'd3 ? acc_i[1872 +: 48] : col_q == 4'd2 ? acc_i[1824 +: 48] : col_q == 4'd1 ? acc_i[1776 +: 48] : acc_i[1728 +: 48], col_q == 4'd11 ? acc_i[1680 +: 48] : col_q == 4'd10 ? acc_i[1632 +: 48] : col_q == 4'd9 ? acc_i[1584 +: 48] : col_q == 4'd8 ? acc_i[1536 +: 48] : col_q == 4'd7 ? acc_i[1488 +: 48] : col_q == 4'd6 ? acc_i[1440 +: 48] : col_q == 4'd5 ? acc_i[1392 +: 48] : col_q == 4'd4 ? acc_i[1344 +: 48] : col_q == 4'd3 ? acc_i[1296 +: 48] : col_q == 4'd2 ? acc_i[1248 +: 48] : col_q == 4'd1 ? acc_i[1200 +: 48] : acc_i[1152 +: 48], col_q == 4'd11 ? acc_i[1104 +: 48] : col_q == 4'd10 ? acc_i[1056 +: 48] : col_q == 4'd9 ? acc_i[1008 +: 48] : col_q == 4'd8 ? acc_i[960 +: 48] : col_q == 4'd7 ? acc_i[912 +: 48] : col_q == 4'd6 ? acc_i[864 +: 48] : col_q == 4'd5 ? acc_i[816 +: 48] : col_q == 4'd4 ? acc_i[768 +: 48] : col_q == 4'd3 ? acc_i[720 +: 48] : col_q == 4'd2 ? acc_i[672 +: 48] : col_q == 4'd1 ? acc_i[624 +: 48] : acc_i[576 +: 48], col_q == 4'd11 ? acc_i[528 +: 48] : col_q == 4'd10 ? acc_i[480 +: 48] : col_q == 4'd9 ? acc_i[432 +: 48] : col_q == 4'd8 ? acc_i[384 +: 48] : col_q == 4'd7 ? acc_i[336 +: 48] : col_q == 4'd6 ? acc_i[288 +: 48] : col_q == 4'd5 ? acc_i[240 +: 48] : col_q == 4'd4 ? acc_i[192 +: 48] : col_q == 4'd3 ? acc_i[144 +: 48] : col_q == 4'd2 ? acc_i[96 +: 48] : col_q == 4'd1 ? acc_i[48 +: 48] : acc_i[0 +: 48]};
     grad_lv_q <= {(ob_r_q + 10'd11) < m_q, (ob_r_q + 10'd10) < m_q, (ob_r_q + 10'd9) < m_q, (ob_r_q + 10'd8) < m_q, (ob_r_q + 10'd7) < m_q, (ob_r_q + 10'd6) < m_q, (ob_r_q + 10'd5) < m_q, (ob_r_q + 10'd4) < m_q, (ob_r_q + 10'd3) < m_q, (ob_r_q + 10'd2) < m_q, (ob_r_q + 10'd1) < m_q, (ob_r_q + 10'd0) < m_q};
     grad_word_q <= grad_word_now;

@@ -171,6 +171,9 @@ module dff_op_update (
   wire [24:0] du_sum;
   wire signed [24:0] grad_sum;
   wire [15:0] walk_par;
+  reg is_grad1_q;
+  reg is_grad2_q;
+  wire is_grad;
   reg grad_v_p1;
   reg grad_v_p2;
   reg grad_v_p3;
@@ -299,6 +302,7 @@ module dff_op_update (
   assign du_sum = walk_ulane_p5 == 4'd11 ? du_rdata_i[275 +: 25] : walk_ulane_p5 == 4'd10 ? du_rdata_i[250 +: 25] : walk_ulane_p5 == 4'd9 ? du_rdata_i[225 +: 25] : walk_ulane_p5 == 4'd8 ? du_rdata_i[200 +: 25] : walk_ulane_p5 == 4'd7 ? du_rdata_i[175 +: 25] : walk_ulane_p5 == 4'd6 ? du_rdata_i[150 +: 25] : walk_ulane_p5 == 4'd5 ? du_rdata_i[125 +: 25] : walk_ulane_p5 == 4'd4 ? du_rdata_i[100 +: 25] : walk_ulane_p5 == 4'd3 ? du_rdata_i[75 +: 25] : walk_ulane_p5 == 4'd2 ? du_rdata_i[50 +: 25] : walk_ulane_p5 == 4'd1 ? du_rdata_i[25 +: 25] : du_rdata_i[0 +: 25];
   assign grad_sum = uupd_q ? du_sum : layer_i == 1'b0 ? db1_sum : layer_i == 1'b1 ? db2_sum : 25'd0;
   assign walk_par = uupd_q ? u_old : layer_i == 1'b0 ? b1_old : layer_i == 1'b1 ? b2_old : 16'd0;
+  assign is_grad = is_grad1_q || is_grad2_q;
   assign unused_grad_rot = ^grad_rot_i;
   assign up_kind = walk_v_p5 ? (uupd_q ? 2'd2 : 2'd1) : 2'd0;
   assign w_old0 = layer_i == 1'b0 ? w1_rdata_i[0 +: 16] : layer_i == 1'b1 ? w2_rdata_i[0 +: 16] : 16'd0;
@@ -520,8 +524,8 @@ module dff_op_update (
 
   always @* begin
     w1_we_d = {12{1'b0}};
-    if (grad_wb_p8 && (layer_i == 1'b0) && (kind_i == 4'd8)) begin
-      w1_we_d = (grad_wb_p8 && (layer_i == 1'b0) && (kind_i == 4'd8)) ? grad_mask_p8 : 12'd0;
+    if (grad_wb_p8 && is_grad1_q) begin
+      w1_we_d = (grad_wb_p8 && is_grad1_q) ? grad_mask_p8 : 12'd0;
     end
   end
 
@@ -537,7 +541,7 @@ module dff_op_update (
 
   always @* begin
     w1_waddr_d = {192{1'b0}};
-    if (grad_wb_p8 && (layer_i == 1'b0) && (kind_i == 4'd8)) begin
+    if (grad_wb_p8 && is_grad1_q) begin
       w1_waddr_d = {grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13};
     end
   end
@@ -554,7 +558,7 @@ module dff_op_update (
 
   always @* begin
     w1_wdata_d = {192{1'b0}};
-    if (grad_wb_p8 && (layer_i == 1'b0) && (kind_i == 4'd8)) begin
+    if (grad_wb_p8 && is_grad1_q) begin
       w1_wdata_d = {up_wo[176 +: 16], up_wo[160 +: 16], up_wo[144 +: 16], up_wo[128 +: 16], up_wo[112 +: 16], up_wo[96 +: 16], up_wo[80 +: 16], up_wo[64 +: 16], up_wo[48 +: 16], up_wo[32 +: 16], up_wo[16 +: 16], up_wo[0 +: 16]};
     end
   end
@@ -571,7 +575,7 @@ module dff_op_update (
 
   always @* begin
     w1_raddr_d = {192{1'b0}};
-    if (grad_v_i && (kind_i == 4'd8) && (layer_i == 1'b0)) begin
+    if (grad_v_i && is_grad1_q) begin
       w1_raddr_d = {grad_word_i, grad_word_i, grad_word_i, grad_word_i, grad_word_i, grad_word_i, grad_word_i, grad_word_i, grad_word_i, grad_word_i, grad_word_i, grad_word_i};
     end
   end
@@ -588,8 +592,8 @@ module dff_op_update (
 
   always @* begin
     w2_we_d = {12{1'b0}};
-    if (grad_wb_p8 && (layer_i == 1'b1) && (kind_i == 4'd8)) begin
-      w2_we_d = (grad_wb_p8 && (layer_i == 1'b1) && (kind_i == 4'd8)) ? grad_mask_p8 : 12'd0;
+    if (grad_wb_p8 && is_grad2_q) begin
+      w2_we_d = (grad_wb_p8 && is_grad2_q) ? grad_mask_p8 : 12'd0;
     end
   end
 
@@ -605,7 +609,7 @@ module dff_op_update (
 
   always @* begin
     w2_waddr_d = {180{1'b0}};
-    if (grad_wb_p8 && (layer_i == 1'b1) && (kind_i == 4'd8)) begin
+    if (grad_wb_p8 && is_grad2_q) begin
       w2_waddr_d = {grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0]};
     end
   end
@@ -622,7 +626,7 @@ module dff_op_update (
 
   always @* begin
     w2_wdata_d = {192{1'b0}};
-    if (grad_wb_p8 && (layer_i == 1'b1) && (kind_i == 4'd8)) begin
+    if (grad_wb_p8 && is_grad2_q) begin
       w2_wdata_d = {up_wo[176 +: 16], up_wo[160 +: 16], up_wo[144 +: 16], up_wo[128 +: 16], up_wo[112 +: 16], up_wo[96 +: 16], up_wo[80 +: 16], up_wo[64 +: 16], up_wo[48 +: 16], up_wo[32 +: 16], up_wo[16 +: 16], up_wo[0 +: 16]};
     end
   end
@@ -639,7 +643,7 @@ module dff_op_update (
 
   always @* begin
     w2_raddr_d = {180{1'b0}};
-    if (grad_v_i && (kind_i == 4'd8) && (layer_i == 1'b1)) begin
+    if (grad_v_i && is_grad2_q) begin
       w2_raddr_d = {grad_word_i[14:0], grad_word_i[14:0], grad_word_i[14:0], grad_word_i[14:0], grad_word_i[14:0], grad_word_i[14:0], grad_word_i[14:0], grad_word_i[14:0], grad_word_i[14:0], grad_word_i[14:0], grad_word_i[14:0], grad_word_i[14:0]};
     end
   end
@@ -1087,7 +1091,7 @@ module dff_op_update (
       walk_v_p3 <= walk_v_p2;
       walk_v_p4 <= walk_v_p3;
       walk_v_p5 <= walk_v_p4;
-      grad_v_p1 <= grad_v_i && (kind_i == 4'd8);
+      grad_v_p1 <= grad_v_i && is_grad;
       grad_v_p2 <= grad_v_p1;
       grad_v_p3 <= grad_v_p2;
       grad_v_p4 <= grad_v_p3;
@@ -1132,6 +1136,8 @@ module dff_op_update (
     walk_ulane_p3 <= walk_ulane_p2;
     walk_ulane_p4 <= walk_ulane_p3;
     walk_ulane_p5 <= walk_ulane_p4;
+    is_grad1_q <= (kind_i == 4'd8) && (layer_i == 1'b0);
+    is_grad2_q <= (kind_i == 4'd8) && (layer_i == 1'b1);
     grad_lanes_p1 <= grad_lanes_i;
     grad_lanes_p2 <= grad_lanes_p1;
     grad_lanes_p3 <= grad_lanes_p2;

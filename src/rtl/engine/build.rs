@@ -439,6 +439,20 @@ impl OpIo {
     }
 }
 
+/// Registered op decodes ([`Eng::op_flags`]).
+pub struct OpFlags(Vec<(crate::arch::program::Op, Expr)>);
+
+impl OpFlags {
+    /// The flag of `op` (one of the ops the flags were made for).
+    pub fn of(&self, op: crate::arch::program::Op) -> Expr {
+        self.0
+            .iter()
+            .find(|(o, _)| *o == op)
+            .map(|(_, q)| q.clone())
+            .unwrap_or_else(|| panic!("no op flag for {op:?}"))
+    }
+}
+
 /// Widths of the sequencer's layer, sample-count and row-count signals.
 pub fn seq_widths(arch: &crate::arch::Arch) -> (u32, u32, u32) {
     (
@@ -449,6 +463,23 @@ pub fn seq_widths(arch: &crate::arch::Arch) -> (u32, u32, u32) {
 }
 
 impl Eng {
+    /// "`op` is the running op", registered, for each of `ops` (named `is_<kind><layer>`):
+    /// valid from the cycle after the op's start, as the sequencer sets kind and layer with
+    /// the start pulse and holds them until `done`. For logic that acts only while the op
+    /// runs; it keeps the decode of the sequencer's kind/layer (a net that reaches every
+    /// engine) off the engine's own paths.
+    pub fn op_flags(&mut self, io: &OpIo, ops: &[crate::arch::program::Op]) -> OpFlags {
+        let flags = ops
+            .iter()
+            .map(|&o| {
+                let name = format!("is_{}{}", o.name().to_lowercase(), o.layer() + 1);
+                let q = self.pipe(&name, io.is_kind(o).land(io.is_layer(o.layer())), 1);
+                (o, q)
+            })
+            .collect();
+        OpFlags(flags)
+    }
+
     /// Declare the op-engine interface ports (and the `done` register).
     pub fn op_io(&mut self, arch: &crate::arch::Arch) -> OpIo {
         self.op_io_with(arch, true)

@@ -75,8 +75,20 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         .iter()
         .map(|&o| GemmTiming::new(arch, o, 1, 1))
         .collect();
-    let is = |o: Op| io.is_kind(o).land(io.is_layer(o.layer()));
-    let is_grad = e.wire("is_grad", 1, io.is_kind(Op::Grad(0)));
+    // The start reads the op decode of the inputs (`is_start`); everything after it, while
+    // the op runs and through its tail, the registered one.
+    let is_start = |o: Op| io.is_kind(o).land(io.is_layer(o.layer()));
+    let flags = e.op_flags(&io, &ops);
+    let is = |o: Op| flags.of(o);
+    let is_grad = e.wire(
+        "is_grad",
+        1,
+        ops.iter()
+            .filter(|o| matches!(o, Op::Grad(_)))
+            .map(|&o| is(o))
+            .reduce(|a, b| a.lor(b))
+            .unwrap_or_else(|| lit(1, 0)),
+    );
 
     // ---------------------------------------------------------------- tile counters
     let (_, sw, rw) = seq_widths(arch);
@@ -153,7 +165,7 @@ pub fn gemm_drain(arch: &Arch) -> Module {
                     Op::Grad(l) => lit(mnw, arch.dims[l] as u64),
                     _ => unreachable!(),
                 };
-                v = mux(is(*o), n, v);
+                v = mux(is_start(*o), n, v);
             }
             e.wire("n_start", mnw, v)
         };
@@ -172,12 +184,12 @@ pub fn gemm_drain(arch: &Arch) -> Module {
                 set(&tq_d, lit(tw, tm.tail)),
             ];
             consts = Some(match consts {
-                None => if_(is(*o), body),
-                Some(rest) => if_(is(*o), body).else_(vec![rest]),
+                None => if_(is_start(*o), body),
+                Some(rest) => if_(is_start(*o), body).else_(vec![rest]),
             });
         }
         let ob_first = ops.iter().zip(&tim).rev().fold(lit(1, 0), |v, (o, tm)| {
-            mux(is(*o), lit(1, u64::from(rr as u64 >= tm.m)), v)
+            mux(is_start(*o), lit(1, u64::from(rr as u64 >= tm.m)), v)
         });
         let mut start = vec![
             set(&st_d, id("StRun")),
@@ -437,7 +449,10 @@ pub fn gemm_drain(arch: &Arch) -> Module {
         };
         let z = e.pipe_s("z", ext(&Sig::new(elem2, accw, true), zw) + bext, zw);
         let zc = saturate(&mut e.m, "z_sat", &Sig::new(z, zw, true), f.accumulator);
-        let fwd_up = io.is_kind(Op::Fwd(0)).land(io.is_layer(0).lnot());
+        let fwd_up = (1..nl)
+            .map(|l| is(Op::Fwd(l)))
+            .reduce(|a, b| a.lor(b))
+            .unwrap_or_else(|| lit(1, 0));
         let zv = e.delay_flag("z_v", ev.clone().land(fwd_up), 1, READ_LAT as usize + 1);
         let hq = e.m.wire("relu_h", f.hidden.bits);
         let hv = e.m.wire("relu_v", 1);

@@ -410,7 +410,10 @@ pub fn gemm_feed(arch: &Arch) -> Module {
             ),
         );
     }
-    let is = |o: Op| io.is_kind(o).land(io.is_layer(o.layer()));
+    // Reads issue only while the op runs: they read the registered op decode.
+    let run_ops: Vec<Op> = ops.iter().map(|o| o.op).collect();
+    let flags = e.op_flags(&io, &run_ops);
+    let is = |o: Op| flags.of(o);
 
     // ---------------------------------------------------------------- reads
     // FWD l: W_l at word ob·d_l + k in every bank; x̂ at tb·d_l + k.

@@ -218,14 +218,23 @@ pub fn update(arch: &Arch) -> Module {
     let walk_kind = mux(isu.clone(), lit(2, 2), lit(2, 1));
 
     // ---------------------------------------------------------------- GRAD columns
+    // Columns arrive while a GRAD op runs (on the GEMM engine): its registered decode.
+    let grad_ops: Vec<Op> = (0..nl).map(Op::Grad).collect();
+    let grad_flags = e.op_flags(&io, &grad_ops);
+    let is_grad = e.wire(
+        "is_grad",
+        1,
+        grad_ops
+            .iter()
+            .map(|&o| grad_flags.of(o))
+            .reduce(|a, b| a.lor(b))
+            .unwrap_or_else(|| lit(1, 0)),
+    );
     for l in 0..nl {
-        let c = gv_i
-            .clone()
-            .land(io.is_kind(Op::Grad(0)))
-            .land(io.is_layer(l));
+        let c = gv_i.clone().land(grad_flags.of(Op::Grad(l)));
         e.read_all(&w[l], c, fit(&gword_i, wmax, w[l].aw));
     }
-    let gv = e.delay_flag("grad_v", gv_i.clone().land(io.is_kind(Op::Grad(0))), 1, rl);
+    let gv = e.delay_flag("grad_v", gv_i.clone().land(is_grad.clone()), 1, rl);
     let glanes = e.delay("grad_lanes", gl_i.clone(), accw * rr as u32, rl);
     let glv = e.delay("grad_lv", glv_i.clone(), rr as u32, rl);
     let gword = e.delay("grad_word", gword_i.clone(), wmax, lat);
@@ -342,10 +351,7 @@ pub fn update(arch: &Arch) -> Module {
         }
     }
     for l in 0..nl {
-        let c = gdone
-            .clone()
-            .land(io.is_layer(l))
-            .land(io.is_kind(Op::Grad(0)));
+        let c = gdone.clone().land(grad_flags.of(Op::Grad(l)));
         let addrs = (0..rr).map(|_| fit(&gword, wmax, w[l].aw)).collect();
         e.write(&w[l], c, gmask.clone(), addrs, wdat.clone());
     }
