@@ -111,9 +111,14 @@ module dff_op_norm (
   reg [3:0] g_lane_q;
   reg [3:0] g_lane_d;
   wire [3:0] rot;
-  wire issue_a;
-  wire issue_b;
+  reg [11:0] b_end_q;
+  reg [11:0] b_end_d;
+  reg [9:0] d_m1_q;
+  reg [9:0] d_m1_d;
+  reg issue_a_q;
+  reg issue_b_q;
   wire issue;
+  reg k_last_q;
   wire [6:0] n_start;
   wire [7:0] r0_next;
   wire [12:0] word;
@@ -274,9 +279,7 @@ module dff_op_norm (
   assign unused_io = ^infer_i;
   assign unused_hbase = ^{rm_q, hbase_q};
   assign rot = kr_q;
-  assign issue_a = (st_q == 1'b1) && (oc_q < {1'b0, d_q});
-  assign issue_b = (st_q == 1'b1) && phase_b_q && (oc_q >= b_at_q) && (oc_q < (b_at_q + {1'b0, d_q}));
-  assign issue = issue_a || issue_b;
+  assign issue = issue_a_q || issue_b_q;
   assign n_start = kind_i == 4'd1 ? {3'd0, nsamp_i} : nrows_i;
   assign r0_next = {1'b0, r0_q} + 8'd12;
   assign word = xbase_q + {3'd0, k_q};
@@ -895,6 +898,8 @@ module dff_op_norm (
     hbase_d = hbase_q;
     g_on_d = g_on_q;
     g_lane_d = g_lane_q;
+    b_end_d = b_end_q;
+    d_m1_d = d_m1_q;
     done_d = 1'b0;
     if (st_q == 1'b1) begin
       oc_d = oc_q + 11'd1;
@@ -921,6 +926,8 @@ module dff_op_norm (
       g_on_d = 1'b0;
       if (kind_i == 4'd1) begin
         d_d = 10'd784;
+        d_m1_d = 10'd783;
+        b_end_d = 12'd1571;
         period_d = 11'd1571;
         b_at_d = 11'd787;
         end_d = 11'd1583;
@@ -929,6 +936,8 @@ module dff_op_norm (
         recip_d = 17'd0;
       end else if (layer_i == 1'b0) begin
         d_d = 10'd500;
+        d_m1_d = 10'd499;
+        b_end_d = 12'd1003;
         period_d = 11'd1003;
         b_at_d = 11'd503;
         end_d = 11'd1015;
@@ -937,6 +946,8 @@ module dff_op_norm (
         recip_d = 17'd131;
       end else if (layer_i == 1'b1) begin
         d_d = 10'd500;
+        d_m1_d = 10'd499;
+        b_end_d = 12'd1003;
         period_d = 11'd500;
         b_at_d = 11'd503;
         end_d = 11'd526;
@@ -949,7 +960,7 @@ module dff_op_norm (
       lanes_valid_d = {7'd11 < n_start, 7'd10 < n_start, 7'd9 < n_start, 7'd8 < n_start, 7'd7 < n_start, 7'd6 < n_start, 7'd5 < n_start, 7'd4 < n_start, 7'd3 < n_start, 7'd2 < n_start, 7'd1 < n_start, 7'd0 < n_start};
     end
     if (issue) begin
-      if (k_q == (d_q - 10'd1)) begin
+      if (k_last_q) begin
         k_d = 10'd0;
         kr_d = 4'd0;
         kc_d = 4'd0;
@@ -994,6 +1005,8 @@ module dff_op_norm (
       hbase_q <= 13'd0;
       g_on_q <= 1'b0;
       g_lane_q <= 4'd0;
+      b_end_q <= 12'd0;
+      d_m1_q <= 10'd0;
     end else begin
       done_q <= done_d;
       st_q <= st_d;
@@ -1017,11 +1030,15 @@ module dff_op_norm (
       hbase_q <= hbase_d;
       g_on_q <= g_on_d;
       g_lane_q <= g_lane_d;
+      b_end_q <= b_end_d;
+      d_m1_q <= d_m1_d;
     end
   end
 
   always @(posedge clk_i) begin
     if (rst_i) begin
+      issue_a_q <= {1{1'b0}};
+      issue_b_q <= {1{1'b0}};
       a_v_p1 <= {1{1'b0}};
       a_v_p2 <= {1{1'b0}};
       a_v_p3 <= {1{1'b0}};
@@ -1044,19 +1061,21 @@ module dff_op_norm (
       s_load_p8 <= {1{1'b0}};
       s_load_p9 <= {1{1'b0}};
     end else begin
-      a_v_p1 <= issue_a;
+      issue_a_q <= (st_d == 1'b1) && ({1'b0, oc_d} < {2'd0, d_d});
+      issue_b_q <= (st_d == 1'b1) && phase_b_d && ({1'b0, oc_d} >= {1'b0, b_at_d}) && ({1'b0, oc_d} < b_end_d);
+      a_v_p1 <= issue_a_q;
       a_v_p2 <= a_v_p1;
       a_v_p3 <= a_v_p2;
       a_v_p4 <= a_v_p3;
       a_v_p5 <= a_v_p4;
       a_v_p6 <= a_v_p5;
-      b_v_p1 <= issue_b;
+      b_v_p1 <= issue_b_q;
       b_v_p2 <= b_v_p1;
       b_v_p3 <= b_v_p2;
       b_v_p4 <= b_v_p3;
       b_v_p5 <= b_v_p4;
       b_v_p6 <= b_v_p5;
-      s_load_p1 <= issue_a && (k_q == (d_q - 10'd1));
+      s_load_p1 <= issue_a_q && k_last_q;
       s_load_p2 <= s_load_p1;
       s_load_p3 <= s_load_p2;
       s_load_p4 <= s_load_p3;
@@ -1069,6 +1088,7 @@ module dff_op_norm (
   end
 
   always @(posedge clk_i) begin
+    k_last_q <= k_d == d_m1_d;
     rot_rd_p1 <= rot;
     rot_rd_p2 <= rot_rd_p1;
     rot_rd_p3 <= rot_rd_p2;
@@ -1092,7 +1112,7 @@ module dff_op_norm (
     a_first_p4 <= a_first_p3;
     a_first_p5 <= a_first_p4;
     a_first_p6 <= a_first_p5;
-    a_last_p1 <= k_q == (d_q - 10'd1);
+    a_last_p1 <= k_last_q;
     a_last_p2 <= a_last_p1;
     a_last_p3 <= a_last_p2;
     a_last_p4 <= a_last_p3;

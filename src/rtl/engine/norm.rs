@@ -65,9 +65,9 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
     let (oc, oc_d) = e.reg("oc", ow, 0);
     let (dq, dq_d) = e.reg("d", dw, 0);
     let (per, per_d) = e.reg("period", ow, 0);
-    let (bat, bat_d) = e.reg("b_at", ow, 0);
+    let (_, bat_d) = e.reg("b_at", ow, 0);
     let (endq, end_d) = e.reg("end", ow, 0);
-    let (phb, phb_d) = e.reg("phase_b", 1, 0);
+    let (_, phb_d) = e.reg("phase_b", 1, 0);
     let (isin, isin_d) = e.reg("inorm", 1, 0);
     let (recip, recip_d) = e.reg("recip", s.recip_w, 0);
     let (nrow, nrow_d) = e.reg("nrows", rw, 0);
@@ -108,22 +108,32 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
     };
 
     let run = st.clone().eq_(lit(1, 1));
-    // (Compare oc with d at the wider of the two.)
+    // (Compare oc with d at the wider of the two, and one bit more for b_at + d.)
     let cmpw = ow.max(dw);
-    let ocx = zext(oc.clone(), ow, cmpw);
-    let dqx = zext(dq.clone(), dw, cmpw);
-    let batx = zext(bat.clone(), ow, cmpw);
-    let issue_a = e.wire("issue_a", 1, run.clone().land(ocx.clone().lt_(dqx.clone())));
-    let issue_b = e.wire(
-        "issue_b",
+    // The read issues and the column counter's wrap come from flags loaded with the compare
+    // of the next state (`_d`; b_at + d and d − 1 are registers of the op), so each equals
+    // the compare of the current state, and the read logic starts at a register.
+    let (_, bend_d) = e.reg("b_end", cmpw + 1, 0);
+    let (_, dm1_d) = e.reg("d_m1", dw, 0);
+    let ocx_d = zext(oc_d.clone(), ow, cmpw + 1);
+    let issue_a = e.flag(
+        "issue_a",
+        st_d.clone()
+            .eq_(lit(1, 1))
+            .land(ocx_d.clone().lt_(zext(dq_d.clone(), dw, cmpw + 1))),
         1,
-        run.clone()
-            .land(phb.clone())
-            .land(ocx.clone().ge_(batx.clone()))
-            .land(ocx.clone().lt_(batx.clone() + dqx.clone())),
+    );
+    let issue_b = e.flag(
+        "issue_b",
+        st_d.clone()
+            .eq_(lit(1, 1))
+            .land(phb_d.clone())
+            .land(ocx_d.clone().ge_(zext(bat_d.clone(), ow, cmpw + 1)))
+            .land(ocx_d.lt_(bend_d.clone())),
+        1,
     );
     let issue = e.wire("issue", 1, issue_a.clone().lor(issue_b.clone()));
-    let k_last = k.clone().eq_(dq.clone() - lit(dw, 1));
+    let k_last = e.pipe("k_last", k_d.clone().eq_(dm1_d.clone()), 1);
 
     // ---------------------------------------------------------------- sequencing
     {
@@ -143,6 +153,8 @@ pub fn norm(arch: &Arch, units: &Units) -> Module {
         let load = |t: &NormTiming, isin_v: u64, rc: u64| {
             vec![
                 set(&dq_d, lit(dw, t.d)),
+                set(&dm1_d, lit(dw, t.d.saturating_sub(1))),
+                set(&bend_d, lit(cmpw + 1, t.b_at + t.d)),
                 set(&per_d, ol(t.period)),
                 set(&bat_d, ol(t.b_at)),
                 set(&end_d, ol(t.end)),
