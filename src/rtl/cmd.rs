@@ -1335,6 +1335,48 @@ mod tests {
     use crate::host::protocol::crc16;
 
     #[test]
+    fn a_decision_splits_into_distinct_numbered_actions() {
+        let (x, y) = (
+            vec![nb(id("r_q"), lit(1, 1))],
+            vec![nb(id("r_q"), lit(1, 0))],
+        );
+        let tree = vec![if_(id("a"), x.clone())
+            .else_if(id("b"), y.clone())
+            .else_(vec![case(
+                id("c"),
+                vec![arm(lit(2, 1), x.clone())],
+                y.clone(),
+            )])];
+        let act = id("act_q");
+        let go = nb(id("state_q"), id("S_ACT"));
+        let mut actions = Vec::new();
+        let decided = split_decision(tree, &act, 4, &go, &mut actions);
+        // Two distinct actions, each once; every leaf of the decision records its number.
+        assert_eq!(actions, vec![x, y]);
+        let leaf = |i: u64| vec![nb(act.clone(), lit(4, i)), go.clone()];
+        let want = vec![if_(id("a"), leaf(0))
+            .else_if(id("b"), leaf(1))
+            .else_(vec![case(id("c"), vec![arm(lit(2, 1), leaf(0))], leaf(1))])];
+        assert_eq!(decided, want);
+    }
+
+    #[test]
+    #[should_panic(expected = "mixes actions and decisions")]
+    fn a_branch_that_mixes_actions_and_decisions_is_refused() {
+        let tree = vec![
+            nb(id("r_q"), lit(1, 1)),
+            if_(id("a"), vec![nb(id("s_q"), lit(1, 1))]),
+        ];
+        split_decision(
+            tree,
+            &id("act_q"),
+            4,
+            &nb(id("x"), id("y")),
+            &mut Vec::new(),
+        );
+    }
+
+    #[test]
     fn bytewise_crc_formula_matches_the_catalogue() {
         let run = |b: &[u8]| b.iter().fold(0xffffu16, |c, &x| crc16_step(c, x));
         assert_eq!(run(b"123456789"), 0x29B1);

@@ -15,9 +15,9 @@
 //!   census's flip-flop bits and multipliers, fitted by least squares to yosys `synth_ecp5` +
 //!   `nextpnr-ecp5 --pack-only` of the calibration configs (scripts/fit-calibrate; the test
 //!   `fit_estimate_matches_the_calibration` holds every point within 15 %). On the five
-//!   configs of docs/fit-calibration.json: within 9.3 % (LUT4), 6.9 % (COMB), 2.9 % (FF) of
-//!   the tools; left out of the fit one at a time, a config is predicted within 20.9 %,
-//!   14.3 % and 15.0 % (the default config's LUT4 is the worst: fewer calibration points
+//!   configs of docs/fit-calibration.json: within 8.1 % (LUT4), 6.0 % (COMB), 2.9 % (FF) of
+//!   the tools; left out of the fit one at a time, a config is predicted within 18.3 %,
+//!   11.7 % and 14.6 % (the default config's LUT4 is the worst: fewer calibration points
 //!   than one would like, three coefficients from five configs).
 //!
 //! The check is advisory where no board is involved (simulation, `dfforge gen` warns) and
@@ -115,9 +115,9 @@ pub struct LogicModel {
 
 /// The fitted model (scripts/fit-calibrate prints these numbers).
 pub const LOGIC_MODEL: LogicModel = LogicModel {
-    lut4: [0.4174, 104.75, -2702.2],
-    comb: [0.4516, 170.97, -674.1],
-    ff: [0.7187, 16.67, 234.2],
+    lut4: [0.3645, 121.77, -2602.6],
+    comb: [0.3969, 185.74, -407.9],
+    ff: [0.7200, 16.73, 251.8],
 };
 
 /// Above this fraction of the logic cells nextpnr's routing slows down and the clock
