@@ -351,20 +351,25 @@ fn timeouts_follow_the_schedule() {
     );
 }
 
+/// The tiny engine the RTL training tests run: one hidden layer of 6, batch 4, a 2×2 array.
+const TINY_ENGINE: [&str; 8] = [
+    "--set",
+    "network.hidden=[6]",
+    "--set",
+    "training.batch=4",
+    "--set",
+    "hardware.array_rows=2",
+    "--set",
+    "hardware.array_cols=2",
+];
+
 /// `train --backend rtl` of a tiny config (a fast build), with `extra` arguments, in `dir`
 /// with the simulator cache `cache`; returns the child process.
 fn spawn_rtl_train(dir: &Path, cache: &Path, extra: &[&str]) -> std::process::Child {
     use std::os::unix::process::CommandExt;
     Proc::new(env!("CARGO_BIN_EXE_dfforge"))
+        .args(TINY_ENGINE)
         .args([
-            "--set",
-            "network.hidden=[6]",
-            "--set",
-            "training.batch=4",
-            "--set",
-            "hardware.array_rows=2",
-            "--set",
-            "hardware.array_cols=2",
             "train",
             "--backend",
             "rtl",
@@ -506,15 +511,8 @@ fn a_killed_simulator_stops_the_run_without_an_epoch_line() {
     // The tiny engine of `spawn_rtl_train` on the whole digits split (1,438 samples, 360
     // steps of 4 per epoch), 20 epochs, with a line per epoch (not --quiet).
     let mut c = Proc::new(env!("CARGO_BIN_EXE_dfforge"))
+        .args(TINY_ENGINE)
         .args([
-            "--set",
-            "network.hidden=[6]",
-            "--set",
-            "training.batch=4",
-            "--set",
-            "hardware.array_rows=2",
-            "--set",
-            "hardware.array_cols=2",
             "train",
             "--backend",
             "rtl",
