@@ -1059,6 +1059,26 @@ impl Config {
                     }
                 }
             }
+            // And the other way round: a learner's own value set after the shared one wins
+            // for that learner. The shared value moves into the other learners' tables, so
+            // that they keep it and nothing is hidden.
+            if let ["training", l @ ("df" | "ff" | "bp"), k @ ("optimizer" | "learning_rate")] =
+                parts.as_slice()
+            {
+                if let Some(t) = doc.get_mut("training").and_then(|t| t.as_table_like_mut()) {
+                    if let Some(shared) = t.remove(k) {
+                        for other in ["df", "ff", "bp"].into_iter().filter(|o| o != l) {
+                            if t.get(other).is_none() {
+                                t.insert(other, toml_edit::Item::Table(toml_edit::Table::new()));
+                            }
+                            if let Some(own) = t.get_mut(other).and_then(|o| o.as_table_like_mut())
+                            {
+                                own.insert(k, shared.clone());
+                            }
+                        }
+                    }
+                }
+            }
             let value: toml_edit::Value = value
                 .trim()
                 .parse()
@@ -1635,6 +1655,44 @@ mod tests {
         c.training.learning_rate = 5.0;
         let again = Config::from_toml_str(&c.to_toml(), "x").unwrap();
         assert_eq!(again.training.learning_rate, 5.0);
+    }
+
+    // Found by the config fuzzer: `--set training.df.learning_rate=1` after
+    // `--set training.learning_rate=2` was silently hidden by the shared key, and the
+    // config did not round-trip through its own TOML. The later --set now wins.
+    #[test]
+    fn a_learners_own_set_after_the_shared_one_wins() {
+        for (v, df, ff) in [
+            (
+                &["training.learning_rate=2", "training.df.learning_rate=1"][..],
+                (Optimizer::Sgd, 1.0),
+                (Optimizer::Sgd, 2.0),
+            ),
+            (
+                &["training.df.learning_rate=1", "training.learning_rate=2"],
+                (Optimizer::Sgd, 2.0),
+                (Optimizer::Sgd, 2.0),
+            ),
+            (
+                &["training.optimizer=adam", "training.ff.optimizer=momentum"],
+                (Optimizer::Adam, 20.0),
+                (Optimizer::Momentum, 50.0),
+            ),
+        ] {
+            let c = Config::load_with(None, &sets(v)).unwrap();
+            let got = |l: Learner| {
+                let ((o, _), (r, _)) = c.training.resolve(l);
+                (o, r)
+            };
+            assert_eq!((got(Learner::Df), got(Learner::Ff)), (df, ff), "{v:?}");
+            assert_eq!(
+                (c.training.optimizer, c.training.learning_rate),
+                df,
+                "{v:?}"
+            );
+            let again = Config::from_toml_str(&c.to_toml(), "x").unwrap();
+            assert_eq!(c, again, "{v:?}");
+        }
     }
 
     #[test]

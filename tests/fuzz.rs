@@ -8,11 +8,12 @@
 //! Every input must give `Ok` or an error, never a panic (proptest catches and shrinks one),
 //! and every input must finish quickly (each case is timed; a hang fails the test, and the
 //! Verilator link has a wall-clock limit). The counts are small in the normal suite; the
-//! benchmark run sets `DFFORGE_FUZZ_CASES`:
+//! benchmark run sets `DFFORGE_FUZZ_CASES`. The inputs come from a fixed seed, the same on
+//! every run; `DFFORGE_FUZZ_SEED=random` (or a number) explores others:
 //!
 //! ```sh
-//! DFFORGE_FUZZ_CASES=10000 DFFORGE_REQUIRE_TOOLS=1 cargo test --release --test fuzz -- --nocapture
-//! DFFORGE_FUZZ_CASES=10000 cargo test --release --lib fuzz_ -- --nocapture   # the IDX reader
+//! DFFORGE_FUZZ_SEED=random DFFORGE_FUZZ_CASES=10000 DFFORGE_REQUIRE_TOOLS=1 cargo test --release --test fuzz -- --nocapture
+//! DFFORGE_FUZZ_SEED=random DFFORGE_FUZZ_CASES=10000 cargo test --release --lib fuzz_ -- --nocapture   # the IDX reader
 //! ```
 
 use dfforge::config::Config;
@@ -34,6 +35,19 @@ fn fuzz_cases(ci: u32) -> u32 {
         .unwrap_or(ci)
 }
 
+/// The inputs' random seed: `DFFORGE_FUZZ_SEED` (a number, or `random` for a fresh one each
+/// run), else a fixed one, so that the normal suite tries the same inputs every time. It is
+/// printed with the counts, so any run can be replayed.
+fn fuzz_seed() -> u64 {
+    match std::env::var("DFFORGE_FUZZ_SEED").ok().as_deref() {
+        Some("random") => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+        Some(v) => v.parse().expect("DFFORGE_FUZZ_SEED: a number or `random`"),
+        None => 2408,
+    }
+}
+
 /// Run `check` on `cases` inputs from `strategy`; every input must finish within `limit`.
 /// Prints the count and the slowest input.
 fn fuzz<S: Strategy>(
@@ -45,9 +59,11 @@ fn fuzz<S: Strategy>(
 ) where
     S::Value: std::fmt::Debug,
 {
+    let seed = fuzz_seed();
     let mut runner = TestRunner::new(PtConfig {
         cases,
         failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
         max_shrink_iters: 200,
         ..PtConfig::default()
     });
@@ -65,8 +81,9 @@ fn fuzz<S: Strategy>(
     });
     // A panic or a failed check stops the run at that input (shrunk, then reported below).
     eprintln!(
-        "fuzz {name}: {} inputs, {} panics or failed checks, slowest input {:.1?}, {:.1?} in all",
+        "fuzz {name}: {} inputs (seed {}), {} panics or failed checks, slowest input {:.1?}, {:.1?} in all",
         count.get(),
+        seed,
         u32::from(r.is_err()),
         slowest.get(),
         t0.elapsed()

@@ -736,6 +736,19 @@ pub(super) mod tests {
             .unwrap_or(ci)
     }
 
+    /// The inputs' random seed: `DFFORGE_FUZZ_SEED` (a number, or `random` for a fresh one each
+    /// run), else a fixed one, so that the normal suite tries the same inputs every time. It is
+    /// printed with the counts, so any run can be replayed.
+    fn fuzz_seed() -> u64 {
+        match std::env::var("DFFORGE_FUZZ_SEED").ok().as_deref() {
+            Some("random") => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
+            Some(v) => v.parse().expect("DFFORGE_FUZZ_SEED: a number or `random`"),
+            None => 2408,
+        }
+    }
+
     /// Four IDX files of a data set, each valid, mutated, truncated, swapped or gzipped.
     fn dataset_files() -> impl Strategy<Value = Vec<Vec<u8>>> {
         let file = |valid: Vec<u8>| {
@@ -791,9 +804,11 @@ pub(super) mod tests {
         S::Value: std::fmt::Debug,
     {
         let cases = fuzz_cases(512);
+        let seed = fuzz_seed();
         let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
             cases,
             failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
             ..ProptestConfig::default()
         });
         let count = std::cell::Cell::new(0u32);
@@ -808,8 +823,9 @@ pub(super) mod tests {
         });
         // A panic or a failed check stops the run at that input (shrunk, then reported below).
         eprintln!(
-            "fuzz {name}: {} inputs, {} panics or failed checks, slowest input {:.1?}, {:.1?} in all",
+            "fuzz {name}: {} inputs (seed {}), {} panics or failed checks, slowest input {:.1?}, {:.1?} in all",
             count.get(),
+            seed,
             u32::from(r.is_err()),
             slowest.get(),
             t0.elapsed()
