@@ -60,24 +60,44 @@ fn every_generated_module_lints_clean() {
         let rtl = generate(&c).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         rtl.write(tmp.path()).unwrap();
-        let vfiles: Vec<String> = rtl.modules.iter().map(dfforge::hdl::file_name).collect();
+        // The DP16KD (a primitive, not an output file) as its simulation model, so that the
+        // block RAM's synthesis view lints too.
+        let dp16kd = dfforge::rtl::bram::dp16kd_model();
+        std::fs::write(
+            tmp.path().join(dfforge::hdl::file_name(&dp16kd)),
+            dfforge::hdl::emit(&dp16kd),
+        )
+        .unwrap();
+        let mut vfiles: Vec<String> = rtl.modules.iter().map(dfforge::hdl::file_name).collect();
+        vfiles.push(dfforge::hdl::file_name(&dp16kd));
         for m in &rtl.modules {
-            let out = Command::new("verilator")
-                .current_dir(tmp.path())
-                .args(["--lint-only", "-Wall", "--top-module", &m.name])
-                .args(&vfiles)
-                .output()
-                .unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                out.status.success() && text.trim().is_empty(),
-                "{cfg}: lint of {}:\n{text}",
-                m.name
-            );
+            // A module with an `ifdef SYNTHESIS` (or under one) lints as both views.
+            let text = dfforge::hdl::emit(m);
+            let views: &[&[&str]] =
+                if text.contains("`ifdef SYNTHESIS") || m.name == dfforge::rtl::bram::BLOCK_ECP5 {
+                    &[&[], &["-DSYNTHESIS"]]
+                } else {
+                    &[&[]]
+                };
+            for view in views {
+                let out = Command::new("verilator")
+                    .current_dir(tmp.path())
+                    .args(["--lint-only", "-Wall", "--top-module", &m.name])
+                    .args(*view)
+                    .args(&vfiles)
+                    .output()
+                    .unwrap();
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert!(
+                    out.status.success() && text.trim().is_empty(),
+                    "{cfg}: lint of {} {view:?}:\n{text}",
+                    m.name
+                );
+            }
         }
     }
 }

@@ -390,6 +390,20 @@ impl<'a> Checker<'a> {
     }
 
     fn instance(&mut self, inst: &Instance) {
+        // The simulation model must take the same parameters and ports as the module:
+        // checked as an instance of its own, whose reads and drives are the same nets.
+        if let Some(sim) = &inst.sim_module {
+            let mut model = inst.clone();
+            model.module = sim.clone();
+            model.sim_module = None;
+            self.instance_ports(&model, false);
+        }
+        self.instance_ports(inst, true);
+    }
+
+    /// Check `inst` against its module's parameters and ports; `drives`: record the nets
+    /// its outputs drive (once per instance, not for its simulation model).
+    fn instance_ports(&mut self, inst: &Instance, drives: bool) {
         let item = self.new_item();
         for (_, v) in &inst.params {
             self.constant(
@@ -452,7 +466,7 @@ impl<'a> Checker<'a> {
                             },
                         );
                         self.read(e);
-                    } else {
+                    } else if drives {
                         let desc = format!("output `{}` of instance `{}`", p, inst.name);
                         self.lvalue(e, Ctx::Assign, item, &desc, Some((&inst.name, p)));
                     }

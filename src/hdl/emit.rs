@@ -299,10 +299,23 @@ fn escape(s: &str) -> String {
 }
 
 fn instance(w: &mut Writer, ind: usize, inst: &Instance) {
+    match &inst.sim_module {
+        None => instance_of(w, ind, inst, &inst.module),
+        Some(sim) => {
+            w.raw("`ifdef SYNTHESIS");
+            instance_of(w, ind, inst, &inst.module);
+            w.raw("`else");
+            instance_of(w, ind, inst, sim);
+            w.raw("`endif");
+        }
+    }
+}
+
+fn instance_of(w: &mut Writer, ind: usize, inst: &Instance, module: &str) {
     if inst.params.is_empty() {
-        w.line(ind, &format!("{} {} (", inst.module, inst.name));
+        w.line(ind, &format!("{} {} (", module, inst.name));
     } else {
-        w.line(ind, &format!("{} #(", inst.module));
+        w.line(ind, &format!("{} #(", module));
         let n = inst.params.len();
         for (i, (p, v)) in inst.params.iter().enumerate() {
             let sep = if i + 1 < n { "," } else { "" };

@@ -607,6 +607,12 @@ pub struct Instance {
     pub name: String,
     pub params: Vec<(String, Expr)>,
     pub conns: Vec<(String, Expr)>,
+    /// A module with the same ports and parameters that simulators instantiate instead:
+    /// the instance is emitted in `` `ifdef SYNTHESIS `` (which yosys defines), `module`
+    /// for synthesis, `sim_module` otherwise. For a vendor primitive's wrapper beside its
+    /// behavioural model.
+    #[serde(default)]
+    pub sim_module: Option<String>,
 }
 
 impl Instance {
@@ -616,7 +622,13 @@ impl Instance {
             name: name.into(),
             params: Vec::new(),
             conns: Vec::new(),
+            sim_module: None,
         }
+    }
+    /// Simulate `module` instead of this instance's module (see [`Instance::sim_module`]).
+    pub fn sim_module(mut self, module: impl Into<String>) -> Self {
+        self.sim_module = Some(module.into());
+        self
     }
     /// `.name(value)` in the `#(...)` list.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<Expr>) -> Self {

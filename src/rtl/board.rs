@@ -630,8 +630,10 @@ impl BoardDesign {
         modules.extend(core_modules);
         {
             let pll = ehxplll_ports();
+            let dp16kd = super::bram::dp16kd_model();
             let mut lib: Vec<&Module> = modules.iter().collect();
             lib.push(&pll);
+            lib.push(&dp16kd);
             for m in &modules {
                 check(m, &lib).map_err(|e| BoardError::Check {
                     module: m.name.clone(),

@@ -12,7 +12,9 @@
 //! - a flip-flop bit is a bit of a `reg` (or `output reg`) assigned in an
 //!   `always @(posedge …)` block; memories (`reg [..] m [0:N]` with [`crate::hdl::Memory`])
 //!   are block or LUT RAM and not counted. Yosys removes constant and unread bits, so the
-//!   measured count is a little lower (docs/fit-calibration.json has both).
+//!   measured count is a little lower (docs/fit-calibration.json has both);
+//! - an instance with a simulation model (`` `ifdef SYNTHESIS ``) counts its synthesis
+//!   module, as yosys reads it; ECP5 primitives count nothing.
 
 use crate::hdl::{eval_const as eval, Always, BinOp, Expr, Item, Module, Sensitivity, Stmt};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -98,6 +100,9 @@ fn walk(lib: &[Module], m: &Module, env: &Env, c: &mut Census, depth: usize) -> 
     e.mult18 += count.mult18;
     e.ff += count.ff;
     for (module, overrides, env) in children {
+        if PRIMITIVES.contains(&module.as_str()) {
+            continue;
+        }
         let child = find(lib, &module)?;
         let cenv = module_env(child, &overrides, &env)?;
         walk(lib, child, &cenv, c, depth + 1)?;
@@ -106,6 +111,11 @@ fn walk(lib: &[Module], m: &Module, env: &Env, c: &mut Census, depth: usize) -> 
 }
 
 type Child = (String, Vec<(String, Expr)>, Env);
+
+/// ECP5 primitives the generator instantiates directly. They hold no fabric flip-flops or
+/// multipliers (a DP16KD's output register is its own; block RAMs are counted from the
+/// memory map), so the walk stops at them.
+const PRIMITIVES: &[&str] = &["DP16KD", "EHXPLLL"];
 
 fn items(
     its: &[Item],

@@ -140,6 +140,8 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         ),
         update::update(&s, mutation == Mutation::UpdateSeedFlip),
         bram::bram(f.weight.bits, 10),
+        bram::block_model(),
+        bram::block_ecp5(),
         cmd::cmd(&cmd::CmdParams {
             id: cmd::config_id(cfg),
             ..cmd::CmdParams::default()
@@ -176,7 +178,11 @@ pub fn generate_with(cfg: &Config, mutation: Mutation) -> Result<Rtl, RtlError> 
         Err(e) => e.to_string(),
     };
     {
-        let lib: Vec<&Module> = modules.iter().collect();
+        // The DP16KD's port list (its model; synthesis has the primitive, so it is not an
+        // output file).
+        let dp16kd = bram::dp16kd_model();
+        let mut lib: Vec<&Module> = modules.iter().collect();
+        lib.push(&dp16kd);
         for m in &modules {
             if let Err(e) = check(m, &lib) {
                 return Err(RtlError::Check {
