@@ -15,10 +15,11 @@
 //!   census's flip-flop bits and multipliers, fitted by least squares to yosys `synth_ecp5` +
 //!   `nextpnr-ecp5 --pack-only` of the calibration configs (scripts/fit-calibrate; the test
 //!   `fit_estimate_matches_the_calibration` holds every point within 15 %). On the five
-//!   configs of docs/fit-calibration.json: within 8.1 % (LUT4), 6.0 % (COMB), 2.9 % (FF) of
-//!   the tools; left out of the fit one at a time, a config is predicted within 18.3 %,
-//!   11.7 % and 14.6 % (the default config's LUT4 is the worst: fewer calibration points
-//!   than one would like, three coefficients from five configs).
+//!   configs of docs/fit-calibration.json: within 5.6 % (LUT4), 4.1 % (COMB), 1.2 % (FF) of
+//!   the tools (refitted when the block RAMs took their output registers into the DP16KD);
+//!   the leave-one-out errors were last measured on the previous fit (18.3 %, 11.7 %,
+//!   14.6 %): fewer calibration points than one would like, three coefficients from five
+//!   configs.
 //!
 //! The check is advisory where no board is involved (simulation, `dfforge gen` warns) and
 //! binding where one is (`dfforge board --core engine` refuses a design that does not fit).
@@ -115,9 +116,9 @@ pub struct LogicModel {
 
 /// The fitted model (scripts/fit-calibrate prints these numbers).
 pub const LOGIC_MODEL: LogicModel = LogicModel {
-    lut4: [0.3645, 121.77, -2602.6],
-    comb: [0.3969, 185.74, -407.9],
-    ff: [0.7200, 16.73, 251.8],
+    lut4: [0.6380, 46.13, -4194.5],
+    comb: [0.6820, 107.34, -2030.7],
+    ff: [0.8999, -33.15, -850.5],
 };
 
 /// Above this fraction of the logic cells nextpnr's routing slows down and the clock
