@@ -129,8 +129,9 @@ module dff_gemm_drain (
   wire ob_next_last;
   wire final_tile;
   reg [191:0] column_q;
-  wire [8:0] n_now;
   wire [8:0] o_now;
+  reg n_ok_q;
+  reg o_ok_q;
   wire sampled;
   reg grad_v_q;
   reg [3:0] grad_lv_q;
@@ -197,7 +198,6 @@ module dff_gemm_drain (
   assign tb_next_last = (tb_c_q + 9'd8) >= n_q;
   assign ob_next_last = (ob_r_q + 9'd8) >= m_q;
   assign final_tile = tb_last_q && ob_last_q;
-  assign n_now = tb_c_q + {6'd0, col_q};
   assign o_now = ob_r_q + {6'd0, row_q};
   assign sampled = (st_q == StRun) && active_q;
   assign grad_word_now = grad_base_q[11:0] + {9'd0, col_q};
@@ -206,7 +206,7 @@ module dff_gemm_drain (
   assign grad_lv_o = grad_lv_q;
   assign grad_word_o = grad_word_q;
   assign grad_rot_o = grad_rot_q;
-  assign elem_ok = sampled && !is_grad && (n_now < n_q) && (o_now < m_q);
+  assign elem_ok = sampled && !is_grad && n_ok_q && o_ok_q;
   assign a1_data = elem_q[34:0];
   assign unused_elem_high = ^elem_q[47:35];
   assign bias = layer_i == 1'b1 ? b2_rdata_i[0 +: 16] : 16'd0;
@@ -575,7 +575,7 @@ module dff_gemm_drain (
       tile_p10_q <= tile_p9_q;
       tile_p11_q <= tile_p10_q;
       tile_p12_q <= tile_p11_q;
-      grad_v_q <= sampled && is_grad && (n_now < n_q);
+      grad_v_q <= sampled && is_grad && n_ok_q;
       a1_v_p1 <= elem_ok && is_fwd1_q;
       a1_v_p2 <= a1_v_p1;
       z_v_p1 <= elem_ok && is_fwd2_q;
@@ -593,6 +593,8 @@ module dff_gemm_drain (
     is_fwd2_q <= (kind_i == 4'd2) && (layer_i == 1'b1);
     is_grad2_q <= (kind_i == 4'd8) && (layer_i == 1'b1);
     column_q <= {col_q == 3'd3 ? acc_i[720 +: 48] : col_q == 3'd2 ? acc_i[672 +: 48] : col_q == 3'd1 ? acc_i[624 +: 48] : acc_i[576 +: 48], col_q == 3'd3 ? acc_i[528 +: 48] : col_q == 3'd2 ? acc_i[480 +: 48] : col_q == 3'd1 ? acc_i[432 +: 48] : acc_i[384 +: 48], col_q == 3'd3 ? acc_i[336 +: 48] : col_q == 3'd2 ? acc_i[288 +: 48] : col_q == 3'd1 ? acc_i[240 +: 48] : acc_i[192 +: 48], col_q == 3'd3 ? acc_i[144 +: 48] : col_q == 3'd2 ? acc_i[96 +: 48] : col_q == 3'd1 ? acc_i[48 +: 48] : acc_i[0 +: 48]};
+    n_ok_q <= (tb_c_d + {6'd0, col_d}) < n_d;
+    o_ok_q <= (ob_r_d + {6'd0, row_d}) < m_d;
     grad_lv_q <= {(ob_r_q + 9'd3) < m_q, (ob_r_q + 9'd2) < m_q, (ob_r_q + 9'd1) < m_q, (ob_r_q + 9'd0) < m_q};
     grad_word_q <= grad_word_now;
     grad_rot_q <= n_mod_r_q;

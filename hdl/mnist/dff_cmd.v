@@ -139,6 +139,9 @@ module dff_cmd #(
   reg wr_last_q;
   reg payload_last_q;
   wire [63:0] wr_word;
+  reg [7:0] lane_new_q;
+  reg [6:0] lane_keep_q;
+  reg wr_lastb_q;
   wire [63:0] id_w;
   wire [95:0] ping_w;
   reg [95:0] ping_sr_q;
@@ -232,7 +235,20 @@ module dff_cmd #(
   // came before, lanes above repeat its sign: after the last byte, the sign-extended
 
   // word (per-lane muxes, cheaper than a 64-bit arithmetic shifter).
-  assign wr_word = {3'd7 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd6 < bcnt_q ? word_q[55:48] : 3'd6 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd5 < bcnt_q ? word_q[47:40] : 3'd5 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd4 < bcnt_q ? word_q[39:32] : 3'd4 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd3 < bcnt_q ? word_q[31:24] : 3'd3 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd2 < bcnt_q ? word_q[23:16] : 3'd2 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd1 < bcnt_q ? word_q[15:8] : 3'd1 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}, 3'd0 < bcnt_q ? word_q[7:0] : 3'd0 == bcnt_q ? ram_rdata_q : {8{ram_rdata_q[7]}}};
+
+  // The lane selects and the last-byte flag are registered decodes of bcnt_q:
+
+  // S_WR_LOAD always follows S_WR_FETCH, where bcnt_q had the same value, so the
+
+  // block RAM's output (5.6 ns after the edge) meets only the lane mux.
+
+  always @(posedge clk_i) begin
+    lane_new_q <= {3'd7 == bcnt_q, 3'd6 == bcnt_q, 3'd5 == bcnt_q, 3'd4 == bcnt_q, 3'd3 == bcnt_q, 3'd2 == bcnt_q, 3'd1 == bcnt_q, 3'd0 == bcnt_q};
+    lane_keep_q <= {3'd6 < bcnt_q, 3'd5 < bcnt_q, 3'd4 < bcnt_q, 3'd3 < bcnt_q, 3'd2 < bcnt_q, 3'd1 < bcnt_q, 3'd0 < bcnt_q};
+    wr_lastb_q <= bcnt_q == wbm1_q;
+  end
+
+  assign wr_word = {lane_new_q[7] ? ram_rdata_q : {8{ram_rdata_q[7]}}, lane_keep_q[6] ? word_q[55:48] : lane_new_q[6] ? ram_rdata_q : {8{ram_rdata_q[7]}}, lane_keep_q[5] ? word_q[47:40] : lane_new_q[5] ? ram_rdata_q : {8{ram_rdata_q[7]}}, lane_keep_q[4] ? word_q[39:32] : lane_new_q[4] ? ram_rdata_q : {8{ram_rdata_q[7]}}, lane_keep_q[3] ? word_q[31:24] : lane_new_q[3] ? ram_rdata_q : {8{ram_rdata_q[7]}}, lane_keep_q[2] ? word_q[23:16] : lane_new_q[2] ? ram_rdata_q : {8{ram_rdata_q[7]}}, lane_keep_q[1] ? word_q[15:8] : lane_new_q[1] ? ram_rdata_q : {8{ram_rdata_q[7]}}, lane_keep_q[0] ? word_q[7:0] : lane_new_q[0] ? ram_rdata_q : {8{ram_rdata_q[7]}}};
 
   // PING answer: "DFF1" then ID, little-endian, shifted out a byte per cycle
 
@@ -573,7 +589,7 @@ module dff_cmd #(
         S_WR_LOAD: begin
           word_q <= wr_word;
           pos_q <= pos_q + 16'd1;
-          if (bcnt_q == wbm1_q) begin
+          if (wr_lastb_q) begin
             bcnt_q <= 3'd0;
             wdata_q <= wr_word;
             req_q <= 1'b1;

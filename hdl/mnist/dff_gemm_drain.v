@@ -137,8 +137,9 @@ module dff_gemm_drain (
   wire ob_next_last;
   wire final_tile;
   reg [575:0] column_q;
-  wire [9:0] n_now;
   wire [9:0] o_now;
+  reg n_ok_q;
+  reg o_ok_q;
   wire sampled;
   reg grad_v_q;
   reg [11:0] grad_lv_q;
@@ -205,7 +206,6 @@ module dff_gemm_drain (
   assign tb_next_last = (tb_c_q + 10'd24) >= n_q;
   assign ob_next_last = (ob_r_q + 10'd24) >= m_q;
   assign final_tile = tb_last_q && ob_last_q;
-  assign n_now = tb_c_q + {6'd0, col_q};
   assign o_now = ob_r_q + {6'd0, row_q};
   assign sampled = (st_q == StRun) && active_q;
   assign grad_word_now = grad_base_q[15:0] + {12'd0, col_q};
@@ -214,7 +214,7 @@ module dff_gemm_drain (
   assign grad_lv_o = grad_lv_q;
   assign grad_word_o = grad_word_q;
   assign grad_rot_o = grad_rot_q;
-  assign elem_ok = sampled && !is_grad && (n_now < n_q) && (o_now < m_q);
+  assign elem_ok = sampled && !is_grad && n_ok_q && o_ok_q;
   assign a1_data = elem_q[37:0];
   assign unused_elem_high = ^elem_q[47:38];
   assign bias = layer_i == 1'b1 ? b2_rdata_i[0 +: 16] : 16'd0;
@@ -599,7 +599,7 @@ module dff_gemm_drain (
       tile_p18_q <= tile_p17_q;
       tile_p19_q <= tile_p18_q;
       tile_p20_q <= tile_p19_q;
-      grad_v_q <= sampled && is_grad && (n_now < n_q);
+      grad_v_q <= sampled && is_grad && n_ok_q;
       a1_v_p1 <= elem_ok && is_fwd1_q;
       a1_v_p2 <= a1_v_p1;
       z_v_p1 <= elem_ok && is_fwd2_q;
@@ -617,6 +617,8 @@ module dff_gemm_drain (
     is_fwd2_q <= (kind_i == 4'd2) && (layer_i == 1'b1);
     is_grad2_q <= (kind_i == 4'd8) && (layer_i == 1'b1);
     column_q <= {col_q == 4'd11 ? acc_i[6864 +: 48] : col_q == 4'd10 ? acc_i[6816 +: 48] : col_q == 4'd9 ? acc_i[6768 +: 48] : col_q == 4'd8 ? acc_i[6720 +: 48] : col_q == 4'd7 ? acc_i[6672 +: 48] : col_q == 4'd6 ? acc_i[6624 +: 48] : col_q == 4'd5 ? acc_i[6576 +: 48] : col_q == 4'd4 ? acc_i[6528 +: 48] : col_q == 4'd3 ? acc_i[6480 +: 48] : col_q == 4'd2 ? acc_i[6432 +: 48] : col_q == 4'd1 ? acc_i[6384 +: 48] : acc_i[6336 +: 48], col_q == 4'd11 ? acc_i[6288 +: 48] : col_q == 4'd10 ? acc_i[6240 +: 48] : col_q == 4'd9 ? acc_i[6192 +: 48] : col_q == 4'd8 ? acc_i[6144 +: 48] : col_q == 4'd7 ? acc_i[6096 +: 48] : col_q == 4'd6 ? acc_i[6048 +: 48] : col_q == 4'd5 ? acc_i[6000 +: 48] : col_q == 4'd4 ? acc_i[5952 +: 48] : col_q == 4'd3 ? acc_i[5904 +: 48] : col_q == 4'd2 ? acc_i[5856 +: 48] : col_q == 4'd1 ? acc_i[5808 +: 48] : acc_i[5760 +: 48], col_q == 4'd11 ? acc_i[5712 +: 48] : col_q == 4'd10 ? acc_i[5664 +: 48] : col_q == 4'd9 ? acc_i[5616 +: 48] : col_q == 4'd8 ? acc_i[5568 +: 48] : col_q == 4'd7 ? acc_i[5520 +: 48] : col_q == 4'd6 ? acc_i[5472 +: 48] : col_q == 4'd5 ? acc_i[5424 +: 48] : col_q == 4'd4 ? acc_i[5376 +: 48] : col_q == 4'd3 ? acc_i[5328 +: 48] : col_q == 4'd2 ? acc_i[5280 +: 48] : col_q == 4'd1 ? acc_i[5232 +: 48] : acc_i[5184 +: 48], col_q == 4'd11 ? acc_i[5136 +: 48] : col_q == 4'd10 ? acc_i[5088 +: 48] : col_q == 4'd9 ? acc_i[5040 +: 48] : col_q == 4'd8 ? acc_i[4992 +: 48] : col_q == 4'd7 ? acc_i[4944 +: 48] : col_q == 4'd6 ? acc_i[4896 +: 48] : col_q == 4'd5 ? acc_i[4848 +: 48] : col_q == 4'd4 ? acc_i[4800 +: 48] : col_q == 4'd3 ? acc_i[4752 +: 48] : col_q == 4'd2 ? acc_i[4704 +: 48] : col_q == 4'd1 ? acc_i[4656 +: 48] : acc_i[4608 +: 48], col_q == 4'd11 ? acc_i[4560 +: 48] : col_q == 4'd10 ? acc_i[4512 +: 48] : col_q == 4'd9 ? acc_i[4464 +: 48] : col_q == 4'd8 ? acc_i[4416 +: 48] : col_q == 4'd7 ? acc_i[4368 +: 48] : col_q == 4'd6 ? acc_i[4320 +: 48] : col_q == 4'd5 ? acc_i[4272 +: 48] : col_q == 4'd4 ? acc_i[4224 +: 48] : col_q == 4'd3 ? acc_i[4176 +: 48] : col_q == 4'd2 ? acc_i[4128 +: 48] : col_q == 4'd1 ? acc_i[4080 +: 48] : acc_i[4032 +: 48], col_q == 4'd11 ? acc_i[3984 +: 48] : col_q == 4'd10 ? acc_i[3936 +: 48] : col_q == 4'd9 ? acc_i[3888 +: 48] : col_q == 4'd8 ? acc_i[3840 +: 48] : col_q == 4'd7 ? acc_i[3792 +: 48] : col_q == 4'd6 ? acc_i[3744 +: 48] : col_q == 4'd5 ? acc_i[3696 +: 48] : col_q == 4'd4 ? acc_i[3648 +: 48] : col_q == 4'd3 ? acc_i[3600 +: 48] : col_q == 4'd2 ? acc_i[3552 +: 48] : col_q == 4'd1 ? acc_i[3504 +: 48] : acc_i[3456 +: 48], col_q == 4'd11 ? acc_i[3408 +: 48] : col_q == 4'd10 ? acc_i[3360 +: 48] : col_q == 4'd9 ? acc_i[3312 +: 48] : col_q == 4'd8 ? acc_i[3264 +: 48] : col_q == 4'd7 ? acc_i[3216 +: 48] : col_q == 4'd6 ? acc_i[3168 +: 48] : col_q == 4'd5 ? acc_i[3120 +: 48] : col_q == 4'd4 ? acc_i[3072 +: 48] : col_q == 4'd3 ? acc_i[3024 +: 48] : col_q == 4'd2 ? acc_i[2976 +: 48] : col_q == 4'd1 ? acc_i[2928 +: 48] : acc_i[2880 +: 48], col_q == 4'd11 ? acc_i[2832 +: 48] : col_q == 4'd10 ? acc_i[2784 +: 48] : col_q == 4'd9 ? acc_i[2736 +: 48] : col_q == 4'd8 ? acc_i[2688 +: 48] : col_q == 4'd7 ? acc_i[2640 +: 48] : col_q == 4'd6 ? acc_i[2592 +: 48] : col_q == 4'd5 ? acc_i[2544 +: 48] : col_q == 4'd4 ? acc_i[2496 +: 48] : col_q == 4'd3 ? acc_i[2448 +: 48] : col_q == 4'd2 ? acc_i[2400 +: 48] : col_q == 4'd1 ? acc_i[2352 +: 48] : acc_i[2304 +: 48], col_q == 4'd11 ? acc_i[2256 +: 48] : col_q == 4'd10 ? acc_i[2208 +: 48] : col_q == 4'd9 ? acc_i[2160 +: 48] : col_q == 4'd8 ? acc_i[2112 +: 48] : col_q == 4'd7 ? acc_i[2064 +: 48] : col_q == 4'd6 ? acc_i[2016 +: 48] : col_q == 4'd5 ? acc_i[1968 +: 48] : col_q == 4'd4 ? acc_i[1920 +: 48] : col_q == 4'd3 ? acc_i[1872 +: 48] : col_q == 4'd2 ? acc_i[1824 +: 48] : col_q == 4'd1 ? acc_i[1776 +: 48] : acc_i[1728 +: 48], col_q == 4'd11 ? acc_i[1680 +: 48] : col_q == 4'd10 ? acc_i[1632 +: 48] : col_q == 4'd9 ? acc_i[1584 +: 48] : col_q == 4'd8 ? acc_i[1536 +: 48] : col_q == 4'd7 ? acc_i[1488 +: 48] : col_q == 4'd6 ? acc_i[1440 +: 48] : col_q == 4'd5 ? acc_i[1392 +: 48] : col_q == 4'd4 ? acc_i[1344 +: 48] : col_q == 4'd3 ? acc_i[1296 +: 48] : col_q == 4'd2 ? acc_i[1248 +: 48] : col_q == 4'd1 ? acc_i[1200 +: 48] : acc_i[1152 +: 48], col_q == 4'd11 ? acc_i[1104 +: 48] : col_q == 4'd10 ? acc_i[1056 +: 48] : col_q == 4'd9 ? acc_i[1008 +: 48] : col_q == 4'd8 ? acc_i[960 +: 48] : col_q == 4'd7 ? acc_i[912 +: 48] : col_q == 4'd6 ? acc_i[864 +: 48] : col_q == 4'd5 ? acc_i[816 +: 48] : col_q == 4'd4 ? acc_i[768 +: 48] : col_q == 4'd3 ? acc_i[720 +: 48] : col_q == 4'd2 ? acc_i[672 +: 48] : col_q == 4'd1 ? acc_i[624 +: 48] : acc_i[576 +: 48], col_q == 4'd11 ? acc_i[528 +: 48] : col_q == 4'd10 ? acc_i[480 +: 48] : col_q == 4'd9 ? acc_i[432 +: 48] : col_q == 4'd8 ? acc_i[384 +: 48] : col_q == 4'd7 ? acc_i[336 +: 48] : col_q == 4'd6 ? acc_i[288 +: 48] : col_q == 4'd5 ? acc_i[240 +: 48] : col_q == 4'd4 ? acc_i[192 +: 48] : col_q == 4'd3 ? acc_i[144 +: 48] : col_q == 4'd2 ? acc_i[96 +: 48] : col_q == 4'd1 ? acc_i[48 +: 48] : acc_i[0 +: 48]};
+    n_ok_q <= (tb_c_d + {6'd0, col_d}) < n_d;
+    o_ok_q <= (ob_r_d + {6'd0, row_d}) < m_d;
     grad_lv_q <= {(ob_r_q + 10'd11) < m_q, (ob_r_q + 10'd10) < m_q, (ob_r_q + 10'd9) < m_q, (ob_r_q + 10'd8) < m_q, (ob_r_q + 10'd7) < m_q, (ob_r_q + 10'd6) < m_q, (ob_r_q + 10'd5) < m_q, (ob_r_q + 10'd4) < m_q, (ob_r_q + 10'd3) < m_q, (ob_r_q + 10'd2) < m_q, (ob_r_q + 10'd1) < m_q, (ob_r_q + 10'd0) < m_q};
     grad_word_q <= grad_word_now;
     grad_rot_q <= n_mod_r_q;

@@ -495,23 +495,38 @@ pub fn cmd(p: &CmdParams) -> Module {
     m.comment("WRITE word: byte bcnt_q (from RAM) goes to lane bcnt_q, lanes below keep what");
     m.comment("came before, lanes above repeat its sign: after the last byte, the sign-extended");
     m.comment("word (per-lane muxes, cheaper than a 64-bit arithmetic shifter).");
+    m.comment("The lane selects and the last-byte flag are registered decodes of bcnt_q:");
+    m.comment("S_WR_LOAD always follows S_WR_FETCH, where bcnt_q had the same value, so the");
+    m.comment("block RAM's output (5.6 ns after the edge) meets only the lane mux.");
     let wr_word = m.wire("wr_word", 64);
+    let lane_new_q = m.reg("lane_new_q", 8);
+    let lane_keep_q = m.reg("lane_keep_q", 7);
+    let wr_lastb_q = m.reg("wr_lastb_q", 1);
+    let new_bits: Vec<Expr> = (0..8u64).rev().map(|j| lit(3, j).eq_(&bcnt_q)).collect();
+    // Lanes 0-6 (lane 7 is never below bcnt_q, a 3-bit count).
+    let keep_bits: Vec<Expr> = (0..7u64).rev().map(|j| lit(3, j).lt_(&bcnt_q)).collect();
+    m.always_ff(
+        &clk,
+        vec![
+            nb(&lane_new_q, cat(new_bits)),
+            nb(&lane_keep_q, cat(keep_bits)),
+            nb(&wr_lastb_q, bcnt_q.clone().eq_(&wbm1_q)),
+        ],
+    );
     let sign = ram_rdata_q.idx(7);
     let lanes: Vec<Expr> = (0..8u64)
         .rev()
         .map(|j| {
-            let lane = lit(3, j);
             let new_or_sign = mux(
-                lane.clone().eq_(&bcnt_q),
+                lane_new_q.idx(int(j)),
                 ram_rdata_q.clone(),
                 repl(int(8), [sign.clone()]),
             );
-            // Lane 7 is never below bcnt_q (a 3-bit count): no constant compare.
             if j == 7 {
                 new_or_sign
             } else {
                 mux(
-                    lane.lt_(&bcnt_q),
+                    lane_keep_q.idx(int(j)),
                     word_q.slice(8 * j + 7, 8 * j),
                     new_or_sign,
                 )
@@ -839,7 +854,7 @@ pub fn cmd(p: &CmdParams) -> Module {
                 nb(&word_q, &wr_word),
                 inc16(&pos_q),
                 if_(
-                    bcnt_q.clone().eq_(&wbm1_q),
+                    &wr_lastb_q,
                     vec![
                         nb(&bcnt_q, lit(3, 0)),
                         nb(&wdata_q, &wr_word),
