@@ -165,24 +165,24 @@ pub fn bram(width: u32, addr_bits: u32) -> Module {
 
 /// Words per DP16KD at width `w` (16K x 1 ... 512 x 36), as address bits.
 fn words_log2(w: &Expr) -> Expr {
-    let w = || w.clone();
-    mux(
-        w().le_(int(1)),
-        int(14),
-        mux(
-            w().le_(int(2)),
-            int(13),
-            mux(
-                w().le_(int(4)),
-                int(12),
-                mux(
-                    w().le_(int(9)),
-                    int(11),
-                    mux(w().le_(int(18)), int(10), int(9)),
-                ),
-            ),
-        ),
+    let le = |n: u64| w.clone().le_(int(n));
+    ladder(
+        &[
+            (le(1), 14),
+            (le(2), 13),
+            (le(4), 12),
+            (le(9), 11),
+            (le(18), 10),
+        ],
+        9,
     )
+}
+
+/// `c0 ? v0 : c1 ? v1 : ... : last`: a constant chosen by the first true condition.
+fn ladder(arms: &[(Expr, u64)], last: u64) -> Expr {
+    arms.iter()
+        .rev()
+        .fold(int(last), |rest, (c, v)| mux(c.clone(), int(*v), rest))
 }
 
 /// The block's ports and parameters, shared by [`block_model`] and [`block_ecp5`]:
@@ -235,24 +235,12 @@ pub fn block_ecp5() -> Module {
     );
     let [wp, aw, lb, clk, we, waddr, wdata, raddr, rdata] = block_ports(&mut m);
     // The port width: the narrowest of the DP16KD's that holds W.
+    let le = |n: u64| wp.clone().le_(int(n));
     let pw = m.localparam(
         "PW",
-        mux(
-            wp.clone().le_(int(1)),
-            int(1),
-            mux(
-                wp.clone().le_(int(2)),
-                int(2),
-                mux(
-                    wp.clone().le_(int(4)),
-                    int(4),
-                    mux(
-                        wp.clone().le_(int(9)),
-                        int(9),
-                        mux(wp.clone().le_(int(18)), int(18), int(36)),
-                    ),
-                ),
-            ),
+        ladder(
+            &[(le(1), 1), (le(2), 2), (le(4), 4), (le(9), 9), (le(18), 18)],
+            36,
         ),
     );
     let lo = m.localparam("LO", int(14) - lb.clone());
@@ -411,24 +399,12 @@ pub fn dp16kd_model() -> Module {
     let doa: Vec<Expr> = (0..18).map(|k| m.output(&format!("DOA{k}"), 1)).collect();
     let dob: Vec<Expr> = (0..18).map(|k| m.output(&format!("DOB{k}"), 1)).collect();
     // Address bits below the word address at each width (16K x 1 ... 512 x 36).
+    let is = |n: u64| pw_a.clone().eq_(int(n));
     let lo = m.localparam(
         "LO",
-        mux(
-            pw_a.clone().eq_(int(36)),
-            int(5),
-            mux(
-                pw_a.clone().eq_(int(18)),
-                int(4),
-                mux(
-                    pw_a.clone().eq_(int(9)),
-                    int(3),
-                    mux(
-                        pw_a.clone().eq_(int(4)),
-                        int(2),
-                        mux(pw_a.clone().eq_(int(2)), int(1), int(0)),
-                    ),
-                ),
-            ),
+        ladder(
+            &[(is(36), 5), (is(18), 4), (is(9), 3), (is(4), 2), (is(2), 1)],
+            0,
         ),
     );
     let wide = pw_a.clone().eq_(int(36));
