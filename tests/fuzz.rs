@@ -3,7 +3,7 @@
 //! protocol (frame decoders, the `Client` on arbitrary answers, the serial frame finder),
 //! the generator on random valid configs, and, through Verilator, the device side of the
 //! protocol (`dff_cmd`, with its memory-backed test fixture). The IDX reader's fuzz tests
-//! live beside it (`src/data/idx.rs`, `fuzz_*`).
+//! live beside it (`src/data/idx.rs`, `fuzz_*`); both use the harness in tests/common/fuzz.rs.
 //!
 //! Every input must give `Ok` or an error, never a panic (proptest catches and shrinks one),
 //! and every input must finish quickly (each case is timed; a hang fails the test, and the
@@ -21,78 +21,14 @@ use dfforge::host::link::{Link, LinkError};
 use dfforge::host::protocol::*;
 use dfforge::host::Client;
 use proptest::prelude::*;
-use proptest::test_runner::{Config as PtConfig, TestRunner};
 use std::cell::RefCell;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
-/// Inputs per fuzz test: `DFFORGE_FUZZ_CASES`, else `ci`.
-fn fuzz_cases(ci: u32) -> u32 {
-    std::env::var("DFFORGE_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(ci)
-}
-
-/// The inputs' random seed: `DFFORGE_FUZZ_SEED` (a number, or `random` for a fresh one each
-/// run), else a fixed one, so that the normal suite tries the same inputs every time. It is
-/// printed with the counts, so any run can be replayed.
-fn fuzz_seed() -> u64 {
-    match std::env::var("DFFORGE_FUZZ_SEED").ok().as_deref() {
-        Some("random") => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-        Some(v) => v.parse().expect("DFFORGE_FUZZ_SEED: a number or `random`"),
-        None => 2408,
-    }
-}
-
-/// Run `check` on `cases` inputs from `strategy`; every input must finish within `limit`.
-/// Prints the count and the slowest input.
-fn fuzz<S: Strategy>(
-    name: &str,
-    cases: u32,
-    limit: Duration,
-    strategy: S,
-    check: impl Fn(S::Value) -> Result<(), TestCaseError>,
-) where
-    S::Value: std::fmt::Debug,
-{
-    let seed = fuzz_seed();
-    let mut runner = TestRunner::new(PtConfig {
-        cases,
-        failure_persistence: None,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
-        max_shrink_iters: 200,
-        ..PtConfig::default()
-    });
-    let count = std::cell::Cell::new(0u32);
-    let slowest = std::cell::Cell::new(Duration::ZERO);
-    let t0 = Instant::now();
-    let r = runner.run(&strategy, |input| {
-        let t = Instant::now();
-        check(input)?;
-        let took = t.elapsed();
-        count.set(count.get() + 1);
-        slowest.set(slowest.get().max(took));
-        prop_assert!(took < limit, "an input took {took:?} (limit {limit:?})");
-        Ok(())
-    });
-    // A panic or a failed check stops the run at that input (shrunk, then reported below).
-    eprintln!(
-        "fuzz {name}: {} inputs (seed {}), {} panics or failed checks, slowest input {:.1?}, {:.1?} in all",
-        count.get(),
-        seed,
-        u32::from(r.is_err()),
-        slowest.get(),
-        t0.elapsed()
-    );
-    if let Err(e) = r {
-        panic!("fuzz {name}: {e}");
-    }
-    assert_eq!(count.get(), cases, "fuzz {name}: not every input ran");
-}
+#[path = "common/fuzz.rs"]
+mod fuzz_harness;
+use fuzz_harness::{fuzz, fuzz_cases};
 
 // ------------------------------------------------------------------------------- config
 
@@ -361,7 +297,7 @@ fn fuzz_config_parser() {
     fuzz(
         "config parser",
         fuzz_cases(2000),
-        Duration::from_secs(2),
+        Some(Duration::from_secs(2)),
         strategy,
         |(text, sets): (String, Vec<String>)| {
             let r = if sets.is_empty() {
@@ -423,7 +359,7 @@ fn fuzz_generator_on_valid_configs() {
     fuzz(
         "generator",
         fuzz_cases(300),
-        Duration::from_secs(20),
+        Some(Duration::from_secs(20)),
         prop::collection::vec(one, 1..4),
         |extra: Vec<String>| {
             let mut sets: Vec<String> = base.iter().map(|s| s.to_string()).collect();
@@ -497,7 +433,7 @@ fn fuzz_protocol_host_side() {
     fuzz(
         "protocol decoders (host)",
         fuzz_cases(3000),
-        Duration::from_secs(1),
+        Some(Duration::from_secs(1)),
         (response_bytes(), any::<u8>(), any::<u32>(), 0usize..300),
         |(bytes, region, addr, n): (Vec<u8>, u8, u32, usize)| {
             let _ = decode_response(&bytes);
@@ -629,7 +565,7 @@ fn fuzz_protocol_device_side_in_verilator() {
     fuzz(
         "dff_cmd (RTL, Verilator)",
         fuzz_cases(300),
-        Duration::from_secs(10),
+        Some(Duration::from_secs(10)),
         device_input(),
         |bytes: Vec<u8>| {
             let mut sim = sim.borrow_mut();

@@ -347,6 +347,10 @@ fn parse<'a>(
 }
 
 #[cfg(test)]
+#[path = "../../tests/common/fuzz.rs"]
+mod fuzz_harness;
+
+#[cfg(test)]
 pub(super) mod tests {
     use std::io::Write;
 
@@ -727,28 +731,6 @@ pub(super) mod tests {
         );
     }
 
-    /// Inputs per fuzz test: `DFFORGE_FUZZ_CASES` (the benchmark run: 10,000; see
-    /// tests/fuzz.rs), else `ci`.
-    fn fuzz_cases(ci: u32) -> u32 {
-        std::env::var("DFFORGE_FUZZ_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(ci)
-    }
-
-    /// The inputs' random seed: `DFFORGE_FUZZ_SEED` (a number, or `random` for a fresh one each
-    /// run), else a fixed one, so that the normal suite tries the same inputs every time. It is
-    /// printed with the counts, so any run can be replayed.
-    fn fuzz_seed() -> u64 {
-        match std::env::var("DFFORGE_FUZZ_SEED").ok().as_deref() {
-            Some("random") => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64),
-            Some(v) => v.parse().expect("DFFORGE_FUZZ_SEED: a number or `random`"),
-            None => 2408,
-        }
-    }
-
     /// Four IDX files of a data set, each valid, mutated, truncated, swapped or gzipped.
     fn dataset_files() -> impl Strategy<Value = Vec<Vec<u8>>> {
         let file = |valid: Vec<u8>| {
@@ -793,9 +775,7 @@ pub(super) mod tests {
             .prop_map(|(a, b, c, d)| vec![a, b, c, d])
     }
 
-    /// Run `check` on `cases` inputs from `strategy` (proptest: a panic or a failed
-    /// `prop_assert` fails the test, shrunk). Prints how many inputs ran and the slowest one,
-    /// as the fuzz tests in tests/fuzz.rs do, so a benchmark run records its counts.
+    /// The shared fuzz harness (tests/common/fuzz.rs) at this module's count, no time limit.
     fn fuzz<S: Strategy>(
         name: &str,
         strategy: S,
@@ -803,37 +783,13 @@ pub(super) mod tests {
     ) where
         S::Value: std::fmt::Debug,
     {
-        let cases = fuzz_cases(512);
-        let seed = fuzz_seed();
-        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-            cases,
-            failure_persistence: None,
-            rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
-            ..ProptestConfig::default()
-        });
-        let count = std::cell::Cell::new(0u32);
-        let slowest = std::cell::Cell::new(std::time::Duration::ZERO);
-        let t0 = std::time::Instant::now();
-        let r = runner.run(&strategy, |input| {
-            let t = std::time::Instant::now();
-            check(input)?;
-            count.set(count.get() + 1);
-            slowest.set(slowest.get().max(t.elapsed()));
-            Ok(())
-        });
-        // A panic or a failed check stops the run at that input (shrunk, then reported below).
-        eprintln!(
-            "fuzz {name}: {} inputs (seed {}), {} panics or failed checks, slowest input {:.1?}, {:.1?} in all",
-            count.get(),
-            seed,
-            u32::from(r.is_err()),
-            slowest.get(),
-            t0.elapsed()
+        super::fuzz_harness::fuzz(
+            name,
+            super::fuzz_harness::fuzz_cases(512),
+            None,
+            strategy,
+            check,
         );
-        if let Err(e) = r {
-            panic!("fuzz {name}: {e}");
-        }
-        assert_eq!(count.get(), cases, "fuzz {name}: not every input ran");
     }
 
     #[test]
