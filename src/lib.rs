@@ -21,5 +21,6 @@ pub mod plot;
 pub mod report;
 pub mod rtl;
 pub mod sim;
+pub mod sweep;
 pub mod train;
 pub mod util;

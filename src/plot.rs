@@ -10,7 +10,7 @@ use std::sync::Once;
 /// DejaVu Sans, shipped in the binary so PNG text renders without any system font.
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The bytes are a known-good TrueType file compiled in; a failure would be a build defect.
@@ -20,13 +20,13 @@ fn register_font() {
     });
 }
 
-enum Format {
+pub(crate) enum Format {
     Svg,
     Png,
 }
 
 /// The plot format named by a path's extension.
-fn plot_format(path: &Path) -> Result<Format> {
+pub(crate) fn plot_format(path: &Path) -> Result<Format> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -74,7 +74,7 @@ pub fn plot_curves(path: &Path, title: &str, runs: &[(&str, &[EpochRecord])]) ->
 }
 
 /// Encode an RGB buffer as PNG via the encoder plotters already depends on.
-fn image_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>> {
+pub(crate) fn image_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>> {
     use image::ImageEncoder;
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
