@@ -146,9 +146,9 @@ fn ecp5_bram_infers_dp16kd_without_bypass_logic() {
     assert_eq!(bram, 1, "1024x16 fits one DP16KD:\n{stat}");
     assert_eq!(lut, 0, "no read-during-write emulation:\n{stat}");
     // The read and output registers are the DP16KD's own (dff_bram_block_ecp5); the request
-    // registers (1 + 10 + 16 + 10) and the fabric register behind the block (for the clock:
-    // docs/engine.md) are in the fabric.
-    assert_eq!(ff, 37 + 16, "{stat}");
+    // registers (1 + 10 + 16 + 10) and the two fabric registers behind the block (for the
+    // clock: src/rtl/bram.rs) are in the fabric.
+    assert_eq!(ff, 37 + 2 * 16, "{stat}");
 }
 
 #[test]

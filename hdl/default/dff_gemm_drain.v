@@ -36,6 +36,9 @@ module dff_gemm_drain (
   localparam StRun = 2'd1;
   localparam StTail = 2'd2;
 
+  reg infer_run_q;
+  reg [5:0] nsamp_run_q;
+  reg [8:0] nrows_run_q;
   reg done_q;
   reg done_d;
   wire unused_io;
@@ -123,6 +126,7 @@ module dff_gemm_drain (
   reg tile_p10_q;
   reg tile_p11_q;
   reg tile_p12_q;
+  reg tile_p13_q;
   wire tile_due;
   wire drain_last;
   wire tb_next_last;
@@ -152,6 +156,7 @@ module dff_gemm_drain (
   wire signed [15:0] bias;
   reg signed [47:0] elem2_p1_q;
   reg signed [47:0] elem2_p2_q;
+  reg signed [47:0] elem2_p3_q;
   reg signed [47:0] elem2_q;
   wire signed [27:0] bias_shifted;
   reg signed [49:0] z_q;
@@ -162,6 +167,7 @@ module dff_gemm_drain (
   reg z_v_p4;
   reg z_v_p5;
   reg z_v_p6;
+  reg z_v_p7;
   wire [15:0] relu_h;
   wire relu_v;
   wire [3:0] h_bank_sum;
@@ -176,6 +182,7 @@ module dff_gemm_drain (
   reg [2:0] h_bank_p6;
   reg [2:0] h_bank_p7;
   reg [2:0] h_bank_p8;
+  reg [2:0] h_bank_p9;
   reg [13:0] h_word_p1;
   reg [13:0] h_word_p2;
   reg [13:0] h_word_p3;
@@ -184,16 +191,17 @@ module dff_gemm_drain (
   reg [13:0] h_word_p6;
   reg [13:0] h_word_p7;
   reg [13:0] h_word_p8;
+  reg [13:0] h_word_p9;
   wire unused_cut0_a1_word_q;
   wire unused_cut1_grad_base_q;
   wire unused_cut2_n_base_h_q;
   wire unused_cut3_o_now;
   wire unused_port_start_i;
   assign done_o = done_q;
-  assign unused_io = ^infer_i;
+  assign unused_io = ^infer_run_q;
   assign is_grad = is_grad1_q || is_grad2_q;
-  assign n_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? {3'd0, nsamp_i} : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 9'd64 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? nrows_i : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 9'd128 : 9'd0;
-  assign tile_due = is_grad ? tile_p12_q : tile_p9_q;
+  assign n_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? {3'd0, nsamp_run_q} : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 9'd64 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? nrows_run_q : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 9'd128 : 9'd0;
+  assign tile_due = is_grad ? tile_p13_q : tile_p10_q;
   assign drain_last = (col_q == 3'd3) && (is_grad || (row_q == 3'd3));
   assign tb_next_last = (tb_c_q + 9'd8) >= n_q;
   assign ob_next_last = (ob_r_q + 9'd8) >= m_q;
@@ -217,7 +225,7 @@ module dff_gemm_drain (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .z_i(z_sat),
-    .v_i(z_v_p6),
+    .v_i(z_v_p7),
     .h_o(relu_h),
     .v_o(relu_v)
   );
@@ -286,7 +294,7 @@ module dff_gemm_drain (
   always @* begin
     h2_we_d = {4{1'b0}};
     if (relu_v && (layer_i == 1'b1)) begin
-      h2_we_d = (relu_v && (layer_i == 1'b1)) ? {h_bank_p8 == 3'd3, h_bank_p8 == 3'd2, h_bank_p8 == 3'd1, h_bank_p8 == 3'd0} : 4'd0;
+      h2_we_d = (relu_v && (layer_i == 1'b1)) ? {h_bank_p9 == 3'd3, h_bank_p9 == 3'd2, h_bank_p9 == 3'd1, h_bank_p9 == 3'd0} : 4'd0;
     end
   end
 
@@ -303,7 +311,7 @@ module dff_gemm_drain (
   always @* begin
     h2_waddr_d = {56{1'b0}};
     if (relu_v && (layer_i == 1'b1)) begin
-      h2_waddr_d = {h_word_p8, h_word_p8, h_word_p8, h_word_p8};
+      h2_waddr_d = {h_word_p9, h_word_p9, h_word_p9, h_word_p9};
     end
   end
 
@@ -466,15 +474,15 @@ module dff_gemm_drain (
       end else if ((kind_i == 4'd8) && (layer_i == 1'b0)) begin
         m_d = 9'd128;
         d_d = 8'd64;
-        tail_d = 4'd13;
+        tail_d = 4'd14;
       end else if ((kind_i == 4'd2) && (layer_i == 1'b1)) begin
         m_d = 9'd128;
         d_d = 8'd128;
-        tail_d = 4'd8;
+        tail_d = 4'd9;
       end else if ((kind_i == 4'd8) && (layer_i == 1'b1)) begin
         m_d = 9'd128;
         d_d = 8'd128;
-        tail_d = 4'd13;
+        tail_d = 4'd14;
       end
     end
   end
@@ -553,6 +561,7 @@ module dff_gemm_drain (
       tile_p10_q <= {1{1'b0}};
       tile_p11_q <= {1{1'b0}};
       tile_p12_q <= {1{1'b0}};
+      tile_p13_q <= {1{1'b0}};
       grad_v_q <= {1{1'b0}};
       a1_v_p1 <= {1{1'b0}};
       a1_v_p2 <= {1{1'b0}};
@@ -562,6 +571,7 @@ module dff_gemm_drain (
       z_v_p4 <= {1{1'b0}};
       z_v_p5 <= {1{1'b0}};
       z_v_p6 <= {1{1'b0}};
+      z_v_p7 <= {1{1'b0}};
     end else begin
       tile_p1_q <= tile_i;
       tile_p2_q <= tile_p1_q;
@@ -575,6 +585,7 @@ module dff_gemm_drain (
       tile_p10_q <= tile_p9_q;
       tile_p11_q <= tile_p10_q;
       tile_p12_q <= tile_p11_q;
+      tile_p13_q <= tile_p12_q;
       grad_v_q <= sampled && is_grad && n_ok_q;
       a1_v_p1 <= elem_ok && is_fwd1_q;
       a1_v_p2 <= a1_v_p1;
@@ -584,6 +595,7 @@ module dff_gemm_drain (
       z_v_p4 <= z_v_p3;
       z_v_p5 <= z_v_p4;
       z_v_p6 <= z_v_p5;
+      z_v_p7 <= z_v_p6;
     end
   end
 
@@ -606,7 +618,8 @@ module dff_gemm_drain (
     a1_word_p2 <= a1_word_p1;
     elem2_p1_q <= elem_q;
     elem2_p2_q <= elem2_p1_q;
-    elem2_q <= elem2_p2_q;
+    elem2_p3_q <= elem2_p2_q;
+    elem2_q <= elem2_p3_q;
     z_q <= $signed({{2{elem2_q[47]}}, elem2_q}) + $signed({{22{bias_shifted[27]}}, bias_shifted});
     h_bank_p1 <= h_bank;
     h_bank_p2 <= h_bank_p1;
@@ -616,6 +629,7 @@ module dff_gemm_drain (
     h_bank_p6 <= h_bank_p5;
     h_bank_p7 <= h_bank_p6;
     h_bank_p8 <= h_bank_p7;
+    h_bank_p9 <= h_bank_p8;
     h_word_p1 <= h_word;
     h_word_p2 <= h_word_p1;
     h_word_p3 <= h_word_p2;
@@ -624,6 +638,14 @@ module dff_gemm_drain (
     h_word_p6 <= h_word_p5;
     h_word_p7 <= h_word_p6;
     h_word_p8 <= h_word_p7;
+    h_word_p9 <= h_word_p8;
+  end
+
+  (* keep *)
+  always @(posedge clk_i) begin
+    infer_run_q <= infer_i;
+    nsamp_run_q <= nsamp_i;
+    nrows_run_q <= nrows_i;
   end
 
 endmodule

@@ -34,6 +34,9 @@ module dff_gemm_feed (
   input  wire [71:0] h2_rdata_i
 );
 
+  reg infer_run_q;
+  reg [5:0] nsamp_run_q;
+  reg [8:0] nrows_run_q;
   reg done_q;
   reg done_d;
   wire unused_done;
@@ -147,16 +150,19 @@ module dff_gemm_feed (
   reg [2:0] rot_c_p3;
   reg [2:0] rot_c_p4;
   reg [2:0] rot_c_p5;
+  reg [2:0] rot_c_p6;
   reg [2:0] rot_hk_p1;
   reg [2:0] rot_hk_p2;
   reg [2:0] rot_hk_p3;
   reg [2:0] rot_hk_p4;
   reg [2:0] rot_hk_p5;
+  reg [2:0] rot_hk_p6;
   reg [2:0] rot_ho_p1;
   reg [2:0] rot_ho_p2;
   reg [2:0] rot_ho_p3;
   reg [2:0] rot_ho_p4;
   reg [2:0] rot_ho_p5;
+  reg [2:0] rot_ho_p6;
   wire [3:0] rot_h_sum;
   wire unused_rot_h_sum;
   wire [2:0] rot_h;
@@ -165,11 +171,13 @@ module dff_gemm_feed (
   reg op_fwd1_p3;
   reg op_fwd1_p4;
   reg op_fwd1_p5;
+  reg op_fwd1_p6;
   reg op_grad1_p1;
   reg op_grad1_p2;
   reg op_grad1_p3;
   reg op_grad1_p4;
   reg op_grad1_p5;
+  reg op_grad1_p6;
   wire [15:0] fwd1_w0;
   wire signed [21:0] grad1_e0;
   wire signed [17:0] grad1_e0_sat;
@@ -191,11 +199,13 @@ module dff_gemm_feed (
   reg op_fwd2_p3;
   reg op_fwd2_p4;
   reg op_fwd2_p5;
+  reg op_fwd2_p6;
   reg op_grad2_p1;
   reg op_grad2_p2;
   reg op_grad2_p3;
   reg op_grad2_p4;
   reg op_grad2_p5;
+  reg op_grad2_p6;
   wire [15:0] fwd2_w0;
   wire [17:0] grad2_d0;
   wire [15:0] fwd2_w1;
@@ -216,18 +226,21 @@ module dff_gemm_feed (
   reg av_p4;
   reg av_p5;
   reg av_p6;
+  reg av_p7;
   reg ac_p1;
   reg ac_p2;
   reg ac_p3;
   reg ac_p4;
   reg ac_p5;
   reg ac_p6;
+  reg ac_p7;
   reg al_p1;
   reg al_p2;
   reg al_p3;
   reg al_p4;
   reg al_p5;
   reg al_p6;
+  reg al_p7;
   wire unused_cut0_e_base_q;
   wire unused_cut1_k_base_c_q;
   wire unused_cut2_k_base_c_q;
@@ -238,9 +251,9 @@ module dff_gemm_feed (
   wire unused_cut7_west_base_q;
   wire unused_port_start_i;
   assign unused_done = ^done_q;
-  assign unused_io = ^infer_i;
-  assign k_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? 9'd64 : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? {3'd0, nsamp_i} : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? 9'd128 : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? nrows_i : 9'd0;
-  assign n_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? {3'd0, nsamp_i} : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 9'd64 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? nrows_i : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 9'd128 : 9'd0;
+  assign unused_io = ^infer_run_q;
+  assign k_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? 9'd64 : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? {3'd0, nsamp_run_q} : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? 9'd128 : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? nrows_run_q : 9'd0;
+  assign n_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? {3'd0, nsamp_run_q} : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 9'd64 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? nrows_run_q : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 9'd128 : 9'd0;
   assign pad_start = ((kind_i == 4'd2) && (layer_i == 1'b0)) ? 9'd16 : ((kind_i == 4'd8) && (layer_i == 1'b0)) ? 9'd4 : ((kind_i == 4'd2) && (layer_i == 1'b1)) ? 9'd16 : ((kind_i == 4'd8) && (layer_i == 1'b1)) ? 9'd4 : 9'd0;
   assign issue = (st_q == 1'b1) && live_q;
   assign steps_start_m1 = (k_start < pad_start ? pad_start : k_start) - 9'd1;
@@ -276,7 +289,7 @@ module dff_gemm_feed (
   assign grad2_h_addr2 = k_base_h_q[13:0] + {5'd0, ob_r_q} + {10'd0, grad2_h_lane2};
   assign grad2_h_lane3 = 4'd3 >= {1'b0, grad2_h_rot} ? 4'd3 - {1'b0, grad2_h_rot} : 4'd7 - {1'b0, grad2_h_rot};
   assign grad2_h_addr3 = k_base_h_q[13:0] + {5'd0, ob_r_q} + {10'd0, grad2_h_lane3};
-  assign rot_h_sum = ({1'b0, rot_hk_p5} + {1'b0, rot_ho_p5}) >= 4'd4 ? {1'b0, rot_hk_p5} + {1'b0, rot_ho_p5} - 4'd4 : {1'b0, rot_hk_p5} + {1'b0, rot_ho_p5};
+  assign rot_h_sum = ({1'b0, rot_hk_p6} + {1'b0, rot_ho_p6}) >= 4'd4 ? {1'b0, rot_hk_p6} + {1'b0, rot_ho_p6} - 4'd4 : {1'b0, rot_hk_p6} + {1'b0, rot_ho_p6};
   assign unused_rot_h_sum = ^rot_h_sum;
   assign rot_h = rot_h_sum[2:0];
   assign fwd1_w0 = w1_rdata_i[0 +: 16];
@@ -291,10 +304,10 @@ module dff_gemm_feed (
   assign fwd1_w3 = w1_rdata_i[48 +: 16];
   assign grad1_e3 = e_rdata_i[66 +: 22];
   assign grad1_e3_sat = ((&grad1_e3[21:17]) || !(|grad1_e3[21:17])) ? grad1_e3[17:0] : grad1_e3[21] ? 18'h20000 : 18'h1ffff;
-  assign x1_lane0 = rot_c_p5 == 3'd3 ? x0_rdata_i[36 +: 12] : rot_c_p5 == 3'd2 ? x0_rdata_i[24 +: 12] : rot_c_p5 == 3'd1 ? x0_rdata_i[12 +: 12] : x0_rdata_i[0 +: 12];
-  assign x1_lane1 = rot_c_p5 == 3'd3 ? x0_rdata_i[0 +: 12] : rot_c_p5 == 3'd2 ? x0_rdata_i[36 +: 12] : rot_c_p5 == 3'd1 ? x0_rdata_i[24 +: 12] : x0_rdata_i[12 +: 12];
-  assign x1_lane2 = rot_c_p5 == 3'd3 ? x0_rdata_i[12 +: 12] : rot_c_p5 == 3'd2 ? x0_rdata_i[0 +: 12] : rot_c_p5 == 3'd1 ? x0_rdata_i[36 +: 12] : x0_rdata_i[24 +: 12];
-  assign x1_lane3 = rot_c_p5 == 3'd3 ? x0_rdata_i[24 +: 12] : rot_c_p5 == 3'd2 ? x0_rdata_i[12 +: 12] : rot_c_p5 == 3'd1 ? x0_rdata_i[0 +: 12] : x0_rdata_i[36 +: 12];
+  assign x1_lane0 = rot_c_p6 == 3'd3 ? x0_rdata_i[36 +: 12] : rot_c_p6 == 3'd2 ? x0_rdata_i[24 +: 12] : rot_c_p6 == 3'd1 ? x0_rdata_i[12 +: 12] : x0_rdata_i[0 +: 12];
+  assign x1_lane1 = rot_c_p6 == 3'd3 ? x0_rdata_i[0 +: 12] : rot_c_p6 == 3'd2 ? x0_rdata_i[36 +: 12] : rot_c_p6 == 3'd1 ? x0_rdata_i[24 +: 12] : x0_rdata_i[12 +: 12];
+  assign x1_lane2 = rot_c_p6 == 3'd3 ? x0_rdata_i[12 +: 12] : rot_c_p6 == 3'd2 ? x0_rdata_i[0 +: 12] : rot_c_p6 == 3'd1 ? x0_rdata_i[36 +: 12] : x0_rdata_i[24 +: 12];
+  assign x1_lane3 = rot_c_p6 == 3'd3 ? x0_rdata_i[24 +: 12] : rot_c_p6 == 3'd2 ? x0_rdata_i[12 +: 12] : rot_c_p6 == 3'd1 ? x0_rdata_i[0 +: 12] : x0_rdata_i[36 +: 12];
   assign fwd2_w0 = w2_rdata_i[0 +: 16];
   assign grad2_d0 = rot_h == 3'd3 ? h2_rdata_i[54 +: 18] : rot_h == 3'd2 ? h2_rdata_i[36 +: 18] : rot_h == 3'd1 ? h2_rdata_i[18 +: 18] : h2_rdata_i[0 +: 18];
   assign fwd2_w1 = w2_rdata_i[16 +: 16];
@@ -303,15 +316,15 @@ module dff_gemm_feed (
   assign grad2_d2 = rot_h == 3'd3 ? h2_rdata_i[18 +: 18] : rot_h == 3'd2 ? h2_rdata_i[0 +: 18] : rot_h == 3'd1 ? h2_rdata_i[54 +: 18] : h2_rdata_i[36 +: 18];
   assign fwd2_w3 = w2_rdata_i[48 +: 16];
   assign grad2_d3 = rot_h == 3'd3 ? h2_rdata_i[36 +: 18] : rot_h == 3'd2 ? h2_rdata_i[18 +: 18] : rot_h == 3'd1 ? h2_rdata_i[0 +: 18] : h2_rdata_i[54 +: 18];
-  assign x2_lane0 = rot_c_p5 == 3'd3 ? xh1_rdata_i[36 +: 12] : rot_c_p5 == 3'd2 ? xh1_rdata_i[24 +: 12] : rot_c_p5 == 3'd1 ? xh1_rdata_i[12 +: 12] : xh1_rdata_i[0 +: 12];
-  assign x2_lane1 = rot_c_p5 == 3'd3 ? xh1_rdata_i[0 +: 12] : rot_c_p5 == 3'd2 ? xh1_rdata_i[36 +: 12] : rot_c_p5 == 3'd1 ? xh1_rdata_i[24 +: 12] : xh1_rdata_i[12 +: 12];
-  assign x2_lane2 = rot_c_p5 == 3'd3 ? xh1_rdata_i[12 +: 12] : rot_c_p5 == 3'd2 ? xh1_rdata_i[0 +: 12] : rot_c_p5 == 3'd1 ? xh1_rdata_i[36 +: 12] : xh1_rdata_i[24 +: 12];
-  assign x2_lane3 = rot_c_p5 == 3'd3 ? xh1_rdata_i[24 +: 12] : rot_c_p5 == 3'd2 ? xh1_rdata_i[12 +: 12] : rot_c_p5 == 3'd1 ? xh1_rdata_i[0 +: 12] : xh1_rdata_i[36 +: 12];
+  assign x2_lane0 = rot_c_p6 == 3'd3 ? xh1_rdata_i[36 +: 12] : rot_c_p6 == 3'd2 ? xh1_rdata_i[24 +: 12] : rot_c_p6 == 3'd1 ? xh1_rdata_i[12 +: 12] : xh1_rdata_i[0 +: 12];
+  assign x2_lane1 = rot_c_p6 == 3'd3 ? xh1_rdata_i[0 +: 12] : rot_c_p6 == 3'd2 ? xh1_rdata_i[36 +: 12] : rot_c_p6 == 3'd1 ? xh1_rdata_i[24 +: 12] : xh1_rdata_i[12 +: 12];
+  assign x2_lane2 = rot_c_p6 == 3'd3 ? xh1_rdata_i[12 +: 12] : rot_c_p6 == 3'd2 ? xh1_rdata_i[0 +: 12] : rot_c_p6 == 3'd1 ? xh1_rdata_i[36 +: 12] : xh1_rdata_i[24 +: 12];
+  assign x2_lane3 = rot_c_p6 == 3'd3 ? xh1_rdata_i[24 +: 12] : rot_c_p6 == 3'd2 ? xh1_rdata_i[12 +: 12] : rot_c_p6 == 3'd1 ? xh1_rdata_i[0 +: 12] : xh1_rdata_i[36 +: 12];
   assign west_o = west_q;
   assign north_o = north_q;
-  assign av_o = av_p6;
-  assign ac_o = ac_p6;
-  assign al_o = al_p6;
+  assign av_o = av_p7;
+  assign ac_o = ac_p7;
+  assign al_o = al_p7;
   assign issue_o = issue;
   assign tile_o = issue && k_last_q;
   assign unused_cut0_e_base_q = ^e_base_q[14:10];
@@ -603,18 +616,21 @@ module dff_gemm_feed (
       av_p4 <= {1{1'b0}};
       av_p5 <= {1{1'b0}};
       av_p6 <= {1{1'b0}};
+      av_p7 <= {1{1'b0}};
       ac_p1 <= {1{1'b0}};
       ac_p2 <= {1{1'b0}};
       ac_p3 <= {1{1'b0}};
       ac_p4 <= {1{1'b0}};
       ac_p5 <= {1{1'b0}};
       ac_p6 <= {1{1'b0}};
+      ac_p7 <= {1{1'b0}};
       al_p1 <= {1{1'b0}};
       al_p2 <= {1{1'b0}};
       al_p3 <= {1{1'b0}};
       al_p4 <= {1{1'b0}};
       al_p5 <= {1{1'b0}};
       al_p6 <= {1{1'b0}};
+      al_p7 <= {1{1'b0}};
     end else begin
       av_p1 <= issue;
       av_p2 <= av_p1;
@@ -622,18 +638,21 @@ module dff_gemm_feed (
       av_p4 <= av_p3;
       av_p5 <= av_p4;
       av_p6 <= av_p5;
+      av_p7 <= av_p6;
       ac_p1 <= issue && (k_q == 9'd0);
       ac_p2 <= ac_p1;
       ac_p3 <= ac_p2;
       ac_p4 <= ac_p3;
       ac_p5 <= ac_p4;
       ac_p6 <= ac_p5;
+      ac_p7 <= ac_p6;
       al_p1 <= issue && k_last_q;
       al_p2 <= al_p1;
       al_p3 <= al_p2;
       al_p4 <= al_p3;
       al_p5 <= al_p4;
       al_p6 <= al_p5;
+      al_p7 <= al_p6;
     end
   end
 
@@ -652,38 +671,52 @@ module dff_gemm_feed (
     rot_c_p3 <= rot_c_p2;
     rot_c_p4 <= rot_c_p3;
     rot_c_p5 <= rot_c_p4;
+    rot_c_p6 <= rot_c_p5;
     rot_hk_p1 <= k_mod_h_q;
     rot_hk_p2 <= rot_hk_p1;
     rot_hk_p3 <= rot_hk_p2;
     rot_hk_p4 <= rot_hk_p3;
     rot_hk_p5 <= rot_hk_p4;
+    rot_hk_p6 <= rot_hk_p5;
     rot_ho_p1 <= ob_mod_q;
     rot_ho_p2 <= rot_ho_p1;
     rot_ho_p3 <= rot_ho_p2;
     rot_ho_p4 <= rot_ho_p3;
     rot_ho_p5 <= rot_ho_p4;
+    rot_ho_p6 <= rot_ho_p5;
     op_fwd1_p1 <= is_fwd1_q;
     op_fwd1_p2 <= op_fwd1_p1;
     op_fwd1_p3 <= op_fwd1_p2;
     op_fwd1_p4 <= op_fwd1_p3;
     op_fwd1_p5 <= op_fwd1_p4;
+    op_fwd1_p6 <= op_fwd1_p5;
     op_grad1_p1 <= is_grad1_q;
     op_grad1_p2 <= op_grad1_p1;
     op_grad1_p3 <= op_grad1_p2;
     op_grad1_p4 <= op_grad1_p3;
     op_grad1_p5 <= op_grad1_p4;
+    op_grad1_p6 <= op_grad1_p5;
     op_fwd2_p1 <= is_fwd2_q;
     op_fwd2_p2 <= op_fwd2_p1;
     op_fwd2_p3 <= op_fwd2_p2;
     op_fwd2_p4 <= op_fwd2_p3;
     op_fwd2_p5 <= op_fwd2_p4;
+    op_fwd2_p6 <= op_fwd2_p5;
     op_grad2_p1 <= is_grad2_q;
     op_grad2_p2 <= op_grad2_p1;
     op_grad2_p3 <= op_grad2_p2;
     op_grad2_p4 <= op_grad2_p3;
     op_grad2_p5 <= op_grad2_p4;
-    west_q <= {op_grad2_p5 ? grad2_d3 : op_fwd2_p5 ? $signed({{2{fwd2_w3[15]}}, fwd2_w3}) : op_grad1_p5 ? grad1_e3_sat : op_fwd1_p5 ? $signed({{2{fwd1_w3[15]}}, fwd1_w3}) : 18'd0, op_grad2_p5 ? grad2_d2 : op_fwd2_p5 ? $signed({{2{fwd2_w2[15]}}, fwd2_w2}) : op_grad1_p5 ? grad1_e2_sat : op_fwd1_p5 ? $signed({{2{fwd1_w2[15]}}, fwd1_w2}) : 18'd0, op_grad2_p5 ? grad2_d1 : op_fwd2_p5 ? $signed({{2{fwd2_w1[15]}}, fwd2_w1}) : op_grad1_p5 ? grad1_e1_sat : op_fwd1_p5 ? $signed({{2{fwd1_w1[15]}}, fwd1_w1}) : 18'd0, op_grad2_p5 ? grad2_d0 : op_fwd2_p5 ? $signed({{2{fwd2_w0[15]}}, fwd2_w0}) : op_grad1_p5 ? grad1_e0_sat : op_fwd1_p5 ? $signed({{2{fwd1_w0[15]}}, fwd1_w0}) : 18'd0};
-    north_q <= {(op_fwd2_p5 || op_grad2_p5) ? {4'd0, x2_lane3} : (op_fwd1_p5 || op_grad1_p5) ? {4'd0, x1_lane3} : 16'd0, (op_fwd2_p5 || op_grad2_p5) ? {4'd0, x2_lane2} : (op_fwd1_p5 || op_grad1_p5) ? {4'd0, x1_lane2} : 16'd0, (op_fwd2_p5 || op_grad2_p5) ? {4'd0, x2_lane1} : (op_fwd1_p5 || op_grad1_p5) ? {4'd0, x1_lane1} : 16'd0, (op_fwd2_p5 || op_grad2_p5) ? {4'd0, x2_lane0} : (op_fwd1_p5 || op_grad1_p5) ? {4'd0, x1_lane0} : 16'd0};
+    op_grad2_p6 <= op_grad2_p5;
+    west_q <= {op_grad2_p6 ? grad2_d3 : op_fwd2_p6 ? $signed({{2{fwd2_w3[15]}}, fwd2_w3}) : op_grad1_p6 ? grad1_e3_sat : op_fwd1_p6 ? $signed({{2{fwd1_w3[15]}}, fwd1_w3}) : 18'd0, op_grad2_p6 ? grad2_d2 : op_fwd2_p6 ? $signed({{2{fwd2_w2[15]}}, fwd2_w2}) : op_grad1_p6 ? grad1_e2_sat : op_fwd1_p6 ? $signed({{2{fwd1_w2[15]}}, fwd1_w2}) : 18'd0, op_grad2_p6 ? grad2_d1 : op_fwd2_p6 ? $signed({{2{fwd2_w1[15]}}, fwd2_w1}) : op_grad1_p6 ? grad1_e1_sat : op_fwd1_p6 ? $signed({{2{fwd1_w1[15]}}, fwd1_w1}) : 18'd0, op_grad2_p6 ? grad2_d0 : op_fwd2_p6 ? $signed({{2{fwd2_w0[15]}}, fwd2_w0}) : op_grad1_p6 ? grad1_e0_sat : op_fwd1_p6 ? $signed({{2{fwd1_w0[15]}}, fwd1_w0}) : 18'd0};
+    north_q <= {(op_fwd2_p6 || op_grad2_p6) ? {4'd0, x2_lane3} : (op_fwd1_p6 || op_grad1_p6) ? {4'd0, x1_lane3} : 16'd0, (op_fwd2_p6 || op_grad2_p6) ? {4'd0, x2_lane2} : (op_fwd1_p6 || op_grad1_p6) ? {4'd0, x1_lane2} : 16'd0, (op_fwd2_p6 || op_grad2_p6) ? {4'd0, x2_lane1} : (op_fwd1_p6 || op_grad1_p6) ? {4'd0, x1_lane1} : 16'd0, (op_fwd2_p6 || op_grad2_p6) ? {4'd0, x2_lane0} : (op_fwd1_p6 || op_grad1_p6) ? {4'd0, x1_lane0} : 16'd0};
+  end
+
+  (* keep *)
+  always @(posedge clk_i) begin
+    infer_run_q <= infer_i;
+    nsamp_run_q <= nsamp_i;
+    nrows_run_q <= nrows_i;
   end
 
 endmodule

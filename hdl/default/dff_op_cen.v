@@ -36,6 +36,9 @@ module dff_op_cen (
   localparam StTable = 2'd1;
   localparam StRows = 2'd2;
 
+  reg infer_run_q;
+  reg [5:0] nsamp_run_q;
+  reg [8:0] nrows_run_q;
   reg done_q;
   reg done_d;
   reg [6:0] b1_raddr_d;
@@ -94,16 +97,19 @@ module dff_op_cen (
   reg v_wr_p3;
   reg v_wr_p4;
   reg v_wr_p5;
+  reg v_wr_p6;
   reg [2:0] v_lane_p1;
   reg [2:0] v_lane_p2;
   reg [2:0] v_lane_p3;
   reg [2:0] v_lane_p4;
   reg [2:0] v_lane_p5;
+  reg [2:0] v_lane_p6;
   reg [8:0] v_word_p1;
   reg [8:0] v_word_p2;
   reg [8:0] v_word_p3;
   reg [8:0] v_word_p4;
   reg [8:0] v_word_p5;
+  reg [8:0] v_word_p6;
   wire signed [27:0] b_shifted;
   wire signed [27:0] u_shifted;
   wire signed [28:0] v_sum;
@@ -113,6 +119,7 @@ module dff_op_cen (
   reg [3:0] slot_h_p3;
   reg [3:0] slot_h_p4;
   reg [3:0] slot_h_p5;
+  reg [3:0] slot_h_p6;
   wire [3:0] hyp_now;
   wire [8:0] v_base_now;
   reg header_v_p1;
@@ -121,6 +128,7 @@ module dff_op_cen (
   reg header_v_p4;
   reg header_v_p5;
   reg header_v_p6;
+  reg header_v_p7;
   reg [8:0] v_base_h_q;
   reg [9:0] a1_base_h_p1;
   reg [9:0] a1_base_h_p2;
@@ -128,18 +136,21 @@ module dff_op_cen (
   reg [9:0] a1_base_h_p4;
   reg [9:0] a1_base_h_p5;
   reg [9:0] a1_base_h_p6;
+  reg [9:0] a1_base_h_p7;
   reg [2:0] row_mod_h_p1;
   reg [2:0] row_mod_h_p2;
   reg [2:0] row_mod_h_p3;
   reg [2:0] row_mod_h_p4;
   reg [2:0] row_mod_h_p5;
   reg [2:0] row_mod_h_p6;
+  reg [2:0] row_mod_h_p7;
   reg [13:0] row_base_h_p1;
   reg [13:0] row_base_h_p2;
   reg [13:0] row_base_h_p3;
   reg [13:0] row_base_h_p4;
   reg [13:0] row_base_h_p5;
   reg [13:0] row_base_h_p6;
+  reg [13:0] row_base_h_p7;
   wire unused_hi_bits;
   reg [5:0] group_q;
   reg [5:0] group_d;
@@ -164,6 +175,7 @@ module dff_op_cen (
   reg [2:0] a1_lane_r_p3;
   reg [2:0] a1_lane_r_p4;
   reg [2:0] a1_lane_r_p5;
+  reg [2:0] a1_lane_r_p6;
   wire [191:0] relu_z;
   wire [3:0] relu_vi;
   wire [63:0] relu_h;
@@ -174,12 +186,14 @@ module dff_op_cen (
   reg col_v_p4;
   reg col_v_p5;
   reg col_v_p6;
+  reg col_v_p7;
   reg [8:0] col_r_p1;
   reg [8:0] col_r_p2;
   reg [8:0] col_r_p3;
   reg [8:0] col_r_p4;
   reg [8:0] col_r_p5;
   reg [8:0] col_r_p6;
+  reg [8:0] col_r_p7;
   wire signed [34:0] a1_lane0;
   wire signed [28:0] v_lane0;
   reg signed [48:0] z0_q;
@@ -208,6 +222,7 @@ module dff_op_cen (
   reg [2:0] h_rot_p6;
   reg [2:0] h_rot_p7;
   reg [2:0] h_rot_p8;
+  reg [2:0] h_rot_p9;
   wire [13:0] h_word_now;
   reg [13:0] h_word_p1;
   reg [13:0] h_word_p2;
@@ -217,6 +232,7 @@ module dff_op_cen (
   reg [13:0] h_word_p6;
   reg [13:0] h_word_p7;
   reg [13:0] h_word_p8;
+  reg [13:0] h_word_p9;
   wire [13:0] h_addr0;
   wire [13:0] h_addr1;
   wire [13:0] h_addr2;
@@ -227,16 +243,15 @@ module dff_op_cen (
   wire unused_cut3_v_word_q;
   wire unused_port_kind_i;
   wire unused_port_layer_i;
-  wire unused_port_nrows_i;
   wire unused_port_start_i;
   assign done_o = done_q;
   assign header = (st_q == StRows) && (row_cycle_q == 6'd0);
-  assign unused_nsamp = ^nsamp_i;
+  assign unused_nsamp = ^nsamp_run_q;
   assign b_shifted = {b1_rdata_i[0 +: 16], 12'd0};
   assign u_shifted = {u_rdata_i[0 +: 16], 12'd0};
   assign v_sum = $signed({b_shifted[27], b_shifted}) + $signed({u_shifted[27], u_shifted});
   assign unused_v_word_hi = ^v_word_q[9:9];
-  assign hyp_now = infer_i ? slot_h_p5 : hyp_rdata_i[0 +: 4];
+  assign hyp_now = infer_run_q ? slot_h_p6 : hyp_rdata_i[0 +: 4];
   assign v_base_now = {5'd0, hyp_now} * 9'd32;
   assign unused_hi_bits = ^{a1_base_q[10:10], row_base_q[14:14]};
   assign a1_lane0 = a1_rdata_i[0 +: 35];
@@ -251,9 +266,9 @@ module dff_op_cen (
   assign a1_lane3 = a1_rdata_i[105 +: 35];
   assign v_lane3 = v_rdata_i[87 +: 29];
   assign z3_sat = ((&z3_q[48:47]) || !(|z3_q[48:47])) ? z3_q[47:0] : z3_q[48] ? 48'h800000000000 : 48'h7fffffffffff;
-  assign unused_a1_lane_r = ^a1_lane_r_p5;
+  assign unused_a1_lane_r = ^a1_lane_r_p6;
   assign relu_z = {z3_sat, z2_sat, z1_sat, z0_sat};
-  assign relu_vi = {col_v_p6 && ((col_r_p6 + 9'd3) < 9'd128), col_v_p6 && ((col_r_p6 + 9'd2) < 9'd128), col_v_p6 && ((col_r_p6 + 9'd1) < 9'd128), col_v_p6 && ((col_r_p6 + 9'd0) < 9'd128)};
+  assign relu_vi = {col_v_p7 && ((col_r_p7 + 9'd3) < 9'd128), col_v_p7 && ((col_r_p7 + 9'd2) < 9'd128), col_v_p7 && ((col_r_p7 + 9'd1) < 9'd128), col_v_p7 && ((col_r_p7 + 9'd0) < 9'd128)};
 
   dff_relu u_relu0 (
     .clk_i(clk_i),
@@ -295,17 +310,16 @@ module dff_op_cen (
   assign unused_h_rot_sum = ^h_rot_sum;
   assign h_rot = h_rot_sum[2:0];
   assign h_word_now = h_row_base_q + {5'd0, col_q};
-  assign h_addr0 = h_word_p8 + (h_rot_p8 == 3'd3 ? 14'd1 : h_rot_p8 == 3'd2 ? 14'd2 : h_rot_p8 == 3'd1 ? 14'd3 : 14'd0);
-  assign h_addr1 = h_word_p8 + (h_rot_p8 == 3'd3 ? 14'd2 : h_rot_p8 == 3'd2 ? 14'd3 : h_rot_p8 == 3'd1 ? 14'd0 : 14'd1);
-  assign h_addr2 = h_word_p8 + (h_rot_p8 == 3'd3 ? 14'd3 : h_rot_p8 == 3'd2 ? 14'd0 : h_rot_p8 == 3'd1 ? 14'd1 : 14'd2);
-  assign h_addr3 = h_word_p8 + (h_rot_p8 == 3'd3 ? 14'd0 : h_rot_p8 == 3'd2 ? 14'd1 : h_rot_p8 == 3'd1 ? 14'd2 : 14'd3);
+  assign h_addr0 = h_word_p9 + (h_rot_p9 == 3'd3 ? 14'd1 : h_rot_p9 == 3'd2 ? 14'd2 : h_rot_p9 == 3'd1 ? 14'd3 : 14'd0);
+  assign h_addr1 = h_word_p9 + (h_rot_p9 == 3'd3 ? 14'd2 : h_rot_p9 == 3'd2 ? 14'd3 : h_rot_p9 == 3'd1 ? 14'd0 : 14'd1);
+  assign h_addr2 = h_word_p9 + (h_rot_p9 == 3'd3 ? 14'd3 : h_rot_p9 == 3'd2 ? 14'd0 : h_rot_p9 == 3'd1 ? 14'd1 : 14'd2);
+  assign h_addr3 = h_word_p9 + (h_rot_p9 == 3'd3 ? 14'd0 : h_rot_p9 == 3'd2 ? 14'd1 : h_rot_p9 == 3'd1 ? 14'd2 : 14'd3);
   assign unused_cut0_a1_base_q = ^a1_base_q[10:10];
   assign unused_cut1_o_q = ^o_q[7:7];
   assign unused_cut2_row_base_q = ^row_base_q[14:14];
   assign unused_cut3_v_word_q = ^v_word_q[9:9];
   assign unused_port_kind_i = ^kind_i;
   assign unused_port_layer_i = ^layer_i;
-  assign unused_port_nrows_i = ^nrows_i;
   assign unused_port_start_i = ^start_i;
 
   always @* begin
@@ -344,8 +358,8 @@ module dff_op_cen (
 
   always @* begin
     v_we_d = {4{1'b0}};
-    if (v_wr_p5) begin
-      v_we_d = v_wr_p5 ? {v_lane_p5 == 3'd3, v_lane_p5 == 3'd2, v_lane_p5 == 3'd1, v_lane_p5 == 3'd0} : 4'd0;
+    if (v_wr_p6) begin
+      v_we_d = v_wr_p6 ? {v_lane_p6 == 3'd3, v_lane_p6 == 3'd2, v_lane_p6 == 3'd1, v_lane_p6 == 3'd0} : 4'd0;
     end
   end
 
@@ -361,8 +375,8 @@ module dff_op_cen (
 
   always @* begin
     v_waddr_d = {36{1'b0}};
-    if (v_wr_p5) begin
-      v_waddr_d = {v_word_p5, v_word_p5, v_word_p5, v_word_p5};
+    if (v_wr_p6) begin
+      v_waddr_d = {v_word_p6, v_word_p6, v_word_p6, v_word_p6};
     end
   end
 
@@ -378,7 +392,7 @@ module dff_op_cen (
 
   always @* begin
     v_wdata_d = {116{1'b0}};
-    if (v_wr_p5) begin
+    if (v_wr_p6) begin
       v_wdata_d = {v_sum, v_sum, v_sum, v_sum};
     end
   end
@@ -429,7 +443,7 @@ module dff_op_cen (
 
   always @* begin
     hyp_raddr_d = {9{1'b0}};
-    if (header && !infer_i) begin
+    if (header && !infer_run_q) begin
       hyp_raddr_d = {row_q};
     end
   end
@@ -447,7 +461,7 @@ module dff_op_cen (
   always @* begin
     h1_we_d = {4{1'b0}};
     if (|relu_vo) begin
-      h1_we_d = |relu_vo ? {h_rot_p8 == 3'd3 ? relu_vo[0] : h_rot_p8 == 3'd2 ? relu_vo[1] : h_rot_p8 == 3'd1 ? relu_vo[2] : relu_vo[3], h_rot_p8 == 3'd3 ? relu_vo[3] : h_rot_p8 == 3'd2 ? relu_vo[0] : h_rot_p8 == 3'd1 ? relu_vo[1] : relu_vo[2], h_rot_p8 == 3'd3 ? relu_vo[2] : h_rot_p8 == 3'd2 ? relu_vo[3] : h_rot_p8 == 3'd1 ? relu_vo[0] : relu_vo[1], h_rot_p8 == 3'd3 ? relu_vo[1] : h_rot_p8 == 3'd2 ? relu_vo[2] : h_rot_p8 == 3'd1 ? relu_vo[3] : relu_vo[0]} : 4'd0;
+      h1_we_d = |relu_vo ? {h_rot_p9 == 3'd3 ? relu_vo[0] : h_rot_p9 == 3'd2 ? relu_vo[1] : h_rot_p9 == 3'd1 ? relu_vo[2] : relu_vo[3], h_rot_p9 == 3'd3 ? relu_vo[3] : h_rot_p9 == 3'd2 ? relu_vo[0] : h_rot_p9 == 3'd1 ? relu_vo[1] : relu_vo[2], h_rot_p9 == 3'd3 ? relu_vo[2] : h_rot_p9 == 3'd2 ? relu_vo[3] : h_rot_p9 == 3'd1 ? relu_vo[0] : relu_vo[1], h_rot_p9 == 3'd3 ? relu_vo[1] : h_rot_p9 == 3'd2 ? relu_vo[2] : h_rot_p9 == 3'd1 ? relu_vo[3] : relu_vo[0]} : 4'd0;
     end
   end
 
@@ -481,7 +495,7 @@ module dff_op_cen (
   always @* begin
     h1_wdata_d = {64{1'b0}};
     if (|relu_vo) begin
-      h1_wdata_d = {h_rot_p8 == 3'd3 ? relu_h[0 +: 16] : h_rot_p8 == 3'd2 ? relu_h[16 +: 16] : h_rot_p8 == 3'd1 ? relu_h[32 +: 16] : relu_h[48 +: 16], h_rot_p8 == 3'd3 ? relu_h[48 +: 16] : h_rot_p8 == 3'd2 ? relu_h[0 +: 16] : h_rot_p8 == 3'd1 ? relu_h[16 +: 16] : relu_h[32 +: 16], h_rot_p8 == 3'd3 ? relu_h[32 +: 16] : h_rot_p8 == 3'd2 ? relu_h[48 +: 16] : h_rot_p8 == 3'd1 ? relu_h[0 +: 16] : relu_h[16 +: 16], h_rot_p8 == 3'd3 ? relu_h[16 +: 16] : h_rot_p8 == 3'd2 ? relu_h[32 +: 16] : h_rot_p8 == 3'd1 ? relu_h[48 +: 16] : relu_h[0 +: 16]};
+      h1_wdata_d = {h_rot_p9 == 3'd3 ? relu_h[0 +: 16] : h_rot_p9 == 3'd2 ? relu_h[16 +: 16] : h_rot_p9 == 3'd1 ? relu_h[32 +: 16] : relu_h[48 +: 16], h_rot_p9 == 3'd3 ? relu_h[48 +: 16] : h_rot_p9 == 3'd2 ? relu_h[0 +: 16] : h_rot_p9 == 3'd1 ? relu_h[16 +: 16] : relu_h[32 +: 16], h_rot_p9 == 3'd3 ? relu_h[32 +: 16] : h_rot_p9 == 3'd2 ? relu_h[48 +: 16] : h_rot_p9 == 3'd1 ? relu_h[0 +: 16] : relu_h[16 +: 16], h_rot_p9 == 3'd3 ? relu_h[16 +: 16] : h_rot_p9 == 3'd2 ? relu_h[32 +: 16] : h_rot_p9 == 3'd1 ? relu_h[48 +: 16] : relu_h[0 +: 16]};
     end
   end
 
@@ -539,11 +553,11 @@ module dff_op_cen (
     end else if (st_q == StRows) begin
       if ((row_cycle_q == 6'd0) && row_last_q) begin
         st_d = StIdle;
-        tail_d = 6'd46;
+        tail_d = 6'd48;
       end else if (row_cycle_q == 6'd31) begin
         row_cycle_d = 6'd0;
         row_d = row_q + 9'd1;
-        if (slot_q == ((infer_i ? 4'd10 : 4'd10) - 4'd1)) begin
+        if (slot_q == ((infer_run_q ? 4'd10 : 4'd10) - 4'd1)) begin
           slot_d = 4'd0;
           a1_base_d = a1_base_q + 11'd32;
         end else begin
@@ -568,21 +582,21 @@ module dff_op_cen (
       o_lane_d = 3'd0;
       v_word_d = 10'd0;
       row_d = 9'd0;
-      rows_m1_d = nrows_i - 9'd1;
+      rows_m1_d = nrows_run_q - 9'd1;
       row_cycle_d = 6'd0;
       slot_d = 4'd0;
       a1_base_d = 11'd0;
       row_mod_d = 3'd0;
       row_base_d = 15'd0;
     end
-    if (header_v_p6) begin
+    if (header_v_p7) begin
       streaming_d = 1'b1;
       group_d = 6'd0;
       v_base_d = v_base_h_q;
-      a1_word_d = a1_base_h_p6;
+      a1_word_d = a1_base_h_p7;
       a1_lane_d = 3'd0;
-      h_row_mod_d = row_mod_h_p6;
-      h_row_base_d = row_base_h_p6;
+      h_row_mod_d = row_mod_h_p7;
+      h_row_base_d = row_base_h_p7;
       col_d = 9'd0;
       col_mod_d = 3'd0;
     end else if (streaming_q) begin
@@ -661,36 +675,42 @@ module dff_op_cen (
       v_wr_p3 <= {1{1'b0}};
       v_wr_p4 <= {1{1'b0}};
       v_wr_p5 <= {1{1'b0}};
+      v_wr_p6 <= {1{1'b0}};
       header_v_p1 <= {1{1'b0}};
       header_v_p2 <= {1{1'b0}};
       header_v_p3 <= {1{1'b0}};
       header_v_p4 <= {1{1'b0}};
       header_v_p5 <= {1{1'b0}};
       header_v_p6 <= {1{1'b0}};
+      header_v_p7 <= {1{1'b0}};
       col_v_p1 <= {1{1'b0}};
       col_v_p2 <= {1{1'b0}};
       col_v_p3 <= {1{1'b0}};
       col_v_p4 <= {1{1'b0}};
       col_v_p5 <= {1{1'b0}};
       col_v_p6 <= {1{1'b0}};
+      col_v_p7 <= {1{1'b0}};
     end else begin
       v_wr_p1 <= st_q == StTable;
       v_wr_p2 <= v_wr_p1;
       v_wr_p3 <= v_wr_p2;
       v_wr_p4 <= v_wr_p3;
       v_wr_p5 <= v_wr_p4;
+      v_wr_p6 <= v_wr_p5;
       header_v_p1 <= header;
       header_v_p2 <= header_v_p1;
       header_v_p3 <= header_v_p2;
       header_v_p4 <= header_v_p3;
       header_v_p5 <= header_v_p4;
       header_v_p6 <= header_v_p5;
+      header_v_p7 <= header_v_p6;
       col_v_p1 <= streaming_q;
       col_v_p2 <= col_v_p1;
       col_v_p3 <= col_v_p2;
       col_v_p4 <= col_v_p3;
       col_v_p5 <= col_v_p4;
       col_v_p6 <= col_v_p5;
+      col_v_p7 <= col_v_p6;
     end
   end
 
@@ -701,16 +721,19 @@ module dff_op_cen (
     v_lane_p3 <= v_lane_p2;
     v_lane_p4 <= v_lane_p3;
     v_lane_p5 <= v_lane_p4;
+    v_lane_p6 <= v_lane_p5;
     v_word_p1 <= v_word_q[8:0];
     v_word_p2 <= v_word_p1;
     v_word_p3 <= v_word_p2;
     v_word_p4 <= v_word_p3;
     v_word_p5 <= v_word_p4;
+    v_word_p6 <= v_word_p5;
     slot_h_p1 <= slot_q;
     slot_h_p2 <= slot_h_p1;
     slot_h_p3 <= slot_h_p2;
     slot_h_p4 <= slot_h_p3;
     slot_h_p5 <= slot_h_p4;
+    slot_h_p6 <= slot_h_p5;
     v_base_h_q <= v_base_now;
     a1_base_h_p1 <= a1_base_q[9:0];
     a1_base_h_p2 <= a1_base_h_p1;
@@ -718,29 +741,34 @@ module dff_op_cen (
     a1_base_h_p4 <= a1_base_h_p3;
     a1_base_h_p5 <= a1_base_h_p4;
     a1_base_h_p6 <= a1_base_h_p5;
+    a1_base_h_p7 <= a1_base_h_p6;
     row_mod_h_p1 <= row_mod_q;
     row_mod_h_p2 <= row_mod_h_p1;
     row_mod_h_p3 <= row_mod_h_p2;
     row_mod_h_p4 <= row_mod_h_p3;
     row_mod_h_p5 <= row_mod_h_p4;
     row_mod_h_p6 <= row_mod_h_p5;
+    row_mod_h_p7 <= row_mod_h_p6;
     row_base_h_p1 <= row_base_q[13:0];
     row_base_h_p2 <= row_base_h_p1;
     row_base_h_p3 <= row_base_h_p2;
     row_base_h_p4 <= row_base_h_p3;
     row_base_h_p5 <= row_base_h_p4;
     row_base_h_p6 <= row_base_h_p5;
+    row_base_h_p7 <= row_base_h_p6;
     a1_lane_r_p1 <= a1_lane_q;
     a1_lane_r_p2 <= a1_lane_r_p1;
     a1_lane_r_p3 <= a1_lane_r_p2;
     a1_lane_r_p4 <= a1_lane_r_p3;
     a1_lane_r_p5 <= a1_lane_r_p4;
+    a1_lane_r_p6 <= a1_lane_r_p5;
     col_r_p1 <= col_q;
     col_r_p2 <= col_r_p1;
     col_r_p3 <= col_r_p2;
     col_r_p4 <= col_r_p3;
     col_r_p5 <= col_r_p4;
     col_r_p6 <= col_r_p5;
+    col_r_p7 <= col_r_p6;
     z0_q <= $signed({{14{a1_lane0[34]}}, a1_lane0}) + $signed({{20{v_lane0[28]}}, v_lane0});
     z1_q <= $signed({{14{a1_lane1[34]}}, a1_lane1}) + $signed({{20{v_lane1[28]}}, v_lane1});
     z2_q <= $signed({{14{a1_lane2[34]}}, a1_lane2}) + $signed({{20{v_lane2[28]}}, v_lane2});
@@ -753,6 +781,7 @@ module dff_op_cen (
     h_rot_p6 <= h_rot_p5;
     h_rot_p7 <= h_rot_p6;
     h_rot_p8 <= h_rot_p7;
+    h_rot_p9 <= h_rot_p8;
     h_word_p1 <= h_word_now;
     h_word_p2 <= h_word_p1;
     h_word_p3 <= h_word_p2;
@@ -761,6 +790,14 @@ module dff_op_cen (
     h_word_p6 <= h_word_p5;
     h_word_p7 <= h_word_p6;
     h_word_p8 <= h_word_p7;
+    h_word_p9 <= h_word_p8;
+  end
+
+  (* keep *)
+  always @(posedge clk_i) begin
+    infer_run_q <= infer_i;
+    nsamp_run_q <= nsamp_i;
+    nrows_run_q <= nrows_i;
   end
 
 endmodule

@@ -49,6 +49,9 @@ module dff_op_delta (
   input  wire [107:0] du_rdata_i
 );
 
+  reg infer_run_q;
+  reg [5:0] nsamp_run_q;
+  reg [8:0] nrows_run_q;
   reg done_q;
   reg done_d;
   wire unused_io;
@@ -139,6 +142,7 @@ module dff_op_delta (
   reg header_v_p3;
   reg header_v_p4;
   reg header_v_p5;
+  reg header_v_p6;
   reg [15:0] beta_row_q;
   reg [3:0] hyp_row_q;
   reg first_row_h_p1;
@@ -146,30 +150,35 @@ module dff_op_delta (
   reg first_row_h_p3;
   reg first_row_h_p4;
   reg first_row_h_p5;
+  reg first_row_h_p6;
   reg first_row_q;
   reg first_slot_h_p1;
   reg first_slot_h_p2;
   reg first_slot_h_p3;
   reg first_slot_h_p4;
   reg first_slot_h_p5;
+  reg first_slot_h_p6;
   reg first_slot_q;
   reg [2:0] rmod_h_h_p1;
   reg [2:0] rmod_h_h_p2;
   reg [2:0] rmod_h_h_p3;
   reg [2:0] rmod_h_h_p4;
   reg [2:0] rmod_h_h_p5;
+  reg [2:0] rmod_h_h_p6;
   reg [2:0] rmod_h_q;
   reg [13:0] rbase_h_h_p1;
   reg [13:0] rbase_h_h_p2;
   reg [13:0] rbase_h_h_p3;
   reg [13:0] rbase_h_h_p4;
   reg [13:0] rbase_h_h_p5;
+  reg [13:0] rbase_h_h_p6;
   reg [13:0] rbase_h_q;
   reg [9:0] ebase_h_p1;
   reg [9:0] ebase_h_p2;
   reg [9:0] ebase_h_p3;
   reg [9:0] ebase_h_p4;
   reg [9:0] ebase_h_p5;
+  reg [9:0] ebase_h_p6;
   reg [9:0] ebase_q;
   wire unused_row_hi;
   wire [8:0] du_base;
@@ -178,6 +187,7 @@ module dff_op_delta (
   reg groups_start_p3;
   reg groups_start_p4;
   reg groups_start_p5;
+  reg groups_start_p6;
   reg [5:0] group_q;
   reg [5:0] group_d;
   reg streaming_q;
@@ -209,6 +219,7 @@ module dff_op_delta (
   reg [2:0] h_rot_rd_p3;
   reg [2:0] h_rot_rd_p4;
   reg [2:0] h_rot_rd_p5;
+  reg [2:0] h_rot_rd_p6;
   reg [15:0] h0_q;
   reg [15:0] h1_q;
   reg [15:0] h2_q;
@@ -224,6 +235,7 @@ module dff_op_delta (
   reg [27:0] coef_op_p3;
   reg [27:0] coef_op_p4;
   reg [27:0] coef_op_p5;
+  reg [27:0] coef_op_p6;
   wire signed [17:0] d0_a0;
   wire signed [17:0] d0_a1;
   wire [10:0] d0_a1_bits;
@@ -300,6 +312,7 @@ module dff_op_delta (
   reg [3:0] lanes_ok_p9;
   reg [3:0] lanes_ok_p10;
   reg [3:0] lanes_ok_p11;
+  reg [3:0] lanes_ok_p12;
   reg write_v_p1;
   reg write_v_p2;
   reg write_v_p3;
@@ -311,6 +324,7 @@ module dff_op_delta (
   reg write_v_p9;
   reg write_v_p10;
   reg write_v_p11;
+  reg write_v_p12;
   reg [2:0] h_rot_wr_p1;
   reg [2:0] h_rot_wr_p2;
   reg [2:0] h_rot_wr_p3;
@@ -322,6 +336,7 @@ module dff_op_delta (
   reg [2:0] h_rot_wr_p9;
   reg [2:0] h_rot_wr_p10;
   reg [2:0] h_rot_wr_p11;
+  reg [2:0] h_rot_wr_p12;
   reg [13:0] h_addr0_wr_p1;
   reg [13:0] h_addr0_wr_p2;
   reg [13:0] h_addr0_wr_p3;
@@ -333,6 +348,7 @@ module dff_op_delta (
   reg [13:0] h_addr0_wr_p9;
   reg [13:0] h_addr0_wr_p10;
   reg [13:0] h_addr0_wr_p11;
+  reg [13:0] h_addr0_wr_p12;
   reg [13:0] h_addr1_wr_p1;
   reg [13:0] h_addr1_wr_p2;
   reg [13:0] h_addr1_wr_p3;
@@ -344,6 +360,7 @@ module dff_op_delta (
   reg [13:0] h_addr1_wr_p9;
   reg [13:0] h_addr1_wr_p10;
   reg [13:0] h_addr1_wr_p11;
+  reg [13:0] h_addr1_wr_p12;
   reg [13:0] h_addr2_wr_p1;
   reg [13:0] h_addr2_wr_p2;
   reg [13:0] h_addr2_wr_p3;
@@ -355,6 +372,7 @@ module dff_op_delta (
   reg [13:0] h_addr2_wr_p9;
   reg [13:0] h_addr2_wr_p10;
   reg [13:0] h_addr2_wr_p11;
+  reg [13:0] h_addr2_wr_p12;
   reg [13:0] h_addr3_wr_p1;
   reg [13:0] h_addr3_wr_p2;
   reg [13:0] h_addr3_wr_p3;
@@ -366,6 +384,7 @@ module dff_op_delta (
   reg [13:0] h_addr3_wr_p9;
   reg [13:0] h_addr3_wr_p10;
   reg [13:0] h_addr3_wr_p11;
+  reg [13:0] h_addr3_wr_p12;
   wire [3:0] h_we;
   reg rmw_issue_p1;
   reg rmw_issue_p2;
@@ -384,6 +403,7 @@ module dff_op_delta (
   reg [4:0] db_word_wr_p3;
   reg [4:0] db_word_wr_p4;
   reg [4:0] db_word_wr_p5;
+  reg [4:0] db_word_wr_p6;
   reg first_row_wr_p1;
   reg first_row_wr_p2;
   reg first_row_wr_p3;
@@ -395,6 +415,7 @@ module dff_op_delta (
   reg first_row_wr_p9;
   reg first_row_wr_p10;
   reg first_row_wr_p11;
+  reg first_row_wr_p12;
   wire signed [26:0] db1_old0;
   wire signed [26:0] db1_sum0;
   wire signed [26:0] db1_old1;
@@ -436,16 +457,19 @@ module dff_op_delta (
   reg [2:0] e_lane0_p9;
   reg [2:0] e_lane0_p10;
   reg [2:0] e_lane0_p11;
+  reg [2:0] e_lane0_p12;
   reg [9:0] e_word_wr_p1;
   reg [9:0] e_word_wr_p2;
   reg [9:0] e_word_wr_p3;
   reg [9:0] e_word_wr_p4;
   reg [9:0] e_word_wr_p5;
+  reg [9:0] e_word_wr_p6;
   reg [8:0] du_word_wr_p1;
   reg [8:0] du_word_wr_p2;
   reg [8:0] du_word_wr_p3;
   reg [8:0] du_word_wr_p4;
   reg [8:0] du_word_wr_p5;
+  reg [8:0] du_word_wr_p6;
   reg first_slot_wr_p1;
   reg first_slot_wr_p2;
   reg first_slot_wr_p3;
@@ -457,6 +481,7 @@ module dff_op_delta (
   reg first_slot_wr_p9;
   reg first_slot_wr_p10;
   reg first_slot_wr_p11;
+  reg first_slot_wr_p12;
   wire signed [21:0] e_old0;
   wire signed [21:0] e_new0;
   wire signed [21:0] e_old1;
@@ -480,12 +505,11 @@ module dff_op_delta (
   wire unused_cut4_row_base_h_q;
   wire unused_port_kind_i;
   wire unused_port_layer_i;
-  wire unused_port_nrows_i;
   wire unused_port_start_i;
   assign done_o = done_q;
-  assign unused_io = ^infer_i;
+  assign unused_io = ^infer_run_q;
   assign header = (st_q == 1'b1) && (row_cycle_q == 6'd0);
-  assign unused_nsamp = ^nsamp_i;
+  assign unused_nsamp = ^nsamp_run_q;
   assign unused_row_hi = ^{row_base_h_q[14:14], row_base_c_q[1:1], row_base_fb_q[1:1], e_base_q[10:10]};
   assign du_base = {5'd0, hyp_row_q} * 9'd32;
   assign h_rot_sum = ({1'b0, rmod_h_q} + {1'b0, col_mod_h_q}) >= 4'd4 ? {1'b0, rmod_h_q} + {1'b0, col_mod_h_q} - 4'd4 : {1'b0, rmod_h_q} + {1'b0, col_mod_h_q};
@@ -510,8 +534,8 @@ module dff_op_delta (
 
   assign unused_coef_sign = ^coef_p00_q[35:28];
   assign coef_prod = coef_p00_q[27:0];
-  assign d0_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d0_a1_bits = coef_op_p5[27:17];
+  assign d0_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d0_a1_bits = coef_op_p6[27:17];
   assign d0_a1 = $signed({{7{d0_a1_bits[10]}}, d0_a1_bits});
   assign d0_b0 = $signed({{2{1'b0}}, h0_q});
 
@@ -529,8 +553,8 @@ module dff_op_delta (
   assign d0_rq_sum = $signed({{2{d0_prod[44]}}, d0_prod}) + 47'sd524288;
   assign d0_rq_q = d0_rq_sum >>> 20;
   assign d0_y = ((&d0_rnd_q[46:17]) || !(|d0_rnd_q[46:17])) ? d0_rnd_q[17:0] : d0_rnd_q[46] ? 18'h20000 : 18'h1ffff;
-  assign d1_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d1_a1_bits = coef_op_p5[27:17];
+  assign d1_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d1_a1_bits = coef_op_p6[27:17];
   assign d1_a1 = $signed({{7{d1_a1_bits[10]}}, d1_a1_bits});
   assign d1_b0 = $signed({{2{1'b0}}, h1_q});
 
@@ -548,8 +572,8 @@ module dff_op_delta (
   assign d1_rq_sum = $signed({{2{d1_prod[44]}}, d1_prod}) + 47'sd524288;
   assign d1_rq_q = d1_rq_sum >>> 20;
   assign d1_y = ((&d1_rnd_q[46:17]) || !(|d1_rnd_q[46:17])) ? d1_rnd_q[17:0] : d1_rnd_q[46] ? 18'h20000 : 18'h1ffff;
-  assign d2_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d2_a1_bits = coef_op_p5[27:17];
+  assign d2_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d2_a1_bits = coef_op_p6[27:17];
   assign d2_a1 = $signed({{7{d2_a1_bits[10]}}, d2_a1_bits});
   assign d2_b0 = $signed({{2{1'b0}}, h2_q});
 
@@ -567,8 +591,8 @@ module dff_op_delta (
   assign d2_rq_sum = $signed({{2{d2_prod[44]}}, d2_prod}) + 47'sd524288;
   assign d2_rq_q = d2_rq_sum >>> 20;
   assign d2_y = ((&d2_rnd_q[46:17]) || !(|d2_rnd_q[46:17])) ? d2_rnd_q[17:0] : d2_rnd_q[46] ? 18'h20000 : 18'h1ffff;
-  assign d3_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d3_a1_bits = coef_op_p5[27:17];
+  assign d3_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d3_a1_bits = coef_op_p6[27:17];
   assign d3_a1 = $signed({{7{d3_a1_bits[10]}}, d3_a1_bits});
   assign d3_b0 = $signed({{2{1'b0}}, h3_q});
 
@@ -587,33 +611,33 @@ module dff_op_delta (
   assign d3_rq_q = d3_rq_sum >>> 20;
   assign d3_y = ((&d3_rnd_q[46:17]) || !(|d3_rnd_q[46:17])) ? d3_rnd_q[17:0] : d3_rnd_q[46] ? 18'h20000 : 18'h1ffff;
   assign unused_h0_pos = ^h0_pos_p4;
-  assign h_we = {h_rot_wr_p11 == 3'd3 ? lanes_ok_p11[0] : h_rot_wr_p11 == 3'd2 ? lanes_ok_p11[1] : h_rot_wr_p11 == 3'd1 ? lanes_ok_p11[2] : lanes_ok_p11[3], h_rot_wr_p11 == 3'd3 ? lanes_ok_p11[3] : h_rot_wr_p11 == 3'd2 ? lanes_ok_p11[0] : h_rot_wr_p11 == 3'd1 ? lanes_ok_p11[1] : lanes_ok_p11[2], h_rot_wr_p11 == 3'd3 ? lanes_ok_p11[2] : h_rot_wr_p11 == 3'd2 ? lanes_ok_p11[3] : h_rot_wr_p11 == 3'd1 ? lanes_ok_p11[0] : lanes_ok_p11[1], h_rot_wr_p11 == 3'd3 ? lanes_ok_p11[1] : h_rot_wr_p11 == 3'd2 ? lanes_ok_p11[2] : h_rot_wr_p11 == 3'd1 ? lanes_ok_p11[3] : lanes_ok_p11[0]};
+  assign h_we = {h_rot_wr_p12 == 3'd3 ? lanes_ok_p12[0] : h_rot_wr_p12 == 3'd2 ? lanes_ok_p12[1] : h_rot_wr_p12 == 3'd1 ? lanes_ok_p12[2] : lanes_ok_p12[3], h_rot_wr_p12 == 3'd3 ? lanes_ok_p12[3] : h_rot_wr_p12 == 3'd2 ? lanes_ok_p12[0] : h_rot_wr_p12 == 3'd1 ? lanes_ok_p12[1] : lanes_ok_p12[2], h_rot_wr_p12 == 3'd3 ? lanes_ok_p12[2] : h_rot_wr_p12 == 3'd2 ? lanes_ok_p12[3] : h_rot_wr_p12 == 3'd1 ? lanes_ok_p12[0] : lanes_ok_p12[1], h_rot_wr_p12 == 3'd3 ? lanes_ok_p12[1] : h_rot_wr_p12 == 3'd2 ? lanes_ok_p12[2] : h_rot_wr_p12 == 3'd1 ? lanes_ok_p12[3] : lanes_ok_p12[0]};
   assign db1_old0 = db1_rdata_i[0 +: 27];
-  assign db1_sum0 = first_row_wr_p11 ? $signed({{9{d0_final_q[17]}}, d0_final_q}) : db1_old0 + $signed({{9{d0_final_q[17]}}, d0_final_q});
+  assign db1_sum0 = first_row_wr_p12 ? $signed({{9{d0_final_q[17]}}, d0_final_q}) : db1_old0 + $signed({{9{d0_final_q[17]}}, d0_final_q});
   assign db1_old1 = db1_rdata_i[27 +: 27];
-  assign db1_sum1 = first_row_wr_p11 ? $signed({{9{d1_final_q[17]}}, d1_final_q}) : db1_old1 + $signed({{9{d1_final_q[17]}}, d1_final_q});
+  assign db1_sum1 = first_row_wr_p12 ? $signed({{9{d1_final_q[17]}}, d1_final_q}) : db1_old1 + $signed({{9{d1_final_q[17]}}, d1_final_q});
   assign db1_old2 = db1_rdata_i[54 +: 27];
-  assign db1_sum2 = first_row_wr_p11 ? $signed({{9{d2_final_q[17]}}, d2_final_q}) : db1_old2 + $signed({{9{d2_final_q[17]}}, d2_final_q});
+  assign db1_sum2 = first_row_wr_p12 ? $signed({{9{d2_final_q[17]}}, d2_final_q}) : db1_old2 + $signed({{9{d2_final_q[17]}}, d2_final_q});
   assign db1_old3 = db1_rdata_i[81 +: 27];
-  assign db1_sum3 = first_row_wr_p11 ? $signed({{9{d3_final_q[17]}}, d3_final_q}) : db1_old3 + $signed({{9{d3_final_q[17]}}, d3_final_q});
+  assign db1_sum3 = first_row_wr_p12 ? $signed({{9{d3_final_q[17]}}, d3_final_q}) : db1_old3 + $signed({{9{d3_final_q[17]}}, d3_final_q});
   assign db2_old0 = db2_rdata_i[0 +: 27];
-  assign db2_sum0 = first_row_wr_p11 ? $signed({{9{d0_final_q[17]}}, d0_final_q}) : db2_old0 + $signed({{9{d0_final_q[17]}}, d0_final_q});
+  assign db2_sum0 = first_row_wr_p12 ? $signed({{9{d0_final_q[17]}}, d0_final_q}) : db2_old0 + $signed({{9{d0_final_q[17]}}, d0_final_q});
   assign db2_old1 = db2_rdata_i[27 +: 27];
-  assign db2_sum1 = first_row_wr_p11 ? $signed({{9{d1_final_q[17]}}, d1_final_q}) : db2_old1 + $signed({{9{d1_final_q[17]}}, d1_final_q});
+  assign db2_sum1 = first_row_wr_p12 ? $signed({{9{d1_final_q[17]}}, d1_final_q}) : db2_old1 + $signed({{9{d1_final_q[17]}}, d1_final_q});
   assign db2_old2 = db2_rdata_i[54 +: 27];
-  assign db2_sum2 = first_row_wr_p11 ? $signed({{9{d2_final_q[17]}}, d2_final_q}) : db2_old2 + $signed({{9{d2_final_q[17]}}, d2_final_q});
+  assign db2_sum2 = first_row_wr_p12 ? $signed({{9{d2_final_q[17]}}, d2_final_q}) : db2_old2 + $signed({{9{d2_final_q[17]}}, d2_final_q});
   assign db2_old3 = db2_rdata_i[81 +: 27];
-  assign db2_sum3 = first_row_wr_p11 ? $signed({{9{d3_final_q[17]}}, d3_final_q}) : db2_old3 + $signed({{9{d3_final_q[17]}}, d3_final_q});
+  assign db2_sum3 = first_row_wr_p12 ? $signed({{9{d3_final_q[17]}}, d3_final_q}) : db2_old3 + $signed({{9{d3_final_q[17]}}, d3_final_q});
   assign e_word = ebase_q + col_div_r_q;
   assign du_word = du_base + {3'd0, group_q};
   assign e_old0 = e_rdata_i[0 +: 22];
-  assign e_new0 = e_lane0_p11 == 3'd0 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old0 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old0;
+  assign e_new0 = e_lane0_p12 == 3'd0 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old0 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old0;
   assign e_old1 = e_rdata_i[22 +: 22];
-  assign e_new1 = e_lane0_p11 == 3'd0 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old1 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 3'd1 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old1 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old1;
+  assign e_new1 = e_lane0_p12 == 3'd0 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old1 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 3'd1 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old1 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old1;
   assign e_old2 = e_rdata_i[44 +: 22];
-  assign e_new2 = e_lane0_p11 == 3'd0 ? (first_slot_wr_p11 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old2 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p11 == 3'd1 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old2 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 3'd2 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old2 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old2;
+  assign e_new2 = e_lane0_p12 == 3'd0 ? (first_slot_wr_p12 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old2 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p12 == 3'd1 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old2 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 3'd2 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old2 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old2;
   assign e_old3 = e_rdata_i[66 +: 22];
-  assign e_new3 = e_lane0_p11 == 3'd0 ? (first_slot_wr_p11 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old3 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p11 == 3'd1 ? (first_slot_wr_p11 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old3 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p11 == 3'd2 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old3 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 3'd3 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old3 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old3;
+  assign e_new3 = e_lane0_p12 == 3'd0 ? (first_slot_wr_p12 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old3 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p12 == 3'd1 ? (first_slot_wr_p12 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old3 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p12 == 3'd2 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old3 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 3'd3 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old3 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old3;
   assign du_old0 = du_rdata_i[0 +: 27];
   assign du_sum0 = du_old0 + $signed({{9{d0_final_q[17]}}, d0_final_q});
   assign du_old1 = du_rdata_i[27 +: 27];
@@ -629,7 +653,6 @@ module dff_op_delta (
   assign unused_cut4_row_base_h_q = ^row_base_h_q[14:14];
   assign unused_port_kind_i = ^kind_i;
   assign unused_port_layer_i = ^layer_i;
-  assign unused_port_nrows_i = ^nrows_i;
   assign unused_port_start_i = ^start_i;
 
   always @* begin
@@ -702,8 +725,8 @@ module dff_op_delta (
 
   always @* begin
     h2_we_d = {4{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b1)) begin
-      h2_we_d = (write_v_p11 && (layer_i == 1'b1)) ? h_we : 4'd0;
+    if (write_v_p12 && (layer_i == 1'b1)) begin
+      h2_we_d = (write_v_p12 && (layer_i == 1'b1)) ? h_we : 4'd0;
     end
   end
 
@@ -719,8 +742,8 @@ module dff_op_delta (
 
   always @* begin
     h2_waddr_d = {56{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b1)) begin
-      h2_waddr_d = {h_addr3_wr_p11, h_addr2_wr_p11, h_addr1_wr_p11, h_addr0_wr_p11};
+    if (write_v_p12 && (layer_i == 1'b1)) begin
+      h2_waddr_d = {h_addr3_wr_p12, h_addr2_wr_p12, h_addr1_wr_p12, h_addr0_wr_p12};
     end
   end
 
@@ -736,8 +759,8 @@ module dff_op_delta (
 
   always @* begin
     h2_wdata_d = {72{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b1)) begin
-      h2_wdata_d = {h_rot_wr_p11 == 3'd3 ? d0_final_q : h_rot_wr_p11 == 3'd2 ? d1_final_q : h_rot_wr_p11 == 3'd1 ? d2_final_q : d3_final_q, h_rot_wr_p11 == 3'd3 ? d3_final_q : h_rot_wr_p11 == 3'd2 ? d0_final_q : h_rot_wr_p11 == 3'd1 ? d1_final_q : d2_final_q, h_rot_wr_p11 == 3'd3 ? d2_final_q : h_rot_wr_p11 == 3'd2 ? d3_final_q : h_rot_wr_p11 == 3'd1 ? d0_final_q : d1_final_q, h_rot_wr_p11 == 3'd3 ? d1_final_q : h_rot_wr_p11 == 3'd2 ? d2_final_q : h_rot_wr_p11 == 3'd1 ? d3_final_q : d0_final_q};
+    if (write_v_p12 && (layer_i == 1'b1)) begin
+      h2_wdata_d = {h_rot_wr_p12 == 3'd3 ? d0_final_q : h_rot_wr_p12 == 3'd2 ? d1_final_q : h_rot_wr_p12 == 3'd1 ? d2_final_q : d3_final_q, h_rot_wr_p12 == 3'd3 ? d3_final_q : h_rot_wr_p12 == 3'd2 ? d0_final_q : h_rot_wr_p12 == 3'd1 ? d1_final_q : d2_final_q, h_rot_wr_p12 == 3'd3 ? d2_final_q : h_rot_wr_p12 == 3'd2 ? d3_final_q : h_rot_wr_p12 == 3'd1 ? d0_final_q : d1_final_q, h_rot_wr_p12 == 3'd3 ? d1_final_q : h_rot_wr_p12 == 3'd2 ? d2_final_q : h_rot_wr_p12 == 3'd1 ? d3_final_q : d0_final_q};
     end
   end
 
@@ -770,8 +793,8 @@ module dff_op_delta (
 
   always @* begin
     e_we_d = {4{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
-      e_we_d = (write_v_p11 && (layer_i == 1'b0)) ? {e_lane0_p11 == 3'd0 ? lanes_ok_p11[3] : e_lane0_p11 == 3'd1 ? lanes_ok_p11[2] : e_lane0_p11 == 3'd2 ? lanes_ok_p11[1] : e_lane0_p11 == 3'd3 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 3'd0 ? lanes_ok_p11[2] : e_lane0_p11 == 3'd1 ? lanes_ok_p11[1] : e_lane0_p11 == 3'd2 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 3'd0 ? lanes_ok_p11[1] : e_lane0_p11 == 3'd1 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 3'd0 ? lanes_ok_p11[0] : 1'b0} : 4'd0;
+    if (write_v_p12 && (layer_i == 1'b0)) begin
+      e_we_d = (write_v_p12 && (layer_i == 1'b0)) ? {e_lane0_p12 == 3'd0 ? lanes_ok_p12[3] : e_lane0_p12 == 3'd1 ? lanes_ok_p12[2] : e_lane0_p12 == 3'd2 ? lanes_ok_p12[1] : e_lane0_p12 == 3'd3 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 3'd0 ? lanes_ok_p12[2] : e_lane0_p12 == 3'd1 ? lanes_ok_p12[1] : e_lane0_p12 == 3'd2 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 3'd0 ? lanes_ok_p12[1] : e_lane0_p12 == 3'd1 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 3'd0 ? lanes_ok_p12[0] : 1'b0} : 4'd0;
     end
   end
 
@@ -787,8 +810,8 @@ module dff_op_delta (
 
   always @* begin
     e_waddr_d = {40{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
-      e_waddr_d = {e_word_wr_p5, e_word_wr_p5, e_word_wr_p5, e_word_wr_p5};
+    if (write_v_p12 && (layer_i == 1'b0)) begin
+      e_waddr_d = {e_word_wr_p6, e_word_wr_p6, e_word_wr_p6, e_word_wr_p6};
     end
   end
 
@@ -804,7 +827,7 @@ module dff_op_delta (
 
   always @* begin
     e_wdata_d = {88{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
+    if (write_v_p12 && (layer_i == 1'b0)) begin
       e_wdata_d = {e_new3, e_new2, e_new1, e_new0};
     end
   end
@@ -838,8 +861,8 @@ module dff_op_delta (
 
   always @* begin
     db1_we_d = {4{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
-      db1_we_d = (write_v_p11 && (layer_i == 1'b0)) ? lanes_ok_p11 : 4'd0;
+    if (write_v_p12 && (layer_i == 1'b0)) begin
+      db1_we_d = (write_v_p12 && (layer_i == 1'b0)) ? lanes_ok_p12 : 4'd0;
     end
   end
 
@@ -855,8 +878,8 @@ module dff_op_delta (
 
   always @* begin
     db1_waddr_d = {20{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
-      db1_waddr_d = {db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5};
+    if (write_v_p12 && (layer_i == 1'b0)) begin
+      db1_waddr_d = {db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6};
     end
   end
 
@@ -872,7 +895,7 @@ module dff_op_delta (
 
   always @* begin
     db1_wdata_d = {108{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
+    if (write_v_p12 && (layer_i == 1'b0)) begin
       db1_wdata_d = {db1_sum3, db1_sum2, db1_sum1, db1_sum0};
     end
   end
@@ -906,8 +929,8 @@ module dff_op_delta (
 
   always @* begin
     db2_we_d = {4{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b1)) begin
-      db2_we_d = (write_v_p11 && (layer_i == 1'b1)) ? lanes_ok_p11 : 4'd0;
+    if (write_v_p12 && (layer_i == 1'b1)) begin
+      db2_we_d = (write_v_p12 && (layer_i == 1'b1)) ? lanes_ok_p12 : 4'd0;
     end
   end
 
@@ -923,8 +946,8 @@ module dff_op_delta (
 
   always @* begin
     db2_waddr_d = {20{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b1)) begin
-      db2_waddr_d = {db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5};
+    if (write_v_p12 && (layer_i == 1'b1)) begin
+      db2_waddr_d = {db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6};
     end
   end
 
@@ -940,7 +963,7 @@ module dff_op_delta (
 
   always @* begin
     db2_wdata_d = {108{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b1)) begin
+    if (write_v_p12 && (layer_i == 1'b1)) begin
       db2_wdata_d = {db2_sum3, db2_sum2, db2_sum1, db2_sum0};
     end
   end
@@ -974,8 +997,8 @@ module dff_op_delta (
 
   always @* begin
     du_we_d = {4{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
-      du_we_d = (write_v_p11 && (layer_i == 1'b0)) ? lanes_ok_p11 : 4'd0;
+    if (write_v_p12 && (layer_i == 1'b0)) begin
+      du_we_d = (write_v_p12 && (layer_i == 1'b0)) ? lanes_ok_p12 : 4'd0;
     end
   end
 
@@ -991,8 +1014,8 @@ module dff_op_delta (
 
   always @* begin
     du_waddr_d = {36{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
-      du_waddr_d = {du_word_wr_p5, du_word_wr_p5, du_word_wr_p5, du_word_wr_p5};
+    if (write_v_p12 && (layer_i == 1'b0)) begin
+      du_waddr_d = {du_word_wr_p6, du_word_wr_p6, du_word_wr_p6, du_word_wr_p6};
     end
   end
 
@@ -1008,7 +1031,7 @@ module dff_op_delta (
 
   always @* begin
     du_wdata_d = {108{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
+    if (write_v_p12 && (layer_i == 1'b0)) begin
       du_wdata_d = {du_sum3, du_sum2, du_sum1, du_sum0};
     end
   end
@@ -1088,7 +1111,7 @@ module dff_op_delta (
       end else begin
         row_cycle_d = row_cycle_q + 6'd1;
       end
-      if (header && (row_q == (nrows_i - 9'd1))) begin
+      if (header && (row_q == (nrows_run_q - 9'd1))) begin
         st_d = 1'b0;
         tail_d = tail_len_q;
       end
@@ -1113,16 +1136,16 @@ module dff_op_delta (
         groups_d = 6'd32;
         d_d = 8'd128;
         two_over_d_d = 11'd1024;
-        tail_len_d = 6'd48;
+        tail_len_d = 6'd50;
       end else if (layer_i == 1'b1) begin
         period_d = 6'd32;
         groups_d = 6'd32;
         d_d = 8'd128;
         two_over_d_d = 11'd1024;
-        tail_len_d = 6'd48;
+        tail_len_d = 6'd50;
       end
     end
-    if (groups_start_p5) begin
+    if (groups_start_p6) begin
       streaming_d = 1'b1;
       group_d = 6'd0;
       col_d = 9'd0;
@@ -1208,11 +1231,13 @@ module dff_op_delta (
       header_v_p3 <= {1{1'b0}};
       header_v_p4 <= {1{1'b0}};
       header_v_p5 <= {1{1'b0}};
+      header_v_p6 <= {1{1'b0}};
       groups_start_p1 <= {1{1'b0}};
       groups_start_p2 <= {1{1'b0}};
       groups_start_p3 <= {1{1'b0}};
       groups_start_p4 <= {1{1'b0}};
       groups_start_p5 <= {1{1'b0}};
+      groups_start_p6 <= {1{1'b0}};
       write_v_p1 <= {1{1'b0}};
       write_v_p2 <= {1{1'b0}};
       write_v_p3 <= {1{1'b0}};
@@ -1224,6 +1249,7 @@ module dff_op_delta (
       write_v_p9 <= {1{1'b0}};
       write_v_p10 <= {1{1'b0}};
       write_v_p11 <= {1{1'b0}};
+      write_v_p12 <= {1{1'b0}};
       rmw_issue_p1 <= {1{1'b0}};
       rmw_issue_p2 <= {1{1'b0}};
       rmw_issue_p3 <= {1{1'b0}};
@@ -1236,11 +1262,13 @@ module dff_op_delta (
       header_v_p3 <= header_v_p2;
       header_v_p4 <= header_v_p3;
       header_v_p5 <= header_v_p4;
+      header_v_p6 <= header_v_p5;
       groups_start_p1 <= header;
       groups_start_p2 <= groups_start_p1;
       groups_start_p3 <= groups_start_p2;
       groups_start_p4 <= groups_start_p3;
       groups_start_p5 <= groups_start_p4;
+      groups_start_p6 <= groups_start_p5;
       write_v_p1 <= streaming_q;
       write_v_p2 <= write_v_p1;
       write_v_p3 <= write_v_p2;
@@ -1252,6 +1280,7 @@ module dff_op_delta (
       write_v_p9 <= write_v_p8;
       write_v_p10 <= write_v_p9;
       write_v_p11 <= write_v_p10;
+      write_v_p12 <= write_v_p11;
       rmw_issue_p1 <= streaming_q;
       rmw_issue_p2 <= rmw_issue_p1;
       rmw_issue_p3 <= rmw_issue_p2;
@@ -1262,10 +1291,10 @@ module dff_op_delta (
   end
 
   always @(posedge clk_i) begin
-    if (header_v_p5) begin
+    if (header_v_p6) begin
       beta_row_q <= layer_i == 1'b0 ? beta1_rdata_i[0 +: 16] : layer_i == 1'b1 ? beta2_rdata_i[0 +: 16] : 16'd0;
     end
-    if (header_v_p5) begin
+    if (header_v_p6) begin
       hyp_row_q <= hyp_rdata_i[0 +: 4];
     end
     first_row_h_p1 <= row_q == 9'd0;
@@ -1273,55 +1302,62 @@ module dff_op_delta (
     first_row_h_p3 <= first_row_h_p2;
     first_row_h_p4 <= first_row_h_p3;
     first_row_h_p5 <= first_row_h_p4;
-    if (header_v_p5) begin
-      first_row_q <= first_row_h_p5;
+    first_row_h_p6 <= first_row_h_p5;
+    if (header_v_p6) begin
+      first_row_q <= first_row_h_p6;
     end
     first_slot_h_p1 <= slot_q == 4'd0;
     first_slot_h_p2 <= first_slot_h_p1;
     first_slot_h_p3 <= first_slot_h_p2;
     first_slot_h_p4 <= first_slot_h_p3;
     first_slot_h_p5 <= first_slot_h_p4;
-    if (header_v_p5) begin
-      first_slot_q <= first_slot_h_p5;
+    first_slot_h_p6 <= first_slot_h_p5;
+    if (header_v_p6) begin
+      first_slot_q <= first_slot_h_p6;
     end
     rmod_h_h_p1 <= row_mod_h_q;
     rmod_h_h_p2 <= rmod_h_h_p1;
     rmod_h_h_p3 <= rmod_h_h_p2;
     rmod_h_h_p4 <= rmod_h_h_p3;
     rmod_h_h_p5 <= rmod_h_h_p4;
-    if (header_v_p5) begin
-      rmod_h_q <= rmod_h_h_p5;
+    rmod_h_h_p6 <= rmod_h_h_p5;
+    if (header_v_p6) begin
+      rmod_h_q <= rmod_h_h_p6;
     end
     rbase_h_h_p1 <= row_base_h_q[13:0];
     rbase_h_h_p2 <= rbase_h_h_p1;
     rbase_h_h_p3 <= rbase_h_h_p2;
     rbase_h_h_p4 <= rbase_h_h_p3;
     rbase_h_h_p5 <= rbase_h_h_p4;
-    if (header_v_p5) begin
-      rbase_h_q <= rbase_h_h_p5;
+    rbase_h_h_p6 <= rbase_h_h_p5;
+    if (header_v_p6) begin
+      rbase_h_q <= rbase_h_h_p6;
     end
     ebase_h_p1 <= e_base_q[9:0];
     ebase_h_p2 <= ebase_h_p1;
     ebase_h_p3 <= ebase_h_p2;
     ebase_h_p4 <= ebase_h_p3;
     ebase_h_p5 <= ebase_h_p4;
-    if (header_v_p5) begin
-      ebase_q <= ebase_h_p5;
+    ebase_h_p6 <= ebase_h_p5;
+    if (header_v_p6) begin
+      ebase_q <= ebase_h_p6;
     end
     h_rot_rd_p1 <= h_rot;
     h_rot_rd_p2 <= h_rot_rd_p1;
     h_rot_rd_p3 <= h_rot_rd_p2;
     h_rot_rd_p4 <= h_rot_rd_p3;
     h_rot_rd_p5 <= h_rot_rd_p4;
-    h0_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 3'd3 ? h1_rdata_i[48 +: 16] : h_rot_rd_p5 == 3'd2 ? h1_rdata_i[32 +: 16] : h_rot_rd_p5 == 3'd1 ? h1_rdata_i[16 +: 16] : h1_rdata_i[0 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 3'd3 ? h2_rdata_i[54 +: 16] : h_rot_rd_p5 == 3'd2 ? h2_rdata_i[36 +: 16] : h_rot_rd_p5 == 3'd1 ? h2_rdata_i[18 +: 16] : h2_rdata_i[0 +: 16]) : 16'd0;
-    h1_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 3'd3 ? h1_rdata_i[0 +: 16] : h_rot_rd_p5 == 3'd2 ? h1_rdata_i[48 +: 16] : h_rot_rd_p5 == 3'd1 ? h1_rdata_i[32 +: 16] : h1_rdata_i[16 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 3'd3 ? h2_rdata_i[0 +: 16] : h_rot_rd_p5 == 3'd2 ? h2_rdata_i[54 +: 16] : h_rot_rd_p5 == 3'd1 ? h2_rdata_i[36 +: 16] : h2_rdata_i[18 +: 16]) : 16'd0;
-    h2_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 3'd3 ? h1_rdata_i[16 +: 16] : h_rot_rd_p5 == 3'd2 ? h1_rdata_i[0 +: 16] : h_rot_rd_p5 == 3'd1 ? h1_rdata_i[48 +: 16] : h1_rdata_i[32 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 3'd3 ? h2_rdata_i[18 +: 16] : h_rot_rd_p5 == 3'd2 ? h2_rdata_i[0 +: 16] : h_rot_rd_p5 == 3'd1 ? h2_rdata_i[54 +: 16] : h2_rdata_i[36 +: 16]) : 16'd0;
-    h3_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 3'd3 ? h1_rdata_i[32 +: 16] : h_rot_rd_p5 == 3'd2 ? h1_rdata_i[16 +: 16] : h_rot_rd_p5 == 3'd1 ? h1_rdata_i[0 +: 16] : h1_rdata_i[48 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 3'd3 ? h2_rdata_i[36 +: 16] : h_rot_rd_p5 == 3'd2 ? h2_rdata_i[18 +: 16] : h_rot_rd_p5 == 3'd1 ? h2_rdata_i[0 +: 16] : h2_rdata_i[54 +: 16]) : 16'd0;
+    h_rot_rd_p6 <= h_rot_rd_p5;
+    h0_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 3'd3 ? h1_rdata_i[48 +: 16] : h_rot_rd_p6 == 3'd2 ? h1_rdata_i[32 +: 16] : h_rot_rd_p6 == 3'd1 ? h1_rdata_i[16 +: 16] : h1_rdata_i[0 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 3'd3 ? h2_rdata_i[54 +: 16] : h_rot_rd_p6 == 3'd2 ? h2_rdata_i[36 +: 16] : h_rot_rd_p6 == 3'd1 ? h2_rdata_i[18 +: 16] : h2_rdata_i[0 +: 16]) : 16'd0;
+    h1_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 3'd3 ? h1_rdata_i[0 +: 16] : h_rot_rd_p6 == 3'd2 ? h1_rdata_i[48 +: 16] : h_rot_rd_p6 == 3'd1 ? h1_rdata_i[32 +: 16] : h1_rdata_i[16 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 3'd3 ? h2_rdata_i[0 +: 16] : h_rot_rd_p6 == 3'd2 ? h2_rdata_i[54 +: 16] : h_rot_rd_p6 == 3'd1 ? h2_rdata_i[36 +: 16] : h2_rdata_i[18 +: 16]) : 16'd0;
+    h2_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 3'd3 ? h1_rdata_i[16 +: 16] : h_rot_rd_p6 == 3'd2 ? h1_rdata_i[0 +: 16] : h_rot_rd_p6 == 3'd1 ? h1_rdata_i[48 +: 16] : h1_rdata_i[32 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 3'd3 ? h2_rdata_i[18 +: 16] : h_rot_rd_p6 == 3'd2 ? h2_rdata_i[0 +: 16] : h_rot_rd_p6 == 3'd1 ? h2_rdata_i[54 +: 16] : h2_rdata_i[36 +: 16]) : 16'd0;
+    h3_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 3'd3 ? h1_rdata_i[32 +: 16] : h_rot_rd_p6 == 3'd2 ? h1_rdata_i[16 +: 16] : h_rot_rd_p6 == 3'd1 ? h1_rdata_i[0 +: 16] : h1_rdata_i[48 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 3'd3 ? h2_rdata_i[36 +: 16] : h_rot_rd_p6 == 3'd2 ? h2_rdata_i[18 +: 16] : h_rot_rd_p6 == 3'd1 ? h2_rdata_i[0 +: 16] : h2_rdata_i[54 +: 16]) : 16'd0;
     coef_op_p1 <= coef_prod;
     coef_op_p2 <= coef_op_p1;
     coef_op_p3 <= coef_op_p2;
     coef_op_p4 <= coef_op_p3;
     coef_op_p5 <= coef_op_p4;
+    coef_op_p6 <= coef_op_p5;
     d0_rnd_q <= d0_rq_q;
     d0_local_q <= d0_y;
     d1_rnd_q <= d1_rq_q;
@@ -1349,6 +1385,7 @@ module dff_op_delta (
     lanes_ok_p9 <= lanes_ok_p8;
     lanes_ok_p10 <= lanes_ok_p9;
     lanes_ok_p11 <= lanes_ok_p10;
+    lanes_ok_p12 <= lanes_ok_p11;
     h_rot_wr_p1 <= h_rot;
     h_rot_wr_p2 <= h_rot_wr_p1;
     h_rot_wr_p3 <= h_rot_wr_p2;
@@ -1360,6 +1397,7 @@ module dff_op_delta (
     h_rot_wr_p9 <= h_rot_wr_p8;
     h_rot_wr_p10 <= h_rot_wr_p9;
     h_rot_wr_p11 <= h_rot_wr_p10;
+    h_rot_wr_p12 <= h_rot_wr_p11;
     h_addr0_wr_p1 <= h_addr0;
     h_addr0_wr_p2 <= h_addr0_wr_p1;
     h_addr0_wr_p3 <= h_addr0_wr_p2;
@@ -1371,6 +1409,7 @@ module dff_op_delta (
     h_addr0_wr_p9 <= h_addr0_wr_p8;
     h_addr0_wr_p10 <= h_addr0_wr_p9;
     h_addr0_wr_p11 <= h_addr0_wr_p10;
+    h_addr0_wr_p12 <= h_addr0_wr_p11;
     h_addr1_wr_p1 <= h_addr1;
     h_addr1_wr_p2 <= h_addr1_wr_p1;
     h_addr1_wr_p3 <= h_addr1_wr_p2;
@@ -1382,6 +1421,7 @@ module dff_op_delta (
     h_addr1_wr_p9 <= h_addr1_wr_p8;
     h_addr1_wr_p10 <= h_addr1_wr_p9;
     h_addr1_wr_p11 <= h_addr1_wr_p10;
+    h_addr1_wr_p12 <= h_addr1_wr_p11;
     h_addr2_wr_p1 <= h_addr2;
     h_addr2_wr_p2 <= h_addr2_wr_p1;
     h_addr2_wr_p3 <= h_addr2_wr_p2;
@@ -1393,6 +1433,7 @@ module dff_op_delta (
     h_addr2_wr_p9 <= h_addr2_wr_p8;
     h_addr2_wr_p10 <= h_addr2_wr_p9;
     h_addr2_wr_p11 <= h_addr2_wr_p10;
+    h_addr2_wr_p12 <= h_addr2_wr_p11;
     h_addr3_wr_p1 <= h_addr3;
     h_addr3_wr_p2 <= h_addr3_wr_p1;
     h_addr3_wr_p3 <= h_addr3_wr_p2;
@@ -1404,6 +1445,7 @@ module dff_op_delta (
     h_addr3_wr_p9 <= h_addr3_wr_p8;
     h_addr3_wr_p10 <= h_addr3_wr_p9;
     h_addr3_wr_p11 <= h_addr3_wr_p10;
+    h_addr3_wr_p12 <= h_addr3_wr_p11;
     db_word_p1 <= db_word_q;
     db_word_p2 <= db_word_p1;
     db_word_p3 <= db_word_p2;
@@ -1415,6 +1457,7 @@ module dff_op_delta (
     db_word_wr_p3 <= db_word_wr_p2;
     db_word_wr_p4 <= db_word_wr_p3;
     db_word_wr_p5 <= db_word_wr_p4;
+    db_word_wr_p6 <= db_word_wr_p5;
     first_row_wr_p1 <= first_row_q;
     first_row_wr_p2 <= first_row_wr_p1;
     first_row_wr_p3 <= first_row_wr_p2;
@@ -1426,6 +1469,7 @@ module dff_op_delta (
     first_row_wr_p9 <= first_row_wr_p8;
     first_row_wr_p10 <= first_row_wr_p9;
     first_row_wr_p11 <= first_row_wr_p10;
+    first_row_wr_p12 <= first_row_wr_p11;
     e_word_p1 <= e_word;
     e_word_p2 <= e_word_p1;
     e_word_p3 <= e_word_p2;
@@ -1449,16 +1493,19 @@ module dff_op_delta (
     e_lane0_p9 <= e_lane0_p8;
     e_lane0_p10 <= e_lane0_p9;
     e_lane0_p11 <= e_lane0_p10;
+    e_lane0_p12 <= e_lane0_p11;
     e_word_wr_p1 <= e_word_p6;
     e_word_wr_p2 <= e_word_wr_p1;
     e_word_wr_p3 <= e_word_wr_p2;
     e_word_wr_p4 <= e_word_wr_p3;
     e_word_wr_p5 <= e_word_wr_p4;
+    e_word_wr_p6 <= e_word_wr_p5;
     du_word_wr_p1 <= du_word_p6;
     du_word_wr_p2 <= du_word_wr_p1;
     du_word_wr_p3 <= du_word_wr_p2;
     du_word_wr_p4 <= du_word_wr_p3;
     du_word_wr_p5 <= du_word_wr_p4;
+    du_word_wr_p6 <= du_word_wr_p5;
     first_slot_wr_p1 <= first_slot_q;
     first_slot_wr_p2 <= first_slot_wr_p1;
     first_slot_wr_p3 <= first_slot_wr_p2;
@@ -1470,6 +1517,14 @@ module dff_op_delta (
     first_slot_wr_p9 <= first_slot_wr_p8;
     first_slot_wr_p10 <= first_slot_wr_p9;
     first_slot_wr_p11 <= first_slot_wr_p10;
+    first_slot_wr_p12 <= first_slot_wr_p11;
+  end
+
+  (* keep *)
+  always @(posedge clk_i) begin
+    infer_run_q <= infer_i;
+    nsamp_run_q <= nsamp_i;
+    nrows_run_q <= nrows_i;
   end
 
 endmodule

@@ -34,6 +34,9 @@ module dff_op_norm (
   output wire [17:0] g2_wdata_o
 );
 
+  reg infer_run_q;
+  reg [5:0] nsamp_run_q;
+  reg [8:0] nrows_run_q;
   reg done_q;
   reg done_d;
   wire unused_io;
@@ -128,6 +131,7 @@ module dff_op_norm (
   reg [2:0] rot_rd_p3;
   reg [2:0] rot_rd_p4;
   reg [2:0] rot_rd_p5;
+  reg [2:0] rot_rd_p6;
   wire [15:0] h2_lane0_rd;
   wire [15:0] h1_lane0_rd;
   reg [15:0] lane0_q;
@@ -147,30 +151,35 @@ module dff_op_norm (
   reg a_v_p4;
   reg a_v_p5;
   reg a_v_p6;
+  reg a_v_p7;
   reg a_first_p1;
   reg a_first_p2;
   reg a_first_p3;
   reg a_first_p4;
   reg a_first_p5;
   reg a_first_p6;
+  reg a_first_p7;
   reg a_last_p1;
   reg a_last_p2;
   reg a_last_p3;
   reg a_last_p4;
   reg a_last_p5;
   reg a_last_p6;
+  reg a_last_p7;
   reg b_v_p1;
   reg b_v_p2;
   reg b_v_p3;
   reg b_v_p4;
   reg b_v_p5;
   reg b_v_p6;
+  reg b_v_p7;
   reg [3:0] lv_rd_p1;
   reg [3:0] lv_rd_p2;
   reg [3:0] lv_rd_p3;
   reg [3:0] lv_rd_p4;
   reg [3:0] lv_rd_p5;
   reg [3:0] lv_rd_p6;
+  reg [3:0] lv_rd_p7;
   wire [159:0] ss_s;
   wire [3:0] ss_v;
   wire [47:0] nm_y;
@@ -186,6 +195,7 @@ module dff_op_norm (
   reg s_load_p7;
   reg s_load_p8;
   reg s_load_p9;
+  reg s_load_p10;
   reg [3:0] s_lanes_p1;
   reg [3:0] s_lanes_p2;
   reg [3:0] s_lanes_p3;
@@ -195,6 +205,7 @@ module dff_op_norm (
   reg [3:0] s_lanes_p7;
   reg [3:0] s_lanes_p8;
   reg [3:0] s_lanes_p9;
+  reg [3:0] s_lanes_p10;
   reg [8:0] s_row_p1;
   reg [8:0] s_row_p2;
   reg [8:0] s_row_p3;
@@ -204,6 +215,7 @@ module dff_op_norm (
   reg [8:0] s_row_p7;
   reg [8:0] s_row_p8;
   reg [8:0] s_row_p9;
+  reg [8:0] s_row_p10;
   wire unused_ss_v;
   wire unused_nm_rs;
   reg [159:0] s_hold_q;
@@ -232,6 +244,7 @@ module dff_op_norm (
   reg [13:0] x_word_p11;
   reg [13:0] x_word_p12;
   reg [13:0] x_word_p13;
+  reg [13:0] x_word_p14;
   reg [2:0] x_rot_p1;
   reg [2:0] x_rot_p2;
   reg [2:0] x_rot_p3;
@@ -245,38 +258,39 @@ module dff_op_norm (
   reg [2:0] x_rot_p11;
   reg [2:0] x_rot_p12;
   reg [2:0] x_rot_p13;
+  reg [2:0] x_rot_p14;
   wire unused_kc;
   wire [3:0] x_we;
   wire unused_cut0_word;
-  wire unused_cut1_x_word_p13;
+  wire unused_cut1_x_word_p14;
   wire unused_port_layer_i;
   wire unused_port_start_i;
   assign done_o = done_q;
-  assign unused_io = ^infer_i;
+  assign unused_io = ^infer_run_q;
   assign unused_hbase = ^{rm_q, hbase_q};
   assign rot = kr_q;
   assign issue = issue_a_q || issue_b_q;
-  assign n_start = kind_i == 4'd1 ? {3'd0, nsamp_i} : nrows_i;
+  assign n_start = kind_i == 4'd1 ? {3'd0, nsamp_run_q} : nrows_run_q;
   assign r0_next = {1'b0, r0_q} + 10'd4;
   assign word = xbase_q + {7'd0, k_q};
   assign unused_word_hi = ^word[14:14];
-  assign h2_lane0_rd = rot_rd_p5 == 3'd3 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 3'd2 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 3'd1 ? h2_rdata_i[18 +: 16] : h2_rdata_i[0 +: 16];
-  assign h1_lane0_rd = rot_rd_p5 == 3'd3 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 3'd2 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 3'd1 ? h1_rdata_i[16 +: 16] : h1_rdata_i[0 +: 16];
-  assign h2_lane1_rd = rot_rd_p5 == 3'd3 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 3'd2 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 3'd1 ? h2_rdata_i[36 +: 16] : h2_rdata_i[18 +: 16];
-  assign h1_lane1_rd = rot_rd_p5 == 3'd3 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 3'd2 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 3'd1 ? h1_rdata_i[32 +: 16] : h1_rdata_i[16 +: 16];
-  assign h2_lane2_rd = rot_rd_p5 == 3'd3 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 3'd2 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 3'd1 ? h2_rdata_i[54 +: 16] : h2_rdata_i[36 +: 16];
-  assign h1_lane2_rd = rot_rd_p5 == 3'd3 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 3'd2 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 3'd1 ? h1_rdata_i[48 +: 16] : h1_rdata_i[32 +: 16];
-  assign h2_lane3_rd = rot_rd_p5 == 3'd3 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 3'd2 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 3'd1 ? h2_rdata_i[0 +: 16] : h2_rdata_i[54 +: 16];
-  assign h1_lane3_rd = rot_rd_p5 == 3'd3 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 3'd2 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 3'd1 ? h1_rdata_i[0 +: 16] : h1_rdata_i[48 +: 16];
+  assign h2_lane0_rd = rot_rd_p6 == 3'd3 ? h2_rdata_i[54 +: 16] : rot_rd_p6 == 3'd2 ? h2_rdata_i[36 +: 16] : rot_rd_p6 == 3'd1 ? h2_rdata_i[18 +: 16] : h2_rdata_i[0 +: 16];
+  assign h1_lane0_rd = rot_rd_p6 == 3'd3 ? h1_rdata_i[48 +: 16] : rot_rd_p6 == 3'd2 ? h1_rdata_i[32 +: 16] : rot_rd_p6 == 3'd1 ? h1_rdata_i[16 +: 16] : h1_rdata_i[0 +: 16];
+  assign h2_lane1_rd = rot_rd_p6 == 3'd3 ? h2_rdata_i[0 +: 16] : rot_rd_p6 == 3'd2 ? h2_rdata_i[54 +: 16] : rot_rd_p6 == 3'd1 ? h2_rdata_i[36 +: 16] : h2_rdata_i[18 +: 16];
+  assign h1_lane1_rd = rot_rd_p6 == 3'd3 ? h1_rdata_i[0 +: 16] : rot_rd_p6 == 3'd2 ? h1_rdata_i[48 +: 16] : rot_rd_p6 == 3'd1 ? h1_rdata_i[32 +: 16] : h1_rdata_i[16 +: 16];
+  assign h2_lane2_rd = rot_rd_p6 == 3'd3 ? h2_rdata_i[18 +: 16] : rot_rd_p6 == 3'd2 ? h2_rdata_i[0 +: 16] : rot_rd_p6 == 3'd1 ? h2_rdata_i[54 +: 16] : h2_rdata_i[36 +: 16];
+  assign h1_lane2_rd = rot_rd_p6 == 3'd3 ? h1_rdata_i[16 +: 16] : rot_rd_p6 == 3'd2 ? h1_rdata_i[0 +: 16] : rot_rd_p6 == 3'd1 ? h1_rdata_i[48 +: 16] : h1_rdata_i[32 +: 16];
+  assign h2_lane3_rd = rot_rd_p6 == 3'd3 ? h2_rdata_i[36 +: 16] : rot_rd_p6 == 3'd2 ? h2_rdata_i[18 +: 16] : rot_rd_p6 == 3'd1 ? h2_rdata_i[0 +: 16] : h2_rdata_i[54 +: 16];
+  assign h1_lane3_rd = rot_rd_p6 == 3'd3 ? h1_rdata_i[32 +: 16] : rot_rd_p6 == 3'd2 ? h1_rdata_i[16 +: 16] : rot_rd_p6 == 3'd1 ? h1_rdata_i[0 +: 16] : h1_rdata_i[48 +: 16];
   assign unused_h2_delta_bits = ^{h2_rdata_i[16 +: 2], h2_rdata_i[34 +: 2], h2_rdata_i[52 +: 2], h2_rdata_i[70 +: 2]};
 
   dff_sumsq u_sumsq0 (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane0_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[0]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[0]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[0 +: 40]),
     .v_o(ss_v[0])
   );
@@ -285,9 +299,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[0 +: 40]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane0_q),
-    .xv_i(b_v_p6 && lv_rd_p6[0]),
+    .xv_i(b_v_p7 && lv_rd_p7[0]),
     .y_o(nm_y[0 +: 12]),
     .yv_o(nm_yv[0]),
     .rs_word_o(nm_rs_word[0 +: 18]),
@@ -298,9 +312,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane1_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[1]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[1]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[40 +: 40]),
     .v_o(ss_v[1])
   );
@@ -309,9 +323,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[40 +: 40]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane1_q),
-    .xv_i(b_v_p6 && lv_rd_p6[1]),
+    .xv_i(b_v_p7 && lv_rd_p7[1]),
     .y_o(nm_y[12 +: 12]),
     .yv_o(nm_yv[1]),
     .rs_word_o(nm_rs_word[18 +: 18]),
@@ -322,9 +336,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane2_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[2]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[2]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[80 +: 40]),
     .v_o(ss_v[2])
   );
@@ -333,9 +347,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[80 +: 40]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane2_q),
-    .xv_i(b_v_p6 && lv_rd_p6[2]),
+    .xv_i(b_v_p7 && lv_rd_p7[2]),
     .y_o(nm_y[24 +: 12]),
     .yv_o(nm_yv[2]),
     .rs_word_o(nm_rs_word[36 +: 18]),
@@ -346,9 +360,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane3_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[3]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[3]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[120 +: 40]),
     .v_o(ss_v[3])
   );
@@ -357,9 +371,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[120 +: 40]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane3_q),
-    .xv_i(b_v_p6 && lv_rd_p6[3]),
+    .xv_i(b_v_p7 && lv_rd_p7[3]),
     .y_o(nm_y[36 +: 12]),
     .yv_o(nm_yv[3]),
     .rs_word_o(nm_rs_word[54 +: 18]),
@@ -382,9 +396,9 @@ module dff_op_norm (
 
   assign g_row = r0_hold_q + {6'd0, g_lane_q};
   assign unused_kc = ^kc_q;
-  assign x_we = {x_rot_p13 == 3'd3 ? nm_yv[0] : x_rot_p13 == 3'd2 ? nm_yv[1] : x_rot_p13 == 3'd1 ? nm_yv[2] : nm_yv[3], x_rot_p13 == 3'd3 ? nm_yv[3] : x_rot_p13 == 3'd2 ? nm_yv[0] : x_rot_p13 == 3'd1 ? nm_yv[1] : nm_yv[2], x_rot_p13 == 3'd3 ? nm_yv[2] : x_rot_p13 == 3'd2 ? nm_yv[3] : x_rot_p13 == 3'd1 ? nm_yv[0] : nm_yv[1], x_rot_p13 == 3'd3 ? nm_yv[1] : x_rot_p13 == 3'd2 ? nm_yv[2] : x_rot_p13 == 3'd1 ? nm_yv[3] : nm_yv[0]};
+  assign x_we = {x_rot_p14 == 3'd3 ? nm_yv[0] : x_rot_p14 == 3'd2 ? nm_yv[1] : x_rot_p14 == 3'd1 ? nm_yv[2] : nm_yv[3], x_rot_p14 == 3'd3 ? nm_yv[3] : x_rot_p14 == 3'd2 ? nm_yv[0] : x_rot_p14 == 3'd1 ? nm_yv[1] : nm_yv[2], x_rot_p14 == 3'd3 ? nm_yv[2] : x_rot_p14 == 3'd2 ? nm_yv[3] : x_rot_p14 == 3'd1 ? nm_yv[0] : nm_yv[1], x_rot_p14 == 3'd3 ? nm_yv[1] : x_rot_p14 == 3'd2 ? nm_yv[2] : x_rot_p14 == 3'd1 ? nm_yv[3] : nm_yv[0]};
   assign unused_cut0_word = ^word[14:14];
-  assign unused_cut1_x_word_p13 = ^x_word_p13[13:9];
+  assign unused_cut1_x_word_p14 = ^x_word_p14[13:9];
   assign unused_port_layer_i = ^layer_i;
   assign unused_port_start_i = ^start_i;
 
@@ -425,7 +439,7 @@ module dff_op_norm (
   always @* begin
     x0_waddr_d = {36{1'b0}};
     if ((|nm_yv) && inorm_q) begin
-      x0_waddr_d = {x_word_p13[8:0], x_word_p13[8:0], x_word_p13[8:0], x_word_p13[8:0]};
+      x0_waddr_d = {x_word_p14[8:0], x_word_p14[8:0], x_word_p14[8:0], x_word_p14[8:0]};
     end
   end
 
@@ -442,7 +456,7 @@ module dff_op_norm (
   always @* begin
     x0_wdata_d = {48{1'b0}};
     if ((|nm_yv) && inorm_q) begin
-      x0_wdata_d = {x_rot_p13 == 3'd3 ? nm_y[0 +: 12] : x_rot_p13 == 3'd2 ? nm_y[12 +: 12] : x_rot_p13 == 3'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p13 == 3'd3 ? nm_y[36 +: 12] : x_rot_p13 == 3'd2 ? nm_y[0 +: 12] : x_rot_p13 == 3'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p13 == 3'd3 ? nm_y[24 +: 12] : x_rot_p13 == 3'd2 ? nm_y[36 +: 12] : x_rot_p13 == 3'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p13 == 3'd3 ? nm_y[12 +: 12] : x_rot_p13 == 3'd2 ? nm_y[24 +: 12] : x_rot_p13 == 3'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
+      x0_wdata_d = {x_rot_p14 == 3'd3 ? nm_y[0 +: 12] : x_rot_p14 == 3'd2 ? nm_y[12 +: 12] : x_rot_p14 == 3'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p14 == 3'd3 ? nm_y[36 +: 12] : x_rot_p14 == 3'd2 ? nm_y[0 +: 12] : x_rot_p14 == 3'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p14 == 3'd3 ? nm_y[24 +: 12] : x_rot_p14 == 3'd2 ? nm_y[36 +: 12] : x_rot_p14 == 3'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p14 == 3'd3 ? nm_y[12 +: 12] : x_rot_p14 == 3'd2 ? nm_y[24 +: 12] : x_rot_p14 == 3'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
     end
   end
 
@@ -510,7 +524,7 @@ module dff_op_norm (
   always @* begin
     xh1_waddr_d = {56{1'b0}};
     if ((|nm_yv) && (!inorm_q && (layer_i == 1'b0))) begin
-      xh1_waddr_d = {x_word_p13, x_word_p13, x_word_p13, x_word_p13};
+      xh1_waddr_d = {x_word_p14, x_word_p14, x_word_p14, x_word_p14};
     end
   end
 
@@ -527,7 +541,7 @@ module dff_op_norm (
   always @* begin
     xh1_wdata_d = {48{1'b0}};
     if ((|nm_yv) && (!inorm_q && (layer_i == 1'b0))) begin
-      xh1_wdata_d = {x_rot_p13 == 3'd3 ? nm_y[0 +: 12] : x_rot_p13 == 3'd2 ? nm_y[12 +: 12] : x_rot_p13 == 3'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p13 == 3'd3 ? nm_y[36 +: 12] : x_rot_p13 == 3'd2 ? nm_y[0 +: 12] : x_rot_p13 == 3'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p13 == 3'd3 ? nm_y[24 +: 12] : x_rot_p13 == 3'd2 ? nm_y[36 +: 12] : x_rot_p13 == 3'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p13 == 3'd3 ? nm_y[12 +: 12] : x_rot_p13 == 3'd2 ? nm_y[24 +: 12] : x_rot_p13 == 3'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
+      xh1_wdata_d = {x_rot_p14 == 3'd3 ? nm_y[0 +: 12] : x_rot_p14 == 3'd2 ? nm_y[12 +: 12] : x_rot_p14 == 3'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p14 == 3'd3 ? nm_y[36 +: 12] : x_rot_p14 == 3'd2 ? nm_y[0 +: 12] : x_rot_p14 == 3'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p14 == 3'd3 ? nm_y[24 +: 12] : x_rot_p14 == 3'd2 ? nm_y[36 +: 12] : x_rot_p14 == 3'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p14 == 3'd3 ? nm_y[12 +: 12] : x_rot_p14 == 3'd2 ? nm_y[24 +: 12] : x_rot_p14 == 3'd1 ? nm_y[36 +: 12] : nm_y[0 +: 12]};
     end
   end
 
@@ -698,7 +712,7 @@ module dff_op_norm (
         b_end_d = 10'd131;
         period_d = 9'd131;
         b_at_d = 9'd67;
-        end_d = 9'd143;
+        end_d = 9'd144;
         phase_b_d = 1'b1;
         inorm_d = 1'b1;
         recip_d = 17'd0;
@@ -708,7 +722,7 @@ module dff_op_norm (
         b_end_d = 10'd259;
         period_d = 9'd259;
         b_at_d = 9'd131;
-        end_d = 9'd271;
+        end_d = 9'd272;
         phase_b_d = 1'b1;
         inorm_d = 1'b0;
         recip_d = 17'd512;
@@ -718,7 +732,7 @@ module dff_op_norm (
         b_end_d = 10'd259;
         period_d = 9'd128;
         b_at_d = 9'd131;
-        end_d = 9'd146;
+        end_d = 9'd147;
         phase_b_d = 1'b0;
         inorm_d = 1'b0;
         recip_d = 17'd512;
@@ -738,7 +752,7 @@ module dff_op_norm (
         kc_d = kc_q == 3'd3 ? 3'd0 : kc_q + 3'd1;
       end
     end
-    if (s_load_p9) begin
+    if (s_load_p10) begin
       g_on_d = 1'b1;
       g_lane_d = 3'd0;
     end else if (g_on_q) begin
@@ -813,12 +827,14 @@ module dff_op_norm (
       a_v_p4 <= {1{1'b0}};
       a_v_p5 <= {1{1'b0}};
       a_v_p6 <= {1{1'b0}};
+      a_v_p7 <= {1{1'b0}};
       b_v_p1 <= {1{1'b0}};
       b_v_p2 <= {1{1'b0}};
       b_v_p3 <= {1{1'b0}};
       b_v_p4 <= {1{1'b0}};
       b_v_p5 <= {1{1'b0}};
       b_v_p6 <= {1{1'b0}};
+      b_v_p7 <= {1{1'b0}};
       s_load_p1 <= {1{1'b0}};
       s_load_p2 <= {1{1'b0}};
       s_load_p3 <= {1{1'b0}};
@@ -828,6 +844,7 @@ module dff_op_norm (
       s_load_p7 <= {1{1'b0}};
       s_load_p8 <= {1{1'b0}};
       s_load_p9 <= {1{1'b0}};
+      s_load_p10 <= {1{1'b0}};
     end else begin
       issue_a_q <= (st_d == 1'b1) && ({1'b0, oc_d} < {2'd0, d_d});
       issue_b_q <= (st_d == 1'b1) && phase_b_d && ({1'b0, oc_d} >= {1'b0, b_at_d}) && ({1'b0, oc_d} < b_end_d);
@@ -837,12 +854,14 @@ module dff_op_norm (
       a_v_p4 <= a_v_p3;
       a_v_p5 <= a_v_p4;
       a_v_p6 <= a_v_p5;
+      a_v_p7 <= a_v_p6;
       b_v_p1 <= issue_b_q;
       b_v_p2 <= b_v_p1;
       b_v_p3 <= b_v_p2;
       b_v_p4 <= b_v_p3;
       b_v_p5 <= b_v_p4;
       b_v_p6 <= b_v_p5;
+      b_v_p7 <= b_v_p6;
       s_load_p1 <= issue_a_q && k_last_q;
       s_load_p2 <= s_load_p1;
       s_load_p3 <= s_load_p2;
@@ -852,6 +871,7 @@ module dff_op_norm (
       s_load_p7 <= s_load_p6;
       s_load_p8 <= s_load_p7;
       s_load_p9 <= s_load_p8;
+      s_load_p10 <= s_load_p9;
     end
   end
 
@@ -862,6 +882,7 @@ module dff_op_norm (
     rot_rd_p3 <= rot_rd_p2;
     rot_rd_p4 <= rot_rd_p3;
     rot_rd_p5 <= rot_rd_p4;
+    rot_rd_p6 <= rot_rd_p5;
     lane0_q <= inorm_q ? {8'd0, px_rdata_i[0 +: 8]} : layer_i == 1'b0 ? h1_lane0_rd : layer_i == 1'b1 ? h2_lane0_rd : 16'd0;
     lane1_q <= inorm_q ? {8'd0, px_rdata_i[8 +: 8]} : layer_i == 1'b0 ? h1_lane1_rd : layer_i == 1'b1 ? h2_lane1_rd : 16'd0;
     lane2_q <= inorm_q ? {8'd0, px_rdata_i[16 +: 8]} : layer_i == 1'b0 ? h1_lane2_rd : layer_i == 1'b1 ? h2_lane2_rd : 16'd0;
@@ -872,18 +893,21 @@ module dff_op_norm (
     a_first_p4 <= a_first_p3;
     a_first_p5 <= a_first_p4;
     a_first_p6 <= a_first_p5;
+    a_first_p7 <= a_first_p6;
     a_last_p1 <= k_last_q;
     a_last_p2 <= a_last_p1;
     a_last_p3 <= a_last_p2;
     a_last_p4 <= a_last_p3;
     a_last_p5 <= a_last_p4;
     a_last_p6 <= a_last_p5;
+    a_last_p7 <= a_last_p6;
     lv_rd_p1 <= lanes_valid_q;
     lv_rd_p2 <= lv_rd_p1;
     lv_rd_p3 <= lv_rd_p2;
     lv_rd_p4 <= lv_rd_p3;
     lv_rd_p5 <= lv_rd_p4;
     lv_rd_p6 <= lv_rd_p5;
+    lv_rd_p7 <= lv_rd_p6;
     s_lanes_p1 <= lanes_valid_q;
     s_lanes_p2 <= s_lanes_p1;
     s_lanes_p3 <= s_lanes_p2;
@@ -893,6 +917,7 @@ module dff_op_norm (
     s_lanes_p7 <= s_lanes_p6;
     s_lanes_p8 <= s_lanes_p7;
     s_lanes_p9 <= s_lanes_p8;
+    s_lanes_p10 <= s_lanes_p9;
     s_row_p1 <= r0_q;
     s_row_p2 <= s_row_p1;
     s_row_p3 <= s_row_p2;
@@ -902,14 +927,15 @@ module dff_op_norm (
     s_row_p7 <= s_row_p6;
     s_row_p8 <= s_row_p7;
     s_row_p9 <= s_row_p8;
-    if (s_load_p9) begin
+    s_row_p10 <= s_row_p9;
+    if (s_load_p10) begin
       s_hold_q <= ss_s;
     end
-    if (s_load_p9) begin
-      lv_hold_q <= s_lanes_p9;
+    if (s_load_p10) begin
+      lv_hold_q <= s_lanes_p10;
     end
-    if (s_load_p9) begin
-      r0_hold_q <= s_row_p9;
+    if (s_load_p10) begin
+      r0_hold_q <= s_row_p10;
     end
     g_row_p1 <= g_row;
     g_row_p2 <= g_row_p1;
@@ -930,6 +956,7 @@ module dff_op_norm (
     x_word_p11 <= x_word_p10;
     x_word_p12 <= x_word_p11;
     x_word_p13 <= x_word_p12;
+    x_word_p14 <= x_word_p13;
     x_rot_p1 <= kr_q;
     x_rot_p2 <= x_rot_p1;
     x_rot_p3 <= x_rot_p2;
@@ -943,6 +970,14 @@ module dff_op_norm (
     x_rot_p11 <= x_rot_p10;
     x_rot_p12 <= x_rot_p11;
     x_rot_p13 <= x_rot_p12;
+    x_rot_p14 <= x_rot_p13;
+  end
+
+  (* keep *)
+  always @(posedge clk_i) begin
+    infer_run_q <= infer_i;
+    nsamp_run_q <= nsamp_i;
+    nrows_run_q <= nrows_i;
   end
 
 endmodule

@@ -56,6 +56,9 @@ module dff_op_update (
   input  wire [107:0] du_rdata_i
 );
 
+  reg infer_run_q;
+  reg [5:0] nsamp_run_q;
+  reg [8:0] nrows_run_q;
   reg done_q;
   reg done_d;
   wire unused_io;
@@ -137,32 +140,38 @@ module dff_op_update (
   reg du_clear_p3;
   reg du_clear_p4;
   reg du_clear_p5;
+  reg du_clear_p6;
   reg [2:0] du_clear_lane_p1;
   reg [2:0] du_clear_lane_p2;
   reg [2:0] du_clear_lane_p3;
   reg [2:0] du_clear_lane_p4;
   reg [2:0] du_clear_lane_p5;
+  reg [2:0] du_clear_lane_p6;
   reg [8:0] du_clear_word_p1;
   reg [8:0] du_clear_word_p2;
   reg [8:0] du_clear_word_p3;
   reg [8:0] du_clear_word_p4;
   reg [8:0] du_clear_word_p5;
+  reg [8:0] du_clear_word_p6;
   wire unused_uw_hi;
   reg walk_v_p1;
   reg walk_v_p2;
   reg walk_v_p3;
   reg walk_v_p4;
   reg walk_v_p5;
+  reg walk_v_p6;
   reg [2:0] walk_lane_p1;
   reg [2:0] walk_lane_p2;
   reg [2:0] walk_lane_p3;
   reg [2:0] walk_lane_p4;
   reg [2:0] walk_lane_p5;
+  reg [2:0] walk_lane_p6;
   reg [2:0] walk_ulane_p1;
   reg [2:0] walk_ulane_p2;
   reg [2:0] walk_ulane_p3;
   reg [2:0] walk_ulane_p4;
   reg [2:0] walk_ulane_p5;
+  reg [2:0] walk_ulane_p6;
   wire signed [15:0] b2_old;
   wire [26:0] db2_sum;
   wire signed [15:0] b1_old;
@@ -179,16 +188,19 @@ module dff_op_update (
   reg grad_v_p3;
   reg grad_v_p4;
   reg grad_v_p5;
+  reg grad_v_p6;
   reg [191:0] grad_lanes_p1;
   reg [191:0] grad_lanes_p2;
   reg [191:0] grad_lanes_p3;
   reg [191:0] grad_lanes_p4;
   reg [191:0] grad_lanes_p5;
+  reg [191:0] grad_lanes_p6;
   reg [3:0] grad_lv_p1;
   reg [3:0] grad_lv_p2;
   reg [3:0] grad_lv_p3;
   reg [3:0] grad_lv_p4;
   reg [3:0] grad_lv_p5;
+  reg [3:0] grad_lv_p6;
   reg [11:0] grad_word_p1;
   reg [11:0] grad_word_p2;
   reg [11:0] grad_word_p3;
@@ -201,6 +213,7 @@ module dff_op_update (
   reg [11:0] grad_word_p10;
   reg [11:0] grad_word_p11;
   reg [11:0] grad_word_p12;
+  reg [11:0] grad_word_p13;
   wire unused_grad_rot;
   wire [63:0] up_w;
   wire [191:0] up_g;
@@ -253,44 +266,45 @@ module dff_op_update (
   reg [10:0] walk_j_p10;
   reg [10:0] walk_j_p11;
   reg [10:0] walk_j_p12;
+  reg [10:0] walk_j_p13;
   wire unused_up_vo;
   wire unused_cut0_db_word_q;
   wire unused_cut1_grad_word_i;
-  wire unused_cut2_grad_word_p12;
+  wire unused_cut2_grad_word_p13;
   wire unused_cut3_j_q;
   wire unused_cut4_u_word_q;
-  wire unused_cut5_walk_j_p12;
+  wire unused_cut5_walk_j_p13;
   wire unused_port_start_i;
   assign done_o = done_q;
-  assign unused_io = ^{infer_i, nsamp_i, nrows_i};
+  assign unused_io = ^{infer_run_q, nsamp_run_q, nrows_run_q};
   assign walk = st_q == 1'b1;
   assign unused_uw_hi = ^u_word_q[9:9];
   assign b2_old = b2_rdata_i[0 +: 16];
-  assign db2_sum = walk_lane_p5 == 3'd3 ? db2_rdata_i[81 +: 27] : walk_lane_p5 == 3'd2 ? db2_rdata_i[54 +: 27] : walk_lane_p5 == 3'd1 ? db2_rdata_i[27 +: 27] : db2_rdata_i[0 +: 27];
+  assign db2_sum = walk_lane_p6 == 3'd3 ? db2_rdata_i[81 +: 27] : walk_lane_p6 == 3'd2 ? db2_rdata_i[54 +: 27] : walk_lane_p6 == 3'd1 ? db2_rdata_i[27 +: 27] : db2_rdata_i[0 +: 27];
   assign b1_old = b1_rdata_i[0 +: 16];
-  assign db1_sum = walk_lane_p5 == 3'd3 ? db1_rdata_i[81 +: 27] : walk_lane_p5 == 3'd2 ? db1_rdata_i[54 +: 27] : walk_lane_p5 == 3'd1 ? db1_rdata_i[27 +: 27] : db1_rdata_i[0 +: 27];
+  assign db1_sum = walk_lane_p6 == 3'd3 ? db1_rdata_i[81 +: 27] : walk_lane_p6 == 3'd2 ? db1_rdata_i[54 +: 27] : walk_lane_p6 == 3'd1 ? db1_rdata_i[27 +: 27] : db1_rdata_i[0 +: 27];
   assign u_old = u_rdata_i[0 +: 16];
-  assign du_sum = walk_ulane_p5 == 3'd3 ? du_rdata_i[81 +: 27] : walk_ulane_p5 == 3'd2 ? du_rdata_i[54 +: 27] : walk_ulane_p5 == 3'd1 ? du_rdata_i[27 +: 27] : du_rdata_i[0 +: 27];
+  assign du_sum = walk_ulane_p6 == 3'd3 ? du_rdata_i[81 +: 27] : walk_ulane_p6 == 3'd2 ? du_rdata_i[54 +: 27] : walk_ulane_p6 == 3'd1 ? du_rdata_i[27 +: 27] : du_rdata_i[0 +: 27];
   assign grad_sum = uupd_q ? du_sum : layer_i == 1'b0 ? db1_sum : layer_i == 1'b1 ? db2_sum : 27'd0;
   assign walk_par = uupd_q ? u_old : layer_i == 1'b0 ? b1_old : layer_i == 1'b1 ? b2_old : 16'd0;
   assign is_grad = is_grad1_q || is_grad2_q;
   assign unused_grad_rot = ^grad_rot_i;
-  assign up_kind = walk_v_p5 ? (uupd_q ? 2'd2 : 2'd1) : 2'd0;
+  assign up_kind = walk_v_p6 ? (uupd_q ? 2'd2 : 2'd1) : 2'd0;
   assign w_old0 = layer_i == 1'b0 ? w1_rdata_i[0 +: 16] : layer_i == 1'b1 ? w2_rdata_i[0 +: 16] : 16'd0;
-  assign grad0 = grad_lanes_p5[0 +: 48];
-  assign grad_v0 = grad_v_p5 && grad_lv_p5[0];
+  assign grad0 = grad_lanes_p6[0 +: 48];
+  assign grad_v0 = grad_v_p6 && grad_lv_p6[0];
   assign w_old1 = layer_i == 1'b0 ? w1_rdata_i[16 +: 16] : layer_i == 1'b1 ? w2_rdata_i[16 +: 16] : 16'd0;
-  assign grad1 = grad_lanes_p5[48 +: 48];
-  assign grad_v1 = grad_v_p5 && grad_lv_p5[1];
+  assign grad1 = grad_lanes_p6[48 +: 48];
+  assign grad_v1 = grad_v_p6 && grad_lv_p6[1];
   assign w_old2 = layer_i == 1'b0 ? w1_rdata_i[32 +: 16] : layer_i == 1'b1 ? w2_rdata_i[32 +: 16] : 16'd0;
-  assign grad2 = grad_lanes_p5[96 +: 48];
-  assign grad_v2 = grad_v_p5 && grad_lv_p5[2];
+  assign grad2 = grad_lanes_p6[96 +: 48];
+  assign grad_v2 = grad_v_p6 && grad_lv_p6[2];
   assign w_old3 = layer_i == 1'b0 ? w1_rdata_i[48 +: 16] : layer_i == 1'b1 ? w2_rdata_i[48 +: 16] : 16'd0;
-  assign grad3 = grad_lanes_p5[144 +: 48];
-  assign grad_v3 = grad_v_p5 && grad_lv_p5[3];
-  assign up_w = {w_old3, w_old2, w_old1, walk_v_p5 ? walk_par : w_old0};
-  assign up_g = {grad3, grad2, grad1, walk_v_p5 ? $signed({{21{grad_sum[26]}}, grad_sum}) : grad0};
-  assign up_v = {grad_v3, grad_v2, grad_v1, walk_v_p5 || grad_v0};
+  assign grad3 = grad_lanes_p6[144 +: 48];
+  assign grad_v3 = grad_v_p6 && grad_lv_p6[3];
+  assign up_w = {w_old3, w_old2, w_old1, walk_v_p6 ? walk_par : w_old0};
+  assign up_g = {grad3, grad2, grad1, walk_v_p6 ? $signed({{21{grad_sum[26]}}, grad_sum}) : grad0};
+  assign up_v = {grad_v3, grad_v2, grad_v1, walk_v_p6 || grad_v0};
 
   dff_update #(
     .SEED(32'h1)
@@ -351,10 +365,10 @@ module dff_op_update (
   assign unused_up_vo = ^up_vo;
   assign unused_cut0_db_word_q = ^db_word_q[10:5];
   assign unused_cut1_grad_word_i = ^grad_word_i[11:11];
-  assign unused_cut2_grad_word_p12 = ^grad_word_p12[11:11];
+  assign unused_cut2_grad_word_p13 = ^grad_word_p13[11:11];
   assign unused_cut3_j_q = ^j_q[10:7];
   assign unused_cut4_u_word_q = ^u_word_q[9:9];
-  assign unused_cut5_walk_j_p12 = ^walk_j_p12[10:7];
+  assign unused_cut5_walk_j_p13 = ^walk_j_p13[10:7];
   assign unused_port_start_i = ^start_i;
 
   always @* begin
@@ -377,7 +391,7 @@ module dff_op_update (
   always @* begin
     w1_waddr_d = {44{1'b0}};
     if (grad_wb_p7 && is_grad1_q) begin
-      w1_waddr_d = {grad_word_p12[10:0], grad_word_p12[10:0], grad_word_p12[10:0], grad_word_p12[10:0]};
+      w1_waddr_d = {grad_word_p13[10:0], grad_word_p13[10:0], grad_word_p13[10:0], grad_word_p13[10:0]};
     end
   end
 
@@ -445,7 +459,7 @@ module dff_op_update (
   always @* begin
     w2_waddr_d = {48{1'b0}};
     if (grad_wb_p7 && is_grad2_q) begin
-      w2_waddr_d = {grad_word_p12, grad_word_p12, grad_word_p12, grad_word_p12};
+      w2_waddr_d = {grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13};
     end
   end
 
@@ -513,7 +527,7 @@ module dff_op_update (
   always @* begin
     b1_waddr_d = {7{1'b0}};
     if (walk_wb_p7 && !uupd_q && (layer_i == 1'b0)) begin
-      b1_waddr_d = {walk_j_p12[6:0]};
+      b1_waddr_d = {walk_j_p13[6:0]};
     end
   end
 
@@ -581,7 +595,7 @@ module dff_op_update (
   always @* begin
     b2_waddr_d = {7{1'b0}};
     if (walk_wb_p7 && !uupd_q && (layer_i == 1'b1)) begin
-      b2_waddr_d = {walk_j_p12[6:0]};
+      b2_waddr_d = {walk_j_p13[6:0]};
     end
   end
 
@@ -649,7 +663,7 @@ module dff_op_update (
   always @* begin
     u_waddr_d = {11{1'b0}};
     if (walk_wb_p7 && uupd_q) begin
-      u_waddr_d = {walk_j_p12};
+      u_waddr_d = {walk_j_p13};
     end
   end
 
@@ -733,8 +747,8 @@ module dff_op_update (
 
   always @* begin
     du_we_d = {4{1'b0}};
-    if (du_clear_p5) begin
-      du_we_d = du_clear_p5 ? {du_clear_lane_p5 == 3'd3, du_clear_lane_p5 == 3'd2, du_clear_lane_p5 == 3'd1, du_clear_lane_p5 == 3'd0} : 4'd0;
+    if (du_clear_p6) begin
+      du_we_d = du_clear_p6 ? {du_clear_lane_p6 == 3'd3, du_clear_lane_p6 == 3'd2, du_clear_lane_p6 == 3'd1, du_clear_lane_p6 == 3'd0} : 4'd0;
     end
   end
 
@@ -750,8 +764,8 @@ module dff_op_update (
 
   always @* begin
     du_waddr_d = {36{1'b0}};
-    if (du_clear_p5) begin
-      du_waddr_d = {du_clear_word_p5, du_clear_word_p5, du_clear_word_p5, du_clear_word_p5};
+    if (du_clear_p6) begin
+      du_waddr_d = {du_clear_word_p6, du_clear_word_p6, du_clear_word_p6, du_clear_word_p6};
     end
   end
 
@@ -767,7 +781,7 @@ module dff_op_update (
 
   always @* begin
     du_wdata_d = {108{1'b0}};
-    if (du_clear_p5) begin
+    if (du_clear_p6) begin
       du_wdata_d = {27'd0, 27'd0, 27'd0, 27'd0};
     end
   end
@@ -827,7 +841,7 @@ module dff_op_update (
       end
       if (j_q == (count_q - 11'd1)) begin
         st_d = 1'b0;
-        tail_d = 4'd12;
+        tail_d = 4'd13;
       end
     end else if (tail_q != 4'd0) begin
       tail_d = tail_q - 4'd1;
@@ -889,16 +903,19 @@ module dff_op_update (
       du_clear_p3 <= {1{1'b0}};
       du_clear_p4 <= {1{1'b0}};
       du_clear_p5 <= {1{1'b0}};
+      du_clear_p6 <= {1{1'b0}};
       walk_v_p1 <= {1{1'b0}};
       walk_v_p2 <= {1{1'b0}};
       walk_v_p3 <= {1{1'b0}};
       walk_v_p4 <= {1{1'b0}};
       walk_v_p5 <= {1{1'b0}};
+      walk_v_p6 <= {1{1'b0}};
       grad_v_p1 <= {1{1'b0}};
       grad_v_p2 <= {1{1'b0}};
       grad_v_p3 <= {1{1'b0}};
       grad_v_p4 <= {1{1'b0}};
       grad_v_p5 <= {1{1'b0}};
+      grad_v_p6 <= {1{1'b0}};
       grad_wb_p1 <= {1{1'b0}};
       grad_wb_p2 <= {1{1'b0}};
       grad_wb_p3 <= {1{1'b0}};
@@ -919,24 +936,27 @@ module dff_op_update (
       du_clear_p3 <= du_clear_p2;
       du_clear_p4 <= du_clear_p3;
       du_clear_p5 <= du_clear_p4;
+      du_clear_p6 <= du_clear_p5;
       walk_v_p1 <= walk;
       walk_v_p2 <= walk_v_p1;
       walk_v_p3 <= walk_v_p2;
       walk_v_p4 <= walk_v_p3;
       walk_v_p5 <= walk_v_p4;
+      walk_v_p6 <= walk_v_p5;
       grad_v_p1 <= grad_v_i && is_grad;
       grad_v_p2 <= grad_v_p1;
       grad_v_p3 <= grad_v_p2;
       grad_v_p4 <= grad_v_p3;
       grad_v_p5 <= grad_v_p4;
-      grad_wb_p1 <= grad_v_p5;
+      grad_v_p6 <= grad_v_p5;
+      grad_wb_p1 <= grad_v_p6;
       grad_wb_p2 <= grad_wb_p1;
       grad_wb_p3 <= grad_wb_p2;
       grad_wb_p4 <= grad_wb_p3;
       grad_wb_p5 <= grad_wb_p4;
       grad_wb_p6 <= grad_wb_p5;
       grad_wb_p7 <= grad_wb_p6;
-      walk_wb_p1 <= walk_v_p5;
+      walk_wb_p1 <= walk_v_p6;
       walk_wb_p2 <= walk_wb_p1;
       walk_wb_p3 <= walk_wb_p2;
       walk_wb_p4 <= walk_wb_p3;
@@ -952,21 +972,25 @@ module dff_op_update (
     du_clear_lane_p3 <= du_clear_lane_p2;
     du_clear_lane_p4 <= du_clear_lane_p3;
     du_clear_lane_p5 <= du_clear_lane_p4;
+    du_clear_lane_p6 <= du_clear_lane_p5;
     du_clear_word_p1 <= u_word_q[8:0];
     du_clear_word_p2 <= du_clear_word_p1;
     du_clear_word_p3 <= du_clear_word_p2;
     du_clear_word_p4 <= du_clear_word_p3;
     du_clear_word_p5 <= du_clear_word_p4;
+    du_clear_word_p6 <= du_clear_word_p5;
     walk_lane_p1 <= db_lane_q;
     walk_lane_p2 <= walk_lane_p1;
     walk_lane_p3 <= walk_lane_p2;
     walk_lane_p4 <= walk_lane_p3;
     walk_lane_p5 <= walk_lane_p4;
+    walk_lane_p6 <= walk_lane_p5;
     walk_ulane_p1 <= u_lane_q;
     walk_ulane_p2 <= walk_ulane_p1;
     walk_ulane_p3 <= walk_ulane_p2;
     walk_ulane_p4 <= walk_ulane_p3;
     walk_ulane_p5 <= walk_ulane_p4;
+    walk_ulane_p6 <= walk_ulane_p5;
     is_grad1_q <= (kind_i == 4'd8) && (layer_i == 1'b0);
     is_grad2_q <= (kind_i == 4'd8) && (layer_i == 1'b1);
     grad_lanes_p1 <= grad_lanes_i;
@@ -974,11 +998,13 @@ module dff_op_update (
     grad_lanes_p3 <= grad_lanes_p2;
     grad_lanes_p4 <= grad_lanes_p3;
     grad_lanes_p5 <= grad_lanes_p4;
+    grad_lanes_p6 <= grad_lanes_p5;
     grad_lv_p1 <= grad_lv_i;
     grad_lv_p2 <= grad_lv_p1;
     grad_lv_p3 <= grad_lv_p2;
     grad_lv_p4 <= grad_lv_p3;
     grad_lv_p5 <= grad_lv_p4;
+    grad_lv_p6 <= grad_lv_p5;
     grad_word_p1 <= grad_word_i;
     grad_word_p2 <= grad_word_p1;
     grad_word_p3 <= grad_word_p2;
@@ -991,6 +1017,7 @@ module dff_op_update (
     grad_word_p10 <= grad_word_p9;
     grad_word_p11 <= grad_word_p10;
     grad_word_p12 <= grad_word_p11;
+    grad_word_p13 <= grad_word_p12;
     grad_mask_p1 <= up_v;
     grad_mask_p2 <= grad_mask_p1;
     grad_mask_p3 <= grad_mask_p2;
@@ -1010,6 +1037,14 @@ module dff_op_update (
     walk_j_p10 <= walk_j_p9;
     walk_j_p11 <= walk_j_p10;
     walk_j_p12 <= walk_j_p11;
+    walk_j_p13 <= walk_j_p12;
+  end
+
+  (* keep *)
+  always @(posedge clk_i) begin
+    infer_run_q <= infer_i;
+    nsamp_run_q <= nsamp_i;
+    nrows_run_q <= nrows_i;
   end
 
 endmodule

@@ -873,7 +873,7 @@ module dff_bus (
         end
       end
       StRead: begin
-        if (wait_q == 3'd5) begin
+        if (wait_q == 3'd6) begin
           st_d = StIdle;
           ack_d = 1'b1;
           err_d = 1'b0;

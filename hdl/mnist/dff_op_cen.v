@@ -36,6 +36,9 @@ module dff_op_cen (
   localparam StTable = 2'd1;
   localparam StRows = 2'd2;
 
+  reg infer_run_q;
+  reg [3:0] nsamp_run_q;
+  reg [6:0] nrows_run_q;
   reg done_q;
   reg done_d;
   reg [8:0] b1_raddr_d;
@@ -94,16 +97,19 @@ module dff_op_cen (
   reg v_wr_p3;
   reg v_wr_p4;
   reg v_wr_p5;
+  reg v_wr_p6;
   reg [3:0] v_lane_p1;
   reg [3:0] v_lane_p2;
   reg [3:0] v_lane_p3;
   reg [3:0] v_lane_p4;
   reg [3:0] v_lane_p5;
+  reg [3:0] v_lane_p6;
   reg [8:0] v_word_p1;
   reg [8:0] v_word_p2;
   reg [8:0] v_word_p3;
   reg [8:0] v_word_p4;
   reg [8:0] v_word_p5;
+  reg [8:0] v_word_p6;
   wire signed [27:0] b_shifted;
   wire signed [27:0] u_shifted;
   wire signed [28:0] v_sum;
@@ -113,6 +119,7 @@ module dff_op_cen (
   reg [3:0] slot_h_p3;
   reg [3:0] slot_h_p4;
   reg [3:0] slot_h_p5;
+  reg [3:0] slot_h_p6;
   wire [3:0] hyp_now;
   wire [8:0] v_base_now;
   reg header_v_p1;
@@ -121,6 +128,7 @@ module dff_op_cen (
   reg header_v_p4;
   reg header_v_p5;
   reg header_v_p6;
+  reg header_v_p7;
   reg [8:0] v_base_h_q;
   reg [8:0] a1_base_h_p1;
   reg [8:0] a1_base_h_p2;
@@ -128,18 +136,21 @@ module dff_op_cen (
   reg [8:0] a1_base_h_p4;
   reg [8:0] a1_base_h_p5;
   reg [8:0] a1_base_h_p6;
+  reg [8:0] a1_base_h_p7;
   reg [3:0] row_mod_h_p1;
   reg [3:0] row_mod_h_p2;
   reg [3:0] row_mod_h_p3;
   reg [3:0] row_mod_h_p4;
   reg [3:0] row_mod_h_p5;
   reg [3:0] row_mod_h_p6;
+  reg [3:0] row_mod_h_p7;
   reg [11:0] row_base_h_p1;
   reg [11:0] row_base_h_p2;
   reg [11:0] row_base_h_p3;
   reg [11:0] row_base_h_p4;
   reg [11:0] row_base_h_p5;
   reg [11:0] row_base_h_p6;
+  reg [11:0] row_base_h_p7;
   wire unused_hi_bits;
   reg [5:0] group_q;
   reg [5:0] group_d;
@@ -164,6 +175,7 @@ module dff_op_cen (
   reg [3:0] a1_lane_r_p3;
   reg [3:0] a1_lane_r_p4;
   reg [3:0] a1_lane_r_p5;
+  reg [3:0] a1_lane_r_p6;
   wire [575:0] relu_z;
   wire [11:0] relu_vi;
   wire [191:0] relu_h;
@@ -174,12 +186,14 @@ module dff_op_cen (
   reg col_v_p4;
   reg col_v_p5;
   reg col_v_p6;
+  reg col_v_p7;
   reg [9:0] col_r_p1;
   reg [9:0] col_r_p2;
   reg [9:0] col_r_p3;
   reg [9:0] col_r_p4;
   reg [9:0] col_r_p5;
   reg [9:0] col_r_p6;
+  reg [9:0] col_r_p7;
   wire signed [37:0] a1_lane0;
   wire signed [28:0] v_lane0;
   reg signed [48:0] z0_q;
@@ -240,6 +254,7 @@ module dff_op_cen (
   reg [3:0] h_rot_p6;
   reg [3:0] h_rot_p7;
   reg [3:0] h_rot_p8;
+  reg [3:0] h_rot_p9;
   wire [11:0] h_word_now;
   reg [11:0] h_word_p1;
   reg [11:0] h_word_p2;
@@ -249,6 +264,7 @@ module dff_op_cen (
   reg [11:0] h_word_p6;
   reg [11:0] h_word_p7;
   reg [11:0] h_word_p8;
+  reg [11:0] h_word_p9;
   wire [11:0] h_addr0;
   wire [11:0] h_addr1;
   wire [11:0] h_addr2;
@@ -266,16 +282,15 @@ module dff_op_cen (
   wire unused_cut2_v_word_q;
   wire unused_port_kind_i;
   wire unused_port_layer_i;
-  wire unused_port_nrows_i;
   wire unused_port_start_i;
   assign done_o = done_q;
   assign header = (st_q == StRows) && (row_cycle_q == 6'd0);
-  assign unused_nsamp = ^nsamp_i;
+  assign unused_nsamp = ^nsamp_run_q;
   assign b_shifted = {b1_rdata_i[0 +: 16], 12'd0};
   assign u_shifted = {u_rdata_i[0 +: 16], 12'd0};
   assign v_sum = $signed({b_shifted[27], b_shifted}) + $signed({u_shifted[27], u_shifted});
   assign unused_v_word_hi = ^v_word_q[9:9];
-  assign hyp_now = infer_i ? slot_h_p5 : hyp_rdata_i[0 +: 4];
+  assign hyp_now = infer_run_q ? slot_h_p6 : hyp_rdata_i[0 +: 4];
   assign v_base_now = {5'd0, hyp_now} * 9'd42;
   assign unused_hi_bits = ^{a1_base_q[9:9], row_base_q[12:12]};
   assign a1_lane0 = a1_rdata_i[0 +: 38];
@@ -314,9 +329,9 @@ module dff_op_cen (
   assign a1_lane11 = a1_rdata_i[418 +: 38];
   assign v_lane11 = v_rdata_i[319 +: 29];
   assign z11_sat = ((&z11_q[48:47]) || !(|z11_q[48:47])) ? z11_q[47:0] : z11_q[48] ? 48'h800000000000 : 48'h7fffffffffff;
-  assign unused_a1_lane_r = ^a1_lane_r_p5;
+  assign unused_a1_lane_r = ^a1_lane_r_p6;
   assign relu_z = {z11_sat, z10_sat, z9_sat, z8_sat, z7_sat, z6_sat, z5_sat, z4_sat, z3_sat, z2_sat, z1_sat, z0_sat};
-  assign relu_vi = {col_v_p6 && ((col_r_p6 + 10'd11) < 10'd500), col_v_p6 && ((col_r_p6 + 10'd10) < 10'd500), col_v_p6 && ((col_r_p6 + 10'd9) < 10'd500), col_v_p6 && ((col_r_p6 + 10'd8) < 10'd500), col_v_p6 && ((col_r_p6 + 10'd7) < 10'd500), col_v_p6 && ((col_r_p6 + 10'd6) < 10'd500), col_v_p6 && ((col_r_p6 + 10'd5) < 10'd500), col_v_p6 && ((col_r_p6 + 10'd4) < 10'd500), col_v_p6 && ((col_r_p6 + 10'd3) < 10'd500), col_v_p6 && ((col_r_p6 + 10'd2) < 10'd500), col_v_p6 && ((col_r_p6 + 10'd1) < 10'd500), col_v_p6 && ((col_r_p6 + 10'd0) < 10'd500)};
+  assign relu_vi = {col_v_p7 && ((col_r_p7 + 10'd11) < 10'd500), col_v_p7 && ((col_r_p7 + 10'd10) < 10'd500), col_v_p7 && ((col_r_p7 + 10'd9) < 10'd500), col_v_p7 && ((col_r_p7 + 10'd8) < 10'd500), col_v_p7 && ((col_r_p7 + 10'd7) < 10'd500), col_v_p7 && ((col_r_p7 + 10'd6) < 10'd500), col_v_p7 && ((col_r_p7 + 10'd5) < 10'd500), col_v_p7 && ((col_r_p7 + 10'd4) < 10'd500), col_v_p7 && ((col_r_p7 + 10'd3) < 10'd500), col_v_p7 && ((col_r_p7 + 10'd2) < 10'd500), col_v_p7 && ((col_r_p7 + 10'd1) < 10'd500), col_v_p7 && ((col_r_p7 + 10'd0) < 10'd500)};
 
   dff_relu u_relu0 (
     .clk_i(clk_i),
@@ -430,24 +445,23 @@ module dff_op_cen (
   assign unused_h_rot_sum = ^h_rot_sum;
   assign h_rot = h_rot_sum[3:0];
   assign h_word_now = h_row_base_q + {2'd0, col_q};
-  assign h_addr0 = h_word_p8 + (h_rot_p8 == 4'd11 ? 12'd1 : h_rot_p8 == 4'd10 ? 12'd2 : h_rot_p8 == 4'd9 ? 12'd3 : h_rot_p8 == 4'd8 ? 12'd4 : h_rot_p8 == 4'd7 ? 12'd5 : h_rot_p8 == 4'd6 ? 12'd6 : h_rot_p8 == 4'd5 ? 12'd7 : h_rot_p8 == 4'd4 ? 12'd8 : h_rot_p8 == 4'd3 ? 12'd9 : h_rot_p8 == 4'd2 ? 12'd10 : h_rot_p8 == 4'd1 ? 12'd11 : 12'd0);
-  assign h_addr1 = h_word_p8 + (h_rot_p8 == 4'd11 ? 12'd2 : h_rot_p8 == 4'd10 ? 12'd3 : h_rot_p8 == 4'd9 ? 12'd4 : h_rot_p8 == 4'd8 ? 12'd5 : h_rot_p8 == 4'd7 ? 12'd6 : h_rot_p8 == 4'd6 ? 12'd7 : h_rot_p8 == 4'd5 ? 12'd8 : h_rot_p8 == 4'd4 ? 12'd9 : h_rot_p8 == 4'd3 ? 12'd10 : h_rot_p8 == 4'd2 ? 12'd11 : h_rot_p8 == 4'd1 ? 12'd0 : 12'd1);
-  assign h_addr2 = h_word_p8 + (h_rot_p8 == 4'd11 ? 12'd3 : h_rot_p8 == 4'd10 ? 12'd4 : h_rot_p8 == 4'd9 ? 12'd5 : h_rot_p8 == 4'd8 ? 12'd6 : h_rot_p8 == 4'd7 ? 12'd7 : h_rot_p8 == 4'd6 ? 12'd8 : h_rot_p8 == 4'd5 ? 12'd9 : h_rot_p8 == 4'd4 ? 12'd10 : h_rot_p8 == 4'd3 ? 12'd11 : h_rot_p8 == 4'd2 ? 12'd0 : h_rot_p8 == 4'd1 ? 12'd1 : 12'd2);
-  assign h_addr3 = h_word_p8 + (h_rot_p8 == 4'd11 ? 12'd4 : h_rot_p8 == 4'd10 ? 12'd5 : h_rot_p8 == 4'd9 ? 12'd6 : h_rot_p8 == 4'd8 ? 12'd7 : h_rot_p8 == 4'd7 ? 12'd8 : h_rot_p8 == 4'd6 ? 12'd9 : h_rot_p8 == 4'd5 ? 12'd10 : h_rot_p8 == 4'd4 ? 12'd11 : h_rot_p8 == 4'd3 ? 12'd0 : h_rot_p8 == 4'd2 ? 12'd1 : h_rot_p8 == 4'd1 ? 12'd2 : 12'd3);
-  assign h_addr4 = h_word_p8 + (h_rot_p8 == 4'd11 ? 12'd5 : h_rot_p8 == 4'd10 ? 12'd6 : h_rot_p8 == 4'd9 ? 12'd7 : h_rot_p8 == 4'd8 ? 12'd8 : h_rot_p8 == 4'd7 ? 12'd9 : h_rot_p8 == 4'd6 ? 12'd10 : h_rot_p8 == 4'd5 ? 12'd11 : h_rot_p8 == 4'd4 ? 12'd0 : h_rot_p8 == 4'd3 ? 12'd1 : h_rot_p8 == 4'd2 ? 12'd2 : h_rot_p8 == 4'd1 ? 12'd3 : 12'd4);
-  assign h_addr5 = h_word_p8 + (h_rot_p8 == 4'd11 ? 12'd6 : h_rot_p8 == 4'd10 ? 12'd7 : h_rot_p8 == 4'd9 ? 12'd8 : h_rot_p8 == 4'd8 ? 12'd9 : h_rot_p8 == 4'd7 ? 12'd10 : h_rot_p8 == 4'd6 ? 12'd11 : h_rot_p8 == 4'd5 ? 12'd0 : h_rot_p8 == 4'd4 ? 12'd1 : h_rot_p8 == 4'd3 ? 12'd2 : h_rot_p8 == 4'd2 ? 12'd3 : h_rot_p8 == 4'd1 ? 12'd4 : 12'd5);
-  assign h_addr6 = h_word_p8 + (h_rot_p8 == 4'd11 ? 12'd7 : h_rot_p8 == 4'd10 ? 12'd8 : h_rot_p8 == 4'd9 ? 12'd9 : h_rot_p8 == 4'd8 ? 12'd10 : h_rot_p8 == 4'd7 ? 12'd11 : h_rot_p8 == 4'd6 ? 12'd0 : h_rot_p8 == 4'd5 ? 12'd1 : h_rot_p8 == 4'd4 ? 12'd2 : h_rot_p8 == 4'd3 ? 12'd3 : h_rot_p8 == 4'd2 ? 12'd4 : h_rot_p8 == 4'd1 ? 12'd5 : 12'd6);
-  assign h_addr7 = h_word_p8 + (h_rot_p8 == 4'd11 ? 12'd8 : h_rot_p8 == 4'd10 ? 12'd9 : h_rot_p8 == 4'd9 ? 12'd10 : h_rot_p8 == 4'd8 ? 12'd11 : h_rot_p8 == 4'd7 ? 12'd0 : h_rot_p8 == 4'd6 ? 12'd1 : h_rot_p8 == 4'd5 ? 12'd2 : h_rot_p8 == 4'd4 ? 12'd3 : h_rot_p8 == 4'd3 ? 12'd4 : h_rot_p8 == 4'd2 ? 12'd5 : h_rot_p8 == 4'd1 ? 12'd6 : 12'd7);
-  assign h_addr8 = h_word_p8 + (h_rot_p8 == 4'd11 ? 12'd9 : h_rot_p8 == 4'd10 ? 12'd10 : h_rot_p8 == 4'd9 ? 12'd11 : h_rot_p8 == 4'd8 ? 12'd0 : h_rot_p8 == 4'd7 ? 12'd1 : h_rot_p8 == 4'd6 ? 12'd2 : h_rot_p8 == 4'd5 ? 12'd3 : h_rot_p8 == 4'd4 ? 12'd4 : h_rot_p8 == 4'd3 ? 12'd5 : h_rot_p8 == 4'd2 ? 12'd6 : h_rot_p8 == 4'd1 ? 12'd7 : 12'd8);
-  assign h_addr9 = h_word_p8 + (h_rot_p8 == 4'd11 ? 12'd10 : h_rot_p8 == 4'd10 ? 12'd11 : h_rot_p8 == 4'd9 ? 12'd0 : h_rot_p8 == 4'd8 ? 12'd1 : h_rot_p8 == 4'd7 ? 12'd2 : h_rot_p8 == 4'd6 ? 12'd3 : h_rot_p8 == 4'd5 ? 12'd4 : h_rot_p8 == 4'd4 ? 12'd5 : h_rot_p8 == 4'd3 ? 12'd6 : h_rot_p8 == 4'd2 ? 12'd7 : h_rot_p8 == 4'd1 ? 12'd8 : 12'd9);
-  assign h_addr10 = h_word_p8 + (h_rot_p8 == 4'd11 ? 12'd11 : h_rot_p8 == 4'd10 ? 12'd0 : h_rot_p8 == 4'd9 ? 12'd1 : h_rot_p8 == 4'd8 ? 12'd2 : h_rot_p8 == 4'd7 ? 12'd3 : h_rot_p8 == 4'd6 ? 12'd4 : h_rot_p8 == 4'd5 ? 12'd5 : h_rot_p8 == 4'd4 ? 12'd6 : h_rot_p8 == 4'd3 ? 12'd7 : h_rot_p8 == 4'd2 ? 12'd8 : h_rot_p8 == 4'd1 ? 12'd9 : 12'd10);
-  assign h_addr11 = h_word_p8 + (h_rot_p8 == 4'd11 ? 12'd0 : h_rot_p8 == 4'd10 ? 12'd1 : h_rot_p8 == 4'd9 ? 12'd2 : h_rot_p8 == 4'd8 ? 12'd3 : h_rot_p8 == 4'd7 ? 12'd4 : h_rot_p8 == 4'd6 ? 12'd5 : h_rot_p8 == 4'd5 ? 12'd6 : h_rot_p8 == 4'd4 ? 12'd7 : h_rot_p8 == 4'd3 ? 12'd8 : h_rot_p8 == 4'd2 ? 12'd9 : h_rot_p8 == 4'd1 ? 12'd10 : 12'd11);
+  assign h_addr0 = h_word_p9 + (h_rot_p9 == 4'd11 ? 12'd1 : h_rot_p9 == 4'd10 ? 12'd2 : h_rot_p9 == 4'd9 ? 12'd3 : h_rot_p9 == 4'd8 ? 12'd4 : h_rot_p9 == 4'd7 ? 12'd5 : h_rot_p9 == 4'd6 ? 12'd6 : h_rot_p9 == 4'd5 ? 12'd7 : h_rot_p9 == 4'd4 ? 12'd8 : h_rot_p9 == 4'd3 ? 12'd9 : h_rot_p9 == 4'd2 ? 12'd10 : h_rot_p9 == 4'd1 ? 12'd11 : 12'd0);
+  assign h_addr1 = h_word_p9 + (h_rot_p9 == 4'd11 ? 12'd2 : h_rot_p9 == 4'd10 ? 12'd3 : h_rot_p9 == 4'd9 ? 12'd4 : h_rot_p9 == 4'd8 ? 12'd5 : h_rot_p9 == 4'd7 ? 12'd6 : h_rot_p9 == 4'd6 ? 12'd7 : h_rot_p9 == 4'd5 ? 12'd8 : h_rot_p9 == 4'd4 ? 12'd9 : h_rot_p9 == 4'd3 ? 12'd10 : h_rot_p9 == 4'd2 ? 12'd11 : h_rot_p9 == 4'd1 ? 12'd0 : 12'd1);
+  assign h_addr2 = h_word_p9 + (h_rot_p9 == 4'd11 ? 12'd3 : h_rot_p9 == 4'd10 ? 12'd4 : h_rot_p9 == 4'd9 ? 12'd5 : h_rot_p9 == 4'd8 ? 12'd6 : h_rot_p9 == 4'd7 ? 12'd7 : h_rot_p9 == 4'd6 ? 12'd8 : h_rot_p9 == 4'd5 ? 12'd9 : h_rot_p9 == 4'd4 ? 12'd10 : h_rot_p9 == 4'd3 ? 12'd11 : h_rot_p9 == 4'd2 ? 12'd0 : h_rot_p9 == 4'd1 ? 12'd1 : 12'd2);
+  assign h_addr3 = h_word_p9 + (h_rot_p9 == 4'd11 ? 12'd4 : h_rot_p9 == 4'd10 ? 12'd5 : h_rot_p9 == 4'd9 ? 12'd6 : h_rot_p9 == 4'd8 ? 12'd7 : h_rot_p9 == 4'd7 ? 12'd8 : h_rot_p9 == 4'd6 ? 12'd9 : h_rot_p9 == 4'd5 ? 12'd10 : h_rot_p9 == 4'd4 ? 12'd11 : h_rot_p9 == 4'd3 ? 12'd0 : h_rot_p9 == 4'd2 ? 12'd1 : h_rot_p9 == 4'd1 ? 12'd2 : 12'd3);
+  assign h_addr4 = h_word_p9 + (h_rot_p9 == 4'd11 ? 12'd5 : h_rot_p9 == 4'd10 ? 12'd6 : h_rot_p9 == 4'd9 ? 12'd7 : h_rot_p9 == 4'd8 ? 12'd8 : h_rot_p9 == 4'd7 ? 12'd9 : h_rot_p9 == 4'd6 ? 12'd10 : h_rot_p9 == 4'd5 ? 12'd11 : h_rot_p9 == 4'd4 ? 12'd0 : h_rot_p9 == 4'd3 ? 12'd1 : h_rot_p9 == 4'd2 ? 12'd2 : h_rot_p9 == 4'd1 ? 12'd3 : 12'd4);
+  assign h_addr5 = h_word_p9 + (h_rot_p9 == 4'd11 ? 12'd6 : h_rot_p9 == 4'd10 ? 12'd7 : h_rot_p9 == 4'd9 ? 12'd8 : h_rot_p9 == 4'd8 ? 12'd9 : h_rot_p9 == 4'd7 ? 12'd10 : h_rot_p9 == 4'd6 ? 12'd11 : h_rot_p9 == 4'd5 ? 12'd0 : h_rot_p9 == 4'd4 ? 12'd1 : h_rot_p9 == 4'd3 ? 12'd2 : h_rot_p9 == 4'd2 ? 12'd3 : h_rot_p9 == 4'd1 ? 12'd4 : 12'd5);
+  assign h_addr6 = h_word_p9 + (h_rot_p9 == 4'd11 ? 12'd7 : h_rot_p9 == 4'd10 ? 12'd8 : h_rot_p9 == 4'd9 ? 12'd9 : h_rot_p9 == 4'd8 ? 12'd10 : h_rot_p9 == 4'd7 ? 12'd11 : h_rot_p9 == 4'd6 ? 12'd0 : h_rot_p9 == 4'd5 ? 12'd1 : h_rot_p9 == 4'd4 ? 12'd2 : h_rot_p9 == 4'd3 ? 12'd3 : h_rot_p9 == 4'd2 ? 12'd4 : h_rot_p9 == 4'd1 ? 12'd5 : 12'd6);
+  assign h_addr7 = h_word_p9 + (h_rot_p9 == 4'd11 ? 12'd8 : h_rot_p9 == 4'd10 ? 12'd9 : h_rot_p9 == 4'd9 ? 12'd10 : h_rot_p9 == 4'd8 ? 12'd11 : h_rot_p9 == 4'd7 ? 12'd0 : h_rot_p9 == 4'd6 ? 12'd1 : h_rot_p9 == 4'd5 ? 12'd2 : h_rot_p9 == 4'd4 ? 12'd3 : h_rot_p9 == 4'd3 ? 12'd4 : h_rot_p9 == 4'd2 ? 12'd5 : h_rot_p9 == 4'd1 ? 12'd6 : 12'd7);
+  assign h_addr8 = h_word_p9 + (h_rot_p9 == 4'd11 ? 12'd9 : h_rot_p9 == 4'd10 ? 12'd10 : h_rot_p9 == 4'd9 ? 12'd11 : h_rot_p9 == 4'd8 ? 12'd0 : h_rot_p9 == 4'd7 ? 12'd1 : h_rot_p9 == 4'd6 ? 12'd2 : h_rot_p9 == 4'd5 ? 12'd3 : h_rot_p9 == 4'd4 ? 12'd4 : h_rot_p9 == 4'd3 ? 12'd5 : h_rot_p9 == 4'd2 ? 12'd6 : h_rot_p9 == 4'd1 ? 12'd7 : 12'd8);
+  assign h_addr9 = h_word_p9 + (h_rot_p9 == 4'd11 ? 12'd10 : h_rot_p9 == 4'd10 ? 12'd11 : h_rot_p9 == 4'd9 ? 12'd0 : h_rot_p9 == 4'd8 ? 12'd1 : h_rot_p9 == 4'd7 ? 12'd2 : h_rot_p9 == 4'd6 ? 12'd3 : h_rot_p9 == 4'd5 ? 12'd4 : h_rot_p9 == 4'd4 ? 12'd5 : h_rot_p9 == 4'd3 ? 12'd6 : h_rot_p9 == 4'd2 ? 12'd7 : h_rot_p9 == 4'd1 ? 12'd8 : 12'd9);
+  assign h_addr10 = h_word_p9 + (h_rot_p9 == 4'd11 ? 12'd11 : h_rot_p9 == 4'd10 ? 12'd0 : h_rot_p9 == 4'd9 ? 12'd1 : h_rot_p9 == 4'd8 ? 12'd2 : h_rot_p9 == 4'd7 ? 12'd3 : h_rot_p9 == 4'd6 ? 12'd4 : h_rot_p9 == 4'd5 ? 12'd5 : h_rot_p9 == 4'd4 ? 12'd6 : h_rot_p9 == 4'd3 ? 12'd7 : h_rot_p9 == 4'd2 ? 12'd8 : h_rot_p9 == 4'd1 ? 12'd9 : 12'd10);
+  assign h_addr11 = h_word_p9 + (h_rot_p9 == 4'd11 ? 12'd0 : h_rot_p9 == 4'd10 ? 12'd1 : h_rot_p9 == 4'd9 ? 12'd2 : h_rot_p9 == 4'd8 ? 12'd3 : h_rot_p9 == 4'd7 ? 12'd4 : h_rot_p9 == 4'd6 ? 12'd5 : h_rot_p9 == 4'd5 ? 12'd6 : h_rot_p9 == 4'd4 ? 12'd7 : h_rot_p9 == 4'd3 ? 12'd8 : h_rot_p9 == 4'd2 ? 12'd9 : h_rot_p9 == 4'd1 ? 12'd10 : 12'd11);
   assign unused_cut0_a1_base_q = ^a1_base_q[9:9];
   assign unused_cut1_row_base_q = ^row_base_q[12:12];
   assign unused_cut2_v_word_q = ^v_word_q[9:9];
   assign unused_port_kind_i = ^kind_i;
   assign unused_port_layer_i = ^layer_i;
-  assign unused_port_nrows_i = ^nrows_i;
   assign unused_port_start_i = ^start_i;
 
   always @* begin
@@ -486,8 +500,8 @@ module dff_op_cen (
 
   always @* begin
     v_we_d = {12{1'b0}};
-    if (v_wr_p5) begin
-      v_we_d = v_wr_p5 ? {v_lane_p5 == 4'd11, v_lane_p5 == 4'd10, v_lane_p5 == 4'd9, v_lane_p5 == 4'd8, v_lane_p5 == 4'd7, v_lane_p5 == 4'd6, v_lane_p5 == 4'd5, v_lane_p5 == 4'd4, v_lane_p5 == 4'd3, v_lane_p5 == 4'd2, v_lane_p5 == 4'd1, v_lane_p5 == 4'd0} : 12'd0;
+    if (v_wr_p6) begin
+      v_we_d = v_wr_p6 ? {v_lane_p6 == 4'd11, v_lane_p6 == 4'd10, v_lane_p6 == 4'd9, v_lane_p6 == 4'd8, v_lane_p6 == 4'd7, v_lane_p6 == 4'd6, v_lane_p6 == 4'd5, v_lane_p6 == 4'd4, v_lane_p6 == 4'd3, v_lane_p6 == 4'd2, v_lane_p6 == 4'd1, v_lane_p6 == 4'd0} : 12'd0;
     end
   end
 
@@ -503,8 +517,8 @@ module dff_op_cen (
 
   always @* begin
     v_waddr_d = {108{1'b0}};
-    if (v_wr_p5) begin
-      v_waddr_d = {v_word_p5, v_word_p5, v_word_p5, v_word_p5, v_word_p5, v_word_p5, v_word_p5, v_word_p5, v_word_p5, v_word_p5, v_word_p5, v_word_p5};
+    if (v_wr_p6) begin
+      v_waddr_d = {v_word_p6, v_word_p6, v_word_p6, v_word_p6, v_word_p6, v_word_p6, v_word_p6, v_word_p6, v_word_p6, v_word_p6, v_word_p6, v_word_p6};
     end
   end
 
@@ -520,7 +534,7 @@ module dff_op_cen (
 
   always @* begin
     v_wdata_d = {348{1'b0}};
-    if (v_wr_p5) begin
+    if (v_wr_p6) begin
       v_wdata_d = {v_sum, v_sum, v_sum, v_sum, v_sum, v_sum, v_sum, v_sum, v_sum, v_sum, v_sum, v_sum};
     end
   end
@@ -571,7 +585,7 @@ module dff_op_cen (
 
   always @* begin
     hyp_raddr_d = {7{1'b0}};
-    if (header && !infer_i) begin
+    if (header && !infer_run_q) begin
       hyp_raddr_d = {row_q};
     end
   end
@@ -589,7 +603,7 @@ module dff_op_cen (
   always @* begin
     h1_we_d = {12{1'b0}};
     if (|relu_vo) begin
-      h1_we_d = |relu_vo ? {h_rot_p8 == 4'd11 ? relu_vo[0] : h_rot_p8 == 4'd10 ? relu_vo[1] : h_rot_p8 == 4'd9 ? relu_vo[2] : h_rot_p8 == 4'd8 ? relu_vo[3] : h_rot_p8 == 4'd7 ? relu_vo[4] : h_rot_p8 == 4'd6 ? relu_vo[5] : h_rot_p8 == 4'd5 ? relu_vo[6] : h_rot_p8 == 4'd4 ? relu_vo[7] : h_rot_p8 == 4'd3 ? relu_vo[8] : h_rot_p8 == 4'd2 ? relu_vo[9] : h_rot_p8 == 4'd1 ? relu_vo[10] : relu_vo[11], h_rot_p8 == 4'd11 ? relu_vo[11] : h_rot_p8 == 4'd10 ? relu_vo[0] : h_rot_p8 == 4'd9 ? relu_vo[1] : h_rot_p8 == 4'd8 ? relu_vo[2] : h_rot_p8 == 4'd7 ? relu_vo[3] : h_rot_p8 == 4'd6 ? relu_vo[4] : h_rot_p8 == 4'd5 ? relu_vo[5] : h_rot_p8 == 4'd4 ? relu_vo[6] : h_rot_p8 == 4'd3 ? relu_vo[7] : h_rot_p8 == 4'd2 ? relu_vo[8] : h_rot_p8 == 4'd1 ? relu_vo[9] : relu_vo[10], h_rot_p8 == 4'd11 ? relu_vo[10] : h_rot_p8 == 4'd10 ? relu_vo[11] : h_rot_p8 == 4'd9 ? relu_vo[0] : h_rot_p8 == 4'd8 ? relu_vo[1] : h_rot_p8 == 4'd7 ? relu_vo[2] : h_rot_p8 == 4'd6 ? relu_vo[3] : h_rot_p8 == 4'd5 ? relu_vo[4] : h_rot_p8 == 4'd4 ? relu_vo[5] : h_rot_p8 == 4'd3 ? relu_vo[6] : h_rot_p8 == 4'd2 ? relu_vo[7] : h_rot_p8 == 4'd1 ? relu_vo[8] : relu_vo[9], h_rot_p8 == 4'd11 ? relu_vo[9] : h_rot_p8 == 4'd10 ? relu_vo[10] : h_rot_p8 == 4'd9 ? relu_vo[11] : h_rot_p8 == 4'd8 ? relu_vo[0] : h_rot_p8 == 4'd7 ? relu_vo[1] : h_rot_p8 == 4'd6 ? relu_vo[2] : h_rot_p8 == 4'd5 ? relu_vo[3] : h_rot_p8 == 4'd4 ? relu_vo[4] : h_rot_p8 == 4'd3 ? relu_vo[5] : h_rot_p8 == 4'd2 ? relu_vo[6] : h_rot_p8 == 4'd1 ? relu_vo[7] : relu_vo[8], h_rot_p8 == 4'd11 ? relu_vo[8] : h_rot_p8 == 4'd10 ? relu_vo[9] : h_rot_p8 == 4'd9 ? relu_vo[10] : h_rot_p8 == 4'd8 ? relu_vo[11] : h_rot_p8 == 4'd7 ? relu_vo[0] : h_rot_p8 == 4'd6 ? relu_vo[1] : h_rot_p8 == 4'd5 ? relu_vo[2] : h_rot_p8 == 4'd4 ? relu_vo[3] : h_rot_p8 == 4'd3 ? relu_vo[4] : h_rot_p8 == 4'd2 ? relu_vo[5] : h_rot_p8 == 4'd1 ? relu_vo[6] : relu_vo[7], h_rot_p8 == 4'd11 ? relu_vo[7] : h_rot_p8 == 4'd10 ? relu_vo[8] : h_rot_p8 == 4'd9 ? relu_vo[9] : h_rot_p8 == 4'd8 ? relu_vo[10] : h_rot_p8 == 4'd7 ? relu_vo[11] : h_rot_p8 == 4'd6 ? relu_vo[0] : h_rot_p8 == 4'd5 ? relu_vo[1] : h_rot_p8 == 4'd4 ? relu_vo[2] : h_rot_p8 == 4'd3 ? relu_vo[3] : h_rot_p8 == 4'd2 ? relu_vo[4] : h_rot_p8 == 4'd1 ? relu_vo[5] : relu_vo[6], h_rot_p8 == 4'd11 ? relu_vo[6] : h_rot_p8 == 4'd10 ? relu_vo[7] : h_rot_p8 == 4'd9 ? relu_vo[8] : h_rot_p8 == 4'd8 ? relu_vo[9] : h_rot_p8 == 4'd7 ? relu_vo[10] : h_rot_p8 == 4'd6 ? relu_vo[11] : h_rot_p8 == 4'd5 ? relu_vo[0] : h_rot_p8 == 4'd4 ? relu_vo[1] : h_rot_p8 == 4'd3 ? relu_vo[2] : h_rot_p8 == 4'd2 ? relu_vo[3] : h_rot_p8 == 4'd1 ? relu_vo[4] : relu_vo[5], h_rot_p8 == 4'd11 ? relu_vo[5] : h_rot_p8 == 4'd10 ? relu_vo[6] : h_rot_p8 == 4'd9 ? relu_vo[7] : h_rot_p8 == 4'd8 ? relu_vo[8] : h_rot_p8 == 4'd7 ? relu_vo[9] : h_rot_p8 == 4'd6 ? relu_vo[10] : h_rot_p8 == 4'd5 ? relu_vo[11] : h_rot_p8 == 4'd4 ? relu_vo[0] : h_rot_p8 == 4'd3 ? relu_vo[1] : h_rot_p8 == 4'd2 ? relu_vo[2] : h_rot_p8 == 4'd1 ? relu_vo[3] : relu_vo[4], h_rot_p8 == 4'd11 ? relu_vo[4] : h_rot_p8 == 4'd10 ? relu_vo[5] : h_rot_p8 == 4'd9 ? relu_vo[6] : h_rot_p8 == 4'd8 ? relu_vo[7] : h_rot_p8 == 4'd7 ? relu_vo[8] : h_rot_p8 == 4'd6 ? relu_vo[9] : h_rot_p8 == 4'd5 ? relu_vo[10] : h_rot_p8 == 4'd4 ? relu_vo[11] : h_rot_p8 == 4'd3 ? relu_vo[0] : h_rot_p8 == 4'd2 ? relu_vo[1] : h_rot_p8 == 4'd1 ? relu_vo[2] : relu_vo[3], h_rot_p8 == 4'd11 ? relu_vo[3] : h_rot_p8 == 4'd10 ? relu_vo[4] : h_rot_p8 == 4'd9 ? relu_vo[5] : h_rot_p8 == 4'd8 ? relu_vo[6] : h_rot_p8 == 4'd7 ? relu_vo[7] : h_rot_p8 == 4'd6 ? relu_vo[8] : h_rot_p8 == 4'd5 ? relu_vo[9] : h_rot_p8 == 4'd4 ? relu_vo[10] : h_rot_p8 == 4'd3 ? relu_vo[11] : h_rot_p8 == 4'd2 ? relu_vo[0] : h_rot_p8 == 4'd1 ? relu_vo[1] : relu_vo[2], h_rot_p8 == 4'd11 ? relu_vo[2] : h_rot_p8 == 4'd10 ? relu_vo[3] : h_rot_p8 == 4'd9 ? relu_vo[4] : h_rot_p8 == 4'd8 ? relu_vo[5] : h_rot_p8 == 4'd7 ? relu_vo[6] : h_rot_p8 == 4'd6 ? relu_vo[7] : h_rot_p8 == 4'd5 ? relu_vo[8] : h_rot_p8 == 4'd4 ? relu_vo[9] : h_rot_p8 == 4'd3 ? relu_vo[10] : h_rot_p8 == 4'd2 ? relu_vo[11] : h_rot_p8 == 4'd1 ? relu_vo[0] : relu_vo[1], h_rot_p8 == 4'd11 ? relu_vo[1] : h_rot_p8 == 4'd10 ? relu_vo[2] : h_rot_p8 == 4'd9 ? relu_vo[3] : h_rot_p8 == 4'd8 ? relu_vo[4] : h_rot_p8 == 4'd7 ? relu_vo[5] : h_rot_p8 == 4'd6 ? relu_vo[6] : h_rot_p8 == 4'd5 ? relu_vo[7] : h_rot_p8 == 4'd4 ? relu_vo[8] : h_rot_p8 == 4'd3 ? relu_vo[9] : h_rot_p8 == 4'd2 ? relu_vo[10] : h_rot_p8 == 4'd1 ? relu_vo[11] : relu_vo[0]} : 12'd0;
+      h1_we_d = |relu_vo ? {h_rot_p9 == 4'd11 ? relu_vo[0] : h_rot_p9 == 4'd10 ? relu_vo[1] : h_rot_p9 == 4'd9 ? relu_vo[2] : h_rot_p9 == 4'd8 ? relu_vo[3] : h_rot_p9 == 4'd7 ? relu_vo[4] : h_rot_p9 == 4'd6 ? relu_vo[5] : h_rot_p9 == 4'd5 ? relu_vo[6] : h_rot_p9 == 4'd4 ? relu_vo[7] : h_rot_p9 == 4'd3 ? relu_vo[8] : h_rot_p9 == 4'd2 ? relu_vo[9] : h_rot_p9 == 4'd1 ? relu_vo[10] : relu_vo[11], h_rot_p9 == 4'd11 ? relu_vo[11] : h_rot_p9 == 4'd10 ? relu_vo[0] : h_rot_p9 == 4'd9 ? relu_vo[1] : h_rot_p9 == 4'd8 ? relu_vo[2] : h_rot_p9 == 4'd7 ? relu_vo[3] : h_rot_p9 == 4'd6 ? relu_vo[4] : h_rot_p9 == 4'd5 ? relu_vo[5] : h_rot_p9 == 4'd4 ? relu_vo[6] : h_rot_p9 == 4'd3 ? relu_vo[7] : h_rot_p9 == 4'd2 ? relu_vo[8] : h_rot_p9 == 4'd1 ? relu_vo[9] : relu_vo[10], h_rot_p9 == 4'd11 ? relu_vo[10] : h_rot_p9 == 4'd10 ? relu_vo[11] : h_rot_p9 == 4'd9 ? relu_vo[0] : h_rot_p9 == 4'd8 ? relu_vo[1] : h_rot_p9 == 4'd7 ? relu_vo[2] : h_rot_p9 == 4'd6 ? relu_vo[3] : h_rot_p9 == 4'd5 ? relu_vo[4] : h_rot_p9 == 4'd4 ? relu_vo[5] : h_rot_p9 == 4'd3 ? relu_vo[6] : h_rot_p9 == 4'd2 ? relu_vo[7] : h_rot_p9 == 4'd1 ? relu_vo[8] : relu_vo[9], h_rot_p9 == 4'd11 ? relu_vo[9] : h_rot_p9 == 4'd10 ? relu_vo[10] : h_rot_p9 == 4'd9 ? relu_vo[11] : h_rot_p9 == 4'd8 ? relu_vo[0] : h_rot_p9 == 4'd7 ? relu_vo[1] : h_rot_p9 == 4'd6 ? relu_vo[2] : h_rot_p9 == 4'd5 ? relu_vo[3] : h_rot_p9 == 4'd4 ? relu_vo[4] : h_rot_p9 == 4'd3 ? relu_vo[5] : h_rot_p9 == 4'd2 ? relu_vo[6] : h_rot_p9 == 4'd1 ? relu_vo[7] : relu_vo[8], h_rot_p9 == 4'd11 ? relu_vo[8] : h_rot_p9 == 4'd10 ? relu_vo[9] : h_rot_p9 == 4'd9 ? relu_vo[10] : h_rot_p9 == 4'd8 ? relu_vo[11] : h_rot_p9 == 4'd7 ? relu_vo[0] : h_rot_p9 == 4'd6 ? relu_vo[1] : h_rot_p9 == 4'd5 ? relu_vo[2] : h_rot_p9 == 4'd4 ? relu_vo[3] : h_rot_p9 == 4'd3 ? relu_vo[4] : h_rot_p9 == 4'd2 ? relu_vo[5] : h_rot_p9 == 4'd1 ? relu_vo[6] : relu_vo[7], h_rot_p9 == 4'd11 ? relu_vo[7] : h_rot_p9 == 4'd10 ? relu_vo[8] : h_rot_p9 == 4'd9 ? relu_vo[9] : h_rot_p9 == 4'd8 ? relu_vo[10] : h_rot_p9 == 4'd7 ? relu_vo[11] : h_rot_p9 == 4'd6 ? relu_vo[0] : h_rot_p9 == 4'd5 ? relu_vo[1] : h_rot_p9 == 4'd4 ? relu_vo[2] : h_rot_p9 == 4'd3 ? relu_vo[3] : h_rot_p9 == 4'd2 ? relu_vo[4] : h_rot_p9 == 4'd1 ? relu_vo[5] : relu_vo[6], h_rot_p9 == 4'd11 ? relu_vo[6] : h_rot_p9 == 4'd10 ? relu_vo[7] : h_rot_p9 == 4'd9 ? relu_vo[8] : h_rot_p9 == 4'd8 ? relu_vo[9] : h_rot_p9 == 4'd7 ? relu_vo[10] : h_rot_p9 == 4'd6 ? relu_vo[11] : h_rot_p9 == 4'd5 ? relu_vo[0] : h_rot_p9 == 4'd4 ? relu_vo[1] : h_rot_p9 == 4'd3 ? relu_vo[2] : h_rot_p9 == 4'd2 ? relu_vo[3] : h_rot_p9 == 4'd1 ? relu_vo[4] : relu_vo[5], h_rot_p9 == 4'd11 ? relu_vo[5] : h_rot_p9 == 4'd10 ? relu_vo[6] : h_rot_p9 == 4'd9 ? relu_vo[7] : h_rot_p9 == 4'd8 ? relu_vo[8] : h_rot_p9 == 4'd7 ? relu_vo[9] : h_rot_p9 == 4'd6 ? relu_vo[10] : h_rot_p9 == 4'd5 ? relu_vo[11] : h_rot_p9 == 4'd4 ? relu_vo[0] : h_rot_p9 == 4'd3 ? relu_vo[1] : h_rot_p9 == 4'd2 ? relu_vo[2] : h_rot_p9 == 4'd1 ? relu_vo[3] : relu_vo[4], h_rot_p9 == 4'd11 ? relu_vo[4] : h_rot_p9 == 4'd10 ? relu_vo[5] : h_rot_p9 == 4'd9 ? relu_vo[6] : h_rot_p9 == 4'd8 ? relu_vo[7] : h_rot_p9 == 4'd7 ? relu_vo[8] : h_rot_p9 == 4'd6 ? relu_vo[9] : h_rot_p9 == 4'd5 ? relu_vo[10] : h_rot_p9 == 4'd4 ? relu_vo[11] : h_rot_p9 == 4'd3 ? relu_vo[0] : h_rot_p9 == 4'd2 ? relu_vo[1] : h_rot_p9 == 4'd1 ? relu_vo[2] : relu_vo[3], h_rot_p9 == 4'd11 ? relu_vo[3] : h_rot_p9 == 4'd10 ? relu_vo[4] : h_rot_p9 == 4'd9 ? relu_vo[5] : h_rot_p9 == 4'd8 ? relu_vo[6] : h_rot_p9 == 4'd7 ? relu_vo[7] : h_rot_p9 == 4'd6 ? relu_vo[8] : h_rot_p9 == 4'd5 ? relu_vo[9] : h_rot_p9 == 4'd4 ? relu_vo[10] : h_rot_p9 == 4'd3 ? relu_vo[11] : h_rot_p9 == 4'd2 ? relu_vo[0] : h_rot_p9 == 4'd1 ? relu_vo[1] : relu_vo[2], h_rot_p9 == 4'd11 ? relu_vo[2] : h_rot_p9 == 4'd10 ? relu_vo[3] : h_rot_p9 == 4'd9 ? relu_vo[4] : h_rot_p9 == 4'd8 ? relu_vo[5] : h_rot_p9 == 4'd7 ? relu_vo[6] : h_rot_p9 == 4'd6 ? relu_vo[7] : h_rot_p9 == 4'd5 ? relu_vo[8] : h_rot_p9 == 4'd4 ? relu_vo[9] : h_rot_p9 == 4'd3 ? relu_vo[10] : h_rot_p9 == 4'd2 ? relu_vo[11] : h_rot_p9 == 4'd1 ? relu_vo[0] : relu_vo[1], h_rot_p9 == 4'd11 ? relu_vo[1] : h_rot_p9 == 4'd10 ? relu_vo[2] : h_rot_p9 == 4'd9 ? relu_vo[3] : h_rot_p9 == 4'd8 ? relu_vo[4] : h_rot_p9 == 4'd7 ? relu_vo[5] : h_rot_p9 == 4'd6 ? relu_vo[6] : h_rot_p9 == 4'd5 ? relu_vo[7] : h_rot_p9 == 4'd4 ? relu_vo[8] : h_rot_p9 == 4'd3 ? relu_vo[9] : h_rot_p9 == 4'd2 ? relu_vo[10] : h_rot_p9 == 4'd1 ? relu_vo[11] : relu_vo[0]} : 12'd0;
     end
   end
 
@@ -623,7 +637,7 @@ module dff_op_cen (
   always @* begin
     h1_wdata_d = {192{1'b0}};
     if (|relu_vo) begin
-      h1_wdata_d = {h_rot_p8 == 4'd11 ? relu_h[0 +: 16] : h_rot_p8 == 4'd10 ? relu_h[16 +: 16] : h_rot_p8 == 4'd9 ? relu_h[32 +: 16] : h_rot_p8 == 4'd8 ? relu_h[48 +: 16] : h_rot_p8 == 4'd7 ? relu_h[64 +: 16] : h_rot_p8 == 4'd6 ? relu_h[80 +: 16] : h_rot_p8 == 4'd5 ? relu_h[96 +: 16] : h_rot_p8 == 4'd4 ? relu_h[112 +: 16] : h_rot_p8 == 4'd3 ? relu_h[128 +: 16] : h_rot_p8 == 4'd2 ? relu_h[144 +: 16] : h_rot_p8 == 4'd1 ? relu_h[160 +: 16] : relu_h[176 +: 16], h_rot_p8 == 4'd11 ? relu_h[176 +: 16] : h_rot_p8 == 4'd10 ? relu_h[0 +: 16] : h_rot_p8 == 4'd9 ? relu_h[16 +: 16] : h_rot_p8 == 4'd8 ? relu_h[32 +: 16] : h_rot_p8 == 4'd7 ? relu_h[48 +: 16] : h_rot_p8 == 4'd6 ? relu_h[64 +: 16] : h_rot_p8 == 4'd5 ? relu_h[80 +: 16] : h_rot_p8 == 4'd4 ? relu_h[96 +: 16] : h_rot_p8 == 4'd3 ? relu_h[112 +: 16] : h_rot_p8 == 4'd2 ? relu_h[128 +: 16] : h_rot_p8 == 4'd1 ? relu_h[144 +: 16] : relu_h[160 +: 16], h_rot_p8 == 4'd11 ? relu_h[160 +: 16] : h_rot_p8 == 4'd10 ? relu_h[176 +: 16] : h_rot_p8 == 4'd9 ? relu_h[0 +: 16] : h_rot_p8 == 4'd8 ? relu_h[16 +: 16] : h_rot_p8 == 4'd7 ? relu_h[32 +: 16] : h_rot_p8 == 4'd6 ? relu_h[48 +: 16] : h_rot_p8 == 4'd5 ? relu_h[64 +: 16] : h_rot_p8 == 4'd4 ? relu_h[80 +: 16] : h_rot_p8 == 4'd3 ? relu_h[96 +: 16] : h_rot_p8 == 4'd2 ? relu_h[112 +: 16] : h_rot_p8 == 4'd1 ? relu_h[128 +: 16] : relu_h[144 +: 16], h_rot_p8 == 4'd11 ? relu_h[144 +: 16] : h_rot_p8 == 4'd10 ? relu_h[160 +: 16] : h_rot_p8 == 4'd9 ? relu_h[176 +: 16] : h_rot_p8 == 4'd8 ? relu_h[0 +: 16] : h_rot_p8 == 4'd7 ? relu_h[16 +: 16] : h_rot_p8 == 4'd6 ? relu_h[32 +: 16] : h_rot_p8 == 4'd5 ? relu_h[48 +: 16] : h_rot_p8 == 4'd4 ? relu_h[64 +: 16] : h_rot_p8 == 4'd3 ? relu_h[80 +: 16] : h_rot_p8 == 4'd2 ? relu_h[96 +: 16] : h_rot_p8 == 4'd1 ? relu_h[112 +: 16] : relu_h[128 +: 16], h_rot_p8 == 4'd11 ? relu_h[128 +: 16] : h_rot_p8 == 4'd10 ? relu_h[144 +: 16] : h_rot_p8 == 4'd9 ? relu_h[160 +: 16] : h_rot_p8 == 4'd8 ? relu_h[176 +: 16] : h_rot_p8 == 4'd7 ? relu_h[0 +: 16] : h_rot_p8 == 4'd6 ? relu_h[16 +: 16] : h_rot_p8 == 4'd5 ? relu_h[32 +: 16] : h_rot_p8 == 4'd4 ? relu_h[48 +: 16] : h_rot_p8 == 4'd3 ? relu_h[64 +: 16] : h_rot_p8 == 4'd2 ? relu_h[80 +: 16] : h_rot_p8 == 4'd1 ? relu_h[96 +: 16] : relu_h[112 +: 16], h_rot_p8 == 4'd11 ? relu_h[112 +: 16] : h_rot_p8 == 4'd10 ? relu_h[128 +: 16] : h_rot_p8 == 4'd9 ? relu_h[144 +: 16] : h_rot_p8 == 4'd8 ? relu_h[160 +: 16] : h_rot_p8 == 4'd7 ? relu_h[176 +: 16] : h_rot_p8 == 4'd6 ? relu_h[0 +: 16] : h_rot_p8 == 4'd5 ? relu_h[16 +: 16] : h_rot_p8 == 4'd4 ? relu_h[32 +: 16] : h_rot_p8 == 4'd3 ? relu_h[48 +: 16] : h_rot_p8 == 4'd2 ? relu_h[64 +: 16] : h_rot_p8 == 4'd1 ? relu_h[80 +: 16] : relu_h[96 +: 16], h_rot_p8 == 4'd11 ? relu_h[96 +: 16] : h_rot_p8 == 4'd10 ? relu_h[112 +: 16] : h_rot_p8 == 4'd9 ? relu_h[128 +: 16] : h_rot_p8 == 4'd8 ? relu_h[144 +: 16] : h_rot_p8 == 4'd7 ? relu_h[160 +: 16] : h_rot_p8 == 4'd6 ? relu_h[176 +: 16] : h_rot_p8 == 4'd5 ? relu_h[0 +: 16] : h_rot_p8 == 4'd4 ? relu_h[16 +: 16] : h_rot_p8 == 4'd3 ? relu_h[32 +: 16] : h_rot_p8 == 4'd2 ? relu_h[48 +: 16] : h_rot_p8 == 4'd1 ? relu_h[64 +: 16] : relu_h[80 +: 16], h_rot_p8 == 4'd11 ? relu_h[80 +: 16] : h_rot_p8 == 4'd10 ? relu_h[96 +: 16] : h_rot_p8 == 4'd9 ? relu_h[112 +: 16] : h_rot_p8 == 4'd8 ? relu_h[128 +: 16] : h_rot_p8 == 4'd7 ? relu_h[144 +: 16] : h_rot_p8 == 4'd6 ? relu_h[160 +: 16] : h_rot_p8 == 4'd5 ? relu_h[176 +: 16] : h_rot_p8 == 4'd4 ? relu_h[0 +: 16] : h_rot_p8 == 4'd3 ? relu_h[16 +: 16] : h_rot_p8 == 4'd2 ? relu_h[32 +: 16] : h_rot_p8 == 4'd1 ? relu_h[48 +: 16] : relu_h[64 +: 16], h_rot_p8 == 4'd11 ? relu_h[64 +: 16] : h_rot_p8 == 4'd10 ? relu_h[80 +: 16] : h_rot_p8 == 4'd9 ? relu_h[96 +: 16] : h_rot_p8 == 4'd8 ? relu_h[112 +: 16] : h_rot_p8 == 4'd7 ? relu_h[128 +: 16] : h_rot_p8 == 4'd6 ? relu_h[144 +: 16] : h_rot_p8 == 4'd5 ? relu_h[160 +: 16] : h_rot_p8 == 4'd4 ? relu_h[176 +: 16] : h_rot_p8 == 4'd3 ? relu_h[0 +: 16] : h_rot_p8 == 4'd2 ? relu_h[16 +: 16] : h_rot_p8 == 4'd1 ? relu_h[32 +: 16] : relu_h[48 +: 16], h_rot_p8 == 4'd11 ? relu_h[48 +: 16] : h_rot_p8 == 4'd10 ? relu_h[64 +: 16] : h_rot_p8 == 4'd9 ? relu_h[80 +: 16] : h_rot_p8 == 4'd8 ? relu_h[96 +: 16] : h_rot_p8 == 4'd7 ? relu_h[112 +: 16] : h_rot_p8 == 4'd6 ? relu_h[128 +: 16] : h_rot_p8 == 4'd5 ? relu_h[144 +: 16] : h_rot_p8 == 4'd4 ? relu_h[160 +: 16] : h_rot_p8 == 4'd3 ? relu_h[176 +: 16] : h_rot_p8 == 4'd2 ? relu_h[0 +: 16] : h_rot_p8 == 4'd1 ? relu_h[16 +: 16] : relu_h[32 +: 16], h_rot_p8 == 4'd11 ? relu_h[32 +: 16] : h_rot_p8 == 4'd10 ? relu_h[48 +: 16] : h_rot_p8 == 4'd9 ? relu_h[64 +: 16] : h_rot_p8 == 4'd8 ? relu_h[80 +: 16] : h_rot_p8 == 4'd7 ? relu_h[96 +: 16] : h_rot_p8 == 4'd6 ? relu_h[112 +: 16] : h_rot_p8 == 4'd5 ? relu_h[128 +: 16] : h_rot_p8 == 4'd4 ? relu_h[144 +: 16] : h_rot_p8 == 4'd3 ? relu_h[160 +: 16] : h_rot_p8 == 4'd2 ? relu_h[176 +: 16] : h_rot_p8 == 4'd1 ? relu_h[0 +: 16] : relu_h[16 +: 16], h_rot_p8 == 4'd11 ? relu_h[16 +: 16] : h_rot_p8 == 4'd10 ? relu_h[32 +: 16] : h_rot_p8 == 4'd9 ? relu_h[48 +: 16] : h_rot_p8 == 4'd8 ? relu_h[64 +: 16] : h_rot_p8 == 4'd7 ? relu_h[80 +: 16] : h_rot_p8 == 4'd6 ? relu_h[96 +: 16] : h_rot_p8 == 4'd5 ? relu_h[112 +: 16] : h_rot_p8 == 4'd4 ? relu_h[128 +: 16] : h_rot_p8 == 4'd3 ? relu_h[144 +: 16] : h_rot_p8 == 4'd2 ? relu_h[160 +: 16] : h_rot_p8 == 4'd1 ? relu_h[176 +: 16] : relu_h[0 +: 16]};
+      h1_wdata_d = {h_rot_p9 == 4'd11 ? relu_h[0 +: 16] : h_rot_p9 == 4'd10 ? relu_h[16 +: 16] : h_rot_p9 == 4'd9 ? relu_h[32 +: 16] : h_rot_p9 == 4'd8 ? relu_h[48 +: 16] : h_rot_p9 == 4'd7 ? relu_h[64 +: 16] : h_rot_p9 == 4'd6 ? relu_h[80 +: 16] : h_rot_p9 == 4'd5 ? relu_h[96 +: 16] : h_rot_p9 == 4'd4 ? relu_h[112 +: 16] : h_rot_p9 == 4'd3 ? relu_h[128 +: 16] : h_rot_p9 == 4'd2 ? relu_h[144 +: 16] : h_rot_p9 == 4'd1 ? relu_h[160 +: 16] : relu_h[176 +: 16], h_rot_p9 == 4'd11 ? relu_h[176 +: 16] : h_rot_p9 == 4'd10 ? relu_h[0 +: 16] : h_rot_p9 == 4'd9 ? relu_h[16 +: 16] : h_rot_p9 == 4'd8 ? relu_h[32 +: 16] : h_rot_p9 == 4'd7 ? relu_h[48 +: 16] : h_rot_p9 == 4'd6 ? relu_h[64 +: 16] : h_rot_p9 == 4'd5 ? relu_h[80 +: 16] : h_rot_p9 == 4'd4 ? relu_h[96 +: 16] : h_rot_p9 == 4'd3 ? relu_h[112 +: 16] : h_rot_p9 == 4'd2 ? relu_h[128 +: 16] : h_rot_p9 == 4'd1 ? relu_h[144 +: 16] : relu_h[160 +: 16], h_rot_p9 == 4'd11 ? relu_h[160 +: 16] : h_rot_p9 == 4'd10 ? relu_h[176 +: 16] : h_rot_p9 == 4'd9 ? relu_h[0 +: 16] : h_rot_p9 == 4'd8 ? relu_h[16 +: 16] : h_rot_p9 == 4'd7 ? relu_h[32 +: 16] : h_rot_p9 == 4'd6 ? relu_h[48 +: 16] : h_rot_p9 == 4'd5 ? relu_h[64 +: 16] : h_rot_p9 == 4'd4 ? relu_h[80 +: 16] : h_rot_p9 == 4'd3 ? relu_h[96 +: 16] : h_rot_p9 == 4'd2 ? relu_h[112 +: 16] : h_rot_p9 == 4'd1 ? relu_h[128 +: 16] : relu_h[144 +: 16], h_rot_p9 == 4'd11 ? relu_h[144 +: 16] : h_rot_p9 == 4'd10 ? relu_h[160 +: 16] : h_rot_p9 == 4'd9 ? relu_h[176 +: 16] : h_rot_p9 == 4'd8 ? relu_h[0 +: 16] : h_rot_p9 == 4'd7 ? relu_h[16 +: 16] : h_rot_p9 == 4'd6 ? relu_h[32 +: 16] : h_rot_p9 == 4'd5 ? relu_h[48 +: 16] : h_rot_p9 == 4'd4 ? relu_h[64 +: 16] : h_rot_p9 == 4'd3 ? relu_h[80 +: 16] : h_rot_p9 == 4'd2 ? relu_h[96 +: 16] : h_rot_p9 == 4'd1 ? relu_h[112 +: 16] : relu_h[128 +: 16], h_rot_p9 == 4'd11 ? relu_h[128 +: 16] : h_rot_p9 == 4'd10 ? relu_h[144 +: 16] : h_rot_p9 == 4'd9 ? relu_h[160 +: 16] : h_rot_p9 == 4'd8 ? relu_h[176 +: 16] : h_rot_p9 == 4'd7 ? relu_h[0 +: 16] : h_rot_p9 == 4'd6 ? relu_h[16 +: 16] : h_rot_p9 == 4'd5 ? relu_h[32 +: 16] : h_rot_p9 == 4'd4 ? relu_h[48 +: 16] : h_rot_p9 == 4'd3 ? relu_h[64 +: 16] : h_rot_p9 == 4'd2 ? relu_h[80 +: 16] : h_rot_p9 == 4'd1 ? relu_h[96 +: 16] : relu_h[112 +: 16], h_rot_p9 == 4'd11 ? relu_h[112 +: 16] : h_rot_p9 == 4'd10 ? relu_h[128 +: 16] : h_rot_p9 == 4'd9 ? relu_h[144 +: 16] : h_rot_p9 == 4'd8 ? relu_h[160 +: 16] : h_rot_p9 == 4'd7 ? relu_h[176 +: 16] : h_rot_p9 == 4'd6 ? relu_h[0 +: 16] : h_rot_p9 == 4'd5 ? relu_h[16 +: 16] : h_rot_p9 == 4'd4 ? relu_h[32 +: 16] : h_rot_p9 == 4'd3 ? relu_h[48 +: 16] : h_rot_p9 == 4'd2 ? relu_h[64 +: 16] : h_rot_p9 == 4'd1 ? relu_h[80 +: 16] : relu_h[96 +: 16], h_rot_p9 == 4'd11 ? relu_h[96 +: 16] : h_rot_p9 == 4'd10 ? relu_h[112 +: 16] : h_rot_p9 == 4'd9 ? relu_h[128 +: 16] : h_rot_p9 == 4'd8 ? relu_h[144 +: 16] : h_rot_p9 == 4'd7 ? relu_h[160 +: 16] : h_rot_p9 == 4'd6 ? relu_h[176 +: 16] : h_rot_p9 == 4'd5 ? relu_h[0 +: 16] : h_rot_p9 == 4'd4 ? relu_h[16 +: 16] : h_rot_p9 == 4'd3 ? relu_h[32 +: 16] : h_rot_p9 == 4'd2 ? relu_h[48 +: 16] : h_rot_p9 == 4'd1 ? relu_h[64 +: 16] : relu_h[80 +: 16], h_rot_p9 == 4'd11 ? relu_h[80 +: 16] : h_rot_p9 == 4'd10 ? relu_h[96 +: 16] : h_rot_p9 == 4'd9 ? relu_h[112 +: 16] : h_rot_p9 == 4'd8 ? relu_h[128 +: 16] : h_rot_p9 == 4'd7 ? relu_h[144 +: 16] : h_rot_p9 == 4'd6 ? relu_h[160 +: 16] : h_rot_p9 == 4'd5 ? relu_h[176 +: 16] : h_rot_p9 == 4'd4 ? relu_h[0 +: 16] : h_rot_p9 == 4'd3 ? relu_h[16 +: 16] : h_rot_p9 == 4'd2 ? relu_h[32 +: 16] : h_rot_p9 == 4'd1 ? relu_h[48 +: 16] : relu_h[64 +: 16], h_rot_p9 == 4'd11 ? relu_h[64 +: 16] : h_rot_p9 == 4'd10 ? relu_h[80 +: 16] : h_rot_p9 == 4'd9 ? relu_h[96 +: 16] : h_rot_p9 == 4'd8 ? relu_h[112 +: 16] : h_rot_p9 == 4'd7 ? relu_h[128 +: 16] : h_rot_p9 == 4'd6 ? relu_h[144 +: 16] : h_rot_p9 == 4'd5 ? relu_h[160 +: 16] : h_rot_p9 == 4'd4 ? relu_h[176 +: 16] : h_rot_p9 == 4'd3 ? relu_h[0 +: 16] : h_rot_p9 == 4'd2 ? relu_h[16 +: 16] : h_rot_p9 == 4'd1 ? relu_h[32 +: 16] : relu_h[48 +: 16], h_rot_p9 == 4'd11 ? relu_h[48 +: 16] : h_rot_p9 == 4'd10 ? relu_h[64 +: 16] : h_rot_p9 == 4'd9 ? relu_h[80 +: 16] : h_rot_p9 == 4'd8 ? relu_h[96 +: 16] : h_rot_p9 == 4'd7 ? relu_h[112 +: 16] : h_rot_p9 == 4'd6 ? relu_h[128 +: 16] : h_rot_p9 == 4'd5 ? relu_h[144 +: 16] : h_rot_p9 == 4'd4 ? relu_h[160 +: 16] : h_rot_p9 == 4'd3 ? relu_h[176 +: 16] : h_rot_p9 == 4'd2 ? relu_h[0 +: 16] : h_rot_p9 == 4'd1 ? relu_h[16 +: 16] : relu_h[32 +: 16], h_rot_p9 == 4'd11 ? relu_h[32 +: 16] : h_rot_p9 == 4'd10 ? relu_h[48 +: 16] : h_rot_p9 == 4'd9 ? relu_h[64 +: 16] : h_rot_p9 == 4'd8 ? relu_h[80 +: 16] : h_rot_p9 == 4'd7 ? relu_h[96 +: 16] : h_rot_p9 == 4'd6 ? relu_h[112 +: 16] : h_rot_p9 == 4'd5 ? relu_h[128 +: 16] : h_rot_p9 == 4'd4 ? relu_h[144 +: 16] : h_rot_p9 == 4'd3 ? relu_h[160 +: 16] : h_rot_p9 == 4'd2 ? relu_h[176 +: 16] : h_rot_p9 == 4'd1 ? relu_h[0 +: 16] : relu_h[16 +: 16], h_rot_p9 == 4'd11 ? relu_h[16 +: 16] : h_rot_p9 == 4'd10 ? relu_h[32 +: 16] : h_rot_p9 == 4'd9 ? relu_h[48 +: 16] : h_rot_p9 == 4'd8 ? relu_h[64 +: 16] : h_rot_p9 == 4'd7 ? relu_h[80 +: 16] : h_rot_p9 == 4'd6 ? relu_h[96 +: 16] : h_rot_p9 == 4'd5 ? relu_h[112 +: 16] : h_rot_p9 == 4'd4 ? relu_h[128 +: 16] : h_rot_p9 == 4'd3 ? relu_h[144 +: 16] : h_rot_p9 == 4'd2 ? relu_h[160 +: 16] : h_rot_p9 == 4'd1 ? relu_h[176 +: 16] : relu_h[0 +: 16]};
     end
   end
 
@@ -681,11 +695,11 @@ module dff_op_cen (
     end else if (st_q == StRows) begin
       if ((row_cycle_q == 6'd0) && row_last_q) begin
         st_d = StIdle;
-        tail_d = 6'd56;
+        tail_d = 6'd58;
       end else if (row_cycle_q == 6'd41) begin
         row_cycle_d = 6'd0;
         row_d = row_q + 7'd1;
-        if (slot_q == ((infer_i ? 4'd10 : 4'd10) - 4'd1)) begin
+        if (slot_q == ((infer_run_q ? 4'd10 : 4'd10) - 4'd1)) begin
           slot_d = 4'd0;
           a1_base_d = a1_base_q + 10'd42;
         end else begin
@@ -710,21 +724,21 @@ module dff_op_cen (
       o_lane_d = 4'd0;
       v_word_d = 10'd0;
       row_d = 7'd0;
-      rows_m1_d = nrows_i - 7'd1;
+      rows_m1_d = nrows_run_q - 7'd1;
       row_cycle_d = 6'd0;
       slot_d = 4'd0;
       a1_base_d = 10'd0;
       row_mod_d = 4'd0;
       row_base_d = 13'd0;
     end
-    if (header_v_p6) begin
+    if (header_v_p7) begin
       streaming_d = 1'b1;
       group_d = 6'd0;
       v_base_d = v_base_h_q;
-      a1_word_d = a1_base_h_p6;
+      a1_word_d = a1_base_h_p7;
       a1_lane_d = 4'd0;
-      h_row_mod_d = row_mod_h_p6;
-      h_row_base_d = row_base_h_p6;
+      h_row_mod_d = row_mod_h_p7;
+      h_row_base_d = row_base_h_p7;
       col_d = 10'd0;
       col_mod_d = 4'd0;
     end else if (streaming_q) begin
@@ -803,36 +817,42 @@ module dff_op_cen (
       v_wr_p3 <= {1{1'b0}};
       v_wr_p4 <= {1{1'b0}};
       v_wr_p5 <= {1{1'b0}};
+      v_wr_p6 <= {1{1'b0}};
       header_v_p1 <= {1{1'b0}};
       header_v_p2 <= {1{1'b0}};
       header_v_p3 <= {1{1'b0}};
       header_v_p4 <= {1{1'b0}};
       header_v_p5 <= {1{1'b0}};
       header_v_p6 <= {1{1'b0}};
+      header_v_p7 <= {1{1'b0}};
       col_v_p1 <= {1{1'b0}};
       col_v_p2 <= {1{1'b0}};
       col_v_p3 <= {1{1'b0}};
       col_v_p4 <= {1{1'b0}};
       col_v_p5 <= {1{1'b0}};
       col_v_p6 <= {1{1'b0}};
+      col_v_p7 <= {1{1'b0}};
     end else begin
       v_wr_p1 <= st_q == StTable;
       v_wr_p2 <= v_wr_p1;
       v_wr_p3 <= v_wr_p2;
       v_wr_p4 <= v_wr_p3;
       v_wr_p5 <= v_wr_p4;
+      v_wr_p6 <= v_wr_p5;
       header_v_p1 <= header;
       header_v_p2 <= header_v_p1;
       header_v_p3 <= header_v_p2;
       header_v_p4 <= header_v_p3;
       header_v_p5 <= header_v_p4;
       header_v_p6 <= header_v_p5;
+      header_v_p7 <= header_v_p6;
       col_v_p1 <= streaming_q;
       col_v_p2 <= col_v_p1;
       col_v_p3 <= col_v_p2;
       col_v_p4 <= col_v_p3;
       col_v_p5 <= col_v_p4;
       col_v_p6 <= col_v_p5;
+      col_v_p7 <= col_v_p6;
     end
   end
 
@@ -843,16 +863,19 @@ module dff_op_cen (
     v_lane_p3 <= v_lane_p2;
     v_lane_p4 <= v_lane_p3;
     v_lane_p5 <= v_lane_p4;
+    v_lane_p6 <= v_lane_p5;
     v_word_p1 <= v_word_q[8:0];
     v_word_p2 <= v_word_p1;
     v_word_p3 <= v_word_p2;
     v_word_p4 <= v_word_p3;
     v_word_p5 <= v_word_p4;
+    v_word_p6 <= v_word_p5;
     slot_h_p1 <= slot_q;
     slot_h_p2 <= slot_h_p1;
     slot_h_p3 <= slot_h_p2;
     slot_h_p4 <= slot_h_p3;
     slot_h_p5 <= slot_h_p4;
+    slot_h_p6 <= slot_h_p5;
     v_base_h_q <= v_base_now;
     a1_base_h_p1 <= a1_base_q[8:0];
     a1_base_h_p2 <= a1_base_h_p1;
@@ -860,29 +883,34 @@ module dff_op_cen (
     a1_base_h_p4 <= a1_base_h_p3;
     a1_base_h_p5 <= a1_base_h_p4;
     a1_base_h_p6 <= a1_base_h_p5;
+    a1_base_h_p7 <= a1_base_h_p6;
     row_mod_h_p1 <= row_mod_q;
     row_mod_h_p2 <= row_mod_h_p1;
     row_mod_h_p3 <= row_mod_h_p2;
     row_mod_h_p4 <= row_mod_h_p3;
     row_mod_h_p5 <= row_mod_h_p4;
     row_mod_h_p6 <= row_mod_h_p5;
+    row_mod_h_p7 <= row_mod_h_p6;
     row_base_h_p1 <= row_base_q[11:0];
     row_base_h_p2 <= row_base_h_p1;
     row_base_h_p3 <= row_base_h_p2;
     row_base_h_p4 <= row_base_h_p3;
     row_base_h_p5 <= row_base_h_p4;
     row_base_h_p6 <= row_base_h_p5;
+    row_base_h_p7 <= row_base_h_p6;
     a1_lane_r_p1 <= a1_lane_q;
     a1_lane_r_p2 <= a1_lane_r_p1;
     a1_lane_r_p3 <= a1_lane_r_p2;
     a1_lane_r_p4 <= a1_lane_r_p3;
     a1_lane_r_p5 <= a1_lane_r_p4;
+    a1_lane_r_p6 <= a1_lane_r_p5;
     col_r_p1 <= col_q;
     col_r_p2 <= col_r_p1;
     col_r_p3 <= col_r_p2;
     col_r_p4 <= col_r_p3;
     col_r_p5 <= col_r_p4;
     col_r_p6 <= col_r_p5;
+    col_r_p7 <= col_r_p6;
     z0_q <= $signed({{11{a1_lane0[37]}}, a1_lane0}) + $signed({{20{v_lane0[28]}}, v_lane0});
     z1_q <= $signed({{11{a1_lane1[37]}}, a1_lane1}) + $signed({{20{v_lane1[28]}}, v_lane1});
     z2_q <= $signed({{11{a1_lane2[37]}}, a1_lane2}) + $signed({{20{v_lane2[28]}}, v_lane2});
@@ -903,6 +931,7 @@ module dff_op_cen (
     h_rot_p6 <= h_rot_p5;
     h_rot_p7 <= h_rot_p6;
     h_rot_p8 <= h_rot_p7;
+    h_rot_p9 <= h_rot_p8;
     h_word_p1 <= h_word_now;
     h_word_p2 <= h_word_p1;
     h_word_p3 <= h_word_p2;
@@ -911,6 +940,14 @@ module dff_op_cen (
     h_word_p6 <= h_word_p5;
     h_word_p7 <= h_word_p6;
     h_word_p8 <= h_word_p7;
+    h_word_p9 <= h_word_p8;
+  end
+
+  (* keep *)
+  always @(posedge clk_i) begin
+    infer_run_q <= infer_i;
+    nsamp_run_q <= nsamp_i;
+    nrows_run_q <= nrows_i;
   end
 
 endmodule

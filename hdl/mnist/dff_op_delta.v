@@ -49,6 +49,9 @@ module dff_op_delta (
   input  wire [299:0] du_rdata_i
 );
 
+  reg infer_run_q;
+  reg [3:0] nsamp_run_q;
+  reg [6:0] nrows_run_q;
   reg done_q;
   reg done_d;
   wire unused_io;
@@ -139,6 +142,7 @@ module dff_op_delta (
   reg header_v_p3;
   reg header_v_p4;
   reg header_v_p5;
+  reg header_v_p6;
   reg [15:0] beta_row_q;
   reg [3:0] hyp_row_q;
   reg first_row_h_p1;
@@ -146,30 +150,35 @@ module dff_op_delta (
   reg first_row_h_p3;
   reg first_row_h_p4;
   reg first_row_h_p5;
+  reg first_row_h_p6;
   reg first_row_q;
   reg first_slot_h_p1;
   reg first_slot_h_p2;
   reg first_slot_h_p3;
   reg first_slot_h_p4;
   reg first_slot_h_p5;
+  reg first_slot_h_p6;
   reg first_slot_q;
   reg [3:0] rmod_h_h_p1;
   reg [3:0] rmod_h_h_p2;
   reg [3:0] rmod_h_h_p3;
   reg [3:0] rmod_h_h_p4;
   reg [3:0] rmod_h_h_p5;
+  reg [3:0] rmod_h_h_p6;
   reg [3:0] rmod_h_q;
   reg [11:0] rbase_h_h_p1;
   reg [11:0] rbase_h_h_p2;
   reg [11:0] rbase_h_h_p3;
   reg [11:0] rbase_h_h_p4;
   reg [11:0] rbase_h_h_p5;
+  reg [11:0] rbase_h_h_p6;
   reg [11:0] rbase_h_q;
   reg [8:0] ebase_h_p1;
   reg [8:0] ebase_h_p2;
   reg [8:0] ebase_h_p3;
   reg [8:0] ebase_h_p4;
   reg [8:0] ebase_h_p5;
+  reg [8:0] ebase_h_p6;
   reg [8:0] ebase_q;
   wire unused_row_hi;
   wire [8:0] du_base;
@@ -178,6 +187,7 @@ module dff_op_delta (
   reg groups_start_p3;
   reg groups_start_p4;
   reg groups_start_p5;
+  reg groups_start_p6;
   reg [5:0] group_q;
   reg [5:0] group_d;
   reg streaming_q;
@@ -225,6 +235,7 @@ module dff_op_delta (
   reg [3:0] h_rot_rd_p3;
   reg [3:0] h_rot_rd_p4;
   reg [3:0] h_rot_rd_p5;
+  reg [3:0] h_rot_rd_p6;
   reg [15:0] h0_q;
   reg [15:0] h1_q;
   reg [15:0] h2_q;
@@ -248,6 +259,7 @@ module dff_op_delta (
   reg [25:0] coef_op_p3;
   reg [25:0] coef_op_p4;
   reg [25:0] coef_op_p5;
+  reg [25:0] coef_op_p6;
   wire signed [17:0] d0_a0;
   wire signed [17:0] d0_a1;
   wire [8:0] d0_a1_bits;
@@ -444,6 +456,7 @@ module dff_op_delta (
   reg [11:0] lanes_ok_p9;
   reg [11:0] lanes_ok_p10;
   reg [11:0] lanes_ok_p11;
+  reg [11:0] lanes_ok_p12;
   reg write_v_p1;
   reg write_v_p2;
   reg write_v_p3;
@@ -455,6 +468,7 @@ module dff_op_delta (
   reg write_v_p9;
   reg write_v_p10;
   reg write_v_p11;
+  reg write_v_p12;
   reg [3:0] h_rot_wr_p1;
   reg [3:0] h_rot_wr_p2;
   reg [3:0] h_rot_wr_p3;
@@ -466,6 +480,7 @@ module dff_op_delta (
   reg [3:0] h_rot_wr_p9;
   reg [3:0] h_rot_wr_p10;
   reg [3:0] h_rot_wr_p11;
+  reg [3:0] h_rot_wr_p12;
   reg [11:0] h_addr0_wr_p1;
   reg [11:0] h_addr0_wr_p2;
   reg [11:0] h_addr0_wr_p3;
@@ -477,6 +492,7 @@ module dff_op_delta (
   reg [11:0] h_addr0_wr_p9;
   reg [11:0] h_addr0_wr_p10;
   reg [11:0] h_addr0_wr_p11;
+  reg [11:0] h_addr0_wr_p12;
   reg [11:0] h_addr1_wr_p1;
   reg [11:0] h_addr1_wr_p2;
   reg [11:0] h_addr1_wr_p3;
@@ -488,6 +504,7 @@ module dff_op_delta (
   reg [11:0] h_addr1_wr_p9;
   reg [11:0] h_addr1_wr_p10;
   reg [11:0] h_addr1_wr_p11;
+  reg [11:0] h_addr1_wr_p12;
   reg [11:0] h_addr2_wr_p1;
   reg [11:0] h_addr2_wr_p2;
   reg [11:0] h_addr2_wr_p3;
@@ -499,6 +516,7 @@ module dff_op_delta (
   reg [11:0] h_addr2_wr_p9;
   reg [11:0] h_addr2_wr_p10;
   reg [11:0] h_addr2_wr_p11;
+  reg [11:0] h_addr2_wr_p12;
   reg [11:0] h_addr3_wr_p1;
   reg [11:0] h_addr3_wr_p2;
   reg [11:0] h_addr3_wr_p3;
@@ -510,6 +528,7 @@ module dff_op_delta (
   reg [11:0] h_addr3_wr_p9;
   reg [11:0] h_addr3_wr_p10;
   reg [11:0] h_addr3_wr_p11;
+  reg [11:0] h_addr3_wr_p12;
   reg [11:0] h_addr4_wr_p1;
   reg [11:0] h_addr4_wr_p2;
   reg [11:0] h_addr4_wr_p3;
@@ -521,6 +540,7 @@ module dff_op_delta (
   reg [11:0] h_addr4_wr_p9;
   reg [11:0] h_addr4_wr_p10;
   reg [11:0] h_addr4_wr_p11;
+  reg [11:0] h_addr4_wr_p12;
   reg [11:0] h_addr5_wr_p1;
   reg [11:0] h_addr5_wr_p2;
   reg [11:0] h_addr5_wr_p3;
@@ -532,6 +552,7 @@ module dff_op_delta (
   reg [11:0] h_addr5_wr_p9;
   reg [11:0] h_addr5_wr_p10;
   reg [11:0] h_addr5_wr_p11;
+  reg [11:0] h_addr5_wr_p12;
   reg [11:0] h_addr6_wr_p1;
   reg [11:0] h_addr6_wr_p2;
   reg [11:0] h_addr6_wr_p3;
@@ -543,6 +564,7 @@ module dff_op_delta (
   reg [11:0] h_addr6_wr_p9;
   reg [11:0] h_addr6_wr_p10;
   reg [11:0] h_addr6_wr_p11;
+  reg [11:0] h_addr6_wr_p12;
   reg [11:0] h_addr7_wr_p1;
   reg [11:0] h_addr7_wr_p2;
   reg [11:0] h_addr7_wr_p3;
@@ -554,6 +576,7 @@ module dff_op_delta (
   reg [11:0] h_addr7_wr_p9;
   reg [11:0] h_addr7_wr_p10;
   reg [11:0] h_addr7_wr_p11;
+  reg [11:0] h_addr7_wr_p12;
   reg [11:0] h_addr8_wr_p1;
   reg [11:0] h_addr8_wr_p2;
   reg [11:0] h_addr8_wr_p3;
@@ -565,6 +588,7 @@ module dff_op_delta (
   reg [11:0] h_addr8_wr_p9;
   reg [11:0] h_addr8_wr_p10;
   reg [11:0] h_addr8_wr_p11;
+  reg [11:0] h_addr8_wr_p12;
   reg [11:0] h_addr9_wr_p1;
   reg [11:0] h_addr9_wr_p2;
   reg [11:0] h_addr9_wr_p3;
@@ -576,6 +600,7 @@ module dff_op_delta (
   reg [11:0] h_addr9_wr_p9;
   reg [11:0] h_addr9_wr_p10;
   reg [11:0] h_addr9_wr_p11;
+  reg [11:0] h_addr9_wr_p12;
   reg [11:0] h_addr10_wr_p1;
   reg [11:0] h_addr10_wr_p2;
   reg [11:0] h_addr10_wr_p3;
@@ -587,6 +612,7 @@ module dff_op_delta (
   reg [11:0] h_addr10_wr_p9;
   reg [11:0] h_addr10_wr_p10;
   reg [11:0] h_addr10_wr_p11;
+  reg [11:0] h_addr10_wr_p12;
   reg [11:0] h_addr11_wr_p1;
   reg [11:0] h_addr11_wr_p2;
   reg [11:0] h_addr11_wr_p3;
@@ -598,6 +624,7 @@ module dff_op_delta (
   reg [11:0] h_addr11_wr_p9;
   reg [11:0] h_addr11_wr_p10;
   reg [11:0] h_addr11_wr_p11;
+  reg [11:0] h_addr11_wr_p12;
   wire [11:0] h_we;
   reg rmw_issue_p1;
   reg rmw_issue_p2;
@@ -616,6 +643,7 @@ module dff_op_delta (
   reg [5:0] db_word_wr_p3;
   reg [5:0] db_word_wr_p4;
   reg [5:0] db_word_wr_p5;
+  reg [5:0] db_word_wr_p6;
   reg first_row_wr_p1;
   reg first_row_wr_p2;
   reg first_row_wr_p3;
@@ -627,6 +655,7 @@ module dff_op_delta (
   reg first_row_wr_p9;
   reg first_row_wr_p10;
   reg first_row_wr_p11;
+  reg first_row_wr_p12;
   wire signed [24:0] db1_old0;
   wire signed [24:0] db1_sum0;
   wire signed [24:0] db1_old1;
@@ -700,16 +729,19 @@ module dff_op_delta (
   reg [3:0] e_lane0_p9;
   reg [3:0] e_lane0_p10;
   reg [3:0] e_lane0_p11;
+  reg [3:0] e_lane0_p12;
   reg [8:0] e_word_wr_p1;
   reg [8:0] e_word_wr_p2;
   reg [8:0] e_word_wr_p3;
   reg [8:0] e_word_wr_p4;
   reg [8:0] e_word_wr_p5;
+  reg [8:0] e_word_wr_p6;
   reg [8:0] du_word_wr_p1;
   reg [8:0] du_word_wr_p2;
   reg [8:0] du_word_wr_p3;
   reg [8:0] du_word_wr_p4;
   reg [8:0] du_word_wr_p5;
+  reg [8:0] du_word_wr_p6;
   reg first_slot_wr_p1;
   reg first_slot_wr_p2;
   reg first_slot_wr_p3;
@@ -721,6 +753,7 @@ module dff_op_delta (
   reg first_slot_wr_p9;
   reg first_slot_wr_p10;
   reg first_slot_wr_p11;
+  reg first_slot_wr_p12;
   wire signed [21:0] e_old0;
   wire signed [21:0] e_new0;
   wire signed [21:0] e_old1;
@@ -776,12 +809,11 @@ module dff_op_delta (
   wire unused_cut4_row_base_h_q;
   wire unused_port_kind_i;
   wire unused_port_layer_i;
-  wire unused_port_nrows_i;
   wire unused_port_start_i;
   assign done_o = done_q;
-  assign unused_io = ^infer_i;
+  assign unused_io = ^infer_run_q;
   assign header = (st_q == 1'b1) && (row_cycle_q == 6'd0);
-  assign unused_nsamp = ^nsamp_i;
+  assign unused_nsamp = ^nsamp_run_q;
   assign unused_row_hi = ^{row_base_h_q[12:12], row_base_c_q[1:1], row_base_fb_q[1:1], e_base_q[9:9]};
   assign du_base = {5'd0, hyp_row_q} * 9'd42;
   assign h_rot_sum = ({1'b0, rmod_h_q} + {1'b0, col_mod_h_q}) >= 5'd12 ? {1'b0, rmod_h_q} + {1'b0, col_mod_h_q} - 5'd12 : {1'b0, rmod_h_q} + {1'b0, col_mod_h_q};
@@ -822,8 +854,8 @@ module dff_op_delta (
 
   assign unused_coef_sign = ^coef_p00_q[35:26];
   assign coef_prod = coef_p00_q[25:0];
-  assign d0_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d0_a1_bits = coef_op_p5[25:17];
+  assign d0_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d0_a1_bits = coef_op_p6[25:17];
   assign d0_a1 = $signed({{9{d0_a1_bits[8]}}, d0_a1_bits});
   assign d0_b0 = $signed({{2{1'b0}}, h0_q});
 
@@ -841,8 +873,8 @@ module dff_op_delta (
   assign d0_rq_sum = $signed({{2{d0_prod[42]}}, d0_prod}) + 45'sd524288;
   assign d0_rq_q = d0_rq_sum >>> 20;
   assign d0_y = ((&d0_rnd_q[44:17]) || !(|d0_rnd_q[44:17])) ? d0_rnd_q[17:0] : d0_rnd_q[44] ? 18'h20000 : 18'h1ffff;
-  assign d1_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d1_a1_bits = coef_op_p5[25:17];
+  assign d1_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d1_a1_bits = coef_op_p6[25:17];
   assign d1_a1 = $signed({{9{d1_a1_bits[8]}}, d1_a1_bits});
   assign d1_b0 = $signed({{2{1'b0}}, h1_q});
 
@@ -860,8 +892,8 @@ module dff_op_delta (
   assign d1_rq_sum = $signed({{2{d1_prod[42]}}, d1_prod}) + 45'sd524288;
   assign d1_rq_q = d1_rq_sum >>> 20;
   assign d1_y = ((&d1_rnd_q[44:17]) || !(|d1_rnd_q[44:17])) ? d1_rnd_q[17:0] : d1_rnd_q[44] ? 18'h20000 : 18'h1ffff;
-  assign d2_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d2_a1_bits = coef_op_p5[25:17];
+  assign d2_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d2_a1_bits = coef_op_p6[25:17];
   assign d2_a1 = $signed({{9{d2_a1_bits[8]}}, d2_a1_bits});
   assign d2_b0 = $signed({{2{1'b0}}, h2_q});
 
@@ -879,8 +911,8 @@ module dff_op_delta (
   assign d2_rq_sum = $signed({{2{d2_prod[42]}}, d2_prod}) + 45'sd524288;
   assign d2_rq_q = d2_rq_sum >>> 20;
   assign d2_y = ((&d2_rnd_q[44:17]) || !(|d2_rnd_q[44:17])) ? d2_rnd_q[17:0] : d2_rnd_q[44] ? 18'h20000 : 18'h1ffff;
-  assign d3_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d3_a1_bits = coef_op_p5[25:17];
+  assign d3_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d3_a1_bits = coef_op_p6[25:17];
   assign d3_a1 = $signed({{9{d3_a1_bits[8]}}, d3_a1_bits});
   assign d3_b0 = $signed({{2{1'b0}}, h3_q});
 
@@ -898,8 +930,8 @@ module dff_op_delta (
   assign d3_rq_sum = $signed({{2{d3_prod[42]}}, d3_prod}) + 45'sd524288;
   assign d3_rq_q = d3_rq_sum >>> 20;
   assign d3_y = ((&d3_rnd_q[44:17]) || !(|d3_rnd_q[44:17])) ? d3_rnd_q[17:0] : d3_rnd_q[44] ? 18'h20000 : 18'h1ffff;
-  assign d4_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d4_a1_bits = coef_op_p5[25:17];
+  assign d4_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d4_a1_bits = coef_op_p6[25:17];
   assign d4_a1 = $signed({{9{d4_a1_bits[8]}}, d4_a1_bits});
   assign d4_b0 = $signed({{2{1'b0}}, h4_q});
 
@@ -917,8 +949,8 @@ module dff_op_delta (
   assign d4_rq_sum = $signed({{2{d4_prod[42]}}, d4_prod}) + 45'sd524288;
   assign d4_rq_q = d4_rq_sum >>> 20;
   assign d4_y = ((&d4_rnd_q[44:17]) || !(|d4_rnd_q[44:17])) ? d4_rnd_q[17:0] : d4_rnd_q[44] ? 18'h20000 : 18'h1ffff;
-  assign d5_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d5_a1_bits = coef_op_p5[25:17];
+  assign d5_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d5_a1_bits = coef_op_p6[25:17];
   assign d5_a1 = $signed({{9{d5_a1_bits[8]}}, d5_a1_bits});
   assign d5_b0 = $signed({{2{1'b0}}, h5_q});
 
@@ -936,8 +968,8 @@ module dff_op_delta (
   assign d5_rq_sum = $signed({{2{d5_prod[42]}}, d5_prod}) + 45'sd524288;
   assign d5_rq_q = d5_rq_sum >>> 20;
   assign d5_y = ((&d5_rnd_q[44:17]) || !(|d5_rnd_q[44:17])) ? d5_rnd_q[17:0] : d5_rnd_q[44] ? 18'h20000 : 18'h1ffff;
-  assign d6_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d6_a1_bits = coef_op_p5[25:17];
+  assign d6_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d6_a1_bits = coef_op_p6[25:17];
   assign d6_a1 = $signed({{9{d6_a1_bits[8]}}, d6_a1_bits});
   assign d6_b0 = $signed({{2{1'b0}}, h6_q});
 
@@ -955,8 +987,8 @@ module dff_op_delta (
   assign d6_rq_sum = $signed({{2{d6_prod[42]}}, d6_prod}) + 45'sd524288;
   assign d6_rq_q = d6_rq_sum >>> 20;
   assign d6_y = ((&d6_rnd_q[44:17]) || !(|d6_rnd_q[44:17])) ? d6_rnd_q[17:0] : d6_rnd_q[44] ? 18'h20000 : 18'h1ffff;
-  assign d7_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d7_a1_bits = coef_op_p5[25:17];
+  assign d7_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d7_a1_bits = coef_op_p6[25:17];
   assign d7_a1 = $signed({{9{d7_a1_bits[8]}}, d7_a1_bits});
   assign d7_b0 = $signed({{2{1'b0}}, h7_q});
 
@@ -974,8 +1006,8 @@ module dff_op_delta (
   assign d7_rq_sum = $signed({{2{d7_prod[42]}}, d7_prod}) + 45'sd524288;
   assign d7_rq_q = d7_rq_sum >>> 20;
   assign d7_y = ((&d7_rnd_q[44:17]) || !(|d7_rnd_q[44:17])) ? d7_rnd_q[17:0] : d7_rnd_q[44] ? 18'h20000 : 18'h1ffff;
-  assign d8_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d8_a1_bits = coef_op_p5[25:17];
+  assign d8_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d8_a1_bits = coef_op_p6[25:17];
   assign d8_a1 = $signed({{9{d8_a1_bits[8]}}, d8_a1_bits});
   assign d8_b0 = $signed({{2{1'b0}}, h8_q});
 
@@ -993,8 +1025,8 @@ module dff_op_delta (
   assign d8_rq_sum = $signed({{2{d8_prod[42]}}, d8_prod}) + 45'sd524288;
   assign d8_rq_q = d8_rq_sum >>> 20;
   assign d8_y = ((&d8_rnd_q[44:17]) || !(|d8_rnd_q[44:17])) ? d8_rnd_q[17:0] : d8_rnd_q[44] ? 18'h20000 : 18'h1ffff;
-  assign d9_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d9_a1_bits = coef_op_p5[25:17];
+  assign d9_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d9_a1_bits = coef_op_p6[25:17];
   assign d9_a1 = $signed({{9{d9_a1_bits[8]}}, d9_a1_bits});
   assign d9_b0 = $signed({{2{1'b0}}, h9_q});
 
@@ -1012,8 +1044,8 @@ module dff_op_delta (
   assign d9_rq_sum = $signed({{2{d9_prod[42]}}, d9_prod}) + 45'sd524288;
   assign d9_rq_q = d9_rq_sum >>> 20;
   assign d9_y = ((&d9_rnd_q[44:17]) || !(|d9_rnd_q[44:17])) ? d9_rnd_q[17:0] : d9_rnd_q[44] ? 18'h20000 : 18'h1ffff;
-  assign d10_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d10_a1_bits = coef_op_p5[25:17];
+  assign d10_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d10_a1_bits = coef_op_p6[25:17];
   assign d10_a1 = $signed({{9{d10_a1_bits[8]}}, d10_a1_bits});
   assign d10_b0 = $signed({{2{1'b0}}, h10_q});
 
@@ -1031,8 +1063,8 @@ module dff_op_delta (
   assign d10_rq_sum = $signed({{2{d10_prod[42]}}, d10_prod}) + 45'sd524288;
   assign d10_rq_q = d10_rq_sum >>> 20;
   assign d10_y = ((&d10_rnd_q[44:17]) || !(|d10_rnd_q[44:17])) ? d10_rnd_q[17:0] : d10_rnd_q[44] ? 18'h20000 : 18'h1ffff;
-  assign d11_a0 = $signed({1'b0, coef_op_p5[16:0]});
-  assign d11_a1_bits = coef_op_p5[25:17];
+  assign d11_a0 = $signed({1'b0, coef_op_p6[16:0]});
+  assign d11_a1_bits = coef_op_p6[25:17];
   assign d11_a1 = $signed({{9{d11_a1_bits[8]}}, d11_a1_bits});
   assign d11_b0 = $signed({{2{1'b0}}, h11_q});
 
@@ -1051,81 +1083,81 @@ module dff_op_delta (
   assign d11_rq_q = d11_rq_sum >>> 20;
   assign d11_y = ((&d11_rnd_q[44:17]) || !(|d11_rnd_q[44:17])) ? d11_rnd_q[17:0] : d11_rnd_q[44] ? 18'h20000 : 18'h1ffff;
   assign unused_h0_pos = ^h0_pos_p4;
-  assign h_we = {h_rot_wr_p11 == 4'd11 ? lanes_ok_p11[0] : h_rot_wr_p11 == 4'd10 ? lanes_ok_p11[1] : h_rot_wr_p11 == 4'd9 ? lanes_ok_p11[2] : h_rot_wr_p11 == 4'd8 ? lanes_ok_p11[3] : h_rot_wr_p11 == 4'd7 ? lanes_ok_p11[4] : h_rot_wr_p11 == 4'd6 ? lanes_ok_p11[5] : h_rot_wr_p11 == 4'd5 ? lanes_ok_p11[6] : h_rot_wr_p11 == 4'd4 ? lanes_ok_p11[7] : h_rot_wr_p11 == 4'd3 ? lanes_ok_p11[8] : h_rot_wr_p11 == 4'd2 ? lanes_ok_p11[9] : h_rot_wr_p11 == 4'd1 ? lanes_ok_p11[10] : lanes_ok_p11[11], h_rot_wr_p11 == 4'd11 ? lanes_ok_p11[11] : h_rot_wr_p11 == 4'd10 ? lanes_ok_p11[0] : h_rot_wr_p11 == 4'd9 ? lanes_ok_p11[1] : h_rot_wr_p11 == 4'd8 ? lanes_ok_p11[2] : h_rot_wr_p11 == 4'd7 ? lanes_ok_p11[3] : h_rot_wr_p11 == 4'd6 ? lanes_ok_p11[4] : h_rot_wr_p11 == 4'd5 ? lanes_ok_p11[5] : h_rot_wr_p11 == 4'd4 ? lanes_ok_p11[6] : h_rot_wr_p11 == 4'd3 ? lanes_ok_p11[7] : h_rot_wr_p11 == 4'd2 ? lanes_ok_p11[8] : h_rot_wr_p11 == 4'd1 ? lanes_ok_p11[9] : lanes_ok_p11[10], h_rot_wr_p11 == 4'd11 ? lanes_ok_p11[10] : h_rot_wr_p11 == 4'd10 ? lanes_ok_p11[11] : h_rot_wr_p11 == 4'd9 ? lanes_ok_p11[0] : h_rot_wr_p11 == 4'd8 ? lanes_ok_p11[1] : h_rot_wr_p11 == 4'd7 ? lanes_ok_p11[2] : h_rot_wr_p11 == 4'd6 ? lanes_ok_p11[3] : h_rot_wr_p11 == 4'd5 ? lanes_ok_p11[4] : h_rot_wr_p11 == 4'd4 ? lanes_ok_p11[5] : h_rot_wr_p11 == 4'd3 ? lanes_ok_p11[6] : h_rot_wr_p11 == 4'd2 ? lanes_ok_p11[7] : h_rot_wr_p11 == 4'd1 ? lanes_ok_p11[8] : lanes_ok_p11[9], h_rot_wr_p11 == 4'd11 ? lanes_ok_p11[9] : h_rot_wr_p11 == 4'd10 ? lanes_ok_p11[10] : h_rot_wr_p11 == 4'd9 ? lanes_ok_p11[11] : h_rot_wr_p11 == 4'd8 ? lanes_ok_p11[0] : h_rot_wr_p11 == 4'd7 ? lanes_ok_p11[1] : h_rot_wr_p11 == 4'd6 ? lanes_ok_p11[2] : h_rot_wr_p11 == 4'd5 ? lanes_ok_p11[3] : h_rot_wr_p11 == 4'd4 ? lanes_ok_p11[4] : h_rot_wr_p11 == 4'd3 ? lanes_ok_p11[5] : h_rot_wr_p11 == 4'd2 ? lanes_ok_p11[6] : h_rot_wr_p11 == 4'd1 ? lanes_ok_p11[7] : lanes_ok_p11[8], h_rot_wr_p11 == 4'd11 ? lanes_ok_p11[8] : h_rot_wr_p11 == 4'd10 ? lanes_ok_p11[9] : h_rot_wr_p11 == 4'd9 ? lanes_ok_p11[10] : h_rot_wr_p11 == 4'd8 ? lanes_ok_p11[11] : h_rot_wr_p11 == 4'd7 ? lanes_ok_p11[0] : h_rot_wr_p11 == 4'd6 ? lanes_ok_p11[1] : h_rot_wr_p11 == 4'd5 ? lanes_ok_p11[2] : h_rot_wr_p11 == 4'd4 ? lanes_ok_p11[3] : h_rot_wr_p11 == 4'd3 ? lanes_ok_p11[4] : h_rot_wr_p11 == 4'd2 ? lanes_ok_p11[5] : h_rot_wr_p11 == 4'd1 ? lanes_ok_p11[6] : lanes_ok_p11[7], h_rot_wr_p11 == 4'd11 ? lanes_ok_p11[7] : h_rot_wr_p11 == 4'd10 ? lanes_ok_p11[8] : h_rot_wr_p11 == 4'd9 ? lanes_ok_p11[9] : h_rot_wr_p11 == 4'd8 ? lanes_ok_p11[10] : h_rot_wr_p11 == 4'd7 ? lanes_ok_p11[11] : h_rot_wr_p11 == 4'd6 ? lanes_ok_p11[0] : h_rot_wr_p11 == 4'd5 ? lanes_ok_p11[1] : h_rot_wr_p11 == 4'd4 ? lanes_ok_p11[2] : h_rot_wr_p11 == 4'd3 ? lanes_ok_p11[3] : h_rot_wr_p11 == 4'd2 ? lanes_ok_p11[4] : h_rot_wr_p11 == 4'd1 ? lanes_ok_p11[5] : lanes_ok_p11[6], h_rot_wr_p11 == 4'd11 ? lanes_ok_p11[6] : h_rot_wr_p11 == 4'd10 ? lanes_ok_p11[7] : h_rot_wr_p11 == 4'd9 ? lanes_ok_p11[8] : h_rot_wr_p11 == 4'd8 ? lanes_ok_p11[9] : h_rot_wr_p11 == 4'd7 ? lanes_ok_p11[10] : h_rot_wr_p11 == 4'd6 ? lanes_ok_p11[11] : h_rot_wr_p11 == 4'd5 ? lanes_ok_p11[0] : h_rot_wr_p11 == 4'd4 ? lanes_ok_p11[1] : h_rot_wr_p11 == 4'd3 ? lanes_ok_p11[2] : h_rot_wr_p11 == 4'd2 ? lanes_ok_p11[3] : h_rot_wr_p11 == 4'd1 ? lanes_ok_p11[4] : lanes_ok_p11[5], h_rot_wr_p11 == 4'd11 ? lanes_ok_p11[5] : h_rot_wr_p11 == 4'd10 ? lanes_ok_p11[6] : h_rot_wr_p11 == 4'd9 ? lanes_ok_p11[7] : h_rot_wr_p11 == 4'd8 ? lanes_ok_p11[8] : h_rot_wr_p11 == 4'd7 ? lanes_ok_p11[9] : h_rot_wr_p11 == 4'd6 ? lanes_ok_p11[10] : h_rot_wr_p11 == 4'd5 ? lanes_ok_p11[11] : h_rot_wr_p11 == 4'd4 ? lanes_ok_p11[0] : h_rot_wr_p11 == 4'd3 ? lanes_ok_p11[1] : h_rot_wr_p11 == 4'd2 ? lanes_ok_p11[2] : h_rot_wr_p11 == 4'd1 ? lanes_ok_p11[3] : lanes_ok_p11[4], h_rot_wr_p11 == 4'd11 ? lanes_ok_p11[4] : h_rot_wr_p11 == 4'd10 ? lanes_ok_p11[5] : h_rot_wr_p11 == 4'd9 ? lanes_ok_p11[6] : h_rot_wr_p11 == 4'd8 ? lanes_ok_p11[7] : h_rot_wr_p11 == 4'd7 ? lanes_ok_p11[8] : h_rot_wr_p11 == 4'd6 ? lanes_ok_p11[9] : h_rot_wr_p11 == 4'd5 ? lanes_ok_p11[10] : h_rot_wr_p11 == 4'd4 ? lanes_ok_p11[11] : h_rot_wr_p11 == 4'd3 ? lanes_ok_p11[0] : h_rot_wr_p11 == 4'd2 ? lanes_ok_p11[1] : h_rot_wr_p11 == 4'd1 ? lanes_ok_p11[2] : lanes_ok_p11[3], h_rot_wr_p11 == 4'd11 ? lanes_ok_p11[3] : h_rot_wr_p11 == 4'd10 ? lanes_ok_p11[4] : h_rot_wr_p11 == 4'd9 ? lanes_ok_p11[5] : h_rot_wr_p11 == 4'd8 ? lanes_ok_p11[6] : h_rot_wr_p11 == 4'd7 ? lanes_ok_p11[7] : h_rot_wr_p11 == 4'd6 ? lanes_ok_p11[8] : h_rot_wr_p11 == 4'd5 ? lanes_ok_p11[9] : h_rot_wr_p11 == 4'd4 ? lanes_ok_p11[10] : h_rot_wr_p11 == 4'd3 ? lanes_ok_p11[11] : h_rot_wr_p11 == 4'd2 ? lanes_ok_p11[0] : h_rot_wr_p11 == 4'd1 ? lanes_ok_p11[1] : lanes_ok_p11[2], h_rot_wr_p11 == 4'd11 ? lanes_ok_p11[2] : h_rot_wr_p11 == 4'd10 ? lanes_ok_p11[3] : h_rot_wr_p11 == 4'd9 ? lanes_ok_p11[4] : h_rot_wr_p11 == 4'd8 ? lanes_ok_p11[5] : h_rot_wr_p11 == 4'd7 ? lanes_ok_p11[6] : h_rot_wr_p11 == 4'd6 ? lanes_ok_p11[7] : h_rot_wr_p11 == 4'd5 ? lanes_ok_p11[8] : h_rot_wr_p11 == 4'd4 ? lanes_ok_p11[9] : h_rot_wr_p11 == 4'd3 ? lanes_ok_p11[10] : h_rot_wr_p11 == 4'd2 ? lanes_ok_p11[11] : h_rot_wr_p11 == 4'd1 ? lanes_ok_p11[0] : lanes_ok_p11[1], h_rot_wr_p11 == 4'd11 ? lanes_ok_p11[1] : h_rot_wr_p11 == 4'd10 ? lanes_ok_p11[2] : h_rot_wr_p11 == 4'd9 ? lanes_ok_p11[3] : h_rot_wr_p11 == 4'd8 ? lanes_ok_p11[4] : h_rot_wr_p11 == 4'd7 ? lanes_ok_p11[5] : h_rot_wr_p11 == 4'd6 ? lanes_ok_p11[6] : h_rot_wr_p11 == 4'd5 ? lanes_ok_p11[7] : h_rot_wr_p11 == 4'd4 ? lanes_ok_p11[8] : h_rot_wr_p11 == 4'd3 ? lanes_ok_p11[9] : h_rot_wr_p11 == 4'd2 ? lanes_ok_p11[10] : h_rot_wr_p11 == 4'd1 ? lanes_ok_p11[11] : lanes_ok_p11[0]};
+  assign h_we = {h_rot_wr_p12 == 4'd11 ? lanes_ok_p12[0] : h_rot_wr_p12 == 4'd10 ? lanes_ok_p12[1] : h_rot_wr_p12 == 4'd9 ? lanes_ok_p12[2] : h_rot_wr_p12 == 4'd8 ? lanes_ok_p12[3] : h_rot_wr_p12 == 4'd7 ? lanes_ok_p12[4] : h_rot_wr_p12 == 4'd6 ? lanes_ok_p12[5] : h_rot_wr_p12 == 4'd5 ? lanes_ok_p12[6] : h_rot_wr_p12 == 4'd4 ? lanes_ok_p12[7] : h_rot_wr_p12 == 4'd3 ? lanes_ok_p12[8] : h_rot_wr_p12 == 4'd2 ? lanes_ok_p12[9] : h_rot_wr_p12 == 4'd1 ? lanes_ok_p12[10] : lanes_ok_p12[11], h_rot_wr_p12 == 4'd11 ? lanes_ok_p12[11] : h_rot_wr_p12 == 4'd10 ? lanes_ok_p12[0] : h_rot_wr_p12 == 4'd9 ? lanes_ok_p12[1] : h_rot_wr_p12 == 4'd8 ? lanes_ok_p12[2] : h_rot_wr_p12 == 4'd7 ? lanes_ok_p12[3] : h_rot_wr_p12 == 4'd6 ? lanes_ok_p12[4] : h_rot_wr_p12 == 4'd5 ? lanes_ok_p12[5] : h_rot_wr_p12 == 4'd4 ? lanes_ok_p12[6] : h_rot_wr_p12 == 4'd3 ? lanes_ok_p12[7] : h_rot_wr_p12 == 4'd2 ? lanes_ok_p12[8] : h_rot_wr_p12 == 4'd1 ? lanes_ok_p12[9] : lanes_ok_p12[10], h_rot_wr_p12 == 4'd11 ? lanes_ok_p12[10] : h_rot_wr_p12 == 4'd10 ? lanes_ok_p12[11] : h_rot_wr_p12 == 4'd9 ? lanes_ok_p12[0] : h_rot_wr_p12 == 4'd8 ? lanes_ok_p12[1] : h_rot_wr_p12 == 4'd7 ? lanes_ok_p12[2] : h_rot_wr_p12 == 4'd6 ? lanes_ok_p12[3] : h_rot_wr_p12 == 4'd5 ? lanes_ok_p12[4] : h_rot_wr_p12 == 4'd4 ? lanes_ok_p12[5] : h_rot_wr_p12 == 4'd3 ? lanes_ok_p12[6] : h_rot_wr_p12 == 4'd2 ? lanes_ok_p12[7] : h_rot_wr_p12 == 4'd1 ? lanes_ok_p12[8] : lanes_ok_p12[9], h_rot_wr_p12 == 4'd11 ? lanes_ok_p12[9] : h_rot_wr_p12 == 4'd10 ? lanes_ok_p12[10] : h_rot_wr_p12 == 4'd9 ? lanes_ok_p12[11] : h_rot_wr_p12 == 4'd8 ? lanes_ok_p12[0] : h_rot_wr_p12 == 4'd7 ? lanes_ok_p12[1] : h_rot_wr_p12 == 4'd6 ? lanes_ok_p12[2] : h_rot_wr_p12 == 4'd5 ? lanes_ok_p12[3] : h_rot_wr_p12 == 4'd4 ? lanes_ok_p12[4] : h_rot_wr_p12 == 4'd3 ? lanes_ok_p12[5] : h_rot_wr_p12 == 4'd2 ? lanes_ok_p12[6] : h_rot_wr_p12 == 4'd1 ? lanes_ok_p12[7] : lanes_ok_p12[8], h_rot_wr_p12 == 4'd11 ? lanes_ok_p12[8] : h_rot_wr_p12 == 4'd10 ? lanes_ok_p12[9] : h_rot_wr_p12 == 4'd9 ? lanes_ok_p12[10] : h_rot_wr_p12 == 4'd8 ? lanes_ok_p12[11] : h_rot_wr_p12 == 4'd7 ? lanes_ok_p12[0] : h_rot_wr_p12 == 4'd6 ? lanes_ok_p12[1] : h_rot_wr_p12 == 4'd5 ? lanes_ok_p12[2] : h_rot_wr_p12 == 4'd4 ? lanes_ok_p12[3] : h_rot_wr_p12 == 4'd3 ? lanes_ok_p12[4] : h_rot_wr_p12 == 4'd2 ? lanes_ok_p12[5] : h_rot_wr_p12 == 4'd1 ? lanes_ok_p12[6] : lanes_ok_p12[7], h_rot_wr_p12 == 4'd11 ? lanes_ok_p12[7] : h_rot_wr_p12 == 4'd10 ? lanes_ok_p12[8] : h_rot_wr_p12 == 4'd9 ? lanes_ok_p12[9] : h_rot_wr_p12 == 4'd8 ? lanes_ok_p12[10] : h_rot_wr_p12 == 4'd7 ? lanes_ok_p12[11] : h_rot_wr_p12 == 4'd6 ? lanes_ok_p12[0] : h_rot_wr_p12 == 4'd5 ? lanes_ok_p12[1] : h_rot_wr_p12 == 4'd4 ? lanes_ok_p12[2] : h_rot_wr_p12 == 4'd3 ? lanes_ok_p12[3] : h_rot_wr_p12 == 4'd2 ? lanes_ok_p12[4] : h_rot_wr_p12 == 4'd1 ? lanes_ok_p12[5] : lanes_ok_p12[6], h_rot_wr_p12 == 4'd11 ? lanes_ok_p12[6] : h_rot_wr_p12 == 4'd10 ? lanes_ok_p12[7] : h_rot_wr_p12 == 4'd9 ? lanes_ok_p12[8] : h_rot_wr_p12 == 4'd8 ? lanes_ok_p12[9] : h_rot_wr_p12 == 4'd7 ? lanes_ok_p12[10] : h_rot_wr_p12 == 4'd6 ? lanes_ok_p12[11] : h_rot_wr_p12 == 4'd5 ? lanes_ok_p12[0] : h_rot_wr_p12 == 4'd4 ? lanes_ok_p12[1] : h_rot_wr_p12 == 4'd3 ? lanes_ok_p12[2] : h_rot_wr_p12 == 4'd2 ? lanes_ok_p12[3] : h_rot_wr_p12 == 4'd1 ? lanes_ok_p12[4] : lanes_ok_p12[5], h_rot_wr_p12 == 4'd11 ? lanes_ok_p12[5] : h_rot_wr_p12 == 4'd10 ? lanes_ok_p12[6] : h_rot_wr_p12 == 4'd9 ? lanes_ok_p12[7] : h_rot_wr_p12 == 4'd8 ? lanes_ok_p12[8] : h_rot_wr_p12 == 4'd7 ? lanes_ok_p12[9] : h_rot_wr_p12 == 4'd6 ? lanes_ok_p12[10] : h_rot_wr_p12 == 4'd5 ? lanes_ok_p12[11] : h_rot_wr_p12 == 4'd4 ? lanes_ok_p12[0] : h_rot_wr_p12 == 4'd3 ? lanes_ok_p12[1] : h_rot_wr_p12 == 4'd2 ? lanes_ok_p12[2] : h_rot_wr_p12 == 4'd1 ? lanes_ok_p12[3] : lanes_ok_p12[4], h_rot_wr_p12 == 4'd11 ? lanes_ok_p12[4] : h_rot_wr_p12 == 4'd10 ? lanes_ok_p12[5] : h_rot_wr_p12 == 4'd9 ? lanes_ok_p12[6] : h_rot_wr_p12 == 4'd8 ? lanes_ok_p12[7] : h_rot_wr_p12 == 4'd7 ? lanes_ok_p12[8] : h_rot_wr_p12 == 4'd6 ? lanes_ok_p12[9] : h_rot_wr_p12 == 4'd5 ? lanes_ok_p12[10] : h_rot_wr_p12 == 4'd4 ? lanes_ok_p12[11] : h_rot_wr_p12 == 4'd3 ? lanes_ok_p12[0] : h_rot_wr_p12 == 4'd2 ? lanes_ok_p12[1] : h_rot_wr_p12 == 4'd1 ? lanes_ok_p12[2] : lanes_ok_p12[3], h_rot_wr_p12 == 4'd11 ? lanes_ok_p12[3] : h_rot_wr_p12 == 4'd10 ? lanes_ok_p12[4] : h_rot_wr_p12 == 4'd9 ? lanes_ok_p12[5] : h_rot_wr_p12 == 4'd8 ? lanes_ok_p12[6] : h_rot_wr_p12 == 4'd7 ? lanes_ok_p12[7] : h_rot_wr_p12 == 4'd6 ? lanes_ok_p12[8] : h_rot_wr_p12 == 4'd5 ? lanes_ok_p12[9] : h_rot_wr_p12 == 4'd4 ? lanes_ok_p12[10] : h_rot_wr_p12 == 4'd3 ? lanes_ok_p12[11] : h_rot_wr_p12 == 4'd2 ? lanes_ok_p12[0] : h_rot_wr_p12 == 4'd1 ? lanes_ok_p12[1] : lanes_ok_p12[2], h_rot_wr_p12 == 4'd11 ? lanes_ok_p12[2] : h_rot_wr_p12 == 4'd10 ? lanes_ok_p12[3] : h_rot_wr_p12 == 4'd9 ? lanes_ok_p12[4] : h_rot_wr_p12 == 4'd8 ? lanes_ok_p12[5] : h_rot_wr_p12 == 4'd7 ? lanes_ok_p12[6] : h_rot_wr_p12 == 4'd6 ? lanes_ok_p12[7] : h_rot_wr_p12 == 4'd5 ? lanes_ok_p12[8] : h_rot_wr_p12 == 4'd4 ? lanes_ok_p12[9] : h_rot_wr_p12 == 4'd3 ? lanes_ok_p12[10] : h_rot_wr_p12 == 4'd2 ? lanes_ok_p12[11] : h_rot_wr_p12 == 4'd1 ? lanes_ok_p12[0] : lanes_ok_p12[1], h_rot_wr_p12 == 4'd11 ? lanes_ok_p12[1] : h_rot_wr_p12 == 4'd10 ? lanes_ok_p12[2] : h_rot_wr_p12 == 4'd9 ? lanes_ok_p12[3] : h_rot_wr_p12 == 4'd8 ? lanes_ok_p12[4] : h_rot_wr_p12 == 4'd7 ? lanes_ok_p12[5] : h_rot_wr_p12 == 4'd6 ? lanes_ok_p12[6] : h_rot_wr_p12 == 4'd5 ? lanes_ok_p12[7] : h_rot_wr_p12 == 4'd4 ? lanes_ok_p12[8] : h_rot_wr_p12 == 4'd3 ? lanes_ok_p12[9] : h_rot_wr_p12 == 4'd2 ? lanes_ok_p12[10] : h_rot_wr_p12 == 4'd1 ? lanes_ok_p12[11] : lanes_ok_p12[0]};
   assign db1_old0 = db1_rdata_i[0 +: 25];
-  assign db1_sum0 = first_row_wr_p11 ? $signed({{7{d0_final_q[17]}}, d0_final_q}) : db1_old0 + $signed({{7{d0_final_q[17]}}, d0_final_q});
+  assign db1_sum0 = first_row_wr_p12 ? $signed({{7{d0_final_q[17]}}, d0_final_q}) : db1_old0 + $signed({{7{d0_final_q[17]}}, d0_final_q});
   assign db1_old1 = db1_rdata_i[25 +: 25];
-  assign db1_sum1 = first_row_wr_p11 ? $signed({{7{d1_final_q[17]}}, d1_final_q}) : db1_old1 + $signed({{7{d1_final_q[17]}}, d1_final_q});
+  assign db1_sum1 = first_row_wr_p12 ? $signed({{7{d1_final_q[17]}}, d1_final_q}) : db1_old1 + $signed({{7{d1_final_q[17]}}, d1_final_q});
   assign db1_old2 = db1_rdata_i[50 +: 25];
-  assign db1_sum2 = first_row_wr_p11 ? $signed({{7{d2_final_q[17]}}, d2_final_q}) : db1_old2 + $signed({{7{d2_final_q[17]}}, d2_final_q});
+  assign db1_sum2 = first_row_wr_p12 ? $signed({{7{d2_final_q[17]}}, d2_final_q}) : db1_old2 + $signed({{7{d2_final_q[17]}}, d2_final_q});
   assign db1_old3 = db1_rdata_i[75 +: 25];
-  assign db1_sum3 = first_row_wr_p11 ? $signed({{7{d3_final_q[17]}}, d3_final_q}) : db1_old3 + $signed({{7{d3_final_q[17]}}, d3_final_q});
+  assign db1_sum3 = first_row_wr_p12 ? $signed({{7{d3_final_q[17]}}, d3_final_q}) : db1_old3 + $signed({{7{d3_final_q[17]}}, d3_final_q});
   assign db1_old4 = db1_rdata_i[100 +: 25];
-  assign db1_sum4 = first_row_wr_p11 ? $signed({{7{d4_final_q[17]}}, d4_final_q}) : db1_old4 + $signed({{7{d4_final_q[17]}}, d4_final_q});
+  assign db1_sum4 = first_row_wr_p12 ? $signed({{7{d4_final_q[17]}}, d4_final_q}) : db1_old4 + $signed({{7{d4_final_q[17]}}, d4_final_q});
   assign db1_old5 = db1_rdata_i[125 +: 25];
-  assign db1_sum5 = first_row_wr_p11 ? $signed({{7{d5_final_q[17]}}, d5_final_q}) : db1_old5 + $signed({{7{d5_final_q[17]}}, d5_final_q});
+  assign db1_sum5 = first_row_wr_p12 ? $signed({{7{d5_final_q[17]}}, d5_final_q}) : db1_old5 + $signed({{7{d5_final_q[17]}}, d5_final_q});
   assign db1_old6 = db1_rdata_i[150 +: 25];
-  assign db1_sum6 = first_row_wr_p11 ? $signed({{7{d6_final_q[17]}}, d6_final_q}) : db1_old6 + $signed({{7{d6_final_q[17]}}, d6_final_q});
+  assign db1_sum6 = first_row_wr_p12 ? $signed({{7{d6_final_q[17]}}, d6_final_q}) : db1_old6 + $signed({{7{d6_final_q[17]}}, d6_final_q});
   assign db1_old7 = db1_rdata_i[175 +: 25];
-  assign db1_sum7 = first_row_wr_p11 ? $signed({{7{d7_final_q[17]}}, d7_final_q}) : db1_old7 + $signed({{7{d7_final_q[17]}}, d7_final_q});
+  assign db1_sum7 = first_row_wr_p12 ? $signed({{7{d7_final_q[17]}}, d7_final_q}) : db1_old7 + $signed({{7{d7_final_q[17]}}, d7_final_q});
   assign db1_old8 = db1_rdata_i[200 +: 25];
-  assign db1_sum8 = first_row_wr_p11 ? $signed({{7{d8_final_q[17]}}, d8_final_q}) : db1_old8 + $signed({{7{d8_final_q[17]}}, d8_final_q});
+  assign db1_sum8 = first_row_wr_p12 ? $signed({{7{d8_final_q[17]}}, d8_final_q}) : db1_old8 + $signed({{7{d8_final_q[17]}}, d8_final_q});
   assign db1_old9 = db1_rdata_i[225 +: 25];
-  assign db1_sum9 = first_row_wr_p11 ? $signed({{7{d9_final_q[17]}}, d9_final_q}) : db1_old9 + $signed({{7{d9_final_q[17]}}, d9_final_q});
+  assign db1_sum9 = first_row_wr_p12 ? $signed({{7{d9_final_q[17]}}, d9_final_q}) : db1_old9 + $signed({{7{d9_final_q[17]}}, d9_final_q});
   assign db1_old10 = db1_rdata_i[250 +: 25];
-  assign db1_sum10 = first_row_wr_p11 ? $signed({{7{d10_final_q[17]}}, d10_final_q}) : db1_old10 + $signed({{7{d10_final_q[17]}}, d10_final_q});
+  assign db1_sum10 = first_row_wr_p12 ? $signed({{7{d10_final_q[17]}}, d10_final_q}) : db1_old10 + $signed({{7{d10_final_q[17]}}, d10_final_q});
   assign db1_old11 = db1_rdata_i[275 +: 25];
-  assign db1_sum11 = first_row_wr_p11 ? $signed({{7{d11_final_q[17]}}, d11_final_q}) : db1_old11 + $signed({{7{d11_final_q[17]}}, d11_final_q});
+  assign db1_sum11 = first_row_wr_p12 ? $signed({{7{d11_final_q[17]}}, d11_final_q}) : db1_old11 + $signed({{7{d11_final_q[17]}}, d11_final_q});
   assign db2_old0 = db2_rdata_i[0 +: 25];
-  assign db2_sum0 = first_row_wr_p11 ? $signed({{7{d0_final_q[17]}}, d0_final_q}) : db2_old0 + $signed({{7{d0_final_q[17]}}, d0_final_q});
+  assign db2_sum0 = first_row_wr_p12 ? $signed({{7{d0_final_q[17]}}, d0_final_q}) : db2_old0 + $signed({{7{d0_final_q[17]}}, d0_final_q});
   assign db2_old1 = db2_rdata_i[25 +: 25];
-  assign db2_sum1 = first_row_wr_p11 ? $signed({{7{d1_final_q[17]}}, d1_final_q}) : db2_old1 + $signed({{7{d1_final_q[17]}}, d1_final_q});
+  assign db2_sum1 = first_row_wr_p12 ? $signed({{7{d1_final_q[17]}}, d1_final_q}) : db2_old1 + $signed({{7{d1_final_q[17]}}, d1_final_q});
   assign db2_old2 = db2_rdata_i[50 +: 25];
-  assign db2_sum2 = first_row_wr_p11 ? $signed({{7{d2_final_q[17]}}, d2_final_q}) : db2_old2 + $signed({{7{d2_final_q[17]}}, d2_final_q});
+  assign db2_sum2 = first_row_wr_p12 ? $signed({{7{d2_final_q[17]}}, d2_final_q}) : db2_old2 + $signed({{7{d2_final_q[17]}}, d2_final_q});
   assign db2_old3 = db2_rdata_i[75 +: 25];
-  assign db2_sum3 = first_row_wr_p11 ? $signed({{7{d3_final_q[17]}}, d3_final_q}) : db2_old3 + $signed({{7{d3_final_q[17]}}, d3_final_q});
+  assign db2_sum3 = first_row_wr_p12 ? $signed({{7{d3_final_q[17]}}, d3_final_q}) : db2_old3 + $signed({{7{d3_final_q[17]}}, d3_final_q});
   assign db2_old4 = db2_rdata_i[100 +: 25];
-  assign db2_sum4 = first_row_wr_p11 ? $signed({{7{d4_final_q[17]}}, d4_final_q}) : db2_old4 + $signed({{7{d4_final_q[17]}}, d4_final_q});
+  assign db2_sum4 = first_row_wr_p12 ? $signed({{7{d4_final_q[17]}}, d4_final_q}) : db2_old4 + $signed({{7{d4_final_q[17]}}, d4_final_q});
   assign db2_old5 = db2_rdata_i[125 +: 25];
-  assign db2_sum5 = first_row_wr_p11 ? $signed({{7{d5_final_q[17]}}, d5_final_q}) : db2_old5 + $signed({{7{d5_final_q[17]}}, d5_final_q});
+  assign db2_sum5 = first_row_wr_p12 ? $signed({{7{d5_final_q[17]}}, d5_final_q}) : db2_old5 + $signed({{7{d5_final_q[17]}}, d5_final_q});
   assign db2_old6 = db2_rdata_i[150 +: 25];
-  assign db2_sum6 = first_row_wr_p11 ? $signed({{7{d6_final_q[17]}}, d6_final_q}) : db2_old6 + $signed({{7{d6_final_q[17]}}, d6_final_q});
+  assign db2_sum6 = first_row_wr_p12 ? $signed({{7{d6_final_q[17]}}, d6_final_q}) : db2_old6 + $signed({{7{d6_final_q[17]}}, d6_final_q});
   assign db2_old7 = db2_rdata_i[175 +: 25];
-  assign db2_sum7 = first_row_wr_p11 ? $signed({{7{d7_final_q[17]}}, d7_final_q}) : db2_old7 + $signed({{7{d7_final_q[17]}}, d7_final_q});
+  assign db2_sum7 = first_row_wr_p12 ? $signed({{7{d7_final_q[17]}}, d7_final_q}) : db2_old7 + $signed({{7{d7_final_q[17]}}, d7_final_q});
   assign db2_old8 = db2_rdata_i[200 +: 25];
-  assign db2_sum8 = first_row_wr_p11 ? $signed({{7{d8_final_q[17]}}, d8_final_q}) : db2_old8 + $signed({{7{d8_final_q[17]}}, d8_final_q});
+  assign db2_sum8 = first_row_wr_p12 ? $signed({{7{d8_final_q[17]}}, d8_final_q}) : db2_old8 + $signed({{7{d8_final_q[17]}}, d8_final_q});
   assign db2_old9 = db2_rdata_i[225 +: 25];
-  assign db2_sum9 = first_row_wr_p11 ? $signed({{7{d9_final_q[17]}}, d9_final_q}) : db2_old9 + $signed({{7{d9_final_q[17]}}, d9_final_q});
+  assign db2_sum9 = first_row_wr_p12 ? $signed({{7{d9_final_q[17]}}, d9_final_q}) : db2_old9 + $signed({{7{d9_final_q[17]}}, d9_final_q});
   assign db2_old10 = db2_rdata_i[250 +: 25];
-  assign db2_sum10 = first_row_wr_p11 ? $signed({{7{d10_final_q[17]}}, d10_final_q}) : db2_old10 + $signed({{7{d10_final_q[17]}}, d10_final_q});
+  assign db2_sum10 = first_row_wr_p12 ? $signed({{7{d10_final_q[17]}}, d10_final_q}) : db2_old10 + $signed({{7{d10_final_q[17]}}, d10_final_q});
   assign db2_old11 = db2_rdata_i[275 +: 25];
-  assign db2_sum11 = first_row_wr_p11 ? $signed({{7{d11_final_q[17]}}, d11_final_q}) : db2_old11 + $signed({{7{d11_final_q[17]}}, d11_final_q});
+  assign db2_sum11 = first_row_wr_p12 ? $signed({{7{d11_final_q[17]}}, d11_final_q}) : db2_old11 + $signed({{7{d11_final_q[17]}}, d11_final_q});
   assign e_word = ebase_q + col_div_r_q;
   assign du_word = du_base + {3'd0, group_q};
   assign e_old0 = e_rdata_i[0 +: 22];
-  assign e_new0 = e_lane0_p11 == 4'd0 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old0 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old0;
+  assign e_new0 = e_lane0_p12 == 4'd0 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old0 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old0;
   assign e_old1 = e_rdata_i[22 +: 22];
-  assign e_new1 = e_lane0_p11 == 4'd0 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old1 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 4'd1 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old1 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old1;
+  assign e_new1 = e_lane0_p12 == 4'd0 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old1 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 4'd1 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old1 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old1;
   assign e_old2 = e_rdata_i[44 +: 22];
-  assign e_new2 = e_lane0_p11 == 4'd0 ? (first_slot_wr_p11 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old2 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p11 == 4'd1 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old2 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 4'd2 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old2 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old2;
+  assign e_new2 = e_lane0_p12 == 4'd0 ? (first_slot_wr_p12 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old2 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p12 == 4'd1 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old2 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 4'd2 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old2 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old2;
   assign e_old3 = e_rdata_i[66 +: 22];
-  assign e_new3 = e_lane0_p11 == 4'd0 ? (first_slot_wr_p11 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old3 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p11 == 4'd1 ? (first_slot_wr_p11 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old3 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p11 == 4'd2 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old3 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 4'd3 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old3 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old3;
+  assign e_new3 = e_lane0_p12 == 4'd0 ? (first_slot_wr_p12 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old3 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p12 == 4'd1 ? (first_slot_wr_p12 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old3 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p12 == 4'd2 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old3 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 4'd3 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old3 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old3;
   assign e_old4 = e_rdata_i[88 +: 22];
-  assign e_new4 = e_lane0_p11 == 4'd0 ? (first_slot_wr_p11 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old4 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p11 == 4'd1 ? (first_slot_wr_p11 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old4 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p11 == 4'd2 ? (first_slot_wr_p11 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old4 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p11 == 4'd3 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old4 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 4'd4 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old4 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old4;
+  assign e_new4 = e_lane0_p12 == 4'd0 ? (first_slot_wr_p12 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old4 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p12 == 4'd1 ? (first_slot_wr_p12 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old4 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p12 == 4'd2 ? (first_slot_wr_p12 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old4 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p12 == 4'd3 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old4 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 4'd4 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old4 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old4;
   assign e_old5 = e_rdata_i[110 +: 22];
-  assign e_new5 = e_lane0_p11 == 4'd0 ? (first_slot_wr_p11 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old5 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p11 == 4'd1 ? (first_slot_wr_p11 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old5 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p11 == 4'd2 ? (first_slot_wr_p11 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old5 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p11 == 4'd3 ? (first_slot_wr_p11 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old5 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p11 == 4'd4 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old5 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 4'd5 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old5 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old5;
+  assign e_new5 = e_lane0_p12 == 4'd0 ? (first_slot_wr_p12 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old5 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p12 == 4'd1 ? (first_slot_wr_p12 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old5 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p12 == 4'd2 ? (first_slot_wr_p12 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old5 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p12 == 4'd3 ? (first_slot_wr_p12 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old5 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p12 == 4'd4 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old5 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 4'd5 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old5 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old5;
   assign e_old6 = e_rdata_i[132 +: 22];
-  assign e_new6 = e_lane0_p11 == 4'd0 ? (first_slot_wr_p11 ? $signed({{4{d6_final_q[17]}}, d6_final_q}) : e_old6 + $signed({{4{d6_final_q[17]}}, d6_final_q})) : e_lane0_p11 == 4'd1 ? (first_slot_wr_p11 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old6 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p11 == 4'd2 ? (first_slot_wr_p11 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old6 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p11 == 4'd3 ? (first_slot_wr_p11 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old6 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p11 == 4'd4 ? (first_slot_wr_p11 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old6 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p11 == 4'd5 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old6 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 4'd6 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old6 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old6;
+  assign e_new6 = e_lane0_p12 == 4'd0 ? (first_slot_wr_p12 ? $signed({{4{d6_final_q[17]}}, d6_final_q}) : e_old6 + $signed({{4{d6_final_q[17]}}, d6_final_q})) : e_lane0_p12 == 4'd1 ? (first_slot_wr_p12 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old6 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p12 == 4'd2 ? (first_slot_wr_p12 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old6 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p12 == 4'd3 ? (first_slot_wr_p12 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old6 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p12 == 4'd4 ? (first_slot_wr_p12 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old6 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p12 == 4'd5 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old6 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 4'd6 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old6 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old6;
   assign e_old7 = e_rdata_i[154 +: 22];
-  assign e_new7 = e_lane0_p11 == 4'd0 ? (first_slot_wr_p11 ? $signed({{4{d7_final_q[17]}}, d7_final_q}) : e_old7 + $signed({{4{d7_final_q[17]}}, d7_final_q})) : e_lane0_p11 == 4'd1 ? (first_slot_wr_p11 ? $signed({{4{d6_final_q[17]}}, d6_final_q}) : e_old7 + $signed({{4{d6_final_q[17]}}, d6_final_q})) : e_lane0_p11 == 4'd2 ? (first_slot_wr_p11 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old7 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p11 == 4'd3 ? (first_slot_wr_p11 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old7 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p11 == 4'd4 ? (first_slot_wr_p11 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old7 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p11 == 4'd5 ? (first_slot_wr_p11 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old7 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p11 == 4'd6 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old7 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 4'd7 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old7 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old7;
+  assign e_new7 = e_lane0_p12 == 4'd0 ? (first_slot_wr_p12 ? $signed({{4{d7_final_q[17]}}, d7_final_q}) : e_old7 + $signed({{4{d7_final_q[17]}}, d7_final_q})) : e_lane0_p12 == 4'd1 ? (first_slot_wr_p12 ? $signed({{4{d6_final_q[17]}}, d6_final_q}) : e_old7 + $signed({{4{d6_final_q[17]}}, d6_final_q})) : e_lane0_p12 == 4'd2 ? (first_slot_wr_p12 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old7 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p12 == 4'd3 ? (first_slot_wr_p12 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old7 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p12 == 4'd4 ? (first_slot_wr_p12 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old7 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p12 == 4'd5 ? (first_slot_wr_p12 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old7 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p12 == 4'd6 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old7 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 4'd7 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old7 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old7;
   assign e_old8 = e_rdata_i[176 +: 22];
-  assign e_new8 = e_lane0_p11 == 4'd0 ? (first_slot_wr_p11 ? $signed({{4{d8_final_q[17]}}, d8_final_q}) : e_old8 + $signed({{4{d8_final_q[17]}}, d8_final_q})) : e_lane0_p11 == 4'd1 ? (first_slot_wr_p11 ? $signed({{4{d7_final_q[17]}}, d7_final_q}) : e_old8 + $signed({{4{d7_final_q[17]}}, d7_final_q})) : e_lane0_p11 == 4'd2 ? (first_slot_wr_p11 ? $signed({{4{d6_final_q[17]}}, d6_final_q}) : e_old8 + $signed({{4{d6_final_q[17]}}, d6_final_q})) : e_lane0_p11 == 4'd3 ? (first_slot_wr_p11 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old8 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p11 == 4'd4 ? (first_slot_wr_p11 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old8 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p11 == 4'd5 ? (first_slot_wr_p11 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old8 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p11 == 4'd6 ? (first_slot_wr_p11 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old8 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p11 == 4'd7 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old8 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 4'd8 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old8 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old8;
+  assign e_new8 = e_lane0_p12 == 4'd0 ? (first_slot_wr_p12 ? $signed({{4{d8_final_q[17]}}, d8_final_q}) : e_old8 + $signed({{4{d8_final_q[17]}}, d8_final_q})) : e_lane0_p12 == 4'd1 ? (first_slot_wr_p12 ? $signed({{4{d7_final_q[17]}}, d7_final_q}) : e_old8 + $signed({{4{d7_final_q[17]}}, d7_final_q})) : e_lane0_p12 == 4'd2 ? (first_slot_wr_p12 ? $signed({{4{d6_final_q[17]}}, d6_final_q}) : e_old8 + $signed({{4{d6_final_q[17]}}, d6_final_q})) : e_lane0_p12 == 4'd3 ? (first_slot_wr_p12 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old8 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p12 == 4'd4 ? (first_slot_wr_p12 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old8 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p12 == 4'd5 ? (first_slot_wr_p12 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old8 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p12 == 4'd6 ? (first_slot_wr_p12 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old8 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p12 == 4'd7 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old8 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 4'd8 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old8 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old8;
   assign e_old9 = e_rdata_i[198 +: 22];
-  assign e_new9 = e_lane0_p11 == 4'd0 ? (first_slot_wr_p11 ? $signed({{4{d9_final_q[17]}}, d9_final_q}) : e_old9 + $signed({{4{d9_final_q[17]}}, d9_final_q})) : e_lane0_p11 == 4'd1 ? (first_slot_wr_p11 ? $signed({{4{d8_final_q[17]}}, d8_final_q}) : e_old9 + $signed({{4{d8_final_q[17]}}, d8_final_q})) : e_lane0_p11 == 4'd2 ? (first_slot_wr_p11 ? $signed({{4{d7_final_q[17]}}, d7_final_q}) : e_old9 + $signed({{4{d7_final_q[17]}}, d7_final_q})) : e_lane0_p11 == 4'd3 ? (first_slot_wr_p11 ? $signed({{4{d6_final_q[17]}}, d6_final_q}) : e_old9 + $signed({{4{d6_final_q[17]}}, d6_final_q})) : e_lane0_p11 == 4'd4 ? (first_slot_wr_p11 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old9 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p11 == 4'd5 ? (first_slot_wr_p11 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old9 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p11 == 4'd6 ? (first_slot_wr_p11 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old9 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p11 == 4'd7 ? (first_slot_wr_p11 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old9 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p11 == 4'd8 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old9 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 4'd9 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old9 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old9;
+  assign e_new9 = e_lane0_p12 == 4'd0 ? (first_slot_wr_p12 ? $signed({{4{d9_final_q[17]}}, d9_final_q}) : e_old9 + $signed({{4{d9_final_q[17]}}, d9_final_q})) : e_lane0_p12 == 4'd1 ? (first_slot_wr_p12 ? $signed({{4{d8_final_q[17]}}, d8_final_q}) : e_old9 + $signed({{4{d8_final_q[17]}}, d8_final_q})) : e_lane0_p12 == 4'd2 ? (first_slot_wr_p12 ? $signed({{4{d7_final_q[17]}}, d7_final_q}) : e_old9 + $signed({{4{d7_final_q[17]}}, d7_final_q})) : e_lane0_p12 == 4'd3 ? (first_slot_wr_p12 ? $signed({{4{d6_final_q[17]}}, d6_final_q}) : e_old9 + $signed({{4{d6_final_q[17]}}, d6_final_q})) : e_lane0_p12 == 4'd4 ? (first_slot_wr_p12 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old9 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p12 == 4'd5 ? (first_slot_wr_p12 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old9 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p12 == 4'd6 ? (first_slot_wr_p12 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old9 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p12 == 4'd7 ? (first_slot_wr_p12 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old9 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p12 == 4'd8 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old9 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 4'd9 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old9 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old9;
   assign e_old10 = e_rdata_i[220 +: 22];
-  assign e_new10 = e_lane0_p11 == 4'd0 ? (first_slot_wr_p11 ? $signed({{4{d10_final_q[17]}}, d10_final_q}) : e_old10 + $signed({{4{d10_final_q[17]}}, d10_final_q})) : e_lane0_p11 == 4'd1 ? (first_slot_wr_p11 ? $signed({{4{d9_final_q[17]}}, d9_final_q}) : e_old10 + $signed({{4{d9_final_q[17]}}, d9_final_q})) : e_lane0_p11 == 4'd2 ? (first_slot_wr_p11 ? $signed({{4{d8_final_q[17]}}, d8_final_q}) : e_old10 + $signed({{4{d8_final_q[17]}}, d8_final_q})) : e_lane0_p11 == 4'd3 ? (first_slot_wr_p11 ? $signed({{4{d7_final_q[17]}}, d7_final_q}) : e_old10 + $signed({{4{d7_final_q[17]}}, d7_final_q})) : e_lane0_p11 == 4'd4 ? (first_slot_wr_p11 ? $signed({{4{d6_final_q[17]}}, d6_final_q}) : e_old10 + $signed({{4{d6_final_q[17]}}, d6_final_q})) : e_lane0_p11 == 4'd5 ? (first_slot_wr_p11 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old10 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p11 == 4'd6 ? (first_slot_wr_p11 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old10 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p11 == 4'd7 ? (first_slot_wr_p11 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old10 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p11 == 4'd8 ? (first_slot_wr_p11 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old10 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p11 == 4'd9 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old10 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 4'd10 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old10 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old10;
+  assign e_new10 = e_lane0_p12 == 4'd0 ? (first_slot_wr_p12 ? $signed({{4{d10_final_q[17]}}, d10_final_q}) : e_old10 + $signed({{4{d10_final_q[17]}}, d10_final_q})) : e_lane0_p12 == 4'd1 ? (first_slot_wr_p12 ? $signed({{4{d9_final_q[17]}}, d9_final_q}) : e_old10 + $signed({{4{d9_final_q[17]}}, d9_final_q})) : e_lane0_p12 == 4'd2 ? (first_slot_wr_p12 ? $signed({{4{d8_final_q[17]}}, d8_final_q}) : e_old10 + $signed({{4{d8_final_q[17]}}, d8_final_q})) : e_lane0_p12 == 4'd3 ? (first_slot_wr_p12 ? $signed({{4{d7_final_q[17]}}, d7_final_q}) : e_old10 + $signed({{4{d7_final_q[17]}}, d7_final_q})) : e_lane0_p12 == 4'd4 ? (first_slot_wr_p12 ? $signed({{4{d6_final_q[17]}}, d6_final_q}) : e_old10 + $signed({{4{d6_final_q[17]}}, d6_final_q})) : e_lane0_p12 == 4'd5 ? (first_slot_wr_p12 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old10 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p12 == 4'd6 ? (first_slot_wr_p12 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old10 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p12 == 4'd7 ? (first_slot_wr_p12 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old10 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p12 == 4'd8 ? (first_slot_wr_p12 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old10 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p12 == 4'd9 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old10 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 4'd10 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old10 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old10;
   assign e_old11 = e_rdata_i[242 +: 22];
-  assign e_new11 = e_lane0_p11 == 4'd0 ? (first_slot_wr_p11 ? $signed({{4{d11_final_q[17]}}, d11_final_q}) : e_old11 + $signed({{4{d11_final_q[17]}}, d11_final_q})) : e_lane0_p11 == 4'd1 ? (first_slot_wr_p11 ? $signed({{4{d10_final_q[17]}}, d10_final_q}) : e_old11 + $signed({{4{d10_final_q[17]}}, d10_final_q})) : e_lane0_p11 == 4'd2 ? (first_slot_wr_p11 ? $signed({{4{d9_final_q[17]}}, d9_final_q}) : e_old11 + $signed({{4{d9_final_q[17]}}, d9_final_q})) : e_lane0_p11 == 4'd3 ? (first_slot_wr_p11 ? $signed({{4{d8_final_q[17]}}, d8_final_q}) : e_old11 + $signed({{4{d8_final_q[17]}}, d8_final_q})) : e_lane0_p11 == 4'd4 ? (first_slot_wr_p11 ? $signed({{4{d7_final_q[17]}}, d7_final_q}) : e_old11 + $signed({{4{d7_final_q[17]}}, d7_final_q})) : e_lane0_p11 == 4'd5 ? (first_slot_wr_p11 ? $signed({{4{d6_final_q[17]}}, d6_final_q}) : e_old11 + $signed({{4{d6_final_q[17]}}, d6_final_q})) : e_lane0_p11 == 4'd6 ? (first_slot_wr_p11 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old11 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p11 == 4'd7 ? (first_slot_wr_p11 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old11 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p11 == 4'd8 ? (first_slot_wr_p11 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old11 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p11 == 4'd9 ? (first_slot_wr_p11 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old11 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p11 == 4'd10 ? (first_slot_wr_p11 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old11 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p11 == 4'd11 ? (first_slot_wr_p11 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old11 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old11;
+  assign e_new11 = e_lane0_p12 == 4'd0 ? (first_slot_wr_p12 ? $signed({{4{d11_final_q[17]}}, d11_final_q}) : e_old11 + $signed({{4{d11_final_q[17]}}, d11_final_q})) : e_lane0_p12 == 4'd1 ? (first_slot_wr_p12 ? $signed({{4{d10_final_q[17]}}, d10_final_q}) : e_old11 + $signed({{4{d10_final_q[17]}}, d10_final_q})) : e_lane0_p12 == 4'd2 ? (first_slot_wr_p12 ? $signed({{4{d9_final_q[17]}}, d9_final_q}) : e_old11 + $signed({{4{d9_final_q[17]}}, d9_final_q})) : e_lane0_p12 == 4'd3 ? (first_slot_wr_p12 ? $signed({{4{d8_final_q[17]}}, d8_final_q}) : e_old11 + $signed({{4{d8_final_q[17]}}, d8_final_q})) : e_lane0_p12 == 4'd4 ? (first_slot_wr_p12 ? $signed({{4{d7_final_q[17]}}, d7_final_q}) : e_old11 + $signed({{4{d7_final_q[17]}}, d7_final_q})) : e_lane0_p12 == 4'd5 ? (first_slot_wr_p12 ? $signed({{4{d6_final_q[17]}}, d6_final_q}) : e_old11 + $signed({{4{d6_final_q[17]}}, d6_final_q})) : e_lane0_p12 == 4'd6 ? (first_slot_wr_p12 ? $signed({{4{d5_final_q[17]}}, d5_final_q}) : e_old11 + $signed({{4{d5_final_q[17]}}, d5_final_q})) : e_lane0_p12 == 4'd7 ? (first_slot_wr_p12 ? $signed({{4{d4_final_q[17]}}, d4_final_q}) : e_old11 + $signed({{4{d4_final_q[17]}}, d4_final_q})) : e_lane0_p12 == 4'd8 ? (first_slot_wr_p12 ? $signed({{4{d3_final_q[17]}}, d3_final_q}) : e_old11 + $signed({{4{d3_final_q[17]}}, d3_final_q})) : e_lane0_p12 == 4'd9 ? (first_slot_wr_p12 ? $signed({{4{d2_final_q[17]}}, d2_final_q}) : e_old11 + $signed({{4{d2_final_q[17]}}, d2_final_q})) : e_lane0_p12 == 4'd10 ? (first_slot_wr_p12 ? $signed({{4{d1_final_q[17]}}, d1_final_q}) : e_old11 + $signed({{4{d1_final_q[17]}}, d1_final_q})) : e_lane0_p12 == 4'd11 ? (first_slot_wr_p12 ? $signed({{4{d0_final_q[17]}}, d0_final_q}) : e_old11 + $signed({{4{d0_final_q[17]}}, d0_final_q})) : e_old11;
   assign du_old0 = du_rdata_i[0 +: 25];
   assign du_sum0 = du_old0 + $signed({{7{d0_final_q[17]}}, d0_final_q});
   assign du_old1 = du_rdata_i[25 +: 25];
@@ -1157,7 +1189,6 @@ module dff_op_delta (
   assign unused_cut4_row_base_h_q = ^row_base_h_q[12:12];
   assign unused_port_kind_i = ^kind_i;
   assign unused_port_layer_i = ^layer_i;
-  assign unused_port_nrows_i = ^nrows_i;
   assign unused_port_start_i = ^start_i;
 
   always @* begin
@@ -1230,8 +1261,8 @@ module dff_op_delta (
 
   always @* begin
     h2_we_d = {12{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b1)) begin
-      h2_we_d = (write_v_p11 && (layer_i == 1'b1)) ? h_we : 12'd0;
+    if (write_v_p12 && (layer_i == 1'b1)) begin
+      h2_we_d = (write_v_p12 && (layer_i == 1'b1)) ? h_we : 12'd0;
     end
   end
 
@@ -1247,8 +1278,8 @@ module dff_op_delta (
 
   always @* begin
     h2_waddr_d = {144{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b1)) begin
-      h2_waddr_d = {h_addr11_wr_p11, h_addr10_wr_p11, h_addr9_wr_p11, h_addr8_wr_p11, h_addr7_wr_p11, h_addr6_wr_p11, h_addr5_wr_p11, h_addr4_wr_p11, h_addr3_wr_p11, h_addr2_wr_p11, h_addr1_wr_p11, h_addr0_wr_p11};
+    if (write_v_p12 && (layer_i == 1'b1)) begin
+      h2_waddr_d = {h_addr11_wr_p12, h_addr10_wr_p12, h_addr9_wr_p12, h_addr8_wr_p12, h_addr7_wr_p12, h_addr6_wr_p12, h_addr5_wr_p12, h_addr4_wr_p12, h_addr3_wr_p12, h_addr2_wr_p12, h_addr1_wr_p12, h_addr0_wr_p12};
     end
   end
 
@@ -1264,8 +1295,8 @@ module dff_op_delta (
 
   always @* begin
     h2_wdata_d = {216{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b1)) begin
-      h2_wdata_d = {h_rot_wr_p11 == 4'd11 ? d0_final_q : h_rot_wr_p11 == 4'd10 ? d1_final_q : h_rot_wr_p11 == 4'd9 ? d2_final_q : h_rot_wr_p11 == 4'd8 ? d3_final_q : h_rot_wr_p11 == 4'd7 ? d4_final_q : h_rot_wr_p11 == 4'd6 ? d5_final_q : h_rot_wr_p11 == 4'd5 ? d6_final_q : h_rot_wr_p11 == 4'd4 ? d7_final_q : h_rot_wr_p11 == 4'd3 ? d8_final_q : h_rot_wr_p11 == 4'd2 ? d9_final_q : h_rot_wr_p11 == 4'd1 ? d10_final_q : d11_final_q, h_rot_wr_p11 == 4'd11 ? d11_final_q : h_rot_wr_p11 == 4'd10 ? d0_final_q : h_rot_wr_p11 == 4'd9 ? d1_final_q : h_rot_wr_p11 == 4'd8 ? d2_final_q : h_rot_wr_p11 == 4'd7 ? d3_final_q : h_rot_wr_p11 == 4'd6 ? d4_final_q : h_rot_wr_p11 == 4'd5 ? d5_final_q : h_rot_wr_p11 == 4'd4 ? d6_final_q : h_rot_wr_p11 == 4'd3 ? d7_final_q : h_rot_wr_p11 == 4'd2 ? d8_final_q : h_rot_wr_p11 == 4'd1 ? d9_final_q : d10_final_q, h_rot_wr_p11 == 4'd11 ? d10_final_q : h_rot_wr_p11 == 4'd10 ? d11_final_q : h_rot_wr_p11 == 4'd9 ? d0_final_q : h_rot_wr_p11 == 4'd8 ? d1_final_q : h_rot_wr_p11 == 4'd7 ? d2_final_q : h_rot_wr_p11 == 4'd6 ? d3_final_q : h_rot_wr_p11 == 4'd5 ? d4_final_q : h_rot_wr_p11 == 4'd4 ? d5_final_q : h_rot_wr_p11 == 4'd3 ? d6_final_q : h_rot_wr_p11 == 4'd2 ? d7_final_q : h_rot_wr_p11 == 4'd1 ? d8_final_q : d9_final_q, h_rot_wr_p11 == 4'd11 ? d9_final_q : h_rot_wr_p11 == 4'd10 ? d10_final_q : h_rot_wr_p11 == 4'd9 ? d11_final_q : h_rot_wr_p11 == 4'd8 ? d0_final_q : h_rot_wr_p11 == 4'd7 ? d1_final_q : h_rot_wr_p11 == 4'd6 ? d2_final_q : h_rot_wr_p11 == 4'd5 ? d3_final_q : h_rot_wr_p11 == 4'd4 ? d4_final_q : h_rot_wr_p11 == 4'd3 ? d5_final_q : h_rot_wr_p11 == 4'd2 ? d6_final_q : h_rot_wr_p11 == 4'd1 ? d7_final_q : d8_final_q, h_rot_wr_p11 == 4'd11 ? d8_final_q : h_rot_wr_p11 == 4'd10 ? d9_final_q : h_rot_wr_p11 == 4'd9 ? d10_final_q : h_rot_wr_p11 == 4'd8 ? d11_final_q : h_rot_wr_p11 == 4'd7 ? d0_final_q : h_rot_wr_p11 == 4'd6 ? d1_final_q : h_rot_wr_p11 == 4'd5 ? d2_final_q : h_rot_wr_p11 == 4'd4 ? d3_final_q : h_rot_wr_p11 == 4'd3 ? d4_final_q : h_rot_wr_p11 == 4'd2 ? d5_final_q : h_rot_wr_p11 == 4'd1 ? d6_final_q : d7_final_q, h_rot_wr_p11 == 4'd11 ? d7_final_q : h_rot_wr_p11 == 4'd10 ? d8_final_q : h_rot_wr_p11 == 4'd9 ? d9_final_q : h_rot_wr_p11 == 4'd8 ? d10_final_q : h_rot_wr_p11 == 4'd7 ? d11_final_q : h_rot_wr_p11 == 4'd6 ? d0_final_q : h_rot_wr_p11 == 4'd5 ? d1_final_q : h_rot_wr_p11 == 4'd4 ? d2_final_q : h_rot_wr_p11 == 4'd3 ? d3_final_q : h_rot_wr_p11 == 4'd2 ? d4_final_q : h_rot_wr_p11 == 4'd1 ? d5_final_q : d6_final_q, h_rot_wr_p11 == 4'd11 ? d6_final_q : h_rot_wr_p11 == 4'd10 ? d7_final_q : h_rot_wr_p11 == 4'd9 ? d8_final_q : h_rot_wr_p11 == 4'd8 ? d9_final_q : h_rot_wr_p11 == 4'd7 ? d10_final_q : h_rot_wr_p11 == 4'd6 ? d11_final_q : h_rot_wr_p11 == 4'd5 ? d0_final_q : h_rot_wr_p11 == 4'd4 ? d1_final_q : h_rot_wr_p11 == 4'd3 ? d2_final_q : h_rot_wr_p11 == 4'd2 ? d3_final_q : h_rot_wr_p11 == 4'd1 ? d4_final_q : d5_final_q, h_rot_wr_p11 == 4'd11 ? d5_final_q : h_rot_wr_p11 == 4'd10 ? d6_final_q : h_rot_wr_p11 == 4'd9 ? d7_final_q : h_rot_wr_p11 == 4'd8 ? d8_final_q : h_rot_wr_p11 == 4'd7 ? d9_final_q : h_rot_wr_p11 == 4'd6 ? d10_final_q : h_rot_wr_p11 == 4'd5 ? d11_final_q : h_rot_wr_p11 == 4'd4 ? d0_final_q : h_rot_wr_p11 == 4'd3 ? d1_final_q : h_rot_wr_p11 == 4'd2 ? d2_final_q : h_rot_wr_p11 == 4'd1 ? d3_final_q : d4_final_q, h_rot_wr_p11 == 4'd11 ? d4_final_q : h_rot_wr_p11 == 4'd10 ? d5_final_q : h_rot_wr_p11 == 4'd9 ? d6_final_q : h_rot_wr_p11 == 4'd8 ? d7_final_q : h_rot_wr_p11 == 4'd7 ? d8_final_q : h_rot_wr_p11 == 4'd6 ? d9_final_q : h_rot_wr_p11 == 4'd5 ? d10_final_q : h_rot_wr_p11 == 4'd4 ? d11_final_q : h_rot_wr_p11 == 4'd3 ? d0_final_q : h_rot_wr_p11 == 4'd2 ? d1_final_q : h_rot_wr_p11 == 4'd1 ? d2_final_q : d3_final_q, h_rot_wr_p11 == 4'd11 ? d3_final_q : h_rot_wr_p11 == 4'd10 ? d4_final_q : h_rot_wr_p11 == 4'd9 ? d5_final_q : h_rot_wr_p11 == 4'd8 ? d6_final_q : h_rot_wr_p11 == 4'd7 ? d7_final_q : h_rot_wr_p11 == 4'd6 ? d8_final_q : h_rot_wr_p11 == 4'd5 ? d9_final_q : h_rot_wr_p11 == 4'd4 ? d10_final_q : h_rot_wr_p11 == 4'd3 ? d11_final_q : h_rot_wr_p11 == 4'd2 ? d0_final_q : h_rot_wr_p11 == 4'd1 ? d1_final_q : d2_final_q, h_rot_wr_p11 == 4'd11 ? d2_final_q : h_rot_wr_p11 == 4'd10 ? d3_final_q : h_rot_wr_p11 == 4'd9 ? d4_final_q : h_rot_wr_p11 == 4'd8 ? d5_final_q : h_rot_wr_p11 == 4'd7 ? d6_final_q : h_rot_wr_p11 == 4'd6 ? d7_final_q : h_rot_wr_p11 == 4'd5 ? d8_final_q : h_rot_wr_p11 == 4'd4 ? d9_final_q : h_rot_wr_p11 == 4'd3 ? d10_final_q : h_rot_wr_p11 == 4'd2 ? d11_final_q : h_rot_wr_p11 == 4'd1 ? d0_final_q : d1_final_q, h_rot_wr_p11 == 4'd11 ? d1_final_q : h_rot_wr_p11 == 4'd10 ? d2_final_q : h_rot_wr_p11 == 4'd9 ? d3_final_q : h_rot_wr_p11 == 4'd8 ? d4_final_q : h_rot_wr_p11 == 4'd7 ? d5_final_q : h_rot_wr_p11 == 4'd6 ? d6_final_q : h_rot_wr_p11 == 4'd5 ? d7_final_q : h_rot_wr_p11 == 4'd4 ? d8_final_q : h_rot_wr_p11 == 4'd3 ? d9_final_q : h_rot_wr_p11 == 4'd2 ? d10_final_q : h_rot_wr_p11 == 4'd1 ? d11_final_q : d0_final_q};
+    if (write_v_p12 && (layer_i == 1'b1)) begin
+      h2_wdata_d = {h_rot_wr_p12 == 4'd11 ? d0_final_q : h_rot_wr_p12 == 4'd10 ? d1_final_q : h_rot_wr_p12 == 4'd9 ? d2_final_q : h_rot_wr_p12 == 4'd8 ? d3_final_q : h_rot_wr_p12 == 4'd7 ? d4_final_q : h_rot_wr_p12 == 4'd6 ? d5_final_q : h_rot_wr_p12 == 4'd5 ? d6_final_q : h_rot_wr_p12 == 4'd4 ? d7_final_q : h_rot_wr_p12 == 4'd3 ? d8_final_q : h_rot_wr_p12 == 4'd2 ? d9_final_q : h_rot_wr_p12 == 4'd1 ? d10_final_q : d11_final_q, h_rot_wr_p12 == 4'd11 ? d11_final_q : h_rot_wr_p12 == 4'd10 ? d0_final_q : h_rot_wr_p12 == 4'd9 ? d1_final_q : h_rot_wr_p12 == 4'd8 ? d2_final_q : h_rot_wr_p12 == 4'd7 ? d3_final_q : h_rot_wr_p12 == 4'd6 ? d4_final_q : h_rot_wr_p12 == 4'd5 ? d5_final_q : h_rot_wr_p12 == 4'd4 ? d6_final_q : h_rot_wr_p12 == 4'd3 ? d7_final_q : h_rot_wr_p12 == 4'd2 ? d8_final_q : h_rot_wr_p12 == 4'd1 ? d9_final_q : d10_final_q, h_rot_wr_p12 == 4'd11 ? d10_final_q : h_rot_wr_p12 == 4'd10 ? d11_final_q : h_rot_wr_p12 == 4'd9 ? d0_final_q : h_rot_wr_p12 == 4'd8 ? d1_final_q : h_rot_wr_p12 == 4'd7 ? d2_final_q : h_rot_wr_p12 == 4'd6 ? d3_final_q : h_rot_wr_p12 == 4'd5 ? d4_final_q : h_rot_wr_p12 == 4'd4 ? d5_final_q : h_rot_wr_p12 == 4'd3 ? d6_final_q : h_rot_wr_p12 == 4'd2 ? d7_final_q : h_rot_wr_p12 == 4'd1 ? d8_final_q : d9_final_q, h_rot_wr_p12 == 4'd11 ? d9_final_q : h_rot_wr_p12 == 4'd10 ? d10_final_q : h_rot_wr_p12 == 4'd9 ? d11_final_q : h_rot_wr_p12 == 4'd8 ? d0_final_q : h_rot_wr_p12 == 4'd7 ? d1_final_q : h_rot_wr_p12 == 4'd6 ? d2_final_q : h_rot_wr_p12 == 4'd5 ? d3_final_q : h_rot_wr_p12 == 4'd4 ? d4_final_q : h_rot_wr_p12 == 4'd3 ? d5_final_q : h_rot_wr_p12 == 4'd2 ? d6_final_q : h_rot_wr_p12 == 4'd1 ? d7_final_q : d8_final_q, h_rot_wr_p12 == 4'd11 ? d8_final_q : h_rot_wr_p12 == 4'd10 ? d9_final_q : h_rot_wr_p12 == 4'd9 ? d10_final_q : h_rot_wr_p12 == 4'd8 ? d11_final_q : h_rot_wr_p12 == 4'd7 ? d0_final_q : h_rot_wr_p12 == 4'd6 ? d1_final_q : h_rot_wr_p12 == 4'd5 ? d2_final_q : h_rot_wr_p12 == 4'd4 ? d3_final_q : h_rot_wr_p12 == 4'd3 ? d4_final_q : h_rot_wr_p12 == 4'd2 ? d5_final_q : h_rot_wr_p12 == 4'd1 ? d6_final_q : d7_final_q, h_rot_wr_p12 == 4'd11 ? d7_final_q : h_rot_wr_p12 == 4'd10 ? d8_final_q : h_rot_wr_p12 == 4'd9 ? d9_final_q : h_rot_wr_p12 == 4'd8 ? d10_final_q : h_rot_wr_p12 == 4'd7 ? d11_final_q : h_rot_wr_p12 == 4'd6 ? d0_final_q : h_rot_wr_p12 == 4'd5 ? d1_final_q : h_rot_wr_p12 == 4'd4 ? d2_final_q : h_rot_wr_p12 == 4'd3 ? d3_final_q : h_rot_wr_p12 == 4'd2 ? d4_final_q : h_rot_wr_p12 == 4'd1 ? d5_final_q : d6_final_q, h_rot_wr_p12 == 4'd11 ? d6_final_q : h_rot_wr_p12 == 4'd10 ? d7_final_q : h_rot_wr_p12 == 4'd9 ? d8_final_q : h_rot_wr_p12 == 4'd8 ? d9_final_q : h_rot_wr_p12 == 4'd7 ? d10_final_q : h_rot_wr_p12 == 4'd6 ? d11_final_q : h_rot_wr_p12 == 4'd5 ? d0_final_q : h_rot_wr_p12 == 4'd4 ? d1_final_q : h_rot_wr_p12 == 4'd3 ? d2_final_q : h_rot_wr_p12 == 4'd2 ? d3_final_q : h_rot_wr_p12 == 4'd1 ? d4_final_q : d5_final_q, h_rot_wr_p12 == 4'd11 ? d5_final_q : h_rot_wr_p12 == 4'd10 ? d6_final_q : h_rot_wr_p12 == 4'd9 ? d7_final_q : h_rot_wr_p12 == 4'd8 ? d8_final_q : h_rot_wr_p12 == 4'd7 ? d9_final_q : h_rot_wr_p12 == 4'd6 ? d10_final_q : h_rot_wr_p12 == 4'd5 ? d11_final_q : h_rot_wr_p12 == 4'd4 ? d0_final_q : h_rot_wr_p12 == 4'd3 ? d1_final_q : h_rot_wr_p12 == 4'd2 ? d2_final_q : h_rot_wr_p12 == 4'd1 ? d3_final_q : d4_final_q, h_rot_wr_p12 == 4'd11 ? d4_final_q : h_rot_wr_p12 == 4'd10 ? d5_final_q : h_rot_wr_p12 == 4'd9 ? d6_final_q : h_rot_wr_p12 == 4'd8 ? d7_final_q : h_rot_wr_p12 == 4'd7 ? d8_final_q : h_rot_wr_p12 == 4'd6 ? d9_final_q : h_rot_wr_p12 == 4'd5 ? d10_final_q : h_rot_wr_p12 == 4'd4 ? d11_final_q : h_rot_wr_p12 == 4'd3 ? d0_final_q : h_rot_wr_p12 == 4'd2 ? d1_final_q : h_rot_wr_p12 == 4'd1 ? d2_final_q : d3_final_q, h_rot_wr_p12 == 4'd11 ? d3_final_q : h_rot_wr_p12 == 4'd10 ? d4_final_q : h_rot_wr_p12 == 4'd9 ? d5_final_q : h_rot_wr_p12 == 4'd8 ? d6_final_q : h_rot_wr_p12 == 4'd7 ? d7_final_q : h_rot_wr_p12 == 4'd6 ? d8_final_q : h_rot_wr_p12 == 4'd5 ? d9_final_q : h_rot_wr_p12 == 4'd4 ? d10_final_q : h_rot_wr_p12 == 4'd3 ? d11_final_q : h_rot_wr_p12 == 4'd2 ? d0_final_q : h_rot_wr_p12 == 4'd1 ? d1_final_q : d2_final_q, h_rot_wr_p12 == 4'd11 ? d2_final_q : h_rot_wr_p12 == 4'd10 ? d3_final_q : h_rot_wr_p12 == 4'd9 ? d4_final_q : h_rot_wr_p12 == 4'd8 ? d5_final_q : h_rot_wr_p12 == 4'd7 ? d6_final_q : h_rot_wr_p12 == 4'd6 ? d7_final_q : h_rot_wr_p12 == 4'd5 ? d8_final_q : h_rot_wr_p12 == 4'd4 ? d9_final_q : h_rot_wr_p12 == 4'd3 ? d10_final_q : h_rot_wr_p12 == 4'd2 ? d11_final_q : h_rot_wr_p12 == 4'd1 ? d0_final_q : d1_final_q, h_rot_wr_p12 == 4'd11 ? d1_final_q : h_rot_wr_p12 == 4'd10 ? d2_final_q : h_rot_wr_p12 == 4'd9 ? d3_final_q : h_rot_wr_p12 == 4'd8 ? d4_final_q : h_rot_wr_p12 == 4'd7 ? d5_final_q : h_rot_wr_p12 == 4'd6 ? d6_final_q : h_rot_wr_p12 == 4'd5 ? d7_final_q : h_rot_wr_p12 == 4'd4 ? d8_final_q : h_rot_wr_p12 == 4'd3 ? d9_final_q : h_rot_wr_p12 == 4'd2 ? d10_final_q : h_rot_wr_p12 == 4'd1 ? d11_final_q : d0_final_q};
     end
   end
 
@@ -1298,8 +1329,8 @@ module dff_op_delta (
 
   always @* begin
     e_we_d = {12{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
-      e_we_d = (write_v_p11 && (layer_i == 1'b0)) ? {e_lane0_p11 == 4'd0 ? lanes_ok_p11[11] : e_lane0_p11 == 4'd1 ? lanes_ok_p11[10] : e_lane0_p11 == 4'd2 ? lanes_ok_p11[9] : e_lane0_p11 == 4'd3 ? lanes_ok_p11[8] : e_lane0_p11 == 4'd4 ? lanes_ok_p11[7] : e_lane0_p11 == 4'd5 ? lanes_ok_p11[6] : e_lane0_p11 == 4'd6 ? lanes_ok_p11[5] : e_lane0_p11 == 4'd7 ? lanes_ok_p11[4] : e_lane0_p11 == 4'd8 ? lanes_ok_p11[3] : e_lane0_p11 == 4'd9 ? lanes_ok_p11[2] : e_lane0_p11 == 4'd10 ? lanes_ok_p11[1] : e_lane0_p11 == 4'd11 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 4'd0 ? lanes_ok_p11[10] : e_lane0_p11 == 4'd1 ? lanes_ok_p11[9] : e_lane0_p11 == 4'd2 ? lanes_ok_p11[8] : e_lane0_p11 == 4'd3 ? lanes_ok_p11[7] : e_lane0_p11 == 4'd4 ? lanes_ok_p11[6] : e_lane0_p11 == 4'd5 ? lanes_ok_p11[5] : e_lane0_p11 == 4'd6 ? lanes_ok_p11[4] : e_lane0_p11 == 4'd7 ? lanes_ok_p11[3] : e_lane0_p11 == 4'd8 ? lanes_ok_p11[2] : e_lane0_p11 == 4'd9 ? lanes_ok_p11[1] : e_lane0_p11 == 4'd10 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 4'd0 ? lanes_ok_p11[9] : e_lane0_p11 == 4'd1 ? lanes_ok_p11[8] : e_lane0_p11 == 4'd2 ? lanes_ok_p11[7] : e_lane0_p11 == 4'd3 ? lanes_ok_p11[6] : e_lane0_p11 == 4'd4 ? lanes_ok_p11[5] : e_lane0_p11 == 4'd5 ? lanes_ok_p11[4] : e_lane0_p11 == 4'd6 ? lanes_ok_p11[3] : e_lane0_p11 == 4'd7 ? lanes_ok_p11[2] : e_lane0_p11 == 4'd8 ? lanes_ok_p11[1] : e_lane0_p11 == 4'd9 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 4'd0 ? lanes_ok_p11[8] : e_lane0_p11 == 4'd1 ? lanes_ok_p11[7] : e_lane0_p11 == 4'd2 ? lanes_ok_p11[6] : e_lane0_p11 == 4'd3 ? lanes_ok_p11[5] : e_lane0_p11 == 4'd4 ? lanes_ok_p11[4] : e_lane0_p11 == 4'd5 ? lanes_ok_p11[3] : e_lane0_p11 == 4'd6 ? lanes_ok_p11[2] : e_lane0_p11 == 4'd7 ? lanes_ok_p11[1] : e_lane0_p11 == 4'd8 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 4'd0 ? lanes_ok_p11[7] : e_lane0_p11 == 4'd1 ? lanes_ok_p11[6] : e_lane0_p11 == 4'd2 ? lanes_ok_p11[5] : e_lane0_p11 == 4'd3 ? lanes_ok_p11[4] : e_lane0_p11 == 4'd4 ? lanes_ok_p11[3] : e_lane0_p11 == 4'd5 ? lanes_ok_p11[2] : e_lane0_p11 == 4'd6 ? lanes_ok_p11[1] : e_lane0_p11 == 4'd7 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 4'd0 ? lanes_ok_p11[6] : e_lane0_p11 == 4'd1 ? lanes_ok_p11[5] : e_lane0_p11 == 4'd2 ? lanes_ok_p11[4] : e_lane0_p11 == 4'd3 ? lanes_ok_p11[3] : e_lane0_p11 == 4'd4 ? lanes_ok_p11[2] : e_lane0_p11 == 4'd5 ? lanes_ok_p11[1] : e_lane0_p11 == 4'd6 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 4'd0 ? lanes_ok_p11[5] : e_lane0_p11 == 4'd1 ? lanes_ok_p11[4] : e_lane0_p11 == 4'd2 ? lanes_ok_p11[3] : e_lane0_p11 == 4'd3 ? lanes_ok_p11[2] : e_lane0_p11 == 4'd4 ? lanes_ok_p11[1] : e_lane0_p11 == 4'd5 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 4'd0 ? lanes_ok_p11[4] : e_lane0_p11 == 4'd1 ? lanes_ok_p11[3] : e_lane0_p11 == 4'd2 ? lanes_ok_p11[2] : e_lane0_p11 == 4'd3 ? lanes_ok_p11[1] : e_lane0_p11 == 4'd4 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 4'd0 ? lanes_ok_p11[3] : e_lane0_p11 == 4'd1 ? lanes_ok_p11[2] : e_lane0_p11 == 4'd2 ? lanes_ok_p11[1] : e_lane0_p11 == 4'd3 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 4'd0 ? lanes_ok_p11[2] : e_lane0_p11 == 4'd1 ? lanes_ok_p11[1] : e_lane0_p11 == 4'd2 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 4'd0 ? lanes_ok_p11[1] : e_lane0_p11 == 4'd1 ? lanes_ok_p11[0] : 1'b0, e_lane0_p11 == 4'd0 ? lanes_ok_p11[0] : 1'b0} : 12'd0;
+    if (write_v_p12 && (layer_i == 1'b0)) begin
+      e_we_d = (write_v_p12 && (layer_i == 1'b0)) ? {e_lane0_p12 == 4'd0 ? lanes_ok_p12[11] : e_lane0_p12 == 4'd1 ? lanes_ok_p12[10] : e_lane0_p12 == 4'd2 ? lanes_ok_p12[9] : e_lane0_p12 == 4'd3 ? lanes_ok_p12[8] : e_lane0_p12 == 4'd4 ? lanes_ok_p12[7] : e_lane0_p12 == 4'd5 ? lanes_ok_p12[6] : e_lane0_p12 == 4'd6 ? lanes_ok_p12[5] : e_lane0_p12 == 4'd7 ? lanes_ok_p12[4] : e_lane0_p12 == 4'd8 ? lanes_ok_p12[3] : e_lane0_p12 == 4'd9 ? lanes_ok_p12[2] : e_lane0_p12 == 4'd10 ? lanes_ok_p12[1] : e_lane0_p12 == 4'd11 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 4'd0 ? lanes_ok_p12[10] : e_lane0_p12 == 4'd1 ? lanes_ok_p12[9] : e_lane0_p12 == 4'd2 ? lanes_ok_p12[8] : e_lane0_p12 == 4'd3 ? lanes_ok_p12[7] : e_lane0_p12 == 4'd4 ? lanes_ok_p12[6] : e_lane0_p12 == 4'd5 ? lanes_ok_p12[5] : e_lane0_p12 == 4'd6 ? lanes_ok_p12[4] : e_lane0_p12 == 4'd7 ? lanes_ok_p12[3] : e_lane0_p12 == 4'd8 ? lanes_ok_p12[2] : e_lane0_p12 == 4'd9 ? lanes_ok_p12[1] : e_lane0_p12 == 4'd10 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 4'd0 ? lanes_ok_p12[9] : e_lane0_p12 == 4'd1 ? lanes_ok_p12[8] : e_lane0_p12 == 4'd2 ? lanes_ok_p12[7] : e_lane0_p12 == 4'd3 ? lanes_ok_p12[6] : e_lane0_p12 == 4'd4 ? lanes_ok_p12[5] : e_lane0_p12 == 4'd5 ? lanes_ok_p12[4] : e_lane0_p12 == 4'd6 ? lanes_ok_p12[3] : e_lane0_p12 == 4'd7 ? lanes_ok_p12[2] : e_lane0_p12 == 4'd8 ? lanes_ok_p12[1] : e_lane0_p12 == 4'd9 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 4'd0 ? lanes_ok_p12[8] : e_lane0_p12 == 4'd1 ? lanes_ok_p12[7] : e_lane0_p12 == 4'd2 ? lanes_ok_p12[6] : e_lane0_p12 == 4'd3 ? lanes_ok_p12[5] : e_lane0_p12 == 4'd4 ? lanes_ok_p12[4] : e_lane0_p12 == 4'd5 ? lanes_ok_p12[3] : e_lane0_p12 == 4'd6 ? lanes_ok_p12[2] : e_lane0_p12 == 4'd7 ? lanes_ok_p12[1] : e_lane0_p12 == 4'd8 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 4'd0 ? lanes_ok_p12[7] : e_lane0_p12 == 4'd1 ? lanes_ok_p12[6] : e_lane0_p12 == 4'd2 ? lanes_ok_p12[5] : e_lane0_p12 == 4'd3 ? lanes_ok_p12[4] : e_lane0_p12 == 4'd4 ? lanes_ok_p12[3] : e_lane0_p12 == 4'd5 ? lanes_ok_p12[2] : e_lane0_p12 == 4'd6 ? lanes_ok_p12[1] : e_lane0_p12 == 4'd7 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 4'd0 ? lanes_ok_p12[6] : e_lane0_p12 == 4'd1 ? lanes_ok_p12[5] : e_lane0_p12 == 4'd2 ? lanes_ok_p12[4] : e_lane0_p12 == 4'd3 ? lanes_ok_p12[3] : e_lane0_p12 == 4'd4 ? lanes_ok_p12[2] : e_lane0_p12 == 4'd5 ? lanes_ok_p12[1] : e_lane0_p12 == 4'd6 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 4'd0 ? lanes_ok_p12[5] : e_lane0_p12 == 4'd1 ? lanes_ok_p12[4] : e_lane0_p12 == 4'd2 ? lanes_ok_p12[3] : e_lane0_p12 == 4'd3 ? lanes_ok_p12[2] : e_lane0_p12 == 4'd4 ? lanes_ok_p12[1] : e_lane0_p12 == 4'd5 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 4'd0 ? lanes_ok_p12[4] : e_lane0_p12 == 4'd1 ? lanes_ok_p12[3] : e_lane0_p12 == 4'd2 ? lanes_ok_p12[2] : e_lane0_p12 == 4'd3 ? lanes_ok_p12[1] : e_lane0_p12 == 4'd4 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 4'd0 ? lanes_ok_p12[3] : e_lane0_p12 == 4'd1 ? lanes_ok_p12[2] : e_lane0_p12 == 4'd2 ? lanes_ok_p12[1] : e_lane0_p12 == 4'd3 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 4'd0 ? lanes_ok_p12[2] : e_lane0_p12 == 4'd1 ? lanes_ok_p12[1] : e_lane0_p12 == 4'd2 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 4'd0 ? lanes_ok_p12[1] : e_lane0_p12 == 4'd1 ? lanes_ok_p12[0] : 1'b0, e_lane0_p12 == 4'd0 ? lanes_ok_p12[0] : 1'b0} : 12'd0;
     end
   end
 
@@ -1315,8 +1346,8 @@ module dff_op_delta (
 
   always @* begin
     e_waddr_d = {108{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
-      e_waddr_d = {e_word_wr_p5, e_word_wr_p5, e_word_wr_p5, e_word_wr_p5, e_word_wr_p5, e_word_wr_p5, e_word_wr_p5, e_word_wr_p5, e_word_wr_p5, e_word_wr_p5, e_word_wr_p5, e_word_wr_p5};
+    if (write_v_p12 && (layer_i == 1'b0)) begin
+      e_waddr_d = {e_word_wr_p6, e_word_wr_p6, e_word_wr_p6, e_word_wr_p6, e_word_wr_p6, e_word_wr_p6, e_word_wr_p6, e_word_wr_p6, e_word_wr_p6, e_word_wr_p6, e_word_wr_p6, e_word_wr_p6};
     end
   end
 
@@ -1332,7 +1363,7 @@ module dff_op_delta (
 
   always @* begin
     e_wdata_d = {264{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
+    if (write_v_p12 && (layer_i == 1'b0)) begin
       e_wdata_d = {e_new11, e_new10, e_new9, e_new8, e_new7, e_new6, e_new5, e_new4, e_new3, e_new2, e_new1, e_new0};
     end
   end
@@ -1366,8 +1397,8 @@ module dff_op_delta (
 
   always @* begin
     db1_we_d = {12{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
-      db1_we_d = (write_v_p11 && (layer_i == 1'b0)) ? lanes_ok_p11 : 12'd0;
+    if (write_v_p12 && (layer_i == 1'b0)) begin
+      db1_we_d = (write_v_p12 && (layer_i == 1'b0)) ? lanes_ok_p12 : 12'd0;
     end
   end
 
@@ -1383,8 +1414,8 @@ module dff_op_delta (
 
   always @* begin
     db1_waddr_d = {72{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
-      db1_waddr_d = {db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5};
+    if (write_v_p12 && (layer_i == 1'b0)) begin
+      db1_waddr_d = {db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6};
     end
   end
 
@@ -1400,7 +1431,7 @@ module dff_op_delta (
 
   always @* begin
     db1_wdata_d = {300{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
+    if (write_v_p12 && (layer_i == 1'b0)) begin
       db1_wdata_d = {db1_sum11, db1_sum10, db1_sum9, db1_sum8, db1_sum7, db1_sum6, db1_sum5, db1_sum4, db1_sum3, db1_sum2, db1_sum1, db1_sum0};
     end
   end
@@ -1434,8 +1465,8 @@ module dff_op_delta (
 
   always @* begin
     db2_we_d = {12{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b1)) begin
-      db2_we_d = (write_v_p11 && (layer_i == 1'b1)) ? lanes_ok_p11 : 12'd0;
+    if (write_v_p12 && (layer_i == 1'b1)) begin
+      db2_we_d = (write_v_p12 && (layer_i == 1'b1)) ? lanes_ok_p12 : 12'd0;
     end
   end
 
@@ -1451,8 +1482,8 @@ module dff_op_delta (
 
   always @* begin
     db2_waddr_d = {72{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b1)) begin
-      db2_waddr_d = {db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5, db_word_wr_p5};
+    if (write_v_p12 && (layer_i == 1'b1)) begin
+      db2_waddr_d = {db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6, db_word_wr_p6};
     end
   end
 
@@ -1468,7 +1499,7 @@ module dff_op_delta (
 
   always @* begin
     db2_wdata_d = {300{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b1)) begin
+    if (write_v_p12 && (layer_i == 1'b1)) begin
       db2_wdata_d = {db2_sum11, db2_sum10, db2_sum9, db2_sum8, db2_sum7, db2_sum6, db2_sum5, db2_sum4, db2_sum3, db2_sum2, db2_sum1, db2_sum0};
     end
   end
@@ -1502,8 +1533,8 @@ module dff_op_delta (
 
   always @* begin
     du_we_d = {12{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
-      du_we_d = (write_v_p11 && (layer_i == 1'b0)) ? lanes_ok_p11 : 12'd0;
+    if (write_v_p12 && (layer_i == 1'b0)) begin
+      du_we_d = (write_v_p12 && (layer_i == 1'b0)) ? lanes_ok_p12 : 12'd0;
     end
   end
 
@@ -1519,8 +1550,8 @@ module dff_op_delta (
 
   always @* begin
     du_waddr_d = {108{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
-      du_waddr_d = {du_word_wr_p5, du_word_wr_p5, du_word_wr_p5, du_word_wr_p5, du_word_wr_p5, du_word_wr_p5, du_word_wr_p5, du_word_wr_p5, du_word_wr_p5, du_word_wr_p5, du_word_wr_p5, du_word_wr_p5};
+    if (write_v_p12 && (layer_i == 1'b0)) begin
+      du_waddr_d = {du_word_wr_p6, du_word_wr_p6, du_word_wr_p6, du_word_wr_p6, du_word_wr_p6, du_word_wr_p6, du_word_wr_p6, du_word_wr_p6, du_word_wr_p6, du_word_wr_p6, du_word_wr_p6, du_word_wr_p6};
     end
   end
 
@@ -1536,7 +1567,7 @@ module dff_op_delta (
 
   always @* begin
     du_wdata_d = {300{1'b0}};
-    if (write_v_p11 && (layer_i == 1'b0)) begin
+    if (write_v_p12 && (layer_i == 1'b0)) begin
       du_wdata_d = {du_sum11, du_sum10, du_sum9, du_sum8, du_sum7, du_sum6, du_sum5, du_sum4, du_sum3, du_sum2, du_sum1, du_sum0};
     end
   end
@@ -1616,7 +1647,7 @@ module dff_op_delta (
       end else begin
         row_cycle_d = row_cycle_q + 6'd1;
       end
-      if (header && (row_q == (nrows_i - 7'd1))) begin
+      if (header && (row_q == (nrows_run_q - 7'd1))) begin
         st_d = 1'b0;
         tail_d = tail_len_q;
       end
@@ -1641,16 +1672,16 @@ module dff_op_delta (
         groups_d = 6'd42;
         d_d = 9'd500;
         two_over_d_d = 9'd262;
-        tail_len_d = 6'd58;
+        tail_len_d = 6'd60;
       end else if (layer_i == 1'b1) begin
         period_d = 6'd42;
         groups_d = 6'd42;
         d_d = 9'd500;
         two_over_d_d = 9'd262;
-        tail_len_d = 6'd58;
+        tail_len_d = 6'd60;
       end
     end
-    if (groups_start_p5) begin
+    if (groups_start_p6) begin
       streaming_d = 1'b1;
       group_d = 6'd0;
       col_d = 10'd0;
@@ -1736,11 +1767,13 @@ module dff_op_delta (
       header_v_p3 <= {1{1'b0}};
       header_v_p4 <= {1{1'b0}};
       header_v_p5 <= {1{1'b0}};
+      header_v_p6 <= {1{1'b0}};
       groups_start_p1 <= {1{1'b0}};
       groups_start_p2 <= {1{1'b0}};
       groups_start_p3 <= {1{1'b0}};
       groups_start_p4 <= {1{1'b0}};
       groups_start_p5 <= {1{1'b0}};
+      groups_start_p6 <= {1{1'b0}};
       write_v_p1 <= {1{1'b0}};
       write_v_p2 <= {1{1'b0}};
       write_v_p3 <= {1{1'b0}};
@@ -1752,6 +1785,7 @@ module dff_op_delta (
       write_v_p9 <= {1{1'b0}};
       write_v_p10 <= {1{1'b0}};
       write_v_p11 <= {1{1'b0}};
+      write_v_p12 <= {1{1'b0}};
       rmw_issue_p1 <= {1{1'b0}};
       rmw_issue_p2 <= {1{1'b0}};
       rmw_issue_p3 <= {1{1'b0}};
@@ -1764,11 +1798,13 @@ module dff_op_delta (
       header_v_p3 <= header_v_p2;
       header_v_p4 <= header_v_p3;
       header_v_p5 <= header_v_p4;
+      header_v_p6 <= header_v_p5;
       groups_start_p1 <= header;
       groups_start_p2 <= groups_start_p1;
       groups_start_p3 <= groups_start_p2;
       groups_start_p4 <= groups_start_p3;
       groups_start_p5 <= groups_start_p4;
+      groups_start_p6 <= groups_start_p5;
       write_v_p1 <= streaming_q;
       write_v_p2 <= write_v_p1;
       write_v_p3 <= write_v_p2;
@@ -1780,6 +1816,7 @@ module dff_op_delta (
       write_v_p9 <= write_v_p8;
       write_v_p10 <= write_v_p9;
       write_v_p11 <= write_v_p10;
+      write_v_p12 <= write_v_p11;
       rmw_issue_p1 <= streaming_q;
       rmw_issue_p2 <= rmw_issue_p1;
       rmw_issue_p3 <= rmw_issue_p2;
@@ -1790,10 +1827,10 @@ module dff_op_delta (
   end
 
   always @(posedge clk_i) begin
-    if (header_v_p5) begin
+    if (header_v_p6) begin
       beta_row_q <= layer_i == 1'b0 ? beta1_rdata_i[0 +: 16] : layer_i == 1'b1 ? beta2_rdata_i[0 +: 16] : 16'd0;
     end
-    if (header_v_p5) begin
+    if (header_v_p6) begin
       hyp_row_q <= hyp_rdata_i[0 +: 4];
     end
     first_row_h_p1 <= row_q == 7'd0;
@@ -1801,63 +1838,70 @@ module dff_op_delta (
     first_row_h_p3 <= first_row_h_p2;
     first_row_h_p4 <= first_row_h_p3;
     first_row_h_p5 <= first_row_h_p4;
-    if (header_v_p5) begin
-      first_row_q <= first_row_h_p5;
+    first_row_h_p6 <= first_row_h_p5;
+    if (header_v_p6) begin
+      first_row_q <= first_row_h_p6;
     end
     first_slot_h_p1 <= slot_q == 4'd0;
     first_slot_h_p2 <= first_slot_h_p1;
     first_slot_h_p3 <= first_slot_h_p2;
     first_slot_h_p4 <= first_slot_h_p3;
     first_slot_h_p5 <= first_slot_h_p4;
-    if (header_v_p5) begin
-      first_slot_q <= first_slot_h_p5;
+    first_slot_h_p6 <= first_slot_h_p5;
+    if (header_v_p6) begin
+      first_slot_q <= first_slot_h_p6;
     end
     rmod_h_h_p1 <= row_mod_h_q;
     rmod_h_h_p2 <= rmod_h_h_p1;
     rmod_h_h_p3 <= rmod_h_h_p2;
     rmod_h_h_p4 <= rmod_h_h_p3;
     rmod_h_h_p5 <= rmod_h_h_p4;
-    if (header_v_p5) begin
-      rmod_h_q <= rmod_h_h_p5;
+    rmod_h_h_p6 <= rmod_h_h_p5;
+    if (header_v_p6) begin
+      rmod_h_q <= rmod_h_h_p6;
     end
     rbase_h_h_p1 <= row_base_h_q[11:0];
     rbase_h_h_p2 <= rbase_h_h_p1;
     rbase_h_h_p3 <= rbase_h_h_p2;
     rbase_h_h_p4 <= rbase_h_h_p3;
     rbase_h_h_p5 <= rbase_h_h_p4;
-    if (header_v_p5) begin
-      rbase_h_q <= rbase_h_h_p5;
+    rbase_h_h_p6 <= rbase_h_h_p5;
+    if (header_v_p6) begin
+      rbase_h_q <= rbase_h_h_p6;
     end
     ebase_h_p1 <= e_base_q[8:0];
     ebase_h_p2 <= ebase_h_p1;
     ebase_h_p3 <= ebase_h_p2;
     ebase_h_p4 <= ebase_h_p3;
     ebase_h_p5 <= ebase_h_p4;
-    if (header_v_p5) begin
-      ebase_q <= ebase_h_p5;
+    ebase_h_p6 <= ebase_h_p5;
+    if (header_v_p6) begin
+      ebase_q <= ebase_h_p6;
     end
     h_rot_rd_p1 <= h_rot;
     h_rot_rd_p2 <= h_rot_rd_p1;
     h_rot_rd_p3 <= h_rot_rd_p2;
     h_rot_rd_p4 <= h_rot_rd_p3;
     h_rot_rd_p5 <= h_rot_rd_p4;
-    h0_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 4'd11 ? h1_rdata_i[176 +: 16] : h_rot_rd_p5 == 4'd10 ? h1_rdata_i[160 +: 16] : h_rot_rd_p5 == 4'd9 ? h1_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd8 ? h1_rdata_i[128 +: 16] : h_rot_rd_p5 == 4'd7 ? h1_rdata_i[112 +: 16] : h_rot_rd_p5 == 4'd6 ? h1_rdata_i[96 +: 16] : h_rot_rd_p5 == 4'd5 ? h1_rdata_i[80 +: 16] : h_rot_rd_p5 == 4'd4 ? h1_rdata_i[64 +: 16] : h_rot_rd_p5 == 4'd3 ? h1_rdata_i[48 +: 16] : h_rot_rd_p5 == 4'd2 ? h1_rdata_i[32 +: 16] : h_rot_rd_p5 == 4'd1 ? h1_rdata_i[16 +: 16] : h1_rdata_i[0 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 4'd11 ? h2_rdata_i[198 +: 16] : h_rot_rd_p5 == 4'd10 ? h2_rdata_i[180 +: 16] : h_rot_rd_p5 == 4'd9 ? h2_rdata_i[162 +: 16] : h_rot_rd_p5 == 4'd8 ? h2_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd7 ? h2_rdata_i[126 +: 16] : h_rot_rd_p5 == 4'd6 ? h2_rdata_i[108 +: 16] : h_rot_rd_p5 == 4'd5 ? h2_rdata_i[90 +: 16] : h_rot_rd_p5 == 4'd4 ? h2_rdata_i[72 +: 16] : h_rot_rd_p5 == 4'd3 ? h2_rdata_i[54 +: 16] : h_rot_rd_p5 == 4'd2 ? h2_rdata_i[36 +: 16] : h_rot_rd_p5 == 4'd1 ? h2_rdata_i[18 +: 16] : h2_rdata_i[0 +: 16]) : 16'd0;
-    h1_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 4'd11 ? h1_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd10 ? h1_rdata_i[176 +: 16] : h_rot_rd_p5 == 4'd9 ? h1_rdata_i[160 +: 16] : h_rot_rd_p5 == 4'd8 ? h1_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd7 ? h1_rdata_i[128 +: 16] : h_rot_rd_p5 == 4'd6 ? h1_rdata_i[112 +: 16] : h_rot_rd_p5 == 4'd5 ? h1_rdata_i[96 +: 16] : h_rot_rd_p5 == 4'd4 ? h1_rdata_i[80 +: 16] : h_rot_rd_p5 == 4'd3 ? h1_rdata_i[64 +: 16] : h_rot_rd_p5 == 4'd2 ? h1_rdata_i[48 +: 16] : h_rot_rd_p5 == 4'd1 ? h1_rdata_i[32 +: 16] : h1_rdata_i[16 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 4'd11 ? h2_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd10 ? h2_rdata_i[198 +: 16] : h_rot_rd_p5 == 4'd9 ? h2_rdata_i[180 +: 16] : h_rot_rd_p5 == 4'd8 ? h2_rdata_i[162 +: 16] : h_rot_rd_p5 == 4'd7 ? h2_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd6 ? h2_rdata_i[126 +: 16] : h_rot_rd_p5 == 4'd5 ? h2_rdata_i[108 +: 16] : h_rot_rd_p5 == 4'd4 ? h2_rdata_i[90 +: 16] : h_rot_rd_p5 == 4'd3 ? h2_rdata_i[72 +: 16] : h_rot_rd_p5 == 4'd2 ? h2_rdata_i[54 +: 16] : h_rot_rd_p5 == 4'd1 ? h2_rdata_i[36 +: 16] : h2_rdata_i[18 +: 16]) : 16'd0;
-    h2_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 4'd11 ? h1_rdata_i[16 +: 16] : h_rot_rd_p5 == 4'd10 ? h1_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd9 ? h1_rdata_i[176 +: 16] : h_rot_rd_p5 == 4'd8 ? h1_rdata_i[160 +: 16] : h_rot_rd_p5 == 4'd7 ? h1_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd6 ? h1_rdata_i[128 +: 16] : h_rot_rd_p5 == 4'd5 ? h1_rdata_i[112 +: 16] : h_rot_rd_p5 == 4'd4 ? h1_rdata_i[96 +: 16] : h_rot_rd_p5 == 4'd3 ? h1_rdata_i[80 +: 16] : h_rot_rd_p5 == 4'd2 ? h1_rdata_i[64 +: 16] : h_rot_rd_p5 == 4'd1 ? h1_rdata_i[48 +: 16] : h1_rdata_i[32 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 4'd11 ? h2_rdata_i[18 +: 16] : h_rot_rd_p5 == 4'd10 ? h2_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd9 ? h2_rdata_i[198 +: 16] : h_rot_rd_p5 == 4'd8 ? h2_rdata_i[180 +: 16] : h_rot_rd_p5 == 4'd7 ? h2_rdata_i[162 +: 16] : h_rot_rd_p5 == 4'd6 ? h2_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd5 ? h2_rdata_i[126 +: 16] : h_rot_rd_p5 == 4'd4 ? h2_rdata_i[108 +: 16] : h_rot_rd_p5 == 4'd3 ? h2_rdata_i[90 +: 16] : h_rot_rd_p5 == 4'd2 ? h2_rdata_i[72 +: 16] : h_rot_rd_p5 == 4'd1 ? h2_rdata_i[54 +: 16] : h2_rdata_i[36 +: 16]) : 16'd0;
-    h3_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 4'd11 ? h1_rdata_i[32 +: 16] : h_rot_rd_p5 == 4'd10 ? h1_rdata_i[16 +: 16] : h_rot_rd_p5 == 4'd9 ? h1_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd8 ? h1_rdata_i[176 +: 16] : h_rot_rd_p5 == 4'd7 ? h1_rdata_i[160 +: 16] : h_rot_rd_p5 == 4'd6 ? h1_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd5 ? h1_rdata_i[128 +: 16] : h_rot_rd_p5 == 4'd4 ? h1_rdata_i[112 +: 16] : h_rot_rd_p5 == 4'd3 ? h1_rdata_i[96 +: 16] : h_rot_rd_p5 == 4'd2 ? h1_rdata_i[80 +: 16] : h_rot_rd_p5 == 4'd1 ? h1_rdata_i[64 +: 16] : h1_rdata_i[48 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 4'd11 ? h2_rdata_i[36 +: 16] : h_rot_rd_p5 == 4'd10 ? h2_rdata_i[18 +: 16] : h_rot_rd_p5 == 4'd9 ? h2_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd8 ? h2_rdata_i[198 +: 16] : h_rot_rd_p5 == 4'd7 ? h2_rdata_i[180 +: 16] : h_rot_rd_p5 == 4'd6 ? h2_rdata_i[162 +: 16] : h_rot_rd_p5 == 4'd5 ? h2_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd4 ? h2_rdata_i[126 +: 16] : h_rot_rd_p5 == 4'd3 ? h2_rdata_i[108 +: 16] : h_rot_rd_p5 == 4'd2 ? h2_rdata_i[90 +: 16] : h_rot_rd_p5 == 4'd1 ? h2_rdata_i[72 +: 16] : h2_rdata_i[54 +: 16]) : 16'd0;
-    h4_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 4'd11 ? h1_rdata_i[48 +: 16] : h_rot_rd_p5 == 4'd10 ? h1_rdata_i[32 +: 16] : h_rot_rd_p5 == 4'd9 ? h1_rdata_i[16 +: 16] : h_rot_rd_p5 == 4'd8 ? h1_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd7 ? h1_rdata_i[176 +: 16] : h_rot_rd_p5 == 4'd6 ? h1_rdata_i[160 +: 16] : h_rot_rd_p5 == 4'd5 ? h1_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd4 ? h1_rdata_i[128 +: 16] : h_rot_rd_p5 == 4'd3 ? h1_rdata_i[112 +: 16] : h_rot_rd_p5 == 4'd2 ? h1_rdata_i[96 +: 16] : h_rot_rd_p5 == 4'd1 ? h1_rdata_i[80 +: 16] : h1_rdata_i[64 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 4'd11 ? h2_rdata_i[54 +: 16] : h_rot_rd_p5 == 4'd10 ? h2_rdata_i[36 +: 16] : h_rot_rd_p5 == 4'd9 ? h2_rdata_i[18 +: 16] : h_rot_rd_p5 == 4'd8 ? h2_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd7 ? h2_rdata_i[198 +: 16] : h_rot_rd_p5 == 4'd6 ? h2_rdata_i[180 +: 16] : h_rot_rd_p5 == 4'd5 ? h2_rdata_i[162 +: 16] : h_rot_rd_p5 == 4'd4 ? h2_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd3 ? h2_rdata_i[126 +: 16] : h_rot_rd_p5 == 4'd2 ? h2_rdata_i[108 +: 16] : h_rot_rd_p5 == 4'd1 ? h2_rdata_i[90 +: 16] : h2_rdata_i[72 +: 16]) : 16'd0;
-    h5_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 4'd11 ? h1_rdata_i[64 +: 16] : h_rot_rd_p5 == 4'd10 ? h1_rdata_i[48 +: 16] : h_rot_rd_p5 == 4'd9 ? h1_rdata_i[32 +: 16] : h_rot_rd_p5 == 4'd8 ? h1_rdata_i[16 +: 16] : h_rot_rd_p5 == 4'd7 ? h1_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd6 ? h1_rdata_i[176 +: 16] : h_rot_rd_p5 == 4'd5 ? h1_rdata_i[160 +: 16] : h_rot_rd_p5 == 4'd4 ? h1_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd3 ? h1_rdata_i[128 +: 16] : h_rot_rd_p5 == 4'd2 ? h1_rdata_i[112 +: 16] : h_rot_rd_p5 == 4'd1 ? h1_rdata_i[96 +: 16] : h1_rdata_i[80 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 4'd11 ? h2_rdata_i[72 +: 16] : h_rot_rd_p5 == 4'd10 ? h2_rdata_i[54 +: 16] : h_rot_rd_p5 == 4'd9 ? h2_rdata_i[36 +: 16] : h_rot_rd_p5 == 4'd8 ? h2_rdata_i[18 +: 16] : h_rot_rd_p5 == 4'd7 ? h2_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd6 ? h2_rdata_i[198 +: 16] : h_rot_rd_p5 == 4'd5 ? h2_rdata_i[180 +: 16] : h_rot_rd_p5 == 4'd4 ? h2_rdata_i[162 +: 16] : h_rot_rd_p5 == 4'd3 ? h2_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd2 ? h2_rdata_i[126 +: 16] : h_rot_rd_p5 == 4'd1 ? h2_rdata_i[108 +: 16] : h2_rdata_i[90 +: 16]) : 16'd0;
-    h6_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 4'd11 ? h1_rdata_i[80 +: 16] : h_rot_rd_p5 == 4'd10 ? h1_rdata_i[64 +: 16] : h_rot_rd_p5 == 4'd9 ? h1_rdata_i[48 +: 16] : h_rot_rd_p5 == 4'd8 ? h1_rdata_i[32 +: 16] : h_rot_rd_p5 == 4'd7 ? h1_rdata_i[16 +: 16] : h_rot_rd_p5 == 4'd6 ? h1_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd5 ? h1_rdata_i[176 +: 16] : h_rot_rd_p5 == 4'd4 ? h1_rdata_i[160 +: 16] : h_rot_rd_p5 == 4'd3 ? h1_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd2 ? h1_rdata_i[128 +: 16] : h_rot_rd_p5 == 4'd1 ? h1_rdata_i[112 +: 16] : h1_rdata_i[96 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 4'd11 ? h2_rdata_i[90 +: 16] : h_rot_rd_p5 == 4'd10 ? h2_rdata_i[72 +: 16] : h_rot_rd_p5 == 4'd9 ? h2_rdata_i[54 +: 16] : h_rot_rd_p5 == 4'd8 ? h2_rdata_i[36 +: 16] : h_rot_rd_p5 == 4'd7 ? h2_rdata_i[18 +: 16] : h_rot_rd_p5 == 4'd6 ? h2_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd5 ? h2_rdata_i[198 +: 16] : h_rot_rd_p5 == 4'd4 ? h2_rdata_i[180 +: 16] : h_rot_rd_p5 == 4'd3 ? h2_rdata_i[162 +: 16] : h_rot_rd_p5 == 4'd2 ? h2_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd1 ? h2_rdata_i[126 +: 16] : h2_rdata_i[108 +: 16]) : 16'd0;
-    h7_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 4'd11 ? h1_rdata_i[96 +: 16] : h_rot_rd_p5 == 4'd10 ? h1_rdata_i[80 +: 16] : h_rot_rd_p5 == 4'd9 ? h1_rdata_i[64 +: 16] : h_rot_rd_p5 == 4'd8 ? h1_rdata_i[48 +: 16] : h_rot_rd_p5 == 4'd7 ? h1_rdata_i[32 +: 16] : h_rot_rd_p5 == 4'd6 ? h1_rdata_i[16 +: 16] : h_rot_rd_p5 == 4'd5 ? h1_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd4 ? h1_rdata_i[176 +: 16] : h_rot_rd_p5 == 4'd3 ? h1_rdata_i[160 +: 16] : h_rot_rd_p5 == 4'd2 ? h1_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd1 ? h1_rdata_i[128 +: 16] : h1_rdata_i[112 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 4'd11 ? h2_rdata_i[108 +: 16] : h_rot_rd_p5 == 4'd10 ? h2_rdata_i[90 +: 16] : h_rot_rd_p5 == 4'd9 ? h2_rdata_i[72 +: 16] : h_rot_rd_p5 == 4'd8 ? h2_rdata_i[54 +: 16] : h_rot_rd_p5 == 4'd7 ? h2_rdata_i[36 +: 16] : h_rot_rd_p5 == 4'd6 ? h2_rdata_i[18 +: 16] : h_rot_rd_p5 == 4'd5 ? h2_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd4 ? h2_rdata_i[198 +: 16] : h_rot_rd_p5 == 4'd3 ? h2_rdata_i[180 +: 16] : h_rot_rd_p5 == 4'd2 ? h2_rdata_i[162 +: 16] : h_rot_rd_p5 == 4'd1 ? h2_rdata_i[144 +: 16] : h2_rdata_i[126 +: 16]) : 16'd0;
-    h8_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 4'd11 ? h1_rdata_i[112 +: 16] : h_rot_rd_p5 == 4'd10 ? h1_rdata_i[96 +: 16] : h_rot_rd_p5 == 4'd9 ? h1_rdata_i[80 +: 16] : h_rot_rd_p5 == 4'd8 ? h1_rdata_i[64 +: 16] : h_rot_rd_p5 == 4'd7 ? h1_rdata_i[48 +: 16] : h_rot_rd_p5 == 4'd6 ? h1_rdata_i[32 +: 16] : h_rot_rd_p5 == 4'd5 ? h1_rdata_i[16 +: 16] : h_rot_rd_p5 == 4'd4 ? h1_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd3 ? h1_rdata_i[176 +: 16] : h_rot_rd_p5 == 4'd2 ? h1_rdata_i[160 +: 16] : h_rot_rd_p5 == 4'd1 ? h1_rdata_i[144 +: 16] : h1_rdata_i[128 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 4'd11 ? h2_rdata_i[126 +: 16] : h_rot_rd_p5 == 4'd10 ? h2_rdata_i[108 +: 16] : h_rot_rd_p5 == 4'd9 ? h2_rdata_i[90 +: 16] : h_rot_rd_p5 == 4'd8 ? h2_rdata_i[72 +: 16] : h_rot_rd_p5 == 4'd7 ? h2_rdata_i[54 +: 16] : h_rot_rd_p5 == 4'd6 ? h2_rdata_i[36 +: 16] : h_rot_rd_p5 == 4'd5 ? h2_rdata_i[18 +: 16] : h_rot_rd_p5 == 4'd4 ? h2_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd3 ? h2_rdata_i[198 +: 16] : h_rot_rd_p5 == 4'd2 ? h2_rdata_i[180 +: 16] : h_rot_rd_p5 == 4'd1 ? h2_rdata_i[162 +: 16] : h2_rdata_i[144 +: 16]) : 16'd0;
-    h9_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 4'd11 ? h1_rdata_i[128 +: 16] : h_rot_rd_p5 == 4'd10 ? h1_rdata_i[112 +: 16] : h_rot_rd_p5 == 4'd9 ? h1_rdata_i[96 +: 16] : h_rot_rd_p5 == 4'd8 ? h1_rdata_i[80 +: 16] : h_rot_rd_p5 == 4'd7 ? h1_rdata_i[64 +: 16] : h_rot_rd_p5 == 4'd6 ? h1_rdata_i[48 +: 16] : h_rot_rd_p5 == 4'd5 ? h1_rdata_i[32 +: 16] : h_rot_rd_p5 == 4'd4 ? h1_rdata_i[16 +: 16] : h_rot_rd_p5 == 4'd3 ? h1_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd2 ? h1_rdata_i[176 +: 16] : h_rot_rd_p5 == 4'd1 ? h1_rdata_i[160 +: 16] : h1_rdata_i[144 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 4'd11 ? h2_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd10 ? h2_rdata_i[126 +: 16] : h_rot_rd_p5 == 4'd9 ? h2_rdata_i[108 +: 16] : h_rot_rd_p5 == 4'd8 ? h2_rdata_i[90 +: 16] : h_rot_rd_p5 == 4'd7 ? h2_rdata_i[72 +: 16] : h_rot_rd_p5 == 4'd6 ? h2_rdata_i[54 +: 16] : h_rot_rd_p5 == 4'd5 ? h2_rdata_i[36 +: 16] : h_rot_rd_p5 == 4'd4 ? h2_rdata_i[18 +: 16] : h_rot_rd_p5 == 4'd3 ? h2_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd2 ? h2_rdata_i[198 +: 16] : h_rot_rd_p5 == 4'd1 ? h2_rdata_i[180 +: 16] : h2_rdata_i[162 +: 16]) : 16'd0;
-    h10_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 4'd11 ? h1_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd10 ? h1_rdata_i[128 +: 16] : h_rot_rd_p5 == 4'd9 ? h1_rdata_i[112 +: 16] : h_rot_rd_p5 == 4'd8 ? h1_rdata_i[96 +: 16] : h_rot_rd_p5 == 4'd7 ? h1_rdata_i[80 +: 16] : h_rot_rd_p5 == 4'd6 ? h1_rdata_i[64 +: 16] : h_rot_rd_p5 == 4'd5 ? h1_rdata_i[48 +: 16] : h_rot_rd_p5 == 4'd4 ? h1_rdata_i[32 +: 16] : h_rot_rd_p5 == 4'd3 ? h1_rdata_i[16 +: 16] : h_rot_rd_p5 == 4'd2 ? h1_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd1 ? h1_rdata_i[176 +: 16] : h1_rdata_i[160 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 4'd11 ? h2_rdata_i[162 +: 16] : h_rot_rd_p5 == 4'd10 ? h2_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd9 ? h2_rdata_i[126 +: 16] : h_rot_rd_p5 == 4'd8 ? h2_rdata_i[108 +: 16] : h_rot_rd_p5 == 4'd7 ? h2_rdata_i[90 +: 16] : h_rot_rd_p5 == 4'd6 ? h2_rdata_i[72 +: 16] : h_rot_rd_p5 == 4'd5 ? h2_rdata_i[54 +: 16] : h_rot_rd_p5 == 4'd4 ? h2_rdata_i[36 +: 16] : h_rot_rd_p5 == 4'd3 ? h2_rdata_i[18 +: 16] : h_rot_rd_p5 == 4'd2 ? h2_rdata_i[0 +: 16] : h_rot_rd_p5 == 4'd1 ? h2_rdata_i[198 +: 16] : h2_rdata_i[180 +: 16]) : 16'd0;
-    h11_q <= layer_i == 1'b0 ? (h_rot_rd_p5 == 4'd11 ? h1_rdata_i[160 +: 16] : h_rot_rd_p5 == 4'd10 ? h1_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd9 ? h1_rdata_i[128 +: 16] : h_rot_rd_p5 == 4'd8 ? h1_rdata_i[112 +: 16] : h_rot_rd_p5 == 4'd7 ? h1_rdata_i[96 +: 16] : h_rot_rd_p5 == 4'd6 ? h1_rdata_i[80 +: 16] : h_rot_rd_p5 == 4'd5 ? h1_rdata_i[64 +: 16] : h_rot_rd_p5 == 4'd4 ? h1_rdata_i[48 +: 16] : h_rot_rd_p5 == 4'd3 ? h1_rdata_i[32 +: 16] : h_rot_rd_p5 == 4'd2 ? h1_rdata_i[16 +: 16] : h_rot_rd_p5 == 4'd1 ? h1_rdata_i[0 +: 16] : h1_rdata_i[176 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p5 == 4'd11 ? h2_rdata_i[180 +: 16] : h_rot_rd_p5 == 4'd10 ? h2_rdata_i[162 +: 16] : h_rot_rd_p5 == 4'd9 ? h2_rdata_i[144 +: 16] : h_rot_rd_p5 == 4'd8 ? h2_rdata_i[126 +: 16] : h_rot_rd_p5 == 4'd7 ? h2_rdata_i[108 +: 16] : h_rot_rd_p5 == 4'd6 ? h2_rdata_i[90 +: 16] : h_rot_rd_p5 == 4'd5 ? h2_rdata_i[72 +: 16] : h_rot_rd_p5 == 4'd4 ? h2_rdata_i[54 +: 16] : h_rot_rd_p5 == 4'd3 ? h2_rdata_i[36 +: 16] : h_rot_rd_p5 == 4'd2 ? h2_rdata_i[18 +: 16] : h_rot_rd_p5 == 4'd1 ? h2_rdata_i[0 +: 16] : h2_rdata_i[198 +: 16]) : 16'd0;
+    h_rot_rd_p6 <= h_rot_rd_p5;
+    h0_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 4'd11 ? h1_rdata_i[176 +: 16] : h_rot_rd_p6 == 4'd10 ? h1_rdata_i[160 +: 16] : h_rot_rd_p6 == 4'd9 ? h1_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd8 ? h1_rdata_i[128 +: 16] : h_rot_rd_p6 == 4'd7 ? h1_rdata_i[112 +: 16] : h_rot_rd_p6 == 4'd6 ? h1_rdata_i[96 +: 16] : h_rot_rd_p6 == 4'd5 ? h1_rdata_i[80 +: 16] : h_rot_rd_p6 == 4'd4 ? h1_rdata_i[64 +: 16] : h_rot_rd_p6 == 4'd3 ? h1_rdata_i[48 +: 16] : h_rot_rd_p6 == 4'd2 ? h1_rdata_i[32 +: 16] : h_rot_rd_p6 == 4'd1 ? h1_rdata_i[16 +: 16] : h1_rdata_i[0 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 4'd11 ? h2_rdata_i[198 +: 16] : h_rot_rd_p6 == 4'd10 ? h2_rdata_i[180 +: 16] : h_rot_rd_p6 == 4'd9 ? h2_rdata_i[162 +: 16] : h_rot_rd_p6 == 4'd8 ? h2_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd7 ? h2_rdata_i[126 +: 16] : h_rot_rd_p6 == 4'd6 ? h2_rdata_i[108 +: 16] : h_rot_rd_p6 == 4'd5 ? h2_rdata_i[90 +: 16] : h_rot_rd_p6 == 4'd4 ? h2_rdata_i[72 +: 16] : h_rot_rd_p6 == 4'd3 ? h2_rdata_i[54 +: 16] : h_rot_rd_p6 == 4'd2 ? h2_rdata_i[36 +: 16] : h_rot_rd_p6 == 4'd1 ? h2_rdata_i[18 +: 16] : h2_rdata_i[0 +: 16]) : 16'd0;
+    h1_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 4'd11 ? h1_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd10 ? h1_rdata_i[176 +: 16] : h_rot_rd_p6 == 4'd9 ? h1_rdata_i[160 +: 16] : h_rot_rd_p6 == 4'd8 ? h1_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd7 ? h1_rdata_i[128 +: 16] : h_rot_rd_p6 == 4'd6 ? h1_rdata_i[112 +: 16] : h_rot_rd_p6 == 4'd5 ? h1_rdata_i[96 +: 16] : h_rot_rd_p6 == 4'd4 ? h1_rdata_i[80 +: 16] : h_rot_rd_p6 == 4'd3 ? h1_rdata_i[64 +: 16] : h_rot_rd_p6 == 4'd2 ? h1_rdata_i[48 +: 16] : h_rot_rd_p6 == 4'd1 ? h1_rdata_i[32 +: 16] : h1_rdata_i[16 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 4'd11 ? h2_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd10 ? h2_rdata_i[198 +: 16] : h_rot_rd_p6 == 4'd9 ? h2_rdata_i[180 +: 16] : h_rot_rd_p6 == 4'd8 ? h2_rdata_i[162 +: 16] : h_rot_rd_p6 == 4'd7 ? h2_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd6 ? h2_rdata_i[126 +: 16] : h_rot_rd_p6 == 4'd5 ? h2_rdata_i[108 +: 16] : h_rot_rd_p6 == 4'd4 ? h2_rdata_i[90 +: 16] : h_rot_rd_p6 == 4'd3 ? h2_rdata_i[72 +: 16] : h_rot_rd_p6 == 4'd2 ? h2_rdata_i[54 +: 16] : h_rot_rd_p6 == 4'd1 ? h2_rdata_i[36 +: 16] : h2_rdata_i[18 +: 16]) : 16'd0;
+    h2_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 4'd11 ? h1_rdata_i[16 +: 16] : h_rot_rd_p6 == 4'd10 ? h1_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd9 ? h1_rdata_i[176 +: 16] : h_rot_rd_p6 == 4'd8 ? h1_rdata_i[160 +: 16] : h_rot_rd_p6 == 4'd7 ? h1_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd6 ? h1_rdata_i[128 +: 16] : h_rot_rd_p6 == 4'd5 ? h1_rdata_i[112 +: 16] : h_rot_rd_p6 == 4'd4 ? h1_rdata_i[96 +: 16] : h_rot_rd_p6 == 4'd3 ? h1_rdata_i[80 +: 16] : h_rot_rd_p6 == 4'd2 ? h1_rdata_i[64 +: 16] : h_rot_rd_p6 == 4'd1 ? h1_rdata_i[48 +: 16] : h1_rdata_i[32 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 4'd11 ? h2_rdata_i[18 +: 16] : h_rot_rd_p6 == 4'd10 ? h2_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd9 ? h2_rdata_i[198 +: 16] : h_rot_rd_p6 == 4'd8 ? h2_rdata_i[180 +: 16] : h_rot_rd_p6 == 4'd7 ? h2_rdata_i[162 +: 16] : h_rot_rd_p6 == 4'd6 ? h2_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd5 ? h2_rdata_i[126 +: 16] : h_rot_rd_p6 == 4'd4 ? h2_rdata_i[108 +: 16] : h_rot_rd_p6 == 4'd3 ? h2_rdata_i[90 +: 16] : h_rot_rd_p6 == 4'd2 ? h2_rdata_i[72 +: 16] : h_rot_rd_p6 == 4'd1 ? h2_rdata_i[54 +: 16] : h2_rdata_i[36 +: 16]) : 16'd0;
+    h3_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 4'd11 ? h1_rdata_i[32 +: 16] : h_rot_rd_p6 == 4'd10 ? h1_rdata_i[16 +: 16] : h_rot_rd_p6 == 4'd9 ? h1_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd8 ? h1_rdata_i[176 +: 16] : h_rot_rd_p6 == 4'd7 ? h1_rdata_i[160 +: 16] : h_rot_rd_p6 == 4'd6 ? h1_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd5 ? h1_rdata_i[128 +: 16] : h_rot_rd_p6 == 4'd4 ? h1_rdata_i[112 +: 16] : h_rot_rd_p6 == 4'd3 ? h1_rdata_i[96 +: 16] : h_rot_rd_p6 == 4'd2 ? h1_rdata_i[80 +: 16] : h_rot_rd_p6 == 4'd1 ? h1_rdata_i[64 +: 16] : h1_rdata_i[48 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 4'd11 ? h2_rdata_i[36 +: 16] : h_rot_rd_p6 == 4'd10 ? h2_rdata_i[18 +: 16] : h_rot_rd_p6 == 4'd9 ? h2_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd8 ? h2_rdata_i[198 +: 16] : h_rot_rd_p6 == 4'd7 ? h2_rdata_i[180 +: 16] : h_rot_rd_p6 == 4'd6 ? h2_rdata_i[162 +: 16] : h_rot_rd_p6 == 4'd5 ? h2_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd4 ? h2_rdata_i[126 +: 16] : h_rot_rd_p6 == 4'd3 ? h2_rdata_i[108 +: 16] : h_rot_rd_p6 == 4'd2 ? h2_rdata_i[90 +: 16] : h_rot_rd_p6 == 4'd1 ? h2_rdata_i[72 +: 16] : h2_rdata_i[54 +: 16]) : 16'd0;
+    h4_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 4'd11 ? h1_rdata_i[48 +: 16] : h_rot_rd_p6 == 4'd10 ? h1_rdata_i[32 +: 16] : h_rot_rd_p6 == 4'd9 ? h1_rdata_i[16 +: 16] : h_rot_rd_p6 == 4'd8 ? h1_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd7 ? h1_rdata_i[176 +: 16] : h_rot_rd_p6 == 4'd6 ? h1_rdata_i[160 +: 16] : h_rot_rd_p6 == 4'd5 ? h1_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd4 ? h1_rdata_i[128 +: 16] : h_rot_rd_p6 == 4'd3 ? h1_rdata_i[112 +: 16] : h_rot_rd_p6 == 4'd2 ? h1_rdata_i[96 +: 16] : h_rot_rd_p6 == 4'd1 ? h1_rdata_i[80 +: 16] : h1_rdata_i[64 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 4'd11 ? h2_rdata_i[54 +: 16] : h_rot_rd_p6 == 4'd10 ? h2_rdata_i[36 +: 16] : h_rot_rd_p6 == 4'd9 ? h2_rdata_i[18 +: 16] : h_rot_rd_p6 == 4'd8 ? h2_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd7 ? h2_rdata_i[198 +: 16] : h_rot_rd_p6 == 4'd6 ? h2_rdata_i[180 +: 16] : h_rot_rd_p6 == 4'd5 ? h2_rdata_i[162 +: 16] : h_rot_rd_p6 == 4'd4 ? h2_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd3 ? h2_rdata_i[126 +: 16] : h_rot_rd_p6 == 4'd2 ? h2_rdata_i[108 +: 16] : h_rot_rd_p6 == 4'd1 ? h2_rdata_i[90 +: 16] : h2_rdata_i[72 +: 16]) : 16'd0;
+    h5_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 4'd11 ? h1_rdata_i[64 +: 16] : h_rot_rd_p6 == 4'd10 ? h1_rdata_i[48 +: 16] : h_rot_rd_p6 == 4'd9 ? h1_rdata_i[32 +: 16] : h_rot_rd_p6 == 4'd8 ? h1_rdata_i[16 +: 16] : h_rot_rd_p6 == 4'd7 ? h1_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd6 ? h1_rdata_i[176 +: 16] : h_rot_rd_p6 == 4'd5 ? h1_rdata_i[160 +: 16] : h_rot_rd_p6 == 4'd4 ? h1_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd3 ? h1_rdata_i[128 +: 16] : h_rot_rd_p6 == 4'd2 ? h1_rdata_i[112 +: 16] : h_rot_rd_p6 == 4'd1 ? h1_rdata_i[96 +: 16] : h1_rdata_i[80 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 4'd11 ? h2_rdata_i[72 +: 16] : h_rot_rd_p6 == 4'd10 ? h2_rdata_i[54 +: 16] : h_rot_rd_p6 == 4'd9 ? h2_rdata_i[36 +: 16] : h_rot_rd_p6 == 4'd8 ? h2_rdata_i[18 +: 16] : h_rot_rd_p6 == 4'd7 ? h2_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd6 ? h2_rdata_i[198 +: 16] : h_rot_rd_p6 == 4'd5 ? h2_rdata_i[180 +: 16] : h_rot_rd_p6 == 4'd4 ? h2_rdata_i[162 +: 16] : h_rot_rd_p6 == 4'd3 ? h2_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd2 ? h2_rdata_i[126 +: 16] : h_rot_rd_p6 == 4'd1 ? h2_rdata_i[108 +: 16] : h2_rdata_i[90 +: 16]) : 16'd0;
+    h6_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 4'd11 ? h1_rdata_i[80 +: 16] : h_rot_rd_p6 == 4'd10 ? h1_rdata_i[64 +: 16] : h_rot_rd_p6 == 4'd9 ? h1_rdata_i[48 +: 16] : h_rot_rd_p6 == 4'd8 ? h1_rdata_i[32 +: 16] : h_rot_rd_p6 == 4'd7 ? h1_rdata_i[16 +: 16] : h_rot_rd_p6 == 4'd6 ? h1_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd5 ? h1_rdata_i[176 +: 16] : h_rot_rd_p6 == 4'd4 ? h1_rdata_i[160 +: 16] : h_rot_rd_p6 == 4'd3 ? h1_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd2 ? h1_rdata_i[128 +: 16] : h_rot_rd_p6 == 4'd1 ? h1_rdata_i[112 +: 16] : h1_rdata_i[96 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 4'd11 ? h2_rdata_i[90 +: 16] : h_rot_rd_p6 == 4'd10 ? h2_rdata_i[72 +: 16] : h_rot_rd_p6 == 4'd9 ? h2_rdata_i[54 +: 16] : h_rot_rd_p6 == 4'd8 ? h2_rdata_i[36 +: 16] : h_rot_rd_p6 == 4'd7 ? h2_rdata_i[18 +: 16] : h_rot_rd_p6 == 4'd6 ? h2_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd5 ? h2_rdata_i[198 +: 16] : h_rot_rd_p6 == 4'd4 ? h2_rdata_i[180 +: 16] : h_rot_rd_p6 == 4'd3 ? h2_rdata_i[162 +: 16] : h_rot_rd_p6 == 4'd2 ? h2_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd1 ? h2_rdata_i[126 +: 16] : h2_rdata_i[108 +: 16]) : 16'd0;
+    h7_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 4'd11 ? h1_rdata_i[96 +: 16] : h_rot_rd_p6 == 4'd10 ? h1_rdata_i[80 +: 16] : h_rot_rd_p6 == 4'd9 ? h1_rdata_i[64 +: 16] : h_rot_rd_p6 == 4'd8 ? h1_rdata_i[48 +: 16] : h_rot_rd_p6 == 4'd7 ? h1_rdata_i[32 +: 16] : h_rot_rd_p6 == 4'd6 ? h1_rdata_i[16 +: 16] : h_rot_rd_p6 == 4'd5 ? h1_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd4 ? h1_rdata_i[176 +: 16] : h_rot_rd_p6 == 4'd3 ? h1_rdata_i[160 +: 16] : h_rot_rd_p6 == 4'd2 ? h1_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd1 ? h1_rdata_i[128 +: 16] : h1_rdata_i[112 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 4'd11 ? h2_rdata_i[108 +: 16] : h_rot_rd_p6 == 4'd10 ? h2_rdata_i[90 +: 16] : h_rot_rd_p6 == 4'd9 ? h2_rdata_i[72 +: 16] : h_rot_rd_p6 == 4'd8 ? h2_rdata_i[54 +: 16] : h_rot_rd_p6 == 4'd7 ? h2_rdata_i[36 +: 16] : h_rot_rd_p6 == 4'd6 ? h2_rdata_i[18 +: 16] : h_rot_rd_p6 == 4'd5 ? h2_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd4 ? h2_rdata_i[198 +: 16] : h_rot_rd_p6 == 4'd3 ? h2_rdata_i[180 +: 16] : h_rot_rd_p6 == 4'd2 ? h2_rdata_i[162 +: 16] : h_rot_rd_p6 == 4'd1 ? h2_rdata_i[144 +: 16] : h2_rdata_i[126 +: 16]) : 16'd0;
+    h8_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 4'd11 ? h1_rdata_i[112 +: 16] : h_rot_rd_p6 == 4'd10 ? h1_rdata_i[96 +: 16] : h_rot_rd_p6 == 4'd9 ? h1_rdata_i[80 +: 16] : h_rot_rd_p6 == 4'd8 ? h1_rdata_i[64 +: 16] : h_rot_rd_p6 == 4'd7 ? h1_rdata_i[48 +: 16] : h_rot_rd_p6 == 4'd6 ? h1_rdata_i[32 +: 16] : h_rot_rd_p6 == 4'd5 ? h1_rdata_i[16 +: 16] : h_rot_rd_p6 == 4'd4 ? h1_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd3 ? h1_rdata_i[176 +: 16] : h_rot_rd_p6 == 4'd2 ? h1_rdata_i[160 +: 16] : h_rot_rd_p6 == 4'd1 ? h1_rdata_i[144 +: 16] : h1_rdata_i[128 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 4'd11 ? h2_rdata_i[126 +: 16] : h_rot_rd_p6 == 4'd10 ? h2_rdata_i[108 +: 16] : h_rot_rd_p6 == 4'd9 ? h2_rdata_i[90 +: 16] : h_rot_rd_p6 == 4'd8 ? h2_rdata_i[72 +: 16] : h_rot_rd_p6 == 4'd7 ? h2_rdata_i[54 +: 16] : h_rot_rd_p6 == 4'd6 ? h2_rdata_i[36 +: 16] : h_rot_rd_p6 == 4'd5 ? h2_rdata_i[18 +: 16] : h_rot_rd_p6 == 4'd4 ? h2_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd3 ? h2_rdata_i[198 +: 16] : h_rot_rd_p6 == 4'd2 ? h2_rdata_i[180 +: 16] : h_rot_rd_p6 == 4'd1 ? h2_rdata_i[162 +: 16] : h2_rdata_i[144 +: 16]) : 16'd0;
+    h9_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 4'd11 ? h1_rdata_i[128 +: 16] : h_rot_rd_p6 == 4'd10 ? h1_rdata_i[112 +: 16] : h_rot_rd_p6 == 4'd9 ? h1_rdata_i[96 +: 16] : h_rot_rd_p6 == 4'd8 ? h1_rdata_i[80 +: 16] : h_rot_rd_p6 == 4'd7 ? h1_rdata_i[64 +: 16] : h_rot_rd_p6 == 4'd6 ? h1_rdata_i[48 +: 16] : h_rot_rd_p6 == 4'd5 ? h1_rdata_i[32 +: 16] : h_rot_rd_p6 == 4'd4 ? h1_rdata_i[16 +: 16] : h_rot_rd_p6 == 4'd3 ? h1_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd2 ? h1_rdata_i[176 +: 16] : h_rot_rd_p6 == 4'd1 ? h1_rdata_i[160 +: 16] : h1_rdata_i[144 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 4'd11 ? h2_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd10 ? h2_rdata_i[126 +: 16] : h_rot_rd_p6 == 4'd9 ? h2_rdata_i[108 +: 16] : h_rot_rd_p6 == 4'd8 ? h2_rdata_i[90 +: 16] : h_rot_rd_p6 == 4'd7 ? h2_rdata_i[72 +: 16] : h_rot_rd_p6 == 4'd6 ? h2_rdata_i[54 +: 16] : h_rot_rd_p6 == 4'd5 ? h2_rdata_i[36 +: 16] : h_rot_rd_p6 == 4'd4 ? h2_rdata_i[18 +: 16] : h_rot_rd_p6 == 4'd3 ? h2_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd2 ? h2_rdata_i[198 +: 16] : h_rot_rd_p6 == 4'd1 ? h2_rdata_i[180 +: 16] : h2_rdata_i[162 +: 16]) : 16'd0;
+    h10_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 4'd11 ? h1_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd10 ? h1_rdata_i[128 +: 16] : h_rot_rd_p6 == 4'd9 ? h1_rdata_i[112 +: 16] : h_rot_rd_p6 == 4'd8 ? h1_rdata_i[96 +: 16] : h_rot_rd_p6 == 4'd7 ? h1_rdata_i[80 +: 16] : h_rot_rd_p6 == 4'd6 ? h1_rdata_i[64 +: 16] : h_rot_rd_p6 == 4'd5 ? h1_rdata_i[48 +: 16] : h_rot_rd_p6 == 4'd4 ? h1_rdata_i[32 +: 16] : h_rot_rd_p6 == 4'd3 ? h1_rdata_i[16 +: 16] : h_rot_rd_p6 == 4'd2 ? h1_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd1 ? h1_rdata_i[176 +: 16] : h1_rdata_i[160 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 4'd11 ? h2_rdata_i[162 +: 16] : h_rot_rd_p6 == 4'd10 ? h2_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd9 ? h2_rdata_i[126 +: 16] : h_rot_rd_p6 == 4'd8 ? h2_rdata_i[108 +: 16] : h_rot_rd_p6 == 4'd7 ? h2_rdata_i[90 +: 16] : h_rot_rd_p6 == 4'd6 ? h2_rdata_i[72 +: 16] : h_rot_rd_p6 == 4'd5 ? h2_rdata_i[54 +: 16] : h_rot_rd_p6 == 4'd4 ? h2_rdata_i[36 +: 16] : h_rot_rd_p6 == 4'd3 ? h2_rdata_i[18 +: 16] : h_rot_rd_p6 == 4'd2 ? h2_rdata_i[0 +: 16] : h_rot_rd_p6 == 4'd1 ? h2_rdata_i[198 +: 16] : h2_rdata_i[180 +: 16]) : 16'd0;
+    h11_q <= layer_i == 1'b0 ? (h_rot_rd_p6 == 4'd11 ? h1_rdata_i[160 +: 16] : h_rot_rd_p6 == 4'd10 ? h1_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd9 ? h1_rdata_i[128 +: 16] : h_rot_rd_p6 == 4'd8 ? h1_rdata_i[112 +: 16] : h_rot_rd_p6 == 4'd7 ? h1_rdata_i[96 +: 16] : h_rot_rd_p6 == 4'd6 ? h1_rdata_i[80 +: 16] : h_rot_rd_p6 == 4'd5 ? h1_rdata_i[64 +: 16] : h_rot_rd_p6 == 4'd4 ? h1_rdata_i[48 +: 16] : h_rot_rd_p6 == 4'd3 ? h1_rdata_i[32 +: 16] : h_rot_rd_p6 == 4'd2 ? h1_rdata_i[16 +: 16] : h_rot_rd_p6 == 4'd1 ? h1_rdata_i[0 +: 16] : h1_rdata_i[176 +: 16]) : layer_i == 1'b1 ? (h_rot_rd_p6 == 4'd11 ? h2_rdata_i[180 +: 16] : h_rot_rd_p6 == 4'd10 ? h2_rdata_i[162 +: 16] : h_rot_rd_p6 == 4'd9 ? h2_rdata_i[144 +: 16] : h_rot_rd_p6 == 4'd8 ? h2_rdata_i[126 +: 16] : h_rot_rd_p6 == 4'd7 ? h2_rdata_i[108 +: 16] : h_rot_rd_p6 == 4'd6 ? h2_rdata_i[90 +: 16] : h_rot_rd_p6 == 4'd5 ? h2_rdata_i[72 +: 16] : h_rot_rd_p6 == 4'd4 ? h2_rdata_i[54 +: 16] : h_rot_rd_p6 == 4'd3 ? h2_rdata_i[36 +: 16] : h_rot_rd_p6 == 4'd2 ? h2_rdata_i[18 +: 16] : h_rot_rd_p6 == 4'd1 ? h2_rdata_i[0 +: 16] : h2_rdata_i[198 +: 16]) : 16'd0;
     coef_op_p1 <= coef_prod;
     coef_op_p2 <= coef_op_p1;
     coef_op_p3 <= coef_op_p2;
     coef_op_p4 <= coef_op_p3;
     coef_op_p5 <= coef_op_p4;
+    coef_op_p6 <= coef_op_p5;
     d0_rnd_q <= d0_rq_q;
     d0_local_q <= d0_y;
     d1_rnd_q <= d1_rq_q;
@@ -1909,6 +1953,7 @@ module dff_op_delta (
     lanes_ok_p9 <= lanes_ok_p8;
     lanes_ok_p10 <= lanes_ok_p9;
     lanes_ok_p11 <= lanes_ok_p10;
+    lanes_ok_p12 <= lanes_ok_p11;
     h_rot_wr_p1 <= h_rot;
     h_rot_wr_p2 <= h_rot_wr_p1;
     h_rot_wr_p3 <= h_rot_wr_p2;
@@ -1920,6 +1965,7 @@ module dff_op_delta (
     h_rot_wr_p9 <= h_rot_wr_p8;
     h_rot_wr_p10 <= h_rot_wr_p9;
     h_rot_wr_p11 <= h_rot_wr_p10;
+    h_rot_wr_p12 <= h_rot_wr_p11;
     h_addr0_wr_p1 <= h_addr0;
     h_addr0_wr_p2 <= h_addr0_wr_p1;
     h_addr0_wr_p3 <= h_addr0_wr_p2;
@@ -1931,6 +1977,7 @@ module dff_op_delta (
     h_addr0_wr_p9 <= h_addr0_wr_p8;
     h_addr0_wr_p10 <= h_addr0_wr_p9;
     h_addr0_wr_p11 <= h_addr0_wr_p10;
+    h_addr0_wr_p12 <= h_addr0_wr_p11;
     h_addr1_wr_p1 <= h_addr1;
     h_addr1_wr_p2 <= h_addr1_wr_p1;
     h_addr1_wr_p3 <= h_addr1_wr_p2;
@@ -1942,6 +1989,7 @@ module dff_op_delta (
     h_addr1_wr_p9 <= h_addr1_wr_p8;
     h_addr1_wr_p10 <= h_addr1_wr_p9;
     h_addr1_wr_p11 <= h_addr1_wr_p10;
+    h_addr1_wr_p12 <= h_addr1_wr_p11;
     h_addr2_wr_p1 <= h_addr2;
     h_addr2_wr_p2 <= h_addr2_wr_p1;
     h_addr2_wr_p3 <= h_addr2_wr_p2;
@@ -1953,6 +2001,7 @@ module dff_op_delta (
     h_addr2_wr_p9 <= h_addr2_wr_p8;
     h_addr2_wr_p10 <= h_addr2_wr_p9;
     h_addr2_wr_p11 <= h_addr2_wr_p10;
+    h_addr2_wr_p12 <= h_addr2_wr_p11;
     h_addr3_wr_p1 <= h_addr3;
     h_addr3_wr_p2 <= h_addr3_wr_p1;
     h_addr3_wr_p3 <= h_addr3_wr_p2;
@@ -1964,6 +2013,7 @@ module dff_op_delta (
     h_addr3_wr_p9 <= h_addr3_wr_p8;
     h_addr3_wr_p10 <= h_addr3_wr_p9;
     h_addr3_wr_p11 <= h_addr3_wr_p10;
+    h_addr3_wr_p12 <= h_addr3_wr_p11;
     h_addr4_wr_p1 <= h_addr4;
     h_addr4_wr_p2 <= h_addr4_wr_p1;
     h_addr4_wr_p3 <= h_addr4_wr_p2;
@@ -1975,6 +2025,7 @@ module dff_op_delta (
     h_addr4_wr_p9 <= h_addr4_wr_p8;
     h_addr4_wr_p10 <= h_addr4_wr_p9;
     h_addr4_wr_p11 <= h_addr4_wr_p10;
+    h_addr4_wr_p12 <= h_addr4_wr_p11;
     h_addr5_wr_p1 <= h_addr5;
     h_addr5_wr_p2 <= h_addr5_wr_p1;
     h_addr5_wr_p3 <= h_addr5_wr_p2;
@@ -1986,6 +2037,7 @@ module dff_op_delta (
     h_addr5_wr_p9 <= h_addr5_wr_p8;
     h_addr5_wr_p10 <= h_addr5_wr_p9;
     h_addr5_wr_p11 <= h_addr5_wr_p10;
+    h_addr5_wr_p12 <= h_addr5_wr_p11;
     h_addr6_wr_p1 <= h_addr6;
     h_addr6_wr_p2 <= h_addr6_wr_p1;
     h_addr6_wr_p3 <= h_addr6_wr_p2;
@@ -1997,6 +2049,7 @@ module dff_op_delta (
     h_addr6_wr_p9 <= h_addr6_wr_p8;
     h_addr6_wr_p10 <= h_addr6_wr_p9;
     h_addr6_wr_p11 <= h_addr6_wr_p10;
+    h_addr6_wr_p12 <= h_addr6_wr_p11;
     h_addr7_wr_p1 <= h_addr7;
     h_addr7_wr_p2 <= h_addr7_wr_p1;
     h_addr7_wr_p3 <= h_addr7_wr_p2;
@@ -2008,6 +2061,7 @@ module dff_op_delta (
     h_addr7_wr_p9 <= h_addr7_wr_p8;
     h_addr7_wr_p10 <= h_addr7_wr_p9;
     h_addr7_wr_p11 <= h_addr7_wr_p10;
+    h_addr7_wr_p12 <= h_addr7_wr_p11;
     h_addr8_wr_p1 <= h_addr8;
     h_addr8_wr_p2 <= h_addr8_wr_p1;
     h_addr8_wr_p3 <= h_addr8_wr_p2;
@@ -2019,6 +2073,7 @@ module dff_op_delta (
     h_addr8_wr_p9 <= h_addr8_wr_p8;
     h_addr8_wr_p10 <= h_addr8_wr_p9;
     h_addr8_wr_p11 <= h_addr8_wr_p10;
+    h_addr8_wr_p12 <= h_addr8_wr_p11;
     h_addr9_wr_p1 <= h_addr9;
     h_addr9_wr_p2 <= h_addr9_wr_p1;
     h_addr9_wr_p3 <= h_addr9_wr_p2;
@@ -2030,6 +2085,7 @@ module dff_op_delta (
     h_addr9_wr_p9 <= h_addr9_wr_p8;
     h_addr9_wr_p10 <= h_addr9_wr_p9;
     h_addr9_wr_p11 <= h_addr9_wr_p10;
+    h_addr9_wr_p12 <= h_addr9_wr_p11;
     h_addr10_wr_p1 <= h_addr10;
     h_addr10_wr_p2 <= h_addr10_wr_p1;
     h_addr10_wr_p3 <= h_addr10_wr_p2;
@@ -2041,6 +2097,7 @@ module dff_op_delta (
     h_addr10_wr_p9 <= h_addr10_wr_p8;
     h_addr10_wr_p10 <= h_addr10_wr_p9;
     h_addr10_wr_p11 <= h_addr10_wr_p10;
+    h_addr10_wr_p12 <= h_addr10_wr_p11;
     h_addr11_wr_p1 <= h_addr11;
     h_addr11_wr_p2 <= h_addr11_wr_p1;
     h_addr11_wr_p3 <= h_addr11_wr_p2;
@@ -2052,6 +2109,7 @@ module dff_op_delta (
     h_addr11_wr_p9 <= h_addr11_wr_p8;
     h_addr11_wr_p10 <= h_addr11_wr_p9;
     h_addr11_wr_p11 <= h_addr11_wr_p10;
+    h_addr11_wr_p12 <= h_addr11_wr_p11;
     db_word_p1 <= db_word_q;
     db_word_p2 <= db_word_p1;
     db_word_p3 <= db_word_p2;
@@ -2063,6 +2121,7 @@ module dff_op_delta (
     db_word_wr_p3 <= db_word_wr_p2;
     db_word_wr_p4 <= db_word_wr_p3;
     db_word_wr_p5 <= db_word_wr_p4;
+    db_word_wr_p6 <= db_word_wr_p5;
     first_row_wr_p1 <= first_row_q;
     first_row_wr_p2 <= first_row_wr_p1;
     first_row_wr_p3 <= first_row_wr_p2;
@@ -2074,6 +2133,7 @@ module dff_op_delta (
     first_row_wr_p9 <= first_row_wr_p8;
     first_row_wr_p10 <= first_row_wr_p9;
     first_row_wr_p11 <= first_row_wr_p10;
+    first_row_wr_p12 <= first_row_wr_p11;
     e_word_p1 <= e_word;
     e_word_p2 <= e_word_p1;
     e_word_p3 <= e_word_p2;
@@ -2097,16 +2157,19 @@ module dff_op_delta (
     e_lane0_p9 <= e_lane0_p8;
     e_lane0_p10 <= e_lane0_p9;
     e_lane0_p11 <= e_lane0_p10;
+    e_lane0_p12 <= e_lane0_p11;
     e_word_wr_p1 <= e_word_p6;
     e_word_wr_p2 <= e_word_wr_p1;
     e_word_wr_p3 <= e_word_wr_p2;
     e_word_wr_p4 <= e_word_wr_p3;
     e_word_wr_p5 <= e_word_wr_p4;
+    e_word_wr_p6 <= e_word_wr_p5;
     du_word_wr_p1 <= du_word_p6;
     du_word_wr_p2 <= du_word_wr_p1;
     du_word_wr_p3 <= du_word_wr_p2;
     du_word_wr_p4 <= du_word_wr_p3;
     du_word_wr_p5 <= du_word_wr_p4;
+    du_word_wr_p6 <= du_word_wr_p5;
     first_slot_wr_p1 <= first_slot_q;
     first_slot_wr_p2 <= first_slot_wr_p1;
     first_slot_wr_p3 <= first_slot_wr_p2;
@@ -2118,6 +2181,14 @@ module dff_op_delta (
     first_slot_wr_p9 <= first_slot_wr_p8;
     first_slot_wr_p10 <= first_slot_wr_p9;
     first_slot_wr_p11 <= first_slot_wr_p10;
+    first_slot_wr_p12 <= first_slot_wr_p11;
+  end
+
+  (* keep *)
+  always @(posedge clk_i) begin
+    infer_run_q <= infer_i;
+    nsamp_run_q <= nsamp_i;
+    nrows_run_q <= nrows_i;
   end
 
 endmodule

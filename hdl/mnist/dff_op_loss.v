@@ -33,6 +33,8 @@ module dff_op_loss (
   localparam StWaitL = 4'd5;
   localparam StWrite = 4'd6;
 
+  reg infer_run_q;
+  reg [3:0] nsamp_run_q;
   reg done_q;
   reg done_d;
   reg [6:0] g1_raddr_d;
@@ -85,11 +87,13 @@ module dff_op_loss (
   reg gather_v_p3;
   reg gather_v_p4;
   reg gather_v_p5;
+  reg gather_v_p6;
   reg [3:0] gather_slot_p1;
   reg [3:0] gather_slot_p2;
   reg [3:0] gather_slot_p3;
   reg [3:0] gather_slot_p4;
   reg [3:0] gather_slot_p5;
+  reg [3:0] gather_slot_p6;
   wire [6:0] g_row;
   wire unused_select;
   wire unused_act;
@@ -99,8 +103,6 @@ module dff_op_loss (
   wire [15:0] beta_out;
   wire [6:0] beta_row;
   wire unused_port_kind_i;
-  wire unused_port_infer_i;
-  wire unused_port_nsamp_i;
   wire unused_port_nrows_i;
   assign done_o = done_q;
   assign gt2_sum0 = {1'b0, g2_rdata_i[0 +: 18]} + {1'b0, g1_rdata_i[0 +: 18]};
@@ -113,34 +115,34 @@ module dff_op_loss (
   assign g_row = row_base_q + {3'd0, slot_q};
 
   always @(posedge clk_i) begin
-    if (gather_v_p5 && (gather_slot_p5 == 4'd0)) begin
+    if (gather_v_p6 && (gather_slot_p6 == 4'd0)) begin
       gt_q[0 +: 18] <= gt_now;
     end
-    if (gather_v_p5 && (gather_slot_p5 == 4'd1)) begin
+    if (gather_v_p6 && (gather_slot_p6 == 4'd1)) begin
       gt_q[18 +: 18] <= gt_now;
     end
-    if (gather_v_p5 && (gather_slot_p5 == 4'd2)) begin
+    if (gather_v_p6 && (gather_slot_p6 == 4'd2)) begin
       gt_q[36 +: 18] <= gt_now;
     end
-    if (gather_v_p5 && (gather_slot_p5 == 4'd3)) begin
+    if (gather_v_p6 && (gather_slot_p6 == 4'd3)) begin
       gt_q[54 +: 18] <= gt_now;
     end
-    if (gather_v_p5 && (gather_slot_p5 == 4'd4)) begin
+    if (gather_v_p6 && (gather_slot_p6 == 4'd4)) begin
       gt_q[72 +: 18] <= gt_now;
     end
-    if (gather_v_p5 && (gather_slot_p5 == 4'd5)) begin
+    if (gather_v_p6 && (gather_slot_p6 == 4'd5)) begin
       gt_q[90 +: 18] <= gt_now;
     end
-    if (gather_v_p5 && (gather_slot_p5 == 4'd6)) begin
+    if (gather_v_p6 && (gather_slot_p6 == 4'd6)) begin
       gt_q[108 +: 18] <= gt_now;
     end
-    if (gather_v_p5 && (gather_slot_p5 == 4'd7)) begin
+    if (gather_v_p6 && (gather_slot_p6 == 4'd7)) begin
       gt_q[126 +: 18] <= gt_now;
     end
-    if (gather_v_p5 && (gather_slot_p5 == 4'd8)) begin
+    if (gather_v_p6 && (gather_slot_p6 == 4'd8)) begin
       gt_q[144 +: 18] <= gt_now;
     end
-    if (gather_v_p5 && (gather_slot_p5 == 4'd9)) begin
+    if (gather_v_p6 && (gather_slot_p6 == 4'd9)) begin
       gt_q[162 +: 18] <= gt_now;
     end
   end
@@ -163,9 +165,6 @@ module dff_op_loss (
   assign beta_out = slot_q == 4'd9 ? ls_b[144 +: 16] : slot_q == 4'd8 ? ls_b[128 +: 16] : slot_q == 4'd7 ? ls_b[112 +: 16] : slot_q == 4'd6 ? ls_b[96 +: 16] : slot_q == 4'd5 ? ls_b[80 +: 16] : slot_q == 4'd4 ? ls_b[64 +: 16] : slot_q == 4'd3 ? ls_b[48 +: 16] : slot_q == 4'd2 ? ls_b[32 +: 16] : slot_q == 4'd1 ? ls_b[16 +: 16] : ls_b[0 +: 16];
   assign beta_row = row_base_q + {3'd0, slot_q};
   assign unused_port_kind_i = ^kind_i;
-  assign unused_port_infer_i = ^infer_i;
-  assign unused_port_nsamp_i = ^nsamp_i;
-  assign unused_port_nrows_i = ^nrows_i;
 
   always @* begin
     g1_raddr_d = {7{1'b0}};
@@ -334,7 +333,7 @@ module dff_op_loss (
         end
       end
       StWaitG: begin
-        if (wait_q == 3'd4) begin
+        if (wait_q == 3'd5) begin
           st_d = StStart;
         end else begin
           wait_d = wait_q + 3'd1;
@@ -352,7 +351,7 @@ module dff_op_loss (
           sample_d = sample_q + 4'd1;
           row_base_d = row_base_q + 7'd10;
           slot_d = 4'd0;
-          if (sample_q == ((infer_i ? 4'd1 : nsamp_i) - 4'd1)) begin
+          if (sample_q == ((infer_run_q ? 4'd1 : nsamp_run_q) - 4'd1)) begin
             st_d = StIdle;
             done_d = 1'b1;
           end else begin
@@ -401,12 +400,14 @@ module dff_op_loss (
       gather_v_p3 <= {1{1'b0}};
       gather_v_p4 <= {1{1'b0}};
       gather_v_p5 <= {1{1'b0}};
+      gather_v_p6 <= {1{1'b0}};
     end else begin
       gather_v_p1 <= st_q == StGather;
       gather_v_p2 <= gather_v_p1;
       gather_v_p3 <= gather_v_p2;
       gather_v_p4 <= gather_v_p3;
       gather_v_p5 <= gather_v_p4;
+      gather_v_p6 <= gather_v_p5;
     end
   end
 
@@ -416,6 +417,15 @@ module dff_op_loss (
     gather_slot_p3 <= gather_slot_p2;
     gather_slot_p4 <= gather_slot_p3;
     gather_slot_p5 <= gather_slot_p4;
+    gather_slot_p6 <= gather_slot_p5;
+  end
+
+  assign unused_port_nrows_i = ^nrows_i;
+
+  (* keep *)
+  always @(posedge clk_i) begin
+    infer_run_q <= infer_i;
+    nsamp_run_q <= nsamp_i;
   end
 
 endmodule

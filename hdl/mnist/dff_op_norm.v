@@ -34,6 +34,9 @@ module dff_op_norm (
   output wire [17:0] g2_wdata_o
 );
 
+  reg infer_run_q;
+  reg [3:0] nsamp_run_q;
+  reg [6:0] nrows_run_q;
   reg done_q;
   reg done_d;
   wire unused_io;
@@ -128,6 +131,7 @@ module dff_op_norm (
   reg [3:0] rot_rd_p3;
   reg [3:0] rot_rd_p4;
   reg [3:0] rot_rd_p5;
+  reg [3:0] rot_rd_p6;
   wire [15:0] h2_lane0_rd;
   wire [15:0] h1_lane0_rd;
   reg [15:0] lane0_q;
@@ -171,30 +175,35 @@ module dff_op_norm (
   reg a_v_p4;
   reg a_v_p5;
   reg a_v_p6;
+  reg a_v_p7;
   reg a_first_p1;
   reg a_first_p2;
   reg a_first_p3;
   reg a_first_p4;
   reg a_first_p5;
   reg a_first_p6;
+  reg a_first_p7;
   reg a_last_p1;
   reg a_last_p2;
   reg a_last_p3;
   reg a_last_p4;
   reg a_last_p5;
   reg a_last_p6;
+  reg a_last_p7;
   reg b_v_p1;
   reg b_v_p2;
   reg b_v_p3;
   reg b_v_p4;
   reg b_v_p5;
   reg b_v_p6;
+  reg b_v_p7;
   reg [11:0] lv_rd_p1;
   reg [11:0] lv_rd_p2;
   reg [11:0] lv_rd_p3;
   reg [11:0] lv_rd_p4;
   reg [11:0] lv_rd_p5;
   reg [11:0] lv_rd_p6;
+  reg [11:0] lv_rd_p7;
   wire [503:0] ss_s;
   wire [11:0] ss_v;
   wire [143:0] nm_y;
@@ -210,6 +219,7 @@ module dff_op_norm (
   reg s_load_p7;
   reg s_load_p8;
   reg s_load_p9;
+  reg s_load_p10;
   reg [11:0] s_lanes_p1;
   reg [11:0] s_lanes_p2;
   reg [11:0] s_lanes_p3;
@@ -219,6 +229,7 @@ module dff_op_norm (
   reg [11:0] s_lanes_p7;
   reg [11:0] s_lanes_p8;
   reg [11:0] s_lanes_p9;
+  reg [11:0] s_lanes_p10;
   reg [6:0] s_row_p1;
   reg [6:0] s_row_p2;
   reg [6:0] s_row_p3;
@@ -228,6 +239,7 @@ module dff_op_norm (
   reg [6:0] s_row_p7;
   reg [6:0] s_row_p8;
   reg [6:0] s_row_p9;
+  reg [6:0] s_row_p10;
   wire unused_ss_v;
   wire unused_nm_rs;
   reg [503:0] s_hold_q;
@@ -256,6 +268,7 @@ module dff_op_norm (
   reg [11:0] x_word_p11;
   reg [11:0] x_word_p12;
   reg [11:0] x_word_p13;
+  reg [11:0] x_word_p14;
   reg [3:0] x_rot_p1;
   reg [3:0] x_rot_p2;
   reg [3:0] x_rot_p3;
@@ -269,54 +282,55 @@ module dff_op_norm (
   reg [3:0] x_rot_p11;
   reg [3:0] x_rot_p12;
   reg [3:0] x_rot_p13;
+  reg [3:0] x_rot_p14;
   wire unused_kc;
   wire [11:0] x_we;
   wire unused_cut0_word;
-  wire unused_cut1_x_word_p13;
+  wire unused_cut1_x_word_p14;
   wire unused_port_layer_i;
   wire unused_port_start_i;
   assign done_o = done_q;
-  assign unused_io = ^infer_i;
+  assign unused_io = ^infer_run_q;
   assign unused_hbase = ^{rm_q, hbase_q};
   assign rot = kr_q;
   assign issue = issue_a_q || issue_b_q;
-  assign n_start = kind_i == 4'd1 ? {3'd0, nsamp_i} : nrows_i;
+  assign n_start = kind_i == 4'd1 ? {3'd0, nsamp_run_q} : nrows_run_q;
   assign r0_next = {1'b0, r0_q} + 8'd12;
   assign word = xbase_q + {3'd0, k_q};
   assign unused_word_hi = ^word[12:12];
-  assign h2_lane0_rd = rot_rd_p5 == 4'd11 ? h2_rdata_i[198 +: 16] : rot_rd_p5 == 4'd10 ? h2_rdata_i[180 +: 16] : rot_rd_p5 == 4'd9 ? h2_rdata_i[162 +: 16] : rot_rd_p5 == 4'd8 ? h2_rdata_i[144 +: 16] : rot_rd_p5 == 4'd7 ? h2_rdata_i[126 +: 16] : rot_rd_p5 == 4'd6 ? h2_rdata_i[108 +: 16] : rot_rd_p5 == 4'd5 ? h2_rdata_i[90 +: 16] : rot_rd_p5 == 4'd4 ? h2_rdata_i[72 +: 16] : rot_rd_p5 == 4'd3 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 4'd2 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 4'd1 ? h2_rdata_i[18 +: 16] : h2_rdata_i[0 +: 16];
-  assign h1_lane0_rd = rot_rd_p5 == 4'd11 ? h1_rdata_i[176 +: 16] : rot_rd_p5 == 4'd10 ? h1_rdata_i[160 +: 16] : rot_rd_p5 == 4'd9 ? h1_rdata_i[144 +: 16] : rot_rd_p5 == 4'd8 ? h1_rdata_i[128 +: 16] : rot_rd_p5 == 4'd7 ? h1_rdata_i[112 +: 16] : rot_rd_p5 == 4'd6 ? h1_rdata_i[96 +: 16] : rot_rd_p5 == 4'd5 ? h1_rdata_i[80 +: 16] : rot_rd_p5 == 4'd4 ? h1_rdata_i[64 +: 16] : rot_rd_p5 == 4'd3 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 4'd2 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 4'd1 ? h1_rdata_i[16 +: 16] : h1_rdata_i[0 +: 16];
-  assign h2_lane1_rd = rot_rd_p5 == 4'd11 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 4'd10 ? h2_rdata_i[198 +: 16] : rot_rd_p5 == 4'd9 ? h2_rdata_i[180 +: 16] : rot_rd_p5 == 4'd8 ? h2_rdata_i[162 +: 16] : rot_rd_p5 == 4'd7 ? h2_rdata_i[144 +: 16] : rot_rd_p5 == 4'd6 ? h2_rdata_i[126 +: 16] : rot_rd_p5 == 4'd5 ? h2_rdata_i[108 +: 16] : rot_rd_p5 == 4'd4 ? h2_rdata_i[90 +: 16] : rot_rd_p5 == 4'd3 ? h2_rdata_i[72 +: 16] : rot_rd_p5 == 4'd2 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 4'd1 ? h2_rdata_i[36 +: 16] : h2_rdata_i[18 +: 16];
-  assign h1_lane1_rd = rot_rd_p5 == 4'd11 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 4'd10 ? h1_rdata_i[176 +: 16] : rot_rd_p5 == 4'd9 ? h1_rdata_i[160 +: 16] : rot_rd_p5 == 4'd8 ? h1_rdata_i[144 +: 16] : rot_rd_p5 == 4'd7 ? h1_rdata_i[128 +: 16] : rot_rd_p5 == 4'd6 ? h1_rdata_i[112 +: 16] : rot_rd_p5 == 4'd5 ? h1_rdata_i[96 +: 16] : rot_rd_p5 == 4'd4 ? h1_rdata_i[80 +: 16] : rot_rd_p5 == 4'd3 ? h1_rdata_i[64 +: 16] : rot_rd_p5 == 4'd2 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 4'd1 ? h1_rdata_i[32 +: 16] : h1_rdata_i[16 +: 16];
-  assign h2_lane2_rd = rot_rd_p5 == 4'd11 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 4'd10 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 4'd9 ? h2_rdata_i[198 +: 16] : rot_rd_p5 == 4'd8 ? h2_rdata_i[180 +: 16] : rot_rd_p5 == 4'd7 ? h2_rdata_i[162 +: 16] : rot_rd_p5 == 4'd6 ? h2_rdata_i[144 +: 16] : rot_rd_p5 == 4'd5 ? h2_rdata_i[126 +: 16] : rot_rd_p5 == 4'd4 ? h2_rdata_i[108 +: 16] : rot_rd_p5 == 4'd3 ? h2_rdata_i[90 +: 16] : rot_rd_p5 == 4'd2 ? h2_rdata_i[72 +: 16] : rot_rd_p5 == 4'd1 ? h2_rdata_i[54 +: 16] : h2_rdata_i[36 +: 16];
-  assign h1_lane2_rd = rot_rd_p5 == 4'd11 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 4'd10 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 4'd9 ? h1_rdata_i[176 +: 16] : rot_rd_p5 == 4'd8 ? h1_rdata_i[160 +: 16] : rot_rd_p5 == 4'd7 ? h1_rdata_i[144 +: 16] : rot_rd_p5 == 4'd6 ? h1_rdata_i[128 +: 16] : rot_rd_p5 == 4'd5 ? h1_rdata_i[112 +: 16] : rot_rd_p5 == 4'd4 ? h1_rdata_i[96 +: 16] : rot_rd_p5 == 4'd3 ? h1_rdata_i[80 +: 16] : rot_rd_p5 == 4'd2 ? h1_rdata_i[64 +: 16] : rot_rd_p5 == 4'd1 ? h1_rdata_i[48 +: 16] : h1_rdata_i[32 +: 16];
-  assign h2_lane3_rd = rot_rd_p5 == 4'd11 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 4'd10 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 4'd9 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 4'd8 ? h2_rdata_i[198 +: 16] : rot_rd_p5 == 4'd7 ? h2_rdata_i[180 +: 16] : rot_rd_p5 == 4'd6 ? h2_rdata_i[162 +: 16] : rot_rd_p5 == 4'd5 ? h2_rdata_i[144 +: 16] : rot_rd_p5 == 4'd4 ? h2_rdata_i[126 +: 16] : rot_rd_p5 == 4'd3 ? h2_rdata_i[108 +: 16] : rot_rd_p5 == 4'd2 ? h2_rdata_i[90 +: 16] : rot_rd_p5 == 4'd1 ? h2_rdata_i[72 +: 16] : h2_rdata_i[54 +: 16];
-  assign h1_lane3_rd = rot_rd_p5 == 4'd11 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 4'd10 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 4'd9 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 4'd8 ? h1_rdata_i[176 +: 16] : rot_rd_p5 == 4'd7 ? h1_rdata_i[160 +: 16] : rot_rd_p5 == 4'd6 ? h1_rdata_i[144 +: 16] : rot_rd_p5 == 4'd5 ? h1_rdata_i[128 +: 16] : rot_rd_p5 == 4'd4 ? h1_rdata_i[112 +: 16] : rot_rd_p5 == 4'd3 ? h1_rdata_i[96 +: 16] : rot_rd_p5 == 4'd2 ? h1_rdata_i[80 +: 16] : rot_rd_p5 == 4'd1 ? h1_rdata_i[64 +: 16] : h1_rdata_i[48 +: 16];
-  assign h2_lane4_rd = rot_rd_p5 == 4'd11 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 4'd10 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 4'd9 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 4'd8 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 4'd7 ? h2_rdata_i[198 +: 16] : rot_rd_p5 == 4'd6 ? h2_rdata_i[180 +: 16] : rot_rd_p5 == 4'd5 ? h2_rdata_i[162 +: 16] : rot_rd_p5 == 4'd4 ? h2_rdata_i[144 +: 16] : rot_rd_p5 == 4'd3 ? h2_rdata_i[126 +: 16] : rot_rd_p5 == 4'd2 ? h2_rdata_i[108 +: 16] : rot_rd_p5 == 4'd1 ? h2_rdata_i[90 +: 16] : h2_rdata_i[72 +: 16];
-  assign h1_lane4_rd = rot_rd_p5 == 4'd11 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 4'd10 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 4'd9 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 4'd8 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 4'd7 ? h1_rdata_i[176 +: 16] : rot_rd_p5 == 4'd6 ? h1_rdata_i[160 +: 16] : rot_rd_p5 == 4'd5 ? h1_rdata_i[144 +: 16] : rot_rd_p5 == 4'd4 ? h1_rdata_i[128 +: 16] : rot_rd_p5 == 4'd3 ? h1_rdata_i[112 +: 16] : rot_rd_p5 == 4'd2 ? h1_rdata_i[96 +: 16] : rot_rd_p5 == 4'd1 ? h1_rdata_i[80 +: 16] : h1_rdata_i[64 +: 16];
-  assign h2_lane5_rd = rot_rd_p5 == 4'd11 ? h2_rdata_i[72 +: 16] : rot_rd_p5 == 4'd10 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 4'd9 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 4'd8 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 4'd7 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 4'd6 ? h2_rdata_i[198 +: 16] : rot_rd_p5 == 4'd5 ? h2_rdata_i[180 +: 16] : rot_rd_p5 == 4'd4 ? h2_rdata_i[162 +: 16] : rot_rd_p5 == 4'd3 ? h2_rdata_i[144 +: 16] : rot_rd_p5 == 4'd2 ? h2_rdata_i[126 +: 16] : rot_rd_p5 == 4'd1 ? h2_rdata_i[108 +: 16] : h2_rdata_i[90 +: 16];
-  assign h1_lane5_rd = rot_rd_p5 == 4'd11 ? h1_rdata_i[64 +: 16] : rot_rd_p5 == 4'd10 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 4'd9 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 4'd8 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 4'd7 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 4'd6 ? h1_rdata_i[176 +: 16] : rot_rd_p5 == 4'd5 ? h1_rdata_i[160 +: 16] : rot_rd_p5 == 4'd4 ? h1_rdata_i[144 +: 16] : rot_rd_p5 == 4'd3 ? h1_rdata_i[128 +: 16] : rot_rd_p5 == 4'd2 ? h1_rdata_i[112 +: 16] : rot_rd_p5 == 4'd1 ? h1_rdata_i[96 +: 16] : h1_rdata_i[80 +: 16];
-  assign h2_lane6_rd = rot_rd_p5 == 4'd11 ? h2_rdata_i[90 +: 16] : rot_rd_p5 == 4'd10 ? h2_rdata_i[72 +: 16] : rot_rd_p5 == 4'd9 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 4'd8 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 4'd7 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 4'd6 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 4'd5 ? h2_rdata_i[198 +: 16] : rot_rd_p5 == 4'd4 ? h2_rdata_i[180 +: 16] : rot_rd_p5 == 4'd3 ? h2_rdata_i[162 +: 16] : rot_rd_p5 == 4'd2 ? h2_rdata_i[144 +: 16] : rot_rd_p5 == 4'd1 ? h2_rdata_i[126 +: 16] : h2_rdata_i[108 +: 16];
-  assign h1_lane6_rd = rot_rd_p5 == 4'd11 ? h1_rdata_i[80 +: 16] : rot_rd_p5 == 4'd10 ? h1_rdata_i[64 +: 16] : rot_rd_p5 == 4'd9 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 4'd8 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 4'd7 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 4'd6 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 4'd5 ? h1_rdata_i[176 +: 16] : rot_rd_p5 == 4'd4 ? h1_rdata_i[160 +: 16] : rot_rd_p5 == 4'd3 ? h1_rdata_i[144 +: 16] : rot_rd_p5 == 4'd2 ? h1_rdata_i[128 +: 16] : rot_rd_p5 == 4'd1 ? h1_rdata_i[112 +: 16] : h1_rdata_i[96 +: 16];
-  assign h2_lane7_rd = rot_rd_p5 == 4'd11 ? h2_rdata_i[108 +: 16] : rot_rd_p5 == 4'd10 ? h2_rdata_i[90 +: 16] : rot_rd_p5 == 4'd9 ? h2_rdata_i[72 +: 16] : rot_rd_p5 == 4'd8 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 4'd7 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 4'd6 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 4'd5 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 4'd4 ? h2_rdata_i[198 +: 16] : rot_rd_p5 == 4'd3 ? h2_rdata_i[180 +: 16] : rot_rd_p5 == 4'd2 ? h2_rdata_i[162 +: 16] : rot_rd_p5 == 4'd1 ? h2_rdata_i[144 +: 16] : h2_rdata_i[126 +: 16];
-  assign h1_lane7_rd = rot_rd_p5 == 4'd11 ? h1_rdata_i[96 +: 16] : rot_rd_p5 == 4'd10 ? h1_rdata_i[80 +: 16] : rot_rd_p5 == 4'd9 ? h1_rdata_i[64 +: 16] : rot_rd_p5 == 4'd8 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 4'd7 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 4'd6 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 4'd5 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 4'd4 ? h1_rdata_i[176 +: 16] : rot_rd_p5 == 4'd3 ? h1_rdata_i[160 +: 16] : rot_rd_p5 == 4'd2 ? h1_rdata_i[144 +: 16] : rot_rd_p5 == 4'd1 ? h1_rdata_i[128 +: 16] : h1_rdata_i[112 +: 16];
-  assign h2_lane8_rd = rot_rd_p5 == 4'd11 ? h2_rdata_i[126 +: 16] : rot_rd_p5 == 4'd10 ? h2_rdata_i[108 +: 16] : rot_rd_p5 == 4'd9 ? h2_rdata_i[90 +: 16] : rot_rd_p5 == 4'd8 ? h2_rdata_i[72 +: 16] : rot_rd_p5 == 4'd7 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 4'd6 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 4'd5 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 4'd4 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 4'd3 ? h2_rdata_i[198 +: 16] : rot_rd_p5 == 4'd2 ? h2_rdata_i[180 +: 16] : rot_rd_p5 == 4'd1 ? h2_rdata_i[162 +: 16] : h2_rdata_i[144 +: 16];
-  assign h1_lane8_rd = rot_rd_p5 == 4'd11 ? h1_rdata_i[112 +: 16] : rot_rd_p5 == 4'd10 ? h1_rdata_i[96 +: 16] : rot_rd_p5 == 4'd9 ? h1_rdata_i[80 +: 16] : rot_rd_p5 == 4'd8 ? h1_rdata_i[64 +: 16] : rot_rd_p5 == 4'd7 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 4'd6 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 4'd5 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 4'd4 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 4'd3 ? h1_rdata_i[176 +: 16] : rot_rd_p5 == 4'd2 ? h1_rdata_i[160 +: 16] : rot_rd_p5 == 4'd1 ? h1_rdata_i[144 +: 16] : h1_rdata_i[128 +: 16];
-  assign h2_lane9_rd = rot_rd_p5 == 4'd11 ? h2_rdata_i[144 +: 16] : rot_rd_p5 == 4'd10 ? h2_rdata_i[126 +: 16] : rot_rd_p5 == 4'd9 ? h2_rdata_i[108 +: 16] : rot_rd_p5 == 4'd8 ? h2_rdata_i[90 +: 16] : rot_rd_p5 == 4'd7 ? h2_rdata_i[72 +: 16] : rot_rd_p5 == 4'd6 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 4'd5 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 4'd4 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 4'd3 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 4'd2 ? h2_rdata_i[198 +: 16] : rot_rd_p5 == 4'd1 ? h2_rdata_i[180 +: 16] : h2_rdata_i[162 +: 16];
-  assign h1_lane9_rd = rot_rd_p5 == 4'd11 ? h1_rdata_i[128 +: 16] : rot_rd_p5 == 4'd10 ? h1_rdata_i[112 +: 16] : rot_rd_p5 == 4'd9 ? h1_rdata_i[96 +: 16] : rot_rd_p5 == 4'd8 ? h1_rdata_i[80 +: 16] : rot_rd_p5 == 4'd7 ? h1_rdata_i[64 +: 16] : rot_rd_p5 == 4'd6 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 4'd5 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 4'd4 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 4'd3 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 4'd2 ? h1_rdata_i[176 +: 16] : rot_rd_p5 == 4'd1 ? h1_rdata_i[160 +: 16] : h1_rdata_i[144 +: 16];
-  assign h2_lane10_rd = rot_rd_p5 == 4'd11 ? h2_rdata_i[162 +: 16] : rot_rd_p5 == 4'd10 ? h2_rdata_i[144 +: 16] : rot_rd_p5 == 4'd9 ? h2_rdata_i[126 +: 16] : rot_rd_p5 == 4'd8 ? h2_rdata_i[108 +: 16] : rot_rd_p5 == 4'd7 ? h2_rdata_i[90 +: 16] : rot_rd_p5 == 4'd6 ? h2_rdata_i[72 +: 16] : rot_rd_p5 == 4'd5 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 4'd4 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 4'd3 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 4'd2 ? h2_rdata_i[0 +: 16] : rot_rd_p5 == 4'd1 ? h2_rdata_i[198 +: 16] : h2_rdata_i[180 +: 16];
-  assign h1_lane10_rd = rot_rd_p5 == 4'd11 ? h1_rdata_i[144 +: 16] : rot_rd_p5 == 4'd10 ? h1_rdata_i[128 +: 16] : rot_rd_p5 == 4'd9 ? h1_rdata_i[112 +: 16] : rot_rd_p5 == 4'd8 ? h1_rdata_i[96 +: 16] : rot_rd_p5 == 4'd7 ? h1_rdata_i[80 +: 16] : rot_rd_p5 == 4'd6 ? h1_rdata_i[64 +: 16] : rot_rd_p5 == 4'd5 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 4'd4 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 4'd3 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 4'd2 ? h1_rdata_i[0 +: 16] : rot_rd_p5 == 4'd1 ? h1_rdata_i[176 +: 16] : h1_rdata_i[160 +: 16];
-  assign h2_lane11_rd = rot_rd_p5 == 4'd11 ? h2_rdata_i[180 +: 16] : rot_rd_p5 == 4'd10 ? h2_rdata_i[162 +: 16] : rot_rd_p5 == 4'd9 ? h2_rdata_i[144 +: 16] : rot_rd_p5 == 4'd8 ? h2_rdata_i[126 +: 16] : rot_rd_p5 == 4'd7 ? h2_rdata_i[108 +: 16] : rot_rd_p5 == 4'd6 ? h2_rdata_i[90 +: 16] : rot_rd_p5 == 4'd5 ? h2_rdata_i[72 +: 16] : rot_rd_p5 == 4'd4 ? h2_rdata_i[54 +: 16] : rot_rd_p5 == 4'd3 ? h2_rdata_i[36 +: 16] : rot_rd_p5 == 4'd2 ? h2_rdata_i[18 +: 16] : rot_rd_p5 == 4'd1 ? h2_rdata_i[0 +: 16] : h2_rdata_i[198 +: 16];
-  assign h1_lane11_rd = rot_rd_p5 == 4'd11 ? h1_rdata_i[160 +: 16] : rot_rd_p5 == 4'd10 ? h1_rdata_i[144 +: 16] : rot_rd_p5 == 4'd9 ? h1_rdata_i[128 +: 16] : rot_rd_p5 == 4'd8 ? h1_rdata_i[112 +: 16] : rot_rd_p5 == 4'd7 ? h1_rdata_i[96 +: 16] : rot_rd_p5 == 4'd6 ? h1_rdata_i[80 +: 16] : rot_rd_p5 == 4'd5 ? h1_rdata_i[64 +: 16] : rot_rd_p5 == 4'd4 ? h1_rdata_i[48 +: 16] : rot_rd_p5 == 4'd3 ? h1_rdata_i[32 +: 16] : rot_rd_p5 == 4'd2 ? h1_rdata_i[16 +: 16] : rot_rd_p5 == 4'd1 ? h1_rdata_i[0 +: 16] : h1_rdata_i[176 +: 16];
+  assign h2_lane0_rd = rot_rd_p6 == 4'd11 ? h2_rdata_i[198 +: 16] : rot_rd_p6 == 4'd10 ? h2_rdata_i[180 +: 16] : rot_rd_p6 == 4'd9 ? h2_rdata_i[162 +: 16] : rot_rd_p6 == 4'd8 ? h2_rdata_i[144 +: 16] : rot_rd_p6 == 4'd7 ? h2_rdata_i[126 +: 16] : rot_rd_p6 == 4'd6 ? h2_rdata_i[108 +: 16] : rot_rd_p6 == 4'd5 ? h2_rdata_i[90 +: 16] : rot_rd_p6 == 4'd4 ? h2_rdata_i[72 +: 16] : rot_rd_p6 == 4'd3 ? h2_rdata_i[54 +: 16] : rot_rd_p6 == 4'd2 ? h2_rdata_i[36 +: 16] : rot_rd_p6 == 4'd1 ? h2_rdata_i[18 +: 16] : h2_rdata_i[0 +: 16];
+  assign h1_lane0_rd = rot_rd_p6 == 4'd11 ? h1_rdata_i[176 +: 16] : rot_rd_p6 == 4'd10 ? h1_rdata_i[160 +: 16] : rot_rd_p6 == 4'd9 ? h1_rdata_i[144 +: 16] : rot_rd_p6 == 4'd8 ? h1_rdata_i[128 +: 16] : rot_rd_p6 == 4'd7 ? h1_rdata_i[112 +: 16] : rot_rd_p6 == 4'd6 ? h1_rdata_i[96 +: 16] : rot_rd_p6 == 4'd5 ? h1_rdata_i[80 +: 16] : rot_rd_p6 == 4'd4 ? h1_rdata_i[64 +: 16] : rot_rd_p6 == 4'd3 ? h1_rdata_i[48 +: 16] : rot_rd_p6 == 4'd2 ? h1_rdata_i[32 +: 16] : rot_rd_p6 == 4'd1 ? h1_rdata_i[16 +: 16] : h1_rdata_i[0 +: 16];
+  assign h2_lane1_rd = rot_rd_p6 == 4'd11 ? h2_rdata_i[0 +: 16] : rot_rd_p6 == 4'd10 ? h2_rdata_i[198 +: 16] : rot_rd_p6 == 4'd9 ? h2_rdata_i[180 +: 16] : rot_rd_p6 == 4'd8 ? h2_rdata_i[162 +: 16] : rot_rd_p6 == 4'd7 ? h2_rdata_i[144 +: 16] : rot_rd_p6 == 4'd6 ? h2_rdata_i[126 +: 16] : rot_rd_p6 == 4'd5 ? h2_rdata_i[108 +: 16] : rot_rd_p6 == 4'd4 ? h2_rdata_i[90 +: 16] : rot_rd_p6 == 4'd3 ? h2_rdata_i[72 +: 16] : rot_rd_p6 == 4'd2 ? h2_rdata_i[54 +: 16] : rot_rd_p6 == 4'd1 ? h2_rdata_i[36 +: 16] : h2_rdata_i[18 +: 16];
+  assign h1_lane1_rd = rot_rd_p6 == 4'd11 ? h1_rdata_i[0 +: 16] : rot_rd_p6 == 4'd10 ? h1_rdata_i[176 +: 16] : rot_rd_p6 == 4'd9 ? h1_rdata_i[160 +: 16] : rot_rd_p6 == 4'd8 ? h1_rdata_i[144 +: 16] : rot_rd_p6 == 4'd7 ? h1_rdata_i[128 +: 16] : rot_rd_p6 == 4'd6 ? h1_rdata_i[112 +: 16] : rot_rd_p6 == 4'd5 ? h1_rdata_i[96 +: 16] : rot_rd_p6 == 4'd4 ? h1_rdata_i[80 +: 16] : rot_rd_p6 == 4'd3 ? h1_rdata_i[64 +: 16] : rot_rd_p6 == 4'd2 ? h1_rdata_i[48 +: 16] : rot_rd_p6 == 4'd1 ? h1_rdata_i[32 +: 16] : h1_rdata_i[16 +: 16];
+  assign h2_lane2_rd = rot_rd_p6 == 4'd11 ? h2_rdata_i[18 +: 16] : rot_rd_p6 == 4'd10 ? h2_rdata_i[0 +: 16] : rot_rd_p6 == 4'd9 ? h2_rdata_i[198 +: 16] : rot_rd_p6 == 4'd8 ? h2_rdata_i[180 +: 16] : rot_rd_p6 == 4'd7 ? h2_rdata_i[162 +: 16] : rot_rd_p6 == 4'd6 ? h2_rdata_i[144 +: 16] : rot_rd_p6 == 4'd5 ? h2_rdata_i[126 +: 16] : rot_rd_p6 == 4'd4 ? h2_rdata_i[108 +: 16] : rot_rd_p6 == 4'd3 ? h2_rdata_i[90 +: 16] : rot_rd_p6 == 4'd2 ? h2_rdata_i[72 +: 16] : rot_rd_p6 == 4'd1 ? h2_rdata_i[54 +: 16] : h2_rdata_i[36 +: 16];
+  assign h1_lane2_rd = rot_rd_p6 == 4'd11 ? h1_rdata_i[16 +: 16] : rot_rd_p6 == 4'd10 ? h1_rdata_i[0 +: 16] : rot_rd_p6 == 4'd9 ? h1_rdata_i[176 +: 16] : rot_rd_p6 == 4'd8 ? h1_rdata_i[160 +: 16] : rot_rd_p6 == 4'd7 ? h1_rdata_i[144 +: 16] : rot_rd_p6 == 4'd6 ? h1_rdata_i[128 +: 16] : rot_rd_p6 == 4'd5 ? h1_rdata_i[112 +: 16] : rot_rd_p6 == 4'd4 ? h1_rdata_i[96 +: 16] : rot_rd_p6 == 4'd3 ? h1_rdata_i[80 +: 16] : rot_rd_p6 == 4'd2 ? h1_rdata_i[64 +: 16] : rot_rd_p6 == 4'd1 ? h1_rdata_i[48 +: 16] : h1_rdata_i[32 +: 16];
+  assign h2_lane3_rd = rot_rd_p6 == 4'd11 ? h2_rdata_i[36 +: 16] : rot_rd_p6 == 4'd10 ? h2_rdata_i[18 +: 16] : rot_rd_p6 == 4'd9 ? h2_rdata_i[0 +: 16] : rot_rd_p6 == 4'd8 ? h2_rdata_i[198 +: 16] : rot_rd_p6 == 4'd7 ? h2_rdata_i[180 +: 16] : rot_rd_p6 == 4'd6 ? h2_rdata_i[162 +: 16] : rot_rd_p6 == 4'd5 ? h2_rdata_i[144 +: 16] : rot_rd_p6 == 4'd4 ? h2_rdata_i[126 +: 16] : rot_rd_p6 == 4'd3 ? h2_rdata_i[108 +: 16] : rot_rd_p6 == 4'd2 ? h2_rdata_i[90 +: 16] : rot_rd_p6 == 4'd1 ? h2_rdata_i[72 +: 16] : h2_rdata_i[54 +: 16];
+  assign h1_lane3_rd = rot_rd_p6 == 4'd11 ? h1_rdata_i[32 +: 16] : rot_rd_p6 == 4'd10 ? h1_rdata_i[16 +: 16] : rot_rd_p6 == 4'd9 ? h1_rdata_i[0 +: 16] : rot_rd_p6 == 4'd8 ? h1_rdata_i[176 +: 16] : rot_rd_p6 == 4'd7 ? h1_rdata_i[160 +: 16] : rot_rd_p6 == 4'd6 ? h1_rdata_i[144 +: 16] : rot_rd_p6 == 4'd5 ? h1_rdata_i[128 +: 16] : rot_rd_p6 == 4'd4 ? h1_rdata_i[112 +: 16] : rot_rd_p6 == 4'd3 ? h1_rdata_i[96 +: 16] : rot_rd_p6 == 4'd2 ? h1_rdata_i[80 +: 16] : rot_rd_p6 == 4'd1 ? h1_rdata_i[64 +: 16] : h1_rdata_i[48 +: 16];
+  assign h2_lane4_rd = rot_rd_p6 == 4'd11 ? h2_rdata_i[54 +: 16] : rot_rd_p6 == 4'd10 ? h2_rdata_i[36 +: 16] : rot_rd_p6 == 4'd9 ? h2_rdata_i[18 +: 16] : rot_rd_p6 == 4'd8 ? h2_rdata_i[0 +: 16] : rot_rd_p6 == 4'd7 ? h2_rdata_i[198 +: 16] : rot_rd_p6 == 4'd6 ? h2_rdata_i[180 +: 16] : rot_rd_p6 == 4'd5 ? h2_rdata_i[162 +: 16] : rot_rd_p6 == 4'd4 ? h2_rdata_i[144 +: 16] : rot_rd_p6 == 4'd3 ? h2_rdata_i[126 +: 16] : rot_rd_p6 == 4'd2 ? h2_rdata_i[108 +: 16] : rot_rd_p6 == 4'd1 ? h2_rdata_i[90 +: 16] : h2_rdata_i[72 +: 16];
+  assign h1_lane4_rd = rot_rd_p6 == 4'd11 ? h1_rdata_i[48 +: 16] : rot_rd_p6 == 4'd10 ? h1_rdata_i[32 +: 16] : rot_rd_p6 == 4'd9 ? h1_rdata_i[16 +: 16] : rot_rd_p6 == 4'd8 ? h1_rdata_i[0 +: 16] : rot_rd_p6 == 4'd7 ? h1_rdata_i[176 +: 16] : rot_rd_p6 == 4'd6 ? h1_rdata_i[160 +: 16] : rot_rd_p6 == 4'd5 ? h1_rdata_i[144 +: 16] : rot_rd_p6 == 4'd4 ? h1_rdata_i[128 +: 16] : rot_rd_p6 == 4'd3 ? h1_rdata_i[112 +: 16] : rot_rd_p6 == 4'd2 ? h1_rdata_i[96 +: 16] : rot_rd_p6 == 4'd1 ? h1_rdata_i[80 +: 16] : h1_rdata_i[64 +: 16];
+  assign h2_lane5_rd = rot_rd_p6 == 4'd11 ? h2_rdata_i[72 +: 16] : rot_rd_p6 == 4'd10 ? h2_rdata_i[54 +: 16] : rot_rd_p6 == 4'd9 ? h2_rdata_i[36 +: 16] : rot_rd_p6 == 4'd8 ? h2_rdata_i[18 +: 16] : rot_rd_p6 == 4'd7 ? h2_rdata_i[0 +: 16] : rot_rd_p6 == 4'd6 ? h2_rdata_i[198 +: 16] : rot_rd_p6 == 4'd5 ? h2_rdata_i[180 +: 16] : rot_rd_p6 == 4'd4 ? h2_rdata_i[162 +: 16] : rot_rd_p6 == 4'd3 ? h2_rdata_i[144 +: 16] : rot_rd_p6 == 4'd2 ? h2_rdata_i[126 +: 16] : rot_rd_p6 == 4'd1 ? h2_rdata_i[108 +: 16] : h2_rdata_i[90 +: 16];
+  assign h1_lane5_rd = rot_rd_p6 == 4'd11 ? h1_rdata_i[64 +: 16] : rot_rd_p6 == 4'd10 ? h1_rdata_i[48 +: 16] : rot_rd_p6 == 4'd9 ? h1_rdata_i[32 +: 16] : rot_rd_p6 == 4'd8 ? h1_rdata_i[16 +: 16] : rot_rd_p6 == 4'd7 ? h1_rdata_i[0 +: 16] : rot_rd_p6 == 4'd6 ? h1_rdata_i[176 +: 16] : rot_rd_p6 == 4'd5 ? h1_rdata_i[160 +: 16] : rot_rd_p6 == 4'd4 ? h1_rdata_i[144 +: 16] : rot_rd_p6 == 4'd3 ? h1_rdata_i[128 +: 16] : rot_rd_p6 == 4'd2 ? h1_rdata_i[112 +: 16] : rot_rd_p6 == 4'd1 ? h1_rdata_i[96 +: 16] : h1_rdata_i[80 +: 16];
+  assign h2_lane6_rd = rot_rd_p6 == 4'd11 ? h2_rdata_i[90 +: 16] : rot_rd_p6 == 4'd10 ? h2_rdata_i[72 +: 16] : rot_rd_p6 == 4'd9 ? h2_rdata_i[54 +: 16] : rot_rd_p6 == 4'd8 ? h2_rdata_i[36 +: 16] : rot_rd_p6 == 4'd7 ? h2_rdata_i[18 +: 16] : rot_rd_p6 == 4'd6 ? h2_rdata_i[0 +: 16] : rot_rd_p6 == 4'd5 ? h2_rdata_i[198 +: 16] : rot_rd_p6 == 4'd4 ? h2_rdata_i[180 +: 16] : rot_rd_p6 == 4'd3 ? h2_rdata_i[162 +: 16] : rot_rd_p6 == 4'd2 ? h2_rdata_i[144 +: 16] : rot_rd_p6 == 4'd1 ? h2_rdata_i[126 +: 16] : h2_rdata_i[108 +: 16];
+  assign h1_lane6_rd = rot_rd_p6 == 4'd11 ? h1_rdata_i[80 +: 16] : rot_rd_p6 == 4'd10 ? h1_rdata_i[64 +: 16] : rot_rd_p6 == 4'd9 ? h1_rdata_i[48 +: 16] : rot_rd_p6 == 4'd8 ? h1_rdata_i[32 +: 16] : rot_rd_p6 == 4'd7 ? h1_rdata_i[16 +: 16] : rot_rd_p6 == 4'd6 ? h1_rdata_i[0 +: 16] : rot_rd_p6 == 4'd5 ? h1_rdata_i[176 +: 16] : rot_rd_p6 == 4'd4 ? h1_rdata_i[160 +: 16] : rot_rd_p6 == 4'd3 ? h1_rdata_i[144 +: 16] : rot_rd_p6 == 4'd2 ? h1_rdata_i[128 +: 16] : rot_rd_p6 == 4'd1 ? h1_rdata_i[112 +: 16] : h1_rdata_i[96 +: 16];
+  assign h2_lane7_rd = rot_rd_p6 == 4'd11 ? h2_rdata_i[108 +: 16] : rot_rd_p6 == 4'd10 ? h2_rdata_i[90 +: 16] : rot_rd_p6 == 4'd9 ? h2_rdata_i[72 +: 16] : rot_rd_p6 == 4'd8 ? h2_rdata_i[54 +: 16] : rot_rd_p6 == 4'd7 ? h2_rdata_i[36 +: 16] : rot_rd_p6 == 4'd6 ? h2_rdata_i[18 +: 16] : rot_rd_p6 == 4'd5 ? h2_rdata_i[0 +: 16] : rot_rd_p6 == 4'd4 ? h2_rdata_i[198 +: 16] : rot_rd_p6 == 4'd3 ? h2_rdata_i[180 +: 16] : rot_rd_p6 == 4'd2 ? h2_rdata_i[162 +: 16] : rot_rd_p6 == 4'd1 ? h2_rdata_i[144 +: 16] : h2_rdata_i[126 +: 16];
+  assign h1_lane7_rd = rot_rd_p6 == 4'd11 ? h1_rdata_i[96 +: 16] : rot_rd_p6 == 4'd10 ? h1_rdata_i[80 +: 16] : rot_rd_p6 == 4'd9 ? h1_rdata_i[64 +: 16] : rot_rd_p6 == 4'd8 ? h1_rdata_i[48 +: 16] : rot_rd_p6 == 4'd7 ? h1_rdata_i[32 +: 16] : rot_rd_p6 == 4'd6 ? h1_rdata_i[16 +: 16] : rot_rd_p6 == 4'd5 ? h1_rdata_i[0 +: 16] : rot_rd_p6 == 4'd4 ? h1_rdata_i[176 +: 16] : rot_rd_p6 == 4'd3 ? h1_rdata_i[160 +: 16] : rot_rd_p6 == 4'd2 ? h1_rdata_i[144 +: 16] : rot_rd_p6 == 4'd1 ? h1_rdata_i[128 +: 16] : h1_rdata_i[112 +: 16];
+  assign h2_lane8_rd = rot_rd_p6 == 4'd11 ? h2_rdata_i[126 +: 16] : rot_rd_p6 == 4'd10 ? h2_rdata_i[108 +: 16] : rot_rd_p6 == 4'd9 ? h2_rdata_i[90 +: 16] : rot_rd_p6 == 4'd8 ? h2_rdata_i[72 +: 16] : rot_rd_p6 == 4'd7 ? h2_rdata_i[54 +: 16] : rot_rd_p6 == 4'd6 ? h2_rdata_i[36 +: 16] : rot_rd_p6 == 4'd5 ? h2_rdata_i[18 +: 16] : rot_rd_p6 == 4'd4 ? h2_rdata_i[0 +: 16] : rot_rd_p6 == 4'd3 ? h2_rdata_i[198 +: 16] : rot_rd_p6 == 4'd2 ? h2_rdata_i[180 +: 16] : rot_rd_p6 == 4'd1 ? h2_rdata_i[162 +: 16] : h2_rdata_i[144 +: 16];
+  assign h1_lane8_rd = rot_rd_p6 == 4'd11 ? h1_rdata_i[112 +: 16] : rot_rd_p6 == 4'd10 ? h1_rdata_i[96 +: 16] : rot_rd_p6 == 4'd9 ? h1_rdata_i[80 +: 16] : rot_rd_p6 == 4'd8 ? h1_rdata_i[64 +: 16] : rot_rd_p6 == 4'd7 ? h1_rdata_i[48 +: 16] : rot_rd_p6 == 4'd6 ? h1_rdata_i[32 +: 16] : rot_rd_p6 == 4'd5 ? h1_rdata_i[16 +: 16] : rot_rd_p6 == 4'd4 ? h1_rdata_i[0 +: 16] : rot_rd_p6 == 4'd3 ? h1_rdata_i[176 +: 16] : rot_rd_p6 == 4'd2 ? h1_rdata_i[160 +: 16] : rot_rd_p6 == 4'd1 ? h1_rdata_i[144 +: 16] : h1_rdata_i[128 +: 16];
+  assign h2_lane9_rd = rot_rd_p6 == 4'd11 ? h2_rdata_i[144 +: 16] : rot_rd_p6 == 4'd10 ? h2_rdata_i[126 +: 16] : rot_rd_p6 == 4'd9 ? h2_rdata_i[108 +: 16] : rot_rd_p6 == 4'd8 ? h2_rdata_i[90 +: 16] : rot_rd_p6 == 4'd7 ? h2_rdata_i[72 +: 16] : rot_rd_p6 == 4'd6 ? h2_rdata_i[54 +: 16] : rot_rd_p6 == 4'd5 ? h2_rdata_i[36 +: 16] : rot_rd_p6 == 4'd4 ? h2_rdata_i[18 +: 16] : rot_rd_p6 == 4'd3 ? h2_rdata_i[0 +: 16] : rot_rd_p6 == 4'd2 ? h2_rdata_i[198 +: 16] : rot_rd_p6 == 4'd1 ? h2_rdata_i[180 +: 16] : h2_rdata_i[162 +: 16];
+  assign h1_lane9_rd = rot_rd_p6 == 4'd11 ? h1_rdata_i[128 +: 16] : rot_rd_p6 == 4'd10 ? h1_rdata_i[112 +: 16] : rot_rd_p6 == 4'd9 ? h1_rdata_i[96 +: 16] : rot_rd_p6 == 4'd8 ? h1_rdata_i[80 +: 16] : rot_rd_p6 == 4'd7 ? h1_rdata_i[64 +: 16] : rot_rd_p6 == 4'd6 ? h1_rdata_i[48 +: 16] : rot_rd_p6 == 4'd5 ? h1_rdata_i[32 +: 16] : rot_rd_p6 == 4'd4 ? h1_rdata_i[16 +: 16] : rot_rd_p6 == 4'd3 ? h1_rdata_i[0 +: 16] : rot_rd_p6 == 4'd2 ? h1_rdata_i[176 +: 16] : rot_rd_p6 == 4'd1 ? h1_rdata_i[160 +: 16] : h1_rdata_i[144 +: 16];
+  assign h2_lane10_rd = rot_rd_p6 == 4'd11 ? h2_rdata_i[162 +: 16] : rot_rd_p6 == 4'd10 ? h2_rdata_i[144 +: 16] : rot_rd_p6 == 4'd9 ? h2_rdata_i[126 +: 16] : rot_rd_p6 == 4'd8 ? h2_rdata_i[108 +: 16] : rot_rd_p6 == 4'd7 ? h2_rdata_i[90 +: 16] : rot_rd_p6 == 4'd6 ? h2_rdata_i[72 +: 16] : rot_rd_p6 == 4'd5 ? h2_rdata_i[54 +: 16] : rot_rd_p6 == 4'd4 ? h2_rdata_i[36 +: 16] : rot_rd_p6 == 4'd3 ? h2_rdata_i[18 +: 16] : rot_rd_p6 == 4'd2 ? h2_rdata_i[0 +: 16] : rot_rd_p6 == 4'd1 ? h2_rdata_i[198 +: 16] : h2_rdata_i[180 +: 16];
+  assign h1_lane10_rd = rot_rd_p6 == 4'd11 ? h1_rdata_i[144 +: 16] : rot_rd_p6 == 4'd10 ? h1_rdata_i[128 +: 16] : rot_rd_p6 == 4'd9 ? h1_rdata_i[112 +: 16] : rot_rd_p6 == 4'd8 ? h1_rdata_i[96 +: 16] : rot_rd_p6 == 4'd7 ? h1_rdata_i[80 +: 16] : rot_rd_p6 == 4'd6 ? h1_rdata_i[64 +: 16] : rot_rd_p6 == 4'd5 ? h1_rdata_i[48 +: 16] : rot_rd_p6 == 4'd4 ? h1_rdata_i[32 +: 16] : rot_rd_p6 == 4'd3 ? h1_rdata_i[16 +: 16] : rot_rd_p6 == 4'd2 ? h1_rdata_i[0 +: 16] : rot_rd_p6 == 4'd1 ? h1_rdata_i[176 +: 16] : h1_rdata_i[160 +: 16];
+  assign h2_lane11_rd = rot_rd_p6 == 4'd11 ? h2_rdata_i[180 +: 16] : rot_rd_p6 == 4'd10 ? h2_rdata_i[162 +: 16] : rot_rd_p6 == 4'd9 ? h2_rdata_i[144 +: 16] : rot_rd_p6 == 4'd8 ? h2_rdata_i[126 +: 16] : rot_rd_p6 == 4'd7 ? h2_rdata_i[108 +: 16] : rot_rd_p6 == 4'd6 ? h2_rdata_i[90 +: 16] : rot_rd_p6 == 4'd5 ? h2_rdata_i[72 +: 16] : rot_rd_p6 == 4'd4 ? h2_rdata_i[54 +: 16] : rot_rd_p6 == 4'd3 ? h2_rdata_i[36 +: 16] : rot_rd_p6 == 4'd2 ? h2_rdata_i[18 +: 16] : rot_rd_p6 == 4'd1 ? h2_rdata_i[0 +: 16] : h2_rdata_i[198 +: 16];
+  assign h1_lane11_rd = rot_rd_p6 == 4'd11 ? h1_rdata_i[160 +: 16] : rot_rd_p6 == 4'd10 ? h1_rdata_i[144 +: 16] : rot_rd_p6 == 4'd9 ? h1_rdata_i[128 +: 16] : rot_rd_p6 == 4'd8 ? h1_rdata_i[112 +: 16] : rot_rd_p6 == 4'd7 ? h1_rdata_i[96 +: 16] : rot_rd_p6 == 4'd6 ? h1_rdata_i[80 +: 16] : rot_rd_p6 == 4'd5 ? h1_rdata_i[64 +: 16] : rot_rd_p6 == 4'd4 ? h1_rdata_i[48 +: 16] : rot_rd_p6 == 4'd3 ? h1_rdata_i[32 +: 16] : rot_rd_p6 == 4'd2 ? h1_rdata_i[16 +: 16] : rot_rd_p6 == 4'd1 ? h1_rdata_i[0 +: 16] : h1_rdata_i[176 +: 16];
   assign unused_h2_delta_bits = ^{h2_rdata_i[16 +: 2], h2_rdata_i[34 +: 2], h2_rdata_i[52 +: 2], h2_rdata_i[70 +: 2], h2_rdata_i[88 +: 2], h2_rdata_i[106 +: 2], h2_rdata_i[124 +: 2], h2_rdata_i[142 +: 2], h2_rdata_i[160 +: 2], h2_rdata_i[178 +: 2], h2_rdata_i[196 +: 2], h2_rdata_i[214 +: 2]};
 
   dff_sumsq u_sumsq0 (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane0_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[0]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[0]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[0 +: 42]),
     .v_o(ss_v[0])
   );
@@ -325,9 +339,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[0 +: 42]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane0_q),
-    .xv_i(b_v_p6 && lv_rd_p6[0]),
+    .xv_i(b_v_p7 && lv_rd_p7[0]),
     .y_o(nm_y[0 +: 12]),
     .yv_o(nm_yv[0]),
     .rs_word_o(nm_rs_word[0 +: 18]),
@@ -338,9 +352,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane1_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[1]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[1]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[42 +: 42]),
     .v_o(ss_v[1])
   );
@@ -349,9 +363,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[42 +: 42]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane1_q),
-    .xv_i(b_v_p6 && lv_rd_p6[1]),
+    .xv_i(b_v_p7 && lv_rd_p7[1]),
     .y_o(nm_y[12 +: 12]),
     .yv_o(nm_yv[1]),
     .rs_word_o(nm_rs_word[18 +: 18]),
@@ -362,9 +376,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane2_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[2]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[2]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[84 +: 42]),
     .v_o(ss_v[2])
   );
@@ -373,9 +387,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[84 +: 42]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane2_q),
-    .xv_i(b_v_p6 && lv_rd_p6[2]),
+    .xv_i(b_v_p7 && lv_rd_p7[2]),
     .y_o(nm_y[24 +: 12]),
     .yv_o(nm_yv[2]),
     .rs_word_o(nm_rs_word[36 +: 18]),
@@ -386,9 +400,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane3_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[3]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[3]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[126 +: 42]),
     .v_o(ss_v[3])
   );
@@ -397,9 +411,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[126 +: 42]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane3_q),
-    .xv_i(b_v_p6 && lv_rd_p6[3]),
+    .xv_i(b_v_p7 && lv_rd_p7[3]),
     .y_o(nm_y[36 +: 12]),
     .yv_o(nm_yv[3]),
     .rs_word_o(nm_rs_word[54 +: 18]),
@@ -410,9 +424,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane4_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[4]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[4]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[168 +: 42]),
     .v_o(ss_v[4])
   );
@@ -421,9 +435,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[168 +: 42]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane4_q),
-    .xv_i(b_v_p6 && lv_rd_p6[4]),
+    .xv_i(b_v_p7 && lv_rd_p7[4]),
     .y_o(nm_y[48 +: 12]),
     .yv_o(nm_yv[4]),
     .rs_word_o(nm_rs_word[72 +: 18]),
@@ -434,9 +448,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane5_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[5]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[5]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[210 +: 42]),
     .v_o(ss_v[5])
   );
@@ -445,9 +459,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[210 +: 42]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane5_q),
-    .xv_i(b_v_p6 && lv_rd_p6[5]),
+    .xv_i(b_v_p7 && lv_rd_p7[5]),
     .y_o(nm_y[60 +: 12]),
     .yv_o(nm_yv[5]),
     .rs_word_o(nm_rs_word[90 +: 18]),
@@ -458,9 +472,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane6_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[6]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[6]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[252 +: 42]),
     .v_o(ss_v[6])
   );
@@ -469,9 +483,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[252 +: 42]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane6_q),
-    .xv_i(b_v_p6 && lv_rd_p6[6]),
+    .xv_i(b_v_p7 && lv_rd_p7[6]),
     .y_o(nm_y[72 +: 12]),
     .yv_o(nm_yv[6]),
     .rs_word_o(nm_rs_word[108 +: 18]),
@@ -482,9 +496,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane7_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[7]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[7]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[294 +: 42]),
     .v_o(ss_v[7])
   );
@@ -493,9 +507,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[294 +: 42]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane7_q),
-    .xv_i(b_v_p6 && lv_rd_p6[7]),
+    .xv_i(b_v_p7 && lv_rd_p7[7]),
     .y_o(nm_y[84 +: 12]),
     .yv_o(nm_yv[7]),
     .rs_word_o(nm_rs_word[126 +: 18]),
@@ -506,9 +520,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane8_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[8]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[8]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[336 +: 42]),
     .v_o(ss_v[8])
   );
@@ -517,9 +531,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[336 +: 42]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane8_q),
-    .xv_i(b_v_p6 && lv_rd_p6[8]),
+    .xv_i(b_v_p7 && lv_rd_p7[8]),
     .y_o(nm_y[96 +: 12]),
     .yv_o(nm_yv[8]),
     .rs_word_o(nm_rs_word[144 +: 18]),
@@ -530,9 +544,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane9_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[9]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[9]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[378 +: 42]),
     .v_o(ss_v[9])
   );
@@ -541,9 +555,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[378 +: 42]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane9_q),
-    .xv_i(b_v_p6 && lv_rd_p6[9]),
+    .xv_i(b_v_p7 && lv_rd_p7[9]),
     .y_o(nm_y[108 +: 12]),
     .yv_o(nm_yv[9]),
     .rs_word_o(nm_rs_word[162 +: 18]),
@@ -554,9 +568,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane10_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[10]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[10]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[420 +: 42]),
     .v_o(ss_v[10])
   );
@@ -565,9 +579,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[420 +: 42]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane10_q),
-    .xv_i(b_v_p6 && lv_rd_p6[10]),
+    .xv_i(b_v_p7 && lv_rd_p7[10]),
     .y_o(nm_y[120 +: 12]),
     .yv_o(nm_yv[10]),
     .rs_word_o(nm_rs_word[180 +: 18]),
@@ -578,9 +592,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .h_i(lane11_q[15:0]),
-    .v_i(a_v_p6 && lv_rd_p6[11]),
-    .first_i(a_first_p6),
-    .last_i(a_last_p6),
+    .v_i(a_v_p7 && lv_rd_p7[11]),
+    .first_i(a_first_p7),
+    .last_i(a_last_p7),
     .s_o(ss_s[462 +: 42]),
     .v_o(ss_v[11])
   );
@@ -589,9 +603,9 @@ module dff_op_norm (
     .clk_i(clk_i),
     .rst_i(rst_i),
     .s_i(ss_s[462 +: 42]),
-    .sv_i(s_load_p9),
+    .sv_i(s_load_p10),
     .x_i(lane11_q),
-    .xv_i(b_v_p6 && lv_rd_p6[11]),
+    .xv_i(b_v_p7 && lv_rd_p7[11]),
     .y_o(nm_y[132 +: 12]),
     .yv_o(nm_yv[11]),
     .rs_word_o(nm_rs_word[198 +: 18]),
@@ -614,9 +628,9 @@ module dff_op_norm (
 
   assign g_row = r0_hold_q + {3'd0, g_lane_q};
   assign unused_kc = ^kc_q;
-  assign x_we = {x_rot_p13 == 4'd11 ? nm_yv[0] : x_rot_p13 == 4'd10 ? nm_yv[1] : x_rot_p13 == 4'd9 ? nm_yv[2] : x_rot_p13 == 4'd8 ? nm_yv[3] : x_rot_p13 == 4'd7 ? nm_yv[4] : x_rot_p13 == 4'd6 ? nm_yv[5] : x_rot_p13 == 4'd5 ? nm_yv[6] : x_rot_p13 == 4'd4 ? nm_yv[7] : x_rot_p13 == 4'd3 ? nm_yv[8] : x_rot_p13 == 4'd2 ? nm_yv[9] : x_rot_p13 == 4'd1 ? nm_yv[10] : nm_yv[11], x_rot_p13 == 4'd11 ? nm_yv[11] : x_rot_p13 == 4'd10 ? nm_yv[0] : x_rot_p13 == 4'd9 ? nm_yv[1] : x_rot_p13 == 4'd8 ? nm_yv[2] : x_rot_p13 == 4'd7 ? nm_yv[3] : x_rot_p13 == 4'd6 ? nm_yv[4] : x_rot_p13 == 4'd5 ? nm_yv[5] : x_rot_p13 == 4'd4 ? nm_yv[6] : x_rot_p13 == 4'd3 ? nm_yv[7] : x_rot_p13 == 4'd2 ? nm_yv[8] : x_rot_p13 == 4'd1 ? nm_yv[9] : nm_yv[10], x_rot_p13 == 4'd11 ? nm_yv[10] : x_rot_p13 == 4'd10 ? nm_yv[11] : x_rot_p13 == 4'd9 ? nm_yv[0] : x_rot_p13 == 4'd8 ? nm_yv[1] : x_rot_p13 == 4'd7 ? nm_yv[2] : x_rot_p13 == 4'd6 ? nm_yv[3] : x_rot_p13 == 4'd5 ? nm_yv[4] : x_rot_p13 == 4'd4 ? nm_yv[5] : x_rot_p13 == 4'd3 ? nm_yv[6] : x_rot_p13 == 4'd2 ? nm_yv[7] : x_rot_p13 == 4'd1 ? nm_yv[8] : nm_yv[9], x_rot_p13 == 4'd11 ? nm_yv[9] : x_rot_p13 == 4'd10 ? nm_yv[10] : x_rot_p13 == 4'd9 ? nm_yv[11] : x_rot_p13 == 4'd8 ? nm_yv[0] : x_rot_p13 == 4'd7 ? nm_yv[1] : x_rot_p13 == 4'd6 ? nm_yv[2] : x_rot_p13 == 4'd5 ? nm_yv[3] : x_rot_p13 == 4'd4 ? nm_yv[4] : x_rot_p13 == 4'd3 ? nm_yv[5] : x_rot_p13 == 4'd2 ? nm_yv[6] : x_rot_p13 == 4'd1 ? nm_yv[7] : nm_yv[8], x_rot_p13 == 4'd11 ? nm_yv[8] : x_rot_p13 == 4'd10 ? nm_yv[9] : x_rot_p13 == 4'd9 ? nm_yv[10] : x_rot_p13 == 4'd8 ? nm_yv[11] : x_rot_p13 == 4'd7 ? nm_yv[0] : x_rot_p13 == 4'd6 ? nm_yv[1] : x_rot_p13 == 4'd5 ? nm_yv[2] : x_rot_p13 == 4'd4 ? nm_yv[3] : x_rot_p13 == 4'd3 ? nm_yv[4] : x_rot_p13 == 4'd2 ? nm_yv[5] : x_rot_p13 == 4'd1 ? nm_yv[6] : nm_yv[7], x_rot_p13 == 4'd11 ? nm_yv[7] : x_rot_p13 == 4'd10 ? nm_yv[8] : x_rot_p13 == 4'd9 ? nm_yv[9] : x_rot_p13 == 4'd8 ? nm_yv[10] : x_rot_p13 == 4'd7 ? nm_yv[11] : x_rot_p13 == 4'd6 ? nm_yv[0] : x_rot_p13 == 4'd5 ? nm_yv[1] : x_rot_p13 == 4'd4 ? nm_yv[2] : x_rot_p13 == 4'd3 ? nm_yv[3] : x_rot_p13 == 4'd2 ? nm_yv[4] : x_rot_p13 == 4'd1 ? nm_yv[5] : nm_yv[6], x_rot_p13 == 4'd11 ? nm_yv[6] : x_rot_p13 == 4'd10 ? nm_yv[7] : x_rot_p13 == 4'd9 ? nm_yv[8] : x_rot_p13 == 4'd8 ? nm_yv[9] : x_rot_p13 == 4'd7 ? nm_yv[10] : x_rot_p13 == 4'd6 ? nm_yv[11] : x_rot_p13 == 4'd5 ? nm_yv[0] : x_rot_p13 == 4'd4 ? nm_yv[1] : x_rot_p13 == 4'd3 ? nm_yv[2] : x_rot_p13 == 4'd2 ? nm_yv[3] : x_rot_p13 == 4'd1 ? nm_yv[4] : nm_yv[5], x_rot_p13 == 4'd11 ? nm_yv[5] : x_rot_p13 == 4'd10 ? nm_yv[6] : x_rot_p13 == 4'd9 ? nm_yv[7] : x_rot_p13 == 4'd8 ? nm_yv[8] : x_rot_p13 == 4'd7 ? nm_yv[9] : x_rot_p13 == 4'd6 ? nm_yv[10] : x_rot_p13 == 4'd5 ? nm_yv[11] : x_rot_p13 == 4'd4 ? nm_yv[0] : x_rot_p13 == 4'd3 ? nm_yv[1] : x_rot_p13 == 4'd2 ? nm_yv[2] : x_rot_p13 == 4'd1 ? nm_yv[3] : nm_yv[4], x_rot_p13 == 4'd11 ? nm_yv[4] : x_rot_p13 == 4'd10 ? nm_yv[5] : x_rot_p13 == 4'd9 ? nm_yv[6] : x_rot_p13 == 4'd8 ? nm_yv[7] : x_rot_p13 == 4'd7 ? nm_yv[8] : x_rot_p13 == 4'd6 ? nm_yv[9] : x_rot_p13 == 4'd5 ? nm_yv[10] : x_rot_p13 == 4'd4 ? nm_yv[11] : x_rot_p13 == 4'd3 ? nm_yv[0] : x_rot_p13 == 4'd2 ? nm_yv[1] : x_rot_p13 == 4'd1 ? nm_yv[2] : nm_yv[3], x_rot_p13 == 4'd11 ? nm_yv[3] : x_rot_p13 == 4'd10 ? nm_yv[4] : x_rot_p13 == 4'd9 ? nm_yv[5] : x_rot_p13 == 4'd8 ? nm_yv[6] : x_rot_p13 == 4'd7 ? nm_yv[7] : x_rot_p13 == 4'd6 ? nm_yv[8] : x_rot_p13 == 4'd5 ? nm_yv[9] : x_rot_p13 == 4'd4 ? nm_yv[10] : x_rot_p13 == 4'd3 ? nm_yv[11] : x_rot_p13 == 4'd2 ? nm_yv[0] : x_rot_p13 == 4'd1 ? nm_yv[1] : nm_yv[2], x_rot_p13 == 4'd11 ? nm_yv[2] : x_rot_p13 == 4'd10 ? nm_yv[3] : x_rot_p13 == 4'd9 ? nm_yv[4] : x_rot_p13 == 4'd8 ? nm_yv[5] : x_rot_p13 == 4'd7 ? nm_yv[6] : x_rot_p13 == 4'd6 ? nm_yv[7] : x_rot_p13 == 4'd5 ? nm_yv[8] : x_rot_p13 == 4'd4 ? nm_yv[9] : x_rot_p13 == 4'd3 ? nm_yv[10] : x_rot_p13 == 4'd2 ? nm_yv[11] : x_rot_p13 == 4'd1 ? nm_yv[0] : nm_yv[1], x_rot_p13 == 4'd11 ? nm_yv[1] : x_rot_p13 == 4'd10 ? nm_yv[2] : x_rot_p13 == 4'd9 ? nm_yv[3] : x_rot_p13 == 4'd8 ? nm_yv[4] : x_rot_p13 == 4'd7 ? nm_yv[5] : x_rot_p13 == 4'd6 ? nm_yv[6] : x_rot_p13 == 4'd5 ? nm_yv[7] : x_rot_p13 == 4'd4 ? nm_yv[8] : x_rot_p13 == 4'd3 ? nm_yv[9] : x_rot_p13 == 4'd2 ? nm_yv[10] : x_rot_p13 == 4'd1 ? nm_yv[11] : nm_yv[0]};
+  assign x_we = {x_rot_p14 == 4'd11 ? nm_yv[0] : x_rot_p14 == 4'd10 ? nm_yv[1] : x_rot_p14 == 4'd9 ? nm_yv[2] : x_rot_p14 == 4'd8 ? nm_yv[3] : x_rot_p14 == 4'd7 ? nm_yv[4] : x_rot_p14 == 4'd6 ? nm_yv[5] : x_rot_p14 == 4'd5 ? nm_yv[6] : x_rot_p14 == 4'd4 ? nm_yv[7] : x_rot_p14 == 4'd3 ? nm_yv[8] : x_rot_p14 == 4'd2 ? nm_yv[9] : x_rot_p14 == 4'd1 ? nm_yv[10] : nm_yv[11], x_rot_p14 == 4'd11 ? nm_yv[11] : x_rot_p14 == 4'd10 ? nm_yv[0] : x_rot_p14 == 4'd9 ? nm_yv[1] : x_rot_p14 == 4'd8 ? nm_yv[2] : x_rot_p14 == 4'd7 ? nm_yv[3] : x_rot_p14 == 4'd6 ? nm_yv[4] : x_rot_p14 == 4'd5 ? nm_yv[5] : x_rot_p14 == 4'd4 ? nm_yv[6] : x_rot_p14 == 4'd3 ? nm_yv[7] : x_rot_p14 == 4'd2 ? nm_yv[8] : x_rot_p14 == 4'd1 ? nm_yv[9] : nm_yv[10], x_rot_p14 == 4'd11 ? nm_yv[10] : x_rot_p14 == 4'd10 ? nm_yv[11] : x_rot_p14 == 4'd9 ? nm_yv[0] : x_rot_p14 == 4'd8 ? nm_yv[1] : x_rot_p14 == 4'd7 ? nm_yv[2] : x_rot_p14 == 4'd6 ? nm_yv[3] : x_rot_p14 == 4'd5 ? nm_yv[4] : x_rot_p14 == 4'd4 ? nm_yv[5] : x_rot_p14 == 4'd3 ? nm_yv[6] : x_rot_p14 == 4'd2 ? nm_yv[7] : x_rot_p14 == 4'd1 ? nm_yv[8] : nm_yv[9], x_rot_p14 == 4'd11 ? nm_yv[9] : x_rot_p14 == 4'd10 ? nm_yv[10] : x_rot_p14 == 4'd9 ? nm_yv[11] : x_rot_p14 == 4'd8 ? nm_yv[0] : x_rot_p14 == 4'd7 ? nm_yv[1] : x_rot_p14 == 4'd6 ? nm_yv[2] : x_rot_p14 == 4'd5 ? nm_yv[3] : x_rot_p14 == 4'd4 ? nm_yv[4] : x_rot_p14 == 4'd3 ? nm_yv[5] : x_rot_p14 == 4'd2 ? nm_yv[6] : x_rot_p14 == 4'd1 ? nm_yv[7] : nm_yv[8], x_rot_p14 == 4'd11 ? nm_yv[8] : x_rot_p14 == 4'd10 ? nm_yv[9] : x_rot_p14 == 4'd9 ? nm_yv[10] : x_rot_p14 == 4'd8 ? nm_yv[11] : x_rot_p14 == 4'd7 ? nm_yv[0] : x_rot_p14 == 4'd6 ? nm_yv[1] : x_rot_p14 == 4'd5 ? nm_yv[2] : x_rot_p14 == 4'd4 ? nm_yv[3] : x_rot_p14 == 4'd3 ? nm_yv[4] : x_rot_p14 == 4'd2 ? nm_yv[5] : x_rot_p14 == 4'd1 ? nm_yv[6] : nm_yv[7], x_rot_p14 == 4'd11 ? nm_yv[7] : x_rot_p14 == 4'd10 ? nm_yv[8] : x_rot_p14 == 4'd9 ? nm_yv[9] : x_rot_p14 == 4'd8 ? nm_yv[10] : x_rot_p14 == 4'd7 ? nm_yv[11] : x_rot_p14 == 4'd6 ? nm_yv[0] : x_rot_p14 == 4'd5 ? nm_yv[1] : x_rot_p14 == 4'd4 ? nm_yv[2] : x_rot_p14 == 4'd3 ? nm_yv[3] : x_rot_p14 == 4'd2 ? nm_yv[4] : x_rot_p14 == 4'd1 ? nm_yv[5] : nm_yv[6], x_rot_p14 == 4'd11 ? nm_yv[6] : x_rot_p14 == 4'd10 ? nm_yv[7] : x_rot_p14 == 4'd9 ? nm_yv[8] : x_rot_p14 == 4'd8 ? nm_yv[9] : x_rot_p14 == 4'd7 ? nm_yv[10] : x_rot_p14 == 4'd6 ? nm_yv[11] : x_rot_p14 == 4'd5 ? nm_yv[0] : x_rot_p14 == 4'd4 ? nm_yv[1] : x_rot_p14 == 4'd3 ? nm_yv[2] : x_rot_p14 == 4'd2 ? nm_yv[3] : x_rot_p14 == 4'd1 ? nm_yv[4] : nm_yv[5], x_rot_p14 == 4'd11 ? nm_yv[5] : x_rot_p14 == 4'd10 ? nm_yv[6] : x_rot_p14 == 4'd9 ? nm_yv[7] : x_rot_p14 == 4'd8 ? nm_yv[8] : x_rot_p14 == 4'd7 ? nm_yv[9] : x_rot_p14 == 4'd6 ? nm_yv[10] : x_rot_p14 == 4'd5 ? nm_yv[11] : x_rot_p14 == 4'd4 ? nm_yv[0] : x_rot_p14 == 4'd3 ? nm_yv[1] : x_rot_p14 == 4'd2 ? nm_yv[2] : x_rot_p14 == 4'd1 ? nm_yv[3] : nm_yv[4], x_rot_p14 == 4'd11 ? nm_yv[4] : x_rot_p14 == 4'd10 ? nm_yv[5] : x_rot_p14 == 4'd9 ? nm_yv[6] : x_rot_p14 == 4'd8 ? nm_yv[7] : x_rot_p14 == 4'd7 ? nm_yv[8] : x_rot_p14 == 4'd6 ? nm_yv[9] : x_rot_p14 == 4'd5 ? nm_yv[10] : x_rot_p14 == 4'd4 ? nm_yv[11] : x_rot_p14 == 4'd3 ? nm_yv[0] : x_rot_p14 == 4'd2 ? nm_yv[1] : x_rot_p14 == 4'd1 ? nm_yv[2] : nm_yv[3], x_rot_p14 == 4'd11 ? nm_yv[3] : x_rot_p14 == 4'd10 ? nm_yv[4] : x_rot_p14 == 4'd9 ? nm_yv[5] : x_rot_p14 == 4'd8 ? nm_yv[6] : x_rot_p14 == 4'd7 ? nm_yv[7] : x_rot_p14 == 4'd6 ? nm_yv[8] : x_rot_p14 == 4'd5 ? nm_yv[9] : x_rot_p14 == 4'd4 ? nm_yv[10] : x_rot_p14 == 4'd3 ? nm_yv[11] : x_rot_p14 == 4'd2 ? nm_yv[0] : x_rot_p14 == 4'd1 ? nm_yv[1] : nm_yv[2], x_rot_p14 == 4'd11 ? nm_yv[2] : x_rot_p14 == 4'd10 ? nm_yv[3] : x_rot_p14 == 4'd9 ? nm_yv[4] : x_rot_p14 == 4'd8 ? nm_yv[5] : x_rot_p14 == 4'd7 ? nm_yv[6] : x_rot_p14 == 4'd6 ? nm_yv[7] : x_rot_p14 == 4'd5 ? nm_yv[8] : x_rot_p14 == 4'd4 ? nm_yv[9] : x_rot_p14 == 4'd3 ? nm_yv[10] : x_rot_p14 == 4'd2 ? nm_yv[11] : x_rot_p14 == 4'd1 ? nm_yv[0] : nm_yv[1], x_rot_p14 == 4'd11 ? nm_yv[1] : x_rot_p14 == 4'd10 ? nm_yv[2] : x_rot_p14 == 4'd9 ? nm_yv[3] : x_rot_p14 == 4'd8 ? nm_yv[4] : x_rot_p14 == 4'd7 ? nm_yv[5] : x_rot_p14 == 4'd6 ? nm_yv[6] : x_rot_p14 == 4'd5 ? nm_yv[7] : x_rot_p14 == 4'd4 ? nm_yv[8] : x_rot_p14 == 4'd3 ? nm_yv[9] : x_rot_p14 == 4'd2 ? nm_yv[10] : x_rot_p14 == 4'd1 ? nm_yv[11] : nm_yv[0]};
   assign unused_cut0_word = ^word[12:12];
-  assign unused_cut1_x_word_p13 = ^x_word_p13[11:10];
+  assign unused_cut1_x_word_p14 = ^x_word_p14[11:10];
   assign unused_port_layer_i = ^layer_i;
   assign unused_port_start_i = ^start_i;
 
@@ -657,7 +671,7 @@ module dff_op_norm (
   always @* begin
     x0_waddr_d = {120{1'b0}};
     if ((|nm_yv) && inorm_q) begin
-      x0_waddr_d = {x_word_p13[9:0], x_word_p13[9:0], x_word_p13[9:0], x_word_p13[9:0], x_word_p13[9:0], x_word_p13[9:0], x_word_p13[9:0], x_word_p13[9:0], x_word_p13[9:0], x_word_p13[9:0], x_word_p13[9:0], x_word_p13[9:0]};
+      x0_waddr_d = {x_word_p14[9:0], x_word_p14[9:0], x_word_p14[9:0], x_word_p14[9:0], x_word_p14[9:0], x_word_p14[9:0], x_word_p14[9:0], x_word_p14[9:0], x_word_p14[9:0], x_word_p14[9:0], x_word_p14[9:0], x_word_p14[9:0]};
     end
   end
 
@@ -674,7 +688,7 @@ module dff_op_norm (
   always @* begin
     x0_wdata_d = {144{1'b0}};
     if ((|nm_yv) && inorm_q) begin
-      x0_wdata_d = {x_rot_p13 == 4'd11 ? nm_y[0 +: 12] : x_rot_p13 == 4'd10 ? nm_y[12 +: 12] : x_rot_p13 == 4'd9 ? nm_y[24 +: 12] : x_rot_p13 == 4'd8 ? nm_y[36 +: 12] : x_rot_p13 == 4'd7 ? nm_y[48 +: 12] : x_rot_p13 == 4'd6 ? nm_y[60 +: 12] : x_rot_p13 == 4'd5 ? nm_y[72 +: 12] : x_rot_p13 == 4'd4 ? nm_y[84 +: 12] : x_rot_p13 == 4'd3 ? nm_y[96 +: 12] : x_rot_p13 == 4'd2 ? nm_y[108 +: 12] : x_rot_p13 == 4'd1 ? nm_y[120 +: 12] : nm_y[132 +: 12], x_rot_p13 == 4'd11 ? nm_y[132 +: 12] : x_rot_p13 == 4'd10 ? nm_y[0 +: 12] : x_rot_p13 == 4'd9 ? nm_y[12 +: 12] : x_rot_p13 == 4'd8 ? nm_y[24 +: 12] : x_rot_p13 == 4'd7 ? nm_y[36 +: 12] : x_rot_p13 == 4'd6 ? nm_y[48 +: 12] : x_rot_p13 == 4'd5 ? nm_y[60 +: 12] : x_rot_p13 == 4'd4 ? nm_y[72 +: 12] : x_rot_p13 == 4'd3 ? nm_y[84 +: 12] : x_rot_p13 == 4'd2 ? nm_y[96 +: 12] : x_rot_p13 == 4'd1 ? nm_y[108 +: 12] : nm_y[120 +: 12], x_rot_p13 == 4'd11 ? nm_y[120 +: 12] : x_rot_p13 == 4'd10 ? nm_y[132 +: 12] : x_rot_p13 == 4'd9 ? nm_y[0 +: 12] : x_rot_p13 == 4'd8 ? nm_y[12 +: 12] : x_rot_p13 == 4'd7 ? nm_y[24 +: 12] : x_rot_p13 == 4'd6 ? nm_y[36 +: 12] : x_rot_p13 == 4'd5 ? nm_y[48 +: 12] : x_rot_p13 == 4'd4 ? nm_y[60 +: 12] : x_rot_p13 == 4'd3 ? nm_y[72 +: 12] : x_rot_p13 == 4'd2 ? nm_y[84 +: 12] : x_rot_p13 == 4'd1 ? nm_y[96 +: 12] : nm_y[108 +: 12], x_rot_p13 == 4'd11 ? nm_y[108 +: 12] : x_rot_p13 == 4'd10 ? nm_y[120 +: 12] : x_rot_p13 == 4'd9 ? nm_y[132 +: 12] : x_rot_p13 == 4'd8 ? nm_y[0 +: 12] : x_rot_p13 == 4'd7 ? nm_y[12 +: 12] : x_rot_p13 == 4'd6 ? nm_y[24 +: 12] : x_rot_p13 == 4'd5 ? nm_y[36 +: 12] : x_rot_p13 == 4'd4 ? nm_y[48 +: 12] : x_rot_p13 == 4'd3 ? nm_y[60 +: 12] : x_rot_p13 == 4'd2 ? nm_y[72 +: 12] : x_rot_p13 == 4'd1 ? nm_y[84 +: 12] : nm_y[96 +: 12], x_rot_p13 == 4'd11 ? nm_y[96 +: 12] : x_rot_p13 == 4'd10 ? nm_y[108 +: 12] : x_rot_p13 == 4'd9 ? nm_y[120 +: 12] : x_rot_p13 == 4'd8 ? nm_y[132 +: 12] : x_rot_p13 == 4'd7 ? nm_y[0 +: 12] : x_rot_p13 == 4'd6 ? nm_y[12 +: 12] : x_rot_p13 == 4'd5 ? nm_y[24 +: 12] : x_rot_p13 == 4'd4 ? nm_y[36 +: 12] : x_rot_p13 == 4'd3 ? nm_y[48 +: 12] : x_rot_p13 == 4'd2 ? nm_y[60 +: 12] : x_rot_p13 == 4'd1 ? nm_y[72 +: 12] : nm_y[84 +: 12], x_rot_p13 == 4'd11 ? nm_y[84 +: 12] : x_rot_p13 == 4'd10 ? nm_y[96 +: 12] : x_rot_p13 == 4'd9 ? nm_y[108 +: 12] : x_rot_p13 == 4'd8 ? nm_y[120 +: 12] : x_rot_p13 == 4'd7 ? nm_y[132 +: 12] : x_rot_p13 == 4'd6 ? nm_y[0 +: 12] : x_rot_p13 == 4'd5 ? nm_y[12 +: 12] : x_rot_p13 == 4'd4 ? nm_y[24 +: 12] : x_rot_p13 == 4'd3 ? nm_y[36 +: 12] : x_rot_p13 == 4'd2 ? nm_y[48 +: 12] : x_rot_p13 == 4'd1 ? nm_y[60 +: 12] : nm_y[72 +: 12], x_rot_p13 == 4'd11 ? nm_y[72 +: 12] : x_rot_p13 == 4'd10 ? nm_y[84 +: 12] : x_rot_p13 == 4'd9 ? nm_y[96 +: 12] : x_rot_p13 == 4'd8 ? nm_y[108 +: 12] : x_rot_p13 == 4'd7 ? nm_y[120 +: 12] : x_rot_p13 == 4'd6 ? nm_y[132 +: 12] : x_rot_p13 == 4'd5 ? nm_y[0 +: 12] : x_rot_p13 == 4'd4 ? nm_y[12 +: 12] : x_rot_p13 == 4'd3 ? nm_y[24 +: 12] : x_rot_p13 == 4'd2 ? nm_y[36 +: 12] : x_rot_p13 == 4'd1 ? nm_y[48 +: 12] : nm_y[60 +: 12], x_rot_p13 == 4'd11 ? nm_y[60 +: 12] : x_rot_p13 == 4'd10 ? nm_y[72 +: 12] : x_rot_p13 == 4'd9 ? nm_y[84 +: 12] : x_rot_p13 == 4'd8 ? nm_y[96 +: 12] : x_rot_p13 == 4'd7 ? nm_y[108 +: 12] : x_rot_p13 == 4'd6 ? nm_y[120 +: 12] : x_rot_p13 == 4'd5 ? nm_y[132 +: 12] : x_rot_p13 == 4'd4 ? nm_y[0 +: 12] : x_rot_p13 == 4'd3 ? nm_y[12 +: 12] : x_rot_p13 == 4'd2 ? nm_y[24 +: 12] : x_rot_p13 == 4'd1 ? nm_y[36 +: 12] : nm_y[48 +: 12], x_rot_p13 == 4'd11 ? nm_y[48 +: 12] : x_rot_p13 == 4'd10 ? nm_y[60 +: 12] : x_rot_p13 == 4'd9 ? nm_y[72 +: 12] : x_rot_p13 == 4'd8 ? nm_y[84 +: 12] : x_rot_p13 == 4'd7 ? nm_y[96 +: 12] : x_rot_p13 == 4'd6 ? nm_y[108 +: 12] : x_rot_p13 == 4'd5 ? nm_y[120 +: 12] : x_rot_p13 == 4'd4 ? nm_y[132 +: 12] : x_rot_p13 == 4'd3 ? nm_y[0 +: 12] : x_rot_p13 == 4'd2 ? nm_y[12 +: 12] : x_rot_p13 == 4'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p13 == 4'd11 ? nm_y[36 +: 12] : x_rot_p13 == 4'd10 ? nm_y[48 +: 12] : x_rot_p13 == 4'd9 ? nm_y[60 +: 12] : x_rot_p13 == 4'd8 ? nm_y[72 +: 12] : x_rot_p13 == 4'd7 ? nm_y[84 +: 12] : x_rot_p13 == 4'd6 ? nm_y[96 +: 12] : x_rot_p13 == 4'd5 ? nm_y[108 +: 12] : x_rot_p13 == 4'd4 ? nm_y[120 +: 12] : x_rot_p13 == 4'd3 ? nm_y[132 +: 12] : x_rot_p13 == 4'd2 ? nm_y[0 +: 12] : x_rot_p13 == 4'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p13 == 4'd11 ? nm_y[24 +: 12] : x_rot_p13 == 4'd10 ? nm_y[36 +: 12] : x_rot_p13 == 4'd9 ? nm_y[48 +: 12] : x_rot_p13 == 4'd8 ? nm_y[60 +: 12] : x_rot_p13 == 4'd7 ? nm_y[72 +: 12] : x_rot_p13 == 4'd6 ? nm_y[84 +: 12] : x_rot_p13 == 4'd5 ? nm_y[96 +: 12] : x_rot_p13 == 4'd4 ? nm_y[108 +: 12] : x_rot_p13 == 4'd3 ? nm_y[120 +: 12] : x_rot_p13 == 4'd2 ? nm_y[132 +: 12] : x_rot_p13 == 4'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p13 == 4'd11 ? nm_y[12 +: 12] : x_rot_p13 == 4'd10 ? nm_y[24 +: 12] : x_rot_p13 == 4'd9 ? nm_y[36 +: 12] : x_rot_p13 == 4'd8 ? nm_y[48 +: 12] : x_rot_p13 == 4'd7 ? nm_y[60 +: 12] : x_rot_p13 == 4'd6 ? nm_y[72 +: 12] : x_rot_p13 == 4'd5 ? nm_y[84 +: 12] : x_rot_p13 == 4'd4 ? nm_y[96 +: 12] : x_rot_p13 == 4'd3 ? nm_y[108 +: 12] : x_rot_p13 == 4'd2 ? nm_y[120 +: 12] : x_rot_p13 == 4'd1 ? nm_y[132 +: 12] : nm_y[0 +: 12]};
+      x0_wdata_d = {x_rot_p14 == 4'd11 ? nm_y[0 +: 12] : x_rot_p14 == 4'd10 ? nm_y[12 +: 12] : x_rot_p14 == 4'd9 ? nm_y[24 +: 12] : x_rot_p14 == 4'd8 ? nm_y[36 +: 12] : x_rot_p14 == 4'd7 ? nm_y[48 +: 12] : x_rot_p14 == 4'd6 ? nm_y[60 +: 12] : x_rot_p14 == 4'd5 ? nm_y[72 +: 12] : x_rot_p14 == 4'd4 ? nm_y[84 +: 12] : x_rot_p14 == 4'd3 ? nm_y[96 +: 12] : x_rot_p14 == 4'd2 ? nm_y[108 +: 12] : x_rot_p14 == 4'd1 ? nm_y[120 +: 12] : nm_y[132 +: 12], x_rot_p14 == 4'd11 ? nm_y[132 +: 12] : x_rot_p14 == 4'd10 ? nm_y[0 +: 12] : x_rot_p14 == 4'd9 ? nm_y[12 +: 12] : x_rot_p14 == 4'd8 ? nm_y[24 +: 12] : x_rot_p14 == 4'd7 ? nm_y[36 +: 12] : x_rot_p14 == 4'd6 ? nm_y[48 +: 12] : x_rot_p14 == 4'd5 ? nm_y[60 +: 12] : x_rot_p14 == 4'd4 ? nm_y[72 +: 12] : x_rot_p14 == 4'd3 ? nm_y[84 +: 12] : x_rot_p14 == 4'd2 ? nm_y[96 +: 12] : x_rot_p14 == 4'd1 ? nm_y[108 +: 12] : nm_y[120 +: 12], x_rot_p14 == 4'd11 ? nm_y[120 +: 12] : x_rot_p14 == 4'd10 ? nm_y[132 +: 12] : x_rot_p14 == 4'd9 ? nm_y[0 +: 12] : x_rot_p14 == 4'd8 ? nm_y[12 +: 12] : x_rot_p14 == 4'd7 ? nm_y[24 +: 12] : x_rot_p14 == 4'd6 ? nm_y[36 +: 12] : x_rot_p14 == 4'd5 ? nm_y[48 +: 12] : x_rot_p14 == 4'd4 ? nm_y[60 +: 12] : x_rot_p14 == 4'd3 ? nm_y[72 +: 12] : x_rot_p14 == 4'd2 ? nm_y[84 +: 12] : x_rot_p14 == 4'd1 ? nm_y[96 +: 12] : nm_y[108 +: 12], x_rot_p14 == 4'd11 ? nm_y[108 +: 12] : x_rot_p14 == 4'd10 ? nm_y[120 +: 12] : x_rot_p14 == 4'd9 ? nm_y[132 +: 12] : x_rot_p14 == 4'd8 ? nm_y[0 +: 12] : x_rot_p14 == 4'd7 ? nm_y[12 +: 12] : x_rot_p14 == 4'd6 ? nm_y[24 +: 12] : x_rot_p14 == 4'd5 ? nm_y[36 +: 12] : x_rot_p14 == 4'd4 ? nm_y[48 +: 12] : x_rot_p14 == 4'd3 ? nm_y[60 +: 12] : x_rot_p14 == 4'd2 ? nm_y[72 +: 12] : x_rot_p14 == 4'd1 ? nm_y[84 +: 12] : nm_y[96 +: 12], x_rot_p14 == 4'd11 ? nm_y[96 +: 12] : x_rot_p14 == 4'd10 ? nm_y[108 +: 12] : x_rot_p14 == 4'd9 ? nm_y[120 +: 12] : x_rot_p14 == 4'd8 ? nm_y[132 +: 12] : x_rot_p14 == 4'd7 ? nm_y[0 +: 12] : x_rot_p14 == 4'd6 ? nm_y[12 +: 12] : x_rot_p14 == 4'd5 ? nm_y[24 +: 12] : x_rot_p14 == 4'd4 ? nm_y[36 +: 12] : x_rot_p14 == 4'd3 ? nm_y[48 +: 12] : x_rot_p14 == 4'd2 ? nm_y[60 +: 12] : x_rot_p14 == 4'd1 ? nm_y[72 +: 12] : nm_y[84 +: 12], x_rot_p14 == 4'd11 ? nm_y[84 +: 12] : x_rot_p14 == 4'd10 ? nm_y[96 +: 12] : x_rot_p14 == 4'd9 ? nm_y[108 +: 12] : x_rot_p14 == 4'd8 ? nm_y[120 +: 12] : x_rot_p14 == 4'd7 ? nm_y[132 +: 12] : x_rot_p14 == 4'd6 ? nm_y[0 +: 12] : x_rot_p14 == 4'd5 ? nm_y[12 +: 12] : x_rot_p14 == 4'd4 ? nm_y[24 +: 12] : x_rot_p14 == 4'd3 ? nm_y[36 +: 12] : x_rot_p14 == 4'd2 ? nm_y[48 +: 12] : x_rot_p14 == 4'd1 ? nm_y[60 +: 12] : nm_y[72 +: 12], x_rot_p14 == 4'd11 ? nm_y[72 +: 12] : x_rot_p14 == 4'd10 ? nm_y[84 +: 12] : x_rot_p14 == 4'd9 ? nm_y[96 +: 12] : x_rot_p14 == 4'd8 ? nm_y[108 +: 12] : x_rot_p14 == 4'd7 ? nm_y[120 +: 12] : x_rot_p14 == 4'd6 ? nm_y[132 +: 12] : x_rot_p14 == 4'd5 ? nm_y[0 +: 12] : x_rot_p14 == 4'd4 ? nm_y[12 +: 12] : x_rot_p14 == 4'd3 ? nm_y[24 +: 12] : x_rot_p14 == 4'd2 ? nm_y[36 +: 12] : x_rot_p14 == 4'd1 ? nm_y[48 +: 12] : nm_y[60 +: 12], x_rot_p14 == 4'd11 ? nm_y[60 +: 12] : x_rot_p14 == 4'd10 ? nm_y[72 +: 12] : x_rot_p14 == 4'd9 ? nm_y[84 +: 12] : x_rot_p14 == 4'd8 ? nm_y[96 +: 12] : x_rot_p14 == 4'd7 ? nm_y[108 +: 12] : x_rot_p14 == 4'd6 ? nm_y[120 +: 12] : x_rot_p14 == 4'd5 ? nm_y[132 +: 12] : x_rot_p14 == 4'd4 ? nm_y[0 +: 12] : x_rot_p14 == 4'd3 ? nm_y[12 +: 12] : x_rot_p14 == 4'd2 ? nm_y[24 +: 12] : x_rot_p14 == 4'd1 ? nm_y[36 +: 12] : nm_y[48 +: 12], x_rot_p14 == 4'd11 ? nm_y[48 +: 12] : x_rot_p14 == 4'd10 ? nm_y[60 +: 12] : x_rot_p14 == 4'd9 ? nm_y[72 +: 12] : x_rot_p14 == 4'd8 ? nm_y[84 +: 12] : x_rot_p14 == 4'd7 ? nm_y[96 +: 12] : x_rot_p14 == 4'd6 ? nm_y[108 +: 12] : x_rot_p14 == 4'd5 ? nm_y[120 +: 12] : x_rot_p14 == 4'd4 ? nm_y[132 +: 12] : x_rot_p14 == 4'd3 ? nm_y[0 +: 12] : x_rot_p14 == 4'd2 ? nm_y[12 +: 12] : x_rot_p14 == 4'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p14 == 4'd11 ? nm_y[36 +: 12] : x_rot_p14 == 4'd10 ? nm_y[48 +: 12] : x_rot_p14 == 4'd9 ? nm_y[60 +: 12] : x_rot_p14 == 4'd8 ? nm_y[72 +: 12] : x_rot_p14 == 4'd7 ? nm_y[84 +: 12] : x_rot_p14 == 4'd6 ? nm_y[96 +: 12] : x_rot_p14 == 4'd5 ? nm_y[108 +: 12] : x_rot_p14 == 4'd4 ? nm_y[120 +: 12] : x_rot_p14 == 4'd3 ? nm_y[132 +: 12] : x_rot_p14 == 4'd2 ? nm_y[0 +: 12] : x_rot_p14 == 4'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p14 == 4'd11 ? nm_y[24 +: 12] : x_rot_p14 == 4'd10 ? nm_y[36 +: 12] : x_rot_p14 == 4'd9 ? nm_y[48 +: 12] : x_rot_p14 == 4'd8 ? nm_y[60 +: 12] : x_rot_p14 == 4'd7 ? nm_y[72 +: 12] : x_rot_p14 == 4'd6 ? nm_y[84 +: 12] : x_rot_p14 == 4'd5 ? nm_y[96 +: 12] : x_rot_p14 == 4'd4 ? nm_y[108 +: 12] : x_rot_p14 == 4'd3 ? nm_y[120 +: 12] : x_rot_p14 == 4'd2 ? nm_y[132 +: 12] : x_rot_p14 == 4'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p14 == 4'd11 ? nm_y[12 +: 12] : x_rot_p14 == 4'd10 ? nm_y[24 +: 12] : x_rot_p14 == 4'd9 ? nm_y[36 +: 12] : x_rot_p14 == 4'd8 ? nm_y[48 +: 12] : x_rot_p14 == 4'd7 ? nm_y[60 +: 12] : x_rot_p14 == 4'd6 ? nm_y[72 +: 12] : x_rot_p14 == 4'd5 ? nm_y[84 +: 12] : x_rot_p14 == 4'd4 ? nm_y[96 +: 12] : x_rot_p14 == 4'd3 ? nm_y[108 +: 12] : x_rot_p14 == 4'd2 ? nm_y[120 +: 12] : x_rot_p14 == 4'd1 ? nm_y[132 +: 12] : nm_y[0 +: 12]};
     end
   end
 
@@ -742,7 +756,7 @@ module dff_op_norm (
   always @* begin
     xh1_waddr_d = {144{1'b0}};
     if ((|nm_yv) && (!inorm_q && (layer_i == 1'b0))) begin
-      xh1_waddr_d = {x_word_p13, x_word_p13, x_word_p13, x_word_p13, x_word_p13, x_word_p13, x_word_p13, x_word_p13, x_word_p13, x_word_p13, x_word_p13, x_word_p13};
+      xh1_waddr_d = {x_word_p14, x_word_p14, x_word_p14, x_word_p14, x_word_p14, x_word_p14, x_word_p14, x_word_p14, x_word_p14, x_word_p14, x_word_p14, x_word_p14};
     end
   end
 
@@ -759,7 +773,7 @@ module dff_op_norm (
   always @* begin
     xh1_wdata_d = {144{1'b0}};
     if ((|nm_yv) && (!inorm_q && (layer_i == 1'b0))) begin
-      xh1_wdata_d = {x_rot_p13 == 4'd11 ? nm_y[0 +: 12] : x_rot_p13 == 4'd10 ? nm_y[12 +: 12] : x_rot_p13 == 4'd9 ? nm_y[24 +: 12] : x_rot_p13 == 4'd8 ? nm_y[36 +: 12] : x_rot_p13 == 4'd7 ? nm_y[48 +: 12] : x_rot_p13 == 4'd6 ? nm_y[60 +: 12] : x_rot_p13 == 4'd5 ? nm_y[72 +: 12] : x_rot_p13 == 4'd4 ? nm_y[84 +: 12] : x_rot_p13 == 4'd3 ? nm_y[96 +: 12] : x_rot_p13 == 4'd2 ? nm_y[108 +: 12] : x_rot_p13 == 4'd1 ? nm_y[120 +: 12] : nm_y[132 +: 12], x_rot_p13 == 4'd11 ? nm_y[132 +: 12] : x_rot_p13 == 4'd10 ? nm_y[0 +: 12] : x_rot_p13 == 4'd9 ? nm_y[12 +: 12] : x_rot_p13 == 4'd8 ? nm_y[24 +: 12] : x_rot_p13 == 4'd7 ? nm_y[36 +: 12] : x_rot_p13 == 4'd6 ? nm_y[48 +: 12] : x_rot_p13 == 4'd5 ? nm_y[60 +: 12] : x_rot_p13 == 4'd4 ? nm_y[72 +: 12] : x_rot_p13 == 4'd3 ? nm_y[84 +: 12] : x_rot_p13 == 4'd2 ? nm_y[96 +: 12] : x_rot_p13 == 4'd1 ? nm_y[108 +: 12] : nm_y[120 +: 12], x_rot_p13 == 4'd11 ? nm_y[120 +: 12] : x_rot_p13 == 4'd10 ? nm_y[132 +: 12] : x_rot_p13 == 4'd9 ? nm_y[0 +: 12] : x_rot_p13 == 4'd8 ? nm_y[12 +: 12] : x_rot_p13 == 4'd7 ? nm_y[24 +: 12] : x_rot_p13 == 4'd6 ? nm_y[36 +: 12] : x_rot_p13 == 4'd5 ? nm_y[48 +: 12] : x_rot_p13 == 4'd4 ? nm_y[60 +: 12] : x_rot_p13 == 4'd3 ? nm_y[72 +: 12] : x_rot_p13 == 4'd2 ? nm_y[84 +: 12] : x_rot_p13 == 4'd1 ? nm_y[96 +: 12] : nm_y[108 +: 12], x_rot_p13 == 4'd11 ? nm_y[108 +: 12] : x_rot_p13 == 4'd10 ? nm_y[120 +: 12] : x_rot_p13 == 4'd9 ? nm_y[132 +: 12] : x_rot_p13 == 4'd8 ? nm_y[0 +: 12] : x_rot_p13 == 4'd7 ? nm_y[12 +: 12] : x_rot_p13 == 4'd6 ? nm_y[24 +: 12] : x_rot_p13 == 4'd5 ? nm_y[36 +: 12] : x_rot_p13 == 4'd4 ? nm_y[48 +: 12] : x_rot_p13 == 4'd3 ? nm_y[60 +: 12] : x_rot_p13 == 4'd2 ? nm_y[72 +: 12] : x_rot_p13 == 4'd1 ? nm_y[84 +: 12] : nm_y[96 +: 12], x_rot_p13 == 4'd11 ? nm_y[96 +: 12] : x_rot_p13 == 4'd10 ? nm_y[108 +: 12] : x_rot_p13 == 4'd9 ? nm_y[120 +: 12] : x_rot_p13 == 4'd8 ? nm_y[132 +: 12] : x_rot_p13 == 4'd7 ? nm_y[0 +: 12] : x_rot_p13 == 4'd6 ? nm_y[12 +: 12] : x_rot_p13 == 4'd5 ? nm_y[24 +: 12] : x_rot_p13 == 4'd4 ? nm_y[36 +: 12] : x_rot_p13 == 4'd3 ? nm_y[48 +: 12] : x_rot_p13 == 4'd2 ? nm_y[60 +: 12] : x_rot_p13 == 4'd1 ? nm_y[72 +: 12] : nm_y[84 +: 12], x_rot_p13 == 4'd11 ? nm_y[84 +: 12] : x_rot_p13 == 4'd10 ? nm_y[96 +: 12] : x_rot_p13 == 4'd9 ? nm_y[108 +: 12] : x_rot_p13 == 4'd8 ? nm_y[120 +: 12] : x_rot_p13 == 4'd7 ? nm_y[132 +: 12] : x_rot_p13 == 4'd6 ? nm_y[0 +: 12] : x_rot_p13 == 4'd5 ? nm_y[12 +: 12] : x_rot_p13 == 4'd4 ? nm_y[24 +: 12] : x_rot_p13 == 4'd3 ? nm_y[36 +: 12] : x_rot_p13 == 4'd2 ? nm_y[48 +: 12] : x_rot_p13 == 4'd1 ? nm_y[60 +: 12] : nm_y[72 +: 12], x_rot_p13 == 4'd11 ? nm_y[72 +: 12] : x_rot_p13 == 4'd10 ? nm_y[84 +: 12] : x_rot_p13 == 4'd9 ? nm_y[96 +: 12] : x_rot_p13 == 4'd8 ? nm_y[108 +: 12] : x_rot_p13 == 4'd7 ? nm_y[120 +: 12] : x_rot_p13 == 4'd6 ? nm_y[132 +: 12] : x_rot_p13 == 4'd5 ? nm_y[0 +: 12] : x_rot_p13 == 4'd4 ? nm_y[12 +: 12] : x_rot_p13 == 4'd3 ? nm_y[24 +: 12] : x_rot_p13 == 4'd2 ? nm_y[36 +: 12] : x_rot_p13 == 4'd1 ? nm_y[48 +: 12] : nm_y[60 +: 12], x_rot_p13 == 4'd11 ? nm_y[60 +: 12] : x_rot_p13 == 4'd10 ? nm_y[72 +: 12] : x_rot_p13 == 4'd9 ? nm_y[84 +: 12] : x_rot_p13 == 4'd8 ? nm_y[96 +: 12] : x_rot_p13 == 4'd7 ? nm_y[108 +: 12] : x_rot_p13 == 4'd6 ? nm_y[120 +: 12] : x_rot_p13 == 4'd5 ? nm_y[132 +: 12] : x_rot_p13 == 4'd4 ? nm_y[0 +: 12] : x_rot_p13 == 4'd3 ? nm_y[12 +: 12] : x_rot_p13 == 4'd2 ? nm_y[24 +: 12] : x_rot_p13 == 4'd1 ? nm_y[36 +: 12] : nm_y[48 +: 12], x_rot_p13 == 4'd11 ? nm_y[48 +: 12] : x_rot_p13 == 4'd10 ? nm_y[60 +: 12] : x_rot_p13 == 4'd9 ? nm_y[72 +: 12] : x_rot_p13 == 4'd8 ? nm_y[84 +: 12] : x_rot_p13 == 4'd7 ? nm_y[96 +: 12] : x_rot_p13 == 4'd6 ? nm_y[108 +: 12] : x_rot_p13 == 4'd5 ? nm_y[120 +: 12] : x_rot_p13 == 4'd4 ? nm_y[132 +: 12] : x_rot_p13 == 4'd3 ? nm_y[0 +: 12] : x_rot_p13 == 4'd2 ? nm_y[12 +: 12] : x_rot_p13 == 4'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p13 == 4'd11 ? nm_y[36 +: 12] : x_rot_p13 == 4'd10 ? nm_y[48 +: 12] : x_rot_p13 == 4'd9 ? nm_y[60 +: 12] : x_rot_p13 == 4'd8 ? nm_y[72 +: 12] : x_rot_p13 == 4'd7 ? nm_y[84 +: 12] : x_rot_p13 == 4'd6 ? nm_y[96 +: 12] : x_rot_p13 == 4'd5 ? nm_y[108 +: 12] : x_rot_p13 == 4'd4 ? nm_y[120 +: 12] : x_rot_p13 == 4'd3 ? nm_y[132 +: 12] : x_rot_p13 == 4'd2 ? nm_y[0 +: 12] : x_rot_p13 == 4'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p13 == 4'd11 ? nm_y[24 +: 12] : x_rot_p13 == 4'd10 ? nm_y[36 +: 12] : x_rot_p13 == 4'd9 ? nm_y[48 +: 12] : x_rot_p13 == 4'd8 ? nm_y[60 +: 12] : x_rot_p13 == 4'd7 ? nm_y[72 +: 12] : x_rot_p13 == 4'd6 ? nm_y[84 +: 12] : x_rot_p13 == 4'd5 ? nm_y[96 +: 12] : x_rot_p13 == 4'd4 ? nm_y[108 +: 12] : x_rot_p13 == 4'd3 ? nm_y[120 +: 12] : x_rot_p13 == 4'd2 ? nm_y[132 +: 12] : x_rot_p13 == 4'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p13 == 4'd11 ? nm_y[12 +: 12] : x_rot_p13 == 4'd10 ? nm_y[24 +: 12] : x_rot_p13 == 4'd9 ? nm_y[36 +: 12] : x_rot_p13 == 4'd8 ? nm_y[48 +: 12] : x_rot_p13 == 4'd7 ? nm_y[60 +: 12] : x_rot_p13 == 4'd6 ? nm_y[72 +: 12] : x_rot_p13 == 4'd5 ? nm_y[84 +: 12] : x_rot_p13 == 4'd4 ? nm_y[96 +: 12] : x_rot_p13 == 4'd3 ? nm_y[108 +: 12] : x_rot_p13 == 4'd2 ? nm_y[120 +: 12] : x_rot_p13 == 4'd1 ? nm_y[132 +: 12] : nm_y[0 +: 12]};
+      xh1_wdata_d = {x_rot_p14 == 4'd11 ? nm_y[0 +: 12] : x_rot_p14 == 4'd10 ? nm_y[12 +: 12] : x_rot_p14 == 4'd9 ? nm_y[24 +: 12] : x_rot_p14 == 4'd8 ? nm_y[36 +: 12] : x_rot_p14 == 4'd7 ? nm_y[48 +: 12] : x_rot_p14 == 4'd6 ? nm_y[60 +: 12] : x_rot_p14 == 4'd5 ? nm_y[72 +: 12] : x_rot_p14 == 4'd4 ? nm_y[84 +: 12] : x_rot_p14 == 4'd3 ? nm_y[96 +: 12] : x_rot_p14 == 4'd2 ? nm_y[108 +: 12] : x_rot_p14 == 4'd1 ? nm_y[120 +: 12] : nm_y[132 +: 12], x_rot_p14 == 4'd11 ? nm_y[132 +: 12] : x_rot_p14 == 4'd10 ? nm_y[0 +: 12] : x_rot_p14 == 4'd9 ? nm_y[12 +: 12] : x_rot_p14 == 4'd8 ? nm_y[24 +: 12] : x_rot_p14 == 4'd7 ? nm_y[36 +: 12] : x_rot_p14 == 4'd6 ? nm_y[48 +: 12] : x_rot_p14 == 4'd5 ? nm_y[60 +: 12] : x_rot_p14 == 4'd4 ? nm_y[72 +: 12] : x_rot_p14 == 4'd3 ? nm_y[84 +: 12] : x_rot_p14 == 4'd2 ? nm_y[96 +: 12] : x_rot_p14 == 4'd1 ? nm_y[108 +: 12] : nm_y[120 +: 12], x_rot_p14 == 4'd11 ? nm_y[120 +: 12] : x_rot_p14 == 4'd10 ? nm_y[132 +: 12] : x_rot_p14 == 4'd9 ? nm_y[0 +: 12] : x_rot_p14 == 4'd8 ? nm_y[12 +: 12] : x_rot_p14 == 4'd7 ? nm_y[24 +: 12] : x_rot_p14 == 4'd6 ? nm_y[36 +: 12] : x_rot_p14 == 4'd5 ? nm_y[48 +: 12] : x_rot_p14 == 4'd4 ? nm_y[60 +: 12] : x_rot_p14 == 4'd3 ? nm_y[72 +: 12] : x_rot_p14 == 4'd2 ? nm_y[84 +: 12] : x_rot_p14 == 4'd1 ? nm_y[96 +: 12] : nm_y[108 +: 12], x_rot_p14 == 4'd11 ? nm_y[108 +: 12] : x_rot_p14 == 4'd10 ? nm_y[120 +: 12] : x_rot_p14 == 4'd9 ? nm_y[132 +: 12] : x_rot_p14 == 4'd8 ? nm_y[0 +: 12] : x_rot_p14 == 4'd7 ? nm_y[12 +: 12] : x_rot_p14 == 4'd6 ? nm_y[24 +: 12] : x_rot_p14 == 4'd5 ? nm_y[36 +: 12] : x_rot_p14 == 4'd4 ? nm_y[48 +: 12] : x_rot_p14 == 4'd3 ? nm_y[60 +: 12] : x_rot_p14 == 4'd2 ? nm_y[72 +: 12] : x_rot_p14 == 4'd1 ? nm_y[84 +: 12] : nm_y[96 +: 12], x_rot_p14 == 4'd11 ? nm_y[96 +: 12] : x_rot_p14 == 4'd10 ? nm_y[108 +: 12] : x_rot_p14 == 4'd9 ? nm_y[120 +: 12] : x_rot_p14 == 4'd8 ? nm_y[132 +: 12] : x_rot_p14 == 4'd7 ? nm_y[0 +: 12] : x_rot_p14 == 4'd6 ? nm_y[12 +: 12] : x_rot_p14 == 4'd5 ? nm_y[24 +: 12] : x_rot_p14 == 4'd4 ? nm_y[36 +: 12] : x_rot_p14 == 4'd3 ? nm_y[48 +: 12] : x_rot_p14 == 4'd2 ? nm_y[60 +: 12] : x_rot_p14 == 4'd1 ? nm_y[72 +: 12] : nm_y[84 +: 12], x_rot_p14 == 4'd11 ? nm_y[84 +: 12] : x_rot_p14 == 4'd10 ? nm_y[96 +: 12] : x_rot_p14 == 4'd9 ? nm_y[108 +: 12] : x_rot_p14 == 4'd8 ? nm_y[120 +: 12] : x_rot_p14 == 4'd7 ? nm_y[132 +: 12] : x_rot_p14 == 4'd6 ? nm_y[0 +: 12] : x_rot_p14 == 4'd5 ? nm_y[12 +: 12] : x_rot_p14 == 4'd4 ? nm_y[24 +: 12] : x_rot_p14 == 4'd3 ? nm_y[36 +: 12] : x_rot_p14 == 4'd2 ? nm_y[48 +: 12] : x_rot_p14 == 4'd1 ? nm_y[60 +: 12] : nm_y[72 +: 12], x_rot_p14 == 4'd11 ? nm_y[72 +: 12] : x_rot_p14 == 4'd10 ? nm_y[84 +: 12] : x_rot_p14 == 4'd9 ? nm_y[96 +: 12] : x_rot_p14 == 4'd8 ? nm_y[108 +: 12] : x_rot_p14 == 4'd7 ? nm_y[120 +: 12] : x_rot_p14 == 4'd6 ? nm_y[132 +: 12] : x_rot_p14 == 4'd5 ? nm_y[0 +: 12] : x_rot_p14 == 4'd4 ? nm_y[12 +: 12] : x_rot_p14 == 4'd3 ? nm_y[24 +: 12] : x_rot_p14 == 4'd2 ? nm_y[36 +: 12] : x_rot_p14 == 4'd1 ? nm_y[48 +: 12] : nm_y[60 +: 12], x_rot_p14 == 4'd11 ? nm_y[60 +: 12] : x_rot_p14 == 4'd10 ? nm_y[72 +: 12] : x_rot_p14 == 4'd9 ? nm_y[84 +: 12] : x_rot_p14 == 4'd8 ? nm_y[96 +: 12] : x_rot_p14 == 4'd7 ? nm_y[108 +: 12] : x_rot_p14 == 4'd6 ? nm_y[120 +: 12] : x_rot_p14 == 4'd5 ? nm_y[132 +: 12] : x_rot_p14 == 4'd4 ? nm_y[0 +: 12] : x_rot_p14 == 4'd3 ? nm_y[12 +: 12] : x_rot_p14 == 4'd2 ? nm_y[24 +: 12] : x_rot_p14 == 4'd1 ? nm_y[36 +: 12] : nm_y[48 +: 12], x_rot_p14 == 4'd11 ? nm_y[48 +: 12] : x_rot_p14 == 4'd10 ? nm_y[60 +: 12] : x_rot_p14 == 4'd9 ? nm_y[72 +: 12] : x_rot_p14 == 4'd8 ? nm_y[84 +: 12] : x_rot_p14 == 4'd7 ? nm_y[96 +: 12] : x_rot_p14 == 4'd6 ? nm_y[108 +: 12] : x_rot_p14 == 4'd5 ? nm_y[120 +: 12] : x_rot_p14 == 4'd4 ? nm_y[132 +: 12] : x_rot_p14 == 4'd3 ? nm_y[0 +: 12] : x_rot_p14 == 4'd2 ? nm_y[12 +: 12] : x_rot_p14 == 4'd1 ? nm_y[24 +: 12] : nm_y[36 +: 12], x_rot_p14 == 4'd11 ? nm_y[36 +: 12] : x_rot_p14 == 4'd10 ? nm_y[48 +: 12] : x_rot_p14 == 4'd9 ? nm_y[60 +: 12] : x_rot_p14 == 4'd8 ? nm_y[72 +: 12] : x_rot_p14 == 4'd7 ? nm_y[84 +: 12] : x_rot_p14 == 4'd6 ? nm_y[96 +: 12] : x_rot_p14 == 4'd5 ? nm_y[108 +: 12] : x_rot_p14 == 4'd4 ? nm_y[120 +: 12] : x_rot_p14 == 4'd3 ? nm_y[132 +: 12] : x_rot_p14 == 4'd2 ? nm_y[0 +: 12] : x_rot_p14 == 4'd1 ? nm_y[12 +: 12] : nm_y[24 +: 12], x_rot_p14 == 4'd11 ? nm_y[24 +: 12] : x_rot_p14 == 4'd10 ? nm_y[36 +: 12] : x_rot_p14 == 4'd9 ? nm_y[48 +: 12] : x_rot_p14 == 4'd8 ? nm_y[60 +: 12] : x_rot_p14 == 4'd7 ? nm_y[72 +: 12] : x_rot_p14 == 4'd6 ? nm_y[84 +: 12] : x_rot_p14 == 4'd5 ? nm_y[96 +: 12] : x_rot_p14 == 4'd4 ? nm_y[108 +: 12] : x_rot_p14 == 4'd3 ? nm_y[120 +: 12] : x_rot_p14 == 4'd2 ? nm_y[132 +: 12] : x_rot_p14 == 4'd1 ? nm_y[0 +: 12] : nm_y[12 +: 12], x_rot_p14 == 4'd11 ? nm_y[12 +: 12] : x_rot_p14 == 4'd10 ? nm_y[24 +: 12] : x_rot_p14 == 4'd9 ? nm_y[36 +: 12] : x_rot_p14 == 4'd8 ? nm_y[48 +: 12] : x_rot_p14 == 4'd7 ? nm_y[60 +: 12] : x_rot_p14 == 4'd6 ? nm_y[72 +: 12] : x_rot_p14 == 4'd5 ? nm_y[84 +: 12] : x_rot_p14 == 4'd4 ? nm_y[96 +: 12] : x_rot_p14 == 4'd3 ? nm_y[108 +: 12] : x_rot_p14 == 4'd2 ? nm_y[120 +: 12] : x_rot_p14 == 4'd1 ? nm_y[132 +: 12] : nm_y[0 +: 12]};
     end
   end
 
@@ -930,7 +944,7 @@ module dff_op_norm (
         b_end_d = 12'd1571;
         period_d = 11'd1571;
         b_at_d = 11'd787;
-        end_d = 11'd1583;
+        end_d = 11'd1584;
         phase_b_d = 1'b1;
         inorm_d = 1'b1;
         recip_d = 17'd0;
@@ -940,7 +954,7 @@ module dff_op_norm (
         b_end_d = 12'd1003;
         period_d = 11'd1003;
         b_at_d = 11'd503;
-        end_d = 11'd1015;
+        end_d = 11'd1016;
         phase_b_d = 1'b1;
         inorm_d = 1'b0;
         recip_d = 17'd131;
@@ -950,7 +964,7 @@ module dff_op_norm (
         b_end_d = 12'd1003;
         period_d = 11'd500;
         b_at_d = 11'd503;
-        end_d = 11'd526;
+        end_d = 11'd527;
         phase_b_d = 1'b0;
         inorm_d = 1'b0;
         recip_d = 17'd131;
@@ -970,7 +984,7 @@ module dff_op_norm (
         kc_d = kc_q == 4'd11 ? 4'd0 : kc_q + 4'd1;
       end
     end
-    if (s_load_p9) begin
+    if (s_load_p10) begin
       g_on_d = 1'b1;
       g_lane_d = 4'd0;
     end else if (g_on_q) begin
@@ -1045,12 +1059,14 @@ module dff_op_norm (
       a_v_p4 <= {1{1'b0}};
       a_v_p5 <= {1{1'b0}};
       a_v_p6 <= {1{1'b0}};
+      a_v_p7 <= {1{1'b0}};
       b_v_p1 <= {1{1'b0}};
       b_v_p2 <= {1{1'b0}};
       b_v_p3 <= {1{1'b0}};
       b_v_p4 <= {1{1'b0}};
       b_v_p5 <= {1{1'b0}};
       b_v_p6 <= {1{1'b0}};
+      b_v_p7 <= {1{1'b0}};
       s_load_p1 <= {1{1'b0}};
       s_load_p2 <= {1{1'b0}};
       s_load_p3 <= {1{1'b0}};
@@ -1060,6 +1076,7 @@ module dff_op_norm (
       s_load_p7 <= {1{1'b0}};
       s_load_p8 <= {1{1'b0}};
       s_load_p9 <= {1{1'b0}};
+      s_load_p10 <= {1{1'b0}};
     end else begin
       issue_a_q <= (st_d == 1'b1) && ({1'b0, oc_d} < {2'd0, d_d});
       issue_b_q <= (st_d == 1'b1) && phase_b_d && ({1'b0, oc_d} >= {1'b0, b_at_d}) && ({1'b0, oc_d} < b_end_d);
@@ -1069,12 +1086,14 @@ module dff_op_norm (
       a_v_p4 <= a_v_p3;
       a_v_p5 <= a_v_p4;
       a_v_p6 <= a_v_p5;
+      a_v_p7 <= a_v_p6;
       b_v_p1 <= issue_b_q;
       b_v_p2 <= b_v_p1;
       b_v_p3 <= b_v_p2;
       b_v_p4 <= b_v_p3;
       b_v_p5 <= b_v_p4;
       b_v_p6 <= b_v_p5;
+      b_v_p7 <= b_v_p6;
       s_load_p1 <= issue_a_q && k_last_q;
       s_load_p2 <= s_load_p1;
       s_load_p3 <= s_load_p2;
@@ -1084,6 +1103,7 @@ module dff_op_norm (
       s_load_p7 <= s_load_p6;
       s_load_p8 <= s_load_p7;
       s_load_p9 <= s_load_p8;
+      s_load_p10 <= s_load_p9;
     end
   end
 
@@ -1094,6 +1114,7 @@ module dff_op_norm (
     rot_rd_p3 <= rot_rd_p2;
     rot_rd_p4 <= rot_rd_p3;
     rot_rd_p5 <= rot_rd_p4;
+    rot_rd_p6 <= rot_rd_p5;
     lane0_q <= inorm_q ? {8'd0, px_rdata_i[0 +: 8]} : layer_i == 1'b0 ? h1_lane0_rd : layer_i == 1'b1 ? h2_lane0_rd : 16'd0;
     lane1_q <= inorm_q ? {8'd0, px_rdata_i[8 +: 8]} : layer_i == 1'b0 ? h1_lane1_rd : layer_i == 1'b1 ? h2_lane1_rd : 16'd0;
     lane2_q <= inorm_q ? {8'd0, px_rdata_i[16 +: 8]} : layer_i == 1'b0 ? h1_lane2_rd : layer_i == 1'b1 ? h2_lane2_rd : 16'd0;
@@ -1112,18 +1133,21 @@ module dff_op_norm (
     a_first_p4 <= a_first_p3;
     a_first_p5 <= a_first_p4;
     a_first_p6 <= a_first_p5;
+    a_first_p7 <= a_first_p6;
     a_last_p1 <= k_last_q;
     a_last_p2 <= a_last_p1;
     a_last_p3 <= a_last_p2;
     a_last_p4 <= a_last_p3;
     a_last_p5 <= a_last_p4;
     a_last_p6 <= a_last_p5;
+    a_last_p7 <= a_last_p6;
     lv_rd_p1 <= lanes_valid_q;
     lv_rd_p2 <= lv_rd_p1;
     lv_rd_p3 <= lv_rd_p2;
     lv_rd_p4 <= lv_rd_p3;
     lv_rd_p5 <= lv_rd_p4;
     lv_rd_p6 <= lv_rd_p5;
+    lv_rd_p7 <= lv_rd_p6;
     s_lanes_p1 <= lanes_valid_q;
     s_lanes_p2 <= s_lanes_p1;
     s_lanes_p3 <= s_lanes_p2;
@@ -1133,6 +1157,7 @@ module dff_op_norm (
     s_lanes_p7 <= s_lanes_p6;
     s_lanes_p8 <= s_lanes_p7;
     s_lanes_p9 <= s_lanes_p8;
+    s_lanes_p10 <= s_lanes_p9;
     s_row_p1 <= r0_q;
     s_row_p2 <= s_row_p1;
     s_row_p3 <= s_row_p2;
@@ -1142,14 +1167,15 @@ module dff_op_norm (
     s_row_p7 <= s_row_p6;
     s_row_p8 <= s_row_p7;
     s_row_p9 <= s_row_p8;
-    if (s_load_p9) begin
+    s_row_p10 <= s_row_p9;
+    if (s_load_p10) begin
       s_hold_q <= ss_s;
     end
-    if (s_load_p9) begin
-      lv_hold_q <= s_lanes_p9;
+    if (s_load_p10) begin
+      lv_hold_q <= s_lanes_p10;
     end
-    if (s_load_p9) begin
-      r0_hold_q <= s_row_p9;
+    if (s_load_p10) begin
+      r0_hold_q <= s_row_p10;
     end
     g_row_p1 <= g_row;
     g_row_p2 <= g_row_p1;
@@ -1170,6 +1196,7 @@ module dff_op_norm (
     x_word_p11 <= x_word_p10;
     x_word_p12 <= x_word_p11;
     x_word_p13 <= x_word_p12;
+    x_word_p14 <= x_word_p13;
     x_rot_p1 <= kr_q;
     x_rot_p2 <= x_rot_p1;
     x_rot_p3 <= x_rot_p2;
@@ -1183,6 +1210,14 @@ module dff_op_norm (
     x_rot_p11 <= x_rot_p10;
     x_rot_p12 <= x_rot_p11;
     x_rot_p13 <= x_rot_p12;
+    x_rot_p14 <= x_rot_p13;
+  end
+
+  (* keep *)
+  always @(posedge clk_i) begin
+    infer_run_q <= infer_i;
+    nsamp_run_q <= nsamp_i;
+    nrows_run_q <= nrows_i;
   end
 
 endmodule

@@ -35,12 +35,16 @@ module dff_op_pred (
   reg score_v_p3;
   reg score_v_p4;
   reg score_v_p5;
+  reg score_v_p6;
+  reg score_v_p7;
   reg [3:0] score_class_p1;
   reg [3:0] score_class_p2;
   reg [3:0] score_class_p3;
   reg [3:0] score_class_p4;
   reg [3:0] score_class_p5;
-  wire [19:0] score;
+  reg [3:0] score_class_p6;
+  reg [3:0] score_class_p7;
+  reg [19:0] score_p1;
   reg [19:0] best_q;
   reg [19:0] best_d;
   reg [7:0] result_q;
@@ -48,19 +52,15 @@ module dff_op_pred (
   wire last;
   wire unused_port_kind_i;
   wire unused_port_layer_i;
+  wire unused_port_start_i;
   wire unused_port_infer_i;
   wire unused_port_nsamp_i;
   wire unused_port_nrows_i;
-  wire unused_port_start_i;
   assign done_o = done_q;
-  assign score = 20'd0 + {2'd0, g1_rdata_i[0 +: 18]} + {2'd0, g2_rdata_i[0 +: 18]};
-  assign last = score_v_p5 && (score_class_p5 == 4'd9);
+  assign last = score_v_p7 && (score_class_p7 == 4'd9);
   assign result_o = result_q;
   assign unused_port_kind_i = ^kind_i;
   assign unused_port_layer_i = ^layer_i;
-  assign unused_port_infer_i = ^infer_i;
-  assign unused_port_nsamp_i = ^nsamp_i;
-  assign unused_port_nrows_i = ^nrows_i;
   assign unused_port_start_i = ^start_i;
 
   always @* begin
@@ -113,9 +113,9 @@ module dff_op_pred (
       st_d = 1'b1;
       class_d = 4'd0;
     end
-    if (score_v_p5 && ((score_class_p5 == 4'd0) || (score > best_q))) begin
-      best_d = score;
-      result_d = {4'd0, score_class_p5};
+    if (score_v_p7 && ((score_class_p7 == 4'd0) || (score_p1 > best_q))) begin
+      best_d = score_p1;
+      result_d = {4'd0, score_class_p7};
     end
     if (last) begin
       done_d = 1'b1;
@@ -145,12 +145,16 @@ module dff_op_pred (
       score_v_p3 <= {1{1'b0}};
       score_v_p4 <= {1{1'b0}};
       score_v_p5 <= {1{1'b0}};
+      score_v_p6 <= {1{1'b0}};
+      score_v_p7 <= {1{1'b0}};
     end else begin
       score_v_p1 <= st_q == 1'b1;
       score_v_p2 <= score_v_p1;
       score_v_p3 <= score_v_p2;
       score_v_p4 <= score_v_p3;
       score_v_p5 <= score_v_p4;
+      score_v_p6 <= score_v_p5;
+      score_v_p7 <= score_v_p6;
     end
   end
 
@@ -160,7 +164,14 @@ module dff_op_pred (
     score_class_p3 <= score_class_p2;
     score_class_p4 <= score_class_p3;
     score_class_p5 <= score_class_p4;
+    score_class_p6 <= score_class_p5;
+    score_class_p7 <= score_class_p6;
+    score_p1 <= 20'd0 + {2'd0, g1_rdata_i[0 +: 18]} + {2'd0, g2_rdata_i[0 +: 18]};
   end
+
+  assign unused_port_infer_i = ^infer_i;
+  assign unused_port_nsamp_i = ^nsamp_i;
+  assign unused_port_nrows_i = ^nrows_i;
 
 endmodule
 

@@ -56,6 +56,9 @@ module dff_op_update (
   input  wire [299:0] du_rdata_i
 );
 
+  reg infer_run_q;
+  reg [3:0] nsamp_run_q;
+  reg [6:0] nrows_run_q;
   reg done_q;
   reg done_d;
   wire unused_io;
@@ -137,32 +140,38 @@ module dff_op_update (
   reg du_clear_p3;
   reg du_clear_p4;
   reg du_clear_p5;
+  reg du_clear_p6;
   reg [3:0] du_clear_lane_p1;
   reg [3:0] du_clear_lane_p2;
   reg [3:0] du_clear_lane_p3;
   reg [3:0] du_clear_lane_p4;
   reg [3:0] du_clear_lane_p5;
+  reg [3:0] du_clear_lane_p6;
   reg [8:0] du_clear_word_p1;
   reg [8:0] du_clear_word_p2;
   reg [8:0] du_clear_word_p3;
   reg [8:0] du_clear_word_p4;
   reg [8:0] du_clear_word_p5;
+  reg [8:0] du_clear_word_p6;
   wire unused_uw_hi;
   reg walk_v_p1;
   reg walk_v_p2;
   reg walk_v_p3;
   reg walk_v_p4;
   reg walk_v_p5;
+  reg walk_v_p6;
   reg [3:0] walk_lane_p1;
   reg [3:0] walk_lane_p2;
   reg [3:0] walk_lane_p3;
   reg [3:0] walk_lane_p4;
   reg [3:0] walk_lane_p5;
+  reg [3:0] walk_lane_p6;
   reg [3:0] walk_ulane_p1;
   reg [3:0] walk_ulane_p2;
   reg [3:0] walk_ulane_p3;
   reg [3:0] walk_ulane_p4;
   reg [3:0] walk_ulane_p5;
+  reg [3:0] walk_ulane_p6;
   wire signed [15:0] b2_old;
   wire [24:0] db2_sum;
   wire signed [15:0] b1_old;
@@ -179,16 +188,19 @@ module dff_op_update (
   reg grad_v_p3;
   reg grad_v_p4;
   reg grad_v_p5;
+  reg grad_v_p6;
   reg [575:0] grad_lanes_p1;
   reg [575:0] grad_lanes_p2;
   reg [575:0] grad_lanes_p3;
   reg [575:0] grad_lanes_p4;
   reg [575:0] grad_lanes_p5;
+  reg [575:0] grad_lanes_p6;
   reg [11:0] grad_lv_p1;
   reg [11:0] grad_lv_p2;
   reg [11:0] grad_lv_p3;
   reg [11:0] grad_lv_p4;
   reg [11:0] grad_lv_p5;
+  reg [11:0] grad_lv_p6;
   reg [15:0] grad_word_p1;
   reg [15:0] grad_word_p2;
   reg [15:0] grad_word_p3;
@@ -202,6 +214,7 @@ module dff_op_update (
   reg [15:0] grad_word_p11;
   reg [15:0] grad_word_p12;
   reg [15:0] grad_word_p13;
+  reg [15:0] grad_word_p14;
   wire unused_grad_rot;
   wire [191:0] up_w;
   wire [575:0] up_g;
@@ -282,68 +295,69 @@ module dff_op_update (
   reg [12:0] walk_j_p11;
   reg [12:0] walk_j_p12;
   reg [12:0] walk_j_p13;
+  reg [12:0] walk_j_p14;
   wire unused_up_vo;
   wire unused_cut0_db_word_q;
   wire unused_cut1_grad_word_i;
-  wire unused_cut2_grad_word_p13;
+  wire unused_cut2_grad_word_p14;
   wire unused_cut3_j_q;
   wire unused_cut4_u_word_q;
-  wire unused_cut5_walk_j_p13;
+  wire unused_cut5_walk_j_p14;
   wire unused_port_start_i;
   assign done_o = done_q;
-  assign unused_io = ^{infer_i, nsamp_i, nrows_i};
+  assign unused_io = ^{infer_run_q, nsamp_run_q, nrows_run_q};
   assign walk = st_q == 1'b1;
   assign unused_uw_hi = ^u_word_q[9:9];
   assign b2_old = b2_rdata_i[0 +: 16];
-  assign db2_sum = walk_lane_p5 == 4'd11 ? db2_rdata_i[275 +: 25] : walk_lane_p5 == 4'd10 ? db2_rdata_i[250 +: 25] : walk_lane_p5 == 4'd9 ? db2_rdata_i[225 +: 25] : walk_lane_p5 == 4'd8 ? db2_rdata_i[200 +: 25] : walk_lane_p5 == 4'd7 ? db2_rdata_i[175 +: 25] : walk_lane_p5 == 4'd6 ? db2_rdata_i[150 +: 25] : walk_lane_p5 == 4'd5 ? db2_rdata_i[125 +: 25] : walk_lane_p5 == 4'd4 ? db2_rdata_i[100 +: 25] : walk_lane_p5 == 4'd3 ? db2_rdata_i[75 +: 25] : walk_lane_p5 == 4'd2 ? db2_rdata_i[50 +: 25] : walk_lane_p5 == 4'd1 ? db2_rdata_i[25 +: 25] : db2_rdata_i[0 +: 25];
+  assign db2_sum = walk_lane_p6 == 4'd11 ? db2_rdata_i[275 +: 25] : walk_lane_p6 == 4'd10 ? db2_rdata_i[250 +: 25] : walk_lane_p6 == 4'd9 ? db2_rdata_i[225 +: 25] : walk_lane_p6 == 4'd8 ? db2_rdata_i[200 +: 25] : walk_lane_p6 == 4'd7 ? db2_rdata_i[175 +: 25] : walk_lane_p6 == 4'd6 ? db2_rdata_i[150 +: 25] : walk_lane_p6 == 4'd5 ? db2_rdata_i[125 +: 25] : walk_lane_p6 == 4'd4 ? db2_rdata_i[100 +: 25] : walk_lane_p6 == 4'd3 ? db2_rdata_i[75 +: 25] : walk_lane_p6 == 4'd2 ? db2_rdata_i[50 +: 25] : walk_lane_p6 == 4'd1 ? db2_rdata_i[25 +: 25] : db2_rdata_i[0 +: 25];
   assign b1_old = b1_rdata_i[0 +: 16];
-  assign db1_sum = walk_lane_p5 == 4'd11 ? db1_rdata_i[275 +: 25] : walk_lane_p5 == 4'd10 ? db1_rdata_i[250 +: 25] : walk_lane_p5 == 4'd9 ? db1_rdata_i[225 +: 25] : walk_lane_p5 == 4'd8 ? db1_rdata_i[200 +: 25] : walk_lane_p5 == 4'd7 ? db1_rdata_i[175 +: 25] : walk_lane_p5 == 4'd6 ? db1_rdata_i[150 +: 25] : walk_lane_p5 == 4'd5 ? db1_rdata_i[125 +: 25] : walk_lane_p5 == 4'd4 ? db1_rdata_i[100 +: 25] : walk_lane_p5 == 4'd3 ? db1_rdata_i[75 +: 25] : walk_lane_p5 == 4'd2 ? db1_rdata_i[50 +: 25] : walk_lane_p5 == 4'd1 ? db1_rdata_i[25 +: 25] : db1_rdata_i[0 +: 25];
+  assign db1_sum = walk_lane_p6 == 4'd11 ? db1_rdata_i[275 +: 25] : walk_lane_p6 == 4'd10 ? db1_rdata_i[250 +: 25] : walk_lane_p6 == 4'd9 ? db1_rdata_i[225 +: 25] : walk_lane_p6 == 4'd8 ? db1_rdata_i[200 +: 25] : walk_lane_p6 == 4'd7 ? db1_rdata_i[175 +: 25] : walk_lane_p6 == 4'd6 ? db1_rdata_i[150 +: 25] : walk_lane_p6 == 4'd5 ? db1_rdata_i[125 +: 25] : walk_lane_p6 == 4'd4 ? db1_rdata_i[100 +: 25] : walk_lane_p6 == 4'd3 ? db1_rdata_i[75 +: 25] : walk_lane_p6 == 4'd2 ? db1_rdata_i[50 +: 25] : walk_lane_p6 == 4'd1 ? db1_rdata_i[25 +: 25] : db1_rdata_i[0 +: 25];
   assign u_old = u_rdata_i[0 +: 16];
-  assign du_sum = walk_ulane_p5 == 4'd11 ? du_rdata_i[275 +: 25] : walk_ulane_p5 == 4'd10 ? du_rdata_i[250 +: 25] : walk_ulane_p5 == 4'd9 ? du_rdata_i[225 +: 25] : walk_ulane_p5 == 4'd8 ? du_rdata_i[200 +: 25] : walk_ulane_p5 == 4'd7 ? du_rdata_i[175 +: 25] : walk_ulane_p5 == 4'd6 ? du_rdata_i[150 +: 25] : walk_ulane_p5 == 4'd5 ? du_rdata_i[125 +: 25] : walk_ulane_p5 == 4'd4 ? du_rdata_i[100 +: 25] : walk_ulane_p5 == 4'd3 ? du_rdata_i[75 +: 25] : walk_ulane_p5 == 4'd2 ? du_rdata_i[50 +: 25] : walk_ulane_p5 == 4'd1 ? du_rdata_i[25 +: 25] : du_rdata_i[0 +: 25];
+  assign du_sum = walk_ulane_p6 == 4'd11 ? du_rdata_i[275 +: 25] : walk_ulane_p6 == 4'd10 ? du_rdata_i[250 +: 25] : walk_ulane_p6 == 4'd9 ? du_rdata_i[225 +: 25] : walk_ulane_p6 == 4'd8 ? du_rdata_i[200 +: 25] : walk_ulane_p6 == 4'd7 ? du_rdata_i[175 +: 25] : walk_ulane_p6 == 4'd6 ? du_rdata_i[150 +: 25] : walk_ulane_p6 == 4'd5 ? du_rdata_i[125 +: 25] : walk_ulane_p6 == 4'd4 ? du_rdata_i[100 +: 25] : walk_ulane_p6 == 4'd3 ? du_rdata_i[75 +: 25] : walk_ulane_p6 == 4'd2 ? du_rdata_i[50 +: 25] : walk_ulane_p6 == 4'd1 ? du_rdata_i[25 +: 25] : du_rdata_i[0 +: 25];
   assign grad_sum = uupd_q ? du_sum : layer_i == 1'b0 ? db1_sum : layer_i == 1'b1 ? db2_sum : 25'd0;
   assign walk_par = uupd_q ? u_old : layer_i == 1'b0 ? b1_old : layer_i == 1'b1 ? b2_old : 16'd0;
   assign is_grad = is_grad1_q || is_grad2_q;
   assign unused_grad_rot = ^grad_rot_i;
-  assign up_kind = walk_v_p5 ? (uupd_q ? 2'd2 : 2'd1) : 2'd0;
+  assign up_kind = walk_v_p6 ? (uupd_q ? 2'd2 : 2'd1) : 2'd0;
   assign w_old0 = layer_i == 1'b0 ? w1_rdata_i[0 +: 16] : layer_i == 1'b1 ? w2_rdata_i[0 +: 16] : 16'd0;
-  assign grad0 = grad_lanes_p5[0 +: 48];
-  assign grad_v0 = grad_v_p5 && grad_lv_p5[0];
+  assign grad0 = grad_lanes_p6[0 +: 48];
+  assign grad_v0 = grad_v_p6 && grad_lv_p6[0];
   assign w_old1 = layer_i == 1'b0 ? w1_rdata_i[16 +: 16] : layer_i == 1'b1 ? w2_rdata_i[16 +: 16] : 16'd0;
-  assign grad1 = grad_lanes_p5[48 +: 48];
-  assign grad_v1 = grad_v_p5 && grad_lv_p5[1];
+  assign grad1 = grad_lanes_p6[48 +: 48];
+  assign grad_v1 = grad_v_p6 && grad_lv_p6[1];
   assign w_old2 = layer_i == 1'b0 ? w1_rdata_i[32 +: 16] : layer_i == 1'b1 ? w2_rdata_i[32 +: 16] : 16'd0;
-  assign grad2 = grad_lanes_p5[96 +: 48];
-  assign grad_v2 = grad_v_p5 && grad_lv_p5[2];
+  assign grad2 = grad_lanes_p6[96 +: 48];
+  assign grad_v2 = grad_v_p6 && grad_lv_p6[2];
   assign w_old3 = layer_i == 1'b0 ? w1_rdata_i[48 +: 16] : layer_i == 1'b1 ? w2_rdata_i[48 +: 16] : 16'd0;
-  assign grad3 = grad_lanes_p5[144 +: 48];
-  assign grad_v3 = grad_v_p5 && grad_lv_p5[3];
+  assign grad3 = grad_lanes_p6[144 +: 48];
+  assign grad_v3 = grad_v_p6 && grad_lv_p6[3];
   assign w_old4 = layer_i == 1'b0 ? w1_rdata_i[64 +: 16] : layer_i == 1'b1 ? w2_rdata_i[64 +: 16] : 16'd0;
-  assign grad4 = grad_lanes_p5[192 +: 48];
-  assign grad_v4 = grad_v_p5 && grad_lv_p5[4];
+  assign grad4 = grad_lanes_p6[192 +: 48];
+  assign grad_v4 = grad_v_p6 && grad_lv_p6[4];
   assign w_old5 = layer_i == 1'b0 ? w1_rdata_i[80 +: 16] : layer_i == 1'b1 ? w2_rdata_i[80 +: 16] : 16'd0;
-  assign grad5 = grad_lanes_p5[240 +: 48];
-  assign grad_v5 = grad_v_p5 && grad_lv_p5[5];
+  assign grad5 = grad_lanes_p6[240 +: 48];
+  assign grad_v5 = grad_v_p6 && grad_lv_p6[5];
   assign w_old6 = layer_i == 1'b0 ? w1_rdata_i[96 +: 16] : layer_i == 1'b1 ? w2_rdata_i[96 +: 16] : 16'd0;
-  assign grad6 = grad_lanes_p5[288 +: 48];
-  assign grad_v6 = grad_v_p5 && grad_lv_p5[6];
+  assign grad6 = grad_lanes_p6[288 +: 48];
+  assign grad_v6 = grad_v_p6 && grad_lv_p6[6];
   assign w_old7 = layer_i == 1'b0 ? w1_rdata_i[112 +: 16] : layer_i == 1'b1 ? w2_rdata_i[112 +: 16] : 16'd0;
-  assign grad7 = grad_lanes_p5[336 +: 48];
-  assign grad_v7 = grad_v_p5 && grad_lv_p5[7];
+  assign grad7 = grad_lanes_p6[336 +: 48];
+  assign grad_v7 = grad_v_p6 && grad_lv_p6[7];
   assign w_old8 = layer_i == 1'b0 ? w1_rdata_i[128 +: 16] : layer_i == 1'b1 ? w2_rdata_i[128 +: 16] : 16'd0;
-  assign grad8 = grad_lanes_p5[384 +: 48];
-  assign grad_v8 = grad_v_p5 && grad_lv_p5[8];
+  assign grad8 = grad_lanes_p6[384 +: 48];
+  assign grad_v8 = grad_v_p6 && grad_lv_p6[8];
   assign w_old9 = layer_i == 1'b0 ? w1_rdata_i[144 +: 16] : layer_i == 1'b1 ? w2_rdata_i[144 +: 16] : 16'd0;
-  assign grad9 = grad_lanes_p5[432 +: 48];
-  assign grad_v9 = grad_v_p5 && grad_lv_p5[9];
+  assign grad9 = grad_lanes_p6[432 +: 48];
+  assign grad_v9 = grad_v_p6 && grad_lv_p6[9];
   assign w_old10 = layer_i == 1'b0 ? w1_rdata_i[160 +: 16] : layer_i == 1'b1 ? w2_rdata_i[160 +: 16] : 16'd0;
-  assign grad10 = grad_lanes_p5[480 +: 48];
-  assign grad_v10 = grad_v_p5 && grad_lv_p5[10];
+  assign grad10 = grad_lanes_p6[480 +: 48];
+  assign grad_v10 = grad_v_p6 && grad_lv_p6[10];
   assign w_old11 = layer_i == 1'b0 ? w1_rdata_i[176 +: 16] : layer_i == 1'b1 ? w2_rdata_i[176 +: 16] : 16'd0;
-  assign grad11 = grad_lanes_p5[528 +: 48];
-  assign grad_v11 = grad_v_p5 && grad_lv_p5[11];
-  assign up_w = {w_old11, w_old10, w_old9, w_old8, w_old7, w_old6, w_old5, w_old4, w_old3, w_old2, w_old1, walk_v_p5 ? walk_par : w_old0};
-  assign up_g = {grad11, grad10, grad9, grad8, grad7, grad6, grad5, grad4, grad3, grad2, grad1, walk_v_p5 ? $signed({{23{grad_sum[24]}}, grad_sum}) : grad0};
-  assign up_v = {grad_v11, grad_v10, grad_v9, grad_v8, grad_v7, grad_v6, grad_v5, grad_v4, grad_v3, grad_v2, grad_v1, walk_v_p5 || grad_v0};
+  assign grad11 = grad_lanes_p6[528 +: 48];
+  assign grad_v11 = grad_v_p6 && grad_lv_p6[11];
+  assign up_w = {w_old11, w_old10, w_old9, w_old8, w_old7, w_old6, w_old5, w_old4, w_old3, w_old2, w_old1, walk_v_p6 ? walk_par : w_old0};
+  assign up_g = {grad11, grad10, grad9, grad8, grad7, grad6, grad5, grad4, grad3, grad2, grad1, walk_v_p6 ? $signed({{23{grad_sum[24]}}, grad_sum}) : grad0};
+  assign up_v = {grad_v11, grad_v10, grad_v9, grad_v8, grad_v7, grad_v6, grad_v5, grad_v4, grad_v3, grad_v2, grad_v1, walk_v_p6 || grad_v0};
 
   dff_update #(
     .SEED(32'h1)
@@ -516,10 +530,10 @@ module dff_op_update (
   assign unused_up_vo = ^up_vo;
   assign unused_cut0_db_word_q = ^db_word_q[12:6];
   assign unused_cut1_grad_word_i = ^grad_word_i[15:15];
-  assign unused_cut2_grad_word_p13 = ^grad_word_p13[15:15];
+  assign unused_cut2_grad_word_p14 = ^grad_word_p14[15:15];
   assign unused_cut3_j_q = ^j_q[12:9];
   assign unused_cut4_u_word_q = ^u_word_q[9:9];
-  assign unused_cut5_walk_j_p13 = ^walk_j_p13[12:9];
+  assign unused_cut5_walk_j_p14 = ^walk_j_p14[12:9];
   assign unused_port_start_i = ^start_i;
 
   always @* begin
@@ -542,7 +556,7 @@ module dff_op_update (
   always @* begin
     w1_waddr_d = {192{1'b0}};
     if (grad_wb_p8 && is_grad1_q) begin
-      w1_waddr_d = {grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13, grad_word_p13};
+      w1_waddr_d = {grad_word_p14, grad_word_p14, grad_word_p14, grad_word_p14, grad_word_p14, grad_word_p14, grad_word_p14, grad_word_p14, grad_word_p14, grad_word_p14, grad_word_p14, grad_word_p14};
     end
   end
 
@@ -610,7 +624,7 @@ module dff_op_update (
   always @* begin
     w2_waddr_d = {180{1'b0}};
     if (grad_wb_p8 && is_grad2_q) begin
-      w2_waddr_d = {grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0], grad_word_p13[14:0]};
+      w2_waddr_d = {grad_word_p14[14:0], grad_word_p14[14:0], grad_word_p14[14:0], grad_word_p14[14:0], grad_word_p14[14:0], grad_word_p14[14:0], grad_word_p14[14:0], grad_word_p14[14:0], grad_word_p14[14:0], grad_word_p14[14:0], grad_word_p14[14:0], grad_word_p14[14:0]};
     end
   end
 
@@ -678,7 +692,7 @@ module dff_op_update (
   always @* begin
     b1_waddr_d = {9{1'b0}};
     if (walk_wb_p8 && !uupd_q && (layer_i == 1'b0)) begin
-      b1_waddr_d = {walk_j_p13[8:0]};
+      b1_waddr_d = {walk_j_p14[8:0]};
     end
   end
 
@@ -746,7 +760,7 @@ module dff_op_update (
   always @* begin
     b2_waddr_d = {9{1'b0}};
     if (walk_wb_p8 && !uupd_q && (layer_i == 1'b1)) begin
-      b2_waddr_d = {walk_j_p13[8:0]};
+      b2_waddr_d = {walk_j_p14[8:0]};
     end
   end
 
@@ -814,7 +828,7 @@ module dff_op_update (
   always @* begin
     u_waddr_d = {13{1'b0}};
     if (walk_wb_p8 && uupd_q) begin
-      u_waddr_d = {walk_j_p13};
+      u_waddr_d = {walk_j_p14};
     end
   end
 
@@ -898,8 +912,8 @@ module dff_op_update (
 
   always @* begin
     du_we_d = {12{1'b0}};
-    if (du_clear_p5) begin
-      du_we_d = du_clear_p5 ? {du_clear_lane_p5 == 4'd11, du_clear_lane_p5 == 4'd10, du_clear_lane_p5 == 4'd9, du_clear_lane_p5 == 4'd8, du_clear_lane_p5 == 4'd7, du_clear_lane_p5 == 4'd6, du_clear_lane_p5 == 4'd5, du_clear_lane_p5 == 4'd4, du_clear_lane_p5 == 4'd3, du_clear_lane_p5 == 4'd2, du_clear_lane_p5 == 4'd1, du_clear_lane_p5 == 4'd0} : 12'd0;
+    if (du_clear_p6) begin
+      du_we_d = du_clear_p6 ? {du_clear_lane_p6 == 4'd11, du_clear_lane_p6 == 4'd10, du_clear_lane_p6 == 4'd9, du_clear_lane_p6 == 4'd8, du_clear_lane_p6 == 4'd7, du_clear_lane_p6 == 4'd6, du_clear_lane_p6 == 4'd5, du_clear_lane_p6 == 4'd4, du_clear_lane_p6 == 4'd3, du_clear_lane_p6 == 4'd2, du_clear_lane_p6 == 4'd1, du_clear_lane_p6 == 4'd0} : 12'd0;
     end
   end
 
@@ -915,8 +929,8 @@ module dff_op_update (
 
   always @* begin
     du_waddr_d = {108{1'b0}};
-    if (du_clear_p5) begin
-      du_waddr_d = {du_clear_word_p5, du_clear_word_p5, du_clear_word_p5, du_clear_word_p5, du_clear_word_p5, du_clear_word_p5, du_clear_word_p5, du_clear_word_p5, du_clear_word_p5, du_clear_word_p5, du_clear_word_p5, du_clear_word_p5};
+    if (du_clear_p6) begin
+      du_waddr_d = {du_clear_word_p6, du_clear_word_p6, du_clear_word_p6, du_clear_word_p6, du_clear_word_p6, du_clear_word_p6, du_clear_word_p6, du_clear_word_p6, du_clear_word_p6, du_clear_word_p6, du_clear_word_p6, du_clear_word_p6};
     end
   end
 
@@ -932,7 +946,7 @@ module dff_op_update (
 
   always @* begin
     du_wdata_d = {300{1'b0}};
-    if (du_clear_p5) begin
+    if (du_clear_p6) begin
       du_wdata_d = {25'd0, 25'd0, 25'd0, 25'd0, 25'd0, 25'd0, 25'd0, 25'd0, 25'd0, 25'd0, 25'd0, 25'd0};
     end
   end
@@ -992,7 +1006,7 @@ module dff_op_update (
       end
       if (j_q == (count_q - 13'd1)) begin
         st_d = 1'b0;
-        tail_d = 4'd13;
+        tail_d = 4'd14;
       end
     end else if (tail_q != 4'd0) begin
       tail_d = tail_q - 4'd1;
@@ -1054,16 +1068,19 @@ module dff_op_update (
       du_clear_p3 <= {1{1'b0}};
       du_clear_p4 <= {1{1'b0}};
       du_clear_p5 <= {1{1'b0}};
+      du_clear_p6 <= {1{1'b0}};
       walk_v_p1 <= {1{1'b0}};
       walk_v_p2 <= {1{1'b0}};
       walk_v_p3 <= {1{1'b0}};
       walk_v_p4 <= {1{1'b0}};
       walk_v_p5 <= {1{1'b0}};
+      walk_v_p6 <= {1{1'b0}};
       grad_v_p1 <= {1{1'b0}};
       grad_v_p2 <= {1{1'b0}};
       grad_v_p3 <= {1{1'b0}};
       grad_v_p4 <= {1{1'b0}};
       grad_v_p5 <= {1{1'b0}};
+      grad_v_p6 <= {1{1'b0}};
       grad_wb_p1 <= {1{1'b0}};
       grad_wb_p2 <= {1{1'b0}};
       grad_wb_p3 <= {1{1'b0}};
@@ -1086,17 +1103,20 @@ module dff_op_update (
       du_clear_p3 <= du_clear_p2;
       du_clear_p4 <= du_clear_p3;
       du_clear_p5 <= du_clear_p4;
+      du_clear_p6 <= du_clear_p5;
       walk_v_p1 <= walk;
       walk_v_p2 <= walk_v_p1;
       walk_v_p3 <= walk_v_p2;
       walk_v_p4 <= walk_v_p3;
       walk_v_p5 <= walk_v_p4;
+      walk_v_p6 <= walk_v_p5;
       grad_v_p1 <= grad_v_i && is_grad;
       grad_v_p2 <= grad_v_p1;
       grad_v_p3 <= grad_v_p2;
       grad_v_p4 <= grad_v_p3;
       grad_v_p5 <= grad_v_p4;
-      grad_wb_p1 <= grad_v_p5;
+      grad_v_p6 <= grad_v_p5;
+      grad_wb_p1 <= grad_v_p6;
       grad_wb_p2 <= grad_wb_p1;
       grad_wb_p3 <= grad_wb_p2;
       grad_wb_p4 <= grad_wb_p3;
@@ -1104,7 +1124,7 @@ module dff_op_update (
       grad_wb_p6 <= grad_wb_p5;
       grad_wb_p7 <= grad_wb_p6;
       grad_wb_p8 <= grad_wb_p7;
-      walk_wb_p1 <= walk_v_p5;
+      walk_wb_p1 <= walk_v_p6;
       walk_wb_p2 <= walk_wb_p1;
       walk_wb_p3 <= walk_wb_p2;
       walk_wb_p4 <= walk_wb_p3;
@@ -1121,21 +1141,25 @@ module dff_op_update (
     du_clear_lane_p3 <= du_clear_lane_p2;
     du_clear_lane_p4 <= du_clear_lane_p3;
     du_clear_lane_p5 <= du_clear_lane_p4;
+    du_clear_lane_p6 <= du_clear_lane_p5;
     du_clear_word_p1 <= u_word_q[8:0];
     du_clear_word_p2 <= du_clear_word_p1;
     du_clear_word_p3 <= du_clear_word_p2;
     du_clear_word_p4 <= du_clear_word_p3;
     du_clear_word_p5 <= du_clear_word_p4;
+    du_clear_word_p6 <= du_clear_word_p5;
     walk_lane_p1 <= db_lane_q;
     walk_lane_p2 <= walk_lane_p1;
     walk_lane_p3 <= walk_lane_p2;
     walk_lane_p4 <= walk_lane_p3;
     walk_lane_p5 <= walk_lane_p4;
+    walk_lane_p6 <= walk_lane_p5;
     walk_ulane_p1 <= u_lane_q;
     walk_ulane_p2 <= walk_ulane_p1;
     walk_ulane_p3 <= walk_ulane_p2;
     walk_ulane_p4 <= walk_ulane_p3;
     walk_ulane_p5 <= walk_ulane_p4;
+    walk_ulane_p6 <= walk_ulane_p5;
     is_grad1_q <= (kind_i == 4'd8) && (layer_i == 1'b0);
     is_grad2_q <= (kind_i == 4'd8) && (layer_i == 1'b1);
     grad_lanes_p1 <= grad_lanes_i;
@@ -1143,11 +1167,13 @@ module dff_op_update (
     grad_lanes_p3 <= grad_lanes_p2;
     grad_lanes_p4 <= grad_lanes_p3;
     grad_lanes_p5 <= grad_lanes_p4;
+    grad_lanes_p6 <= grad_lanes_p5;
     grad_lv_p1 <= grad_lv_i;
     grad_lv_p2 <= grad_lv_p1;
     grad_lv_p3 <= grad_lv_p2;
     grad_lv_p4 <= grad_lv_p3;
     grad_lv_p5 <= grad_lv_p4;
+    grad_lv_p6 <= grad_lv_p5;
     grad_word_p1 <= grad_word_i;
     grad_word_p2 <= grad_word_p1;
     grad_word_p3 <= grad_word_p2;
@@ -1161,6 +1187,7 @@ module dff_op_update (
     grad_word_p11 <= grad_word_p10;
     grad_word_p12 <= grad_word_p11;
     grad_word_p13 <= grad_word_p12;
+    grad_word_p14 <= grad_word_p13;
     grad_mask_p1 <= up_v;
     grad_mask_p2 <= grad_mask_p1;
     grad_mask_p3 <= grad_mask_p2;
@@ -1182,6 +1209,14 @@ module dff_op_update (
     walk_j_p11 <= walk_j_p10;
     walk_j_p12 <= walk_j_p11;
     walk_j_p13 <= walk_j_p12;
+    walk_j_p14 <= walk_j_p13;
+  end
+
+  (* keep *)
+  always @(posedge clk_i) begin
+    infer_run_q <= infer_i;
+    nsamp_run_q <= nsamp_i;
+    nrows_run_q <= nrows_i;
   end
 
 endmodule

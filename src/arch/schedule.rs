@@ -11,8 +11,8 @@ use super::Arch;
 
 /// Cycles from an op engine issuing a memory read (its request register) to the data on
 /// the bank's read port: the request register, the block RAM's own request register and its
-/// three read registers ([`crate::rtl::bram`]).
-pub const READ_LAT: u64 = 5;
+/// four read registers ([`crate::rtl::bram`]).
+pub const READ_LAT: u64 = 6;
 /// A lane rotator (or plain lane) register after the read: data reaches a lane datapath
 /// `READ_LAT + 1` cycles after the read was issued.
 pub const LANE_LAT: u64 = READ_LAT + 1;
@@ -397,8 +397,9 @@ pub fn op_cycles(arch: &Arch, op: Op, n: usize, infer: bool) -> u64 {
         Op::Cen => CenTiming::new(arch).cycles(rows),
         Op::Loss(_) => LossTiming::new(arch).cycles(samples),
         Op::Delta(l) => DeltaTiming::new(arch, l).cycles(rows),
-        // One read per class from the cycle after start; the last comparison with done.
-        Op::Pred => arch.classes as u64 + READ_LAT + 2,
+        // One read per class from the cycle after start, READ_LAT, the registered sum; the
+        // last comparison with done.
+        Op::Pred => arch.classes as u64 + READ_LAT + 3,
         // The walk from the cycle after start, the last write-back with done.
         Op::Bupd(l) => arch.dims[l + 1] as u64 + READ_LAT + update_lat(&arch.shape) + 2,
         Op::Uupd => (arch.classes * arch.dims[1]) as u64 + READ_LAT + update_lat(&arch.shape) + 2,

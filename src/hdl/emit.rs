@@ -242,6 +242,9 @@ fn items(w: &mut Writer, ind: usize, its: &[Item]) {
                     Sensitivity::Posedge(c) => format!("always @(posedge {c}) begin"),
                     Sensitivity::Comb => "always @* begin".to_string(),
                 };
+                for attr in &a.attrs {
+                    w.line(ind, &format!("(* {attr} *)"));
+                }
                 w.line(ind, &head);
                 stmts(w, ind + 1, &a.body);
                 w.line(ind, "end");

@@ -598,6 +598,10 @@ pub enum Sensitivity {
 pub struct Always {
     pub sens: Sensitivity,
     pub body: Vec<Stmt>,
+    /// Synthesis attributes emitted as `(* a *)` before the block: `keep` stops yosys
+    /// merging the block's registers with equal ones elsewhere (replicated control).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attrs: Vec<String>,
 }
 
 /// A module instance with named parameter overrides and named connections.
@@ -926,6 +930,22 @@ pub trait Scope {
         self.push(Item::Always(Always {
             sens: Sensitivity::Posedge(clock),
             body,
+            attrs: Vec::new(),
+        }));
+    }
+    /// `(* keep *) always @(posedge clock) begin ... end`: registers that copy a signal
+    /// on purpose, one copy near each group of its readers, which yosys would otherwise
+    /// merge back into one register with the fan-out (and the long wires) the copies
+    /// exist to avoid.
+    fn always_ff_keep(&mut self, clock: impl Into<Expr>, body: Vec<Stmt>) {
+        let clock = match clock.into() {
+            Expr::Id(n) => n,
+            other => panic!("clock must be a plain name, got {other:?}"),
+        };
+        self.push(Item::Always(Always {
+            sens: Sensitivity::Posedge(clock),
+            body,
+            attrs: vec!["keep".to_string()],
         }));
     }
     /// `always @* begin ... end`
@@ -933,6 +953,7 @@ pub trait Scope {
         self.push(Item::Always(Always {
             sens: Sensitivity::Comb,
             body,
+            attrs: Vec::new(),
         }));
     }
     fn instance(&mut self, inst: Instance) {

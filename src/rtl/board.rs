@@ -360,6 +360,31 @@ pub fn ulx3s_top(core: &Module, opts: &BoardOpts) -> Result<Module, BoardError> 
             .conn("frame_err_o", &rx_frame_err)
             .conn("busy_o", &rx_busy),
     );
+    // Two register stages from the receiver (beside the pins) to the core (wherever the
+    // placer puts it): the wire across the die was a critical path (9.8 ns of routing), and
+    // two cycles are nothing at a byte per CLKS_PER_BIT * 10 cycles.
+    let rx_mid_data_q = m.reg("rx_mid_data_q", 8);
+    let rx_mid_valid_q = m.reg("rx_mid_valid_q", 1);
+    let rx_in_data_q = m.reg("rx_in_data_q", 8);
+    let rx_in_valid_q = m.reg("rx_in_valid_q", 1);
+    m.always_ff(
+        &clk,
+        vec![
+            nb(&rx_mid_data_q, &rx_data),
+            nb(&rx_in_data_q, &rx_mid_data_q),
+            if_(
+                &rst_q,
+                vec![
+                    nb(&rx_mid_valid_q, lit(1, 0)),
+                    nb(&rx_in_valid_q, lit(1, 0)),
+                ],
+            )
+            .else_(vec![
+                nb(&rx_mid_valid_q, &rx_valid),
+                nb(&rx_in_valid_q, &rx_mid_valid_q),
+            ]),
+        ],
+    );
     let mut core_inst = Instance::new(&core.name, "u_core");
     for (n, v) in &opts.core_params {
         core_inst = core_inst.param(n, v.clone());
@@ -386,8 +411,8 @@ pub fn ulx3s_top(core: &Module, opts: &BoardOpts) -> Result<Module, BoardError> 
         core_inst
             .conn("clk_i", &clk)
             .conn("rst_i", &rst_q)
-            .conn("rx_data_i", &rx_data)
-            .conn("rx_valid_i", &rx_valid)
+            .conn("rx_data_i", &rx_in_data_q)
+            .conn("rx_valid_i", &rx_in_valid_q)
             .conn("tx_data_o", &tx_data)
             .conn("tx_valid_o", &tx_valid)
             .conn("tx_ready_i", &tx_ready),

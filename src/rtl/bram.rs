@@ -15,7 +15,11 @@
 //!   simulates both, the primitive through [`dp16kd_model`], and requires equal outputs;
 //! - a tensor deeper than one block is split here, one block per 2^LB words, with the
 //!   blocks' multiplexer after their output registers: yosys's own split put it before
-//!   any register, and the placer spreads a tensor's blocks over the chip.
+//!   any register, and the placer spreads a tensor's blocks over the chip;
+//! - the data then crosses two fabric registers, not one: with one, the placer put it beside
+//!   the unit that reads the tensor and the wire from a block to it (9.8 ns of routing at
+//!   85 MHz) was a critical path; the second lets one register sit by the blocks and one by
+//!   the reader.
 //!
 //! A memory small enough for LUT RAM (yosys's choice by cost: 4 per 16×4 LUT RAM against
 //! 128 per block RAM) stays a behavioural memory, which yosys maps to LUT RAM as before.
@@ -34,8 +38,8 @@ pub const BLOCK_MODEL: &str = "dff_bram_block_model";
 pub fn bram(width: u32, addr_bits: u32) -> Module {
     let mut m = Module::new("dff_bram").doc(
         "Simple dual-port RAM: write port (we/waddr/wdata), read port; requests\n\
-         registered, then a block RAM with its read and output registers and a fabric\n\
-         register: read latency 4, a write lands at the end of the cycle after its request\n\
+         registered, then a block RAM with its read and output registers and two fabric\n\
+         registers: read latency 5, a write lands at the end of the cycle after its request\n\
          register.",
     );
     let wp = m.param("W", width);
@@ -159,7 +163,10 @@ pub fn bram(width: u32, addr_bits: u32) -> Module {
             );
         },
     );
-    m.assign(rdata, fabric_q);
+    // The second fabric register: see the module doc (why two).
+    let far_q = m.reg("far_q", &wp);
+    m.always_ff(&clk, vec![nb(&far_q, &fabric_q)]);
+    m.assign(rdata, far_q);
     m
 }
 

@@ -181,6 +181,7 @@ fn clocked_names(its: &[Item], out: &mut HashSet<String>) {
             Item::Always(Always {
                 sens: Sensitivity::Posedge(_),
                 body,
+                ..
             }) => stmt_targets(body, out),
             Item::GenFor(g) => clocked_names(&g.items, out),
             Item::GenIf(g) => {

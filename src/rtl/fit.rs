@@ -15,8 +15,9 @@
 //!   census's flip-flop bits and multipliers, fitted by least squares to yosys `synth_ecp5` +
 //!   `nextpnr-ecp5 --pack-only` of the calibration configs (scripts/fit-calibrate; the test
 //!   `fit_estimate_matches_the_calibration` holds every point within 15 %). On the five
-//!   configs of docs/fit-calibration.json: within 5.6 % (LUT4), 4.1 % (COMB), 1.2 % (FF) of
-//!   the tools (refitted when the block RAMs took their output registers into the DP16KD);
+//!   configs of docs/fit-calibration.json: within 6.0 % (LUT4), 4.2 % (COMB), 1.1 % (FF) of
+//!   the tools (refitted when every tensor read took a second fabric register and each op
+//!   engine its own copies of the run-wide registers);
 //!   the leave-one-out errors were last measured on the previous fit (18.3 %, 11.7 %,
 //!   14.6 %): fewer calibration points than one would like, three coefficients from five
 //!   configs.
@@ -116,9 +117,9 @@ pub struct LogicModel {
 
 /// The fitted model (scripts/fit-calibrate prints these numbers).
 pub const LOGIC_MODEL: LogicModel = LogicModel {
-    lut4: [0.6380, 46.13, -4194.5],
-    comb: [0.6820, 107.34, -2030.7],
-    ff: [0.8999, -33.15, -850.5],
+    lut4: [0.5473, 65.37, -3812.5],
+    comb: [0.5856, 129.63, -1681.2],
+    ff: [0.8994, -31.31, -841.4],
 };
 
 /// Above this fraction of the logic cells nextpnr's routing slows down and the clock

@@ -67,6 +67,8 @@ pub struct Eng {
     pipe: Vec<Stmt>,
     /// Registers with reset (valid flags of delay lines, …): (reg, width, statement).
     flags: Vec<(Expr, u32, Stmt)>,
+    /// This engine's own copies of the sequencer's run-wide registers: (copy, source).
+    copies: Vec<(String, Expr)>,
     pub ports: Vec<MemPort>,
 }
 
@@ -83,6 +85,7 @@ impl Eng {
             comb: Vec::new(),
             pipe: Vec::new(),
             flags: Vec::new(),
+            copies: Vec::new(),
             ports: Vec::new(),
         }
     }
@@ -282,7 +285,8 @@ impl Eng {
         for name in [
             "kind_i", "layer_i", "infer_i", "nsamp_i", "nrows_i", "start_i",
         ] {
-            if self.m.find_port(name).is_some() && word_count(&text, name) == 1 {
+            let copied = self.copies.iter().any(|(_, src)| *src == id(name));
+            if !copied && self.m.find_port(name).is_some() && word_count(&text, name) == 1 {
                 self.unused(&format!("port_{name}"), id(name));
             }
         }
@@ -342,6 +346,7 @@ impl Eng {
             let body = std::mem::take(&mut self.pipe);
             self.m.always_ff(&clk, body);
         }
+        self.finish_copies();
         self.m
     }
 }
@@ -480,6 +485,42 @@ impl Eng {
         OpFlags(flags)
     }
 
+    /// The copies of run-wide registers this engine reads get their `(* keep *)` block;
+    /// the ones it does not read are dropped and their input marked unused. Runs last, when
+    /// every statement that could read a copy is in the module.
+    fn finish_copies(&mut self) {
+        let copies = std::mem::take(&mut self.copies);
+        if copies.is_empty() {
+            return;
+        }
+        let text = crate::hdl::emit(&self.m);
+        let mut body = Vec::new();
+        for (name, src) in copies {
+            if word_count(&text, &name) > 1 {
+                body.push(nb(id(&name), src));
+            } else {
+                self.m
+                    .items
+                    .retain(|it| !matches!(it, Item::Decl(d) if d.name == name));
+                if let Expr::Id(port) = &src {
+                    self.unused(&format!("port_{port}"), src.clone());
+                }
+            }
+        }
+        if !body.is_empty() {
+            self.m.always_ff_keep(id("clk_i"), body);
+        }
+    }
+
+    /// A register copy of `src`, a run-wide value the sequencer sets two cycles or more
+    /// before it starts an op (see [`Eng::op_io_with`]).
+    fn run_copy(&mut self, name: &str, src: Expr, width: u32) -> Expr {
+        let q = format!("{name}_run_q");
+        self.m.reg(&q, width);
+        self.copies.push((q.clone(), src));
+        id(q)
+    }
+
     /// Declare the op-engine interface ports (and the `done` register).
     pub fn op_io(&mut self, arch: &crate::arch::Arch) -> OpIo {
         self.op_io_with(arch, true)
@@ -492,9 +533,17 @@ impl Eng {
         let start = self.m.input("start_i", 1);
         let kind = self.m.input("kind_i", 4);
         let layer = self.m.input("layer_i", lw);
-        let infer = self.m.input("infer_i", 1);
-        let nsamp = self.m.input("nsamp_i", sw);
-        let nrows = self.m.input("nrows_i", rw);
+        // The run-wide values (inference or training, samples, rows) are read through this
+        // engine's own register copy: the sequencer's one register fanned out to every op
+        // engine across the die was a critical path (docs/board.md). The sequencer sets
+        // them when a run starts, two cycles before the first op's start, so a copy one
+        // cycle behind is already right when an op starts.
+        let infer_i = self.m.input("infer_i", 1);
+        let nsamp_i = self.m.input("nsamp_i", sw);
+        let nrows_i = self.m.input("nrows_i", rw);
+        let infer = self.run_copy("infer", infer_i, 1);
+        let nsamp = self.run_copy("nsamp", nsamp_i, sw);
+        let nrows = self.run_copy("nrows", nrows_i, rw);
         let (done_q, done_d) = self.reg("done", 1, 0);
         if done {
             let done_o = self.m.output("done_o", 1);

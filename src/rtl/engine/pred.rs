@@ -47,14 +47,16 @@ pub fn pred(arch: &Arch) -> Module {
     for p in &g {
         e.read_all(p, issue.clone(), fit(&c, cw_, p.aw));
     }
-    let rl = READ_LAT as usize;
+    // The sum is registered before the compare: read data, sum, compare and the best
+    // register's enable in one cycle was a critical path (docs/board.md).
+    let rl = READ_LAT as usize + 1;
     let v = e.delay_flag("score_v", issue.clone(), 1, rl);
     let cr = e.delay("score_class", c.clone(), cw_, rl);
     let scw = f.goodness.bits + cw(nl);
-    let score = g.iter().fold(lit(scw, 0), |acc, p| {
+    let sum = g.iter().fold(lit(scw, 0), |acc, p| {
         acc + zext(p.rdata(0), f.goodness.bits, scw)
     });
-    let score = e.wire("score", scw, score);
+    let score = e.delay("score", sum, scw, 1);
     let (best, best_d) = e.reg("best", scw, 0);
     let (res, res_d) = e.reg("result", 8, 0);
     e.comb.push(if_(
