@@ -41,7 +41,8 @@ pub struct Collected {
     pub finished: usize,
     pub failed: usize,
     pub rows: Vec<Row>,
-    /// Indices into `rows` of the front in accuracy ↑, samples/s ↑, DP16KD ↓, LUT4 ↓.
+    /// Indices into `rows` of the front in accuracy ↑, samples/s ↑, DP16KD ↓, LUT4 ↓,
+    /// among the points that fit the board.
     pub front: Vec<usize>,
     pub results: Vec<PointResult>,
 }
@@ -96,9 +97,14 @@ pub fn collect(dir: &Path, jobs: &[Job]) -> Collected {
             row.accuracy = Some(accs.iter().sum::<f64>() / accs.len() as f64);
         }
     }
+    // A point that does not fit the board is no design choice: it is kept in the tables and
+    // plots but never on the front.
     let objectives: Vec<Vec<f64>> = rows
         .iter()
         .map(|r| {
+            if r.fits == Some(false) {
+                return vec![f64::NAN; 4];
+            }
             vec![
                 r.accuracy.unwrap_or(f64::NAN),
                 r.samples_per_s.unwrap_or(f64::NAN),
@@ -188,8 +194,9 @@ pub fn table(c: &Collected, which: &[usize]) -> String {
 /// The summary document: counts, the front's table, every point's table, the failures.
 pub fn markdown(c: &Collected, title: &str, plot: Option<&str>) -> String {
     let mut s = format!(
-        "# {title}\n\n{} jobs, {} finished, {} failed. Front: no other point has higher test \
-         accuracy, more samples/s, fewer DP16KD and fewer LUT4 at once (samples/s from the \
+        "# {title}\n\n{} jobs, {} finished, {} failed. Front: the points that fit the board \
+         and that no other such point beats in test accuracy, samples/s, DP16KD and LUT4 at \
+         once (samples/s from the \
          schedule's cycles per sample at the measured Fmax, else at 100 MHz; DP16KD, MULT18 \
          and LUT4 from the fit estimate).\n\n",
         c.jobs, c.finished, c.failed
@@ -220,8 +227,8 @@ pub fn markdown(c: &Collected, title: &str, plot: Option<&str>) -> String {
 }
 
 /// The three panels (accuracy against samples/s, DP16KD, LUT4), one colour per value of
-/// `colour_key` (a varied key; default the first), the 2-D front of each panel joined and
-/// ringed. `.png` or `.svg` by extension; written atomically.
+/// `colour_key` (a varied key; default the first), the 2-D front of each panel (among the
+/// points that fit) joined and ringed, points that do not fit hollow. `.png` or `.svg` by extension; written atomically.
 pub fn plot(c: &Collected, path: &Path, title: &str, colour_key: Option<&str>) -> Result<()> {
     let size = (1500u32, 520u32);
     match crate::plot::plot_format(path)? {
@@ -329,7 +336,13 @@ where
             .x_label_formatter(&|v| format!("{v:.0}"))
             .draw()
             .map_err(e)?;
-        let rows2: Vec<Vec<f64>> = pts.iter().map(|p| vec![p.2, p.1]).collect();
+        let rows2: Vec<Vec<f64>> = pts
+            .iter()
+            .map(|p| match c.rows[p.0].fits {
+                Some(false) => vec![f64::NAN, f64::NAN],
+                _ => vec![p.2, p.1],
+            })
+            .collect();
         let mut on = front(&rows2, &[Goal::Max, goal]);
         on.sort_by(|&a, &b| pts[a].1.total_cmp(&pts[b].1));
         let line: Vec<(f64, f64)> = on.iter().map(|&i| (pts[i].1, pts[i].2)).collect();
@@ -348,7 +361,15 @@ where
                 .draw_series(
                     pts.iter()
                         .filter(|p| value_of(&c.rows[p.0]) == *g)
-                        .map(|p| Circle::new((p.1, p.2), 4, colour.filled())),
+                        .map(|p| {
+                            // Hollow: does not fit the board.
+                            let style = if c.rows[p.0].fits == Some(false) {
+                                colour.stroke_width(1)
+                            } else {
+                                colour.filled()
+                            };
+                            Circle::new((p.1, p.2), 4, style)
+                        }),
                 )
                 .map_err(e)?;
             if pi == 0 {
