@@ -211,3 +211,58 @@ fn bad_grids_fail_before_any_work_with_the_fix() {
     .contains("/nonexistent"));
     assert!(!tmp.path().join("build").exists(), "nothing was written");
 }
+
+/// The pnr measurement through a stand-in scripts/pnr (the real one takes minutes): the
+/// script is found by a relative path, gets the point's config and name, and its report's
+/// Fmax becomes the clock of samples/s.
+#[test]
+fn pnr_measurement_reads_the_scripts_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = tmp.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let script = scripts.join("pnr");
+    std::fs::write(
+        &script,
+        r#"#!/bin/bash
+set -e
+while [ $# -gt 0 ]; do case "$1" in --name) name="$2"; shift 2;; --config) cfg="$2"; shift 2;; *) shift;; esac; done
+grep -q array_rows "$cfg"
+mkdir -p "build/pnr/$name"
+cat > "build/pnr/$name/report.json" <<JSON
+{"lut4": 1234, "ff": 2345, "dp16kd": 17, "mult18x18d": 4, "trellis_comb": {"used": 1500}, "fmax_mhz": 50.0}
+JSON
+exit 1   # timing missed: still a result
+"#,
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = ok(&dfforge(
+        &[
+            "sweep",
+            "--out",
+            "sw",
+            "--vary",
+            "hardware.array_rows=2",
+            "--measure",
+            "cycles,pnr",
+            "--pnr-script",
+            "scripts/pnr",
+        ],
+        tmp.path(),
+    ));
+    assert!(out.contains("measured 1 points (0 failed)"), "{out}");
+    let r = results(&tmp.path().join("sw"));
+    let v = &r[0].1;
+    assert_eq!(v["pnr"]["lut4"], 1234);
+    assert_eq!(v["pnr"]["fmax_mhz"], 50.0);
+    assert_eq!(v["clock_mhz"], 50.0);
+    let sps = v["samples_per_s"].as_f64().unwrap();
+    let cps = v["cycles_per_sample"].as_f64().unwrap();
+    assert_eq!(sps, 50e6 / cps);
+    let summary = std::fs::read_to_string(tmp.path().join("sw/summary.md")).unwrap();
+    assert!(summary.contains("Fmax MHz"));
+}

@@ -174,7 +174,9 @@ fn accuracy(cfg: &Config, b: &super::AccuracyBudget, env: &Env, r: &mut PointRes
 /// Run scripts/pnr on the point's config (one seed) and read its report. A point that misses
 /// the clock still has an Fmax: scripts/pnr's exit status 1 then is not a failure here.
 fn pnr(cfg: &Config, job: &Job, env: &Env, r: &mut PointResult) -> Result<()> {
-    let script = &env.pnr_script;
+    // Absolute: a relative program path would be looked up from the child's directory.
+    let script = &std::path::absolute(&env.pnr_script)
+        .with_context(|| format!("cannot resolve {}", env.pnr_script.display()))?;
     if !script.is_file() {
         bail!(
             "{} not found: run the sweep from a dfforge checkout or give --pnr-script",
