@@ -604,6 +604,19 @@ pub struct Always {
     pub attrs: Vec<String>,
 }
 
+/// `always @(posedge clock)` with `body` and synthesis attributes `attrs`.
+fn clocked(clock: impl Into<Expr>, body: Vec<Stmt>, attrs: Vec<String>) -> Item {
+    let clock = match clock.into() {
+        Expr::Id(n) => n,
+        other => panic!("clock must be a plain name, got {other:?}"),
+    };
+    Item::Always(Always {
+        sens: Sensitivity::Posedge(clock),
+        body,
+        attrs,
+    })
+}
+
 /// A module instance with named parameter overrides and named connections.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
@@ -923,30 +936,14 @@ pub trait Scope {
     }
     /// `always @(posedge clock) begin ... end`
     fn always_ff(&mut self, clock: impl Into<Expr>, body: Vec<Stmt>) {
-        let clock = match clock.into() {
-            Expr::Id(n) => n,
-            other => panic!("clock must be a plain name, got {other:?}"),
-        };
-        self.push(Item::Always(Always {
-            sens: Sensitivity::Posedge(clock),
-            body,
-            attrs: Vec::new(),
-        }));
+        self.push(clocked(clock, body, Vec::new()));
     }
     /// `(* keep *) always @(posedge clock) begin ... end`: registers that copy a signal
     /// on purpose, one copy near each group of its readers, which yosys would otherwise
     /// merge back into one register with the fan-out (and the long wires) the copies
     /// exist to avoid.
     fn always_ff_keep(&mut self, clock: impl Into<Expr>, body: Vec<Stmt>) {
-        let clock = match clock.into() {
-            Expr::Id(n) => n,
-            other => panic!("clock must be a plain name, got {other:?}"),
-        };
-        self.push(Item::Always(Always {
-            sens: Sensitivity::Posedge(clock),
-            body,
-            attrs: vec!["keep".to_string()],
-        }));
+        self.push(clocked(clock, body, vec!["keep".to_string()]));
     }
     /// `always @* begin ... end`
     fn always_comb(&mut self, body: Vec<Stmt>) {
