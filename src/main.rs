@@ -220,8 +220,9 @@ struct SweepArgs {
 #[derive(Subcommand)]
 enum SweepAction {
     /// Measure job INDEX of a job list and write its result to DIR/results/<id>.json (what
-    /// each Slurm or GNU parallel task runs). A point that fails is written with its error
-    /// and exits 0; exit 1 means no result could be written.
+    /// each Slurm or GNU parallel task runs); a job whose result is there is skipped. A
+    /// point that fails is written with its error and exits 0; exit 1 means no result could
+    /// be written.
     RunJob {
         /// jobs.jsonl written by `dfforge sweep`.
         jobs: PathBuf,
@@ -233,6 +234,10 @@ enum SweepAction {
         /// scripts/pnr of a dfforge checkout (the pnr measurement).
         #[arg(long, value_name = "FILE", default_value = "scripts/pnr")]
         pnr_script: PathBuf,
+        /// Measure the job again if its recorded result is a failure (a finished job is
+        /// otherwise skipped, so a resubmitted array redoes nothing).
+        #[arg(long)]
+        retry_failed: bool,
     },
     /// Merge the results of a sweep directory into summary.md, results.json and the plot.
     Collect {
@@ -1273,6 +1278,7 @@ fn cmd_sweep(cfg: &Config, cli: &Cli, args: SweepArgs) -> Result<()> {
             index,
             out,
             pnr_script,
+            retry_failed,
         }) => {
             let list = sweep::read_jobs(&jobs)?;
             let job = list.get(index).with_context(|| {
@@ -1289,6 +1295,15 @@ fn cmd_sweep(cfg: &Config, cli: &Cli, args: SweepArgs) -> Result<()> {
                     .unwrap_or(std::path::Path::new("."))
                     .to_path_buf()
             });
+            if let Some(r) = sweep::finished(&dir, job).filter(|r| r.ok || !retry_failed) {
+                println!(
+                    "job {index} ({}): already finished ({}) -> {}",
+                    job.id,
+                    if r.ok { "ok" } else { "failed" },
+                    sweep::result_path(&dir, job).display()
+                );
+                return Ok(());
+            }
             let env = measure::Env {
                 data_dir: cli.data_dir.clone(),
                 pnr_script,
@@ -1405,7 +1420,13 @@ fn cmd_sweep(cfg: &Config, cli: &Cli, args: SweepArgs) -> Result<()> {
             let how = run::Local {
                 exe: std::env::current_exe().context("cannot find this program's path")?,
                 global_args: vec!["--data-dir".into(), data_dir.display().to_string()],
-                job_args: vec!["--pnr-script".into(), args.pnr_script.display().to_string()],
+                job_args: {
+                    let mut a = vec!["--pnr-script".into(), args.pnr_script.display().to_string()];
+                    if args.retry_failed {
+                        a.push("--retry-failed".into());
+                    }
+                    a
+                },
                 parallel,
                 progress: std::io::stderr().is_terminal(),
             };

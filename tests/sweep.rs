@@ -121,6 +121,11 @@ fn local_run_rerun_run_job_and_collect() {
     assert!(again.contains("4 already finished"), "{again}");
     assert!(again.contains("measured 0 points"), "{again}");
     assert_eq!(stamp(&dir), before);
+    // --retry-failed measures the two failed points again, and only them.
+    let mut retry = args.clone();
+    retry.push("--retry-failed");
+    let again = ok(&dfforge(&retry, tmp.path()));
+    assert!(again.contains("measured 2 points (2 failed)"), "{again}");
 
     // run-job of the first and the last index, into another directory, gives the same
     // results as the local run.
@@ -141,6 +146,13 @@ fn local_run_rerun_run_job_and_collect() {
         let local = r1.iter().find(|(n, _)| n == name).expect("same file name");
         assert_eq!(&local.1, v, "{name}");
     }
+    // A resubmitted task does nothing: its result is there.
+    let again = ok(&dfforge(
+        &["sweep", "run-job", jobs.to_str().unwrap(), "0"],
+        tmp.path(),
+    ));
+    assert!(again.contains("already finished"), "{again}");
+    assert_eq!(results(&other), r2);
     let bad_index = dfforge(
         &["sweep", "run-job", jobs.to_str().unwrap(), "4"],
         tmp.path(),

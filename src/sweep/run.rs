@@ -173,9 +173,9 @@ pub fn emit(dir: &Path, jobs_path: &Path, n_jobs: usize) -> Result<(PathBuf, Pat
     let last = n_jobs.saturating_sub(1);
     let slurm = format!(
         "#!/bin/bash\n\
-         # dfforge sweep as a Slurm job array: one task per point, {n_jobs} in all.\n\
+         # dfforge sweep as a Slurm job array: one task per job (point x seed), {n_jobs} in all.\n\
          #   sbatch {slurm_path}            (add e.g. --array=0-{last}%16 to cap running tasks)\n\
-         # Each task writes {dir}/results/<id>.json; a finished point is skipped on a rerun.\n\
+         # Each task writes {dir}/results/<id>.json; a task whose result is there does nothing.\n\
          # Then: dfforge sweep collect {dir}\n\
          #SBATCH --job-name=dfforge-sweep\n\
          #SBATCH --array=0-{last}\n\
@@ -194,7 +194,7 @@ pub fn emit(dir: &Path, jobs_path: &Path, n_jobs: usize) -> Result<(PathBuf, Pat
          # dfforge sweep with GNU parallel: one process per core here, or over hosts with\n\
          #   PARALLEL_ARGS='--sshloginfile hosts.txt' bash {par_path}\n\
          # (each host needs dfforge on its PATH and this directory at the same path).\n\
-         # --joblog/--resume-failed let an interrupted run go on; run-job also skips finished points.\n\
+         # --joblog/--resume-failed let an interrupted run go on; run-job also skips finished jobs.\n\
          # Then: dfforge sweep collect {dir}\n\
          set -euo pipefail\n\
          export RAYON_NUM_THREADS=1\n\
