@@ -23,7 +23,8 @@ const EXAMPLES: &str = "Examples:
   dfforge gen --out build/rtl                     Verilog units, ROM tables, manifest.json
   dfforge board --core echo --out build/ulx3s     ULX3S top (UART + core) and its .lpf
   dfforge ping --backend serial:/dev/ttyUSB0      PING a board (dfforge sim-board: a simulated one)
-  dfforge compare a.json b.json --plot curves.png";
+  dfforge compare a.json b.json --plot curves.png
+  dfforge sweep --vary hardware.array_rows=2,4 --vary fixed.weight.bits=13,16   design-space sweep";
 
 #[derive(Parser)]
 #[command(name = "dfforge", version, about = ABOUT, long_about = ABOUT, after_help = EXAMPLES)]
