@@ -136,18 +136,7 @@ impl Config {
     fn parse(text: &str, file: &str, shadowing: bool) -> Result<Config, ConfigError> {
         let cf: ConfigFile = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
-            let message = e.message().trim().to_string();
-            match line {
-                Some(line) => ConfigError::Invalid {
-                    file: file.to_string(),
-                    line,
-                    message,
-                },
-                None => ConfigError::InvalidNoLine {
-                    file: file.to_string(),
-                    message,
-                },
-            }
+            ConfigError::at(file, line, e.message().trim().to_string())
         })?;
         if shadowing {
             check_shadowing(&cf, text, file)?;

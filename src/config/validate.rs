@@ -32,7 +32,14 @@ impl Violation {
     /// The error, at the key's line in `text` when it is there.
     pub(super) fn into_error(self, text: &str, file: &str) -> ConfigError {
         let message = format!("`{}`: {}", self.key, self.message);
-        match key_line(text, self.key) {
+        ConfigError::at(file, key_line(text, self.key), message)
+    }
+}
+
+impl ConfigError {
+    /// An error in `file`, at `line` when it is known.
+    pub(super) fn at(file: &str, line: Option<usize>, message: String) -> ConfigError {
+        match line {
             Some(line) => ConfigError::Invalid {
                 file: file.to_string(),
                 line,

@@ -51,6 +51,8 @@ pub struct Collected {
 pub fn collect(dir: &Path, jobs: &[Job]) -> Collected {
     let results: Vec<PointResult> = jobs.iter().filter_map(|j| finished(dir, j)).collect();
     let mut rows: Vec<Row> = Vec::new();
+    // (sum, count) of each row's test accuracies, for the mean.
+    let mut sums: Vec<(f64, usize)> = Vec::new();
     for r in &results {
         let i = match rows.iter().position(|row| row.point == r.point) {
             Some(i) => i,
@@ -77,6 +79,9 @@ pub fn collect(dir: &Path, jobs: &[Job]) -> Collected {
                 rows.len() - 1
             }
         };
+        if i == sums.len() {
+            sums.push((0.0, 0));
+        }
         let row = &mut rows[i];
         row.seeds += 1;
         if row.error.is_none() {
@@ -85,16 +90,13 @@ pub fn collect(dir: &Path, jobs: &[Job]) -> Collected {
         if let Some(a) = r.test_accuracy {
             row.accuracy_min = Some(row.accuracy_min.map_or(a, |m| m.min(a)));
             row.accuracy_max = Some(row.accuracy_max.map_or(a, |m| m.max(a)));
+            sums[i].0 += a;
+            sums[i].1 += 1;
         }
     }
-    for row in &mut rows {
-        let accs: Vec<f64> = results
-            .iter()
-            .filter(|r| r.point == row.point)
-            .filter_map(|r| r.test_accuracy)
-            .collect();
-        if !accs.is_empty() {
-            row.accuracy = Some(accs.iter().sum::<f64>() / accs.len() as f64);
+    for (row, (sum, n)) in rows.iter_mut().zip(sums) {
+        if n > 0 {
+            row.accuracy = Some(sum / n as f64);
         }
     }
     // A point that does not fit the board is no design choice: it is kept in the tables and
