@@ -34,7 +34,7 @@
 use super::kernels::{gemm_exact, rows_times_rows, IMat};
 use super::ops::{loss_beta_hinge, loss_beta_npair, lr_update, requant_wide, sat_to};
 use super::tables::{ExpTable, RsqrtTable};
-use super::vector::{requant_i64, requant_mul};
+use super::vector::{requant_mul, Requant};
 use super::walk::LaneWalk;
 use super::{lane_seeds, LearningRate, Lfsr, QFormat, RecipConst, Rounding};
 use crate::config::{Collaboration, Config, FixedPoint, Loss, Scheme};
@@ -44,6 +44,7 @@ use crate::float::{BatchStats, Learner};
 use crate::hypotheses::{active_slots, every_class, training_hyps};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 /// Constants and tables derived from the config: exactly what the RTL generator emits.
 #[derive(Clone, Debug)]
@@ -156,8 +157,17 @@ impl Units {
     ) -> (i64, (i64, i64)) {
         let s: i64 = v.iter().map(|&x| i64::from(x) * i64::from(x)).sum();
         let parts = table.rsqrt_parts(s);
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o = self.scale_by_rsqrt_i64(i64::from(x), v_frac, parts, self.f.act) as i32;
+        let frac = i64::from(v_frac) + i64::from(self.f.rsqrt_frac) + parts.1;
+        if (0..=i64::from(u32::MAX)).contains(&frac) && parts.0.unsigned_abs() < 1 << 32 {
+            // `scale_by_rsqrt_i64` with the requantiser built once for the row.
+            let rq = Requant::new(frac as u32, self.f.act, self.f.rounding);
+            for (o, &x) in out.iter_mut().zip(v) {
+                *o = rq.apply_mul_small(i64::from(x), parts.0) as i32;
+            }
+        } else {
+            for (o, &x) in out.iter_mut().zip(v) {
+                *o = self.scale_by_rsqrt_i64(i64::from(x), v_frac, parts, self.f.act) as i32;
+            }
         }
         (s, parts)
     }
@@ -176,29 +186,30 @@ impl Units {
     /// ReLU/requantise, goodness and normalisation of one layer's accumulators (`z_frac`
     /// fraction bits) for layer index `layer` (which selects the 1/d constant).
     pub fn activate(&self, z: &[i64], z_frac: u32, rows: usize, d: usize, layer: usize) -> FxLayer {
-        let u = self;
-        let f = &u.f;
+        let f = &self.f;
+        let relu = Requant::new(z_frac, f.hidden, f.rounding);
+        let rc = &self.recip_d[layer];
+        let good_from = 2 * f.hidden.frac + rc.frac();
         let mut h = IMat::zeros(rows, d);
-        for (o, &zv) in h.data.iter_mut().zip(z) {
-            *o = requant_i64(zv.max(0), z_frac, f.hidden, f.rounding) as i32;
-        }
         let mut xhat = IMat::zeros(rows, d);
-        let mut goodness = Vec::with_capacity(rows);
-        let mut rsqrt = Vec::with_capacity(rows);
-        for r in 0..rows {
-            let (s, parts) =
-                u.normalise_into(h.row(r), f.hidden.frac, &u.rsqrt_hidden, xhat.row_mut(r));
-            let rc = &u.recip_d[layer];
-            let g = requant_mul(
-                s,
-                rc.value(),
-                2 * f.hidden.frac + rc.frac(),
-                f.goodness,
-                f.rounding,
-            );
-            goodness.push(g);
-            rsqrt.push(parts);
-        }
+        let mut goodness = vec![0i64; rows];
+        let mut rsqrt = vec![(0i64, 0i64); rows];
+        // Rows are independent: a task takes enough of them to outweigh its start-up.
+        let d1 = d.max(1);
+        h.data
+            .par_chunks_mut(d1)
+            .zip(xhat.data.par_chunks_mut(d1))
+            .zip(z.par_chunks(d1))
+            .zip(goodness.par_iter_mut().zip(rsqrt.par_iter_mut()))
+            .with_min_len((1 << 13) / d1 + 1)
+            .for_each(|(((h, x), z), (g, rs))| {
+                for (o, &zv) in h.iter_mut().zip(z) {
+                    *o = relu.apply(zv.max(0)) as i32;
+                }
+                let (s, parts) = self.normalise_into(h, f.hidden.frac, &self.rsqrt_hidden, x);
+                *g = requant_mul(s, rc.value(), good_from, f.goodness, f.rounding);
+                *rs = parts;
+            });
         FxLayer {
             h,
             xhat,
@@ -591,33 +602,57 @@ impl FixedDf {
         let mut betas = Vec::with_capacity(nl);
         let mut local = Vec::with_capacity(nl);
         let from = f.beta.frac + f.hidden.frac + f.const_frac;
+        let rq = Requant::new(from, f.delta, f.rounding);
         for (l, act) in fwd.layers.iter().enumerate() {
+            let d = act.h.cols;
             let mut beta = vec![0i64; fwd.hyps.len()];
-            let mut delta = IMat::zeros(act.h.rows, act.h.cols);
-            for i in 0..bsz {
-                let gt = &gtilde[l][i * k..(i + 1) * k];
-                let active = self.active_slots(gt);
-                // The reported loss uses the float formula on the dequantised scores.
-                let gtf: Vec<f32> = gt.iter().map(|&g| f.goodness.to_f64(g) as f32).collect();
-                loss += loss_coefficients(&self.cfg.algorithm, &gtf, &active).0;
-                let b = self.loss_unit(gt, &active);
-                for (j, &bj) in b.iter().enumerate() {
-                    let r = i * k + j;
-                    beta[r] = bj;
-                    if bj != 0 {
+            let mut delta = IMat::zeros(act.h.rows, d);
+            // Samples are independent: each task takes whole samples (k rows each).
+            let per_sample = (k * d).max(1);
+            let losses: Vec<f64> = beta
+                .par_chunks_mut(k.max(1))
+                .zip(delta.data.par_chunks_mut(per_sample))
+                .zip(act.h.data.par_chunks(per_sample))
+                .zip(gtilde[l].par_chunks(k.max(1)))
+                .take(bsz)
+                .with_min_len((1 << 13) / per_sample + 1)
+                .map(|(((beta, delta), h), gt)| {
+                    let active = self.active_slots(gt);
+                    // The reported loss uses the float formula on the dequantised scores.
+                    let gtf: Vec<f32> = gt.iter().map(|&g| f.goodness.to_f64(g) as f32).collect();
+                    let loss = loss_coefficients(&self.cfg.algorithm, &gtf, &active).0;
+                    let b = self.loss_unit(gt, &active);
+                    for (j, &bj) in b.iter().enumerate() {
+                        beta[j] = bj;
+                        if bj == 0 {
+                            continue;
+                        }
                         let c = i128::from(bj) * i128::from(u.two_over_d[l]);
-                        let out = delta.row_mut(r).iter_mut().zip(act.h.row(r));
+                        let out = delta[j * d..(j + 1) * d].iter_mut();
+                        let hs = &h[j * d..(j + 1) * d];
                         match i64::try_from(c) {
-                            Ok(c) => out.for_each(|(o, &hv)| {
+                            // h is an i32 word: the product fits i64 (`apply_mul_small`).
+                            Ok(c) if c.unsigned_abs() < 1 << 32 => {
+                                out.zip(hs).for_each(|(o, &hv)| {
+                                    *o = rq.apply_mul_small(i64::from(hv), c) as i32
+                                })
+                            }
+                            Ok(c) => out.zip(hs).for_each(|(o, &hv)| {
                                 *o = requant_mul(c, i64::from(hv), from, f.delta, f.rounding) as i32
                             }),
-                            Err(_) => out.for_each(|(o, &hv)| {
+                            Err(_) => out.zip(hs).for_each(|(o, &hv)| {
                                 *o = requant_wide(c * i128::from(hv), from, f.delta, f.rounding, 0)
                                     as i32
                             }),
                         }
                     }
-                }
+                    loss
+                })
+                .collect();
+            // Summed in sample order, as before the loop ran in parallel (float sums depend on
+            // their order).
+            for v in losses {
+                loss += v;
             }
             betas.push(beta);
             local.push(delta);
@@ -724,10 +759,8 @@ impl FixedDf {
         grads_w.push(gemm_exact(&e, true, &fwd.x0, false));
         grads_b.push(grads_b0);
         for l in 1..nl {
-            grads_w.push(rows_times_rows(
-                &delta[l].transpose(),
-                &fwd.layers[l - 1].xhat.transpose(),
-            ));
+            // δᵀ · x̂ (the GEMM packs the operands' columns itself: no transposed copies).
+            grads_w.push(gemm_exact(&delta[l], true, &fwd.layers[l - 1].xhat, false));
             grads_b.push(column_sums(&delta[l]));
         }
         let f = &self.units.f;

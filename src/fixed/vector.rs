@@ -33,6 +33,65 @@ pub fn requant_i64(x: i64, from: u32, fmt: QFormat, mode: Rounding) -> i64 {
     requant_wide(i128::from(x), from, fmt, mode, 0)
 }
 
+/// [`requant_i64`] with its constants hoisted out of an elementwise loop: built once per loop,
+/// [`Requant::apply`] is then branch-free (a shift, a carry and a clamp) whenever
+/// `requant_i64` would take its fast path, and the reference otherwise.
+#[derive(Clone, Copy, Debug)]
+pub struct Requant {
+    from: u32,
+    fmt: QFormat,
+    mode: Rounding,
+    /// The right shift is 0..=62 bits (then `apply` is exact on `i64`).
+    fast: bool,
+    shift: u32,
+    mask: u64,
+    r: u64,
+    lo: i64,
+    hi: i64,
+}
+
+impl Requant {
+    pub fn new(from: u32, fmt: QFormat, mode: Rounding) -> Requant {
+        let shift = from.wrapping_sub(fmt.frac);
+        let fast = from >= fmt.frac && shift <= 62;
+        let s = if fast { shift } else { 0 };
+        let r = match mode {
+            Rounding::HalfUp if s > 0 => 1u64 << (s - 1),
+            _ => 0,
+        };
+        Requant {
+            from,
+            fmt,
+            mode,
+            fast,
+            shift: s,
+            mask: (1u64 << s) - 1,
+            r,
+            lo: fmt.min(),
+            hi: fmt.max(),
+        }
+    }
+
+    /// `requant_i64(x, from, fmt, mode)`.
+    #[inline(always)]
+    pub fn apply(&self, x: i64) -> i64 {
+        if self.fast {
+            let carry = (((x as u64) & self.mask) + self.r) >> self.shift;
+            ((x >> self.shift) + carry as i64).clamp(self.lo, self.hi)
+        } else {
+            requant_wide(i128::from(x), self.from, self.fmt, self.mode, 0)
+        }
+    }
+
+    /// `requant_mul(a, b, from, fmt, mode)` for `|a| <= 2^31` and `|b| < 2^32` (the product
+    /// then fits `i64`), which callers check once per loop.
+    #[inline(always)]
+    pub fn apply_mul_small(&self, a: i64, b: i64) -> i64 {
+        debug_assert!(a.unsigned_abs() <= 1 << 31 && b.unsigned_abs() < 1 << 32);
+        self.apply(a * b)
+    }
+}
+
 /// `requant_wide(a · b, from, fmt, mode, 0)` with the product on `i64` where it fits.
 #[inline(always)]
 pub fn requant_mul(a: i64, b: i64, from: u32, fmt: QFormat, mode: Rounding) -> i64 {
@@ -73,6 +132,10 @@ mod tests {
             prop_assert_eq!(requant_mul(a, b, from, fmt, mode), want);
             let want = requant_wide(i128::from(a), from, fmt, mode, 0);
             prop_assert_eq!(requant_i64(a, from, fmt, mode), want);
+            prop_assert_eq!(Requant::new(from, fmt, mode).apply(a), want);
+            let (sa, sb) = (a % (1 << 31), b % (1 << 32));
+            let want = requant_wide(i128::from(sa) * i128::from(sb), from, fmt, mode, 0);
+            prop_assert_eq!(Requant::new(from, fmt, mode).apply_mul_small(sa, sb), want);
         }
     }
 }
