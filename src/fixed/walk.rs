@@ -18,15 +18,24 @@ use super::ops::lr_update;
 use super::{LearningRate, QFormat, Rounding};
 use rayon::prelude::*;
 
-/// Which weights each update lane visits, in order (row-major element indices).
+/// A run of consecutive elements (row-major indices `start .. start + len`) that a lane
+/// updates one after another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub start: u32,
+    pub len: u32,
+}
+
+/// Which weights each update lane visits, in order, as runs of consecutive elements (under
+/// DF's bank map a lane takes whole rows, so a lane's walk is a few hundred long runs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LaneWalk {
     /// (rows, cols) of the matrix.
     pub shape: (usize, usize),
     /// (tile_rows, tile_cols) of the array that drains the gradient.
     pub tile: (usize, usize),
-    /// `lanes[l]` lists the element indices lane `l` updates, in its order.
-    pub lanes: Vec<Vec<u32>>,
+    /// `lanes[l]` lists the runs lane `l` updates, in its order.
+    pub lanes: Vec<Vec<Run>>,
 }
 
 impl LaneWalk {
@@ -45,12 +54,17 @@ impl LaneWalk {
             (rows * cols) as u64 <= u64::from(u32::MAX),
             "weight matrix too large for a lane walk"
         );
-        let mut out = vec![Vec::new(); lanes];
+        let mut out: Vec<Vec<Run>> = vec![Vec::new(); lanes];
         for r0 in (0..rows).step_by(tile_rows.max(1)) {
             for c0 in (0..cols).step_by(tile_cols.max(1)) {
                 for c in c0..(c0 + tile_cols).min(cols) {
                     for r in r0..(r0 + tile_rows).min(rows) {
-                        out[bank(r, c)].push((r * cols + c) as u32);
+                        let i = (r * cols + c) as u32;
+                        let runs = &mut out[bank(r, c)];
+                        match runs.last_mut() {
+                            Some(run) if run.start + run.len == i => run.len += 1,
+                            _ => runs.push(Run { start: i, len: 1 }),
+                        }
                     }
                 }
             }
@@ -62,14 +76,21 @@ impl LaneWalk {
         }
     }
 
+    /// The element indices lane `l` visits, in order.
+    pub fn elements(&self, l: usize) -> impl Iterator<Item = u32> + '_ {
+        self.lanes[l].iter().flat_map(|r| r.start..r.start + r.len)
+    }
+
     /// Every element exactly once (what `tiled` builds; checked by `update_walk` in debug).
     fn covers_each_once(&self) -> bool {
         let n = self.shape.0 * self.shape.1;
         let mut seen = vec![false; n];
-        for &i in self.lanes.iter().flatten() {
-            match seen.get_mut(i as usize) {
-                Some(s) if !*s => *s = true,
-                _ => return false,
+        for l in 0..self.lanes.len() {
+            for i in self.elements(l) {
+                match seen.get_mut(i as usize) {
+                    Some(s) if !*s => *s = true,
+                    _ => return false,
+                }
             }
         }
         seen.iter().all(|&s| s)
@@ -169,6 +190,32 @@ impl UpdateKernel {
         }
     }
 
+    /// [`UpdateKernel::apply_i32`] along a run: `ws[i]` with gradient `gs[i]` and word
+    /// `words[i]`. When every gradient of the run is inside the fast path's bound, the loop
+    /// has no branch and the compiler vectorises it.
+    #[inline(always)]
+    fn apply_run(&self, ws: &mut [i32], gs: &[i64], words: &[u64]) {
+        let n = ws.len();
+        let (gs, words) = (&gs[..n], &words[..n]);
+        let limit = self.g_limit as u64;
+        if gs
+            .iter()
+            .fold(true, |ok, g| ok & (g.unsigned_abs() < limit))
+        {
+            for ((w, &g), &word) in ws.iter_mut().zip(gs).zip(words) {
+                let r = ((word << self.rnd_shl) & self.r_mask) | self.r_const;
+                let prod = g.wrapping_mul(self.mul);
+                let carry = (((prod as u64) & self.low_mask) + r) >> self.shift;
+                let step = (prod >> self.shift) + carry as i64;
+                *w = (i64::from(*w) - step).clamp(self.lo, self.hi) as i32;
+            }
+        } else {
+            for ((w, &g), &word) in ws.iter_mut().zip(gs).zip(words) {
+                *w = self.apply_i32(*w, g, word);
+            }
+        }
+    }
+
     /// The new weight for old weight `w`, gradient `g` and LFSR word `word`.
     #[inline(always)]
     pub fn apply(&self, w: i64, g: i64, word: u64) -> i64 {
@@ -201,73 +248,135 @@ struct Shared(*mut i32);
 unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
-impl Shared {
-    fn get(self) -> *mut i32 {
-        self.0
+/// LFSR words generated per lane before the lanes' runs consume them: long enough to
+/// amortise the switch between generating and applying, short enough for L1.
+const BLOCK: usize = 512;
+
+/// Clock the first `N` lanes' registers (`st`, `taps`) for steps `from..to` of a block,
+/// writing lane `i`'s words to `words[i * BLOCK + t]`; returns `N`. The registers live in
+/// locals, so the `N` dependency chains (shift, mask, xor) overlap. A lane's state after a
+/// clock is its word (`next_bits(64)` masks to the width, which the state never exceeds).
+#[inline(always)]
+fn clock_lanes<const N: usize>(
+    st: &mut [u64],
+    taps: &[u64],
+    words: &mut [u64],
+    from: usize,
+    to: usize,
+) -> usize {
+    assert!(to <= BLOCK && st.len() >= N && taps.len() >= N && words.len() >= N * BLOCK);
+    let mut s: [u64; N] = std::array::from_fn(|i| st[i]);
+    let tp: [u64; N] = std::array::from_fn(|i| taps[i]);
+    for t in from..to {
+        for i in 0..N {
+            s[i] = (s[i] >> 1) ^ (tp[i] & (s[i] & 1).wrapping_neg());
+            words[i * BLOCK + t] = s[i];
+        }
+    }
+    st[..N].copy_from_slice(&s);
+    N
+}
+
+/// Lanes one task runs: their LFSRs are clocked side by side (independent dependency
+/// chains overlap), then each lane's next [`BLOCK`] elements are updated run by run.
+/// Inlined into [`run_lanes_dispatch`]'s feature-enabled copy so its loops get the vector
+/// instructions.
+#[inline(always)]
+fn run_lanes(lfsrs: &mut [Lfsr], walks: &[Vec<Run>], ws: Shared, gs: &[i64], k: &UpdateKernel) {
+    let g = lfsrs.len();
+    let taps: Vec<u64> = lfsrs.iter().map(Lfsr::taps).collect();
+    let mut st: Vec<u64> = lfsrs.iter().map(Lfsr::state).collect();
+    let counts: Vec<usize> = walks
+        .iter()
+        .map(|w| w.iter().map(|r| r.len as usize).sum())
+        .collect();
+    // Per lane: the run it is in and how far into it.
+    let mut at = vec![(0usize, 0usize); g];
+    let mut words = vec![0u64; g * BLOCK];
+    let longest = counts.iter().copied().max().unwrap_or(0);
+    for t0 in (0..longest).step_by(BLOCK) {
+        let want: Vec<usize> = counts
+            .iter()
+            .map(|&c| c.saturating_sub(t0).min(BLOCK))
+            .collect();
+        let common = want.iter().copied().min().unwrap_or(0);
+        // The lanes' registers clocked together, then each lane's remainder on its own.
+        let mut l = 0;
+        while l < g {
+            let n = match g - l {
+                1 => clock_lanes::<1>(&mut st[l..], &taps[l..], &mut words[l * BLOCK..], 0, common),
+                2 | 3 => {
+                    clock_lanes::<2>(&mut st[l..], &taps[l..], &mut words[l * BLOCK..], 0, common)
+                }
+                _ => clock_lanes::<4>(&mut st[l..], &taps[l..], &mut words[l * BLOCK..], 0, common),
+            };
+            l += n;
+        }
+        for l in 0..g {
+            clock_lanes::<1>(
+                &mut st[l..],
+                &taps[l..],
+                &mut words[l * BLOCK..],
+                common,
+                want[l],
+            );
+        }
+        for l in 0..g {
+            let mut used = 0;
+            while used < want[l] {
+                let (ri, off) = at[l];
+                let run = walks[l][ri];
+                let n = (run.len as usize - off).min(want[l] - used);
+                let i = run.start as usize + off;
+                assert!(i + n <= gs.len());
+                // SAFETY: i + n <= gs.len() = the weights' length, and the runs of different
+                // lanes are disjoint (see `Shared`).
+                let w = unsafe { std::slice::from_raw_parts_mut(ws.0.add(i), n) };
+                k.apply_run(w, &gs[i..i + n], &words[l * BLOCK + used..]);
+                used += n;
+                at[l] = if off + n == run.len as usize {
+                    (ri + 1, 0)
+                } else {
+                    (ri, off + n)
+                };
+            }
+        }
+    }
+    for (lf, &s) in lfsrs.iter_mut().zip(&st) {
+        *lf = Lfsr::new(lf.width(), lf.taps(), s).expect("an LFSR state stays valid");
     }
 }
 
-/// Lanes processed side by side in one loop, so each LFSR's short dependency chain overlaps
-/// with the others' work.
-const GROUP: usize = 4;
-
-fn run_lanes(lfsrs: &mut [Lfsr], idx: &[Vec<u32>], ws: Shared, gs: &[i64], k: &UpdateKernel) {
-    let n = gs.len();
-    // One lane's register in locals: `Lfsr::step` (branch-free), then its whole state is the
-    // word (`next_bits(64)` masks to the width, which the state never exceeds).
-    #[inline(always)]
-    fn clock(state: &mut u64, taps: u64) -> u64 {
-        *state = (*state >> 1) ^ (taps & (*state & 1).wrapping_neg());
-        *state
-    }
-    #[inline(always)]
-    fn one(state: &mut u64, taps: u64, i: u32, ws: Shared, gs: &[i64], k: &UpdateKernel, n: usize) {
-        let i = i as usize;
-        assert!(i < n);
-        let word = clock(state, taps);
-        // SAFETY: i < n = ws.len(), and lane index sets are disjoint (see `Shared`).
-        unsafe {
-            let p = ws.get().add(i);
-            *p = k.apply_i32(*p, gs[i], word);
-        }
-    }
-    for (lf, ix) in lfsrs.chunks_mut(GROUP).zip(idx.chunks(GROUP)) {
-        let taps: Vec<u64> = lf.iter().map(Lfsr::taps).collect();
-        let mut st: Vec<u64> = lf.iter().map(Lfsr::state).collect();
-        let common = ix.iter().map(Vec::len).min().unwrap_or(0);
-        if lf.len() == GROUP {
-            let (mut s0, mut s1, mut s2, mut s3) = (st[0], st[1], st[2], st[3]);
-            let (t0, t1, t2, t3) = (taps[0], taps[1], taps[2], taps[3]);
-            let (i0, i1, i2, i3) = (
-                &ix[0][..common],
-                &ix[1][..common],
-                &ix[2][..common],
-                &ix[3][..common],
-            );
-            for t in 0..common {
-                one(&mut s0, t0, i0[t], ws, gs, k, n);
-                one(&mut s1, t1, i1[t], ws, gs, k, n);
-                one(&mut s2, t2, i2[t], ws, gs, k, n);
-                one(&mut s3, t3, i3[t], ws, gs, k, n);
+/// [`run_lanes`] with the vector units of the machine (AVX-512 where present: its 64-bit
+/// multiply, shifts and clamps vectorise the update), the same arithmetic.
+fn run_lanes_dispatch(
+    lfsrs: &mut [Lfsr],
+    walks: &[Vec<Run>],
+    ws: Shared,
+    gs: &[i64],
+    k: &UpdateKernel,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+        {
+            #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+            unsafe fn wide(
+                lfsrs: &mut [Lfsr],
+                walks: &[Vec<Run>],
+                ws: Shared,
+                gs: &[i64],
+                k: &UpdateKernel,
+            ) {
+                run_lanes(lfsrs, walks, ws, gs, k)
             }
-            st.copy_from_slice(&[s0, s1, s2, s3]);
-        } else {
-            for t in 0..common {
-                for ((s, &tp), i) in st.iter_mut().zip(&taps).zip(ix) {
-                    one(s, tp, i[t], ws, gs, k, n);
-                }
-            }
-        }
-        // Each lane's own order is all that matters, so the tails can run one after another.
-        for ((s, &tp), i) in st.iter_mut().zip(&taps).zip(ix) {
-            for &e in &i[common..] {
-                one(s, tp, e, ws, gs, k, n);
-            }
-        }
-        for (l, &s) in lf.iter_mut().zip(&st) {
-            *l = Lfsr::new(l.width(), l.taps(), s).expect("an LFSR state stays valid");
+            // SAFETY: the features were detected at run time.
+            return unsafe { wide(lfsrs, walks, ws, gs, k) };
         }
     }
+    run_lanes(lfsrs, walks, ws, gs, k)
 }
 
 impl UpdateUnit {
@@ -290,14 +399,20 @@ impl UpdateUnit {
         let k = UpdateKernel::new(self.lr, self.rounding, g_frac, fmt, width);
         let ptr = Shared(ws.as_mut_ptr());
         let lanes = &mut self.lanes[..walk.lanes.len()];
-        if n < 1 << 14 {
-            run_lanes(lanes, &walk.lanes, ptr, gs, &k);
+        let threads = if n < 1 << 14 {
+            1
         } else {
-            // Groups of lanes on rayon's threads.
+            rayon::current_num_threads()
+        };
+        // One group of lanes per thread (each group's LFSRs are clocked side by side).
+        let group = lanes.len().div_ceil(threads).clamp(1, 8);
+        if threads == 1 || lanes.len() <= group {
+            run_lanes_dispatch(lanes, &walk.lanes, ptr, gs, &k);
+        } else {
             lanes
-                .par_chunks_mut(GROUP)
-                .zip(walk.lanes.par_chunks(GROUP))
-                .for_each(|(l, i)| run_lanes(l, i, ptr, gs, &k));
+                .par_chunks_mut(group)
+                .zip(walk.lanes.par_chunks(group))
+                .for_each(|(l, w)| run_lanes_dispatch(l, w, ptr, gs, &k));
         }
     }
 }
@@ -324,6 +439,41 @@ mod tests {
             bits,
             frac,
             signed: true,
+        }
+    }
+
+    /// A matrix large enough for the parallel path (lane groups on threads, several word
+    /// blocks per lane), DF's row map and DF-O's diagonal map: the same weights and LFSR
+    /// states as the reference walk.
+    #[test]
+    fn parallel_walk_equals_update_tiled() {
+        let (rows, cols, tile) = (150, 130, (12, 12));
+        assert!(rows * cols >= 1 << 14);
+        for diag in [false, true] {
+            let bank = |o: usize, k: usize| (if diag { o + k } else { o }) % tile.0;
+            let lr = LearningRate::Mul {
+                value: 3 << 16,
+                frac: 16,
+            };
+            let fmt = q(16, 12);
+            let ws0: Vec<i32> = (0..rows * cols)
+                .map(|i| ((i * 7919) % 65536) as i32 - 32768)
+                .collect();
+            let gs: Vec<i64> = (0..rows * cols)
+                .map(|i| {
+                    ((i as i64 * 104_729) % (1 << 34)) - (1 << 33)
+                        + if i == 77 { 1 << 60 } else { 0 }
+                })
+                .collect();
+            let mut a = unit(tile.0, lr, Rounding::Stochastic, 5);
+            let mut b = a.clone();
+            let (mut wa, mut wb) = (ws0.clone(), ws0);
+            a.update_tiled(&mut wa, &gs, (rows, cols), tile, bank, 32, fmt);
+            let walk = LaneWalk::tiled((rows, cols), tile, bank, tile.0);
+            assert!(walk.covers_each_once());
+            b.update_walk(&mut wb, &gs, &walk, 32, fmt);
+            assert_eq!(wa, wb, "diag = {diag}");
+            assert_eq!(a.lanes, b.lanes, "diag = {diag}");
         }
     }
 
