@@ -657,7 +657,12 @@ impl FixedDf {
             betas.push(beta);
             local.push(delta);
         }
-        let mut delta = local.clone();
+        // Plain DF needs no copy: its errors are the local ones.
+        let mut delta = if self.cfg.algorithm.scheme == Scheme::Df {
+            std::mem::take(&mut local)
+        } else {
+            local.clone()
+        };
         if self.cfg.algorithm.scheme != Scheme::Df {
             for l in 0..nl.saturating_sub(1) {
                 let m = match self.cfg.algorithm.scheme {
