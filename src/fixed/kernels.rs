@@ -98,8 +98,11 @@ pub fn gemm_exact_into(
         (b.rows, b.cols)
     };
     assert_eq!(k, k2, "inner dimensions differ");
-    out.clear();
-    out.resize(m * n, 0);
+    // Every route below writes every cell, so a buffer of the right size is not cleared.
+    if out.len() != m * n {
+        out.clear();
+        out.resize(m * n, 0);
+    }
     if m == 0 || n == 0 {
         return;
     }
@@ -665,6 +668,10 @@ mod tests {
             prop_assert_eq!(&gemm_exact(&a, ta, &b, tb), &want);
             let mut scratch = GemmScratch::default();
             let mut out = vec![7; 3];
+            gemm_exact_into(&a, ta, &b, tb, &mut out, &mut scratch);
+            prop_assert_eq!(&out, &want);
+            // A buffer of the right size is reused as it is: every cell is overwritten.
+            let mut out = vec![-7; m * n];
             gemm_exact_into(&a, ta, &b, tb, &mut out, &mut scratch);
             prop_assert_eq!(&out, &want);
             if scratch.a.pack(&a, ta) && scratch.b.pack(&b, !tb) {

@@ -31,7 +31,7 @@
 //! ε of the float model's normalisation is not modelled (1/‖h‖ comes from the table); a
 //! zero vector normalises to zero.
 
-use super::kernels::{gemm_exact, rows_times_rows, IMat};
+use super::kernels::{gemm_exact, gemm_exact_into, rows_times_rows, GemmScratch, IMat};
 use super::ops::{loss_beta_hinge, loss_beta_npair, lr_update, requant_wide, sat_to};
 use super::tables::{ExpTable, RsqrtTable};
 use super::vector::{requant_mul, Requant};
@@ -390,6 +390,10 @@ pub struct FixedDf {
     /// The update walk of each W_l, built on the first step from the bank map (which the
     /// config fixes) and reused: see [`super::walk`].
     walks: Vec<Option<LaneWalk>>,
+    /// Each W_l's gradient and the GEMM's packing buffers, kept across steps (a step
+    /// allocates none of them once they have grown).
+    grads_w: Vec<Vec<i64>>,
+    scratch: GemmScratch,
 }
 
 /// Quantise a float matrix onto a format (half-up, saturating).
@@ -455,6 +459,8 @@ impl FixedDf {
             updater,
             rng: ChaCha8Rng::seed_from_u64(cfg.training.seed.wrapping_add(0x5eed)),
             walks: Vec::new(),
+            grads_w: Vec::new(),
+            scratch: GemmScratch::default(),
         })
     }
 
@@ -759,13 +765,22 @@ impl FixedDf {
         for v in e.data.iter_mut() {
             *v = sat_to(i128::from(*v), self.units.f.delta) as i32;
         }
-        let mut grads_w = Vec::with_capacity(nl);
+        let mut grads_w = std::mem::take(&mut self.grads_w);
+        grads_w.resize_with(nl, Vec::new);
         let mut grads_b = Vec::with_capacity(nl);
-        grads_w.push(gemm_exact(&e, true, &fwd.x0, false));
+        gemm_exact_into(&e, true, &fwd.x0, false, &mut grads_w[0], &mut self.scratch);
         grads_b.push(grads_b0);
         for l in 1..nl {
             // δᵀ · x̂ (the GEMM packs the operands' columns itself: no transposed copies).
-            grads_w.push(gemm_exact(&delta[l], true, &fwd.layers[l - 1].xhat, false));
+            let x = &fwd.layers[l - 1].xhat;
+            gemm_exact_into(
+                &delta[l],
+                true,
+                x,
+                false,
+                &mut grads_w[l],
+                &mut self.scratch,
+            );
             grads_b.push(column_sums(&delta[l]));
         }
         let f = &self.units.f;
@@ -793,6 +808,7 @@ impl FixedDf {
             upd.update_wide(&mut self.params.b[l], &grads_b[l], f.delta.frac, f.bias);
         }
         upd.update_words(&mut self.params.u.data, &gu, f.delta.frac, f.centroid);
+        self.grads_w = grads_w;
     }
 
     /// Predicted class per row of raw pixels.
