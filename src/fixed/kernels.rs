@@ -112,7 +112,7 @@ pub fn gemm_exact_into(
     // Dot form: the rows of op(a) against the columns of op(b), both packed k-contiguous.
     let ok_a = scratch.a.pack(a, ta);
     let ok_b = scratch.b.pack(b, !tb);
-    if ok_a && ok_b && gemm_planes(&scratch.a, &scratch.b, out, true) {
+    if ok_a && ok_b && gemm_planes(&scratch.a, &scratch.b, out, Simd::Best) {
         return;
     }
     out.copy_from_slice(&gemm_exact_f64(a, ta, b, tb));
@@ -312,8 +312,9 @@ pub struct GemmScratch {
     b: Planes,
 }
 
-/// k-steps of the i16 kernel: one 256-bit register of i16.
-const KSTEP: usize = 16;
+/// k is padded to a multiple of this: one 512-bit register of i16 (the AVX2 block takes
+/// two 256-bit steps).
+const KSTEP: usize = 32;
 /// Rows of op(a) and of op(b)ᵀ per register block.
 const MR: usize = 4;
 const NR: usize = 2;
@@ -427,7 +428,7 @@ impl OutPtr {
 
 /// `out[m][n] = Σ_k a[m][k] · b[n][k]` over the planes, exact. False (out untouched) when an
 /// i32 lane could overflow even between two consecutive widenings (the f64 route then).
-fn gemm_planes(a: &Planes, b: &Planes, out: &mut [i64], simd: bool) -> bool {
+fn gemm_planes(a: &Planes, b: &Planes, out: &mut [i64], simd: Simd) -> bool {
     debug_assert_eq!(a.kp, b.kp);
     let (m, n) = (a.rows, b.rows);
     // Each 16-wide step adds two products to every i32 lane; `flush` steps keep every lane
@@ -445,7 +446,12 @@ fn gemm_planes(a: &Planes, b: &Planes, out: &mut [i64], simd: bool) -> bool {
                 .map_or(usize::MAX, |f| f.min(usize::MAX as u64) as usize);
         }
     }
-    let avx2 = simd && has_avx2();
+    let kernel = match simd {
+        Simd::Best if has_vnni() => Simd::Vnni,
+        Simd::Best if has_avx2() => Simd::Avx2,
+        Simd::Best => Simd::Scalar,
+        k => k,
+    };
     let ptr = OutPtr(out.as_mut_ptr());
     let work = m * n * a.kp;
     let threads = if work < 1 << 18 {
@@ -469,12 +475,17 @@ fn gemm_planes(a: &Planes, b: &Planes, out: &mut [i64], simd: bool) -> bool {
                             let mut part = [[0i64; NR]; MR];
                             let ap = &a.data[p][mb * a.kp..(mb + MR) * a.kp];
                             let bp = &b.data[q][nb * b.kp..(nb + NR) * b.kp];
-                            if avx2 {
-                                // SAFETY: AVX2 is present (checked at run time); the slices hold
-                                // MR and NR rows of kp words.
-                                unsafe { block_avx2(ap, bp, a.kp, flush[p][q], &mut part) };
-                            } else {
-                                block_scalar(ap, bp, a.kp, &mut part);
+                            // SAFETY (both SIMD blocks): the features were detected at run
+                            // time (`Simd::Best`; tests name a kernel only where it runs), and
+                            // the slices hold MR and NR rows of kp words.
+                            match kernel {
+                                Simd::Vnni => unsafe {
+                                    block_vnni(ap, bp, a.kp, flush[p][q], &mut part)
+                                },
+                                Simd::Avx2 => unsafe {
+                                    block_avx2(ap, bp, a.kp, flush[p][q], &mut part)
+                                },
+                                _ => block_scalar(ap, bp, a.kp, &mut part),
                             }
                             let sh = 15 * (p + q) as u32;
                             for i in 0..MR {
@@ -516,6 +527,28 @@ fn gemm_planes(a: &Planes, b: &Planes, out: &mut [i64], simd: bool) -> bool {
     true
 }
 
+/// Which block kernel [`gemm_planes`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Simd {
+    /// The fastest the machine has.
+    Best,
+    /// AVX-512 VNNI `vpdpwssd` (multiply-add-accumulate in one instruction).
+    Vnni,
+    Avx2,
+    Scalar,
+}
+
+fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 fn has_avx2() -> bool {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
     {
@@ -554,7 +587,9 @@ unsafe fn block_avx2(a: &[i16], b: &[i16], kp: usize, flush: usize, out: &mut [[
     use std::arch::x86::*;
     #[cfg(target_arch = "x86_64")]
     use std::arch::x86_64::*;
-    assert!(a.len() >= MR * kp && b.len() >= NR * kp && kp % KSTEP == 0);
+    // One 256-bit register of i16 per step.
+    const STEP: usize = 16;
+    assert!(a.len() >= MR * kp && b.len() >= NR * kp && kp % STEP == 0);
     let widen = |v: __m256i| -> i64 {
         let lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
         let hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(v));
@@ -563,14 +598,14 @@ unsafe fn block_avx2(a: &[i16], b: &[i16], kp: usize, flush: usize, out: &mut [[
         _mm_cvtsi128_si64(t).wrapping_add(_mm_extract_epi64::<1>(t))
     };
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let steps = kp / KSTEP;
+    let steps = kp / STEP;
     let mut sums = [[0i64; NR]; MR];
     let mut s0 = 0;
     while s0 < steps {
         let s1 = s0 + flush.min(steps - s0);
         let mut acc = [[_mm256_setzero_si256(); NR]; MR];
         for s in s0..s1 {
-            let o = s * KSTEP;
+            let o = s * STEP;
             // SAFETY: o + 16 <= kp and the rows lie inside the checked slices.
             let b0 = _mm256_loadu_si256(pb.add(o) as *const __m256i);
             let b1 = _mm256_loadu_si256(pb.add(kp + o) as *const __m256i);
@@ -592,6 +627,53 @@ unsafe fn block_avx2(a: &[i16], b: &[i16], kp: usize, flush: usize, out: &mut [[
 
 #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
 unsafe fn block_avx2(a: &[i16], b: &[i16], kp: usize, _: usize, out: &mut [[i64; NR]; MR]) {
+    block_scalar(a, b, kp, out)
+}
+
+/// The AVX-512 VNNI block: `vpdpwssd` multiplies 32 i16 pairs, adds neighbours and
+/// accumulates into 16 i32 lanes in one instruction (two products per lane per step, as
+/// in the AVX2 block, so the same `flush` bound holds); then widened into i64 sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn block_vnni(a: &[i16], b: &[i16], kp: usize, flush: usize, out: &mut [[i64; NR]; MR]) {
+    use std::arch::x86_64::*;
+    assert!(a.len() >= MR * kp && b.len() >= NR * kp && kp % KSTEP == 0);
+    let widen = |v: __m512i| -> i64 {
+        let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
+        let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(v));
+        _mm512_reduce_add_epi64(_mm512_add_epi64(lo, hi))
+    };
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let steps = kp / KSTEP;
+    let mut sums = [[0i64; NR]; MR];
+    let mut s0 = 0;
+    while s0 < steps {
+        let s1 = s0 + flush.min(steps - s0);
+        let mut acc = [[_mm512_setzero_si512(); NR]; MR];
+        for s in s0..s1 {
+            let o = s * KSTEP;
+            // SAFETY: o + 32 <= kp and the rows lie inside the checked slices.
+            let bv: [__m512i; NR] =
+                std::array::from_fn(|j| _mm512_loadu_si512(pb.add(j * kp + o) as *const __m512i));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let av = _mm512_loadu_si512(pa.add(i * kp + o) as *const __m512i);
+                for (c, &bj) in acc.iter_mut().zip(&bv) {
+                    *c = _mm512_dpwssd_epi32(*c, av, bj);
+                }
+            }
+        }
+        for i in 0..MR {
+            for j in 0..NR {
+                sums[i][j] = sums[i][j].wrapping_add(widen(acc[i][j]));
+            }
+        }
+        s0 = s1;
+    }
+    *out = sums;
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn block_vnni(a: &[i16], b: &[i16], kp: usize, _: usize, out: &mut [[i64; NR]; MR]) {
     block_scalar(a, b, kp, out)
 }
 
@@ -675,9 +757,13 @@ mod tests {
             gemm_exact_into(&a, ta, &b, tb, &mut out, &mut scratch);
             prop_assert_eq!(&out, &want);
             if scratch.a.pack(&a, ta) && scratch.b.pack(&b, !tb) {
-                let mut out = vec![0; m * n];
-                if gemm_planes(&scratch.a, &scratch.b, &mut out, false) {
-                    prop_assert_eq!(&out, &want);
+                // Every block kernel this machine can run.
+                let kernels = [(Simd::Scalar, true), (Simd::Avx2, has_avx2()), (Simd::Vnni, has_vnni())];
+                for (kernel, runs) in kernels {
+                    let mut out = vec![0; m * n];
+                    if runs && gemm_planes(&scratch.a, &scratch.b, &mut out, kernel) {
+                        prop_assert_eq!(&out, &want, "{:?}", kernel);
+                    }
                 }
             }
         }
