@@ -72,8 +72,17 @@ pub fn rows_times_rows(x: &IMat, w: &IMat) -> Vec<i64> {
 
 /// `op(a) · op(b)` exactly, where `op` transposes when asked; row-major result.
 pub fn gemm_exact(a: &IMat, ta: bool, b: &IMat, tb: bool) -> Vec<i64> {
+    thread_local! {
+        // The packing buffers, kept per thread between calls (a training step calls this
+        // with the same shapes every step).
+        static SCRATCH: std::cell::RefCell<GemmScratch> = Default::default();
+    }
     let mut out = Vec::new();
-    gemm_exact_into(a, ta, b, tb, &mut out, &mut GemmScratch::default());
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => gemm_exact_into(a, ta, b, tb, &mut out, &mut s),
+        // Re-entered on this thread (a rayon task waiting inside a GEMM can run another).
+        Err(_) => gemm_exact_into(a, ta, b, tb, &mut out, &mut GemmScratch::default()),
+    });
     out
 }
 
@@ -344,8 +353,7 @@ impl Planes {
         } else {
             (m.rows, m.cols)
         };
-        let lo = m.data.iter().copied().min().unwrap_or(0);
-        let hi = m.data.iter().copied().max().unwrap_or(0);
+        let (lo, hi) = min_max(&m.data);
         let fits = |bits: u32| lo >= -(1 << (bits - 1)) && hi < 1 << (bits - 1);
         let planes = if fits(16) {
             1
@@ -355,15 +363,23 @@ impl Planes {
         } else {
             return false;
         };
+        let kp = k.div_ceil(KSTEP) * KSTEP;
+        let rows_p = rows.div_ceil(MR * NR) * MR * NR;
+        // The same shape as the last pack: only the live words are rewritten (the padding
+        // is still zero), so no clearing pass.
+        let same =
+            (self.rows, self.k, self.kp, self.rows_p, self.planes) == (rows, k, kp, rows_p, planes);
         self.rows = rows;
         self.k = k;
-        self.kp = k.div_ceil(KSTEP) * KSTEP;
-        self.rows_p = rows.div_ceil(MR * NR) * MR * NR;
+        self.kp = kp;
+        self.rows_p = rows_p;
         self.planes = planes;
-        let len = self.rows_p * self.kp;
+        let len = rows_p * kp;
         for p in 0..planes {
-            self.data[p].clear();
-            self.data[p].resize(len, 0);
+            if !(same && self.data[p].len() == len) {
+                self.data[p].clear();
+                self.data[p].resize(len, 0);
+            }
         }
         let kp = self.kp;
         let [d0, d1] = &mut self.data;
@@ -412,6 +428,27 @@ impl Planes {
         };
         true
     }
+}
+
+/// The smallest and largest value (0, 0 when empty), in one pass.
+fn min_max(v: &[i32]) -> (i32, i32) {
+    #[inline(always)]
+    fn fold(v: &[i32]) -> (i32, i32) {
+        match v.first() {
+            None => (0, 0),
+            Some(&x) => v.iter().fold((x, x), |(lo, hi), &x| (lo.min(x), hi.max(x))),
+        }
+    }
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    if has_avx2() {
+        #[target_feature(enable = "avx2")]
+        unsafe fn fold_avx2(v: &[i32]) -> (i32, i32) {
+            fold(v)
+        }
+        // SAFETY: AVX2 is present (checked at run time).
+        return unsafe { fold_avx2(v) };
+    }
+    fold(v)
 }
 
 /// A pointer to the output the threads share; each writes only its own columns.
@@ -837,6 +874,38 @@ mod tests {
             gemm_exact(&big, true, &big, false),
             naive(&big, true, &big, false)
         );
+    }
+
+    #[test]
+    fn reused_scratch_gives_the_exact_product() {
+        // One scratch through shapes and plane counts in turn, each shape twice with
+        // different values (the second pack of a shape skips clearing its buffers).
+        let mut scratch = GemmScratch::default();
+        let mut out = Vec::new();
+        let mut seed = 1;
+        for (m, n, k, bits) in [
+            (9, 7, 70, 14),
+            (9, 7, 70, 20),
+            (9, 7, 70, 9),
+            (5, 3, 33, 16),
+            (9, 7, 70, 14),
+        ] {
+            for _ in 0..2 {
+                seed += 1;
+                let a = IMat {
+                    rows: m,
+                    cols: k,
+                    data: values(m * k, bits, seed),
+                };
+                let b = IMat {
+                    rows: n,
+                    cols: k,
+                    data: values(n * k, 12, seed ^ 5),
+                };
+                gemm_exact_into(&a, false, &b, true, &mut out, &mut scratch);
+                assert_eq!(out, naive(&a, false, &b, true), "{m}×{n}×{k}, {bits} bits");
+            }
+        }
     }
 
     #[test]
