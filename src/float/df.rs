@@ -10,6 +10,7 @@ use crate::config::{Algorithm, Collaboration, Config, Loss, Scheme};
 use crate::hypotheses::{active_slots, every_class, training_hyps};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 /// The parameters of a DF network.
 #[derive(Clone, Debug, PartialEq)]
@@ -293,23 +294,37 @@ impl DfNet {
         // Local errors δ_l = β (2/d_l) h ⊙ 1[z>0] (h is already zero where z ≤ 0).
         scratch.local.resize_with(nl, Mat::default);
         for (l, act) in fwd.layers.iter().enumerate() {
-            let d = act.h.cols as f32;
+            let cols = act.h.cols;
+            let d = cols as f32;
             let delta = &mut scratch.local[l];
-            delta.reshape_zeroed(act.h.rows, act.h.cols);
-            for i in 0..bsz {
-                let gt = &gtilde[l][i * k..(i + 1) * k];
-                let active = self.active_slots(gt);
-                let (loss, beta) = loss_coefficients(&self.alg, gt, &active);
-                loss_sum += loss;
-                for (j, &bj) in beta.iter().enumerate() {
-                    if bj != 0.0 {
-                        let r = i * k + j;
-                        let f = bj * 2.0 / d;
-                        for (o, h) in delta.row_mut(r).iter_mut().zip(act.h.row(r)) {
-                            *o = f * h;
+            delta.reshape_zeroed(act.h.rows, cols);
+            // Samples are independent: a task takes whole samples (k rows each).
+            let per = (k * cols).max(1);
+            let losses: Vec<f64> = delta
+                .data
+                .par_chunks_mut(per)
+                .zip(act.h.data.par_chunks(per))
+                .zip(gtilde[l].par_chunks(k.max(1)))
+                .take(bsz)
+                .with_min_len((1 << 13) / per + 1)
+                .map(|((delta, h), gt)| {
+                    let active = self.active_slots(gt);
+                    let (loss, beta) = loss_coefficients(&self.alg, gt, &active);
+                    for (j, &bj) in beta.iter().enumerate() {
+                        if bj != 0.0 {
+                            let f = bj * 2.0 / d;
+                            let (o, h) = (&mut delta[j * cols..(j + 1) * cols], &h[j * cols..]);
+                            for (o, h) in o.iter_mut().zip(h) {
+                                *o = f * h;
+                            }
                         }
                     }
-                }
+                    loss
+                })
+                .collect();
+            // Summed in sample order (a float sum depends on its order).
+            for v in losses {
+                loss_sum += v;
             }
         }
         // Cross terms: the next layer's local error reaches back through W (DF-O) or a fixed
@@ -437,19 +452,28 @@ impl DfNet {
 /// ReLU, goodness and normalisation of one layer's pre-activations (in `act.h` on entry).
 fn activate(act: &mut LayerAct, eps: f32) {
     let h = &mut act.h;
-    let d = h.cols as f32;
-    h.data.iter_mut().for_each(|v| *v = v.max(0.0));
-    act.xhat.reshape(h.rows, h.cols);
-    act.xhat.data.copy_from_slice(&h.data);
-    act.goodness.clear();
-    act.inv_norm.clear();
-    for r in 0..h.rows {
-        let n = norm(h.row(r));
-        act.goodness.push(n * n / d);
-        let s = 1.0 / (n + eps);
-        act.inv_norm.push(s);
-        act.xhat.row_mut(r).iter_mut().for_each(|v| *v *= s);
-    }
+    let (rows, cols) = (h.rows, h.cols);
+    let d = cols as f32;
+    act.xhat.reshape(rows, cols);
+    act.goodness.resize(rows, 0.0);
+    act.inv_norm.resize(rows, 0.0);
+    // Rows are independent (each row's arithmetic is the same on any thread).
+    let c = cols.max(1);
+    h.data
+        .par_chunks_mut(c)
+        .zip(act.xhat.data.par_chunks_mut(c))
+        .zip(act.goodness.par_iter_mut().zip(act.inv_norm.par_iter_mut()))
+        .with_min_len((1 << 13) / c + 1)
+        .for_each(|((h, x), (g, inv))| {
+            h.iter_mut().for_each(|v| *v = v.max(0.0));
+            let n = norm(h);
+            *g = n * n / d;
+            let s = 1.0 / (n + eps);
+            *inv = s;
+            for (x, &v) in x.iter_mut().zip(h.iter()) {
+                *x = v * s;
+            }
+        });
 }
 
 impl Learner for DfNet {
