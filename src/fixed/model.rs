@@ -148,6 +148,7 @@ impl Units {
     }
 
     /// [`Units::normalise`] into `out` (as long as `v`); returns (S, (word, k)).
+    #[inline(always)]
     pub fn normalise_into(
         &self,
         v: &[i32],
@@ -203,10 +204,13 @@ impl Units {
             .zip(goodness.par_iter_mut().zip(rsqrt.par_iter_mut()))
             .with_min_len((1 << 13) / d1 + 1)
             .for_each(|(((h, x), z), (g, rs))| {
-                for (o, &zv) in h.iter_mut().zip(z) {
-                    *o = relu.apply(zv.max(0)) as i32;
-                }
-                let (s, parts) = self.normalise_into(h, f.hidden.frac, &self.rsqrt_hidden, x);
+                let row = |h: &mut [i32], x: &mut [i32]| {
+                    for (o, &zv) in h.iter_mut().zip(z) {
+                        *o = relu.apply(zv.max(0)) as i32;
+                    }
+                    self.normalise_into(h, f.hidden.frac, &self.rsqrt_hidden, x)
+                };
+                let (s, parts) = with_wide_vectors(h, x, row);
                 *g = requant_mul(s, rc.value(), good_from, f.goodness, f.rounding);
                 *rs = parts;
             });
@@ -230,6 +234,35 @@ impl Units {
             requant_wide(shifted, 0, out, self.f.rounding, 0)
         }
     }
+}
+
+/// `row(h, x)` compiled with AVX-512 where the machine has it (its 64-bit multiplies,
+/// shifts and clamps vectorise the requantisers), plainly otherwise: the same arithmetic.
+#[inline(always)]
+fn with_wide_vectors<R>(
+    h: &mut [i32],
+    x: &mut [i32],
+    row: impl FnOnce(&mut [i32], &mut [i32]) -> R,
+) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+        unsafe fn wide<R>(
+            h: &mut [i32],
+            x: &mut [i32],
+            row: impl FnOnce(&mut [i32], &mut [i32]) -> R,
+        ) -> R {
+            row(h, x)
+        }
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the features were detected at run time.
+            return unsafe { wide(h, x, row) };
+        }
+    }
+    row(h, x)
 }
 
 /// η·factor/B as the update unit's constant multiplier ([`Config::lr_constant`]).
@@ -484,24 +517,28 @@ impl FixedDf {
         let bias_shift = acc_f - f.bias.frac;
         let cen_shift = acc_f - f.centroid.frac;
         let mut z = vec![0i64; hyps.len() * d1];
-        for (r, &h) in hyps.iter().enumerate() {
-            let s = r / k;
-            let cen = p.u.row(h as usize);
-            for o in 0..d1 {
-                z[r * d1 + o] =
-                    a1[s * d1 + o] + (p.b[0][o] << bias_shift) + (i64::from(cen[o]) << cen_shift);
-            }
-        }
+        z.par_chunks_mut(d1.max(1))
+            .zip(hyps.par_iter())
+            .enumerate()
+            .with_min_len((1 << 13) / d1.max(1) + 1)
+            .for_each(|(r, (z, &h))| {
+                let (a, cen) = (&a1[(r / k) * d1..][..d1], p.u.row(h as usize));
+                for (((z, &a), &b), &c) in z.iter_mut().zip(a).zip(&p.b[0]).zip(cen) {
+                    *z = a + (b << bias_shift) + (i64::from(c) << cen_shift);
+                }
+            });
         let mut layers = vec![u.activate(&z, acc_f, hyps.len(), d1, 0)];
         for l in 1..p.w.len() {
             let prev = &layers[l - 1].xhat;
             let d = p.w[l].rows;
             let mut z = rows_times_rows(prev, &p.w[l]);
-            for r in 0..prev.rows {
-                for o in 0..d {
-                    z[r * d + o] += p.b[l][o] << bias_shift;
-                }
-            }
+            z.par_chunks_mut(d.max(1))
+                .with_min_len((1 << 13) / d.max(1) + 1)
+                .for_each(|z| {
+                    for (z, &b) in z.iter_mut().zip(&p.b[l]) {
+                        *z += b << bias_shift;
+                    }
+                });
             layers.push(u.activate(&z, acc_f, prev.rows, d, l));
         }
         FxForward {
