@@ -4,9 +4,9 @@
 //! Each (batch, backend, learner) cell trains one pass over the same samples `repeats` times;
 //! the repeats of all cells are interleaved (round robin), so slow phases of a shared machine
 //! hit every cell alike, and the median is reported. Arithmetic rates count the GEMM work of
-//! the step (2 operations per multiply-add, [`step_macs`]); the peak is [`peak_f32`] (FP32
-//! FMA throughput on every thread) and, for the integer model, [`peak_i16`] (the `vpmaddwd`
-//! multiply-adds its GEMM uses).
+//! the step (2 operations per multiply-add, [`step_macs`]); the peak is measured by
+//! [`measure_peak`]: FP32 FMA throughput on every thread and, for the integer model, the i16
+//! multiply-adds its GEMM uses (`vpdpwssd` with AVX-512 VNNI, else `vpmaddwd`).
 
 use crate::config::{Config, Learner as Kind, Negatives, Optimizer, Scheme};
 use crate::data::Dataset;
@@ -273,10 +273,10 @@ pub fn markdown(r: &BenchReport) -> String {
 /// Peak FP32 and i16 multiply-add throughput on every thread of rayon's pool.
 pub fn measure_peak() -> Peak {
     let threads = rayon::current_num_threads();
-    let isa = if simd::available() {
-        "avx2+fma"
-    } else {
-        "scalar"
+    let isa = match (simd::available(), simd::vnni()) {
+        (true, true) => "avx2+fma (f32), avx512-vnni (i16)",
+        (true, false) => "avx2+fma",
+        _ => "scalar",
     };
     let best = |f: fn(u64) -> f64| {
         // Calibrate to ~0.2 s per try, take the best of 3 (a peak is a best case).
@@ -338,8 +338,27 @@ mod simd {
         iters as f64 * 16.0
     }
 
-    /// `iters` rounds of 12 independent 16-wide i16 multiply-adds; returns the ops done.
+    /// AVX-512 VNNI, which the exact GEMM uses where present (so its peak is the one to
+    /// compare against).
+    pub fn vnni() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// `iters` rounds of 12 independent i16 multiply-adds (32-wide with VNNI, else 16-wide);
+    /// returns the ops done.
     pub fn madd_i16(iters: u64) -> f64 {
+        #[cfg(target_arch = "x86_64")]
+        if vnni() {
+            // SAFETY: AVX-512F and VNNI are present.
+            return unsafe { dpwssd_avx512(iters) };
+        }
         #[cfg(target_arch = "x86_64")]
         if available() {
             // SAFETY: AVX2 is present.
@@ -369,6 +388,22 @@ mod simd {
         }
         std::hint::black_box(acc);
         iters as f64 * 12.0 * 16.0
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    unsafe fn dpwssd_avx512(iters: u64) -> f64 {
+        use std::arch::x86_64::*;
+        let x = _mm512_set1_epi16(3);
+        let mut acc = [_mm512_set1_epi32(1); 12];
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm512_dpwssd_epi32(*a, x, x);
+            }
+        }
+        std::hint::black_box(acc);
+        // 32 multiplies and 32 adds per vpdpwssd.
+        iters as f64 * 12.0 * 64.0
     }
 
     #[cfg(target_arch = "x86_64")]
