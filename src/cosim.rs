@@ -216,7 +216,7 @@ pub fn random_config(seed: u64, i: usize) -> Config {
         Collaboration::Previous,
         Collaboration::All,
     ][i % 3];
-    a.loss = if (i / 9) % 2 == 0 {
+    a.loss = if (i / 9).is_multiple_of(2) {
         Loss::Npair
     } else {
         Loss::Hinge

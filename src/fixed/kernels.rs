@@ -4,11 +4,16 @@
 //! the sums fit the declared accumulators, at most 48 bits). An exact sum does not depend on
 //! the order it is taken in, so the result is the same whatever tiling the systolic array uses.
 //!
-//! Speed: the products go through `matrixmultiply`'s f64 GEMM. This is exact, not an
-//! approximation: every operand is an integer below 2^32 and every partial sum an integer of
-//! magnitude below 2^47 (the accumulator bound), and f64 represents every integer below 2^53,
-//! so no product, addition or fused multiply-add ever rounds. `dot` is the plain integer
-//! reference the tests compare against.
+//! Routes, each exact by construction (docs/performance.md has the measurements):
+//! - short inner dimensions (k ≤ 128, the weight gradients of small batches): sums of outer
+//!   products in i32 groups of rows that cannot overflow, then i64 (`outer_product`);
+//! - otherwise the operands as i16 planes, an AVX-512 VNNI, AVX2 or portable block, i32 lanes
+//!   widened into i64 before any can overflow (`gemm_planes`);
+//! - operands wider than 31 bits: `matrixmultiply`'s f64 GEMM, exact because every operand is
+//!   an integer below 2^32 and every partial sum below 2^47 (the accumulator bound), and f64
+//!   represents every integer below 2^53.
+//!
+//! `dot` and `rows_times_rows_int` are the plain integer references the tests compare against.
 
 use rayon::prelude::*;
 
@@ -626,7 +631,7 @@ unsafe fn block_avx2(a: &[i16], b: &[i16], kp: usize, flush: usize, out: &mut [[
     use std::arch::x86_64::*;
     // One 256-bit register of i16 per step.
     const STEP: usize = 16;
-    assert!(a.len() >= MR * kp && b.len() >= NR * kp && kp % STEP == 0);
+    assert!(a.len() >= MR * kp && b.len() >= NR * kp && kp.is_multiple_of(STEP));
     let widen = |v: __m256i| -> i64 {
         let lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
         let hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(v));
@@ -674,7 +679,7 @@ unsafe fn block_avx2(a: &[i16], b: &[i16], kp: usize, _: usize, out: &mut [[i64;
 #[target_feature(enable = "avx512f,avx512vnni")]
 unsafe fn block_vnni(a: &[i16], b: &[i16], kp: usize, flush: usize, out: &mut [[i64; NR]; MR]) {
     use std::arch::x86_64::*;
-    assert!(a.len() >= MR * kp && b.len() >= NR * kp && kp % KSTEP == 0);
+    assert!(a.len() >= MR * kp && b.len() >= NR * kp && kp.is_multiple_of(KSTEP));
     let widen = |v: __m512i| -> i64 {
         let lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v));
         let hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64::<1>(v));

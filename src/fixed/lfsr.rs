@@ -283,9 +283,9 @@ mod tests {
         let mut f = Vec::new();
         let mut d = 2u64;
         while d * d <= n {
-            if n % d == 0 {
+            if n.is_multiple_of(d) {
                 f.push(d);
-                while n % d == 0 {
+                while n.is_multiple_of(d) {
                     n /= d;
                 }
             }

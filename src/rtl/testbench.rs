@@ -130,7 +130,7 @@ impl Bench {
         let compare: Vec<PortDesc> = compare.iter().map(|n| out(n)).collect();
         let w: u32 = compare.iter().map(|p| p.width).sum();
         assert!(
-            lanes >= 1 && w % lanes == 0,
+            lanes >= 1 && w.is_multiple_of(lanes),
             "{top}: {w} bits in {lanes} lanes"
         );
         let text = emit(m);
@@ -1164,7 +1164,7 @@ fn pe(rtl: &Rtl) -> Result<Bench, RtlError> {
         for (x, y) in extremes {
             let back = if (x < 0) == (y < 0) { -15 } else { 15 };
             let mut pairs = vec![(x, y); k];
-            pairs.extend(std::iter::repeat((back, 1)).take(8));
+            pairs.extend(std::iter::repeat_n((back, 1), 8));
             want.push(dot(&mut b, &pairs, &mut rng, false));
         }
         doc = format!(

@@ -68,10 +68,10 @@ pub struct Line {
 
 impl Line {
     pub fn idle(&mut self, cycles: usize) {
-        self.level.extend(std::iter::repeat(true).take(cycles));
+        self.level.extend(std::iter::repeat_n(true, cycles));
     }
     pub fn low(&mut self, cycles: usize) {
-        self.level.extend(std::iter::repeat(false).take(cycles));
+        self.level.extend(std::iter::repeat_n(false, cycles));
     }
     /// One 8N1 frame with a bit period of `period` cycles (fractional: edges at
     /// round(k·period)); `stop` = level of the stop bit.
@@ -83,7 +83,7 @@ impl Line {
         for (k, &b) in bits.iter().enumerate() {
             let a = t0 + (k as f64 * period).round() as usize;
             let z = t0 + ((k + 1) as f64 * period).round() as usize;
-            self.level.extend(std::iter::repeat(b).take(z - a));
+            self.level.extend(std::iter::repeat_n(b, z - a));
         }
     }
     pub fn level_at(&self, t: usize) -> bool {
