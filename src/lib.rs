@@ -17,6 +17,7 @@ pub mod float;
 pub mod hdl;
 pub mod host;
 pub mod hypotheses;
+pub mod noise;
 pub mod plot;
 pub mod report;
 pub mod rtl;

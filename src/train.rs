@@ -81,6 +81,9 @@ pub struct RunOptions {
     /// Random translation of each training image by up to this many pixels per axis
     /// (`training.shift`); 0 = off.
     pub shift: usize,
+    /// Input noise (`[noise.input]`): added to every training batch and/or every evaluated
+    /// set after augmentation, on the host, so every backend sees the same pixels.
+    pub input_noise: crate::noise::InputNoise,
     /// Stop with [`TrainError::Diverged`] when the loss becomes non-finite or explodes.
     pub check_divergence: bool,
     /// The likely cause named when the loss diverges (the learner, its optimizer and
@@ -99,6 +102,7 @@ impl RunOptions {
             progress: false,
             log_epochs: false,
             shift: cfg.training.shift,
+            input_noise: cfg.noise.input.clone(),
             check_divergence: true,
             divergence_hint: divergence_hint(cfg),
         }
@@ -177,14 +181,30 @@ pub fn gather(split: &Split, dim: usize, idx: &[usize]) -> (Mat, Vec<u32>) {
 
 /// Fraction of a split classified correctly.
 pub fn evaluate(learner: &dyn Learner, split: &Split, dim: usize, batch: usize) -> f64 {
+    evaluate_noisy(learner, split, dim, batch, None)
+}
+
+/// [`evaluate`] with input noise on every sample, drawn from a stream seeded with `seed`
+/// (the same draws at every call with the same seed).
+pub fn evaluate_noisy(
+    learner: &dyn Learner,
+    split: &Split,
+    dim: usize,
+    batch: usize,
+    noise: Option<(&crate::noise::InputNoise, u64)>,
+) -> f64 {
     let n = split.labels.len();
     if n == 0 {
         return 0.0;
     }
     let idx: Vec<usize> = (0..n).collect();
     let mut correct = 0usize;
+    let mut rng = noise.map(|(_, seed)| ChaCha8Rng::seed_from_u64(seed));
     for chunk in idx.chunks(batch.max(1)) {
-        let (x, y) = gather(split, dim, chunk);
+        let (mut x, y) = gather(split, dim, chunk);
+        if let (Some((noise, _)), Some(rng)) = (noise, rng.as_mut()) {
+            noise.apply(&mut x.data, rng);
+        }
         correct += learner
             .predict(&x)
             .iter()
@@ -273,6 +293,12 @@ pub fn train(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xd15ea5e);
     // A stream of its own, so switching augmentation on leaves the shuffle order unchanged.
     let mut shift_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5_41f7);
+    let noise = &opts.input_noise;
+    let mut noise_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ crate::noise::INPUT_TRAIN_STREAM);
+    // Inference noise: the same draws at every evaluation, so epochs and learners compare
+    // like with like.
+    let eval_noise = (noise.is_on() && noise.regime.at_inference())
+        .then_some((noise, opts.seed ^ crate::noise::INPUT_EVAL_STREAM));
     let mut history = Vec::with_capacity(opts.epochs);
     let mut train_seconds = 0.0;
     let steps_per_epoch = n.div_ceil(opts.batch.max(1));
@@ -286,6 +312,9 @@ pub fn train(
         for chunk in order.chunks(opts.batch) {
             let (mut x, y) = gather(&data.train, dim, chunk);
             shift_images(&mut x, data.width, data.height, opts.shift, &mut shift_rng);
+            if noise.regime.in_training() {
+                noise.apply(&mut x.data, &mut noise_rng);
+            }
             learner.set_lr_factor(opts.schedule.factor(step as f64 / total_steps as f64));
             step += 1;
             let s = learner.train_batch(&x, &y);
@@ -326,7 +355,7 @@ pub fn train(
             }
         }
         train_seconds += start.elapsed().as_secs_f64();
-        let test_accuracy = evaluate(&*learner, &data.test, dim, 256);
+        let test_accuracy = evaluate_noisy(&*learner, &data.test, dim, 256, eval_noise);
         pb.finish_and_clear();
         if let Some(reason) = learner.failure() {
             return Err(TrainError::Learner {
@@ -350,7 +379,7 @@ pub fn train(
             test_accuracy,
         });
     }
-    let train_accuracy = evaluate(&*learner, &data.train, dim, 256);
+    let train_accuracy = evaluate_noisy(&*learner, &data.train, dim, 256, eval_noise);
     if let Some(reason) = learner.failure() {
         return Err(TrainError::Learner {
             epoch: opts.epochs,
@@ -457,6 +486,81 @@ mod tests {
             log_epochs: true,
             ..RunOptions::from_config(&crate::config::Config::builtin())
         }
+    }
+
+    /// A learner that records every pixel it is given, for training and for prediction.
+    #[derive(Default)]
+    struct Recorder {
+        trained: Vec<Vec<f32>>,
+        predicted: std::cell::RefCell<Vec<Vec<f32>>>,
+    }
+
+    impl Learner for Recorder {
+        fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> crate::float::BatchStats {
+            self.trained.push(x.data.clone());
+            crate::float::BatchStats {
+                loss_sum: 0.1 * labels.len() as f64,
+                correct: None,
+            }
+        }
+        fn predict(&self, x: &Mat) -> Vec<u32> {
+            self.predicted.borrow_mut().push(x.data.clone());
+            vec![0; x.rows]
+        }
+        fn set_lr_factor(&mut self, _f: f32) {}
+    }
+
+    fn record(noise: crate::noise::InputNoise) -> Recorder {
+        let mut l = Recorder::default();
+        let o = RunOptions {
+            input_noise: noise,
+            ..opts(2)
+        };
+        train(&mut l, &tiny(16, 8), &o).unwrap();
+        l
+    }
+
+    fn all_clean(batches: &[Vec<f32>]) -> bool {
+        batches.iter().flatten().all(|&v| v == 0.5)
+    }
+
+    // Issue 12, input noise: each regime reaches exactly the pixels it names, from seeded
+    // streams, and level 0 reaches none.
+    #[test]
+    fn input_noise_reaches_training_or_inference_as_its_regime_says() {
+        use crate::noise::{InputKind, InputNoise, Regime};
+        let at = |regime| InputNoise {
+            kind: InputKind::Gaussian,
+            level: 0.1,
+            regime,
+        };
+        let off = record(InputNoise::default());
+        assert!(all_clean(&off.trained) && all_clean(&off.predicted.borrow()));
+
+        let train_only = record(at(Regime::Train));
+        assert!(train_only
+            .trained
+            .iter()
+            .all(|b| b.iter().any(|&v| v != 0.5)));
+        assert!(all_clean(&train_only.predicted.borrow()));
+
+        let infer_only = record(at(Regime::Inference));
+        assert!(all_clean(&infer_only.trained));
+        let p = infer_only.predicted.borrow();
+        assert!(p.iter().all(|b| b.iter().any(|&v| v != 0.5)));
+        // Every evaluation of the test set (one per epoch) sees the same draws.
+        assert_eq!(
+            p[0], p[1],
+            "the test set's noise is the same at every epoch"
+        );
+
+        let both = record(at(Regime::Both));
+        assert!(!all_clean(&both.trained) && !all_clean(&both.predicted.borrow()));
+        // Reproducible, and the training draws do not move the test set's.
+        let again = record(at(Regime::Both));
+        assert_eq!(both.trained, again.trained);
+        assert_eq!(*both.predicted.borrow(), *again.predicted.borrow());
+        assert_eq!(p[0], both.predicted.borrow()[0]);
     }
 
     // Issue 11, item 4: when the engine's simulator died mid-epoch, the loop finished the

@@ -9,6 +9,7 @@
 //! and their width rules, [`load`] reading a file and applying `--set` overrides, [`validate`]
 //! the range rules and the errors that name a key's line.
 
+pub use crate::noise::Noise;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -42,6 +43,9 @@ pub struct Config {
     /// The engine's shape and target board (RTL generator).
     #[serde(default)]
     pub hardware: Hardware,
+    /// Noise to train and test under; off by default (and then not written out).
+    #[serde(default, skip_serializing_if = "Noise::is_off")]
+    pub noise: Noise,
 }
 
 /// The generated engine: systolic array shape and target board.
@@ -339,6 +343,8 @@ pub struct ConfigFile {
     pub fixed: FixedPoint,
     #[serde(default)]
     pub hardware: Hardware,
+    #[serde(default, skip_serializing_if = "Noise::is_off")]
+    pub noise: Noise,
 }
 
 impl From<ConfigFile> for Config {
@@ -371,6 +377,7 @@ impl From<ConfigFile> for Config {
             data: f.data,
             fixed: f.fixed,
             hardware: f.hardware,
+            noise: f.noise,
         }
     }
 }
@@ -421,6 +428,7 @@ impl From<Config> for ConfigFile {
             data: c.data,
             fixed: c.fixed,
             hardware: c.hardware,
+            noise: c.noise,
         }
     }
 }

@@ -317,3 +317,43 @@ fn missing_section_is_reported() {
     let e = err("[network]\ninput = 4\nhidden=[2]\nclasses=2\n");
     assert!(e.contains("missing field `algorithm`"), "{e}");
 }
+
+// Issue 12: the `[noise]` table. Off by default and then not written out; levels outside
+// their range and sites that do not exist are refused with the key.
+#[test]
+fn noise_table_is_validated_and_left_out_when_off() {
+    let c = Config::builtin();
+    assert!(c.noise.is_off());
+    assert!(
+        !c.to_toml().contains("noise"),
+        "an unused table is not written"
+    );
+    let on = default_with(
+        "[data]",
+        "[noise.input]\nkind = \"shot\"\nlevel = 0.2\nregime = \"train\"\n\n[data]",
+    );
+    let c = Config::from_toml_str(&on, "on.toml").unwrap();
+    assert_eq!(c.noise.input.kind, crate::noise::InputKind::Shot);
+    assert_eq!(c.noise.input.regime, crate::noise::Regime::Train);
+    assert_eq!(Config::from_toml_str(&c.to_toml(), "x").unwrap(), c);
+    let e = err(&default_with(
+        "[data]",
+        "[noise.input]\nlevel = 1.5\n\n[data]",
+    ));
+    assert!(
+        e.contains("noise.input.level") && e.contains("between 0 (off) and 1"),
+        "{e}"
+    );
+    let e = err(&default_with(
+        "[data]",
+        "[noise.input]\nlevel = -0.1\n\n[data]",
+    ));
+    assert!(e.contains("noise.input.level"), "{e}");
+    let e = err(&default_with(
+        "[data]",
+        "[noise.weight_read]\nlevel = 0.1\n\n[data]",
+    ));
+    assert!(e.contains("weight_read"), "{e}");
+    let e = set_err(&["noise.input.kind=\"speckle\""]);
+    assert!(e.contains("gaussian") && e.contains("salt-pepper"), "{e}");
+}

@@ -224,6 +224,17 @@ impl Config {
                 t.shift
             ),
         );
+        let ni = &self.noise.input;
+        let max = crate::noise::InputNoise::max_level(ni.kind);
+        bad(
+            "noise.input.level",
+            ni.level.is_finite() && (0.0..=max).contains(&ni.level),
+            format!(
+                "is {}; it must be between 0 (off) and {max}: σ in pixel units for kind = \"gaussian\", \
+                 σ at a full-scale pixel for \"shot\", the fraction of pixels hit for \"salt-pepper\"",
+                ni.level
+            ),
+        );
         if let Err(e) = self.data.dataset.parse::<crate::data::DatasetSpec>() {
             bad("data.dataset", false, e.to_string());
         }

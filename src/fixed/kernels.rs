@@ -288,23 +288,11 @@ fn outer_chunk(
     }
 }
 
-#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn outer_chunk_avx2(
-    a: &IMat,
-    chunk: &[i32],
-    group: usize,
-    rows: std::ops::Range<usize>,
-    j0: usize,
-    cols: usize,
-    n: usize,
-    out: OutPtr,
-) {
-    outer_chunk(a, chunk, group, rows, j0, cols, n, out)
-}
-
-#[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+/// [`outer_chunk`] with AVX2 code (callers check that the machine has it).
+#[cfg_attr(
+    any(target_arch = "x86", target_arch = "x86_64"),
+    target_feature(enable = "avx2")
+)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn outer_chunk_avx2(
     a: &IMat,
