@@ -98,12 +98,17 @@ impl InputNoise {
         self.level > 0.0
     }
 
-    /// The largest level that means something for `kind` (validation's bound).
-    pub fn max_level(kind: InputKind) -> f64 {
+    /// The smallest non-zero and the largest level that mean something for `kind`
+    /// (validation's bounds).
+    pub fn level_range(kind: InputKind) -> (f64, f64) {
         match kind {
-            // σ of a whole pixel range; beyond it the image is gone either way.
-            InputKind::Gaussian | InputKind::Shot => 1.0,
-            InputKind::SaltPepper => 1.0,
+            // Up to σ of a whole pixel range; beyond it the image is gone either way.
+            InputKind::Gaussian => (0.0, 1.0),
+            // A pixel's photon count is x / level²: below 10⁻³ it passes 10⁶ and the noise
+            // (σ < 10⁻³ of a pixel) is far below the 8-bit input's step; far smaller levels
+            // would overflow the count.
+            InputKind::Shot => (1e-3, 1.0),
+            InputKind::SaltPepper => (0.0, 1.0),
         }
     }
 

@@ -341,9 +341,15 @@ fn noise_table_is_validated_and_left_out_when_off() {
         "[noise.input]\nlevel = 1.5\n\n[data]",
     ));
     assert!(
-        e.contains("noise.input.level") && e.contains("between 0 (off) and 1"),
+        e.contains("noise.input.level") && e.contains("0 (off) or between 0 and 1"),
         "{e}"
     );
+    // Shot noise at a vanishing level would need an astronomical photon count.
+    let e = err(&default_with(
+        "[data]",
+        "[noise.input]\nkind = \"shot\"\nlevel = 1e-200\n\n[data]",
+    ));
+    assert!(e.contains("between 0.001 and 1"), "{e}");
     let e = err(&default_with(
         "[data]",
         "[noise.input]\nlevel = -0.1\n\n[data]",

@@ -225,13 +225,14 @@ impl Config {
             ),
         );
         let ni = &self.noise.input;
-        let max = crate::noise::InputNoise::max_level(ni.kind);
+        let (min, max) = crate::noise::InputNoise::level_range(ni.kind);
         bad(
             "noise.input.level",
-            ni.level.is_finite() && (0.0..=max).contains(&ni.level),
+            ni.level == 0.0 || (ni.level.is_finite() && ni.level >= min && ni.level <= max),
             format!(
-                "is {}; it must be between 0 (off) and {max}: σ in pixel units for kind = \"gaussian\", \
-                 σ at a full-scale pixel for \"shot\", the fraction of pixels hit for \"salt-pepper\"",
+                "is {}; it must be 0 (off) or between {min} and {max}: σ in pixel units for \
+                 kind = \"gaussian\", σ at a full-scale pixel for \"shot\" (at least 0.001), \
+                 the fraction of pixels hit for \"salt-pepper\"",
                 ni.level
             ),
         );

@@ -237,11 +237,14 @@ fn outer_product(a: &IMat, b: &IMat, out: &mut [i64]) -> bool {
         let cols = JC.min(n - j0);
         let rows = ob * rows_per..((ob + 1) * rows_per).min(m);
         let chunk = &bp[c * k * JC..(c + 1) * k * JC];
-        if avx2 {
-            // SAFETY: AVX2 is present (checked at run time).
-            unsafe { outer_chunk_avx2(a, chunk, group, rows, j0, cols, n, ptr) }
-        } else {
-            outer_chunk(a, chunk, group, rows, j0, cols, n, ptr)
+        // SAFETY: `ptr` points to the m × n output, j0 + cols <= n, rows end at m at most,
+        // and each (chunk, row block) task writes only its own cells; AVX2 is checked.
+        unsafe {
+            if avx2 {
+                outer_chunk_avx2(a, chunk, group, rows, j0, cols, n, ptr)
+            } else {
+                outer_chunk(a, chunk, group, rows, j0, cols, n, ptr)
+            }
         }
     };
     if blocks == 1 && chunks == 1 {
@@ -253,9 +256,12 @@ fn outer_product(a: &IMat, b: &IMat, out: &mut [i64]) -> bool {
 }
 
 /// Output rows `rows`, columns `j0 .. j0 + cols` of `aᵀ · b` from one column chunk of b.
+///
+/// # Safety
+/// `out` points to an `a.cols × n` output of which no other thread writes these cells.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn outer_chunk(
+unsafe fn outer_chunk(
     a: &IMat,
     chunk: &[i32],
     group: usize,
@@ -266,7 +272,7 @@ fn outer_chunk(
     out: OutPtr,
 ) {
     let (k, m) = (a.rows, a.cols);
-    assert!(chunk.len() == k * JC && group >= 1 && cols <= JC && rows.end <= m);
+    assert!(chunk.len() == k * JC && group >= 1 && cols <= JC && j0 + cols <= n && rows.end <= m);
     for o in rows {
         let mut total = [0i64; JC];
         for r0 in (0..k).step_by(group) {
@@ -283,7 +289,8 @@ fn outer_chunk(
                 *t += i64::from(s);
             }
         }
-        // SAFETY: o < m and j0 + cols <= n, and each (row block, chunk) task owns its cells.
+        // SAFETY: o < m and j0 + cols <= n (asserted), inside the m × n output (the caller's
+        // contract), and no other thread writes these cells.
         unsafe { std::ptr::copy_nonoverlapping(total.as_ptr(), out.get().add(o * n + j0), cols) };
     }
 }
@@ -444,7 +451,8 @@ fn min_max(v: &[i32]) -> (i32, i32) {
     fold(v)
 }
 
-/// A pointer to the output the threads share; each writes only its own columns.
+/// A pointer to the output the threads share; each writes only its own cells (columns in
+/// `gemm_planes`, a column chunk × row block in `outer_product`).
 #[derive(Clone, Copy)]
 struct OutPtr(*mut i64);
 // SAFETY: `gemm_planes` gives every thread a disjoint range of output columns.
@@ -839,7 +847,7 @@ mod tests {
 
     #[test]
     fn outer_product_is_exact_in_parallel_and_in_row_groups() {
-        // k = 100 rows of 16- and 12-bit values: groups of 2^31 / (2^15 · 2^11) = 64 rows are
+        // k = 100 rows of 16- and 12-bit values: groups of (2^31 - 1) / (2^15 · 2^11) = 31 rows are
         // summed in i32; 300 × 200 outputs in several (row block, column chunk) tasks, the
         // last chunk ragged.
         let a = IMat {

@@ -34,8 +34,10 @@ pub struct LaneWalk {
     pub shape: (usize, usize),
     /// (tile_rows, tile_cols) of the array that drains the gradient.
     pub tile: (usize, usize),
-    /// `lanes[l]` lists the runs lane `l` updates, in its order.
-    pub lanes: Vec<Vec<Run>>,
+    /// `lanes[l]` lists the runs lane `l` updates, in its order. Private: `update_walk`
+    /// writes the lanes' runs from several threads, which is sound only because `tiled`
+    /// hands every element to exactly one lane.
+    lanes: Vec<Vec<Run>>,
 }
 
 impl LaneWalk {
@@ -74,6 +76,11 @@ impl LaneWalk {
             tile: (tile_rows, tile_cols),
             lanes: out,
         }
+    }
+
+    /// Each lane's runs, in order.
+    pub fn lanes(&self) -> &[Vec<Run>] {
+        &self.lanes
     }
 
     /// The element indices lane `l` visits, in order.
