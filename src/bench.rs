@@ -341,14 +341,7 @@ mod simd {
     /// AVX-512 VNNI, which the exact GEMM uses where present (so its peak is the one to
     /// compare against).
     pub fn vnni() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+        crate::fixed::kernels::has_vnni()
     }
 
     /// `iters` rounds of 12 independent i16 multiply-adds (32-wide with VNNI, else 16-wide);

@@ -204,13 +204,7 @@ impl Units {
             .zip(goodness.par_iter_mut().zip(rsqrt.par_iter_mut()))
             .with_min_len((1 << 13) / d1 + 1)
             .for_each(|(((h, x), z), (g, rs))| {
-                let row = |h: &mut [i32], x: &mut [i32]| {
-                    for (o, &zv) in h.iter_mut().zip(z) {
-                        *o = relu.apply(zv.max(0)) as i32;
-                    }
-                    self.normalise_into(h, f.hidden.frac, &self.rsqrt_hidden, x)
-                };
-                let (s, parts) = with_wide_vectors(h, x, row);
+                let (s, parts) = self.hidden_row(z, &relu, h, x);
                 *g = requant_mul(s, rc.value(), good_from, f.goodness, f.rounding);
                 *rs = parts;
             });
@@ -220,6 +214,51 @@ impl Units {
             goodness,
             rsqrt,
         }
+    }
+
+    /// One row of [`Units::activate`]: h = ReLU(z) requantised, then x̂ = normalised h;
+    /// returns (S, rsqrt parts). Compiled with AVX-512 where the machine has it (its 64-bit
+    /// multiplies, shifts and clamps vectorise the requantisers), the same arithmetic.
+    fn hidden_row(
+        &self,
+        z: &[i64],
+        relu: &Requant,
+        h: &mut [i32],
+        x: &mut [i32],
+    ) -> (i64, (i64, i64)) {
+        #[cfg(target_arch = "x86_64")]
+        if super::vector::has_avx512_i64() {
+            // SAFETY: the features were detected at run time.
+            return unsafe { self.hidden_row_avx512(z, relu, h, x) };
+        }
+        self.hidden_row_plain(z, relu, h, x)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+    unsafe fn hidden_row_avx512(
+        &self,
+        z: &[i64],
+        relu: &Requant,
+        h: &mut [i32],
+        x: &mut [i32],
+    ) -> (i64, (i64, i64)) {
+        self.hidden_row_plain(z, relu, h, x)
+    }
+
+    /// Inlined into both callers, so the AVX-512 copy gets the wide instructions.
+    #[inline(always)]
+    fn hidden_row_plain(
+        &self,
+        z: &[i64],
+        relu: &Requant,
+        h: &mut [i32],
+        x: &mut [i32],
+    ) -> (i64, (i64, i64)) {
+        for (o, &zv) in h.iter_mut().zip(z) {
+            *o = relu.apply(zv.max(0)) as i32;
+        }
+        self.normalise_into(h, self.f.hidden.frac, &self.rsqrt_hidden, x)
     }
 
     /// `x · word · 2^-(rsqrt_frac + k)` from `x_frac` fraction bits onto `out`.
@@ -234,35 +273,6 @@ impl Units {
             requant_wide(shifted, 0, out, self.f.rounding, 0)
         }
     }
-}
-
-/// `row(h, x)` compiled with AVX-512 where the machine has it (its 64-bit multiplies,
-/// shifts and clamps vectorise the requantisers), plainly otherwise: the same arithmetic.
-#[inline(always)]
-fn with_wide_vectors<R>(
-    h: &mut [i32],
-    x: &mut [i32],
-    row: impl FnOnce(&mut [i32], &mut [i32]) -> R,
-) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
-        unsafe fn wide<R>(
-            h: &mut [i32],
-            x: &mut [i32],
-            row: impl FnOnce(&mut [i32], &mut [i32]) -> R,
-        ) -> R {
-            row(h, x)
-        }
-        if std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512dq")
-            && std::is_x86_feature_detected!("avx512vl")
-        {
-            // SAFETY: the features were detected at run time.
-            return unsafe { wide(h, x, row) };
-        }
-    }
-    row(h, x)
 }
 
 /// η·factor/B as the update unit's constant multiplier ([`Config::lr_constant`]).

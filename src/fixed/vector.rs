@@ -92,6 +92,22 @@ impl Requant {
     }
 }
 
+/// The AVX-512 subsets (F, DQ, VL) with which the compiler vectorises 64-bit multiplies,
+/// shifts and clamps: the requantisers and the update kernel are compiled for them where
+/// this is true.
+pub fn has_avx512_i64() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `requant_wide(a · b, from, fmt, mode, 0)` with the product on `i64` where it fits.
 #[inline(always)]
 pub fn requant_mul(a: i64, b: i64, from: u32, fmt: QFormat, mode: Rounding) -> i64 {

@@ -365,10 +365,7 @@ fn run_lanes_dispatch(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512dq")
-            && std::is_x86_feature_detected!("avx512vl")
-        {
+        if super::vector::has_avx512_i64() {
             #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
             unsafe fn wide(
                 lfsrs: &mut [Lfsr],
