@@ -7,6 +7,7 @@ use crate::config::Schedule;
 use crate::data::{Dataset, Split};
 use crate::float::linalg::Mat;
 use crate::float::Learner;
+use crate::noise::weights::WeightSites;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -43,6 +44,13 @@ pub struct TrainOutcome {
 pub enum TrainError {
     #[error("the {0} split has no samples: there is nothing to {1}")]
     NoSamples(&'static str, &'static str),
+    #[error(
+        "the noise sites {} act on the weight memory, which this backend does not expose: \
+         they are modelled in the software backends (--backend float or fixed) so far; \
+         switch them off ([noise.<site>] level = 0) or change the backend",
+        .0.join(", ")
+    )]
+    NoiseSites(Vec<&'static str>),
     #[error("training stopped at epoch {epoch}, step {step}: {reason}")]
     Learner {
         epoch: usize,
@@ -81,9 +89,11 @@ pub struct RunOptions {
     /// Random translation of each training image by up to this many pixels per axis
     /// (`training.shift`); 0 = off.
     pub shift: usize,
-    /// Input noise (`[noise.input]`): added to every training batch and/or every evaluated
-    /// set after augmentation, on the host, so every backend sees the same pixels.
-    pub input_noise: crate::noise::InputNoise,
+    /// The `[noise]` sites: input noise is added to every training batch and/or every
+    /// evaluated set after augmentation, on the host, so every backend sees the same pixels;
+    /// the weight-memory sites act on the learner's stored weights around each step and
+    /// each evaluation ([`crate::noise::weights`]).
+    pub noise: crate::noise::Noise,
     /// Stop with [`TrainError::Diverged`] when the loss becomes non-finite or explodes.
     pub check_divergence: bool,
     /// The likely cause named when the loss diverges (the learner, its optimizer and
@@ -102,7 +112,7 @@ impl RunOptions {
             progress: false,
             log_epochs: false,
             shift: cfg.training.shift,
-            input_noise: cfg.noise.input.clone(),
+            noise: cfg.noise.clone(),
             check_divergence: true,
             divergence_hint: divergence_hint(cfg),
         }
@@ -181,17 +191,37 @@ pub fn gather(split: &Split, dim: usize, idx: &[usize]) -> (Mat, Vec<u32>) {
 
 /// Fraction of a split classified correctly.
 pub fn evaluate(learner: &dyn Learner, split: &Split, dim: usize, batch: usize) -> f64 {
-    evaluate_noisy(learner, split, dim, batch, None)
+    let n = split.labels.len();
+    let idx: Vec<usize> = (0..n).collect();
+    let correct: usize = idx
+        .chunks(batch.max(1))
+        .map(|chunk| {
+            let (x, y) = gather(split, dim, chunk);
+            correct_of(learner, &x, &y)
+        })
+        .sum();
+    correct as f64 / n.max(1) as f64
 }
 
-/// [`evaluate`] with input noise on every sample, drawn from a stream seeded with `seed`
-/// (the same draws at every call with the same seed).
+fn correct_of(learner: &dyn Learner, x: &Mat, y: &[u32]) -> usize {
+    learner
+        .predict(x)
+        .iter()
+        .zip(y)
+        .filter(|(p, t)| p == t)
+        .count()
+}
+
+/// [`evaluate`] under the inference regime of the noise sites: input noise on every sample,
+/// drawn from a stream seeded with `seed` (the same draws at every call with the same seed),
+/// and the weight-memory sites' deployed weights ([`WeightSites::deploy`]), restored after.
 pub fn evaluate_noisy(
-    learner: &dyn Learner,
+    learner: &mut dyn Learner,
     split: &Split,
     dim: usize,
     batch: usize,
-    noise: Option<(&crate::noise::InputNoise, u64)>,
+    input: Option<(&crate::noise::InputNoise, u64)>,
+    weights: Option<&mut WeightSites>,
 ) -> f64 {
     let n = split.labels.len();
     if n == 0 {
@@ -199,18 +229,20 @@ pub fn evaluate_noisy(
     }
     let idx: Vec<usize> = (0..n).collect();
     let mut correct = 0usize;
-    let mut rng = noise.map(|(_, seed)| ChaCha8Rng::seed_from_u64(seed));
+    let mut rng = input.map(|(_, seed)| ChaCha8Rng::seed_from_u64(seed));
+    let mut deployed = weights.and_then(|w| w.deploy(&mut learner.weights_mut()));
     for chunk in idx.chunks(batch.max(1)) {
         let (mut x, y) = gather(split, dim, chunk);
-        if let (Some((noise, _)), Some(rng)) = (noise, rng.as_mut()) {
+        if let (Some((noise, _)), Some(rng)) = (input, rng.as_mut()) {
             noise.apply(&mut x.data, rng);
         }
-        correct += learner
-            .predict(&x)
-            .iter()
-            .zip(&y)
-            .filter(|(p, t)| p == t)
-            .count();
+        if let Some(d) = deployed.as_mut() {
+            d.before_batch(&mut learner.weights_mut());
+        }
+        correct += correct_of(&*learner, &x, &y);
+    }
+    if let Some(d) = deployed {
+        d.finish(&mut learner.weights_mut());
     }
     correct as f64 / n as f64
 }
@@ -293,7 +325,11 @@ pub fn train(
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xd15ea5e);
     // A stream of its own, so switching augmentation on leaves the shuffle order unchanged.
     let mut shift_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5_41f7);
-    let noise = &opts.input_noise;
+    let mut sites = WeightSites::new(&opts.noise, opts.seed);
+    if sites.is_some() && learner.weights_mut().is_empty() {
+        return Err(TrainError::NoiseSites(opts.noise.weight_sites_on()));
+    }
+    let noise = &opts.noise.input;
     let mut noise_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ crate::noise::INPUT_TRAIN_STREAM);
     // Inference noise: the same draws at every evaluation, so epochs and learners compare
     // like with like.
@@ -317,7 +353,13 @@ pub fn train(
             }
             learner.set_lr_factor(opts.schedule.factor(step as f64 / total_steps as f64));
             step += 1;
+            if let Some(w) = sites.as_mut() {
+                w.before_step(&mut learner.weights_mut());
+            }
             let s = learner.train_batch(&x, &y);
+            if let Some(w) = sites.as_mut() {
+                w.after_step(&mut learner.weights_mut());
+            }
             if let Some(reason) = learner.failure() {
                 pb.finish_and_clear();
                 return Err(TrainError::Learner {
@@ -355,7 +397,8 @@ pub fn train(
             }
         }
         train_seconds += start.elapsed().as_secs_f64();
-        let test_accuracy = evaluate_noisy(&*learner, &data.test, dim, 256, eval_noise);
+        let test_accuracy =
+            evaluate_noisy(learner, &data.test, dim, 256, eval_noise, sites.as_mut());
         pb.finish_and_clear();
         if let Some(reason) = learner.failure() {
             return Err(TrainError::Learner {
@@ -379,7 +422,7 @@ pub fn train(
             test_accuracy,
         });
     }
-    let train_accuracy = evaluate_noisy(&*learner, &data.train, dim, 256, eval_noise);
+    let train_accuracy = evaluate_noisy(learner, &data.train, dim, 256, eval_noise, sites.as_mut());
     if let Some(reason) = learner.failure() {
         return Err(TrainError::Learner {
             epoch: opts.epochs,
@@ -513,7 +556,10 @@ mod tests {
     fn record(noise: crate::noise::InputNoise) -> Recorder {
         let mut l = Recorder::default();
         let o = RunOptions {
-            input_noise: noise,
+            noise: crate::noise::Noise {
+                input: noise,
+                ..Default::default()
+            },
             ..opts(2)
         };
         train(&mut l, &tiny(16, 8), &o).unwrap();

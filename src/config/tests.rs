@@ -357,9 +357,49 @@ fn noise_table_is_validated_and_left_out_when_off() {
     assert!(e.contains("noise.input.level"), "{e}");
     let e = err(&default_with(
         "[data]",
-        "[noise.weight_read]\nlevel = 0.1\n\n[data]",
+        "[noise.weight_read]\nlevel = 0.1\nspread = 2\n\n[data]",
     ));
-    assert!(e.contains("weight_read"), "{e}");
+    assert!(e.contains("spread"), "{e}");
+    let e = err(&default_with(
+        "[data]",
+        "[noise.bit_flip]\nlevel = 0.7\n\n[data]",
+    ));
+    assert!(
+        e.contains("noise.bit_flip.level") && e.contains("(0, 0.5]"),
+        "{e}"
+    );
+    let e = err(&default_with(
+        "[data]",
+        "[noise.update]\nlevel = -1\n\n[data]",
+    ));
+    assert!(e.contains("noise.update.level"), "{e}");
+    let e = err(&default_with(
+        "[data]",
+        "[noise.stuck_at]\nlevel = nan\n\n[data]",
+    ));
+    assert!(e.contains("noise.stuck_at.level"), "{e}");
+    // Each weight site is read, and only the sites that are on are written out.
+    let c = Config::from_toml_str(
+        &default_with(
+            "[data]",
+            "[noise.stuck_at]\nlevel = 0.01\npolarity = \"zero\"\nregime = \"inference\"\n\n\
+         [noise.weight_read]\nlevel = 0.05\nform = \"multiplicative\"\n\n[data]",
+        ),
+        "t.toml",
+    )
+    .unwrap();
+    assert_eq!(c.noise.weight_sites_on(), ["weight_read", "stuck_at"]);
+    assert_eq!(c.noise.stuck_at.polarity, crate::noise::Polarity::Zero);
+    assert_eq!(c.noise.weight_read.form, crate::noise::Form::Multiplicative);
+    let toml = c.to_toml();
+    assert!(
+        toml.contains("[noise.stuck_at]") && !toml.contains("bit_flip"),
+        "{toml}"
+    );
+    assert_eq!(
+        Config::from_toml_str(&toml, "<round trip>").unwrap().noise,
+        c.noise
+    );
     let e = set_err(&["noise.input.kind=\"speckle\""]);
     assert!(e.contains("gaussian") && e.contains("salt-pepper"), "{e}");
 }

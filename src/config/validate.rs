@@ -236,6 +236,17 @@ impl Config {
                 ni.level
             ),
         );
+        for site in crate::noise::SITES.iter().filter(|s| s.weight_memory) {
+            let level = self.noise.level(site.key).unwrap_or(0.0);
+            bad(
+                site.level_key,
+                level == 0.0 || (level.is_finite() && level > 0.0 && level <= site.max_level),
+                format!(
+                    "is {level}; it must be 0 (off) or in (0, {}]: {}",
+                    site.max_level, site.level_means
+                ),
+            );
+        }
         if let Err(e) = self.data.dataset.parse::<crate::data::DatasetSpec>() {
             bad("data.dataset", false, e.to_string());
         }

@@ -37,6 +37,13 @@ pub fn preflight(cfg: &crate::config::Config, what: &str) -> anyhow::Result<()> 
         opt.0,
         opt.1
     );
+    let sites = cfg.noise.weight_sites_on();
+    anyhow::ensure!(
+        sites.is_empty(),
+        "{what}: the noise sites {} act on the weight memory, which the engine does not model \
+         yet (they run in --backend float and fixed); set their level to 0 or change the backend",
+        sites.join(", ")
+    );
     cfg.check_fixed_learning_rate()
         .map_err(anyhow::Error::msg)?;
     crate::fixed::model::Units::new(cfg)?;

@@ -14,7 +14,8 @@
 
 use super::kernels::{gemm_exact, rows_times_rows, IMat};
 use super::model::{
-    argmax_i64, lr_constant, quantise_mat, quantise_pixels, FixedError, Units, UpdateUnit,
+    argmax_i64, fixed_weights, lr_constant, quantise_mat, quantise_pixels, FixedError, Units,
+    UpdateUnit,
 };
 use super::ops::{requant_wide, sat_to};
 use super::{QFormat, Rounding};
@@ -143,6 +144,10 @@ impl FixedFf {
 }
 
 impl Learner for FixedFf {
+    fn weights_mut(&mut self) -> Vec<crate::noise::weights::WeightsMut<'_>> {
+        fixed_weights(&mut self.w, self.units.f.weight)
+    }
+
     fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats {
         let u = &self.units;
         let f = u.f.clone();
@@ -301,6 +306,10 @@ impl FixedBp {
 }
 
 impl Learner for FixedBp {
+    fn weights_mut(&mut self) -> Vec<crate::noise::weights::WeightsMut<'_>> {
+        fixed_weights(&mut self.w, self.units.f.weight)
+    }
+
     fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats {
         let f = self.units.f.clone();
         let c = self.cfg.network.classes;

@@ -439,6 +439,14 @@ pub struct FixedDf {
     scratch: GemmScratch,
 }
 
+/// Raw weight words as the weight-memory noise sites see them.
+pub fn fixed_weights(w: &mut [IMat], fmt: QFormat) -> Vec<crate::noise::weights::WeightsMut<'_>> {
+    let word = crate::noise::weights::Word::new(fmt.bits, fmt.frac, fmt.signed);
+    w.iter_mut()
+        .map(|m| crate::noise::weights::WeightsMut::Fixed(&mut m.data, word))
+        .collect()
+}
+
 /// Quantise a float matrix onto a format (half-up, saturating).
 pub fn quantise_mat(m: &Mat, fmt: QFormat) -> IMat {
     IMat {
@@ -903,6 +911,10 @@ pub fn argmax_i64(v: &[i64]) -> usize {
 }
 
 impl Learner for FixedDf {
+    fn weights_mut(&mut self) -> Vec<crate::noise::weights::WeightsMut<'_>> {
+        fixed_weights(&mut self.params.w, self.units.f.weight)
+    }
+
     fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats {
         let px = quantise_pixels(x, self.units.f.pixel);
         self.step(&px, labels).1

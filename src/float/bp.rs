@@ -8,6 +8,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub struct BpNet {
+    /// The stored word of a weight, for the bit-level noise sites.
+    word: crate::noise::weights::Word,
     eps: f32,
     /// Hidden layers then the head (C × d_L).
     pub w: Vec<Mat>,
@@ -41,6 +43,7 @@ impl BpNet {
             .flat_map(|(w, b)| [w.data.len(), b.len()])
             .collect();
         BpNet {
+            word: super::weight_word(cfg),
             eps: cfg.algorithm.epsilon,
             w,
             b,
@@ -67,6 +70,10 @@ impl BpNet {
 }
 
 impl Learner for BpNet {
+    fn weights_mut(&mut self) -> Vec<crate::noise::weights::WeightsMut<'_>> {
+        super::float_weights(&mut self.w, self.word)
+    }
+
     fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats {
         let acts = self.forward(x);
         let logits = acts.last().expect("forward yields logits");

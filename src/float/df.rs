@@ -58,6 +58,8 @@ pub struct DfGrads {
 }
 
 pub struct DfNet {
+    /// The stored word of a weight, for the bit-level noise sites.
+    word: crate::noise::weights::Word,
     alg: Algorithm,
     classes: usize,
     pub params: DfParams,
@@ -158,6 +160,7 @@ impl DfNet {
         sizes.push(params.u.data.len());
         DfNet {
             alg: cfg.algorithm.clone(),
+            word: super::weight_word(cfg),
             classes: cfg.network.classes,
             params,
             feedback,
@@ -477,6 +480,10 @@ fn activate(act: &mut LayerAct, eps: f32) {
 }
 
 impl Learner for DfNet {
+    fn weights_mut(&mut self) -> Vec<crate::noise::weights::WeightsMut<'_>> {
+        super::float_weights(&mut self.params.w, self.word)
+    }
+
     fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats {
         // The same step as `gradients` + `apply`, in buffers kept from the last step.
         let (k, hyps) = training_hyps(&self.alg, self.classes, &mut self.rng, labels);

@@ -12,6 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub struct FfNet {
+    /// The stored word of a weight, for the bit-level noise sites.
+    word: crate::noise::weights::Word,
     alg: Algorithm,
     classes: usize,
     pub w: Vec<Mat>,
@@ -55,6 +57,7 @@ impl FfNet {
             .flat_map(|(w, b)| [w.data.len(), b.len()])
             .collect();
         FfNet {
+            word: super::weight_word(cfg),
             alg: cfg.algorithm.clone(),
             classes: cfg.network.classes,
             w,
@@ -89,6 +92,10 @@ fn layer(input: &Mat, w: &Mat, b: &[f32]) -> (Mat, Vec<f32>) {
 }
 
 impl Learner for FfNet {
+    fn weights_mut(&mut self) -> Vec<crate::noise::weights::WeightsMut<'_>> {
+        super::float_weights(&mut self.w, self.word)
+    }
+
     fn train_batch(&mut self, x: &Mat, labels: &[u32]) -> BatchStats {
         let bsz = x.rows;
         let c = self.classes as u32;

@@ -9,6 +9,7 @@ pub mod linalg;
 pub mod optim;
 
 use crate::config::{Config, Learner as LearnerKind};
+use crate::noise::weights::{WeightsMut, Word};
 use linalg::Mat;
 use rand::Rng;
 
@@ -35,6 +36,26 @@ pub trait Learner {
     fn failure(&self) -> Option<String> {
         None
     }
+    /// The stored weight matrices, for the weight-memory noise sites ([`crate::noise::weights`]).
+    /// Learners whose weights live elsewhere (in the engine) give none, and a run with such a
+    /// site on is refused before it starts.
+    fn weights_mut(&mut self) -> Vec<WeightsMut<'_>> {
+        Vec::new()
+    }
+}
+
+/// The word a weight is stored in: the config's `fixed.weight` format.
+pub fn weight_word(cfg: &Config) -> Word {
+    let f = cfg.fixed.weight;
+    Word::new(f.bits, f.frac, f.signed)
+}
+
+/// The float weights as the weight-memory noise sites see them: bit-level faults act on the
+/// word the hardware would store, in the config's `fixed.weight` format.
+pub fn float_weights(w: &mut [Mat], word: Word) -> Vec<WeightsMut<'_>> {
+    w.iter_mut()
+        .map(|m| WeightsMut::Float(&mut m.data, word))
+        .collect()
 }
 
 /// Build the learner named by the config.

@@ -1,43 +1,14 @@
-//! Noise the learners are trained and tested under: the `[noise]` table of the config
-//! (issue 12, "hardware-noise robustness"). All levels are 0 by default, and a site at level
-//! 0 draws nothing, so every existing result and bit-exact check is unchanged.
-//!
-//! Sites so far:
-//! - **input**: Gaussian, shot (Poisson) or salt-and-pepper noise on the pixels in [0, 1],
-//!   added on the host before the pixels are quantised, so the float and fixed-point models,
-//!   the simulated RTL and the board all see the same noisy pixels. During training each
-//!   batch gets fresh draws (a stream of its own, so the shuffle order does not change); at
-//!   inference the evaluated sets get the same draws at every evaluation (seeded from the
-//!   training seed), so accuracies of different learners and epochs compare like with like.
-//!
-//! The weight, update, activation and memory-fault sites of the issue are not built yet; the
-//! config refuses their keys (unknown keys are refused everywhere).
+//! Input noise: Gaussian, shot (Poisson) or salt-and-pepper noise on the pixels in [0, 1],
+//! added on the host before the pixels are quantised, so the float and fixed-point models, the
+//! simulated RTL and the board all see the same noisy pixels. During training each batch gets
+//! fresh draws (a stream of its own, so the shuffle order does not change); at inference the
+//! evaluated sets get the same draws at every evaluation (seeded from the training seed), so
+//! accuracies of different learners and epochs compare like with like.
 
+use super::Regime;
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Poisson};
 use serde::{Deserialize, Serialize};
-
-/// When a noise site is active.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Regime {
-    /// During training only (the learner can adapt to it).
-    Train,
-    /// At inference only (evaluation of the trained model).
-    Inference,
-    /// Both.
-    #[default]
-    Both,
-}
-
-impl Regime {
-    pub fn in_training(self) -> bool {
-        matches!(self, Regime::Train | Regime::Both)
-    }
-    pub fn at_inference(self) -> bool {
-        matches!(self, Regime::Inference | Regime::Both)
-    }
-}
 
 /// The kind of input noise.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,25 +44,6 @@ impl Default for InputNoise {
         }
     }
 }
-
-/// The `[noise]` table.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Noise {
-    pub input: InputNoise,
-}
-
-impl Noise {
-    /// Every site at level 0 (then the table is left out of written configs and reports).
-    pub fn is_off(&self) -> bool {
-        !self.input.is_on()
-    }
-}
-
-/// Seeds of the noise streams, each its own so that switching one site on changes no other
-/// random draw of a run.
-pub const INPUT_TRAIN_STREAM: u64 = 0x1_7e55_a17e;
-pub const INPUT_EVAL_STREAM: u64 = 0x1_7e55_e7a1;
 
 impl InputNoise {
     pub fn is_on(&self) -> bool {
@@ -174,7 +126,7 @@ mod tests {
     #[test]
     fn level_zero_changes_nothing_and_draws_nothing() {
         let noise = InputNoise::default();
-        assert!(!noise.is_on() && Noise::default().is_off());
+        assert!(!noise.is_on() && crate::noise::Noise::default().is_off());
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut x = vec![0.25f32; 100];
         noise.apply(&mut x, &mut rng);
