@@ -7,10 +7,12 @@ use dfforge::data::{self, DatasetSpec};
 use dfforge::float::make_learner;
 use dfforge::report::TrainReport;
 use dfforge::train::{train, RunOptions};
+use noise_cmd::{cmd_noise, NoiseArgs};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use sweep_cmd::{cmd_sweep, SweepArgs};
 
+mod noise_cmd;
 mod sweep_cmd;
 
 const ABOUT: &str = "Distance-Forward (DF) learning, from a float reference to FPGA hardware.
@@ -154,6 +156,12 @@ enum Command {
     /// resumable; then the Pareto front as a table and plots (docs/dse.md). `--emit` writes
     /// Slurm / GNU parallel scripts that run the same job list on a cluster.
     Sweep(SweepArgs),
+    /// Hardware-noise robustness: accuracy against level for each noise site (input, weight
+    /// read noise, device variation, update noise, stuck-at bits, bit flips), learner (DF,
+    /// FF, BP), backend and regime (noise in training or at inference), over several seeds,
+    /// one process per core and resumable; writes noise.json (curves), noise.md and one plot
+    /// per site, with each learner's clean float reference drawn (docs/robustness.md).
+    Noise(NoiseArgs),
     /// Compare training reports: a Markdown table on stdout, optionally overlaid curves.
     Compare {
         /// Reports written by `dfforge train --report`.
@@ -430,6 +438,7 @@ fn run(mut cli: Cli) -> Result<()> {
         }
         Command::Compare { reports, plot } => cmd_compare(&reports, plot.as_deref()),
         Command::Sweep(args) => cmd_sweep(&cfg, &cli, args),
+        Command::Noise(args) => cmd_noise(&cfg, &cli, args),
         Command::Cosim(args) => cmd_cosim(cfg, args),
         Command::Bench {
             dataset,

@@ -1,7 +1,6 @@
 //! Training curves (loss and test accuracy per epoch) as PNG or SVG, chosen by extension.
 
 use crate::train::EpochRecord;
-use crate::util::write_atomic;
 use anyhow::{anyhow, bail, Result};
 use plotters::prelude::*;
 use std::path::Path;
@@ -47,30 +46,41 @@ pub fn check_plot_path(path: &Path) -> Result<()> {
     crate::util::check_output_file(path, "--plot")
 }
 
+/// Draw a plot into `$path`, PNG or SVG by its extension, written atomically: `$draw` is
+/// evaluated with `$root` bound to a drawing area of either backend and returns
+/// `Result<()>`. (A macro: the drawing code is generic over the backend, a closure cannot be.)
+macro_rules! render {
+    ($path:expr, $size:expr, |$root:ident| $draw:expr) => {{
+        use plotters::prelude::{BitMapBackend, IntoDrawingArea, SVGBackend};
+        let path: &std::path::Path = $path;
+        let size: (u32, u32) = $size;
+        match $crate::plot::plot_format(path)? {
+            $crate::plot::Format::Svg => {
+                let mut text = String::new();
+                {
+                    let $root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+                    $draw?;
+                    $root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+                $crate::util::write_atomic(path, text.as_bytes())
+            }
+            $crate::plot::Format::Png => {
+                let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
+                {
+                    let $root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
+                    $draw?;
+                    $root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+                }
+                $crate::util::write_atomic(path, &$crate::plot::image_png(&buf, size)?)
+            }
+        }
+    }};
+}
+pub(crate) use render;
+
 /// Plot `history` (one or more labelled runs) to `path` (.png or .svg), written atomically.
 pub fn plot_curves(path: &Path, title: &str, runs: &[(&str, &[EpochRecord])]) -> Result<()> {
-    let size = (1000u32, 420u32);
-    match plot_format(path)? {
-        Format::Svg => {
-            let mut text = String::new();
-            {
-                let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
-                draw(&root, title, runs)?;
-                root.present().map_err(|e| anyhow!("{e}"))?;
-            }
-            write_atomic(path, text.as_bytes())
-        }
-        Format::Png => {
-            let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
-            {
-                let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
-                draw(&root, title, runs)?;
-                root.present().map_err(|e| anyhow!("{e}"))?;
-            }
-            let img = image_png(&buf, size)?;
-            write_atomic(path, &img)
-        }
-    }
+    render!(path, (1000, 420), |root| draw(&root, title, runs))
 }
 
 /// Encode an RGB buffer as PNG via the encoder plotters already depends on.

@@ -198,6 +198,8 @@ pub fn cmd_sweep(cfg: &Config, cli: &Cli, args: SweepArgs) -> Result<()> {
                         train_samples: args.train_samples,
                         test_samples: args.test_samples,
                         epochs: args.epochs,
+                        backend: sweep::SoftBackend::Fixed,
+                        keep_diverged: false,
                     }
                 }),
                 cycles: args.measure.iter().any(|m| m == "cycles"),

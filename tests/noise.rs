@@ -107,3 +107,107 @@ fn an_inference_regime_site_leaves_the_learned_weights_alone() {
         }
     }
 }
+
+// ---- `dfforge noise` end to end through the binary ----
+
+fn dfforge(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dfforge"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DFFORGE_DATA_DIR")
+        .output()
+        .expect("run dfforge")
+}
+
+const SWEEP: &[&str] = &[
+    "noise",
+    "--dataset",
+    "digits",
+    "--sites",
+    "stuck_at,update",
+    "--levels",
+    "stuck_at=0.01,0.05",
+    "--levels",
+    "update=1",
+    "--learners",
+    "df,bp",
+    "--seeds",
+    "2",
+    "--train-samples",
+    "300",
+    "--test-samples",
+    "150",
+    "--jobs",
+    "2",
+    "--out",
+    "n",
+];
+
+#[test]
+fn noise_sweep_writes_curves_and_plots_and_resumes_without_retraining() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = dfforge(SWEEP, dir.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // Clean: 2 learners × (fixed + the float reference) × 2 seeds = 8; stuck_at: 2 × 2
+    // regimes × 2 levels × 2 seeds = 16; update (training only): 2 × 1 × 2 = 4.
+    assert!(err.contains("28 trainings (0 already finished)"), "{err}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("n/noise.json")).unwrap())
+            .unwrap();
+    let curves = report["curves"].as_array().unwrap();
+    assert_eq!(curves.len(), 2 * 3);
+    for c in curves {
+        assert_eq!(c["levels"][0], 0.0);
+        assert_eq!(c["seeds"], serde_json::json!([1, 2]));
+        let means = c["accuracy_mean"].as_array().unwrap();
+        assert!(means
+            .iter()
+            .all(|m| m.as_f64().is_some_and(|a| (0.0..=1.0).contains(&a))));
+    }
+    assert_eq!(report["reference"].as_array().unwrap().len(), 2);
+    assert_eq!(report["missing"], 0);
+    // 5 % stuck bits at inference cost BP accuracy (the shape of the digits curves).
+    let bp = curves
+        .iter()
+        .find(|c| c["learner"] == "bp" && c["site"] == "stuck_at" && c["regime"] == "inference")
+        .unwrap();
+    assert!(bp["accuracy_mean"][2].as_f64() < bp["accuracy_mean"][0].as_f64());
+    for site in ["stuck_at", "update"] {
+        let png = dir.path().join(format!("n/plots/{site}.png"));
+        assert!(std::fs::metadata(&png).unwrap().len() > 10_000, "{site}");
+    }
+    // A rerun trains nothing and writes the same curves.
+    let o = dfforge(SWEEP, dir.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("(28 already finished)"), "{err}");
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("n/noise.json")).unwrap())
+            .unwrap();
+    assert_eq!(again["curves"], report["curves"]);
+}
+
+#[test]
+fn noise_sweep_refuses_bad_arguments_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, want) in [
+        (
+            &["noise", "--sites", "gamma"][..],
+            "unknown noise site `gamma`",
+        ),
+        (
+            &["noise", "--levels", "bit_flip=0.9"][..],
+            "outside (0, 0.5]",
+        ),
+        (
+            &["noise", "--levels", "input=0.1"][..],
+            "`input` is not among --sites",
+        ),
+        (&["noise", "--learners", "sgd"][..], "unknown learner `sgd`"),
+    ] {
+        let o = dfforge(args, dir.path());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{args:?}: {err}");
+    }
+    assert!(!dir.path().join("build").exists(), "nothing written");
+}

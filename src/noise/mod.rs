@@ -278,6 +278,26 @@ impl Noise {
         })
     }
 
+    /// Set the site `key` to `level` in `regime` (update noise has no regime: it acts in
+    /// training only). An unknown key is refused with the known ones.
+    pub fn set(&mut self, key: &str, level: f64, regime: Regime) -> Result<(), String> {
+        match key {
+            "input" => (self.input.level, self.input.regime) = (level, regime),
+            "weight_read" => (self.weight_read.level, self.weight_read.regime) = (level, regime),
+            "variation" => (self.variation.level, self.variation.regime) = (level, regime),
+            "update" => self.update.level = level,
+            "stuck_at" => (self.stuck_at.level, self.stuck_at.regime) = (level, regime),
+            "bit_flip" => (self.bit_flip.level, self.bit_flip.regime) = (level, regime),
+            _ => {
+                return Err(format!(
+                    "unknown noise site `{key}`; known: {}",
+                    SITES.iter().map(|s| s.key).collect::<Vec<_>>().join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+
     /// Each weight-memory site that is on, by key.
     pub fn weight_sites_on(&self) -> Vec<&'static str> {
         SITES

@@ -4,7 +4,6 @@
 use super::measure::PointResult;
 use super::pareto::{front, Goal};
 use super::{finished, Job};
-use crate::util::write_atomic;
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use serde::Serialize;
@@ -232,27 +231,7 @@ pub fn markdown(c: &Collected, title: &str, plot: Option<&str>) -> String {
 /// `colour_key` (a varied key; default the first), the 2-D front of each panel (among the
 /// points that fit) joined and ringed, points that do not fit hollow. `.png` or `.svg` by extension; written atomically.
 pub fn plot(c: &Collected, path: &Path, title: &str, colour_key: Option<&str>) -> Result<()> {
-    let size = (1500u32, 520u32);
-    match crate::plot::plot_format(path)? {
-        crate::plot::Format::Svg => {
-            let mut text = String::new();
-            {
-                let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
-                draw(&root, c, title, colour_key)?;
-                root.present().map_err(|e| anyhow!("{e}"))?;
-            }
-            write_atomic(path, text.as_bytes())
-        }
-        crate::plot::Format::Png => {
-            let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
-            {
-                let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
-                draw(&root, c, title, colour_key)?;
-                root.present().map_err(|e| anyhow!("{e}"))?;
-            }
-            write_atomic(path, &crate::plot::image_png(&buf, size)?)
-        }
-    }
+    crate::plot::render!(path, (1500, 520), |root| draw(&root, c, title, colour_key))
 }
 
 fn draw<DB: DrawingBackend>(

@@ -146,9 +146,14 @@ fn accuracy(cfg: &Config, b: &super::AccuracyBudget, env: &Env, r: &mut PointRes
     let mut cfg = cfg.clone();
     cfg.data.dataset = b.dataset.clone();
     cfg.training.epochs = b.epochs;
-    cfg.check_fixed_learning_rate()
-        .map_err(anyhow::Error::msg)?;
-    let mut learner = crate::fixed::baselines::make_fixed_learner(&cfg)?;
+    let mut learner = match b.backend {
+        super::SoftBackend::Fixed => {
+            cfg.check_fixed_learning_rate()
+                .map_err(anyhow::Error::msg)?;
+            crate::fixed::baselines::make_fixed_learner(&cfg)?
+        }
+        super::SoftBackend::Float => crate::float::make_learner(&cfg),
+    };
     let spec: crate::data::DatasetSpec = b.dataset.parse()?;
     let mut ds = crate::data::load(&spec, &env.data_dir)?;
     let cap = |n: usize| (n > 0).then_some(n);
@@ -163,7 +168,8 @@ fn accuracy(cfg: &Config, b: &super::AccuracyBudget, env: &Env, r: &mut PointRes
             cfg.network.classes
         );
     }
-    let opts = crate::train::RunOptions::from_config(&cfg);
+    let mut opts = crate::train::RunOptions::from_config(&cfg);
+    opts.check_divergence = !b.keep_diverged;
     let out = crate::train::train(learner.as_mut(), &ds, &opts)?;
     r.test_accuracy = Some(out.test_accuracy);
     r.train_accuracy = Some(out.train_accuracy);
@@ -250,6 +256,7 @@ mod tests {
                 train_samples: 200,
                 test_samples: 100,
                 epochs: 1,
+                ..Default::default()
             }),
             cycles: true,
             resources: true,

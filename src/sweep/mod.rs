@@ -11,6 +11,7 @@
 pub mod collect;
 pub mod grid;
 pub mod measure;
+pub mod noise;
 pub mod pareto;
 pub mod run;
 
@@ -35,7 +36,7 @@ pub struct Measures {
 }
 
 /// The training budget of an accuracy measurement.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AccuracyBudget {
     /// `digits`, `mnist` or `idx:DIR`.
     pub dataset: String,
@@ -44,6 +45,37 @@ pub struct AccuracyBudget {
     /// Test samples (0: all).
     pub test_samples: usize,
     pub epochs: usize,
+    /// Which software model trains: the fixed-point golden model (the default, and then not
+    /// written, so earlier sweeps keep their job ids) or the float reference.
+    #[serde(default, skip_serializing_if = "SoftBackend::is_fixed")]
+    pub backend: SoftBackend,
+    /// Record the accuracy of a run whose loss diverged instead of failing the point: in a
+    /// noise sweep, a learner the noise breaks is a result.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_diverged: bool,
+}
+
+/// The software model of an accuracy measurement.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SoftBackend {
+    #[default]
+    Fixed,
+    Float,
+}
+
+impl SoftBackend {
+    pub fn is_fixed(&self) -> bool {
+        *self == SoftBackend::Fixed
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            SoftBackend::Fixed => "fixed",
+            SoftBackend::Float => "float",
+        }
+    }
 }
 
 /// One job of the list.
@@ -94,23 +126,43 @@ pub fn plan(
             let mut sets = base_sets.to_vec();
             sets.extend(point.iter().map(|(k, v)| format!("{k}={v}")));
             sets.push(format!("training.seed={seed}"));
-            let (config, error) = match Config::load_with(base, &sets) {
-                Ok(c) => (Some(c.to_toml()), None),
-                Err(e) => (None, Some(e.to_string())),
-            };
-            let id = job_id(config.as_deref(), error.as_deref(), point, seed, measures);
-            jobs.push(Job {
-                index: jobs.len(),
-                id,
-                point: point.clone(),
+            let config = Config::load_with(base, &sets).map_err(|e| e.to_string());
+            jobs.push(Job::new(
+                jobs.len(),
+                config.as_ref().map_err(Clone::clone),
+                point.clone(),
                 seed,
-                measures: measures.clone(),
-                config,
-                error,
-            });
+                measures,
+            ));
         }
     }
     jobs
+}
+
+impl Job {
+    /// A job of a resolved config (or of the reason it is invalid), its id the hash of
+    /// everything that decides its result.
+    pub fn new(
+        index: usize,
+        config: Result<&Config, String>,
+        point: grid::Point,
+        seed: u64,
+        measures: &Measures,
+    ) -> Job {
+        let (config, error) = match config {
+            Ok(c) => (Some(c.to_toml()), None),
+            Err(e) => (None, Some(e)),
+        };
+        Job {
+            index,
+            id: job_id(config.as_deref(), error.as_deref(), &point, seed, measures),
+            point,
+            seed,
+            measures: measures.clone(),
+            config,
+            error,
+        }
+    }
 }
 
 /// 16 hex digits of SHA-256 over what decides a job's result.
