@@ -563,7 +563,74 @@ where
     Ok(())
 }
 
-/// The curves as Markdown: one table per site and regime, a row per learner and backend.
+/// The accuracy a learner loses at each noisy level (its clean accuracy minus the noisy one)
+/// and the larger seed spread of the two numbers.
+fn drops(c: &Curve) -> Vec<Option<(f64, f64)>> {
+    let clean = c.accuracy_mean[0];
+    let clean_sd = c.accuracy_std[0].unwrap_or(0.0);
+    (1..c.levels.len())
+        .map(|i| {
+            let (m, s) = (c.accuracy_mean[i]?, c.accuracy_std[i].unwrap_or(0.0));
+            Some((clean? - m, s.max(clean_sd)))
+        })
+        .collect()
+}
+
+/// DF against BP, site by site: at how many levels DF loses less accuracy than BP, by more
+/// than the seeds' spread, and at how many more. Each learner is measured against its own
+/// clean accuracy.
+pub fn comparison(report: &NoiseReport) -> String {
+    let mut out = String::from(
+        "| site | regime | backend | levels | DF's loss (mean over levels) | BP's loss | FF's loss | DF loses less than BP | DF loses more | within the seeds' spread |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let find = |l: &str, c: &Curve| {
+        report.curves.iter().find(|d| {
+            d.learner == l && d.backend == c.backend && d.site == c.site && d.regime == c.regime
+        })
+    };
+    let mean_drop = |c: Option<&Curve>| {
+        c.and_then(|c| {
+            let d: Vec<f64> = drops(c).into_iter().flatten().map(|d| d.0).collect();
+            (!d.is_empty()).then(|| d.iter().sum::<f64>() / d.len() as f64)
+        })
+        .map_or("—".to_string(), |v| format!("{v:+.4}"))
+    };
+    for c in report.curves.iter().filter(|c| c.learner == "df") {
+        let Some(bp) = find("bp", c) else { continue };
+        let (mut less, mut more, mut tie) = (0, 0, 0);
+        for (d, b) in drops(c).into_iter().zip(drops(bp)) {
+            if let (Some((d, ds)), Some((b, bs))) = (d, b) {
+                let spread = ds.max(bs);
+                if d + spread < b {
+                    less += 1;
+                } else if b + spread < d {
+                    more += 1;
+                } else {
+                    tie += 1;
+                }
+            }
+        }
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {less} | {more} | {tie} |\n",
+            c.site,
+            c.regime,
+            c.backend,
+            c.levels[1..]
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            mean_drop(Some(c)),
+            mean_drop(Some(bp)),
+            mean_drop(find("ff", c)),
+        ));
+    }
+    out
+}
+
+/// The curves as Markdown: the clean references, one table per site and regime (a row per
+/// learner and backend), then DF against BP ([`comparison`]).
 pub fn markdown(report: &NoiseReport) -> String {
     let mut out = String::new();
     let fmt = |m: Option<f64>, s: Option<f64>| match (m, s) {
@@ -613,6 +680,14 @@ pub fn markdown(report: &NoiseReport) -> String {
                 out.push('\n');
             }
         }
+    }
+    if report.curves.iter().any(|c| c.learner == "df")
+        && report.curves.iter().any(|c| c.learner == "bp")
+    {
+        out.push_str(
+            "\n**DF against BP** (accuracy lost against each learner's own clean run)\n\n",
+        );
+        out.push_str(&comparison(report));
     }
     out
 }
@@ -724,6 +799,14 @@ mod tests {
         assert_eq!(rep.reference.len(), 2);
         let md = markdown(&rep);
         assert!(md.contains("**stuck_at, regime inference**"), "{md}");
+        // Made-up accuracies fall alike for both learners (DF has one clean seed, the skipped
+        // job): no level separates them.
+        assert!(
+            md.contains(
+                "| stuck_at | inference | fixed | 0.01, 0.05 | +0.0250 | +0.0300 | — | 0 | 0 | 2 |"
+            ),
+            "{md}"
+        );
         let png = dir.path().join("stuck_at.png");
         plot_site(&rep, "stuck_at", &png).unwrap();
         assert!(std::fs::metadata(&png).unwrap().len() > 10_000);
