@@ -13,7 +13,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct NoiseArgs {
     /// Noise sites to sweep, comma-separated: input, weight_read, variation, update,
-    /// stuck_at, bit_flip (docs/config.md, [noise]). Each is swept on its own, the others
+    /// stuck_at, bit_flip, activation (docs/config.md, [noise]). Each is swept on its own, the others
     /// as the config sets them (off by default).
     #[arg(
         long,
@@ -25,7 +25,7 @@ pub struct NoiseArgs {
     /// The levels of one site, e.g. --levels bit_flip=1e-5,1e-4,1e-3 (repeatable; 0, the
     /// clean run, is always added). Without it a site takes its default grid: input
     /// 0.1..0.5, weight_read and variation 0.02..0.4 of max |W|, update 0.1..2 of the step,
-    /// stuck_at 0.1 %..13.5 % of bits, bit_flip 1e-6..1e-2.
+    /// stuck_at 0.1 %..13.5 % of bits, bit_flip 1e-6..1e-2, activation 0.02..0.2 of max |z|.
     #[arg(long = "levels", value_name = "SITE=L1,L2,...")]
     levels: Vec<String>,
     /// Learners, comma-separated: df, df-r, df-o, ff, bp. Each trains with its own optimizer

@@ -7,7 +7,9 @@ use crate::config::Schedule;
 use crate::data::{Dataset, Split};
 use crate::float::linalg::Mat;
 use crate::float::Learner;
+use crate::noise::activation::Perturber;
 use crate::noise::weights::WeightSites;
+use crate::noise::Noise;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -45,8 +47,9 @@ pub enum TrainError {
     #[error("the {0} split has no samples: there is nothing to {1}")]
     NoSamples(&'static str, &'static str),
     #[error(
-        "the noise sites {} act on the weight memory, which this backend does not expose: \
-         they are modelled in the software backends (--backend float or fixed) so far; \
+        "the noise sites {} act inside the learner (its weights or activations), which this \
+         backend does not expose: they are modelled in the software backends (--backend \
+         float or fixed) so far; \
          switch them off ([noise.<site>] level = 0) or change the backend",
         .0.join(", ")
     )]
@@ -212,29 +215,45 @@ fn correct_of(learner: &dyn Learner, x: &Mat, y: &[u32]) -> usize {
         .count()
 }
 
-/// [`evaluate`] under the inference regime of the noise sites: input noise on every sample,
-/// drawn from a stream seeded with `seed` (the same draws at every call with the same seed),
-/// and the weight-memory sites' deployed weights ([`WeightSites::deploy`]), restored after.
+/// [`evaluate`] under the inference regime of the noise sites of a run seeded `seed`: input
+/// noise on every sample and activation noise in every forward pass (each from a stream
+/// seeded the same at every call, so epochs and learners compare like with like), and the
+/// weight-memory sites' deployed weights ([`WeightSites::deploy`]), restored after. A site
+/// on only in training is switched off for the evaluation and back on after it.
 pub fn evaluate_noisy(
     learner: &mut dyn Learner,
     split: &Split,
     dim: usize,
     batch: usize,
-    input: Option<(&crate::noise::InputNoise, u64)>,
+    noise: &Noise,
+    seed: u64,
     weights: Option<&mut WeightSites>,
 ) -> f64 {
     let n = split.labels.len();
     if n == 0 {
         return 0.0;
     }
+    let input = (noise.input.is_on() && noise.input.regime.at_inference()).then_some(&noise.input);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ crate::noise::INPUT_EVAL_STREAM);
+    let act = &noise.activation;
+    let training_act = if act.is_off() {
+        None
+    } else {
+        learner.activation_noise().map(|slot| {
+            let eval = act
+                .regime
+                .at_inference()
+                .then(|| Perturber::new(act.level, seed ^ crate::noise::ACTIVATION_EVAL_STREAM));
+            std::mem::replace(slot, eval)
+        })
+    };
+    let mut deployed = weights.and_then(|w| w.deploy(&mut learner.weights_mut()));
     let idx: Vec<usize> = (0..n).collect();
     let mut correct = 0usize;
-    let mut rng = input.map(|(_, seed)| ChaCha8Rng::seed_from_u64(seed));
-    let mut deployed = weights.and_then(|w| w.deploy(&mut learner.weights_mut()));
     for chunk in idx.chunks(batch.max(1)) {
         let (mut x, y) = gather(split, dim, chunk);
-        if let (Some((noise, _)), Some(rng)) = (input, rng.as_mut()) {
-            noise.apply(&mut x.data, rng);
+        if let Some(noise) = input {
+            noise.apply(&mut x.data, &mut rng);
         }
         if let Some(d) = deployed.as_mut() {
             d.before_batch(&mut learner.weights_mut());
@@ -243,6 +262,9 @@ pub fn evaluate_noisy(
     }
     if let Some(d) = deployed {
         d.finish(&mut learner.weights_mut());
+    }
+    if let (Some(before), Some(slot)) = (training_act, learner.activation_noise()) {
+        *slot = before;
     }
     correct as f64 / n as f64
 }
@@ -326,15 +348,21 @@ pub fn train(
     // A stream of its own, so switching augmentation on leaves the shuffle order unchanged.
     let mut shift_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5_41f7);
     let mut sites = WeightSites::new(&opts.noise, opts.seed);
-    if sites.is_some() && learner.weights_mut().is_empty() {
-        return Err(TrainError::NoiseSites(opts.noise.weight_sites_on()));
+    let act = &opts.noise.activation;
+    if (sites.is_some() && learner.weights_mut().is_empty())
+        || (!act.is_off() && learner.activation_noise().is_none())
+    {
+        return Err(TrainError::NoiseSites(opts.noise.model_sites_on()));
+    }
+    if let Some(slot) = learner.activation_noise() {
+        *slot = (!act.is_off() && act.regime.in_training())
+            .then(|| Perturber::new(act.level, opts.seed ^ crate::noise::ACTIVATION_TRAIN_STREAM));
     }
     let noise = &opts.noise.input;
     let mut noise_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ crate::noise::INPUT_TRAIN_STREAM);
     // Inference noise: the same draws at every evaluation, so epochs and learners compare
     // like with like.
-    let eval_noise = (noise.is_on() && noise.regime.at_inference())
-        .then_some((noise, opts.seed ^ crate::noise::INPUT_EVAL_STREAM));
+
     let mut history = Vec::with_capacity(opts.epochs);
     let mut train_seconds = 0.0;
     let steps_per_epoch = n.div_ceil(opts.batch.max(1));
@@ -397,8 +425,15 @@ pub fn train(
             }
         }
         train_seconds += start.elapsed().as_secs_f64();
-        let test_accuracy =
-            evaluate_noisy(learner, &data.test, dim, 256, eval_noise, sites.as_mut());
+        let test_accuracy = evaluate_noisy(
+            learner,
+            &data.test,
+            dim,
+            256,
+            &opts.noise,
+            opts.seed,
+            sites.as_mut(),
+        );
         pb.finish_and_clear();
         if let Some(reason) = learner.failure() {
             return Err(TrainError::Learner {
@@ -422,13 +457,25 @@ pub fn train(
             test_accuracy,
         });
     }
-    let train_accuracy = evaluate_noisy(learner, &data.train, dim, 256, eval_noise, sites.as_mut());
+    let train_accuracy = evaluate_noisy(
+        learner,
+        &data.train,
+        dim,
+        256,
+        &opts.noise,
+        opts.seed,
+        sites.as_mut(),
+    );
     if let Some(reason) = learner.failure() {
         return Err(TrainError::Learner {
             epoch: opts.epochs,
             step,
             reason,
         });
+    }
+    // The noise belonged to this run: the learner handed back computes clean.
+    if let Some(slot) = learner.activation_noise() {
+        *slot = None;
     }
     let test_accuracy = history.last().map_or(0.0, |h| h.test_accuracy);
     Ok(TrainOutcome {

@@ -32,19 +32,19 @@ fn learner(cfg: &Config, fixed: bool) -> Box<dyn Learner> {
     }
 }
 
-/// Every stored weight, as numbers.
-fn weights(l: &mut dyn Learner) -> Vec<f64> {
+/// Every stored weight, bit for bit (a run that diverged compares its NaNs too).
+fn weights(l: &mut dyn Learner) -> Vec<u32> {
     l.weights_mut()
         .iter()
         .flat_map(|w| match w {
-            WeightsMut::Float(v, _) => v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(),
-            WeightsMut::Fixed(v, _) => v.iter().map(|&x| f64::from(x)).collect(),
+            WeightsMut::Float(v, _) => v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            WeightsMut::Fixed(v, _) => v.iter().map(|&x| x as u32).collect(),
         })
         .collect()
 }
 
 /// Train; the reported test accuracy, the clean evaluation after training and the weights.
-fn run(cfg: &Config, fixed: bool, ds: &Dataset) -> (f64, f64, Vec<f64>) {
+fn run(cfg: &Config, fixed: bool, ds: &Dataset) -> (f64, f64, Vec<u32>) {
     let mut l = learner(cfg, fixed);
     let mut opts = RunOptions::from_config(cfg);
     opts.check_divergence = false;
@@ -70,17 +70,19 @@ fn every_learner_of_both_backends_exposes_its_weights() {
 #[test]
 fn a_training_regime_site_shapes_the_weights_and_leaves_evaluation_clean() {
     let ds = digits();
-    for fixed in [false, true] {
-        let clean = run(&config(Kind::Df, |_| {}), fixed, &ds);
-        let noisy = config(Kind::Df, |c| {
-            c.noise.weight_read.level = 0.2;
-            c.noise.weight_read.regime = Regime::Train;
-        });
-        let (reported, evaluated, w) = run(&noisy, fixed, &ds);
-        assert_ne!(w, clean.2, "fixed={fixed}: the steps saw the noise");
-        assert_eq!(reported, evaluated, "fixed={fixed}: evaluation is clean");
-        // Reproducible from the seed.
-        assert_eq!(run(&noisy, fixed, &ds).2, w);
+    for (site, level) in [("weight_read", 0.2), ("activation", 0.2)] {
+        for fixed in [false, true] {
+            for kind in [Kind::Df, Kind::Ff, Kind::Bp] {
+                let what = format!("{site} {kind:?} fixed={fixed}");
+                let clean = run(&config(kind, |_| {}), fixed, &ds);
+                let noisy = config(kind, |c| c.noise.set(site, level, Regime::Train).unwrap());
+                let (reported, evaluated, w) = run(&noisy, fixed, &ds);
+                assert!(w != clean.2, "{what}: the steps saw the noise");
+                assert_eq!(reported, evaluated, "{what}: evaluation is clean");
+                // Reproducible from the seed.
+                assert!(run(&noisy, fixed, &ds).2 == w, "{what}: not reproducible");
+            }
+        }
     }
 }
 

@@ -388,7 +388,7 @@ fn noise_table_is_validated_and_left_out_when_off() {
         "t.toml",
     )
     .unwrap();
-    assert_eq!(c.noise.weight_sites_on(), ["weight_read", "stuck_at"]);
+    assert_eq!(c.noise.model_sites_on(), ["weight_read", "stuck_at"]);
     assert_eq!(c.noise.stuck_at.polarity, crate::noise::Polarity::Zero);
     assert_eq!(c.noise.weight_read.form, crate::noise::Form::Multiplicative);
     let toml = c.to_toml();

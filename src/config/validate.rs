@@ -236,7 +236,7 @@ impl Config {
                 ni.level
             ),
         );
-        for site in crate::noise::SITES.iter().filter(|s| s.weight_memory) {
+        for site in crate::noise::SITES.iter().filter(|s| s.model_internal) {
             let level = self.noise.level(site.key).unwrap_or(0.0);
             bad(
                 site.level_key,

@@ -37,11 +37,12 @@ pub fn preflight(cfg: &crate::config::Config, what: &str) -> anyhow::Result<()> 
         opt.0,
         opt.1
     );
-    let sites = cfg.noise.weight_sites_on();
+    let sites = cfg.noise.model_sites_on();
     anyhow::ensure!(
         sites.is_empty(),
-        "{what}: the noise sites {} act on the weight memory, which the engine does not model \
-         yet (they run in --backend float and fixed); set their level to 0 or change the backend",
+        "{what}: the noise sites {} act inside the learner (its weights or activations), which \
+         the engine does not model yet (they run in --backend float and fixed); set their \
+         level to 0 or change the backend",
         sites.join(", ")
     );
     cfg.check_fixed_learning_rate()

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::float::ff::softplus;
 use crate::float::linalg::Mat;
 use crate::float::{BatchStats, Learner};
+use crate::noise::activation::perturb_i64;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -79,6 +80,8 @@ fn add_bias(z: &mut [i64], b: &[i64], shift: u32) {
 
 /// Forward-Forward in fixed point.
 pub struct FixedFf {
+    /// Activation noise of the forward passes, set by the training loop per regime.
+    act_noise: Option<crate::noise::activation::Perturber>,
     cfg: Config,
     units: Units,
     pub w: Vec<IMat>,
@@ -94,6 +97,7 @@ impl FixedFf {
         let float = crate::float::ff::FfNet::new(cfg);
         let f = &units.f;
         Ok(FixedFf {
+            act_noise: None,
             w: float.w.iter().map(|m| quantise_mat(m, f.weight)).collect(),
             b: float.b.iter().map(|b| quantise_vec(b, f.bias)).collect(),
             updater: UpdateUnit::new(f, units.lr)?,
@@ -133,6 +137,7 @@ impl FixedFf {
         for l in 0..self.w.len() {
             let mut z = rows_times_rows(&input, &self.w[l]);
             add_bias(&mut z, &self.b[l], f.accumulator.frac - f.bias.frac);
+            perturb_i64(&self.act_noise, &mut z);
             let act = self
                 .units
                 .activate(&z, f.accumulator.frac, input.rows, self.w[l].rows, l);
@@ -144,6 +149,10 @@ impl FixedFf {
 }
 
 impl Learner for FixedFf {
+    fn activation_noise(&mut self) -> Option<&mut Option<crate::noise::activation::Perturber>> {
+        Some(&mut self.act_noise)
+    }
+
     fn weights_mut(&mut self) -> Vec<crate::noise::weights::WeightsMut<'_>> {
         fixed_weights(&mut self.w, self.units.f.weight)
     }
@@ -170,6 +179,7 @@ impl Learner for FixedFf {
         for l in 0..self.w.len() {
             let mut z = rows_times_rows(&input, &self.w[l]);
             add_bias(&mut z, &self.b[l], f.accumulator.frac - f.bias.frac);
+            perturb_i64(&self.act_noise, &mut z);
             let act = u.activate(&z, f.accumulator.frac, input.rows, self.w[l].rows, l);
             let mut delta = IMat::zeros(act.h.rows, act.h.cols);
             let from = f.beta.frac + f.hidden.frac + f.const_frac;
@@ -240,6 +250,8 @@ fn check_sgd(cfg: &Config) -> Result<(), FixedError> {
 
 /// Backprop in fixed point.
 pub struct FixedBp {
+    /// Activation noise of the forward passes, set by the training loop per regime.
+    act_noise: Option<crate::noise::activation::Perturber>,
     cfg: Config,
     units: Units,
     /// Hidden layers then the head.
@@ -255,6 +267,7 @@ impl FixedBp {
         let float = crate::float::bp::BpNet::new(cfg);
         let f = &units.f;
         Ok(FixedBp {
+            act_noise: None,
             w: float.w.iter().map(|m| quantise_mat(m, f.weight)).collect(),
             b: float.b.iter().map(|b| quantise_vec(b, f.bias)).collect(),
             updater: UpdateUnit::new(f, units.lr)?,
@@ -288,6 +301,7 @@ impl FixedBp {
             let zf = f.weight.frac + self.in_frac(l);
             let mut z = rows_times_rows(&inputs[l], &self.w[l]);
             add_bias(&mut z, &self.b[l], zf.saturating_sub(f.bias.frac));
+            perturb_i64(&self.act_noise, &mut z);
             if l == last {
                 logits = z
                     .iter()
@@ -306,6 +320,10 @@ impl FixedBp {
 }
 
 impl Learner for FixedBp {
+    fn activation_noise(&mut self) -> Option<&mut Option<crate::noise::activation::Perturber>> {
+        Some(&mut self.act_noise)
+    }
+
     fn weights_mut(&mut self) -> Vec<crate::noise::weights::WeightsMut<'_>> {
         fixed_weights(&mut self.w, self.units.f.weight)
     }

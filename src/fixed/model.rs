@@ -42,6 +42,7 @@ use crate::float::df::{loss_coefficients, DfNet};
 use crate::float::linalg::Mat;
 use crate::float::{BatchStats, Learner};
 use crate::hypotheses::{active_slots, every_class, training_hyps};
+use crate::noise::activation::perturb_i64;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -423,6 +424,8 @@ pub struct FxParams {
 }
 
 pub struct FixedDf {
+    /// Activation noise of the forward passes, set by the training loop per regime.
+    act_noise: Option<crate::noise::activation::Perturber>,
     cfg: Config,
     pub units: Units,
     pub params: FxParams,
@@ -503,6 +506,7 @@ impl FixedDf {
             .collect();
         let updater = UpdateUnit::with_lanes(f, units.lr, cfg.hardware.array_rows)?;
         Ok(FixedDf {
+            act_noise: None,
             cfg: cfg.clone(),
             units,
             params,
@@ -545,6 +549,7 @@ impl FixedDf {
                     *z = a + (b << bias_shift) + (i64::from(c) << cen_shift);
                 }
             });
+        perturb_i64(&self.act_noise, &mut z);
         let mut layers = vec![u.activate(&z, acc_f, hyps.len(), d1, 0)];
         for l in 1..p.w.len() {
             let prev = &layers[l - 1].xhat;
@@ -557,6 +562,7 @@ impl FixedDf {
                         *z += b << bias_shift;
                     }
                 });
+            perturb_i64(&self.act_noise, &mut z);
             layers.push(u.activate(&z, acc_f, prev.rows, d, l));
         }
         FxForward {
@@ -911,6 +917,10 @@ pub fn argmax_i64(v: &[i64]) -> usize {
 }
 
 impl Learner for FixedDf {
+    fn activation_noise(&mut self) -> Option<&mut Option<crate::noise::activation::Perturber>> {
+        Some(&mut self.act_noise)
+    }
+
     fn weights_mut(&mut self) -> Vec<crate::noise::weights::WeightsMut<'_>> {
         fixed_weights(&mut self.params.w, self.units.f.weight)
     }

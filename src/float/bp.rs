@@ -8,6 +8,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub struct BpNet {
+    /// Activation noise of the forward passes, set by the training loop per regime.
+    act_noise: Option<crate::noise::activation::Perturber>,
     /// The stored word of a weight, for the bit-level noise sites.
     word: crate::noise::weights::Word,
     eps: f32,
@@ -43,6 +45,7 @@ impl BpNet {
             .flat_map(|(w, b)| [w.data.len(), b.len()])
             .collect();
         BpNet {
+            act_noise: None,
             word: super::weight_word(cfg),
             eps: cfg.algorithm.epsilon,
             w,
@@ -60,6 +63,7 @@ impl BpNet {
             let mut z = Mat::zeros(input.rows, w.rows);
             gemm(1.0, input, Op::N, w, Op::T, 0.0, &mut z);
             add_row_bias(&mut z, b);
+            crate::noise::activation::perturb_f32(&self.act_noise, &mut z.data);
             if l != last {
                 z.data.iter_mut().for_each(|v| *v = v.max(0.0));
             }
@@ -70,6 +74,10 @@ impl BpNet {
 }
 
 impl Learner for BpNet {
+    fn activation_noise(&mut self) -> Option<&mut Option<crate::noise::activation::Perturber>> {
+        Some(&mut self.act_noise)
+    }
+
     fn weights_mut(&mut self) -> Vec<crate::noise::weights::WeightsMut<'_>> {
         super::float_weights(&mut self.w, self.word)
     }

@@ -8,6 +8,7 @@ use super::optim::Optim;
 use super::{normalise_rows_into, unit_input_init, BatchStats, Learner};
 use crate::config::{Algorithm, Collaboration, Config, Loss, Scheme};
 use crate::hypotheses::{active_slots, every_class, training_hyps};
+use crate::noise::activation::perturb_f32;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -58,6 +59,8 @@ pub struct DfGrads {
 }
 
 pub struct DfNet {
+    /// Activation noise of the forward passes, set by the training loop per regime.
+    act_noise: Option<crate::noise::activation::Perturber>,
     /// The stored word of a weight, for the bit-level noise sites.
     word: crate::noise::weights::Word,
     alg: Algorithm,
@@ -160,6 +163,7 @@ impl DfNet {
         sizes.push(params.u.data.len());
         DfNet {
             alg: cfg.algorithm.clone(),
+            act_noise: None,
             word: super::weight_word(cfg),
             classes: cfg.network.classes,
             params,
@@ -208,6 +212,7 @@ impl DfNet {
                 *o = a + c;
             }
         }
+        perturb_f32(&self.act_noise, &mut out.layers[0].h.data);
         activate(&mut out.layers[0], eps);
         for l in 1..nl {
             let (below, rest) = out.layers.split_at_mut(l);
@@ -216,6 +221,7 @@ impl DfNet {
             z.reshape(prev.rows, p.w[l].rows);
             gemm(1.0, prev, Op::N, &p.w[l], Op::T, 0.0, z);
             add_row_bias(z, &p.b[l]);
+            perturb_f32(&self.act_noise, &mut z.data);
             activate(&mut rest[0], eps);
         }
     }
@@ -480,6 +486,10 @@ fn activate(act: &mut LayerAct, eps: f32) {
 }
 
 impl Learner for DfNet {
+    fn activation_noise(&mut self) -> Option<&mut Option<crate::noise::activation::Perturber>> {
+        Some(&mut self.act_noise)
+    }
+
     fn weights_mut(&mut self) -> Vec<crate::noise::weights::WeightsMut<'_>> {
         super::float_weights(&mut self.params.w, self.word)
     }

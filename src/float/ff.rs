@@ -12,6 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub struct FfNet {
+    /// Activation noise of the forward passes, set by the training loop per regime.
+    act_noise: Option<crate::noise::activation::Perturber>,
     /// The stored word of a weight, for the bit-level noise sites.
     word: crate::noise::weights::Word,
     alg: Algorithm,
@@ -57,6 +59,7 @@ impl FfNet {
             .flat_map(|(w, b)| [w.data.len(), b.len()])
             .collect();
         FfNet {
+            act_noise: None,
             word: super::weight_word(cfg),
             alg: cfg.algorithm.clone(),
             classes: cfg.network.classes,
@@ -72,7 +75,7 @@ impl FfNet {
         let mut input = normalise_rows(x, self.alg.epsilon);
         let mut out = Vec::new();
         for (w, b) in self.w.iter().zip(&self.b) {
-            let (h, g) = layer(&input, w, b);
+            let (h, g) = layer(&input, w, b, &self.act_noise);
             input = normalise_rows(&h, self.alg.epsilon);
             out.push(g);
         }
@@ -81,10 +84,16 @@ impl FfNet {
 }
 
 /// ReLU layer; returns activity and goodness (1/d) Σ h² per row.
-fn layer(input: &Mat, w: &Mat, b: &[f32]) -> (Mat, Vec<f32>) {
+fn layer(
+    input: &Mat,
+    w: &Mat,
+    b: &[f32],
+    noise: &Option<crate::noise::activation::Perturber>,
+) -> (Mat, Vec<f32>) {
     let mut h = Mat::zeros(input.rows, w.rows);
     gemm(1.0, input, Op::N, w, Op::T, 0.0, &mut h);
     add_row_bias(&mut h, b);
+    crate::noise::activation::perturb_f32(noise, &mut h.data);
     h.data.iter_mut().for_each(|v| *v = v.max(0.0));
     let d = h.cols as f32;
     let g = (0..h.rows).map(|r| norm(h.row(r)).powi(2) / d).collect();
@@ -92,6 +101,10 @@ fn layer(input: &Mat, w: &Mat, b: &[f32]) -> (Mat, Vec<f32>) {
 }
 
 impl Learner for FfNet {
+    fn activation_noise(&mut self) -> Option<&mut Option<crate::noise::activation::Perturber>> {
+        Some(&mut self.act_noise)
+    }
+
     fn weights_mut(&mut self) -> Vec<crate::noise::weights::WeightsMut<'_>> {
         super::float_weights(&mut self.w, self.word)
     }
@@ -114,7 +127,7 @@ impl Learner for FfNet {
         let mut loss_sum = 0.0;
         self.optim.begin_step();
         for l in 0..self.w.len() {
-            let (h, g) = layer(&input, &self.w[l], &self.b[l]);
+            let (h, g) = layer(&input, &self.w[l], &self.b[l], &self.act_noise);
             let d = h.cols as f32;
             let mut delta = Mat::zeros(h.rows, h.cols);
             for r in 0..h.rows {

@@ -9,6 +9,7 @@ pub mod linalg;
 pub mod optim;
 
 use crate::config::{Config, Learner as LearnerKind};
+use crate::noise::activation::Perturber;
 use crate::noise::weights::{WeightsMut, Word};
 use linalg::Mat;
 use rand::Rng;
@@ -41,6 +42,12 @@ pub trait Learner {
     /// site on is refused before it starts.
     fn weights_mut(&mut self) -> Vec<WeightsMut<'_>> {
         Vec::new()
+    }
+    /// Where the learner keeps its activation-noise source ([`crate::noise::activation`]),
+    /// which the training loop sets per regime; `None` if it cannot add such noise (then a
+    /// run with the site on is refused before it starts).
+    fn activation_noise(&mut self) -> Option<&mut Option<Perturber>> {
+        None
     }
 }
 

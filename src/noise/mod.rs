@@ -12,10 +12,14 @@
 //!   exposes them ([`weights::WeightsMut`]), around each training step and each evaluation, so
 //!   the float and fixed-point models of every learner share one definition. Biases and DF's
 //!   centroids are outside the weight memory and stay clean.
+//! - [`activation`]: output noise of every layer's matrix-vector product (its pre-activations
+//!   z, before the ReLU), σ relative to the layer's max |z| over the batch, drawn inside each
+//!   learner's forward pass.
 //!
 //! Each site has a `regime`: it acts during training, at inference, or both. "Training" means
 //! the learner's steps see it (and can adapt); "inference" means the evaluated model does.
 
+pub mod activation;
 pub mod input;
 pub mod weights;
 
@@ -64,6 +68,16 @@ pub struct WeightNoise {
     /// (multiplicative); 0 = off.
     pub level: f64,
     pub form: Form,
+    pub regime: Regime,
+}
+
+/// `[noise.activation]`: z + σ·ξ·max|z| on every layer's pre-activations (aihwkit's output
+/// noise of an analog matrix-vector product), fresh at every forward pass.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivationNoise {
+    /// σ relative to the layer's largest |z| over the batch; 0 = off.
+    pub level: f64,
     pub regime: Regime,
 }
 
@@ -126,6 +140,8 @@ pub struct Noise {
     pub stuck_at: StuckAt,
     #[serde(skip_serializing_if = "BitFlip::is_off")]
     pub bit_flip: BitFlip,
+    #[serde(skip_serializing_if = "ActivationNoise::is_off")]
+    pub activation: ActivationNoise,
 }
 
 impl InputNoise {
@@ -153,6 +169,11 @@ impl BitFlip {
         self.level == 0.0
     }
 }
+impl ActivationNoise {
+    pub fn is_off(&self) -> bool {
+        self.level == 0.0
+    }
+}
 
 /// A site of the table: its key (as in `noise.<key>.level`), what its level means and the
 /// levels it accepts. Validation, `dfforge noise` and the docs read this one list.
@@ -170,8 +191,9 @@ pub struct Site {
     pub default_levels: &'static [f64],
     /// Bit-error-like rates are plotted on a log axis.
     pub log_axis: bool,
-    /// The site acts in the weight memory (float and fixed-point models only, so far).
-    pub weight_memory: bool,
+    /// The site acts inside the learner (its weights or its activations): the float and
+    /// fixed-point models only, so far; the input site acts on the host.
+    pub model_internal: bool,
 }
 
 /// Every site, in the order the docs list them.
@@ -183,7 +205,7 @@ pub const SITES: &[Site] = &[
         max_level: 1.0,
         default_levels: &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
         log_axis: false,
-        weight_memory: false,
+        model_internal: false,
     },
     Site {
         key: "weight_read",
@@ -192,7 +214,7 @@ pub const SITES: &[Site] = &[
         max_level: 1.0,
         default_levels: &[0.0, 0.02, 0.05, 0.1, 0.2, 0.4],
         log_axis: false,
-        weight_memory: true,
+        model_internal: true,
     },
     Site {
         key: "variation",
@@ -201,7 +223,7 @@ pub const SITES: &[Site] = &[
         max_level: 1.0,
         default_levels: &[0.0, 0.02, 0.05, 0.1, 0.2, 0.4],
         log_axis: false,
-        weight_memory: true,
+        model_internal: true,
     },
     Site {
         key: "update",
@@ -210,7 +232,7 @@ pub const SITES: &[Site] = &[
         max_level: 4.0,
         default_levels: &[0.0, 0.1, 0.3, 0.6, 1.0, 2.0],
         log_axis: false,
-        weight_memory: true,
+        model_internal: true,
     },
     Site {
         key: "stuck_at",
@@ -219,7 +241,7 @@ pub const SITES: &[Site] = &[
         max_level: 1.0,
         default_levels: &[0.0, 0.001, 0.01, 0.05, 0.1, 0.135],
         log_axis: true,
-        weight_memory: true,
+        model_internal: true,
     },
     Site {
         key: "bit_flip",
@@ -228,7 +250,16 @@ pub const SITES: &[Site] = &[
         max_level: 0.5,
         default_levels: &[0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2],
         log_axis: true,
-        weight_memory: true,
+        model_internal: true,
+    },
+    Site {
+        key: "activation",
+        level_means: "σ of output noise on each layer's pre-activations, relative to the layer's max |z| over the batch",
+        level_key: "noise.activation.level",
+        max_level: 1.0,
+        default_levels: &[0.0, 0.02, 0.04, 0.06, 0.1, 0.2],
+        log_axis: false,
+        model_internal: true,
     },
 ];
 
@@ -240,7 +271,7 @@ pub fn site(key: &str) -> Option<&'static Site> {
 impl Noise {
     /// Every site at level 0 (then the table is left out of written configs and reports).
     pub fn is_off(&self) -> bool {
-        !self.input.is_on() && !self.weights_on()
+        !self.input.is_on() && !self.weights_on() && self.activation.is_off()
     }
 
     /// Some weight-memory site is on.
@@ -261,6 +292,7 @@ impl Noise {
             "update" => self.update.level,
             "stuck_at" => self.stuck_at.level,
             "bit_flip" => self.bit_flip.level,
+            "activation" => self.activation.level,
             _ => return None,
         })
     }
@@ -274,6 +306,7 @@ impl Noise {
             "update" => Regime::Train,
             "stuck_at" => self.stuck_at.regime,
             "bit_flip" => self.bit_flip.regime,
+            "activation" => self.activation.regime,
             _ => return None,
         })
     }
@@ -288,6 +321,7 @@ impl Noise {
             "update" => self.update.level = level,
             "stuck_at" => (self.stuck_at.level, self.stuck_at.regime) = (level, regime),
             "bit_flip" => (self.bit_flip.level, self.bit_flip.regime) = (level, regime),
+            "activation" => (self.activation.level, self.activation.regime) = (level, regime),
             _ => {
                 return Err(format!(
                     "unknown noise site `{key}`; known: {}",
@@ -298,11 +332,12 @@ impl Noise {
         Ok(())
     }
 
-    /// Each weight-memory site that is on, by key.
-    pub fn weight_sites_on(&self) -> Vec<&'static str> {
+    /// Each site inside the learner (weights, activations) that is on, by key: the sites the
+    /// engine does not model yet.
+    pub fn model_sites_on(&self) -> Vec<&'static str> {
         SITES
             .iter()
-            .filter(|s| s.weight_memory && self.level(s.key).is_some_and(|l| l != 0.0))
+            .filter(|s| s.model_internal && self.level(s.key).is_some_and(|l| l != 0.0))
             .map(|s| s.key)
             .collect()
     }
@@ -318,5 +353,8 @@ pub const WEIGHT_TRAIN_STREAM: u64 = 0x2_3e19_a17e;
 pub const WEIGHT_EVAL_STREAM: u64 = 0x2_3e19_e7a1;
 /// The variation map (one draw per weight, for the run).
 pub const VARIATION_STREAM: u64 = 0x2_7a61_a710;
+/// Activation noise during training, and at each evaluation (the same draws at each one).
+pub const ACTIVATION_TRAIN_STREAM: u64 = 0x3_ac71_a17e;
+pub const ACTIVATION_EVAL_STREAM: u64 = 0x3_ac71_e7a1;
 /// The stuck-at fault map (one chip per seed).
 pub const STUCK_AT_STREAM: u64 = 0x2_57c4_fa17;

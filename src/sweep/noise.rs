@@ -738,7 +738,7 @@ mod tests {
             .find(|j| point_value(j, "site") == Some("stuck_at") && j.seed == 2)
             .unwrap();
         let c = j.config().unwrap();
-        assert_eq!(c.noise.weight_sites_on(), ["stuck_at"]);
+        assert_eq!(c.noise.model_sites_on(), ["stuck_at"]);
         assert_eq!(c.training.seed, 2);
         let bp = jobs
             .iter()
