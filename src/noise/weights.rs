@@ -112,25 +112,6 @@ impl WeightsMut<'_> {
             WeightsMut::Float(_, f) | WeightsMut::Fixed(_, f) => *f,
         }
     }
-    /// A weight in its own units (a float, or a raw word as a number).
-    fn value(&self, i: usize) -> f64 {
-        match self {
-            WeightsMut::Float(w, _) => f64::from(w[i]),
-            WeightsMut::Fixed(w, _) => f64::from(w[i]),
-        }
-    }
-    /// Store `x` (a raw word is rounded to nearest and saturated to its format).
-    fn set_value(&mut self, i: usize, x: f64) {
-        match self {
-            WeightsMut::Float(w, _) => w[i] = x as f32,
-            WeightsMut::Fixed(w, f) => w[i] = f.saturate(x) as i32,
-        }
-    }
-    fn max_abs(&self) -> f64 {
-        (0..self.len())
-            .map(|i| self.value(i).abs())
-            .fold(0.0, f64::max)
-    }
     fn raw(&self, i: usize) -> i64 {
         match self {
             WeightsMut::Float(w, f) => f.encode(f64::from(w[i])),
@@ -164,15 +145,6 @@ impl WeightsMut<'_> {
             (WeightsMut::Float(w, _), Saved::Float(s)) => w.copy_from_slice(s),
             (WeightsMut::Fixed(w, _), Saved::Fixed(s)) => w.copy_from_slice(s),
             _ => unreachable!("a learner's weight matrices keep their kind"),
-        }
-    }
-}
-
-impl Saved {
-    fn value(&self, i: usize) -> f64 {
-        match self {
-            Saved::Float(w) => f64::from(w[i]),
-            Saved::Fixed(w) => f64::from(w[i]),
         }
     }
 }
@@ -275,21 +247,77 @@ impl Maps {
     }
 }
 
-/// w + σ·ξ·max|W| or w·(1 + σ·ξ) for every weight, ξ from `xi`.
-fn perturb(w: &mut WeightsMut, noise: &WeightNoise, mut xi: impl FnMut() -> f64) {
+/// A stored weight's number type: the loops below are written once for both and compiled
+/// for each (a match per element would dominate a step at batch 8).
+trait Elem: Copy {
+    fn value(self) -> f64;
+    /// `x` stored in this type (a raw word: rounded to nearest and saturated to `word`).
+    fn store(x: f64, word: Word) -> Self;
+}
+impl Elem for f32 {
+    fn value(self) -> f64 {
+        f64::from(self)
+    }
+    fn store(x: f64, _: Word) -> f32 {
+        x as f32
+    }
+}
+impl Elem for i32 {
+    fn value(self) -> f64 {
+        f64::from(self)
+    }
+    fn store(x: f64, word: Word) -> i32 {
+        word.saturate(x) as i32
+    }
+}
+
+fn perturb_slice<T: Elem>(
+    w: &mut [T],
+    word: Word,
+    noise: &WeightNoise,
+    mut xi: impl FnMut() -> f64,
+) {
     let sigma = noise.level;
-    let scale = match noise.form {
-        Form::Additive => sigma * w.max_abs(),
-        Form::Multiplicative => 0.0,
-    };
-    for i in 0..w.len() {
-        let v = w.value(i);
-        let x = xi();
-        let new = match noise.form {
-            Form::Additive => v + scale * x,
-            Form::Multiplicative => v * (1.0 + sigma * x),
-        };
-        w.set_value(i, new);
+    match noise.form {
+        Form::Additive => {
+            let scale = sigma * w.iter().fold(0.0f64, |m, v| m.max(v.value().abs()));
+            for v in w.iter_mut() {
+                *v = T::store(v.value() + scale * xi(), word);
+            }
+        }
+        Form::Multiplicative => {
+            for v in w.iter_mut() {
+                *v = T::store(v.value() * (1.0 + sigma * xi()), word);
+            }
+        }
+    }
+}
+
+/// w + σ·ξ·max|W| or w·(1 + σ·ξ) for every weight, ξ from `xi`.
+fn perturb(w: &mut WeightsMut, noise: &WeightNoise, xi: impl FnMut() -> f64) {
+    match w {
+        WeightsMut::Float(v, word) => perturb_slice(v, *word, noise, xi),
+        WeightsMut::Fixed(v, word) => perturb_slice(v, *word, noise, xi),
+    }
+}
+
+/// The memory after a step: clean + Δ (Δ = what the step did to the weights it read),
+/// Δ·(1 + σ·ξ) with update noise.
+fn write_step<T: Elem>(
+    w: &mut [T],
+    read: &[T],
+    clean: &[T],
+    word: Word,
+    sigma: f64,
+    rng: &mut ChaCha8Rng,
+) {
+    for ((v, &r), &c) in w.iter_mut().zip(read).zip(clean) {
+        let mut delta = v.value() - r.value();
+        if sigma != 0.0 && delta != 0.0 {
+            let xi: f64 = StandardNormal.sample(rng);
+            delta *= 1.0 + sigma * xi;
+        }
+        *v = T::store(c.value() + delta, word);
     }
 }
 
@@ -425,13 +453,15 @@ impl WeightSites {
             let sigma = self.noise.update.level;
             for (l, w) in ws.iter_mut().enumerate() {
                 let read = perturbed.as_ref().map_or(&clean[l], |p| &p[l]);
-                for i in 0..w.len() {
-                    let mut delta = w.value(i) - read.value(i);
-                    if sigma != 0.0 && delta != 0.0 {
-                        let xi: f64 = StandardNormal.sample(&mut self.train_rng);
-                        delta *= 1.0 + sigma * xi;
+                let rng = &mut self.train_rng;
+                match (w, read, &clean[l]) {
+                    (WeightsMut::Float(v, word), Saved::Float(r), Saved::Float(c)) => {
+                        write_step(v, r, c, *word, sigma, rng)
                     }
-                    w.set_value(i, clean[l].value(i) + delta);
+                    (WeightsMut::Fixed(v, word), Saved::Fixed(r), Saved::Fixed(c)) => {
+                        write_step(v, r, c, *word, sigma, rng)
+                    }
+                    _ => unreachable!("a learner's weight matrices keep their kind"),
                 }
             }
         }
