@@ -121,10 +121,19 @@ fn grid(cfg: &Config, args: &NoiseArgs) -> Result<NoiseGrid> {
                 .parse()
                 .with_context(|| format!("--levels {spec}: `{v}` is not a number"))?;
             anyhow::ensure!(
-                l == 0.0 || (l.is_finite() && l > 0.0 && l <= entry.site.max_level),
-                "--levels {spec}: {l} is outside (0, {}] for {key} ({})",
+                l == 0.0
+                    || (l.is_finite()
+                        && l > 0.0
+                        && l >= entry.site.min_level
+                        && l <= entry.site.max_level),
+                "--levels {spec}: {l} is outside (0, {}] for {key} ({}){}",
                 entry.site.max_level,
-                entry.site.level_means
+                entry.site.level_means,
+                if entry.site.min_level > 0.0 {
+                    format!("; the smallest non-zero rate is {:e}", entry.site.min_level)
+                } else {
+                    String::new()
+                }
             );
             levels.push(l);
         }

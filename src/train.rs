@@ -333,6 +333,20 @@ pub fn train(
     data: &Dataset,
     opts: &RunOptions,
 ) -> Result<TrainOutcome, TrainError> {
+    let out = run(learner, data, opts);
+    // The noise belonged to this run: the learner handed back computes clean, whether the
+    // run finished or stopped.
+    if let Some(slot) = learner.activation_noise() {
+        *slot = None;
+    }
+    out
+}
+
+fn run(
+    learner: &mut dyn Learner,
+    data: &Dataset,
+    opts: &RunOptions,
+) -> Result<TrainOutcome, TrainError> {
     let dim = data.dim();
     let n = data.train.labels.len();
     if n == 0 {
@@ -472,10 +486,6 @@ pub fn train(
             step,
             reason,
         });
-    }
-    // The noise belonged to this run: the learner handed back computes clean.
-    if let Some(slot) = learner.activation_noise() {
-        *slot = None;
     }
     let test_accuracy = history.last().map_or(0.0, |h| h.test_accuracy);
     Ok(TrainOutcome {

@@ -365,7 +365,16 @@ fn noise_table_is_validated_and_left_out_when_off() {
         "[noise.bit_flip]\nlevel = 0.7\n\n[data]",
     ));
     assert!(
-        e.contains("noise.bit_flip.level") && e.contains("(0, 0.5]"),
+        e.contains("noise.bit_flip.level") && e.contains("[1e-12, 0.5]"),
+        "{e}"
+    );
+    // A rate so small that 1 - p rounds to 1 would hang the fault sampler.
+    let e = err(&default_with(
+        "[data]",
+        "[noise.bit_flip]\nlevel = 1e-17\n\n[data]",
+    ));
+    assert!(
+        e.contains("noise.bit_flip.level") && e.contains("1e-12"),
         "{e}"
     );
     let e = err(&default_with(

@@ -240,11 +240,22 @@ impl Config {
             let level = self.noise.level(site.key).unwrap_or(0.0);
             bad(
                 site.level_key,
-                level == 0.0 || (level.is_finite() && level > 0.0 && level <= site.max_level),
-                format!(
-                    "is {level}; it must be 0 (off) or in (0, {}]: {}",
-                    site.max_level, site.level_means
-                ),
+                level == 0.0
+                    || (level.is_finite()
+                        && level > 0.0
+                        && level >= site.min_level
+                        && level <= site.max_level),
+                if site.min_level > 0.0 {
+                    format!(
+                        "is {level}; it must be 0 (off) or in [{:e}, {}]: {}",
+                        site.min_level, site.max_level, site.level_means
+                    )
+                } else {
+                    format!(
+                        "is {level}; it must be 0 (off) or in (0, {}]: {}",
+                        site.max_level, site.level_means
+                    )
+                },
             );
         }
         if let Err(e) = self.data.dataset.parse::<crate::data::DatasetSpec>() {

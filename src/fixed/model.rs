@@ -444,7 +444,8 @@ pub struct FixedDf {
 
 /// Raw weight words as the weight-memory noise sites see them.
 pub fn fixed_weights(w: &mut [IMat], fmt: QFormat) -> Vec<crate::noise::weights::WeightsMut<'_>> {
-    let word = crate::noise::weights::Word::new(fmt.bits, fmt.frac, fmt.signed);
+    // Raw words live in i32.
+    let word = crate::noise::weights::Word::new(fmt.bits.min(32), fmt.frac, fmt.signed);
     w.iter_mut()
         .map(|m| crate::noise::weights::WeightsMut::Fixed(&mut m.data, word))
         .collect()

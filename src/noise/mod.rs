@@ -184,8 +184,10 @@ pub struct Site {
     pub level_key: &'static str,
     /// What `level` is, for error messages and plot axes.
     pub level_means: &'static str,
-    /// The largest level accepted (the smallest non-zero one is above 0, except shot noise's
-    /// 0.001, which [`InputNoise::level_range`] gives).
+    /// The smallest non-zero level accepted: [`MIN_RATE`] for the fault rates, else just
+    /// above 0 (shot noise's own floor of 0.001 is in [`InputNoise::level_range`]).
+    pub min_level: f64,
+    /// The largest level accepted.
     pub max_level: f64,
     /// Levels a sweep of this site uses by default (../shared/notes/noise.md's grid).
     pub default_levels: &'static [f64],
@@ -202,6 +204,7 @@ pub const SITES: &[Site] = &[
         key: "input",
         level_key: "noise.input.level",
         level_means: "σ in pixel units (gaussian), σ at a full-scale pixel (shot), the fraction of pixels hit (salt-pepper)",
+        min_level: 0.0,
         max_level: 1.0,
         default_levels: &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
         log_axis: false,
@@ -211,6 +214,7 @@ pub const SITES: &[Site] = &[
         key: "weight_read",
         level_key: "noise.weight_read.level",
         level_means: "σ of fresh read noise, relative to the layer's max |W| (additive) or to w (multiplicative)",
+        min_level: 0.0,
         max_level: 1.0,
         default_levels: &[0.0, 0.02, 0.05, 0.1, 0.2, 0.4],
         log_axis: false,
@@ -220,6 +224,7 @@ pub const SITES: &[Site] = &[
         key: "variation",
         level_key: "noise.variation.level",
         level_means: "σ of per-weight device variation, relative to the layer's max |W| (additive) or to w (multiplicative)",
+        min_level: 0.0,
         max_level: 1.0,
         default_levels: &[0.0, 0.02, 0.05, 0.1, 0.2, 0.4],
         log_axis: false,
@@ -229,6 +234,7 @@ pub const SITES: &[Site] = &[
         key: "update",
         level_key: "noise.update.level",
         level_means: "σ of write noise, relative to each weight's step",
+        min_level: 0.0,
         max_level: 4.0,
         default_levels: &[0.0, 0.1, 0.3, 0.6, 1.0, 2.0],
         log_axis: false,
@@ -238,6 +244,7 @@ pub const SITES: &[Site] = &[
         key: "stuck_at",
         level_key: "noise.stuck_at.level",
         level_means: "the fraction of weight-memory bits stuck",
+        min_level: MIN_RATE,
         max_level: 1.0,
         default_levels: &[0.0, 0.001, 0.01, 0.05, 0.1, 0.135],
         log_axis: true,
@@ -247,6 +254,7 @@ pub const SITES: &[Site] = &[
         key: "bit_flip",
         level_key: "noise.bit_flip.level",
         level_means: "the bit-error rate per stored bit per step (and per evaluation)",
+        min_level: MIN_RATE,
         max_level: 0.5,
         default_levels: &[0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2],
         log_axis: true,
@@ -256,6 +264,7 @@ pub const SITES: &[Site] = &[
         key: "activation",
         level_means: "σ of output noise on each layer's pre-activations, relative to the layer's max |z| over the batch",
         level_key: "noise.activation.level",
+        min_level: 0.0,
         max_level: 1.0,
         default_levels: &[0.0, 0.02, 0.04, 0.06, 0.1, 0.2],
         log_axis: false,
@@ -342,6 +351,11 @@ impl Noise {
             .collect()
     }
 }
+
+/// The smallest non-zero fault rate (stuck-at fraction, bit-error rate): below it 1 − p
+/// rounds to 1 in f64 and a geometric sampler never returns; far below any rate that
+/// matters (10⁻¹² of a 10⁷-bit memory is one fault in ten thousand runs).
+pub const MIN_RATE: f64 = 1e-12;
 
 /// Seeds of the noise streams (XORed with `training.seed`), each its own so that switching
 /// one site on changes no other random draw of a run.

@@ -152,7 +152,9 @@ impl WeightsMut<'_> {
 /// Indices of the hits of independent Bernoulli(p) trials over `0..n`, in order, found by
 /// geometric skips (a bit-error rate of 10⁻⁶ over millions of bits costs a few draws).
 fn for_each_hit(n: u64, p: f64, rng: &mut impl Rng, mut f: impl FnMut(u64)) {
-    if p <= 0.0 || n == 0 {
+    // Below MIN_RATE, 1 - p rounds to 1 and the geometric sampler would never return
+    // (validation refuses such levels; this keeps any other caller safe).
+    if p < super::MIN_RATE || n == 0 {
         return;
     }
     let gap = Geometric::new(p.min(1.0)).expect("0 < p <= 1");
@@ -347,6 +349,8 @@ pub struct WeightSites {
     /// The clean weights before the step, and the perturbed ones the step read (when they
     /// differ), kept from `before_step` to `after_step`.
     step: Option<(Vec<Saved>, Option<Vec<Saved>>)>,
+    /// See [`WeightSites::keep_written`].
+    written: Option<Vec<Saved>>,
     started: bool,
 }
 
@@ -368,6 +372,7 @@ impl WeightSites {
             train_rng: ChaCha8Rng::seed_from_u64(seed ^ super::WEIGHT_TRAIN_STREAM),
             maps: None,
             step: None,
+            written: None,
             started: false,
         })
     }
@@ -424,6 +429,7 @@ impl WeightSites {
         if !self.started {
             self.started = true;
             if self.stuck_in(true) {
+                self.keep_written(ws);
                 self.maps.as_ref().expect("built").apply_stuck(ws);
             }
         }
@@ -465,11 +471,21 @@ impl WeightSites {
                 }
             }
         }
-        if self.stuck_in(true) {
-            self.maps(ws).apply_stuck(ws);
-        }
         if let Some(ber) = self.flips_in(true) {
             flip_bits(ws, ber, &mut self.train_rng);
+        }
+        // Stuck bits last: a flip cannot unstick them.
+        if self.stuck_in(true) {
+            self.keep_written(ws);
+            self.maps(ws).apply_stuck(ws);
+        }
+    }
+
+    /// In the `train` regime of stuck-at faults, the words as written (before the faults
+    /// force them): what a healthy memory would hold, which the evaluation reads.
+    fn keep_written(&mut self, ws: &[WeightsMut]) {
+        if !self.stuck_in(false) {
+            self.written = Some(ws.iter().map(WeightsMut::save).collect());
         }
     }
 
@@ -479,10 +495,12 @@ impl WeightSites {
             || self.variation_in(false).is_some()
             || self.stuck_in(false)
             || self.flips_in(false).is_some()
+            || self.written.is_some()
     }
 
-    /// The weights an evaluation sees: variation, stuck bits and bit flips (the same draws
-    /// at every evaluation), then per batch fresh read noise ([`Deployment::before_batch`]).
+    /// The weights an evaluation sees: the words as written where stuck bits acted in
+    /// training only, then variation, bit flips and stuck bits (the same draws at every
+    /// evaluation), then per batch fresh read noise ([`Deployment::before_batch`]).
     /// `None` when no site acts at inference. [`Deployment::finish`] restores the weights.
     pub fn deploy(&mut self, ws: &mut [WeightsMut]) -> Option<Deployment> {
         if !self.at_inference() {
@@ -491,15 +509,20 @@ impl WeightSites {
         self.maps(ws);
         let clean = ws.iter().map(WeightsMut::save).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ super::WEIGHT_EVAL_STREAM);
+        if let Some(written) = &self.written {
+            for (w, s) in ws.iter_mut().zip(written) {
+                w.restore(s);
+            }
+        }
         let maps = self.maps.as_ref().expect("built");
         if let Some(v) = self.variation_in(false) {
             maps.apply_variation(ws, v);
         }
-        if self.stuck_in(false) {
-            maps.apply_stuck(ws);
-        }
         if let Some(ber) = self.flips_in(false) {
             flip_bits(ws, ber, &mut rng);
+        }
+        if self.stuck_in(false) {
+            maps.apply_stuck(ws);
         }
         Some(Deployment {
             clean,
@@ -620,11 +643,17 @@ mod tests {
             (m - 1000.0).abs() < 5.0 && (sd - 300.0).abs() < 10.0,
             "{m} {sd}"
         );
-        // A weight the step left alone stays put.
+        // A weight the step left alone stays put, and draws nothing.
         with(&mut w, |ws| sites.before_step(ws));
         let before = w.clone();
+        let stream = sites.train_rng.clone().gen::<u64>();
         with(&mut w, |ws| sites.after_step(ws));
         assert_eq!(w, before);
+        assert_eq!(
+            sites.train_rng.gen::<u64>(),
+            stream,
+            "no draw for an unchanged weight"
+        );
     }
 
     #[test]
@@ -659,6 +688,59 @@ mod tests {
         v.iter_mut().for_each(|x| *x = 0);
         with(&mut v, |ws| sites.after_step(ws));
         assert_eq!(v, w);
+    }
+
+    #[test]
+    fn stuck_bits_in_training_only_are_not_read_by_the_evaluation_and_survive_flips() {
+        let stuck = |regime| {
+            noise(|n| {
+                n.stuck_at = StuckAt {
+                    level: 0.05,
+                    polarity: Polarity::One,
+                    regime,
+                };
+                n.bit_flip = BitFlip {
+                    level: 0.05,
+                    regime: Regime::Train,
+                };
+            })
+        };
+        let run = |regime| {
+            let mut sites = WeightSites::new(&stuck(regime), 4).unwrap();
+            let mut w = vec![0i32; 3000];
+            let deployed = with(&mut w, |ws| {
+                sites.before_step(ws);
+                sites.after_step(ws);
+                let d = sites.deploy(ws).unwrap();
+                let s = ws[0].save();
+                d.finish(ws);
+                s
+            });
+            (w, deployed)
+        };
+        let (memory, train_eval) = run(Regime::Train);
+        let (memory_both, both_eval) = run(Regime::Both);
+        // The memory is the same chip either way; a flip cannot clear a stuck-at-1 bit.
+        assert_eq!(memory, memory_both);
+        let Saved::Fixed(both_eval) = both_eval else {
+            panic!()
+        };
+        assert_eq!(
+            both_eval, memory,
+            "both: the evaluation reads the faulty memory"
+        );
+        let Saved::Fixed(train_eval) = train_eval else {
+            panic!()
+        };
+        assert_ne!(train_eval, memory, "train: the words as written");
+        let mut sites = WeightSites::new(&stuck(Regime::Both), 4).unwrap();
+        let mut w = vec![0i32; 3000];
+        with(&mut w, |ws| sites.before_step(ws));
+        let stuck_ones = w.clone();
+        with(&mut w, |ws| sites.after_step(ws));
+        for (a, s) in w.iter().zip(&stuck_ones) {
+            assert_eq!(a & s, *s, "every stuck-at-1 bit is still 1 after the flips");
+        }
     }
 
     #[test]

@@ -457,7 +457,12 @@ where
     let (lo, hi) = levels
         .iter()
         .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo, hi) };
+    // No level to place (a log-axis site swept at 0 only): an axis that still draws.
+    let (lo, hi) = match (lo > hi, log) {
+        (false, _) => (lo, hi),
+        (true, true) => (1e-6, 1e-2),
+        (true, false) => (0.0, 1.0),
+    };
     let min_acc = curves
         .iter()
         .flat_map(|c| c.accuracy_mean.iter().flatten())
