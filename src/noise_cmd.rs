@@ -1,12 +1,13 @@
 //! `dfforge noise`: its arguments and the command (the sweep is `dfforge::sweep::noise`).
 
-use super::{at_least_one, dataset_help, Cli};
+use super::sweep_cmd::BudgetArgs;
+use super::{at_least_one, Cli};
 use anyhow::{Context, Result};
 use dfforge::config::Config;
 use dfforge::data;
 use dfforge::noise::Regime;
 use dfforge::sweep::noise::{LearnerName, NoiseGrid, SiteLevels};
-use dfforge::sweep::{self, run, AccuracyBudget, SoftBackend};
+use dfforge::sweep::{self, run, SoftBackend};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -49,17 +50,8 @@ pub struct NoiseArgs {
     /// draw).
     #[arg(long, default_value_t = 3, value_parser = at_least_one)]
     seeds: usize,
-    #[arg(long, help = dataset_help())]
-    dataset: Option<String>,
-    /// Training samples of each run (the first N; 0: all).
-    #[arg(long, value_name = "N", default_value_t = 2000)]
-    train_samples: usize,
-    /// Test samples of each run (0: all).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    test_samples: usize,
-    /// Epochs of each run.
-    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
-    epochs: usize,
+    #[command(flatten)]
+    budget: BudgetArgs,
     /// Directory of the sweep: jobs.jsonl, results/ (one file per finished point: run the
     /// same command again and only the missing points are measured), noise.json, noise.md
     /// and plots/<site>.png.
@@ -150,16 +142,7 @@ fn grid(cfg: &Config, args: &NoiseArgs) -> Result<NoiseGrid> {
             backends.push(b);
         }
     }
-    let budget = AccuracyBudget {
-        dataset: args
-            .dataset
-            .clone()
-            .unwrap_or_else(|| cfg.data.dataset.clone()),
-        train_samples: args.train_samples,
-        test_samples: args.test_samples,
-        epochs: args.epochs,
-        ..Default::default()
-    };
+    let budget = args.budget.budget(cfg);
     Ok(NoiseGrid {
         learners: args.learners.clone(),
         backends,

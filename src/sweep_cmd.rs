@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use dfforge::config::Config;
 use dfforge::data;
+use dfforge::sweep;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -31,17 +32,8 @@ pub struct SweepArgs {
     #[arg(long, value_delimiter = ',', default_value = "accuracy,cycles,resources",
           value_parser = ["accuracy", "cycles", "resources", "pnr"])]
     measure: Vec<String>,
-    #[arg(long, help = dataset_help())]
-    dataset: Option<String>,
-    /// Training samples of the accuracy measurement (the first N; 0: all).
-    #[arg(long, value_name = "N", default_value_t = 2000)]
-    train_samples: usize,
-    /// Test samples of the accuracy measurement (0: all).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    test_samples: usize,
-    /// Epochs of the accuracy measurement.
-    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
-    epochs: usize,
+    #[command(flatten)]
+    budget: BudgetArgs,
     /// Sweep directory: jobs.jsonl, results/<id>.json, summary.md, results.json, pareto.png.
     /// Finished points found there are not measured again.
     #[arg(long, value_name = "DIR", default_value = "build/sweep")]
@@ -62,6 +54,39 @@ pub struct SweepArgs {
     /// Measure failed points again (a recorded failure is otherwise kept, like a result).
     #[arg(long)]
     retry_failed: bool,
+}
+
+/// The training budget of every accuracy point (shared by `dfforge sweep` and `dfforge noise`).
+#[derive(clap::Args)]
+pub struct BudgetArgs {
+    #[arg(long, help = dataset_help())]
+    dataset: Option<String>,
+    /// Training samples of each training (the first N; 0: all).
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    train_samples: usize,
+    /// Test samples of each training (0: all).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    test_samples: usize,
+    /// Epochs of each training.
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+    epochs: usize,
+}
+
+impl BudgetArgs {
+    /// The budget, the data set defaulting to the config's; fixed point, diverged runs
+    /// failing.
+    pub fn budget(&self, cfg: &Config) -> sweep::AccuracyBudget {
+        sweep::AccuracyBudget {
+            dataset: self
+                .dataset
+                .clone()
+                .unwrap_or_else(|| cfg.data.dataset.clone()),
+            train_samples: self.train_samples,
+            test_samples: self.test_samples,
+            epochs: self.epochs,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -189,19 +214,11 @@ pub fn cmd_sweep(cfg: &Config, cli: &Cli, args: SweepArgs) -> Result<()> {
             }
             let points = grid::expand(&axes)?;
             let measures = sweep::Measures {
-                accuracy: args.measure.iter().any(|m| m == "accuracy").then(|| {
-                    sweep::AccuracyBudget {
-                        dataset: args
-                            .dataset
-                            .clone()
-                            .unwrap_or_else(|| cfg.data.dataset.clone()),
-                        train_samples: args.train_samples,
-                        test_samples: args.test_samples,
-                        epochs: args.epochs,
-                        backend: sweep::SoftBackend::Fixed,
-                        keep_diverged: false,
-                    }
-                }),
+                accuracy: args
+                    .measure
+                    .iter()
+                    .any(|m| m == "accuracy")
+                    .then(|| args.budget.budget(cfg)),
                 cycles: args.measure.iter().any(|m| m == "cycles"),
                 resources: args.measure.iter().any(|m| m == "resources"),
                 pnr: args.measure.iter().any(|m| m == "pnr"),
