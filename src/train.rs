@@ -545,12 +545,16 @@ mod tests {
         losses: Vec<f64>,
         steps: usize,
         ok: usize,
+        act: Option<Perturber>,
+        /// Whether each step found activation noise set.
+        noisy_steps: Vec<bool>,
     }
 
     impl Learner for Scripted {
         fn train_batch(&mut self, _x: &Mat, labels: &[u32]) -> crate::float::BatchStats {
             let l = self.losses[self.steps.min(self.losses.len() - 1)];
             self.steps += 1;
+            self.noisy_steps.push(self.act.is_some());
             crate::float::BatchStats {
                 loss_sum: l * labels.len() as f64,
                 correct: None,
@@ -562,6 +566,9 @@ mod tests {
         fn set_lr_factor(&mut self, _f: f32) {}
         fn failure(&self) -> Option<String> {
             (self.steps > self.ok).then(|| "the simulator exited (signal 9)".to_string())
+        }
+        fn activation_noise(&mut self) -> Option<&mut Option<Perturber>> {
+            Some(&mut self.act)
         }
     }
 
@@ -675,6 +682,8 @@ mod tests {
             losses: vec![0.1],
             steps: 0,
             ok: 2,
+            act: None,
+            noisy_steps: Vec::new(),
         };
         match train(&mut l, &tiny(40, 8), &opts(2)) {
             Err(TrainError::Learner {
@@ -687,6 +696,48 @@ mod tests {
         assert_eq!(l.steps, 3, "no step after the failure");
     }
 
+    // Issue 12: activation noise reaches the training steps in the train regime, and the
+    // learner is handed back without it whether the run finished or stopped.
+    #[test]
+    fn activation_noise_is_set_for_training_and_cleared_on_every_return() {
+        let mut o = opts(1);
+        o.noise.activation.level = 0.1;
+        o.noise.activation.regime = crate::noise::Regime::Train;
+        let mut l = Scripted {
+            losses: vec![0.1],
+            steps: 0,
+            ok: 2,
+            act: None,
+            noisy_steps: Vec::new(),
+        };
+        assert!(
+            train(&mut l, &tiny(40, 8), &o).is_err(),
+            "the learner fails at step 3"
+        );
+        assert_eq!(l.noisy_steps, [true, true, true]);
+        assert!(l.act.is_none(), "cleared after the failed run");
+        let mut l = Scripted {
+            losses: vec![0.1],
+            steps: 0,
+            ok: 100,
+            act: None,
+            noisy_steps: Vec::new(),
+        };
+        train(&mut l, &tiny(40, 8), &o).unwrap();
+        assert!(l.noisy_steps.iter().all(|&n| n) && l.act.is_none());
+        // In the inference regime the steps see none.
+        o.noise.activation.regime = crate::noise::Regime::Inference;
+        let mut l = Scripted {
+            losses: vec![0.1],
+            steps: 0,
+            ok: 100,
+            act: None,
+            noisy_steps: Vec::new(),
+        };
+        train(&mut l, &tiny(40, 8), &o).unwrap();
+        assert!(l.noisy_steps.iter().all(|&n| !n) && l.act.is_none());
+    }
+
     // Issue 11, item 13: a loss that becomes non-finite or explodes stops the run and names
     // the likely cause.
     #[test]
@@ -696,6 +747,8 @@ mod tests {
                 losses,
                 steps: 0,
                 ok: usize::MAX,
+                act: None,
+                noisy_steps: Vec::new(),
             };
             train(&mut l, &tiny(40, 8), &opts(3))
         };
@@ -723,6 +776,8 @@ mod tests {
             losses: vec![1.0, f64::NAN],
             steps: 0,
             ok: usize::MAX,
+            act: None,
+            noisy_steps: Vec::new(),
         };
         let o = RunOptions {
             check_divergence: false,
@@ -738,6 +793,8 @@ mod tests {
             losses: vec![1.0],
             steps: 0,
             ok: usize::MAX,
+            act: None,
+            noisy_steps: Vec::new(),
         };
         let e = train(&mut l, &tiny(8, 0), &opts(1))
             .unwrap_err()
