@@ -1,6 +1,6 @@
 //! `dfforge noise`: its arguments and the command (the sweep is `dfforge::sweep::noise`).
 
-use super::sweep_cmd::BudgetArgs;
+use super::sweep_cmd::{local_runner, BudgetArgs};
 use super::{at_least_one, Cli};
 use anyhow::{Context, Result};
 use dfforge::config::Config;
@@ -8,7 +8,6 @@ use dfforge::data;
 use dfforge::noise::Regime;
 use dfforge::sweep::noise::{LearnerName, NoiseGrid, SiteLevels};
 use dfforge::sweep::{self, run, SoftBackend};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -189,21 +188,13 @@ pub fn cmd_noise(cfg: &Config, cli: &Cli, args: NoiseArgs) -> Result<()> {
         jobs.len(),
         jobs_path.display()
     );
-    let parallel = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let data_dir = std::path::absolute(&cli.data_dir).unwrap_or(cli.data_dir.clone());
-    let how = run::Local {
-        exe: std::env::current_exe().context("cannot find this program's path")?,
-        global_args: vec!["--data-dir".into(), data_dir.display().to_string()],
-        job_args: if args.retry_failed {
-            vec!["--retry-failed".into()]
-        } else {
-            vec![]
-        },
-        parallel,
-        progress: std::io::stderr().is_terminal(),
+    let job_args = if args.retry_failed {
+        vec!["--retry-failed".into()]
+    } else {
+        vec![]
     };
+    let how = local_runner(cli, args.jobs, job_args)?;
+    let parallel = how.parallel;
     let s = run::run_local(&args.out, &jobs_path, &jobs, &how, args.retry_failed)?;
     eprintln!(
         "noise: trained {} points ({} failed) in {:.1} s with {parallel} workers; {} were \

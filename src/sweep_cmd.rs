@@ -89,6 +89,24 @@ impl BudgetArgs {
     }
 }
 
+/// Workers for a local run of a job list (`dfforge sweep` and `dfforge noise`): `jobs` at
+/// once (default: the machine's cores), each `dfforge --data-dir D sweep run-job ... JOB_ARGS`.
+pub fn local_runner(
+    cli: &Cli,
+    jobs: Option<usize>,
+    job_args: Vec<String>,
+) -> Result<dfforge::sweep::run::Local> {
+    let data_dir = std::path::absolute(&cli.data_dir).unwrap_or(cli.data_dir.clone());
+    Ok(dfforge::sweep::run::Local {
+        exe: std::env::current_exe().context("cannot find this program's path")?,
+        global_args: vec!["--data-dir".into(), data_dir.display().to_string()],
+        job_args,
+        parallel: jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        progress: std::io::stderr().is_terminal(),
+    })
+}
+
 #[derive(Subcommand)]
 enum SweepAction {
     /// Measure job INDEX of a job list and write its result to DIR/results/<id>.json (what
@@ -269,23 +287,12 @@ pub fn cmd_sweep(cfg: &Config, cli: &Cli, args: SweepArgs) -> Result<()> {
                 }
                 return Ok(());
             }
-            let parallel = args
-                .jobs
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let data_dir = std::path::absolute(&cli.data_dir).unwrap_or(cli.data_dir.clone());
-            let how = run::Local {
-                exe: std::env::current_exe().context("cannot find this program's path")?,
-                global_args: vec!["--data-dir".into(), data_dir.display().to_string()],
-                job_args: {
-                    let mut a = vec!["--pnr-script".into(), args.pnr_script.display().to_string()];
-                    if args.retry_failed {
-                        a.push("--retry-failed".into());
-                    }
-                    a
-                },
-                parallel,
-                progress: std::io::stderr().is_terminal(),
-            };
+            let mut job_args = vec!["--pnr-script".into(), args.pnr_script.display().to_string()];
+            if args.retry_failed {
+                job_args.push("--retry-failed".into());
+            }
+            let how = local_runner(cli, args.jobs, job_args)?;
+            let parallel = how.parallel;
             let s = run::run_local(&args.out, &jobs_path, &jobs, &how, args.retry_failed)?;
             eprintln!(
                 "sweep: measured {} points ({} failed) in {:.1} s with {parallel} workers ({:.3} \

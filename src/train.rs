@@ -550,6 +550,19 @@ mod tests {
         noisy_steps: Vec<bool>,
     }
 
+    impl Scripted {
+        /// A learner reporting `losses` (the last repeated) that fails after step `ok`.
+        fn new(losses: Vec<f64>, ok: usize) -> Scripted {
+            Scripted {
+                losses,
+                steps: 0,
+                ok,
+                act: None,
+                noisy_steps: Vec::new(),
+            }
+        }
+    }
+
     impl Learner for Scripted {
         fn train_batch(&mut self, _x: &Mat, labels: &[u32]) -> crate::float::BatchStats {
             let l = self.losses[self.steps.min(self.losses.len() - 1)];
@@ -678,13 +691,7 @@ mod tests {
     // error. It must stop at the failing step, with no epoch record.
     #[test]
     fn a_failing_learner_stops_the_run_at_the_failing_step() {
-        let mut l = Scripted {
-            losses: vec![0.1],
-            steps: 0,
-            ok: 2,
-            act: None,
-            noisy_steps: Vec::new(),
-        };
+        let mut l = Scripted::new(vec![0.1], 2);
         match train(&mut l, &tiny(40, 8), &opts(2)) {
             Err(TrainError::Learner {
                 epoch: 1,
@@ -703,37 +710,19 @@ mod tests {
         let mut o = opts(1);
         o.noise.activation.level = 0.1;
         o.noise.activation.regime = crate::noise::Regime::Train;
-        let mut l = Scripted {
-            losses: vec![0.1],
-            steps: 0,
-            ok: 2,
-            act: None,
-            noisy_steps: Vec::new(),
-        };
+        let mut l = Scripted::new(vec![0.1], 2);
         assert!(
             train(&mut l, &tiny(40, 8), &o).is_err(),
             "the learner fails at step 3"
         );
         assert_eq!(l.noisy_steps, [true, true, true]);
         assert!(l.act.is_none(), "cleared after the failed run");
-        let mut l = Scripted {
-            losses: vec![0.1],
-            steps: 0,
-            ok: 100,
-            act: None,
-            noisy_steps: Vec::new(),
-        };
+        let mut l = Scripted::new(vec![0.1], 100);
         train(&mut l, &tiny(40, 8), &o).unwrap();
         assert!(l.noisy_steps.iter().all(|&n| n) && l.act.is_none());
         // In the inference regime the steps see none.
         o.noise.activation.regime = crate::noise::Regime::Inference;
-        let mut l = Scripted {
-            losses: vec![0.1],
-            steps: 0,
-            ok: 100,
-            act: None,
-            noisy_steps: Vec::new(),
-        };
+        let mut l = Scripted::new(vec![0.1], 100);
         train(&mut l, &tiny(40, 8), &o).unwrap();
         assert!(l.noisy_steps.iter().all(|&n| !n) && l.act.is_none());
     }
@@ -743,13 +732,7 @@ mod tests {
     #[test]
     fn a_diverging_loss_stops_the_run_with_the_likely_cause() {
         let run = |losses: Vec<f64>| {
-            let mut l = Scripted {
-                losses,
-                steps: 0,
-                ok: usize::MAX,
-                act: None,
-                noisy_steps: Vec::new(),
-            };
+            let mut l = Scripted::new(losses, usize::MAX);
             train(&mut l, &tiny(40, 8), &opts(3))
         };
         // Falling, noisy, or a brief spike: fine.
@@ -772,13 +755,7 @@ mod tests {
             }
         }
         // Not checked when asked not to (speed measurements).
-        let mut l = Scripted {
-            losses: vec![1.0, f64::NAN],
-            steps: 0,
-            ok: usize::MAX,
-            act: None,
-            noisy_steps: Vec::new(),
-        };
+        let mut l = Scripted::new(vec![1.0, f64::NAN], usize::MAX);
         let o = RunOptions {
             check_divergence: false,
             ..opts(1)
@@ -789,13 +766,7 @@ mod tests {
     // Issue 11, item 9: an accuracy over zero samples was reported as 0.0000.
     #[test]
     fn empty_splits_are_refused() {
-        let mut l = Scripted {
-            losses: vec![1.0],
-            steps: 0,
-            ok: usize::MAX,
-            act: None,
-            noisy_steps: Vec::new(),
-        };
+        let mut l = Scripted::new(vec![1.0], usize::MAX);
         let e = train(&mut l, &tiny(8, 0), &opts(1))
             .unwrap_err()
             .to_string();
